@@ -1,0 +1,37 @@
+# The two commands: `make run` and `make test`. Both create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= etc/recsvc.yaml
+
+.PHONY: venv run test test-tools clean
+
+venv: $(VENV)/.installed
+
+# The strict editable mode links every packaged file, the top-level
+# twisted/plugins/ dropin included, into build/__editable__.*, which goes on
+# sys.path: twistd finds the plugin from any working directory (the default
+# mode hides it). A file added to or removed from a package folder changes
+# the folder's time and reinstalls, so the link tree follows.
+$(VENV)/.installed: setup.cfg pyproject.toml recsvc recsvc/protocol twisted/plugins
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet --config-settings editable_mode=strict -e '.[test]'
+	touch $@
+
+run: venv
+	mkdir -p var
+	$(BIN)/twistd --nodaemon --pidfile= recsvc --config $(CONFIG)
+
+# Debian tools the tests use to check the files as other programs read them.
+test-tools:
+	@command -v ffprobe >/dev/null && command -v sox >/dev/null || { \
+	  echo "installing ffmpeg and sox (Debian) for the file checks"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends ffmpeg sox >/dev/null; }
+
+test: venv test-tools
+	$(BIN)/trial --jobs 2 tests
+
+clean:
+	rm -rf $(VENV) _trial_temp* build *.egg-info

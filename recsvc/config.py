@@ -1,0 +1,166 @@
+"""The service's configuration: YAML in, a frozen attrs tree out.
+
+Every key has a default and an empty section means defaults; unknown keys
+and bad values raise `ConfigError` naming the key path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Callable, Mapping
+
+import attrs
+import yaml
+
+from recsvc.storage import FORMATS
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message begins with the key path."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}" if key else problem)
+        self.key = key
+        self.problem = problem
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _integer(low: int, high: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low}..{high}")
+        return value
+    return convert
+
+
+def _ip_address(value: Any) -> str:
+    text = _text(value)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+
+
+def _advertise(value: Any) -> str:
+    text = _text(value)
+    if text != "auto" and any(c in text for c in "&=% \t"):
+        raise ValueError(f"{text!r} is neither 'auto' nor a host name or address")
+    return text
+
+
+def _port(value: Any) -> int:
+    return _integer(1, 65535)(value)
+
+
+def _port_range(value: Any) -> tuple[int, int]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f"expected [low, high], got {value!r}")
+    low, high = (_port(v) for v in value)
+    if low > high:
+        raise ValueError("low port above high port")
+    return (low, high)
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+    return convert
+
+
+@attrs.frozen
+class ControlConfig:
+    listen: str = attrs.field(default="tcp:10000", converter=_text)
+    # A message longer than this closes the connection that sent it.
+    max_message_bytes: int = attrs.field(default=4096, converter=_integer(256, 1 << 20))
+
+
+@attrs.frozen
+class RtpConfig:
+    interface: str = attrs.field(default="0.0.0.0", converter=_ip_address)
+    advertise: str = attrs.field(default="auto", converter=_advertise)
+    port_range: tuple[int, int] = attrs.field(default=(41000, 41999), converter=_port_range)
+
+
+@attrs.frozen
+class StorageConfig:
+    root: str = attrs.field(default="var/recordings", converter=_text)
+    format: str = attrs.field(default="g711", converter=_one_of(*FORMATS))
+
+
+@attrs.frozen
+class Config:
+    control: ControlConfig = ControlConfig()
+    rtp: RtpConfig = RtpConfig()
+    storage: StorageConfig = StorageConfig()
+
+
+def parse_config(data: Any) -> Config:
+    """A Config from the parsed YAML mapping (None means all defaults)."""
+    if data is None:
+        return Config()
+    sections = _mapping(data, "")
+    values = {}
+    for name, section in sections.items():
+        section_type = _field_types(Config).get(name)
+        if section_type is None:
+            raise ConfigError(str(name), f"unknown section (known: {', '.join(_field_types(Config))})")
+        values[name] = _parse_section(section_type, section, name)
+    return Config(**values)
+
+
+def _parse_section(section_type: type, data: Any, path: str) -> Any:
+    if data is None:
+        return section_type()
+    known = _field_types(section_type)
+    kwargs = {}
+    for key, value in _mapping(data, path).items():
+        if key not in known:
+            raise ConfigError(f"{path}.{key}", f"unknown key (known: {', '.join(known)})")
+        kwargs[key] = value
+    for key, value in kwargs.items():
+        try:
+            section_type(**{key: value})
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{path}.{key}", str(error)) from None
+    return section_type(**kwargs)
+
+
+def _mapping(data: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}.{key}" if path else str(key), "keys must be names")
+    return data
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return {field.name: field.default.__class__ for field in attrs.fields(cls)}
+
+
+def load_config(path: str) -> Config:
+    """Read and parse a YAML config file. Raises `ConfigError`."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as error:
+        raise ConfigError("", f"cannot read config file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError("", f"{path} is not valid YAML: {error}") from None
+    return parse_config(data)
+
+
+def as_config(config: Config | Mapping[str, Any] | None) -> Config:
+    """Accept a Config, or a parsed mapping as an embedding application has it."""
+    if isinstance(config, Config):
+        return config
+    return parse_config(config)

@@ -1,0 +1,47 @@
+"""How a recording gets its own UDP port: picked at random from a range.
+
+Kept behind `RtpPortPool` so the way sockets are opened and read can change
+(for speed) without touching the RTP protocol or the recording.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Protocol
+
+import attrs
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol
+
+
+class NoFreePort(Exception):
+    """Every port of the range is taken."""
+
+
+class RtpPortPool(Protocol):
+    def listen(self, protocol: DatagramProtocol) -> IListeningPort:
+        """Bind ``protocol`` to a free port of the range. Raises `NoFreePort`."""
+
+
+@attrs.define
+class ReactorPortPool:
+    """Binds with the reactor's ``listenUDP``, trying the range from a random
+    point so that a recording's port cannot be guessed from the last one."""
+
+    reactor: IReactorUDP
+    interface: str
+    low: int
+    high: int
+    random: random.Random = attrs.field(factory=random.SystemRandom)
+
+    def listen(self, protocol: DatagramProtocol) -> IListeningPort:
+        count = self.high - self.low + 1
+        first = self.random.randrange(count)
+        for step in range(count):
+            port = self.low + (first + step) % count
+            try:
+                return self.reactor.listenUDP(port, protocol, interface=self.interface)
+            except CannotListenError:
+                continue
+        raise NoFreePort(f"all {count} ports of {self.low}-{self.high} are in use")

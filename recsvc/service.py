@@ -1,0 +1,176 @@
+"""RecorderService: owns the recordings and their ports; shutdown drains them."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from recsvc.codec import CODECS
+from recsvc.ports import NoFreePort, RtpPortPool
+from recsvc.protocol.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
+from recsvc.protocol.rtp import RtpReceiver
+from recsvc.session import (
+    BY_CONNECTION,
+    BY_PHONE,
+    BY_SERVER,
+    RECORDING,
+    PhoneLink,
+    Recording,
+    RecordingInfo,
+    RecordingSummary,
+    Registry,
+    RunBlocking,
+)
+from recsvc.storage import Storage
+
+
+class UnknownRecording(KeyError):
+    """A Stop named an id that is not recording."""
+
+
+@attrs.define(eq=False)
+class RecorderService(Service):
+    """Starts and stops recordings for the control connections.
+
+    ``advertise`` is the address put in Start responses; None means the local
+    address of the phone's own control connection.
+    """
+
+    log = Logger()
+
+    clock: IReactorTime
+    ports: RtpPortPool
+    storage: Storage
+    run_blocking: RunBlocking
+    advertise: str | None = None
+    registry: Registry = attrs.field(factory=Registry)
+    _links: set[PhoneLink] = attrs.field(factory=set)
+    _accepting: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        Service.__init__(self)
+
+    def link_connected(self, link: PhoneLink) -> None:
+        self._links.add(link)
+
+    def link_lost(self, link: PhoneLink) -> None:
+        """A control connection is gone: its recordings end, keeping what arrived."""
+        self._links.discard(link)
+        for recording in self.registry:
+            if recording.link is link:
+                recording.link = None
+                recording.stop("connection lost", BY_CONNECTION).addErrback(lambda f: None)
+
+    def start_recording(
+        self, request: StartRequest, link: PhoneLink, peer: str, local_host: str
+    ) -> StartResponse:
+        """Answer a RecordStartRequest: open a port and a file, or say why not."""
+        recording_id = request.recording_id
+        existing = self.registry.get(recording_id)
+        if existing is not None:
+            if existing.state == RECORDING and existing.info.device == request.device:
+                # The phone retried: same answer, and its newest connection
+                # is the one to tell when the server stops.
+                existing.link = link
+                return self._accepted(existing, local_host)
+            return self._refused(request, "id already recording")
+        if not self._accepting:
+            return self._refused(request, "server shutting down")
+        codec = CODECS.get(request.codec)
+        if codec is None:
+            return self._refused(request, f"unsupported codec {request.codec[:20]}")
+        receiver = RtpReceiver()
+        try:
+            port = self.ports.listen(receiver)
+        except NoFreePort:
+            return self._refused(request, "no free port")
+        started_at = self.clock.seconds()
+        try:
+            writer = self.storage.create(
+                codec, started_at, request.device, request.direction,
+                request.parties.remote_number, recording_id,
+            )
+        except OSError as error:
+            port.stopListening()
+            self.log.error(
+                "Recording {recordingId} refused: cannot create its file: {reason}",
+                recordingId=recording_id, device=request.device, peer=peer,
+                reason=error.strerror or str(error),
+            )
+            return self._refused(request, "storage not writable")
+        recording = Recording(
+            info=RecordingInfo(
+                recording_id=recording_id,
+                device=request.device,
+                codec=codec,
+                direction=request.direction,
+                parties=request.parties,
+                peer=peer,
+            ),
+            started_at=started_at,
+            writer=writer,
+            storage=self.storage,
+            clock=self.clock,
+            run_blocking=self.run_blocking,
+            transcode=self.storage.transcoder(codec),
+            on_stopped=self.registry.remove,
+            link=link,
+            port=port,
+        )
+        receiver.sink = recording
+        self.registry.add(recording)
+        self.log.info(
+            "Recording {recordingId} started from {device} ({codec}) on port {port}: {file}",
+            recordingId=recording_id, device=request.device, codec=codec.name, peer=peer,
+            port=recording.rtp_port, file=os.path.basename(writer.path),
+        )
+        return self._accepted(recording, local_host)
+
+    def _accepted(self, recording: Recording, local_host: str) -> StartResponse:
+        return StartResponse(
+            recording_id=recording.recording_id,
+            result=SUCCESS,
+            server=self.advertise or local_host,
+            port=recording.rtp_port,
+        )
+
+    def _refused(self, request: StartRequest, reason: str) -> StartResponse:
+        self.log.warn(
+            "Recording {recordingId} refused: {reason}",
+            recordingId=request.recording_id, device=request.device, reason=reason,
+        )
+        return StartResponse(recording_id=request.recording_id, result=FAILED, reason=reason)
+
+    def stop_recording(self, request: StopRequest) -> Deferred[RecordingSummary]:
+        """Answer a RecordStopRequest from a phone; fails with UnknownRecording."""
+        recording = self.registry.get(request.recording_id)
+        if recording is None:
+            return fail(UnknownRecording(request.recording_id))
+        return recording.stop(request.reason or "stopped by phone", BY_PHONE, request.updates)
+
+    def startService(self) -> None:
+        self._accepting = True
+        Service.startService(self)
+
+    async def _drain(self) -> None:
+        self._accepting = False
+        stops = [
+            recording.stop("shutdown", BY_SERVER) for recording in self.registry
+        ]
+        if stops:
+            self.log.info("Shutting down: finishing {count} recordings", count=len(stops))
+        await DeferredList(stops, consumeErrors=True)
+        for link in list(self._links):
+            link.disconnect()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop every recording (the phones are told), finish the files, then
+        close the control connections."""
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._drain())

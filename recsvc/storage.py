@@ -1,0 +1,92 @@
+"""The recordings folder: creates each recording's WAV and writes its sidecar."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+
+import attrs
+
+from recsvc.codec import Codec
+from recsvc.naming import recording_stem
+from recsvc.wav import AudioWriter, WavFileWriter, WavFormat
+
+FORMATS = ("g711", "pcm16")
+
+WriterOpener = Callable[[str, WavFormat], AudioWriter]
+
+
+class StorageError(Exception):
+    """A recording's files could not be finished."""
+
+
+def open_wav_file(path: str, fmt: WavFormat) -> AudioWriter:
+    return WavFileWriter(path, fmt)
+
+
+@attrs.define
+class Storage:
+    """Lays recordings out under ``root``: ``device/YYYY/MM/DD/NAME.wav`` with
+    ``NAME.json`` beside it. Names never collide: a taken name gets a suffix."""
+
+    root: str
+    audio_format: str = "g711"
+    open_writer: WriterOpener = open_wav_file
+
+    def wav_format(self, codec: Codec) -> WavFormat:
+        if self.audio_format == "pcm16":
+            return WavFormat.pcm16(codec)
+        return WavFormat.stored(codec)
+
+    def transcoder(self, codec: Codec) -> Callable[[bytes], bytes] | None:
+        """How received payloads become stored bytes; None keeps them as they are."""
+        return codec.to_pcm16 if self.audio_format == "pcm16" else None
+
+    def create(
+        self, codec: Codec, started_at: float, device: str, direction: str,
+        remote_number: str, recording_id: str,
+    ) -> AudioWriter:
+        """Create the recording's WAV file. Raises OSError."""
+        *folders, stem = recording_stem(started_at, device, direction, remote_number, recording_id)
+        root = os.path.abspath(self.root)
+        folder = os.path.join(root, *folders)
+        if os.path.commonpath([root, os.path.realpath(folder)]) != os.path.realpath(root):
+            raise PermissionError(f"{folder} is outside the storage root")
+        os.makedirs(folder, exist_ok=True)
+        for attempt in range(1000):
+            name = stem if attempt == 0 else f"{stem}-{attempt}"
+            path = os.path.join(folder, name + ".wav")
+            if os.path.exists(sidecar_path(path)):
+                continue
+            try:
+                return self.open_writer(path, self.wav_format(codec))
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"no free name for {stem} in {folder}")
+
+    def write_sidecar(self, writer_path: str, data: dict[str, Any]) -> str:
+        """Write the sidecar durably (temp file, fsync, rename). Blocking."""
+        path = sidecar_path(writer_path)
+        temporary = path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        _fsync_directory(os.path.dirname(path))
+        return path
+
+
+def sidecar_path(wav_path: str) -> str:
+    base, _ = os.path.splitext(wav_path)
+    return base + ".json"
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

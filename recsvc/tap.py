@@ -1,0 +1,145 @@
+"""twistd entry point (Options, makeService) and the wiring of the service tree.
+
+The only module that imports the global reactor, and only when no reactor is
+given, so an embedding application may install its own first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python import usage
+
+from recsvc.config import Config, ConfigError, as_config, load_config
+from recsvc.ports import ReactorPortPool
+from recsvc.protocol.control import ControlFactory
+from recsvc.service import RecorderService
+from recsvc.storage import Storage
+
+
+class Options(usage.Options):
+    synopsis = "[--config FILE]"
+    longdesc = "Record calls from Fanvil phones (server recording) into WAV files."
+    optParameters = [
+        ["config", "c", None, "YAML configuration file (default: built-in defaults)"],
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            config = load_config(self["config"]) if self["config"] else Config()
+            check_config(config, _global_reactor())
+        except ConfigError as error:
+            raise usage.UsageError(str(error)) from None
+        self["config"] = config
+
+
+def check_config(config: Config, reactor: Any) -> None:
+    """What can only be checked against the machine: the endpoint syntax and
+    a storage root that can be created and written. Raises ConfigError."""
+    endpoint_for(config, reactor)
+    root = config.storage.root
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as error:
+        raise ConfigError("storage.root", f"cannot create {root}: {error.strerror}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigError("storage.root", f"{root} is not writable")
+
+
+def endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint:
+    try:
+        return serverFromString(reactor, config.control.listen)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError("control.listen", f"not a valid endpoint: {error}") from None
+
+
+class ControlListener(Service):
+    """Listens on the control endpoint; fails start-up if it cannot."""
+
+    log = Logger()
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory) -> None:
+        self._endpoint = endpoint
+        self._factory = factory
+        self._port: IListeningPort | None = None
+        self._listening: Deferred[IListeningPort] | None = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        listening = self._endpoint.listen(self._factory)
+        failures: list[Any] = []
+        listening.addCallbacks(self._listened, failures.append)
+        if failures:
+            # Fail start-up synchronously, as twistd needs, before anything else listens.
+            failures[0].raiseException()
+        self._listening = listening
+
+    def _listened(self, port: IListeningPort) -> IListeningPort:
+        self._port = port
+        address = port.getHost()
+        self.log.info("Control listening on {host}:{port}", host=address.host, port=address.port)
+        return port
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """The listening port, once there is one."""
+        assert self._listening is not None, "not started"
+        result: Deferred[IListeningPort] = Deferred()
+        self._listening.addCallback(lambda port: (result.callback(port), port)[1])
+        return result
+
+    def stopService(self) -> Deferred[None] | None:
+        Service.stopService(self)
+        if self._port is not None:
+            port, self._port = self._port, None
+            return port.stopListening()
+        return None
+
+
+def makeService(
+    config: Config | Mapping[str, Any] | usage.Options | None = None, reactor: Any = None
+) -> IService:
+    """The recorder as a service tree an application can add to its own.
+
+    ``config`` is a Config, a parsed mapping (as from YAML) or twistd's Options.
+    The returned MultiService has the recorder (named "recorder") and the
+    control listener (named "control").
+    """
+    if isinstance(config, usage.Options):
+        config = config["config"]
+    config = as_config(config)
+    if reactor is None:
+        reactor = _global_reactor()
+    low, high = config.rtp.port_range
+    recorder = RecorderService(
+        clock=reactor,
+        ports=ReactorPortPool(reactor, config.rtp.interface, low, high),
+        storage=Storage(root=config.storage.root, audio_format=config.storage.format),
+        run_blocking=lambda f, *args: deferToThreadPool(reactor, reactor.getThreadPool(), f, *args),
+        advertise=None if config.rtp.advertise == "auto" else config.rtp.advertise,
+    )
+    control = ControlListener(
+        endpoint_for(config, reactor),
+        ControlFactory(recorder, config.control.max_message_bytes),
+    )
+    root = MultiService()
+    # MultiService stops children in reverse: the listener closes first, then
+    # the recorder drains its recordings.
+    recorder.setName("recorder")
+    recorder.setServiceParent(root)
+    control.setName("control")
+    control.setServiceParent(root)
+    return root
+
+
+def _global_reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor

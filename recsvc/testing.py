@@ -1,0 +1,124 @@
+"""Fakes shipped with the package, for recsvc's tests and for applications
+that embed it: an in-memory WAV writer, a writer that fails, a port pool."""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, Callable
+
+import attrs
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import DatagramProtocol
+
+from recsvc.ports import NoFreePort
+from recsvc.wav import AudioWriter, WavFormat, header_patches, wav_header
+
+
+def run_now(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """A `run_blocking` that runs the work at once, on the calling thread."""
+    return maybeDeferred(f, *args)
+
+
+@attrs.define(eq=False)
+class MemoryWavWriter:
+    """Keeps the WAV file in memory; `contents` is what the file would hold."""
+
+    path: str
+    format: WavFormat
+    closed: bool = False
+    discarded: bool = False
+    _data: bytearray = attrs.field(factory=bytearray)
+
+    @property
+    def data_bytes(self) -> int:
+        return len(self._data)
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            raise ValueError("write to a closed writer")
+        self._data += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def discard(self) -> None:
+        self.closed = self.discarded = True
+
+    def contents(self) -> bytes:
+        size = len(self._data)
+        header = bytearray(wav_header(self.format).header)
+        for offset, value in header_patches(self.format, size):
+            header[offset:offset + 4] = value
+        return bytes(header) + bytes(self._data) + b"\0" * (size & 1)
+
+
+@attrs.define(eq=False)
+class FailingWriter:
+    """Wraps a writer and fails its write number ``fail_at`` (1-based) and
+    every one after with ``error`` (ENOSPC unless told otherwise)."""
+
+    inner: AudioWriter
+    fail_at: int
+    error: OSError = attrs.field(factory=lambda: OSError(errno.ENOSPC, "No space left on device"))
+    writes: int = 0
+
+    @property
+    def path(self) -> str:
+        return self.inner.path
+
+    @property
+    def data_bytes(self) -> int:
+        return self.inner.data_bytes
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        if self.writes >= self.fail_at:
+            raise self.error
+        self.inner.write(data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def discard(self) -> None:
+        self.inner.discard()
+
+
+@attrs.define(eq=False)
+class FakeListeningPort:
+    """What `FakePortPool.listen` returns: a port that can be closed."""
+
+    number: int
+    protocol: DatagramProtocol
+    listening: bool = True
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("UDP", "127.0.0.1", self.number)
+
+    def stopListening(self) -> None:
+        self.listening = False
+        self.protocol.doStop()
+
+
+@attrs.define
+class FakePortPool:
+    """Hands out ports from a range in order; `open` maps port -> protocol."""
+
+    low: int = 41000
+    high: int = 41009
+    open: dict[int, FakeListeningPort] = attrs.field(factory=dict)
+
+    def listen(self, protocol: DatagramProtocol) -> FakeListeningPort:
+        for number in range(self.low, self.high + 1):
+            port = self.open.get(number)
+            if port is None or not port.listening:
+                protocol.doStart()
+                self.open[number] = FakeListeningPort(number, protocol)
+                return self.open[number]
+        raise NoFreePort(f"all of {self.low}-{self.high} in use")
+
+    def deliver(self, number: int, datagram: bytes, source: tuple[str, int] = ("127.0.0.1", 5004)) -> None:
+        """Hand a datagram to whatever listens on ``number``."""
+        port = self.open[number]
+        if port.listening:
+            port.protocol.datagramReceived(datagram, source)

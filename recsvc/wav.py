@@ -1,0 +1,226 @@
+"""WAV (RIFF) files: the header, pure, and the writer that streams audio into one.
+
+The header is written with zero sizes when the file is created and patched
+with the real sizes when it is closed, so the data chunk holds exactly the
+bytes written, in the order written.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+from typing import Protocol
+
+import attrs
+
+from recsvc.codec import WAVE_FORMAT_PCM, Codec
+
+# How much audio the writer gathers before one write() to the file: a few
+# seconds of G.711, so a recording costs a system call every few seconds.
+WRITE_BATCH_BYTES = 16 * 1024
+
+
+@attrs.frozen
+class WavFormat:
+    format_tag: int
+    sample_rate: int
+    bits_per_sample: int
+    channels: int = 1
+
+    @property
+    def block_align(self) -> int:
+        return self.channels * self.bits_per_sample // 8
+
+    @classmethod
+    def stored(cls, codec: Codec) -> WavFormat:
+        """The codec's own bytes, as received (A-law/mu-law WAV for G.711)."""
+        return cls(codec.wav_format_tag, codec.sample_rate, codec.bits_per_sample)
+
+    @classmethod
+    def pcm16(cls, codec: Codec) -> WavFormat:
+        """The codec decoded to 16-bit linear PCM."""
+        return cls(WAVE_FORMAT_PCM, codec.sample_rate, 16)
+
+
+@attrs.frozen
+class WavLayout:
+    """Where the fields that change with the data size sit in the header."""
+
+    header: bytes
+    riff_size_offset: int = 4
+    fact_offset: int | None = None
+    data_size_offset: int = 0
+
+
+def wav_header(fmt: WavFormat, data_size: int = 0) -> WavLayout:
+    """The header for ``data_size`` bytes of audio, and where its sizes sit.
+
+    Non-PCM formats carry an 18-byte fmt chunk (cbSize = 0) and a fact chunk
+    with the sample count, as RIFF requires for compressed formats.
+    """
+    pcm = fmt.format_tag == WAVE_FORMAT_PCM
+    fmt_body = struct.pack(
+        "<HHIIHH",
+        fmt.format_tag,
+        fmt.channels,
+        fmt.sample_rate,
+        fmt.sample_rate * fmt.block_align,
+        fmt.block_align,
+        fmt.bits_per_sample,
+    )
+    if not pcm:
+        fmt_body += struct.pack("<H", 0)
+    chunks = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt_body)) + fmt_body
+    fact_offset = None
+    if not pcm:
+        fact_offset = 8 + len(chunks) + 8
+        chunks += b"fact" + struct.pack("<I", 4) + struct.pack("<I", data_size // fmt.block_align)
+    data_size_offset = 8 + len(chunks) + 4
+    chunks += b"data" + struct.pack("<I", data_size)
+    riff_size = len(chunks) + data_size + (data_size & 1)
+    header = b"RIFF" + struct.pack("<I", riff_size) + chunks
+    return WavLayout(header, 4, fact_offset, data_size_offset)
+
+
+def header_patches(fmt: WavFormat, data_size: int) -> list[tuple[int, bytes]]:
+    """The (offset, bytes) writes that bring a header up to ``data_size``."""
+    layout = wav_header(fmt, data_size)
+    fields = [layout.riff_size_offset, layout.data_size_offset]
+    if layout.fact_offset is not None:
+        fields.append(layout.fact_offset)
+    return [(offset, layout.header[offset:offset + 4]) for offset in fields]
+
+
+class AudioWriter(Protocol):
+    """Where a recording's audio goes. `WavFileWriter` is the real one;
+    `recsvc.testing.MemoryWavWriter` the fake, held to the same contract."""
+
+    @property
+    def path(self) -> str:
+        """Where the finished file is (its sidecar goes beside it)."""
+
+    @property
+    def data_bytes(self) -> int:
+        """Audio bytes written so far that the finished file will hold."""
+
+    def write(self, data: bytes) -> None:
+        """Append audio. Raises OSError; what was written before stays valid."""
+
+    def close(self) -> None:
+        """Finish the file: remaining data, sizes in the header, fsync.
+        Blocking: called off the reactor thread. Raises OSError."""
+
+    def discard(self) -> None:
+        """Close and remove the file: the recording never started."""
+
+
+@attrs.define(eq=False)
+class WavFileWriter:
+    """Streams audio into a WAV file created exclusively at ``path``."""
+
+    path: str
+    format: WavFormat
+    file_mode: int = 0o640
+    _fd: int = -1
+    _pending: bytearray = attrs.field(factory=bytearray)
+    _written: int = 0
+    _failed: OSError | None = None
+
+    def __attrs_post_init__(self) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        self._fd = os.open(self.path, flags, self.file_mode)
+        try:
+            os.fchmod(self._fd, self.file_mode)  # whatever the umask
+            _write_all(self._fd, wav_header(self.format).header)
+        except OSError as error:
+            os.close(self._fd)
+            os.unlink(self.path)
+            raise getattr(error, "error", error) from None
+
+    @property
+    def data_bytes(self) -> int:
+        return self._written + len(self._pending)
+
+    def write(self, data: bytes) -> None:
+        if self._failed is not None:
+            raise self._failed
+        self._pending += data
+        if len(self._pending) >= WRITE_BATCH_BYTES:
+            self._flush()
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            if self._failed is None:
+                self._flush()
+        finally:
+            try:
+                self._finish_header()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+    def discard(self) -> None:
+        """Close and remove the file (the recording never started)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        os.unlink(self.path)
+
+    def _flush(self) -> None:
+        pending, self._pending = bytes(self._pending), bytearray()
+        try:
+            self._written += _write_all(self._fd, pending)
+        except _PartialWrite as partial:
+            self._written += partial.written
+            self._failed = partial.error
+            raise partial.error from None
+
+    def _finish_header(self) -> None:
+        # A failed write may have cut a sample in two: drop the partial one.
+        size = self._written - self._written % self.format.block_align
+        data_start = len(wav_header(self.format).header)
+        if size & 1:
+            # RIFF chunks are word-aligned; without room for the pad byte
+            # (disk full) drop the odd byte rather than break the file.
+            try:
+                _pwrite_all(self._fd, b"\0", data_start + size)
+            except OSError:
+                size -= 1
+        self._written = size
+        for offset, data in header_patches(self.format, size):
+            _pwrite_all(self._fd, data, offset)
+        os.ftruncate(self._fd, data_start + size + (size & 1))
+        os.fsync(self._fd)
+
+
+class _PartialWrite(OSError):
+    """A write that failed after ``written`` bytes reached the file."""
+
+    def __init__(self, written: int, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.written = written
+        self.error = error
+
+
+def _write_all(fd: int, data: bytes) -> int:
+    view = memoryview(data)
+    written = 0
+    while written < len(view):
+        try:
+            count = os.write(fd, view[written:])
+        except OSError as error:
+            raise _PartialWrite(written, error) from None
+        if count == 0:
+            raise _PartialWrite(written, OSError(errno.EIO, "short write"))
+        written += count
+    return written
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    while data:
+        count = os.pwrite(fd, data, offset)
+        data = data[count:]
+        offset += count
