@@ -31,7 +31,7 @@ test-tools:
 	  apt-get install -y -qq --no-install-recommends ffmpeg sox >/dev/null; }
 
 test: venv test-tools
-	$(BIN)/trial --jobs 2 tests
+	$(BIN)/python -m twisted.trial --jobs 2 tests
 
 clean:
 	rm -rf $(VENV) _trial_temp* build *.egg-info

@@ -56,11 +56,13 @@ class MemoryWavWriter:
 @attrs.define(eq=False)
 class FailingWriter:
     """Wraps a writer and fails its write number ``fail_at`` (1-based) and
-    every one after with ``error`` (ENOSPC unless told otherwise)."""
+    every one after with ``error`` (ENOSPC unless told otherwise); with
+    ``close_error``, closing fails with it after closing the inner writer."""
 
     inner: AudioWriter
-    fail_at: int
+    fail_at: int | None = None
     error: OSError = attrs.field(factory=lambda: OSError(errno.ENOSPC, "No space left on device"))
+    close_error: OSError | None = None
     writes: int = 0
 
     @property
@@ -73,12 +75,14 @@ class FailingWriter:
 
     def write(self, data: bytes) -> None:
         self.writes += 1
-        if self.writes >= self.fail_at:
+        if self.fail_at is not None and self.writes >= self.fail_at:
             raise self.error
         self.inner.write(data)
 
     def close(self) -> None:
         self.inner.close()
+        if self.close_error is not None:
+            raise self.close_error
 
     def discard(self) -> None:
         self.inner.discard()
@@ -122,3 +126,84 @@ class FakePortPool:
         port = self.open[number]
         if port.listening:
             port.protocol.datagramReceived(datagram, source)
+
+
+@attrs.define
+class MemoryWriters:
+    """A `Storage.open_writer` that keeps files in memory, by path; with
+    ``fail_at`` set, each writer fails that write (see `FailingWriter`)."""
+
+    fail_at: int | None = None
+    writers: dict[str, MemoryWavWriter] = attrs.field(factory=dict)
+
+    def __call__(self, path: str, fmt: WavFormat) -> AudioWriter:
+        if path in self.writers:
+            raise FileExistsError(path)
+        writer = self.writers[path] = MemoryWavWriter(path, fmt)
+        if self.fail_at is not None:
+            return FailingWriter(writer, self.fail_at)
+        return writer
+
+    def only(self) -> MemoryWavWriter:
+        """The one writer opened (a test that made one recording)."""
+        [writer] = self.writers.values()
+        return writer
+
+
+@attrs.define(eq=False)
+class FakePhoneLink:
+    """A control connection that records what the service asked of it."""
+
+    stop_requests: list[tuple[str, str]] = attrs.field(factory=list)
+    disconnected: bool = False
+
+    def send_stop_request(self, recording_id: str, reason: str) -> None:
+        self.stop_requests.append((recording_id, reason))
+
+    def disconnect(self) -> None:
+        self.disconnected = True
+
+
+@attrs.define
+class ManualRunner:
+    """A `run_blocking` that holds the work until `run_pending` is called, so
+    a test can look at a recording while its files are being finished."""
+
+    pending: list[tuple[Deferred[Any], Callable[..., Any], tuple[Any, ...]]] = attrs.field(
+        factory=list
+    )
+
+    def __call__(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        waiter: Deferred[Any] = Deferred()
+        self.pending.append((waiter, f, args))
+        return waiter
+
+    def run_pending(self) -> None:
+        while self.pending:
+            waiter, f, args = self.pending.pop(0)
+            maybeDeferred(f, *args).chainDeferred(waiter)
+
+
+def memory_recorder(
+    root: str,
+    clock: Any = None,
+    writers: MemoryWriters | None = None,
+    ports: FakePortPool | None = None,
+    run_blocking: Callable[..., Deferred[Any]] = run_now,
+    audio_format: str = "g711",
+    advertise: str | None = None,
+) -> Any:
+    """A RecorderService on fakes: a task.Clock, the fake port pool and
+    in-memory WAV writers (sidecars go to ``root``)."""
+    from twisted.internet.task import Clock
+
+    from recsvc.service import RecorderService
+    from recsvc.storage import Storage
+
+    return RecorderService(
+        clock=Clock() if clock is None else clock,
+        ports=FakePortPool() if ports is None else ports,
+        storage=Storage(root, audio_format, MemoryWriters() if writers is None else writers),
+        run_blocking=run_blocking,
+        advertise=advertise,
+    )

@@ -1,0 +1,229 @@
+"""Tests for recsvc.protocol.control over StringTransport."""
+
+from __future__ import annotations
+
+import json
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionLost
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.protocol.control import ControlFactory
+from recsvc.storage import sidecar_path
+from recsvc.testing import FakePortPool, ManualRunner, MemoryWriters, memory_recorder
+
+START = (
+    b"cmd=RecordStartRequest&id=7&device=00:a8:59:00:00:01&remote_number=+8613800138000"
+    b"&remote_name=%E5%BC%A0%E4%B8%89&local_number=2001&local_name=Desk&dir=in&codec=pcma"
+)
+STARTED = b"cmd=RecordStartResponse&id=7&result=success&reason=&server=127.0.0.9&port=41000"
+
+
+class ControlTestsMixin:
+    def setUp(self) -> None:
+        self.root = self.mktemp()
+        self.runner = ManualRunner()
+        self.writers = MemoryWriters()
+        self.ports = FakePortPool()
+        self.service = memory_recorder(
+            self.root, writers=self.writers, ports=self.ports, run_blocking=self.runner
+        )
+        self.service.startService()
+        self.factory = ControlFactory(self.service, max_message_bytes=512)
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 40404),
+        )
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def sent(self, transport: StringTransport) -> bytes:
+        value = transport.value()
+        transport.clear()
+        return value
+
+
+class FramingTests(ControlTestsMixin, SynchronousTestCase):
+    def test_bare_start(self) -> None:
+        """A bare Start (the firmware's style) gets a bare Start response with
+        the recording's own address and port."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START)
+        self.assertEqual(self.sent(transport), STARTED)
+
+    def test_terminated_styles(self) -> None:
+        """A peer that ends messages with CRLF, LF or NUL gets replies ended
+        the same way."""
+        for terminator in (b"\r\n", b"\n", b"\x00"):
+            self.setUp()
+            protocol, transport = self.connect()
+            protocol.dataReceived(START + terminator)
+            self.assertEqual(self.sent(transport), STARTED + terminator)
+
+    def test_split_terminated_message(self) -> None:
+        """A terminated peer's message that arrives in pieces is answered
+        once it is complete."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"cmd=RecordStopRequest&id=none\r\n")
+        self.sent(transport)
+        protocol.dataReceived(START[:30])
+        self.assertEqual(self.sent(transport), b"")
+        protocol.dataReceived(START[30:] + b"\r\n")
+        self.assertEqual(self.sent(transport), STARTED + b"\r\n")
+
+    def test_several_messages_one_read(self) -> None:
+        """Several messages in one read, run together, are each answered."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START + START.replace(b"id=7", b"id=8"))
+        replies = self.sent(transport)
+        self.assertTrue(replies.startswith(STARTED), replies)
+        self.assertIn(b"cmd=RecordStartResponse&id=8&result=success", replies)
+
+    def test_too_long_closes_only_that_connection(self) -> None:
+        """A message over the limit closes its connection; another
+        connection goes on being served."""
+        protocol, transport = self.connect()
+        other, other_transport = self.connect()
+        protocol.dataReceived(b"cmd=RecordStartRequest&id=1&remote_name=" + b"x" * 600)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.sent(transport), b"")
+        other.dataReceived(START)
+        self.assertEqual(self.sent(other_transport), STARTED)
+        self.assertFalse(other_transport.disconnecting)
+
+
+class CommandTests(ControlTestsMixin, SynchronousTestCase):
+    def test_start_metadata_decoded(self) -> None:
+        """Percent-encoded values are decoded (UTF-8) and '+' is kept."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START)
+        info = self.service.registry.get("7").info
+        self.assertEqual(info.parties.remote_number, "+8613800138000")
+        self.assertEqual(info.parties.remote_name, "\u5f20\u4e09")
+        self.assertEqual(info.codec.name, "PCMA")
+        self.assertEqual(info.peer, "127.0.0.1")
+
+    def test_stop_answered_after_files_finished(self) -> None:
+        """The Stop is answered success only once the file and sidecar are on
+        disk."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START)
+        self.sent(transport)
+        protocol.dataReceived(b"cmd=RecordStopRequest&id=7&reason=hangup&remote_number=555")
+        self.assertEqual(self.sent(transport), b"")
+        self.runner.run_pending()
+        self.assertEqual(self.sent(transport), b"cmd=RecordStopResponse&id=7&result=success")
+        [path] = self.writers.writers
+        with open(sidecar_path(path), encoding="utf-8") as handle:
+            self.assertEqual(json.load(handle)["remote_number"], "555")
+
+    def test_stop_from_another_connection(self) -> None:
+        """A Stop may come on another connection than the Start's."""
+        protocol, _ = self.connect()
+        protocol.dataReceived(START)
+        other, other_transport = self.connect()
+        other.dataReceived(b"cmd=RecordStopRequest&id=7")
+        self.runner.run_pending()
+        self.assertEqual(self.sent(other_transport), b"cmd=RecordStopResponse&id=7&result=success")
+
+    def test_stop_unknown_id(self) -> None:
+        """A Stop for an unknown id is answered failed, unknown id."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"cmd=RecordStopRequest&id=9")
+        self.assertEqual(
+            self.sent(transport), b"cmd=RecordStopResponse&id=9&result=failed&reason=unknown id"
+        )
+
+    def test_stop_storage_error(self) -> None:
+        """A Stop whose file cannot be finished is answered failed."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START)
+        self.sent(transport)
+        self.runner.pending.clear()
+        protocol.dataReceived(b"cmd=RecordStopRequest&id=7")
+        waiter, f, args = self.runner.pending.pop()
+        waiter.errback(OSError(5, "Input/output error"))
+        self.assertEqual(
+            self.sent(transport), b"cmd=RecordStopResponse&id=7&result=failed&reason=storage error"
+        )
+        self.flushLoggedErrors()
+
+    def test_stop_response_accepted_quietly(self) -> None:
+        """A RecordStopResponse from the phone gets no reply."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"cmd=RecordStopResponse&id=7&result=success")
+        self.assertEqual(self.sent(transport), b"")
+        self.assertFalse(transport.disconnecting)
+
+    def test_missing_id(self) -> None:
+        """A Start without an id is refused with reason missing id."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"cmd=RecordStartRequest&device=x&codec=PCMA")
+        self.assertEqual(
+            self.sent(transport),
+            b"cmd=RecordStartResponse&id=&result=failed&reason=missing id&server=&port=",
+        )
+        self.assertEqual(self.ports.open, {})
+
+    def test_unsupported_codec(self) -> None:
+        """A Start with a codec recsvc cannot record is refused, naming it."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START.replace(b"codec=pcma", b"codec=G729"))
+        self.assertEqual(
+            self.sent(transport),
+            b"cmd=RecordStartResponse&id=7&result=failed&reason=unsupported codec G729&server=&port=",
+        )
+
+    def test_unknown_command(self) -> None:
+        """An unknown command with an id gets a failed reply; without an id,
+        nothing; the connection stays open either way."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"cmd=RecordPauseRequest&id=3")
+        self.assertEqual(
+            self.sent(transport),
+            b"cmd=RecordPauseResponse&id=3&result=failed&reason=unknown command RecordPauseRequest",
+        )
+        protocol.dataReceived(b"cmd=Hello")
+        self.assertEqual(self.sent(transport), b"")
+        self.assertFalse(transport.disconnecting)
+
+    def test_malformed_messages(self) -> None:
+        """Garbage is logged and dropped; the connection goes on serving."""
+        protocol, transport = self.connect()
+        for garbage in (b"hello", b"\xff\xfe\x00", b"=&=&", b"cmd=&id=1"):
+            protocol.dataReceived(garbage)
+        self.assertFalse(transport.disconnecting)
+        protocol.dataReceived(START + b"\n")
+        self.assertTrue(self.sent(transport).endswith(STARTED + b"\n"))
+
+
+class ConnectionTests(ControlTestsMixin, SynchronousTestCase):
+    def test_connection_lost_stops_recordings(self) -> None:
+        """A broken connection stops the recordings it started; their files
+        are finished with stopped_by connection."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START)
+        protocol.connectionLost(Failure(ConnectionLost()))
+        self.runner.run_pending()
+        self.assertIsNone(self.service.registry.get("7"))
+        [path] = self.writers.writers
+        with open(sidecar_path(path), encoding="utf-8") as handle:
+            self.assertEqual(json.load(handle)["stopped_by"], "connection")
+
+    def test_server_stop_request(self) -> None:
+        """At shutdown the phone is sent a RecordStopRequest in its own
+        framing, and its connection is closed once the files are finished."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START + b"\r\n")
+        self.sent(transport)
+        stopped = self.service.stopService()
+        self.assertEqual(self.sent(transport), b"cmd=RecordStopRequest&id=7&reason=shutdown\r\n")
+        self.assertFalse(transport.disconnecting)
+        self.runner.run_pending()
+        self.successResultOf(stopped)
+        self.assertTrue(transport.disconnecting)

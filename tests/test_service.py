@@ -1,0 +1,234 @@
+"""Tests for recsvc.service.RecorderService on fakes (clock, ports, writers)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
+from recsvc.rtp import RtpPacket, build_rtp
+from recsvc.service import UnknownRecording
+from recsvc.storage import sidecar_path
+from recsvc.testing import (
+    FakePhoneLink,
+    FakePortPool,
+    ManualRunner,
+    MemoryWriters,
+    memory_recorder,
+    run_now,
+)
+
+
+def start_request(recording_id: str = "7", device: str = "00a859000001", codec: str = "PCMA"):
+    return StartRequest(
+        recording_id, device, codec, "out", CallParties("2001", "Desk", "13800138000", "Bob")
+    )
+
+
+def rtp(sequence: int, payload: bytes, payload_type: int = 8) -> bytes:
+    return build_rtp(RtpPacket(payload_type, sequence, sequence * 160, 99, payload))
+
+
+class ServiceTestsMixin:
+    def make_service(self, fail_at=None, runner=run_now, ports=None, writers=None, **kwargs):
+        self.root = self.mktemp()
+        self.writers = writers or MemoryWriters(fail_at=fail_at)
+        self.ports = ports or FakePortPool()
+        self.service = memory_recorder(
+            self.root, writers=self.writers, ports=self.ports, run_blocking=runner, **kwargs
+        )
+        self.service.startService()
+        self.link = FakePhoneLink()
+        self.service.link_connected(self.link)
+        return self.service
+
+    def start(self, request=None, link=None):
+        return self.service.start_recording(
+            request or start_request(), link or self.link, "127.0.0.1", "127.0.0.9"
+        )
+
+    def sidecar_of(self, recording_id: str) -> dict:
+        [path] = [p for p in self.writers.writers if p.endswith(f"_{recording_id}.wav")]
+        with open(sidecar_path(path), encoding="utf-8") as handle:
+            return json.load(handle)
+
+    def sidecars(self) -> list[dict]:
+        result = []
+        for path in self.writers.writers:
+            with open(sidecar_path(path), encoding="utf-8") as handle:
+                result.append(json.load(handle))
+        return result
+
+
+class StartTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_start_opens_port_and_file(self) -> None:
+        """A Start gets success with the control connection's local address
+        and a port of its own; the recording is registered and its file open."""
+        self.make_service()
+        response = self.start()
+        self.assertEqual(
+            (response.recording_id, response.result, response.reason, response.server),
+            ("7", "success", "", "127.0.0.9"),
+        )
+        self.assertIn(response.port, self.ports.open)
+        self.assertTrue(self.ports.open[response.port].listening)
+        self.assertIsNotNone(self.service.registry.get("7"))
+        [path] = self.writers.writers
+        self.assertTrue(path.startswith(os.path.abspath(self.root)))
+        self.assertIn("00a859000001", path)
+
+    def test_each_recording_own_port(self) -> None:
+        """Two recordings get two different ports."""
+        self.make_service()
+        first = self.start(start_request("1"))
+        second = self.start(start_request("2"))
+        self.assertNotEqual(first.port, second.port)
+
+    def test_advertise_fixed(self) -> None:
+        """A configured advertise address is used instead of the local one."""
+        self.make_service(advertise="192.0.2.5")
+        self.assertEqual(self.start().server, "192.0.2.5")
+
+    def test_repeated_start_same_device(self) -> None:
+        """A retried Start (same id, same device) gets the same answer and
+        re-attaches the recording to the newer connection."""
+        self.make_service()
+        first = self.start()
+        newer = FakePhoneLink()
+        again = self.start(link=newer)
+        self.assertEqual(again, first)
+        self.assertEqual(len(self.writers.writers), 1)
+        self.successResultOf(self.service.stopService())
+        self.assertEqual(newer.stop_requests, [("7", "shutdown")])
+        self.assertEqual(self.link.stop_requests, [])
+
+    def test_same_id_other_device_refused(self) -> None:
+        """A Start for an id recording from another device is refused."""
+        self.make_service()
+        self.start()
+        response = self.start(start_request(device="00a859000002"))
+        self.assertEqual((response.result, response.reason), ("failed", "id already recording"))
+        self.assertIsNone(response.port)
+
+    def test_unsupported_codec(self) -> None:
+        """An unsupported codec is refused by name and nothing is opened."""
+        self.make_service()
+        response = self.start(start_request(codec="G729"))
+        self.assertEqual((response.result, response.reason), ("failed", "unsupported codec G729"))
+        self.assertEqual(self.ports.open, {})
+        self.assertEqual(self.writers.writers, {})
+
+    def test_no_free_port(self) -> None:
+        """With every port taken the Start is refused and no file is left."""
+        self.make_service(ports=FakePortPool(41000, 41000))
+        self.start(start_request("1"))
+        response = self.start(start_request("2"))
+        self.assertEqual((response.result, response.reason), ("failed", "no free port"))
+        self.assertEqual(len(self.writers.writers), 1)
+
+    def test_storage_not_writable(self) -> None:
+        """A file that cannot be created refuses the Start and closes the port."""
+
+        def refuse(path, fmt):
+            raise PermissionError(13, "Permission denied")
+
+        self.make_service(writers=MemoryWriters())
+        self.service.storage.open_writer = refuse
+        response = self.start()
+        self.assertEqual((response.result, response.reason), ("failed", "storage not writable"))
+        self.assertEqual([p.listening for p in self.ports.open.values()], [False])
+        self.assertIsNone(self.service.registry.get("7"))
+        self.flushLoggedErrors()
+
+
+class StopTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_rtp_recorded_and_stopped(self) -> None:
+        """RTP on the recording's port lands in its file; the phone's Stop
+        finishes it with the Stop's reason and updates."""
+        self.make_service()
+        port = self.start().port
+        for sequence in range(3):
+            self.ports.deliver(port, rtp(sequence, bytes([sequence]) * 160))
+        self.ports.deliver(port, b"not rtp")
+        summary = self.successResultOf(self.service.stop_recording(
+            StopRequest("7", "hangup", (("remote_number", "555"),))
+        ))
+        self.assertEqual(summary.packets.received, 3)
+        self.assertEqual(summary.packets.invalid, 1)
+        writer = self.writers.only()
+        self.assertEqual(writer.contents()[-480:], b"\0" * 160 + b"\1" * 160 + b"\2" * 160)
+        [sidecar] = self.sidecars()
+        self.assertEqual(sidecar["remote_number"], "555")
+        self.assertEqual(sidecar["stop_reason"], "hangup")
+        self.assertFalse(self.ports.open[port].listening)
+        self.assertIsNone(self.service.registry.get("7"))
+
+    def test_stop_unknown(self) -> None:
+        """A Stop for an id that is not recording fails with UnknownRecording."""
+        self.make_service()
+        self.failureResultOf(self.service.stop_recording(StopRequest("nope")), UnknownRecording)
+
+    def test_stop_without_reason(self) -> None:
+        """A Stop with no reason is recorded as stopped by phone."""
+        self.make_service()
+        self.start()
+        summary = self.successResultOf(self.service.stop_recording(StopRequest("7")))
+        self.assertEqual((summary.stop_reason, summary.stopped_by), ("stopped by phone", "phone"))
+
+    def test_connection_lost_stops_its_recordings(self) -> None:
+        """A lost control connection stops the recordings it started (kept as
+        finished files, stopped_by connection) and no others."""
+        self.make_service()
+        other = FakePhoneLink()
+        self.start(start_request("1"))
+        self.start(start_request("2"), link=other)
+        self.service.link_lost(self.link)
+        self.assertIsNone(self.service.registry.get("1"))
+        self.assertIsNotNone(self.service.registry.get("2"))
+        sidecar = self.sidecar_of("1")
+        self.assertEqual((sidecar["stop_reason"], sidecar["stopped_by"]), ("connection lost", "connection"))
+        self.assertEqual(self.link.stop_requests, [])
+
+    def test_write_error_stops_only_that_recording(self) -> None:
+        """A write error stops the recording it hits, tells its phone, and
+        leaves the others recording."""
+        self.make_service(writers=MemoryWriters(fail_at=2))
+        first = self.start(start_request("1")).port
+        second = self.start(start_request("2")).port
+        self.ports.deliver(first, rtp(1, b"a" * 160))
+        self.ports.deliver(first, rtp(2, b"b" * 160))
+        self.assertIsNone(self.service.registry.get("1"))
+        self.assertEqual(len(self.link.stop_requests), 1)
+        self.assertEqual(self.link.stop_requests[0][0], "1")
+        self.assertIsNotNone(self.service.registry.get("2"))
+        self.ports.deliver(second, rtp(1, b"c" * 160))
+        self.assertEqual(self.service.registry.get("2").counts().received, 1)
+
+
+class ShutdownTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_shutdown_drains(self) -> None:
+        """stopService stops every recording with reason shutdown, tells each
+        phone, fires only once the files are finished, then closes the
+        control connections; Starts meanwhile are refused."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        self.start(start_request("1"))
+        self.start(start_request("2"))
+        stopped = self.service.stopService()
+        self.assertNoResult(stopped)
+        self.assertEqual(sorted(self.link.stop_requests), [("1", "shutdown"), ("2", "shutdown")])
+        self.assertFalse(self.link.disconnected)
+        refused = self.start(start_request("3"))
+        self.assertEqual((refused.result, refused.reason), ("failed", "server shutting down"))
+        runner.run_pending()
+        self.successResultOf(stopped)
+        self.assertTrue(self.link.disconnected)
+        self.assertEqual(len(self.service.registry), 0)
+        self.assertEqual({s["stop_reason"] for s in self.sidecars()}, {"shutdown"})
+
+    def test_shutdown_with_nothing_recording(self) -> None:
+        """stopService with no recordings fires at once."""
+        self.make_service()
+        self.successResultOf(self.service.stopService())
