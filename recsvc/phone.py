@@ -30,6 +30,7 @@ from recsvc.rtp import RtpPacket, build_rtp
 
 FRAMINGS = {"bare": b"", "crlf": b"\r\n", "lf": b"\n", "nul": b"\x00"}
 PAYLOAD_TYPES = {"PCMA": 8, "PCMU": 0}
+SAMPLE_CALL = CallParties("2001", "Desk", "13800138000", "Customer")
 
 
 @attrs.define(eq=False)
@@ -77,7 +78,7 @@ class SimulatedPhone:
 
     def start(
         self, recording_id: str, codec: str = "PCMA", direction: str = "out",
-        parties: CallParties = CallParties("2001", "Desk", "13800138000", "Customer"),
+        parties: CallParties = SAMPLE_CALL,
     ) -> StartResponse:
         self.send(StartRequest(recording_id, self.device, codec, direction, parties))
         response = self.receive()

@@ -13,11 +13,12 @@ from typing import Any, Callable, Iterator, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from recsvc.codec import Codec
+from recsvc.ports import RtpPort
 from recsvc.protocol.commands import CallParties
 from recsvc.rtp import ReorderWindow, RtpPacket
 from recsvc.storage import Storage, StorageError
@@ -138,13 +139,14 @@ class Recording:
     _transcode: Callable[[bytes], bytes] | None = None
     _on_stopped: Callable[[Recording], None] = lambda recording: None
     link: PhoneLink | None = None
-    port: IListeningPort | None = None
+    port: RtpPort | None = None
     _window: ReorderWindow = attrs.field(factory=ReorderWindow)
     _state: str = RECORDING
     _received: int = 0
     _rejected: int = 0
     _invalid: int = 0
     _write_error: OSError | None = None
+    _drained: bool = False
     _waiting: list[Deferred] = attrs.field(factory=list)
     _result: RecordingSummary | Failure | None = None
 
@@ -219,6 +221,12 @@ class Recording:
             _fire(waiter, self._result)
             return waiter
         self._waiting.append(waiter)
+        if self._state == RECORDING and not self._drained:
+            # Audio already in the socket belongs to the call. Draining may
+            # itself stop the recording (a write error): hence the flag.
+            self._drained = True
+            if self.port is not None:
+                self.port.drain()
         if self._state == RECORDING:
             self._state = STOPPING
             if updates:

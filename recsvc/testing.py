@@ -95,9 +95,16 @@ class FakeListeningPort:
     number: int
     protocol: DatagramProtocol
     listening: bool = True
+    # Datagrams "in the socket buffer": delivered by drain(), not before.
+    waiting: list[tuple[bytes, tuple[str, int]]] = attrs.field(factory=list)
 
     def getHost(self) -> IPv4Address:
         return IPv4Address("UDP", "127.0.0.1", self.number)
+
+    def drain(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for datagram, source in waiting:
+            self.protocol.datagramReceived(datagram, source)
 
     def stopListening(self) -> None:
         self.listening = False
@@ -126,6 +133,10 @@ class FakePortPool:
         port = self.open[number]
         if port.listening:
             port.protocol.datagramReceived(datagram, source)
+
+    def queue(self, number: int, datagram: bytes, source: tuple[str, int] = ("127.0.0.1", 5004)) -> None:
+        """Leave a datagram waiting in the port's socket, for `drain`."""
+        self.open[number].waiting.append((datagram, source))
 
 
 @attrs.define

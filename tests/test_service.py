@@ -165,6 +165,31 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertFalse(self.ports.open[port].listening)
         self.assertIsNone(self.service.registry.get("7"))
 
+    def test_stop_keeps_audio_waiting_in_socket(self) -> None:
+        """Datagrams that arrived before the Stop was read, still waiting in
+        the socket, are written before the port closes."""
+        self.make_service()
+        port = self.start().port
+        self.ports.deliver(port, rtp(1, b"a" * 160))
+        self.ports.queue(port, rtp(2, b"b" * 160))
+        self.ports.queue(port, rtp(3, b"c" * 160))
+        summary = self.successResultOf(self.service.stop_recording(StopRequest("7")))
+        self.assertEqual(summary.packets.received, 3)
+        self.assertEqual(self.writers.only().contents()[-480:], b"a" * 160 + b"b" * 160 + b"c" * 160)
+
+    def test_write_error_while_draining(self) -> None:
+        """A write error while draining at Stop ends the recording once,
+        with the error as its reason, and the Stop still gets its answer."""
+        self.make_service(writers=MemoryWriters(fail_at=2))
+        port = self.start().port
+        self.ports.deliver(port, rtp(1, b"a" * 160))
+        self.ports.queue(port, rtp(2, b"b" * 160))
+        summary = self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
+        self.assertEqual(summary.stopped_by, "server")
+        self.assertIn("No space left", summary.stop_reason)
+        self.assertEqual(summary.data_bytes, 160)
+        self.assertEqual(len(self.link.stop_requests), 1)
+
     def test_stop_unknown(self) -> None:
         """A Stop for an id that is not recording fails with UnknownRecording."""
         self.make_service()

@@ -13,7 +13,6 @@ from recsvc.protocol.commands import (
     Message,
     MessageError,
     StartRequest,
-    StartResponse,
     StopRequest,
     StopResponse,
     decode_message,
