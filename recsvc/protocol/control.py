@@ -61,7 +61,12 @@ class ControlProtocol(Protocol):
         for raw in messages:
             if not self._connected:
                 return
-            self._dispatch(raw)
+            try:
+                self._dispatch(raw)
+            except Exception:
+                # A bug must not cost the connection, nor the recordings on it.
+                self.log.failure("Control message from {peer} not handled: {message!r}",
+                                 peer=self.peer, message=raw[:200])
 
     def _dispatch(self, raw: bytes) -> None:
         try:
