@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any, Callable
@@ -51,7 +52,8 @@ class Storage:
         *folders, stem = recording_stem(started_at, device, direction, remote_number, recording_id)
         root = os.path.abspath(self.root)
         folder = os.path.join(root, *folders)
-        if os.path.commonpath([root, os.path.realpath(folder)]) != os.path.realpath(root):
+        real_root = os.path.realpath(root)
+        if os.path.commonpath([real_root, os.path.realpath(folder)]) != real_root:
             raise PermissionError(f"{folder} is outside the storage root")
         os.makedirs(folder, exist_ok=True)
         for attempt in range(1000):
@@ -69,12 +71,17 @@ class Storage:
         """Write the sidecar durably (temp file, fsync, rename). Blocking."""
         path = sidecar_path(writer_path)
         temporary = path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=2, ensure_ascii=False)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
         _fsync_directory(os.path.dirname(path))
         return path
 

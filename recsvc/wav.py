@@ -143,6 +143,8 @@ class WavFileWriter:
         return self._written + len(self._pending)
 
     def write(self, data: bytes) -> None:
+        if self._fd < 0:
+            raise ValueError("write to a closed writer")
         if self._failed is not None:
             raise self._failed
         self._pending += data

@@ -1,0 +1,153 @@
+"""Tests for recsvc.naming: safe path components and the recording layout."""
+
+from __future__ import annotations
+
+import calendar
+import os
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.naming import MAX_COMPONENT, device_folder, recording_stem, safe_component
+
+_HOSTILE = st.one_of(
+    st.text(max_size=200),
+    st.text(alphabet="./\\_-\0 \n", max_size=20),
+    st.lists(st.sampled_from(["..", ".", "/", "x", "_", "\\", "é", "\u202e"]), max_size=30).map("".join),
+)
+
+
+class SafeComponentTests(SynchronousTestCase):
+    def assertSafe(self, component: str, max_length: int = MAX_COMPONENT) -> None:
+        self.assertNotIn(component, ("", ".", ".."))
+        self.assertNotIn("/", component)
+        self.assertNotIn("\\", component)
+        self.assertNotIn("\0", component)
+        self.assertFalse(component.startswith("."), component)
+        self.assertLessEqual(len(component), max_length)
+        self.assertRegex(component, r"\A[A-Za-z0-9+_.-]+\Z")
+
+    @settings(max_examples=300, deadline=None)
+    @given(_HOSTILE)
+    def test_alwaysSafe(self, value: str) -> None:
+        """
+        Whatever the text, the component is non-empty, not ``.``/``..``,
+        not hidden, has no path separator, uses only ``[A-Za-z0-9+_.-]``, and
+        is at most MAX_COMPONENT characters.
+        """
+        self.assertSafe(safe_component(value))
+
+    @settings(max_examples=100, deadline=None)
+    @given(_HOSTILE, st.integers(8, 100))
+    def test_boundedByMaxLength(self, value: str, max_length: int) -> None:
+        """
+        A smaller or larger max_length bounds the component just the same.
+        """
+        self.assertSafe(safe_component(value, max_length=max_length), max_length)
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.text(alphabet="abcXYZ019+_-", min_size=1, max_size=MAX_COMPONENT).filter(
+        lambda value: value.strip("_") == value))
+    def test_safeTextKept(self, value: str) -> None:
+        """
+        Text that is already safe comes back unchanged.
+        """
+        self.assertEqual(safe_component(value), value)
+
+    def test_examples(self) -> None:
+        """
+        Unsafe runs become one underscore; dots and underscores at the ends
+        go; nothing usable gives the fallback.
+        """
+        self.assertEqual(safe_component("+49 30 123/456"), "+49_30_123_456")
+        self.assertEqual(safe_component("../../etc/passwd"), "etc_passwd")
+        self.assertEqual(safe_component(".hidden"), "hidden")
+        self.assertEqual(safe_component(".."), "unknown")
+        self.assertEqual(safe_component(""), "unknown")
+        self.assertEqual(safe_component("///", fallback="none"), "none")
+        self.assertEqual(safe_component("x" * 100), "x" * MAX_COMPONENT)
+
+
+class DeviceFolderTests(SynchronousTestCase):
+    def test_macSpellings(self) -> None:
+        """
+        A MAC address with colons, dashes, dots or nothing between its bytes,
+        in either case, files into the same 12 lower-case hex digits.
+        """
+        for spelling in (
+            "00:A8:59:12:34:56",
+            "00-a8-59-12-34-56",
+            "00a859123456",
+            "00A859123456",
+            "00a8.5912.3456",
+            " 00:a8:59:12:34:56\n",
+        ):
+            with self.subTest(spelling=spelling):
+                self.assertEqual(device_folder(spelling), "00a859123456")
+
+    def test_notAMac(self) -> None:
+        """
+        Anything that is not a MAC address is made safe, not treated as one.
+        """
+        self.assertEqual(device_folder("00:A8:59:12:34"), "00_A8_59_12_34")
+        self.assertEqual(device_folder("../../x"), "x")
+        self.assertEqual(device_folder(""), "unknown")
+        self.assertEqual(device_folder("00:a8:59:12:34:56:78"), "00_a8_59_12_34_56_78")
+
+    @settings(max_examples=200, deadline=None)
+    @given(_HOSTILE)
+    def test_alwaysSafe(self, value: str) -> None:
+        """
+        device_folder is as safe as safe_component for any text.
+        """
+        folder = device_folder(value)
+        self.assertRegex(folder, r"\A[A-Za-z0-9+_-][A-Za-z0-9+_.-]*\Z")
+        self.assertNotIn(folder, (".", ".."))
+        self.assertLessEqual(len(folder), MAX_COMPONENT)
+
+
+class RecordingStemTests(SynchronousTestCase):
+    def test_layout(self) -> None:
+        """
+        device/YYYY/MM/DD/YYYYmmddTHHMMSSZ_direction_remote_id, in UTC.
+        """
+        started = calendar.timegm((2024, 3, 9, 7, 5, 3))
+        self.assertEqual(
+            recording_stem(started + 0.75, "00:A8:59:12:34:56", "in", "+4930123", "abc-1"),
+            ("00a859123456", "2024", "03", "09", "20240309T070503Z_in_+4930123_abc-1"),
+        )
+
+    def test_utcWhateverTheLocalZone(self) -> None:
+        """
+        The date folders and time stamp are UTC even when the local zone
+        puts the moment on another day.
+        """
+        previous = os.environ.get("TZ")
+
+        def restore() -> None:
+            if previous is None:
+                os.environ.pop("TZ", None)
+            else:
+                os.environ["TZ"] = previous
+            time.tzset()
+
+        self.addCleanup(restore)
+        os.environ["TZ"] = "XXX-14"  # UTC+14
+        time.tzset()
+        started = calendar.timegm((2023, 12, 31, 22, 0, 0))
+        self.assertEqual(
+            recording_stem(started, "dev", "out", "100", "r1"),
+            ("dev", "2023", "12", "31", "20231231T220000Z_out_100_r1"),
+        )
+
+    def test_hostileFields(self) -> None:
+        """
+        Hostile direction, number and id cannot add path parts; an empty
+        number reads "none".
+        """
+        stem = recording_stem(0, "/etc/passwd", "../..", "", "../../x")
+        self.assertEqual(stem, ("etc_passwd", "1970", "01", "01", "19700101T000000Z_unknown_none_x"))
+        for part in stem:
+            self.assertNotIn("/", part)

@@ -1,0 +1,278 @@
+"""Tests for recsvc.storage: where recordings' files go and how they are written."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import os
+import struct
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.codec import CODECS
+from recsvc.storage import Storage, open_wav_file, sidecar_path
+from recsvc.testing import MemoryWavWriter
+from recsvc.wav import AudioWriter, WavFileWriter, WavFormat
+
+PCMA = CODECS["PCMA"]
+PCMU = CODECS["PCMU"]
+STARTED = calendar.timegm((2024, 5, 17, 9, 30, 15))
+FIELDS = dict(
+    started_at=STARTED, device="00:A8:59:12:34:56", direction="in",
+    remote_number="+4930123", recording_id="rec1",
+)
+
+
+class StorageTestCase(SynchronousTestCase):
+    def makeRoot(self) -> str:
+        root = self.mktemp()
+        os.makedirs(root)
+        return root
+
+    def create(self, storage: Storage, codec=PCMA, **overrides) -> AudioWriter:
+        writer = storage.create(codec, **{**FIELDS, **overrides})
+        self.addCleanup(writer.close)
+        return writer
+
+    def assertUnder(self, path: str, root: str) -> None:
+        real, realRoot = os.path.realpath(path), os.path.realpath(root)
+        self.assertEqual(os.path.commonpath([real, realRoot]), realRoot, f"{real} escaped {realRoot}")
+
+
+class CreateTests(StorageTestCase):
+    def test_layout(self) -> None:
+        """
+        create makes the device/YYYY/MM/DD folders under the root and a WAV
+        file named after the recording in them.
+        """
+        root = self.makeRoot()
+        writer = self.create(Storage(root))
+        self.assertIsInstance(writer, WavFileWriter)
+        expected = os.path.join(
+            os.path.abspath(root), "00a859123456", "2024", "05", "17",
+            "20240517T093015Z_in_+4930123_rec1.wav",
+        )
+        self.assertEqual(writer.path, expected)
+        self.assertTrue(os.path.isfile(expected))
+        with open(expected, "rb") as handle:
+            self.assertEqual(handle.read(4), b"RIFF")
+
+    def test_existingFoldersReused(self) -> None:
+        """
+        A second recording the same day goes into the folders already there.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        first = self.create(storage)
+        second = self.create(storage, recording_id="rec2")
+        self.assertEqual(os.path.dirname(first.path), os.path.dirname(second.path))
+        self.assertNotEqual(first.path, second.path)
+
+    def test_hostileFieldsStayUnderRoot(self) -> None:
+        """
+        Ids, devices, directions and numbers built to climb out of the root
+        or name absolute paths still land under the root.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        for hostile in ("../../x", "/etc/passwd", "..", ".", "", "a/../../../b", "\0", "../" * 20):
+            with self.subTest(hostile=hostile):
+                writer = self.create(
+                    storage, device=hostile, recording_id=hostile,
+                    direction=hostile, remote_number=hostile,
+                )
+                self.assertUnder(writer.path, root)
+                self.assertTrue(os.path.isfile(writer.path))
+                relative = os.path.relpath(os.path.realpath(writer.path), os.path.realpath(root))
+                self.assertEqual(len(relative.split(os.sep)), 5)
+
+    def test_sameFieldsGetSuffix(self) -> None:
+        """
+        A second create with identical fields gets a "-1" name (then "-2")
+        and leaves the first file alone.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        first = self.create(storage)
+        first.write(b"first")
+        first.close()
+        with open(first.path, "rb") as handle:
+            before = handle.read()
+        second = self.create(storage)
+        third = self.create(storage)
+        base = first.path[:-len(".wav")]
+        self.assertEqual(second.path, base + "-1.wav")
+        self.assertEqual(third.path, base + "-2.wav")
+        with open(first.path, "rb") as handle:
+            self.assertEqual(handle.read(), before)
+
+    def test_sidecarTakesName(self) -> None:
+        """
+        A name whose sidecar exists (its WAV gone) is not reused.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        first = self.create(storage)
+        storage.write_sidecar(first.path, {"id": "rec1"})
+        first.discard()
+        second = self.create(storage)
+        self.assertEqual(second.path, first.path[:-len(".wav")] + "-1.wav")
+
+    def test_escapingSymlinkRefused(self) -> None:
+        """
+        A device folder that is a symlink out of the root is refused with
+        PermissionError, and nothing is created where it points.
+        """
+        root = self.makeRoot()
+        outside = self.makeRoot()
+        os.symlink(os.path.abspath(outside), os.path.join(root, "00a859123456"))
+        self.assertRaises(PermissionError, Storage(root).create, PCMA, **FIELDS)
+        self.assertEqual(os.listdir(outside), [])
+
+    def test_rootThroughSymlink(self) -> None:
+        """
+        A root that is itself a symlink (say to a mounted volume) is a
+        valid root: recordings go into the folder it points to.
+        """
+        target = self.makeRoot()
+        link = self.mktemp()
+        os.symlink(os.path.abspath(target), link)
+        writer = self.create(Storage(link))
+        self.assertUnder(writer.path, target)
+        self.assertTrue(os.path.isfile(os.path.join(
+            target, "00a859123456", "2024", "05", "17", os.path.basename(writer.path),
+        )))
+
+    def test_relativeRoot(self) -> None:
+        """
+        A relative root is resolved once, so writer paths are absolute.
+        """
+        root = self.makeRoot()
+        self.assertFalse(os.path.isabs(root))
+        writer = self.create(Storage(root))
+        self.assertTrue(os.path.isabs(writer.path))
+
+    def test_openerReceivesFormat(self) -> None:
+        """
+        create hands the path and the storage's WAV format to the writer
+        opener, so a fake writer can stand in for the file.
+        """
+        opened: list[tuple[str, WavFormat]] = []
+
+        def opener(path: str, fmt: WavFormat) -> MemoryWavWriter:
+            opened.append((path, fmt))
+            return MemoryWavWriter(path, fmt)
+
+        root = self.makeRoot()
+        writer = Storage(root, "pcm16", opener).create(PCMU, **FIELDS)
+        self.assertIsInstance(writer, MemoryWavWriter)
+        self.assertEqual(opened, [(writer.path, WavFormat(1, 8000, 16))])
+
+    def test_pcm16File(self) -> None:
+        """
+        With audio_format "pcm16" the file created is 16-bit PCM WAV.
+        """
+        root = self.makeRoot()
+        writer = self.create(Storage(root, "pcm16"))
+        writer.close()
+        with open(writer.path, "rb") as handle:
+            header = handle.read()
+        self.assertEqual(struct.unpack_from("<HHIIHH", header, 20), (1, 1, 8000, 16000, 2, 16))
+
+    def test_openWavFile(self) -> None:
+        """
+        The default opener creates a real WavFileWriter.
+        """
+        root = self.makeRoot()
+        writer = open_wav_file(os.path.join(root, "x.wav"), WavFormat.stored(PCMA))
+        self.addCleanup(writer.close)
+        self.assertIsInstance(writer, WavFileWriter)
+
+
+class FormatTests(SynchronousTestCase):
+    def test_g711Stored(self) -> None:
+        """
+        "g711" stores the codec's own bytes: A-law or mu-law WAV, 8-bit, and
+        no transcoding.
+        """
+        storage = Storage("unused")
+        self.assertEqual(storage.wav_format(PCMA), WavFormat(6, 8000, 8))
+        self.assertEqual(storage.wav_format(PCMU), WavFormat(7, 8000, 8))
+        self.assertIsNone(storage.transcoder(PCMA))
+        self.assertIsNone(storage.transcoder(PCMU))
+
+    def test_defaultIsG711(self) -> None:
+        """
+        Storage stores G.711 as received unless told otherwise.
+        """
+        self.assertEqual(Storage("unused").audio_format, "g711")
+
+    def test_pcm16(self) -> None:
+        """
+        "pcm16" stores 16-bit linear PCM and decodes each codec's bytes to it.
+        """
+        storage = Storage("unused", "pcm16")
+        self.assertEqual(storage.wav_format(PCMA), WavFormat(1, 8000, 16))
+        self.assertEqual(storage.wav_format(PCMU), WavFormat(1, 8000, 16))
+        self.assertEqual(storage.transcoder(PCMA)(b"\xd5\x55"), struct.pack("<2h", 8, -8))
+        self.assertEqual(storage.transcoder(PCMU)(b"\xff\x80"), struct.pack("<2h", 0, 32124))
+
+
+class SidecarTests(StorageTestCase):
+    def test_sidecarPath(self) -> None:
+        """
+        The sidecar is the WAV's name with .json for .wav.
+        """
+        self.assertEqual(sidecar_path("/r/a/b.c.wav"), "/r/a/b.c.json")
+
+    def test_writeSidecar(self) -> None:
+        """
+        write_sidecar writes pretty, UTF-8 JSON beside the WAV as NAME.json,
+        ending in a newline, and returns its path; no temporary file stays.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        writer = self.create(storage)
+        data = {"id": "rec1", "remote": "Müller", "lost": 0, "codecs": ["PCMA"]}
+        path = storage.write_sidecar(writer.path, data)
+        self.assertEqual(path, writer.path[:-len(".wav")] + ".json")
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        self.assertEqual(json.loads(raw.decode("utf-8")), data)
+        self.assertIn("Müller".encode("utf-8"), raw)
+        self.assertIn(b'\n  "id": "rec1"', raw)
+        self.assertTrue(raw.endswith(b"}\n"))
+        self.assertEqual(
+            sorted(os.listdir(os.path.dirname(path))),
+            sorted([os.path.basename(writer.path), os.path.basename(path)]),
+        )
+
+    def test_rewriteReplaces(self) -> None:
+        """
+        Writing the sidecar again replaces it whole (a shorter document
+        leaves none of the longer one behind).
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        writer = self.create(storage)
+        storage.write_sidecar(writer.path, {"notes": "x" * 1000})
+        path = storage.write_sidecar(writer.path, {"notes": "short"})
+        with open(path, encoding="utf-8") as handle:
+            self.assertEqual(json.load(handle), {"notes": "short"})
+
+    def test_failedWriteKeepsOldSidecar(self) -> None:
+        """
+        A sidecar that cannot be written (data JSON cannot express) raises,
+        leaves the previous sidecar intact, and leaves no temporary file.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        writer = self.create(storage)
+        path = storage.write_sidecar(writer.path, {"id": "rec1"})
+        self.assertRaises(TypeError, storage.write_sidecar, writer.path, {"id": "rec1", "bad": object()})
+        with open(path, encoding="utf-8") as handle:
+            self.assertEqual(json.load(handle), {"id": "rec1"})
+        self.assertEqual(
+            sorted(os.listdir(os.path.dirname(path))),
+            sorted([os.path.basename(writer.path), os.path.basename(path)]),
+        )

@@ -1,0 +1,542 @@
+"""Tests for recsvc.wav (header and file writer) and the writer fakes in
+recsvc.testing, held to one contract."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat
+import struct
+import wave
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc import wav
+from recsvc.codec import CODECS
+from recsvc.testing import FailingWriter, MemoryWavWriter
+from recsvc.wav import (
+    WRITE_BATCH_BYTES,
+    AudioWriter,
+    WavFileWriter,
+    WavFormat,
+    header_patches,
+    wav_header,
+)
+
+ALAW = WavFormat.stored(CODECS["PCMA"])
+ULAW = WavFormat.stored(CODECS["PCMU"])
+PCM16 = WavFormat.pcm16(CODECS["PCMA"])
+
+
+def parse_wav(testCase: SynchronousTestCase, data: bytes) -> dict[bytes, bytes]:
+    """Walk the RIFF chunks of ``data`` with struct, asserting the sizes add
+    up to exactly the file; returns chunk id -> body (pad byte excluded)."""
+    testCase.assertGreaterEqual(len(data), 12)
+    riff, riff_size, wave_id = struct.unpack_from("<4sI4s", data)
+    testCase.assertEqual((riff, wave_id), (b"RIFF", b"WAVE"))
+    testCase.assertEqual(riff_size, len(data) - 8, "RIFF size is not the file size - 8")
+    chunks: dict[bytes, bytes] = {}
+    order = []
+    offset = 12
+    while offset < len(data):
+        testCase.assertLessEqual(offset + 8, len(data), "truncated chunk header")
+        chunk_id, size = struct.unpack_from("<4sI", data, offset)
+        offset += 8
+        testCase.assertLessEqual(offset + size, len(data), f"chunk {chunk_id!r} overruns the file")
+        chunks[chunk_id] = data[offset:offset + size]
+        order.append(chunk_id)
+        offset += size
+        if size & 1:
+            testCase.assertEqual(data[offset:offset + 1], b"\0", "missing pad byte")
+            offset += 1
+    testCase.assertEqual(offset, len(data))
+    testCase.assertEqual(order[0], b"fmt ")
+    testCase.assertEqual(order[-1], b"data")
+    return chunks
+
+
+def check_wav(testCase: SynchronousTestCase, data: bytes, fmt: WavFormat) -> bytes:
+    """Assert ``data`` is a valid WAV file of ``fmt``; return its audio."""
+    chunks = parse_wav(testCase, data)
+    tag, channels, rate, byte_rate, align, bits = struct.unpack_from("<HHIIHH", chunks[b"fmt "])
+    testCase.assertEqual(
+        (tag, channels, rate, byte_rate, align, bits),
+        (fmt.format_tag, fmt.channels, fmt.sample_rate,
+         fmt.sample_rate * fmt.block_align, fmt.block_align, fmt.bits_per_sample),
+    )
+    audio = chunks[b"data"]
+    testCase.assertEqual(len(audio) % fmt.block_align, 0, "partial sample in data")
+    if fmt.format_tag == 1:
+        testCase.assertEqual(len(chunks[b"fmt "]), 16)
+        testCase.assertNotIn(b"fact", chunks)
+        with wave.open(io.BytesIO(data)) as reader:
+            testCase.assertEqual(reader.getnframes(), len(audio) // 2)
+            testCase.assertEqual(reader.readframes(reader.getnframes()), audio)
+    else:
+        testCase.assertEqual(len(chunks[b"fmt "]), 18)
+        testCase.assertEqual(chunks[b"fmt "][16:], b"\0\0")
+        testCase.assertEqual(struct.unpack("<I", chunks[b"fact"]), (len(audio) // fmt.block_align,))
+    return audio
+
+
+class HeaderTests(SynchronousTestCase):
+    def test_alaw(self) -> None:
+        """
+        A-law: format tag 6, an 18-byte fmt chunk (cbSize 0), 8000 Hz mono
+        8-bit, a fact chunk with the sample count, then the data chunk.
+        """
+        header = wav_header(ALAW, 1000).header
+        self.assertEqual(len(header), 58)
+        riff, riff_size, wave_id = struct.unpack_from("<4sI4s", header)
+        self.assertEqual((riff, riff_size, wave_id), (b"RIFF", 50 + 1000, b"WAVE"))
+        self.assertEqual(
+            struct.unpack_from("<4sIHHIIHHH", header, 12),
+            (b"fmt ", 18, 6, 1, 8000, 8000, 1, 8, 0),
+        )
+        self.assertEqual(struct.unpack_from("<4sII", header, 38), (b"fact", 4, 1000))
+        self.assertEqual(struct.unpack_from("<4sI", header, 50), (b"data", 1000))
+
+    def test_mulaw(self) -> None:
+        """
+        mu-law is laid out as A-law with format tag 7.
+        """
+        header = wav_header(ULAW, 0).header
+        self.assertEqual(
+            struct.unpack_from("<4sIHHIIHHH", header, 12),
+            (b"fmt ", 18, 7, 1, 8000, 8000, 1, 8, 0),
+        )
+        self.assertEqual(header[38:42], b"fact")
+
+    def test_pcm16(self) -> None:
+        """
+        16-bit PCM: format tag 1, a 16-byte fmt chunk, no fact chunk, 16000
+        bytes per second; the stdlib wave module reads it.
+        """
+        audio = struct.pack("<4h", 0, 1000, -1000, 32767)
+        header = wav_header(PCM16, len(audio)).header
+        self.assertEqual(len(header), 44)
+        self.assertEqual(struct.unpack_from("<4sI", header), (b"RIFF", 36 + len(audio)))
+        self.assertEqual(
+            struct.unpack_from("<4sIHHIIHH", header, 12),
+            (b"fmt ", 16, 1, 1, 8000, 16000, 2, 16),
+        )
+        self.assertEqual(struct.unpack_from("<4sI", header, 36), (b"data", len(audio)))
+        with wave.open(io.BytesIO(header + audio)) as reader:
+            self.assertEqual(
+                (reader.getnchannels(), reader.getsampwidth(), reader.getframerate(), reader.getnframes()),
+                (1, 2, 8000, 4),
+            )
+            self.assertEqual(reader.readframes(4), audio)
+
+    def test_oddSizeCountsPad(self) -> None:
+        """
+        An odd data size leaves the data chunk size odd but counts the pad
+        byte in the RIFF size.
+        """
+        header = wav_header(ALAW, 7).header
+        self.assertEqual(struct.unpack_from("<I", header, 4), (50 + 7 + 1,))
+        self.assertEqual(struct.unpack_from("<I", header, 54), (7,))
+        check_wav(self, header + b"\1" * 7 + b"\0", ALAW)
+
+    def test_layoutOffsets(self) -> None:
+        """
+        The layout points at the RIFF size, the fact sample count and the
+        data size in the header (and at no fact chunk for PCM).
+        """
+        alaw = wav_header(ALAW, 0x01020304)
+        self.assertEqual(
+            (alaw.riff_size_offset, alaw.fact_offset, alaw.data_size_offset), (4, 46, 54)
+        )
+        self.assertEqual(alaw.header[46:50], struct.pack("<I", 0x01020304))
+        pcm = wav_header(PCM16, 10)
+        self.assertEqual((pcm.fact_offset, pcm.data_size_offset), (None, 40))
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.sampled_from([ALAW, ULAW, PCM16]), st.integers(0, 2**31))
+    def test_patchesBringHeaderUpToSize(self, fmt: WavFormat, size: int) -> None:
+        """
+        Applying header_patches to the zero-size header gives exactly the
+        header built for that size.
+        """
+        if fmt.block_align == 2:
+            size -= size % 2
+        header = bytearray(wav_header(fmt).header)
+        for offset, value in header_patches(fmt, size):
+            header[offset:offset + len(value)] = value
+        self.assertEqual(bytes(header), wav_header(fmt, size).header)
+
+
+def _chunks(total: int, step: int = 997) -> list[bytes]:
+    """``total`` bytes of varied audio in writes of varied sizes."""
+    pieces = []
+    sent = 0
+    size = 1
+    while sent < total:
+        size = min(total - sent, (size * 7 + step) % 5003 + 1)
+        pieces.append(bytes((sent + i) * 31 % 251 for i in range(size)))
+        sent += size
+    return pieces
+
+
+class WriterContract:
+    """Behaviour every AudioWriter has; mixed into a SynchronousTestCase that
+    provides ``makeWriter`` and ``fileBytes``."""
+
+    def makeWriter(self, fmt: WavFormat) -> AudioWriter:
+        raise NotImplementedError
+
+    def fileBytes(self, writer: AudioWriter) -> bytes:
+        """What the finished file holds."""
+        raise NotImplementedError
+
+    def assertDiscarded(self, writer: AudioWriter) -> None:
+        raise NotImplementedError
+
+    def test_emptyRecording(self) -> None:
+        """
+        A writer closed without audio leaves a valid WAV with an empty data
+        chunk.
+        """
+        writer = self.makeWriter(ALAW)
+        writer.close()
+        self.assertEqual(check_wav(self, self.fileBytes(writer), ALAW), b"")
+        self.assertEqual(writer.data_bytes, 0)
+
+    def test_manyWrites(self) -> None:
+        """
+        The data chunk holds exactly the bytes written, in order, across many
+        writes adding up to several write batches; data_bytes counts them.
+        """
+        pieces = _chunks(3 * WRITE_BATCH_BYTES + 1234)
+        writer = self.makeWriter(ALAW)
+        for piece in pieces:
+            writer.write(piece)
+        expected = b"".join(pieces)
+        self.assertEqual(writer.data_bytes, len(expected))
+        writer.close()
+        self.assertEqual(check_wav(self, self.fileBytes(writer), ALAW), expected)
+        self.assertEqual(writer.data_bytes, len(expected))
+
+    def test_oneBigWrite(self) -> None:
+        """
+        A single write larger than a batch lands whole.
+        """
+        audio = bytes(range(256)) * (WRITE_BATCH_BYTES // 256 * 2 + 1)
+        writer = self.makeWriter(ULAW)
+        writer.write(audio)
+        writer.close()
+        self.assertEqual(check_wav(self, self.fileBytes(writer), ULAW), audio)
+
+    def test_sizesAfterClose(self) -> None:
+        """
+        After close the RIFF size, fact sample count and data size agree with
+        the audio written and the file length.
+        """
+        writer = self.makeWriter(ALAW)
+        writer.write(b"\x55" * 4000)
+        writer.close()
+        data = self.fileBytes(writer)
+        self.assertEqual(len(data), 58 + 4000)
+        self.assertEqual(struct.unpack_from("<I", data, 4), (len(data) - 8,))
+        self.assertEqual(struct.unpack_from("<I", data, 46), (4000,))
+        self.assertEqual(struct.unpack_from("<I", data, 54), (4000,))
+
+    def test_oddLengthPadded(self) -> None:
+        """
+        An odd amount of audio gets a zero pad byte after the data chunk,
+        counted in the RIFF size but not in the data size.
+        """
+        writer = self.makeWriter(ALAW)
+        writer.write(b"\x01" * 1000)
+        writer.write(b"\x02")
+        writer.close()
+        data = self.fileBytes(writer)
+        self.assertEqual(len(data), 58 + 1001 + 1)
+        self.assertEqual(data[-1:], b"\0")
+        self.assertEqual(struct.unpack_from("<I", data, 54), (1001,))
+        self.assertEqual(struct.unpack_from("<I", data, 4), (len(data) - 8,))
+        self.assertEqual(check_wav(self, data, ALAW), b"\x01" * 1000 + b"\x02")
+
+    def test_pcm16(self) -> None:
+        """
+        16-bit PCM audio written in pieces is what the stdlib wave module
+        reads back.
+        """
+        samples = struct.pack("<6000h", *((i * 37) % 65536 - 32768 for i in range(6000)))
+        writer = self.makeWriter(PCM16)
+        for start in range(0, len(samples), 320):
+            writer.write(samples[start:start + 320])
+        writer.close()
+        self.assertEqual(check_wav(self, self.fileBytes(writer), PCM16), samples)
+
+    def test_closeTwice(self) -> None:
+        """
+        A second close is harmless and changes nothing.
+        """
+        writer = self.makeWriter(ALAW)
+        writer.write(b"abc")
+        writer.close()
+        first = self.fileBytes(writer)
+        writer.close()
+        self.assertEqual(self.fileBytes(writer), first)
+
+    def test_discard(self) -> None:
+        """
+        discard drops the recording.
+        """
+        writer = self.makeWriter(ALAW)
+        writer.write(b"abc")
+        writer.discard()
+        self.assertDiscarded(writer)
+
+    def test_failingWriterPassesPath(self) -> None:
+        """
+        A FailingWriter shows the wrapped writer's path and data_bytes.
+        """
+        inner = self.makeWriter(ALAW)
+        failing = FailingWriter(inner, fail_at=3)
+        failing.write(b"12345")
+        self.assertEqual(failing.path, inner.path)
+        self.assertEqual(failing.data_bytes, 5)
+        failing.close()
+
+    def test_failingWriter(self) -> None:
+        """
+        Wrapped in a FailingWriter that fails write N with ENOSPC: write N
+        (and every later one) raises OSError(ENOSPC), and close still gives a
+        valid file holding exactly the bytes of writes 1..N-1.
+        """
+        pieces = _chunks(2 * WRITE_BATCH_BYTES + 500)
+        failAt = len(pieces) - 2
+        self.assertGreater(sum(map(len, pieces[:failAt - 1])), WRITE_BATCH_BYTES)
+        writer = FailingWriter(self.makeWriter(ALAW), fail_at=failAt)
+        for piece in pieces[:failAt - 1]:
+            writer.write(piece)
+        for piece in pieces[failAt - 1:]:
+            error = self.assertRaises(OSError, writer.write, piece)
+            self.assertEqual(error.errno, errno.ENOSPC)
+        writer.close()
+        self.assertEqual(
+            check_wav(self, self.fileBytes(writer.inner), ALAW), b"".join(pieces[:failAt - 1])
+        )
+
+    def test_failingFirstWrite(self) -> None:
+        """
+        A FailingWriter failing its first write leaves a valid, empty file.
+        """
+        writer = FailingWriter(self.makeWriter(PCM16), fail_at=1)
+        error = self.assertRaises(OSError, writer.write, b"\0\0")
+        self.assertEqual(error.errno, errno.ENOSPC)
+        writer.close()
+        self.assertEqual(check_wav(self, self.fileBytes(writer.inner), PCM16), b"")
+
+    # One function run by two test classes is what a contract mixin is;
+    # each class's examples stand on their own.
+    @settings(
+        max_examples=25, deadline=None,
+        suppress_health_check=[HealthCheck.differing_executors],
+    )
+    @given(
+        st.sampled_from([ALAW, ULAW]),
+        st.lists(st.binary(max_size=WRITE_BATCH_BYTES // 2), max_size=8),
+    )
+    def test_anyWrites(self, fmt: WavFormat, pieces: list[bytes]) -> None:
+        """
+        Whatever the sizes of the writes, the file holds their concatenation.
+        """
+        writer = self.makeWriter(fmt)
+        for piece in pieces:
+            writer.write(piece)
+        writer.close()
+        self.assertEqual(check_wav(self, self.fileBytes(writer), fmt), b"".join(pieces))
+
+
+class MemoryWavWriterTests(WriterContract, SynchronousTestCase):
+    """The fake writer keeps the contract."""
+
+    def makeWriter(self, fmt: WavFormat) -> MemoryWavWriter:
+        return MemoryWavWriter("/nowhere/recording.wav", fmt)
+
+    def fileBytes(self, writer: AudioWriter) -> bytes:
+        assert isinstance(writer, MemoryWavWriter)
+        return writer.contents()
+
+    def assertDiscarded(self, writer: AudioWriter) -> None:
+        assert isinstance(writer, MemoryWavWriter)
+        self.assertTrue(writer.discarded)
+        self.assertTrue(writer.closed)
+
+
+class WavFileWriterTests(WriterContract, SynchronousTestCase):
+    """The real writer keeps the contract, and more that only a file can."""
+
+    def makeWriter(self, fmt: WavFormat) -> WavFileWriter:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        writer = WavFileWriter(os.path.join(directory, "recording.wav"), fmt)
+        self.addCleanup(writer.close)
+        return writer
+
+    def fileBytes(self, writer: AudioWriter) -> bytes:
+        with open(writer.path, "rb") as handle:
+            return handle.read()
+
+    def assertDiscarded(self, writer: AudioWriter) -> None:
+        self.assertFalse(os.path.exists(writer.path))
+
+    def test_neverOverwrites(self) -> None:
+        """
+        Creating a writer over an existing file raises FileExistsError and
+        leaves the file as it was.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "taken.wav")
+        with open(path, "wb") as handle:
+            handle.write(b"precious")
+        self.assertRaises(FileExistsError, WavFileWriter, path, ALAW)
+        with open(path, "rb") as handle:
+            self.assertEqual(handle.read(), b"precious")
+
+    def test_fileMode(self) -> None:
+        """
+        The file is created with mode 0640 whatever the umask.
+        """
+        for mask in (0o000, 0o077, 0o027, 0o777):
+            with self.subTest(umask=oct(mask)):
+                previous = os.umask(mask)
+                try:
+                    writer = self.makeWriter(ALAW)
+                finally:
+                    os.umask(previous)
+                writer.close()
+                self.assertEqual(stat.S_IMODE(os.stat(writer.path).st_mode), 0o640)
+
+    def test_headerOnDiskAtOnce(self) -> None:
+        """
+        The file holds a valid empty WAV header as soon as it is created, so
+        a crash before close leaves a readable (if short-sized) file.
+        """
+        writer = self.makeWriter(ALAW)
+        self.assertEqual(self.fileBytes(writer), wav_header(ALAW).header)
+
+    def _fillDisk(self, room: int) -> list[int]:
+        """Make recsvc.wav's os.write accept ``room`` more bytes (cutting the
+        write that reaches the limit short), then fail with ENOSPC.
+        Returns the list of attempted write lengths."""
+        attempts: list[int] = []
+        budget = [room]
+
+        class FullDiskOs:
+            def __getattr__(self, name: str) -> object:
+                return getattr(os, name)
+
+            @staticmethod
+            def write(fd: int, data: bytes) -> int:
+                attempts.append(len(data))
+                if budget[0] <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                count = os.write(fd, bytes(data[:budget[0]]))
+                budget[0] -= count
+                return count
+
+        self.patch(wav, "os", FullDiskOs())
+        return attempts
+
+    def test_diskFullMidBatch(self) -> None:
+        """
+        When the disk fills part way through a batch, the write that
+        triggered it raises ENOSPC, later writes raise too, and close leaves
+        a valid file holding exactly the bytes that reached the disk.
+        """
+        writer = self.makeWriter(ALAW)
+        room = 10001
+        attempts = self._fillDisk(room)
+        pieces = _chunks(WRITE_BATCH_BYTES + 3000)
+        error = None
+        for piece in pieces:
+            try:
+                writer.write(piece)
+            except OSError as caught:
+                error = caught
+                break
+        self.assertIsNot(error, None, "the disk never filled")
+        self.assertEqual(error.errno, errno.ENOSPC)
+        self.assertGreater(len(attempts), 0)
+        later = self.assertRaises(OSError, writer.write, b"more")
+        self.assertEqual(later.errno, errno.ENOSPC)
+        writer.close()
+        audio = check_wav(self, self.fileBytes(writer), ALAW)
+        self.assertEqual(audio, b"".join(pieces)[:room])
+        self.assertEqual(writer.data_bytes, room)
+
+    def test_diskFullMidSample(self) -> None:
+        """
+        A 16-bit PCM write cut off in the middle of a sample leaves a file
+        with whole samples only: the half sample is dropped.
+        """
+        writer = self.makeWriter(PCM16)
+        room = 10001
+        self._fillDisk(room)
+        samples = struct.pack(f"<{WRITE_BATCH_BYTES}h", *range(WRITE_BATCH_BYTES))
+        error = self.assertRaises(OSError, writer.write, samples)
+        self.assertEqual(error.errno, errno.ENOSPC)
+        writer.close()
+        audio = check_wav(self, self.fileBytes(writer), PCM16)
+        self.assertEqual(audio, samples[:room - 1])
+        self.assertEqual(writer.data_bytes, room - 1)
+
+    def test_diskFullOnClose(self) -> None:
+        """
+        When the final flush in close hits a full disk, close raises ENOSPC
+        but still leaves a valid file with what reached the disk, and a
+        second close does nothing.
+        """
+        writer = self.makeWriter(ALAW)
+        self._fillDisk(300)
+        writer.write(b"\x11" * 1000)
+        error = self.assertRaises(OSError, writer.close)
+        self.assertEqual(error.errno, errno.ENOSPC)
+        self.assertEqual(check_wav(self, self.fileBytes(writer), ALAW), b"\x11" * 300)
+        writer.close()
+
+    def test_diskFullForPadByte(self) -> None:
+        """
+        If even the pad byte after odd-length audio cannot be written, the
+        last byte is dropped rather than leaving a broken file.
+        """
+        writer = self.makeWriter(ALAW)
+        writer.write(b"\x22" * 101)
+        dataStart = len(wav_header(ALAW).header)
+        realPwrite = os.pwrite
+
+        class PadFailsOs:
+            def __getattr__(self, name: str) -> object:
+                return getattr(os, name)
+
+            @staticmethod
+            def pwrite(fd: int, data: bytes, offset: int) -> int:
+                if offset >= dataStart:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                return realPwrite(fd, data, offset)
+
+        self.patch(wav, "os", PadFailsOs())
+        writer.close()
+        self.assertEqual(check_wav(self, self.fileBytes(writer), ALAW), b"\x22" * 100)
+
+    def test_diskFullWritingHeader(self) -> None:
+        """
+        A full disk while the header is written raises the plain ENOSPC
+        OSError and leaves no file behind.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        path = os.path.join(directory, "recording.wav")
+        self._fillDisk(10)
+        error = self.assertRaises(OSError, WavFileWriter, path, ALAW)
+        self.assertEqual(error.errno, errno.ENOSPC)
+        self.assertIs(type(error), OSError)
+        self.assertFalse(os.path.exists(path))
