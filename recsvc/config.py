@@ -156,6 +156,8 @@ def load_config(path: str) -> Config:
         raise ConfigError("", f"cannot read config file {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise ConfigError("", f"{path} is not valid YAML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError("", f"{path} is not UTF-8 text: {error}") from None
     return parse_config(data)
 
 

@@ -10,13 +10,14 @@ import os
 from typing import Any, Mapping
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.ports import ReactorPortPool
@@ -57,7 +58,8 @@ def check_config(config: Config, reactor: Any) -> None:
 def endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint:
     try:
         return serverFromString(reactor, config.control.listen)
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, ImportError, OSError) as error:
+        # ImportError: ssl: without pyOpenSSL; OSError: a key or cert file missing.
         raise ConfigError("control.listen", f"not a valid endpoint: {error}") from None
 
 
@@ -70,30 +72,44 @@ class ControlListener(Service):
         self._endpoint = endpoint
         self._factory = factory
         self._port: IListeningPort | None = None
-        self._listening: Deferred[IListeningPort] | None = None
+        self._started = False
+        self._outcome: IListeningPort | Failure | None = None
+        self._waiting: list[Deferred[IListeningPort]] = []
 
     def startService(self) -> None:
         Service.startService(self)
-        listening = self._endpoint.listen(self._factory)
-        failures: list[Any] = []
-        listening.addCallbacks(self._listened, failures.append)
-        if failures:
+        self._started = True
+        self._outcome = None
+        self._endpoint.listen(self._factory).addBoth(self._settled)
+        if isinstance(self._outcome, Failure):
             # Fail start-up synchronously, as twistd needs, before anything else listens.
-            failures[0].raiseException()
-        self._listening = listening
+            self._outcome.raiseException()
 
-    def _listened(self, port: IListeningPort) -> IListeningPort:
-        self._port = port
-        address = port.getHost()
-        self.log.info("Control listening on {host}:{port}", host=address.host, port=address.port)
-        return port
+    def _settled(self, outcome: IListeningPort | Failure) -> None:
+        if isinstance(outcome, Failure):
+            self.log.error(
+                "Cannot listen for control connections: {reason}",
+                reason=outcome.getErrorMessage(),
+            )
+        else:
+            self._port = outcome
+            address = outcome.getHost()
+            self.log.info("Control listening on {host}:{port}", host=address.host, port=address.port)
+        self._outcome = outcome
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.callback(outcome)  # a Failure errbacks
 
     def whenListening(self) -> Deferred[IListeningPort]:
-        """The listening port, once there is one."""
-        assert self._listening is not None, "not started"
-        result: Deferred[IListeningPort] = Deferred()
-        self._listening.addCallback(lambda port: (result.callback(port), port)[1])
-        return result
+        """The listening port, once there is one; fails if listening failed."""
+        assert self._started, "not started"
+        if isinstance(self._outcome, Failure):
+            return fail(self._outcome)
+        if self._outcome is not None:
+            return succeed(self._outcome)
+        waiter: Deferred[IListeningPort] = Deferred()
+        self._waiting.append(waiter)
+        return waiter
 
     def stopService(self) -> Deferred[None] | None:
         Service.stopService(self)

@@ -96,7 +96,7 @@ def encode_value(value: str) -> str:
     stripped = escaped.strip(" ")
     if stripped != escaped:
         lead = len(escaped) - len(escaped.lstrip(" "))
-        trail = len(escaped) - len(escaped.rstrip(" "))
+        trail = len(escaped) - lead - len(stripped)
         escaped = "%20" * lead + stripped + "%20" * trail
     return escaped
 
@@ -213,7 +213,8 @@ def _parse_start_response(message: Message, recording_id: str) -> StartResponse:
         result=message.get("result", "").strip().lower(),
         reason=message.get("reason", ""),
         server=message.get("server", "").strip(),
-        port=int(port_text) if port_text.isdigit() else None,
+        # isdigit() alone admits "²", which int() refuses.
+        port=int(port_text) if port_text.isascii() and port_text.isdigit() else None,
     )
 
 

@@ -11,7 +11,8 @@ import re
 
 import attrs
 
-TERMINATORS = re.compile(rb"\r\n|\n|\r|\x00")
+# No lone CR: a CRLF split between two reads must not read as two styles.
+TERMINATORS = re.compile(rb"\r\n|\n|\x00")
 # Where a message begins: "cmd=" (spaces tolerated before the "=").
 MESSAGE_START = re.compile(rb"cmd[ \t]*=")
 

@@ -1,0 +1,452 @@
+"""Tests for recsvc.config: YAML in, a frozen Config out, errors that name the key."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import attrs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.config import (
+    Config,
+    ConfigError,
+    ControlConfig,
+    RtpConfig,
+    StorageConfig,
+    as_config,
+    load_config,
+    parse_config,
+)
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLE = os.path.join(CHECKOUT, "etc", "recsvc.yaml")
+
+SECTIONS = ["control", "rtp", "storage"]
+KEYS = [
+    "listen", "max_message_bytes",
+    "interface", "advertise", "port_range",
+    "root", "format",
+]
+
+
+class DefaultsTests(SynchronousTestCase):
+    """Every key has a default, and an absent or empty section means defaults."""
+
+    def test_defaults(self) -> None:
+        """
+        The documented defaults: control on tcp:10000, RTP bound to 0.0.0.0
+        on 41000..41999 advertising the connection's own address, g711 files
+        under var/recordings.
+        """
+        config = Config()
+        self.assertEqual(config.control.listen, "tcp:10000")
+        self.assertEqual(config.control.max_message_bytes, 4096)
+        self.assertEqual(config.rtp.interface, "0.0.0.0")
+        self.assertEqual(config.rtp.advertise, "auto")
+        self.assertEqual(config.rtp.port_range, (41000, 41999))
+        self.assertEqual(config.storage.root, "var/recordings")
+        self.assertEqual(config.storage.format, "g711")
+
+    def test_noneIsDefaults(self) -> None:
+        """An empty YAML document (None) parses to the all-defaults Config."""
+        self.assertEqual(parse_config(None), Config())
+
+    def test_emptyMappingIsDefaults(self) -> None:
+        """An empty top-level mapping parses to the all-defaults Config."""
+        self.assertEqual(parse_config({}), Config())
+
+    def test_noneSectionIsDefaults(self) -> None:
+        """A section present but empty in YAML (None) means that section's defaults."""
+        config = parse_config({"control": None, "rtp": None, "storage": None})
+        self.assertEqual(config, Config())
+
+    def test_emptySectionIsDefaults(self) -> None:
+        """A section given as an empty mapping means that section's defaults."""
+        config = parse_config({"control": {}, "rtp": {}, "storage": {}})
+        self.assertEqual(config, Config())
+
+    def test_partialSectionKeepsOtherDefaults(self) -> None:
+        """Setting one key of a section leaves its other keys at their defaults."""
+        config = parse_config({"rtp": {"advertise": "192.0.2.10"}})
+        self.assertEqual(
+            config,
+            Config(rtp=RtpConfig(advertise="192.0.2.10")),
+        )
+        self.assertEqual(config.rtp.port_range, (41000, 41999))
+        self.assertEqual(config.control, ControlConfig())
+
+    def test_sampleEqualsDefaults(self) -> None:
+        """etc/recsvc.yaml, the sample `make run` uses, loads and spells out the defaults."""
+        self.assertEqual(load_config(SAMPLE), Config())
+
+    def test_frozen(self) -> None:
+        """A Config cannot be changed after it is built."""
+        config = Config()
+        self.assertRaises(attrs.exceptions.FrozenInstanceError, setattr, config, "rtp", None)
+        self.assertRaises(
+            attrs.exceptions.FrozenInstanceError, setattr, config.rtp, "interface", "127.0.0.1"
+        )
+
+
+class ValuesTests(SynchronousTestCase):
+    """Values that are accepted come out as given (normalised where documented)."""
+
+    def test_everyKeySet(self) -> None:
+        """Every key set in the mapping shows in the Config."""
+        config = parse_config(
+            {
+                "control": {"listen": "tcp:5000:interface=127.0.0.1", "max_message_bytes": 256},
+                "rtp": {
+                    "interface": "127.0.0.1",
+                    "advertise": "rec.example.com",
+                    "port_range": [5000, 5001],
+                },
+                "storage": {"root": "/srv/recordings", "format": "pcm16"},
+            }
+        )
+        self.assertEqual(
+            config,
+            Config(
+                control=ControlConfig(listen="tcp:5000:interface=127.0.0.1", max_message_bytes=256),
+                rtp=RtpConfig(
+                    interface="127.0.0.1", advertise="rec.example.com", port_range=(5000, 5001)
+                ),
+                storage=StorageConfig(root="/srv/recordings", format="pcm16"),
+            ),
+        )
+
+    def test_portRangeIsTuple(self) -> None:
+        """A YAML list [low, high] becomes a (low, high) tuple, so Config stays hashable."""
+        config = parse_config({"rtp": {"port_range": [1, 65535]}})
+        self.assertEqual(config.rtp.port_range, (1, 65535))
+        self.assertIsInstance(config.rtp.port_range, tuple)
+        hash(config)
+
+    def test_singlePortRange(self) -> None:
+        """A range of one port (low == high) is allowed."""
+        config = parse_config({"rtp": {"port_range": [42000, 42000]}})
+        self.assertEqual(config.rtp.port_range, (42000, 42000))
+
+    def test_interfaceNormalised(self) -> None:
+        """The RTP interface is stripped and written the canonical way (IPv6 too)."""
+        self.assertEqual(parse_config({"rtp": {"interface": " 127.0.0.1 "}}).rtp.interface, "127.0.0.1")
+        self.assertEqual(parse_config({"rtp": {"interface": "0:0::1"}}).rtp.interface, "::1")
+
+    def test_textStripped(self) -> None:
+        """Surrounding blanks are dropped from string values."""
+        config = parse_config({"control": {"listen": "  tcp:1234 "}, "storage": {"root": " r "}})
+        self.assertEqual(config.control.listen, "tcp:1234")
+        self.assertEqual(config.storage.root, "r")
+
+    def test_maxMessageBytesBounds(self) -> None:
+        """max_message_bytes accepts 256 through 1 MiB inclusive."""
+        self.assertEqual(
+            parse_config({"control": {"max_message_bytes": 256}}).control.max_message_bytes, 256
+        )
+        self.assertEqual(
+            parse_config({"control": {"max_message_bytes": 1 << 20}}).control.max_message_bytes,
+            1 << 20,
+        )
+
+
+class ErrorTests(SynchronousTestCase):
+    """Every error is a ConfigError whose message begins with the key path."""
+
+    def assertConfigError(self, data: Any, key: str, problem: str | None = None) -> ConfigError:
+        error = self.assertRaises(ConfigError, parse_config, data)
+        self.assertEqual(error.key, key)
+        self.assertTrue(
+            str(error).startswith(f"{key}: "), f"{str(error)!r} does not start with {key!r}"
+        )
+        if problem is not None:
+            self.assertIn(problem, error.problem)
+        return error
+
+    def test_configErrorIsValueError(self) -> None:
+        """ConfigError is a ValueError, with the key and the problem as attributes."""
+        error = ConfigError("rtp.port_range", "low port above high port")
+        self.assertIsInstance(error, ValueError)
+        self.assertEqual(str(error), "rtp.port_range: low port above high port")
+        self.assertEqual(error.key, "rtp.port_range")
+        self.assertEqual(error.problem, "low port above high port")
+
+    def test_unknownSection(self) -> None:
+        """An unknown section is an error naming it and listing the known ones."""
+        error = self.assertConfigError({"rpt": {}}, "rpt", "unknown section")
+        for name in SECTIONS:
+            self.assertIn(name, str(error))
+
+    def test_unknownKey(self) -> None:
+        """A misspelt key is an error naming its full path, never silently ignored."""
+        error = self.assertConfigError({"rtp": {"prot_range": [1, 2]}}, "rtp.prot_range")
+        self.assertTrue(str(error).startswith("rtp.prot_range: unknown key"), str(error))
+        self.assertIn("port_range", str(error))
+
+    def test_unknownKeyBesideGoodKeys(self) -> None:
+        """An unknown key is reported even when valid keys come before it."""
+        self.assertConfigError(
+            {"storage": {"root": "r", "format": "g711", "fromat": "pcm16"}},
+            "storage.fromat",
+            "unknown key",
+        )
+
+    def test_lowPortAboveHigh(self) -> None:
+        """A reversed port range names rtp.port_range and says what is wrong."""
+        error = self.assertConfigError({"rtp": {"port_range": [42000, 41000]}}, "rtp.port_range")
+        self.assertEqual(str(error), "rtp.port_range: low port above high port")
+
+    def test_portZero(self) -> None:
+        """Port 0 is outside 1..65535."""
+        self.assertConfigError({"rtp": {"port_range": [0, 10]}}, "rtp.port_range", "outside")
+
+    def test_portAbove65535(self) -> None:
+        """Port 65536 is outside 1..65535."""
+        self.assertConfigError({"rtp": {"port_range": [1, 65536]}}, "rtp.port_range", "outside")
+
+    def test_negativePort(self) -> None:
+        """A negative port is outside 1..65535."""
+        self.assertConfigError({"rtp": {"port_range": [-5, 10]}}, "rtp.port_range")
+
+    def test_portRangeShape(self) -> None:
+        """The port range must be a two-element list."""
+        for bad in ([41000], [1, 2, 3], "41000-41999", 41000, {"low": 1, "high": 2}, None):
+            self.assertConfigError({"rtp": {"port_range": bad}}, "rtp.port_range")
+
+    def test_portNotAWholeNumber(self) -> None:
+        """Ports given as floats or strings are rejected."""
+        for bad in ([1.0, 2], ["1", 2], [1, None]):
+            self.assertConfigError({"rtp": {"port_range": bad}}, "rtp.port_range")
+
+    def test_boolPortIsNotInt(self) -> None:
+        """YAML true is not port 1, though bool is an int subclass in Python."""
+        self.assertConfigError(
+            {"rtp": {"port_range": [True, 10]}}, "rtp.port_range", "whole number"
+        )
+
+    def test_boolMaxMessageBytesIsNotInt(self) -> None:
+        """max_message_bytes: true is rejected, not read as 1."""
+        self.assertConfigError(
+            {"control": {"max_message_bytes": True}}, "control.max_message_bytes", "whole number"
+        )
+
+    def test_maxMessageBytesOutOfRange(self) -> None:
+        """max_message_bytes below 256 or above 1 MiB is rejected."""
+        self.assertConfigError({"control": {"max_message_bytes": 255}}, "control.max_message_bytes")
+        self.assertConfigError(
+            {"control": {"max_message_bytes": (1 << 20) + 1}}, "control.max_message_bytes"
+        )
+
+    def test_interfaceNotAnAddress(self) -> None:
+        """An interface name or host name is not an IP address."""
+        for bad in ("eth0", "localhost", "256.0.0.1", ""):
+            self.assertConfigError({"rtp": {"interface": bad}}, "rtp.interface")
+
+    def test_interfaceNotAString(self) -> None:
+        """An interface given as a number is rejected."""
+        self.assertConfigError({"rtp": {"interface": 127}}, "rtp.interface")
+
+    def test_advertiseJunk(self) -> None:
+        """An advertise value with blanks or URL characters is rejected."""
+        for bad in ("a b", "host&x=1", "50%", ""):
+            self.assertConfigError({"rtp": {"advertise": bad}}, "rtp.advertise")
+
+    def test_formatNotKnown(self) -> None:
+        """Only g711 and pcm16 are formats; the error lists them."""
+        error = self.assertConfigError({"storage": {"format": "mp3"}}, "storage.format")
+        self.assertIn("g711", str(error))
+        self.assertIn("pcm16", str(error))
+
+    def test_formatCaseSensitive(self) -> None:
+        """Format names are exact: G711 is rejected."""
+        self.assertConfigError({"storage": {"format": "G711"}}, "storage.format")
+
+    def test_emptyListen(self) -> None:
+        """An empty or blank control.listen is rejected."""
+        for bad in ("", "   ", None, 10000):
+            self.assertConfigError({"control": {"listen": bad}}, "control.listen")
+
+    def test_emptyRoot(self) -> None:
+        """An empty storage.root is rejected."""
+        self.assertConfigError({"storage": {"root": ""}}, "storage.root")
+
+    def test_sectionNotAMapping(self) -> None:
+        """A section given as a list or a scalar names the section."""
+        for bad in ([1, 2], "tcp:10000", 5, True):
+            self.assertConfigError({"control": bad}, "control", "expected a mapping")
+
+    def test_topLevelNotAMapping(self) -> None:
+        """A document that is a list or a scalar is a ConfigError, not a crash."""
+        for bad in ([1, 2], "text", 5):
+            error = self.assertRaises(ConfigError, parse_config, bad)
+            self.assertIn("expected a mapping", str(error))
+
+    def test_nonStringSectionName(self) -> None:
+        """A section name that is not a string (YAML `1:`) is rejected, naming it."""
+        self.assertConfigError({1: {}}, "1", "keys must be names")
+
+    def test_nonStringKey(self) -> None:
+        """A key that is not a string inside a section is rejected with its path."""
+        self.assertConfigError({"rtp": {5: 1}}, "rtp.5", "keys must be names")
+
+
+class LoadConfigTests(SynchronousTestCase):
+    """load_config reads a file; every failure is a ConfigError naming the file."""
+
+    def write(self, content: bytes) -> str:
+        path = self.mktemp()
+        with open(path, "wb") as handle:
+            handle.write(content)
+        return path
+
+    def test_loads(self) -> None:
+        """A YAML file parses to the Config it spells."""
+        path = self.write(b"rtp:\n  port_range: [5000, 5010]\nstorage:\n")
+        self.assertEqual(
+            load_config(path), Config(rtp=RtpConfig(port_range=(5000, 5010)))
+        )
+
+    def test_emptyFile(self) -> None:
+        """An empty file means all defaults."""
+        self.assertEqual(load_config(self.write(b"")), Config())
+
+    def test_missingFile(self) -> None:
+        """A missing file is a ConfigError naming the file."""
+        path = self.mktemp()
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertIn(path, str(error))
+
+    def test_directory(self) -> None:
+        """A directory given as the config file is a ConfigError naming it."""
+        path = self.mktemp()
+        os.mkdir(path)
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertIn(path, str(error))
+
+    def test_invalidYaml(self) -> None:
+        """Broken YAML is a ConfigError naming the file."""
+        path = self.write(b"rtp:\n  port_range: [1, 2\n")
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertIn(path, str(error))
+        self.assertIn("not valid YAML", str(error))
+
+    def test_tabIndentedYaml(self) -> None:
+        """YAML indented with a tab (a common hand-editing slip) names the file."""
+        path = self.write(b"rtp:\n\tadvertise: auto\n")
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertIn(path, str(error))
+
+    def test_notUtf8(self) -> None:
+        """
+        A file that is not UTF-8 (saved as Latin-1, say) is a ConfigError
+        naming the file, not a UnicodeDecodeError traceback from twistd.
+        """
+        path = self.write("storage:\n  root: /srv/enregistrements-\xe9t\xe9\n".encode("latin-1"))
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertIn(path, str(error))
+
+    def test_badValueNamesKey(self) -> None:
+        """A bad value in a file is reported with its key path."""
+        path = self.write(b"rtp:\n  port_range: [42000, 41000]\n")
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertEqual(str(error), "rtp.port_range: low port above high port")
+
+    def test_yamlBoolIsNotInt(self) -> None:
+        """YAML `yes`/`true` as a port reaches the converter as a bool and is refused."""
+        path = self.write(b"rtp:\n  port_range: [true, 10]\n")
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertEqual(error.key, "rtp.port_range")
+
+
+class AsConfigTests(SynchronousTestCase):
+    """as_config takes a Config or the parsed mapping an embedding application has."""
+
+    def test_configPassesThrough(self) -> None:
+        """A Config is returned as it is."""
+        config = Config(storage=StorageConfig(format="pcm16"))
+        self.assertIs(as_config(config), config)
+
+    def test_mapping(self) -> None:
+        """A mapping is parsed."""
+        self.assertEqual(
+            as_config({"storage": {"format": "pcm16"}}),
+            Config(storage=StorageConfig(format="pcm16")),
+        )
+
+    def test_none(self) -> None:
+        """None means all defaults."""
+        self.assertEqual(as_config(None), Config())
+
+    def test_badMapping(self) -> None:
+        """A bad mapping raises the same ConfigError parse_config would."""
+        error = self.assertRaises(ConfigError, as_config, {"rtp": {"prot_range": [1, 2]}})
+        self.assertEqual(error.key, "rtp.prot_range")
+
+
+# What yaml.safe_load can hand back: scalars (timestamps and !!binary
+# included), lists and mappings with scalar keys.
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-2, max_value=70000)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["auto", "g711", "pcm16", "0.0.0.0", "::1", "tcp:0", "bogus:1", ""])
+    | st.binary(max_size=10)
+    | st.dates()
+    | st.datetimes()
+)
+_keys = (
+    st.sampled_from(SECTIONS + KEYS)
+    | st.text(max_size=10)
+    | st.integers()
+    | st.booleans()
+    | st.none()
+    | st.floats(allow_nan=False)
+)
+_yamlish = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(_keys, children, max_size=4),
+    max_leaves=20,
+)
+# Config-shaped documents get past the section and key checks and so
+# exercise the value converters.
+_configShaped = st.dictionaries(
+    st.sampled_from(SECTIONS) | st.text(max_size=8),
+    st.none() | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), _yamlish, max_size=4),
+    max_size=3,
+)
+
+
+class ArbitraryDataTests(SynchronousTestCase):
+    """Whatever YAML yields, parse_config either returns a Config or raises ConfigError."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(_yamlish | _configShaped)
+    def test_onlyConfigError(self, data: Any) -> None:
+        """Arbitrary nested data never raises anything but ConfigError, with a key path."""
+        try:
+            config = parse_config(data)
+        except ConfigError as error:
+            self.assertIsInstance(error.key, str)
+            self.assertTrue(str(error))
+        else:
+            self.assertIsInstance(config, Config)
+
+    @settings(max_examples=50, deadline=None)
+    @given(st.text(max_size=200))
+    def test_arbitraryFileOnlyConfigError(self, text: str) -> None:
+        """Any UTF-8 file loads to a Config or raises ConfigError, never another error."""
+        path = self.mktemp()
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            config = load_config(path)
+        except ConfigError:
+            pass
+        else:
+            self.assertIsInstance(config, Config)

@@ -1,0 +1,482 @@
+"""Tests for recsvc.tap: twistd's Options, check_config, makeService and the
+control listener, plus twistd itself run as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.config import Config, ConfigError, ControlConfig, RtpConfig, StorageConfig, parse_config
+from recsvc.protocol.control import ControlFactory
+from recsvc.service import RecorderService
+from recsvc.tap import ControlListener, Options, check_config, makeService
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
+
+
+def _writeConfig(testCase: SynchronousTestCase, text: str) -> str:
+    path = os.path.abspath(testCase.mktemp())
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def _goodConfigText(root: str, listen: str = LOOPBACK_LISTEN) -> str:
+    return f'control:\n  listen: "{listen}"\nstorage:\n  root: "{root}"\n'
+
+
+class OptionsTests(SynchronousTestCase):
+    """Options validate the whole config up front; errors are UsageErrors naming the key."""
+
+    def parse(self, *argv: str) -> Options:
+        options = Options()
+        options.parseOptions(list(argv))
+        return options
+
+    def test_configFile(self) -> None:
+        """--config FILE leaves the parsed Config under options["config"]."""
+        root = os.path.abspath(self.mktemp())
+        path = _writeConfig(
+            self, _goodConfigText(root) + "rtp:\n  port_range: [45000, 45010]\n"
+        )
+        options = self.parse("--config", path)
+        self.assertEqual(
+            options["config"],
+            Config(
+                control=ControlConfig(listen=LOOPBACK_LISTEN),
+                rtp=RtpConfig(port_range=(45000, 45010)),
+                storage=StorageConfig(root=root),
+            ),
+        )
+
+    def test_shortOption(self) -> None:
+        """-c is the short form of --config."""
+        root = os.path.abspath(self.mktemp())
+        options = self.parse("-c", _writeConfig(self, _goodConfigText(root)))
+        self.assertEqual(options["config"].storage.root, root)
+
+    def test_noConfigMeansDefaults(self) -> None:
+        """Without --config the built-in defaults are used (and checked)."""
+        here = os.getcwd()
+        work = os.path.abspath(self.mktemp())
+        os.mkdir(work)
+        os.chdir(work)
+        self.addCleanup(os.chdir, here)
+        options = self.parse()
+        self.assertEqual(options["config"], Config())
+        self.assertTrue(os.path.isdir(os.path.join(work, "var", "recordings")))
+
+    def test_createsStorageRoot(self) -> None:
+        """A storage root that does not exist yet is created while checking the options."""
+        root = os.path.join(os.path.abspath(self.mktemp()), "a", "b")
+        self.parse("--config", _writeConfig(self, _goodConfigText(root)))
+        self.assertTrue(os.path.isdir(root))
+
+    def test_unknownKey(self) -> None:
+        """A config with an unknown key is a UsageError whose text is the key path."""
+        path = _writeConfig(self, "rtp:\n  prot_range: [41000, 41999]\n")
+        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertTrue(str(error).startswith("rtp.prot_range: unknown key"), str(error))
+
+    def test_badValue(self) -> None:
+        """A bad value is a UsageError naming the key and the problem."""
+        path = _writeConfig(self, "rtp:\n  port_range: [42000, 41000]\n")
+        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertEqual(str(error), "rtp.port_range: low port above high port")
+
+    def test_missingFile(self) -> None:
+        """A missing config file is a UsageError naming the file."""
+        path = os.path.abspath(self.mktemp())
+        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertIn(path, str(error))
+
+    def test_invalidYaml(self) -> None:
+        """A file that is not YAML is a UsageError naming the file."""
+        path = _writeConfig(self, "control: [\n")
+        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertIn(path, str(error))
+
+    def test_badEndpoint(self) -> None:
+        """An endpoint string Twisted cannot parse is a UsageError naming control.listen."""
+        root = os.path.abspath(self.mktemp())
+        path = _writeConfig(self, _goodConfigText(root, listen="bogus:1"))
+        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertTrue(str(error).startswith("control.listen: "), str(error))
+        self.assertIn("bogus", str(error))
+
+    def test_badEndpointArguments(self) -> None:
+        """An endpoint with a bad port or an unknown argument names control.listen."""
+        root = os.path.abspath(self.mktemp())
+        for listen in ("tcp:http", "tcp:10000:colour=blue"):
+            path = _writeConfig(self, _goodConfigText(root, listen=listen))
+            error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+            self.assertTrue(str(error).startswith("control.listen: "), str(error))
+
+    def test_storageRootUnderAFile(self) -> None:
+        """
+        A storage root that cannot be created (its parent is a regular file,
+        which fails even for root) is a UsageError naming storage.root.
+        """
+        parent = os.path.abspath(self.mktemp())
+        with open(parent, "w"):
+            pass
+        root = os.path.join(parent, "x")
+        path = _writeConfig(self, _goodConfigText(root))
+        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertTrue(str(error).startswith("storage.root: "), str(error))
+        self.assertIn(root, str(error))
+
+    def test_storageRootIsAFile(self) -> None:
+        """A storage root that is an existing regular file is a UsageError naming storage.root."""
+        root = os.path.abspath(self.mktemp())
+        with open(root, "w"):
+            pass
+        path = _writeConfig(self, _goodConfigText(root))
+        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertTrue(str(error).startswith("storage.root: "), str(error))
+
+    def test_storageRootNotWritable(self) -> None:
+        """An existing storage root without write permission is a UsageError naming storage.root."""
+        if os.geteuid() == 0:
+            raise self.skipTest("root can write to any directory")
+        root = os.path.abspath(self.mktemp())
+        os.mkdir(root, 0o500)
+        self.addCleanup(os.chmod, root, 0o700)
+        path = _writeConfig(self, _goodConfigText(root))
+        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
+        self.assertTrue(str(error).startswith("storage.root: "), str(error))
+
+
+class CheckConfigTests(SynchronousTestCase):
+    """check_config checks against the machine but starts nothing."""
+
+    def test_doesNotListen(self) -> None:
+        """Checking the endpoint only parses it: nothing listens on the reactor."""
+        reactor = MemoryReactorClock()
+        root = os.path.abspath(self.mktemp())
+        check_config(parse_config({"control": {"listen": "tcp:10000"}, "storage": {"root": root}}), reactor)
+        self.assertEqual(reactor.tcpServers, [])
+
+    def test_badEndpoint(self) -> None:
+        """A bad endpoint is a ConfigError with key control.listen."""
+        config = parse_config({"control": {"listen": "bogus:1"}})
+        error = self.assertRaises(ConfigError, check_config, config, MemoryReactorClock())
+        self.assertEqual(error.key, "control.listen")
+
+    def test_endpointThatCannotBeBuilt(self) -> None:
+        """
+        An endpoint whose parser fails for a reason other than syntax (an ssl:
+        endpoint without pyOpenSSL, or whose key file is missing) is still a
+        ConfigError naming control.listen, not a traceback from twistd.
+        """
+        missing = os.path.abspath(self.mktemp())
+        config = parse_config(
+            {"control": {"listen": f"ssl:10443:privateKey={missing}:certKey={missing}"}}
+        )
+        error = self.assertRaises(ConfigError, check_config, config, MemoryReactorClock())
+        self.assertEqual(error.key, "control.listen")
+
+
+class FakePort:
+    """An IListeningPort that remembers being stopped."""
+
+    def __init__(self) -> None:
+        self.stopped = 0
+        self.stopping: Deferred[None] = Deferred()
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("TCP", "127.0.0.1", 10000)
+
+    def stopListening(self) -> Deferred[None]:
+        self.stopped += 1
+        return self.stopping
+
+
+class FakeEndpoint:
+    """An IStreamServerEndpoint whose listen returns the Deferred it is given."""
+
+    def __init__(self, result: Deferred[Any]) -> None:
+        self.result = result
+        self.factories: list[Factory] = []
+
+    def listen(self, factory: Factory) -> Deferred[Any]:
+        self.factories.append(factory)
+        return self.result
+
+
+class ControlListenerTests(SynchronousTestCase):
+    """ControlListener listens on start, fails start-up if it cannot, stops the port on stop."""
+
+    def test_listensOnStart(self) -> None:
+        """On a MemoryReactor the listener listens with its factory and whenListening has the port."""
+        reactor = MemoryReactorClock()
+        factory = Factory()
+        listener = ControlListener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), factory)
+        listener.startService()
+        self.assertTrue(listener.running)
+        [(port, usedFactory, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (0, "127.0.0.1"))
+        self.assertIs(usedFactory, factory)
+        listening = self.successResultOf(listener.whenListening())
+        self.assertIsInstance(listening.getHost(), IPv4Address)
+
+    def test_notListeningBeforeStart(self) -> None:
+        """Building the listener does not listen yet."""
+        endpoint = FakeEndpoint(succeed(FakePort()))
+        ControlListener(endpoint, Factory())
+        self.assertEqual(endpoint.factories, [])
+
+    def test_whenListeningWaits(self) -> None:
+        """whenListening has no result until the endpoint listens, then the port."""
+        pending: Deferred[FakePort] = Deferred()
+        listener = ControlListener(FakeEndpoint(pending), Factory())
+        listener.startService()
+        first = listener.whenListening()
+        self.assertNoResult(first)
+        port = FakePort()
+        pending.callback(port)
+        self.assertIs(self.successResultOf(first), port)
+
+    def test_whenListeningEveryCaller(self) -> None:
+        """Every whenListening call gets its own Deferred, each firing with the port."""
+        port = FakePort()
+        listener = ControlListener(FakeEndpoint(succeed(port)), Factory())
+        listener.startService()
+        first = listener.whenListening()
+        second = listener.whenListening()
+        self.assertIsNot(first, second)
+        self.assertIs(self.successResultOf(first), port)
+        self.assertIs(self.successResultOf(second), port)
+        # A caller adding callbacks to its Deferred does not change what the next one sees.
+        first.addCallback(lambda _: None)
+        self.assertIs(self.successResultOf(listener.whenListening()), port)
+
+    def test_listenFailureFailsStart(self) -> None:
+        """An endpoint whose listen has already failed makes startService raise that error."""
+        error = CannotListenError("127.0.0.1", 10000, OSError("in use"))
+        listener = ControlListener(FakeEndpoint(fail(error)), Factory())
+        raised = self.assertRaises(CannotListenError, listener.startService)
+        self.assertIs(raised, error)
+
+    def test_reactorListenFailureFailsStart(self) -> None:
+        """A reactor that cannot listen (the real endpoint path) makes startService raise."""
+        reactor = RaisingMemoryReactor(listenException=CannotListenError("", 10000, OSError("in use")))
+        listener = ControlListener(TCP4ServerEndpoint(reactor, 10000), Factory())
+        self.assertRaises(CannotListenError, listener.startService)
+
+    def test_laterListenFailureFailsWhenListening(self) -> None:
+        """
+        An endpoint that fails after startService returned fails whenListening
+        with that error rather than firing it with None as if it were a port.
+        """
+        pending: Deferred[FakePort] = Deferred()
+        listener = ControlListener(FakeEndpoint(pending), Factory())
+        listener.startService()
+        waiting = listener.whenListening()
+        pending.errback(CannotListenError("127.0.0.1", 10000, OSError("in use")))
+        self.failureResultOf(waiting, CannotListenError)
+
+    def test_stopStopsPort(self) -> None:
+        """stopService stops the listening port and returns its stopListening Deferred."""
+        port = FakePort()
+        listener = ControlListener(FakeEndpoint(succeed(port)), Factory())
+        listener.startService()
+        stopping = listener.stopService()
+        self.assertEqual(port.stopped, 1)
+        self.assertFalse(listener.running)
+        self.assertNoResult(stopping)
+        port.stopping.callback(None)
+        self.assertIsNone(self.successResultOf(stopping))
+
+    def test_stopTwice(self) -> None:
+        """A second stopService does not stop the port again."""
+        port = FakePort()
+        listener = ControlListener(FakeEndpoint(succeed(port)), Factory())
+        listener.startService()
+        listener.stopService()
+        listener.stopService()
+        self.assertEqual(port.stopped, 1)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """makeService wires a recorder and a control listener into one MultiService."""
+
+    def mapping(self, **rtp: Any) -> dict[str, Any]:
+        return {
+            "control": {"listen": LOOPBACK_LISTEN, "max_message_bytes": 1000},
+            "rtp": {"interface": "127.0.0.1", "port_range": [45000, 45009], **rtp},
+            "storage": {"root": os.path.abspath(self.mktemp()), "format": "pcm16"},
+        }
+
+    def test_tree(self) -> None:
+        """The tree is a MultiService with children named "recorder" and "control"."""
+        service = makeService(self.mapping(), reactor=MemoryReactorClock())
+        self.assertIsInstance(service, MultiService)
+        self.assertTrue(IService.providedBy(service))
+        self.assertIsInstance(service.getServiceNamed("recorder"), RecorderService)
+        self.assertIsInstance(service.getServiceNamed("control"), ControlListener)
+
+    def test_listenerStopsFirst(self) -> None:
+        """
+        The recorder is added before the listener, so MultiService (which stops
+        children in reverse) closes the listener before the recorder drains.
+        """
+        service = makeService(self.mapping(), reactor=MemoryReactorClock())
+        self.assertEqual([child.name for child in service], ["recorder", "control"])
+
+    def test_buildingDoesNotListen(self) -> None:
+        """Building the tree touches no socket; starting it listens."""
+        reactor = MemoryReactorClock()
+        service = makeService(self.mapping(), reactor=reactor)
+        self.assertEqual(reactor.tcpServers, [])
+        # MemoryReactor has no listenUDP: starting on it also proves that no
+        # RTP port is opened before a recording asks for one.
+        service.startService()
+        self.addCleanup(service.stopService)
+        [(port, factory, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (0, "127.0.0.1"))
+        self.assertIsInstance(factory, ControlFactory)
+        self.successResultOf(service.getServiceNamed("control").whenListening())
+
+    def test_startAndStop(self) -> None:
+        """The tree starts and stops on a MemoryReactor; with no recordings stopping is immediate."""
+        service = makeService(self.mapping(), reactor=MemoryReactorClock())
+        service.startService()
+        self.assertTrue(service.getServiceNamed("recorder").running)
+        self.assertTrue(service.getServiceNamed("control").running)
+        self.successResultOf(service.stopService())
+        self.assertFalse(service.getServiceNamed("recorder").running)
+        self.assertFalse(service.getServiceNamed("control").running)
+
+    def test_recorderWiring(self) -> None:
+        """The recorder gets the reactor as its clock and the config's ports, storage and advertise."""
+        reactor = MemoryReactorClock()
+        mapping = self.mapping(advertise="192.0.2.10")
+        recorder = makeService(mapping, reactor=reactor).getServiceNamed("recorder")
+        self.assertIs(recorder.clock, reactor)
+        self.assertEqual(
+            (recorder.ports.interface, recorder.ports.low, recorder.ports.high),
+            ("127.0.0.1", 45000, 45009),
+        )
+        self.assertIs(recorder.ports.reactor, reactor)
+        self.assertEqual(recorder.storage.root, mapping["storage"]["root"])
+        self.assertEqual(recorder.storage.audio_format, "pcm16")
+        self.assertEqual(recorder.advertise, "192.0.2.10")
+
+    def test_advertiseAuto(self) -> None:
+        """advertise: auto gives the recorder None: each phone's own local address is used."""
+        recorder = makeService(self.mapping(), reactor=MemoryReactorClock()).getServiceNamed(
+            "recorder"
+        )
+        self.assertIsNone(recorder.advertise)
+
+    def test_acceptsConfig(self) -> None:
+        """A Config works as well as a mapping."""
+        mapping = self.mapping()
+        service = makeService(parse_config(mapping), reactor=MemoryReactorClock())
+        self.assertEqual(service.getServiceNamed("recorder").storage.root, mapping["storage"]["root"])
+
+    def test_acceptsOptions(self) -> None:
+        """makeService takes twistd's parsed Options, as the plugin hands them over."""
+        root = os.path.abspath(self.mktemp())
+        options = Options()
+        options.parseOptions(["--config", _writeConfig(self, _goodConfigText(root))])
+        reactor = MemoryReactorClock()
+        service = makeService(options, reactor=reactor)
+        self.assertEqual(service.getServiceNamed("recorder").storage.root, root)
+        service.startService()
+        self.addCleanup(service.stopService)
+        [(port, _, _, interface)] = reactor.tcpServers
+        self.assertEqual((port, interface), (0, "127.0.0.1"))
+
+    def test_badMapping(self) -> None:
+        """A bad mapping is a ConfigError naming the key, before anything is built."""
+        mapping = self.mapping()
+        mapping["rtp"]["prot_range"] = [1, 2]
+        error = self.assertRaises(ConfigError, makeService, mapping, reactor=MemoryReactorClock())
+        self.assertEqual(error.key, "rtp.prot_range")
+
+    def test_listenFailureFailsStart(self) -> None:
+        """If the control port cannot be had, starting the tree raises."""
+        reactor = RaisingMemoryReactor(listenException=CannotListenError("", 0, OSError("in use")))
+        service = makeService(self.mapping(), reactor=reactor)
+        self.assertRaises(CannotListenError, service.startService)
+
+
+def _freePort() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class TwistdTests(SynchronousTestCase):
+    """twistd itself, as a user runs it (real reactor, subprocess)."""
+
+    def twistd(self, *args: str) -> tuple[int, str]:
+        cwd = os.path.abspath(self.mktemp())
+        os.mkdir(cwd)
+        try:
+            result = subprocess.run(
+                [TWISTD, "--nodaemon", "--pidfile=", "recsvc", *args],
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=30,
+            )
+        except subprocess.TimeoutExpired as timeout:
+            self.fail(f"twistd kept running (it started serving): {timeout.output!r}")
+        return result.returncode, result.stdout
+
+    def test_unknownKey(self) -> None:
+        """
+        With an unknown key twistd exits non-zero at once (it never starts
+        serving, so never listens), says which key, and creates no storage root.
+        """
+        root = os.path.abspath(self.mktemp())
+        path = _writeConfig(
+            self,
+            _goodConfigText(root, listen=f"tcp:{_freePort()}:interface=127.0.0.1")
+            + "rtp:\n  prot_range: [41000, 41999]\n",
+        )
+        code, output = self.twistd("--config", path)
+        self.assertNotEqual(code, 0, output)
+        self.assertIn("rtp.prot_range: unknown key", output)
+        self.assertNotIn("Traceback", output)
+        self.assertFalse(os.path.exists(root))
+
+    def test_missingFile(self) -> None:
+        """With a missing config file twistd exits non-zero naming the file."""
+        path = os.path.abspath(self.mktemp())
+        code, output = self.twistd("--config", path)
+        self.assertNotEqual(code, 0, output)
+        self.assertIn(path, output)
+        self.assertNotIn("Traceback", output)
+
+    def test_portInUse(self) -> None:
+        """If the control port is taken twistd exits non-zero naming the address, not hangs."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            root = os.path.abspath(self.mktemp())
+            path = _writeConfig(
+                self, _goodConfigText(root, listen=f"tcp:{port}:interface=127.0.0.1")
+            )
+            code, output = self.twistd("--config", path)
+        self.assertNotEqual(code, 0, output)
+        self.assertIn(f"127.0.0.1:{port}", output)
