@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
@@ -107,6 +108,20 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
         self.assertEqual(info.parties.remote_name, "\u5f20\u4e09")
         self.assertEqual(info.codec.name, "PCMA")
         self.assertEqual(info.peer, "127.0.0.1")
+
+    def test_hostile_fields_stay_under_root(self) -> None:
+        """An id, device or number made to climb out of the storage root
+        (``../../x``, an absolute path) still lands under the root."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(
+            b"cmd=RecordStartRequest&id=../../../etc/passwd&device=/etc&remote_number=..%2F..%2Fx"
+            b"&dir=in&codec=PCMA"
+        )
+        self.assertIn(b"result=success", self.sent(transport))
+        [path] = self.writers.writers
+        root = os.path.realpath(self.root)
+        self.assertEqual(os.path.commonpath([root, os.path.realpath(path)]), root)
+        self.assertNotIn("..", os.path.relpath(path, root).split(os.sep))
 
     def test_stop_answered_after_files_finished(self) -> None:
         """The Stop is answered success only once the file and sidecar are on
