@@ -94,7 +94,7 @@ MAX_DROPOUT = 3000
 MAX_MISORDER = 100
 
 
-@attrs.define
+@attrs.define(eq=False)
 class ReorderWindow:
     """Puts packets back in sequence-number order within a small window.
 
@@ -155,6 +155,10 @@ class ReorderWindow:
 
     def flush(self) -> list[RtpPacket]:
         """Everything still waiting, in order (the recording is ending)."""
+        if self._restart is not None:
+            # A jump nothing followed: no place in the timeline for it.
+            self._restart = None
+            self.late += 1
         ready: list[RtpPacket] = []
         while self._pending:
             ready += self._skip_to_oldest_pending()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import attrs
@@ -38,7 +39,8 @@ class RecorderService(Service):
     """Starts and stops recordings for the control connections.
 
     ``advertise`` is the address put in Start responses; None means the local
-    address of the phone's own control connection.
+    address of the phone's own control connection (an IPv4 phone reaching an
+    IPv6 listener is given its IPv4 address back).
     """
 
     log = Logger()
@@ -73,12 +75,14 @@ class RecorderService(Service):
         recording_id = request.recording_id
         existing = self.registry.get(recording_id)
         if existing is not None:
-            if existing.state == RECORDING and existing.info.device == request.device:
-                # The phone retried: same answer, and its newest connection
-                # is the one to tell when the server stops.
-                existing.link = link
-                return self._accepted(existing, local_host)
-            return self._refused(request, "id already recording")
+            if existing.info.device != request.device:
+                return self._refused(request, "id already recording")
+            if existing.state != RECORDING:
+                return self._refused(request, "id still stopping")
+            # The phone retried: same answer, and its newest connection is
+            # the one to tell when the server stops.
+            existing.link = link
+            return self._accepted(existing, local_host)
         if not self._accepting:
             return self._refused(request, "server shutting down")
         codec = CODECS.get(request.codec)
@@ -124,6 +128,7 @@ class RecorderService(Service):
         )
         receiver.sink = recording
         self.registry.add(recording)
+        recording.begin()
         self.log.info(
             "Recording {recordingId} started from {device} ({codec}) on port {port}: {file}",
             recordingId=recording_id, device=request.device, codec=codec.name, peer=peer,
@@ -135,7 +140,7 @@ class RecorderService(Service):
         return StartResponse(
             recording_id=recording.recording_id,
             result=SUCCESS,
-            server=self.advertise or local_host,
+            server=self.advertise or _unmapped(local_host),
             port=recording.rtp_port,
         )
 
@@ -173,3 +178,11 @@ class RecorderService(Service):
         close the control connections."""
         Service.stopService(self)
         return Deferred.fromCoroutine(self._drain())
+
+
+def _unmapped(host: str) -> str:
+    try:
+        mapped = ipaddress.ip_address(host).ipv4_mapped  # type: ignore[union-attr]
+    except (ValueError, AttributeError):
+        return host
+    return host if mapped is None else str(mapped)

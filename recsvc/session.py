@@ -76,7 +76,7 @@ class RecordingSummary:
     audio_format: str
     file: str
     started_at: float
-    stopped_at: float
+    stopped_at: float | None  # None while recording
     stop_reason: str
     stopped_by: str
     data_bytes: int
@@ -99,8 +99,9 @@ class RecordingSummary:
             "format": self.audio_format,
             "direction": info.direction,
             **attrs.asdict(info.parties),
+            "status": "recording" if self.stopped_at is None else "finished",
             "started_at": iso_utc(self.started_at),
-            "stopped_at": iso_utc(self.stopped_at),
+            "stopped_at": None if self.stopped_at is None else iso_utc(self.stopped_at),
             "duration_s": self.duration_s,
             "stop_reason": self.stop_reason,
             "stopped_by": self.stopped_by,
@@ -149,6 +150,9 @@ class Recording:
     _drained: bool = False
     _waiting: list[Deferred] = attrs.field(factory=list)
     _result: RecordingSummary | Failure | None = None
+    _stop: _StopCause | None = None
+    _provisional: Deferred[Any] | None = None
+    _rtp_port: int | None = None
 
     @property
     def recording_id(self) -> str:
@@ -158,9 +162,13 @@ class Recording:
     def state(self) -> str:
         return self._state
 
+    def __attrs_post_init__(self) -> None:
+        if self.port is not None:
+            self._rtp_port = self.port.getHost().port
+
     @property
     def rtp_port(self) -> int | None:
-        return None if self.port is None else self.port.getHost().port
+        return self._rtp_port
 
     def counts(self) -> PacketCounts:
         window = self._window
@@ -209,17 +217,28 @@ class Recording:
                 return
             self._received += 1
 
+    def begin(self) -> None:
+        """Persist what the phone told us at Start, as a sidecar marked
+        ``recording``, so the call's metadata survives whatever follows."""
+        self._provisional = self._run_blocking(
+            self._storage.write_sidecar, self._writer.path, self._summary(None).to_json()
+        )
+
     def stop(
         self, reason: str, stopped_by: str, updates: tuple[tuple[str, str], ...] = ()
     ) -> Deferred[RecordingSummary]:
         """Stop recording and finish the files. Idempotent: every call gets its
         own Deferred, fired with the summary once the WAV and its sidecar are on
-        disk (or with a StorageError failure if they could not be finished)."""
+        disk (or with a StorageError failure if they could not be finished).
+        The first reason wins; a Stop's party fields count whenever they come
+        before the files are finished."""
         waiter: Deferred[RecordingSummary] = Deferred()
         if self._state == STOPPED:
             assert self._result is not None
             _fire(waiter, self._result)
             return waiter
+        if updates:
+            self.info = attrs.evolve(self.info, parties=self.info.parties.updated(updates))
         self._waiting.append(waiter)
         if self._state == RECORDING and not self._drained:
             # Audio already in the socket belongs to the call. Draining may
@@ -229,20 +248,40 @@ class Recording:
                 self.port.drain()
         if self._state == RECORDING:
             self._state = STOPPING
-            if updates:
-                self.info = attrs.evolve(self.info, parties=self.info.parties.updated(updates))
-            Deferred.fromCoroutine(self._finish(reason, stopped_by, self._clock.seconds()))
+            self._stop = _StopCause(reason, stopped_by, self._clock.seconds())
+            Deferred.fromCoroutine(self._finish())
         return waiter
 
-    async def _finish(self, reason: str, stopped_by: str, stopped_at: float) -> None:
+    async def _finish(self) -> None:
+        try:
+            result = await self._close_and_save()
+        except Exception:
+            result = Failure()
+            self.log.failure("Recording {recordingId} could not be finished",
+                             recordingId=self.recording_id)
+        self._result = result
+        self._state = STOPPED
+        try:
+            self._on_stopped(self)
+        finally:
+            waiting, self._waiting = self._waiting, []
+            for waiter in waiting:
+                _fire(waiter, result)
+
+    async def _close_and_save(self) -> RecordingSummary | Failure:
+        cause = self._stop
+        assert cause is not None
         self.log.info(
             "Recording {recordingId} stopping: {reason} ({stoppedBy})",
-            recordingId=self.recording_id, device=self.info.device, reason=reason,
-            stoppedBy=stopped_by,
+            recordingId=self.recording_id, device=self.info.device, reason=cause.reason,
+            stoppedBy=cause.stopped_by,
         )
-        if stopped_by == BY_SERVER and self.link is not None:
-            self.link.send_stop_request(self.recording_id, reason)
-        rtp_port = self.rtp_port
+        if cause.stopped_by == BY_SERVER and self.link is not None:
+            try:
+                self.link.send_stop_request(self.recording_id, cause.reason)
+            except Exception:
+                self.log.failure("Recording {recordingId}: telling the phone failed",
+                                 recordingId=self.recording_id)
         if self.port is not None:
             try:
                 await maybeDeferred(self.port.stopListening)
@@ -250,53 +289,61 @@ class Recording:
                 self.log.failure("Recording {recordingId}: closing the RTP port failed",
                                  recordingId=self.recording_id)
         self._write(self._window.flush())
+        if self._provisional is not None:
+            try:
+                await self._provisional
+            except Exception as error:
+                self.log.warn("Recording {recordingId}: start sidecar not written: {reason}",
+                              recordingId=self.recording_id, reason=str(error))
         try:
-            result: RecordingSummary | Failure = await self._run_blocking(
-                self._finish_files, reason, stopped_by, stopped_at, rtp_port
-            )
+            return await self._run_blocking(self._finish_files)
         except Exception:
-            result = Failure()
+            failure = Failure()
             self.log.error(
                 "Recording {recordingId} could not be finished: {reason}",
                 recordingId=self.recording_id, device=self.info.device,
-                reason=result.getErrorMessage(),
+                reason=failure.getErrorMessage(),
             )
-        self._result = result
-        self._state = STOPPED
-        self._on_stopped(self)
-        waiting, self._waiting = self._waiting, []
-        for waiter in waiting:
-            _fire(waiter, result)
+            return failure
 
-    def _finish_files(
-        self, reason: str, stopped_by: str, stopped_at: float, rtp_port: int | None
-    ) -> RecordingSummary:
+    def _summary(self, cause: _StopCause | None, error: OSError | None = None) -> RecordingSummary:
+        fmt = self._storage.wav_format(self.info.codec)
+        data_bytes = self._writer.data_bytes if cause is not None else 0
+        return RecordingSummary(
+            info=self.info,
+            audio_format=self._storage.audio_format,
+            file=os.path.basename(self._writer.path),
+            started_at=self.started_at,
+            stopped_at=None if cause is None else cause.at,
+            stop_reason="" if cause is None else cause.reason,
+            stopped_by="" if cause is None else cause.stopped_by,
+            data_bytes=data_bytes,
+            frames=data_bytes // fmt.block_align,
+            sample_rate=fmt.sample_rate,
+            packets=self.counts(),
+            rtp_port=self._rtp_port,
+            error=None if error is None else f"{error.strerror or error}",
+        )
+
+    def _finish_files(self) -> RecordingSummary:
         """Close the WAV, then write the sidecar. Blocking: runs in a thread."""
         error = self._write_error
         try:
             self._writer.close()
         except OSError as close_error:
             error = error or close_error
-        fmt = self._storage.wav_format(self.info.codec)
-        summary = RecordingSummary(
-            info=self.info,
-            audio_format=self._storage.audio_format,
-            file=os.path.basename(self._writer.path),
-            started_at=self.started_at,
-            stopped_at=stopped_at,
-            stop_reason=reason,
-            stopped_by=stopped_by,
-            data_bytes=self._writer.data_bytes,
-            frames=self._writer.data_bytes // fmt.block_align,
-            sample_rate=fmt.sample_rate,
-            packets=self.counts(),
-            rtp_port=rtp_port,
-            error=None if error is None else f"{error.strerror or error}",
-        )
+        summary = self._summary(self._stop, error)
         self._storage.write_sidecar(self._writer.path, summary.to_json())
         if error is not None and error is not self._write_error:
             raise StorageError(f"could not finish {summary.file}: {summary.error}")
         return summary
+
+
+@attrs.frozen
+class _StopCause:
+    reason: str
+    stopped_by: str
+    at: float
 
 
 def _fire(waiter: Deferred, result: RecordingSummary | Failure) -> None:
@@ -306,7 +353,7 @@ def _fire(waiter: Deferred, result: RecordingSummary | Failure) -> None:
         waiter.callback(result)
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Registry:
     """The recordings that are running or stopping, by recording id."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from typing import Any, Callable
@@ -26,7 +27,7 @@ def open_wav_file(path: str, fmt: WavFormat) -> AudioWriter:
     return WavFileWriter(path, fmt)
 
 
-@attrs.define
+@attrs.frozen
 class Storage:
     """Lays recordings out under ``root``: ``device/YYYY/MM/DD/NAME.wav`` with
     ``NAME.json`` beside it. Names never collide: a taken name gets a suffix."""
@@ -68,27 +69,48 @@ class Storage:
         raise FileExistsError(f"no free name for {stem} in {folder}")
 
     def write_sidecar(self, writer_path: str, data: dict[str, Any]) -> str:
-        """Write the sidecar durably (temp file, fsync, rename). Blocking."""
+        """Write the sidecar durably (temp file, fsync, rename). Blocking.
+
+        On a full disk, a sidecar that exists already (the one written at
+        Start) is overwritten in place: its blocks are ours, a new file's are not.
+        """
         path = sidecar_path(writer_path)
-        temporary = path + ".tmp"
+        text = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            with open(temporary, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, ensure_ascii=False)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
-        _fsync_directory(os.path.dirname(path))
+            _replace_durably(path, text)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not os.path.exists(path):
+                raise
+            _overwrite_in_place(path, text)
         return path
 
 
 def sidecar_path(wav_path: str) -> str:
     base, _ = os.path.splitext(wav_path)
     return base + ".json"
+
+
+def _replace_durably(path: str, text: bytes) -> None:
+    temporary = path + ".tmp"
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(os.path.dirname(path))
+
+
+def _overwrite_in_place(path: str, text: bytes) -> None:
+    with open(path, "r+b") as handle:
+        handle.write(text)
+        handle.truncate()
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _fsync_directory(path: str) -> None:

@@ -139,7 +139,7 @@ def makeService(
         ports=ReactorPortPool(reactor, config.rtp.interface, low, high),
         storage=Storage(root=config.storage.root, audio_format=config.storage.format),
         run_blocking=lambda f, *args: deferToThreadPool(reactor, reactor.getThreadPool(), f, *args),
-        advertise=None if config.rtp.advertise == "auto" else config.rtp.advertise,
+        advertise=advertised_address(config),
     )
     control = ControlListener(
         endpoint_for(config, reactor),
@@ -153,6 +153,17 @@ def makeService(
     control.setName("control")
     control.setServiceParent(root)
     return root
+
+
+def advertised_address(config: Config) -> str | None:
+    """The fixed address for Start responses, or None for "the local address
+    of each phone's control connection". With ``auto`` and RTP bound to one
+    address (not a wildcard), that address is the one that works."""
+    if config.rtp.advertise != "auto":
+        return config.rtp.advertise
+    if config.rtp.interface in ("0.0.0.0", "::"):
+        return None
+    return config.rtp.interface
 
 
 def _global_reactor() -> Any:

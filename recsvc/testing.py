@@ -27,7 +27,6 @@ class MemoryWavWriter:
     path: str
     format: WavFormat
     closed: bool = False
-    discarded: bool = False
     _data: bytearray = attrs.field(factory=bytearray)
 
     @property
@@ -41,9 +40,6 @@ class MemoryWavWriter:
 
     def close(self) -> None:
         self.closed = True
-
-    def discard(self) -> None:
-        self.closed = self.discarded = True
 
     def contents(self) -> bytes:
         size = len(self._data)
@@ -83,9 +79,6 @@ class FailingWriter:
         self.inner.close()
         if self.close_error is not None:
             raise self.close_error
-
-    def discard(self) -> None:
-        self.inner.discard()
 
 
 @attrs.define(eq=False)

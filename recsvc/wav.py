@@ -111,9 +111,6 @@ class AudioWriter(Protocol):
         """Finish the file: remaining data, sizes in the header, fsync.
         Blocking: called off the reactor thread. Raises OSError."""
 
-    def discard(self) -> None:
-        """Close and remove the file: the recording never started."""
-
 
 @attrs.define(eq=False)
 class WavFileWriter:
@@ -163,13 +160,6 @@ class WavFileWriter:
             finally:
                 os.close(self._fd)
                 self._fd = -1
-
-    def discard(self) -> None:
-        """Close and remove the file (the recording never started)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-        os.unlink(self.path)
 
     def _flush(self) -> None:
         pending, self._pending = bytes(self._pending), bytearray()

@@ -159,9 +159,10 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
         protocol, transport = self.connect()
         protocol.dataReceived(START)
         self.sent(transport)
-        self.runner.pending.clear()
+        self.runner.run_pending()  # the sidecar written at Start
         protocol.dataReceived(b"cmd=RecordStopRequest&id=7")
-        waiter, f, args = self.runner.pending.pop()
+        [(waiter, f, args)] = self.runner.pending
+        self.runner.pending.clear()
         waiter.errback(OSError(5, "Input/output error"))
         self.assertEqual(
             self.sent(transport), b"cmd=RecordStopResponse&id=7&result=failed&reason=storage error"
@@ -229,6 +230,38 @@ class ConnectionTests(ControlTestsMixin, SynchronousTestCase):
         [path] = self.writers.writers
         with open(sidecar_path(path), encoding="utf-8") as handle:
             self.assertEqual(json.load(handle)["stopped_by"], "connection")
+
+    def test_shutdown_with_stop_pending(self) -> None:
+        """A phone's Stop being finished when shutdown begins is answered
+        success; the connection closes after, and nothing is left running."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START)
+        self.runner.run_pending()
+        self.sent(transport)
+        protocol.dataReceived(b"cmd=RecordStopRequest&id=7")
+        stopped = self.service.stopService()
+        self.assertNoResult(stopped)
+        self.runner.run_pending()
+        self.assertEqual(self.sent(transport), b"cmd=RecordStopResponse&id=7&result=success")
+        self.successResultOf(stopped)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(self.service.registry), 0)
+
+    def test_connection_lost_while_stopping(self) -> None:
+        """A connection that breaks while its Stop is being finished: the
+        file is finished and nothing is written to the dead connection."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START)
+        self.runner.run_pending()
+        self.sent(transport)
+        protocol.dataReceived(b"cmd=RecordStopRequest&id=7")
+        protocol.connectionLost(Failure(ConnectionLost()))
+        self.runner.run_pending()
+        self.assertEqual(self.sent(transport), b"")
+        [path] = self.writers.writers
+        with open(sidecar_path(path), encoding="utf-8") as handle:
+            sidecar = json.load(handle)
+        self.assertEqual((sidecar["status"], sidecar["stopped_by"]), ("finished", "phone"))
 
     def test_server_stop_request(self) -> None:
         """At shutdown the phone is sent a RecordStopRequest in its own

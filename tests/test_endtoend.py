@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import attrs
 import yaml
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
@@ -65,6 +66,17 @@ def ffprobe(path: str) -> dict:
     return stream
 
 
+def sox_info(path: str) -> dict[str, str]:
+    """What sox reads of a file's header (``sox --i``)."""
+    if shutil.which("sox") is None:
+        raise SkipTest("sox is not installed (make test installs Debian's sox)")
+    output = subprocess.run(["sox", "--i", path], check=True, capture_output=True, text=True).stdout
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in output.splitlines()) if value
+    }
+
+
 def recordings(root: str) -> dict[str, str]:
     """Recording id -> WAV path of the finished recordings under root."""
     found = {}
@@ -73,7 +85,8 @@ def recordings(root: str) -> dict[str, str]:
             if name.endswith(".json"):
                 with open(os.path.join(folder, name), encoding="utf-8") as handle:
                     sidecar = json.load(handle)
-                found[sidecar["id"]] = os.path.join(folder, sidecar["file"])
+                if sidecar["status"] == "finished":
+                    found[sidecar["id"]] = os.path.join(folder, sidecar["file"])
     return found
 
 
@@ -152,6 +165,9 @@ class ServiceEndToEndTests(TestCase):
         stream = ffprobe(path)
         self.assertEqual((stream["codec_name"], stream["sample_rate"]), ("pcm_alaw", "8000"))
         self.assertEqual(float(stream["duration"]), 2.0)
+        info = sox_info(path)
+        self.assertEqual((info["Sample Encoding"], info["Sample Rate"]), ("8-bit A-law", "8000"))
+        self.assertTrue(info["Duration"].startswith("00:00:02.00 = 16000 samples"), info["Duration"])
 
     def test_bare_framing(self):
         """A phone sending bare messages (as the firmware does) records a
@@ -174,7 +190,7 @@ class ServiceEndToEndTests(TestCase):
     def test_pcmu_to_pcm16(self):
         """With storage.format pcm16 a mu-law call is stored decoded, as
         16-bit PCM that equals the G.711 decoding of what was sent."""
-        self.recorder.storage.audio_format = "pcm16"
+        self.recorder.storage = attrs.evolve(self.recorder.storage, audio_format="pcm16")
         sound = audio(1, seed=7)
         yield deferToThread(self.call, "bare", "u1", sound, "PCMU")
         path = recordings(self.root)["u1"]
@@ -211,8 +227,9 @@ class ServiceEndToEndTests(TestCase):
         """A disk that fails (ENOSPC on the 31st write): the server sends the
         phone a RecordStopRequest, keeps the 30 packets written before the
         error as a valid file, and other recordings go on."""
-        self.recorder.storage.open_writer = lambda path, fmt: FailingWriter(
-            WavFileWriter(path, fmt), fail_at=31
+        self.recorder.storage = attrs.evolve(
+            self.recorder.storage,
+            open_writer=lambda path, fmt: FailingWriter(WavFileWriter(path, fmt), fail_at=31),
         )
         sound = audio(1, seed=11)
 

@@ -482,3 +482,11 @@ class StreamRestartTests(SynchronousTestCase):
         released += window.flush()
         self.assertEqual(_sequences(released), [1, 2, 3, 4])
         self.assertEqual((window.late, window.lost), (1, 0))
+
+    def test_strayPacketAtEndCounted(self) -> None:
+        """A far packet that is the last one seen is counted late at flush,
+        not silently forgotten."""
+        window = ReorderWindow(size=4)
+        released = window.push(_packet(1)) + window.push(_packet(30000)) + window.flush()
+        self.assertEqual(_sequences(released), [1])
+        self.assertEqual(window.late, 1)

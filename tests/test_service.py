@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+import attrs
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
@@ -112,6 +114,26 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual((response.result, response.reason), ("failed", "id already recording"))
         self.assertIsNone(response.port)
 
+    def test_retry_while_stopping(self) -> None:
+        """A retried Start for an id whose files are still being finished is
+        refused with its own reason."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        self.start()
+        runner.run_pending()
+        self.service.stop_recording(StopRequest("7"))
+        response = self.start()
+        self.assertEqual((response.result, response.reason), ("failed", "id still stopping"))
+        runner.run_pending()
+
+    def test_ipv4_mapped_local_address(self) -> None:
+        """An IPv4 phone on an IPv6 listener is told its IPv4 address."""
+        self.make_service()
+        response = self.service.start_recording(
+            start_request(), self.link, "::ffff:127.0.0.1", "::ffff:127.0.0.9"
+        )
+        self.assertEqual(response.server, "127.0.0.9")
+
     def test_unsupported_codec(self) -> None:
         """An unsupported codec is refused by name and nothing is opened."""
         self.make_service()
@@ -135,7 +157,7 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
             raise PermissionError(13, "Permission denied")
 
         self.make_service(writers=MemoryWriters())
-        self.service.storage.open_writer = refuse
+        self.service.storage = attrs.evolve(self.service.storage, open_writer=refuse)
         response = self.start()
         self.assertEqual((response.result, response.reason), ("failed", "storage not writable"))
         self.assertEqual([p.listening for p in self.ports.open.values()], [False])

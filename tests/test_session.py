@@ -245,6 +245,45 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         self.assertEqual(self.sidecar()["duration_s"], 0.02)
         self.assertEqual(self.memory.contents()[-320:], b"\x08\x00" * 160)
 
+    def test_stop_updates_while_stopping(self) -> None:
+        """A phone's Stop that arrives while a server stop is finishing the
+        files still replaces the party fields; the first reason stays."""
+        runner = ManualRunner()
+        recording = self.make_recording(runner=runner)
+        recording.stop("shutdown", BY_SERVER)
+        phone = recording.stop("hangup", BY_PHONE, (("remote_number", "999"),))
+        runner.run_pending()
+        summary = self.successResultOf(phone)
+        self.assertEqual((summary.stop_reason, summary.info.parties.remote_number), ("shutdown", "999"))
+        self.assertEqual(self.sidecar()["remote_number"], "999")
+
+    def test_begin_persists_start_metadata(self) -> None:
+        """begin() writes a sidecar marked recording with what the phone said
+        at Start; the stop replaces it with the finished one."""
+        recording = self.make_recording()
+        recording.begin()
+        data = self.sidecar()
+        self.assertEqual((data["status"], data["id"], data["remote_name"]), ("recording", "42", "Alice"))
+        self.assertIsNone(data["stopped_at"])
+        self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.assertEqual(self.sidecar()["status"], "finished")
+
+    def test_stop_survives_failing_link(self) -> None:
+        """A bug in telling the phone does not leave the stop hanging: the
+        file is finished and every waiter fires."""
+        recording = self.make_recording()
+
+        class BrokenLink(FakePhoneLink):
+            def send_stop_request(self, recording_id: str, reason: str) -> None:
+                raise RuntimeError("link is broken")
+
+        recording.link = BrokenLink()
+        summary = self.successResultOf(recording.stop("shutdown", BY_SERVER))
+        self.assertEqual(summary.stop_reason, "shutdown")
+        self.assertTrue(self.memory.closed)
+        self.assertEqual(self.stopped, [recording])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_initial_state(self) -> None:
         """A new recording is recording and has received nothing."""
         recording = self.make_recording()

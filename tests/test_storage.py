@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import calendar
+import errno
 import json
 import os
 import struct
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from recsvc import storage as storage_module
 from recsvc.codec import CODECS
 from recsvc.storage import Storage, open_wav_file, sidecar_path
 from recsvc.testing import MemoryWavWriter
@@ -114,7 +116,8 @@ class CreateTests(StorageTestCase):
         storage = Storage(root)
         first = self.create(storage)
         storage.write_sidecar(first.path, {"id": "rec1"})
-        first.discard()
+        first.close()
+        os.unlink(first.path)
         second = self.create(storage)
         self.assertEqual(second.path, first.path[:-len(".wav")] + "-1.wav")
 
@@ -276,3 +279,31 @@ class SidecarTests(StorageTestCase):
             sorted(os.listdir(os.path.dirname(path))),
             sorted([os.path.basename(writer.path), os.path.basename(path)]),
         )
+
+
+class FullDiskSidecarTests(StorageTestCase):
+    def fullDisk(self, path: str, text: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def test_fullDiskOverwritesInPlace(self) -> None:
+        """
+        When the disk is too full for a new file, the sidecar written at Start
+        is overwritten in place with the finished one.
+        """
+        storage = Storage(self.makeRoot())
+        writer = self.create(storage)
+        path = storage.write_sidecar(writer.path, {"status": "recording", "id": "rec1"})
+        self.patch(storage_module, "_replace_durably", self.fullDisk)
+        storage.write_sidecar(writer.path, {"status": "finished", "id": "rec1", "bytes": 8000})
+        with open(path, encoding="utf-8") as handle:
+            self.assertEqual(json.load(handle), {"status": "finished", "id": "rec1", "bytes": 8000})
+
+    def test_fullDiskWithoutSidecarRaises(self) -> None:
+        """
+        With no sidecar to overwrite, a full disk is an error for the caller.
+        """
+        storage = Storage(self.makeRoot())
+        writer = self.create(storage)
+        self.patch(storage_module, "_replace_durably", self.fullDisk)
+        error = self.assertRaises(OSError, storage.write_sidecar, writer.path, {"id": "x"})
+        self.assertEqual(error.errno, errno.ENOSPC)

@@ -378,11 +378,16 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(recorder.advertise, "192.0.2.10")
 
     def test_advertiseAuto(self) -> None:
-        """advertise: auto gives the recorder None: each phone's own local address is used."""
-        recorder = makeService(self.mapping(), reactor=MemoryReactorClock()).getServiceNamed(
-            "recorder"
-        )
+        """advertise: auto with RTP on a wildcard address gives the recorder
+        None: each phone's own local address is used. With RTP bound to one
+        address, auto advertises that address."""
+        mapping = self.mapping()
+        mapping["rtp"]["interface"] = "0.0.0.0"
+        recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
         self.assertIsNone(recorder.advertise)
+        mapping["rtp"]["interface"] = "127.0.0.2"
+        recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
+        self.assertEqual(recorder.advertise, "127.0.0.2")
 
     def test_acceptsConfig(self) -> None:
         """A Config works as well as a mapping."""

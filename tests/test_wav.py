@@ -192,8 +192,6 @@ class WriterContract:
         """What the finished file holds."""
         raise NotImplementedError
 
-    def assertDiscarded(self, writer: AudioWriter) -> None:
-        raise NotImplementedError
 
     def test_emptyRecording(self) -> None:
         """
@@ -283,15 +281,6 @@ class WriterContract:
         writer.close()
         self.assertEqual(self.fileBytes(writer), first)
 
-    def test_discard(self) -> None:
-        """
-        discard drops the recording.
-        """
-        writer = self.makeWriter(ALAW)
-        writer.write(b"abc")
-        writer.discard()
-        self.assertDiscarded(writer)
-
     def test_failingWriterPassesPath(self) -> None:
         """
         A FailingWriter shows the wrapped writer's path and data_bytes.
@@ -364,10 +353,6 @@ class MemoryWavWriterTests(WriterContract, SynchronousTestCase):
         assert isinstance(writer, MemoryWavWriter)
         return writer.contents()
 
-    def assertDiscarded(self, writer: AudioWriter) -> None:
-        assert isinstance(writer, MemoryWavWriter)
-        self.assertTrue(writer.discarded)
-        self.assertTrue(writer.closed)
 
 
 class WavFileWriterTests(WriterContract, SynchronousTestCase):
@@ -384,8 +369,6 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         with open(writer.path, "rb") as handle:
             return handle.read()
 
-    def assertDiscarded(self, writer: AudioWriter) -> None:
-        self.assertFalse(os.path.exists(writer.path))
 
     def test_neverOverwrites(self) -> None:
         """

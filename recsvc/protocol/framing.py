@@ -21,7 +21,7 @@ class MessageTooLong(ValueError):
     """A message (or an unterminated run of bytes) over the size limit."""
 
 
-@attrs.define
+@attrs.define(eq=False)
 class MessageFramer:
     """Stateful framer for one connection.
 
