@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 import attrs
 import yaml
 
+from recsvc.source import ANY, PEER, STRICT, SourcePolicy
 from recsvc.storage import FORMATS
 
 
@@ -68,6 +69,31 @@ def _port_range(value: Any) -> tuple[int, int]:
     return (low, high)
 
 
+def _seconds(low: float, high: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number of seconds, got {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"{value} is outside {low:g}..{high:g} seconds")
+        return float(value)
+    return convert
+
+
+def _source(value: Any) -> SourcePolicy:
+    """peer | strict | any, or a list of networks in CIDR notation."""
+    if value in (PEER, STRICT, ANY):
+        return value
+    if isinstance(value, (list, tuple)) and value:
+        networks = []
+        for item in value:
+            try:
+                networks.append(ipaddress.ip_network(str(item), strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not a network (CIDR)") from None
+        return tuple(networks)
+    raise ValueError(f"expected peer, strict, any or a list of CIDRs, got {value!r}")
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if value not in choices:
@@ -88,12 +114,24 @@ class RtpConfig:
     interface: str = attrs.field(default="0.0.0.0", converter=_ip_address)
     advertise: str = attrs.field(default="auto", converter=_advertise)
     port_range: tuple[int, int] = attrs.field(default=(41000, 41999), converter=_port_range)
+    # How late a packet may be and still take its place (ms of audio).
+    reorder_window_ms: int = attrs.field(default=1000, converter=_integer(20, 10_000))
+    # A longer gap (a call on hold) is filled only this far; seconds.
+    max_gap_fill: float = attrs.field(default=30.0, converter=_seconds(0, 3600))
+    # No RTP for this long after the first packet stops the recording.
+    timeout: float = attrs.field(default=60.0, converter=_seconds(1, 86400))
+    # No RTP at all this long after the Start stops the recording.
+    first_packet_timeout: float = attrs.field(default=10.0, converter=_seconds(1, 3600))
+    dtmf_payload_type: int = attrs.field(default=101, converter=_integer(96, 127))
+    source: SourcePolicy = attrs.field(default=PEER, converter=_source)
 
 
 @attrs.frozen
 class StorageConfig:
     root: str = attrs.field(default="var/recordings", converter=_text)
     format: str = attrs.field(default="g711", converter=_one_of(*FORMATS))
+    # A recording this long goes on in a new file (seconds; 4 hours).
+    max_duration: float = attrs.field(default=4 * 3600.0, converter=_seconds(60, 7 * 86400))
 
 
 @attrs.frozen

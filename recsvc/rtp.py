@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from collections import deque
 
 import attrs
 
@@ -86,99 +85,3 @@ def build_rtp(packet: RtpPacket) -> bytes:
             raise ValueError("extension data must be a whole number of 32-bit words")
         header += struct.pack("!HH", profile, len(data) // 4) + data
     return header + packet.payload
-
-
-# A sequence number this far from the expected one is not reordering but a
-# restarted stream (RFC 3550 A.1's MAX_DROPOUT and MAX_MISORDER).
-MAX_DROPOUT = 3000
-MAX_MISORDER = 100
-
-
-@attrs.define(eq=False)
-class ReorderWindow:
-    """Puts packets back in sequence-number order within a small window.
-
-    ``push`` returns the packets that are now in order. A packet that would
-    have to go before what was already released is dropped (``late``, or
-    ``duplicates`` if it was already released); a hole the window cannot wait
-    for any more is skipped and counted in ``lost``. Sequence numbers wrap at
-    2**16 without a glitch. A jump far from the expected number, confirmed
-    by the next packet following it, is a restarted stream: the window
-    releases what it holds and goes on from the new numbers.
-    """
-
-    size: int = 16
-    lost: int = 0
-    late: int = 0
-    duplicates: int = 0
-    _next: int | None = None  # extended sequence number expected next
-    _pending: dict[int, RtpPacket] = attrs.field(factory=dict)
-    _released: deque[int] = attrs.field(factory=lambda: deque(maxlen=64))
-    _restart: RtpPacket | None = None  # a jumped packet, waiting for its follower
-
-    def push(self, packet: RtpPacket) -> list[RtpPacket]:
-        if self._next is None:
-            self._next = packet.sequence
-        extended = self._extend(packet.sequence)
-        if not self._next - MAX_MISORDER <= extended <= self._next + MAX_DROPOUT:
-            return self._jumped(packet)
-        if self._restart is not None:
-            self._restart = None
-            self.late += 1
-        if extended < self._next:
-            if extended in self._released:
-                self.duplicates += 1
-            else:
-                self.late += 1
-            return []
-        if extended in self._pending:
-            self.duplicates += 1
-            return []
-        self._pending[extended] = packet
-        ready = self._release_in_order()
-        if len(self._pending) >= self.size:
-            ready += self._skip_to_oldest_pending()
-        return ready
-
-    def _jumped(self, packet: RtpPacket) -> list[RtpPacket]:
-        candidate = self._restart
-        if candidate is None or (candidate.sequence + 1) & 0xFFFF != packet.sequence:
-            if candidate is not None:
-                self.late += 1
-            self._restart = packet
-            return []
-        self._restart = None
-        ready = self.flush()
-        self._next = candidate.sequence
-        self._released.clear()
-        return ready + self.push(candidate) + self.push(packet)
-
-    def flush(self) -> list[RtpPacket]:
-        """Everything still waiting, in order (the recording is ending)."""
-        if self._restart is not None:
-            # A jump nothing followed: no place in the timeline for it.
-            self._restart = None
-            self.late += 1
-        ready: list[RtpPacket] = []
-        while self._pending:
-            ready += self._skip_to_oldest_pending()
-        return ready
-
-    def _extend(self, sequence: int) -> int:
-        assert self._next is not None
-        delta = (sequence - self._next + 0x8000) % 0x10000 - 0x8000
-        return self._next + delta
-
-    def _release_in_order(self) -> list[RtpPacket]:
-        ready = []
-        while self._next in self._pending:
-            ready.append(self._pending.pop(self._next))
-            self._released.append(self._next)
-            self._next += 1
-        return ready
-
-    def _skip_to_oldest_pending(self) -> list[RtpPacket]:
-        oldest = min(self._pending)
-        self.lost += oldest - self._next
-        self._next = oldest
-        return self._release_in_order()

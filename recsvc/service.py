@@ -15,18 +15,20 @@ from recsvc.codec import CODECS
 from recsvc.ports import NoFreePort, RtpPortPool
 from recsvc.protocol.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
 from recsvc.protocol.rtp import RtpReceiver
+from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.session import (
     BY_CONNECTION,
     BY_PHONE,
     BY_SERVER,
     RECORDING,
+    Limits,
     PhoneLink,
     Recording,
-    RecordingInfo,
-    RecordingSummary,
     Registry,
     RunBlocking,
 )
+from recsvc.summary import RecordingInfo, RecordingSummary
+from recsvc.wav import AudioWriter
 from recsvc.storage import Storage
 
 
@@ -50,6 +52,8 @@ class RecorderService(Service):
     storage: Storage
     run_blocking: RunBlocking
     advertise: str | None = None
+    media_policy: MediaPolicy = MediaPolicy()
+    limits: Limits = Limits()
     registry: Registry = attrs.field(factory=Registry)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
@@ -94,11 +98,15 @@ class RecorderService(Service):
         except NoFreePort:
             return self._refused(request, "no free port")
         started_at = self.clock.seconds()
-        try:
-            writer = self.storage.create(
+
+        def open_part(part: int) -> AudioWriter:
+            return self.storage.create(
                 codec, started_at, request.device, request.direction,
-                request.parties.remote_number, recording_id,
+                request.parties.remote_number, recording_id, part,
             )
+
+        try:
+            writer = open_part(1)
         except OSError as error:
             port.stopListening()
             self.log.error(
@@ -119,9 +127,11 @@ class RecorderService(Service):
             started_at=started_at,
             writer=writer,
             storage=self.storage,
+            media=MediaPipeline(codec, self.storage.encoder(codec), peer, self.media_policy),
             clock=self.clock,
             run_blocking=self.run_blocking,
-            transcode=self.storage.transcoder(codec),
+            limits=self.limits,
+            open_part=open_part,
             on_stopped=self.registry.remove,
             link=link,
             port=port,

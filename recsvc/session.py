@@ -1,27 +1,27 @@
 """One recording's life (recording -> stopping -> stopped) and the registry by id.
 
 Every way a recording ends (the phone's Stop, a lost connection, a write
-error, shutdown) goes through `Recording.stop`, which is idempotent and gives
-each caller its own Deferred for the finished recording's summary.
+error, no RTP, shutdown) goes through `Recording.stop`, which is idempotent
+and gives each caller its own Deferred for the finished recording's summary.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Callable, Iterator, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from recsvc.codec import Codec
+from recsvc.pipeline import MediaPipeline
 from recsvc.ports import RtpPort
-from recsvc.protocol.commands import CallParties
-from recsvc.rtp import ReorderWindow, RtpPacket
+from recsvc.rtp import RtpPacket
+from recsvc.source import Address
 from recsvc.storage import Storage, StorageError
+from recsvc.summary import RecordingInfo, RecordingSummary
 from recsvc.wav import AudioWriter
 
 # Who ended a recording, as the sidecar's stopped_by says.
@@ -34,6 +34,7 @@ STOPPING = "stopping"
 STOPPED = "stopped"
 
 RunBlocking = Callable[..., Deferred]
+OpenPart = Callable[[int], AudioWriter]  # part number -> the writer of that file
 
 
 class PhoneLink(Protocol):
@@ -47,85 +48,33 @@ class PhoneLink(Protocol):
 
 
 @attrs.frozen
-class RecordingInfo:
-    """What the phone told us at Start, plus where it called from."""
+class Limits:
+    """When the server ends a recording, or a file, by itself (seconds)."""
 
-    recording_id: str
-    device: str
-    codec: Codec
-    direction: str
-    parties: CallParties
-    peer: str  # the phone's IP, from its control connection
+    first_packet_timeout: float = 10.0
+    timeout: float = 60.0
+    max_duration: float = 4 * 3600.0
 
 
 @attrs.frozen
-class PacketCounts:
-    received: int = 0  # written to the file
-    lost: int = 0  # sequence numbers never seen
-    late: int = 0
-    duplicates: int = 0
-    rejected: int = 0  # valid RTP of another payload type (comfort noise, DTMF...)
-    invalid: int = 0  # not RTP at all
-
-
-@attrs.frozen
-class RecordingSummary:
-    """The finished recording, as its sidecar describes it."""
-
-    info: RecordingInfo
-    audio_format: str
-    file: str
-    started_at: float
-    stopped_at: float | None  # None while recording
-    stop_reason: str
+class _StopCause:
+    reason: str
     stopped_by: str
-    data_bytes: int
-    frames: int
-    sample_rate: int
-    packets: PacketCounts
-    rtp_port: int | None
-    error: str | None = None
-
-    @property
-    def duration_s(self) -> float:
-        return round(self.frames / self.sample_rate, 3)
-
-    def to_json(self) -> dict[str, Any]:
-        info = self.info
-        data: dict[str, Any] = {
-            "id": info.recording_id,
-            "device": info.device,
-            "codec": info.codec.name,
-            "format": self.audio_format,
-            "direction": info.direction,
-            **attrs.asdict(info.parties),
-            "status": "recording" if self.stopped_at is None else "finished",
-            "started_at": iso_utc(self.started_at),
-            "stopped_at": None if self.stopped_at is None else iso_utc(self.stopped_at),
-            "duration_s": self.duration_s,
-            "stop_reason": self.stop_reason,
-            "stopped_by": self.stopped_by,
-            **{f"packets_{name}": value for name, value in attrs.asdict(self.packets).items()},
-            "bytes": self.data_bytes,
-            "sample_rate": self.sample_rate,
-            "file": self.file,
-            "peer": info.peer,
-            "rtp_port": self.rtp_port,
-        }
-        if self.error is not None:
-            data["error"] = self.error
-        return data
-
-
-def iso_utc(seconds: float) -> str:
-    whole = int(seconds)
-    millis = int(round((seconds - whole) * 1000))
-    if millis == 1000:
-        whole, millis = whole + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    at: float
 
 
 @attrs.define(eq=False)
+class _Part:
+    """One file of the recording."""
+
+    number: int
+    writer: AudioWriter
+    started_at: float
+    start_ticks: int
+    previous: str | None = None
+
+
+@attrs.define(eq=False, repr=False)
 class Recording:
     """A call being recorded: takes RTP packets, writes audio, stops once."""
 
@@ -135,24 +84,34 @@ class Recording:
     started_at: float
     _writer: AudioWriter
     _storage: Storage
+    _media: MediaPipeline
     _clock: IReactorTime
     _run_blocking: RunBlocking
-    _transcode: Callable[[bytes], bytes] | None = None
+    _limits: Limits = Limits()
+    _open_part: OpenPart | None = None
     _on_stopped: Callable[[Recording], None] = lambda recording: None
     link: PhoneLink | None = None
     port: RtpPort | None = None
-    _window: ReorderWindow = attrs.field(factory=ReorderWindow)
     _state: str = RECORDING
-    _received: int = 0
-    _rejected: int = 0
-    _invalid: int = 0
+    _part: _Part = attrs.field(init=False)
+    _finishing_parts: list[Deferred[Any]] = attrs.field(factory=list)
     _write_error: OSError | None = None
     _drained: bool = False
+    _last_packet_at: float | None = None
+    _timeout_call: IDelayedCall | None = None
     _waiting: list[Deferred] = attrs.field(factory=list)
     _result: RecordingSummary | Failure | None = None
     _stop: _StopCause | None = None
     _provisional: Deferred[Any] | None = None
     _rtp_port: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self._part = _Part(1, self._writer, self.started_at, 0)
+        if self.port is not None:
+            self._rtp_port = self.port.getHost().port
+
+    def __repr__(self) -> str:
+        return f"<Recording {self.recording_id!r} {self._state} port={self._rtp_port}>"
 
     @property
     def recording_id(self) -> str:
@@ -162,67 +121,100 @@ class Recording:
     def state(self) -> str:
         return self._state
 
-    def __attrs_post_init__(self) -> None:
-        if self.port is not None:
-            self._rtp_port = self.port.getHost().port
-
     @property
     def rtp_port(self) -> int | None:
         return self._rtp_port
 
-    def counts(self) -> PacketCounts:
-        window = self._window
-        return PacketCounts(
-            received=self._received,
-            lost=window.lost,
-            late=window.late,
-            duplicates=window.duplicates,
-            rejected=self._rejected,
-            invalid=self._invalid,
+    def begin(self) -> None:
+        """Persist what the phone told us at Start (a sidecar marked
+        ``recording``) and start waiting for the first RTP packet."""
+        self._provisional = self._save_provisional(self._part)
+        self._timeout_call = self._clock.callLater(
+            self._limits.first_packet_timeout, self._check_timeout
         )
 
-    def packet_received(self, packet: RtpPacket) -> None:
+    def packet_received(self, packet: RtpPacket, source: Address) -> None:
         """An RTP packet arrived on this recording's port."""
         if self._state != RECORDING:
             return
-        if packet.payload_type != self.info.codec.payload_type:
-            self._rejected += 1
-            return
-        self._write(self._window.push(packet))
+        now = self._clock.seconds()
+        self._last_packet_at = now
+        self._write(self._media.packet(packet, source, now))
 
     def datagram_invalid(self) -> None:
         """Something that is not RTP arrived on this recording's port."""
-        self._invalid += 1
+        self._media.invalid()
 
-    def _write(self, packets: list[RtpPacket]) -> None:
-        for packet in packets:
+    def _write(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
             if self._write_error is not None:
                 return
-            payload = packet.payload
-            if self._transcode is not None:
-                payload = self._transcode(payload)
             try:
-                self._writer.write(payload)
+                self._part.writer.write(chunk)
             except OSError as error:
-                self._write_error = error
-                self.log.error(
-                    "Recording {recordingId} write failed: {reason}",
-                    recordingId=self.recording_id, device=self.info.device,
-                    reason=error.strerror or str(error),
-                )
-                # _finish logs what goes wrong; nobody else waits on this one.
-                self.stop(f"write error: {error.strerror or error}", BY_SERVER).addErrback(
-                    lambda failure: None
-                )
+                self._write_failed(error)
                 return
-            self._received += 1
+        if self._media.file_ticks - self._part.start_ticks >= self._max_part_ticks():
+            self._next_part()
 
-    def begin(self) -> None:
-        """Persist what the phone told us at Start, as a sidecar marked
-        ``recording``, so the call's metadata survives whatever follows."""
-        self._provisional = self._run_blocking(
-            self._storage.write_sidecar, self._writer.path, self._summary(None).to_json()
+    def _write_failed(self, error: OSError) -> None:
+        self._write_error = error
+        self.log.error(
+            "Recording {recordingId} write failed: {reason}",
+            recordingId=self.recording_id, device=self.info.device,
+            reason=error.strerror or str(error),
         )
+        # _finish logs what goes wrong; nobody else waits on this one.
+        self.stop(f"write error: {error.strerror or error}", BY_SERVER).addErrback(
+            lambda failure: None
+        )
+
+    def _max_part_ticks(self) -> float:
+        return self._limits.max_duration * self.info.codec.clock_rate
+
+    def _next_part(self) -> None:
+        """The file is as long as a file may be: go on in a new one."""
+        if self._open_part is None:
+            return
+        done = self._part
+        try:
+            writer = self._open_part(done.number + 1)
+        except OSError as error:
+            self._write_failed(error)
+            return
+        now = self._clock.seconds()
+        self._part = _Part(
+            done.number + 1, writer, now, self._media.file_ticks,
+            previous=os.path.basename(done.writer.path),
+        )
+        cause = _StopCause("max duration", BY_SERVER, now)
+        finishing = self._run_blocking(
+            self._finish_files, done, cause, os.path.basename(writer.path)
+        )
+        finishing.addErrback(self._log_storage_failure)
+        self._finishing_parts.append(finishing)
+        self._finishing_parts.append(self._save_provisional(self._part))
+        self.log.info(
+            "Recording {recordingId} goes on in part {part}: {file}",
+            recordingId=self.recording_id, part=self._part.number,
+            file=os.path.basename(writer.path),
+        )
+
+    def _check_timeout(self) -> None:
+        self._timeout_call = None
+        if self._state != RECORDING:
+            return
+        now = self._clock.seconds()
+        if self._last_packet_at is None:
+            self.stop("no RTP received", BY_SERVER).addErrback(lambda failure: None)
+            return
+        idle = now - self._last_packet_at
+        if idle >= self._limits.timeout:
+            self.stop(f"no RTP for {self._limits.timeout:g} s", BY_SERVER).addErrback(
+                lambda failure: None
+            )
+            return
+        self._timeout_call = self._clock.callLater(self._limits.timeout - idle, self._check_timeout)
 
     def stop(
         self, reason: str, stopped_by: str, updates: tuple[tuple[str, str], ...] = ()
@@ -249,6 +241,9 @@ class Recording:
         if self._state == RECORDING:
             self._state = STOPPING
             self._stop = _StopCause(reason, stopped_by, self._clock.seconds())
+            if self._timeout_call is not None and self._timeout_call.active():
+                self._timeout_call.cancel()
+            self._timeout_call = None
             Deferred.fromCoroutine(self._finish())
         return waiter
 
@@ -288,62 +283,69 @@ class Recording:
             except Exception:
                 self.log.failure("Recording {recordingId}: closing the RTP port failed",
                                  recordingId=self.recording_id)
-        self._write(self._window.flush())
-        if self._provisional is not None:
-            try:
-                await self._provisional
-            except Exception as error:
-                self.log.warn("Recording {recordingId}: start sidecar not written: {reason}",
-                              recordingId=self.recording_id, reason=str(error))
+        self._write(self._media.flush())
+        for earlier in [self._provisional, *self._finishing_parts]:
+            if earlier is not None:
+                try:
+                    await earlier
+                except Exception as error:
+                    self.log.warn("Recording {recordingId}: an earlier sidecar failed: {reason}",
+                                  recordingId=self.recording_id, reason=str(error))
         try:
-            return await self._run_blocking(self._finish_files)
+            return await self._run_blocking(self._finish_files, self._part, cause, None)
         except Exception:
-            failure = Failure()
-            self.log.error(
-                "Recording {recordingId} could not be finished: {reason}",
-                recordingId=self.recording_id, device=self.info.device,
-                reason=failure.getErrorMessage(),
-            )
-            return failure
+            return self._log_storage_failure(Failure())
 
-    def _summary(self, cause: _StopCause | None, error: OSError | None = None) -> RecordingSummary:
+    def _log_storage_failure(self, failure: Failure) -> Failure:
+        self.log.error(
+            "Recording {recordingId} could not be finished: {reason}",
+            recordingId=self.recording_id, device=self.info.device,
+            reason=failure.getErrorMessage(),
+        )
+        return failure
+
+    def _save_provisional(self, part: _Part) -> Deferred[Any]:
+        summary = self._summary(part, None, None, None)
+        return self._run_blocking(self._storage.write_sidecar, part.writer.path, summary.to_json())
+
+    def _summary(
+        self, part: _Part, cause: _StopCause | None, error: OSError | None, next_file: str | None
+    ) -> RecordingSummary:
         fmt = self._storage.wav_format(self.info.codec)
-        data_bytes = self._writer.data_bytes if cause is not None else 0
+        data_bytes = part.writer.data_bytes if cause is not None else 0
         return RecordingSummary(
             info=self.info,
             audio_format=self._storage.audio_format,
-            file=os.path.basename(self._writer.path),
-            started_at=self.started_at,
+            file=os.path.basename(part.writer.path),
+            started_at=part.started_at,
             stopped_at=None if cause is None else cause.at,
             stop_reason="" if cause is None else cause.reason,
             stopped_by="" if cause is None else cause.stopped_by,
             data_bytes=data_bytes,
             frames=data_bytes // fmt.block_align,
             sample_rate=fmt.sample_rate,
-            packets=self.counts(),
+            stats=self._media.stats(),
             rtp_port=self._rtp_port,
             error=None if error is None else f"{error.strerror or error}",
+            part=part.number,
+            previous=part.previous,
+            next=next_file,
         )
 
-    def _finish_files(self) -> RecordingSummary:
-        """Close the WAV, then write the sidecar. Blocking: runs in a thread."""
-        error = self._write_error
+    def _finish_files(
+        self, part: _Part, cause: _StopCause, next_file: str | None
+    ) -> RecordingSummary:
+        """Close a file, then write its sidecar. Blocking: runs in a thread."""
+        error = self._write_error if next_file is None else None
         try:
-            self._writer.close()
+            part.writer.close()
         except OSError as close_error:
             error = error or close_error
-        summary = self._summary(self._stop, error)
-        self._storage.write_sidecar(self._writer.path, summary.to_json())
+        summary = self._summary(part, cause, error, next_file)
+        self._storage.write_sidecar(part.writer.path, summary.to_json())
         if error is not None and error is not self._write_error:
             raise StorageError(f"could not finish {summary.file}: {summary.error}")
         return summary
-
-
-@attrs.frozen
-class _StopCause:
-    reason: str
-    stopped_by: str
-    at: float
 
 
 def _fire(waiter: Deferred, result: RecordingSummary | Failure) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import attrs
 
-from recsvc.codec import Codec
+from recsvc.codec import Codec, SegmentEncoder
 from recsvc.naming import recording_stem
 from recsvc.wav import AudioWriter, WavFileWriter, WavFormat
 
@@ -36,21 +36,29 @@ class Storage:
     audio_format: str = "g711"
     open_writer: WriterOpener = open_wav_file
 
-    def wav_format(self, codec: Codec) -> WavFormat:
-        if self.audio_format == "pcm16":
-            return WavFormat.pcm16(codec)
-        return WavFormat.stored(codec)
+    def keeps_received_bytes(self, codec: Codec) -> bool:
+        """Whether files hold the RTP payloads as received (g711 format and a
+        codec with a WAV form of its own) rather than decoded PCM."""
+        return self.audio_format == "g711" and codec.stored_format_tag is not None
 
-    def transcoder(self, codec: Codec) -> Callable[[bytes], bytes] | None:
-        """How received payloads become stored bytes; None keeps them as they are."""
-        return codec.to_pcm16 if self.audio_format == "pcm16" else None
+    def wav_format(self, codec: Codec) -> WavFormat:
+        if self.keeps_received_bytes(codec):
+            return WavFormat.stored(codec)
+        return WavFormat.pcm16(codec)
+
+    def encoder(self, codec: Codec) -> SegmentEncoder:
+        """How a recording's timeline becomes this storage's bytes."""
+        return SegmentEncoder(codec, decoded=not self.keeps_received_bytes(codec))
 
     def create(
         self, codec: Codec, started_at: float, device: str, direction: str,
-        remote_number: str, recording_id: str,
+        remote_number: str, recording_id: str, part: int = 1,
     ) -> AudioWriter:
-        """Create the recording's WAV file. Raises OSError."""
+        """Create the WAV file of a recording (of its ``part``-th file, for a
+        recording longer than a file may be). Raises OSError."""
         *folders, stem = recording_stem(started_at, device, direction, remote_number, recording_id)
+        if part > 1:
+            stem += f"_part{part}"
         root = os.path.abspath(self.root)
         folder = os.path.join(root, *folders)
         real_root = os.path.realpath(root)

@@ -20,9 +20,11 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from recsvc.config import Config, ConfigError, as_config, load_config
+from recsvc.pipeline import MediaPolicy
 from recsvc.ports import ReactorPortPool
 from recsvc.protocol.control import ControlFactory
 from recsvc.service import RecorderService
+from recsvc.session import Limits
 from recsvc.storage import Storage
 
 
@@ -140,6 +142,17 @@ def makeService(
         storage=Storage(root=config.storage.root, audio_format=config.storage.format),
         run_blocking=lambda f, *args: deferToThreadPool(reactor, reactor.getThreadPool(), f, *args),
         advertise=advertised_address(config),
+        media_policy=MediaPolicy(
+            reorder_window_ms=config.rtp.reorder_window_ms,
+            max_gap_fill=config.rtp.max_gap_fill,
+            dtmf_payload_type=config.rtp.dtmf_payload_type,
+            source=config.rtp.source,
+        ),
+        limits=Limits(
+            first_packet_timeout=config.rtp.first_packet_timeout,
+            timeout=config.rtp.timeout,
+            max_duration=config.storage.max_duration,
+        ),
     )
     control = ControlListener(
         endpoint_for(config, reactor),

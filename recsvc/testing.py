@@ -196,12 +196,17 @@ def memory_recorder(
     run_blocking: Callable[..., Deferred[Any]] = run_now,
     audio_format: str = "g711",
     advertise: str | None = None,
+    media_policy: Any = None,
+    limits: Any = None,
 ) -> Any:
     """A RecorderService on fakes: a task.Clock, the fake port pool and
-    in-memory WAV writers (sidecars go to ``root``)."""
+    in-memory WAV writers (sidecars go to ``root``). The reorder window is
+    20 ms unless told otherwise, so in-order audio is written as it comes."""
     from twisted.internet.task import Clock
 
+    from recsvc.pipeline import MediaPolicy
     from recsvc.service import RecorderService
+    from recsvc.session import Limits
     from recsvc.storage import Storage
 
     return RecorderService(
@@ -210,4 +215,6 @@ def memory_recorder(
         storage=Storage(root, audio_format, MemoryWriters() if writers is None else writers),
         run_blocking=run_blocking,
         advertise=advertise,
+        media_policy=MediaPolicy(reorder_window_ms=20) if media_policy is None else media_policy,
+        limits=Limits() if limits is None else limits,
     )

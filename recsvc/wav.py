@@ -35,12 +35,13 @@ class WavFormat:
     @classmethod
     def stored(cls, codec: Codec) -> WavFormat:
         """The codec's own bytes, as received (A-law/mu-law WAV for G.711)."""
-        return cls(codec.wav_format_tag, codec.sample_rate, codec.bits_per_sample)
+        assert codec.stored_format_tag is not None, codec.name
+        return cls(codec.stored_format_tag, codec.clock_rate, 8)
 
     @classmethod
     def pcm16(cls, codec: Codec) -> WavFormat:
         """The codec decoded to 16-bit linear PCM."""
-        return cls(WAVE_FORMAT_PCM, codec.sample_rate, 16)
+        return cls(WAVE_FORMAT_PCM, codec.decoded_rate, 16)
 
 
 @attrs.frozen

@@ -177,8 +177,8 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         summary = self.successResultOf(self.service.stop_recording(
             StopRequest("7", "hangup", (("remote_number", "555"),))
         ))
-        self.assertEqual(summary.packets.received, 3)
-        self.assertEqual(summary.packets.invalid, 1)
+        self.assertEqual(summary.stats.received, 3)
+        self.assertEqual(summary.stats.rejected, {"not rtp": 1})
         writer = self.writers.only()
         self.assertEqual(writer.contents()[-480:], b"\0" * 160 + b"\1" * 160 + b"\2" * 160)
         [sidecar] = self.sidecars()
@@ -196,7 +196,7 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         self.ports.queue(port, rtp(2, b"b" * 160))
         self.ports.queue(port, rtp(3, b"c" * 160))
         summary = self.successResultOf(self.service.stop_recording(StopRequest("7")))
-        self.assertEqual(summary.packets.received, 3)
+        self.assertEqual(summary.stats.received, 3)
         self.assertEqual(self.writers.only().contents()[-480:], b"a" * 160 + b"b" * 160 + b"c" * 160)
 
     def test_write_error_while_draining(self) -> None:
@@ -251,7 +251,9 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.link.stop_requests[0][0], "1")
         self.assertIsNotNone(self.service.registry.get("2"))
         self.ports.deliver(second, rtp(1, b"c" * 160))
-        self.assertEqual(self.service.registry.get("2").counts().received, 1)
+        self.assertEqual(self.service.registry.get("2").state, "recording")
+        summary = self.successResultOf(self.service.stop_recording(StopRequest("2")))
+        self.assertEqual((summary.stats.received, summary.data_bytes), (1, 160))
 
 
 class ShutdownTests(ServiceTestsMixin, SynchronousTestCase):

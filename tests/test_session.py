@@ -10,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.codec import CODECS
+from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.protocol.commands import CallParties
 from recsvc.rtp import RtpPacket
 from recsvc.session import (
@@ -19,11 +20,12 @@ from recsvc.session import (
     RECORDING,
     STOPPED,
     STOPPING,
+    Limits,
     Recording,
-    RecordingInfo,
     Registry,
 )
 from recsvc.storage import Storage, StorageError, sidecar_path
+from recsvc.summary import RecordingInfo
 from recsvc.testing import (
     FailingWriter,
     FakePhoneLink,
@@ -45,8 +47,11 @@ class RecordingTestsMixin:
     audio_format = "g711"
 
     def make_recording(
-        self, fail_at=None, close_error=None, runner=run_now, transcode=None
+        self, fail_at=None, close_error=None, runner=run_now, limits=Limits(), parts=None,
+        window_ms=20,
     ) -> Recording:
+        """A recording on memory writers, by default with a 20 ms reorder
+        window, so that in-order audio is written as it comes."""
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.root = self.mktemp()
@@ -58,6 +63,15 @@ class RecordingTestsMixin:
         )
         self.link = FakePhoneLink()
         self.stopped: list[Recording] = []
+        self.parts: list[MemoryWavWriter] = []
+
+        def open_part(number: int) -> MemoryWavWriter:
+            writer = MemoryWavWriter(
+                os.path.join(self.root, f"call_part{number}.wav"), self.storage.wav_format(codec)
+            )
+            self.parts.append(writer)
+            return writer
+
         return Recording(
             info=RecordingInfo(
                 recording_id="42",
@@ -70,12 +84,22 @@ class RecordingTestsMixin:
             started_at=self.clock.seconds(),
             writer=FailingWriter(self.memory, fail_at=fail_at, close_error=close_error),
             storage=self.storage,
+            media=MediaPipeline(
+                codec, self.storage.encoder(codec), "127.0.0.1", MediaPolicy(reorder_window_ms=window_ms)
+            ),
             clock=self.clock,
             run_blocking=runner,
-            transcode=transcode,
+            limits=limits,
+            open_part=open_part if parts else None,
             on_stopped=self.stopped.append,
             link=self.link,
         )
+
+    def feed(self, recording: Recording, sequence: int, payload: bytes = b"\x01" * 160,
+             payload_type: int = 8) -> None:
+        """Packet ``sequence`` from the phone, 20 ms after the one before."""
+        self.clock.advance(0.02)
+        recording.packet_received(packet(sequence, payload, payload_type), ("127.0.0.1", 5004))
 
     def sidecar(self) -> dict:
         with open(sidecar_path(self.memory.path), encoding="utf-8") as handle:
@@ -86,31 +110,33 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
     def test_payloads_written_in_sequence_order(self) -> None:
         """Packets of the recording's payload type are written in sequence
         order, byte for byte, even when they arrive slightly out of order."""
-        recording = self.make_recording()
+        recording = self.make_recording(window_ms=100)
         for sequence in (10, 12, 11, 13):
-            recording.packet_received(packet(sequence, bytes([sequence]) * 160))
+            self.feed(recording, sequence, bytes([sequence]) * 160)
         self.successResultOf(recording.stop("hangup", BY_PHONE))
         self.assertEqual(self.memory.contents()[-640:], b"".join(bytes([s]) * 160 for s in range(10, 14)))
 
     def test_other_payload_types_rejected(self) -> None:
-        """Comfort noise, DTMF or another codec's payload are counted as
-        rejected and never reach the file."""
+        """Another codec's payload and non-RTP datagrams are counted as
+        rejected, by reason, and never reach the file."""
         recording = self.make_recording()
-        recording.packet_received(packet(1, payload_type=13))
-        recording.packet_received(packet(2, payload_type=101))
-        recording.packet_received(packet(3, payload_type=0))
+        self.feed(recording, 1, payload_type=0)
+        self.feed(recording, 2, payload_type=18)
+        self.feed(recording, 3, payload_type=0)
         recording.datagram_invalid()
         summary = self.successResultOf(recording.stop("hangup", BY_PHONE))
         self.assertEqual(self.memory.data_bytes, 0)
-        self.assertEqual((summary.packets.rejected, summary.packets.invalid), (3, 1))
+        self.assertEqual(
+            summary.stats.rejected, {"payload type 0": 2, "payload type 18": 1, "not rtp": 1}
+        )
 
     def test_stop_writes_sidecar(self) -> None:
         """Stopping finishes the WAV and writes a sidecar with the call's
         metadata, times in ISO 8601 UTC, duration and packet counts."""
         recording = self.make_recording()
         for sequence in range(50):
-            recording.packet_received(packet(sequence))
-        self.clock.advance(1.5)
+            self.feed(recording, sequence)
+        self.clock.advance(0.5)
         summary = self.successResultOf(recording.stop("hangup", BY_PHONE))
         self.assertTrue(self.memory.closed)
         data = self.sidecar()
@@ -131,16 +157,19 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         self.assertEqual(data["packets_lost"], 0)
         self.assertEqual(data["bytes"], 8000)
         self.assertEqual(data["file"], "call.wav")
+        self.assertEqual((data["part"], data["previous"], data["next"]), (1, None, None))
         self.assertEqual(summary.to_json(), data)
 
     def test_lost_packets_counted(self) -> None:
         """Sequence numbers that never arrive are counted as lost."""
         recording = self.make_recording()
         for sequence in (1, 2, 5, 6):
-            recording.packet_received(packet(sequence))
+            self.feed(recording, sequence)
         summary = self.successResultOf(recording.stop("hangup", BY_PHONE))
-        self.assertEqual(summary.packets.lost, 2)
-        self.assertEqual(summary.packets.received, 4)
+        self.assertEqual(summary.stats.lost, 2)
+        self.assertEqual(summary.stats.received, 4)
+        self.assertEqual(summary.stats.gaps, 1)
+        self.assertEqual(self.memory.data_bytes, 6 * 160)
 
     def test_stop_updates_parties(self) -> None:
         """Party fields given with the Stop replace the Start's (a transfer)."""
@@ -158,6 +187,8 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         same summary; the first reason wins; the files are finished once."""
         runner = ManualRunner()
         recording = self.make_recording(runner=runner)
+        recording.begin()
+        runner.run_pending()
         first = recording.stop("hangup", BY_PHONE)
         second = recording.stop("shutdown", BY_SERVER)
         self.assertIsNot(first, second)
@@ -185,9 +216,9 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         """Once stopping, arriving packets are not written."""
         runner = ManualRunner()
         recording = self.make_recording(runner=runner)
-        recording.packet_received(packet(1))
+        self.feed(recording, 1)
         recording.stop("hangup", BY_PHONE)
-        recording.packet_received(packet(2))
+        self.feed(recording, 2)
         runner.run_pending()
         self.assertEqual(self.memory.data_bytes, 160)
 
@@ -208,7 +239,7 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         the sidecar names the error. The error is logged once."""
         recording = self.make_recording(fail_at=3)
         for sequence in range(6):
-            recording.packet_received(packet(sequence, bytes([sequence + 1]) * 160))
+            self.feed(recording, sequence, bytes([sequence + 1]) * 160)
         self.assertEqual(recording.state, STOPPED)
         self.assertEqual(len(self.link.stop_requests), 1)
         recording_id, reason = self.link.stop_requests[0]
@@ -218,7 +249,8 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         self.assertEqual(self.memory.data_bytes, 320)
         data = self.sidecar()
         self.assertEqual(data["stopped_by"], "server")
-        self.assertEqual(data["packets_received"], 2)
+        self.assertEqual(data["packets_received"], 3)
+        self.assertEqual(data["bytes"], 320)
         self.assertIn("No space left", data["error"])
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
@@ -233,12 +265,11 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         self.failureResultOf(recording.stop("again", BY_PHONE), StorageError)
 
     def test_pcm16_transcodes(self) -> None:
-        """With a transcoder, payloads are stored decoded; the duration is in
-        samples, not bytes."""
+        """With storage format pcm16, payloads are stored decoded; the
+        duration is in samples, not bytes."""
         self.audio_format = "pcm16"
-        codec = CODECS["PCMA"]
-        recording = self.make_recording(transcode=codec.to_pcm16)
-        recording.packet_received(packet(1, b"\xd5" * 160))
+        recording = self.make_recording()
+        self.feed(recording, 1, b"\xd5" * 160)
         summary = self.successResultOf(recording.stop("hangup", BY_PHONE))
         self.assertEqual(self.memory.data_bytes, 320)
         self.assertEqual(summary.frames, 160)
@@ -250,6 +281,8 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         files still replaces the party fields; the first reason stays."""
         runner = ManualRunner()
         recording = self.make_recording(runner=runner)
+        recording.begin()
+        runner.run_pending()
         recording.stop("shutdown", BY_SERVER)
         phone = recording.stop("hangup", BY_PHONE, (("remote_number", "999"),))
         runner.run_pending()
@@ -288,7 +321,60 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         """A new recording is recording and has received nothing."""
         recording = self.make_recording()
         self.assertEqual(recording.state, RECORDING)
-        self.assertEqual(recording.counts().received, 0)
+
+    def test_no_first_packet(self) -> None:
+        """No RTP at all within first_packet_timeout: the server stops the
+        recording and tells the phone why."""
+        recording = self.make_recording(limits=Limits(first_packet_timeout=10, timeout=60))
+        recording.begin()
+        self.clock.advance(9.9)
+        self.assertEqual(recording.state, RECORDING)
+        self.clock.advance(0.1)
+        self.assertEqual(recording.state, STOPPED)
+        self.assertEqual(self.link.stop_requests, [("42", "no RTP received")])
+        self.assertEqual(self.sidecar()["stopped_by"], "server")
+
+    def test_rtp_timeout(self) -> None:
+        """RTP that stops for rtp.timeout seconds stops the recording; a
+        pause shorter than that (hold) does not."""
+        recording = self.make_recording(limits=Limits(first_packet_timeout=10, timeout=60))
+        recording.begin()
+        self.feed(recording, 1)
+        self.clock.advance(59)
+        self.feed(recording, 2)
+        self.clock.advance(59)
+        self.assertEqual(recording.state, RECORDING)
+        self.clock.advance(1)
+        self.assertEqual(recording.state, STOPPED)
+        self.assertEqual(self.link.stop_requests, [("42", "no RTP for 60 s")])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_stop_cancels_timeout(self) -> None:
+        """A stopped recording leaves no timer behind."""
+        recording = self.make_recording()
+        recording.begin()
+        self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_max_duration_parts(self) -> None:
+        """A recording longer than max_duration goes on in a new file: each
+        part's sidecar links the next and the previous, and the parts
+        together hold the whole call."""
+        recording = self.make_recording(limits=Limits(max_duration=1.0), parts=True)
+        recording.begin()
+        for sequence in range(120):
+            self.feed(recording, sequence, bytes([sequence]) * 160)
+        summary = self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.assertEqual([w.path[-14:] for w in self.parts], ["call_part2.wav", "call_part3.wav"])
+        whole = self.memory.contents()[-8000:] + b"".join(w.contents()[-8000:] for w in self.parts[:1])
+        self.assertEqual(whole, b"".join(bytes([s]) * 160 for s in range(100)))
+        self.assertEqual(self.parts[1].data_bytes, 20 * 160)
+        first = self.sidecar()
+        self.assertEqual((first["part"], first["next"], first["stop_reason"]), (1, "call_part2.wav", "max duration"))
+        with open(sidecar_path(self.parts[0].path), encoding="utf-8") as handle:
+            second = json.load(handle)
+        self.assertEqual((second["part"], second["previous"], second["next"]), (2, "call.wav", "call_part3.wav"))
+        self.assertEqual((summary.part, summary.previous, summary.stop_reason), (3, "call_part2.wav", "hangup"))
 
 
 class RegistryTests(SynchronousTestCase):

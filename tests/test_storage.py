@@ -201,8 +201,9 @@ class FormatTests(SynchronousTestCase):
         storage = Storage("unused")
         self.assertEqual(storage.wav_format(PCMA), WavFormat(6, 8000, 8))
         self.assertEqual(storage.wav_format(PCMU), WavFormat(7, 8000, 8))
-        self.assertIsNone(storage.transcoder(PCMA))
-        self.assertIsNone(storage.transcoder(PCMU))
+        self.assertEqual(storage.encoder(PCMA).audio(b"\x01\x02"), b"\x01\x02")
+        self.assertEqual(storage.encoder(PCMA).silence(3), b"\xd5" * 3)
+        self.assertEqual(storage.encoder(PCMU).silence(2), b"\xff" * 2)
 
     def test_defaultIsG711(self) -> None:
         """
@@ -217,8 +218,21 @@ class FormatTests(SynchronousTestCase):
         storage = Storage("unused", "pcm16")
         self.assertEqual(storage.wav_format(PCMA), WavFormat(1, 8000, 16))
         self.assertEqual(storage.wav_format(PCMU), WavFormat(1, 8000, 16))
-        self.assertEqual(storage.transcoder(PCMA)(b"\xd5\x55"), struct.pack("<2h", 8, -8))
-        self.assertEqual(storage.transcoder(PCMU)(b"\xff\x80"), struct.pack("<2h", 0, 32124))
+        self.assertEqual(storage.encoder(PCMA).audio(b"\xd5\x55"), struct.pack("<2h", 8, -8))
+        self.assertEqual(storage.encoder(PCMU).audio(b"\xff\x80"), struct.pack("<2h", 0, 32124))
+        self.assertEqual(storage.encoder(PCMA).silence(2), b"\0" * 4)
+
+    def test_g722AlwaysDecoded(self) -> None:
+        """
+        G.722 has no stored form: whatever the format, it is decoded to
+        16 kHz 16-bit PCM, four bytes (two samples) per RTP tick of silence.
+        """
+        g722 = CODECS["G722"]
+        for audio_format in ("g711", "pcm16"):
+            storage = Storage("unused", audio_format)
+            self.assertEqual(storage.wav_format(g722), WavFormat(1, 16000, 16))
+            self.assertEqual(storage.encoder(g722).silence(160), b"\0" * 640)
+            self.assertEqual(len(storage.encoder(g722).audio(b"\x00" * 160)), 640)
 
 
 class SidecarTests(StorageTestCase):

@@ -11,7 +11,7 @@ from recsvc.rtp import RtpError, RtpPacket, parse_rtp
 
 
 class PacketSink(Protocol):
-    def packet_received(self, packet: RtpPacket) -> None: ...
+    def packet_received(self, packet: RtpPacket, source: tuple[str, int]) -> None: ...
 
     def datagram_invalid(self) -> None: ...
 
@@ -36,6 +36,6 @@ class RtpReceiver(DatagramProtocol):
             sink.datagram_invalid()
             return
         try:
-            sink.packet_received(packet)
+            sink.packet_received(packet, addr)
         except Exception:
             self.log.failure("RTP packet from {peer} was not handled", peer=addr)

@@ -1,0 +1,165 @@
+"""A recording's media path: RTP packets in, the bytes of its WAV file out.
+
+Pure code (arrival times are given): source checking, then the stream clock
+and the timeline, comfort noise and DTMF, and the codec's encoding of audio
+and silence.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from recsvc import timeline
+from recsvc.codec import Codec, SegmentEncoder
+from recsvc.dtmf import DtmfError, DtmfLog, parse_event
+from recsvc.rtp import RtpPacket
+from recsvc.source import PEER, Address, SourceGuard, SourcePolicy
+from recsvc.summary import DigitPressed, Discontinuity, MediaStats
+
+COMFORT_NOISE = 13  # RFC 3389, static payload type
+
+
+@attrs.frozen
+class MediaPolicy:
+    """The rtp.* settings that shape a recording's timeline."""
+
+    reorder_window_ms: int = 1000
+    max_gap_fill: float = 30.0
+    dtmf_payload_type: int = 101
+    source: SourcePolicy = PEER
+
+
+@attrs.define(eq=False)
+class MediaPipeline:
+    codec: Codec
+    encoder: SegmentEncoder
+    peer_ip: str
+    policy: MediaPolicy = MediaPolicy()
+    _guard: SourceGuard = attrs.field(init=False)
+    _clock: timeline.StreamClock = attrs.field(init=False)
+    _timeline: timeline.Timeline = attrs.field(init=False)
+    _dtmf: DtmfLog = attrs.field(factory=DtmfLog, init=False)
+    _received: int = 0
+    _comfort_noise: int = 0
+    _dtmf_packets: int = 0
+    _rejected: dict[str, int] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        rate = self.codec.clock_rate
+        window = self.policy.reorder_window_ms * rate // 1000
+        self._guard = SourceGuard(self.policy.source, self.peer_ip)
+        self._clock = timeline.StreamClock(rate, window)
+        self._timeline = timeline.Timeline(window, round(self.policy.max_gap_fill * rate))
+
+    @property
+    def file_ticks(self) -> int:
+        """How much of the call has gone into the file, in RTP clock ticks."""
+        return self._timeline.file_ticks
+
+    def packet(self, packet: RtpPacket, source: Address, arrival: float) -> list[bytes]:
+        """A valid RTP packet from ``source``; returns the bytes to append."""
+        out: list[bytes] = []
+        for admitted in self._guard.admit(packet, source):
+            out += self._admitted(admitted, arrival)
+        return out
+
+    def invalid(self) -> None:
+        """A datagram that is not RTP."""
+        self._reject("not rtp")
+
+    def flush(self) -> list[bytes]:
+        """What the reorder window still holds (the file is ending)."""
+        return self._encode(self._timeline.flush())
+
+    def _admitted(self, packet: RtpPacket, arrival: float) -> list[bytes]:
+        payload_type = packet.payload_type
+        if payload_type == self.codec.payload_type:
+            placed = self._clock.place(
+                packet.ssrc, packet.timestamp, packet.sequence, arrival, len(packet.payload)
+            )
+            if placed is None:
+                return []
+            self._received += 1
+            return self._encode(self._timeline.push(placed.position, packet.payload, arrival))
+        if payload_type == COMFORT_NOISE:
+            placed = self._clock.place(packet.ssrc, packet.timestamp, packet.sequence, arrival, 0)
+            if placed is None:
+                return []
+            self._comfort_noise += 1
+            return self._encode(self._timeline.mark(placed.position, arrival, "comfort_noise"))
+        if payload_type == self.policy.dtmf_payload_type:
+            return self._telephone_event(packet, arrival)
+        self._reject(f"payload type {payload_type}")
+        return []
+
+    def _telephone_event(self, packet: RtpPacket, arrival: float) -> list[bytes]:
+        try:
+            event = parse_event(packet.payload)
+        except DtmfError:
+            self._reject("bad telephone-event")
+            return []
+        # The packets of one key press all carry the press's start time: they
+        # are placed without moving the stream clock, which would read a long
+        # press as a timestamp jump.
+        if not self._clock.count(packet.ssrc, packet.sequence):
+            return []
+        position = self._clock.position_of(packet.ssrc, packet.timestamp)
+        if position is None:
+            placed = self._clock.place(packet.ssrc, packet.timestamp, packet.sequence, arrival, 0)
+            assert placed is not None
+            position = placed.position
+        self._dtmf_packets += 1
+        if not self._dtmf.event(packet.ssrc, packet.timestamp, self._timeline.file_offset(position), event):
+            return []
+        return self._encode(self._timeline.mark(position, arrival, "dtmf"))
+
+    def _encode(self, segments: list[timeline.Segment]) -> list[bytes]:
+        encoder = self.encoder
+        return [
+            encoder.audio(segment.payload) if isinstance(segment, timeline.Audio)
+            else encoder.silence(segment.ticks)
+            for segment in segments
+        ]
+
+    def _reject(self, reason: str) -> None:
+        self._rejected[reason] = self._rejected.get(reason, 0) + 1
+
+    def stats(self) -> MediaStats:
+        rate = self.codec.clock_rate
+        line = self._timeline
+
+        def ms(ticks: int) -> float:
+            return round(1000 * ticks / rate, 3)
+
+        rejected = dict(self._rejected)
+        for reason, count in self._guard.rejected.items():
+            rejected[reason] = rejected.get(reason, 0) + count
+        return MediaStats(
+            received=self._received,
+            lost=self._clock.lost,
+            late=line.late,
+            duplicate=self._clock.duplicates,
+            rejected=rejected,
+            comfort_noise=self._comfort_noise,
+            dtmf_packets=self._dtmf_packets,
+            gaps=line.gaps,
+            gap_ms=ms(line.silence_ticks.get("loss", 0)),
+            comfort_noise_ms=ms(line.silence_ticks.get("comfort_noise", 0)),
+            dtmf_ms=ms(line.silence_ticks.get("dtmf", 0)),
+            jitter_ms=self._clock.jitter_ms,
+            stream_restarts=self._clock.restarts,
+            source_switches=self._guard.switches,
+            discontinuities=tuple(
+                Discontinuity(
+                    offset_s=round(d.offset_ticks / rate, 3),
+                    gap_s=round(d.gap_ticks / rate, 3),
+                    wall_s=d.wall_seconds,
+                    filled_s=round(d.filled_ticks / rate, 3),
+                )
+                for d in line.discontinuities
+            ),
+            dtmf=tuple(
+                DigitPressed(d.digit, round(d.offset_ticks / rate, 3), ms(d.duration_ticks))
+                for d in self._dtmf.digits
+            ),
+        )

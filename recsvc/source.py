@@ -1,0 +1,94 @@
+"""Which packets may enter a recording: source checking against RTP injection.
+
+Pure policy, no I/O. The first valid packet locks the source (address, port,
+SSRC). Another source takes over only after several consecutive in-sequence
+packets from it while the locked one is silent (like Asterisk's strict-RTP
+probation); its probation packets are then kept, not lost.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Sequence, Union
+
+import attrs
+
+from recsvc.rtp import RtpPacket
+
+PEER = "peer"  # only the IP of the phone's control connection
+STRICT = "strict"  # that IP, and the first source locked for good
+ANY = "any"  # any address (NAT, SBC); the lock and probation still apply
+
+Networks = tuple[Union[ipaddress.IPv4Network, ipaddress.IPv6Network], ...]
+SourcePolicy = Union[str, Networks]
+
+PROBATION_PACKETS = 4
+
+Address = tuple[str, int]
+
+
+def normalize_ip(host: str) -> str:
+    """An IPv4-mapped IPv6 address as plain IPv4; anything else as given."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped if mapped is not None else address)
+
+
+@attrs.define(eq=False)
+class SourceGuard:
+    policy: SourcePolicy
+    peer_ip: str
+    probation: int = PROBATION_PACKETS
+    rejected: dict[str, int] = attrs.field(factory=dict)  # by reason
+    switches: int = 0
+    _locked: tuple[str, int, int] | None = None
+    _candidate: tuple[str, int, int] | None = None
+    _waiting: list[RtpPacket] = attrs.field(factory=list)
+
+    def admit(self, packet: RtpPacket, source: Address) -> Sequence[RtpPacket]:
+        """The packets to record now: none, this one, or (when a new source
+        is confirmed) its probation packets."""
+        ip = normalize_ip(source[0])
+        if not self._address_allowed(ip):
+            self._reject("foreign address")
+            return ()
+        key = (ip, source[1], packet.ssrc)
+        if self._locked is None or key == self._locked:
+            self._locked = key
+            self._drop_candidate()
+            return (packet,)
+        if self.policy == STRICT:
+            self._reject("strict source")
+            return ()
+        if key != self._candidate or not self._follows(packet):
+            self._drop_candidate()
+            self._candidate = key
+        self._waiting.append(packet)
+        if len(self._waiting) < self.probation:
+            return ()
+        self._locked, self._candidate = key, None
+        self.switches += 1
+        confirmed, self._waiting = self._waiting, []
+        return confirmed
+
+    def _address_allowed(self, ip: str) -> bool:
+        if self.policy in (PEER, STRICT):
+            return ip == normalize_ip(self.peer_ip)
+        if self.policy == ANY:
+            return True
+        address = ipaddress.ip_address(ip)
+        return any(address in network for network in self.policy)
+
+    def _follows(self, packet: RtpPacket) -> bool:
+        return bool(self._waiting) and (self._waiting[-1].sequence + 1) & 0xFFFF == packet.sequence
+
+    def _drop_candidate(self) -> None:
+        if self._waiting:
+            self._reject("unconfirmed source", len(self._waiting))
+        self._candidate, self._waiting = None, []
+
+    def _reject(self, reason: str, count: int = 1) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + count

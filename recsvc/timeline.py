@@ -1,0 +1,361 @@
+"""A recording's timeline: where each RTP payload belongs in the file.
+
+Pure code, no I/O and no clock of its own (arrival times are given). Two
+steps:
+
+- `StreamClock` turns a packet's SSRC and 32-bit timestamp into a position
+  on one continuous timeline (in RTP clock ticks), re-anchoring on arrival
+  time when the stream restarts (new SSRC, a timestamp jump the wall clock
+  does not explain); it also drops duplicates and measures jitter and loss.
+- `Timeline` puts positioned payloads in order within a reorder window and
+  emits the file's content: audio, and silence for exactly what is missing
+  (capped, with the discontinuity noted).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Union
+
+import attrs
+
+# A timestamp/wall-clock disagreement larger than this (beyond the reorder
+# window) is a restarted stream, not network jitter.
+JUMP_SLACK_S = 1.0
+
+
+@attrs.frozen
+class Audio:
+    """Payload bytes that go into the file as they are (one byte per tick)."""
+
+    payload: bytes
+
+
+@attrs.frozen
+class Silence:
+    """``ticks`` of silence: ``kind`` is ``loss`` (a gap the network made) or
+    ``comfort_noise`` (the phone sent comfort noise instead of audio)."""
+
+    ticks: int
+    kind: str = "loss"
+
+
+Segment = Union[Audio, Silence]
+
+
+@attrs.frozen
+class Discontinuity:
+    """A gap longer than the fill cap: where it is in the file, how long it
+    was by the timestamps and by the wall clock, and how much was filled."""
+
+    offset_ticks: int
+    gap_ticks: int
+    wall_seconds: float
+    filled_ticks: int
+
+
+@attrs.define(eq=False)
+class _Source:
+    """What the clock knows of one SSRC."""
+
+    anchor_timestamp: int  # extended timestamp that maps to anchor_position
+    anchor_position: int
+    highest_timestamp: int  # extended
+    highest_arrival: float
+    base_sequence: int  # extended
+    highest_sequence: int  # extended
+    received: int = 0
+    transit: float | None = None
+    recent: set[int] = attrs.field(factory=set)
+    recent_order: deque[int] = attrs.field(factory=deque)
+
+
+@attrs.frozen
+class Positioned:
+    """A packet placed on the timeline."""
+
+    position: int
+    arrival: float
+
+
+@attrs.define(eq=False)
+class StreamClock:
+    """Maps (SSRC, timestamp, sequence, arrival) to timeline positions.
+
+    ``rate`` is the RTP clock rate; ``window_ticks`` the reorder window, which
+    bounds how far timestamps and the wall clock may disagree before the
+    stream is taken to have restarted.
+    """
+
+    rate: int
+    window_ticks: int
+    duplicates: int = 0
+    jitter_ticks: float = 0.0
+    restarts: int = 0
+    _sources: dict[int, _Source] = attrs.field(factory=dict)
+    _current: int | None = None  # SSRC
+    _end: int = 0  # highest position + duration seen, over all sources
+    _end_start: int = 0  # where the packet that reached _end began
+    _end_arrival: float = 0.0  # and when it arrived
+    _retired_lost: int = 0  # loss counted on sources no longer tracked
+
+    def place(
+        self, ssrc: int, timestamp: int, sequence: int, arrival: float, ticks: int
+    ) -> Positioned | None:
+        """The position of a packet's first tick, or None for a duplicate."""
+        source = self._sources.get(ssrc)
+        if source is None:
+            source = self._anchor(ssrc, timestamp, sequence, arrival)
+        extended_sequence = _unwrap(sequence, source.highest_sequence, 16)
+        if extended_sequence in source.recent:
+            self.duplicates += 1
+            return None
+        extended = _unwrap(timestamp, source.highest_timestamp, 32)
+        if self._jumped(source, extended, arrival):
+            self.restarts += 1
+            self._retire(ssrc)
+            source = self._anchor(ssrc, timestamp, sequence, arrival)
+            extended = source.anchor_timestamp
+            extended_sequence = source.base_sequence
+        self._remember(source, extended_sequence)
+        self._measure_jitter(source, extended, arrival)
+        if extended >= source.highest_timestamp:
+            source.highest_timestamp = extended
+            source.highest_arrival = arrival
+        source.highest_sequence = max(source.highest_sequence, extended_sequence)
+        self._current = ssrc
+        position = source.anchor_position + extended - source.anchor_timestamp
+        if position + ticks > self._end:
+            self._end, self._end_start, self._end_arrival = position + ticks, position, arrival
+        return Positioned(position, arrival)
+
+    def count(self, ssrc: int, sequence: int) -> bool:
+        """Note a packet of a known SSRC that is not placed (a DTMF event
+        packet), so its sequence number is not taken for loss. False for a
+        duplicate; True also when the SSRC is unknown (nothing noted)."""
+        source = self._sources.get(ssrc)
+        if source is None:
+            return True
+        extended = _unwrap(sequence, source.highest_sequence, 16)
+        if extended in source.recent:
+            self.duplicates += 1
+            return False
+        self._remember(source, extended)
+        source.highest_sequence = max(source.highest_sequence, extended)
+        return True
+
+    def position_of(self, ssrc: int, timestamp: int) -> int | None:
+        """Where a timestamp of a known SSRC falls (for DTMF events)."""
+        source = self._sources.get(ssrc)
+        if source is None:
+            return None
+        extended = _unwrap(timestamp, source.highest_timestamp, 32)
+        return source.anchor_position + extended - source.anchor_timestamp
+
+    @property
+    def lost(self) -> int:
+        """Packets expected by their sequence numbers and never received."""
+        return sum(
+            max(0, s.highest_sequence - s.base_sequence + 1 - s.received)
+            for s in self._sources.values()
+        ) + self._retired_lost
+
+    @property
+    def jitter_ms(self) -> float:
+        return round(1000 * self.jitter_ticks / self.rate, 3)
+
+    def _anchor(self, ssrc: int, timestamp: int, sequence: int, arrival: float) -> _Source:
+        """A new stream starts where the wall clock says it does: right after
+        what came before, plus the time that passed since."""
+        if self._current is None:
+            position = 0
+        else:
+            elapsed = max(0.0, arrival - self._end_arrival)
+            position = max(self._end, self._end_start + round(elapsed * self.rate))
+        source = _Source(
+            anchor_timestamp=timestamp,
+            anchor_position=position,
+            highest_timestamp=timestamp,
+            highest_arrival=arrival,
+            base_sequence=sequence,
+            highest_sequence=sequence,
+        )
+        if len(self._sources) >= 4:
+            # A phone does not come back to a stream it left long ago.
+            self._retire(next(iter(self._sources)))
+        self._sources[ssrc] = source
+        return source
+
+    def _retire(self, ssrc: int) -> None:
+        retired = self._sources.pop(ssrc)
+        self._retired_lost += max(
+            0, retired.highest_sequence - retired.base_sequence + 1 - retired.received
+        )
+
+    def _jumped(self, source: _Source, extended: int, arrival: float) -> bool:
+        if source.received == 0:
+            return False
+        by_timestamps = (extended - source.highest_timestamp) / self.rate
+        by_wall_clock = arrival - source.highest_arrival
+        slack = self.window_ticks / self.rate + JUMP_SLACK_S
+        return abs(by_timestamps - by_wall_clock) > slack
+
+    def _remember(self, source: _Source, extended_sequence: int) -> None:
+        source.received += 1
+        source.recent.add(extended_sequence)
+        source.recent_order.append(extended_sequence)
+        if len(source.recent_order) > 512:
+            source.recent.discard(source.recent_order.popleft())
+        source.base_sequence = min(source.base_sequence, extended_sequence)
+
+    def _measure_jitter(self, source: _Source, extended: int, arrival: float) -> None:
+        # RFC 3550 6.4.1 interarrival jitter, in timestamp units.
+        transit = arrival * self.rate - extended
+        if source.transit is not None:
+            self.jitter_ticks += (abs(transit - source.transit) - self.jitter_ticks) / 16
+        source.transit = transit
+
+
+def _unwrap(value: int, reference: int, bits: int) -> int:
+    """``value`` (modulo 2**bits) as the extended number nearest ``reference``."""
+    size = 1 << bits
+    half = size >> 1
+    delta = (value - reference + half) % size - half
+    return reference + delta
+
+
+@attrs.frozen
+class _Pending:
+    position: int
+    arrival: float
+    payload: bytes  # empty for a marker
+    kind: str = "audio"  # or what the silence after a marker is: comfort_noise, dtmf
+
+
+@attrs.define(eq=False)
+class Timeline:
+    """Orders positioned payloads and emits the file's content.
+
+    A payload that continues what was written goes out at once; one after a
+    hole waits until ``window_ticks`` of later audio have arrived for the
+    hole to be filled, then the hole becomes silence. Silence for one gap is
+    capped at ``max_fill_ticks``; longer gaps are noted as discontinuities.
+    A payload that overlaps what was written keeps only its new part; one
+    wholly before it is late. Markers (comfort noise, DTMF) say why the
+    silence that follows them is silence; without one, a gap is loss.
+    """
+
+    window_ticks: int
+    max_fill_ticks: int
+    late: int = 0
+    gaps: int = 0  # gaps filled because audio was lost
+    silence_ticks: dict[str, int] = attrs.field(factory=dict)  # by kind
+    discontinuities: list[Discontinuity] = attrs.field(factory=list)
+    file_ticks: int = 0  # ticks emitted so far
+    _written: int | None = None  # timeline position up to which all is emitted
+    _last_arrival: float = 0.0
+    _pending: dict[int, _Pending] = attrs.field(factory=dict)
+    _heap: list[int] = attrs.field(factory=list)
+    _newest_end: int = 0
+    _silence_kind: str = "loss"
+
+    def push(self, position: int, payload: bytes, arrival: float) -> list[Segment]:
+        """A payload whose first tick sits at ``position``."""
+        if not payload:
+            return []
+        return self._add(_Pending(position, arrival, payload))
+
+    def mark(self, position: int, arrival: float, kind: str) -> list[Segment]:
+        """From ``position`` the phone sends ``kind`` (comfort_noise, dtmf)
+        instead of audio: the silence until the next audio is not loss."""
+        return self._add(_Pending(position, arrival, b"", kind))
+
+    def flush(self) -> list[Segment]:
+        """Everything still waiting (the recording ends)."""
+        return self._release(final=True)
+
+    def file_offset(self, position: int) -> int:
+        """Where a timeline position lands in the file, in ticks."""
+        if self._written is None:
+            return 0
+        return max(0, self.file_ticks + position - self._written)
+
+    @property
+    def gap_ticks(self) -> int:
+        return self.silence_ticks.get("loss", 0)
+
+    def _add(self, entry: _Pending) -> list[Segment]:
+        if self._written is not None and entry.position + max(1, len(entry.payload)) <= self._written:
+            if entry.payload:
+                self.late += 1
+            return []
+        existing = self._pending.get(entry.position)
+        if existing is not None:
+            if existing.payload and entry.payload:
+                self.late += 1  # another payload for the same ticks
+            if existing.payload or not entry.payload:
+                return []
+        else:
+            heapq.heappush(self._heap, entry.position)
+        self._pending[entry.position] = entry
+        self._newest_end = max(self._newest_end, entry.position + len(entry.payload))
+        return self._release(final=False)
+
+    def _release(self, final: bool) -> list[Segment]:
+        segments: list[Segment] = []
+        if self._written is None and self._heap:
+            # The file starts at the earliest packet of the first window, so
+            # that a reordered first packet is not lost.
+            first = self._heap[0]
+            if not final and self._newest_end - first <= self.window_ticks:
+                return segments
+            self._written = first
+            self._last_arrival = self._pending[first].arrival
+        while self._heap:
+            position = self._heap[0]
+            assert self._written is not None
+            if position > self._written and not final and (
+                self._newest_end - self._written <= self.window_ticks
+            ):
+                break
+            heapq.heappop(self._heap)
+            segments += self._emit(self._pending.pop(position))
+        return segments
+
+    def _emit(self, entry: _Pending) -> list[Segment]:
+        assert self._written is not None
+        segments: list[Segment] = []
+        gap = entry.position - self._written
+        if gap > 0:
+            segments.append(self._fill(gap, entry.arrival))
+            self._written = entry.position
+        if not entry.payload:
+            self._silence_kind = entry.kind
+            return segments
+        payload = entry.payload[max(0, self._written - entry.position):]
+        if not payload:
+            self.late += 1
+            return segments
+        segments.append(Audio(payload))
+        self.file_ticks += len(payload)
+        self._written += len(payload)
+        self._last_arrival = entry.arrival
+        self._silence_kind = "loss"
+        return segments
+
+    def _fill(self, gap: int, arrival: float) -> Silence:
+        filled = min(gap, self.max_fill_ticks)
+        if gap > self.max_fill_ticks:
+            self.discontinuities.append(Discontinuity(
+                offset_ticks=self.file_ticks,
+                gap_ticks=gap,
+                wall_seconds=round(max(0.0, arrival - self._last_arrival), 3),
+                filled_ticks=filled,
+            ))
+        kind = self._silence_kind
+        if kind == "loss":
+            self.gaps += 1
+        self.silence_ticks[kind] = self.silence_ticks.get(kind, 0) + filled
+        self.file_ticks += filled
+        return Silence(filled, kind)
