@@ -29,7 +29,7 @@ from recsvc.protocol.framing import MessageFramer
 from recsvc.rtp import RtpPacket, build_rtp
 
 FRAMINGS = {"bare": b"", "crlf": b"\r\n", "lf": b"\n", "nul": b"\x00"}
-PAYLOAD_TYPES = {"PCMA": 8, "PCMU": 0}
+PAYLOAD_TYPES = {"PCMA": 8, "PCMU": 0, "G722": 9}
 SAMPLE_CALL = CallParties("2001", "Desk", "13800138000", "Customer")
 
 
@@ -126,3 +126,93 @@ def send_rtp(packets: Iterator[bytes], host: str, port: int, interval: float = 0
             sent += 1
             time.sleep(interval if interval else 0.0005)
     return sent
+
+
+@attrs.frozen
+class PlannedPacket:
+    """A packet a simulated phone sends, with where it belongs in the call."""
+
+    packet: RtpPacket
+    tick: int  # position in the call, in RTP clock ticks from its start
+    kind: str  # audio | comfort_noise | dtmf
+
+
+def plan_call(
+    audio: bytes,
+    codec: str = "PCMA",
+    ptime_ms: int = 20,
+    ssrc_changes: tuple[int, ...] = (),
+    silences: tuple[tuple[int, int], ...] = (),
+    dtmf: tuple[tuple[int, int, int], ...] = (),
+    dtmf_payload_type: int = 101,
+    seed: int = 0,
+) -> list[PlannedPacket]:
+    """The packets of a call whose audio is ``audio`` (one byte a tick).
+
+    ``silences`` are (start, ticks) where the phone sends one comfort-noise
+    packet instead of audio; ``dtmf`` are (start, event, ticks) key presses
+    sent as RFC 4733 events instead of audio; at each tick of
+    ``ssrc_changes`` the stream restarts with a new SSRC, sequence number and
+    timestamp base (a transfer), carrying on in time.
+    """
+    from recsvc.dtmf import TelephoneEvent, build_event
+
+    rng = random.Random(seed)
+    step = 8 * ptime_ms
+    plan: list[PlannedPacket] = []
+    ssrc, sequence, base = rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(32)
+    changes = sorted(ssrc_changes)
+
+    def add(payload_type: int, tick: int, payload: bytes, kind: str, marker: bool = False,
+            timestamp_tick: int | None = None) -> None:
+        nonlocal sequence
+        timestamp = (base + (tick if timestamp_tick is None else timestamp_tick)) & 0xFFFFFFFF
+        plan.append(PlannedPacket(
+            RtpPacket(payload_type, sequence & 0xFFFF, timestamp, ssrc, payload, marker), tick, kind
+        ))
+        sequence += 1
+
+    tick = 0
+    while tick < len(audio):
+        if changes and tick >= changes[0]:
+            changes.pop(0)
+            ssrc, sequence = rng.getrandbits(32), rng.getrandbits(16)
+            base = (rng.getrandbits(32) - tick) & 0xFFFFFFFF
+        silence = next(((a, n) for a, n in silences if a <= tick < a + n), None)
+        press = next(((a, e, n) for a, e, n in dtmf if a <= tick < a + n), None)
+        if silence is not None:
+            start, ticks = silence
+            if tick == start:
+                add(13, tick, bytes([40]), "comfort_noise", marker=True)
+            tick = start + ticks
+            continue
+        if press is not None:
+            start, event, ticks = press
+            for elapsed in range(step, ticks + step, step):
+                end = elapsed >= ticks
+                repeats = 3 if end else 1
+                for _ in range(repeats):
+                    add(dtmf_payload_type, start + elapsed - step,
+                        build_event(TelephoneEvent(event, end, 10, min(elapsed, ticks))),
+                        "dtmf", marker=elapsed == step, timestamp_tick=start)
+            tick = start + ticks
+            continue
+        # A packet stops short where a silence or a key press begins.
+        boundary = min([a for a, _ in silences if a > tick] + [a for a, _, _ in dtmf if a > tick]
+                       + [c for c in changes if c > tick] + [tick + step])
+        add(PAYLOAD_TYPES[codec], tick, audio[tick:boundary], "audio")
+        tick = boundary
+    return plan
+
+
+def expected_recording(plan: list[PlannedPacket], delivered: set[int], silence: bytes) -> bytes:
+    """The file a perfect recorder makes of ``plan`` when the packets at the
+    indexes in ``delivered`` arrive: every delivered audio payload at its
+    tick, silence elsewhere, from the first to the last delivered tick."""
+    audio = [(plan[i].tick, plan[i].packet.payload) for i in delivered if plan[i].kind == "audio"]
+    start = min(plan[i].tick for i in delivered)
+    end = max(tick + len(payload) for tick, payload in audio)
+    recording = bytearray(silence * (end - start))
+    for tick, payload in audio:
+        recording[tick - start:tick - start + len(payload)] = payload
+    return bytes(recording)

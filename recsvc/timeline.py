@@ -106,6 +106,8 @@ class StreamClock:
         """The position of a packet's first tick, or None for a duplicate."""
         source = self._sources.get(ssrc)
         if source is None:
+            if self._current is not None:
+                self.restarts += 1  # a new SSRC: the phone restarted its stream
             source = self._anchor(ssrc, timestamp, sequence, arrival)
         extended_sequence = _unwrap(sequence, source.highest_sequence, 16)
         if extended_sequence in source.recent:

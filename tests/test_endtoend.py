@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import array
 import json
+import math
 import os
 import random
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -23,8 +26,9 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from recsvc import g711, makeService
-from recsvc.phone import SimulatedPhone, rtp_packets, send_rtp
+from recsvc.phone import SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
 from recsvc.protocol.commands import StopRequest, StopResponse
+from recsvc.rtp import build_rtp
 from recsvc.storage import sidecar_path
 from recsvc.testing import FailingWriter
 from recsvc.wav import WavFileWriter
@@ -99,8 +103,9 @@ def audio(seconds: float, seed: int) -> bytes:
     return random.Random(seed).randbytes(int(8000 * seconds))
 
 
-class ServiceEndToEndTests(TestCase):
-    """The service tree from recsvc.makeService on the running reactor."""
+class LoopbackServiceMixin:
+    """The service tree from recsvc.makeService on the running reactor,
+    listening on 127.0.0.1."""
 
     timeout = 30
 
@@ -146,6 +151,11 @@ class ServiceEndToEndTests(TestCase):
         stopped = phone.stop(recording_id, updates=(("remote_name", "Transferred"),))
         phone.close()
         return started, stopped
+
+
+
+class ServiceEndToEndTests(LoopbackServiceMixin, TestCase):
+    """Calls over loopback sockets, checked byte for byte."""
 
     @inlineCallbacks
     def check_framing(self, framing: str):
@@ -361,3 +371,113 @@ class TwistdEndToEndTests(TestCase):
             self.assertEqual(sidecar_of(path)["stopped_by"], expected_by[name])
             stream = ffprobe(path)
             self.assertEqual((stream["codec_name"], float(stream["duration"])), ("pcm_alaw", 1.0))
+
+
+class MediaEndToEndTests(LoopbackServiceMixin, TestCase):
+    """RTP as real networks deliver it, over loopback, checked byte for byte."""
+
+    def send_plan(self, port: int, datagrams: list[tuple[str, bytes]]) -> None:
+        """Send (source address, datagram) pairs; each source address keeps
+        one socket, so one sender keeps one port."""
+        sockets = {}
+        try:
+            for host, datagram in datagrams:
+                if host not in sockets:
+                    sockets[host] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    sockets[host].bind((host, 0))
+                sockets[host].sendto(datagram, ("127.0.0.1", port))
+                time.sleep(0.0005)
+        finally:
+            for sock in sockets.values():
+                sock.close()
+
+    @inlineCallbacks
+    def test_faulty_network(self):
+        """Loss (5%), reordering, duplicates, a mid-call SSRC change, 30 ms
+        packets, comfort noise and DTMF: the file's length matches the
+        timestamps and every received payload sits at its offset byte for
+        byte; a foreign sender's packets never appear in it; the sidecar
+        lists the digit and the counts."""
+        sound = audio(6, seed=21)
+        plan = plan_call(
+            sound, ptime_ms=30, ssrc_changes=(24000,), silences=((8000, 4000),),
+            dtmf=((30000, 5, 1600),), seed=4,
+        )
+        rng = random.Random(5)
+        count = len(plan)
+        # The edges of the call, of the SSRC change and of the CN/DTMF
+        # periods are left intact: no recorder can place what it never saw.
+        keep = {0, count - 1}
+        for index, planned in enumerate(plan):
+            if planned.kind != "audio" or (index and plan[index - 1].packet.ssrc != planned.packet.ssrc):
+                keep.update(range(index - 2, index + 6))
+        lost = {i for i in range(count) if i not in keep and rng.random() < 0.05}
+        order = [i for i in range(count) if i not in lost]
+        for k in range(len(order) - 1):
+            if order[k] not in keep and order[k + 1] not in keep and rng.random() < 0.1:
+                order[k], order[k + 1] = order[k + 1], order[k]
+        duplicates = [i for i in order if i not in keep and rng.random() < 0.05]
+        datagrams = []
+        for index in order + duplicates:
+            datagrams.append(("127.0.0.1", build_rtp(plan[index].packet)))
+            if rng.random() < 0.1:
+                forged = attrs.evolve(plan[index].packet, payload=b"\x99" * 240)
+                datagrams.append(("127.0.0.2", build_rtp(forged)))
+        self.assertTrue(lost and duplicates)
+
+        def call():
+            phone = self.phone()
+            phone.connect()
+            started = phone.start("net-1")
+            self.send_plan(started.port, datagrams)
+            stopped = phone.stop("net-1")
+            phone.close()
+            return stopped
+
+        stopped = yield deferToThread(call)
+        self.assertEqual(stopped.result, "success")
+        path = recordings(self.root)["net-1"]
+        _, data, _ = read_wav(path)
+        expected = expected_recording(plan, set(order), b"\xd5")
+        self.assertEqual(len(data), len(expected))
+        self.assertEqual(data, expected)
+        self.assertNotIn(b"\x99" * 240, data)
+        sidecar = sidecar_of(path)
+        self.assertEqual([d["digit"] for d in sidecar["dtmf"]], ["5"])
+        self.assertEqual(sidecar["dtmf"][0]["offset_s"], 3.75)
+        self.assertEqual(sidecar["dtmf"][0]["duration_ms"], 200.0)
+        self.assertEqual(sidecar["packets_lost"], len(lost))
+        self.assertEqual(sidecar["packets_rejected"]["foreign address"],
+                         sum(1 for host, _ in datagrams if host == "127.0.0.2"))
+        self.assertEqual(sidecar["comfort_noise_ms"], 500.0)
+        self.assertEqual(sidecar["stream_restarts"], 1)
+        self.assertEqual(sidecar["duration_s"], len(expected) / 8000)
+
+    @inlineCallbacks
+    def test_g722(self):
+        """A G.722 call is stored as 16 kHz 16-bit PCM, the G.722 decoding of
+        the payloads sent (RTP clock 8000, RFC 3551)."""
+        import G722
+
+        encoder = G722.G722(16000, 64000)
+        tone = array.array("h", (int(9000 * math.sin(i / 7)) for i in range(16000)))
+        payload = encoder.encode(tone)  # 8000 bytes: one second, 8000 RTP ticks
+
+        def call():
+            phone = self.phone()
+            phone.connect()
+            started = phone.start("g722-1", codec="G722")
+            assert started.result == "success", started
+            send_rtp(rtp_packets(payload, "G722"), started.server, started.port)
+            stopped = phone.stop("g722-1")
+            phone.close()
+            return stopped
+
+        yield deferToThread(call)
+        path = recordings(self.root)["g722-1"]
+        fmt, data, _ = read_wav(path)
+        self.assertEqual(fmt, {"tag": 1, "channels": 1, "rate": 16000, "bits": 16})
+        decoded = G722.G722(16000, 64000, use_numpy=False).decode(payload)
+        self.assertEqual(data, decoded.tobytes())
+        self.assertEqual(sidecar_of(path)["duration_s"], 1.0)
+        self.assertEqual(float(ffprobe(path)["duration"]), 1.0)
