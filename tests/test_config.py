@@ -450,3 +450,57 @@ class ArbitraryDataTests(SynchronousTestCase):
             pass
         else:
             self.assertIsInstance(config, Config)
+
+
+class MediaSettingsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """
+        The RTP timeline and timeout settings default as documented: a 1 s
+        reorder window, 30 s gap fill cap, 60 s RTP timeout, 10 s for the
+        first packet, DTMF payload type 101, source "peer", 4 h files.
+        """
+        rtp = Config().rtp
+        self.assertEqual(
+            (rtp.reorder_window_ms, rtp.max_gap_fill, rtp.timeout, rtp.first_packet_timeout,
+             rtp.dtmf_payload_type, rtp.source),
+            (1000, 30.0, 60.0, 10.0, 101, "peer"),
+        )
+        self.assertEqual(Config().storage.max_duration, 14400.0)
+
+    def test_sourceChoices(self) -> None:
+        """
+        rtp.source takes peer, strict, any, or a list of CIDRs (parsed to
+        networks; host bits tolerated).
+        """
+        for choice in ("peer", "strict", "any"):
+            self.assertEqual(parse_config({"rtp": {"source": choice}}).rtp.source, choice)
+        networks = parse_config({"rtp": {"source": ["192.0.2.0/24", "198.51.100.7/24"]}}).rtp.source
+        self.assertEqual([str(n) for n in networks], ["192.0.2.0/24", "198.51.100.0/24"])
+
+    def test_badSource(self) -> None:
+        """
+        A source that is none of those names the key and the bad item.
+        """
+        for value, fragment in (("anyone", "peer, strict, any"), (["10.0.0.0/33"], "10.0.0.0/33"), ([], "peer")):
+            error = self.assertRaises(ConfigError, parse_config, {"rtp": {"source": value}})
+            self.assertEqual(error.key, "rtp.source")
+            self.assertIn(fragment, str(error))
+
+    def test_badNumbers(self) -> None:
+        """
+        Out-of-range or non-numeric timing settings name their key.
+        """
+        for section, key, value in (
+            ("rtp", "reorder_window_ms", 5), ("rtp", "max_gap_fill", -1), ("rtp", "timeout", "60s"),
+            ("rtp", "first_packet_timeout", True), ("rtp", "dtmf_payload_type", 8),
+            ("storage", "max_duration", 10),
+        ):
+            error = self.assertRaises(ConfigError, parse_config, {section: {key: value}})
+            self.assertEqual(error.key, f"{section}.{key}")
+
+    def test_secondsAcceptFractions(self) -> None:
+        """
+        Second-valued settings accept whole and fractional numbers.
+        """
+        rtp = parse_config({"rtp": {"timeout": 90, "max_gap_fill": 2.5}}).rtp
+        self.assertEqual((rtp.timeout, rtp.max_gap_fill), (90.0, 2.5))
