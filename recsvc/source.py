@@ -47,12 +47,21 @@ class SourceGuard:
     _locked: tuple[str, int, int] | None = None
     _candidate: tuple[str, int, int] | None = None
     _waiting: list[RtpPacket] = attrs.field(factory=list)
+    # host as the socket gives it -> (normalized IP, allowed): parsing an
+    # address for every packet would cost more than the rest of the check.
+    _hosts: dict[str, tuple[str, bool]] = attrs.field(factory=dict)
 
     def admit(self, packet: RtpPacket, source: Address) -> Sequence[RtpPacket]:
         """The packets to record now: none, this one, or (when a new source
         is confirmed) its probation packets."""
-        ip = normalize_ip(source[0])
-        if not self._address_allowed(ip):
+        known = self._hosts.get(source[0])
+        if known is None:
+            ip = normalize_ip(source[0])
+            known = (ip, self._address_allowed(ip))
+            if len(self._hosts) < 16:
+                self._hosts[source[0]] = known
+        ip, allowed = known
+        if not allowed:
             self._reject("foreign address")
             return ()
         key = (ip, source[1], packet.ssrc)

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
 from recsvc.rtp import RtpPacket, build_rtp
 from recsvc.service import UnknownRecording
+from recsvc.session import Limits
 from recsvc.storage import sidecar_path
 from recsvc.testing import (
     FakePhoneLink,
@@ -35,6 +36,7 @@ def rtp(sequence: int, payload: bytes, payload_type: int = 8) -> bytes:
 
 class ServiceTestsMixin:
     def make_service(self, fail_at=None, runner=run_now, ports=None, writers=None, **kwargs):
+        """A started service on fakes, with one phone link connected."""
         self.root = self.mktemp()
         self.writers = writers or MemoryWriters(fail_at=fail_at)
         self.ports = ports or FakePortPool()
@@ -211,6 +213,24 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertIn("No space left", summary.stop_reason)
         self.assertEqual(summary.data_bytes, 160)
         self.assertEqual(len(self.link.stop_requests), 1)
+
+    def test_long_recording_goes_on_in_parts(self) -> None:
+        """Past max_duration the recording goes on in NAME_part2.wav; the
+        first file is finished with stop_reason "max duration" and names the
+        next one."""
+        self.make_service(limits=Limits(max_duration=1.0))
+        port = self.start().port
+        for sequence in range(60):
+            self.ports.deliver(port, rtp(sequence, bytes([sequence]) * 160))
+        summary = self.successResultOf(self.service.stop_recording(StopRequest("7")))
+        first, second = sorted(self.writers.writers)
+        self.assertTrue(second.endswith("_7_part2.wav"), second)
+        self.assertEqual(self.writers.writers[first].data_bytes, 8000)
+        self.assertEqual(self.writers.writers[second].data_bytes, 1600)
+        with open(sidecar_path(first), encoding="utf-8") as handle:
+            sidecar = json.load(handle)
+        self.assertEqual((sidecar["stop_reason"], sidecar["next"]), ("max duration", os.path.basename(second)))
+        self.assertEqual((summary.part, summary.previous), (2, os.path.basename(first)))
 
     def test_stop_unknown(self) -> None:
         """A Stop for an id that is not recording fails with UnknownRecording."""
