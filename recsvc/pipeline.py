@@ -59,8 +59,8 @@ class MediaPipeline:
     def packet(self, packet: RtpPacket, source: Address, arrival: float) -> list[bytes]:
         """A valid RTP packet from ``source``; returns the bytes to append."""
         out: list[bytes] = []
-        for admitted in self._guard.admit(packet, source):
-            out += self._admitted(admitted, arrival)
+        for admitted, when in self._guard.admit_timed(packet, source, arrival):
+            out += self._admitted(admitted, arrival if when is None else when)
         return out
 
     def invalid(self) -> None:

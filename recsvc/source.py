@@ -9,6 +9,7 @@ probation); its probation packets are then kept, not lost.
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 from typing import Sequence, Union
 
 import attrs
@@ -23,6 +24,10 @@ Networks = tuple[Union[ipaddress.IPv4Network, ipaddress.IPv6Network], ...]
 SourcePolicy = Union[str, Networks]
 
 PROBATION_PACKETS = 4
+# "Silent" is judged by the locked source's own cadence: no packet from it
+# for twice its longest recent interval (at most this long). A flood that
+# squeezes its probation packets between two of its packets never takes over.
+MAX_SILENCE_WAIT = 0.5
 
 Address = tuple[str, int]
 
@@ -46,14 +51,26 @@ class SourceGuard:
     switches: int = 0
     _locked: tuple[str, int, int] | None = None
     _candidate: tuple[str, int, int] | None = None
-    _waiting: list[RtpPacket] = attrs.field(factory=list)
+    _waiting: list[tuple[RtpPacket, float | None]] = attrs.field(factory=list)
+    _locked_last: float | None = None  # arrival of the locked source's last packet
+    _intervals: deque[float] = attrs.field(factory=lambda: deque(maxlen=8))
     # host as the socket gives it -> (normalized IP, allowed): parsing an
     # address for every packet would cost more than the rest of the check.
     _hosts: dict[str, tuple[str, bool]] = attrs.field(factory=dict)
 
-    def admit(self, packet: RtpPacket, source: Address) -> Sequence[RtpPacket]:
+    def admit(
+        self, packet: RtpPacket, source: Address, arrival: float | None = None
+    ) -> Sequence[RtpPacket]:
         """The packets to record now: none, this one, or (when a new source
-        is confirmed) its probation packets."""
+        is confirmed) its probation packets. Without arrival times only
+        sequence numbers tell whether the locked source is silent."""
+        return [admitted for admitted, _ in self.admit_timed(packet, source, arrival)]
+
+    def admit_timed(
+        self, packet: RtpPacket, source: Address, arrival: float | None = None
+    ) -> Sequence[tuple[RtpPacket, float | None]]:
+        """Like `admit`, with each packet's own arrival time: probation
+        packets come out late but must be placed by when they came."""
         known = self._hosts.get(source[0])
         if known is None:
             ip = normalize_ip(source[0])
@@ -68,19 +85,24 @@ class SourceGuard:
         if self._locked is None or key == self._locked:
             self._locked = key
             self._drop_candidate()
-            return (packet,)
+            self._heard(arrival)
+            return ((packet, arrival),)
         if self.policy == STRICT:
             self._reject("strict source")
             return ()
         if key != self._candidate or not self._follows(packet):
             self._drop_candidate()
             self._candidate = key
-        self._waiting.append(packet)
-        if len(self._waiting) < self.probation:
+        self._waiting.append((packet, arrival))
+        if len(self._waiting) < self.probation or not self._locked_silent(arrival):
             return ()
         self._locked, self._candidate = key, None
         self.switches += 1
         confirmed, self._waiting = self._waiting, []
+        self._locked_last = None
+        self._intervals.clear()
+        for _, when in confirmed:
+            self._heard(when)
         return confirmed
 
     def _address_allowed(self, ip: str) -> bool:
@@ -92,7 +114,23 @@ class SourceGuard:
         return any(address in network for network in self.policy)
 
     def _follows(self, packet: RtpPacket) -> bool:
-        return bool(self._waiting) and (self._waiting[-1].sequence + 1) & 0xFFFF == packet.sequence
+        return bool(self._waiting) and (
+            (self._waiting[-1][0].sequence + 1) & 0xFFFF == packet.sequence
+        )
+
+    def _heard(self, arrival: float | None) -> None:
+        if arrival is None:
+            return
+        if self._locked_last is not None:
+            self._intervals.append(max(0.0, arrival - self._locked_last))
+        self._locked_last = arrival
+
+    def _locked_silent(self, arrival: float | None) -> bool:
+        if arrival is None or self._locked_last is None:
+            return True
+        # Until its cadence is known, assume the longest usual packet time.
+        wait = min(2 * max(self._intervals, default=0.06), MAX_SILENCE_WAIT)
+        return arrival - self._locked_last > wait
 
     def _drop_candidate(self) -> None:
         if self._waiting:

@@ -280,7 +280,8 @@ class Timeline:
     def file_offset(self, position: int) -> int:
         """Where a timeline position lands in the file, in ticks."""
         if self._written is None:
-            return 0
+            # Nothing written yet: the file will start at the earliest held packet.
+            return max(0, position - self._heap[0]) if self._heap else 0
         return max(0, self.file_ticks + position - self._written)
 
     @property

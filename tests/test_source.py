@@ -1,0 +1,407 @@
+"""Tests for recsvc.source: which packets may enter a recording (anti-injection)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.rtp import RtpPacket
+from recsvc.source import ANY, PEER, PROBATION_PACKETS, STRICT, SourceGuard, normalize_ip
+
+PHONE = "192.0.2.10"
+PHONE_RTP = (PHONE, 4000)
+SSRC = 0x11111111
+
+
+def _packet(sequence: int, ssrc: int = SSRC, timestamp: int | None = None) -> RtpPacket:
+    if timestamp is None:
+        timestamp = sequence * 160
+    return RtpPacket(
+        payload_type=8, sequence=sequence & 0xFFFF, timestamp=timestamp & 0xFFFFFFFF,
+        ssrc=ssrc, payload=bytes([sequence & 0x7F]) * 160,
+    )
+
+
+def _locked(policy=PEER, peer_ip: str = PHONE) -> SourceGuard:
+    """A guard that has locked onto PHONE_RTP with SSRC."""
+    guard = SourceGuard(policy, peer_ip)
+    assert list(guard.admit(_packet(100), PHONE_RTP)) == [_packet(100)]
+    return guard
+
+
+class NormalizeIpTests(SynchronousTestCase):
+    def test_mappedIpv4(self) -> None:
+        """
+        An IPv4-mapped IPv6 address (what a dual-stack socket reports) is the
+        plain IPv4 address.
+        """
+        self.assertEqual(normalize_ip("::ffff:192.0.2.10"), "192.0.2.10")
+        self.assertEqual(normalize_ip("::FFFF:c000:020a"), "192.0.2.10")
+
+    def test_ipv6Canonical(self) -> None:
+        """
+        Two spellings of one IPv6 address normalize to the same string.
+        """
+        self.assertEqual(normalize_ip("2001:0DB8:0:0::1"), normalize_ip("2001:db8::1"))
+
+    def test_notAnAddress(self) -> None:
+        """
+        Something that is not an IP address is returned as given.
+        """
+        self.assertEqual(normalize_ip("phone.example"), "phone.example")
+
+
+class PeerPolicyTests(SynchronousTestCase):
+    def test_firstPacketFromPeerAdmitted(self) -> None:
+        """
+        The first packet from the control connection's IP is recorded at
+        once, and later ones from the same source too.
+        """
+        guard = SourceGuard(PEER, PHONE)
+        self.assertEqual(list(guard.admit(_packet(1), PHONE_RTP)), [_packet(1)])
+        self.assertEqual(list(guard.admit(_packet(2), PHONE_RTP)), [_packet(2)])
+        self.assertEqual(guard.rejected, {})
+        self.assertEqual(guard.switches, 0)
+
+    def test_foreignAddressRejected(self) -> None:
+        """
+        Packets from any other IP are rejected as "foreign address", before
+        and after the lock, however many arrive in sequence.
+        """
+        guard = SourceGuard(PEER, PHONE)
+        self.assertEqual(list(guard.admit(_packet(1), ("192.0.2.66", 4000))), [])
+        guard.admit(_packet(2), PHONE_RTP)
+        for sequence in range(3, 23):
+            self.assertEqual(list(guard.admit(_packet(sequence), ("192.0.2.66", 4000))), [])
+        self.assertEqual(guard.rejected, {"foreign address": 21})
+        self.assertEqual(guard.switches, 0)
+        # The phone is still the locked source.
+        self.assertEqual(list(guard.admit(_packet(3), PHONE_RTP)), [_packet(3)])
+
+    def test_foreignFirstDoesNotLock(self) -> None:
+        """
+        A foreign packet arriving before the phone's first packet does not
+        lock the source: the phone's first packet is still admitted at once.
+        """
+        guard = SourceGuard(PEER, PHONE)
+        guard.admit(_packet(1, ssrc=99), ("198.51.100.1", 4000))
+        self.assertEqual(list(guard.admit(_packet(7), PHONE_RTP)), [_packet(7)])
+
+    def test_ipv4MappedSourceIsPeer(self) -> None:
+        """
+        A packet whose source is the peer's IPv4 address in IPv4-mapped IPv6
+        form is from the peer, and is the same locked source as the plain form.
+        """
+        guard = SourceGuard(PEER, PHONE)
+        self.assertEqual(
+            list(guard.admit(_packet(1), ("::ffff:" + PHONE, 4000))), [_packet(1)]
+        )
+        self.assertEqual(list(guard.admit(_packet(2), PHONE_RTP)), [_packet(2)])
+        self.assertEqual(guard.rejected, {})
+
+    def test_ipv4MappedPeer(self) -> None:
+        """
+        A control connection reported in IPv4-mapped form accepts RTP from
+        the plain IPv4 address.
+        """
+        guard = SourceGuard(PEER, "::ffff:" + PHONE)
+        self.assertEqual(list(guard.admit(_packet(1), PHONE_RTP)), [_packet(1)])
+        guard.admit(_packet(2), ("::ffff:192.0.2.11", 4000))
+        self.assertEqual(guard.rejected, {"foreign address": 1})
+
+    def test_ipv6SpellingsAreOneAddress(self) -> None:
+        """
+        An IPv6 peer spelled differently by the control connection and the
+        RTP socket is still the peer.
+        """
+        guard = SourceGuard(PEER, "2001:DB8:0::a")
+        self.assertEqual(list(guard.admit(_packet(1), ("2001:db8::a", 4000))), [_packet(1)])
+        self.assertEqual(guard.rejected, {})
+
+
+class ProbationTests(SynchronousTestCase):
+    def test_newPortConfirmedAfterProbation(self) -> None:
+        """
+        A new port on the peer's IP is held back for PROBATION_PACKETS - 1
+        in-sequence packets while the locked source is silent; the next one
+        switches the source and all the held packets are returned in order.
+        """
+        self.assertEqual(PROBATION_PACKETS, 4)
+        guard = _locked()
+        moved = (PHONE, 4002)
+        for sequence in (500, 501, 502):
+            self.assertEqual(list(guard.admit(_packet(sequence), moved)), [])
+        self.assertEqual(
+            list(guard.admit(_packet(503), moved)),
+            [_packet(500), _packet(501), _packet(502), _packet(503)],
+        )
+        self.assertEqual(guard.switches, 1)
+        self.assertEqual(guard.rejected, {})
+        # The new source is now the locked one.
+        self.assertEqual(list(guard.admit(_packet(504), moved)), [_packet(504)])
+
+    def test_newSsrcConfirmedAfterProbation(self) -> None:
+        """
+        A new SSRC from the same address and port (the phone restarted its
+        stream) goes through the same probation and then loses nothing.
+        """
+        guard = _locked()
+        held = [_packet(sequence, ssrc=0x2222) for sequence in (9, 10, 11)]
+        for packet in held:
+            self.assertEqual(list(guard.admit(packet, PHONE_RTP)), [])
+        last = _packet(12, ssrc=0x2222)
+        self.assertEqual(list(guard.admit(last, PHONE_RTP)), held + [last])
+        self.assertEqual(guard.switches, 1)
+
+    def test_probationAcrossSequenceWrap(self) -> None:
+        """
+        Sequence numbers that wrap from 65535 to 0 are still in sequence.
+        """
+        guard = _locked()
+        moved = (PHONE, 4002)
+        for sequence in (65533, 65534, 65535):
+            guard.admit(_packet(sequence), moved)
+        self.assertEqual(len(guard.admit(_packet(0), moved)), 4)
+        self.assertEqual(guard.switches, 1)
+
+    def test_oldSourceMustPassProbationToComeBack(self) -> None:
+        """
+        After a switch the old source is a stranger: it needs its own
+        probation to come back.
+        """
+        guard = _locked()
+        moved = (PHONE, 4002)
+        for sequence in range(500, 504):
+            guard.admit(_packet(sequence), moved)
+        for sequence in (101, 102, 103):
+            self.assertEqual(list(guard.admit(_packet(sequence), PHONE_RTP)), [])
+        self.assertEqual(len(guard.admit(_packet(104), PHONE_RTP)), 4)
+        self.assertEqual(guard.switches, 2)
+
+    def test_outOfSequenceRestartsProbation(self) -> None:
+        """
+        A candidate packet that does not follow the previous one restarts the
+        probation; the packets held so far are rejected as "unconfirmed source".
+        """
+        guard = _locked()
+        moved = (PHONE, 4002)
+        guard.admit(_packet(500), moved)
+        guard.admit(_packet(501), moved)
+        guard.admit(_packet(503), moved)  # 502 missing: restart with 503
+        self.assertEqual(guard.rejected, {"unconfirmed source": 2})
+        guard.admit(_packet(504), moved)
+        guard.admit(_packet(505), moved)
+        self.assertEqual(
+            list(guard.admit(_packet(506), moved)),
+            [_packet(503), _packet(504), _packet(505), _packet(506)],
+        )
+        self.assertEqual(guard.rejected, {"unconfirmed source": 2})
+
+    def test_repeatedSequenceRestartsProbation(self) -> None:
+        """
+        A repeated sequence number is not "in sequence": a replayed packet
+        cannot count towards probation.
+        """
+        guard = _locked()
+        moved = (PHONE, 4002)
+        for sequence in (500, 500, 500, 500):
+            self.assertEqual(list(guard.admit(_packet(sequence), moved)), [])
+        self.assertEqual(guard.switches, 0)
+        self.assertEqual(guard.rejected, {"unconfirmed source": 3})
+
+    def test_otherCandidateRestartsProbation(self) -> None:
+        """
+        Two candidates taking turns never confirm each other's probation.
+        """
+        guard = _locked()
+        for sequence in range(500, 520):
+            port = 4002 if sequence % 2 else 4004
+            self.assertEqual(list(guard.admit(_packet(sequence), (PHONE, port))), [])
+        self.assertEqual(guard.switches, 0)
+        self.assertEqual(guard.rejected, {"unconfirmed source": 19})
+
+    def test_lockedSourceInterruptsProbation(self) -> None:
+        """
+        A packet from the locked source during probation means it is not
+        silent: the candidate's held packets are rejected and its count
+        starts over.
+        """
+        guard = _locked()
+        moved = (PHONE, 4002)
+        for sequence in (500, 501, 502):
+            guard.admit(_packet(sequence), moved)
+        self.assertEqual(list(guard.admit(_packet(101), PHONE_RTP)), [_packet(101)])
+        self.assertEqual(guard.rejected, {"unconfirmed source": 3})
+        for sequence in (503, 504, 505):
+            self.assertEqual(list(guard.admit(_packet(sequence), moved)), [])
+        self.assertEqual(len(guard.admit(_packet(506), moved)), 4)
+        self.assertEqual(guard.rejected, {"unconfirmed source": 3})
+
+    def test_floodFromSecondPortNeverTakesOver(self) -> None:
+        """
+        Asterisk's strict-RTP flood test, by sequence numbers alone: while
+        the locked source keeps sending (PROBATION_PACKETS - 1 flood packets
+        between two of its packets), a flood from a second port with
+        in-sequence numbers never takes over; every flood packet is counted
+        as "unconfirmed source" and every packet of the locked source is
+        kept. (test_pipeline floods faster, with arrival times.)
+        """
+        guard = _locked()
+        attacker = (PHONE, 6666)
+        admitted = []
+        flood = 0
+        for tick in range(1, 201):
+            for _ in range(PROBATION_PACKETS - 1):
+                admitted += guard.admit(_packet(30000 + flood), attacker)
+                flood += 1
+            admitted += guard.admit(_packet(100 + tick), PHONE_RTP)
+        self.assertEqual(admitted, [_packet(100 + tick) for tick in range(1, 201)])
+        self.assertEqual(guard.switches, 0)
+        self.assertEqual(guard.rejected, {"unconfirmed source": flood})
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.booleans(), min_size=1, max_size=60))
+    def test_interleavedFloodProperty(self, pattern: list[bool]) -> None:
+        """
+        Whatever the interleaving, a second source that never sends
+        PROBATION_PACKETS in a row without the locked source in between is
+        never admitted, and each of its packets is counted exactly once when
+        the locked source speaks again.
+        """
+        guard = _locked()
+        run = 0
+        flood = 0
+        for from_attacker in pattern + [False]:
+            if from_attacker and run < PROBATION_PACKETS - 1:
+                run += 1
+                self.assertEqual(
+                    list(guard.admit(_packet(40000 + flood, ssrc=0xBAD), (PHONE, 6666))), []
+                )
+                flood += 1
+            else:
+                run = 0
+                self.assertEqual(len(guard.admit(_packet(100 + flood), PHONE_RTP)), 1)
+        self.assertEqual(guard.switches, 0)
+        self.assertEqual(guard.rejected.get("unconfirmed source", 0), flood)
+
+
+class StrictPolicyTests(SynchronousTestCase):
+    def test_strictNeverSwitches(self) -> None:
+        """
+        With rtp.source: strict the first source is locked for good: another
+        port or SSRC on the peer's IP is rejected as "strict source" however
+        long it sends in sequence, even while the locked source is silent.
+        """
+        guard = _locked(STRICT)
+        for sequence in range(500, 520):
+            self.assertEqual(list(guard.admit(_packet(sequence), (PHONE, 4002))), [])
+        for sequence in range(600, 610):
+            self.assertEqual(list(guard.admit(_packet(sequence, ssrc=7), PHONE_RTP)), [])
+        self.assertEqual(guard.switches, 0)
+        self.assertEqual(guard.rejected, {"strict source": 30})
+        self.assertEqual(list(guard.admit(_packet(101), PHONE_RTP)), [_packet(101)])
+
+    def test_strictForeignAddress(self) -> None:
+        """
+        Strict also accepts only the peer's IP: others are "foreign address".
+        """
+        guard = _locked(STRICT)
+        guard.admit(_packet(1), ("203.0.113.5", 4000))
+        self.assertEqual(guard.rejected, {"foreign address": 1})
+
+    def test_strictLocksFirstPacket(self) -> None:
+        """
+        Under strict, whatever source sends first from the peer's IP is the
+        one that is locked.
+        """
+        guard = SourceGuard(STRICT, PHONE)
+        self.assertEqual(len(guard.admit(_packet(1), (PHONE, 5000))), 1)
+        self.assertEqual(list(guard.admit(_packet(2), PHONE_RTP)), [])
+        self.assertEqual(guard.rejected, {"strict source": 1})
+
+
+class AnyPolicyTests(SynchronousTestCase):
+    def test_anyAddressAccepted(self) -> None:
+        """
+        With rtp.source: any the first packet from any address is admitted
+        and locks the source, whatever the control connection's IP.
+        """
+        guard = SourceGuard(ANY, PHONE)
+        sbc = ("203.0.113.5", 30000)
+        self.assertEqual(list(guard.admit(_packet(1), sbc)), [_packet(1)])
+        self.assertEqual(list(guard.admit(_packet(2), sbc)), [_packet(2)])
+        self.assertEqual(guard.rejected, {})
+
+    def test_anyStillLocks(self) -> None:
+        """
+        Any address may send, but once locked another source (even the
+        peer's own IP) must pass probation, and a flood interleaved with the
+        locked source never takes over.
+        """
+        guard = SourceGuard(ANY, PHONE)
+        sbc = ("203.0.113.5", 30000)
+        guard.admit(_packet(1), sbc)
+        for sequence in range(2, 12):
+            self.assertEqual(list(guard.admit(_packet(900 + sequence), PHONE_RTP)), [])
+            self.assertEqual(list(guard.admit(_packet(sequence), sbc)), [_packet(sequence)])
+        self.assertEqual(guard.rejected, {"unconfirmed source": 10})
+        self.assertEqual(guard.switches, 0)
+        for sequence in range(950, 954):
+            admitted = guard.admit(_packet(sequence), ("198.51.100.7", 1))
+        self.assertEqual(len(admitted), 4)
+        self.assertEqual(guard.switches, 1)
+
+
+class NetworkPolicyTests(SynchronousTestCase):
+    _policy = (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("2001:db8:1::/48"),
+    )
+
+    def test_insideAccepted(self) -> None:
+        """
+        With a list of networks, an address inside one of them is accepted,
+        including the IPv4-mapped form of an IPv4 address inside.
+        """
+        for host in ("10.1.2.3", "::ffff:10.1.2.3", "2001:db8:1::99"):
+            guard = SourceGuard(self._policy, PHONE)
+            self.assertEqual(list(guard.admit(_packet(1), (host, 4000))), [_packet(1)], host)
+            self.assertEqual(guard.rejected, {}, host)
+
+    def test_outsideRejected(self) -> None:
+        """
+        An address outside every network is rejected as "foreign address",
+        even the control connection's own IP.
+        """
+        guard = SourceGuard(self._policy, PHONE)
+        for host in (PHONE, "11.0.0.1", "2001:db8:2::1", "::ffff:192.0.2.10"):
+            self.assertEqual(list(guard.admit(_packet(1), (host, 4000))), [], host)
+        self.assertEqual(guard.rejected, {"foreign address": 4})
+
+    def test_networksStillLock(self) -> None:
+        """
+        A second address inside the networks must pass probation like any
+        other new source.
+        """
+        guard = SourceGuard(self._policy, PHONE)
+        guard.admit(_packet(1), ("10.0.0.1", 4000))
+        self.assertEqual(list(guard.admit(_packet(2), ("10.0.0.2", 4000))), [])
+        self.assertEqual(guard.switches, 0)
+
+
+class RejectedCountTests(SynchronousTestCase):
+    def test_countsByReason(self) -> None:
+        """
+        Rejections are counted exactly, each under its own reason.
+        """
+        guard = _locked()
+        for sequence in range(5):
+            guard.admit(_packet(sequence), ("198.51.100.9", 4000))
+        guard.admit(_packet(700), (PHONE, 4002))
+        guard.admit(_packet(701), (PHONE, 4002))
+        guard.admit(_packet(101), PHONE_RTP)
+        guard.admit(_packet(702), (PHONE, 4002))  # held, not yet rejected
+        self.assertEqual(guard.rejected, {"foreign address": 5, "unconfirmed source": 2})
