@@ -24,6 +24,13 @@ import attrs
 # window) is a restarted stream, not network jitter.
 JUMP_SLACK_S = 1.0
 
+# How many sequence numbers back duplicates are recognised, and stragglers
+# told from a restarted stream.
+RECENT = 512
+# A sequence number further than this from the highest one is a renumbered
+# stream, not loss (RFC 3550 A.1's MAX_DROPOUT).
+MAX_DROPOUT = 3000
+
 
 @attrs.frozen
 class Audio:
@@ -110,16 +117,22 @@ class StreamClock:
                 self.restarts += 1  # a new SSRC: the phone restarted its stream
             source = self._anchor(ssrc, timestamp, sequence, arrival)
         extended_sequence = _unwrap(sequence, source.highest_sequence, 16)
-        if extended_sequence in source.recent:
-            self.duplicates += 1
-            return None
         extended = _unwrap(timestamp, source.highest_timestamp, 32)
-        if self._jumped(source, extended, arrival):
+        if self._jumped(source, extended, extended_sequence, arrival):
+            # Before the duplicate check: a restarted stream may reuse the
+            # sequence numbers it had just sent.
             self.restarts += 1
             self._retire(ssrc)
             source = self._anchor(ssrc, timestamp, sequence, arrival)
             extended = source.anchor_timestamp
             extended_sequence = source.base_sequence
+        elif extended_sequence in source.recent:
+            self.duplicates += 1
+            return None
+        elif abs(extended_sequence - source.highest_sequence) > MAX_DROPOUT:
+            # Sequence numbers that jump while the timestamps go on: count
+            # from the new numbers (RFC 3550 A.1), not thousands as lost.
+            self._resync_sequence(source, extended_sequence)
         self._remember(source, extended_sequence)
         self._measure_jitter(source, extended, arrival)
         if extended >= source.highest_timestamp:
@@ -189,14 +202,32 @@ class StreamClock:
         self._sources[ssrc] = source
         return source
 
+    def _resync_sequence(self, source: _Source, extended_sequence: int) -> None:
+        self._retired_lost += max(
+            0, source.highest_sequence - source.base_sequence + 1 - source.received
+        )
+        source.base_sequence = source.highest_sequence = extended_sequence
+        source.received = 0
+        source.recent.clear()
+        source.recent_order.clear()
+
     def _retire(self, ssrc: int) -> None:
         retired = self._sources.pop(ssrc)
         self._retired_lost += max(
             0, retired.highest_sequence - retired.base_sequence + 1 - retired.received
         )
 
-    def _jumped(self, source: _Source, extended: int, arrival: float) -> bool:
+    def _jumped(
+        self, source: _Source, extended: int, extended_sequence: int, arrival: float
+    ) -> bool:
         if source.received == 0:
+            return False
+        if (
+            0 <= source.highest_sequence - extended_sequence < RECENT
+            and extended <= source.highest_timestamp
+        ):
+            # Behind in both numberings: a straggler (late, or a duplicate),
+            # however late it is, not a restart.
             return False
         by_timestamps = (extended - source.highest_timestamp) / self.rate
         by_wall_clock = arrival - source.highest_arrival
@@ -207,7 +238,7 @@ class StreamClock:
         source.received += 1
         source.recent.add(extended_sequence)
         source.recent_order.append(extended_sequence)
-        if len(source.recent_order) > 512:
+        if len(source.recent_order) > RECENT:
             source.recent.discard(source.recent_order.popleft())
         source.base_sequence = min(source.base_sequence, extended_sequence)
 
@@ -240,9 +271,10 @@ class Timeline:
     """Orders positioned payloads and emits the file's content.
 
     A payload that continues what was written goes out at once; one after a
-    hole waits until ``window_ticks`` of later audio have arrived for the
-    hole to be filled, then the hole becomes silence. Silence for one gap is
-    capped at ``max_fill_ticks``; longer gaps are noted as discontinuities.
+    hole waits until ``window_ticks`` of audio beyond the hole have arrived
+    for the hole to be filled, then the hole becomes silence. Silence for
+    one gap is capped at ``max_fill_ticks``; longer gaps are noted as
+    discontinuities.
     A payload that overlaps what was written keeps only its new part; one
     wholly before it is late. Markers (comfort noise, DTMF) say why the
     silence that follows them is silence; without one, a gap is loss.
@@ -282,7 +314,13 @@ class Timeline:
         if self._written is None:
             # Nothing written yet: the file will start at the earliest held packet.
             return max(0, position - self._heap[0]) if self._heap else 0
-        return max(0, self.file_ticks + position - self._written)
+        ahead = position - self._written
+        if ahead > 0 and self._heap and self._heap[0] > self._written:
+            # The hole before the next held payload is not filled yet; it
+            # will be only up to the cap.
+            hole = self._heap[0] - self._written
+            ahead -= max(0, min(ahead, hole) - self.max_fill_ticks)
+        return max(0, self.file_ticks + ahead)
 
     @property
     def gap_ticks(self) -> int:
@@ -318,8 +356,10 @@ class Timeline:
         while self._heap:
             position = self._heap[0]
             assert self._written is not None
+            # A hole is given up only once audio a window beyond its end has
+            # arrived: until then its last packets may still come.
             if position > self._written and not final and (
-                self._newest_end - self._written <= self.window_ticks
+                self._newest_end - position <= self.window_ticks
             ):
                 break
             heapq.heappop(self._heap)
