@@ -198,7 +198,7 @@ class LossTests(SynchronousTestCase):
         so up to one packet time more).
         """
         sender = _Sender(1, 0, 0)
-        deliveries, pieces = [], []
+        deliveries = []
         for position in (0, 160, 320 + 2 * RATE):
             payload = _payload(position, 160)
             deliveries.append((sender.audio(position, payload), PHONE, _at(position)))

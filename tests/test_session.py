@@ -47,7 +47,7 @@ class RecordingTestsMixin:
     audio_format = "g711"
 
     def make_recording(
-        self, fail_at=None, close_error=None, runner=run_now, limits=Limits(), parts=None,
+        self, fail_at=None, close_error=None, runner=run_now, limits=None, parts=None,
         window_ms=20,
     ) -> Recording:
         """A recording on memory writers, by default with a 20 ms reorder
@@ -89,7 +89,7 @@ class RecordingTestsMixin:
             ),
             clock=self.clock,
             run_blocking=runner,
-            limits=limits,
+            limits=limits or Limits(),
             open_part=open_part if parts else None,
             on_stopped=self.stopped.append,
             link=self.link,
