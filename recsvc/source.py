@@ -24,6 +24,9 @@ Networks = tuple[Union[ipaddress.IPv4Network, ipaddress.IPv6Network], ...]
 SourcePolicy = Union[str, Networks]
 
 PROBATION_PACKETS = 4
+# How far a candidate's sequence numbers may skip or step back (loss,
+# reordering) and still be one run.
+SEQUENCE_TOLERANCE = 16
 # "Silent" is judged by the locked source's own cadence: no packet from it
 # for twice its longest recent interval (at most this long). A flood that
 # squeezes its probation packets between two of its packets never takes over.
@@ -52,6 +55,7 @@ class SourceGuard:
     _locked: tuple[str, int, int] | None = None
     _candidate: tuple[str, int, int] | None = None
     _waiting: list[tuple[RtpPacket, float | None]] = attrs.field(factory=list)
+    _sequences: set[int] = attrs.field(factory=set)  # distinct numbers the candidate sent
     _locked_last: float | None = None  # arrival of the locked source's last packet
     _intervals: deque[float] = attrs.field(factory=lambda: deque(maxlen=8))
     # host as the socket gives it -> (normalized IP, allowed): parsing an
@@ -94,11 +98,13 @@ class SourceGuard:
             self._drop_candidate()
             self._candidate = key
         self._waiting.append((packet, arrival))
-        if len(self._waiting) < self.probation or not self._locked_silent(arrival):
+        self._sequences.add(packet.sequence)
+        if len(self._sequences) < self.probation or not self._locked_silent(arrival):
             return ()
         self._locked, self._candidate = key, None
         self.switches += 1
         confirmed, self._waiting = self._waiting, []
+        self._sequences = set()
         self._locked_last = None
         self._intervals.clear()
         for _, when in confirmed:
@@ -114,9 +120,14 @@ class SourceGuard:
         return any(address in network for network in self.policy)
 
     def _follows(self, packet: RtpPacket) -> bool:
-        return bool(self._waiting) and (
-            (self._waiting[-1][0].sequence + 1) & 0xFFFF == packet.sequence
-        )
+        """Whether a candidate's packet is in sequence with what it sent:
+        a little loss, reordering or a repeat do not break the run (nor
+        count twice: distinct numbers count), a jump does."""
+        if not self._waiting:
+            return False
+        newest = max(self._sequences, key=lambda n: (n - self._waiting[0][0].sequence) & 0xFFFF)
+        delta = (packet.sequence - newest) & 0xFFFF
+        return delta <= SEQUENCE_TOLERANCE or delta >= 0x10000 - SEQUENCE_TOLERANCE
 
     def _heard(self, arrival: float | None) -> None:
         if arrival is None:
@@ -136,6 +147,7 @@ class SourceGuard:
         if self._waiting:
             self._reject("unconfirmed source", len(self._waiting))
         self._candidate, self._waiting = None, []
+        self._sequences = set()
 
     def _reject(self, reason: str, count: int = 1) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + count

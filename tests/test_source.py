@@ -183,34 +183,52 @@ class ProbationTests(SynchronousTestCase):
 
     def test_outOfSequenceRestartsProbation(self) -> None:
         """
-        A candidate packet that does not follow the previous one restarts the
+        A candidate packet far out of sequence (a jump) restarts the
         probation; the packets held so far are rejected as "unconfirmed source".
         """
         guard = _locked()
         moved = (PHONE, 4002)
         guard.admit(_packet(500), moved)
         guard.admit(_packet(501), moved)
-        guard.admit(_packet(503), moved)  # 502 missing: restart with 503
+        guard.admit(_packet(900), moved)  # a jump: restart with 900
         self.assertEqual(guard.rejected, {"unconfirmed source": 2})
-        guard.admit(_packet(504), moved)
-        guard.admit(_packet(505), moved)
+        guard.admit(_packet(901), moved)
+        guard.admit(_packet(902), moved)
         self.assertEqual(
-            list(guard.admit(_packet(506), moved)),
-            [_packet(503), _packet(504), _packet(505), _packet(506)],
+            list(guard.admit(_packet(903), moved)),
+            [_packet(900), _packet(901), _packet(902), _packet(903)],
         )
         self.assertEqual(guard.rejected, {"unconfirmed source": 2})
 
-    def test_repeatedSequenceRestartsProbation(self) -> None:
+    def test_lossAndReorderingKeepProbation(self) -> None:
         """
-        A repeated sequence number is not "in sequence": a replayed packet
-        cannot count towards probation.
+        A little loss or reordering among a candidate's packets does not
+        break its run: all its packets are kept once it is confirmed.
         """
         guard = _locked()
         moved = (PHONE, 4002)
-        for sequence in (500, 500, 500, 500):
+        for sequence in (500, 502, 501):
             self.assertEqual(list(guard.admit(_packet(sequence), moved)), [])
+        self.assertEqual(
+            list(guard.admit(_packet(504), moved)),
+            [_packet(500), _packet(502), _packet(501), _packet(504)],
+        )
+        self.assertEqual(guard.rejected, {})
+
+    def test_repeatedSequenceDoesNotCount(self) -> None:
+        """
+        A repeated sequence number does not count towards probation: a
+        replayed packet alone never takes over, however often it is sent.
+        """
+        guard = _locked()
+        moved = (PHONE, 4002)
+        for _ in range(10):
+            self.assertEqual(list(guard.admit(_packet(500), moved)), [])
         self.assertEqual(guard.switches, 0)
-        self.assertEqual(guard.rejected, {"unconfirmed source": 3})
+        guard.admit(_packet(501), moved)
+        guard.admit(_packet(502), moved)
+        self.assertEqual(len(guard.admit(_packet(503), moved)), 13)
+        self.assertEqual(guard.switches, 1)
 
     def test_otherCandidateRestartsProbation(self) -> None:
         """
