@@ -7,6 +7,9 @@ import struct
 import attrs
 
 EVENT_NAMES = "0123456789*#ABCD"
+# More key presses than anyone types in a call: a sender that makes every
+# packet a new event must not grow the sidecar without bound.
+MAX_DIGITS = 1000
 
 
 class DtmfError(ValueError):
@@ -58,11 +61,15 @@ class DtmfLog:
 
     _digits: list[Digit] = attrs.field(factory=list)
     _by_start: dict[tuple[int, int], int] = attrs.field(factory=dict)  # (ssrc, timestamp) -> index
+    overflow: int = 0  # key presses beyond MAX_DIGITS, counted, not listed
 
     def event(self, ssrc: int, timestamp: int, offset_ticks: int, event: TelephoneEvent) -> bool:
         """Record an event packet; True when it begins a new key press."""
         key = (ssrc, timestamp)
         index = self._by_start.get(key)
+        if index is None and len(self._digits) >= MAX_DIGITS:
+            self.overflow += 1
+            return False
         if index is None:
             self._by_start[key] = len(self._digits)
             self._digits.append(Digit(event_name(event.event), offset_ticks, event.duration))

@@ -29,8 +29,18 @@ class MediaPolicy:
     source: SourcePolicy = PEER
 
 
+# A key press lasts at most this long: an event whose start lies further
+# from the stream's present than this (and the reorder window) has a
+# timestamp that cannot be trusted, and is placed where the stream is now.
+LONGEST_KEY_PRESS_S = 10.0
+
+
 @attrs.define(eq=False)
 class MediaPipeline:
+    """One recording's media path: checks where each packet comes from,
+    places it on the call's timeline, and returns the WAV bytes that are
+    ready; keeps the statistics the sidecar reports."""
+
     codec: Codec
     encoder: SegmentEncoder
     peer_ip: str
@@ -43,13 +53,22 @@ class MediaPipeline:
     _comfort_noise: int = 0
     _dtmf_packets: int = 0
     _rejected: dict[str, int] = attrs.field(factory=dict)
+    # When the last packet of the recording's own source arrived: what the
+    # RTP timeouts watch (rejected traffic must not keep a recording alive).
+    last_admitted: float | None = attrs.field(default=None, init=False)
+    _accepted_types: frozenset[int] = attrs.field(init=False)
+    _plausible_event_ticks: int = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._accepted_types = frozenset(
+            (self.codec.payload_type, COMFORT_NOISE, self.policy.dtmf_payload_type)
+        )
         rate = self.codec.clock_rate
         window = self.policy.reorder_window_ms * rate // 1000
         self._guard = SourceGuard(self.policy.source, self.peer_ip)
         self._clock = timeline.StreamClock(rate, window)
         self._timeline = timeline.Timeline(window, round(self.policy.max_gap_fill * rate))
+        self._plausible_event_ticks = window + round(LONGEST_KEY_PRESS_S * rate)
 
     @property
     def file_ticks(self) -> int:
@@ -58,8 +77,13 @@ class MediaPipeline:
 
     def packet(self, packet: RtpPacket, source: Address, arrival: float) -> list[bytes]:
         """A valid RTP packet from ``source``; returns the bytes to append."""
+        if packet.payload_type not in self._accepted_types:
+            # Checked before the source: only media of this call may lock it.
+            self._reject(f"payload type {packet.payload_type}")
+            return []
         out: list[bytes] = []
         for admitted, when in self._guard.admit_timed(packet, source, arrival):
+            self.last_admitted = arrival
             out += self._admitted(admitted, arrival if when is None else when)
         return out
 
@@ -68,7 +92,8 @@ class MediaPipeline:
         self._reject("not rtp")
 
     def flush(self) -> list[bytes]:
-        """What the reorder window still holds (the file is ending)."""
+        """What the reorder window still holds (the recording is ending)."""
+        self._guard.finish()
         return self._encode(self._timeline.flush())
 
     def _admitted(self, packet: RtpPacket, arrival: float) -> list[bytes]:
@@ -87,10 +112,7 @@ class MediaPipeline:
                 return []
             self._comfort_noise += 1
             return self._encode(self._timeline.mark(placed.position, arrival, "comfort_noise"))
-        if payload_type == self.policy.dtmf_payload_type:
-            return self._telephone_event(packet, arrival)
-        self._reject(f"payload type {payload_type}")
-        return []
+        return self._telephone_event(packet, arrival)
 
     def _telephone_event(self, packet: RtpPacket, arrival: float) -> list[bytes]:
         try:
@@ -108,6 +130,8 @@ class MediaPipeline:
             placed = self._clock.place(packet.ssrc, packet.timestamp, packet.sequence, arrival, 0)
             assert placed is not None
             position = placed.position
+        elif abs(position - self._clock.end) > self._plausible_event_ticks:
+            position = self._clock.end
         self._dtmf_packets += 1
         if not self._dtmf.event(packet.ssrc, packet.timestamp, self._timeline.file_offset(position), event):
             return []

@@ -47,6 +47,9 @@ def normalize_ip(host: str) -> str:
 
 @attrs.define(eq=False)
 class SourceGuard:
+    """Decides, packet by packet, whether RTP comes from the recording's
+    source; counts what it rejects by reason."""
+
     policy: SourcePolicy
     peer_ip: str
     probation: int = PROBATION_PACKETS
@@ -58,6 +61,7 @@ class SourceGuard:
     _sequences: set[int] = attrs.field(factory=set)  # distinct numbers the candidate sent
     _locked_last: float | None = None  # arrival of the locked source's last packet
     _intervals: deque[float] = attrs.field(factory=lambda: deque(maxlen=8))
+    _locked_highest: int = 0  # the locked source's newest sequence number
     # host as the socket gives it -> (normalized IP, allowed): parsing an
     # address for every packet would cost more than the rest of the check.
     _hosts: dict[str, tuple[str, bool]] = attrs.field(factory=dict)
@@ -86,10 +90,18 @@ class SourceGuard:
             self._reject("foreign address")
             return ()
         key = (ip, source[1], packet.ssrc)
-        if self._locked is None or key == self._locked:
-            self._locked = key
-            self._drop_candidate()
-            self._heard(arrival)
+        if self._locked is None:
+            self._locked, self._locked_highest = key, packet.sequence
+        if key == self._locked:
+            delta = (packet.sequence - self._locked_highest) & 0xFFFF
+            if 0 < delta < 0x8000:
+                # A fresh packet: the locked source is alive, so a candidate
+                # is an intruder. A straggler or a duplicate proves nothing.
+                self._locked_highest = packet.sequence
+                self._drop_candidate()
+                self._heard(arrival)
+            elif not self._locked_heard:
+                self._heard(arrival)
             return ((packet, arrival),)
         if self.policy == STRICT:
             self._reject("strict source")
@@ -104,12 +116,19 @@ class SourceGuard:
         self._locked, self._candidate = key, None
         self.switches += 1
         confirmed, self._waiting = self._waiting, []
+        self._locked_highest = max(
+            self._sequences, key=lambda n: (n - confirmed[0][0].sequence) & 0xFFFF
+        )
         self._sequences = set()
         self._locked_last = None
         self._intervals.clear()
         for _, when in confirmed:
             self._heard(when)
         return confirmed
+
+    def finish(self) -> None:
+        """The recording ends: a candidate still on probation is rejected."""
+        self._drop_candidate()
 
     def _address_allowed(self, ip: str) -> bool:
         if self.policy in (PEER, STRICT):
@@ -128,6 +147,10 @@ class SourceGuard:
         newest = max(self._sequences, key=lambda n: (n - self._waiting[0][0].sequence) & 0xFFFF)
         delta = (packet.sequence - newest) & 0xFFFF
         return delta <= SEQUENCE_TOLERANCE or delta >= 0x10000 - SEQUENCE_TOLERANCE
+
+    @property
+    def _locked_heard(self) -> bool:
+        return self._locked_last is not None
 
     def _heard(self, arrival: float | None) -> None:
         if arrival is None:

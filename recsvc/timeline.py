@@ -27,6 +27,11 @@ JUMP_SLACK_S = 1.0
 # How many sequence numbers back duplicates are recognised, and stragglers
 # told from a restarted stream.
 RECENT = 512
+# A packet at most this many sequence numbers ahead, whose timestamp advanced
+# by at most LONGEST_PACKET_S per number, continues the stream.
+CONTINUOUS_STEPS = 16
+LONGEST_PACKET_S = 1.0
+
 # A sequence number further than this from the highest one is a renumbered
 # stream, not loss (RFC 3550 A.1's MAX_DROPOUT).
 MAX_DROPOUT = 3000
@@ -145,6 +150,11 @@ class StreamClock:
             self._end, self._end_start, self._end_arrival = position + ticks, position, arrival
         return Positioned(position, arrival)
 
+    @property
+    def end(self) -> int:
+        """The furthest position any packet has reached: the stream's present."""
+        return self._end
+
     def count(self, ssrc: int, sequence: int) -> bool:
         """Note a packet of a known SSRC that is not placed (a DTMF event
         packet), so its sequence number is not taken for loss. False for a
@@ -222,12 +232,16 @@ class StreamClock:
     ) -> bool:
         if source.received == 0:
             return False
-        if (
-            0 <= source.highest_sequence - extended_sequence < RECENT
-            and extended <= source.highest_timestamp
-        ):
+        behind = source.highest_sequence - extended_sequence
+        if 0 <= behind < MAX_DROPOUT and extended <= source.highest_timestamp:
             # Behind in both numberings: a straggler (late, or a duplicate),
             # however late it is, not a restart.
+            return False
+        ahead = extended - source.highest_timestamp
+        if 0 < -behind <= CONTINUOUS_STEPS and 0 <= ahead <= -behind * LONGEST_PACKET_S * self.rate:
+            # The next packets in both numberings: after a network stall,
+            # however long, the stream goes on where it was; the timestamps
+            # say so even if the wall clock does not.
             return False
         by_timestamps = (extended - source.highest_timestamp) / self.rate
         by_wall_clock = arrival - source.highest_arrival
@@ -340,7 +354,10 @@ class Timeline:
         else:
             heapq.heappush(self._heap, entry.position)
         self._pending[entry.position] = entry
-        self._newest_end = max(self._newest_end, entry.position + len(entry.payload))
+        if entry.payload:
+            # Only audio tells how far the stream has come: a marker with a
+            # wild timestamp must not release the window early.
+            self._newest_end = max(self._newest_end, entry.position + len(entry.payload))
         return self._release(final=False)
 
     def _release(self, final: bool) -> list[Segment]:

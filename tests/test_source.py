@@ -423,3 +423,42 @@ class RejectedCountTests(SynchronousTestCase):
         guard.admit(_packet(101), PHONE_RTP)
         guard.admit(_packet(702), (PHONE, 4002))  # held, not yet rejected
         self.assertEqual(guard.rejected, {"foreign address": 5, "unconfirmed source": 2})
+
+
+class StragglerTests(SynchronousTestCase):
+    def test_lockedStragglerKeepsProbation(self) -> None:
+        """
+        A late or repeated packet of the locked source (behind its newest
+        sequence number) is admitted but does not break a new source's
+        probation: only a fresh packet proves the locked source alive.
+        """
+        guard = _locked()
+        guard.admit(_packet(101), PHONE_RTP)
+        moved = (PHONE, 4002)
+        guard.admit(_packet(500), moved)
+        guard.admit(_packet(501), moved)
+        self.assertEqual(list(guard.admit(_packet(101), PHONE_RTP)), [_packet(101)])
+        guard.admit(_packet(502), moved)
+        self.assertEqual(len(guard.admit(_packet(503), moved)), 4)
+        self.assertEqual(guard.rejected, {})
+
+    def test_freshLockedPacketDropsCandidate(self) -> None:
+        """
+        A fresh packet of the locked source drops the candidate's packets.
+        """
+        guard = _locked()
+        moved = (PHONE, 4002)
+        guard.admit(_packet(500), moved)
+        guard.admit(_packet(501), moved)
+        guard.admit(_packet(101), PHONE_RTP)
+        self.assertEqual(guard.rejected, {"unconfirmed source": 2})
+
+    def test_finishRejectsCandidate(self) -> None:
+        """
+        A candidate still on probation when the recording ends is counted
+        as rejected.
+        """
+        guard = _locked()
+        guard.admit(_packet(500), (PHONE, 4002))
+        guard.finish()
+        self.assertEqual(guard.rejected, {"unconfirmed source": 1})

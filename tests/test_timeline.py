@@ -903,3 +903,43 @@ class SequenceResyncTests(SynchronousTestCase):
         for index in (5, 7, 8):  # renumbered; 6 is lost
             clock.place(7, 160 * index, 20000 + index, index * 0.02, 160)
         self.assertEqual(clock.lost, 2)
+
+
+class StallTests(SynchronousTestCase):
+    def test_stallThenBurstKeepsTimeline(self) -> None:
+        """
+        A network stall of 3 s followed by a burst of the held packets
+        (continuous sequence numbers and timestamps) is not a restart: the
+        file is the call's audio with no silence put in.
+        """
+        packets = _paced([20] * 200)
+        stalled = list(packets)
+        for index in range(100, 200):
+            stalled[index] = attrs.evolve(packets[index], arrival=5.0 + (index - 100) * 0.001)
+        data, recorder = _record(stalled)
+        self.assertEqual(data, _concat(packets))
+        self.assertEqual(recorder.clock.restarts, 0)
+
+    def test_veryLateStragglerIsLate(self) -> None:
+        """
+        A packet more than 512 packets and several seconds late is late, not
+        a restart: it is dropped, nothing else moves.
+        """
+        packets = _paced([20] * 700)
+        straggler = attrs.evolve(packets[10], arrival=packets[-1].arrival + 0.01)
+        data, recorder = _record(packets[:10] + packets[11:] + [straggler])
+        expected = _concat(packets[:10]) + SILENCE * 160 + _concat(packets[11:])
+        self.assertEqual(data, expected)
+        self.assertEqual((recorder.clock.restarts, recorder.timeline.late), (0, 1))
+
+    def test_markerDoesNotMoveWindow(self) -> None:
+        """
+        A marker with a far-away position does not count as audio having
+        arrived: a hole before it is still held for its packet.
+        """
+        line = Timeline(window_ticks=800, max_fill_ticks=CAP)
+        self.assertEqual(line.push(0, b"a" * 160, 0.0), [])
+        line.push(160, b"b" * 800, 0.1)  # opens the file
+        self.assertEqual(line.push(1120, b"d" * 160, 0.2), [])  # hole at 960
+        self.assertEqual(line.mark(10**7, 0.3, "dtmf"), [])
+        self.assertEqual(line.push(960, b"c" * 160, 0.4), [Audio(b"c" * 160), Audio(b"d" * 160)])
