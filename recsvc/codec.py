@@ -77,6 +77,11 @@ class SegmentEncoder:
         if self.decoded:
             self._decode = self.codec.new_decoder()
 
+    @property
+    def bytes_per_tick(self) -> int:
+        """Bytes of the file for one RTP clock tick."""
+        return 1 if self._decode is None else 2 * self.codec.samples_per_tick
+
     def audio(self, payload: bytes) -> bytes:
         return payload if self._decode is None else self._decode(payload)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from typing import Callable
 
 import attrs
 from twisted.application.service import Service
@@ -54,6 +55,9 @@ class RecorderService(Service):
     advertise: str | None = None
     media_policy: MediaPolicy = MediaPolicy()
     limits: Limits = Limits()
+    # The clock RTP arrival times are read from (monotonic in production);
+    # None: the reactor's clock, as tests with task.Clock want.
+    now: Callable[[], float] | None = None
     registry: Registry = attrs.field(factory=Registry)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
@@ -132,6 +136,7 @@ class RecorderService(Service):
             run_blocking=self.run_blocking,
             limits=self.limits,
             open_part=open_part,
+            now=self.now,
             on_stopped=self.registry.remove,
             link=link,
             port=port,

@@ -21,7 +21,7 @@ from recsvc.ports import RtpPort
 from recsvc.rtp import RtpPacket
 from recsvc.source import Address
 from recsvc.storage import Storage, StorageError
-from recsvc.summary import RecordingInfo, RecordingSummary
+from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary
 from recsvc.wav import AudioWriter
 
 # Who ended a recording, as the sidecar's stopped_by says.
@@ -70,8 +70,9 @@ class _Part:
     number: int
     writer: AudioWriter
     started_at: float
-    start_ticks: int
+    start_ticks: int  # where in the recording's timeline the file begins
     previous: str | None = None
+    ticks: int = 0  # how much of the timeline the file holds
 
 
 @attrs.define(eq=False, repr=False)
@@ -97,7 +98,9 @@ class Recording:
     _finishing_parts: list[Deferred[Any]] = attrs.field(factory=list)
     _write_error: OSError | None = None
     _drained: bool = False
-    _last_packet_at: float | None = None
+    # Arrival times come from a monotonic clock (a wall-clock step must not
+    # look like a pause in the RTP); None means the reactor's clock.
+    _now: Callable[[], float] | None = None
     _timeout_call: IDelayedCall | None = None
     _waiting: list[Deferred] = attrs.field(factory=list)
     _result: RecordingSummary | Failure | None = None
@@ -137,25 +140,32 @@ class Recording:
         """An RTP packet arrived on this recording's port."""
         if self._state != RECORDING:
             return
-        now = self._clock.seconds()
-        self._last_packet_at = now
-        self._write(self._media.packet(packet, source, now))
+        self._write(self._media.packet(packet, source, self._arrival_time()))
 
     def datagram_invalid(self) -> None:
         """Something that is not RTP arrived on this recording's port."""
         self._media.invalid()
 
+    def _arrival_time(self) -> float:
+        return self._clock.seconds() if self._now is None else self._now()
+
     def _write(self, chunks: list[bytes]) -> None:
+        per_tick = self._media.encoder.bytes_per_tick
+        limit = int(self._limits.max_duration * self.info.codec.clock_rate)
         for chunk in chunks:
-            if self._write_error is not None:
-                return
-            try:
-                self._part.writer.write(chunk)
-            except OSError as error:
-                self._write_failed(error)
-                return
-        if self._media.file_ticks - self._part.start_ticks >= self._max_part_ticks():
-            self._next_part()
+            while chunk:
+                if self._write_error is not None:
+                    return
+                if self._part.ticks >= limit and not self._next_part():
+                    return
+                room = (limit - self._part.ticks) * per_tick
+                piece, chunk = chunk[:room], chunk[room:]
+                try:
+                    self._part.writer.write(piece)
+                except OSError as error:
+                    self._write_failed(error)
+                    return
+                self._part.ticks += len(piece) // per_tick
 
     def _write_failed(self, error: OSError) -> None:
         self._write_error = error
@@ -169,27 +179,25 @@ class Recording:
             lambda failure: None
         )
 
-    def _max_part_ticks(self) -> float:
-        return self._limits.max_duration * self.info.codec.clock_rate
-
-    def _next_part(self) -> None:
-        """The file is as long as a file may be: go on in a new one."""
+    def _next_part(self) -> bool:
+        """The file is as long as a file may be: go on in a new one (opened
+        when there is audio for it, so no part is ever empty)."""
         if self._open_part is None:
-            return
+            return True  # no parts: the one file goes on
         done = self._part
         try:
             writer = self._open_part(done.number + 1)
         except OSError as error:
             self._write_failed(error)
-            return
+            return False
         now = self._clock.seconds()
         self._part = _Part(
-            done.number + 1, writer, now, self._media.file_ticks,
+            done.number + 1, writer, now, done.start_ticks + done.ticks,
             previous=os.path.basename(done.writer.path),
         )
         cause = _StopCause("max duration", BY_SERVER, now)
         finishing = self._run_blocking(
-            self._finish_files, done, cause, os.path.basename(writer.path)
+            self._finish_files, done, cause, os.path.basename(writer.path), self._media.stats()
         )
         finishing.addErrback(self._log_storage_failure)
         self._finishing_parts.append(finishing)
@@ -199,16 +207,17 @@ class Recording:
             recordingId=self.recording_id, part=self._part.number,
             file=os.path.basename(writer.path),
         )
+        return True
 
     def _check_timeout(self) -> None:
         self._timeout_call = None
         if self._state != RECORDING:
             return
-        now = self._clock.seconds()
-        if self._last_packet_at is None:
+        last = self._media.last_admitted
+        if last is None:
             self.stop("no RTP received", BY_SERVER).addErrback(lambda failure: None)
             return
-        idle = now - self._last_packet_at
+        idle = self._arrival_time() - last
         if idle >= self._limits.timeout:
             self.stop(f"no RTP for {self._limits.timeout:g} s", BY_SERVER).addErrback(
                 lambda failure: None
@@ -292,7 +301,9 @@ class Recording:
                     self.log.warn("Recording {recordingId}: an earlier sidecar failed: {reason}",
                                   recordingId=self.recording_id, reason=str(error))
         try:
-            return await self._run_blocking(self._finish_files, self._part, cause, None)
+            return await self._run_blocking(
+                self._finish_files, self._part, cause, None, self._media.stats()
+            )
         except Exception:
             return self._log_storage_failure(Failure())
 
@@ -305,12 +316,16 @@ class Recording:
         return failure
 
     def _save_provisional(self, part: _Part) -> Deferred[Any]:
-        summary = self._summary(part, None, None, None)
+        summary = self._summary(part, None, None, None, self._media.stats())
         return self._run_blocking(self._storage.write_sidecar, part.writer.path, summary.to_json())
 
     def _summary(
-        self, part: _Part, cause: _StopCause | None, error: OSError | None, next_file: str | None
+        self, part: _Part, cause: _StopCause | None, error: OSError | None,
+        next_file: str | None, stats: MediaStats,
     ) -> RecordingSummary:
+        """The sidecar of one file. ``stats`` is taken on the reactor thread
+        (this may run in a thread); counts are for the whole recording so far,
+        offsets are within this file."""
         fmt = self._storage.wav_format(self.info.codec)
         data_bytes = part.writer.data_bytes if cause is not None else 0
         return RecordingSummary(
@@ -324,7 +339,10 @@ class Recording:
             data_bytes=data_bytes,
             frames=data_bytes // fmt.block_align,
             sample_rate=fmt.sample_rate,
-            stats=self._media.stats(),
+            stats=stats.within(
+                part.start_ticks / self.info.codec.clock_rate,
+                None if next_file is None else part.ticks / self.info.codec.clock_rate,
+            ),
             rtp_port=self._rtp_port,
             error=None if error is None else f"{error.strerror or error}",
             part=part.number,
@@ -333,7 +351,7 @@ class Recording:
         )
 
     def _finish_files(
-        self, part: _Part, cause: _StopCause, next_file: str | None
+        self, part: _Part, cause: _StopCause, next_file: str | None, stats: MediaStats
     ) -> RecordingSummary:
         """Close a file, then write its sidecar. Blocking: runs in a thread."""
         error = self._write_error if next_file is None else None
@@ -341,7 +359,7 @@ class Recording:
             part.writer.close()
         except OSError as close_error:
             error = error or close_error
-        summary = self._summary(part, cause, error, next_file)
+        summary = self._summary(part, cause, error, next_file, stats)
         self._storage.write_sidecar(part.writer.path, summary.to_json())
         if error is not None and error is not self._write_error:
             raise StorageError(f"could not finish {summary.file}: {summary.error}")

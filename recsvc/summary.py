@@ -60,6 +60,29 @@ class MediaStats:
     discontinuities: tuple[Discontinuity, ...] = ()
     dtmf: tuple[DigitPressed, ...] = ()
 
+    def within(self, start_s: float, length_s: float | None) -> MediaStats:
+        """These statistics as seen from a file that holds the recording from
+        ``start_s`` on, for ``length_s`` seconds (None: to the end): the
+        digits and discontinuities in it, at offsets within it."""
+        if start_s == 0 and length_s is None:
+            return self
+        end_s = float("inf") if length_s is None else start_s + length_s
+
+        def inside(offset: float) -> bool:
+            return start_s <= offset < end_s
+
+        return attrs.evolve(
+            self,
+            dtmf=tuple(
+                attrs.evolve(d, offset_s=round(d.offset_s - start_s, 3))
+                for d in self.dtmf if inside(d.offset_s)
+            ),
+            discontinuities=tuple(
+                attrs.evolve(d, offset_s=round(d.offset_s - start_s, 3))
+                for d in self.discontinuities if inside(d.offset_s)
+            ),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "packets_received": self.received,

@@ -7,6 +7,7 @@ given, so an embedding application may install its own first.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Mapping
 
 from twisted.application.service import IService, MultiService, Service
@@ -153,6 +154,7 @@ def makeService(
             timeout=config.rtp.timeout,
             max_duration=config.storage.max_duration,
         ),
+        now=time.monotonic,
     )
     control = ControlListener(
         endpoint_for(config, reactor),

@@ -263,6 +263,21 @@ class ConnectionTests(ControlTestsMixin, SynchronousTestCase):
             sidecar = json.load(handle)
         self.assertEqual((sidecar["status"], sidecar["stopped_by"]), ("finished", "phone"))
 
+    def test_rtp_timeout_tells_phone(self) -> None:
+        """A recording that gets no RTP is stopped by the server after
+        first_packet_timeout, and the phone is sent a RecordStopRequest with
+        the reason on its own connection, in its own framing."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START + b"\n")
+        self.runner.run_pending()
+        self.sent(transport)
+        self.service.clock.advance(10)
+        self.assertEqual(self.sent(transport), b"cmd=RecordStopRequest&id=7&reason=no RTP received\n")
+        self.runner.run_pending()
+        self.assertIsNone(self.service.registry.get("7"))
+        protocol.dataReceived(b"cmd=RecordStopResponse&id=7&result=success\n")
+        self.assertEqual(self.sent(transport), b"")
+
     def test_server_stop_request(self) -> None:
         """At shutdown the phone is sent a RecordStopRequest in its own
         framing, and its connection is closed once the files are finished."""

@@ -391,26 +391,42 @@ class MediaEndToEndTests(LoopbackServiceMixin, TestCase):
             for sock in sockets.values():
                 sock.close()
 
-    @inlineCallbacks
     def test_faulty_network(self):
         """Loss (5%), reordering, duplicates, a mid-call SSRC change, 30 ms
         packets, comfort noise and DTMF: the file's length matches the
         timestamps and every received payload sits at its offset byte for
         byte; a foreign sender's packets never appear in it; the sidecar
         lists the digit and the counts."""
+        return self.faulty_network(seed=5)
+
+    def test_faulty_network_other_faults(self):
+        """The same with another pattern of faults."""
+        return self.faulty_network(seed=6)
+
+    def test_faulty_network_third_pattern(self):
+        """The same with a third pattern of faults."""
+        return self.faulty_network(seed=7)
+
+    @inlineCallbacks
+    def faulty_network(self, seed: int):
         sound = audio(6, seed=21)
         plan = plan_call(
             sound, ptime_ms=30, ssrc_changes=(24000,), silences=((8000, 4000),),
             dtmf=((30000, 5, 1600),), seed=4,
         )
-        rng = random.Random(5)
+        rng = random.Random(seed)
         count = len(plan)
-        # The edges of the call, of the SSRC change and of the CN/DTMF
-        # periods are left intact: no recorder can place what it never saw.
+        # Left intact: the first and last packets (where the file begins and
+        # ends), the CN and DTMF packets and their neighbours (which say what
+        # a silence is), and the last and first packets around the SSRC
+        # change (a new stream is placed after what the old one was seen to
+        # reach, and this sender sends faster than real time).
         keep = {0, count - 1}
         for index, planned in enumerate(plan):
-            if planned.kind != "audio" or (index and plan[index - 1].packet.ssrc != planned.packet.ssrc):
-                keep.update(range(index - 2, index + 6))
+            if planned.kind != "audio":
+                keep.update((index - 1, index, index + 1))
+            elif index and plan[index - 1].packet.ssrc != planned.packet.ssrc:
+                keep.update((index - 1, index))
         lost = {i for i in range(count) if i not in keep and rng.random() < 0.05}
         order = [i for i in range(count) if i not in lost]
         for k in range(len(order) - 1):
@@ -428,15 +444,15 @@ class MediaEndToEndTests(LoopbackServiceMixin, TestCase):
         def call():
             phone = self.phone()
             phone.connect()
-            started = phone.start("net-1")
+            started = phone.start(f"net-{seed}")
             self.send_plan(started.port, datagrams)
-            stopped = phone.stop("net-1")
+            stopped = phone.stop(f"net-{seed}")
             phone.close()
             return stopped
 
         stopped = yield deferToThread(call)
         self.assertEqual(stopped.result, "success")
-        path = recordings(self.root)["net-1"]
+        path = recordings(self.root)[f"net-{seed}"]
         _, data, _ = read_wav(path)
         expected = expected_recording(plan, set(order), b"\xd5")
         self.assertEqual(len(data), len(expected))
@@ -452,6 +468,22 @@ class MediaEndToEndTests(LoopbackServiceMixin, TestCase):
         self.assertEqual(sidecar["comfort_noise_ms"], 500.0)
         self.assertEqual(sidecar["stream_restarts"], 1)
         self.assertEqual(sidecar["duration_s"], len(expected) / 8000)
+        # Every repeat is dropped: as a duplicate, or, for repeats of the
+        # first stream arriving after the change of SSRC, as another source
+        # (or, if enough of them come in a row, a duplicate after all).
+        self.assertEqual(
+            sidecar["packets_duplicate"] + sidecar["packets_rejected"].get("unconfirmed source", 0),
+            len(duplicates),
+        )
+        self.assertEqual(sidecar["packets_late"], 0)
+        self.assertEqual(sidecar["packets_received"], sum(
+            1 for i in order if plan[i].kind == "audio"))
+        self.assertEqual(sidecar["gaps"]["count"], len([
+            i for i in lost if i - 1 not in lost]))
+        self.assertGreater(sidecar["gaps"]["filled_ms"], 0)
+        self.assertGreaterEqual(sidecar["jitter_ms"], 0)
+        self.assertEqual(sidecar["discontinuities"], [])
+        self.assertGreaterEqual(sidecar["source_switches"], 1)
 
     @inlineCallbacks
     def test_g722(self):

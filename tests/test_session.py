@@ -6,10 +6,12 @@ import errno
 import json
 import os
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.codec import CODECS
+from recsvc.dtmf import TelephoneEvent, build_event
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.protocol.commands import CallParties
 from recsvc.rtp import RtpPacket
@@ -96,10 +98,13 @@ class RecordingTestsMixin:
         )
 
     def feed(self, recording: Recording, sequence: int, payload: bytes = b"\x01" * 160,
-             payload_type: int = 8) -> None:
+             payload_type: int = 8, timestamp: int | None = None) -> None:
         """Packet ``sequence`` from the phone, 20 ms after the one before."""
         self.clock.advance(0.02)
-        recording.packet_received(packet(sequence, payload, payload_type), ("127.0.0.1", 5004))
+        rtp = packet(sequence, payload, payload_type)
+        if timestamp is not None:
+            rtp = attrs.evolve(rtp, timestamp=timestamp)
+        recording.packet_received(rtp, ("127.0.0.1", 5004))
 
     def sidecar(self) -> dict:
         with open(sidecar_path(self.memory.path), encoding="utf-8") as handle:
@@ -349,6 +354,33 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         self.assertEqual(self.link.stop_requests, [("42", "no RTP for 60 s")])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_rejected_traffic_does_not_keep_alive(self) -> None:
+        """Packets that are rejected (a stranger's, another payload type) do
+        not count as RTP for the timeouts: the recording still stops."""
+        recording = self.make_recording(limits=Limits(first_packet_timeout=10, timeout=60))
+        recording.begin()
+        for second in range(12):
+            self.clock.advance(1)
+            recording.packet_received(packet(second), ("192.0.2.99", 5004))
+            recording.packet_received(packet(100 + second, payload_type=18), ("127.0.0.1", 5004))
+        self.assertEqual(recording.state, STOPPED)
+        self.assertEqual(self.link.stop_requests, [("42", "no RTP received")])
+
+    def test_arrival_clock_injected(self) -> None:
+        """Arrival times come from the injected clock (monotonic in
+        production), not the reactor's wall clock: a wall-clock step does
+        not read as a pause in the RTP."""
+        monotonic = [100.0]
+        recording = self.make_recording(window_ms=20)
+        recording._now = lambda: monotonic[0]
+        for sequence in range(10):
+            monotonic[0] += 0.02
+            if sequence == 5:
+                self.clock.advance(3600)  # the wall clock steps an hour
+            recording.packet_received(packet(sequence), ("127.0.0.1", 5004))
+        summary = self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.assertEqual((summary.data_bytes, summary.stats.stream_restarts), (1600, 0))
+
     def test_stop_cancels_timeout(self) -> None:
         """A stopped recording leaves no timer behind."""
         recording = self.make_recording()
@@ -375,6 +407,40 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
             second = json.load(handle)
         self.assertEqual((second["part"], second["previous"], second["next"]), (2, "call.wav", "call_part3.wav"))
         self.assertEqual((summary.part, summary.previous, summary.stop_reason), (3, "call_part2.wav", "hangup"))
+
+    def test_parts_split_exactly_and_never_empty(self) -> None:
+        """A part ends exactly at max_duration even inside a packet, and a
+        recording that stops right at the limit leaves no empty part."""
+        recording = self.make_recording(limits=Limits(max_duration=1.0), parts=True)
+        recording.begin()
+        for sequence in range(40):
+            self.feed(recording, sequence, bytes([sequence]) * 300, timestamp=sequence * 300)
+        self.successResultOf(recording.stop("hangup", BY_PHONE))
+        sizes = [self.memory.data_bytes] + [w.data_bytes for w in self.parts]
+        self.assertEqual(sizes, [8000, 4000])
+        recording = self.make_recording(limits=Limits(max_duration=1.0), parts=True)
+        for sequence in range(50):
+            self.feed(recording, sequence)
+        self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.assertEqual((self.memory.data_bytes, self.parts), (8000, []))
+
+    def test_part_sidecars_list_their_own_digits(self) -> None:
+        """A digit pressed in the second part is listed in that part's
+        sidecar, at its offset within that file, and not in the first."""
+        recording = self.make_recording(limits=Limits(max_duration=1.0), parts=True)
+        recording.begin()
+        for sequence in range(100):
+            if sequence == 60:  # 1.2 s into the call: a key press
+                for repeat in range(3):
+                    self.feed(recording, 1000 + repeat, build_event(TelephoneEvent(7, True, 10, 160)),
+                              payload_type=101, timestamp=60 * 160)
+                continue
+            self.feed(recording, sequence)
+        self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.assertEqual(self.sidecar()["dtmf"], [])
+        with open(sidecar_path(self.parts[0].path), encoding="utf-8") as handle:
+            second = json.load(handle)
+        self.assertEqual(second["dtmf"], [{"digit": "7", "offset_s": 0.2, "duration_ms": 20.0}])
 
 
 class RegistryTests(SynchronousTestCase):

@@ -389,6 +389,24 @@ class MakeServiceTests(SynchronousTestCase):
         recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
         self.assertEqual(recorder.advertise, "127.0.0.2")
 
+    def test_mediaSettingsWired(self) -> None:
+        """Every rtp.* timeline, source and timeout setting and
+        storage.max_duration reach the recorder under their own names."""
+        mapping = self.mapping(
+            reorder_window_ms=300, max_gap_fill=7, timeout=45, first_packet_timeout=4,
+            dtmf_payload_type=96, source="strict",
+        )
+        mapping["storage"]["max_duration"] = 600
+        recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
+        policy, limits = recorder.media_policy, recorder.limits
+        self.assertEqual(
+            (policy.reorder_window_ms, policy.max_gap_fill, policy.dtmf_payload_type, policy.source),
+            (300, 7.0, 96, "strict"),
+        )
+        self.assertEqual(
+            (limits.first_packet_timeout, limits.timeout, limits.max_duration), (4.0, 45.0, 600.0)
+        )
+
     def test_acceptsConfig(self) -> None:
         """A Config works as well as a mapping."""
         mapping = self.mapping()
