@@ -14,6 +14,7 @@ from typing import Iterator
 
 import attrs
 
+from recsvc.dtmf import TelephoneEvent, build_event
 from recsvc.protocol.commands import (
     CallParties,
     Command,
@@ -155,8 +156,6 @@ def plan_call(
     ``ssrc_changes`` the stream restarts with a new SSRC, sequence number and
     timestamp base (a transfer), carrying on in time.
     """
-    from recsvc.dtmf import TelephoneEvent, build_event
-
     rng = random.Random(seed)
     step = 8 * ptime_ms
     plan: list[PlannedPacket] = []

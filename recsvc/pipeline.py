@@ -111,7 +111,7 @@ class MediaPipeline:
             if placed is None:
                 return []
             self._comfort_noise += 1
-            return self._encode(self._timeline.mark(placed.position, arrival, "comfort_noise"))
+            return self._encode(self._timeline.mark(placed.position, arrival, timeline.COMFORT_NOISE))
         return self._telephone_event(packet, arrival)
 
     def _telephone_event(self, packet: RtpPacket, arrival: float) -> list[bytes]:
@@ -135,7 +135,7 @@ class MediaPipeline:
         self._dtmf_packets += 1
         if not self._dtmf.event(packet.ssrc, packet.timestamp, self._timeline.file_offset(position), event):
             return []
-        return self._encode(self._timeline.mark(position, arrival, "dtmf"))
+        return self._encode(self._timeline.mark(position, arrival, timeline.DTMF))
 
     def _encode(self, segments: list[timeline.Segment]) -> list[bytes]:
         encoder = self.encoder
@@ -167,9 +167,9 @@ class MediaPipeline:
             comfort_noise=self._comfort_noise,
             dtmf_packets=self._dtmf_packets,
             gaps=line.gaps,
-            gap_ms=ms(line.silence_ticks.get("loss", 0)),
-            comfort_noise_ms=ms(line.silence_ticks.get("comfort_noise", 0)),
-            dtmf_ms=ms(line.silence_ticks.get("dtmf", 0)),
+            gap_ms=ms(line.gap_ticks),
+            comfort_noise_ms=ms(line.silence_ticks.get(timeline.COMFORT_NOISE, 0)),
+            dtmf_ms=ms(line.silence_ticks.get(timeline.DTMF, 0)),
             jitter_ms=self._clock.jitter_ms,
             stream_restarts=self._clock.restarts,
             source_switches=self._guard.switches,

@@ -1,4 +1,4 @@
-"""RTP (RFC 3550) packets: header parsing and sequence ordering, with no I/O."""
+"""RTP (RFC 3550) packets: header parsing and building, with no I/O."""
 
 from __future__ import annotations
 

@@ -95,7 +95,10 @@ class RecorderService(Service):
             return self._refused(request, "server shutting down")
         codec = CODECS.get(request.codec)
         if codec is None:
-            return self._refused(request, f"unsupported codec {request.codec[:20]}")
+            supported = ", ".join(CODECS)
+            return self._refused(
+                request, f"unsupported codec {request.codec[:20]} (use {supported})"
+            )
         receiver = RtpReceiver()
         try:
             port = self.ports.listen(receiver)

@@ -37,6 +37,12 @@ LONGEST_PACKET_S = 1.0
 MAX_DROPOUT = 3000
 
 
+# What a silence in the file stands for.
+LOSS = "loss"  # audio the network lost
+COMFORT_NOISE = "comfort_noise"  # the phone sent comfort noise instead of audio
+DTMF = "dtmf"  # the phone sent key presses instead of audio
+
+
 @attrs.frozen
 class Audio:
     """Payload bytes that go into the file as they are (one byte per tick)."""
@@ -50,15 +56,15 @@ class Silence:
     ``comfort_noise`` (the phone sent comfort noise instead of audio)."""
 
     ticks: int
-    kind: str = "loss"
+    kind: str = LOSS
 
 
 Segment = Union[Audio, Silence]
 
 
 @attrs.frozen
-class Discontinuity:
-    """A gap longer than the fill cap: where it is in the file, how long it
+class LongGap:
+    """A gap longer than the fill cap (the sidecar calls it a discontinuity): where it is in the file, how long it
     was by the timestamps and by the wall clock, and how much was filled."""
 
     offset_ticks: int
@@ -277,7 +283,7 @@ class _Pending:
     position: int
     arrival: float
     payload: bytes  # empty for a marker
-    kind: str = "audio"  # or what the silence after a marker is: comfort_noise, dtmf
+    kind: str = "audio"  # or, for a marker, what the silence after it is: COMFORT_NOISE, DTMF
 
 
 @attrs.define(eq=False)
@@ -299,14 +305,14 @@ class Timeline:
     late: int = 0
     gaps: int = 0  # gaps filled because audio was lost
     silence_ticks: dict[str, int] = attrs.field(factory=dict)  # by kind
-    discontinuities: list[Discontinuity] = attrs.field(factory=list)
+    discontinuities: list[LongGap] = attrs.field(factory=list)
     file_ticks: int = 0  # ticks emitted so far
     _written: int | None = None  # timeline position up to which all is emitted
     _last_arrival: float = 0.0
     _pending: dict[int, _Pending] = attrs.field(factory=dict)
     _heap: list[int] = attrs.field(factory=list)
     _newest_end: int = 0
-    _silence_kind: str = "loss"
+    _silence_kind: str = LOSS
 
     def push(self, position: int, payload: bytes, arrival: float) -> list[Segment]:
         """A payload whose first tick sits at ``position``."""
@@ -338,7 +344,8 @@ class Timeline:
 
     @property
     def gap_ticks(self) -> int:
-        return self.silence_ticks.get("loss", 0)
+        """Silence put in for lost audio, in ticks."""
+        return self.silence_ticks.get(LOSS, 0)
 
     def _add(self, entry: _Pending) -> list[Segment]:
         if self._written is not None and entry.position + max(1, len(entry.payload)) <= self._written:
@@ -401,20 +408,20 @@ class Timeline:
         self.file_ticks += len(payload)
         self._written += len(payload)
         self._last_arrival = entry.arrival
-        self._silence_kind = "loss"
+        self._silence_kind = LOSS
         return segments
 
     def _fill(self, gap: int, arrival: float) -> Silence:
         filled = min(gap, self.max_fill_ticks)
         if gap > self.max_fill_ticks:
-            self.discontinuities.append(Discontinuity(
+            self.discontinuities.append(LongGap(
                 offset_ticks=self.file_ticks,
                 gap_ticks=gap,
                 wall_seconds=round(max(0.0, arrival - self._last_arrival), 3),
                 filled_ticks=filled,
             ))
         kind = self._silence_kind
-        if kind == "loss":
+        if kind == LOSS:
             self.gaps += 1
         self.silence_ticks[kind] = self.silence_ticks.get(kind, 0) + filled
         self.file_ticks += filled

@@ -192,7 +192,7 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
         protocol.dataReceived(START.replace(b"codec=pcma", b"codec=G729"))
         self.assertEqual(
             self.sent(transport),
-            b"cmd=RecordStartResponse&id=7&result=failed&reason=unsupported codec G729&server=&port=",
+            b"cmd=RecordStartResponse&id=7&result=failed&reason=unsupported codec G729 (use PCMA, PCMU, G722)&server=&port=",
         )
 
     def test_unknown_command(self) -> None:

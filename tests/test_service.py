@@ -140,7 +140,7 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
         """An unsupported codec is refused by name and nothing is opened."""
         self.make_service()
         response = self.start(start_request(codec="G729"))
-        self.assertEqual((response.result, response.reason), ("failed", "unsupported codec G729"))
+        self.assertEqual((response.result, response.reason), ("failed", "unsupported codec G729 (use PCMA, PCMU, G722)"))
         self.assertEqual(self.ports.open, {})
         self.assertEqual(self.writers.writers, {})
 

@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.timeline import (
     Audio,
-    Discontinuity,
+    LongGap,
     Segment,
     Silence,
     StreamClock,
@@ -481,7 +481,7 @@ class LossTests(SynchronousTestCase):
     def test_gapOverCapFilledToCap(self) -> None:
         """
         A gap up to max_fill_ticks is filled in full; a longer one only up
-        to the cap, and one Discontinuity records where it is in the file,
+        to the cap, and one LongGap records where it is in the file,
         its length by the timestamps, the wall-clock time it took and what
         was filled.
         """
@@ -489,10 +489,10 @@ class LossTests(SynchronousTestCase):
         cases = [
             # lost packets (20 ms each), discontinuities
             (100, []),  # exactly the cap
-            (101, [Discontinuity(
+            (101, [LongGap(
                 offset_ticks=8000, gap_ticks=16160, wall_seconds=2.04, filled_ticks=cap,
             )]),
-            (500, [Discontinuity(
+            (500, [LongGap(
                 offset_ticks=8000, gap_ticks=80000, wall_seconds=10.02, filled_ticks=cap,
             )]),
         ]
@@ -592,7 +592,7 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(data, _concat(old) + SILENCE * CAP + _concat(new))
         self.assertEqual(recorder.clock.restarts, 0)
         self.assertEqual(recorder.timeline.discontinuities, [
-            Discontinuity(
+            LongGap(
                 offset_ticks=8000, gap_ticks=60 * RATE, wall_seconds=60.02, filled_ticks=CAP,
             ),
         ])
