@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.dtmf import (
+    MAX_DIGITS,
     Digit,
     DtmfError,
     DtmfLog,
@@ -248,3 +249,16 @@ class DtmfLogTests(SynchronousTestCase):
             [Digit(event_name(event), index, max(durations))
              for index, (event, durations) in enumerate(presses)],
         )
+
+
+class DigitCapTests(SynchronousTestCase):
+    def test_digitsCapped(self) -> None:
+        """
+        A sender that makes every packet a new key press cannot grow the
+        digit log without bound: beyond MAX_DIGITS presses are counted, not
+        listed.
+        """
+        log = DtmfLog()
+        for timestamp in range(MAX_DIGITS + 25):
+            log.event(1, timestamp, timestamp, TelephoneEvent(1, False, 10, 160))
+        self.assertEqual((len(log.digits), log.overflow), (MAX_DIGITS, 25))

@@ -687,3 +687,42 @@ class RealNetworkTests(SynchronousTestCase):
         self.assertEqual(stats.rejected, {"foreign address": foreign})
         self.assertEqual(stats.source_switches, 1)
         self.assertEqual(stats.discontinuities, ())
+
+
+class HostileEventTests(SynchronousTestCase):
+    def test_wildDtmfTimestamp(self) -> None:
+        """
+        A telephone-event whose timestamp lies ten minutes away is listed
+        where the stream is now, and puts no silence into the file.
+        """
+        sender = _Sender(0x1234, 0, 0)
+        deliveries, pieces = [], []
+        for index in range(100):
+            position = index * 160
+            payload = _payload(position, 160)
+            deliveries.append((sender.audio(position, payload), PHONE, _at(position)))
+            pieces.append((position, payload))
+            if index == 50:
+                wild = sender.dtmf(position + 600 * RATE, 3, 160, end=True)
+                deliveries.append((wild, PHONE, _at(position) + 0.001))
+        pipeline = _pipeline()
+        data = _run(pipeline, deliveries)
+        self.assertEqual(data, b"".join(p for _, p in pieces))
+        [digit] = pipeline.stats().dtmf
+        self.assertEqual(digit.digit, "3")
+        self.assertLess(abs(digit.offset_s - 51 * 0.02), 0.05)
+        self.assertEqual(pipeline.stats().discontinuities, ())
+
+    def test_otherPayloadTypeDoesNotLockSource(self) -> None:
+        """
+        A packet of a payload type the call does not use, even arriving
+        first, does not lock the source: the phone's audio that follows from
+        another port is recorded.
+        """
+        decoy = RtpPacket(18, 1, 0, 0xD0D0, b"\x00" * 20)
+        deliveries, pieces = _stream(160, 20)
+        pipeline = _pipeline()
+        out = pipeline.packet(decoy, (PEER_IP, 5555), 0.0)
+        data = b"".join(out) + _run(pipeline, deliveries)
+        self.assertEqual(data, b"".join(p for _, p in pieces))
+        self.assertEqual(pipeline.stats().rejected, {"payload type 18": 1})
