@@ -12,7 +12,7 @@ import attrs
 
 from recsvc.codec import Codec, SegmentEncoder
 from recsvc.naming import recording_stem
-from recsvc.wav import AudioWriter, WavFileWriter, WavFormat
+from recsvc.wav import AudioWriter, WavFileWriter, WavFormat, fsync_directory, partial_path
 
 FORMATS = ("g711", "pcm16")
 
@@ -68,7 +68,7 @@ class Storage:
         for attempt in range(1000):
             name = stem if attempt == 0 else f"{stem}-{attempt}"
             path = os.path.join(folder, name + ".wav")
-            if os.path.exists(sidecar_path(path)):
+            if os.path.exists(sidecar_path(path)) or os.path.exists(partial_path(path)):
                 continue
             try:
                 return self.open_writer(path, self.wav_format(codec))
@@ -110,7 +110,7 @@ def _replace_durably(path: str, text: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    _fsync_directory(os.path.dirname(path))
+    fsync_directory(os.path.dirname(path))
 
 
 def _overwrite_in_place(path: str, text: bytes) -> None:
@@ -121,9 +121,3 @@ def _overwrite_in_place(path: str, text: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,6 +27,7 @@ class MemoryWavWriter:
     path: str
     format: WavFormat
     closed: bool = False
+    syncs: int = 0
     _data: bytearray = attrs.field(factory=bytearray)
 
     @property
@@ -37,6 +38,11 @@ class MemoryWavWriter:
         if self.closed:
             raise ValueError("write to a closed writer")
         self._data += data
+
+    def sync(self) -> None:
+        if self.closed:
+            raise ValueError("sync of a closed writer")
+        self.syncs += 1
 
     def close(self) -> None:
         self.closed = True
@@ -74,6 +80,9 @@ class FailingWriter:
         if self.fail_at is not None and self.writes >= self.fail_at:
             raise self.error
         self.inner.write(data)
+
+    def sync(self) -> None:
+        self.inner.sync()
 
     def close(self) -> None:
         self.inner.close()

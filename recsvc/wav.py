@@ -95,7 +95,10 @@ def header_patches(fmt: WavFormat, data_size: int) -> list[tuple[int, bytes]]:
 
 class AudioWriter(Protocol):
     """Where a recording's audio goes. `WavFileWriter` is the real one;
-    `recsvc.testing.MemoryWavWriter` the fake, held to the same contract."""
+    `recsvc.testing.MemoryWavWriter` the fake, held to the same contract.
+
+    Blocking: but for creation, a writer is used off the reactor thread, by
+    one thread at a time."""
 
     @property
     def path(self) -> str:
@@ -108,14 +111,28 @@ class AudioWriter(Protocol):
     def write(self, data: bytes) -> None:
         """Append audio. Raises OSError; what was written before stays valid."""
 
+    def sync(self) -> None:
+        """Make what was written durable and playable as it stands: data on
+        disk, sizes in the header. Raises OSError."""
+
     def close(self) -> None:
-        """Finish the file: remaining data, sizes in the header, fsync.
-        Blocking: called off the reactor thread. Raises OSError."""
+        """Finish the file: remaining data, sizes in the header, fsync, and
+        the file under its final name. Raises OSError."""
+
+
+PARTIAL_SUFFIX = ".part"
+
+
+def partial_path(path: str) -> str:
+    """Where a WAV file is while it is being recorded."""
+    return path + PARTIAL_SUFFIX
 
 
 @attrs.define(eq=False)
 class WavFileWriter:
-    """Streams audio into a WAV file created exclusively at ``path``."""
+    """Streams audio into a WAV file: ``path`` + ".part" while recording
+    (created exclusively; neither name may exist), renamed to ``path`` once
+    finished. After each `sync` the partial file is a playable WAV."""
 
     path: str
     format: WavFormat
@@ -126,14 +143,16 @@ class WavFileWriter:
     _failed: OSError | None = None
 
     def __attrs_post_init__(self) -> None:
+        if os.path.exists(self.path):
+            raise FileExistsError(errno.EEXIST, "File exists", self.path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(self.path, flags, self.file_mode)
+        self._fd = os.open(partial_path(self.path), flags, self.file_mode)
         try:
             os.fchmod(self._fd, self.file_mode)  # whatever the umask
             _write_all(self._fd, wav_header(self.format).header)
         except OSError as error:
             os.close(self._fd)
-            os.unlink(self.path)
+            os.unlink(partial_path(self.path))
             raise getattr(error, "error", error) from None
 
     @property
@@ -149,18 +168,32 @@ class WavFileWriter:
         if len(self._pending) >= WRITE_BATCH_BYTES:
             self._flush()
 
+    def sync(self) -> None:
+        if self._fd < 0:
+            raise ValueError("sync of a closed writer")
+        if self._failed is None:
+            self._flush()
+        self._patch_header(self._written - self._written % self.format.block_align)
+        os.fdatasync(self._fd)
+
     def close(self) -> None:
         if self._fd < 0:
             return
+        flush_error = None
         try:
             if self._failed is None:
                 self._flush()
+        except OSError as error:
+            flush_error = error  # the file is still finished with what it has
+        try:
+            self._finish_header()
         finally:
-            try:
-                self._finish_header()
-            finally:
-                os.close(self._fd)
-                self._fd = -1
+            os.close(self._fd)
+            self._fd = -1
+        os.rename(partial_path(self.path), self.path)
+        fsync_directory(os.path.dirname(self.path) or ".")
+        if flush_error is not None:
+            raise flush_error
 
     def _flush(self) -> None:
         pending, self._pending = bytes(self._pending), bytearray()
@@ -183,10 +216,13 @@ class WavFileWriter:
             except OSError:
                 size -= 1
         self._written = size
-        for offset, data in header_patches(self.format, size):
-            _pwrite_all(self._fd, data, offset)
+        self._patch_header(size)
         os.ftruncate(self._fd, data_start + size + (size & 1))
         os.fsync(self._fd)
+
+    def _patch_header(self, size: int) -> None:
+        for offset, data in header_patches(self.format, size):
+            _pwrite_all(self._fd, data, offset)
 
 
 class _PartialWrite(OSError):
@@ -217,3 +253,12 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         count = os.pwrite(fd, data, offset)
         data = data[count:]
         offset += count
+
+
+def fsync_directory(path: str) -> None:
+    """Make a rename or a new file in ``path`` durable. Blocking."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

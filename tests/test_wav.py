@@ -23,6 +23,7 @@ from recsvc.wav import (
     WavFileWriter,
     WavFormat,
     header_patches,
+    partial_path,
     wav_header,
 )
 
@@ -366,7 +367,12 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         return writer
 
     def fileBytes(self, writer: AudioWriter) -> bytes:
-        with open(writer.path, "rb") as handle:
+        """The file as it stands: the partial one while recording, the
+        finished one once closed."""
+        path = partial_path(writer.path)
+        if not os.path.exists(path):
+            path = writer.path
+        with open(path, "rb") as handle:
             return handle.read()
 
 
@@ -523,3 +529,46 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         self.assertEqual(error.errno, errno.ENOSPC)
         self.assertIs(type(error), OSError)
         self.assertFalse(os.path.exists(path))
+
+
+class PartialFileTests(SynchronousTestCase):
+    def makeWriter(self) -> WavFileWriter:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        return WavFileWriter(os.path.join(directory, "call.wav"), ALAW)
+
+    def test_recordsUnderPartialName(self) -> None:
+        """
+        While recording, the file is NAME.wav.part; closing renames it to
+        NAME.wav and leaves no partial file.
+        """
+        writer = self.makeWriter()
+        self.assertTrue(os.path.exists(partial_path(writer.path)))
+        self.assertFalse(os.path.exists(writer.path))
+        writer.write(b"\x01" * 100)
+        writer.close()
+        self.assertFalse(os.path.exists(partial_path(writer.path)))
+        with open(writer.path, "rb") as handle:
+            self.assertEqual(check_wav(self, handle.read(), ALAW), b"\x01" * 100)
+
+    def test_syncLeavesPlayablePartialFile(self) -> None:
+        """
+        After sync the partial file is a valid WAV whose sizes cover all that
+        was written: a crash right then loses nothing written before.
+        """
+        writer = self.makeWriter()
+        self.addCleanup(writer.close)
+        writer.write(b"\x02" * 1000)
+        writer.sync()
+        writer.write(b"\x03" * 500)
+        writer.sync()
+        with open(partial_path(writer.path), "rb") as handle:
+            self.assertEqual(check_wav(self, handle.read(), ALAW), b"\x02" * 1000 + b"\x03" * 500)
+
+    def test_finalNameTaken(self) -> None:
+        """
+        A writer is never created over a finished recording of that name.
+        """
+        writer = self.makeWriter()
+        writer.close()
+        self.assertRaises(FileExistsError, WavFileWriter, writer.path, ALAW)
