@@ -130,6 +130,9 @@ class RtpConfig:
 class StorageConfig:
     root: str = attrs.field(default="var/recordings", converter=_text)
     format: str = attrs.field(default="g711", converter=_one_of(*FORMATS))
+    # How often (seconds) the audio of each recording reaches the disk and
+    # its WAV header is brought up to date: a crash loses at most this much.
+    sync_interval: float = attrs.field(default=1.0, converter=_seconds(0.1, 60))
     # A recording this long goes on in a new file (seconds; 4 hours).
     max_duration: float = attrs.field(default=4 * 3600.0, converter=_seconds(60, 7 * 86400))
 

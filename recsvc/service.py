@@ -10,6 +10,7 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from recsvc.codec import CODECS
@@ -58,9 +59,12 @@ class RecorderService(Service):
     # The clock RTP arrival times are read from (monotonic in production);
     # None: the reactor's clock, as tests with task.Clock want.
     now: Callable[[], float] | None = None
+    # How often (seconds) recorded audio reaches the disk (storage.sync_interval).
+    sync_interval: float = 1.0
     registry: Registry = attrs.field(factory=Registry)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
+    _syncing: LoopingCall | None = None
 
     def __attrs_post_init__(self) -> None:
         Service.__init__(self)
@@ -147,6 +151,7 @@ class RecorderService(Service):
         receiver.sink = recording
         self.registry.add(recording)
         recording.begin()
+        self._keep_syncing()
         self.log.info(
             "Recording {recordingId} started from {device} ({codec}) on port {port}: {file}",
             recordingId=recording_id, device=request.device, codec=codec.name, peer=peer,
@@ -180,8 +185,31 @@ class RecorderService(Service):
         self._accepting = True
         Service.startService(self)
 
+    def _keep_syncing(self) -> None:
+        """Sync recordings every half storage.sync_interval while there are
+        any: a file is never further behind than that, and every other
+        hand-over is made durable. An idle server does not wake up."""
+        if self._syncing is not None and self._syncing.running:
+            return
+        self._syncing = LoopingCall(self.sync_recordings)
+        self._syncing.clock = self.clock
+        self._syncing.start(self.sync_interval / 2, now=False).addErrback(
+            lambda failure: self.log.failure("Syncing recordings failed", failure)
+        )
+
+    def sync_recordings(self) -> None:
+        """Hand every recording's new audio to its file (see `_keep_syncing`)."""
+        if not len(self.registry):
+            if self._syncing is not None and self._syncing.running:
+                self._syncing.stop()
+            return
+        for recording in self.registry:
+            recording.sync()
+
     async def _drain(self) -> None:
         self._accepting = False
+        if self._syncing is not None and self._syncing.running:
+            self._syncing.stop()
         stops = [
             recording.stop("shutdown", BY_SERVER) for recording in self.registry
         ]

@@ -73,6 +73,11 @@ class _Part:
     start_ticks: int  # where in the recording's timeline the file begins
     previous: str | None = None
     ticks: int = 0  # how much of the timeline the file holds
+    # Audio not yet handed to the writer (which works in a thread), and the
+    # hand-over under way, if any: one at a time, in order.
+    pending: bytearray = attrs.field(factory=bytearray)
+    storing: Deferred[Any] | None = None
+    stores: int = 0
 
 
 @attrs.define(eq=False, repr=False)
@@ -160,12 +165,35 @@ class Recording:
                     return
                 room = (limit - self._part.ticks) * per_tick
                 piece, chunk = chunk[:room], chunk[room:]
-                try:
-                    self._part.writer.write(piece)
-                except OSError as error:
-                    self._write_failed(error)
-                    return
+                self._part.pending += piece
                 self._part.ticks += len(piece) // per_tick
+
+    def sync(self) -> None:
+        """Hand the audio recorded since the last sync to the file, off the
+        reactor thread; every other time also to the disk. Called every half
+        storage.sync_interval, so the file on disk is never further behind."""
+        if self._state == RECORDING:
+            self._store(self._part)
+
+    def _store(self, part: _Part) -> None:
+        if part.storing is not None or not part.pending or self._write_error is not None:
+            return
+        data = bytes(part.pending)
+        part.pending.clear()
+        part.stores += 1
+        part.storing = self._run_blocking(_store, part.writer, data, part.stores % 2 == 0)
+        part.storing.addCallbacks(self._stored, self._store_failed, (part,), errbackArgs=(part,))
+
+    def _stored(self, result: object, part: _Part) -> None:
+        part.storing = None
+
+    def _store_failed(self, failure: Failure, part: _Part) -> None:
+        part.storing = None
+        if failure.check(OSError):
+            self._write_failed(failure.value)
+        else:
+            self.log.failure("Recording {recordingId}: storing audio failed", failure,
+                             recordingId=self.recording_id)
 
     def _write_failed(self, error: OSError) -> None:
         self._write_error = error
@@ -196,9 +224,9 @@ class Recording:
             previous=os.path.basename(done.writer.path),
         )
         cause = _StopCause("max duration", BY_SERVER, now)
-        finishing = self._run_blocking(
-            self._finish_files, done, cause, os.path.basename(writer.path), self._media.stats()
-        )
+        finishing = Deferred.fromCoroutine(self._finish_part(
+            done, cause, os.path.basename(writer.path), self._media.stats()
+        ))
         finishing.addErrback(self._log_storage_failure)
         self._finishing_parts.append(finishing)
         self._finishing_parts.append(self._save_provisional(self._part))
@@ -301,11 +329,23 @@ class Recording:
                     self.log.warn("Recording {recordingId}: an earlier sidecar failed: {reason}",
                                   recordingId=self.recording_id, reason=str(error))
         try:
-            return await self._run_blocking(
-                self._finish_files, self._part, cause, None, self._media.stats()
-            )
+            return await self._finish_part(self._part, cause, None, self._media.stats())
         except Exception:
             return self._log_storage_failure(Failure())
+
+    async def _finish_part(
+        self, part: _Part, cause: _StopCause, next_file: str | None, stats: MediaStats
+    ) -> RecordingSummary:
+        """Wait for the hand-over under way, then finish the file with the
+        rest of its audio, in a thread."""
+        if part.storing is not None:
+            try:
+                await part.storing
+            except Exception:
+                pass  # already reported by _store_failed
+        data = bytes(part.pending)
+        part.pending.clear()
+        return await self._run_blocking(self._finish_files, part, cause, next_file, stats, data)
 
     def _log_storage_failure(self, failure: Failure) -> Failure:
         self.log.error(
@@ -351,19 +391,36 @@ class Recording:
         )
 
     def _finish_files(
-        self, part: _Part, cause: _StopCause, next_file: str | None, stats: MediaStats
+        self, part: _Part, cause: _StopCause, next_file: str | None, stats: MediaStats,
+        data: bytes,
     ) -> RecordingSummary:
-        """Close a file, then write its sidecar. Blocking: runs in a thread."""
+        """Close a file, then write its sidecar. Blocking: runs in a thread.
+
+        A write that fails now, like one that failed before, leaves a
+        finished file with what it has (the sidecar names the error); only a
+        file that cannot be closed is a StorageError."""
         error = self._write_error if next_file is None else None
         try:
+            if data and self._write_error is None:
+                part.writer.write(data)
+        except OSError as write_error:
+            error = write_error
+        close_error = None
+        try:
             part.writer.close()
-        except OSError as close_error:
-            error = error or close_error
-        summary = self._summary(part, cause, error, next_file, stats)
+        except OSError as failed:
+            close_error = failed
+        summary = self._summary(part, cause, error or close_error, next_file, stats)
         self._storage.write_sidecar(part.writer.path, summary.to_json())
-        if error is not None and error is not self._write_error:
+        if close_error is not None and close_error is not error:
             raise StorageError(f"could not finish {summary.file}: {summary.error}")
         return summary
+
+
+def _store(writer: AudioWriter, data: bytes, durable: bool) -> None:
+    """Hand audio to the file. Blocking: runs in a thread."""
+    writer.write(data)
+    writer.sync(durable)
 
 
 def _fire(waiter: Deferred, result: RecordingSummary | Failure) -> None:

@@ -155,6 +155,7 @@ def makeService(
             max_duration=config.storage.max_duration,
         ),
         now=time.monotonic,
+        sync_interval=config.storage.sync_interval,
     )
     control = ControlListener(
         endpoint_for(config, reactor),

@@ -39,7 +39,7 @@ class MemoryWavWriter:
             raise ValueError("write to a closed writer")
         self._data += data
 
-    def sync(self) -> None:
+    def sync(self, durable: bool = True) -> None:
         if self.closed:
             raise ValueError("sync of a closed writer")
         self.syncs += 1
@@ -81,8 +81,8 @@ class FailingWriter:
             raise self.error
         self.inner.write(data)
 
-    def sync(self) -> None:
-        self.inner.sync()
+    def sync(self, durable: bool = True) -> None:
+        self.inner.sync(durable)
 
     def close(self) -> None:
         self.inner.close()

@@ -111,9 +111,9 @@ class AudioWriter(Protocol):
     def write(self, data: bytes) -> None:
         """Append audio. Raises OSError; what was written before stays valid."""
 
-    def sync(self) -> None:
-        """Make what was written durable and playable as it stands: data on
-        disk, sizes in the header. Raises OSError."""
+    def sync(self, durable: bool = True) -> None:
+        """Make what was written playable as it stands (data in the file,
+        sizes in the header) and, if ``durable``, on disk. Raises OSError."""
 
     def close(self) -> None:
         """Finish the file: remaining data, sizes in the header, fsync, and
@@ -168,13 +168,14 @@ class WavFileWriter:
         if len(self._pending) >= WRITE_BATCH_BYTES:
             self._flush()
 
-    def sync(self) -> None:
+    def sync(self, durable: bool = True) -> None:
         if self._fd < 0:
             raise ValueError("sync of a closed writer")
         if self._failed is None:
             self._flush()
         self._patch_header(self._written - self._written % self.format.block_align)
-        os.fdatasync(self._fd)
+        if durable:
+            os.fdatasync(self._fd)
 
     def close(self) -> None:
         if self._fd < 0:

@@ -201,18 +201,21 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(summary.stats.received, 3)
         self.assertEqual(self.writers.only().contents()[-480:], b"a" * 160 + b"b" * 160 + b"c" * 160)
 
-    def test_write_error_while_draining(self) -> None:
-        """A write error while draining at Stop ends the recording once,
-        with the error as its reason, and the Stop still gets its answer."""
+    def test_write_error_at_stop(self) -> None:
+        """A write error on the last audio, at the phone's Stop, still
+        finishes the file with what it has; the Stop gets its answer and the
+        sidecar names the error."""
         self.make_service(writers=MemoryWriters(fail_at=2))
         port = self.start().port
         self.ports.deliver(port, rtp(1, b"a" * 160))
-        self.ports.queue(port, rtp(2, b"b" * 160))
+        self.ports.deliver(port, rtp(2, b"b" * 160))
+        self.service.sync_recordings()  # the first write: both packets
+        self.ports.queue(port, rtp(3, b"c" * 160))
         summary = self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
-        self.assertEqual(summary.stopped_by, "server")
-        self.assertIn("No space left", summary.stop_reason)
-        self.assertEqual(summary.data_bytes, 160)
-        self.assertEqual(len(self.link.stop_requests), 1)
+        self.assertEqual((summary.stopped_by, summary.stop_reason), ("phone", "hangup"))
+        self.assertIn("No space left", summary.error)
+        self.assertEqual(summary.data_bytes, 320)
+        self.assertEqual(self.link.stop_requests, [])
 
     def test_long_recording_goes_on_in_parts(self) -> None:
         """Past max_duration the recording goes on in NAME_part2.wav; the
@@ -264,8 +267,9 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         self.make_service(writers=MemoryWriters(fail_at=2))
         first = self.start(start_request("1")).port
         second = self.start(start_request("2")).port
-        self.ports.deliver(first, rtp(1, b"a" * 160))
-        self.ports.deliver(first, rtp(2, b"b" * 160))
+        for sequence in (1, 2, 3):  # the window opens at the second packet
+            self.ports.deliver(first, rtp(sequence, bytes([sequence]) * 160))
+            self.service.sync_recordings()
         self.assertIsNone(self.service.registry.get("1"))
         self.assertEqual(len(self.link.stop_requests), 1)
         self.assertEqual(self.link.stop_requests[0][0], "1")

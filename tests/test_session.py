@@ -99,12 +99,14 @@ class RecordingTestsMixin:
 
     def feed(self, recording: Recording, sequence: int, payload: bytes = b"\x01" * 160,
              payload_type: int = 8, timestamp: int | None = None) -> None:
-        """Packet ``sequence`` from the phone, 20 ms after the one before."""
+        """Packet ``sequence`` from the phone, 20 ms after the one before,
+        handed to the file at once."""
         self.clock.advance(0.02)
         rtp = packet(sequence, payload, payload_type)
         if timestamp is not None:
             rtp = attrs.evolve(rtp, timestamp=timestamp)
         recording.packet_received(rtp, ("127.0.0.1", 5004))
+        recording.sync()  # as the service does every half sync_interval
 
     def sidecar(self) -> dict:
         with open(sidecar_path(self.memory.path), encoding="utf-8") as handle:
@@ -250,12 +252,14 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         recording_id, reason = self.link.stop_requests[0]
         self.assertEqual(recording_id, "42")
         self.assertIn("No space left", reason)
-        self.assertEqual(self.memory.contents()[-320:], b"\x01" * 160 + b"\x02" * 160)
-        self.assertEqual(self.memory.data_bytes, 320)
+        # The first packet waits for the second (the window opens), then one
+        # write each: writes 1 and 2 reach the file, write 3 fails.
+        self.assertEqual(self.memory.contents()[-480:], b"\x01" * 160 + b"\x02" * 160 + b"\x03" * 160)
+        self.assertEqual(self.memory.data_bytes, 480)
         data = self.sidecar()
         self.assertEqual(data["stopped_by"], "server")
-        self.assertEqual(data["packets_received"], 3)
-        self.assertEqual(data["bytes"], 320)
+        self.assertEqual(data["packets_received"], 4)
+        self.assertEqual(data["bytes"], 480)
         self.assertIn("No space left", data["error"])
         self.assertEqual(len(self.flushLoggedErrors()), 0)
 
