@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from typing import Callable
 
 import attrs
@@ -12,11 +13,13 @@ from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from recsvc.codec import CODECS
 from recsvc.ports import NoFreePort, RtpPortPool
 from recsvc.protocol.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
 from recsvc.protocol.rtp import RtpReceiver
+from recsvc.recovery import CRASH_REASON, Recovered, recover_all
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.session import (
     BY_CONNECTION,
@@ -65,6 +68,11 @@ class RecorderService(Service):
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
     _syncing: LoopingCall | None = None
+    # The WAV paths of this run's recordings, which recovery must not touch
+    # (read from its thread: set membership is atomic).
+    _active_paths: set[str] = attrs.field(factory=set)
+    # Fires with what start-up recovered from a crash (see recsvc.recovery).
+    recovery: Deferred[list[Recovered]] | None = None
 
     def __attrs_post_init__(self) -> None:
         Service.__init__(self)
@@ -110,11 +118,20 @@ class RecorderService(Service):
             return self._refused(request, "no free port")
         started_at = self.clock.seconds()
 
+        paths: list[str] = []
+
         def open_part(part: int) -> AudioWriter:
-            return self.storage.create(
+            writer = self.storage.create(
                 codec, started_at, request.device, request.direction,
                 request.parties.remote_number, recording_id, part,
             )
+            paths.append(writer.path)
+            self._active_paths.add(writer.path)
+            return writer
+
+        def stopped(recording: Recording) -> None:
+            self.registry.remove(recording)
+            self._active_paths.difference_update(paths)
 
         try:
             writer = open_part(1)
@@ -144,7 +161,7 @@ class RecorderService(Service):
             limits=self.limits,
             open_part=open_part,
             now=self.now,
-            on_stopped=self.registry.remove,
+            on_stopped=stopped,
             link=link,
             port=port,
         )
@@ -184,6 +201,27 @@ class RecorderService(Service):
     def startService(self) -> None:
         self._accepting = True
         Service.startService(self)
+
+    def recover(self) -> Deferred[list[Recovered]]:
+        """Finish the recordings a crash left behind (in a thread); fires
+        with what was recovered. makeService runs it once the reactor runs."""
+        self.recovery = self.run_blocking(
+            recover_all, self.storage.root, self.storage.write_sidecar,
+            self._active_paths.__contains__, time.time(),
+        ).addCallbacks(self._recovered, self._recovery_failed)
+        return self.recovery
+
+    def _recovered(self, recovered: list[Recovered]) -> list[Recovered]:
+        for each in recovered:
+            self.log.warn(
+                "Recovered {file} ({duration} s) left by a crash",
+                file=each.path, duration=each.duration_s, reason=CRASH_REASON,
+            )
+        return recovered
+
+    def _recovery_failed(self, failure: Failure) -> list[Recovered]:
+        self.log.failure("Recovering interrupted recordings failed", failure)
+        return []
 
     def _keep_syncing(self) -> None:
         """Sync recordings every half storage.sync_interval while there are

@@ -122,14 +122,25 @@ class ControlListener(Service):
         return None
 
 
+class AtStart(Service):
+    """Calls ``action`` when the service tree starts."""
+
+    def __init__(self, action: Any) -> None:
+        self._action = action
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._action()
+
+
 def makeService(
     config: Config | Mapping[str, Any] | usage.Options | None = None, reactor: Any = None
 ) -> IService:
     """The recorder as a service tree an application can add to its own.
 
     ``config`` is a Config, a parsed mapping (as from YAML) or twistd's Options.
-    The returned MultiService has the recorder (named "recorder") and the
-    control listener (named "control").
+    The returned MultiService has the recorder (named "recorder"), the
+    control listener ("control") and the crash recovery at start ("recovery").
     """
     if isinstance(config, usage.Options):
         config = config["config"]
@@ -168,6 +179,11 @@ def makeService(
     recorder.setServiceParent(root)
     control.setName("control")
     control.setServiceParent(root)
+    # Recordings a crash left behind are finished once the reactor runs
+    # (their repair runs in a thread); only if the listener could start.
+    recovery = AtStart(lambda: reactor.callWhenRunning(recorder.recover))
+    recovery.setName("recovery")
+    recovery.setServiceParent(root)
     return root
 
 

@@ -1,0 +1,186 @@
+"""After a crash: finish the recordings a previous run left behind.
+
+A recording in progress is ``NAME.wav.part`` with a sidecar ``NAME.json``
+whose status is ``recording``. At start-up each such file is repaired (its
+sizes taken from its length, a trailing partial sample dropped), renamed to
+``NAME.wav``, and its sidecar finished with stop_reason "server crash",
+keeping what the phone told us at Start. Blocking: run it in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from typing import Any, Callable
+
+import attrs
+
+from recsvc.storage import sidecar_path
+from recsvc.summary import iso_utc
+from recsvc.wav import PARTIAL_SUFFIX, WavFormat, fsync_directory, header_patches
+
+CRASH_REASON = "server crash"
+
+
+class DamagedFile(ValueError):
+    """A partial file with no WAV header to repair."""
+
+
+@attrs.frozen
+class Recovered:
+    """One recording finished after a crash."""
+
+    path: str  # the WAV file
+    data_bytes: int
+    duration_s: float
+
+
+def recover_all(
+    root: str,
+    write_sidecar: Callable[[str, dict[str, Any]], Any],
+    is_active: Callable[[str], bool] = lambda path: False,
+    before: float | None = None,
+) -> list[Recovered]:
+    """Finish every recording under ``root`` that a crash interrupted.
+
+    ``write_sidecar(wav_path, data)`` writes a sidecar durably (the storage's
+    own); ``is_active(wav_path)`` tells the recordings of this run, which
+    are left alone, as is any file modified at or after ``before`` (the
+    time this run began recording). Files that cannot be repaired are renamed
+    ``NAME.wav.damaged`` and left for a person; nothing is deleted.
+    """
+    recovered = []
+    for folder, _, names in os.walk(root):
+        for name in sorted(names):
+            path = os.path.join(folder, name)
+            if name.endswith(".wav" + PARTIAL_SUFFIX):
+                wav = path[: -len(PARTIAL_SUFFIX)]
+                if is_active(wav) or _modified_since(path, before):
+                    continue
+                result = _recover_partial(wav, write_sidecar)
+            elif name.endswith(".json") and _is_unfinished(path):
+                wav = path[: -len(".json")] + ".wav"
+                if is_active(wav) or not os.path.exists(wav) or _modified_since(path, before):
+                    continue  # its .part is handled under its own name
+                # Crashed between finishing the WAV and its sidecar.
+                result = _finish_sidecar(wav, _wav_data_size(wav), write_sidecar)
+            else:
+                continue
+            if result is not None:
+                recovered.append(result)
+    return recovered
+
+
+def _modified_since(path: str, moment: float | None) -> bool:
+    if moment is None:
+        return False
+    try:
+        return os.stat(path).st_mtime >= moment
+    except OSError:
+        return True  # gone: not ours to touch
+
+
+def _recover_partial(wav: str, write_sidecar: Callable[[str, dict[str, Any]], Any]) -> Recovered | None:
+    partial = wav + PARTIAL_SUFFIX
+    try:
+        size = repair_wav(partial)
+    except DamagedFile:
+        os.rename(partial, wav + ".damaged")
+        return None
+    if os.path.exists(wav):
+        # Names are never reused while a partial file has them, so this is a
+        # file put there by hand: never overwrite it, leave this one aside.
+        os.rename(partial, wav + ".damaged")
+        return None
+    os.rename(partial, wav)
+    fsync_directory(os.path.dirname(wav) or ".")
+    return _finish_sidecar(wav, size, write_sidecar)
+
+
+def repair_wav(path: str) -> int:
+    """Bring a WAV file's sizes in line with its length; returns the data
+    size. A trailing partial sample is cut off. Raises `DamagedFile`."""
+    with open(path, "r+b") as handle:
+        head = handle.read(4096)
+        fmt, data_offset = _parse_header(head)
+        length = os.fstat(handle.fileno()).st_size
+        size = max(0, length - data_offset)
+        size -= size % fmt.block_align
+        if size & 1:
+            handle.seek(data_offset + size)
+            handle.write(b"\0")
+        handle.truncate(data_offset + size + (size & 1))
+        for offset, value in header_patches(fmt, size):
+            handle.seek(offset)
+            handle.write(value)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return size
+
+
+def _parse_header(head: bytes) -> tuple[WavFormat, int]:
+    """The format and where the data chunk's bytes begin."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise DamagedFile("no RIFF/WAVE header")
+    offset, fmt = 12, None
+    while offset + 8 <= len(head):
+        chunk, size = head[offset:offset + 4], struct.unpack_from("<I", head, offset + 4)[0]
+        if chunk == b"fmt " and offset + 8 + 16 <= len(head):
+            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", head, offset + 8)
+            fmt = WavFormat(tag, rate, bits, channels)
+        elif chunk == b"data":
+            if fmt is None or fmt.block_align == 0:
+                raise DamagedFile("data before a valid fmt chunk")
+            return fmt, offset + 8
+        offset += 8 + size + (size & 1)
+    raise DamagedFile("no data chunk")
+
+
+def _wav_data_size(path: str) -> int:
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+        fmt, data_offset = _parse_header(head)
+        length = os.fstat(handle.fileno()).st_size
+    size = max(0, length - data_offset)
+    return size - size % fmt.block_align
+
+
+def _is_unfinished(sidecar: str) -> bool:
+    try:
+        with open(sidecar, encoding="utf-8") as handle:
+            return json.load(handle).get("status") == "recording"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _finish_sidecar(
+    wav: str, size: int, write_sidecar: Callable[[str, dict[str, Any]], Any]
+) -> Recovered:
+    """The sidecar written at Start (if any), finished as a crashed recording."""
+    data: dict[str, Any] = {}
+    try:
+        with open(sidecar_path(wav), encoding="utf-8") as handle:
+            loaded = json.load(handle)
+        if isinstance(loaded, dict):
+            data = loaded
+    except (OSError, ValueError):
+        pass  # crashed before the Start's sidecar was written: what we know
+    with open(wav, "rb") as handle:
+        fmt, _ = _parse_header(handle.read(4096))
+    duration = round(size // fmt.block_align / fmt.sample_rate, 3)
+    data.update({
+        "status": "finished",
+        "stopped_at": iso_utc(os.stat(wav).st_mtime),
+        "duration_s": duration,
+        "stop_reason": CRASH_REASON,
+        "stopped_by": "server",
+        "interrupted": True,
+        "bytes": size,
+        "sample_rate": fmt.sample_rate,
+        "file": os.path.basename(wav),
+        "recovered_at": iso_utc(time.time()),
+    })
+    write_sidecar(wav, data)
+    return Recovered(wav, size, duration)
