@@ -344,33 +344,95 @@ class TwistdEndToEndTests(TestCase):
         shuts down cleanly within seconds."""
         return deferToThread(self._run_twistd)
 
-    def _run_twistd(self):
+    def workdir(self) -> str:
+        """A working directory with a config: control on a free loopback
+        port, recordings under ./recordings."""
         workdir = os.path.abspath(self.mktemp())
         os.makedirs(workdir)
-        config = os.path.join(workdir, "recsvc.yaml")
-        with open(config, "w", encoding="utf-8") as handle:
+        with open(os.path.join(workdir, "recsvc.yaml"), "w", encoding="utf-8") as handle:
             yaml.safe_dump({
                 "control": {"listen": "tcp:0:interface=127.0.0.1"},
                 "rtp": {"interface": "127.0.0.1", "port_range": [43000, 43999]},
                 "storage": {"root": "recordings"},
             }, handle)
+        return workdir
+
+    def start_twistd(self, workdir: str) -> tuple[subprocess.Popen, int]:
+        """``twistd -n recsvc`` in ``workdir``, and its control port."""
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         process = subprocess.Popen(
-            [twistd, "-n", "--pidfile=", "--logfile=-", "recsvc", "--config", config],
+            [twistd, "-n", "--pidfile=", "--logfile=-", "recsvc", "--config", "recsvc.yaml"],
             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        port = None
+        log = []
+        deadline = time.monotonic() + 20
+        while port is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            log.append(line)
+            match = re.search(r"Control listening on 127\.0\.0\.1:(\d+)", line)
+            port = int(match.group(1)) if match else None
+        if port is None:
+            process.kill()
+            process.wait()
+            self.fail("twistd did not listen:\n" + "".join(log))
+        return process, port
+
+    def test_kill9_then_restart(self):
+        """kill -9 in the middle of a call, then a restart: the recording is
+        a playable file with all but at most the last second of what was
+        sent, its sidecar marked interrupted (server crash) and keeping the
+        call's metadata."""
+        return deferToThread(self._kill9)
+
+    def _kill9(self):
+        workdir = self.workdir()
+        process, port = self.start_twistd(workdir)
+        sound = audio(3, seed=42)
         try:
-            port = None
-            log = []
-            deadline = time.monotonic() + 20
-            while port is None and time.monotonic() < deadline:
-                line = process.stdout.readline()
-                if not line:
-                    break
-                log.append(line)
-                match = re.search(r"Control listening on 127\.0\.0\.1:(\d+)", line)
-                port = int(match.group(1)) if match else None
-            self.assertIsNotNone(port, "".join(log))
+            phone = SimulatedPhone("127.0.0.1", port)
+            phone.connect()
+            started = phone.start("crash-1")
+            send_rtp(rtp_packets(sound), started.server, started.port, interval=0.02)
+            process.kill()  # SIGKILL: no shutdown, no finishing
+            process.wait()
+            phone.close()
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            process.stdout.close()
+        self.assertEqual(recordings(os.path.join(workdir, "recordings")), {})
+        process, port = self.start_twistd(workdir)
+        try:
+            deadline = time.monotonic() + 10
+            while "crash-1" not in recordings(os.path.join(workdir, "recordings")):
+                self.assertLess(time.monotonic(), deadline, "not recovered")
+                time.sleep(0.05)
+        finally:
+            process.terminate()
+            process.wait(10)
+            process.stdout.close()
+        path = recordings(os.path.join(workdir, "recordings"))["crash-1"]
+        kept = read_wav(path)[1]
+        self.assertEqual(kept, sound[:len(kept)])
+        self.assertGreaterEqual(len(kept), len(sound) - 8000)
+        sidecar = sidecar_of(path)
+        self.assertEqual(
+            (sidecar["stop_reason"], sidecar["stopped_by"], sidecar["interrupted"]),
+            ("server crash", "server", True),
+        )
+        self.assertEqual((sidecar["id"], sidecar["remote_number"]), ("crash-1", "13800138000"))
+        self.assertEqual(sidecar["bytes"], len(kept))
+        self.assertEqual(float(ffprobe(path)["duration"]), len(kept) / 8000)
+        self.assertFalse(os.path.exists(path + ".part"))
+
+    def _run_twistd(self):
+        workdir = self.workdir()
+        process, port = self.start_twistd(workdir)
+        try:
             sounds = {name: audio(1, seed=n) for n, name in enumerate(["a", "b", "c"])}
 
             phone = SimulatedPhone("127.0.0.1", port)
