@@ -130,6 +130,10 @@ class RtpConfig:
 class StorageConfig:
     root: str = attrs.field(default="var/recordings", converter=_text)
     format: str = attrs.field(default="g711", converter=_one_of(*FORMATS))
+    # Below this much free space (MB) new recordings are refused
+    # ("disk full"); below half of it recordings in progress are stopped,
+    # keeping what they have, before the disk fills. 0 turns the check off.
+    min_free_mb: int = attrs.field(default=200, converter=_integer(0, 10_000_000))
     # How often (seconds) the audio of each recording reaches the disk and
     # its WAV header is brought up to date: a crash loses at most this much.
     sync_interval: float = attrs.field(default=1.0, converter=_seconds(0.1, 60))

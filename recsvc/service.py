@@ -20,6 +20,7 @@ from recsvc.ports import NoFreePort, RtpPortPool
 from recsvc.protocol.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
 from recsvc.protocol.rtp import RtpReceiver
 from recsvc.recovery import CRASH_REASON, Recovered, recover_all
+from recsvc.diskspace import DiskSpace
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.session import (
     BY_CONNECTION,
@@ -64,6 +65,8 @@ class RecorderService(Service):
     now: Callable[[], float] | None = None
     # How often (seconds) recorded audio reaches the disk (storage.sync_interval).
     sync_interval: float = 1.0
+    # Watches the free space (storage.min_free_mb); None: not watched.
+    disk: DiskSpace | None = None
     registry: Registry = attrs.field(factory=Registry)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
@@ -105,6 +108,8 @@ class RecorderService(Service):
             return self._accepted(existing, local_host)
         if not self._accepting:
             return self._refused(request, "server shutting down")
+        if self.disk is not None and self.disk.low:
+            return self._refused(request, "disk full")
         codec = CODECS.get(request.codec)
         if codec is None:
             supported = ", ".join(CODECS)
@@ -202,9 +207,22 @@ class RecorderService(Service):
         self._accepting = True
         Service.startService(self)
 
+    def reactor_running(self) -> None:
+        """What needs threads and timers once the reactor runs (makeService
+        arranges the call): finish what a crash left behind, watch the disk."""
+        self.recover()
+        if self.disk is not None:
+            self.disk.on_critical = self._disk_critical
+            self.disk.start()
+
+    def _disk_critical(self) -> None:
+        for recording in self.registry:
+            if recording.state == RECORDING:
+                recording.stop("disk full", BY_SERVER).addErrback(lambda failure: None)
+
     def recover(self) -> Deferred[list[Recovered]]:
         """Finish the recordings a crash left behind (in a thread); fires
-        with what was recovered. makeService runs it once the reactor runs."""
+        with what was recovered."""
         self.recovery = self.run_blocking(
             recover_all, self.storage.root, self.storage.write_sidecar,
             self._active_paths.__contains__, time.time(),
@@ -246,6 +264,8 @@ class RecorderService(Service):
 
     async def _drain(self) -> None:
         self._accepting = False
+        if self.disk is not None:
+            self.disk.stop()
         if self._syncing is not None and self._syncing.running:
             self._syncing.stop()
         stops = [

@@ -21,6 +21,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from recsvc.config import Config, ConfigError, as_config, load_config
+from recsvc.diskspace import DiskSpace
 from recsvc.pipeline import MediaPolicy
 from recsvc.ports import ReactorPortPool
 from recsvc.protocol.control import ControlFactory
@@ -140,7 +141,8 @@ def makeService(
 
     ``config`` is a Config, a parsed mapping (as from YAML) or twistd's Options.
     The returned MultiService has the recorder (named "recorder"), the
-    control listener ("control") and the crash recovery at start ("recovery").
+    control listener ("control") and what starts with the reactor: crash
+    recovery and the free-space watch ("background").
     """
     if isinstance(config, usage.Options):
         config = config["config"]
@@ -148,11 +150,15 @@ def makeService(
     if reactor is None:
         reactor = _global_reactor()
     low, high = config.rtp.port_range
+
+    def run_blocking(f: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+
     recorder = RecorderService(
         clock=reactor,
         ports=ReactorPortPool(reactor, config.rtp.interface, low, high),
         storage=Storage(root=config.storage.root, audio_format=config.storage.format),
-        run_blocking=lambda f, *args: deferToThreadPool(reactor, reactor.getThreadPool(), f, *args),
+        run_blocking=run_blocking,
         advertise=advertised_address(config),
         media_policy=MediaPolicy(
             reorder_window_ms=config.rtp.reorder_window_ms,
@@ -167,6 +173,12 @@ def makeService(
         ),
         now=time.monotonic,
         sync_interval=config.storage.sync_interval,
+        disk=DiskSpace(
+            root=config.storage.root,
+            min_free=config.storage.min_free_mb * 1_000_000,
+            clock=reactor,
+            run_blocking=run_blocking,
+        ),
     )
     control = ControlListener(
         endpoint_for(config, reactor),
@@ -179,11 +191,11 @@ def makeService(
     recorder.setServiceParent(root)
     control.setName("control")
     control.setServiceParent(root)
-    # Recordings a crash left behind are finished once the reactor runs
-    # (their repair runs in a thread); only if the listener could start.
-    recovery = AtStart(lambda: reactor.callWhenRunning(recorder.recover))
-    recovery.setName("recovery")
-    recovery.setServiceParent(root)
+    # Once the reactor runs (and only if the listener could start): finish
+    # the recordings a crash left behind, and watch the free space.
+    background = AtStart(lambda: reactor.callWhenRunning(recorder.reactor_running))
+    background.setName("background")
+    background.setServiceParent(root)
     return root
 
 

@@ -116,7 +116,8 @@ class LoopbackServiceMixin:
         self.tree = makeService({
             "control": {"listen": "tcp:0:interface=127.0.0.1"},
             "rtp": {"interface": "127.0.0.1", "port_range": [42000, 42999]},
-            "storage": {"root": self.root},
+            # Tests must not depend on how full this machine's disk is.
+            "storage": {"root": self.root, "min_free_mb": 1},
         })
         self.recorder = self.tree.getServiceNamed("recorder")
         self.tree.startService()
@@ -353,7 +354,7 @@ class TwistdEndToEndTests(TestCase):
             yaml.safe_dump({
                 "control": {"listen": "tcp:0:interface=127.0.0.1"},
                 "rtp": {"interface": "127.0.0.1", "port_range": [43000, 43999]},
-                "storage": {"root": "recordings"},
+                "storage": {"root": "recordings", "min_free_mb": 1},
             }, handle)
         return workdir
 

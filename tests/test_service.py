@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
 from recsvc.rtp import RtpPacket, build_rtp
+from recsvc.diskspace import DiskSpace
 from recsvc.service import UnknownRecording
 from recsvc.session import Limits
 from recsvc.storage import sidecar_path
@@ -278,6 +279,36 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.service.registry.get("2").state, "recording")
         summary = self.successResultOf(self.service.stop_recording(StopRequest("2")))
         self.assertEqual((summary.stats.received, summary.data_bytes), (1, 160))
+
+
+class DiskFullTests(ServiceTestsMixin, SynchronousTestCase):
+    def make_disk(self, readings: list[int]) -> None:
+        self.make_service()
+        self.service.disk = DiskSpace(
+            "unused", 1000, self.service.clock, run_now, measure=lambda root: readings.pop(0)
+        )
+        self.service.reactor_running()
+
+    def test_low_space_refuses_start(self) -> None:
+        """Below storage.min_free_mb a Start is refused with reason "disk
+        full" and nothing is opened."""
+        self.make_disk([900])
+        response = self.start()
+        self.assertEqual((response.result, response.reason), ("failed", "disk full"))
+        self.assertEqual((self.ports.open, self.writers.writers), ({}, {}))
+
+    def test_critical_space_stops_recordings(self) -> None:
+        """Below half of it, recordings in progress are stopped by the server
+        with reason "disk full" (the phone is told) keeping what they have."""
+        self.make_disk([5000, 400])
+        port = self.start().port
+        for sequence in range(3):
+            self.ports.deliver(port, rtp(sequence, bytes([sequence]) * 160))
+        self.service.clock.advance(1)
+        self.assertEqual(self.link.stop_requests, [("7", "disk full")])
+        self.assertIsNone(self.service.registry.get("7"))
+        self.assertEqual(self.writers.only().data_bytes, 480)
+        self.assertEqual(self.sidecar_of("7")["stop_reason"], "disk full")
 
 
 class ShutdownTests(ServiceTestsMixin, SynchronousTestCase):

@@ -336,7 +336,7 @@ class MakeServiceTests(SynchronousTestCase):
         children in reverse) closes the listener before the recorder drains.
         """
         service = makeService(self.mapping(), reactor=MemoryReactorClock())
-        self.assertEqual([child.name for child in service], ["recorder", "control", "recovery"])
+        self.assertEqual([child.name for child in service], ["recorder", "control", "background"])
 
     def test_buildingDoesNotListen(self) -> None:
         """Building the tree touches no socket; starting it listens."""
