@@ -55,7 +55,7 @@ class DiskSpace:
         return self.free is not None and self.free < self.min_free // 2
 
     def start(self) -> None:
-        if self.min_free <= 0:
+        if self.min_free <= 0 or (self._loop is not None and self._loop.running):
             return
         self._loop = LoopingCall(self.refresh)
         self._loop.clock = self.clock

@@ -71,3 +71,12 @@ class DiskSpaceTests(SynchronousTestCase):
     def test_free_bytes(self) -> None:
         """free_bytes reads the real free space of a directory."""
         self.assertGreater(free_bytes("."), 0)
+
+    def test_start_twice(self) -> None:
+        """Starting the watch twice runs one watch, which stop ends."""
+        disk = self.make([5000] * 10)
+        disk.start()
+        disk.start()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        disk.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])

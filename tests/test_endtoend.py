@@ -333,6 +333,76 @@ class ServiceEndToEndTests(LoopbackServiceMixin, TestCase):
         self.assertEqual(sidecar_of(path)["stop_reason"], "shutdown")
 
 
+class FullDiskEndToEndTests(TestCase):
+    """A real file system that fills up mid-call: a 3 MB tmpfs."""
+
+    timeout = 60
+
+    def mount_tmpfs(self, megabytes: int) -> str:
+        if os.geteuid() != 0:
+            raise SkipTest("mounting a tmpfs needs root")
+        where = os.path.abspath(self.mktemp())
+        os.makedirs(where)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", where],
+            capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise SkipTest(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        self.addCleanup(subprocess.run, ["umount", "-l", where], check=False)
+        return where
+
+    @inlineCallbacks
+    def test_tmpfs_fills_mid_call(self):
+        """The disk fills during a call: the server stops the recording
+        (RecordStopRequest, reason "disk full") before the disk is full,
+        the file is a valid WAV of what was received, and the next Start is
+        refused with reason "disk full"."""
+        where = self.mount_tmpfs(3)
+        with open(os.path.join(where, "filler"), "wb") as filler:
+            filler.write(b"\0" * 1_800_000)  # leaves about 1.3 MB
+        root = os.path.join(where, "recordings")
+        tree = makeService({
+            "control": {"listen": "tcp:0:interface=127.0.0.1"},
+            "rtp": {"interface": "127.0.0.1", "port_range": [44000, 44999]},
+            "storage": {"root": root, "min_free_mb": 1},
+        })
+        tree.startService()
+        self.addCleanup(lambda: tree.stopService() if tree.running else None)
+        port = (yield tree.getServiceNamed("control").whenListening()).getHost().port
+        sound = audio(150, seed=3)  # 1.2 MB: more than the room left
+
+        def call():
+            phone = SimulatedPhone("127.0.0.1", port, timeout=20)
+            phone.connect()
+            started = phone.start("full-1")
+            assert started.result == "success", started
+            send_rtp(rtp_packets(sound), started.server, started.port, interval=0.0004)
+            request = phone.receive()  # sent while the disk filled
+            phone.send(StopResponse("full-1", "success"))
+            second = phone.start("full-2")
+            phone.close()
+            return request, second
+
+        request, second = yield deferToThread(call)
+        self.assertEqual((request.recording_id, request.reason), ("full-1", "disk full"))
+        self.assertEqual((second.result, second.reason), ("failed", "disk full"))
+        yield self.wait_finished(root, "full-1")
+        path = recordings(root)["full-1"]
+        written = read_wav(path)[1]
+        self.assertGreater(len(written), 0)
+        self.assertEqual(written, sound[:len(written)])
+        self.assertEqual(sidecar_of(path)["stop_reason"], "disk full")
+        self.assertEqual(float(ffprobe(path)["duration"]), len(written) / 8000)
+
+    @inlineCallbacks
+    def wait_finished(self, root: str, recording_id: str):
+        deadline = time.monotonic() + 10
+        while recording_id not in recordings(root):
+            self.assertLess(time.monotonic(), deadline)
+            yield deferLater(reactor, 0.05, lambda: None)
+
+
 class TwistdEndToEndTests(TestCase):
     """`twistd -n recsvc --config FILE` as a user runs it."""
 
