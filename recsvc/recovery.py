@@ -19,7 +19,7 @@ import attrs
 
 from recsvc.storage import sidecar_path
 from recsvc.summary import iso_utc
-from recsvc.wav import PARTIAL_SUFFIX, WavFormat, fsync_directory, header_patches
+from recsvc.wav import PARTIAL_SUFFIX, WavFormat, fsync_directory, header_patches, wav_header
 
 CRASH_REASON = "server crash"
 
@@ -65,7 +65,10 @@ def recover_all(
                 if is_active(wav) or not os.path.exists(wav) or _modified_since(path, before):
                     continue  # its .part is handled under its own name
                 # Crashed between finishing the WAV and its sidecar.
-                result = _finish_sidecar(wav, _wav_data_size(wav), write_sidecar)
+                try:
+                    result = _finish_sidecar(wav, _wav_data_size(wav), write_sidecar)
+                except DamagedFile:
+                    continue  # not a WAV this server wrote: left for a person
             else:
                 continue
             if result is not None:
@@ -84,6 +87,8 @@ def _modified_since(path: str, moment: float | None) -> bool:
 
 def _recover_partial(wav: str, write_sidecar: Callable[[str, dict[str, Any]], Any]) -> Recovered | None:
     partial = wav + PARTIAL_SUFFIX
+    # When the recording last wrote, before the repair touches the file.
+    stopped_at = os.stat(partial).st_mtime
     try:
         size = repair_wav(partial)
     except DamagedFile:
@@ -96,7 +101,7 @@ def _recover_partial(wav: str, write_sidecar: Callable[[str, dict[str, Any]], An
         return None
     os.rename(partial, wav)
     fsync_directory(os.path.dirname(wav) or ".")
-    return _finish_sidecar(wav, size, write_sidecar)
+    return _finish_sidecar(wav, size, write_sidecar, stopped_at)
 
 
 def repair_wav(path: str) -> int:
@@ -131,19 +136,37 @@ def _parse_header(head: bytes) -> tuple[WavFormat, int]:
             tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", head, offset + 8)
             fmt = WavFormat(tag, rate, bits, channels)
         elif chunk == b"data":
-            if fmt is None or fmt.block_align == 0:
+            if fmt is None or fmt.block_align == 0 or fmt.sample_rate == 0:
                 raise DamagedFile("data before a valid fmt chunk")
+            if not _written_by_us(head, fmt):
+                # header_patches() writes where wav_header() puts the sizes.
+                raise DamagedFile("not a header this server writes")
             return fmt, offset + 8
         offset += 8 + size + (size & 1)
     raise DamagedFile("no data chunk")
 
 
+def _written_by_us(head: bytes, fmt: WavFormat) -> bool:
+    """Whether ``head`` is the header `wav_header` builds, but for its sizes."""
+    try:
+        layout = wav_header(fmt)
+    except struct.error:  # a byte rate too large for the field
+        return False
+    ours = bytearray(head[:len(layout.header)])
+    for offset, value in header_patches(fmt, 0):
+        ours[offset:offset + 4] = value
+    return bytes(ours) == layout.header
+
+
 def _wav_data_size(path: str) -> int:
+    """The data size a finished file's header gives, as far as the file
+    holds it (its pad byte is not audio)."""
     with open(path, "rb") as handle:
         head = handle.read(4096)
         fmt, data_offset = _parse_header(head)
         length = os.fstat(handle.fileno()).st_size
-    size = max(0, length - data_offset)
+    declared = struct.unpack_from("<I", head, data_offset - 4)[0]
+    size = min(declared, max(0, length - data_offset))
     return size - size % fmt.block_align
 
 
@@ -156,7 +179,8 @@ def _is_unfinished(sidecar: str) -> bool:
 
 
 def _finish_sidecar(
-    wav: str, size: int, write_sidecar: Callable[[str, dict[str, Any]], Any]
+    wav: str, size: int, write_sidecar: Callable[[str, dict[str, Any]], Any],
+    stopped_at: float | None = None,
 ) -> Recovered:
     """The sidecar written at Start (if any), finished as a crashed recording."""
     data: dict[str, Any] = {}
@@ -172,7 +196,7 @@ def _finish_sidecar(
     duration = round(size // fmt.block_align / fmt.sample_rate, 3)
     data.update({
         "status": "finished",
-        "stopped_at": iso_utc(os.stat(wav).st_mtime),
+        "stopped_at": iso_utc(os.stat(wav).st_mtime if stopped_at is None else stopped_at),
         "duration_s": duration,
         "stop_reason": CRASH_REASON,
         "stopped_by": "server",
