@@ -94,6 +94,20 @@ def _source(value: Any) -> SourcePolicy:
     raise ValueError(f"expected peer, strict, any or a list of CIDRs, got {value!r}")
 
 
+def _file_mode(value: Any) -> int:
+    """0640 in YAML is already a number (octal); "0640" and "640" are read as octal."""
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an octal file mode") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise ValueError(f"expected a file mode such as 0640, got {value!r}")
+    if not value & 0o600 == 0o600:
+        raise ValueError(f"{value:04o} does not let the service read and write its own files")
+    return value
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if value not in choices:
@@ -130,6 +144,8 @@ class RtpConfig:
 class StorageConfig:
     root: str = attrs.field(default="var/recordings", converter=_text)
     format: str = attrs.field(default="g711", converter=_one_of(*FORMATS))
+    # Mode of recordings and sidecars, whatever twistd's umask.
+    file_mode: int = attrs.field(default=0o640, converter=_file_mode)
     # Below this much free space (MB) new recordings are refused
     # ("disk full"); below half of it recordings in progress are stopped,
     # keeping what they have, before the disk fills. 0 turns the check off.

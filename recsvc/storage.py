@@ -23,8 +23,8 @@ class StorageError(Exception):
     """A recording's files could not be finished."""
 
 
-def open_wav_file(path: str, fmt: WavFormat) -> AudioWriter:
-    return WavFileWriter(path, fmt)
+def open_wav_file(path: str, fmt: WavFormat, file_mode: int = 0o640) -> AudioWriter:
+    return WavFileWriter(path, fmt, file_mode)
 
 
 @attrs.frozen
@@ -34,7 +34,10 @@ class Storage:
 
     root: str
     audio_format: str = "g711"
-    open_writer: WriterOpener = open_wav_file
+    # None: real WAV files with file_mode; tests give a fake.
+    open_writer: WriterOpener | None = None
+    # Recordings and sidecars are created with this mode, whatever the umask.
+    file_mode: int = 0o640
 
     def keeps_received_bytes(self, codec: Codec) -> bool:
         """Whether files hold the RTP payloads as received (g711 format and a
@@ -71,6 +74,8 @@ class Storage:
             if os.path.exists(sidecar_path(path)) or os.path.exists(partial_path(path)):
                 continue
             try:
+                if self.open_writer is None:
+                    return open_wav_file(path, self.wav_format(codec), self.file_mode)
                 return self.open_writer(path, self.wav_format(codec))
             except FileExistsError:
                 continue
@@ -85,7 +90,7 @@ class Storage:
         path = sidecar_path(writer_path)
         text = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            _replace_durably(path, text)
+            _replace_durably(path, text, self.file_mode)
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not os.path.exists(path):
                 raise
@@ -98,10 +103,12 @@ def sidecar_path(wav_path: str) -> str:
     return base + ".json"
 
 
-def _replace_durably(path: str, text: bytes) -> None:
+def _replace_durably(path: str, text: bytes, file_mode: int) -> None:
     temporary = path + ".tmp"
     try:
-        with open(temporary, "wb") as handle:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode)
+        os.fchmod(fd, file_mode)  # whatever the umask
+        with open(fd, "wb") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

@@ -157,7 +157,11 @@ def makeService(
     recorder = RecorderService(
         clock=reactor,
         ports=ReactorPortPool(reactor, config.rtp.interface, low, high),
-        storage=Storage(root=config.storage.root, audio_format=config.storage.format),
+        storage=Storage(
+            root=config.storage.root,
+            audio_format=config.storage.format,
+            file_mode=config.storage.file_mode,
+        ),
         run_blocking=run_blocking,
         advertise=advertised_address(config),
         media_policy=MediaPolicy(

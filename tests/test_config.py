@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import attrs
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -504,3 +505,20 @@ class MediaSettingsTests(SynchronousTestCase):
         """
         rtp = parse_config({"rtp": {"timeout": 90, "max_gap_fill": 2.5}}).rtp
         self.assertEqual((rtp.timeout, rtp.max_gap_fill), (90.0, 2.5))
+
+
+class FileModeConfigTests(SynchronousTestCase):
+    def test_fileModes(self) -> None:
+        """
+        storage.file_mode is read as octal from YAML numbers (0640) and
+        strings ("0640", "640"); a mode the service could not write its own
+        files with, or nonsense, names the key.
+        """
+        self.assertEqual(Config().storage.file_mode, 0o640)
+        for text, expected in (("0640", 0o640), ("'0600'", 0o600), ("'664'", 0o664)):
+            data = yaml.safe_load(f"storage:\n  file_mode: {text}\n")
+            self.assertEqual(parse_config(data).storage.file_mode, expected)
+        for bad in ("'rw-r-----'", "0444", "-1", "true"):
+            data = yaml.safe_load(f"storage:\n  file_mode: {bad}\n")
+            error = self.assertRaises(ConfigError, parse_config, data)
+            self.assertEqual(error.key, "storage.file_mode")

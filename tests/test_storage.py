@@ -296,7 +296,7 @@ class SidecarTests(StorageTestCase):
 
 
 class FullDiskSidecarTests(StorageTestCase):
-    def fullDisk(self, path: str, text: bytes) -> None:
+    def fullDisk(self, path: str, text: bytes, file_mode: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     def test_fullDiskOverwritesInPlace(self) -> None:
@@ -321,3 +321,23 @@ class FullDiskSidecarTests(StorageTestCase):
         self.patch(storage_module, "_replace_durably", self.fullDisk)
         error = self.assertRaises(OSError, storage.write_sidecar, writer.path, {"id": "x"})
         self.assertEqual(error.errno, errno.ENOSPC)
+
+
+class FileModeTests(StorageTestCase):
+    def test_modeWhateverTheUmask(self) -> None:
+        """
+        Recordings and sidecars get storage.file_mode even under a umask
+        that would take bits away or grant more.
+        """
+        for mode, umask in ((0o640, 0o077), (0o600, 0o000), (0o664, 0o022)):
+            with self.subTest(mode=oct(mode), umask=oct(umask)):
+                previous = os.umask(umask)
+                try:
+                    storage = Storage(self.makeRoot(), file_mode=mode)
+                    writer = self.create(storage)
+                    sidecar = storage.write_sidecar(writer.path, {"id": "rec1"})
+                    writer.close()
+                finally:
+                    os.umask(previous)
+                self.assertEqual(os.stat(writer.path).st_mode & 0o777, mode)
+                self.assertEqual(os.stat(sidecar).st_mode & 0o777, mode)
