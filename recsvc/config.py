@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 import attrs
 import yaml
 
+from recsvc.naming import DEFAULT_TEMPLATE, PathTemplate
 from recsvc.source import ANY, PEER, STRICT, SourcePolicy
 from recsvc.storage import FORMATS
 
@@ -108,6 +109,18 @@ def _file_mode(value: Any) -> int:
     return value
 
 
+def _path_template(value: Any) -> str:
+    text = _text(value)
+    PathTemplate(text)  # raises TemplateError (a ValueError) saying why
+    return text
+
+
+def _timezone(value: Any) -> str:
+    text = _text(value)
+    PathTemplate(timezone=text)
+    return text
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if value not in choices:
@@ -144,6 +157,12 @@ class RtpConfig:
 class StorageConfig:
     root: str = attrs.field(default="var/recordings", converter=_text)
     format: str = attrs.field(default="g711", converter=_one_of(*FORMATS))
+    # Where a recording goes under root: strftime fields and {device},
+    # {direction}, {remote_number}, {remote_name}, {local_number},
+    # {local_name}, {id}, {codec}; the file name is the last part.
+    path: str = attrs.field(default=DEFAULT_TEMPLATE, converter=_path_template)
+    # The time zone of the strftime fields in path (an IANA name).
+    timezone: str = attrs.field(default="UTC", converter=_timezone)
     # Mode of recordings and sidecars, whatever twistd's umask.
     file_mode: int = attrs.field(default=0o640, converter=_file_mode)
     # Below this much free space (MB) new recordings are refused
@@ -155,6 +174,10 @@ class StorageConfig:
     sync_interval: float = attrs.field(default=1.0, converter=_seconds(0.1, 60))
     # A recording this long goes on in a new file (seconds; 4 hours).
     max_duration: float = attrs.field(default=4 * 3600.0, converter=_seconds(60, 7 * 86400))
+
+    @property
+    def path_template(self) -> PathTemplate:
+        return PathTemplate(self.path, self.timezone)
 
 
 @attrs.frozen

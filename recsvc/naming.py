@@ -7,11 +7,15 @@ Every value the phone sends that reaches a path passes through
 from __future__ import annotations
 
 import re
-import time
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import attrs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9+_.-]+")
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(?:[:\-.]?[0-9A-Fa-f]{2}){5}")
 MAX_COMPONENT = 48
+MAX_NAME = 200  # one folder or file name made from a template
 
 
 def safe_component(value: str, fallback: str = "unknown", max_length: int = MAX_COMPONENT) -> str:
@@ -29,22 +33,80 @@ def device_folder(device: str) -> str:
     return safe_component(device)
 
 
+DEFAULT_TEMPLATE = "{device}/%Y/%m/%d/%Y%m%dT%H%M%SZ_{direction}_{remote_number}_{id}"
+# The recording fields a storage.path template may use.
+TEMPLATE_FIELDS = (
+    "device", "direction", "remote_number", "remote_name", "local_number", "local_name",
+    "id", "codec",
+)
+# What an empty field becomes in a path.
+FALLBACKS = {"remote_number": "none", "local_number": "none"}
+
+
+class TemplateError(ValueError):
+    """A storage.path template that cannot make safe relative paths."""
+
+
+@attrs.frozen
+class PathTemplate:
+    """storage.path: strftime fields (in ``timezone``) and recording fields
+    (``{device}``, ``{remote_number}``...). Client values are made safe
+    after the strftime step, so a ``%`` a phone sends is never a format."""
+
+    template: str = DEFAULT_TEMPLATE
+    timezone: str = "UTC"
+    _zone: tzinfo = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            zone = ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise TemplateError(f"unknown time zone {self.timezone!r}") from None
+        object.__setattr__(self, "_zone", zone)
+        self._check()
+
+    def _check(self) -> None:
+        template = self.template
+        if not template.strip() or template.startswith("/") or "\\" in template:
+            raise TemplateError("must be a relative path such as " + DEFAULT_TEMPLATE)
+        for part in template.split("/"):
+            if part in ("", ".", ".."):
+                raise TemplateError(f"has an empty, '.' or '..' folder: {template!r}")
+        try:
+            self.build(0.0, {})
+        except (KeyError, IndexError):
+            known = ", ".join("{%s}" % name for name in TEMPLATE_FIELDS)
+            raise TemplateError(f"uses an unknown field (known: {known})") from None
+        except ValueError as error:
+            raise TemplateError(str(error)) from None
+
+    def build(self, started_at: float, fields: dict[str, str]) -> tuple[str, ...]:
+        """Relative path parts, the last one the file name without extension."""
+        moment = datetime.fromtimestamp(started_at, self._zone)
+        safe = {
+            name: (device_folder(fields.get(name, "")) if name == "device"
+                   else safe_component(fields.get(name, ""), FALLBACKS.get(name, "unknown")))
+            for name in TEMPLATE_FIELDS
+        }
+        return tuple(
+            safe_component(moment.strftime(part).format_map(_Only(safe)), max_length=MAX_NAME)
+            for part in self.template.split("/")
+        )
+
+
+class _Only(dict):
+    """format_map that refuses fields the template may not use."""
+
+    def __missing__(self, key: str) -> str:
+        raise KeyError(key)
+
+
 def recording_stem(
     started_at: float, device: str, direction: str, remote_number: str, recording_id: str
 ) -> tuple[str, ...]:
-    """Relative path parts of a recording, without extension:
+    """Relative path parts of a recording under the default template:
     ``device/YYYY/MM/DD/YYYYmmddTHHMMSSZ_dir_remote_id`` (UTC)."""
-    moment = time.gmtime(started_at)
-    name = "_".join((
-        time.strftime("%Y%m%dT%H%M%SZ", moment),
-        safe_component(direction),
-        safe_component(remote_number, fallback="none"),
-        safe_component(recording_id),
-    ))
-    return (
-        device_folder(device),
-        time.strftime("%Y", moment),
-        time.strftime("%m", moment),
-        time.strftime("%d", moment),
-        name,
-    )
+    return PathTemplate().build(started_at, {
+        "device": device, "direction": direction, "remote_number": remote_number,
+        "id": recording_id,
+    })

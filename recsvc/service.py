@@ -126,9 +126,12 @@ class RecorderService(Service):
         paths: list[str] = []
 
         def open_part(part: int) -> AudioWriter:
+            parties = request.parties
             writer = self.storage.create(
                 codec, started_at, request.device, request.direction,
-                request.parties.remote_number, recording_id, part,
+                parties.remote_number, recording_id, part,
+                remote_name=parties.remote_name, local_number=parties.local_number,
+                local_name=parties.local_name,
             )
             paths.append(writer.path)
             self._active_paths.add(writer.path)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import attrs
 
 from recsvc.codec import Codec, SegmentEncoder
-from recsvc.naming import recording_stem
+from recsvc.naming import PathTemplate
 from recsvc.wav import AudioWriter, WavFileWriter, WavFormat, fsync_directory, partial_path
 
 FORMATS = ("g711", "pcm16")
@@ -38,6 +38,7 @@ class Storage:
     open_writer: WriterOpener | None = None
     # Recordings and sidecars are created with this mode, whatever the umask.
     file_mode: int = 0o640
+    path_template: PathTemplate = PathTemplate()
 
     def keeps_received_bytes(self, codec: Codec) -> bool:
         """Whether files hold the RTP payloads as received (g711 format and a
@@ -55,11 +56,16 @@ class Storage:
 
     def create(
         self, codec: Codec, started_at: float, device: str, direction: str,
-        remote_number: str, recording_id: str, part: int = 1,
+        remote_number: str, recording_id: str, part: int = 1, **more_fields: str,
     ) -> AudioWriter:
         """Create the WAV file of a recording (of its ``part``-th file, for a
-        recording longer than a file may be). Raises OSError."""
-        *folders, stem = recording_stem(started_at, device, direction, remote_number, recording_id)
+        recording longer than a file may be), named by storage.path from
+        these fields (``more_fields``: remote_name, local_number, local_name).
+        Raises OSError."""
+        *folders, stem = self.path_template.build(started_at, {
+            "device": device, "direction": direction, "remote_number": remote_number,
+            "id": recording_id, "codec": codec.name, **more_fields,
+        })
         if part > 1:
             stem += f"_part{part}"
         root = os.path.abspath(self.root)

@@ -161,6 +161,7 @@ def makeService(
             root=config.storage.root,
             audio_format=config.storage.format,
             file_mode=config.storage.file_mode,
+            path_template=config.storage.path_template,
         ),
         run_blocking=run_blocking,
         advertise=advertised_address(config),

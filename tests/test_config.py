@@ -522,3 +522,16 @@ class FileModeConfigTests(SynchronousTestCase):
             data = yaml.safe_load(f"storage:\n  file_mode: {bad}\n")
             error = self.assertRaises(ConfigError, parse_config, data)
             self.assertEqual(error.key, "storage.file_mode")
+
+
+class PathConfigTests(SynchronousTestCase):
+    def test_pathAndTimezone(self) -> None:
+        """
+        storage.path and storage.timezone become the storage's template; a
+        bad one names its key.
+        """
+        storage = parse_config({"storage": {"path": "{device}/%Y/{id}", "timezone": "Asia/Shanghai"}}).storage
+        self.assertEqual(storage.path_template.build(0.0, {"device": "x", "id": "1"}), ("x", "1970", "1"))
+        for key, value in (("path", "/etc/{id}"), ("path", "{nope}"), ("timezone", "Nowhere/City")):
+            error = self.assertRaises(ConfigError, parse_config, {"storage": {key: value}})
+            self.assertEqual(error.key, f"storage.{key}")

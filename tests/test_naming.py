@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.naming import MAX_COMPONENT, device_folder, recording_stem, safe_component
+from recsvc.naming import (
+    MAX_COMPONENT,
+    TEMPLATE_FIELDS,
+    PathTemplate,
+    TemplateError,
+    device_folder,
+    recording_stem,
+    safe_component,
+)
 
 _HOSTILE = st.one_of(
     st.text(max_size=200),
@@ -151,3 +159,64 @@ class RecordingStemTests(SynchronousTestCase):
         self.assertEqual(stem, ("etc_passwd", "1970", "01", "01", "19700101T000000Z_unknown_none_x"))
         for part in stem:
             self.assertNotIn("/", part)
+
+
+class PathTemplateTests(SynchronousTestCase):
+    def test_defaultLayout(self) -> None:
+        """
+        The default template is device/YYYY/MM/DD/stamp_dir_remote_id in UTC.
+        """
+        parts = PathTemplate().build(1715938215.0, {
+            "device": "00-A8-59-12-34-56", "direction": "in", "remote_number": "+4930123", "id": "7",
+        })
+        self.assertEqual(parts, ("00a859123456", "2024", "05", "17", "20240517T093015Z_in_+4930123_7"))
+
+    def test_fieldsAndTimezone(self) -> None:
+        """
+        Any recording field may be used, and strftime fields follow
+        storage.timezone.
+        """
+        template = PathTemplate("{local_number}/%Y-%m-%d/%H%M_{remote_name}_{codec}", "Europe/Berlin")
+        parts = template.build(1715938215.0, {
+            "local_number": "2001", "remote_name": "Jane Doe", "codec": "PCMA",
+        })
+        self.assertEqual(parts, ("2001", "2024-05-17", "1130_Jane_Doe_PCMA"))
+
+    def test_clientPercentIsNotAFormat(self) -> None:
+        """
+        A value a phone sends is never read as a strftime format.
+        """
+        parts = PathTemplate("{id}").build(0.0, {"id": "%Y%m%d"})
+        self.assertEqual(parts, ("Y_m_d",))
+
+    def test_badTemplates(self) -> None:
+        """
+        Absolute paths, '..' or empty folders, unknown fields and unknown
+        time zones are refused with a reason.
+        """
+        for template, zone, reason in (
+            ("/abs/{id}", "UTC", "relative"),
+            ("{device}/../{id}", "UTC", "'..'"),
+            ("{device}//{id}", "UTC", "empty"),
+            ("{device}/{owner}", "UTC", "unknown field"),
+            ("{0}", "UTC", "positional"),
+            ("{id}", "Mars/Olympus", "time zone"),
+        ):
+            with self.subTest(template=template):
+                error = self.assertRaises(TemplateError, PathTemplate, template, zone)
+                self.assertIn(reason, str(error))
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.dictionaries(st.sampled_from(TEMPLATE_FIELDS), st.text(max_size=80)))
+    def test_neverEscapes(self, fields: dict) -> None:
+        """
+        Whatever the fields, every part is a safe, non-empty name: nothing
+        can climb out of the storage root or name a hidden file.
+        """
+        template = PathTemplate("{device}/{direction}_{id}/%Y/{remote_number}{remote_name}{local_number}{local_name}{codec}")
+        for part in template.build(0.0, fields):
+            self.assertTrue(part)
+            self.assertNotIn("/", part)
+            self.assertNotIn("\0", part)
+            self.assertNotIn(part, (".", ".."))
+            self.assertFalse(part.startswith("."))
