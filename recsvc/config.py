@@ -153,6 +153,34 @@ class RtpConfig:
     source: SourcePolicy = attrs.field(default=PEER, converter=_source)
 
 
+def _amount(high: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        if not 0 <= value <= high:
+            raise ValueError(f"{value} is outside 0..{high:g}")
+        return float(value)
+    return convert
+
+
+@attrs.frozen
+class RetentionConfig:
+    # Recordings older than this many days are deleted (0: kept for ever).
+    max_age_days: float = attrs.field(default=0.0, converter=_amount(36500))
+    # The oldest recordings are deleted while the archive is larger (0: no limit).
+    max_total_gb: float = attrs.field(default=0.0, converter=_amount(1_000_000))
+    # ... or while less than this is free on its disk (0: no floor).
+    min_free_gb: float = attrs.field(default=0.0, converter=_amount(1_000_000))
+    # Seconds between sweeps.
+    interval: float = attrs.field(default=600.0, converter=_seconds(1, 86400))
+
+
+def _retention(value: Any) -> RetentionConfig:
+    if isinstance(value, RetentionConfig):
+        return value
+    return _parse_section(RetentionConfig, value, "storage.retention")
+
+
 @attrs.frozen
 class StorageConfig:
     root: str = attrs.field(default="var/recordings", converter=_text)
@@ -174,6 +202,7 @@ class StorageConfig:
     sync_interval: float = attrs.field(default=1.0, converter=_seconds(0.1, 60))
     # A recording this long goes on in a new file (seconds; 4 hours).
     max_duration: float = attrs.field(default=4 * 3600.0, converter=_seconds(60, 7 * 86400))
+    retention: RetentionConfig = attrs.field(factory=RetentionConfig, converter=_retention)
 
     @property
     def path_template(self) -> PathTemplate:
@@ -213,6 +242,8 @@ def _parse_section(section_type: type, data: Any, path: str) -> Any:
     for key, value in kwargs.items():
         try:
             section_type(**{key: value})
+        except ConfigError:
+            raise  # a nested section's error names its own key
         except (ValueError, TypeError) as error:
             raise ConfigError(f"{path}.{key}", str(error)) from None
     return section_type(**kwargs)

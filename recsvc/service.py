@@ -20,7 +20,9 @@ from recsvc.ports import NoFreePort, RtpPortPool
 from recsvc.protocol.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
 from recsvc.protocol.rtp import RtpReceiver
 from recsvc.recovery import CRASH_REASON, Recovered, recover_all
-from recsvc.diskspace import DiskSpace
+from recsvc.retention import RetentionPolicy, StoredRecording
+from recsvc.retention import sweep as retention_sweep
+from recsvc.diskspace import DiskSpace, free_bytes
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.session import (
     BY_CONNECTION,
@@ -67,6 +69,8 @@ class RecorderService(Service):
     sync_interval: float = 1.0
     # Watches the free space (storage.min_free_mb); None: not watched.
     disk: DiskSpace | None = None
+    retention: RetentionPolicy = RetentionPolicy()
+    retention_interval: float = 600.0
     registry: Registry = attrs.field(factory=Registry)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
@@ -74,6 +78,8 @@ class RecorderService(Service):
     # The WAV paths of this run's recordings, which recovery must not touch
     # (read from its thread: set membership is atomic).
     _active_paths: set[str] = attrs.field(factory=set)
+    _sweeping: LoopingCall | None = None
+    _sweep_running: bool = False
     # Fires with what start-up recovered from a crash (see recsvc.recovery).
     recovery: Deferred[list[Recovered]] | None = None
 
@@ -217,6 +223,39 @@ class RecorderService(Service):
         if self.disk is not None:
             self.disk.on_critical = self._disk_critical
             self.disk.start()
+        if self.retention.active and self._sweeping is None:
+            self._sweeping = LoopingCall(self.sweep)
+            self._sweeping.clock = self.clock
+            self._sweeping.start(self.retention_interval, now=True).addErrback(
+                lambda failure: self.log.failure("Retention sweeps failed", failure)
+            )
+
+    def sweep(self) -> Deferred[list[StoredRecording]] | None:
+        """Delete the oldest finished recordings the retention policy no
+        longer keeps (in a thread); one sweep at a time."""
+        if self._sweep_running:
+            return None
+        self._sweep_running = True
+
+        def swept(removed: list[StoredRecording]) -> list[StoredRecording]:
+            self._sweep_running = False
+            for recording in removed:
+                self.log.info("Retention removed {file}", file=recording.wav, reason="retention")
+            if removed:
+                self.log.info("Retention sweep removed {count} recordings ({megabytes} MB)",
+                              count=len(removed),
+                              megabytes=round(sum(r.size for r in removed) / 1e6, 1))
+            return removed
+
+        def failed(failure: Failure) -> list[StoredRecording]:
+            self._sweep_running = False
+            self.log.failure("Retention sweep failed", failure)
+            return []
+
+        return self.run_blocking(
+            retention_sweep, self.storage.root, self.retention, self.clock.seconds(),
+            free_bytes, self._active_paths.__contains__,
+        ).addCallbacks(swept, failed)
 
     def _disk_critical(self) -> None:
         for recording in self.registry:
@@ -269,6 +308,8 @@ class RecorderService(Service):
         self._accepting = False
         if self.disk is not None:
             self.disk.stop()
+        if self._sweeping is not None and self._sweeping.running:
+            self._sweeping.stop()
         if self._syncing is not None and self._syncing.running:
             self._syncing.stop()
         stops = [

@@ -25,6 +25,7 @@ from recsvc.diskspace import DiskSpace
 from recsvc.pipeline import MediaPolicy
 from recsvc.ports import ReactorPortPool
 from recsvc.protocol.control import ControlFactory
+from recsvc.retention import RetentionPolicy
 from recsvc.service import RecorderService
 from recsvc.session import Limits
 from recsvc.storage import Storage
@@ -178,6 +179,12 @@ def makeService(
         ),
         now=time.monotonic,
         sync_interval=config.storage.sync_interval,
+        retention=RetentionPolicy(
+            max_age_days=config.storage.retention.max_age_days,
+            max_total_bytes=int(config.storage.retention.max_total_gb * 1e9),
+            min_free_bytes=int(config.storage.retention.min_free_gb * 1e9),
+        ),
+        retention_interval=config.storage.retention.interval,
         disk=DiskSpace(
             root=config.storage.root,
             min_free=config.storage.min_free_mb * 1_000_000,

@@ -1,0 +1,118 @@
+"""Retention: the oldest finished recordings go when the archive's policy says so.
+
+A sweep (blocking: run it in a thread) lists the finished recordings under
+the storage root, oldest first, and deletes each WAV with its sidecar until
+every rule holds: no recording older than max_age_days, the archive no
+larger than max_total_gb, at least min_free_gb free. A recording in
+progress (a ``.part`` file, a sidecar still "recording", or one this run
+is writing) is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Callable
+
+import attrs
+
+from recsvc.wav import PARTIAL_SUFFIX
+
+
+@attrs.frozen
+class RetentionPolicy:
+    max_age_days: float = 0.0  # 0: no age limit
+    max_total_bytes: int = 0  # 0: no size limit
+    min_free_bytes: int = 0  # 0: no free-space floor
+
+    @property
+    def active(self) -> bool:
+        return bool(self.max_age_days or self.max_total_bytes or self.min_free_bytes)
+
+
+@attrs.frozen
+class StoredRecording:
+    wav: str
+    sidecar: str | None
+    size: int  # bytes of the WAV and its sidecar
+    modified: float  # when it was finished (the WAV's mtime)
+
+
+def finished_recordings(root: str, is_active: Callable[[str], bool]) -> list[StoredRecording]:
+    """The finished recordings under ``root``, oldest first."""
+    found = []
+    for folder, _, names in os.walk(root):
+        present = set(names)
+        for name in names:
+            if not name.endswith(".wav"):
+                continue
+            wav = os.path.join(folder, name)
+            sidecar_name = name[: -len(".wav")] + ".json"
+            sidecar = os.path.join(folder, sidecar_name) if sidecar_name in present else None
+            if name + PARTIAL_SUFFIX in present or is_active(wav) or _still_recording(sidecar):
+                continue
+            try:
+                stats = os.stat(wav)
+                size = stats.st_size + (os.stat(sidecar).st_size if sidecar else 0)
+            except OSError:
+                continue  # removed meanwhile
+            found.append(StoredRecording(wav, sidecar, size, stats.st_mtime))
+    found.sort(key=lambda recording: (recording.modified, recording.wav))
+    return found
+
+
+def _still_recording(sidecar: str | None) -> bool:
+    if sidecar is None:
+        return False
+    try:
+        with open(sidecar, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("status") == "recording"
+
+
+def sweep(
+    root: str,
+    policy: RetentionPolicy,
+    now: float,
+    free_bytes: Callable[[str], int],
+    is_active: Callable[[str], bool] = lambda path: False,
+) -> list[StoredRecording]:
+    """Delete the oldest finished recordings until the policy holds; returns
+    what was deleted, oldest first. Blocking."""
+    if not policy.active or not os.path.isdir(root):
+        return []
+    recordings = finished_recordings(root, is_active)
+    total = sum(recording.size for recording in recordings)
+    free = free_bytes(root) if policy.min_free_bytes else 0
+    oldest_allowed = now - policy.max_age_days * 86400
+    removed = []
+    for recording in recordings:
+        too_old = bool(policy.max_age_days) and recording.modified < oldest_allowed
+        too_big = bool(policy.max_total_bytes) and total > policy.max_total_bytes
+        too_full = bool(policy.min_free_bytes) and free < policy.min_free_bytes
+        if not (too_old or too_big or too_full):
+            break  # the rest are newer: every rule holds
+        try:
+            os.unlink(recording.wav)
+            if recording.sidecar is not None:
+                os.unlink(recording.sidecar)
+        except FileNotFoundError:
+            pass
+        total -= recording.size
+        free += recording.size
+        removed.append(recording)
+        _remove_empty_folders(os.path.dirname(recording.wav), root)
+    return removed
+
+
+def _remove_empty_folders(folder: str, root: str) -> None:
+    root = os.path.abspath(root)
+    folder = os.path.abspath(folder)
+    while folder != root and folder.startswith(root + os.sep):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return  # not empty (or in use): stop here
+        folder = os.path.dirname(folder)

@@ -1,0 +1,135 @@
+"""Tests for recsvc.retention and the service's periodic sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.retention import RetentionPolicy, finished_recordings, sweep
+from recsvc.testing import memory_recorder
+
+DAY = 86400.0
+NOW = 1_800_000_000.0
+
+
+class Archive:
+    """Recordings on disk, each with a sidecar, at chosen ages and sizes."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def add(self, name: str, age_days: float, size: int = 1000, status: str = "finished",
+            partial: bool = False) -> str:
+        folder = os.path.join(self.root, "00a859123456", name[:4])
+        os.makedirs(folder, exist_ok=True)
+        wav = os.path.join(folder, name + ".wav")
+        with open(wav + (".part" if partial else ""), "wb") as handle:
+            handle.write(b"\0" * size)
+        with open(os.path.join(folder, name + ".json"), "w", encoding="utf-8") as handle:
+            json.dump({"id": name, "status": status}, handle)
+        moment = NOW - age_days * DAY
+        for path in (wav + (".part" if partial else ""), os.path.join(folder, name + ".json")):
+            os.utime(path, (moment, moment))
+        return wav
+
+    def names(self) -> list[str]:
+        return sorted(
+            name for _, _, files in os.walk(self.root) for name in files
+        )
+
+
+class SweepTests(SynchronousTestCase):
+    def archive(self) -> Archive:
+        root = self.mktemp()
+        os.makedirs(root)
+        return Archive(root)
+
+    def test_maxAge(self) -> None:
+        """
+        Recordings older than max_age_days go, with their sidecars; newer
+        ones stay; an emptied folder is removed.
+        """
+        archive = self.archive()
+        archive.add("2020a", 400)
+        archive.add("2020b", 100)
+        archive.add("2021c", 10)
+        removed = sweep(archive.root, RetentionPolicy(max_age_days=90), NOW, lambda root: 10**12)
+        self.assertEqual([os.path.basename(r.wav) for r in removed], ["2020a.wav", "2020b.wav"])
+        self.assertEqual(archive.names(), ["2021c.json", "2021c.wav"])
+        self.assertFalse(os.path.exists(os.path.join(archive.root, "00a859123456", "2020")))
+
+    def test_maxTotal(self) -> None:
+        """
+        While the archive is larger than max_total_bytes the oldest go,
+        and no more than needed.
+        """
+        archive = self.archive()
+        for index, age in enumerate((5, 4, 3, 2, 1)):
+            archive.add(f"r{index}", age, size=1000)
+        total_each = 1000 + len(json.dumps({"id": "r0", "status": "finished"}))
+        removed = sweep(archive.root, RetentionPolicy(max_total_bytes=3 * total_each), NOW,
+                        lambda root: 10**12)
+        self.assertEqual([os.path.basename(r.wav) for r in removed], ["r0.wav", "r1.wav"])
+
+    def test_freeFloor(self) -> None:
+        """
+        While less than min_free_bytes would be free, the oldest go; each
+        deletion counts as freed space.
+        """
+        archive = self.archive()
+        for index, age in enumerate((3, 2, 1)):
+            archive.add(f"r{index}", age, size=5000)
+        removed = sweep(archive.root, RetentionPolicy(min_free_bytes=10_000), NOW, lambda root: 1000)
+        self.assertEqual(len(removed), 2)
+
+    def test_neverInProgress(self) -> None:
+        """
+        A partial file, a sidecar still "recording" and a recording of this
+        run are never deleted, however old.
+        """
+        archive = self.archive()
+        archive.add("part", 999, partial=True)
+        archive.add("live", 999, status="recording")
+        active = archive.add("mine", 999)
+        archive.add("gone", 999)
+        removed = sweep(archive.root, RetentionPolicy(max_age_days=1), NOW, lambda root: 10**12,
+                        is_active={active}.__contains__)
+        self.assertEqual([os.path.basename(r.wav) for r in removed], ["gone.wav"])
+        self.assertEqual([r.wav for r in finished_recordings(archive.root, lambda path: False)], [active])
+
+    def test_noPolicyNoSweep(self) -> None:
+        """
+        Without any rule nothing is even listed, let alone deleted.
+        """
+        archive = self.archive()
+        archive.add("old", 10_000)
+        self.assertEqual(sweep(archive.root, RetentionPolicy(), NOW, lambda root: 0), [])
+        self.assertEqual(len(archive.names()), 2)
+
+
+class ServiceSweepTests(SynchronousTestCase):
+    def test_periodicSweep(self) -> None:
+        """
+        The service sweeps when the reactor runs and then every interval,
+        with the clock's time: a recording that ages past max_age_days is
+        removed at the next sweep after it does.
+        """
+        root = self.mktemp()
+        os.makedirs(root)
+        archive = Archive(root)
+        archive.add("r1", 1.5)
+        clock = Clock()
+        clock.advance(NOW)
+        service = memory_recorder(root, clock=clock)
+        service.retention = RetentionPolicy(max_age_days=2)
+        service.retention_interval = 3600
+        service.startService()
+        service.reactor_running()
+        self.assertEqual(len(archive.names()), 2)
+        clock.advance(DAY / 2 + 1)  # now 2 days old, and a sweep is due
+        self.assertEqual(archive.names(), [])
+        self.successResultOf(service.stopService())
+        self.assertEqual(clock.getDelayedCalls(), [])
