@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import time
@@ -9,14 +10,14 @@ from typing import Callable
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from recsvc.codec import CODECS
-from recsvc.ports import NoFreePort, RtpPortPool
+from recsvc.codec import CODECS, Codec
+from recsvc.ports import NoFreePort, RtpPort, RtpPortPool
 from recsvc.protocol.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
 from recsvc.protocol.rtp import RtpReceiver
 from recsvc.recovery import CRASH_REASON, Recovered, recover_all
@@ -79,6 +80,7 @@ class RecorderService(Service):
     # (read from its thread: set membership is atomic).
     _active_paths: set[str] = attrs.field(factory=set)
     _sweeping: LoopingCall | None = None
+    _starting: dict[str, _PendingStart] = attrs.field(factory=dict)
     _sweep_running: bool = False
     # Fires with what start-up recovered from a crash (see recsvc.recovery).
     recovery: Deferred[list[Recovered]] | None = None
@@ -99,36 +101,53 @@ class RecorderService(Service):
 
     def start_recording(
         self, request: StartRequest, link: PhoneLink, peer: str, local_host: str
-    ) -> StartResponse:
-        """Answer a RecordStartRequest: open a port and a file, or say why not."""
+    ) -> Deferred[StartResponse]:
+        """Answer a RecordStartRequest: open a port and a file, or say why not.
+        The answer comes once the file exists (created off the reactor thread)."""
         recording_id = request.recording_id
         existing = self.registry.get(recording_id)
         if existing is not None:
             if existing.info.device != request.device:
-                return self._refused(request, "id already recording")
+                return succeed(self._refused(request, "id already recording"))
             if existing.state != RECORDING:
-                return self._refused(request, "id still stopping")
+                return succeed(self._refused(request, "id still stopping"))
             # The phone retried: same answer, and its newest connection is
             # the one to tell when the server stops.
             existing.link = link
-            return self._accepted(existing, local_host)
+            return succeed(self._accepted(existing, local_host))
+        pending = self._starting.get(recording_id)
+        if pending is not None:
+            if pending.device != request.device:
+                return succeed(self._refused(request, "id already recording"))
+            pending.link = link  # retried while its file is being created
+            return pending.when_done()
         if not self._accepting:
-            return self._refused(request, "server shutting down")
+            return succeed(self._refused(request, "server shutting down"))
         if self.disk is not None and self.disk.low:
-            return self._refused(request, "disk full")
+            return succeed(self._refused(request, "disk full"))
         codec = CODECS.get(request.codec)
         if codec is None:
             supported = ", ".join(CODECS)
-            return self._refused(
+            return succeed(self._refused(
                 request, f"unsupported codec {request.codec[:20]} (use {supported})"
-            )
+            ))
         receiver = RtpReceiver()
         try:
             port = self.ports.listen(receiver)
         except NoFreePort:
-            return self._refused(request, "no free port")
-        started_at = self.clock.seconds()
+            return succeed(self._refused(request, "no free port"))
+        pending = self._starting[recording_id] = _PendingStart(request.device, link)
+        Deferred.fromCoroutine(
+            self._open(request, pending, peer, local_host, codec, receiver, port)
+        )
+        return pending.when_done()
 
+    async def _open(
+        self, request: StartRequest, pending: _PendingStart, peer: str, local_host: str,
+        codec: Codec, receiver: RtpReceiver, port: RtpPort,
+    ) -> None:
+        recording_id = request.recording_id
+        started_at = self.clock.seconds()
         paths: list[str] = []
 
         def open_part(part: int) -> AudioWriter:
@@ -148,7 +167,7 @@ class RecorderService(Service):
             self._active_paths.difference_update(paths)
 
         try:
-            writer = open_part(1)
+            writer = await self.run_blocking(open_part, 1)
         except OSError as error:
             port.stopListening()
             self.log.error(
@@ -156,10 +175,30 @@ class RecorderService(Service):
                 recordingId=recording_id, device=request.device, peer=peer,
                 reason=error.strerror or str(error),
             )
-            return self._refused(request, "storage not writable")
+            response = self._refused(request, "storage not writable")
+        else:
+            if self._accepting:
+                response = self._begin(
+                    request, pending.link, peer, local_host, codec, receiver, port, writer,
+                    started_at, open_part, stopped,
+                )
+            else:
+                # Shut down while the file was being created: no recording.
+                port.stopListening()
+                await self.run_blocking(_abandon, writer)
+                self._active_paths.difference_update(paths)
+                response = self._refused(request, "server shutting down")
+        del self._starting[recording_id]
+        pending.done(response)
+
+    def _begin(
+        self, request: StartRequest, link: PhoneLink, peer: str, local_host: str, codec: Codec,
+        receiver: RtpReceiver, port: RtpPort, writer: AudioWriter, started_at: float,
+        open_part: Callable[[int], AudioWriter], stopped: Callable[[Recording], None],
+    ) -> StartResponse:
         recording = Recording(
             info=RecordingInfo(
-                recording_id=recording_id,
+                recording_id=request.recording_id,
                 device=request.device,
                 codec=codec,
                 direction=request.direction,
@@ -185,8 +224,8 @@ class RecorderService(Service):
         self._keep_syncing()
         self.log.info(
             "Recording {recordingId} started from {device} ({codec}) on port {port}: {file}",
-            recordingId=recording_id, device=request.device, codec=codec.name, peer=peer,
-            port=recording.rtp_port, file=os.path.basename(writer.path),
+            recordingId=request.recording_id, device=request.device, codec=codec.name,
+            peer=peer, port=recording.rtp_port, file=os.path.basename(writer.path),
         )
         return self._accepted(recording, local_host)
 
@@ -207,6 +246,10 @@ class RecorderService(Service):
 
     def stop_recording(self, request: StopRequest) -> Deferred[RecordingSummary]:
         """Answer a RecordStopRequest from a phone; fails with UnknownRecording."""
+        pending = self._starting.get(request.recording_id)
+        if pending is not None:
+            # A Stop right behind its Start: once the file exists, stop it.
+            return pending.when_done().addCallback(lambda _: self.stop_recording(request))
         recording = self.registry.get(request.recording_id)
         if recording is None:
             return fail(UnknownRecording(request.recording_id))
@@ -306,6 +349,8 @@ class RecorderService(Service):
 
     async def _drain(self) -> None:
         self._accepting = False
+        # Starts whose files are being created finish first (refused now).
+        await DeferredList([pending.when_done() for pending in self._starting.values()])
         if self.disk is not None:
             self.disk.stop()
         if self._sweeping is not None and self._sweeping.running:
@@ -334,3 +379,33 @@ def _unmapped(host: str) -> str:
     except (ValueError, AttributeError):
         return host
     return host if mapped is None else str(mapped)
+
+
+@attrs.define(eq=False)
+class _PendingStart:
+    """A Start whose file is being created: retries and Stops wait for it."""
+
+    device: str
+    link: PhoneLink
+    _waiting: list[Deferred[StartResponse]] = attrs.field(factory=list)
+    _response: StartResponse | None = None
+
+    def when_done(self) -> Deferred[StartResponse]:
+        if self._response is not None:
+            return succeed(self._response)
+        waiter: Deferred[StartResponse] = Deferred()
+        self._waiting.append(waiter)
+        return waiter
+
+    def done(self, response: StartResponse) -> None:
+        self._response = response
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.callback(response)
+
+
+def _abandon(writer: AudioWriter) -> None:
+    """Close and remove the file of a recording that never began. Blocking."""
+    writer.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(writer.path)

@@ -55,6 +55,7 @@ class FramingTests(ControlTestsMixin, SynchronousTestCase):
         the recording's own address and port."""
         protocol, transport = self.connect()
         protocol.dataReceived(START)
+        self.runner.run_pending()  # the file is created off the reactor thread
         self.assertEqual(self.sent(transport), STARTED)
 
     def test_terminated_styles(self) -> None:
@@ -64,6 +65,7 @@ class FramingTests(ControlTestsMixin, SynchronousTestCase):
             self.setUp()
             protocol, transport = self.connect()
             protocol.dataReceived(START + terminator)
+            self.runner.run_pending()  # the file is created off the reactor thread
             self.assertEqual(self.sent(transport), STARTED + terminator)
 
     def test_split_terminated_message(self) -> None:
@@ -75,12 +77,14 @@ class FramingTests(ControlTestsMixin, SynchronousTestCase):
         protocol.dataReceived(START[:30])
         self.assertEqual(self.sent(transport), b"")
         protocol.dataReceived(START[30:] + b"\r\n")
+        self.runner.run_pending()  # the file is created off the reactor thread
         self.assertEqual(self.sent(transport), STARTED + b"\r\n")
 
     def test_several_messages_one_read(self) -> None:
         """Several messages in one read, run together, are each answered."""
         protocol, transport = self.connect()
         protocol.dataReceived(START + START.replace(b"id=7", b"id=8"))
+        self.runner.run_pending()  # the file is created off the reactor thread
         replies = self.sent(transport)
         self.assertTrue(replies.startswith(STARTED), replies)
         self.assertIn(b"cmd=RecordStartResponse&id=8&result=success", replies)
@@ -94,6 +98,7 @@ class FramingTests(ControlTestsMixin, SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.sent(transport), b"")
         other.dataReceived(START)
+        self.runner.run_pending()  # the file is created off the reactor thread
         self.assertEqual(self.sent(other_transport), STARTED)
         self.assertFalse(other_transport.disconnecting)
 
@@ -103,6 +108,7 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
         """Percent-encoded values are decoded (UTF-8) and '+' is kept."""
         protocol, transport = self.connect()
         protocol.dataReceived(START)
+        self.runner.run_pending()  # the file is created off the reactor thread
         info = self.service.registry.get("7").info
         self.assertEqual(info.parties.remote_number, "+8613800138000")
         self.assertEqual(info.parties.remote_name, "\u5f20\u4e09")
@@ -117,6 +123,7 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
             b"cmd=RecordStartRequest&id=../../../etc/passwd&device=/etc&remote_number=..%2F..%2Fx"
             b"&dir=in&codec=PCMA"
         )
+        self.runner.run_pending()
         self.assertIn(b"result=success", self.sent(transport))
         [path] = self.writers.writers
         root = os.path.realpath(self.root)
@@ -128,6 +135,7 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
         disk."""
         protocol, transport = self.connect()
         protocol.dataReceived(START)
+        self.runner.run_pending()  # the file is created off the reactor thread
         self.sent(transport)
         protocol.dataReceived(b"cmd=RecordStopRequest&id=7&reason=hangup&remote_number=555")
         self.assertEqual(self.sent(transport), b"")
@@ -141,6 +149,7 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
         """A Stop may come on another connection than the Start's."""
         protocol, _ = self.connect()
         protocol.dataReceived(START)
+        self.runner.run_pending()  # the file is created off the reactor thread
         other, other_transport = self.connect()
         other.dataReceived(b"cmd=RecordStopRequest&id=7")
         self.runner.run_pending()
@@ -158,6 +167,7 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
         """A Stop whose file cannot be finished is answered failed."""
         protocol, transport = self.connect()
         protocol.dataReceived(START)
+        self.runner.run_pending()  # the file is created off the reactor thread
         self.sent(transport)
         self.runner.run_pending()  # the sidecar written at Start
         protocol.dataReceived(b"cmd=RecordStopRequest&id=7")
@@ -215,6 +225,7 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
             protocol.dataReceived(garbage)
         self.assertFalse(transport.disconnecting)
         protocol.dataReceived(START + b"\n")
+        self.runner.run_pending()  # the file is created off the reactor thread
         self.assertTrue(self.sent(transport).endswith(STARTED + b"\n"))
 
 
@@ -224,6 +235,7 @@ class ConnectionTests(ControlTestsMixin, SynchronousTestCase):
         are finished with stopped_by connection."""
         protocol, transport = self.connect()
         protocol.dataReceived(START)
+        self.runner.run_pending()  # the file is created off the reactor thread
         protocol.connectionLost(Failure(ConnectionLost()))
         self.runner.run_pending()
         self.assertIsNone(self.service.registry.get("7"))
@@ -283,6 +295,7 @@ class ConnectionTests(ControlTestsMixin, SynchronousTestCase):
         framing, and its connection is closed once the files are finished."""
         protocol, transport = self.connect()
         protocol.dataReceived(START + b"\r\n")
+        self.runner.run_pending()  # the file is created off the reactor thread
         self.sent(transport)
         stopped = self.service.stopService()
         self.assertEqual(self.sent(transport), b"cmd=RecordStopRequest&id=7&reason=shutdown\r\n")

@@ -39,6 +39,7 @@ class ServiceTestsMixin:
     def make_service(self, fail_at=None, runner=run_now, ports=None, writers=None, **kwargs):
         """A started service on fakes, with one phone link connected."""
         self.root = self.mktemp()
+        self.runner = runner
         self.writers = writers or MemoryWriters(fail_at=fail_at)
         self.ports = ports or FakePortPool()
         self.service = memory_recorder(
@@ -50,9 +51,14 @@ class ServiceTestsMixin:
         return self.service
 
     def start(self, request=None, link=None):
-        return self.service.start_recording(
+        """Start a recording and return the answer (its file is created
+        off the reactor thread: a held runner is run for it)."""
+        answer = self.service.start_recording(
             request or start_request(), link or self.link, "127.0.0.1", "127.0.0.9"
         )
+        if not answer.called and isinstance(self.runner, ManualRunner):
+            self.runner.run_pending()
+        return self.successResultOf(answer)
 
     def sidecar_of(self, recording_id: str) -> dict:
         [path] = [p for p in self.writers.writers if p.endswith(f"_{recording_id}.wav")]
@@ -129,12 +135,45 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual((response.result, response.reason), ("failed", "id still stopping"))
         runner.run_pending()
 
+    def test_file_created_off_the_reactor(self) -> None:
+        """The Start is answered once its file exists, created by the
+        blocking runner; a retry meanwhile gets the same answer, and a Stop
+        right behind it stops the recording once it exists."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        first = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        retry = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        stop = self.service.stop_recording(StopRequest("7", "hangup"))
+        self.assertNoResult(first)
+        self.assertEqual(self.writers.writers, {})
+        runner.run_pending()  # the file, then the sidecars
+        runner.run_pending()
+        answer = self.successResultOf(first)
+        self.assertEqual((answer.result, self.successResultOf(retry)), ("success", answer))
+        self.assertEqual(self.successResultOf(stop).stop_reason, "hangup")
+
+    def test_shutdown_while_creating(self) -> None:
+        """A Start whose file is still being created when the service stops
+        is refused, its port closed and its empty file removed; the
+        shutdown waits for it."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        stopped = self.service.stopService()
+        self.assertNoResult(stopped)
+        runner.run_pending()
+        runner.run_pending()
+        self.assertEqual((self.successResultOf(answer).reason), "server shutting down")
+        self.successResultOf(stopped)
+        self.assertEqual([p.listening for p in self.ports.open.values()], [False])
+        self.assertIsNone(self.service.registry.get("7"))
+
     def test_ipv4_mapped_local_address(self) -> None:
         """An IPv4 phone on an IPv6 listener is told its IPv4 address."""
         self.make_service()
-        response = self.service.start_recording(
+        response = self.successResultOf(self.service.start_recording(
             start_request(), self.link, "::ffff:127.0.0.1", "::ffff:127.0.0.9"
-        )
+        ))
         self.assertEqual(response.server, "127.0.0.9")
 
     def test_unsupported_codec(self) -> None:

@@ -82,10 +82,9 @@ class ControlProtocol(Protocol):
                 self._send_message(reply)
             return
         if isinstance(command, StartRequest):
-            response = self._service.start_recording(
+            self._service.start_recording(
                 command, self, self.peer, self.transport.getHost().host
-            )
-            self._send(response)
+            ).addCallback(self._send)
         elif isinstance(command, StopRequest):
             self._service.stop_recording(command).addCallbacks(
                 self._stopped, self._stop_failed, errbackArgs=(command.recording_id,)
