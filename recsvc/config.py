@@ -197,6 +197,9 @@ class StorageConfig:
     # ("disk full"); below half of it recordings in progress are stopped,
     # keeping what they have, before the disk fills. 0 turns the check off.
     min_free_mb: int = attrs.field(default=200, converter=_integer(0, 10_000_000))
+    # At most this much audio (seconds) per recording waits in memory for a
+    # slow disk; beyond it audio is dropped, counted and reported.
+    max_buffer_s: float = attrs.field(default=30.0, converter=_seconds(1, 600))
     # How often (seconds) the audio of each recording reaches the disk and
     # its WAV header is brought up to date: a crash loses at most this much.
     sync_interval: float = attrs.field(default=1.0, converter=_seconds(0.1, 60))

@@ -54,6 +54,8 @@ class Limits:
     first_packet_timeout: float = 10.0
     timeout: float = 60.0
     max_duration: float = 4 * 3600.0
+    # Audio held in memory while the disk is slow, at most (seconds).
+    max_buffer_s: float = 30.0
 
 
 @attrs.frozen
@@ -112,6 +114,7 @@ class Recording:
     _stop: _StopCause | None = None
     _provisional: Deferred[Any] | None = None
     _rtp_port: int | None = None
+    _overflow_ticks: int = 0  # audio dropped because the disk did not keep up
 
     def __attrs_post_init__(self) -> None:
         self._part = _Part(1, self._writer, self.started_at, 0)
@@ -165,8 +168,25 @@ class Recording:
                     return
                 room = (limit - self._part.ticks) * per_tick
                 piece, chunk = chunk[:room], chunk[room:]
+                if len(self._part.pending) + len(piece) > self._max_pending_bytes():
+                    self._overflow(len(piece) // per_tick)
+                    continue
                 self._part.pending += piece
                 self._part.ticks += len(piece) // per_tick
+
+    def _max_pending_bytes(self) -> int:
+        return int(self._limits.max_buffer_s * self.info.codec.clock_rate
+                   * self._media.encoder.bytes_per_tick)
+
+    def _overflow(self, ticks: int) -> None:
+        """The disk has not taken the audio of the last max_buffer_s: what
+        does not fit is dropped, counted, reported (logged once)."""
+        if not self._overflow_ticks:
+            self.log.error(
+                "Recording {recordingId}: the disk is not keeping up; dropping audio",
+                recordingId=self.recording_id, device=self.info.device, reason="disk too slow",
+            )
+        self._overflow_ticks += ticks
 
     def sync(self) -> None:
         """Hand the audio recorded since the last sync to the file, off the
@@ -388,6 +408,7 @@ class Recording:
             part=part.number,
             previous=part.previous,
             next=next_file,
+            overflow_ms=round(1000 * self._overflow_ticks / self.info.codec.clock_rate, 3),
         )
 
     def _finish_files(

@@ -123,6 +123,7 @@ class RecordingSummary:
     part: int = 1  # a long recording goes on in further files
     previous: str | None = None  # the file before this one
     next: str | None = None  # the file after this one
+    overflow_ms: float = 0.0  # audio dropped because the disk did not keep up
 
     @property
     def duration_s(self) -> float:
@@ -147,6 +148,7 @@ class RecordingSummary:
             "bytes": self.data_bytes,
             "sample_rate": self.sample_rate,
             "file": self.file,
+            "overflow_ms": self.overflow_ms,
             "part": self.part,
             "previous": self.previous,
             "next": self.next,

@@ -176,6 +176,7 @@ def makeService(
             first_packet_timeout=config.rtp.first_packet_timeout,
             timeout=config.rtp.timeout,
             max_duration=config.storage.max_duration,
+            max_buffer_s=config.storage.max_buffer_s,
         ),
         now=time.monotonic,
         sync_interval=config.storage.sync_interval,

@@ -480,3 +480,26 @@ class _Stub:
 
 def _stub(recording_id: str) -> Recording:
     return _Stub(recording_id)  # type: ignore[return-value]
+
+
+class SlowDiskTests(RecordingTestsMixin, SynchronousTestCase):
+    def test_bounded_buffer(self) -> None:
+        """While the disk has not taken the last hand-over (a stalled mount),
+        audio waits in memory only up to max_buffer_s; what overflows is
+        dropped, counted in the sidecar (overflow_ms) and logged once."""
+        runner = ManualRunner()
+        recording = self.make_recording(runner=runner, limits=Limits(max_buffer_s=1.0))
+        recording.begin()
+        runner.run_pending()
+        for sequence in range(2):
+            self.feed(recording, sequence)  # the first hand-over is now stuck
+        for sequence in range(2, 80):
+            self.feed(recording, sequence)
+        runner.run_pending()
+        stopped = recording.stop("hangup", BY_PHONE)
+        runner.run_pending()
+        summary = self.successResultOf(stopped)
+        # 1 s (50 packets) waits besides the stuck hand-over; 28 overflow.
+        self.assertEqual(summary.overflow_ms, 28 * 20.0)
+        self.assertEqual(self.sidecar()["overflow_ms"], 560.0)
+        self.assertEqual(self.memory.data_bytes, (80 - 28) * 160)
