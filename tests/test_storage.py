@@ -13,8 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc import storage as storage_module
 from recsvc.codec import CODECS
 from recsvc.storage import Storage, open_wav_file, sidecar_path
-from recsvc.testing import MemoryWavWriter
-from recsvc.wav import AudioWriter, WavFileWriter, WavFormat, partial_path
+from recsvc.testing import MemoryWavWriter, MemoryWriters
+from recsvc.wav import AudioWriter, WavFileWriter, WavFormat, partial_path, wav_header
 
 PCMA = CODECS["PCMA"]
 PCMU = CODECS["PCMU"]
@@ -341,3 +341,68 @@ class FileModeTests(StorageTestCase):
                     os.umask(previous)
                 self.assertEqual(os.stat(writer.path).st_mode & 0o777, mode)
                 self.assertEqual(os.stat(sidecar).st_mode & 0o777, mode)
+
+
+class StorageContract:
+    """What the service relies on from its storage, run against the real
+    file system and against the in-memory writers the tests use."""
+
+    def makeStorage(self, root: str) -> Storage:
+        raise NotImplementedError
+
+    def audioOf(self, writer: AudioWriter) -> bytes:
+        raise NotImplementedError
+
+    def test_contractNamesAndCollisions(self) -> None:
+        """
+        create names the file by the template, under the root; the same
+        fields again get a suffixed name, never the same file.
+        """
+        root = self.mktemp()
+        os.makedirs(root)
+        storage = self.makeStorage(root)
+        first = storage.create(PCMA, **FIELDS)
+        second = storage.create(PCMA, **FIELDS)
+        self.assertEqual(os.path.basename(first.path), "20240517T093015Z_in_+4930123_rec1.wav")
+        self.assertEqual(os.path.basename(second.path), "20240517T093015Z_in_+4930123_rec1-1.wav")
+        for writer in (first, second):
+            self.assertTrue(os.path.abspath(writer.path).startswith(os.path.abspath(root)))
+            writer.close()
+
+    def test_contractAudioAndSidecar(self) -> None:
+        """
+        What is written, synced and closed is the file's audio; the sidecar
+        goes beside it as NAME.json.
+        """
+        root = self.mktemp()
+        os.makedirs(root)
+        storage = self.makeStorage(root)
+        writer = storage.create(PCMA, **FIELDS)
+        writer.write(b"\x01" * 100)
+        writer.sync()
+        writer.write(b"\x02" * 50)
+        writer.close()
+        self.assertEqual(self.audioOf(writer), b"\x01" * 100 + b"\x02" * 50)
+        self.assertEqual(writer.data_bytes, 150)
+        sidecar = storage.write_sidecar(writer.path, {"id": "rec1"})
+        self.assertEqual(sidecar, writer.path[:-4] + ".json")
+        with open(sidecar, encoding="utf-8") as handle:
+            self.assertEqual(json.load(handle), {"id": "rec1"})
+
+
+class RealStorageContractTests(StorageContract, SynchronousTestCase):
+    def makeStorage(self, root: str) -> Storage:
+        return Storage(root)
+
+    def audioOf(self, writer: AudioWriter) -> bytes:
+        with open(writer.path, "rb") as handle:
+            blob = handle.read()
+        return blob[len(wav_header(WavFormat.stored(PCMA)).header):]
+
+
+class MemoryStorageContractTests(StorageContract, SynchronousTestCase):
+    def makeStorage(self, root: str) -> Storage:
+        return Storage(root, open_writer=MemoryWriters())
+
+    def audioOf(self, writer: AudioWriter) -> bytes:
+        return writer.contents()[len(wav_header(WavFormat.stored(PCMA)).header):]
