@@ -9,19 +9,25 @@ keeping what the phone told us at Start. Blocking: run it in a thread.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from functools import partial
 import struct
 import time
 from typing import Any, Callable
 
 import attrs
 
+from twisted.logger import Logger
+
 from recsvc.storage import sidecar_path
 from recsvc.summary import iso_utc
 from recsvc.wav import PARTIAL_SUFFIX, WavFormat, fsync_directory, header_patches, wav_header
 
 CRASH_REASON = "server crash"
+
+log = Logger()
 
 
 class DamagedFile(ValueError):
@@ -59,14 +65,14 @@ def recover_all(
                 wav = path[: -len(PARTIAL_SUFFIX)]
                 if is_active(wav) or _modified_since(path, before):
                     continue
-                result = _recover_partial(wav, write_sidecar)
+                result = _safely(partial(_recover_partial, wav, write_sidecar), path)
             elif name.endswith(".json") and _is_unfinished(path):
                 wav = path[: -len(".json")] + ".wav"
                 if is_active(wav) or not os.path.exists(wav) or _modified_since(path, before):
                     continue  # its .part is handled under its own name
                 # Crashed between finishing the WAV and its sidecar.
                 try:
-                    result = _finish_sidecar(wav, _wav_data_size(wav), write_sidecar)
+                    result = _safely(partial(_finish_final, wav, write_sidecar), path)
                 except DamagedFile:
                     continue  # not a WAV this server wrote: left for a person
             else:
@@ -74,6 +80,19 @@ def recover_all(
             if result is not None:
                 recovered.append(result)
     return recovered
+
+
+def _finish_final(wav: str, write_sidecar: Callable[[str, dict[str, Any]], Any]) -> Recovered:
+    return _finish_sidecar(wav, _wav_data_size(wav), write_sidecar)
+
+
+def _safely(recover: Callable[[], Recovered | None], path: str) -> Recovered | None:
+    """One file's trouble does not stop the others' recovery."""
+    try:
+        return recover()
+    except OSError as error:
+        log.error("Cannot recover {file}: {reason}", file=path, reason=error.strerror or str(error))
+        return None
 
 
 def _modified_since(path: str, moment: float | None) -> bool:
@@ -87,6 +106,23 @@ def _modified_since(path: str, moment: float | None) -> bool:
 
 def _recover_partial(wav: str, write_sidecar: Callable[[str, dict[str, Any]], Any]) -> Recovered | None:
     partial = wav + PARTIAL_SUFFIX
+    try:
+        lock = os.open(partial, os.O_RDONLY)
+    except FileNotFoundError:
+        return None  # finished meanwhile
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # a writer holds it: a recording in progress, not a crash
+        return _repair_and_finish(wav, partial, write_sidecar)
+    finally:
+        os.close(lock)
+
+
+def _repair_and_finish(
+    wav: str, partial: str, write_sidecar: Callable[[str, dict[str, Any]], Any]
+) -> Recovered | None:
     # When the recording last wrote, before the repair touches the file.
     stopped_at = os.stat(partial).st_mtime
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import time
 from typing import Callable
 
 import attrs
@@ -94,6 +93,9 @@ class RecorderService(Service):
     def link_lost(self, link: PhoneLink) -> None:
         """A control connection is gone: its recordings end, keeping what arrived."""
         self._links.discard(link)
+        for pending in self._starting.values():
+            if pending.link is link:
+                pending.link_lost = True
         for recording in self.registry:
             if recording.link is link:
                 recording.link = None
@@ -166,6 +168,7 @@ class RecorderService(Service):
             self.registry.remove(recording)
             self._active_paths.difference_update(paths)
 
+        response = self._refused(request, "internal error")
         try:
             writer = await self.run_blocking(open_part, 1)
         except OSError as error:
@@ -176,20 +179,38 @@ class RecorderService(Service):
                 reason=error.strerror or str(error),
             )
             response = self._refused(request, "storage not writable")
+        except Exception:
+            port.stopListening()
+            self.log.failure("Recording {recordingId}: creating its file failed",
+                             recordingId=recording_id)
         else:
-            if self._accepting:
-                response = self._begin(
-                    request, pending.link, peer, local_host, codec, receiver, port, writer,
-                    started_at, open_part, stopped,
-                )
-            else:
-                # Shut down while the file was being created: no recording.
-                port.stopListening()
-                await self.run_blocking(_abandon, writer)
-                self._active_paths.difference_update(paths)
-                response = self._refused(request, "server shutting down")
-        del self._starting[recording_id]
-        pending.done(response)
+            try:
+                if self._accepting:
+                    response = self._begin(
+                        request, pending.link, peer, local_host, codec, receiver, port, writer,
+                        started_at, open_part, stopped,
+                    )
+                    if pending.link_lost:
+                        # The phone's connection broke while the file was made.
+                        self.registry.get(recording_id).stop(  # type: ignore[union-attr]
+                            "connection lost", BY_CONNECTION
+                        ).addErrback(lambda failure: None)
+                else:
+                    # Shut down while the file was being created: no recording.
+                    port.stopListening()
+                    response = self._refused(request, "server shutting down")
+                    try:
+                        await self.run_blocking(_abandon, writer)
+                    except Exception as error:
+                        self.log.warn("Recording {recordingId}: removing its unused file failed: {reason}",
+                                      recordingId=recording_id, reason=str(error))
+                    self._active_paths.difference_update(paths)
+            except Exception:
+                self.log.failure("Recording {recordingId} could not begin",
+                                 recordingId=recording_id)
+        finally:
+            del self._starting[recording_id]
+            pending.done(response)
 
     def _begin(
         self, request: StartRequest, link: PhoneLink, peer: str, local_host: str, codec: Codec,
@@ -262,16 +283,23 @@ class RecorderService(Service):
     def reactor_running(self) -> None:
         """What needs threads and timers once the reactor runs (makeService
         arranges the call): finish what a crash left behind, watch the disk."""
-        self.recover()
+        recovered = self.recover()
         if self.disk is not None:
             self.disk.on_critical = self._disk_critical
             self.disk.start()
         if self.retention.active and self._sweeping is None:
+            # Sweeps begin once recovery is done: a recovered file without
+            # its sidecar yet must not look like a finished one.
             self._sweeping = LoopingCall(self.sweep)
             self._sweeping.clock = self.clock
-            self._sweeping.start(self.retention_interval, now=True).addErrback(
-                lambda failure: self.log.failure("Retention sweeps failed", failure)
-            )
+            recovered.addBoth(lambda _: self._start_sweeping())
+
+    def _start_sweeping(self) -> None:
+        if self._sweeping is None or self._sweeping.running or not self.running:
+            return
+        self._sweeping.start(self.retention_interval, now=True).addErrback(
+            lambda failure: self.log.failure("Retention sweeps failed", failure)
+        )
 
     def sweep(self) -> Deferred[list[StoredRecording]] | None:
         """Delete the oldest finished recordings the retention policy no
@@ -310,7 +338,7 @@ class RecorderService(Service):
         with what was recovered."""
         self.recovery = self.run_blocking(
             recover_all, self.storage.root, self.storage.write_sidecar,
-            self._active_paths.__contains__, time.time(),
+            self._active_paths.__contains__,
         ).addCallbacks(self._recovered, self._recovery_failed)
         return self.recovery
 
@@ -387,6 +415,7 @@ class _PendingStart:
 
     device: str
     link: PhoneLink
+    link_lost: bool = False
     _waiting: list[Deferred[StartResponse]] = attrs.field(factory=list)
     _response: StartResponse | None = None
 

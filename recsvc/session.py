@@ -80,6 +80,8 @@ class _Part:
     pending: bytearray = attrs.field(factory=bytearray)
     storing: Deferred[Any] | None = None
     stores: int = 0
+    # The sidecar written when the file began: the final one must come after.
+    provisional: Deferred[Any] | None = None
 
 
 @attrs.define(eq=False, repr=False)
@@ -112,7 +114,6 @@ class Recording:
     _waiting: list[Deferred] = attrs.field(factory=list)
     _result: RecordingSummary | Failure | None = None
     _stop: _StopCause | None = None
-    _provisional: Deferred[Any] | None = None
     _rtp_port: int | None = None
     _overflow_ticks: int = 0  # audio dropped because the disk did not keep up
 
@@ -139,7 +140,7 @@ class Recording:
     def begin(self) -> None:
         """Persist what the phone told us at Start (a sidecar marked
         ``recording``) and start waiting for the first RTP packet."""
-        self._provisional = self._save_provisional(self._part)
+        self._part.provisional = self._save_provisional(self._part)
         self._timeout_call = self._clock.callLater(
             self._limits.first_packet_timeout, self._check_timeout
         )
@@ -249,7 +250,7 @@ class Recording:
         ))
         finishing.addErrback(self._log_storage_failure)
         self._finishing_parts.append(finishing)
-        self._finishing_parts.append(self._save_provisional(self._part))
+        self._part.provisional = self._save_provisional(self._part)
         self.log.info(
             "Recording {recordingId} goes on in part {part}: {file}",
             recordingId=self.recording_id, part=self._part.number,
@@ -341,7 +342,7 @@ class Recording:
                 self.log.failure("Recording {recordingId}: closing the RTP port failed",
                                  recordingId=self.recording_id)
         self._write(self._media.flush())
-        for earlier in [self._provisional, *self._finishing_parts]:
+        for earlier in self._finishing_parts:
             if earlier is not None:
                 try:
                     await earlier
@@ -356,13 +357,19 @@ class Recording:
     async def _finish_part(
         self, part: _Part, cause: _StopCause, next_file: str | None, stats: MediaStats
     ) -> RecordingSummary:
-        """Wait for the hand-over under way, then finish the file with the
-        rest of its audio, in a thread."""
+        """Wait for the hand-over under way and the file's first sidecar,
+        then finish the file with the rest of its audio, in a thread."""
         if part.storing is not None:
             try:
                 await part.storing
             except Exception:
                 pass  # already reported by _store_failed
+        if part.provisional is not None:
+            try:
+                await part.provisional
+            except Exception as error:
+                self.log.warn("Recording {recordingId}: its first sidecar failed: {reason}",
+                              recordingId=self.recording_id, reason=str(error))
         data = bytes(part.pending)
         part.pending.clear()
         return await self._run_blocking(self._finish_files, part, cause, next_file, stats, data)

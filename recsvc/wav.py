@@ -8,6 +8,7 @@ bytes written, in the order written.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import struct
 from typing import Protocol
@@ -148,6 +149,8 @@ class WavFileWriter:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(partial_path(self.path), flags, self.file_mode)
         try:
+            # Held while recording: start-up recovery leaves a locked file alone.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.fchmod(self._fd, self.file_mode)  # whatever the umask
             _write_all(self._fd, wav_header(self.format).header)
         except OSError as error:
@@ -173,6 +176,10 @@ class WavFileWriter:
             raise ValueError("sync of a closed writer")
         if self._failed is None:
             self._flush()
+        if os.fstat(self._fd).st_nlink == 0:
+            # Writes to a file whose directory was removed succeed, into
+            # nothing: stop now, not at the rename.
+            raise OSError(errno.ENOENT, "the recording's file or folder was removed")
         self._patch_header(self._written - self._written % self.format.block_align)
         if durable:
             os.fdatasync(self._fd)
@@ -191,8 +198,10 @@ class WavFileWriter:
         finally:
             os.close(self._fd)
             self._fd = -1
-        os.rename(partial_path(self.path), self.path)
-        fsync_directory(os.path.dirname(self.path) or ".")
+            # Even if the header or fsync failed, the file takes its final
+            # name: what it holds is the recording, and its sidecar names it.
+            os.rename(partial_path(self.path), self.path)
+            fsync_directory(os.path.dirname(self.path) or ".")
         if flush_error is not None:
             raise flush_error
 

@@ -565,3 +565,24 @@ class RecoverAllTests(RecoveryTestCase):
         self.assertTrue(
             any(audio in read(os.path.join(os.path.dirname(wav), name)) for name in kept), kept
         )
+
+
+class LiveFileTests(SynchronousTestCase):
+    def test_lockedPartialLeftAlone(self) -> None:
+        """
+        A partial file whose writer is still open (a recording in progress,
+        whatever its modification time) is not touched by recovery.
+        """
+        from recsvc.storage import Storage
+        from recsvc.codec import CODECS
+        from recsvc.wav import WavFileWriter, WavFormat, partial_path as partial
+
+        root = self.mktemp()
+        os.makedirs(root)
+        writer = WavFileWriter(os.path.join(root, "live.wav"), WavFormat.stored(CODECS["PCMA"]))
+        writer.write(b"\x01" * 100)
+        writer.sync()
+        self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
+        self.assertTrue(os.path.exists(partial(writer.path)))
+        writer.close()
+        self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])

@@ -375,3 +375,35 @@ class ShutdownTests(ServiceTestsMixin, SynchronousTestCase):
         """stopService with no recordings fires at once."""
         self.make_service()
         self.successResultOf(self.service.stopService())
+
+
+class CreationRaceTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_connection_lost_while_creating(self) -> None:
+        """A phone whose connection breaks while its file is being created:
+        once the file exists the recording is stopped as a lost connection,
+        not left to run until the RTP timeout."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.service.link_lost(self.link)
+        runner.run_pending()
+        runner.run_pending()
+        runner.run_pending()
+        self.assertEqual(self.successResultOf(answer).result, "success")
+        self.assertIsNone(self.service.registry.get("7"))
+        self.assertEqual(self.sidecar_of("7")["stopped_by"], "connection")
+
+    def test_failing_abandon_does_not_hang_shutdown(self) -> None:
+        """If removing the file of a Start refused at shutdown fails, the
+        Start is still answered and the shutdown completes."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        stopped = self.service.stopService()
+        waiter, create, args = runner.pending.pop(0)
+        waiter.callback(create(*args))  # the file is created
+        [(waiter, remove, args)] = runner.pending  # removing it fails
+        runner.pending.clear()
+        waiter.errback(OSError(5, "Input/output error"))
+        self.assertEqual(self.successResultOf(answer).reason, "server shutting down")
+        self.successResultOf(stopped)

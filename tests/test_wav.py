@@ -572,3 +572,49 @@ class PartialFileTests(SynchronousTestCase):
         writer = self.makeWriter()
         writer.close()
         self.assertRaises(FileExistsError, WavFileWriter, writer.path, ALAW)
+
+
+class FailingFinishTests(SynchronousTestCase):
+    def makeWriter(self) -> WavFileWriter:
+        directory = self.mktemp()
+        os.makedirs(directory)
+        return WavFileWriter(os.path.join(directory, "call.wav"), ALAW)
+
+    def test_renamedEvenIfFsyncFails(self) -> None:
+        """
+        A close whose fsync fails raises, but the file still takes its final
+        name (its sidecar names it); no partial file is left for recovery to
+        mistake for a crash.
+        """
+        writer = self.makeWriter()
+        writer.write(b"\x01" * 10)
+
+        def failing_fsync(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        self.patch(os, "fsync", failing_fsync)
+        self.assertRaises(OSError, writer.close)
+        self.assertTrue(os.path.exists(writer.path))
+        self.assertFalse(os.path.exists(partial_path(writer.path)))
+
+    def test_vanishedFileFailsSync(self) -> None:
+        """
+        If the recording's file (or folder) is removed, the next sync fails
+        with ENOENT, so the recording stops at once rather than recording
+        into nothing.
+        """
+        writer = self.makeWriter()
+
+        def close_quietly() -> None:
+            try:
+                writer.close()
+            except OSError:
+                pass  # its file is gone: nothing to rename
+
+        self.addCleanup(close_quietly)
+        writer.write(b"\x01" * 10)
+        writer.sync()
+        os.unlink(partial_path(writer.path))
+        writer.write(b"\x02" * 10)
+        error = self.assertRaises(OSError, writer.sync)
+        self.assertEqual(error.errno, errno.ENOENT)
