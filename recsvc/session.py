@@ -70,7 +70,7 @@ class _Part:
     """One file of the recording."""
 
     number: int
-    writer: AudioWriter
+    writer: AudioWriter | None  # None while the file is being created
     started_at: float
     start_ticks: int  # where in the recording's timeline the file begins
     previous: str | None = None
@@ -82,6 +82,7 @@ class _Part:
     stores: int = 0
     # The sidecar written when the file began: the final one must come after.
     provisional: Deferred[Any] | None = None
+    opening: Deferred[Any] | None = None  # the file being created, off the reactor
 
 
 @attrs.define(eq=False, repr=False)
@@ -197,7 +198,9 @@ class Recording:
             self._store(self._part)
 
     def _store(self, part: _Part) -> None:
-        if part.storing is not None or not part.pending or self._write_error is not None:
+        if part.writer is None or part.storing is not None or not part.pending:
+            return
+        if self._write_error is not None:
             return
         data = bytes(part.pending)
         part.pending.clear()
@@ -234,29 +237,46 @@ class Recording:
         if self._open_part is None:
             return True  # no parts: the one file goes on
         done = self._part
-        try:
-            writer = self._open_part(done.number + 1)
-        except OSError as error:
-            self._write_failed(error)
-            return False
+        assert done.writer is not None
         now = self._clock.seconds()
-        self._part = _Part(
-            done.number + 1, writer, now, done.start_ticks + done.ticks,
+        part = self._part = _Part(
+            done.number + 1, None, now, done.start_ticks + done.ticks,
             previous=os.path.basename(done.writer.path),
         )
+        # The new file is created off the reactor; its audio waits meanwhile.
+        part.opening = self._run_blocking(self._open_part, part.number)
+        part.opening.addCallbacks(self._part_opened, self._part_failed, (part,), errbackArgs=(part,))
         cause = _StopCause("max duration", BY_SERVER, now)
-        finishing = Deferred.fromCoroutine(self._finish_part(
-            done, cause, os.path.basename(writer.path), self._media.stats()
-        ))
+        finishing = Deferred.fromCoroutine(
+            self._finish_rotated(done, part, cause, self._media.stats())
+        )
         finishing.addErrback(self._log_storage_failure)
         self._finishing_parts.append(finishing)
-        self._part.provisional = self._save_provisional(self._part)
+        return True
+
+    def _part_opened(self, writer: AudioWriter, part: _Part) -> None:
+        part.writer = writer
+        part.provisional = self._save_provisional(part)
         self.log.info(
             "Recording {recordingId} goes on in part {part}: {file}",
-            recordingId=self.recording_id, part=self._part.number,
-            file=os.path.basename(writer.path),
+            recordingId=self.recording_id, part=part.number, file=os.path.basename(writer.path),
         )
-        return True
+
+    def _part_failed(self, failure: Failure, part: _Part) -> None:
+        if failure.check(OSError):
+            self._write_failed(failure.value)
+        else:
+            self.log.failure("Recording {recordingId}: part {part} could not be created",
+                             failure, recordingId=self.recording_id, part=part.number)
+
+    async def _finish_rotated(
+        self, done: _Part, following: _Part, cause: _StopCause, stats: MediaStats
+    ) -> RecordingSummary:
+        """Finish a full file once the next one exists (its sidecar names it)."""
+        if following.opening is not None:
+            await following.opening
+        next_file = None if following.writer is None else os.path.basename(following.writer.path)
+        return await self._finish_part(done, cause, next_file, stats)
 
     def _check_timeout(self) -> None:
         self._timeout_call = None
@@ -357,8 +377,12 @@ class Recording:
     async def _finish_part(
         self, part: _Part, cause: _StopCause, next_file: str | None, stats: MediaStats
     ) -> RecordingSummary:
-        """Wait for the hand-over under way and the file's first sidecar,
-        then finish the file with the rest of its audio, in a thread."""
+        """Wait for the file to exist, the hand-over under way and the file's
+        first sidecar, then finish it with the rest of its audio, in a thread."""
+        if part.opening is not None:
+            await part.opening
+        if part.writer is None:
+            raise StorageError(f"part {part.number} of the recording could not be created")
         if part.storing is not None:
             try:
                 await part.storing

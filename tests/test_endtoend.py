@@ -201,9 +201,10 @@ class ServiceEndToEndTests(LoopbackServiceMixin, TestCase):
     @inlineCallbacks
     def test_reactor_never_fsyncs(self):
         """A whole call (start, audio over several syncs, stop, shutdown)
-        makes its fsync, fdatasync and rename calls off the reactor thread."""
+        makes its file system calls (open, mkdir, fsync, fdatasync, rename,
+        statvfs) off the reactor thread."""
         calls = []
-        for name in ("fsync", "fdatasync", "rename", "replace"):
+        for name in ("fsync", "fdatasync", "rename", "replace", "open", "mkdir", "statvfs"):
             original = getattr(os, name)
 
             def spy(*args, _original=original, _name=name):
@@ -228,7 +229,7 @@ class ServiceEndToEndTests(LoopbackServiceMixin, TestCase):
         yield deferToThread(call)
         yield self.tree.stopService()
         names = {name for name, _ in calls}
-        self.assertTrue({"fsync", "fdatasync", "rename"} <= names, names)
+        self.assertTrue({"fsync", "fdatasync", "rename", "open", "mkdir"} <= names, names)
         self.assertEqual([name for name, on_reactor in calls if on_reactor], [])
         self.assertEqual(read_wav(recordings(self.root)["sync-1"])[1], sound)
 

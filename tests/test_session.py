@@ -503,3 +503,43 @@ class SlowDiskTests(RecordingTestsMixin, SynchronousTestCase):
         self.assertEqual(summary.overflow_ms, 28 * 20.0)
         self.assertEqual(self.sidecar()["overflow_ms"], 560.0)
         self.assertEqual(self.memory.data_bytes, (80 - 28) * 160)
+
+
+class RotationTests(RecordingTestsMixin, SynchronousTestCase):
+    def test_next_part_created_off_the_reactor(self) -> None:
+        """At max_duration the next file is created by the blocking runner,
+        not on the reactor thread; its audio waits meanwhile and lands in
+        it, and the full file's sidecar names it once it exists."""
+        runner = ManualRunner()
+        recording = self.make_recording(runner=runner, limits=Limits(max_duration=1.0), parts=True)
+        recording.begin()
+        runner.run_pending()
+        for sequence in range(60):
+            self.feed(recording, sequence, bytes([sequence]) * 160)
+        self.assertEqual(self.parts, [])  # not created yet: a job waits for a thread
+        runner.run_pending()
+        self.assertEqual(len(self.parts), 1)
+        stopped = recording.stop("hangup", BY_PHONE)
+        runner.run_pending()
+        self.successResultOf(stopped)
+        self.assertEqual(self.parts[0].contents()[-1600:], b"".join(bytes([s]) * 160 for s in range(50, 60)))
+        self.assertEqual(self.sidecar()["next"], "call_part2.wav")
+
+    def test_next_part_cannot_be_created(self) -> None:
+        """If the next file cannot be created the recording stops as a
+        write error (the phone is told) and the full file is kept."""
+        recording = self.make_recording(limits=Limits(max_duration=1.0), parts=True)
+
+        def no_room(number: int):
+            raise OSError(28, "No space left on device")
+
+        recording._open_part = no_room
+        recording.begin()
+        for sequence in range(60):
+            self.feed(recording, sequence)
+        self.assertEqual(recording.state, STOPPED)
+        self.assertEqual(len(self.link.stop_requests), 1)
+        self.assertIn("No space left", self.link.stop_requests[0][1])
+        self.assertEqual(self.memory.data_bytes, 8000)
+        self.assertEqual(self.sidecar()["stop_reason"], "max duration")
+        self.flushLoggedErrors()
