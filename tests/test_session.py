@@ -543,3 +543,20 @@ class RotationTests(RecordingTestsMixin, SynchronousTestCase):
         self.assertEqual(self.memory.data_bytes, 8000)
         self.assertEqual(self.sidecar()["stop_reason"], "max duration")
         self.flushLoggedErrors()
+
+
+class WriteErrorLogTests(RecordingTestsMixin, SynchronousTestCase):
+    def test_logged_once(self) -> None:
+        """A disk that keeps failing is logged once per recording, not once
+        per packet or per hand-over."""
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        recording = self.make_recording(fail_at=1)
+        for sequence in range(30):
+            self.feed(recording, sequence)
+        failures = [e for e in events if e.get("log_format", "").startswith("Recording {recordingId} write failed")]
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(failures[0]["recordingId"], "42")
