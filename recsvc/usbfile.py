@@ -48,10 +48,10 @@ class PhoneRecording:
 
 def parse_phone_recording(blob: bytes) -> PhoneRecording:
     """Read a USB recording. Raises `NotAPhoneRecording` saying why."""
-    if len(blob) < HEADER_SIZE:
-        raise NotAPhoneRecording(f"{len(blob)} bytes is shorter than the {HEADER_SIZE}-byte header")
     if blob[:4] == b"RIFF":
         raise NotAPhoneRecording("this is already a RIFF WAV file")
+    if len(blob) < HEADER_SIZE:
+        raise NotAPhoneRecording(f"{len(blob)} bytes is shorter than the {HEADER_SIZE}-byte header")
     raw_name = blob[:64].split(b"\0", 1)[0]
     try:
         name = raw_name.decode("ascii").strip()
