@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import attrs
 from twisted.application.service import Service
@@ -80,6 +80,8 @@ class RecorderService(Service):
     _active_paths: set[str] = attrs.field(factory=set)
     _sweeping: LoopingCall | None = None
     _starting: dict[str, _PendingStart] = attrs.field(factory=dict)
+    _recovering: bool = False
+    _after_recovery: list[Deferred[None]] = attrs.field(factory=list)
     _sweep_running: bool = False
     # Fires with what start-up recovered from a crash (see recsvc.recovery).
     recovery: Deferred[list[Recovered]] | None = None
@@ -170,6 +172,9 @@ class RecorderService(Service):
 
         response = self._refused(request, "internal error")
         try:
+            # New files are made only once start-up recovery is done: it
+            # must never see (and finish) a file that is being created.
+            await self._recovery_done()
             writer = await self.run_blocking(open_part, 1)
         except OSError as error:
             port.stopListening()
@@ -335,12 +340,28 @@ class RecorderService(Service):
 
     def recover(self) -> Deferred[list[Recovered]]:
         """Finish the recordings a crash left behind (in a thread); fires
-        with what was recovered."""
+        with what was recovered. Files for new recordings wait for it."""
+        self._recovering = True
         self.recovery = self.run_blocking(
             recover_all, self.storage.root, self.storage.write_sidecar,
             self._active_paths.__contains__,
         ).addCallbacks(self._recovered, self._recovery_failed)
+        self.recovery.addBoth(self._recovery_finished)
         return self.recovery
+
+    def _recovery_finished(self, result: Any) -> Any:
+        self._recovering = False
+        waiting, self._after_recovery = self._after_recovery, []
+        for waiter in waiting:
+            waiter.callback(None)
+        return result
+
+    def _recovery_done(self) -> Deferred[None]:
+        if not self._recovering:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._after_recovery.append(waiter)
+        return waiter
 
     def _recovered(self, recovered: list[Recovered]) -> list[Recovered]:
         for each in recovered:

@@ -407,3 +407,17 @@ class CreationRaceTests(ServiceTestsMixin, SynchronousTestCase):
         waiter.errback(OSError(5, "Input/output error"))
         self.assertEqual(self.successResultOf(answer).reason, "server shutting down")
         self.successResultOf(stopped)
+
+    def test_files_wait_for_recovery(self) -> None:
+        """While start-up recovery runs, a Start's file is not created (so
+        recovery never sees a file being made); it is once recovery is done."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        self.service.recover()
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertEqual(len(runner.pending), 1)  # only recovery
+        waiter, recover, args = runner.pending.pop(0)
+        waiter.callback(recover(*args))
+        self.assertEqual(len(runner.pending), 1)  # now the file
+        runner.run_pending()
+        self.assertEqual(self.successResultOf(answer).result, "success")
