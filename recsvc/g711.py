@@ -1,8 +1,11 @@
-"""G.711 A-law and mu-law to 16-bit linear PCM (ITU-T G.711), by lookup table."""
+"""G.711 A-law and mu-law to and from 16-bit linear PCM (ITU-T G.711), by
+lookup table. Decoding serves pcm16 storage; encoding the phone simulator."""
 
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 
 
 def alaw_to_linear(code: int) -> int:
@@ -42,3 +45,69 @@ def decode_alaw(data: bytes) -> bytes:
 def decode_ulaw(data: bytes) -> bytes:
     """mu-law bytes to little-endian 16-bit PCM."""
     return b"".join(map(_ULAW.__getitem__, data))
+
+
+def linear_to_alaw(sample: int) -> int:
+    """One 16-bit sample to A-law (ITU-T G.711, as the reference encoder)."""
+    if sample >= 0:
+        mask = 0xD5
+    else:
+        mask = 0x55
+        sample = -sample - 1
+    sample >>= 3  # 13-bit magnitude
+    if sample < 32:
+        return ((sample >> 1) ^ mask) & 0xFF
+    exponent = sample.bit_length() - 5
+    if exponent > 7:
+        return (0x7F ^ mask) & 0xFF
+    mantissa = (sample >> exponent) & 0x0F
+    return ((exponent << 4) | mantissa) ^ mask
+
+
+def linear_to_ulaw(sample: int) -> int:
+    """One 16-bit sample to mu-law (ITU-T G.711, as the reference encoder)."""
+    sample >>= 2  # 14-bit, as the reference works
+    if sample < 0:
+        sample, mask = -sample, 0x7F
+    else:
+        mask = 0xFF
+    sample = min(sample, 8159) + 33
+    segment = sample.bit_length() - 6
+    if segment > 7:
+        return (0x7F ^ mask) & 0xFF
+    return ((segment << 4) | ((sample >> (segment + 1)) & 0x0F)) ^ mask
+
+
+def _encoder_table(encode) -> bytes:
+    # Index: the sample's 16-bit two's-complement pattern.
+    return bytes(encode(value - 65536 if value >= 32768 else value) for value in range(65536))
+
+
+_TO_ALAW: bytes | None = None
+_TO_ULAW: bytes | None = None
+
+
+def encode_alaw(pcm: bytes) -> bytes:
+    """Little-endian 16-bit PCM to A-law bytes."""
+    global _TO_ALAW
+    if _TO_ALAW is None:
+        _TO_ALAW = _encoder_table(linear_to_alaw)
+    table = _TO_ALAW
+    return bytes(table[value] for value in _samples(pcm))
+
+
+def encode_ulaw(pcm: bytes) -> bytes:
+    """Little-endian 16-bit PCM to mu-law bytes."""
+    global _TO_ULAW
+    if _TO_ULAW is None:
+        _TO_ULAW = _encoder_table(linear_to_ulaw)
+    table = _TO_ULAW
+    return bytes(table[value] for value in _samples(pcm))
+
+
+def _samples(pcm: bytes) -> array:
+    """Little-endian 16-bit samples as unsigned patterns, on any host."""
+    samples = array("H", pcm)
+    if sys.byteorder == "big":
+        samples.byteswap()
+    return samples

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from recsvc import g711
 from recsvc.g711 import alaw_to_linear, decode_alaw, decode_ulaw, ulaw_to_linear
 
 with warnings.catch_warnings():
@@ -97,3 +98,31 @@ class KnownValueTests(SynchronousTestCase):
             out = decode(data)
             self.assertEqual(len(out), 2 * len(data))
             self.assertEqual(_samples(out), tuple(map(one, data)))
+
+
+class EncoderTests(SynchronousTestCase):
+    if audioop is None:
+        skip = "the audioop module is not available"
+
+    def test_everySample(self) -> None:
+        """
+        Encoding every 16-bit sample gives what the standard library's
+        reference encoder gives, for A-law and mu-law.
+        """
+        pcm = struct.pack("<65536h", *range(-32768, 32768))
+        self.assertEqual(g711.encode_alaw(pcm), audioop.lin2alaw(pcm, 2))
+        self.assertEqual(g711.encode_ulaw(pcm), audioop.lin2ulaw(pcm, 2))
+
+
+class EncodeDecodeTests(SynchronousTestCase):
+    def test_codesRoundTrip(self) -> None:
+        """
+        Every code decodes to a sample that encodes back to the same code
+        (but mu-law's two zeros, 0x7F and 0xFF, which both mean 0).
+        """
+        for code in range(256):
+            sample = g711.alaw_to_linear(code)
+            self.assertEqual(g711.linear_to_alaw(sample), code)
+            sample = g711.ulaw_to_linear(code)
+            expected = 0xFF if code == 0x7F else code
+            self.assertEqual(g711.linear_to_ulaw(sample), expected)
