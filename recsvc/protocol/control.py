@@ -39,6 +39,11 @@ class ControlProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self._connected = True
+        # Replies are small and awaited: Nagle's algorithm would hold them
+        # back for the phone's delayed ACK.
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self.peer = self.transport.getPeer().host
         self._service.link_connected(self)
         self.log.debug("Control connection from {peer}", peer=self.peer)
