@@ -201,7 +201,8 @@ class StorageConfig:
     # slow disk; beyond it audio is dropped, counted and reported.
     max_buffer_s: float = attrs.field(default=30.0, converter=_seconds(1, 600))
     # How often (seconds) the audio of each recording reaches the disk and
-    # its WAV header is brought up to date: a crash loses at most this much.
+    # its WAV header is brought up to date: a crash loses at most this much
+    # (plus what the reorder window holds back after lost packets).
     sync_interval: float = attrs.field(default=1.0, converter=_seconds(0.1, 60))
     # A recording this long goes on in a new file (seconds; 4 hours).
     max_duration: float = attrs.field(default=4 * 3600.0, converter=_seconds(60, 7 * 86400))

@@ -47,14 +47,12 @@ def recover_all(
     root: str,
     write_sidecar: Callable[[str, dict[str, Any]], Any],
     is_active: Callable[[str], bool] = lambda path: False,
-    before: float | None = None,
 ) -> list[Recovered]:
     """Finish every recording under ``root`` that a crash interrupted.
 
     ``write_sidecar(wav_path, data)`` writes a sidecar durably (the storage's
     own); ``is_active(wav_path)`` tells the recordings of this run, which
-    are left alone, as is any file modified at or after ``before`` (the
-    time this run began recording). Files that cannot be repaired are renamed
+    are left alone (their partial files are also locked). Files that cannot be repaired are renamed
     ``NAME.wav.damaged`` and left for a person; nothing is deleted.
     """
     recovered = []
@@ -63,12 +61,12 @@ def recover_all(
             path = os.path.join(folder, name)
             if name.endswith(".wav" + PARTIAL_SUFFIX):
                 wav = path[: -len(PARTIAL_SUFFIX)]
-                if is_active(wav) or _modified_since(path, before):
+                if is_active(wav):
                     continue
                 result = _safely(partial(_recover_partial, wav, write_sidecar), path)
             elif name.endswith(".json") and _is_unfinished(path):
                 wav = path[: -len(".json")] + ".wav"
-                if is_active(wav) or not os.path.exists(wav) or _modified_since(path, before):
+                if is_active(wav) or not os.path.exists(wav):
                     continue  # its .part is handled under its own name
                 # Crashed between finishing the WAV and its sidecar.
                 try:
@@ -93,15 +91,6 @@ def _safely(recover: Callable[[], Recovered | None], path: str) -> Recovered | N
     except OSError as error:
         log.error("Cannot recover {file}: {reason}", file=path, reason=error.strerror or str(error))
         return None
-
-
-def _modified_since(path: str, moment: float | None) -> bool:
-    if moment is None:
-        return False
-    try:
-        return os.stat(path).st_mtime >= moment
-    except OSError:
-        return True  # gone: not ours to touch
 
 
 def _recover_partial(wav: str, write_sidecar: Callable[[str, dict[str, Any]], Any]) -> Recovered | None:

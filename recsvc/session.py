@@ -8,6 +8,7 @@ and gives each caller its own Deferred for the finished recording's summary.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Callable, Iterator, Protocol
 
 import attrs
@@ -161,13 +162,15 @@ class Recording:
 
     def _write(self, chunks: list[bytes]) -> None:
         per_tick = self._media.encoder.bytes_per_tick
-        limit = int(self._limits.max_duration * self.info.codec.clock_rate)
+        # Without a way to open further files, the one file goes on.
+        limit = (int(self._limits.max_duration * self.info.codec.clock_rate)
+                 if self._open_part is not None else sys.maxsize)
         for chunk in chunks:
             while chunk:
                 if self._write_error is not None:
                     return
-                if self._part.ticks >= limit and not self._next_part():
-                    return
+                if self._part.ticks >= limit:
+                    self._next_part()
                 room = (limit - self._part.ticks) * per_tick
                 piece, chunk = chunk[:room], chunk[room:]
                 if len(self._part.pending) + len(piece) > self._max_pending_bytes():
@@ -231,11 +234,10 @@ class Recording:
             lambda failure: None
         )
 
-    def _next_part(self) -> bool:
+    def _next_part(self) -> None:
         """The file is as long as a file may be: go on in a new one (opened
         when there is audio for it, so no part is ever empty)."""
-        if self._open_part is None:
-            return True  # no parts: the one file goes on
+        assert self._open_part is not None
         done = self._part
         assert done.writer is not None
         now = self._clock.seconds()
@@ -252,7 +254,6 @@ class Recording:
         )
         finishing.addErrback(self._log_storage_failure)
         self._finishing_parts.append(finishing)
-        return True
 
     def _part_opened(self, writer: AudioWriter, part: _Part) -> None:
         part.writer = writer

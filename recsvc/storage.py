@@ -29,8 +29,9 @@ def open_wav_file(path: str, fmt: WavFormat, file_mode: int = 0o640) -> AudioWri
 
 @attrs.frozen
 class Storage:
-    """Lays recordings out under ``root``: ``device/YYYY/MM/DD/NAME.wav`` with
-    ``NAME.json`` beside it. Names never collide: a taken name gets a suffix."""
+    """Lays recordings out under ``root`` by ``path_template`` (storage.path):
+    ``NAME.wav`` with ``NAME.json`` beside it. Names never collide: a taken
+    name gets a suffix."""
 
     root: str
     audio_format: str = "g711"

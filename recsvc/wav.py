@@ -1,8 +1,8 @@
 """WAV (RIFF) files: the header, pure, and the writer that streams audio into one.
 
 The header is written with zero sizes when the file is created and patched
-with the real sizes when it is closed, so the data chunk holds exactly the
-bytes written, in the order written.
+with the real sizes at every sync and when it is closed, so the data chunk
+holds exactly the bytes written, in the order written.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import attrs
 
 from recsvc.codec import WAVE_FORMAT_PCM, Codec
 
-# How much audio the writer gathers before one write() to the file: a few
-# seconds of G.711, so a recording costs a system call every few seconds.
+# How much audio the writer gathers before one write() to the file. Live
+# recordings hand over their audio at every sync anyway; this bounds the
+# system calls of a long write such as `recsvc convert`.
 WRITE_BATCH_BYTES = 16 * 1024
 
 
@@ -98,8 +99,8 @@ class AudioWriter(Protocol):
     """Where a recording's audio goes. `WavFileWriter` is the real one;
     `recsvc.testing.MemoryWavWriter` the fake, held to the same contract.
 
-    Blocking: but for creation, a writer is used off the reactor thread, by
-    one thread at a time."""
+    Blocking: a writer is used off the reactor thread, by one thread at a
+    time."""
 
     @property
     def path(self) -> str:

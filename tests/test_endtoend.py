@@ -7,6 +7,7 @@ import array
 import json
 import math
 import os
+import queue
 import random
 import re
 import shutil
@@ -378,7 +379,7 @@ class FullDiskEndToEndTests(TestCase):
             phone.connect()
             started = phone.start("full-1")
             assert started.result == "success", started
-            send_rtp(rtp_packets(sound), started.server, started.port, interval=0.0004)
+            send_rtp(rtp_packets(sound), started.server, started.port, interval=0.001)
             request = phone.receive()  # sent while the disk filled
             phone.send(StopResponse("full-1", "success"))
             second = phone.start("full-2")
@@ -402,6 +403,34 @@ class FullDiskEndToEndTests(TestCase):
         while recording_id not in recordings(root):
             self.assertLess(time.monotonic(), deadline)
             yield deferLater(reactor, 0.05, lambda: None)
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    with stream:
+        for line in stream:
+            lines.put(line)
+    lines.put(None)  # the end
+
+
+def _rest_of(process: subprocess.Popen, seconds: float = 10) -> str:
+    """The output of an exited ``process`` that start_twistd has not read."""
+    rest = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            line = process.output_lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        rest.append(line)
+    return "".join(rest)
+
+
+def _reap(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
 
 
 class TwistdEndToEndTests(TestCase):
@@ -430,27 +459,34 @@ class TwistdEndToEndTests(TestCase):
         return workdir
 
     def start_twistd(self, workdir: str) -> tuple[subprocess.Popen, int]:
-        """``twistd -n recsvc`` in ``workdir``, and its control port."""
+        """``twistd -n recsvc`` in ``workdir``, and its control port. Its
+        output is read by a thread, so a twistd that hangs silently fails
+        the test after 20 s instead of hanging it."""
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         process = subprocess.Popen(
             [twistd, "-n", "--pidfile=", "--logfile=-", "recsvc", "--config", "recsvc.yaml"],
             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        port = None
+        self.addCleanup(_reap, process)
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
+        reader.start()
+        process.output_lines = lines  # type: ignore[attr-defined]
         log = []
         deadline = time.monotonic() + 20
-        while port is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
                 break
+            if line is None:
+                break  # twistd exited
             log.append(line)
             match = re.search(r"Control listening on 127\.0\.0\.1:(\d+)", line)
-            port = int(match.group(1)) if match else None
-        if port is None:
-            process.kill()
-            process.wait()
-            self.fail("twistd did not listen:\n" + "".join(log))
-        return process, port
+            if match:
+                return process, int(match.group(1))
+        process.kill()
+        self.fail("twistd did not listen:\n" + "".join(log))
 
     def test_kill9_then_restart(self):
         """kill -9 in the middle of a call, then a restart: the recording is
@@ -475,7 +511,6 @@ class TwistdEndToEndTests(TestCase):
             if process.poll() is None:
                 process.kill()
             process.wait()
-            process.stdout.close()
         self.assertEqual(recordings(os.path.join(workdir, "recordings")), {})
         process, port = self.start_twistd(workdir)
         try:
@@ -486,7 +521,6 @@ class TwistdEndToEndTests(TestCase):
         finally:
             process.terminate()
             process.wait(10)
-            process.stdout.close()
         path = recordings(os.path.join(workdir, "recordings"))["crash-1"]
         kept = read_wav(path)[1]
         self.assertEqual(kept, sound[:len(kept)])
@@ -532,13 +566,12 @@ class TwistdEndToEndTests(TestCase):
             # the status is "terminated by SIGTERM", as systemd expects.
             self.assertIn(process.wait(timeout=10), (0, -signal.SIGTERM))
             self.assertLess(time.monotonic() - began, 5)
-            self.assertIn("Server Shut Down.", process.stdout.read())
+            self.assertIn("Server Shut Down.", _rest_of(process))
             phone.close()
         finally:
             if process.poll() is None:
                 process.kill()
             process.wait()
-            process.stdout.close()
         found = recordings(os.path.join(workdir, "recordings"))
         self.assertEqual(sorted(found), ["a", "b", "c"])
         expected_by = {"a": "phone", "b": "connection", "c": "server"}

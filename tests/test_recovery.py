@@ -528,25 +528,6 @@ class RecoverAllTests(RecoveryTestCase):
         self.assertEqual(tree(root), before)
         self.assertEqual(len(recover_all(root, Storage(root).write_sidecar)), 2)
 
-    def test_filesModifiedSinceBeforeLeftAlone(self):
-        """
-        Files modified at or after ``before`` (this run's recordings) are left
-        alone; older ones are recovered.
-        """
-        root = self.makeRoot()
-        partialWav = self.wavPath(root, "a")
-        write(partialWav + ".part", self.recordedPartial(ALAW, b"\x01" * 99))
-        finalWav = self.wavPath(root, "b")
-        write(finalWav, self.finishedWav(ALAW, b"\x01" * 99))
-        Storage(root).write_sidecar(finalWav, provisional_sidecar(ALAW, finalWav))
-        began = STARTED + 3600
-        for path in (partialWav + ".part", finalWav, sidecar_path(finalWav)):
-            os.utime(path, (began, began))
-        before = tree(root)
-        self.assertEqual(recover_all(root, Storage(root).write_sidecar, before=began), [])
-        self.assertEqual(tree(root), before)
-        self.assertEqual(len(recover_all(root, Storage(root).write_sidecar, before=began + 1)), 2)
-
     def test_existingWavNeverOverwritten(self):
         """
         A NAME.wav that already exists beside a NAME.wav.part is never

@@ -154,8 +154,7 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
 
     def test_shutdown_while_creating(self) -> None:
         """A Start whose file is still being created when the service stops
-        is refused, its port closed and its empty file removed; the
-        shutdown waits for it."""
+        is refused and its port closed; the shutdown waits for it."""
         runner = ManualRunner()
         self.make_service(runner=runner)
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")

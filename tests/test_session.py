@@ -547,8 +547,8 @@ class RotationTests(RecordingTestsMixin, SynchronousTestCase):
 
 class WriteErrorLogTests(RecordingTestsMixin, SynchronousTestCase):
     def test_logged_once(self) -> None:
-        """A disk that keeps failing is logged once per recording, not once
-        per packet or per hand-over."""
+        """A failing disk is logged once per recording: the first failure
+        stops the recording, and the packets after it log nothing more."""
         from twisted.logger import globalLogPublisher
 
         events = []
