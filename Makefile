@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= etc/recsvc.yaml
 
-.PHONY: venv run test test-tools clean
+.PHONY: venv run test test-tools bench clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,10 @@ test-tools:
 
 test: venv test-tools
 	$(BIN)/python -m twisted.trial --jobs 2 tests
+
+# On demand, not in `make test`: capacity figures (see docs/benchmarks.md).
+bench: venv test-tools
+	$(BIN)/python bench/capacity.py --calls 100 250 500 --duration 20
 
 clean:
 	rm -rf $(VENV) _trial_temp* build *.egg-info
