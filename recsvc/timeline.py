@@ -24,9 +24,10 @@ import attrs
 # window) is a restarted stream, not network jitter.
 JUMP_SLACK_S = 1.0
 
-# How many sequence numbers back duplicates are recognised, and stragglers
-# told from a restarted stream.
-RECENT = 512
+# How many recent sequence numbers are remembered to recognise duplicates:
+# 2.5 s of 20 ms packets, more than any reorder window keeps; older repeats
+# are late anyway. Kept small: it is most of a recording's memory.
+RECENT = 128
 # A packet at most this many sequence numbers ahead, whose timestamp advanced
 # by at most LONGEST_PACKET_S per number, continues the stream.
 CONTINUOUS_STEPS = 16
