@@ -19,6 +19,7 @@ from recsvc.recovery import CRASH_REASON, DamagedFile, Recovered, recover_all, r
 from recsvc.storage import Storage, sidecar_path
 from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary, iso_utc
 from recsvc.wav import WRITE_BATCH_BYTES, WavFileWriter, WavFormat
+from tests.test_wav import check_wav
 
 PCMA = CODECS["PCMA"]
 ALAW = WavFormat.stored(PCMA)
@@ -142,41 +143,9 @@ class RecoveryTestCase(SynchronousTestCase):
         return read(writer.path)
 
     def assertValidWav(self, data: bytes, fmt: WavFormat) -> bytes:
-        """Walk the RIFF chunks of ``data`` with struct: the sizes add up to
-        exactly the file, odd chunks are padded, the format is ``fmt`` and a
-        fact chunk counts the samples. Returns the data chunk's bytes."""
-        self.assertGreaterEqual(len(data), 12, "no RIFF header")
-        riff, riffSize, wave = struct.unpack_from("<4sI4s", data)
-        self.assertEqual((riff, wave), (b"RIFF", b"WAVE"))
-        self.assertEqual(riffSize + 8, len(data), "RIFF size is not the file length - 8")
-        chunks, order, offset = {}, [], 12
-        while offset < len(data):
-            self.assertLessEqual(offset + 8, len(data), "truncated chunk header")
-            chunkId, size = struct.unpack_from("<4sI", data, offset)
-            offset += 8
-            self.assertLessEqual(offset + size, len(data), f"chunk {chunkId!r} overruns the file")
-            chunks[chunkId] = data[offset:offset + size]
-            order.append(chunkId)
-            offset += size
-            if size & 1:
-                self.assertEqual(data[offset:offset + 1], b"\0", f"chunk {chunkId!r} lacks its pad byte")
-                offset += 1
-        self.assertEqual(offset, len(data))
-        self.assertEqual(order[0], b"fmt ")
-        self.assertEqual(order[-1], b"data")
-        tag, channels, rate, byteRate, align, bits = struct.unpack_from("<HHIIHH", chunks[b"fmt "])
-        self.assertEqual(
-            (tag, channels, rate, byteRate, align, bits),
-            (fmt.format_tag, fmt.channels, fmt.sample_rate,
-             fmt.sample_rate * fmt.block_align, fmt.block_align, fmt.bits_per_sample),
-        )
-        audio = chunks[b"data"]
-        self.assertEqual(len(audio) % fmt.block_align, 0, "a partial sample in the data chunk")
-        if b"fact" in chunks:
-            self.assertEqual(struct.unpack("<I", chunks[b"fact"]), (len(audio) // fmt.block_align,))
-        else:
-            self.assertEqual(fmt, PCM16, "a compressed format without a fact chunk")
-        return audio
+        """The chunks add up to exactly the file, odd chunks are padded, the
+        format is ``fmt`` with its fact chunk. Returns the data chunk."""
+        return check_wav(self, data, fmt)
 
     def assertFinishedSidecar(self, wav: str, fmt: WavFormat, audio: bytes) -> dict:
         """The sidecar beside ``wav`` says a server crash ended a recording
