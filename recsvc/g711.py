@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from typing import Callable
 
 
 def alaw_to_linear(code: int) -> int:
@@ -78,31 +79,29 @@ def linear_to_ulaw(sample: int) -> int:
     return ((segment << 4) | ((sample >> (segment + 1)) & 0x0F)) ^ mask
 
 
-def _encoder_table(encode) -> bytes:
+def _encoder_table(encode: Callable[[int], int]) -> bytes:
     # Index: the sample's 16-bit two's-complement pattern.
     return bytes(encode(value - 65536 if value >= 32768 else value) for value in range(65536))
 
 
-_TO_ALAW: bytes | None = None
-_TO_ULAW: bytes | None = None
+_ENCODER_TABLES: dict[Callable[[int], int], bytes] = {}
+
+
+def _encode(pcm: bytes, encode: Callable[[int], int]) -> bytes:
+    table = _ENCODER_TABLES.get(encode)
+    if table is None:  # built on first use: 64 KB, a moment of work
+        table = _ENCODER_TABLES[encode] = _encoder_table(encode)
+    return bytes(table[value] for value in _samples(pcm))
 
 
 def encode_alaw(pcm: bytes) -> bytes:
     """Little-endian 16-bit PCM to A-law bytes."""
-    global _TO_ALAW
-    if _TO_ALAW is None:
-        _TO_ALAW = _encoder_table(linear_to_alaw)
-    table = _TO_ALAW
-    return bytes(table[value] for value in _samples(pcm))
+    return _encode(pcm, linear_to_alaw)
 
 
 def encode_ulaw(pcm: bytes) -> bytes:
     """Little-endian 16-bit PCM to mu-law bytes."""
-    global _TO_ULAW
-    if _TO_ULAW is None:
-        _TO_ULAW = _encoder_table(linear_to_ulaw)
-    table = _TO_ULAW
-    return bytes(table[value] for value in _samples(pcm))
+    return _encode(pcm, linear_to_ulaw)
 
 
 def _samples(pcm: bytes) -> array:
