@@ -12,7 +12,7 @@ from twisted.internet.task import react
 
 from recsvc import g711
 from recsvc.phone import FRAMINGS
-from recsvc.simulator import Faults, percentile, run_calls, verify
+from recsvc.simulator import Faults, finished_recordings, percentile, run_calls, verify
 
 
 def audio_from_wav(path: str, codec: str) -> bytes:
@@ -81,8 +81,9 @@ async def _main(reactor: Any, args: argparse.Namespace) -> int:
     print(f"packets sent: {sum(r.packets_sent for r in results)}")
     status = 0 if len(started) == len(results) else 1
     if args.storage_root:
+        found = finished_recordings(args.storage_root)
         wrong = [(r.recording_id, problem) for r in started
-                 if (problem := verify(args.storage_root, r, args.codec)) is not None]
+                 if (problem := verify(found, r, args.codec)) is not None]
         print(f"verified: {len(started) - len(wrong)} byte-exact, {len(wrong)} not")
         for recording_id, problem in wrong[:10]:
             print(f"  {recording_id}: {problem}")

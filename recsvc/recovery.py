@@ -23,7 +23,15 @@ from twisted.logger import Logger
 
 from recsvc.storage import sidecar_path
 from recsvc.summary import iso_utc
-from recsvc.wav import PARTIAL_SUFFIX, WavFormat, fsync_directory, header_patches, wav_header
+from recsvc.wav import (
+    PARTIAL_SUFFIX,
+    NotAWav,
+    WavFormat,
+    fsync_directory,
+    header_patches,
+    parse_header,
+    wav_header,
+)
 
 CRASH_REASON = "server crash"
 
@@ -151,24 +159,16 @@ def repair_wav(path: str) -> int:
 
 
 def _parse_header(head: bytes) -> tuple[WavFormat, int]:
-    """The format and where the data chunk's bytes begin."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        raise DamagedFile("no RIFF/WAVE header")
-    offset, fmt = 12, None
-    while offset + 8 <= len(head):
-        chunk, size = head[offset:offset + 4], struct.unpack_from("<I", head, offset + 4)[0]
-        if chunk == b"fmt " and offset + 8 + 16 <= len(head):
-            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", head, offset + 8)
-            fmt = WavFormat(tag, rate, bits, channels)
-        elif chunk == b"data":
-            if fmt is None or fmt.block_align == 0 or fmt.sample_rate == 0:
-                raise DamagedFile("data before a valid fmt chunk")
-            if not _written_by_us(head, fmt):
-                # header_patches() writes where wav_header() puts the sizes.
-                raise DamagedFile("not a header this server writes")
-            return fmt, offset + 8
-        offset += 8 + size + (size & 1)
-    raise DamagedFile("no data chunk")
+    """The format and where the data chunk's bytes begin, of a header this
+    server wrote (the only kind whose sizes it knows how to patch)."""
+    try:
+        fmt, data_offset = parse_header(head)
+    except NotAWav as error:
+        raise DamagedFile(str(error)) from None
+    if not _written_by_us(head, fmt):
+        # header_patches() writes where wav_header() puts the sizes.
+        raise DamagedFile("not a header this server writes")
+    return fmt, data_offset
 
 
 def _written_by_us(head: bytes, fmt: WavFormat) -> bool:

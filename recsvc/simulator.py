@@ -36,6 +36,7 @@ from recsvc.protocol.commands import (
 )
 from recsvc.protocol.framing import MessageFramer
 from recsvc.rtp import build_rtp
+from recsvc.wav import NotAWav, read_audio
 
 SILENCE = {"PCMA": b"\xd5", "PCMU": b"\xff"}
 
@@ -232,29 +233,32 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def verify(root: str, result: CallResult, codec: str = "PCMA") -> str | None:
-    """None if the recording of ``result`` under ``root`` holds exactly what
-    was sent (lost packets as silence); else what is wrong. For G.711 stored
-    as received (storage.format g711)."""
-    found = None
+def finished_recordings(root: str) -> dict[str, str]:
+    """Recording id -> WAV path of the finished recordings under ``root``
+    (read once, however many calls are verified)."""
+    found = {}
     for folder, _, names in os.walk(root):
         for name in names:
             if name.endswith(".json"):
                 with open(os.path.join(folder, name), encoding="utf-8") as handle:
                     sidecar = json.load(handle)
-                if sidecar.get("id") == result.recording_id and sidecar.get("status") == "finished":
-                    found = os.path.join(folder, sidecar["file"])
-    if found is None:
+                if sidecar.get("status") == "finished":
+                    found[sidecar["id"]] = os.path.join(folder, sidecar["file"])
+    return found
+
+
+def verify(recordings: dict[str, str], result: CallResult, codec: str = "PCMA") -> str | None:
+    """None if the recording of ``result`` (found in ``recordings``, from
+    `finished_recordings`) holds exactly what was sent, lost packets as
+    silence; else what is wrong. For G.711 stored as received (g711)."""
+    path = recordings.get(result.recording_id)
+    if path is None:
         return "no finished recording"
-    with open(found, "rb") as handle:
-        blob = handle.read()
-    offset = 12
-    while offset < len(blob) and blob[offset:offset + 4] != b"data":
-        offset += 8 + int.from_bytes(blob[offset + 4:offset + 8], "little")
-    size = int.from_bytes(blob[offset + 4:offset + 8], "little")
-    data = blob[offset + 8:offset + 8 + size]
+    try:
+        _, data = read_audio(path)
+    except (OSError, NotAWav) as error:
+        return f"unreadable: {error}"
     expected = expected_recording(list(result.plan), set(result.delivered), SILENCE.get(codec, b"\0"))
     if data != expected:
         return f"{len(data)} bytes recorded, {len(expected)} expected, or different bytes"
     return None
-

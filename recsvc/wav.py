@@ -95,6 +95,39 @@ def header_patches(fmt: WavFormat, data_size: int) -> list[tuple[int, bytes]]:
     return [(offset, layout.header[offset:offset + 4]) for offset in fields]
 
 
+class NotAWav(ValueError):
+    """Bytes that do not begin like a WAV file with a data chunk."""
+
+
+def parse_header(head: bytes) -> tuple[WavFormat, int]:
+    """The format of a WAV file from its first bytes, and where the data
+    chunk's bytes begin. Raises `NotAWav`."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise NotAWav("no RIFF/WAVE header")
+    offset, fmt = 12, None
+    while offset + 8 <= len(head):
+        chunk, size = head[offset:offset + 4], struct.unpack_from("<I", head, offset + 4)[0]
+        if chunk == b"fmt " and offset + 8 + 16 <= len(head):
+            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", head, offset + 8)
+            fmt = WavFormat(tag, rate, bits, channels)
+        elif chunk == b"data":
+            if fmt is None or fmt.block_align == 0 or fmt.sample_rate == 0:
+                raise NotAWav("data before a valid fmt chunk")
+            return fmt, offset + 8
+        offset += 8 + size + (size & 1)
+    raise NotAWav("no data chunk")
+
+
+def read_audio(path: str) -> tuple[WavFormat, bytes]:
+    """A WAV file's format and the audio its header declares (as far as the
+    file holds it). Blocking. Raises `NotAWav`, OSError."""
+    with open(path, "rb") as handle:
+        blob = handle.read()
+    fmt, offset = parse_header(blob[:4096])
+    declared = struct.unpack_from("<I", blob, offset - 4)[0]
+    return fmt, blob[offset:offset + declared]
+
+
 class AudioWriter(Protocol):
     """Where a recording's audio goes. `WavFileWriter` is the real one;
     `recsvc.testing.MemoryWavWriter` the fake, held to the same contract.

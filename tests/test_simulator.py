@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from recsvc import g711
 from recsvc.phonecli import audio_from_wav
-from recsvc.simulator import Faults, percentile, run_calls, tone, verify
+from recsvc.simulator import Faults, finished_recordings, percentile, run_calls, tone, verify
 from tests.test_endtoend import LoopbackServiceMixin, recordings, sidecar_of
 
 
@@ -30,7 +30,7 @@ class SimulatedPhonesTests(LoopbackServiceMixin, TestCase):
         self.assertEqual([r.started for r in results], [True] * 4)
         self.assertTrue(all(r.start_latency is not None and r.stop_latency is not None for r in results))
         for result in results:
-            self.assertIsNone(verify(self.root, result), result.recording_id)
+            self.assertIsNone(verify(finished_recordings(self.root), result), result.recording_id)
             self.assertLessEqual(result.packets_sent, 50)
 
     @inlineCallbacks
@@ -44,7 +44,7 @@ class SimulatedPhonesTests(LoopbackServiceMixin, TestCase):
         self.assertIsNone(result.stop_latency)
         yield self.wait_for(lambda: "sim-0" in recordings(self.root))
         self.assertEqual(sidecar_of(recordings(self.root)["sim-0"])["stopped_by"], "connection")
-        self.assertIsNone(verify(self.root, result))
+        self.assertIsNone(verify(finished_recordings(self.root), result))
 
     @inlineCallbacks
     def test_refused_start_reported(self):

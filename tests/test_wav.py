@@ -20,10 +20,13 @@ from recsvc.testing import FailingWriter, MemoryWavWriter
 from recsvc.wav import (
     WRITE_BATCH_BYTES,
     AudioWriter,
+    NotAWav,
     WavFileWriter,
     WavFormat,
     header_patches,
+    parse_header,
     partial_path,
+    read_audio,
     wav_header,
 )
 
@@ -618,3 +621,24 @@ class FailingFinishTests(SynchronousTestCase):
         writer.write(b"\x02" * 10)
         error = self.assertRaises(OSError, writer.sync)
         self.assertEqual(error.errno, errno.ENOENT)
+
+
+class ReadAudioTests(SynchronousTestCase):
+    def test_readsWhatWasWritten(self) -> None:
+        """
+        read_audio gives back the format and exactly the audio written,
+        without the pad byte of odd 8-bit data.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        writer = WavFileWriter(os.path.join(directory, "call.wav"), ALAW)
+        writer.write(b"\x05" * 101)
+        writer.close()
+        self.assertEqual(read_audio(writer.path), (ALAW, b"\x05" * 101))
+
+    def test_notAWav(self) -> None:
+        """
+        Bytes that are not a WAV with a data chunk raise NotAWav.
+        """
+        for head in (b"", b"RIFF\0\0\0\0WAVE", b"ID3\x03" + b"\0" * 40, wav_header(ALAW).header[:30]):
+            self.assertRaises(NotAWav, parse_header, head)
