@@ -99,14 +99,3 @@ class _Only(dict):
 
     def __missing__(self, key: str) -> str:
         raise KeyError(key)
-
-
-def recording_stem(
-    started_at: float, device: str, direction: str, remote_number: str, recording_id: str
-) -> tuple[str, ...]:
-    """Relative path parts of a recording under the default template:
-    ``device/YYYY/MM/DD/YYYYmmddTHHMMSSZ_dir_remote_id`` (UTC)."""
-    return PathTemplate().build(started_at, {
-        "device": device, "direction": direction, "remote_number": remote_number,
-        "id": recording_id,
-    })

@@ -70,11 +70,6 @@ class MediaPipeline:
         self._timeline = timeline.Timeline(window, round(self.policy.max_gap_fill * rate))
         self._plausible_event_ticks = window + round(LONGEST_KEY_PRESS_S * rate)
 
-    @property
-    def file_ticks(self) -> int:
-        """How much of the call has gone into the file, in RTP clock ticks."""
-        return self._timeline.file_ticks
-
     def packet(self, packet: RtpPacket, source: Address, arrival: float) -> list[bytes]:
         """A valid RTP packet from ``source``; returns the bytes to append."""
         if packet.payload_type not in self._accepted_types:

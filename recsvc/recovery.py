@@ -12,13 +12,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from functools import partial
 import struct
 import time
+from functools import partial
 from typing import Any, Callable
 
 import attrs
-
 from twisted.logger import Logger
 
 from recsvc.storage import sidecar_path

@@ -16,14 +16,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from recsvc.codec import CODECS, Codec
+from recsvc.diskspace import DiskSpace, free_bytes
+from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.ports import NoFreePort, RtpPort, RtpPortPool
-from recsvc.protocol.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
+from recsvc.protocol.commands import (
+    FAILED,
+    SUCCESS,
+    StartRequest,
+    StartResponse,
+    StopRequest,
+)
 from recsvc.protocol.rtp import RtpReceiver
 from recsvc.recovery import CRASH_REASON, Recovered, recover_all
 from recsvc.retention import RetentionPolicy, StoredRecording
 from recsvc.retention import sweep as retention_sweep
-from recsvc.diskspace import DiskSpace, free_bytes
-from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.session import (
     BY_CONNECTION,
     BY_PHONE,
@@ -35,9 +41,9 @@ from recsvc.session import (
     Registry,
     RunBlocking,
 )
+from recsvc.storage import Storage
 from recsvc.summary import RecordingInfo, RecordingSummary
 from recsvc.wav import AudioWriter
-from recsvc.storage import Storage
 
 
 class UnknownRecording(KeyError):

@@ -12,7 +12,13 @@ import attrs
 
 from recsvc.codec import Codec, SegmentEncoder
 from recsvc.naming import PathTemplate
-from recsvc.wav import AudioWriter, WavFileWriter, WavFormat, fsync_directory, partial_path
+from recsvc.wav import (
+    AudioWriter,
+    WavFileWriter,
+    WavFormat,
+    fsync_directory,
+    partial_path,
+)
 
 FORMATS = ("g711", "pcm16")
 

@@ -7,8 +7,8 @@ import errno
 from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.protocol import DatagramProtocol
 
 from recsvc.ports import NoFreePort

@@ -16,7 +16,6 @@ from recsvc.naming import (
     PathTemplate,
     TemplateError,
     device_folder,
-    recording_stem,
     safe_component,
 )
 
@@ -26,6 +25,14 @@ _HOSTILE = st.one_of(
     st.lists(st.sampled_from(["..", ".", "/", "x", "_", "\\", "é", "\u202e"]), max_size=30).map("".join),
 )
 
+
+
+def default_path(started_at, device, direction, remote_number, recording_id):
+    """The path parts of a recording under the default storage.path."""
+    return PathTemplate().build(started_at, {
+        "device": device, "direction": direction, "remote_number": remote_number,
+        "id": recording_id,
+    })
 
 class SafeComponentTests(SynchronousTestCase):
     def assertSafe(self, component: str, max_length: int = MAX_COMPONENT) -> None:
@@ -123,7 +130,7 @@ class RecordingStemTests(SynchronousTestCase):
         """
         started = calendar.timegm((2024, 3, 9, 7, 5, 3))
         self.assertEqual(
-            recording_stem(started + 0.75, "00:A8:59:12:34:56", "in", "+4930123", "abc-1"),
+            default_path(started + 0.75, "00:A8:59:12:34:56", "in", "+4930123", "abc-1"),
             ("00a859123456", "2024", "03", "09", "20240309T070503Z_in_+4930123_abc-1"),
         )
 
@@ -146,7 +153,7 @@ class RecordingStemTests(SynchronousTestCase):
         time.tzset()
         started = calendar.timegm((2023, 12, 31, 22, 0, 0))
         self.assertEqual(
-            recording_stem(started, "dev", "out", "100", "r1"),
+            default_path(started, "dev", "out", "100", "r1"),
             ("dev", "2023", "12", "31", "20231231T220000Z_out_100_r1"),
         )
 
@@ -155,7 +162,7 @@ class RecordingStemTests(SynchronousTestCase):
         Hostile direction, number and id cannot add path parts; an empty
         number reads "none".
         """
-        stem = recording_stem(0, "/etc/passwd", "../..", "", "../../x")
+        stem = default_path(0, "/etc/passwd", "../..", "", "../../x")
         self.assertEqual(stem, ("etc_passwd", "1970", "01", "01", "19700101T000000Z_unknown_none_x"))
         for part in stem:
             self.assertNotIn("/", part)
