@@ -118,9 +118,20 @@ class Recording:
     _stop: _StopCause | None = None
     _rtp_port: int | None = None
     _overflow_ticks: int = 0  # audio dropped because the disk did not keep up
+    _per_tick: int = attrs.field(init=False)
+    _part_limit: int = attrs.field(init=False)
+    _pending_limit: int = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._part = _Part(1, self._writer, self.started_at, 0)
+        # Per recording, not per packet: bytes a tick, ticks a file, bytes
+        # that may wait for the disk.
+        rate = self.info.codec.clock_rate
+        self._per_tick = self._media.encoder.bytes_per_tick
+        # Without a way to open further files, the one file goes on.
+        self._part_limit = (int(self._limits.max_duration * rate)
+                            if self._open_part is not None else sys.maxsize)
+        self._pending_limit = int(self._limits.max_buffer_s * rate * self._per_tick)
         if self.port is not None:
             self._rtp_port = self.port.getHost().port
 
@@ -161,27 +172,25 @@ class Recording:
         return self._clock.seconds() if self._now is None else self._now()
 
     def _write(self, chunks: list[bytes]) -> None:
-        per_tick = self._media.encoder.bytes_per_tick
-        # Without a way to open further files, the one file goes on.
-        limit = (int(self._limits.max_duration * self.info.codec.clock_rate)
-                 if self._open_part is not None else sys.maxsize)
+        per_tick, limit = self._per_tick, self._part_limit
         for chunk in chunks:
             while chunk:
                 if self._write_error is not None:
                     return
-                if self._part.ticks >= limit:
+                part = self._part
+                if part.ticks >= limit:
                     self._next_part()
-                room = (limit - self._part.ticks) * per_tick
-                piece, chunk = chunk[:room], chunk[room:]
-                if len(self._part.pending) + len(piece) > self._max_pending_bytes():
+                    part = self._part
+                room = (limit - part.ticks) * per_tick
+                if len(chunk) <= room:
+                    piece, chunk = chunk, b""
+                else:  # the file ends inside this chunk
+                    piece, chunk = chunk[:room], chunk[room:]
+                if len(part.pending) + len(piece) > self._pending_limit:
                     self._overflow(len(piece) // per_tick)
                     continue
-                self._part.pending += piece
-                self._part.ticks += len(piece) // per_tick
-
-    def _max_pending_bytes(self) -> int:
-        return int(self._limits.max_buffer_s * self.info.codec.clock_rate
-                   * self._media.encoder.bytes_per_tick)
+                part.pending += piece
+                part.ticks += len(piece) // per_tick
 
     def _overflow(self, ticks: int) -> None:
         """The disk has not taken the audio of the last max_buffer_s: what
