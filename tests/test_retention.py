@@ -133,3 +133,23 @@ class ServiceSweepTests(SynchronousTestCase):
         self.assertEqual(archive.names(), [])
         self.successResultOf(service.stopService())
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_sweepLogsWhatItRemoved(self) -> None:
+        """
+        Each recording a sweep deletes is logged by file name.
+        """
+        from twisted.logger import globalLogPublisher
+
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        root = self.mktemp()
+        os.makedirs(root)
+        wav = Archive(root).add("old", 10)
+        clock = Clock()
+        clock.advance(NOW)
+        service = memory_recorder(root, clock=clock)
+        service.retention = RetentionPolicy(max_age_days=2)
+        self.successResultOf(service.sweep())
+        removed = [e["file"] for e in events if e.get("log_format", "").startswith("Retention removed")]
+        self.assertEqual(removed, [wav])
