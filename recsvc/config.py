@@ -151,6 +151,11 @@ class RtpConfig:
     first_packet_timeout: float = attrs.field(default=10.0, converter=_seconds(1, 3600))
     dtmf_payload_type: int = attrs.field(default=101, converter=_integer(96, 127))
     source: SourcePolicy = attrs.field(default=PEER, converter=_source)
+    # All RTP sockets are read together this often (ms); packets wait in
+    # the kernel meanwhile (see recsvc.drain).
+    read_interval_ms: int = attrs.field(default=5, converter=_integer(1, 100))
+    # Each RTP socket's kernel receive buffer (KB; capped by net.core.rmem_max).
+    receive_buffer_kb: int = attrs.field(default=512, converter=_integer(64, 65536))
 
 
 def _amount(high: float) -> Callable[[Any], float]:

@@ -29,6 +29,21 @@ class MediaPolicy:
     source: SourcePolicy = PEER
 
 
+@attrs.frozen
+class Continuation:
+    """The packet that would continue a recording's stream exactly, in the
+    steady state (in order, nothing held back, source locked): it would
+    only be appended. A fast path may take such packets without the
+    pipeline and hand them over later, together (`MediaPipeline.continued`)."""
+
+    payload_type: int
+    ssrc: int
+    sequence: int
+    timestamp: int
+    ticks: int  # also its payload's length: one byte a tick for every codec here
+    source: Address
+
+
 # A key press lasts at most this long: an event whose start lies further
 # from the stream's present than this (and the reorder window) has a
 # timestamp that cannot be trusted, and is placed where the stream is now.
@@ -81,6 +96,31 @@ class MediaPipeline:
             self.last_admitted = arrival
             out += self._admitted(admitted, arrival if when is None else when)
         return out
+
+    def expected(self) -> Continuation | None:
+        """The packet that would continue the stream exactly, if the stream
+        is in its steady state; None otherwise."""
+        clock = self._clock.continuation()
+        if clock is None or self._timeline.continues_at != self._clock.end:
+            return None
+        ssrc, sequence, timestamp, ticks = clock
+        source = self._guard.locked_source(ssrc, sequence)
+        if source is None:
+            return None
+        return Continuation(self.codec.payload_type, ssrc, sequence, timestamp, ticks, source)
+
+    def continued(self, count: int, payload: bytes, arrival: float) -> list[bytes]:
+        """``count`` packets arrived, the first being what `expected` said
+        and each the continuation of the one before; ``payload`` is theirs,
+        joined, and ``arrival`` when the last came. The same as taking them
+        one by one with `packet` (jitter is sampled once)."""
+        expected = self.expected()
+        assert expected is not None and len(payload) == count * expected.ticks
+        self._guard.continued(count, (expected.sequence + count - 1) & 0xFFFF, arrival)
+        self._clock.continued(count, arrival)
+        self._received += count
+        self.last_admitted = arrival
+        return self._encode(self._timeline.continued(payload, arrival))
 
     def invalid(self) -> None:
         """A datagram that is not RTP."""

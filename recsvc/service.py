@@ -249,6 +249,7 @@ class RecorderService(Service):
             on_stopped=stopped,
             link=link,
             port=port,
+            lane=receiver.lane,
         )
         receiver.sink = recording
         self.registry.add(recording)

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from recsvc.lane import FastLane
 from recsvc.pipeline import MediaPipeline
 from recsvc.ports import RtpPort
 from recsvc.rtp import RtpPacket
@@ -104,6 +105,9 @@ class Recording:
     _on_stopped: Callable[[Recording], None] = lambda recording: None
     link: PhoneLink | None = None
     port: RtpPort | None = None
+    # Where the port's reader puts the packets that only continue the
+    # stream (see recsvc.lane); None: every packet comes to packet_received.
+    lane: FastLane | None = None
     _state: str = RECORDING
     _part: _Part = attrs.field(init=False)
     _finishing_parts: list[Deferred[Any]] = attrs.field(factory=list)
@@ -162,7 +166,16 @@ class Recording:
         """An RTP packet arrived on this recording's port."""
         if self._state != RECORDING:
             return
+        self._take_lane()
         self._write(self._media.packet(packet, source, self._arrival_time()))
+        if self.lane is not None:
+            self.lane.arm(self._media.expected() if self._state == RECORDING else None)
+
+    def _take_lane(self) -> None:
+        """Hand what the fast lane took to the media pipeline and the file."""
+        if self.lane is not None and self.lane.count:
+            count, payload, arrival = self.lane.take()
+            self._write(self._media.continued(count, payload, arrival))
 
     def datagram_invalid(self) -> None:
         """Something that is not RTP arrived on this recording's port."""
@@ -207,6 +220,7 @@ class Recording:
         reactor thread; every other time also to the disk. Called every half
         storage.sync_interval, so the file on disk is never further behind."""
         if self._state == RECORDING:
+            self._take_lane()
             self._store(self._part)
 
     def _store(self, part: _Part) -> None:
@@ -292,6 +306,7 @@ class Recording:
         self._timeout_call = None
         if self._state != RECORDING:
             return
+        self._take_lane()
         last = self._media.last_admitted
         if last is None:
             self.stop("no RTP received", BY_SERVER).addErrback(lambda failure: None)
@@ -327,6 +342,8 @@ class Recording:
             if self.port is not None:
                 self.port.drain()
         if self._state == RECORDING:
+            if self.lane is not None:
+                self.lane.arm(None)
             self._state = STOPPING
             self._stop = _StopCause(reason, stopped_by, self._clock.seconds())
             if self._timeout_call is not None and self._timeout_call.active():
@@ -371,6 +388,7 @@ class Recording:
             except Exception:
                 self.log.failure("Recording {recordingId}: closing the RTP port failed",
                                  recordingId=self.recording_id)
+        self._take_lane()
         self._write(self._media.flush())
         for earlier in self._finishing_parts:
             if earlier is not None:

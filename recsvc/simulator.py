@@ -12,18 +12,21 @@ import json
 import math
 import os
 import random
+import socket
 import time
 from array import array
+from collections import deque
 from typing import Any, Callable
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall, deferLater
 
 from recsvc import g711
-from recsvc.phone import FRAMINGS, PlannedPacket, expected_recording, plan_call
+from recsvc.pacer import LeanStream, Pacer, Stream, udp_socket
+from recsvc.phone import FRAMINGS, PAYLOAD_TYPES, PlannedPacket, expected_recording, plan_call
 from recsvc.protocol.commands import (
     CallParties,
     StartRequest,
@@ -41,18 +44,23 @@ from recsvc.wav import NotAWav, read_audio
 SILENCE = {"PCMA": b"\xd5", "PCMU": b"\xff"}
 
 
-def tone(seconds: float, codec: str = "PCMA", hertz: float = 440.0) -> bytes:
-    """A sine tone in the codec's bytes (8000 bytes a second for all three)."""
+CALL_OFFSET = 167  # bytes of the shared tone between one call's audio and the next's
+
+
+def tone(seconds: float, codec: str = "PCMA", hertz: float = 440.0, noise: int = 0) -> bytes:
+    """A sine tone in the codec's bytes (8000 bytes a second for all three),
+    with random noise of up to ``noise`` (of 32767) added if asked."""
+    rate = 16000 if codec == "G722" else 8000
+    rng = random.Random(0)
+    samples = array("h", (
+        int(8000 * math.sin(2 * math.pi * hertz * n / rate)) + (rng.randint(-noise, noise) if noise else 0)
+        for n in range(int(rate * seconds))
+    ))
     if codec == "G722":
-        samples = array("h", (
-            int(8000 * math.sin(2 * math.pi * hertz * n / 16000)) for n in range(int(16000 * seconds))
-        ))
         import G722
 
         return G722.G722(16000, 64000).encode(samples)
-    pcm = array("h", (
-        int(8000 * math.sin(2 * math.pi * hertz * n / 8000)) for n in range(int(8000 * seconds))
-    )).tobytes()
+    pcm = samples.tobytes()
     return g711.encode_alaw(pcm) if codec == "PCMA" else g711.encode_ulaw(pcm)
 
 
@@ -74,8 +82,9 @@ class CallResult:
     start_latency: float | None
     stop_latency: float | None
     packets_sent: int
-    plan: tuple[PlannedPacket, ...] = ()
-    delivered: frozenset[int] = frozenset()
+    # What a perfect recorder makes of what was sent (lost packets as
+    # silence): what `verify` compares the recording with.
+    expected: bytes | memoryview | None = None
 
 
 class _Control(Protocol):
@@ -116,6 +125,64 @@ class _Control(Protocol):
 
 
 @attrs.define(eq=False)
+class ReactorPacer:
+    """A `Pacer` woken by the reactor every millisecond while it has streams."""
+
+    reactor: Any
+    pacer: Pacer = attrs.field(factory=Pacer)
+    _loop: LoopingCall | None = None
+
+    def send(self, stream: Stream, sock: socket.socket) -> Deferred[int]:
+        """Send ``stream`` from ``sock``, starting now; fires with the number
+        of datagrams sent once its last slot is served."""
+        sent: Deferred[int] = Deferred()
+        self.pacer.add(stream, sock, time.monotonic(),
+                       lambda count: self.reactor.callLater(0, sent.callback, count))
+        if self._loop is None:
+            self._loop = LoopingCall(self._tick)
+            self._loop.clock = self.reactor
+            self._loop.start(0.001)
+        return sent
+
+    def _tick(self) -> None:
+        self.pacer.run_due(time.monotonic())
+        if not self.pacer.active and self._loop is not None:
+            self._loop.stop()
+            self._loop = None
+
+
+@attrs.define(eq=False)
+class PlannedStream:
+    """A planned call's packets with network faults: some lost, some swapped
+    with the next, some sent twice, some late."""
+
+    plan: list[PlannedPacket]
+    faults: Faults
+    rng: random.Random
+    delivered: set[int] = attrs.field(factory=set)
+    _order: deque[int] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        faults, rng, last = self.faults, self.rng, len(self.plan) - 1
+        order = [i for i in range(len(self.plan)) if i in (0, last) or rng.random() >= faults.loss]
+        for k in range(1, len(order) - 2):
+            if rng.random() < faults.reorder:
+                order[k], order[k + 1] = order[k + 1], order[k]
+        self._order = deque(order)
+
+    def next_slot(self) -> list[tuple[float, bytes]] | None:
+        if not self._order:
+            return None
+        index = self._order.popleft()
+        self.delivered.add(index)
+        datagram = build_rtp(self.plan[index].packet)
+        copies = 2 if self.rng.random() < self.faults.duplicates else 1
+        jitter = self.faults.jitter_ms / 1000
+        delay = self.rng.uniform(0, jitter) if jitter else 0.0
+        return [(delay, datagram)] * copies
+
+
+@attrs.define(eq=False)
 class SimulatedCall:
     """One phone recording one call against ``host:port``."""
 
@@ -123,13 +190,14 @@ class SimulatedCall:
     host: str
     port: int
     recording_id: str
-    audio: bytes
+    audio: bytes | memoryview
     codec: str = "PCMA"
     ptime_ms: int = 20
     framing: str = "bare"
     faults: Faults = Faults()
     device: str = "00:a8:59:00:00:01"
     seed: int = 0
+    pacer: ReactorPacer | None = None
 
     async def run(self) -> CallResult:
         endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port)
@@ -145,12 +213,7 @@ class SimulatedCall:
         if response.result != "success":
             control.transport.loseConnection()
             return CallResult(self.recording_id, False, response.reason, start_latency, None, 0)
-        plan = plan_call(
-            self.audio, self.codec, self.ptime_ms,
-            ssrc_changes=(len(self.audio) // 2,) if self.faults.ssrc_change else (),
-            seed=self.seed,
-        )
-        delivered = await self._stream(plan, response.server, response.port)
+        sent, expected = await self._stream(response.server, response.port)
         stop_latency = None
         if self.faults.drop_connection:
             control.transport.abortConnection()
@@ -162,64 +225,66 @@ class SimulatedCall:
             stop_latency = time.monotonic() - began
             control.transport.loseConnection()
         await control.closed
-        return CallResult(
-            self.recording_id, True, "", start_latency, stop_latency, len(delivered),
-            tuple(plan), frozenset(delivered),
-        )
+        return CallResult(self.recording_id, True, "", start_latency, stop_latency, sent, expected)
 
-    async def _stream(self, plan: list[PlannedPacket], host: str, port: int) -> set[int]:
-        """Send the plan in real time from one UDP port, with the faults."""
+    async def _stream(self, host: str, port: int) -> tuple[int, bytes | memoryview]:
+        """Send the call's RTP in real time from its own UDP port; returns
+        the datagrams sent and what a perfect recording of them holds."""
         rng = random.Random(self.seed)
-        sender = self.reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
         faults = self.faults
-        order = [i for i in range(len(plan)) if i in (0, len(plan) - 1) or rng.random() >= faults.loss]
-        for k in range(1, len(order) - 2):
-            if rng.random() < faults.reorder:
-                order[k], order[k + 1] = order[k + 1], order[k]
-        step = self.ptime_ms / 1000
-        sent: set[int] = set()
-        finished: Deferred[None] = Deferred()
-        queue = list(order)
+        planned = None
+        if (faults.loss, faults.reorder, faults.duplicates, faults.jitter_ms, faults.ssrc_change) == (
+            0, 0, 0, 0, False
+        ):
+            stream: Stream = LeanStream(
+                self.audio, PAYLOAD_TYPES[self.codec], rng.getrandbits(32), rng.getrandbits(16),
+                rng.getrandbits(32), 8 * self.ptime_ms,
+            )
+        else:
+            plan = plan_call(
+                bytes(self.audio), self.codec, self.ptime_ms,
+                ssrc_changes=(len(self.audio) // 2,) if faults.ssrc_change else (), seed=self.seed,
+            )
+            stream = planned = PlannedStream(plan, faults, rng)
+        pacer = self.pacer if self.pacer is not None else ReactorPacer(self.reactor)
+        sock = udp_socket(host, port)
+        try:
+            sent = await pacer.send(stream, sock)
+            # The last late packets, and the socket to settle.
+            await deferLater(self.reactor, faults.jitter_ms / 1000 + 0.05, lambda: None)
+        finally:
+            sock.close()
+        if planned is None:
+            return sent, self.audio
+        silence = SILENCE.get(self.codec, b"\0")
+        return sent, expected_recording(planned.plan, planned.delivered, silence)
 
-        def tick() -> None:
-            if not queue:
-                loop.stop()
-                return
-            index = queue.pop(0)
-            datagram = build_rtp(plan[index].packet)
-            copies = 2 if rng.random() < faults.duplicates else 1
-            delay = rng.uniform(0, faults.jitter_ms / 1000) if faults.jitter_ms else 0.0
-            for _ in range(copies):
-                if delay:
-                    self.reactor.callLater(delay, sender.write, datagram, (host, port))
-                else:
-                    sender.write(datagram, (host, port))
-            sent.add(index)
 
-        loop = LoopingCall(tick)
-        loop.clock = self.reactor
-        loop.start(step).addBoth(lambda _: finished.callback(None))
-        await finished
-        # The last jittered packets, and the socket to settle.
-        await deferLater(self.reactor, faults.jitter_ms / 1000 + 0.05, lambda: None)
-        await sender.stopListening()
-        return sent
+def call_audio(calls: int, seconds: float, codec: str = "PCMA") -> Callable[[int], memoryview]:
+    """Each call's audio: ``seconds`` of one shared tone with a little noise
+    (so that no two stretches are alike), call i's from 167*i bytes in. A
+    packet recorded into the wrong call or place shows; one tone serves
+    thousands of calls."""
+    length = int(8000 * seconds)
+    shared = memoryview(tone(length / 8000 + calls * CALL_OFFSET / 8000, codec, noise=300))
+    return lambda index: shared[CALL_OFFSET * index:CALL_OFFSET * index + length]
 
 
 def run_calls(
     reactor: Any, host: str, port: int, calls: int, seconds: float, codec: str = "PCMA",
     ptime_ms: int = 20, framing: str = "bare", faults: Faults = Faults(),
-    audio: Callable[[int], bytes] | None = None, spread: float | None = None,
+    audio: Callable[[int], bytes | memoryview] | None = None, spread: float | None = None,
 ) -> Deferred[list[CallResult]]:
     """``calls`` phones each recording ``seconds`` of audio, their starts
     spread evenly over ``spread`` seconds (one packet time by default)."""
     spread = ptime_ms / 1000 if spread is None else spread
+    audio = audio if audio is not None else call_audio(calls, seconds, codec)
+    pacer = ReactorPacer(reactor)
     run = []
     for index in range(calls):
-        sound = audio(index) if audio is not None else tone(seconds, codec, 300 + 7 * index)
         call = SimulatedCall(
-            reactor, host, port, f"sim-{index}", sound, codec, ptime_ms, framing, faults,
-            device=f"00:a8:59:00:{index // 256:02x}:{index % 256:02x}", seed=index,
+            reactor, host, port, f"sim-{index}", audio(index), codec, ptime_ms, framing, faults,
+            device=f"00:a8:59:00:{index // 256:02x}:{index % 256:02x}", seed=index, pacer=pacer,
         )
         run.append(deferLater(reactor, spread * index / max(calls, 1), lambda c=call: c.run())
                    .addCallback(lambda coroutine: Deferred.fromCoroutine(coroutine)))
@@ -254,11 +319,12 @@ def verify(recordings: dict[str, str], result: CallResult, codec: str = "PCMA") 
     path = recordings.get(result.recording_id)
     if path is None:
         return "no finished recording"
+    if result.expected is None:
+        return "nothing was sent"
     try:
         _, data = read_audio(path)
     except (OSError, NotAWav) as error:
         return f"unreadable: {error}"
-    expected = expected_recording(list(result.plan), set(result.delivered), SILENCE.get(codec, b"\0"))
-    if data != expected:
-        return f"{len(data)} bytes recorded, {len(expected)} expected, or different bytes"
+    if data != result.expected:
+        return f"{len(data)} bytes recorded, {len(result.expected)} expected, or different bytes"
     return None

@@ -126,6 +126,28 @@ class SourceGuard:
             self._heard(when)
         return confirmed
 
+    def locked_source(self, ssrc: int, sequence: int) -> Address | None:
+        """The address from which a packet of ``ssrc`` with ``sequence``
+        would simply pass (locked, fresh, no candidate on probation); None
+        when the packet would need the full check."""
+        locked = self._locked
+        if locked is None or locked[2] != ssrc or self._candidate is not None:
+            return None
+        if not 0 < (sequence - self._locked_highest) & 0xFFFF < 0x8000:
+            return None
+        return locked[0], locked[1]
+
+    def continued(self, count: int, last_sequence: int, arrival: float | None) -> None:
+        """``count`` fresh packets of the locked source passed (see
+        `locked_source`), the last numbered ``last_sequence``, by ``arrival``."""
+        self._locked_highest = last_sequence
+        if arrival is None:
+            return
+        if self._locked_last is not None:
+            # Their cadence, as the silence check reads it.
+            self._intervals.append(max(0.0, arrival - self._locked_last) / count)
+        self._locked_last = arrival
+
     def finish(self) -> None:
         """The recording ends: a candidate still on probation is rejected."""
         self._drop_candidate()

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
 from recsvc.pipeline import MediaPolicy
-from recsvc.ports import ReactorPortPool
+from recsvc.drain import RtpDrain
 from recsvc.protocol.control import ControlFactory
 from recsvc.retention import RetentionPolicy
 from recsvc.service import RecorderService
@@ -157,7 +157,12 @@ def makeService(
 
     recorder = RecorderService(
         clock=reactor,
-        ports=ReactorPortPool(reactor, config.rtp.interface, low, high),
+        ports=RtpDrain(
+            reactor, config.rtp.interface, low, high,
+            tick=config.rtp.read_interval_ms / 1000,
+            receive_buffer=config.rtp.receive_buffer_kb * 1024,
+            now=time.monotonic,
+        ),
         storage=Storage(
             root=config.storage.root,
             audio_format=config.storage.format,

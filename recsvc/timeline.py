@@ -15,7 +15,6 @@ steps:
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from typing import Union
 
 import attrs
@@ -24,10 +23,11 @@ import attrs
 # window) is a restarted stream, not network jitter.
 JUMP_SLACK_S = 1.0
 
-# How many recent sequence numbers are remembered to recognise duplicates:
-# 2.5 s of 20 ms packets, more than any reorder window keeps; older repeats
-# are late anyway. Kept small: it is most of a recording's memory.
+# How far behind the highest sequence number duplicates are recognised (one
+# bit each): 2.5 s of 20 ms packets, more than any reorder window keeps;
+# older repeats are late anyway.
 RECENT = 128
+_RECENT_MASK = (1 << RECENT) - 1
 # A packet at most this many sequence numbers ahead, whose timestamp advanced
 # by at most LONGEST_PACKET_S per number, continues the stream.
 CONTINUOUS_STEPS = 16
@@ -86,8 +86,8 @@ class _Source:
     highest_sequence: int  # extended
     received: int = 0
     transit: float | None = None
-    recent: set[int] = attrs.field(factory=set)
-    recent_order: deque[int] = attrs.field(factory=deque)
+    # Bit i set: highest_sequence - i was received (duplicate detection).
+    seen: int = 0
 
 
 @attrs.frozen
@@ -138,7 +138,7 @@ class StreamClock:
             source = self._anchor(ssrc, timestamp, sequence, arrival)
             extended = source.anchor_timestamp
             extended_sequence = source.base_sequence
-        elif extended_sequence in source.recent:
+        elif _seen(source, extended_sequence):
             self.duplicates += 1
             return None
         elif abs(extended_sequence - source.highest_sequence) > MAX_DROPOUT:
@@ -150,7 +150,6 @@ class StreamClock:
         if extended >= source.highest_timestamp:
             source.highest_timestamp = extended
             source.highest_arrival = arrival
-        source.highest_sequence = max(source.highest_sequence, extended_sequence)
         self._current = ssrc
         position = source.anchor_position + extended - source.anchor_timestamp
         if position + ticks > self._end:
@@ -162,6 +161,40 @@ class StreamClock:
         """The furthest position any packet has reached: the stream's present."""
         return self._end
 
+    def continuation(self) -> tuple[int, int, int, int] | None:
+        """The packet that would continue the stream exactly, as (SSRC,
+        sequence, timestamp, ticks): next in both numberings after the
+        newest packet, and as long. None unless that newest packet is also
+        the one that reached the stream's end (the steady state)."""
+        if self._current is None:
+            return None
+        source = self._sources[self._current]
+        ticks = self._end - self._end_start
+        start = source.anchor_position + source.highest_timestamp - source.anchor_timestamp
+        if start != self._end_start or not 0 < ticks <= LONGEST_PACKET_S * self.rate:
+            return None
+        return (
+            self._current,
+            (source.highest_sequence + 1) & 0xFFFF,
+            (source.highest_timestamp + ticks) & 0xFFFFFFFF,
+            ticks,
+        )
+
+    def continued(self, count: int, arrival: float) -> None:
+        """``count`` packets arrived, each the `continuation` of the one
+        before, the last by ``arrival``: the same as placing them one by one,
+        but jitter is sampled once, with the last."""
+        source = self._sources[self._current]  # type: ignore[index]
+        ticks = self._end - self._end_start
+        source.received += count
+        source.seen = ((source.seen << count) | ((1 << count) - 1)) & _RECENT_MASK
+        source.highest_sequence += count
+        extended = source.highest_timestamp + count * ticks
+        self._measure_jitter(source, extended, arrival)
+        source.highest_timestamp, source.highest_arrival = extended, arrival
+        self._end += count * ticks
+        self._end_start, self._end_arrival = self._end - ticks, arrival
+
     def count(self, ssrc: int, sequence: int) -> bool:
         """Note a packet of a known SSRC that is not placed (a DTMF event
         packet), so its sequence number is not taken for loss. False for a
@@ -170,11 +203,10 @@ class StreamClock:
         if source is None:
             return True
         extended = _unwrap(sequence, source.highest_sequence, 16)
-        if extended in source.recent:
+        if _seen(source, extended):
             self.duplicates += 1
             return False
         self._remember(source, extended)
-        source.highest_sequence = max(source.highest_sequence, extended)
         return True
 
     def position_of(self, ssrc: int, timestamp: int) -> int | None:
@@ -225,8 +257,7 @@ class StreamClock:
         )
         source.base_sequence = source.highest_sequence = extended_sequence
         source.received = 0
-        source.recent.clear()
-        source.recent_order.clear()
+        source.seen = 0
 
     def _retire(self, ssrc: int) -> None:
         retired = self._sources.pop(ssrc)
@@ -257,10 +288,12 @@ class StreamClock:
 
     def _remember(self, source: _Source, extended_sequence: int) -> None:
         source.received += 1
-        source.recent.add(extended_sequence)
-        source.recent_order.append(extended_sequence)
-        if len(source.recent_order) > RECENT:
-            source.recent.discard(source.recent_order.popleft())
+        ahead = extended_sequence - source.highest_sequence
+        if ahead > 0:
+            source.seen = ((source.seen << ahead) | 1) & _RECENT_MASK
+            source.highest_sequence = extended_sequence
+        elif -ahead < RECENT:
+            source.seen |= 1 << -ahead
         source.base_sequence = min(source.base_sequence, extended_sequence)
 
     def _measure_jitter(self, source: _Source, extended: int, arrival: float) -> None:
@@ -269,6 +302,11 @@ class StreamClock:
         if source.transit is not None:
             self.jitter_ticks += (abs(transit - source.transit) - self.jitter_ticks) / 16
         source.transit = transit
+
+
+def _seen(source: _Source, extended_sequence: int) -> bool:
+    behind = source.highest_sequence - extended_sequence
+    return 0 <= behind < RECENT and bool(source.seen >> behind & 1)
 
 
 def _unwrap(value: int, reference: int, bits: int) -> int:
@@ -329,6 +367,19 @@ class Timeline:
     def flush(self) -> list[Segment]:
         """Everything still waiting (the recording ends)."""
         return self._release(final=True)
+
+    @property
+    def continues_at(self) -> int | None:
+        """Where audio goes straight into the file: the written end, when
+        nothing is held back; None otherwise."""
+        return None if self._heap else self._written
+
+    def continued(self, payload: bytes, arrival: float) -> list[Segment]:
+        """Audio that begins at `continues_at` (the payloads of packets that
+        each continued the one before): the same as pushing them one by one."""
+        assert self._written is not None and not self._heap
+        self._newest_end = max(self._newest_end, self._written + len(payload))
+        return self._emit(_Pending(self._written, arrival, payload))
 
     def file_offset(self, position: int) -> int:
         """Where a timeline position lands in the file, in ticks."""

@@ -31,7 +31,8 @@ class SimulatedPhonesTests(LoopbackServiceMixin, TestCase):
         self.assertTrue(all(r.start_latency is not None and r.stop_latency is not None for r in results))
         for result in results:
             self.assertIsNone(verify(finished_recordings(self.root), result), result.recording_id)
-            self.assertLessEqual(result.packets_sent, 50)
+            # 50 packets planned, 5% lost, 5% sent twice (counted twice).
+            self.assertTrue(40 <= result.packets_sent <= 60, result.packets_sent)
 
     @inlineCallbacks
     def test_dropped_connection(self):

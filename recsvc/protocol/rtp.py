@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from recsvc.lane import FastLane
 from recsvc.rtp import RtpError, RtpPacket, parse_rtp
 
 
@@ -25,6 +26,9 @@ class RtpReceiver(DatagramProtocol):
 
     def __init__(self) -> None:
         self.sink: PacketSink | None = None
+        # Packets that only continue the stream skip this protocol (see
+        # recsvc.lane); the recording arms the lane and takes from it.
+        self.lane = FastLane()
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         sink = self.sink

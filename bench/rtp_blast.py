@@ -1,0 +1,47 @@
+"""Clean real-time RTP to a range of ports, no control protocol: the load of
+N phones for receivers that are not recsvc (the bare loop, ffmpeg).
+
+Call i sends to BASE+i from its own socket, the starts spread evenly over
+``--spread`` seconds, 20 ms PCMA packets of quiet noise (call i's audio is
+the shared noise from byte 167*i, so no two calls send the same bytes).
+
+    python bench/rtp_blast.py --calls 1000 --base 40000 --seconds 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from recsvc.pacer import LeanStream, Pacer, noise, udp_socket
+
+OFFSET = 167  # bytes of shared noise between one call's audio and the next's
+
+
+def call_audio(shared: bytes, index: int, seconds: float) -> memoryview:
+    return memoryview(shared)[OFFSET * index:OFFSET * index + int(8000 * seconds)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, required=True)
+    parser.add_argument("--base", type=int, default=40000)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--spread", type=float, default=1.0)
+    args = parser.parse_args()
+    shared = noise(OFFSET * args.calls + int(8000 * args.seconds) + 160)
+    pacer = Pacer()
+    began = time.monotonic() + 0.1
+    for index in range(args.calls):
+        stream = LeanStream(call_audio(shared, index, args.seconds), 8, 0x1000 + index, index, 0)
+        pacer.add(stream, udp_socket(args.host, args.base + index),
+                  began + args.spread * index / args.calls)
+    pacer.run()
+    print(json.dumps({"calls": args.calls, "sent": pacer.sent,
+                      "late_max_ms": round(1000 * pacer.late_max, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
