@@ -1,98 +1,456 @@
-"""Capacity benchmark: N concurrent real-time calls against `twistd -n recsvc`.
+"""The benchmarks of docs/benchmarks.md, all in one run (`make bench`).
 
-recsvc runs pinned to CPU 0, the simulated phones (recsvc-phone) pinned to
-CPU 1. For each N it reports whether every recording is byte-exact, recsvc's
-share of one core, its RSS, and CPU time per packet. Traffic stays on
-127.0.0.1. Run with `make bench` (not part of `make test`).
+Everything on this machine, traffic on 127.0.0.1 only; the recorder under
+test is pinned to CPU 0, the load generator to CPU 1. Every call is a
+real-time 20 ms PCMA stream, the calls' starts spread evenly over one second.
 
-    python bench/capacity.py --calls 250 500 --duration 20
+1. Capacity: `twistd -n recsvc` recording N concurrent calls from
+   `recsvc-phone --calls N`; every recording checked byte for byte; the
+   kernel's UDP receive-buffer drops counted. CPU and RSS are read from
+   /proc over a steady window while all N calls are recording.
+2. The ceiling: bench/bare_loop.py (receive and append, nothing else) fed
+   the same traffic by bench/rtp_blast.py, measured over the same window.
+3. What people use instead: one `ffmpeg -i rtp://` per call (Debian's
+   ffmpeg), CPU and memory summed over the processes.
+4. Start latency with 500 phones starting within a second, and stop latency
+   (including the fsync), as the phones measure them: the N=500 capacity run.
+5. Memory per active recording: the slope of RSS over N.
+
+Writes docs/benchmarks.json, the results section of docs/benchmarks.md and
+docs/capacity.png (matplotlib, from the `bench` extra).
+
+    python bench/capacity.py                       # the full run, as make bench
+    python bench/capacity.py --calls 250 --no-ffmpeg --no-docs
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import queue
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from typing import Any
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
+PYTHON = sys.executable
+DOCS = os.path.join(CHECKOUT, "docs")
+PACKETS_PER_SECOND = 50  # 20 ms packets
+SETTLE = 2.0  # seconds after the last start before the window opens
+CONTROL_PORT = 10900
+BARE_BASE, FFMPEG_BASE = 40000, 50000
+MARK_BEGIN, MARK_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as handle:
-        return int(re.search(r"VmRSS:\s+(\d+)", handle.read()).group(1))
+def memory_kb(pid: int, field: str) -> int:
+    """VmRSS (from status) or Pss (from smaps_rollup) of a process, in KB."""
+    name = "status" if field == "VmRSS" else "smaps_rollup"
+    with open(f"/proc/{pid}/{name}") as handle:
+        match = re.search(rf"^{field}:\s+(\d+)", handle.read(), re.M)
+    return int(match.group(1)) if match else 0
 
 
-def run(calls: int, duration: float, port: int) -> dict:
+def udp_receive_errors() -> int:
+    """The kernel's count of UDP datagrams dropped for a full receive buffer."""
+    with open("/proc/net/snmp") as handle:
+        rows = [line.split() for line in handle if line.startswith("Udp:")]
+    return int(dict(zip(rows[0][1:], rows[1][1:]))["RcvbufErrors"])
+
+
+class Lines:
+    """A child's stdout, line by line, read in a thread."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(process,), daemon=True).start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> float:
+        """Wait until a line containing ``text``; the time it came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"no {text!r} within {timeout} s") from None
+            if line is None:
+                raise RuntimeError(f"the process ended before {text!r}: {self.lines[-5:]}")
+            self.lines.append(line)
+            if text in line:
+                return time.monotonic()
+
+    def rest(self) -> list[str]:
+        while (line := self._queue.get()) is not None:
+            self.lines.append(line)
+        return self.lines
+
+
+def measure(pids: list[int], begin: float, length: float) -> dict[str, float]:
+    """CPU seconds used by ``pids`` over [begin, begin + length] and their
+    largest summed RSS and PSS (KB) within it, sampled every half second."""
+    time.sleep(max(0.0, begin - time.monotonic()))
+    cpu_before = sum(cpu_seconds(pid) for pid in pids)
+    started = time.monotonic()
+    rss = pss = 0
+    while True:
+        rss = max(rss, sum(memory_kb(pid, "VmRSS") for pid in pids))
+        pss = max(pss, sum(memory_kb(pid, "Pss") for pid in pids))
+        left = started + length - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(0.5, left))
+    wall = time.monotonic() - started
+    return {"cpu": sum(cpu_seconds(pid) for pid in pids) - cpu_before, "wall": wall,
+            "rss_kb": rss, "pss_kb": pss}
+
+
+def pinned(cpu: int, *command: str) -> list[str]:
+    return ["taskset", "-c", str(cpu), *command]
+
+
+def wait_listening(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def latency(report: list[str], kind: str) -> tuple[float | None, float | None]:
+    for line in report:
+        match = re.match(rf"{kind} latency p50 ([\d.]+) ms, p99 ([\d.]+) ms", line)
+        if match:
+            return float(match.group(1)), float(match.group(2))
+    return None, None
+
+
+def figures(calls: int, window: dict[str, float]) -> dict[str, float]:
+    packets = calls * PACKETS_PER_SECOND * window["wall"]
+    return {
+        "cpu_share": round(window["cpu"] / window["wall"], 3),
+        "cpu_us_per_packet": round(1e6 * window["cpu"] / packets, 2),
+    }
+
+
+def run_recsvc(calls: int, duration: float) -> dict[str, Any]:
     work = tempfile.mkdtemp(prefix="recsvc-bench-")
+    server = phones = None
     try:
         with open(os.path.join(work, "recsvc.yaml"), "w") as handle:
             handle.write(
-                f'control:\n  listen: "tcp:{port}:interface=127.0.0.1"\n'
+                f'control:\n  listen: "tcp:{CONTROL_PORT}:interface=127.0.0.1"\n'
                 "rtp:\n  interface: 127.0.0.1\n  port_range: [30000, 39999]\n"
                 "storage:\n  root: recordings\n  min_free_mb: 1\n"
             )
         server = subprocess.Popen(
-            ["taskset", "-c", "0", os.path.join(BIN, "twistd"), "-n", "--pidfile=",
-             "--logfile=twistd.log", "recsvc", "--config", "recsvc.yaml"],
+            pinned(0, os.path.join(BIN, "twistd"), "-n", "--pidfile=", "--logfile=twistd.log",
+                   "recsvc", "--config", "recsvc.yaml"),
             cwd=work,
         )
-        time.sleep(2)
-        idle_rss = rss_kb(server.pid)
-        cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
+        wait_listening(CONTROL_PORT)
+        time.sleep(1.0)
+        idle_rss = memory_kb(server.pid, "VmRSS")
+        drops_before = udp_receive_errors()
         phones = subprocess.Popen(
-            ["taskset", "-c", "1", os.path.join(BIN, "recsvc-phone"), "127.0.0.1", str(port),
-             "--calls", str(calls), "--duration", str(duration), "--spread", "1",
-             "--storage-root", os.path.join(work, "recordings")],
+            pinned(1, os.path.join(BIN, "recsvc-phone"), "127.0.0.1", str(CONTROL_PORT),
+                   "--calls", str(calls), "--duration", str(duration), "--spread", "1",
+                   "--storage-root", os.path.join(work, "recordings")),
             stdout=subprocess.PIPE, text=True,
         )
-        peak_rss = idle_rss
-        while phones.poll() is None:
-            peak_rss = max(peak_rss, rss_kb(server.pid))
-            time.sleep(0.5)
-        report = phones.stdout.read()
-        cpu = cpu_seconds(server.pid) - cpu_before
-        wall = time.monotonic() - wall_before
-        server.terminate()
-        server.wait(30)
-        packets = int(re.search(r"packets sent: (\d+)", report).group(1))
-        exact = re.search(r"verified: (\d+) byte-exact, (\d+) not", report)
+        output = Lines(phones)
+        all_started = output.wait_for("all starts answered", 120)
+        window = measure([server.pid], all_started + SETTLE, duration - 2 * SETTLE - 1)
+        report = output.rest()
+        phones.wait()
+        drops = udp_receive_errors() - drops_before
+        exact = re.search(r"verified: (\d+) byte-exact, (\d+) not", "\n".join(report))
+        late = re.search(r"latest packet went ([\d.]+) ms late", "\n".join(report))
+        byte_exact, not_exact = (int(exact.group(1)), int(exact.group(2))) if exact else (0, calls)
+        start, stop = latency(report, "start"), latency(report, "stop")
         return {
             "calls": calls,
-            "byte_exact": int(exact.group(1)),
-            "not_exact": int(exact.group(2)),
-            "cpu_share": round(cpu / wall, 3),
-            "cpu_us_per_packet": round(1e6 * cpu / max(packets, 1), 1),
-            "peak_rss_mb": round(peak_rss / 1024, 1),
-            "rss_kb_per_call": round((peak_rss - idle_rss) / calls, 1),
-            "packets": packets,
-            "report": report.strip().splitlines(),
+            "byte_exact": byte_exact,
+            "not_exact": not_exact,
+            "receive_buffer_drops": drops,
+            "zero_loss": byte_exact == calls and drops == 0,
+            **figures(calls, window),
+            "idle_rss_mb": round(idle_rss / 1024, 1),
+            "rss_mb": round(window["rss_kb"] / 1024, 1),
+            "rss_kb_per_call": round((window["rss_kb"] - idle_rss) / calls, 1),
+            "start_ms_p50": start[0], "start_ms_p99": start[1],
+            "stop_ms_p50": stop[0], "stop_ms_p99": stop[1],
+            "pacing_late_ms": float(late.group(1)) if late else None,
+            "window_s": round(window["wall"], 1),
+            "report": report,
         }
+    finally:
+        for process in (phones, server):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def blast(calls: int, duration: float, base: int, step: int = 1) -> tuple[subprocess.Popen, Lines]:
+    sender = subprocess.Popen(
+        pinned(1, PYTHON, os.path.join(CHECKOUT, "bench", "rtp_blast.py"), "--calls", str(calls),
+               "--base", str(base), "--port-step", str(step), "--seconds", str(duration)),
+        stdout=subprocess.PIPE, text=True,
+    )
+    return sender, Lines(sender)
+
+
+def run_bare(calls: int, duration: float) -> dict[str, Any]:
+    work = tempfile.mkdtemp(prefix="recsvc-bare-")
+    try:
+        loop = subprocess.Popen(
+            pinned(0, PYTHON, os.path.join(CHECKOUT, "bench", "bare_loop.py"), "--sockets",
+                   str(calls), "--base", str(BARE_BASE), "--seconds", str(duration + 15),
+                   "--dir", work),
+            stdout=subprocess.PIPE, text=True,
+        )
+        Lines(loop).wait_for("ready", 60)
+        sender, output = blast(calls, duration, BARE_BASE)
+        sending = output.wait_for("sending", 60)
+        window = measure([loop.pid], sending + 1.0 + SETTLE, duration - 2 * SETTLE - 1)
+        output.rest()
+        sender.wait()
+        loop.terminate()
+        loop.wait(30)
+        return {"calls": calls, **figures(calls, window)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_ffmpeg(calls: int, duration: float) -> dict[str, Any]:
+    """One ffmpeg per call recording RTP to WAV; its CPU and memory summed.
+    (ffmpeg uses port+1 for RTCP: the calls' ports are two apart.)"""
+    work = tempfile.mkdtemp(prefix="recsvc-ffmpeg-")
+    processes: list[subprocess.Popen] = []
+    try:
+        for index in range(calls):
+            processes.append(subprocess.Popen(
+                pinned(0, "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
+                       "-i", f"rtp://127.0.0.1:{FFMPEG_BASE + 2 * index}",
+                       "-c:a", "copy", "-f", "wav", "-y", os.path.join(work, f"{index}.wav")),
+                stdin=subprocess.DEVNULL,
+            ))
+        time.sleep(3 + calls / 50)  # every ffmpeg started and listening
+        sender, output = blast(calls, duration, FFMPEG_BASE, step=2)
+        sending = output.wait_for("sending", 60)
+        pids = [process.pid for process in processes]
+        window = measure(pids, sending + 1.0 + SETTLE, duration - 2 * SETTLE - 1)
+        output.rest()
+        sender.wait()
+        time.sleep(1)
+        for process in processes:
+            process.send_signal(signal.SIGINT)
+        for process in processes:
+            process.wait(60)
+        identical = ffmpeg_identical(work, calls, duration)
+        return {
+            "calls": calls, **figures(calls, window),
+            "rss_mb": round(window["rss_kb"] / 1024, 1),
+            "pss_mb": round(window["pss_kb"] / 1024, 1),
+            "pss_kb_per_call": round(window["pss_kb"] / calls, 1),
+            "identical_after_first_packet": identical,
+        }
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def ffmpeg_identical(work: str, calls: int, duration: float) -> int:
+    """How many of ffmpeg's files hold what their call sent, but for the
+    first packet (which ffmpeg's RTP input drops)."""
+    sys.path.insert(0, os.path.join(CHECKOUT, "bench"))
+    from rtp_blast import call_audio, shared_noise
+
+    from recsvc.wav import NotAWav, read_audio
+
+    shared = shared_noise(calls, duration)
+    count = 0
+    for index in range(calls):
+        try:
+            _, data = read_audio(os.path.join(work, f"{index}.wav"))
+        except (OSError, NotAWav):
+            continue
+        count += data == call_audio(shared, index, duration)[160:]
+    return count
+
+
+def memory_slope(runs: list[dict[str, Any]]) -> float | None:
+    """KB of RSS per active recording: the least-squares slope over N."""
+    points = [(run["calls"], run["rss_mb"] * 1024) for run in runs]
+    if len(points) < 2:
+        return None
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return round(sum((x - mean_x) * (y - mean_y) for x, y in points) / spread, 1)
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def table(results: dict[str, Any]) -> str:
+    bare = {run["calls"]: run for run in results["bare"]}
+    lines = [
+        "| calls | zero loss | byte-exact | kernel drops | recsvc CPU (of one core) | CPU per packet "
+        "| bare loop, per packet | ratio | RSS | RSS per call | start p50 / p99 | stop p50 / p99 |",
+        "| ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for run in results["recsvc"]:
+        ceiling = bare.get(run["calls"])
+        ratio = (f"{run['cpu_us_per_packet'] / ceiling['cpu_us_per_packet']:.2f}x"
+                 if ceiling else "-")
+        bare_cost = f"{ceiling['cpu_us_per_packet']:.2f} µs" if ceiling else "-"
+        lines.append(
+            f"| {run['calls']} | {'yes' if run['zero_loss'] else '**no**'} "
+            f"| {run['byte_exact']} / {run['calls']} | {run['receive_buffer_drops']} "
+            f"| {percent(run['cpu_share'])} | {run['cpu_us_per_packet']:.2f} µs "
+            f"| {bare_cost} | {ratio} "
+            f"| {run['rss_mb']} MB | {run['rss_kb_per_call']} KB "
+            f"| {run['start_ms_p50']} / {run['start_ms_p99']} ms "
+            f"| {run['stop_ms_p50']} / {run['stop_ms_p99']} ms |"
+        )
+    out = "\n".join(lines)
+    if results["ffmpeg"]:
+        by_calls = {run["calls"]: run for run in results["recsvc"]}
+        out += (
+            "\n\nOne ffmpeg per call (`ffmpeg -i rtp://127.0.0.1:PORT -c:a copy -f wav FILE`), "
+            "the same traffic:\n\n"
+            "| calls | ffmpeg CPU (of one core, summed) | CPU per packet | PSS summed | PSS per call "
+            "| files identical after the first packet | recsvc CPU | recsvc RSS |\n"
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+        )
+        for run in results["ffmpeg"]:
+            ours = by_calls.get(run["calls"])
+            our_rss = f"{ours['rss_mb']} MB" if ours else "-"
+            out += (
+                f"| {run['calls']} | {percent(run['cpu_share'])} | {run['cpu_us_per_packet']:.2f} µs "
+                f"| {run['pss_mb']} MB | {run['pss_kb_per_call']} KB "
+                f"| {run['identical_after_first_packet']} / {run['calls']} "
+                f"| {percent(ours['cpu_share']) if ours else '-'} "
+                f"| {our_rss} |\n"
+            )
+    slope = results.get("rss_kb_per_recording")
+    if slope is not None:
+        out += f"\nMemory per active recording (slope of RSS over the runs above): **{slope} KB**.\n"
+    return out
+
+
+def plot(results: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for key, label, style in (("recsvc", "recsvc", "o-"), ("bare", "bare epoll loop (ceiling)", "s--"),
+                              ("ffmpeg", "one ffmpeg per call", "^:")):
+        runs = results[key]
+        if runs:
+            axes.plot([r["calls"] for r in runs], [100 * r["cpu_share"] for r in runs], style, label=label)
+    axes.plot([1000, 2000], [35, 60], "rx", markersize=9, label="targets (35 %, 60 %)")
+    axes.set_xlabel("concurrent real-time calls (20 ms G.711)")
+    axes.set_ylabel("CPU, % of one core")
+    axes.set_title("Recording CPU against calls (2-core machine, load on the other core)")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+
+
+def write_docs(results: dict[str, Any], command: str) -> None:
+    with open(os.path.join(DOCS, "benchmarks.json"), "w") as handle:
+        json.dump(results, handle, indent=1)
+    plot(results, os.path.join(DOCS, "capacity.png"))
+    path = os.path.join(DOCS, "benchmarks.md")
+    with open(path) as handle:
+        text = handle.read()
+    section = (
+        f"{MARK_BEGIN}\n"
+        f"Run {results['date']} at commit `{results['commit']}`: `{command}`.\n\n"
+        f"{table(results)}\n![CPU share against calls](capacity.png)\n{MARK_END}"
+    )
+    before, _, rest = text.partition(MARK_BEGIN)
+    _, _, after = rest.partition(MARK_END)
+    with open(path, "w") as handle:
+        handle.write(before + section + after)
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=CHECKOUT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[100, 250])
+    parser.add_argument("--calls", type=int, nargs="+", default=[100, 250, 500, 1000, 2000])
+    parser.add_argument("--until-loss", type=int, default=0, metavar="STEP",
+                        help="after the last N, go on in steps of STEP calls until loss appears")
+    parser.add_argument("--max-calls", type=int, default=6000)
     parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--port", type=int, default=10900)
+    parser.add_argument("--ffmpeg-calls", type=int, nargs="*", default=[100, 250])
+    parser.add_argument("--no-bare", action="store_true")
+    parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args()
-    for calls in args.calls:
-        print(json.dumps(run(calls, args.duration, args.port)), flush=True)
+    results: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(), "commit": commit(),
+        "duration_s": args.duration, "recsvc": [], "bare": [], "ffmpeg": [],
+    }
+    counts = list(args.calls)
+    while counts:
+        calls = counts.pop(0)
+        run = run_recsvc(calls, args.duration)
+        results["recsvc"].append(run)
+        print(json.dumps({k: v for k, v in run.items() if k != "report"}), flush=True)
+        if not args.no_bare:
+            ceiling = run_bare(calls, args.duration)
+            results["bare"].append(ceiling)
+            print(json.dumps({"bare": ceiling}), flush=True)
+        if not counts and args.until_loss and run["zero_loss"] and calls + args.until_loss <= args.max_calls:
+            counts.append(calls + args.until_loss)
+    for calls in args.ffmpeg_calls:
+        run = run_ffmpeg(calls, args.duration)
+        results["ffmpeg"].append(run)
+        print(json.dumps({"ffmpeg": run}), flush=True)
+    results["rss_kb_per_recording"] = memory_slope(results["recsvc"])
+    print(table(results))
+    if not args.no_docs:
+        write_docs(results, "python bench/capacity.py " + " ".join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ from recsvc.pacer import LeanStream, Pacer, noise, udp_socket
 OFFSET = 167  # bytes of shared noise between one call's audio and the next's
 
 
+def shared_noise(calls: int, seconds: float) -> bytes:
+    return noise(OFFSET * calls + int(8000 * seconds) + 160)
+
+
 def call_audio(shared: bytes, index: int, seconds: float) -> memoryview:
     return memoryview(shared)[OFFSET * index:OFFSET * index + int(8000 * seconds)]
 
@@ -30,14 +34,16 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--spread", type=float, default=1.0)
+    parser.add_argument("--port-step", type=int, default=1)
     args = parser.parse_args()
-    shared = noise(OFFSET * args.calls + int(8000 * args.seconds) + 160)
+    shared = shared_noise(args.calls, args.seconds)
     pacer = Pacer()
+    senders = [udp_socket(args.host, args.base + args.port_step * index) for index in range(args.calls)]
     began = time.monotonic() + 0.1
-    for index in range(args.calls):
+    for index, sock in enumerate(senders):
         stream = LeanStream(call_audio(shared, index, args.seconds), 8, 0x1000 + index, index, 0)
-        pacer.add(stream, udp_socket(args.host, args.base + index),
-                  began + args.spread * index / args.calls)
+        pacer.add(stream, sock, began + args.spread * index / args.calls)
+    print(json.dumps({"sending": args.calls}), flush=True)
     pacer.run()
     print(json.dumps({"calls": args.calls, "sent": pacer.sent,
                       "late_max_ms": round(1000 * pacer.late_max, 1)}), flush=True)

@@ -83,6 +83,9 @@ class RtpDrain:
     random: random.Random = attrs.field(factory=random.SystemRandom)
     _epoll: Any = attrs.field(init=False, factory=select.epoll)
     _ports: dict[int, DrainPort] = attrs.field(init=False, factory=dict)
+    # fd -> what reading a datagram needs, bound once: (receive, the fast
+    # lane's offer, the receiver's datagramReceived).
+    _reading: dict[int, tuple[Any, Any, Any]] = attrs.field(init=False, factory=dict)
     _loop: LoopingCall | None = attrs.field(init=False, default=None)
     _buffer: bytearray = attrs.field(init=False, factory=lambda: bytearray(_BUFFER_SIZE))
     _view: memoryview = attrs.field(init=False)
@@ -109,6 +112,9 @@ class RtpDrain:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
             port = DrainPort(self, sock, receiver, sock.recvfrom_into)
             self._ports[sock.fileno()] = port
+            self._reading[sock.fileno()] = (
+                sock.recvfrom_into, receiver.lane.offer, receiver.datagramReceived
+            )
             self._epoll.register(sock.fileno(), select.EPOLLIN)
             if self._loop is None:
                 self._start_reading()
@@ -119,22 +125,23 @@ class RtpDrain:
         """One tick: read every socket that has data, one datagram per
         socket a round, until none has (or MAX_ROUNDS)."""
         now = self.now()
-        poll, ports = self._epoll.poll, self._ports
+        poll, reading = self._epoll.poll, self._reading.get
         buffer, view = self._buffer, self._view
         for _ in range(MAX_ROUNDS):
             ready = poll(0)
             if not ready:
                 return
             for fd, _ in ready:
-                port = ports.get(fd)
-                if port is None:
+                entry = reading(fd)
+                if entry is None:
                     continue
+                receive, offer, deliver = entry
                 try:
-                    size, source = port.receive(buffer)
+                    size, source = receive(buffer)
                 except OSError:
                     continue  # nothing after all, or an ICMP error: no datagram
-                if not port.receiver.lane.offer(view, size, source, now):
-                    port.receiver.datagramReceived(view[:size].tobytes(), source)
+                if not offer(view, size, source, now):
+                    deliver(view[:size].tobytes(), source)
 
     def read_all(self, port: DrainPort) -> None:
         """Everything waiting in one port's socket, now."""
@@ -152,6 +159,7 @@ class RtpDrain:
         fd = port.sock.fileno()
         if self._ports.get(fd) is port:
             del self._ports[fd]
+            del self._reading[fd]
             self._epoll.unregister(fd)
         port.sock.close()
         if not self._ports and self._loop is not None:

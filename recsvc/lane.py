@@ -27,17 +27,20 @@ class FastLane:
     """The expected packet's header, and the packets taken so far."""
 
     __slots__ = ("_header", "_ssrc", "_size", "_step", "_left", "_peer",
-                 "payload", "count", "arrival")
+                 "payload", "count", "arrivals")
 
     def __init__(self) -> None:
         self._header = self._ssrc = self._size = self._step = self._left = 0
         self._peer: Any = None
         self.payload = bytearray()
         self.count = 0
-        self.arrival = 0.0
+        # Each taken packet's arrival: the source check reads the stream's
+        # cadence from the intervals between them.
+        self.arrivals: list[float] = []
 
     def arm(self, expected: Continuation | None) -> None:
-        """Take packets that continue from ``expected`` on; None: take none."""
+        """Take packets that continue from ``expected`` on; None: take no
+        more (what was taken stays, for `take`)."""
         if expected is None:
             self._left = 0
             return
@@ -60,17 +63,21 @@ class FastLane:
         if size != self._size or not self._left:
             return False
         header, ssrc = _FIRST_WORDS.unpack_from(datagram)
-        if header != self._header or ssrc != self._ssrc or source != self._peer:
+        # source[:2]: an IPv6 socket gives (host, port, flowinfo, scope id);
+        # for IPv4 it is the very tuple, no copy.
+        if header != self._header or ssrc != self._ssrc or source[:2] != self._peer:
             return False
         self._header = header + self._step
         self._left -= 1
         self.count += 1
         self.payload += datagram[12:size]
-        self.arrival = now
+        self.arrivals.append(now)
         return True
 
-    def take(self) -> tuple[int, bytearray, float]:
-        """What was taken since the last time: (packets, payloads, arrival of the last)."""
-        taken = (self.count, self.payload, self.arrival)
-        self.count, self.payload = 0, bytearray()
+    def take(self) -> tuple[int, bytearray, list[float]]:
+        """What was taken since the last time: (how many packets, their
+        payloads, each one's arrival). The lane goes on from the packet
+        after them."""
+        taken = (self.count, self.payload, self.arrivals)
+        self.count, self.payload, self.arrivals = 0, bytearray(), []
         return taken

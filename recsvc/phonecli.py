@@ -12,7 +12,14 @@ from twisted.internet.task import react
 
 from recsvc import g711
 from recsvc.phone import FRAMINGS
-from recsvc.simulator import Faults, finished_recordings, percentile, run_calls, verify
+from recsvc.simulator import (
+    Faults,
+    ReactorPacer,
+    finished_recordings,
+    percentile,
+    run_calls,
+    verify,
+)
 
 
 def audio_from_wav(path: str, codec: str) -> bytes:
@@ -62,10 +69,12 @@ async def _main(reactor: Any, args: argparse.Namespace) -> int:
         args.ssrc_change, args.drop_connection,
     )
     sound = audio_from_wav(args.wav, args.codec)[: int(8000 * args.duration)] if args.wav else None
+    pacer = ReactorPacer(reactor)
     results = await run_calls(
         reactor, args.host, args.port, args.calls, args.duration, args.codec, args.ptime,
         args.framing, faults, audio=(lambda index: sound) if sound is not None else None,
-        spread=args.spread,
+        spread=args.spread, pacer=pacer,
+        all_started=lambda: print("all starts answered", flush=True),
     )
     started = [r for r in results if r.started]
     starts = [r.start_latency for r in results if r.start_latency is not None]
@@ -79,6 +88,7 @@ async def _main(reactor: Any, args: argparse.Namespace) -> int:
     print(f"start latency p50 {ms(percentile(starts, 0.5))}, p99 {ms(percentile(starts, 0.99))}")
     print(f"stop latency p50 {ms(percentile(stops, 0.5))}, p99 {ms(percentile(stops, 0.99))}")
     print(f"packets sent: {sum(r.packets_sent for r in results)}")
+    print(f"pacing: the latest packet went {1000 * pacer.pacer.late_max:.1f} ms late")
     status = 0 if len(started) == len(results) else 1
     if args.storage_root:
         found = finished_recordings(args.storage_root)

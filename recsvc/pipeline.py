@@ -7,6 +7,8 @@ and silence.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import attrs
 
 from recsvc import timeline
@@ -109,18 +111,20 @@ class MediaPipeline:
             return None
         return Continuation(self.codec.payload_type, ssrc, sequence, timestamp, ticks, source)
 
-    def continued(self, count: int, payload: bytes, arrival: float) -> list[bytes]:
+    def continued(self, count: int, payload: bytes, arrivals: Sequence[float]) -> list[bytes]:
         """``count`` packets arrived, the first being what `expected` said
-        and each the continuation of the one before; ``payload`` is theirs,
-        joined, and ``arrival`` when the last came. The same as taking them
-        one by one with `packet` (jitter is sampled once)."""
-        expected = self.expected()
-        assert expected is not None and len(payload) == count * expected.ticks
-        self._guard.continued(count, (expected.sequence + count - 1) & 0xFFFF, arrival)
-        self._clock.continued(count, arrival)
+        (no packet having come to `packet` since) and each the continuation
+        of the one before; ``payload`` is theirs, joined, and ``arrivals``
+        when each came. The same as taking them one by one with `packet`
+        (jitter is sampled once)."""
+        arrival = arrivals[-1]
+        last_sequence = self._clock.continued(count, arrival)
+        self._guard.continued(last_sequence, arrivals)
         self._received += count
         self.last_admitted = arrival
-        return self._encode(self._timeline.continued(payload, arrival))
+        # bytes: the lane gathers into a bytearray, which the G.722 decoder
+        # refuses (and Audio holds bytes).
+        return self._encode(self._timeline.continued(bytes(payload), arrival))
 
     def invalid(self) -> None:
         """A datagram that is not RTP."""

@@ -65,6 +65,9 @@ class RecorderService(Service):
     ports: RtpPortPool
     storage: Storage
     run_blocking: RunBlocking
+    # Creating a Start's file, which the phone waits for: kept apart from
+    # the writing (None: run_blocking too).
+    run_opening: RunBlocking | None = None
     advertise: str | None = None
     media_policy: MediaPolicy = MediaPolicy()
     limits: Limits = Limits()
@@ -73,6 +76,10 @@ class RecorderService(Service):
     now: Callable[[], float] | None = None
     # How often (seconds) recorded audio reaches the disk (storage.sync_interval).
     sync_interval: float = 1.0
+    # Blocking: makes everything written to the recordings' filesystem
+    # durable at once (storage.sync_each_file off), after each sync_interval's
+    # hand-over; None: each recording fdatasyncs its own file.
+    sync_filesystem: Callable[[], None] | None = None
     # Watches the free space (storage.min_free_mb); None: not watched.
     disk: DiskSpace | None = None
     retention: RetentionPolicy = RetentionPolicy()
@@ -85,6 +92,7 @@ class RecorderService(Service):
     # (read from its thread: set membership is atomic).
     _active_paths: set[str] = attrs.field(factory=set)
     _sweeping: LoopingCall | None = None
+    _filesystem_syncing: bool = False
     _starting: dict[str, _PendingStart] = attrs.field(factory=dict)
     _recovering: bool = False
     _after_recovery: list[Deferred[None]] = attrs.field(factory=list)
@@ -181,7 +189,7 @@ class RecorderService(Service):
             # New files are made only once start-up recovery is done: it
             # must never see (and finish) a file that is being created.
             await self._recovery_done()
-            writer = await self.run_blocking(open_part, 1)
+            writer = await (self.run_opening or self.run_blocking)(open_part, 1)
         except OSError as error:
             port.stopListening()
             self.log.error(
@@ -250,6 +258,7 @@ class RecorderService(Service):
             link=link,
             port=port,
             lane=receiver.lane,
+            sync_files=self.sync_filesystem is None,
         )
         receiver.sink = recording
         self.registry.add(recording)
@@ -383,14 +392,14 @@ class RecorderService(Service):
         return []
 
     def _keep_syncing(self) -> None:
-        """Sync recordings every half storage.sync_interval while there are
+        """Sync recordings every storage.sync_interval while there are
         any: a file is never further behind than that, and every other
         hand-over is made durable. An idle server does not wake up."""
         if self._syncing is not None and self._syncing.running:
             return
         self._syncing = LoopingCall(self.sync_recordings)
         self._syncing.clock = self.clock
-        self._syncing.start(self.sync_interval / 2, now=False).addErrback(
+        self._syncing.start(self.sync_interval, now=False).addErrback(
             lambda failure: self.log.failure("Syncing recordings failed", failure)
         )
 
@@ -400,8 +409,21 @@ class RecorderService(Service):
             if self._syncing is not None and self._syncing.running:
                 self._syncing.stop()
             return
-        for recording in self.registry:
-            recording.sync()
+        storing = [stored for recording in self.registry if (stored := recording.sync()) is not None]
+        if self.sync_filesystem is not None and storing:
+            if not self._filesystem_syncing:
+                self._filesystem_syncing = True
+                # After this round's hand-over (failures are the recordings' own).
+                DeferredList(storing, consumeErrors=True).addCallback(
+                    lambda _: self.run_blocking(self.sync_filesystem)
+                ).addErrback(self._filesystem_sync_failed).addBoth(self._filesystem_synced)
+
+    def _filesystem_sync_failed(self, failure: Failure) -> None:
+        self.log.error("Syncing the recordings' filesystem failed: {reason}",
+                       reason=failure.getErrorMessage())
+
+    def _filesystem_synced(self, result: object) -> None:
+        self._filesystem_syncing = False
 
     async def _drain(self) -> None:
         self._accepting = False

@@ -81,7 +81,6 @@ class _Part:
     # hand-over under way, if any: one at a time, in order.
     pending: bytearray = attrs.field(factory=bytearray)
     storing: Deferred[Any] | None = None
-    stores: int = 0
     # The sidecar written when the file began: the final one must come after.
     provisional: Deferred[Any] | None = None
     opening: Deferred[Any] | None = None  # the file being created, off the reactor
@@ -108,6 +107,9 @@ class Recording:
     # Where the port's reader puts the packets that only continue the
     # stream (see recsvc.lane); None: every packet comes to packet_received.
     lane: FastLane | None = None
+    # Whether every other hand-over also fdatasyncs the file; False when
+    # the service makes the whole filesystem durable at once instead.
+    sync_files: bool = True
     _state: str = RECORDING
     _part: _Part = attrs.field(init=False)
     _finishing_parts: list[Deferred[Any]] = attrs.field(factory=list)
@@ -174,8 +176,8 @@ class Recording:
     def _take_lane(self) -> None:
         """Hand what the fast lane took to the media pipeline and the file."""
         if self.lane is not None and self.lane.count:
-            count, payload, arrival = self.lane.take()
-            self._write(self._media.continued(count, payload, arrival))
+            count, payload, arrivals = self.lane.take()
+            self._write(self._media.continued(count, payload, arrivals))
 
     def datagram_invalid(self) -> None:
         """Something that is not RTP arrived on this recording's port."""
@@ -215,13 +217,16 @@ class Recording:
             )
         self._overflow_ticks += ticks
 
-    def sync(self) -> None:
+    def sync(self) -> Deferred[Any] | None:
         """Hand the audio recorded since the last sync to the file, off the
-        reactor thread; every other time also to the disk. Called every half
-        storage.sync_interval, so the file on disk is never further behind."""
+        reactor thread, and to the disk (unless ``sync_files`` is off: the
+        service then makes the whole filesystem durable at once). Called
+        every storage.sync_interval, so the file on disk is never further
+        behind. Returns the hand-over under way, if any."""
         if self._state == RECORDING:
             self._take_lane()
             self._store(self._part)
+        return self._part.storing
 
     def _store(self, part: _Part) -> None:
         if part.writer is None or part.storing is not None or not part.pending:
@@ -230,8 +235,7 @@ class Recording:
             return
         data = bytes(part.pending)
         part.pending.clear()
-        part.stores += 1
-        part.storing = self._run_blocking(_store, part.writer, data, part.stores % 2 == 0)
+        part.storing = self._run_blocking(_store, part.writer, data, self.sync_files)
         part.storing.addCallbacks(self._stored, self._store_failed, (part,), errbackArgs=(part,))
 
     def _stored(self, result: object, part: _Part) -> None:

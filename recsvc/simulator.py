@@ -198,6 +198,7 @@ class SimulatedCall:
     device: str = "00:a8:59:00:00:01"
     seed: int = 0
     pacer: ReactorPacer | None = None
+    answered: Callable[[], None] = lambda: None  # called when the Start is answered
 
     async def run(self) -> CallResult:
         endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port)
@@ -210,6 +211,7 @@ class SimulatedCall:
         ))
         response: StartResponse = await answer
         start_latency = time.monotonic() - began
+        self.answered()
         if response.result != "success":
             control.transport.loseConnection()
             return CallResult(self.recording_id, False, response.reason, start_latency, None, 0)
@@ -274,17 +276,27 @@ def run_calls(
     reactor: Any, host: str, port: int, calls: int, seconds: float, codec: str = "PCMA",
     ptime_ms: int = 20, framing: str = "bare", faults: Faults = Faults(),
     audio: Callable[[int], bytes | memoryview] | None = None, spread: float | None = None,
+    pacer: ReactorPacer | None = None, all_started: Callable[[], None] | None = None,
 ) -> Deferred[list[CallResult]]:
     """``calls`` phones each recording ``seconds`` of audio, their starts
-    spread evenly over ``spread`` seconds (one packet time by default)."""
+    spread evenly over ``spread`` seconds (one packet time by default).
+    ``all_started`` is called once every Start has been answered."""
     spread = ptime_ms / 1000 if spread is None else spread
     audio = audio if audio is not None else call_audio(calls, seconds, codec)
-    pacer = ReactorPacer(reactor)
+    pacer = pacer if pacer is not None else ReactorPacer(reactor)
+    answered = [0]
+
+    def one_answered() -> None:
+        answered[0] += 1
+        if answered[0] == calls and all_started is not None:
+            all_started()
+
     run = []
     for index in range(calls):
         call = SimulatedCall(
             reactor, host, port, f"sim-{index}", audio(index), codec, ptime_ms, framing, faults,
             device=f"00:a8:59:00:{index // 256:02x}:{index % 256:02x}", seed=index, pacer=pacer,
+            answered=one_answered,
         )
         run.append(deferLater(reactor, spread * index / max(calls, 1), lambda c=call: c.run())
                    .addCallback(lambda coroutine: Deferred.fromCoroutine(coroutine)))

@@ -137,16 +137,14 @@ class SourceGuard:
             return None
         return locked[0], locked[1]
 
-    def continued(self, count: int, last_sequence: int, arrival: float | None) -> None:
-        """``count`` fresh packets of the locked source passed (see
-        `locked_source`), the last numbered ``last_sequence``, by ``arrival``."""
+    def continued(self, last_sequence: int, arrivals: Sequence[float]) -> None:
+        """Fresh packets of the locked source passed (see `locked_source`),
+        the last numbered ``last_sequence``; ``arrivals``: when each came."""
         self._locked_highest = last_sequence
-        if arrival is None:
-            return
-        if self._locked_last is not None:
-            # Their cadence, as the silence check reads it.
-            self._intervals.append(max(0.0, arrival - self._locked_last) / count)
-        self._locked_last = arrival
+        # Their cadence, as the silence check reads it, packet by packet:
+        # only the newest intervals stay (older ones would be pushed out).
+        for arrival in arrivals[-(self._intervals.maxlen or 0) - 1:]:
+            self._heard(arrival)
 
     def finish(self) -> None:
         """The recording ends: a candidate still on probation is rejected."""

@@ -6,6 +6,7 @@ given, so an embedding application may install its own first.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any, Mapping
@@ -16,6 +17,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -23,6 +25,8 @@ from twisted.python.failure import Failure
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
 from recsvc.pipeline import MediaPolicy
+from recsvc.batching import BatchedRunner
+from recsvc.wav import sync_filesystem
 from recsvc.drain import RtpDrain
 from recsvc.protocol.control import ControlFactory
 from recsvc.retention import RetentionPolicy
@@ -152,8 +156,14 @@ def makeService(
         reactor = _global_reactor()
     low, high = config.rtp.port_range
 
-    def run_blocking(f: Any, *args: Any) -> Any:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+    # Files are written and finished in batches on the reactor's thread
+    # pool; a Start's file is created on a pool of its own, so that a phone
+    # never waits behind the writing.
+    run_blocking = BatchedRunner(reactor, lambda: reactor.getThreadPool())
+    opening = ThreadPool(minthreads=1, maxthreads=4, name="recsvc-open")
+
+    def run_opening(f: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, opening, f, *args)
 
     recorder = RecorderService(
         clock=reactor,
@@ -170,6 +180,7 @@ def makeService(
             path_template=config.storage.path_template,
         ),
         run_blocking=run_blocking,
+        run_opening=run_opening,
         advertise=advertised_address(config),
         media_policy=MediaPolicy(
             reorder_window_ms=config.rtp.reorder_window_ms,
@@ -185,6 +196,8 @@ def makeService(
         ),
         now=time.monotonic,
         sync_interval=config.storage.sync_interval,
+        sync_filesystem=(None if config.storage.sync_each_file
+                         else functools.partial(sync_filesystem, config.storage.root)),
         retention=RetentionPolicy(
             max_age_days=config.storage.retention.max_age_days,
             max_total_bytes=int(config.storage.retention.max_total_gb * 1e9),
@@ -209,9 +222,16 @@ def makeService(
     recorder.setServiceParent(root)
     control.setName("control")
     control.setServiceParent(root)
+
+    def reactor_running() -> None:
+        if not opening.started:
+            opening.start()
+            reactor.addSystemEventTrigger("after", "shutdown", opening.stop)
+        recorder.reactor_running()
+
     # Once the reactor runs (and only if the listener could start): finish
     # the recordings a crash left behind, and watch the free space.
-    background = AtStart(lambda: reactor.callWhenRunning(recorder.reactor_running))
+    background = AtStart(lambda: reactor.callWhenRunning(reactor_running))
     background.setName("background")
     background.setServiceParent(root)
     return root

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 
 from recsvc.ports import NoFreePort
@@ -103,10 +104,21 @@ class FakeListeningPort:
     def getHost(self) -> IPv4Address:
         return IPv4Address("UDP", "127.0.0.1", self.number)
 
+    clock: IReactorTime | None = None
+
     def drain(self) -> None:
         waiting, self.waiting = self.waiting, []
         for datagram, source in waiting:
-            self.protocol.datagramReceived(datagram, source)
+            self.receive(datagram, source)
+
+    def receive(self, datagram: bytes, source: tuple[str, int]) -> None:
+        """As the RTP drain reads: the fast lane first (given a clock for
+        its arrival times), else the protocol."""
+        lane = getattr(self.protocol, "lane", None)
+        if lane is not None and self.clock is not None:
+            if lane.offer(datagram, len(datagram), source, self.clock.seconds()):
+                return
+        self.protocol.datagramReceived(datagram, source)
 
     def stopListening(self) -> None:
         self.listening = False
@@ -115,18 +127,21 @@ class FakeListeningPort:
 
 @attrs.define
 class FakePortPool:
-    """Hands out ports from a range in order; `open` maps port -> protocol."""
+    """Hands out ports from a range in order; `open` maps port -> protocol.
+    With a ``clock``, datagrams go through the recordings' fast lanes as the
+    RTP drain sends them (arrival times from the clock)."""
 
     low: int = 41000
     high: int = 41009
     open: dict[int, FakeListeningPort] = attrs.field(factory=dict)
+    clock: IReactorTime | None = None
 
     def listen(self, protocol: DatagramProtocol) -> FakeListeningPort:
         for number in range(self.low, self.high + 1):
             port = self.open.get(number)
             if port is None or not port.listening:
                 protocol.doStart()
-                self.open[number] = FakeListeningPort(number, protocol)
+                self.open[number] = FakeListeningPort(number, protocol, clock=self.clock)
                 return self.open[number]
         raise NoFreePort(f"all of {self.low}-{self.high} in use")
 
@@ -134,7 +149,7 @@ class FakePortPool:
         """Hand a datagram to whatever listens on ``number``."""
         port = self.open[number]
         if port.listening:
-            port.protocol.datagramReceived(datagram, source)
+            port.receive(datagram, source)
 
     def queue(self, number: int, datagram: bytes, source: tuple[str, int] = ("127.0.0.1", 5004)) -> None:
         """Leave a datagram waiting in the port's socket, for `drain`."""
@@ -218,9 +233,14 @@ def memory_recorder(
     from recsvc.session import Limits
     from recsvc.storage import Storage
 
+    clock = Clock() if clock is None else clock
+    if ports is None:
+        ports = FakePortPool(clock=clock)
+    elif isinstance(ports, FakePortPool) and ports.clock is None:
+        ports.clock = clock
     return RecorderService(
-        clock=Clock() if clock is None else clock,
-        ports=FakePortPool() if ports is None else ports,
+        clock=clock,
+        ports=ports,
         storage=Storage(root, audio_format, MemoryWriters() if writers is None else writers),
         run_blocking=run_blocking,
         advertise=advertise,

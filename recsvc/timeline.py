@@ -180,10 +180,11 @@ class StreamClock:
             ticks,
         )
 
-    def continued(self, count: int, arrival: float) -> None:
+    def continued(self, count: int, arrival: float) -> int:
         """``count`` packets arrived, each the `continuation` of the one
         before, the last by ``arrival``: the same as placing them one by one,
-        but jitter is sampled once, with the last."""
+        but jitter is sampled once, with the last. Returns the last one's
+        sequence number."""
         source = self._sources[self._current]  # type: ignore[index]
         ticks = self._end - self._end_start
         source.received += count
@@ -194,6 +195,7 @@ class StreamClock:
         source.highest_timestamp, source.highest_arrival = extended, arrival
         self._end += count * ticks
         self._end_start, self._end_arrival = self._end - ticks, arrival
+        return source.highest_sequence & 0xFFFF
 
     def count(self, ssrc: int, sequence: int) -> bool:
         """Note a packet of a known SSRC that is not placed (a DTMF event

@@ -27,7 +27,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from recsvc import g711, makeService
+from recsvc import g711, makeService, wav
 from recsvc.phone import SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
 from recsvc.protocol.commands import StopRequest, StopResponse
 from recsvc.rtp import build_rtp
@@ -202,17 +202,19 @@ class ServiceEndToEndTests(LoopbackServiceMixin, TestCase):
     @inlineCallbacks
     def test_reactor_never_fsyncs(self):
         """A whole call (start, audio over several syncs, stop, shutdown)
-        makes its file system calls (open, mkdir, fsync, fdatasync, rename,
+        makes its file system calls (open, mkdir, fsync, syncfs, rename,
         statvfs) off the reactor thread."""
         calls = []
-        for name in ("fsync", "fdatasync", "rename", "replace", "open", "mkdir", "statvfs"):
-            original = getattr(os, name)
+        for module, name in [(os, name) for name in (
+            "fsync", "fdatasync", "rename", "replace", "open", "mkdir", "statvfs"
+        )] + [(wav, "_syncfs")]:
+            original = getattr(module, name)
 
-            def spy(*args, _original=original, _name=name):
+            def spy(*args, _original=original, _name=name.strip("_")):
                 calls.append((_name, threading.current_thread() is threading.main_thread()))
                 return _original(*args)
 
-            self.patch(os, name, spy)
+            self.patch(module, name, spy)
         sound = audio(2, seed=8)
 
         def call():
@@ -230,7 +232,7 @@ class ServiceEndToEndTests(LoopbackServiceMixin, TestCase):
         yield deferToThread(call)
         yield self.tree.stopService()
         names = {name for name, _ in calls}
-        self.assertTrue({"fsync", "fdatasync", "rename", "open", "mkdir"} <= names, names)
+        self.assertTrue({"fsync", "syncfs", "rename", "open", "mkdir"} <= names, names)
         self.assertEqual([name for name, on_reactor in calls if on_reactor], [])
         self.assertEqual(read_wav(recordings(self.root)["sync-1"])[1], sound)
 
