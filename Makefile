@@ -36,9 +36,15 @@ test-tools:
 test: venv test-tools
 	$(BIN)/python -m twisted.trial --jobs 2 tests
 
-# On demand, not in `make test`: capacity figures (see docs/benchmarks.md).
-bench: venv test-tools
-	$(BIN)/python bench/capacity.py --calls 100 250 500 --duration 20
+# On demand, not in `make test`: the capacity, ceiling, ffmpeg, latency and
+# memory figures of docs/benchmarks.md (about 15 minutes; rewrites its
+# results section, docs/benchmarks.json and docs/capacity.png).
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/pip install --quiet --config-settings editable_mode=strict -e '.[test,bench]'
+	touch $@
+
+bench: venv test-tools $(VENV)/.bench-installed
+	$(BIN)/python bench/capacity.py --calls 100 250 500 1000 2000 --until-loss 1000 --duration 20
 
 clean:
 	rm -rf $(VENV) _trial_temp* build *.egg-info

@@ -26,7 +26,7 @@ _Call = tuple[Callable[..., Any], tuple[Any, ...]]
 class BatchedRunner:
     reactor: Any  # IReactorTime and IReactorFromThreads
     pool: Callable[[], ThreadPool]  # the pool, when first needed
-    jobs: int = 4
+    jobs: int = attrs.field(default=4, validator=attrs.validators.ge(1))
     _queue: list[tuple[_Call, Deferred[Any]]] = attrs.field(factory=list)
 
     def __call__(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:

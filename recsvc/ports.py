@@ -1,17 +1,15 @@
-"""How a recording gets its own UDP port: picked at random from a range.
+"""How a recording gets its own UDP port: the interfaces.
 
+`recsvc.drain.RtpDrain` is the pool the service uses (ports picked at random
+from a range, all read together); `recsvc.testing.FakePortPool` the fake.
 Kept behind `RtpPortPool` and `RtpPort` so the way sockets are opened and
-read can change (for speed) without touching the RTP protocol or the recording.
+read can change without touching the RTP protocol or the recording.
 """
 
 from __future__ import annotations
 
-import random
 from typing import Any, Protocol
 
-import attrs
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IReactorUDP, IReadDescriptor
 from twisted.internet.protocol import DatagramProtocol
 
 
@@ -35,45 +33,3 @@ class RtpPort(Protocol):
 class RtpPortPool(Protocol):
     def listen(self, protocol: DatagramProtocol) -> RtpPort:
         """Bind ``protocol`` to a free port of the range. Raises `NoFreePort`."""
-
-
-@attrs.define
-class ReactorPort:
-    """A port from the reactor's ``listenUDP``."""
-
-    port: IListeningPort
-
-    def getHost(self) -> Any:
-        return self.port.getHost()
-
-    def drain(self) -> None:
-        # The reactor's UDP port reads until the socket would block.
-        reader = IReadDescriptor(self.port, None)
-        if reader is not None:
-            reader.doRead()
-
-    def stopListening(self) -> Any:
-        return self.port.stopListening()
-
-
-@attrs.define
-class ReactorPortPool:
-    """Binds with the reactor's ``listenUDP``, trying the range from a random
-    point so that a recording's port cannot be guessed from the last one."""
-
-    reactor: IReactorUDP
-    interface: str
-    low: int
-    high: int
-    random: random.Random = attrs.field(factory=random.SystemRandom)
-
-    def listen(self, protocol: DatagramProtocol) -> RtpPort:
-        count = self.high - self.low + 1
-        first = self.random.randrange(count)
-        for step in range(count):
-            port = self.low + (first + step) % count
-            try:
-                return ReactorPort(self.reactor.listenUDP(port, protocol, interface=self.interface))
-            except CannotListenError:
-                continue
-        raise NoFreePort(f"all {count} ports of {self.low}-{self.high} are in use")

@@ -65,6 +65,9 @@ class RecorderService(Service):
     ports: RtpPortPool
     storage: Storage
     run_blocking: RunBlocking
+    # The recordings' own file work (hand-overs, sidecars, finishing), which
+    # comes in bursts: may gather calls (recsvc.batching); None: run_blocking.
+    run_recording: RunBlocking | None = None
     # Creating a Start's file, which the phone waits for: kept apart from
     # the writing (None: run_blocking too).
     run_opening: RunBlocking | None = None
@@ -93,6 +96,8 @@ class RecorderService(Service):
     _active_paths: set[str] = attrs.field(factory=set)
     _sweeping: LoopingCall | None = None
     _filesystem_syncing: bool = False
+    # Hand-overs no filesystem sync has been started after yet.
+    _unsynced: list[Deferred[Any]] = attrs.field(factory=list)
     _starting: dict[str, _PendingStart] = attrs.field(factory=dict)
     _recovering: bool = False
     _after_recovery: list[Deferred[None]] = attrs.field(factory=list)
@@ -250,7 +255,7 @@ class RecorderService(Service):
             storage=self.storage,
             media=MediaPipeline(codec, self.storage.encoder(codec), peer, self.media_policy),
             clock=self.clock,
-            run_blocking=self.run_blocking,
+            run_blocking=self.run_recording or self.run_blocking,
             limits=self.limits,
             open_part=open_part,
             now=self.now,
@@ -410,13 +415,19 @@ class RecorderService(Service):
                 self._syncing.stop()
             return
         storing = [stored for recording in self.registry if (stored := recording.sync()) is not None]
-        if self.sync_filesystem is not None and storing:
-            if not self._filesystem_syncing:
-                self._filesystem_syncing = True
-                # After this round's hand-over (failures are the recordings' own).
-                DeferredList(storing, consumeErrors=True).addCallback(
-                    lambda _: self.run_blocking(self.sync_filesystem)
-                ).addErrback(self._filesystem_sync_failed).addBoth(self._filesystem_synced)
+        if self.sync_filesystem is None:
+            return
+        # Every round while recordings run (their Start sidecars too), after
+        # the hand-overs not yet covered: those made while a filesystem
+        # sync ran wait for the next one, even in a round with no audio.
+        self._unsynced.extend(storing)
+        if not self._filesystem_syncing:
+            self._filesystem_syncing = True
+            waiting, self._unsynced = self._unsynced, []
+            # After these hand-overs (failures are the recordings' own).
+            DeferredList(waiting, consumeErrors=True).addCallback(
+                lambda _: self.run_blocking(self.sync_filesystem)
+            ).addErrback(self._filesystem_sync_failed).addBoth(self._filesystem_synced)
 
     def _filesystem_sync_failed(self, failure: Failure) -> None:
         self.log.error("Syncing the recordings' filesystem failed: {reason}",

@@ -225,18 +225,23 @@ class Recording:
         behind. Returns the hand-over under way, if any."""
         if self._state == RECORDING:
             self._take_lane()
-            self._store(self._part)
+            started = self._store(self._part)
+            if started is not None:
+                # Even if it is done already (a runner that runs at once):
+                # the caller must know audio was handed over.
+                return started
         return self._part.storing
 
-    def _store(self, part: _Part) -> None:
+    def _store(self, part: _Part) -> Deferred[Any] | None:
         if part.writer is None or part.storing is not None or not part.pending:
-            return
+            return None
         if self._write_error is not None:
-            return
+            return None
         data = bytes(part.pending)
         part.pending.clear()
-        part.storing = self._run_blocking(_store, part.writer, data, self.sync_files)
-        part.storing.addCallbacks(self._stored, self._store_failed, (part,), errbackArgs=(part,))
+        storing = part.storing = self._run_blocking(_store, part.writer, data, self.sync_files)
+        storing.addCallbacks(self._stored, self._store_failed, (part,), errbackArgs=(part,))
+        return storing
 
     def _stored(self, result: object, part: _Part) -> None:
         part.storing = None
@@ -440,7 +445,11 @@ class Recording:
 
     def _save_provisional(self, part: _Part) -> Deferred[Any]:
         summary = self._summary(part, None, None, None, self._media.stats())
-        return self._run_blocking(self._storage.write_sidecar, part.writer.path, summary.to_json())
+        # Made durable with the audio: by its own fsyncs when each file is
+        # synced, else by the service's next sync of the filesystem (a crash
+        # before it loses the sidecar with that audio; recovery copes).
+        return self._run_blocking(self._storage.write_sidecar, part.writer.path,
+                                  summary.to_json(), self.sync_files)
 
     def _summary(
         self, part: _Part, cause: _StopCause | None, error: OSError | None,

@@ -94,8 +94,10 @@ class Storage:
                 continue
         raise FileExistsError(f"no free name for {stem} in {folder}")
 
-    def write_sidecar(self, writer_path: str, data: dict[str, Any]) -> str:
-        """Write the sidecar durably (temp file, fsync, rename). Blocking.
+    def write_sidecar(self, writer_path: str, data: dict[str, Any], durable: bool = True) -> str:
+        """Write the sidecar whole (temp file, rename): durably (fsyncs of
+        the file and its folder), or, if not ``durable``, leaving that to a
+        later sync of the filesystem. Blocking.
 
         On a full disk, a sidecar that exists already (the one written at
         Start) is overwritten in place: its blocks are ours, a new file's are not.
@@ -103,7 +105,7 @@ class Storage:
         path = sidecar_path(writer_path)
         text = (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            _replace_durably(path, text, self.file_mode)
+            _replace_whole(path, text, self.file_mode, durable)
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT) or not os.path.exists(path):
                 raise
@@ -116,7 +118,7 @@ def sidecar_path(wav_path: str) -> str:
     return base + ".json"
 
 
-def _replace_durably(path: str, text: bytes, file_mode: int) -> None:
+def _replace_whole(path: str, text: bytes, file_mode: int, durable: bool) -> None:
     temporary = path + ".tmp"
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode)
@@ -124,13 +126,15 @@ def _replace_durably(path: str, text: bytes, file_mode: int) -> None:
         with open(fd, "wb") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    fsync_directory(os.path.dirname(path))
+    if durable:
+        fsync_directory(os.path.dirname(path))
 
 
 def _overwrite_in_place(path: str, text: bytes) -> None:

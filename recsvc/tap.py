@@ -156,11 +156,15 @@ def makeService(
         reactor = _global_reactor()
     low, high = config.rtp.port_range
 
-    # Files are written and finished in batches on the reactor's thread
-    # pool; a Start's file is created on a pool of its own, so that a phone
-    # never waits behind the writing.
-    run_blocking = BatchedRunner(reactor, lambda: reactor.getThreadPool())
-    opening = ThreadPool(minthreads=1, maxthreads=4, name="recsvc-open")
+    # Blocking work runs on the reactor's thread pool; the recordings' file
+    # work gathered into a few jobs per reactor turn; a Start's file is
+    # created on a pool of its own, so that a phone never waits behind the
+    # writing.
+    def run_blocking(f: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+
+    run_recording = BatchedRunner(reactor, lambda: reactor.getThreadPool())
+    opening = ThreadPool(minthreads=1, maxthreads=8, name="recsvc-open")
 
     def run_opening(f: Any, *args: Any) -> Any:
         return deferToThreadPool(reactor, opening, f, *args)
@@ -180,6 +184,7 @@ def makeService(
             path_template=config.storage.path_template,
         ),
         run_blocking=run_blocking,
+        run_recording=run_recording,
         run_opening=run_opening,
         advertise=advertised_address(config),
         media_policy=MediaPolicy(

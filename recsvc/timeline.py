@@ -353,6 +353,9 @@ class Timeline:
     _pending: dict[int, _Pending] = attrs.field(factory=dict)
     _heap: list[int] = attrs.field(factory=list)
     _newest_end: int = 0
+    # Before the first write: whether what is held is one run of audio,
+    # each payload right after the one before (see continues_at).
+    _held_run: bool = False
     _silence_kind: str = LOSS
 
     def push(self, position: int, payload: bytes, arrival: float) -> list[Segment]:
@@ -372,14 +375,22 @@ class Timeline:
 
     @property
     def continues_at(self) -> int | None:
-        """Where audio goes straight into the file: the written end, when
-        nothing is held back; None otherwise."""
-        return None if self._heap else self._written
+        """Where audio that simply continues the stream goes: the written
+        end, when nothing is held back; in the first window (nothing
+        written yet), the end of what is held, when that is one run of
+        audio in order. None otherwise."""
+        if not self._heap:
+            return self._written
+        if self._written is None and self._held_run:
+            return self._newest_end
+        return None
 
     def continued(self, payload: bytes, arrival: float) -> list[Segment]:
         """Audio that begins at `continues_at` (the payloads of packets that
         each continued the one before): the same as pushing them one by one."""
-        assert self._written is not None and not self._heap
+        if self._written is None:
+            return self._add(_Pending(self._newest_end, arrival, payload))
+        assert not self._heap
         self._newest_end = max(self._newest_end, self._written + len(payload))
         return self._emit(_Pending(self._written, arrival, payload))
 
@@ -406,6 +417,10 @@ class Timeline:
             if entry.payload:
                 self.late += 1
             return []
+        if self._written is None:
+            self._held_run = bool(entry.payload) and (
+                not self._heap or (self._held_run and entry.position == self._newest_end)
+            )
         existing = self._pending.get(entry.position)
         if existing is not None:
             if existing.payload and entry.payload:

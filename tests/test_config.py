@@ -28,8 +28,8 @@ SAMPLE = os.path.join(CHECKOUT, "etc", "recsvc.yaml")
 SECTIONS = ["control", "rtp", "storage"]
 KEYS = [
     "listen", "max_message_bytes",
-    "interface", "advertise", "port_range",
-    "root", "format",
+    "interface", "advertise", "port_range", "read_interval_ms", "receive_buffer_kb",
+    "root", "format", "sync_each_file",
 ]
 
 
@@ -505,6 +505,70 @@ class MediaSettingsTests(SynchronousTestCase):
         """
         rtp = parse_config({"rtp": {"timeout": 90, "max_gap_fill": 2.5}}).rtp
         self.assertEqual((rtp.timeout, rtp.max_gap_fill), (90.0, 2.5))
+
+
+class ThroughputSettingsTests(SynchronousTestCase):
+    """rtp.read_interval_ms, rtp.receive_buffer_kb and storage.sync_each_file."""
+
+    def test_defaults(self) -> None:
+        """
+        RTP sockets are read every 5 ms with 512 KB receive buffers, and the
+        recordings' filesystem is synced as a whole (no per-file sync).
+        """
+        config = Config()
+        self.assertEqual((config.rtp.read_interval_ms, config.rtp.receive_buffer_kb), (5, 512))
+        self.assertIs(config.storage.sync_each_file, False)
+
+    def test_accepted(self) -> None:
+        """
+        Whole numbers within range, at either end, and YAML booleans are
+        taken as given.
+        """
+        for key, value in (
+            ("read_interval_ms", 1), ("read_interval_ms", 100), ("read_interval_ms", 20),
+            ("receive_buffer_kb", 64), ("receive_buffer_kb", 65536), ("receive_buffer_kb", 4096),
+        ):
+            self.assertEqual(getattr(parse_config({"rtp": {key: value}}).rtp, key), value)
+        for text, expected in (("true", True), ("false", False)):
+            data = yaml.safe_load(f"storage:\n  sync_each_file: {text}\n")
+            self.assertIs(parse_config(data).storage.sync_each_file, expected)
+
+    def test_outOfRange(self) -> None:
+        """
+        Values out of range or not whole numbers (a bool included) are a
+        ConfigError naming the key.
+        """
+        for key, value in (
+            ("read_interval_ms", 0), ("read_interval_ms", 101), ("read_interval_ms", 2.5),
+            ("read_interval_ms", "5"), ("read_interval_ms", True),
+            ("receive_buffer_kb", 63), ("receive_buffer_kb", 65537), ("receive_buffer_kb", None),
+            ("receive_buffer_kb", False),
+        ):
+            error = self.assertRaises(ConfigError, parse_config, {"rtp": {key: value}})
+            self.assertEqual(error.key, f"rtp.{key}", (key, value))
+            self.assertTrue(str(error).startswith(f"rtp.{key}: "), str(error))
+
+    def test_syncEachFileOnlyBool(self) -> None:
+        """
+        storage.sync_each_file takes true or false only: a string such as
+        "yes", or 1, is a ConfigError naming the key and the value.
+        """
+        for value in ("yes", "true", 1, 0, None, []):
+            error = self.assertRaises(ConfigError, parse_config, {"storage": {"sync_each_file": value}})
+            self.assertEqual(error.key, "storage.sync_each_file")
+            self.assertIn("true or false", str(error))
+            self.assertIn(repr(value), str(error))
+
+    def test_sampleSpellsThemOut(self) -> None:
+        """
+        etc/recsvc.yaml sets each of these keys itself (to the default), so
+        the sample documents them.
+        """
+        with open(SAMPLE, encoding="utf-8") as handle:
+            sample = yaml.safe_load(handle)
+        self.assertEqual(sample["rtp"]["read_interval_ms"], 5)
+        self.assertEqual(sample["rtp"]["receive_buffer_kb"], 512)
+        self.assertIs(sample["storage"]["sync_each_file"], False)
 
 
 class FileModeConfigTests(SynchronousTestCase):

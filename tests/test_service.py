@@ -7,6 +7,8 @@ import os
 
 import attrs
 
+from twisted.internet.defer import maybeDeferred
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
@@ -19,6 +21,7 @@ from recsvc.testing import (
     FakePhoneLink,
     FakePortPool,
     ManualRunner,
+    MemoryWavWriter,
     MemoryWriters,
     memory_recorder,
     run_now,
@@ -204,6 +207,35 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual([p.listening for p in self.ports.open.values()], [False])
         self.assertIsNone(self.service.registry.get("7"))
         self.flushLoggedErrors()
+
+
+class OpeningTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_file_created_through_run_opening(self) -> None:
+        """With run_opening set, a Start's file is created through it, not
+        through run_blocking (which the writing keeps to itself); the Start
+        is answered once it has run."""
+        runner, opener = ManualRunner(), ManualRunner()
+        self.make_service(runner=runner)
+        self.service.run_opening = opener
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertNoResult(answer)
+        self.assertEqual((len(opener.pending), runner.pending), (1, []))
+        opener.run_pending()
+        self.assertEqual(len(self.writers.writers), 1)
+        self.assertEqual(self.successResultOf(answer).result, "success")
+        self.assertEqual(opener.pending, [])
+
+    def test_file_created_through_run_blocking(self) -> None:
+        """Without run_opening, a Start's file is created through run_blocking."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        self.assertIsNone(self.service.run_opening)
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertEqual(len(runner.pending), 1)
+        self.assertEqual(self.writers.writers, {})
+        runner.run_pending()
+        self.assertEqual(len(self.writers.writers), 1)
+        self.assertEqual(self.successResultOf(answer).result, "success")
 
 
 class StopTests(ServiceTestsMixin, SynchronousTestCase):
@@ -440,3 +472,210 @@ class CreationRaceTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(len(runner.pending), 1)  # now the file
         runner.run_pending()
         self.assertEqual(self.successResultOf(answer).result, "success")
+
+
+def spy_syncs(testCase: SynchronousTestCase) -> list[bool]:
+    """Patch MemoryWavWriter.sync to note each call's ``durable``."""
+    durable: list[bool] = []
+    original = MemoryWavWriter.sync
+
+    def sync(writer: MemoryWavWriter, durable_: bool = True) -> None:
+        durable.append(durable_)
+        original(writer, durable_)
+
+    testCase.patch(MemoryWavWriter, "sync", sync)
+    return durable
+
+
+class SyncTests(ServiceTestsMixin, SynchronousTestCase):
+    """Every sync_interval the recordings hand their audio to their files;
+    with sync_filesystem set, one filesystem sync then makes it all durable."""
+
+    def make_syncing(self, filesystem: bool = True, error: OSError | None = None) -> ManualRunner:
+        """A service whose blocking work is held (see `run_held`), with a
+        filesystem sync that counts its calls (or fails with ``error``)."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        self.filesystem_syncs = 0
+        self.durable = spy_syncs(self)
+        self.sequences: dict[int, int] = {}
+
+        def sync_filesystem() -> None:
+            self.filesystem_syncs += 1
+            if error is not None:
+                raise error
+
+        if filesystem:
+            self.service.sync_filesystem = sync_filesystem
+        return runner
+
+    def talk(self, port: int, packets: int = 3) -> None:
+        """The phone on ``port`` sends the next few packets."""
+        first = self.sequences.get(port, 0)
+        for sequence in range(first, first + packets):
+            self.ports.deliver(port, rtp(sequence, bytes([sequence % 251]) * 160))
+        self.sequences[port] = first + packets
+
+    def held_filesystem_syncs(self) -> int:
+        return sum(1 for _, f, _ in self.runner.pending if f is self.service.sync_filesystem)
+
+    def run_held(self, filesystem: bool = False, count: int | None = None) -> None:
+        """Run the held hand-overs (or, with ``filesystem``, the held
+        filesystem syncs), ``count`` of them or all."""
+        for entry in list(self.runner.pending):
+            if count == 0:
+                return
+            if (entry[1] is self.service.sync_filesystem) is filesystem:
+                self.runner.pending.remove(entry)
+                waiter, f, args = entry
+                maybeDeferred(f, *args).chainDeferred(waiter)
+                if count is not None:
+                    count -= 1
+
+    def stop_held(self, request: StopRequest):
+        """Stop a recording, running the blocking work it holds."""
+        stopped = self.service.stop_recording(request)
+        self.runner.run_pending()
+        return stopped
+
+    def test_once_per_sync_interval(self) -> None:
+        """Recordings hand their audio over once per storage.sync_interval
+        (not every half of it)."""
+        self.make_syncing(filesystem=False)
+        self.service.sync_interval = 2.0
+        port = self.start().port
+        self.talk(port)
+        self.service.clock.advance(1.0)
+        self.assertEqual(self.runner.pending, [])
+        self.service.clock.advance(1.0)
+        self.assertEqual(len(self.runner.pending), 1)
+        self.run_held()
+        self.talk(port)
+        self.service.clock.advance(1.9)
+        self.assertEqual(self.runner.pending, [])
+        self.service.clock.advance(0.1)
+        self.assertEqual(len(self.runner.pending), 1)
+
+    def test_filesystem_synced_after_every_hand_over(self) -> None:
+        """With sync_filesystem set, the filesystem is synced once a round,
+        in a thread, only after every recording's hand-over of that round
+        has completed; the files themselves are never made durable one by one."""
+        self.make_syncing()
+        ports = [self.start(start_request(str(n))).port for n in (1, 2)]
+        for port in ports:
+            self.talk(port)
+        self.service.clock.advance(1.0)
+        self.assertEqual((len(self.runner.pending), self.held_filesystem_syncs()), (2, 0))
+        self.run_held(count=1)
+        self.assertEqual(self.held_filesystem_syncs(), 0)
+        self.run_held(count=1)
+        self.assertEqual(self.held_filesystem_syncs(), 1)
+        self.assertEqual(self.filesystem_syncs, 0)  # in the thread pool, not yet run
+        self.run_held(filesystem=True)
+        self.assertEqual(self.filesystem_syncs, 1)
+        self.assertEqual(self.durable, [False, False])
+        self.assertEqual(self.runner.pending, [])
+
+    def test_no_audio_still_synced(self) -> None:
+        """A round in which no recording had audio to hand over still syncs
+        the filesystem (the recordings' Start sidecars are on it), once."""
+        self.make_syncing()
+        self.start()
+        self.run_held()  # the Start's sidecar
+        self.service.clock.advance(1.0)
+        self.assertEqual(self.held_filesystem_syncs(), 1)
+        self.run_held(filesystem=True)
+        self.assertEqual(self.filesystem_syncs, 1)
+        self.assertEqual(self.runner.pending, [])
+
+    def test_hand_over_during_filesystem_sync_made_durable_later(self) -> None:
+        """A hand-over made while a filesystem sync runs is covered by the
+        next one, even when the rounds after it have no new audio."""
+        self.make_syncing()
+        port = self.start().port
+        self.talk(port)
+        self.service.clock.advance(1.0)
+        self.run_held()                      # H1 done; S1 held
+        self.talk(port)
+        self.service.clock.advance(1.0)      # H2 queued while S1 runs
+        self.run_held(filesystem=True)       # S1 done before H2 is written
+        self.run_held()                      # H2 written
+        self.assertEqual(self.filesystem_syncs, 1)
+        self.service.clock.advance(1.0)      # a quiet round
+        self.run_held()
+        self.run_held(filesystem=True)
+        self.assertEqual(self.filesystem_syncs, 2)
+
+    def test_one_filesystem_sync_at_a_time(self) -> None:
+        """While a filesystem sync is still running, a later round's
+        hand-overs start no second one; once it is done, the next round's do."""
+        self.make_syncing()
+        port = self.start().port
+        self.talk(port)
+        self.service.clock.advance(1.0)
+        self.run_held()
+        self.assertEqual(self.held_filesystem_syncs(), 1)
+        self.talk(port)
+        self.service.clock.advance(1.0)
+        self.run_held()
+        self.assertEqual(self.held_filesystem_syncs(), 1)
+        self.run_held(filesystem=True)
+        self.assertEqual(self.filesystem_syncs, 1)
+        self.talk(port)
+        self.service.clock.advance(1.0)
+        self.run_held()
+        self.assertEqual(self.held_filesystem_syncs(), 1)
+        self.run_held(filesystem=True)
+        self.assertEqual(self.filesystem_syncs, 2)
+
+    def test_failing_filesystem_sync_logged(self) -> None:
+        """A filesystem sync that fails is logged as an error naming the
+        cause; the recordings go on and the next round syncs again."""
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.make_syncing(error=OSError(5, "Input/output error"))
+        port = self.start().port
+        for _ in range(2):
+            self.talk(port)
+            self.service.clock.advance(1.0)
+            self.run_held()
+            self.run_held(filesystem=True)
+        self.assertEqual(self.filesystem_syncs, 2)
+        failed = [e for e in events if "filesystem failed" in e.get("log_format", "")]
+        self.assertEqual(len(failed), 2)
+        self.assertEqual(failed[0]["log_level"].name, "error")
+        self.assertIn("Input/output error", failed[0]["reason"])
+        self.assertEqual(self.service.registry.get("7").state, "recording")
+        self.assertEqual(self.flushLoggedErrors(), [])
+        summary = self.successResultOf(self.stop_held(StopRequest("7")))
+        self.assertEqual(summary.stats.received, 6)
+
+    def test_files_synced_one_by_one_without_it(self) -> None:
+        """With sync_filesystem None (storage.sync_each_file), every
+        hand-over makes its own file durable and nothing else is run."""
+        self.make_syncing(filesystem=False)
+        self.assertIsNone(self.service.sync_filesystem)
+        ports = [self.start(start_request(str(n))).port for n in (1, 2)]
+        for _ in range(2):
+            for port in ports:
+                self.talk(port)
+            self.service.clock.advance(1.0)
+            self.assertEqual(len(self.runner.pending), 2)
+            self.run_held()
+            self.assertEqual(self.runner.pending, [])
+        self.assertEqual(self.durable, [True] * 4)
+
+
+class SyncRunnerTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_filesystem_synced_with_synchronous_runner(self) -> None:
+        """A run_blocking that completes at once (run_now) still has each
+        round's hand-overs followed by a filesystem sync."""
+        self.make_service(runner=run_now)
+        syncs = []
+        self.service.sync_filesystem = lambda: syncs.append(None)
+        port = self.start().port
+        for sequence in range(3):
+            self.ports.deliver(port, rtp(sequence, b"x" * 160))
+        self.service.clock.advance(1.0)
+        self.assertEqual(len(syncs), 1)

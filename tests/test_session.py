@@ -50,7 +50,7 @@ class RecordingTestsMixin:
 
     def make_recording(
         self, fail_at=None, close_error=None, runner=run_now, limits=None, parts=None,
-        window_ms=20,
+        window_ms=20, sync_files=True,
     ) -> Recording:
         """A recording on memory writers, by default with a 20 ms reorder
         window, so that in-order audio is written as it comes."""
@@ -95,6 +95,7 @@ class RecordingTestsMixin:
             open_part=open_part if parts else None,
             on_stopped=self.stopped.append,
             link=self.link,
+            sync_files=sync_files,
         )
 
     def feed(self, recording: Recording, sequence: int, payload: bytes = b"\x01" * 160,
@@ -106,7 +107,7 @@ class RecordingTestsMixin:
         if timestamp is not None:
             rtp = attrs.evolve(rtp, timestamp=timestamp)
         recording.packet_received(rtp, ("127.0.0.1", 5004))
-        recording.sync()  # as the service does every half sync_interval
+        recording.sync()  # as the service does every sync_interval
 
     def sidecar(self) -> dict:
         with open(sidecar_path(self.memory.path), encoding="utf-8") as handle:
@@ -560,3 +561,82 @@ class WriteErrorLogTests(RecordingTestsMixin, SynchronousTestCase):
         failures = [e for e in events if e.get("log_format", "").startswith("Recording {recordingId} write failed")]
         self.assertEqual(len(failures), 1)
         self.assertEqual(failures[0]["recordingId"], "42")
+
+
+def spy_syncs(testCase: SynchronousTestCase) -> list[bool]:
+    """Patch MemoryWavWriter.sync to note each call's ``durable``."""
+    durable: list[bool] = []
+    original = MemoryWavWriter.sync
+
+    def sync(writer: MemoryWavWriter, durable_: bool = True) -> None:
+        durable.append(durable_)
+        original(writer, durable_)
+
+    testCase.patch(MemoryWavWriter, "sync", sync)
+    return durable
+
+
+class SyncTests(RecordingTestsMixin, SynchronousTestCase):
+    def test_every_store_durable(self) -> None:
+        """With sync_files (the default) every hand-over is also made
+        durable: the writer is synced with durable=True each time, not
+        every other time."""
+        durable = spy_syncs(self)
+        recording = self.make_recording()
+        for sequence in range(5):
+            self.feed(recording, sequence, bytes([sequence]) * 160)
+        self.assertEqual(durable, [True] * 4)  # the first packet waits for the second
+        self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.assertEqual(self.memory.data_bytes, 5 * 160)
+
+    def test_never_durable_without_sync_files(self) -> None:
+        """With sync_files off (the service syncs the whole filesystem) the
+        audio still reaches the file at every hand-over, but the writer is
+        never asked to make it durable."""
+        durable = spy_syncs(self)
+        recording = self.make_recording(sync_files=False)
+        for sequence in range(5):
+            self.feed(recording, sequence, bytes([sequence]) * 160)
+        self.assertEqual(durable, [False] * 4)
+        self.assertEqual(self.memory.data_bytes, 5 * 160)
+        self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.assertEqual(self.memory.contents()[-800:], b"".join(bytes([s]) * 160 for s in range(5)))
+
+    def test_sync_returns_hand_over(self) -> None:
+        """sync() returns the hand-over it starts, which fires once the
+        audio is in the file; while it is under way, another sync returns
+        that same one; with nothing under way and nothing new, None."""
+        runner = ManualRunner()
+        recording = self.make_recording(runner=runner)
+        recording.begin()
+        runner.run_pending()
+        self.assertIsNone(recording.sync())  # nothing recorded yet
+        for sequence in range(3):
+            self.clock.advance(0.02)
+            recording.packet_received(packet(sequence), ("127.0.0.1", 5004))
+        stored = recording.sync()
+        self.assertIsNotNone(stored)
+        self.assertNoResult(stored)
+        self.assertEqual(self.memory.data_bytes, 0)
+        self.assertIs(recording.sync(), stored)
+        runner.run_pending()
+        self.successResultOf(stored)
+        self.assertGreater(self.memory.data_bytes, 0)
+        self.assertIsNone(recording.sync())
+
+    def test_failed_hand_over_fires(self) -> None:
+        """A hand-over that fails is the recording's own business (it stops
+        with the write error): the Deferred sync() returned still fires
+        without a failure, so whoever waits for the round is not failed."""
+        runner = ManualRunner()
+        recording = self.make_recording(runner=runner, fail_at=1)
+        recording.begin()
+        runner.run_pending()
+        for sequence in range(3):
+            self.clock.advance(0.02)
+            recording.packet_received(packet(sequence), ("127.0.0.1", 5004))
+        stored = recording.sync()
+        runner.run_pending()
+        self.assertIsNone(self.successResultOf(stored))
+        self.assertEqual(recording.state, STOPPED)
+        self.assertEqual(len(self.link.stop_requests), 1)

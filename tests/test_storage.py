@@ -264,6 +264,23 @@ class SidecarTests(StorageTestCase):
             sorted([os.path.basename(partial_path(writer.path)), os.path.basename(path)]),
         )
 
+    def test_durableOrNot(self) -> None:
+        """
+        A durable sidecar is fsynced with its folder; one that is not (left
+        to the filesystem sync) is written whole all the same, with no fsync.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        writer = self.create(storage)
+        synced: list[int] = []
+        self.patch(os, "fsync", lambda fd: synced.append(fd))
+        path = storage.write_sidecar(writer.path, {"id": "a"}, durable=False)
+        self.assertEqual(synced, [])
+        with open(path, encoding="utf-8") as handle:
+            self.assertEqual(json.load(handle), {"id": "a"})
+        storage.write_sidecar(writer.path, {"id": "b"})
+        self.assertEqual(len(synced), 2)  # the file, then its folder
+
     def test_rewriteReplaces(self) -> None:
         """
         Writing the sidecar again replaces it whole (a shorter document
@@ -296,7 +313,7 @@ class SidecarTests(StorageTestCase):
 
 
 class FullDiskSidecarTests(StorageTestCase):
-    def fullDisk(self, path: str, text: bytes, file_mode: int) -> None:
+    def fullDisk(self, path: str, text: bytes, file_mode: int, durable: bool) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     def test_fullDiskOverwritesInPlace(self) -> None:
@@ -307,7 +324,7 @@ class FullDiskSidecarTests(StorageTestCase):
         storage = Storage(self.makeRoot())
         writer = self.create(storage)
         path = storage.write_sidecar(writer.path, {"status": "recording", "id": "rec1"})
-        self.patch(storage_module, "_replace_durably", self.fullDisk)
+        self.patch(storage_module, "_replace_whole", self.fullDisk)
         storage.write_sidecar(writer.path, {"status": "finished", "id": "rec1", "bytes": 8000})
         with open(path, encoding="utf-8") as handle:
             self.assertEqual(json.load(handle), {"status": "finished", "id": "rec1", "bytes": 8000})
@@ -318,7 +335,7 @@ class FullDiskSidecarTests(StorageTestCase):
         """
         storage = Storage(self.makeRoot())
         writer = self.create(storage)
-        self.patch(storage_module, "_replace_durably", self.fullDisk)
+        self.patch(storage_module, "_replace_whole", self.fullDisk)
         error = self.assertRaises(OSError, storage.write_sidecar, writer.path, {"id": "x"})
         self.assertEqual(error.errno, errno.ENOSPC)
 

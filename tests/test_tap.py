@@ -19,6 +19,8 @@ from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from recsvc import wav
+from recsvc.batching import BatchedRunner
 from recsvc.config import Config, ConfigError, ControlConfig, RtpConfig, StorageConfig, parse_config
 from recsvc.protocol.control import ControlFactory
 from recsvc.service import RecorderService
@@ -409,6 +411,55 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(
             (limits.first_packet_timeout, limits.timeout, limits.max_duration), (4.0, 45.0, 600.0)
         )
+
+    def test_rtpReadingWired(self) -> None:
+        """rtp.read_interval_ms becomes the RTP drain's tick (in seconds) and
+        rtp.receive_buffer_kb its sockets' receive buffer (in bytes)."""
+        mapping = self.mapping(read_interval_ms=20, receive_buffer_kb=128)
+        drain = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder").ports
+        self.assertEqual((drain.tick, drain.receive_buffer), (0.02, 128 * 1024))
+        drain = makeService(self.mapping(), reactor=MemoryReactorClock()).getServiceNamed("recorder").ports
+        self.assertEqual((drain.tick, drain.receive_buffer), (0.005, 512 * 1024))
+
+    def test_syncEachFile(self) -> None:
+        """storage.sync_each_file: true leaves each recording to make its own
+        file durable (no filesystem sync)."""
+        mapping = self.mapping()
+        mapping["storage"]["sync_each_file"] = True
+        recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
+        self.assertIsNone(recorder.sync_filesystem)
+
+    def test_syncFilesystem(self) -> None:
+        """storage.sync_each_file: false (the default) gives the recorder a
+        filesystem sync, and it is the storage root's filesystem it syncs."""
+        mapping = self.mapping()
+        root = mapping["storage"]["root"]
+        os.makedirs(root)
+        recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
+        self.assertTrue(callable(recorder.sync_filesystem))
+        synced: list[tuple[int, int]] = []
+
+        def syncfs(fd: int) -> int:
+            status = os.fstat(fd)
+            synced.append((status.st_dev, status.st_ino))
+            return 0
+
+        self.patch(wav, "_syncfs", syncfs)
+        recorder.sync_filesystem()
+        expected = os.stat(root)
+        self.assertEqual(synced, [(expected.st_dev, expected.st_ino)])
+
+    def test_blockingWorkBatched(self) -> None:
+        """The recordings write through a BatchedRunner on the reactor; the
+        service's own blocking work does not, and Starts' files are created
+        through a runner of their own."""
+        reactor = MemoryReactorClock()
+        recorder = makeService(self.mapping(), reactor=reactor).getServiceNamed("recorder")
+        self.assertIsInstance(recorder.run_recording, BatchedRunner)
+        self.assertIs(recorder.run_recording.reactor, reactor)
+        self.assertNotIsInstance(recorder.run_blocking, BatchedRunner)
+        self.assertIsNotNone(recorder.run_opening)
+        self.assertIsNot(recorder.run_opening, recorder.run_blocking)
 
     def test_acceptsConfig(self) -> None:
         """A Config works as well as a mapping."""

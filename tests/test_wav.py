@@ -3,6 +3,7 @@ recsvc.testing, held to one contract."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import io
 import os
@@ -27,6 +28,7 @@ from recsvc.wav import (
     parse_header,
     partial_path,
     read_audio,
+    sync_filesystem,
     wav_header,
 )
 
@@ -621,6 +623,89 @@ class FailingFinishTests(SynchronousTestCase):
         writer.write(b"\x02" * 10)
         error = self.assertRaises(OSError, writer.sync)
         self.assertEqual(error.errno, errno.ENOENT)
+
+
+class SyncFilesystemTests(SynchronousTestCase):
+    """sync_filesystem makes the whole filesystem of the recordings durable
+    in one call: syncfs where there is one, sync elsewhere."""
+
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+
+    def test_syncs(self) -> None:
+        """
+        On a real directory the call returns quietly (this platform's
+        syncfs, or sync without one).
+        """
+        self.assertIsNone(sync_filesystem(self.directory))
+
+    def test_syncfsOnTheDirectory(self) -> None:
+        """
+        syncfs is called once, on a descriptor of the directory given (so
+        it is that directory's filesystem that is flushed), which is closed
+        afterwards.
+        """
+        seen: list[tuple[int, int, int]] = []
+
+        def syncfs(fd: int) -> int:
+            status = os.fstat(fd)
+            seen.append((fd, status.st_dev, status.st_ino))
+            return 0
+
+        self.patch(wav, "_syncfs", syncfs)
+        sync_filesystem(self.directory)
+        expected = os.stat(self.directory)
+        [(fd, device, inode)] = seen
+        self.assertEqual((device, inode), (expected.st_dev, expected.st_ino))
+        error = self.assertRaises(OSError, os.fstat, fd)
+        self.assertEqual(error.errno, errno.EBADF)
+
+    def test_fallbackToSync(self) -> None:
+        """
+        Without syncfs (not Linux, or an old libc) the whole system is
+        synced instead, once.
+        """
+        calls: list[None] = []
+        self.patch(wav, "_syncfs", None)
+        self.patch(os, "sync", lambda: calls.append(None))
+        sync_filesystem(self.directory)
+        self.assertEqual(len(calls), 1)
+
+    def test_syncfsFails(self) -> None:
+        """
+        A syncfs that fails (-1) raises OSError with its errno, its message
+        and the path, and the descriptor is still closed.
+        """
+        opened: list[int] = []
+
+        def failing_syncfs(fd: int) -> int:
+            opened.append(fd)
+            ctypes.set_errno(errno.EIO)
+            return -1
+
+        self.patch(wav, "_syncfs", failing_syncfs)
+        error = self.assertRaises(OSError, sync_filesystem, self.directory)
+        self.assertEqual(error.errno, errno.EIO)
+        self.assertEqual(error.strerror, os.strerror(errno.EIO))
+        self.assertEqual(error.filename, self.directory)
+        self.assertIn(self.directory, str(error))
+        [fd] = opened
+        self.assertRaises(OSError, os.fstat, fd)
+
+    def test_missingDirectory(self) -> None:
+        """
+        A directory that does not exist is an OSError naming it, before any
+        sync is attempted.
+        """
+        calls: list[int] = []
+        self.patch(wav, "_syncfs", lambda fd: calls.append(fd) or 0)
+        self.patch(os, "sync", lambda: calls.append(-1))
+        missing = os.path.join(self.directory, "gone")
+        error = self.assertRaises(OSError, sync_filesystem, missing)
+        self.assertEqual(error.errno, errno.ENOENT)
+        self.assertEqual(error.filename, missing)
+        self.assertEqual(calls, [])
 
 
 class ReadAudioTests(SynchronousTestCase):
