@@ -237,8 +237,8 @@ class Recording:
             return None
         if self._write_error is not None:
             return None
-        data = bytes(part.pending)
-        part.pending.clear()
+        # The buffer itself goes to the thread (no copy); a new one fills.
+        data, part.pending = part.pending, bytearray()
         storing = part.storing = self._run_blocking(_store, part.writer, data, self.sync_files)
         storing.addCallbacks(self._stored, self._store_failed, (part,), errbackArgs=(part,))
         return storing

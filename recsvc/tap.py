@@ -7,6 +7,7 @@ given, so an embedding application may install its own first.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import time
 from typing import Any, Mapping
@@ -229,6 +230,9 @@ def makeService(
     control.setServiceParent(root)
 
     def reactor_running() -> None:
+        # What exists now lives as long as the process: out of the garbage
+        # collector's way, so that its full collections stay short.
+        gc.freeze()
         if not opening.started:
             opening.start()
             reactor.addSystemEventTrigger("after", "shutdown", opening.stop)

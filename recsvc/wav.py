@@ -22,6 +22,8 @@ from recsvc.codec import WAVE_FORMAT_PCM, Codec
 # recordings hand over their audio at every sync anyway; this bounds the
 # system calls of a long write such as `recsvc convert`.
 WRITE_BATCH_BYTES = 16 * 1024
+# A write at least this long, with nothing buffered, goes to the file as it is.
+DIRECT_WRITE_BYTES = 4096
 
 
 @attrs.frozen
@@ -202,6 +204,9 @@ class WavFileWriter:
             raise ValueError("write to a closed writer")
         if self._failed is not None:
             raise self._failed
+        if not self._pending and len(data) >= DIRECT_WRITE_BYTES:
+            self._write_now(data)  # a recording's hand-over: no copy
+            return
         self._pending += data
         if len(self._pending) >= WRITE_BATCH_BYTES:
             self._flush()
@@ -241,9 +246,12 @@ class WavFileWriter:
             raise flush_error
 
     def _flush(self) -> None:
-        pending, self._pending = bytes(self._pending), bytearray()
+        pending, self._pending = self._pending, bytearray()
+        self._write_now(pending)
+
+    def _write_now(self, data: bytes | bytearray) -> None:
         try:
-            self._written += _write_all(self._fd, pending)
+            self._written += _write_all(self._fd, data)
         except _PartialWrite as partial:
             self._written += partial.written
             self._failed = partial.error

@@ -19,6 +19,7 @@ from recsvc import wav
 from recsvc.codec import CODECS
 from recsvc.testing import FailingWriter, MemoryWavWriter
 from recsvc.wav import (
+    DIRECT_WRITE_BYTES,
     WRITE_BATCH_BYTES,
     AudioWriter,
     NotAWav,
@@ -370,6 +371,26 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         writer = WavFileWriter(os.path.join(directory, "recording.wav"), fmt)
         self.addCleanup(writer.close)
         return writer
+
+    def test_handOverWrittenAtOnce(self) -> None:
+        """
+        A write of a recording's hand-over (at least DIRECT_WRITE_BYTES, with
+        nothing buffered) reaches the file at once, unbuffered; smaller writes
+        are buffered and follow it in order.
+        """
+        writer = self.makeWriter(ALAW)
+        header = os.path.getsize(partial_path(writer.path))
+        writer.write(bytearray(b"\x01" * DIRECT_WRITE_BYTES))
+        self.assertEqual(os.path.getsize(partial_path(writer.path)), header + DIRECT_WRITE_BYTES)
+        writer.write(b"\x02" * 10)
+        self.assertEqual(os.path.getsize(partial_path(writer.path)), header + DIRECT_WRITE_BYTES)
+        writer.write(b"\x03" * DIRECT_WRITE_BYTES)  # behind buffered audio: buffered too
+        self.assertEqual(writer.data_bytes, 2 * DIRECT_WRITE_BYTES + 10)
+        writer.close()
+        self.assertEqual(
+            check_wav(self, self.fileBytes(writer), ALAW),
+            b"\x01" * DIRECT_WRITE_BYTES + b"\x02" * 10 + b"\x03" * DIRECT_WRITE_BYTES,
+        )
 
     def fileBytes(self, writer: AudioWriter) -> bytes:
         """The file as it stands: the partial one while recording, the
