@@ -46,11 +46,14 @@ class DrainPort:
     receiver: RtpReceiver
     receive: Callable[[Any], tuple[int, Any]]
     open: bool = True
+    _host: IPv4Address | IPv6Address | None = None
 
     def getHost(self) -> IPv4Address | IPv6Address:
-        host, port = self.sock.getsockname()[:2]
-        address = IPv6Address if self.sock.family == socket.AF_INET6 else IPv4Address
-        return address("UDP", host, port)
+        if self._host is None:
+            host, port = self.sock.getsockname()[:2]
+            address = IPv6Address if self.sock.family == socket.AF_INET6 else IPv4Address
+            self._host = address("UDP", host, port)
+        return self._host
 
     def drain(self) -> None:
         """Deliver the datagrams already waiting in the socket, now."""

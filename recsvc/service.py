@@ -270,9 +270,12 @@ class RecorderService(Service):
         recording.begin()
         self._keep_syncing()
         self.log.info(
-            "Recording {recordingId} started from {device} ({codec}) on port {port}: {file}",
+            "Recording {recordingId} started from {device} ({codec}) on port {port}"
+            " in {startMs} ms: {file}",
             recordingId=request.recording_id, device=request.device, codec=codec.name,
             peer=peer, port=recording.rtp_port, file=os.path.basename(writer.path),
+            # From the Start's arrival to its answer (the file created).
+            startMs=round(1000 * (self.clock.seconds() - started_at), 1),
         )
         return self._accepted(recording, local_host)
 
