@@ -35,6 +35,8 @@ from recsvc.protocol.rtp import RtpReceiver
 # a flood on some ports must not keep the reactor from everything else.
 MAX_ROUNDS = 64
 _BUFFER_SIZE = 65536  # the largest UDP datagram
+# Datagrams read from one socket at a Stop, at most.
+MAX_WAITING = 8192
 
 
 @attrs.define(eq=False)
@@ -147,9 +149,12 @@ class RtpDrain:
                     deliver(view[:size].tobytes(), source)
 
     def read_all(self, port: DrainPort) -> None:
-        """Everything waiting in one port's socket, now."""
+        """What is waiting in one port's socket, now (at most what a full
+        receive buffer holds: a flood must not keep the reactor here)."""
         now, buffer, view = self.now(), self._buffer, self._view
-        while port.open:
+        for _ in range(MAX_WAITING):
+            if not port.open:
+                return
             try:
                 size, source = port.receive(buffer)
             except OSError:

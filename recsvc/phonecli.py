@@ -75,6 +75,7 @@ async def _main(reactor: Any, args: argparse.Namespace) -> int:
         reactor, args.host, args.port, args.calls, args.duration, args.codec, args.ptime,
         args.framing, faults, audio=(lambda index: sound) if sound is not None else None,
         spread=args.spread, pacer=pacer,
+        first_started=lambda: print("first start answered", flush=True),
         all_started=lambda: print("all starts answered", flush=True),
     )
     started = [r for r in results if r.started]

@@ -277,10 +277,12 @@ def run_calls(
     ptime_ms: int = 20, framing: str = "bare", faults: Faults = Faults(),
     audio: Callable[[int], bytes | memoryview] | None = None, spread: float | None = None,
     pacer: ReactorPacer | None = None, all_started: Callable[[], None] | None = None,
+    first_started: Callable[[], None] | None = None,
 ) -> Deferred[list[CallResult]]:
     """``calls`` phones each recording ``seconds`` of audio, their starts
     spread evenly over ``spread`` seconds (one packet time by default).
-    ``all_started`` is called once every Start has been answered."""
+    ``first_started`` and ``all_started`` are called once the first and
+    every Start have been answered."""
     spread = ptime_ms / 1000 if spread is None else spread
     audio = audio if audio is not None else call_audio(calls, seconds, codec)
     pacer = pacer if pacer is not None else ReactorPacer(reactor)
@@ -288,6 +290,8 @@ def run_calls(
 
     def one_answered() -> None:
         answered[0] += 1
+        if answered[0] == 1 and first_started is not None:
+            first_started()
         if answered[0] == calls and all_started is not None:
             all_started()
 
