@@ -403,6 +403,9 @@ def table(results: dict[str, Any]) -> str:
                 f"| {percent(ours['cpu_share']) if ours else '-'} "
                 f"| {our_rss} |\n"
             )
+    for failed in results.get("failed_runs", []):
+        out += (f"\nWith {failed['calls']} calls the load generator did not get every call "
+                f"started ({failed['error']}): that is where one generator process ends.\n")
     slope = results.get("rss_kb_per_recording")
     if slope is not None:
         out += f"\nMemory per active recording (slope of RSS over the runs above): **{slope} KB**.\n"
@@ -476,9 +479,21 @@ def main() -> None:
     counts = list(args.calls)
     while counts:
         calls = counts.pop(0)
-        run = run_recsvc(calls, args.duration, args.read_interval_ms)
+        try:
+            run = run_recsvc(calls, args.duration, args.read_interval_ms)
+        except RuntimeError as error:
+            # The phones gave up (beyond what one load generator sends):
+            # noted, and the search ends.
+            results["failed_runs"] = results.get("failed_runs", []) + [
+                {"calls": calls, "error": str(error)}
+            ]
+            print(json.dumps({"calls": calls, "failed": str(error)}), flush=True)
+            break
         results["recsvc"].append(run)
         print(json.dumps({k: v for k, v in run.items() if k != "report"}), flush=True)
+        if not args.no_docs:
+            with open(os.path.join(DOCS, "benchmarks.json"), "w") as handle:
+                json.dump(results, handle, indent=1)  # so far, should a later run fail
         if not args.no_bare:
             ceiling = run_bare(calls, args.duration)
             results["bare"].append(ceiling)

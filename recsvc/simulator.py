@@ -201,6 +201,27 @@ class SimulatedCall:
     answered: Callable[[], None] = lambda: None  # called when the Start is answered
 
     async def run(self) -> CallResult:
+        """The call; a control connection that fails or breaks is reported
+        as a call that did not start (or stop) properly, not raised."""
+        answered = self.answered
+        done = [False]
+
+        def once() -> None:
+            if not done[0]:
+                done[0] = True
+                answered()
+
+        self.answered = once
+        try:
+            return await self._run()
+        except Exception as error:
+            once()  # no answer will come: counted as one
+            reason = f"control connection failed: {error.__class__.__name__}"
+            return CallResult(self.recording_id, False, reason, None, None, 0)
+        finally:
+            self.answered = answered
+
+    async def _run(self) -> CallResult:
         endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port)
         control = await endpoint.connect(Factory.forProtocol(lambda: _Control(self.framing)))
         began = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import wave
 from array import array
 
@@ -57,6 +58,25 @@ class SimulatedPhonesTests(LoopbackServiceMixin, TestCase):
         self.assertFalse(result.started)
         self.assertIn("unsupported codec G729", result.start_reason)
         self.assertEqual(result.packets_sent, 0)
+
+
+class NoServerTests(TestCase):
+    @inlineCallbacks
+    def test_unreachable_server_reported(self):
+        """A phone that cannot reach the server reports a failed start
+        (the other calls' results are not lost), and all_started still
+        comes, counting it."""
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]  # closed again: nothing listens
+        started = []
+        results = yield run_calls(
+            reactor, "127.0.0.1", port, calls=2, seconds=0.2,
+            all_started=lambda: started.append(True),
+        )
+        self.assertEqual([r.started for r in results], [False, False])
+        self.assertIn("control connection failed", results[0].start_reason)
+        self.assertEqual(started, [True])
 
 
 class HelperTests(SynchronousTestCase):
