@@ -54,16 +54,23 @@ MARK_BEGIN, MARK_END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0  # ended (and reaped)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def memory_kb(pid: int, field: str) -> int:
-    """VmRSS (from status) or Pss (from smaps_rollup) of a process, in KB."""
+    """VmRSS (from status) or Pss (from smaps_rollup) of a process, in KB
+    (0 once it has ended)."""
     name = "status" if field == "VmRSS" else "smaps_rollup"
-    with open(f"/proc/{pid}/{name}") as handle:
-        match = re.search(rf"^{field}:\s+(\d+)", handle.read(), re.M)
+    try:
+        with open(f"/proc/{pid}/{name}") as handle:
+            match = re.search(rf"^{field}:\s+(\d+)", handle.read(), re.M)
+    except OSError:
+        return 0
     return int(match.group(1)) if match else 0
 
 
@@ -290,11 +297,12 @@ def run_ffmpeg(calls: int, duration: float) -> dict[str, Any]:
                        "-c:a", "copy", "-f", "wav", "-y", os.path.join(work, f"{index}.wav")),
                 stdin=subprocess.DEVNULL,
             ))
-        time.sleep(3 + calls / 50)  # every ffmpeg started and listening
+        wait_udp_bound([FFMPEG_BASE + 2 * index for index in range(calls)])
         sender, output = blast(calls, duration, FFMPEG_BASE, step=2)
         sending = output.wait_for("sending", 60)
         pids = [process.pid for process in processes]
         window = measure(pids, sending + 1.0 + SETTLE, duration - 2 * SETTLE - 1)
+        ended_early = sum(process.poll() is not None for process in processes)
         output.rest()
         sender.wait()
         time.sleep(1)
@@ -309,6 +317,7 @@ def run_ffmpeg(calls: int, duration: float) -> dict[str, Any]:
             "pss_mb": round(window["pss_kb"] / 1024, 1),
             "pss_kb_per_call": round(window["pss_kb"] / calls, 1),
             "identical_after_first_packet": identical,
+            "ended_early": ended_early,
         }
     finally:
         for process in processes:
@@ -316,6 +325,19 @@ def run_ffmpeg(calls: int, duration: float) -> dict[str, Any]:
                 process.kill()
                 process.wait()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def wait_udp_bound(ports: list[int], timeout: float = 60.0) -> None:
+    """Until every port is bound (read from /proc/net/udp)."""
+    wanted = set(ports)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/udp") as handle:
+            bound = {int(line.split()[1].split(":")[1], 16) for line in handle.readlines()[1:]}
+        if wanted <= bound:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{len(wanted - bound)} ffmpeg processes never listened")
 
 
 def ffmpeg_identical(work: str, calls: int, duration: float) -> int:
@@ -441,9 +463,10 @@ def write_docs(results: dict[str, Any], command: str) -> None:
     path = os.path.join(DOCS, "benchmarks.md")
     with open(path) as handle:
         text = handle.read()
+    commands = "; then ".join(f"`{c}`" for c in results.get("commands", [command]))
     section = (
         f"{MARK_BEGIN}\n"
-        f"Run {results['date']} at commit `{results['commit']}`: `{command}`.\n\n"
+        f"Run {results['date']} at commit `{results['commit']}`: {commands}.\n\n"
         f"{table(results)}\n![CPU share against calls](capacity.png)\n{MARK_END}"
     )
     before, _, rest = text.partition(MARK_BEGIN)
@@ -462,7 +485,9 @@ def commit() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, nargs="+", default=[100, 250, 500, 1000, 2000])
+    parser.add_argument("--calls", type=int, nargs="*", default=[100, 250, 500, 1000, 2000])
+    parser.add_argument("--resume", metavar="JSON",
+                        help="start from the results in this file (runs done there are not repeated)")
     parser.add_argument("--until-loss", type=int, default=0, metavar="STEP",
                         help="after the last N, go on in steps of STEP calls until loss appears")
     parser.add_argument("--max-calls", type=int, default=6000)
@@ -476,7 +501,12 @@ def main() -> None:
         "date": datetime.date.today().isoformat(), "commit": commit(),
         "duration_s": args.duration, "recsvc": [], "bare": [], "ffmpeg": [],
     }
-    counts = list(args.calls)
+    if args.resume:
+        with open(args.resume) as handle:
+            results = json.load(handle)
+        results["resumed"] = True
+    done = {run["calls"] for run in results["recsvc"]}
+    counts = [calls for calls in args.calls if calls not in done]
     while counts:
         calls = counts.pop(0)
         try:
@@ -502,13 +532,17 @@ def main() -> None:
                 and calls + args.until_loss <= args.max_calls):
             counts.append(calls + args.until_loss)
     for calls in args.ffmpeg_calls:
+        if any(run["calls"] == calls for run in results["ffmpeg"]):
+            continue
         run = run_ffmpeg(calls, args.duration)
         results["ffmpeg"].append(run)
         print(json.dumps({"ffmpeg": run}), flush=True)
     results["rss_kb_per_recording"] = memory_slope(results["recsvc"])
     print(table(results))
+    command = "python bench/capacity.py " + " ".join(sys.argv[1:])
+    results.setdefault("commands", []).append(command)
     if not args.no_docs:
-        write_docs(results, "python bench/capacity.py " + " ".join(sys.argv[1:]))
+        write_docs(results, command)
 
 
 if __name__ == "__main__":
