@@ -21,11 +21,11 @@ from recsvc.testing import (
     FakePhoneLink,
     FakePortPool,
     ManualRunner,
-    MemoryWavWriter,
     MemoryWriters,
     memory_recorder,
     run_now,
 )
+from tests.test_session import spy_syncs
 
 
 def start_request(recording_id: str = "7", device: str = "00a859000001", codec: str = "PCMA"):
@@ -472,19 +472,6 @@ class CreationRaceTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(len(runner.pending), 1)  # now the file
         runner.run_pending()
         self.assertEqual(self.successResultOf(answer).result, "success")
-
-
-def spy_syncs(testCase: SynchronousTestCase) -> list[bool]:
-    """Patch MemoryWavWriter.sync to note each call's ``durable``."""
-    durable: list[bool] = []
-    original = MemoryWavWriter.sync
-
-    def sync(writer: MemoryWavWriter, durable_: bool = True) -> None:
-        durable.append(durable_)
-        original(writer, durable_)
-
-    testCase.patch(MemoryWavWriter, "sync", sync)
-    return durable
 
 
 class SyncTests(ServiceTestsMixin, SynchronousTestCase):
