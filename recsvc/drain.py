@@ -113,14 +113,18 @@ class RtpDrain:
                 if error.errno in (errno.EADDRINUSE, errno.EACCES):
                     continue
                 raise
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
+                self._epoll.register(sock.fileno(), select.EPOLLIN)
+            except BaseException:
+                sock.close()
+                raise
             port = DrainPort(self, sock, receiver, sock.recvfrom_into)
             self._ports[sock.fileno()] = port
             self._reading[sock.fileno()] = (
                 sock.recvfrom_into, receiver.lane.offer, receiver.datagramReceived
             )
-            self._epoll.register(sock.fileno(), select.EPOLLIN)
             if self._loop is None:
                 self._start_reading()
             return port

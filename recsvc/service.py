@@ -417,27 +417,50 @@ class RecorderService(Service):
             if self._syncing is not None and self._syncing.running:
                 self._syncing.stop()
             return
-        storing = [stored for recording in self.registry if (stored := recording.sync()) is not None]
+        storing = []
+        for recording in self.registry:
+            try:
+                stored = recording.sync()
+            except Exception:
+                # One recording's fault must not keep the others from disk.
+                self.log.failure("Recording {recordingId}: syncing failed",
+                                 recordingId=recording.recording_id)
+                continue
+            if stored is not None:
+                storing.append(stored)
         if self.sync_filesystem is None:
             return
         # Every round while recordings run (their Start sidecars too), after
         # the hand-overs not yet covered: those made while a filesystem
-        # sync ran wait for the next one, even in a round with no audio.
+        # sync ran wait for the next one, started as soon as it is done.
         self._unsynced.extend(storing)
-        if not self._filesystem_syncing:
-            self._filesystem_syncing = True
-            waiting, self._unsynced = self._unsynced, []
-            # After these hand-overs (failures are the recordings' own).
-            DeferredList(waiting, consumeErrors=True).addCallback(
-                lambda _: self.run_blocking(self.sync_filesystem)
-            ).addErrback(self._filesystem_sync_failed).addBoth(self._filesystem_synced)
+        self._sync_filesystem_after_hand_overs()
+
+    def _sync_filesystem_after_hand_overs(self) -> None:
+        if self._filesystem_syncing or self.sync_filesystem is None:
+            return
+        self._filesystem_syncing = True
+        waiting, self._unsynced = self._unsynced, []
+        # After these hand-overs (failures are the recordings' own).
+        DeferredList(waiting, consumeErrors=True).addCallback(
+            lambda _: self.run_blocking(self.sync_filesystem)
+        ).addErrback(self._filesystem_sync_failed).addBoth(self._filesystem_synced)
 
     def _filesystem_sync_failed(self, failure: Failure) -> None:
-        self.log.error("Syncing the recordings' filesystem failed: {reason}",
+        """The filesystem reported a write error, which it cannot pin on a
+        file: from now on each recording syncs its own file, whose fdatasync
+        reports the error to (and stops) the recordings it hit."""
+        self.log.error("Syncing the recordings' filesystem failed: {reason}; "
+                       "syncing each recording's file from now on",
                        reason=failure.getErrorMessage())
+        self.sync_filesystem = None
+        for recording in self.registry:
+            recording.sync_files = True
 
     def _filesystem_synced(self, result: object) -> None:
         self._filesystem_syncing = False
+        if self._unsynced and len(self.registry):
+            self._sync_filesystem_after_hand_overs()
 
     async def _drain(self) -> None:
         self._accepting = False

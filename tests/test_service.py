@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 import os
 
 import attrs
@@ -15,7 +16,7 @@ from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
 from recsvc.rtp import RtpPacket, build_rtp
 from recsvc.diskspace import DiskSpace
 from recsvc.service import UnknownRecording
-from recsvc.session import Limits
+from recsvc.session import Limits, Recording
 from recsvc.storage import sidecar_path
 from recsvc.testing import (
     FakePhoneLink,
@@ -615,12 +616,15 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         self.run_held(filesystem=True)
         self.assertEqual(self.filesystem_syncs, 2)
 
-    def test_failing_filesystem_sync_logged(self) -> None:
+    def test_failing_filesystem_sync_falls_back_to_files(self) -> None:
         """A filesystem sync that fails is logged as an error naming the
-        cause; the recordings go on and the next round syncs again."""
+        cause; the recordings go on, and from then on each hand-over syncs
+        its own file (whose fdatasync pins a write error on the recordings
+        it hit), with no more filesystem syncs."""
         events: list[dict] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        durable = spy_syncs(self)
         self.make_syncing(error=OSError(5, "Input/output error"))
         port = self.start().port
         for _ in range(2):
@@ -628,15 +632,44 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
             self.service.clock.advance(1.0)
             self.run_held()
             self.run_held(filesystem=True)
-        self.assertEqual(self.filesystem_syncs, 2)
+        self.assertEqual(self.filesystem_syncs, 1)
+        self.assertEqual(durable, [False, True])
         failed = [e for e in events if "filesystem failed" in e.get("log_format", "")]
-        self.assertEqual(len(failed), 2)
+        self.assertEqual(len(failed), 1)
         self.assertEqual(failed[0]["log_level"].name, "error")
         self.assertIn("Input/output error", failed[0]["reason"])
         self.assertEqual(self.service.registry.get("7").state, "recording")
         self.assertEqual(self.flushLoggedErrors(), [])
         summary = self.successResultOf(self.stop_held(StopRequest("7")))
         self.assertEqual(summary.stats.received, 6)
+
+    def test_one_recording_failing_to_sync_spares_the_others(self) -> None:
+        """A recording whose sync raises (a bug) is logged; the others are
+        still handed to disk, and the next round syncs again."""
+        durable = spy_syncs(self)
+        self.make_syncing()
+        first = self.start(start_request("1")).port
+        second = self.start(start_request("2")).port
+        self.run_held()  # the Start sidecars
+        original = Recording.sync
+
+        def sync(recording: Recording) -> Any:
+            if recording.recording_id == "1":
+                raise ZeroDivisionError("a bug")
+            return original(recording)
+
+        self.patch(Recording, "sync", sync)
+        self.talk(first)
+        self.talk(second)
+        self.service.clock.advance(1.0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.run_held()
+        self.assertEqual(durable, [False])  # the second recording's hand-over
+        self.talk(second)
+        self.service.clock.advance(1.0)  # the loop goes on
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.run_held()
+        self.assertEqual(durable, [False, False])
 
     def test_files_synced_one_by_one_without_it(self) -> None:
         """With sync_filesystem None (storage.sync_each_file), every
