@@ -150,8 +150,7 @@ class Pacer:
     def run(self, sleep: Callable[[float], None] = time.sleep,
             clock: Callable[[], float] = time.monotonic) -> None:
         """Send everything, blocking, until every stream has ended."""
-        while self._heap:
-            due = self._heap[0][0]
+        while (due := self.next_due()) is not None:
             now = clock()
             if due > now:
                 sleep(min(due - now, 0.001))
