@@ -19,7 +19,6 @@ import errno
 import random
 import select
 import socket
-import time
 from typing import Any, Callable
 
 import attrs
@@ -83,8 +82,9 @@ class RtpDrain:
     tick: float = 0.005
     receive_buffer: int = 512 * 1024  # bytes, per socket (the kernel may cap it)
     # Arrival times of the packets read in a tick: the clock the recordings
-    # read theirs from (monotonic in production).
-    now: Callable[[], float] = time.monotonic
+    # read theirs from (monotonic in production); None: the reactor's, as
+    # for a service built without one.
+    now: Callable[[], float] | None = None
     random: random.Random = attrs.field(factory=random.SystemRandom)
     _epoll: Any = attrs.field(init=False, factory=select.epoll)
     _ports: dict[int, DrainPort] = attrs.field(init=False, factory=dict)
@@ -97,6 +97,8 @@ class RtpDrain:
 
     def __attrs_post_init__(self) -> None:
         self._view = memoryview(self._buffer)
+        if self.now is None:
+            self.now = self.reactor.seconds
 
     def listen(self, receiver: RtpReceiver) -> DrainPort:
         """Bind a free port of the range for ``receiver``. Raises `NoFreePort`."""

@@ -84,6 +84,15 @@ class RtpDrainTests(SynchronousTestCase):
         return RtpDrain(self.clock, "127.0.0.1", low, high, random=random.Random(seed),
                         now=lambda: NOW, **kwargs)
 
+    def test_reactor_clock_by_default(self) -> None:
+        """Without a clock of its own, arrival times come from the reactor's,
+        as they do for a service built without one: the lane's packets and
+        the full path's must be timed alike."""
+        clock = Clock()
+        drain = RtpDrain(clock, "127.0.0.1", LOW, HIGH)
+        clock.advance(12.5)
+        self.assertEqual(drain.now(), 12.5)
+
     def listen(self, drain: RtpDrain, receiver: Any = None) -> tuple[DrainPort, Sink]:
         """A port with an RtpReceiver handing packets to a new Sink."""
         sink = Sink()
