@@ -41,6 +41,9 @@ import threading
 import time
 from typing import Any
 
+from recsvc.simulator import call_audio, percentile
+from recsvc.wav import NotAWav, read_audio
+
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 PYTHON = sys.executable
@@ -165,10 +168,7 @@ def server_start_ms(work: str) -> tuple[float | None, float | None]:
             with open(os.path.join(work, name), encoding="utf-8", errors="replace") as handle:
                 times += [float(m.group(1)) for m in
                           re.finditer(r" started from .* in ([\d.]+) ms:", handle.read())]
-    times.sort()
-    if not times:
-        return None, None
-    return times[len(times) // 2], times[min(len(times) - 1, int(0.99 * len(times)))]
+    return percentile(times, 0.5), percentile(times, 0.99)
 
 
 def figures(calls: int, window: dict[str, float]) -> dict[str, float]:
@@ -343,19 +343,14 @@ def wait_udp_bound(ports: list[int], timeout: float = 60.0) -> None:
 def ffmpeg_identical(work: str, calls: int, duration: float) -> int:
     """How many of ffmpeg's files hold what their call sent, but for the
     first packet (which ffmpeg's RTP input drops)."""
-    sys.path.insert(0, os.path.join(CHECKOUT, "bench"))
-    from rtp_blast import call_audio, shared_noise
-
-    from recsvc.wav import NotAWav, read_audio
-
-    shared = shared_noise(calls, duration)
+    audio = call_audio(calls, duration)
     count = 0
     for index in range(calls):
         try:
             _, data = read_audio(os.path.join(work, f"{index}.wav"))
         except (OSError, NotAWav):
             continue
-        count += data == call_audio(shared, index, duration)[160:]
+        count += data == audio(index)[160:]
     return count
 
 
@@ -387,8 +382,8 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {run['calls']} | {'yes' if run['zero_loss'] else '**no**'} "
                 f"| {run['byte_exact']} / {run['calls']} | {run['receive_buffer_drops']} "
-                f"| not measured: the load generator took {run['starts_took_s']} s to start "
-                "all calls, so they did not record together | | | | | | | | |"
+                f"| not measured: with starts taking {run['starts_took_s']} s, the calls did "
+                f"not record together for {MIN_WINDOW:g} s | | | | | | | | |"
             )
             continue
         ceiling = bare.get(run["calls"])

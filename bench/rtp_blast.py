@@ -2,8 +2,8 @@
 N phones for receivers that are not recsvc (the bare loop, ffmpeg).
 
 Call i sends to BASE+i from its own socket, the starts spread evenly over
-``--spread`` seconds, 20 ms PCMA packets of quiet noise (call i's audio is
-the shared noise from byte 167*i, so no two calls send the same bytes).
+``--spread`` seconds, 20 ms PCMA packets of the audio recsvc-phone sends
+(`recsvc.simulator.call_audio`: no two calls send the same bytes).
 
     python bench/rtp_blast.py --calls 1000 --base 40000 --seconds 30
 """
@@ -14,18 +14,8 @@ import argparse
 import json
 import time
 
-from recsvc.pacer import LeanStream, Pacer, noise, udp_socket
-
-OFFSET = 167  # bytes of shared noise between one call's audio and the next's
-
-
-def shared_noise(calls: int, seconds: float) -> bytes:
-    return noise(OFFSET * calls + int(8000 * seconds) + 160)
-
-
-def call_audio(shared: bytes, index: int, seconds: float) -> memoryview:
-    return memoryview(shared)[OFFSET * index:OFFSET * index + int(8000 * seconds)]
-
+from recsvc.pacer import LeanStream, Pacer, udp_socket
+from recsvc.simulator import call_audio
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -36,12 +26,12 @@ def main() -> None:
     parser.add_argument("--spread", type=float, default=1.0)
     parser.add_argument("--port-step", type=int, default=1)
     args = parser.parse_args()
-    shared = shared_noise(args.calls, args.seconds)
+    audio = call_audio(args.calls, args.seconds)
     pacer = Pacer()
     senders = [udp_socket(args.host, args.base + args.port_step * index) for index in range(args.calls)]
     began = time.monotonic() + 0.1
     for index, sock in enumerate(senders):
-        stream = LeanStream(call_audio(shared, index, args.seconds), 8, 0x1000 + index, index, 0)
+        stream = LeanStream(audio(index), 8, 0x1000 + index, index, 0)
         pacer.add(stream, sock, began + args.spread * index / args.calls)
     print(json.dumps({"sending": args.calls}), flush=True)
     pacer.run()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import random
 import socket
 import struct
 import time
@@ -18,7 +17,6 @@ from typing import Callable, Protocol, Sequence
 
 import attrs
 
-from recsvc import g711
 
 _HEADER = struct.Struct("!BBHII")
 
@@ -32,14 +30,6 @@ class Stream(Protocol):
     def next_slot(self) -> Sequence[Send] | None:
         """What to send in the next slot (nothing: a lost packet), or None
         when the stream has ended."""
-
-
-def noise(length: int, seed: int = 0, codec: str = "PCMA") -> bytes:
-    """Quiet noise in the codec's bytes (one byte a tick): no two stretches
-    alike, so a packet recorded into the wrong place or call shows."""
-    rng = random.Random(seed)
-    pcm = struct.pack(f"<{length}h", *(rng.randint(-2000, 2000) for _ in range(length)))
-    return g711.encode_alaw(pcm) if codec == "PCMA" else g711.encode_ulaw(pcm)
 
 
 @attrs.define(eq=False)

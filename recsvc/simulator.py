@@ -203,25 +203,22 @@ class SimulatedCall:
     async def run(self) -> CallResult:
         """The call; a control connection that fails or breaks is reported
         as a call that did not start (or stop) properly, not raised."""
-        answered = self.answered
-        done = [False]
+        answered = False
 
-        def once() -> None:
-            if not done[0]:
-                done[0] = True
-                answered()
+        def note_answered() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                self.answered()
 
-        self.answered = once
         try:
-            return await self._run()
+            return await self._run(note_answered)
         except Exception as error:
-            once()  # no answer will come: counted as one
+            note_answered()  # no answer will come: counted as one
             reason = f"control connection failed: {error.__class__.__name__}"
             return CallResult(self.recording_id, False, reason, None, None, 0)
-        finally:
-            self.answered = answered
 
-    async def _run(self) -> CallResult:
+    async def _run(self, note_answered: Callable[[], None]) -> CallResult:
         endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port)
         control = await endpoint.connect(Factory.forProtocol(lambda: _Control(self.framing)))
         began = time.monotonic()
@@ -232,7 +229,7 @@ class SimulatedCall:
         ))
         response: StartResponse = await answer
         start_latency = time.monotonic() - began
-        self.answered()
+        note_answered()
         if response.result != "success":
             control.transport.loseConnection()
             return CallResult(self.recording_id, False, response.reason, start_latency, None, 0)

@@ -31,6 +31,7 @@ from recsvc import g711, makeService, wav
 from recsvc.phone import SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
 from recsvc.protocol.commands import StopRequest, StopResponse
 from recsvc.rtp import build_rtp
+from recsvc.simulator import finished_recordings
 from recsvc.storage import sidecar_path
 from recsvc.testing import FailingWriter
 from recsvc.wav import WavFileWriter
@@ -85,15 +86,7 @@ def sox_info(path: str) -> dict[str, str]:
 
 def recordings(root: str) -> dict[str, str]:
     """Recording id -> WAV path of the finished recordings under root."""
-    found = {}
-    for folder, _, files in os.walk(root):
-        for name in files:
-            if name.endswith(".json"):
-                with open(os.path.join(folder, name), encoding="utf-8") as handle:
-                    sidecar = json.load(handle)
-                if sidecar["status"] == "finished":
-                    found[sidecar["id"]] = os.path.join(folder, sidecar["file"])
-    return found
+    return finished_recordings(root)
 
 
 def sidecar_of(wav_path: str) -> dict:

@@ -8,14 +8,13 @@ pair of real loopback sockets checks `udp_socket`.
 from __future__ import annotations
 
 import socket
-from array import array
 from typing import Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import g711
-from recsvc.pacer import LeanStream, Pacer, Send, noise, udp_socket
+from recsvc.pacer import LeanStream, Pacer, Send, udp_socket
 from recsvc.rtp import parse_rtp
+from recsvc.simulator import call_audio
 
 
 class Wire:
@@ -140,31 +139,6 @@ class LeanStreamTests(SynchronousTestCase):
         stream.next_slot()
         stream.next_slot()
         self.assertEqual(first, copy)
-
-
-class NoiseTests(SynchronousTestCase):
-    def test_quietAndReproducible(self) -> None:
-        """
-        noise() is ``length`` codec bytes of quiet audio (never above 2000
-        but for the codec's rounding), the same for the same seed.
-        """
-        for codec, decode in [("PCMA", g711.decode_alaw), ("PCMU", g711.decode_ulaw)]:
-            data = noise(8000, seed=3, codec=codec)
-            self.assertEqual(len(data), 8000)
-            self.assertEqual(data, noise(8000, seed=3, codec=codec))
-            samples = array("h", decode(data))
-            self.assertLessEqual(max(map(abs, samples)), 2048, codec)
-            self.assertGreater(max(map(abs, samples)), 1000, codec)
-
-    def test_noTwoStretchesAlike(self) -> None:
-        """
-        No two packets' worth of noise are alike, nor two seeds' noise, nor
-        the two codecs'.
-        """
-        data = noise(16000)
-        self.assertEqual(len({data[i:i + 160] for i in range(0, 16000, 160)}), 100)
-        self.assertNotEqual(noise(160, seed=1), noise(160, seed=2))
-        self.assertNotEqual(noise(160, codec="PCMA"), noise(160, codec="PCMU"))
 
 
 class PacerTests(SynchronousTestCase):
@@ -334,7 +308,7 @@ class UdpSocketTests(SynchronousTestCase):
         receiver.settimeout(1.0)
         sock = udp_socket("127.0.0.1", receiver.getsockname()[1])
         self.addCleanup(sock.close)
-        audio = noise(800)
+        audio = bytes(call_audio(1, 0.1)(0))
         now = [0.0]
 
         def sleep(seconds: float) -> None:

@@ -13,7 +13,15 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from recsvc import g711
 from recsvc.phonecli import audio_from_wav
-from recsvc.simulator import Faults, finished_recordings, percentile, run_calls, tone, verify
+from recsvc.simulator import (
+    Faults,
+    call_audio,
+    finished_recordings,
+    percentile,
+    run_calls,
+    tone,
+    verify,
+)
 from tests.test_endtoend import LoopbackServiceMixin, recordings, sidecar_of
 
 
@@ -84,6 +92,16 @@ class HelperTests(SynchronousTestCase):
         """A tone is 8000 codec bytes a second for PCMA, PCMU and G722."""
         for codec in ("PCMA", "PCMU", "G722"):
             self.assertEqual(len(tone(0.5, codec)), 4000)
+
+    def test_call_audio_never_alike(self) -> None:
+        """Each call's audio is as long as asked; no two packets' worth of
+        it are alike, within a call or across calls, so a packet recorded in
+        the wrong place or call shows in the byte check."""
+        audio = call_audio(3, 2.0)
+        calls = [bytes(audio(index)) for index in range(3)]
+        self.assertEqual([len(call) for call in calls], [16000] * 3)
+        packets = [call[i:i + 160] for call in calls for i in range(0, 16000, 160)]
+        self.assertEqual(len(set(packets)), len(packets))
 
     def test_percentile(self) -> None:
         """p50 and p99 of a list; None for none."""
