@@ -45,7 +45,6 @@ class DrainPort:
     drain_set: RtpDrain
     sock: socket.socket
     receiver: RtpReceiver
-    receive: Callable[[Any], tuple[int, Any]]
     open: bool = True
     _host: IPv4Address | IPv6Address | None = None
 
@@ -122,7 +121,7 @@ class RtpDrain:
             except BaseException:
                 sock.close()
                 raise
-            port = DrainPort(self, sock, receiver, sock.recvfrom_into)
+            port = DrainPort(self, sock, receiver)
             self._ports[sock.fileno()] = port
             self._reading[sock.fileno()] = (
                 sock.recvfrom_into, receiver.lane.offer, receiver.datagramReceived
@@ -158,15 +157,16 @@ class RtpDrain:
         """What is waiting in one port's socket, now (at most what a full
         receive buffer holds: a flood must not keep the reactor here)."""
         now, buffer, view = self.now(), self._buffer, self._view
+        receive, offer, deliver = self._reading[port.sock.fileno()]
         for _ in range(MAX_WAITING):
             if not port.open:
                 return
             try:
-                size, source = port.receive(buffer)
+                size, source = receive(buffer)
             except OSError:
                 return
-            if not port.receiver.lane.offer(view, size, source, now):
-                port.receiver.datagramReceived(view[:size].tobytes(), source)
+            if not offer(view, size, source, now):
+                deliver(view[:size].tobytes(), source)
 
     def forget(self, port: DrainPort) -> None:
         """Close a port; the tick stops with the last one."""
