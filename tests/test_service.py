@@ -78,6 +78,21 @@ class ServiceTestsMixin:
 
 
 class StartTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_start_logs_its_time(self) -> None:
+        """The started line says how long the Start took, from its arrival
+        to its answer (the file created): the benchmarks read it."""
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.make_service(runner=ManualRunner())
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.service.clock.advance(0.0125)
+        self.runner.run_pending()
+        self.assertEqual(self.successResultOf(answer).result, "success")
+        [started] = [e for e in events if "started from" in e.get("log_format", "")]
+        self.assertEqual(started["startMs"], 12.5)
+        self.assertIn(" in {startMs} ms: ", started["log_format"])
+
     def test_start_opens_port_and_file(self) -> None:
         """A Start gets success with the control connection's local address
         and a port of its own; the recording is registered and its file open."""
