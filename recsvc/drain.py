@@ -9,13 +9,21 @@ by that recording's fast lane (recsvc.lane); any other goes to the
 recording's RtpReceiver as bytes, for the full path. Packets wait in the
 kernel meanwhile: each socket gets a roomy receive buffer.
 
+Once a recording's lane takes its phone's packets, the socket is connected
+to the phone: the kernel then drops other senders' datagrams (which the
+source check would reject anyway) and a read needs no source address. When
+the phone falls silent for CONNECTED_SILENCE the socket is disconnected, so
+that another source can take over as the source check allows.
+
 This is the thin edge that does socket I/O; `RtpDrain` is the port pool
 the service opens recordings' ports from.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
 import random
 import select
 import socket
@@ -29,6 +37,7 @@ from twisted.logger import Logger
 
 from recsvc.ports import NoFreePort
 from recsvc.protocol.rtp import RtpReceiver
+from recsvc.source import normalize_ip
 
 # Reading rounds per tick at most (one datagram per ready socket a round):
 # a flood on some ports must not keep the reactor from everything else.
@@ -36,6 +45,11 @@ MAX_ROUNDS = 64
 _BUFFER_SIZE = 65536  # the largest UDP datagram
 # Datagrams read from one socket at a Stop, at most.
 MAX_WAITING = 8192
+# A connected socket whose phone sent nothing the lane took for this long
+# (seconds) is disconnected; how often the ports are looked at for that,
+# and for connecting.
+CONNECTED_SILENCE = 0.2
+_WILDCARDS = ("0.0.0.0", "::")
 
 
 @attrs.define(eq=False)
@@ -45,7 +59,14 @@ class DrainPort:
     drain_set: RtpDrain
     sock: socket.socket
     receiver: RtpReceiver
+    # Where the phone sends this port's RTP, if known: a socket bound to a
+    # wildcard address is connected only if its route to the phone leaves
+    # from there (connecting binds it to that route's source address).
+    local_host: str | None = None
     open: bool = True
+    # The phone's address while the socket is connected to it.
+    peer: Any = None
+    connectable: bool = True
     _host: IPv4Address | IPv6Address | None = None
 
     def getHost(self) -> IPv4Address | IPv6Address:
@@ -88,8 +109,11 @@ class RtpDrain:
     _epoll: Any = attrs.field(init=False, factory=select.epoll)
     _ports: dict[int, DrainPort] = attrs.field(init=False, factory=dict)
     # fd -> what reading a datagram needs, bound once: (receive, the fast
-    # lane's offer, the receiver's datagramReceived).
-    _reading: dict[int, tuple[Any, Any, Any]] = attrs.field(init=False, factory=dict)
+    # lane's offer, the receiver's datagramReceived, the connected peer).
+    # Unconnected, receive is recvfrom_into and the peer None; connected,
+    # it is recv_into and the datagram's source is the peer.
+    _reading: dict[int, tuple[Any, Any, Any, Any]] = attrs.field(init=False, factory=dict)
+    _next_sweep: float = attrs.field(init=False, default=0.0)
     _loop: LoopingCall | None = attrs.field(init=False, default=None)
     _buffer: bytearray = attrs.field(init=False, factory=lambda: bytearray(_BUFFER_SIZE))
     _view: memoryview = attrs.field(init=False)
@@ -99,8 +123,9 @@ class RtpDrain:
         if self.now is None:
             self.now = self.reactor.seconds
 
-    def listen(self, receiver: RtpReceiver) -> DrainPort:
-        """Bind a free port of the range for ``receiver``. Raises `NoFreePort`."""
+    def listen(self, receiver: RtpReceiver, local_host: str | None = None) -> DrainPort:
+        """Bind a free port of the range for ``receiver``; ``local_host``:
+        where the phone will send to, if known. Raises `NoFreePort`."""
         count = self.high - self.low + 1
         first = self.random.randrange(count)
         family = socket.AF_INET6 if ":" in self.interface else socket.AF_INET
@@ -121,10 +146,10 @@ class RtpDrain:
             except BaseException:
                 sock.close()
                 raise
-            port = DrainPort(self, sock, receiver)
+            port = DrainPort(self, sock, receiver, local_host)
             self._ports[sock.fileno()] = port
             self._reading[sock.fileno()] = (
-                sock.recvfrom_into, receiver.lane.offer, receiver.datagramReceived
+                sock.recvfrom_into, receiver.lane.offer, receiver.datagramReceived, None
             )
             if self._loop is None:
                 self._start_reading()
@@ -140,29 +165,102 @@ class RtpDrain:
         for _ in range(MAX_ROUNDS):
             ready = poll(0)
             if not ready:
-                return
+                break
             for fd, _ in ready:
                 entry = reading(fd)
                 if entry is None:
                     continue
-                receive, offer, deliver = entry
+                receive, offer, deliver, source = entry
                 try:
-                    size, source = receive(buffer)
+                    if source is None:
+                        size, source = receive(buffer)
+                    else:
+                        size = receive(buffer)
                 except OSError:
                     continue  # nothing after all, or an ICMP error: no datagram
                 if not offer(view, size, source, now):
                     deliver(view[:size].tobytes(), source)
+        if now >= self._next_sweep:
+            self._next_sweep = now + CONNECTED_SILENCE
+            self.connect_ports(now)
+
+    def connect_ports(self, now: float) -> None:
+        """Connect the sockets whose lanes take their phones' packets;
+        disconnect those whose phones fell silent."""
+        for port in list(self._ports.values()):
+            lane = port.receiver.lane
+            last = lane.last_arrival
+            heard = last is not None and now - last <= CONNECTED_SILENCE
+            if port.peer is None:
+                if heard and port.connectable and lane.peer is not None:
+                    self._connect(port, lane.peer)
+            elif not heard:
+                self._disconnect(port)
+
+    def _connect(self, port: DrainPort, peer: Any) -> None:
+        sock = port.sock
+        if self.interface in _WILDCARDS and not self._routed_from(port, peer):
+            port.connectable = False
+            return
+        try:
+            sock.connect(peer)
+        except OSError as error:
+            port.connectable = False
+            self.log.warn("Connecting RTP port {port} to {peer} failed: {reason}",
+                          port=port.getHost().port, peer=peer, reason=str(error))
+            return
+        # What came before the connect may be from anyone: read with sources.
+        self.read_all(port)
+        if not port.open:
+            return
+        fd = sock.fileno()
+        _, offer, deliver, _ = self._reading[fd]
+        self._reading[fd] = (sock.recv_into, offer, deliver, peer)
+        port.peer = peer
+
+    def _routed_from(self, port: DrainPort, peer: Any) -> bool:
+        """Whether the route to ``peer`` leaves from where the phone sends
+        (a wildcard-bound socket takes that route's source address)."""
+        if port.local_host is None:
+            return False
+        probe = socket.socket(port.sock.family, socket.SOCK_DGRAM)
+        try:
+            probe.connect(peer)
+            source = probe.getsockname()[0]
+        except OSError:
+            return False
+        finally:
+            probe.close()
+        return normalize_ip(source) == normalize_ip(port.local_host)
+
+    def _disconnect(self, port: DrainPort) -> None:
+        sock = port.sock
+        try:
+            disconnect(sock)
+        except OSError as error:
+            # Still connected: stay on the connected read.
+            port.connectable = False
+            self.log.warn("Disconnecting RTP port {port} failed: {reason}",
+                          port=port.getHost().port, reason=str(error))
+            return
+        fd = sock.fileno()
+        _, offer, deliver, _ = self._reading[fd]
+        self._reading[fd] = (sock.recvfrom_into, offer, deliver, None)
+        port.peer = None
 
     def read_all(self, port: DrainPort) -> None:
         """What is waiting in one port's socket, now (at most what a full
         receive buffer holds: a flood must not keep the reactor here)."""
         now, buffer, view = self.now(), self._buffer, self._view
-        receive, offer, deliver = self._reading[port.sock.fileno()]
+        receive, offer, deliver, peer = self._reading[port.sock.fileno()]
         for _ in range(MAX_WAITING):
             if not port.open:
                 return
             try:
-                size, source = receive(buffer)
+                if peer is None:
+                    size, source = receive(buffer)
+                else:
+                    size, source = receive(buffer), peer
             except OSError:
                 return
             if not offer(view, size, source, now):
@@ -191,3 +289,16 @@ class RtpDrain:
         self._loop = LoopingCall(self.read_ready)
         self._loop.clock = self.reactor
         self._loop.start(self.tick, now=False).addErrback(self._loop_failed)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def disconnect(sock: socket.socket) -> None:
+    """Dissolve a UDP socket's association with its peer (connect to
+    AF_UNSPEC, which Python's connect cannot express): it receives from
+    anyone again, on the port and address it was bound to."""
+    unspecified = (ctypes.c_char * 16)()  # sa_family 0 (AF_UNSPEC), the rest zero
+    if _libc.connect(sock.fileno(), unspecified, ctypes.sizeof(unspecified)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))

@@ -26,12 +26,13 @@ MAX_RUN = 1000
 class FastLane:
     """The expected packet's header, and the packets taken so far."""
 
-    __slots__ = ("_header", "_ssrc", "_size", "_step", "_left", "_peer",
+    __slots__ = ("_header", "_ssrc", "_size", "_step", "_left", "_peer", "_last_arrival",
                  "payload", "count", "arrivals")
 
     def __init__(self) -> None:
         self._header = self._ssrc = self._size = self._step = self._left = 0
         self._peer: Any = None
+        self._last_arrival: float | None = None
         self.payload = bytearray()
         self.count = 0
         # Each taken packet's arrival: the source check reads the stream's
@@ -74,10 +75,22 @@ class FastLane:
         self.arrivals.append(now)
         return True
 
+    @property
+    def peer(self) -> Any:
+        """The address the expected packet comes from; None while the
+        lane takes nothing."""
+        return self._peer if self._left else None
+
+    @property
+    def last_arrival(self) -> float | None:
+        """When the lane last took a packet (None: never)."""
+        return self.arrivals[-1] if self.arrivals else self._last_arrival
+
     def take(self) -> tuple[int, bytearray, list[float]]:
         """What was taken since the last time: (how many packets, their
         payloads, each one's arrival). The lane goes on from the packet
         after them."""
         taken = (self.count, self.payload, self.arrivals)
+        self._last_arrival = self.last_arrival
         self.count, self.payload, self.arrivals = 0, bytearray(), []
         return taken

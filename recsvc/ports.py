@@ -31,5 +31,6 @@ class RtpPort(Protocol):
 
 
 class RtpPortPool(Protocol):
-    def listen(self, protocol: DatagramProtocol) -> RtpPort:
-        """Bind ``protocol`` to a free port of the range. Raises `NoFreePort`."""
+    def listen(self, protocol: DatagramProtocol, local_host: str | None = None) -> RtpPort:
+        """Bind ``protocol`` to a free port of the range; ``local_host``:
+        the local address the phone sends to, if known. Raises `NoFreePort`."""

@@ -156,7 +156,8 @@ class RecorderService(Service):
             ))
         receiver = RtpReceiver()
         try:
-            port = self.ports.listen(receiver)
+            # Where the phone is told to send its RTP (see _accepted).
+            port = self.ports.listen(receiver, self.advertise or _unmapped(local_host))
         except NoFreePort:
             return succeed(self._refused(request, "no free port"))
         pending = self._starting[recording_id] = _PendingStart(request.device, link)

@@ -136,7 +136,9 @@ class FakePortPool:
     open: dict[int, FakeListeningPort] = attrs.field(factory=dict)
     clock: IReactorTime | None = None
 
-    def listen(self, protocol: DatagramProtocol) -> FakeListeningPort:
+    def listen(
+        self, protocol: DatagramProtocol, local_host: str | None = None
+    ) -> FakeListeningPort:
         for number in range(self.low, self.high + 1):
             port = self.open.get(number)
             if port is None or not port.listening:

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.drain import MAX_ROUNDS, DrainPort, RtpDrain
+from recsvc.drain import CONNECTED_SILENCE, MAX_ROUNDS, DrainPort, RtpDrain, disconnect
 from recsvc.lane import FastLane
 from recsvc.pipeline import Continuation
 from recsvc.ports import NoFreePort
@@ -391,3 +391,176 @@ class RtpDrainTests(SynchronousTestCase):
         drain.read_ready()
         self.assertEqual(sink.packets, [])
         self.assertEqual(port.receiver.lane.count, 1)
+
+
+class ConnectedPortTests(SynchronousTestCase):
+    """Once a port's lane takes its phone's packets the socket is connected
+    to the phone (the kernel drops other senders' datagrams); when the phone
+    falls silent it is disconnected again."""
+
+    def setUp(self) -> None:
+        self.time = NOW
+
+    def make_drain(self, interface: str = "127.0.0.1") -> RtpDrain:
+        return RtpDrain(Clock(), interface, LOW, HIGH, random=random.Random(0),
+                        now=lambda: self.time)
+
+    def listen(self, drain: RtpDrain, local_host: str | None = None) -> tuple[DrainPort, Sink]:
+        receiver = RtpReceiver()
+        receiver.sink = sink = Sink()
+        port = drain.listen(receiver, local_host)
+        self.addCleanup(port.stopListening)
+        return port, sink
+
+    def sender(self, host: str = "127.0.0.1") -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((host, 0))
+        self.addCleanup(sock.close)
+        return sock
+
+    def send(self, sender: socket.socket, port: DrainPort, *datagrams: bytes) -> None:
+        for datagram in datagrams:
+            sender.sendto(datagram, ("127.0.0.1", port.getHost().port))
+
+    def connected(self, drain: RtpDrain, first: int = 10) -> tuple[DrainPort, Sink, socket.socket]:
+        """A port connected to its phone after the lane took packet ``first``."""
+        port, sink = self.listen(drain, "127.0.0.1")
+        phone = self.sender()
+        port.receiver.lane.arm(Continuation(8, 0x5EED, first, first * 160, 160, phone.getsockname()))
+        self.send(phone, port, rtp(first))
+        drain.read_ready()
+        self.assertEqual(port.peer, phone.getsockname())
+        self.assertEqual(port.sock.getpeername(), phone.getsockname())
+        return port, sink, phone
+
+    def test_connectedToThePhone(self) -> None:
+        """
+        After the lane took the phone's packet the socket is connected to
+        the phone: the phone's next packets still arrive (through the lane,
+        and the full path with the phone's address), another sender's are
+        dropped by the kernel.
+        """
+        drain = self.make_drain()
+        port, sink, phone = self.connected(drain)
+        self.send(self.sender("127.0.0.2"), port, rtp(11, ssrc=7))
+        self.send(phone, port, rtp(11), rtp(12, marker=True))
+        drain.read_ready()
+        self.assertEqual(port.receiver.lane.count, 2)
+        self.assertEqual(sink.packets, [(RtpPacket(8, 12, 1920, 0x5EED, b"\x55" * 160, True),
+                                         phone.getsockname())])
+
+    def test_waitingBeforeConnectKeepsSources(self) -> None:
+        """
+        Datagrams that were waiting when the socket was connected are read
+        with their own senders' addresses, then the connected read goes on.
+        """
+        drain = self.make_drain()
+        port, sink = self.listen(drain, "127.0.0.1")
+        phone, other = self.sender(), self.sender("127.0.0.2")
+        port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, phone.getsockname()))
+        self.send(phone, port, rtp(10))
+        port.drain()  # the lane takes it (no tick: not connected yet)
+        self.assertIsNone(port.peer)
+        self.send(other, port, rtp(50, ssrc=7))
+        self.send(phone, port, rtp(11))
+        drain.connect_ports(self.time)
+        self.assertEqual(port.peer, phone.getsockname())
+        self.assertEqual([(packet.sequence, source) for packet, source in sink.packets],
+                         [(50, other.getsockname())])
+        self.assertEqual(port.receiver.lane.count, 2)
+
+    def test_disconnectedWhenSilent(self) -> None:
+        """
+        A connected port whose lane took nothing for CONNECTED_SILENCE is
+        disconnected (checked each CONNECTED_SILENCE): another source is
+        heard again, as the source check may let it take over.
+        """
+        drain = self.make_drain()
+        port, sink, _ = self.connected(drain)
+        self.time += CONNECTED_SILENCE / 2
+        drain.read_ready()
+        drain.connect_ports(self.time)
+        self.assertIsNotNone(port.peer)
+        self.time += CONNECTED_SILENCE * 3 / 4
+        drain.read_ready()
+        self.assertIsNone(port.peer)
+        self.assertRaises(OSError, port.sock.getpeername)
+        other = self.sender("127.0.0.2")
+        self.send(other, port, rtp(99, ssrc=7))
+        drain.read_ready()
+        self.assertEqual(sink.packets[-1][1], other.getsockname())
+        self.assertEqual(port.getHost().port, port.sock.getsockname()[1])
+
+    def test_reconnectedWhenHeardAgain(self) -> None:
+        """
+        A disconnected port is connected again once its lane takes the
+        phone's packets again.
+        """
+        drain = self.make_drain()
+        port, _, phone = self.connected(drain)
+        self.time += 2 * CONNECTED_SILENCE
+        drain.read_ready()
+        self.assertIsNone(port.peer)
+        self.send(phone, port, rtp(11))
+        self.time += CONNECTED_SILENCE
+        drain.read_ready()
+        self.assertEqual(port.peer, phone.getsockname())
+
+    def test_wildcardConnectedOnlyFromWhereThePhoneSends(self) -> None:
+        """
+        A socket bound to a wildcard address takes the source address of
+        its route to the peer when connected; it is connected only when that
+        is where the phone sends (the address given at listen), never when
+        that is unknown or elsewhere.
+        """
+        drain = self.make_drain("0.0.0.0")
+        phone = self.sender()
+        ports = {}
+        for local_host in ("127.0.0.1", "::ffff:127.0.0.1", "192.0.2.1", None):
+            port, _ = self.listen(drain, local_host)
+            port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, phone.getsockname()))
+            self.send(phone, port, rtp(10))
+            ports[local_host] = port
+        drain.read_ready()
+        self.assertEqual({host: port.peer for host, port in ports.items()}, {
+            "127.0.0.1": phone.getsockname(), "::ffff:127.0.0.1": phone.getsockname(),
+            "192.0.2.1": None, None: None,
+        })
+        self.assertFalse(ports["192.0.2.1"].connectable)
+
+    def test_notConnectedWithoutLane(self) -> None:
+        """
+        A port whose lane takes nothing (packets only on the full path) is
+        not connected: the source check sees every sender.
+        """
+        drain = self.make_drain()
+        port, sink = self.listen(drain, "127.0.0.1")
+        self.send(self.sender(), port, rtp(1), rtp(2))
+        drain.read_ready()
+        self.assertEqual(sink.sequences, [1, 2])
+        self.assertIsNone(port.peer)
+
+    def test_stopDrainsConnected(self) -> None:
+        """
+        drain() (at a Stop) reads a connected socket too.
+        """
+        drain = self.make_drain()
+        port, sink, phone = self.connected(drain)
+        self.send(phone, port, rtp(11), rtp(13))
+        port.drain()
+        self.assertEqual(port.receiver.lane.count, 2)
+        self.assertEqual(sink.sequences, [13])
+
+    def test_disconnect(self) -> None:
+        """
+        disconnect() dissolves a UDP socket's association and keeps its
+        bound address and port.
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        sock.bind(("127.0.0.1", free_pair()))
+        bound = sock.getsockname()
+        sock.connect(("127.0.0.1", 9))
+        disconnect(sock)
+        self.assertRaises(OSError, sock.getpeername)
+        self.assertEqual(sock.getsockname(), bound)

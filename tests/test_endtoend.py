@@ -599,7 +599,8 @@ class MediaEndToEndTests(LoopbackServiceMixin, TestCase):
         """Loss (5%), reordering, duplicates, a mid-call SSRC change, 30 ms
         packets, comfort noise and DTMF: the file's length matches the
         timestamps and every received payload sits at its offset byte for
-        byte; a foreign sender's packets never appear in it; the sidecar
+        byte; a foreign sender's packets never appear in it (nor are more
+        of them counted than it sent); the sidecar
         lists the digit and the counts."""
         return self.faulty_network(seed=5)
 
@@ -667,8 +668,10 @@ class MediaEndToEndTests(LoopbackServiceMixin, TestCase):
         self.assertEqual(sidecar["dtmf"][0]["offset_s"], 3.75)
         self.assertEqual(sidecar["dtmf"][0]["duration_ms"], 200.0)
         self.assertEqual(sidecar["packets_lost"], len(lost))
-        self.assertEqual(sidecar["packets_rejected"]["foreign address"],
-                         sum(1 for host, _ in datagrams if host == "127.0.0.2"))
+        # Counted until the port is connected to the phone; dropped by the
+        # kernel after that.
+        self.assertLessEqual(sidecar["packets_rejected"].get("foreign address", 0),
+                             sum(1 for host, _ in datagrams if host == "127.0.0.2"))
         self.assertEqual(sidecar["comfort_noise_ms"], 500.0)
         self.assertEqual(sidecar["stream_restarts"], 1)
         self.assertEqual(sidecar["duration_s"], len(expected) / 8000)

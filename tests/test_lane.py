@@ -265,6 +265,38 @@ class FastLaneTests(SynchronousTestCase):
         self.assertFalse(_offer(lane, _datagram(expected, step=MAX_RUN)))
         self.assertEqual(lane.count, MAX_RUN)
 
+    def test_peerWhileArmed(self) -> None:
+        """
+        peer is the address the expected packet comes from while the lane
+        takes packets; None unarmed, disarmed or run out.
+        """
+        lane = FastLane()
+        self.assertIsNone(lane.peer)
+        lane.arm(EXPECTED)
+        self.assertEqual(lane.peer, PHONE)
+        lane.arm(None)
+        self.assertIsNone(lane.peer)
+        expected = attrs.evolve(EXPECTED, sequence=0xFFFF)  # one packet before the wrap
+        lane = _armed(expected)
+        self.assertTrue(_offer(lane, _datagram(expected)))
+        self.assertIsNone(lane.peer)
+
+    def test_lastArrival(self) -> None:
+        """
+        last_arrival is when the lane last took a packet, across a take;
+        None before any.
+        """
+        lane = _armed()
+        self.assertIsNone(lane.last_arrival)
+        _offer(lane, _datagram(step=0), now=START)
+        _offer(lane, _datagram(step=1), now=START + 0.02)
+        self.assertFalse(_offer(lane, _datagram(step=5), now=START + 0.5))
+        self.assertEqual(lane.last_arrival, START + 0.02)
+        lane.take()
+        self.assertEqual(lane.last_arrival, START + 0.02)
+        lane.take()
+        self.assertEqual(lane.last_arrival, START + 0.02)
+
 
 def _pipeline(codec=PCMA, decoded: bool = False, **policy) -> MediaPipeline:
     return MediaPipeline(
