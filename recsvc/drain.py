@@ -114,6 +114,10 @@ class RtpDrain:
     # it is recv_into and the datagram's source is the peer.
     _reading: dict[int, tuple[Any, Any, Any, Any]] = attrs.field(init=False, factory=dict)
     _next_sweep: float = attrs.field(init=False, default=0.0)
+    # The ports still to be looked at in this round (see `_look_at_some`),
+    # and how many a tick.
+    _to_look_at: list[DrainPort] = attrs.field(init=False, factory=list)
+    _share: int = attrs.field(init=False, default=1)
     _loop: LoopingCall | None = attrs.field(init=False, default=None)
     _buffer: bytearray = attrs.field(init=False, factory=lambda: bytearray(_BUFFER_SIZE))
     _view: memoryview = attrs.field(init=False)
@@ -160,34 +164,47 @@ class RtpDrain:
         """One tick: read every socket that has data, one datagram per
         socket a round, until none has (or MAX_ROUNDS)."""
         now = self.now()
-        poll, reading = self._epoll.poll, self._reading.get
+        poll, reading = self._epoll.poll, self._reading
         buffer, view = self._buffer, self._view
         for _ in range(MAX_ROUNDS):
             ready = poll(0)
             if not ready:
                 break
             for fd, _ in ready:
-                entry = reading(fd)
-                if entry is None:
-                    continue
-                receive, offer, deliver, source = entry
                 try:
+                    receive, offer, deliver, source = reading[fd]
                     if source is None:
                         size, source = receive(buffer)
                     else:
                         size = receive(buffer)
+                except KeyError:
+                    continue  # closed by a datagram read before it, this round
                 except OSError:
                     continue  # nothing after all, or an ICMP error: no datagram
                 if not offer(view, size, source, now):
                     deliver(view[:size].tobytes(), source)
-        if now >= self._next_sweep:
-            self._next_sweep = now + CONNECTED_SILENCE
-            self.connect_ports(now)
+        if self._to_look_at or now >= self._next_sweep:
+            self._look_at_some(now)
 
-    def connect_ports(self, now: float) -> None:
-        """Connect the sockets whose lanes take their phones' packets;
-        disconnect those whose phones fell silent."""
-        for port in list(self._ports.values()):
+    def _look_at_some(self, now: float) -> None:
+        """Every port is looked at once every CONNECTED_SILENCE, a share of
+        them each tick: connecting a thousand sockets at once would hold up
+        the reactor for many milliseconds."""
+        if not self._to_look_at:
+            self._next_sweep = now + CONNECTED_SILENCE
+            self._to_look_at = list(self._ports.values())
+            rounds = max(1, int(CONNECTED_SILENCE / self.tick) - 1)
+            self._share = -(-len(self._to_look_at) // rounds)
+        share = self._to_look_at[-self._share:]
+        del self._to_look_at[-self._share:]
+        self.connect_ports(now, share)
+
+    def connect_ports(self, now: float, ports: list[DrainPort] | None = None) -> None:
+        """Connect the sockets (of ``ports``, else all) whose lanes take
+        their phones' packets; disconnect those whose phones fell silent."""
+        for port in list(self._ports.values()) if ports is None else ports:
+            if not port.open:
+                continue
             lane = port.receiver.lane
             last = lane.last_arrival
             heard = last is not None and now - last <= CONNECTED_SILENCE

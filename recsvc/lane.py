@@ -27,14 +27,13 @@ class FastLane:
     """The expected packet's header, and the packets taken so far."""
 
     __slots__ = ("_header", "_ssrc", "_size", "_step", "_left", "_peer", "_last_arrival",
-                 "payload", "count", "arrivals")
+                 "payload", "arrivals")
 
     def __init__(self) -> None:
         self._header = self._ssrc = self._size = self._step = self._left = 0
         self._peer: Any = None
         self._last_arrival: float | None = None
         self.payload = bytearray()
-        self.count = 0
         # Each taken packet's arrival: the source check reads the stream's
         # cadence from the intervals between them.
         self.arrivals: list[float] = []
@@ -70,10 +69,14 @@ class FastLane:
             return False
         self._header = header + self._step
         self._left -= 1
-        self.count += 1
         self.payload += datagram[12:size]
         self.arrivals.append(now)
         return True
+
+    @property
+    def count(self) -> int:
+        """How many packets were taken since the last `take`."""
+        return len(self.arrivals)
 
     @property
     def peer(self) -> Any:
@@ -90,7 +93,7 @@ class FastLane:
         """What was taken since the last time: (how many packets, their
         payloads, each one's arrival). The lane goes on from the packet
         after them."""
-        taken = (self.count, self.payload, self.arrivals)
+        taken = (len(self.arrivals), self.payload, self.arrivals)
         self._last_arrival = self.last_arrival
-        self.count, self.payload, self.arrivals = 0, bytearray(), []
+        self.payload, self.arrivals = bytearray(), []
         return taken

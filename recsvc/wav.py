@@ -274,8 +274,9 @@ class WavFileWriter:
         os.fsync(self._fd)
 
     def _patch_header(self, size: int) -> None:
-        for offset, data in header_patches(self.format, size):
-            _pwrite_all(self._fd, data, offset)
+        # The whole header in one write (only its sizes change): one system
+        # call a sync, not one per size field.
+        _pwrite_all(self._fd, wav_header(self.format, size).header, 0)
 
 
 class _PartialWrite(OSError):

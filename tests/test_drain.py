@@ -522,11 +522,33 @@ class ConnectedPortTests(SynchronousTestCase):
             self.send(phone, port, rtp(10))
             ports[local_host] = port
         drain.read_ready()
+        drain.connect_ports(self.time)
         self.assertEqual({host: port.peer for host, port in ports.items()}, {
             "127.0.0.1": phone.getsockname(), "::ffff:127.0.0.1": phone.getsockname(),
             "192.0.2.1": None, None: None,
         })
         self.assertFalse(ports["192.0.2.1"].connectable)
+
+    def test_lookedAtInShares(self) -> None:
+        """
+        The ports are looked at a share each tick, all of them within
+        CONNECTED_SILENCE: connecting many sockets at once would hold up the
+        reactor.
+        """
+        drain = self.make_drain()  # a 5 ms tick: 39 ticks a round
+        phone = self.sender()
+        ports = []
+        for _ in range(80):
+            port, _ = self.listen(drain, "127.0.0.1")
+            port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, phone.getsockname()))
+            self.send(phone, port, rtp(10))
+            ports.append(port)
+        connected = []
+        for _ in range(39):
+            drain.read_ready()
+            connected.append(sum(1 for port in ports if port.peer is not None))
+        self.assertEqual(connected[:3], [3, 6, 9])
+        self.assertEqual(connected[-1], 80)
 
     def test_notConnectedWithoutLane(self) -> None:
         """
