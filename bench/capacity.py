@@ -167,7 +167,7 @@ def server_start_ms(work: str) -> tuple[float | None, float | None]:
         if name.startswith("twistd.log"):
             with open(os.path.join(work, name), encoding="utf-8", errors="replace") as handle:
                 times += [float(m.group(1)) for m in
-                          re.finditer(r" started from .* in ([\d.]+) ms:", handle.read())]
+                          re.finditer(r" started from .* in ([\d.]+) ms", handle.read())]
     return percentile(times, 0.5), percentile(times, 0.99)
 
 

@@ -99,6 +99,7 @@ class RecorderService(Service):
     # Hand-overs no filesystem sync has been started after yet.
     _unsynced: list[Deferred[Any]] = attrs.field(factory=list)
     _starting: dict[str, _PendingStart] = attrs.field(factory=dict)
+    _creating_fails: bool = False  # the last Start's file could not be created
     _recovering: bool = False
     _after_recovery: list[Deferred[None]] = attrs.field(factory=list)
     _sweep_running: bool = False
@@ -126,7 +127,10 @@ class RecorderService(Service):
         self, request: StartRequest, link: PhoneLink, peer: str, local_host: str
     ) -> Deferred[StartResponse]:
         """Answer a RecordStartRequest: open a port and a file, or say why not.
-        The answer comes once the file exists (created off the reactor thread)."""
+        The answer comes once the port is open; the file is created behind it,
+        off the reactor thread (its failure stops the recording, and the
+        Starts after it wait for their files, to be refused if they fail
+        too). During start-up recovery the answer waits for it."""
         recording_id = request.recording_id
         existing = self.registry.get(recording_id)
         if existing is not None:
@@ -191,11 +195,18 @@ class RecorderService(Service):
             self._active_paths.difference_update(paths)
 
         response = self._refused(request, "internal error")
+        writer: AudioWriter | None = None
+        opening: Deferred[AudioWriter] | None = None
         try:
             # New files are made only once start-up recovery is done: it
             # must never see (and finish) a file that is being created.
             await self._recovery_done()
-            writer = await (self.run_opening or self.run_blocking)(open_part, 1)
+            opening = (self.run_opening or self.run_blocking)(open_part, 1)
+            opening.addBoth(self._file_created)
+            if self._creating_fails:
+                # The last file could not be created: wait for this one, so
+                # that the phone is refused rather than stopped at once.
+                writer, opening = await opening, None
         except OSError as error:
             port.stopListening()
             self.log.error(
@@ -213,7 +224,7 @@ class RecorderService(Service):
                 if self._accepting:
                     response = self._begin(
                         request, pending.link, peer, local_host, codec, receiver, port, writer,
-                        started_at, open_part, stopped,
+                        opening, started_at, open_part, stopped,
                     )
                     if pending.link_lost:
                         # The phone's connection broke while the file was made.
@@ -225,6 +236,8 @@ class RecorderService(Service):
                     port.stopListening()
                     response = self._refused(request, "server shutting down")
                     try:
+                        if writer is None and opening is not None:
+                            writer = await opening
                         await self.run_blocking(_abandon, writer)
                     except Exception as error:
                         self.log.warn("Recording {recordingId}: removing its unused file failed: {reason}",
@@ -237,9 +250,15 @@ class RecorderService(Service):
             del self._starting[recording_id]
             pending.done(response)
 
+    def _file_created(self, result: Any) -> Any:
+        """Note whether creating a Start's file failed (see start_recording)."""
+        self._creating_fails = isinstance(result, Failure) and result.check(OSError) is not None
+        return result
+
     def _begin(
         self, request: StartRequest, link: PhoneLink, peer: str, local_host: str, codec: Codec,
-        receiver: RtpReceiver, port: RtpPort, writer: AudioWriter, started_at: float,
+        receiver: RtpReceiver, port: RtpPort, writer: AudioWriter | None,
+        opening: Deferred[AudioWriter] | None, started_at: float,
         open_part: Callable[[int], AudioWriter], stopped: Callable[[Recording], None],
     ) -> StartResponse:
         recording = Recording(
@@ -253,6 +272,7 @@ class RecorderService(Service):
             ),
             started_at=started_at,
             writer=writer,
+            opening=opening,
             storage=self.storage,
             media=MediaPipeline(codec, self.storage.encoder(codec), peer, self.media_policy),
             clock=self.clock,
@@ -272,10 +292,10 @@ class RecorderService(Service):
         self._keep_syncing()
         self.log.info(
             "Recording {recordingId} started from {device} ({codec}) on port {port}"
-            " in {startMs} ms: {file}",
+            " in {startMs} ms",
             recordingId=request.recording_id, device=request.device, codec=codec.name,
-            peer=peer, port=recording.rtp_port, file=os.path.basename(writer.path),
-            # From the Start's arrival to its answer (the file created).
+            peer=peer, port=recording.rtp_port,
+            # From the Start's arrival to its answer.
             startMs=round(1000 * (self.clock.seconds() - started_at), 1),
         )
         return self._accepted(recording, local_host)

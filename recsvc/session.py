@@ -94,13 +94,17 @@ class Recording:
 
     info: RecordingInfo
     started_at: float
-    _writer: AudioWriter
+    # The first file; None while it is being created (``opening``).
+    _writer: AudioWriter | None
     _storage: Storage
     _media: MediaPipeline
     _clock: IReactorTime
     _run_blocking: RunBlocking
     _limits: Limits = Limits()
     _open_part: OpenPart | None = None
+    # The first file being created, off the reactor (when ``writer`` is
+    # None): the phone is answered at once and its audio waits meanwhile.
+    _opening: Deferred[AudioWriter] | None = None
     _on_stopped: Callable[[Recording], None] = lambda recording: None
     link: PhoneLink | None = None
     port: RtpPort | None = None
@@ -158,8 +162,15 @@ class Recording:
 
     def begin(self) -> None:
         """Persist what the phone told us at Start (a sidecar marked
-        ``recording``) and start waiting for the first RTP packet."""
-        self._part.provisional = self._save_provisional(self._part)
+        ``recording``, once the file exists) and start waiting for the
+        first RTP packet."""
+        part = self._part
+        if part.writer is not None:
+            part.provisional = self._save_provisional(part)
+        elif self._opening is not None:
+            part.opening = self._opening
+            part.opening.addCallbacks(self._part_opened, self._part_failed, (part,),
+                                      errbackArgs=(part,))
         self._timeout_call = self._clock.callLater(
             self._limits.first_packet_timeout, self._check_timeout
         )
@@ -254,15 +265,15 @@ class Recording:
             self.log.failure("Recording {recordingId}: storing audio failed", failure,
                              recordingId=self.recording_id)
 
-    def _write_failed(self, error: OSError) -> None:
+    def _write_failed(self, error: OSError, failed: str = "write error") -> None:
         self._write_error = error
         self.log.error(
-            "Recording {recordingId} write failed: {reason}",
-            recordingId=self.recording_id, device=self.info.device,
+            "Recording {recordingId} {failed}: {reason}",
+            recordingId=self.recording_id, device=self.info.device, failed=failed,
             reason=error.strerror or str(error),
         )
         # _finish logs what goes wrong; nobody else waits on this one.
-        self.stop(f"write error: {error.strerror or error}", BY_SERVER).addErrback(
+        self.stop(f"{failed}: {error.strerror or error}", BY_SERVER).addErrback(
             lambda failure: None
         )
 
@@ -290,6 +301,13 @@ class Recording:
     def _part_opened(self, writer: AudioWriter, part: _Part) -> None:
         part.writer = writer
         part.provisional = self._save_provisional(part)
+        if part.number == 1:
+            self.log.info(
+                "Recording {recordingId} records to {file} ({createMs} ms after its Start)",
+                recordingId=self.recording_id, file=os.path.basename(writer.path),
+                createMs=round(1000 * (self._clock.seconds() - part.started_at), 1),
+            )
+            return
         self.log.info(
             "Recording {recordingId} goes on in part {part}: {file}",
             recordingId=self.recording_id, part=part.number, file=os.path.basename(writer.path),
@@ -297,7 +315,8 @@ class Recording:
 
     def _part_failed(self, failure: Failure, part: _Part) -> None:
         if failure.check(OSError):
-            self._write_failed(failure.value)
+            self._write_failed(failure.value, "storage not writable" if part.number == 1
+                               else "write error")
         else:
             self.log.failure("Recording {recordingId}: part {part} could not be created",
                              failure, recordingId=self.recording_id, part=part.number)

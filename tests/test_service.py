@@ -60,7 +60,7 @@ class ServiceTestsMixin:
         answer = self.service.start_recording(
             request or start_request(), link or self.link, "127.0.0.1", "127.0.0.9"
         )
-        if not answer.called and isinstance(self.runner, ManualRunner):
+        if isinstance(self.runner, ManualRunner):
             self.runner.run_pending()
         return self.successResultOf(answer)
 
@@ -80,18 +80,27 @@ class ServiceTestsMixin:
 class StartTests(ServiceTestsMixin, SynchronousTestCase):
     def test_start_logs_its_time(self) -> None:
         """The started line says how long the Start took, from its arrival
-        to its answer (the file created): the benchmarks read it."""
+        to its answer (here held by start-up recovery): the benchmarks read
+        it. Once the file exists a line names it and how long after the
+        Start that was."""
         events: list[dict] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.make_service(runner=ManualRunner())
+        self.service.recover()
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
         self.service.clock.advance(0.0125)
-        self.runner.run_pending()
+        waiter, recover, args = self.runner.pending.pop(0)
+        waiter.callback(recover(*args))
         self.assertEqual(self.successResultOf(answer).result, "success")
         [started] = [e for e in events if "started from" in e.get("log_format", "")]
         self.assertEqual(started["startMs"], 12.5)
-        self.assertIn(" in {startMs} ms: ", started["log_format"])
+        self.assertTrue(started["log_format"].endswith(" in {startMs} ms"))
+        self.service.clock.advance(0.5)
+        self.runner.run_pending()
+        [created] = [e for e in events if "records to" in e.get("log_format", "")]
+        self.assertEqual((created["createMs"], created["file"]),
+                         (512.5, os.path.basename(next(iter(self.writers.writers)))))
 
     def test_start_opens_port_and_file(self) -> None:
         """A Start gets success with the control connection's local address
@@ -155,34 +164,53 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
         runner.run_pending()
 
     def test_file_created_off_the_reactor(self) -> None:
-        """The Start is answered once its file exists, created by the
-        blocking runner; a retry meanwhile gets the same answer, and a Stop
-        right behind it stops the recording once it exists."""
+        """The Start is answered at once, its port open; the file is created
+        behind it by the blocking runner. A retry meanwhile gets the same
+        answer, and a Stop right behind it finishes the file once it exists."""
         runner = ManualRunner()
         self.make_service(runner=runner)
         first = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
         retry = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
-        stop = self.service.stop_recording(StopRequest("7", "hangup"))
-        self.assertNoResult(first)
-        self.assertEqual(self.writers.writers, {})
-        runner.run_pending()  # the file, then the sidecars
-        runner.run_pending()
         answer = self.successResultOf(first)
         self.assertEqual((answer.result, self.successResultOf(retry)), ("success", answer))
+        self.assertIn(answer.port, self.ports.open)
+        self.assertEqual(self.writers.writers, {})
+        stop = self.service.stop_recording(StopRequest("7", "hangup"))
+        self.assertNoResult(stop)
+        runner.run_pending()  # the file, its sidecars
         self.assertEqual(self.successResultOf(stop).stop_reason, "hangup")
+        self.assertEqual(len(self.writers.writers), 1)
+
+    def test_audio_kept_while_creating(self) -> None:
+        """RTP that arrives before the file exists waits for it and is
+        written to it."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        answer = self.successResultOf(self.service.start_recording(
+            start_request(), self.link, "127.0.0.1", "127.0.0.9"))
+        for sequence in range(5):
+            self.ports.deliver(answer.port, rtp(sequence, bytes([sequence]) * 160))
+        self.service.clock.advance(self.service.sync_interval)
+        stop = self.service.stop_recording(StopRequest("7", "hangup"))
+        runner.run_pending()
+        self.assertEqual(self.successResultOf(stop).duration_s, 0.1)
+        [writer] = self.writers.writers.values()
+        self.assertTrue(writer.contents().endswith(b"".join(bytes([n]) * 160 for n in range(5))))
 
     def test_shutdown_while_creating(self) -> None:
-        """A Start whose file is still being created when the service stops
-        is refused and its port closed; the shutdown waits for it."""
+        """A recording whose file is still being created when the service
+        stops is stopped like any other (its phone told); the shutdown
+        waits for the file and finishes it."""
         runner = ManualRunner()
         self.make_service(runner=runner)
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertEqual(self.successResultOf(answer).result, "success")
         stopped = self.service.stopService()
         self.assertNoResult(stopped)
+        self.assertEqual(self.link.stop_requests, [("7", "shutdown")])
         runner.run_pending()
-        runner.run_pending()
-        self.assertEqual((self.successResultOf(answer).reason), "server shutting down")
         self.successResultOf(stopped)
+        self.assertEqual(self.sidecar_of("7")["stop_reason"], "shutdown")
         self.assertEqual([p.listening for p in self.ports.open.values()], [False])
         self.assertIsNone(self.service.registry.get("7"))
 
@@ -228,17 +256,15 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
 class OpeningTests(ServiceTestsMixin, SynchronousTestCase):
     def test_file_created_through_run_opening(self) -> None:
         """With run_opening set, a Start's file is created through it, not
-        through run_blocking (which the writing keeps to itself); the Start
-        is answered once it has run."""
+        through run_blocking (which the writing keeps to itself)."""
         runner, opener = ManualRunner(), ManualRunner()
         self.make_service(runner=runner)
         self.service.run_opening = opener
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
-        self.assertNoResult(answer)
+        self.assertEqual(self.successResultOf(answer).result, "success")
         self.assertEqual((len(opener.pending), runner.pending), (1, []))
         opener.run_pending()
         self.assertEqual(len(self.writers.writers), 1)
-        self.assertEqual(self.successResultOf(answer).result, "success")
         self.assertEqual(opener.pending, [])
 
     def test_file_created_through_run_blocking(self) -> None:
@@ -247,11 +273,46 @@ class OpeningTests(ServiceTestsMixin, SynchronousTestCase):
         self.make_service(runner=runner)
         self.assertIsNone(self.service.run_opening)
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertEqual(self.successResultOf(answer).result, "success")
         self.assertEqual(len(runner.pending), 1)
         self.assertEqual(self.writers.writers, {})
         runner.run_pending()
         self.assertEqual(len(self.writers.writers), 1)
-        self.assertEqual(self.successResultOf(answer).result, "success")
+
+    def test_creation_failure_stops_then_refuses(self) -> None:
+        """A file that cannot be created after the Start was answered stops
+        the recording (the phone is told why). The Starts after it wait for
+        their files and are refused if they fail too; once a file can be
+        created again, Starts are answered at once again."""
+        failing = [PermissionError(13, "Permission denied")] * 2
+        opened = MemoryWriters()
+
+        def create(path, fmt):
+            if failing:
+                raise failing.pop()
+            return opened(path, fmt)
+
+        runner = ManualRunner()
+        self.make_service(runner=runner, writers=opened)
+        self.service.storage = attrs.evolve(self.service.storage, open_writer=create)
+        first = self.service.start_recording(start_request("1"), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertEqual(self.successResultOf(first).result, "success")
+        runner.run_pending()
+        self.assertEqual(self.link.stop_requests, [("1", "storage not writable: Permission denied")])
+        self.assertIsNone(self.service.registry.get("1"))
+        second = self.service.start_recording(start_request("2"), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertNoResult(second)
+        runner.run_pending()
+        refused = self.successResultOf(second)
+        self.assertEqual((refused.result, refused.reason), ("failed", "storage not writable"))
+        self.assertFalse(any(port.listening for port in self.ports.open.values()))
+        third = self.service.start_recording(start_request("3"), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertNoResult(third)
+        runner.run_pending()
+        self.assertEqual(self.successResultOf(third).result, "success")
+        fourth = self.service.start_recording(start_request("4"), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertEqual(self.successResultOf(fourth).result, "success")
+        self.flushLoggedErrors()
 
 
 class StopTests(ServiceTestsMixin, SynchronousTestCase):
@@ -461,10 +522,12 @@ class CreationRaceTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.sidecar_of("7")["stopped_by"], "connection")
 
     def test_failing_abandon_does_not_hang_shutdown(self) -> None:
-        """If removing the file of a Start refused at shutdown fails, the
+        """If removing the file of a Start refused at shutdown fails (a
+        Start that waited for its file, the one before having failed), the
         Start is still answered and the shutdown completes."""
         runner = ManualRunner()
         self.make_service(runner=runner)
+        self.service._creating_fails = True
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
         stopped = self.service.stopService()
         waiter, create, args = runner.pending.pop(0)

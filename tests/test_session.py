@@ -558,7 +558,7 @@ class WriteErrorLogTests(RecordingTestsMixin, SynchronousTestCase):
         recording = self.make_recording(fail_at=1)
         for sequence in range(30):
             self.feed(recording, sequence)
-        failures = [e for e in events if e.get("log_format", "").startswith("Recording {recordingId} write failed")]
+        failures = [e for e in events if e.get("failed") == "write error"]
         self.assertEqual(len(failures), 1)
         self.assertEqual(failures[0]["recordingId"], "42")
 
