@@ -18,11 +18,11 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
-from twisted.python.threadpool import ThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from recsvc import descriptors
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
 from recsvc.pipeline import MediaPolicy
@@ -34,6 +34,7 @@ from recsvc.retention import RetentionPolicy
 from recsvc.service import RecorderService
 from recsvc.session import Limits
 from recsvc.storage import Storage
+from recsvc.threads import background_pool, start_until_shutdown
 
 
 class Options(usage.Options):
@@ -71,6 +72,9 @@ def endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint:
     except (ValueError, KeyError, TypeError, ImportError, OSError) as error:
         # ImportError: ssl: without pyOpenSSL; OSError: a key or cert file missing.
         raise ConfigError("control.listen", f"not a valid endpoint: {error}") from None
+
+
+_log = Logger()
 
 
 class ControlListener(Service):
@@ -156,17 +160,24 @@ def makeService(
     if reactor is None:
         reactor = _global_reactor()
     low, high = config.rtp.port_range
+    # Room for a recording on every port, made now (see recsvc.descriptors).
+    limit, table = descriptors.reserve(high - low + 1)
+    _log.info("File descriptors: limit {limit}, room for {table} now", limit=limit, table=table)
 
-    # Blocking work runs on the reactor's thread pool; the recordings' file
-    # work gathered into a few jobs per reactor turn. A Start's file is
-    # created behind its answer on a thread of its own: one, as threads
-    # that take turns at the GIL with every system call starve the reactor
-    # (500 Starts in a second took a median 200 ms with eight; 1 ms with one).
+    # Blocking work runs on recsvc's own pools of low-priority threads
+    # (recsvc.threads), not the reactor's (which an embedding application
+    # may use for its own): the recordings' file work gathered into a few
+    # jobs per reactor turn. A Start's file is created behind its answer on
+    # a thread of its own: one, as threads that take turns at the GIL with
+    # every system call starve the reactor (500 Starts in a second took a
+    # median 200 ms with eight; 1 ms with one).
+    disk = background_pool("recsvc-disk", maxthreads=4)
+    opening = background_pool("recsvc-open", maxthreads=1, minthreads=1)
+
     def run_blocking(f: Any, *args: Any) -> Any:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
+        return deferToThreadPool(reactor, disk, f, *args)
 
-    run_recording = BatchedRunner(reactor, lambda: reactor.getThreadPool())
-    opening = ThreadPool(minthreads=1, maxthreads=1, name="recsvc-open")
+    run_recording = BatchedRunner(reactor, lambda: disk)
 
     def run_opening(f: Any, *args: Any) -> Any:
         return deferToThreadPool(reactor, opening, f, *args)
@@ -234,9 +245,8 @@ def makeService(
         # What exists now lives as long as the process: out of the garbage
         # collector's way, so that its full collections stay short.
         gc.freeze()
-        if not opening.started:
-            opening.start()
-            reactor.addSystemEventTrigger("after", "shutdown", opening.stop)
+        start_until_shutdown(reactor, disk)
+        start_until_shutdown(reactor, opening)
         recorder.reactor_running()
 
     # Once the reactor runs (and only if the listener could start): finish
