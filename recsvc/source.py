@@ -9,6 +9,7 @@ probation); its probation packets are then kept, not lost.
 from __future__ import annotations
 
 import ipaddress
+import operator
 from collections import deque
 from typing import Sequence, Union
 
@@ -141,10 +142,19 @@ class SourceGuard:
         """Fresh packets of the locked source passed (see `locked_source`),
         the last numbered ``last_sequence``; ``arrivals``: when each came."""
         self._locked_highest = last_sequence
-        # Their cadence, as the silence check reads it, packet by packet:
-        # only the newest intervals stay (older ones would be pushed out).
-        for arrival in arrivals[-(self._intervals.maxlen or 0) - 1:]:
-            self._heard(arrival)
+        if not arrivals:
+            return
+        # Their cadence, as the silence check reads it packet by packet
+        # (`_heard`), in one go: only the newest intervals stay (older ones
+        # would be pushed out).
+        keep = self._intervals.maxlen or 0
+        recent = arrivals[-keep - 1:]
+        if len(recent) <= keep and self._locked_last is not None:
+            recent = [self._locked_last, *recent]
+        self._intervals.extend(
+            gap if gap > 0.0 else 0.0 for gap in map(operator.sub, recent[1:], recent)
+        )
+        self._locked_last = recent[-1]
 
     def finish(self) -> None:
         """The recording ends: a candidate still on probation is rejected."""
