@@ -262,13 +262,13 @@ def blast(calls: int, duration: float, base: int, step: int = 1) -> tuple[subpro
     return sender, Lines(sender)
 
 
-def run_bare(calls: int, duration: float) -> dict[str, Any]:
+def run_bare(calls: int, duration: float, tick_ms: int) -> dict[str, Any]:
     work = tempfile.mkdtemp(prefix="recsvc-bare-")
     try:
         loop = subprocess.Popen(
             pinned(0, PYTHON, os.path.join(CHECKOUT, "bench", "bare_loop.py"), "--sockets",
                    str(calls), "--base", str(BARE_BASE), "--seconds", str(duration + 15),
-                   "--dir", work),
+                   "--tick-ms", str(tick_ms), "--dir", work),
             stdout=subprocess.PIPE, text=True,
         )
         Lines(loop).wait_for("ready", 60)
@@ -354,6 +354,52 @@ def ffmpeg_identical(work: str, calls: int, duration: float) -> int:
     return count
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def summaries(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One line per N from its runs (recsvc and the bare loop taken in
+    turns): losses summed, the worst p99s, medians of the rest; the ratio
+    is the median of each recsvc run's CPU per packet over the bare loop's
+    run right after it (the machine's speed drifts between runs)."""
+    by_calls: dict[int, list[dict[str, Any]]] = {}
+    for run in results["recsvc"]:
+        by_calls.setdefault(run["calls"], []).append(run)
+    bare_by_calls: dict[int, list[dict[str, Any]]] = {}
+    for run in results["bare"]:
+        bare_by_calls.setdefault(run["calls"], []).append(run)
+    lines = []
+    for calls, runs in by_calls.items():
+        line: dict[str, Any] = {
+            "calls": calls, "runs": len(runs),
+            "byte_exact": min(run["byte_exact"] for run in runs),
+            "receive_buffer_drops": sum(run["receive_buffer_drops"] for run in runs),
+            "zero_loss": all(run["zero_loss"] for run in runs),
+            "generator_limited": any(run.get("generator_limited") for run in runs),
+            "starts_took_s": max(run["starts_took_s"] for run in runs),
+        }
+        for key in ("cpu_share", "cpu_us_per_packet", "rss_mb", "rss_kb_per_call",
+                    "start_ms_p50", "server_start_ms_p50", "stop_ms_p50"):
+            values = [run[key] for run in runs if run.get(key) is not None]
+            line[key] = round(median(values), 3) if values else None
+        for key in ("start_ms_p99", "server_start_ms_p99", "stop_ms_p99"):
+            values = [run[key] for run in runs if run.get(key) is not None]
+            line[key] = max(values) if values else None
+        ceilings = bare_by_calls.get(calls, [])
+        if ceilings:
+            line["bare_us_per_packet"] = round(median([c["cpu_us_per_packet"] for c in ceilings]), 2)
+            line["bare_cpu_share"] = round(median([c["cpu_share"] for c in ceilings]), 3)
+            ratios = [run["cpu_us_per_packet"] / ceiling["cpu_us_per_packet"]
+                      for run, ceiling in zip(runs, ceilings)]
+            line["ratios"] = [round(ratio, 2) for ratio in ratios]
+            line["ratio"] = round(median(ratios), 2)
+        lines.append(line)
+    return lines
+
+
 def memory_slope(runs: list[dict[str, Any]]) -> float | None:
     """KB of RSS per active recording: the least-squares slope over N."""
     points = [(run["calls"], run["rss_mb"] * 1024) for run in runs if not run.get("generator_limited")]
@@ -370,28 +416,26 @@ def percent(value: float) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    bare = {run["calls"]: run for run in results["bare"]}
     lines = [
-        "| calls | zero loss | byte-exact | kernel drops | recsvc CPU (of one core) | CPU per packet "
-        "| bare loop, per packet | ratio | RSS | RSS per call | start p50 / p99 (phones) "
-        "| start p50 / p99 (in recsvc) | stop p50 / p99 |",
-        "| ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| calls | runs | zero loss | byte-exact (each run) | kernel drops | recsvc CPU (of one core) "
+        "| CPU per packet | bare loop, per packet | ratio (each pair) | RSS | RSS per call "
+        "| start p50 / p99 (phones) | start p50 / p99 (in recsvc) | stop p50 / p99 |",
+        "| ---: | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for run in results["recsvc"]:
+    for run in summaries(results):
         if run.get("generator_limited"):
             lines.append(
-                f"| {run['calls']} | {'yes' if run['zero_loss'] else '**no**'} "
+                f"| {run['calls']} | {run['runs']} | {'yes' if run['zero_loss'] else '**no**'} "
                 f"| {run['byte_exact']} / {run['calls']} | {run['receive_buffer_drops']} "
                 f"| not measured: with starts taking {run['starts_took_s']} s, the calls did "
                 f"not record together for {MIN_WINDOW:g} s | | | | | | | | |"
             )
             continue
-        ceiling = bare.get(run["calls"])
-        ratio = (f"{run['cpu_us_per_packet'] / ceiling['cpu_us_per_packet']:.2f}x"
-                 if ceiling else "-")
-        bare_cost = f"{ceiling['cpu_us_per_packet']:.2f} µs" if ceiling else "-"
+        ratio = (f"**{run['ratio']:.2f}x** ({', '.join(f'{r:.2f}' for r in run['ratios'])})"
+                 if "ratio" in run else "-")
+        bare_cost = f"{run['bare_us_per_packet']:.2f} µs" if "bare_us_per_packet" in run else "-"
         lines.append(
-            f"| {run['calls']} | {'yes' if run['zero_loss'] else '**no**'} "
+            f"| {run['calls']} | {run['runs']} | {'yes' if run['zero_loss'] else '**no**'} "
             f"| {run['byte_exact']} / {run['calls']} | {run['receive_buffer_drops']} "
             f"| {percent(run['cpu_share'])} | {run['cpu_us_per_packet']:.2f} µs "
             f"| {bare_cost} | {ratio} "
@@ -402,7 +446,7 @@ def table(results: dict[str, Any]) -> str:
         )
     out = "\n".join(lines)
     if results["ffmpeg"]:
-        by_calls = {run["calls"]: run for run in results["recsvc"]}
+        by_calls = {run["calls"]: run for run in summaries(results)}
         out += (
             "\n\nOne ffmpeg per call (`ffmpeg -i rtp://127.0.0.1:PORT -c:a copy -f wav FILE`), "
             "the same traffic:\n\n"
@@ -436,11 +480,16 @@ def plot(results: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for key, label, style in (("recsvc", "recsvc", "o-"), ("bare", "bare epoll loop (ceiling)", "s--"),
-                              ("ffmpeg", "one ffmpeg per call", "^:")):
-        runs = [r for r in results[key] if not r.get("generator_limited")]
-        if runs:
-            axes.plot([r["calls"] for r in runs], [100 * r["cpu_share"] for r in runs], style, label=label)
+    lines = [line for line in summaries(results) if not line.get("generator_limited")]
+    series = (
+        ("recsvc", [(line["calls"], line["cpu_share"]) for line in lines], "o-"),
+        ("bare epoll loop (ceiling)",
+         [(line["calls"], line["bare_cpu_share"]) for line in lines if "bare_cpu_share" in line], "s--"),
+        ("one ffmpeg per call", [(run["calls"], run["cpu_share"]) for run in results["ffmpeg"]], "^:"),
+    )
+    for label, points, style in series:
+        if points:
+            axes.plot([x for x, _ in points], [100 * y for _, y in points], style, label=label)
     axes.plot([1000, 2000], [35, 60], "rx", markersize=9, label="targets (35 %, 60 %)")
     axes.set_xlabel("concurrent real-time calls (20 ms G.711)")
     axes.set_ylabel("CPU, % of one core")
@@ -489,6 +538,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--ffmpeg-calls", type=int, nargs="*", default=[100, 250])
     parser.add_argument("--no-bare", action="store_true")
+    parser.add_argument("--pairs", type=int, default=3,
+                        help="runs of recsvc at each N, each followed by one of the bare loop")
     parser.add_argument("--read-interval-ms", type=int, default=5, help="recsvc's rtp.read_interval_ms")
     parser.add_argument("--no-docs", action="store_true", help="print only")
     args = parser.parse_args()
@@ -504,8 +555,20 @@ def main() -> None:
     counts = [calls for calls in args.calls if calls not in done]
     while counts:
         calls = counts.pop(0)
+        runs = []
         try:
-            run = run_recsvc(calls, args.duration, args.read_interval_ms)
+            for _ in range(args.pairs):
+                run = run_recsvc(calls, args.duration, args.read_interval_ms)
+                results["recsvc"].append(run)
+                runs.append(run)
+                print(json.dumps({k: v for k, v in run.items() if k != "report"}), flush=True)
+                if not args.no_docs:
+                    with open(os.path.join(DOCS, "benchmarks.json"), "w") as handle:
+                        json.dump(results, handle, indent=1)  # so far, should a later run fail
+                if not args.no_bare:
+                    ceiling = run_bare(calls, args.duration, args.read_interval_ms)
+                    results["bare"].append(ceiling)
+                    print(json.dumps({"bare": ceiling}), flush=True)
         except RuntimeError as error:
             # The phones gave up (beyond what one load generator sends):
             # noted, and the search ends.
@@ -514,16 +577,8 @@ def main() -> None:
             ]
             print(json.dumps({"calls": calls, "failed": str(error)}), flush=True)
             break
-        results["recsvc"].append(run)
-        print(json.dumps({k: v for k, v in run.items() if k != "report"}), flush=True)
-        if not args.no_docs:
-            with open(os.path.join(DOCS, "benchmarks.json"), "w") as handle:
-                json.dump(results, handle, indent=1)  # so far, should a later run fail
-        if not args.no_bare:
-            ceiling = run_bare(calls, args.duration)
-            results["bare"].append(ceiling)
-            print(json.dumps({"bare": ceiling}), flush=True)
-        if (not counts and args.until_loss and run["zero_loss"] and not run["generator_limited"]
+        clean = all(run["zero_loss"] and not run["generator_limited"] for run in runs)
+        if (not counts and args.until_loss and clean
                 and calls + args.until_loss <= args.max_calls):
             counts.append(calls + args.until_loss)
     for calls in args.ffmpeg_calls:
@@ -532,7 +587,7 @@ def main() -> None:
         run = run_ffmpeg(calls, args.duration)
         results["ffmpeg"].append(run)
         print(json.dumps({"ffmpeg": run}), flush=True)
-    results["rss_kb_per_recording"] = memory_slope(results["recsvc"])
+    results["rss_kb_per_recording"] = memory_slope(summaries(results))
     print(table(results))
     command = "python bench/capacity.py " + " ".join(sys.argv[1:])
     results.setdefault("commands", []).append(command)
