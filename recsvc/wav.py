@@ -59,6 +59,9 @@ class WavLayout:
     data_size_offset: int = 0
 
 
+_SIZE = struct.Struct("<I")
+
+
 def wav_header(fmt: WavFormat, data_size: int = 0) -> WavLayout:
     """The header for ``data_size`` bytes of audio, and where its sizes sit.
 
@@ -179,8 +182,13 @@ class WavFileWriter:
     _pending: bytearray = attrs.field(factory=bytearray)
     _written: int = 0
     _failed: OSError | None = None
+    # The header as written at each sync: only its size fields change.
+    _layout: WavLayout = attrs.field(init=False)
+    _header: bytearray = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        self._layout = wav_header(self.format)
+        self._header = bytearray(self._layout.header)
         if os.path.exists(self.path):
             raise FileExistsError(errno.EEXIST, "File exists", self.path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -275,8 +283,14 @@ class WavFileWriter:
 
     def _patch_header(self, size: int) -> None:
         # The whole header in one write (only its sizes change): one system
-        # call a sync, not one per size field.
-        _pwrite_all(self._fd, wav_header(self.format, size).header, 0)
+        # call a sync, not one per size field; the same bytes as
+        # wav_header(format, size), without building it again.
+        header, layout = self._header, self._layout
+        _SIZE.pack_into(header, layout.riff_size_offset, len(header) - 8 + size + (size & 1))
+        _SIZE.pack_into(header, layout.data_size_offset, size)
+        if layout.fact_offset is not None:
+            _SIZE.pack_into(header, layout.fact_offset, size // self.format.block_align)
+        _pwrite_all(self._fd, header, 0)
 
 
 class _PartialWrite(OSError):

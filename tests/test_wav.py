@@ -175,6 +175,26 @@ class HeaderTests(SynchronousTestCase):
             header[offset:offset + len(value)] = value
         self.assertEqual(bytes(header), wav_header(fmt, size).header)
 
+    @settings(max_examples=50, deadline=None)
+    @given(st.sampled_from([ALAW, ULAW, PCM16]), st.lists(st.integers(0, 2**31), min_size=1, max_size=4))
+    def test_writerHeaderAtEachSize(self, fmt: WavFormat, sizes: list[int]) -> None:
+        """
+        A file writer's header at each sync (patched in place, size after
+        size) is exactly the header built for that size.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        writer = WavFileWriter(os.path.join(directory, "a.wav"), fmt)
+        try:
+            for size in sizes:
+                size -= size % fmt.block_align
+                writer._patch_header(size)
+                with open(wav.partial_path(writer.path), "rb") as handle:
+                    on_disk = handle.read(len(wav_header(fmt).header))
+                self.assertEqual(on_disk, wav_header(fmt, size).header)
+        finally:
+            writer.close()
+
 
 def _chunks(total: int, step: int = 997) -> list[bytes]:
     """``total`` bytes of varied audio in writes of varied sizes."""
