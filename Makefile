@@ -37,7 +37,7 @@ test: venv test-tools
 	$(BIN)/python -m twisted.trial --jobs 2 tests
 
 # On demand, not in `make test`: the capacity, ceiling, ffmpeg, latency and
-# memory figures of docs/benchmarks.md (about 15 minutes; rewrites its
+# memory figures of docs/benchmarks.md (about 35 minutes; rewrites its
 # results section, docs/benchmarks.json and docs/capacity.png).
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(BIN)/pip install --quiet --config-settings editable_mode=strict -e '.[test,bench]'
