@@ -32,6 +32,8 @@ def raise_limit(count: int) -> int:
     """Raise the soft descriptor limit to ``count`` (at most the hard
     limit; never lower it). Returns the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return count  # no limit: as many as asked
     target = count if hard == resource.RLIM_INFINITY else min(count, hard)
     if target > soft:
         try:
@@ -49,7 +51,8 @@ def grow_table(count: int) -> int:
     if it could not (the limit is lower)."""
     if count < 1:
         return 0
-    probe = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    # A pipe to duplicate: no file system call (this may run on the reactor).
+    probe, other = os.pipe()
     try:
         try:
             high = fcntl.fcntl(probe, fcntl.F_DUPFD_CLOEXEC, count - 1)
@@ -59,6 +62,7 @@ def grow_table(count: int) -> int:
         return high + 1
     finally:
         os.close(probe)
+        os.close(other)
 
 
 def reserve(ports: int) -> tuple[int, int]:

@@ -66,7 +66,9 @@ class DrainPort:
     open: bool = True
     # The phone's address while the socket is connected to it.
     peer: Any = None
+    # False once connecting (or disconnecting) failed: not tried again.
     connectable: bool = True
+    disconnectable: bool = True
     _host: IPv4Address | IPv6Address | None = None
 
     def getHost(self) -> IPv4Address | IPv6Address:
@@ -211,7 +213,7 @@ class RtpDrain:
             if port.peer is None:
                 if heard and port.connectable and lane.peer is not None:
                     self._connect(port, lane.peer)
-            elif not heard:
+            elif not heard and port.disconnectable:
                 self._disconnect(port)
 
     def _connect(self, port: DrainPort, peer: Any) -> None:
@@ -226,9 +228,13 @@ class RtpDrain:
             self.log.warn("Connecting RTP port {port} to {peer} failed: {reason}",
                           port=port.getHost().port, peer=peer, reason=str(error))
             return
-        # What came before the connect may be from anyone: read with sources.
-        self.read_all(port)
+        # What came before the connect may be from anyone: read with sources,
+        # all of it (else the rest would pass as the phone's: try again later).
+        emptied = self.read_all(port)
         if not port.open:
+            return
+        if not emptied:
+            self._disconnect(port)
             return
         fd = sock.fileno()
         _, offer, deliver, _ = self._reading[fd]
@@ -240,7 +246,10 @@ class RtpDrain:
         (a wildcard-bound socket takes that route's source address)."""
         if port.local_host is None:
             return False
-        probe = socket.socket(port.sock.family, socket.SOCK_DGRAM)
+        try:
+            probe = socket.socket(port.sock.family, socket.SOCK_DGRAM)
+        except OSError:
+            return False  # out of descriptors, say: not now
         try:
             probe.connect(peer)
             source = probe.getsockname()[0]
@@ -255,8 +264,8 @@ class RtpDrain:
         try:
             disconnect(sock)
         except OSError as error:
-            # Still connected: stay on the connected read.
-            port.connectable = False
+            # Still connected: it stays on the connected read, for good.
+            port.connectable = port.disconnectable = False
             self.log.warn("Disconnecting RTP port {port} failed: {reason}",
                           port=port.getHost().port, reason=str(error))
             return
@@ -265,23 +274,25 @@ class RtpDrain:
         self._reading[fd] = (sock.recvfrom_into, offer, deliver, None)
         port.peer = None
 
-    def read_all(self, port: DrainPort) -> None:
+    def read_all(self, port: DrainPort) -> bool:
         """What is waiting in one port's socket, now (at most what a full
-        receive buffer holds: a flood must not keep the reactor here)."""
+        receive buffer holds: a flood must not keep the reactor here).
+        True if the socket was emptied (or closed meanwhile)."""
         now, buffer, view = self.now(), self._buffer, self._view
         receive, offer, deliver, peer = self._reading[port.sock.fileno()]
         for _ in range(MAX_WAITING):
             if not port.open:
-                return
+                return True
             try:
                 if peer is None:
                     size, source = receive(buffer)
                 else:
                     size, source = receive(buffer), peer
             except OSError:
-                return
+                return True
             if not offer(view, size, source, now):
                 deliver(view[:size].tobytes(), source)
+        return False
 
     def forget(self, port: DrainPort) -> None:
         """Close a port; the tick stops with the last one."""

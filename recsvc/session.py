@@ -320,6 +320,8 @@ class Recording:
         else:
             self.log.failure("Recording {recordingId}: part {part} could not be created",
                              failure, recordingId=self.recording_id, part=part.number)
+            # Its audio has nowhere to go: the phone is told.
+            self.stop("internal error", BY_SERVER).addErrback(lambda failure: None)
 
     async def _finish_rotated(
         self, done: _Part, following: _Part, cause: _StopCause, stats: MediaStats

@@ -160,8 +160,11 @@ def makeService(
     if reactor is None:
         reactor = _global_reactor()
     low, high = config.rtp.port_range
-    # Room for a recording on every port, made now (see recsvc.descriptors).
+    # Room for a recording on every port, made now (see recsvc.descriptors),
+    # and again once the reactor runs: a daemon's forked child starts with a
+    # table only as large as its open descriptors need.
     limit, table = descriptors.reserve(high - low + 1)
+    room = min(descriptors.wanted(high - low + 1), limit)
     _log.info("File descriptors: limit {limit}, room for {table} now", limit=limit, table=table)
 
     # Blocking work runs on recsvc's own pools of low-priority threads
@@ -245,6 +248,7 @@ def makeService(
         # What exists now lives as long as the process: out of the garbage
         # collector's way, so that its full collections stay short.
         gc.freeze()
+        descriptors.grow_table(room)
         start_until_shutdown(reactor, disk)
         start_until_shutdown(reactor, opening)
         recorder.reactor_running()

@@ -23,9 +23,12 @@ BACKGROUND_NICE = 10
 
 def lower_priority() -> bool:
     """Lower the calling thread's priority (Linux: a thread's own nice
-    value); False where the system does not allow it."""
+    value) to BACKGROUND_NICE, never raising it; False where the system
+    does not allow it."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+        thread = threading.get_native_id()
+        nice = max(os.getpriority(os.PRIO_PROCESS, thread), BACKGROUND_NICE)
+        os.setpriority(os.PRIO_PROCESS, thread, nice)
     except (AttributeError, OSError):
         return False
     return True

@@ -41,6 +41,26 @@ class DescriptorTests(SynchronousTestCase):
             raise self.skipTest("no hard limit here")
         self.assertEqual(descriptors.raise_limit(self.hard + 1000), self.hard)
 
+    def test_raiseLimitUnlimited(self) -> None:
+        """
+        An unlimited soft limit is left as it is.
+        """
+        calls = []
+        self.patch(resource, "getrlimit", lambda kind: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        self.patch(resource, "setrlimit", lambda *args: calls.append(args))
+        self.assertEqual(descriptors.raise_limit(5000), 5000)
+        self.assertEqual(calls, [])
+
+    def test_growTableGrowsTheTable(self) -> None:
+        """
+        After grow_table(n) the kernel's table holds n descriptors (FDSize).
+        """
+        size = descriptors.grow_table(min(self.soft, 4096))
+        with open("/proc/self/status") as status:
+            [fdsize] = [int(line.split()[1]) for line in status if line.startswith("FDSize:")]
+        self.assertGreaterEqual(fdsize, size)
+        self.assertEqual(size, min(self.soft, 4096))
+
     def test_growTableTouchesNothingOpen(self) -> None:
         """
         Growing the table leaves every open descriptor open and takes none
@@ -49,13 +69,15 @@ class DescriptorTests(SynchronousTestCase):
         read, write = os.pipe()
         self.addCleanup(os.close, read)
         self.addCleanup(os.close, write)
+        lowest = os.open(os.devnull, os.O_RDONLY)
+        os.close(lowest)
         size = descriptors.grow_table(min(self.soft, 4096))
         self.assertEqual(size, min(self.soft, 4096))
         os.write(write, b"x")
         self.assertEqual(os.read(read, 1), b"x")
         probe = os.open(os.devnull, os.O_RDONLY)
         os.close(probe)
-        self.assertLess(probe, 1024)  # the lowest free one, as before
+        self.assertEqual(probe, lowest)  # the lowest free one, as before
 
     def test_growTableBeyondLimit(self) -> None:
         """

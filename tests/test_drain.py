@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from recsvc import drain as drain_module
 from recsvc.drain import CONNECTED_SILENCE, MAX_ROUNDS, DrainPort, RtpDrain, disconnect
 from recsvc.lane import FastLane
 from recsvc.pipeline import Continuation
@@ -586,3 +587,49 @@ class ConnectedPortTests(SynchronousTestCase):
         disconnect(sock)
         self.assertRaises(OSError, sock.getpeername)
         self.assertEqual(sock.getsockname(), bound)
+
+
+class ConnectFaultTests(ConnectedPortTests):
+    """What connecting does when reading or disconnecting goes wrong."""
+
+    def test_notConnectedWithDatagramsLeft(self) -> None:
+        """
+        If more datagrams wait at the connect than a port reads at once,
+        the socket is disconnected again (the rest would pass as the
+        phone's) and connected at a later round, once they are read.
+        """
+        self.patch(drain_module, "MAX_WAITING", 2)
+        drain = self.make_drain()
+        port, sink = self.listen(drain, "127.0.0.1")
+        phone, other = self.sender(), self.sender("127.0.0.2")
+        port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, phone.getsockname()))
+        self.send(phone, port, rtp(10))
+        port.drain()
+        self.send(other, port, rtp(50, ssrc=7), rtp(51, ssrc=7), rtp(52, ssrc=7))
+        drain.connect_ports(self.time)
+        self.assertIsNone(port.peer)
+        self.assertRaises(OSError, port.sock.getpeername)
+        self.assertEqual([source for _, source in sink.packets], [other.getsockname()] * 2)
+        drain.connect_ports(self.time)
+        self.assertEqual(port.peer, phone.getsockname())
+        self.assertEqual([source for _, source in sink.packets], [other.getsockname()] * 3)
+
+    def test_failedDisconnectNotRetried(self) -> None:
+        """
+        A socket that cannot be disconnected stays on the connected read
+        and is not tried again (nor logged again) every round.
+        """
+        drain = self.make_drain()
+        port, _, _ = self.connected(drain)
+        tries = []
+
+        def failing(sock):
+            tries.append(sock)
+            raise OSError(22, "Invalid argument")
+
+        self.patch(drain_module, "disconnect", failing)
+        for _ in range(3):
+            self.time += 2 * CONNECTED_SILENCE
+            drain.connect_ports(self.time)
+        self.assertEqual(len(tries), 1)
+        self.assertIsNotNone(port.peer)

@@ -279,6 +279,22 @@ class OpeningTests(ServiceTestsMixin, SynchronousTestCase):
         runner.run_pending()
         self.assertEqual(len(self.writers.writers), 1)
 
+    def test_creation_bug_stops(self) -> None:
+        """A file creation that fails with something other than a disk error
+        (a bug) stops the recording as an internal error: the phone is told,
+        its audio does not pile up with nowhere to go."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        answer = self.service.start_recording(start_request("1"), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertEqual(self.successResultOf(answer).result, "success")
+        waiter, _, _ = runner.pending.pop(0)
+        waiter.errback(ValueError("a bug"))
+        runner.run_pending()
+        self.assertEqual(self.link.stop_requests, [("1", "internal error")])
+        self.assertIsNone(self.service.registry.get("1"))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.flushLoggedErrors()
+
     def test_creation_failure_stops_then_refuses(self) -> None:
         """A file that cannot be created after the Start was answered stops
         the recording (the phone is told why). The Starts after it wait for

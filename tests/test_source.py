@@ -462,3 +462,30 @@ class StragglerTests(SynchronousTestCase):
         guard.admit(_packet(500), (PHONE, 4002))
         guard.finish()
         self.assertEqual(guard.rejected, {"unconfirmed source": 1})
+
+
+class ContinuedTests(SynchronousTestCase):
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(st.floats(0, 1000, allow_nan=False), max_size=20),
+        st.one_of(st.none(), st.floats(0, 1000, allow_nan=False)),
+        st.lists(st.floats(0, 1, allow_nan=False), max_size=8),
+    )
+    def test_sameAsOneByOne(self, arrivals, locked_last, intervals) -> None:
+        """
+        continued() leaves the cadence (the recent intervals and the last
+        arrival) as hearing each arrival in turn would.
+        """
+        guards = []
+        for _ in range(2):
+            guard = SourceGuard(PEER, "127.0.0.1")
+            guard._locked_last = locked_last
+            guard._intervals.extend(intervals)
+            guards.append(guard)
+        one_by_one, together = guards
+        for arrival in arrivals:
+            one_by_one._heard(arrival)
+        together.continued(7, arrivals)
+        self.assertEqual(list(together._intervals), list(one_by_one._intervals))
+        self.assertEqual(together._locked_last, one_by_one._locked_last)
+        self.assertEqual(together._locked_highest, 7)

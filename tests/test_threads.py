@@ -39,6 +39,22 @@ class ThreadPriorityTests(SynchronousTestCase):
         self.assertEqual(seen, [(True, max(before, BACKGROUND_NICE))])
         self.assertEqual(own_nice(), before)
 
+    def test_neverRaised(self) -> None:
+        """
+        A thread already below BACKGROUND_NICE stays there.
+        """
+        seen: list[Any] = []
+
+        def lower() -> None:
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, BACKGROUND_NICE + 5)
+            seen.append((lower_priority(), own_nice()))
+
+        thread = threading.Thread(target=lower)
+        thread.start()
+        thread.join()
+        self.assertEqual(seen, [(True, BACKGROUND_NICE + 5)])
+
     def test_backgroundThread(self) -> None:
         """
         A BackgroundThread runs its target at the lowered priority.
