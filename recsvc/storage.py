@@ -17,7 +17,6 @@ from recsvc.wav import (
     WavFileWriter,
     WavFormat,
     fsync_directory,
-    partial_path,
 )
 
 FORMATS = ("g711", "pcm16")
@@ -46,6 +45,10 @@ class Storage:
     # Recordings and sidecars are created with this mode, whatever the umask.
     file_mode: int = 0o640
     path_template: PathTemplate = PathTemplate()
+    # Folders already checked to lie inside the root, and made: a burst of
+    # Starts creates files in the same few folders, and every system call
+    # of a creating thread is a turn at the GIL the reactor must wait for.
+    _ready_folders: set[str] = attrs.field(factory=set, eq=False, repr=False)
 
     def keeps_received_bytes(self, codec: Codec) -> bool:
         """Whether files hold the RTP payloads as received (g711 format and a
@@ -75,16 +78,37 @@ class Storage:
         })
         if part > 1:
             stem += f"_part{part}"
+        folder = self._folder(folders)
+        try:
+            return self._create_in(folder, stem, codec)
+        except FileNotFoundError:
+            # The folder went away since it was made (emptied and removed):
+            # checked and made again.
+            self._ready_folders.discard(folder)
+            return self._create_in(self._folder(folders), stem, codec)
+
+    def _folder(self, folders: list[str]) -> str:
+        """The folder (made if missing), checked to lie inside the root."""
         root = os.path.abspath(self.root)
         folder = os.path.join(root, *folders)
+        if folder in self._ready_folders:
+            return folder
         real_root = os.path.realpath(root)
         if os.path.commonpath([real_root, os.path.realpath(folder)]) != real_root:
             raise PermissionError(f"{folder} is outside the storage root")
         os.makedirs(folder, exist_ok=True)
+        if len(self._ready_folders) >= 1024:
+            self._ready_folders.clear()
+        self._ready_folders.add(folder)
+        return folder
+
+    def _create_in(self, folder: str, stem: str, codec: Codec) -> AudioWriter:
         for attempt in range(1000):
             name = stem if attempt == 0 else f"{stem}-{attempt}"
             path = os.path.join(folder, name + ".wav")
-            if os.path.exists(sidecar_path(path)) or os.path.exists(partial_path(path)):
+            # A partial file of that name makes the creation fail (it is
+            # created exclusively); a sidecar must be looked for.
+            if os.path.exists(sidecar_path(path)):
                 continue
             try:
                 if self.open_writer is None:

@@ -6,6 +6,7 @@ import calendar
 import errno
 import json
 import os
+import shutil
 import struct
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -87,6 +88,33 @@ class CreateTests(StorageTestCase):
                 self.assertTrue(os.path.isfile(partial_path(writer.path)))
                 relative = os.path.relpath(os.path.realpath(writer.path), os.path.realpath(root))
                 self.assertEqual(len(relative.split(os.sep)), 5)
+
+    def test_removedFolderMadeAgain(self) -> None:
+        """
+        A folder removed after a recording was created in it (emptied and
+        removed by an administrator, say) is checked and made again.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        first = self.create(storage)
+        first.close()
+        folder = os.path.dirname(first.path)
+        shutil.rmtree(os.path.join(root, "00a859123456"))
+        second = self.create(storage, recording_id="rec2")
+        self.assertEqual(os.path.dirname(second.path), folder)
+        self.assertTrue(os.path.isfile(partial_path(second.path)))
+
+    def test_partialFileTakesName(self) -> None:
+        """
+        A name whose partial file exists (a recording in progress, or left
+        by a crash) is not reused.
+        """
+        root = self.makeRoot()
+        storage = Storage(root)
+        first = self.create(storage)
+        second = self.create(storage)
+        self.assertEqual(second.path, first.path[:-len(".wav")] + "-1.wav")
+        self.assertTrue(os.path.isfile(partial_path(first.path)))
 
     def test_sameFieldsGetSuffix(self) -> None:
         """
