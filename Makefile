@@ -44,7 +44,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	touch $@
 
 bench: venv test-tools $(VENV)/.bench-installed
-	$(BIN)/python bench/capacity.py --calls 100 250 500 1000 2000 --until-loss 1000 --duration 20
+	$(BIN)/python bench/capacity.py --calls 100 250 500 1000 2000 --until-loss 1000 --duration 30
 
 clean:
 	rm -rf $(VENV) _trial_temp* build *.egg-info

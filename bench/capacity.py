@@ -49,7 +49,7 @@ BIN = os.path.dirname(sys.executable)
 PYTHON = sys.executable
 DOCS = os.path.join(CHECKOUT, "docs")
 PACKETS_PER_SECOND = 50  # 20 ms packets
-SETTLE = 2.0  # seconds after the last start before the window opens
+SETTLE = 2.0  # seconds after the last file was created before the window opens
 MIN_WINDOW = 8.0  # seconds of all calls recording together, at least
 CONTROL_PORT = 10900
 BARE_BASE, FFMPEG_BASE = 40000, 50000
@@ -159,15 +159,32 @@ def latency(report: list[str], kind: str) -> tuple[float | None, float | None]:
     return None, None
 
 
+def log_text(work: str) -> str:
+    """twistd.log and its rotations, oldest first."""
+    names = sorted((name for name in os.listdir(work) if name.startswith("twistd.log")),
+                   key=lambda name: -int(name.rpartition(".")[2]) if name[-1].isdigit() else 0)
+    text = ""
+    for name in names:
+        with open(os.path.join(work, name), encoding="utf-8", errors="replace") as handle:
+            text += handle.read()
+    return text
+
+
+def wait_files_created(work: str, calls: int, timeout: float = 60.0) -> float:
+    """When recsvc has logged the creation of every call's file (a Start is
+    answered first, its file created behind it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log_text(work).count(" records to ") >= calls:
+            return time.monotonic()
+        time.sleep(0.5)
+    raise RuntimeError(f"recsvc did not create {calls} files within {timeout:g} s")
+
+
 def server_start_ms(work: str) -> tuple[float | None, float | None]:
     """p50 and p99 of the Start times recsvc logs (from a Start's arrival
-    to its answer, the file created), from twistd.log and its rotations."""
-    times: list[float] = []
-    for name in os.listdir(work):
-        if name.startswith("twistd.log"):
-            with open(os.path.join(work, name), encoding="utf-8", errors="replace") as handle:
-                times += [float(m.group(1)) for m in
-                          re.finditer(r" started from .* in ([\d.]+) ms", handle.read())]
+    to its answer), from twistd.log and its rotations."""
+    times = [float(m.group(1)) for m in re.finditer(r" started from .* in ([\d.]+) ms", log_text(work))]
     return percentile(times, 0.5), percentile(times, 0.99)
 
 
@@ -208,9 +225,10 @@ def run_recsvc(calls: int, duration: float, read_interval_ms: int) -> dict[str, 
         output = Lines(phones)
         first_started = output.wait_for("first start answered", 120)
         all_started = output.wait_for("all starts answered", 120)
-        # While every call records: from the last Start (and a settling
-        # moment) to just before the first call ends.
-        begin, end = all_started + SETTLE, first_started + duration - 1
+        all_created = wait_files_created(work, calls)
+        # While every call records, in its file: from the last file's
+        # creation (and a settling moment) to just before the first call ends.
+        begin, end = all_created + SETTLE, first_started + duration - 1
         concurrent = end - begin >= MIN_WINDOW
         window = measure([server.pid], begin, max(end - begin, 1.0))
         report = output.rest()
@@ -243,6 +261,7 @@ def run_recsvc(calls: int, duration: float, read_interval_ms: int) -> dict[str, 
             # measure of N concurrent calls (the load generator's limit).
             "generator_limited": not concurrent,
             "starts_took_s": round(all_started - first_started, 1),
+            "files_took_s": round(all_created - first_started, 1),
             "report": report,
         }
     finally:
