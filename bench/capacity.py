@@ -399,6 +399,7 @@ def summaries(results: dict[str, Any]) -> list[dict[str, Any]]:
             "zero_loss": all(run["zero_loss"] for run in runs),
             "generator_limited": any(run.get("generator_limited") for run in runs),
             "starts_took_s": max(run["starts_took_s"] for run in runs),
+            "files_took_s": max((run.get("files_took_s", 0) for run in runs), default=0),
         }
         for key in ("cpu_share", "cpu_us_per_packet", "rss_mb", "rss_kb_per_call",
                     "start_ms_p50", "server_start_ms_p50", "stop_ms_p50"):
@@ -453,8 +454,9 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {run['calls']} | {run['runs']} | {'yes' if run['zero_loss'] else '**no**'} "
                 f"| {run['byte_exact']} / {run['calls']} | {run['receive_buffer_drops']} "
-                f"| not measured: with starts taking {run['starts_took_s']} s, the calls did "
-                f"not record together for {MIN_WINDOW:g} s | | | | | | | | |"
+                f"| not measured: with starts taking {run['starts_took_s']} s and files "
+                f"{run.get('files_took_s', '-')} s, the calls did not record together, "
+                f"in their files, for {MIN_WINDOW:g} s | | | | | | | | |"
             )
             continue
         ratio = (f"**{run['ratio']:.2f}x** ({', '.join(f'{r:.2f}' for r in run['ratios'])})"

@@ -194,7 +194,7 @@ class RecorderService(Service):
             self.registry.remove(recording)
             self._active_paths.difference_update(paths)
 
-        response = self._refused(request, "internal error")
+        response: StartResponse | None = None  # None: a bug (refused, logged)
         writer: AudioWriter | None = None
         opening: Deferred[AudioWriter] | None = None
         try:
@@ -246,9 +246,26 @@ class RecorderService(Service):
             except Exception:
                 self.log.failure("Recording {recordingId} could not begin",
                                  recordingId=recording_id)
+                self._undo_begin(recording_id, port, opening)
         finally:
             del self._starting[recording_id]
-            pending.done(response)
+            pending.done(response or self._refused(request, "internal error"))
+
+    def _undo_begin(
+        self, recording_id: str, port: RtpPort, opening: Deferred[AudioWriter] | None
+    ) -> None:
+        """A Start that failed to begin (a bug): its recording stopped if it
+        exists, else its port closed and its file, once made, removed."""
+        recording = self.registry.get(recording_id)
+        if recording is not None:
+            recording.stop("internal error", BY_SERVER).addErrback(lambda failure: None)
+            return
+        port.stopListening()
+        if opening is not None:
+            opening.addCallback(lambda writer: self.run_blocking(_abandon, writer)).addErrback(
+                lambda failure: self.log.failure(
+                    "Recording {recordingId}: removing its unused file failed", failure,
+                    recordingId=recording_id))
 
     def _file_created(self, result: Any) -> Any:
         """Note whether creating a Start's file failed (see start_recording)."""

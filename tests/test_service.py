@@ -78,6 +78,37 @@ class ServiceTestsMixin:
 
 
 class StartTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_accepted_start_logs_no_refusal(self) -> None:
+        """A Start that succeeds logs that it started, and nothing about a
+        refusal."""
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.make_service()
+        self.assertEqual(self.start().result, "success")
+        formats = [e.get("log_format", "") for e in events]
+        self.assertTrue(any("started from" in f for f in formats))
+        self.assertFalse(any("refused" in f for f in formats), formats)
+
+    def test_begin_bug_refuses_and_cleans_up(self) -> None:
+        """A Start that fails to begin (a bug) is refused as an internal
+        error: its port is closed and its file, once made, removed."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+
+        def broken(*args):
+            raise ZeroDivisionError("a bug")
+
+        self.service._begin = broken
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        refused = self.successResultOf(answer)
+        self.assertEqual((refused.result, refused.reason), ("failed", "internal error"))
+        self.assertFalse(any(port.listening for port in self.ports.open.values()))
+        runner.run_pending()  # the file is made, then removed
+        [writer] = self.writers.writers.values()
+        self.assertTrue(writer.closed)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_start_logs_its_time(self) -> None:
         """The started line says how long the Start took, from its arrival
         to its answer (here held by start-up recovery): the benchmarks read
