@@ -236,10 +236,7 @@ class RtpDrain:
         if not emptied:
             self._disconnect(port)
             return
-        fd = sock.fileno()
-        _, offer, deliver, _ = self._reading[fd]
-        self._reading[fd] = (sock.recv_into, offer, deliver, peer)
-        port.peer = peer
+        self._read_from(port, peer)
 
     def _routed_from(self, port: DrainPort, peer: Any) -> bool:
         """Whether the route to ``peer`` leaves from where the phone sends
@@ -260,19 +257,24 @@ class RtpDrain:
         return normalize_ip(source) == normalize_ip(port.local_host)
 
     def _disconnect(self, port: DrainPort) -> None:
-        sock = port.sock
         try:
-            disconnect(sock)
+            disconnect(port.sock)
         except OSError as error:
             # Still connected: it stays on the connected read, for good.
             port.connectable = port.disconnectable = False
             self.log.warn("Disconnecting RTP port {port} failed: {reason}",
                           port=port.getHost().port, reason=str(error))
             return
-        fd = sock.fileno()
-        _, offer, deliver, _ = self._reading[fd]
-        self._reading[fd] = (sock.recvfrom_into, offer, deliver, None)
-        port.peer = None
+        self._read_from(port, None)
+
+    def _read_from(self, port: DrainPort, peer: Any) -> None:
+        """Read ``port`` as connected to ``peer`` (recv_into, the source
+        known) or, with None, as open to anyone (recvfrom_into)."""
+        sock = port.sock
+        _, offer, deliver, _ = self._reading[sock.fileno()]
+        receive = sock.recvfrom_into if peer is None else sock.recv_into
+        self._reading[sock.fileno()] = (receive, offer, deliver, peer)
+        port.peer = peer
 
     def read_all(self, port: DrainPort) -> bool:
         """What is waiting in one port's socket, now (at most what a full
