@@ -724,20 +724,19 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         hand-overs start no second one; once it is done, the next round's do."""
         self.make_syncing()
         port = self.start().port
-        self.talk(port)
-        self.service.clock.advance(1.0)
-        self.run_held()
-        self.assertEqual(self.held_filesystem_syncs(), 1)
-        self.talk(port)
-        self.service.clock.advance(1.0)
-        self.run_held()
-        self.assertEqual(self.held_filesystem_syncs(), 1)
+
+        def round_handed_over() -> None:
+            """The phone talks, a sync interval passes, its hand-over is done."""
+            self.talk(port)
+            self.service.clock.advance(1.0)
+            self.run_held()
+            self.assertEqual(self.held_filesystem_syncs(), 1)
+
+        round_handed_over()
+        round_handed_over()
         self.run_held(filesystem=True)
         self.assertEqual(self.filesystem_syncs, 1)
-        self.talk(port)
-        self.service.clock.advance(1.0)
-        self.run_held()
-        self.assertEqual(self.held_filesystem_syncs(), 1)
+        round_handed_over()
         self.run_held(filesystem=True)
         self.assertEqual(self.filesystem_syncs, 2)
 
