@@ -216,8 +216,9 @@ class StorageConfig:
     # (plus what the reorder window holds back after lost packets).
     sync_interval: float = attrs.field(default=1.0, converter=_seconds(0.1, 60))
     # true: each recording's file is fdatasync'd every sync_interval (about
-    # 50 us of CPU per recording per second); false: one syncfs of the
-    # recordings' filesystem every sync_interval does it for all at once.
+    # 50 us of CPU per recording per second); false: a syncfs of the
+    # recordings' filesystem after each turn of hand-overs does it for many
+    # at once.
     sync_each_file: bool = attrs.field(default=False, converter=_flag)
     # A recording this long goes on in a new file (seconds; 4 hours).
     max_duration: float = attrs.field(default=4 * 3600.0, converter=_seconds(60, 7 * 86400))

@@ -45,6 +45,9 @@ from recsvc.storage import Storage
 from recsvc.summary import RecordingInfo, RecordingSummary
 from recsvc.wav import AudioWriter
 
+# Hand-over turns a storage.sync_interval (see RecorderService._keep_syncing).
+SYNC_TURNS = 4
+
 
 class UnknownRecording(KeyError):
     """A Stop named an id that is not recording."""
@@ -91,6 +94,8 @@ class RecorderService(Service):
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
     _syncing: LoopingCall | None = None
+    # The hand-over turn that comes next (see `sync_turns`).
+    _next_turn: int = 0
     # The WAV paths of this run's recordings, which recovery must not touch
     # (read from its thread: set membership is atomic).
     _active_paths: set[str] = attrs.field(factory=set)
@@ -302,6 +307,8 @@ class RecorderService(Service):
             port=port,
             lane=receiver.lane,
             sync_files=self.sync_filesystem is None,
+            # The turn that has just been: its next comes a whole interval on.
+            sync_turn=(self._next_turn - 1) % SYNC_TURNS,
         )
         receiver.sink = recording
         self.registry.add(recording)
@@ -440,23 +447,41 @@ class RecorderService(Service):
     def _keep_syncing(self) -> None:
         """Sync recordings every storage.sync_interval while there are
         any: a file is never further behind than that, and every other
-        hand-over is made durable. An idle server does not wake up."""
+        hand-over is made durable. An idle server does not wake up.
+
+        The recordings take turns, SYNC_TURNS an interval, each in its own
+        (the one that has just been when it starts): their hand-overs, and
+        the audio that waits for them, spread over the interval instead of
+        coming all at once."""
         if self._syncing is not None and self._syncing.running:
             return
-        self._syncing = LoopingCall(self.sync_recordings)
+        self._next_turn = 0
+        self._syncing = LoopingCall.withCount(self.sync_turns)
         self._syncing.clock = self.clock
-        self._syncing.start(self.sync_interval, now=False).addErrback(
+        self._syncing.start(self.sync_interval / SYNC_TURNS, now=False).addErrback(
             lambda failure: self.log.failure("Syncing recordings failed", failure)
         )
 
-    def sync_recordings(self) -> None:
-        """Hand every recording's new audio to its file (see `_keep_syncing`)."""
+    def sync_turns(self, count: int = 1) -> None:
+        """Hand the audio of the recordings whose turn it is to their files:
+        ``count`` turns have come (more than one if the reactor was held up)."""
+        turns = {(self._next_turn + step) % SYNC_TURNS for step in range(min(count, SYNC_TURNS))}
+        self._next_turn = (self._next_turn + count) % SYNC_TURNS
         if not len(self.registry):
             if self._syncing is not None and self._syncing.running:
                 self._syncing.stop()
             return
+        self._sync([recording for recording in self.registry if recording.sync_turn in turns])
+
+    def sync_recordings(self) -> None:
+        """Hand every recording's new audio to its file, now."""
+        self._sync(list(self.registry))
+
+    def _sync(self, recordings: list[Recording]) -> None:
+        if not recordings:
+            return
         storing = []
-        for recording in self.registry:
+        for recording in recordings:
             try:
                 stored = recording.sync()
             except Exception:
@@ -468,7 +493,7 @@ class RecorderService(Service):
                 storing.append(stored)
         if self.sync_filesystem is None:
             return
-        # Every round while recordings run (their Start sidecars too), after
+        # Every turn that has recordings (their Start sidecars too), after
         # the hand-overs not yet covered: those made while a filesystem
         # sync ran wait for the next one, started as soon as it is done.
         self._unsynced.extend(storing)

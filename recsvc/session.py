@@ -114,6 +114,9 @@ class Recording:
     # Whether every other hand-over also fdatasyncs the file; False when
     # the service makes the whole filesystem durable at once instead.
     sync_files: bool = True
+    # Which of the service's hand-over turns is this recording's (see
+    # RecorderService.sync_turns).
+    sync_turn: int = 0
     _state: str = RECORDING
     _part: _Part = attrs.field(init=False)
     _finishing_parts: list[Deferred[Any]] = attrs.field(factory=list)

@@ -669,6 +669,62 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         self.service.clock.advance(0.1)
         self.assertEqual(len(self.runner.pending), 1)
 
+    def handing_over(self) -> list[str]:
+        """The recordings (by id) whose hand-overs are held, in order."""
+        return [args[0].path.rsplit("_", 1)[1].removesuffix(".wav")
+                for _, f, args in self.runner.pending if f is not self.service.sync_filesystem]
+
+    def test_hand_overs_take_turns(self) -> None:
+        """The recordings hand their audio over in turns spread over the
+        sync interval, each once an interval: a recording's turn is the
+        one that has just been when it starts."""
+        self.make_syncing(filesystem=False)
+        ports = {}
+        for recording_id in "123":
+            ports[recording_id] = self.start(start_request(recording_id)).port
+            self.service.clock.advance(0.25)
+        rounds = []
+        for _ in range(8):
+            for port in ports.values():
+                self.talk(port)
+            self.service.clock.advance(0.25)
+            rounds.append(self.handing_over())
+            self.run_held()
+        # Started at 0, 0.25 and 0.5: handed over at 1, 1.25 and 1.5 (the
+        # rounds from 1 to 2.75 s), and a second later, never together.
+        self.assertEqual(rounds, [["1"], ["2"], ["3"], [], ["1"], ["2"], ["3"], []])
+
+    def test_turns_missed_by_a_held_reactor_are_made_up(self) -> None:
+        """If the reactor was held up past several turns, the recordings of
+        all of them hand over at once, when it runs again."""
+        self.make_syncing(filesystem=False)
+        ports = []
+        for recording_id in "12345":
+            ports.append(self.start(start_request(recording_id)).port)
+            self.service.clock.advance(0.25)
+        for port in ports:
+            self.talk(port)
+        # Started at 0 to 1 s, a quarter apart: their turns come at 1 to 2 s.
+        self.service.clock.advance(0.6)  # 1.25 to 1.85: the turns at 1.5 and 1.75
+        self.assertEqual(sorted(self.handing_over()), ["3", "4"])
+        self.run_held()
+        for port in ports:
+            self.talk(port)
+        self.service.clock.advance(5.0)  # every turn, each recording once
+        self.assertEqual(sorted(self.handing_over()), ["1", "2", "3", "4", "5"])
+
+    def test_filesystem_synced_only_in_turns_with_recordings(self) -> None:
+        """A turn without recordings syncs no filesystem: one recording
+        costs one filesystem sync an interval."""
+        self.make_syncing()
+        self.start()
+        self.run_held()  # the Start's sidecar
+        for _ in range(8):
+            self.service.clock.advance(0.25)
+            self.run_held()
+            self.run_held(filesystem=True)
+        self.assertEqual(self.filesystem_syncs, 2)
+
     def test_filesystem_synced_after_every_hand_over(self) -> None:
         """With sync_filesystem set, the filesystem is synced once a round,
         in a thread, only after every recording's hand-over of that round
