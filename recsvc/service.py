@@ -83,8 +83,8 @@ class RecorderService(Service):
     # How often (seconds) recorded audio reaches the disk (storage.sync_interval).
     sync_interval: float = 1.0
     # Blocking: makes everything written to the recordings' filesystem
-    # durable at once (storage.sync_each_file off), after each sync_interval's
-    # hand-over; None: each recording fdatasyncs its own file.
+    # durable at once (storage.sync_each_file off), after each turn's
+    # hand-overs; None: each recording fdatasyncs its own file.
     sync_filesystem: Callable[[], None] | None = None
     # Watches the free space (storage.min_free_mb); None: not watched.
     disk: DiskSpace | None = None
@@ -455,16 +455,18 @@ class RecorderService(Service):
         coming all at once."""
         if self._syncing is not None and self._syncing.running:
             return
-        self._next_turn = 0
+        # Restarted, the loop's first call is `_next_turn`'s, an interval
+        # after that turn last came: as if it had gone on.
         self._syncing = LoopingCall.withCount(self.sync_turns)
         self._syncing.clock = self.clock
         self._syncing.start(self.sync_interval / SYNC_TURNS, now=False).addErrback(
             lambda failure: self.log.failure("Syncing recordings failed", failure)
         )
 
-    def sync_turns(self, count: int = 1) -> None:
+    def sync_turns(self, count: int) -> None:
         """Hand the audio of the recordings whose turn it is to their files:
-        ``count`` turns have come (more than one if the reactor was held up)."""
+        ``count`` turns have come (more than one if the reactor was held up;
+        SYNC_TURNS or more: every recording's)."""
         turns = {(self._next_turn + step) % SYNC_TURNS for step in range(min(count, SYNC_TURNS))}
         self._next_turn = (self._next_turn + count) % SYNC_TURNS
         if not len(self.registry):
@@ -473,11 +475,8 @@ class RecorderService(Service):
             return
         self._sync([recording for recording in self.registry if recording.sync_turn in turns])
 
-    def sync_recordings(self) -> None:
-        """Hand every recording's new audio to its file, now."""
-        self._sync(list(self.registry))
-
     def _sync(self, recordings: list[Recording]) -> None:
+        """Hand these recordings' audio over, then make it durable."""
         if not recordings:
             return
         storing = []

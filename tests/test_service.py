@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
 from recsvc.rtp import RtpPacket, build_rtp
 from recsvc.diskspace import DiskSpace
-from recsvc.service import UnknownRecording
+from recsvc.service import SYNC_TURNS, UnknownRecording
 from recsvc.session import Limits, Recording
 from recsvc.storage import sidecar_path
 from recsvc.testing import (
@@ -397,7 +397,7 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         # Only the first packets (until the reorder window has let audio
         # through) take the full path.
         self.assertGreater(recording.lane.count, 190)
-        self.service.sync_recordings()
+        self.service.sync_turns(SYNC_TURNS)
         self.assertEqual(recording.lane.count, 0)
         summary = self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
         self.assertEqual(summary.stats.received, 200)
@@ -424,7 +424,7 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         port = self.start().port
         self.ports.deliver(port, rtp(1, b"a" * 160))
         self.ports.deliver(port, rtp(2, b"b" * 160))
-        self.service.sync_recordings()  # the first write: both packets
+        self.service.sync_turns(SYNC_TURNS)  # the first write: both packets
         self.ports.queue(port, rtp(3, b"c" * 160))
         summary = self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
         self.assertEqual((summary.stopped_by, summary.stop_reason), ("phone", "hangup"))
@@ -484,7 +484,7 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         second = self.start(start_request("2")).port
         for sequence in (1, 2, 3):  # the window opens at the second packet
             self.ports.deliver(first, rtp(sequence, bytes([sequence]) * 160))
-            self.service.sync_recordings()
+            self.service.sync_turns(SYNC_TURNS)
         self.assertIsNone(self.service.registry.get("1"))
         self.assertEqual(len(self.link.stop_requests), 1)
         self.assertEqual(self.link.stop_requests[0][0], "1")
@@ -601,8 +601,10 @@ class CreationRaceTests(ServiceTestsMixin, SynchronousTestCase):
 
 
 class SyncTests(ServiceTestsMixin, SynchronousTestCase):
-    """Every sync_interval the recordings hand their audio to their files;
-    with sync_filesystem set, one filesystem sync then makes it all durable."""
+    """Every sync_interval the recordings hand their audio to their files, in
+    turns; with sync_filesystem set, a filesystem sync after each turn makes
+    it durable. (Advancing the clock a whole interval at once makes every
+    turn come together, as after a held-up reactor.)"""
 
     def make_syncing(self, filesystem: bool = True, error: OSError | None = None) -> ManualRunner:
         """A service whose blocking work is held (see `run_held`), with a
@@ -683,16 +685,16 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         for recording_id in "123":
             ports[recording_id] = self.start(start_request(recording_id)).port
             self.service.clock.advance(0.25)
-        rounds = []
+        handed_over = []
         for _ in range(8):
             for port in ports.values():
                 self.talk(port)
             self.service.clock.advance(0.25)
-            rounds.append(self.handing_over())
+            handed_over.append(self.handing_over())
             self.run_held()
         # Started at 0, 0.25 and 0.5: handed over at 1, 1.25 and 1.5 (the
-        # rounds from 1 to 2.75 s), and a second later, never together.
-        self.assertEqual(rounds, [["1"], ["2"], ["3"], [], ["1"], ["2"], ["3"], []])
+        # turns from 1 to 2.75 s), and a second later, never together.
+        self.assertEqual(handed_over, [["1"], ["2"], ["3"], [], ["1"], ["2"], ["3"], []])
 
     def test_turns_missed_by_a_held_reactor_are_made_up(self) -> None:
         """If the reactor was held up past several turns, the recordings of
@@ -708,10 +710,29 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         self.service.clock.advance(0.6)  # 1.25 to 1.85: the turns at 1.5 and 1.75
         self.assertEqual(sorted(self.handing_over()), ["3", "4"])
         self.run_held()
+        self.service.clock.advance(0.15)  # the turn after them, at 2 s
+        self.assertEqual(sorted(self.handing_over()), ["1", "5"])
+        self.run_held()
         for port in ports:
             self.talk(port)
         self.service.clock.advance(5.0)  # every turn, each recording once
         self.assertEqual(sorted(self.handing_over()), ["1", "2", "3", "4", "5"])
+
+    def test_turn_after_the_loop_restarts(self) -> None:
+        """When the last recording has ended the loop stops; a recording
+        started later still has its first hand-over a whole interval on."""
+        self.make_syncing(filesystem=False)
+        self.start(start_request("1"))
+        self.service.clock.advance(0.5)
+        self.stop_held(StopRequest("1"))
+        self.service.clock.advance(0.3)  # the turn at 0.75 finds none: the loop stops
+        self.service.clock.advance(10.0)
+        port = self.start(start_request("2")).port
+        self.talk(port)
+        self.service.clock.advance(0.75)
+        self.assertEqual(self.handing_over(), [])
+        self.service.clock.advance(0.25)
+        self.assertEqual(self.handing_over(), ["2"])
 
     def test_filesystem_synced_only_in_turns_with_recordings(self) -> None:
         """A turn without recordings syncs no filesystem: one recording
@@ -726,8 +747,8 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.filesystem_syncs, 2)
 
     def test_filesystem_synced_after_every_hand_over(self) -> None:
-        """With sync_filesystem set, the filesystem is synced once a round,
-        in a thread, only after every recording's hand-over of that round
+        """With sync_filesystem set, the filesystem is synced once a turn,
+        in a thread, only after every recording's hand-over of that turn
         has completed; the files themselves are never made durable one by one."""
         self.make_syncing()
         ports = [self.start(start_request(str(n))).port for n in (1, 2)]
@@ -746,7 +767,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.runner.pending, [])
 
     def test_no_audio_still_synced(self) -> None:
-        """A round in which no recording had audio to hand over still syncs
+        """A turn in which no recording had audio to hand over still syncs
         the filesystem (the recordings' Start sidecars are on it), once."""
         self.make_syncing()
         self.start()
@@ -759,7 +780,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
 
     def test_hand_over_during_filesystem_sync_made_durable_later(self) -> None:
         """A hand-over made while a filesystem sync runs is covered by the
-        next one, even when the rounds after it have no new audio."""
+        next one, even when the turns after it have no new audio."""
         self.make_syncing()
         port = self.start().port
         self.talk(port)
@@ -770,29 +791,29 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         self.run_held(filesystem=True)       # S1 done before H2 is written
         self.run_held()                      # H2 written
         self.assertEqual(self.filesystem_syncs, 1)
-        self.service.clock.advance(1.0)      # a quiet round
+        self.service.clock.advance(1.0)      # a quiet interval
         self.run_held()
         self.run_held(filesystem=True)
         self.assertEqual(self.filesystem_syncs, 2)
 
     def test_one_filesystem_sync_at_a_time(self) -> None:
-        """While a filesystem sync is still running, a later round's
-        hand-overs start no second one; once it is done, the next round's do."""
+        """While a filesystem sync is still running, a later turn's
+        hand-overs start no second one; once it is done, the next turn's do."""
         self.make_syncing()
         port = self.start().port
 
-        def round_handed_over() -> None:
+        def interval_handed_over() -> None:
             """The phone talks, a sync interval passes, its hand-over is done."""
             self.talk(port)
             self.service.clock.advance(1.0)
             self.run_held()
             self.assertEqual(self.held_filesystem_syncs(), 1)
 
-        round_handed_over()
-        round_handed_over()
+        interval_handed_over()
+        interval_handed_over()
         self.run_held(filesystem=True)
         self.assertEqual(self.filesystem_syncs, 1)
-        round_handed_over()
+        interval_handed_over()
         self.run_held(filesystem=True)
         self.assertEqual(self.filesystem_syncs, 2)
 
@@ -825,7 +846,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
 
     def test_one_recording_failing_to_sync_spares_the_others(self) -> None:
         """A recording whose sync raises (a bug) is logged; the others are
-        still handed to disk, and the next round syncs again."""
+        still handed to disk, and the next turn syncs again."""
         durable = spy_syncs(self)
         self.make_syncing()
         first = self.start(start_request("1")).port
@@ -870,7 +891,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
 class SyncRunnerTests(ServiceTestsMixin, SynchronousTestCase):
     def test_filesystem_synced_with_synchronous_runner(self) -> None:
         """A run_blocking that completes at once (run_now) still has each
-        round's hand-overs followed by a filesystem sync."""
+        turn's hand-overs followed by a filesystem sync."""
         self.make_service(runner=run_now)
         syncs = []
         self.service.sync_filesystem = lambda: syncs.append(None)
