@@ -1,15 +1,23 @@
-"""The ``recsvc`` command: tools around the recordings (``recsvc convert``)."""
+"""The ``recsvc`` command: tools around the recordings: find them in the
+index (search, show, export, reindex), check a config file, convert the
+phones' USB recordings."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+from contextlib import closing
+import json
 import os
+import sqlite3
 import sys
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import attrs
 
+from recsvc import index
 from recsvc.codec import CODECS
+from recsvc.config import Config, ConfigError, load_config
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.source import ANY
 from recsvc.storage import FORMATS, Storage
@@ -84,9 +92,163 @@ def _convert(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+class CommandError(Exception):
+    """What went wrong, for the command's user (exit status 1)."""
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config) if args.config else Config()
+
+
+def _open_index(config: Config) -> sqlite3.Connection:
+    database = config.index.database
+    if not os.path.exists(database):
+        raise CommandError(f"no index at {database} (index.database): start the service, "
+                           "or run recsvc reindex")
+    try:
+        return index.connect(database)
+    except (OSError, sqlite3.Error) as error:
+        raise CommandError(f"cannot open the index {database}: {error}") from None
+
+
+def _search_of(args: argparse.Namespace, page: int = 1, page_size: int = 50) -> index.Search:
+    try:
+        return index.Search(
+            number=args.number, name=args.name, device=args.device, direction=args.direction,
+            since=args.since, until=args.until, min_duration_s=args.min_duration,
+            stop_reason=args.stop_reason, page=page, page_size=page_size,
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+def _all_found(connection: sqlite3.Connection, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    page = 1
+    while True:
+        found = index.search(connection, _search_of(args, page, index.MAX_PAGE_SIZE))
+        yield from found
+        if len(found) < index.MAX_PAGE_SIZE:
+            return
+        page += 1
+
+
+def _search(args: argparse.Namespace) -> int:
+    config = _config(args)
+    with closing(_open_index(config)) as connection:
+        found = index.search(connection, _search_of(args, args.page, args.limit))
+    if args.json:
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+        return 0
+    if not found:
+        print("no recordings found", file=sys.stderr)
+        return 0
+    for row in found:
+        print("  ".join([
+            row.get("started_at", ""), f"{row.get('direction', ''):3}",
+            f"{row.get('local_number', '')} {row.get('local_name', '')}".strip() or "-",
+            "->" if row.get("direction") == "out" else "<-",
+            f"{row.get('remote_number', '')} {row.get('remote_name', '')}".strip() or "-",
+            row.get("device", ""), f"{row.get('duration_s', 0):.1f} s",
+            row.get("stop_reason", "") or "-", row.get("id", ""),
+            os.path.join(config.storage.root, row["path"]),
+        ]))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    config = _config(args)
+    with closing(_open_index(config)) as connection:
+        found = index.search(connection, index.Search(recording_id=args.id,
+                                                      page_size=index.MAX_PAGE_SIZE))
+    if not found:
+        raise CommandError(f"no finished recording with id {args.id!r} in the index")
+    for row in found:
+        row["path"] = os.path.join(config.storage.root, row["path"])
+    print(json.dumps(found if len(found) > 1 else found[0], indent=2, ensure_ascii=False))
+    return 0
+
+
+EXPORT_COLUMNS = ("id", "started_at", "stopped_at", "duration_s", "direction", "local_number",
+                  "local_name", "remote_number", "remote_name", "device", "stop_reason",
+                  "stopped_by", "codec", "part", "packets_received", "packets_lost", "path")
+
+
+def _export(args: argparse.Namespace) -> int:
+    config = _config(args)
+    with closing(_open_index(config)) as connection:
+        out = csv.writer(sys.stdout)
+        out.writerow(EXPORT_COLUMNS)
+        for row in _all_found(connection, args):
+            row["path"] = os.path.join(config.storage.root, row["path"])
+            out.writerow(["" if row.get(column) is None else row.get(column)
+                          for column in EXPORT_COLUMNS])
+    return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    config = _config(args)
+    root = config.storage.root
+    if not os.path.isdir(root):
+        raise CommandError(f"no recordings folder at {root} (storage.root)")
+    try:
+        connection = index.connect(config.index.database)
+    except (OSError, sqlite3.Error) as error:
+        raise CommandError(f"cannot open the index {config.index.database}: {error}") from None
+    with closing(connection):
+        done = index.catch_up(connection, root, full=True)
+    print(f"{config.index.database}: {done.added} recordings indexed, {done.removed} gone "
+          f"from the index")
+    for path, reason in done.skipped:
+        print(f"{os.path.join(root, path)}: not indexed: {reason}", file=sys.stderr)
+    return 1 if done.skipped else 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from recsvc.tap import _global_reactor, check_config
+
+    config = load_config(args.file)
+    check_config(config, _global_reactor())
+    print(f"{args.file}: OK (recordings in {config.storage.root}, "
+          f"index {config.index.database}, control on {config.control.listen})")
+    return 0
+
+
+def _search_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--number", help="digits in the local or the remote number")
+    command.add_argument("--name", help="text in the local or the remote name")
+    command.add_argument("--device", metavar="MAC", help="the phone (its MAC address, or part of it)")
+    command.add_argument("--direction", choices=index.DIRECTIONS)
+    command.add_argument("--since", metavar="DATE",
+                         help="started at or after (YYYY-MM-DD or an ISO time; UTC unless it says)")
+    command.add_argument("--until", metavar="DATE", help="started before (a date: to its end)")
+    command.add_argument("--min-duration", type=float, metavar="SECONDS")
+    command.add_argument("--stop-reason", metavar="REASON")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="recsvc", description="Tools for recsvc recordings.")
+    top.add_argument("-c", "--config", metavar="FILE",
+                     help="the service's config file (default: the built-in defaults)")
     commands = top.add_subparsers(dest="command", required=True)
+    search = commands.add_parser("search", help="find finished recordings, newest first")
+    _search_options(search)
+    search.add_argument("--page", type=int, default=1)
+    search.add_argument("--limit", type=int, default=50, help="recordings a page (1-500)")
+    search.add_argument("--json", action="store_true", help="the sidecars, as JSON")
+    search.set_defaults(run=_search)
+    show = commands.add_parser("show", help="one recording's sidecar (all its files')")
+    show.add_argument("id")
+    show.set_defaults(run=_show)
+    export = commands.add_parser("export", help="the recordings found, as CSV on standard output")
+    export.add_argument("--csv", action="store_true", required=True, help="(the one format)")
+    _search_options(export)
+    export.set_defaults(run=_export)
+    reindex = commands.add_parser(
+        "reindex", help="rebuild the index from the sidecars under storage.root")
+    reindex.set_defaults(run=_reindex)
+    check = commands.add_parser("check-config", help="check a config file as the service would")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(run=_check_config)
     convert = commands.add_parser(
         "convert", help="turn the phone's USB recordings (Record_*.wav) into WAV files",
         description="Turn Fanvil USB recordings (a codec header and raw RTP) into WAV "
@@ -102,7 +264,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (CommandError, ConfigError) as error:
+        print(f"recsvc {args.command}: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

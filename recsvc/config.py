@@ -230,10 +230,18 @@ class StorageConfig:
 
 
 @attrs.frozen
+class IndexConfig:
+    # The SQLite index of the finished recordings (made from their
+    # sidecars, which stay the truth: `recsvc reindex` rebuilds it).
+    database: str = attrs.field(default="var/recsvc.sqlite3", converter=_text)
+
+
+@attrs.frozen
 class Config:
     control: ControlConfig = ControlConfig()
     rtp: RtpConfig = RtpConfig()
     storage: StorageConfig = StorageConfig()
+    index: IndexConfig = IndexConfig()
 
 
 def parse_config(data: Any) -> Config:

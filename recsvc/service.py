@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 
 from recsvc.codec import CODECS, Codec
 from recsvc.diskspace import DiskSpace, free_bytes
+from recsvc.indexing import Indexer
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.ports import NoFreePort, RtpPort, RtpPortPool
 from recsvc.protocol.commands import (
@@ -90,6 +91,8 @@ class RecorderService(Service):
     disk: DiskSpace | None = None
     retention: RetentionPolicy = RetentionPolicy()
     retention_interval: float = 600.0
+    # Keeps the index of finished recordings (index.database); None: none.
+    index: Indexer | None = None
     registry: Registry = attrs.field(factory=Registry)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
@@ -303,6 +306,7 @@ class RecorderService(Service):
             open_part=open_part,
             now=self.now,
             on_stopped=stopped,
+            on_file_finished=self._file_finished,
             link=link,
             port=port,
             lane=receiver.lane,
@@ -358,6 +362,8 @@ class RecorderService(Service):
         """What needs threads and timers once the reactor runs (makeService
         arranges the call): finish what a crash left behind, watch the disk."""
         recovered = self.recover()
+        if self.index is not None:
+            recovered.addBoth(self._catch_up_index)
         if self.disk is not None:
             self.disk.on_critical = self._disk_critical
             self.disk.start()
@@ -384,6 +390,8 @@ class RecorderService(Service):
 
         def swept(removed: list[StoredRecording]) -> list[StoredRecording]:
             self._sweep_running = False
+            if removed and self.index is not None:
+                self.index.forget([recording.wav for recording in removed])
             for recording in removed:
                 self.log.info("Retention removed {file}", file=recording.wav, reason="retention")
             if removed:
@@ -401,6 +409,17 @@ class RecorderService(Service):
             retention_sweep, self.storage.root, self.retention, self.clock.seconds(),
             free_bytes, self._active_paths.__contains__,
         ).addCallbacks(swept, failed)
+
+    def _catch_up_index(self, result: Any) -> Any:
+        """Once recovery is done: index what the index missed (recovered
+        files among them)."""
+        if self.index is not None:
+            self.index.catch_up()
+        return result
+
+    def _file_finished(self, path: str) -> None:
+        if self.index is not None:
+            self.index.file_finished(path)
 
     def _disk_critical(self) -> None:
         for recording in self.registry:

@@ -106,6 +106,8 @@ class Recording:
     # None): the phone is answered at once and its audio waits meanwhile.
     _opening: Deferred[AudioWriter] | None = None
     _on_stopped: Callable[[Recording], None] = lambda recording: None
+    # Each file, once finished and its sidecar written (by its path).
+    _on_file_finished: Callable[[str], None] = lambda path: None
     link: PhoneLink | None = None
     port: RtpPort | None = None
     # Where the port's reader puts the packets that only continue the
@@ -457,7 +459,9 @@ class Recording:
                               recordingId=self.recording_id, reason=str(error))
         data = bytes(part.pending)
         part.pending.clear()
-        return await self._run_blocking(self._finish_files, part, cause, next_file, stats, data)
+        summary = await self._run_blocking(self._finish_files, part, cause, next_file, stats, data)
+        self._on_file_finished(part.writer.path)
+        return summary
 
     def _log_storage_failure(self, failure: Failure) -> Failure:
         self.log.error(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import sqlite3
 import time
 from typing import Any, Mapping
 
@@ -22,13 +23,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from recsvc import descriptors
+from recsvc import descriptors, index
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
 from recsvc.pipeline import MediaPolicy
 from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem
 from recsvc.drain import RtpDrain
+from recsvc.indexing import Indexer
 from recsvc.protocol.control import ControlFactory
 from recsvc.retention import RetentionPolicy
 from recsvc.service import RecorderService
@@ -64,6 +66,11 @@ def check_config(config: Config, reactor: Any) -> None:
         raise ConfigError("storage.root", f"cannot create {root}: {error.strerror}") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError("storage.root", f"{root} is not writable")
+    try:
+        index.connect(config.index.database).close()
+    except (OSError, sqlite3.Error) as error:
+        raise ConfigError("index.database",
+                          f"cannot open {config.index.database}: {error}") from None
 
 
 def endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint:
@@ -228,6 +235,7 @@ def makeService(
             min_free_bytes=int(config.storage.retention.min_free_gb * 1e9),
         ),
         retention_interval=config.storage.retention.interval,
+        index=Indexer(config.index.database, config.storage.root, reactor),
         disk=DiskSpace(
             root=config.storage.root,
             min_free=config.storage.min_free_mb * 1_000_000,
@@ -254,6 +262,10 @@ def makeService(
         descriptors.grow_table(room)
         start_until_shutdown(reactor, disk)
         start_until_shutdown(reactor, opening)
+        # The index's connection (in a thread of its own) closes when the
+        # reactor stops, after the recordings have finished.
+        assert recorder.index is not None
+        recorder.index.start()
         recorder.reactor_running()
 
     # Once the reactor runs (and only if the listener could start): finish

@@ -195,6 +195,22 @@ class FakePhoneLink:
 
 
 @attrs.define
+class FakeIndexer:
+    """Notes what the service asks of the index (see recsvc.indexing)."""
+
+    calls: list[tuple[str, Any]] = attrs.field(factory=list)
+
+    def file_finished(self, wav_path: str) -> None:
+        self.calls.append(("file_finished", wav_path))
+
+    def forget(self, wav_paths: list[str]) -> None:
+        self.calls.append(("forget", wav_paths))
+
+    def catch_up(self) -> None:
+        self.calls.append(("catch_up", None))
+
+
+@attrs.define
 class ManualRunner:
     """A `run_blocking` that holds the work until `run_pending` is called, so
     a test can look at a recording while its files are being finished."""

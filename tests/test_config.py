@@ -25,7 +25,7 @@ from recsvc.config import (
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(CHECKOUT, "etc", "recsvc.yaml")
 
-SECTIONS = ["control", "rtp", "storage"]
+SECTIONS = ["control", "rtp", "storage", "index"]
 KEYS = [
     "listen", "max_message_bytes",
     "interface", "advertise", "port_range", "read_interval_ms", "receive_buffer_kb",
@@ -185,6 +185,12 @@ class ErrorTests(SynchronousTestCase):
         error = self.assertConfigError({"rtp": {"prot_range": [1, 2]}}, "rtp.prot_range")
         self.assertTrue(str(error).startswith("rtp.prot_range: unknown key"), str(error))
         self.assertIn("port_range", str(error))
+
+    def test_indexDatabase(self) -> None:
+        """index.database must be a path: anything else names the key."""
+        self.assertConfigError({"index": {"database": 5}}, "index.database", "expected a non-empty string")
+        self.assertConfigError({"index": {"database": " "}}, "index.database")
+        self.assertEqual(parse_config({"index": {"database": "/srv/i.db"}}).index.database, "/srv/i.db")
 
     def test_unknownKeyBesideGoodKeys(self) -> None:
         """An unknown key is reported even when valid keys come before it."""

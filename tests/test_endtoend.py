@@ -28,6 +28,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from recsvc import g711, makeService, wav
+from recsvc import index as recording_index
 from recsvc.phone import SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
 from recsvc.protocol.commands import StopRequest, StopResponse
 from recsvc.rtp import build_rtp
@@ -112,6 +113,7 @@ class LoopbackServiceMixin:
             "rtp": {"interface": "127.0.0.1", "port_range": [42000, 42999]},
             # Tests must not depend on how full this machine's disk is.
             "storage": {"root": self.root, "min_free_mb": 1},
+            "index": {"database": os.path.join(self.root + "-index", "recsvc.sqlite3")},
         })
         self.recorder = self.tree.getServiceNamed("recorder")
         self.tree.startService()
@@ -174,6 +176,23 @@ class ServiceEndToEndTests(LoopbackServiceMixin, TestCase):
         info = sox_info(path)
         self.assertEqual((info["Sample Encoding"], info["Sample Rate"]), ("8-bit A-law", "8000"))
         self.assertTrue(info["Duration"].startswith("00:00:02.00 = 16000 samples"), info["Duration"])
+
+    @inlineCallbacks
+    def test_finished_call_found_in_the_index(self):
+        """A finished call is indexed (in SQLite, off the reactor thread)
+        and found by its number as a supervisor types it."""
+        yield deferToThread(self.call, "bare", "indexed-1", audio(1, seed=3))
+        deadline = time.monotonic() + 5
+        search = recording_index.Search(number="138 0013 8000")
+        while True:
+            found = yield self.recorder.index.run(recording_index.search, search)
+            if found or time.monotonic() > deadline:
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        [row] = found
+        self.assertEqual((row["id"], row["remote_name"], row["duration_s"]),
+                         ("indexed-1", "Transferred", 1.0))
+        self.assertEqual(os.path.join(self.root, row["path"]), recordings(self.root)["indexed-1"])
 
     def test_bare_framing(self):
         """A phone sending bare messages (as the firmware does) records a

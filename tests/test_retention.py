@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.retention import RetentionPolicy, finished_recordings, sweep
-from recsvc.testing import memory_recorder
+from recsvc.testing import FakeIndexer, memory_recorder
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -153,3 +153,19 @@ class ServiceSweepTests(SynchronousTestCase):
         self.successResultOf(service.sweep())
         removed = [e["file"] for e in events if e.get("log_format", "").startswith("Retention removed")]
         self.assertEqual(removed, [wav])
+
+    def test_sweep_tells_the_index(self) -> None:
+        """What a sweep deletes is dropped from the index; a sweep that
+        deletes nothing does not bother it."""
+        root = self.mktemp()
+        os.makedirs(root)
+        archive = Archive(root)
+        wav = archive.add("old", 10)
+        clock = Clock()
+        clock.advance(NOW)
+        service = memory_recorder(root, clock=clock)
+        service.index = indexer = FakeIndexer()
+        service.retention = RetentionPolicy(max_age_days=2)
+        self.successResultOf(service.sweep())
+        self.successResultOf(service.sweep())
+        self.assertEqual(indexer.calls, [("forget", [wav])])

@@ -19,6 +19,7 @@ from recsvc.service import SYNC_TURNS, UnknownRecording
 from recsvc.session import Limits, Recording
 from recsvc.storage import sidecar_path
 from recsvc.testing import (
+    FakeIndexer,
     FakePhoneLink,
     FakePortPool,
     ManualRunner,
@@ -493,6 +494,33 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.service.registry.get("2").state, "recording")
         summary = self.successResultOf(self.service.stop_recording(StopRequest("2")))
         self.assertEqual((summary.stats.received, summary.data_bytes), (1, 160))
+
+
+class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
+    """The service tells the index (recsvc.indexing) what it needs to know."""
+
+    def test_each_finished_file_indexed(self) -> None:
+        """A file is indexed once finished, its sidecar written: not before."""
+        self.make_service()
+        self.service.index = indexer = FakeIndexer()
+        port = self.start().port
+        self.ports.deliver(port, rtp(1, b"a" * 160))
+        self.assertEqual(indexer.calls, [])
+        self.successResultOf(self.service.stop_recording(StopRequest("7")))
+        [path] = self.writers.writers
+        self.assertEqual(indexer.calls, [("file_finished", path)])
+        self.assertTrue(os.path.exists(sidecar_path(path)))
+
+    def test_index_caught_up_after_recovery(self) -> None:
+        """Once the reactor runs, the index catches up with the sidecars
+        after recovery has finished what a crash left."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        self.service.index = indexer = FakeIndexer()
+        self.service.reactor_running()
+        self.assertEqual(indexer.calls, [])  # recovery is held
+        runner.run_pending()
+        self.assertEqual(indexer.calls, [("catch_up", None)])
 
 
 class DiskFullTests(ServiceTestsMixin, SynchronousTestCase):

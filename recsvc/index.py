@@ -1,0 +1,369 @@
+"""The recordings' index: every finished recording's sidecar, searchable, in
+SQLite.
+
+The sidecars stay the source of truth: `catch_up` adds to the index what it
+missed and drops what is gone (at start-up), `catch_up(full=True)` reads
+every sidecar again (`recsvc reindex`). The functions taking a connection
+block; the service runs them on one connection, in a thread of its own
+(recsvc.indexing). Pure: the entry a sidecar makes, the query a search makes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import sqlite3
+from typing import Any, Iterator
+
+import attrs
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS recordings (
+    path TEXT PRIMARY KEY,          -- the WAV file, relative to the storage root
+    recording_id TEXT NOT NULL,
+    device TEXT NOT NULL,           -- the MAC address, 12 lower-case hex digits
+    direction TEXT NOT NULL,
+    local_number TEXT NOT NULL,
+    local_name TEXT NOT NULL,
+    remote_number TEXT NOT NULL,
+    remote_name TEXT NOT NULL,
+    numbers TEXT NOT NULL,          -- both numbers' digits, for substring search
+    started_at TEXT NOT NULL,       -- ISO 8601 UTC, as in the sidecar: sorts as time
+    duration_s REAL NOT NULL,
+    stop_reason TEXT NOT NULL,
+    sidecar TEXT NOT NULL,          -- the sidecar's JSON
+    sidecar_mtime_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_by_start ON recordings (started_at DESC, path);
+CREATE INDEX IF NOT EXISTS recordings_by_id ON recordings (recording_id);
+"""
+
+DIRECTIONS = ("in", "out")
+MAX_PAGE_SIZE = 500
+_HEX = re.compile(r"[^0-9a-f]")
+_NOT_DIGITS = re.compile(r"\D")
+
+
+class NotIndexable(ValueError):
+    """A sidecar the index cannot take (the message says why)."""
+
+
+class NotFinished(NotIndexable):
+    """The sidecar of a recording still going on (or that a crash cut
+    short, until start-up recovery finishes it)."""
+
+
+@attrs.frozen
+class IndexEntry:
+    """What the index keeps of one finished recording's file."""
+
+    path: str  # the WAV file, relative to the storage root
+    recording_id: str
+    device: str
+    direction: str
+    local_number: str
+    local_name: str
+    remote_number: str
+    remote_name: str
+    started_at: str
+    duration_s: float
+    stop_reason: str
+    sidecar: str  # the sidecar's JSON
+    sidecar_mtime_ns: int
+
+
+def entry_from_sidecar(data: Any, sidecar_relpath: str, mtime_ns: int) -> IndexEntry:
+    """The entry of a finished recording's sidecar (``sidecar_relpath``:
+    where it is under the storage root). Raises NotIndexable."""
+    if not isinstance(data, dict):
+        raise NotIndexable("not a JSON object")
+    if data.get("status") != "finished":
+        raise NotFinished(f"status is {data.get('status')!r}, not 'finished'")
+
+    def text(key: str, required: bool = False) -> str:
+        value = data.get(key, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str) or (required and not value):
+            raise NotIndexable(f"{key}: expected text, got {value!r}")
+        return value
+
+    wav = text("file", required=True)
+    # Written by recsvc, but read from disk: it must name a WAV file beside
+    # the sidecar, nothing else.
+    if os.path.basename(wav) != wav or not wav.endswith(".wav") or wav.startswith("."):
+        raise NotIndexable(f"file: {wav!r} is not a WAV file's name")
+    started_at = text("started_at", required=True)
+    try:
+        parse_time(started_at)
+    except ValueError:
+        raise NotIndexable(f"started_at: {started_at!r} is not a time") from None
+    duration = data.get("duration_s")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+        raise NotIndexable(f"duration_s: expected seconds, got {duration!r}")
+    return IndexEntry(
+        path=os.path.join(os.path.dirname(sidecar_relpath), wav),
+        recording_id=text("id", required=True),
+        device=normalize_device(text("device")),
+        direction=text("direction"),
+        local_number=text("local_number"),
+        local_name=text("local_name"),
+        remote_number=text("remote_number"),
+        remote_name=text("remote_name"),
+        started_at=started_at,
+        duration_s=float(duration),
+        stop_reason=text("stop_reason"),
+        sidecar=json.dumps(data, ensure_ascii=False),
+        sidecar_mtime_ns=mtime_ns,
+    )
+
+
+def normalize_device(device: str) -> str:
+    """A MAC address as 12 lower-case hex digits, whatever its separators."""
+    return _HEX.sub("", device.lower())
+
+
+def parse_time(text: str, end_of_day: bool = False) -> str:
+    """A date or time (ISO 8601; UTC unless it says otherwise) as the index
+    compares times. A date alone is its midnight, or with ``end_of_day`` the
+    next midnight (so that "until 2026-11-24" takes in all of that day).
+    Raises ValueError."""
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = datetime.date.fromisoformat(value)
+            if end_of_day:
+                day += datetime.timedelta(days=1)
+            moment = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc)
+        else:
+            moment = datetime.datetime.fromisoformat(value.replace("z", "Z"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or time "
+                         "(YYYY-MM-DDTHH:MM[:SS][Z or +HH:MM])") from None
+    utc = moment.astimezone(datetime.timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+@attrs.frozen
+class Search:
+    """What to look for; every field given must match. Newest first, paged."""
+
+    number: str | None = None  # digits found in the local or the remote number
+    name: str | None = None  # text found in the local or the remote name
+    device: str | None = None  # hex digits found in the MAC address
+    direction: str | None = None
+    since: str | None = None  # started at or after (see parse_time)
+    until: str | None = None  # started before
+    min_duration_s: float | None = None
+    stop_reason: str | None = None
+    recording_id: str | None = None
+    page: int = 1
+    page_size: int = 50
+
+    def __attrs_post_init__(self) -> None:
+        if self.number is not None and not _NOT_DIGITS.sub("", self.number):
+            raise ValueError(f"number: {self.number!r} has no digits")
+        if self.device is not None and not normalize_device(self.device):
+            raise ValueError(f"device: {self.device!r} has no hex digits")
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise ValueError(f"direction: {self.direction!r} is not one of {', '.join(DIRECTIONS)}")
+        for key in ("since", "until"):
+            value = getattr(self, key)
+            if value is not None:
+                try:
+                    parse_time(value)
+                except ValueError as error:
+                    raise ValueError(f"{key}: {error}") from None
+        if self.min_duration_s is not None and not self.min_duration_s >= 0:
+            raise ValueError(f"min_duration_s: {self.min_duration_s!r} is not a duration")
+        if self.page < 1:
+            raise ValueError(f"page: {self.page} is not a page (1 or more)")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size: {self.page_size} is outside 1..{MAX_PAGE_SIZE}")
+
+
+def search_sql(search: Search) -> tuple[str, list[Any]]:
+    """The query (and its parameters) of a search: the matching rows'
+    sidecars and paths, newest first, one page."""
+    where: list[str] = []
+    params: list[Any] = []
+    if search.number is not None:
+        where.append("numbers LIKE ? ESCAPE '\\'")
+        params.append(_containing(_NOT_DIGITS.sub("", search.number)))
+    if search.name is not None:
+        where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
+        params += [_containing(search.name)] * 2
+    if search.device is not None:
+        where.append("device LIKE ? ESCAPE '\\'")
+        params.append(_containing(normalize_device(search.device)))
+    for column, value in (("direction", search.direction), ("stop_reason", search.stop_reason),
+                          ("recording_id", search.recording_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if search.since is not None:
+        where.append("started_at >= ?")
+        params.append(parse_time(search.since))
+    if search.until is not None:
+        where.append("started_at < ?")
+        params.append(parse_time(search.until, end_of_day=True))
+    if search.min_duration_s is not None:
+        where.append("duration_s >= ?")
+        params.append(search.min_duration_s)
+    sql = "SELECT path, sidecar FROM recordings"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY started_at DESC, path LIMIT ? OFFSET ?"
+    params += [search.page_size, (search.page - 1) * search.page_size]
+    return sql, params
+
+
+def _containing(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# Blocking: on the index's connection.
+
+def connect(database: str) -> sqlite3.Connection:
+    """Open (creating it and its folder if need be) the index at
+    ``database``, in WAL mode. Raises sqlite3.Error, OSError."""
+    folder = os.path.dirname(database)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    connection = sqlite3.connect(database, check_same_thread=False)
+    try:
+        prepare(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def prepare(connection: sqlite3.Connection) -> None:
+    """WAL mode and the schema, on a fresh connection."""
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; the sidecars are the truth
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version not in (0, SCHEMA_VERSION):
+        raise sqlite3.DatabaseError(
+            f"the index has schema version {version}, this recsvc knows {SCHEMA_VERSION}: "
+            "move it aside and run recsvc reindex")
+    connection.executescript(_SCHEMA)
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    connection.commit()
+
+
+def add(connection: sqlite3.Connection, entry: IndexEntry) -> None:
+    """Index (or index again) one file."""
+    _insert(connection, entry)
+    connection.commit()
+
+
+def _insert(connection: sqlite3.Connection, entry: IndexEntry) -> None:
+    connection.execute(
+        "INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (entry.path, entry.recording_id, entry.device, entry.direction, entry.local_number,
+         entry.local_name, entry.remote_number, entry.remote_name,
+         _NOT_DIGITS.sub("", entry.local_number) + " " + _NOT_DIGITS.sub("", entry.remote_number),
+         entry.started_at, entry.duration_s, entry.stop_reason, entry.sidecar,
+         entry.sidecar_mtime_ns),
+    )
+
+
+def add_sidecar(connection: sqlite3.Connection, root: str, sidecar: str) -> IndexEntry:
+    """Index the finished recording whose sidecar is at ``sidecar`` (under
+    ``root``). Raises NotIndexable, OSError."""
+    entry = _read_entry(root, os.path.relpath(sidecar, root))
+    add(connection, entry)
+    return entry
+
+
+def remove(connection: sqlite3.Connection, paths: list[str]) -> None:
+    """Forget files (paths relative to the storage root)."""
+    connection.executemany("DELETE FROM recordings WHERE path = ?", [(path,) for path in paths])
+    connection.commit()
+
+
+def search(connection: sqlite3.Connection, query: Search) -> list[dict[str, Any]]:
+    """The sidecars of the recordings found, each with its ``path``."""
+    sql, params = search_sql(query)
+    return [dict(json.loads(sidecar), path=path)
+            for path, sidecar in connection.execute(sql, params)]
+
+
+def count(connection: sqlite3.Connection) -> int:
+    return connection.execute("SELECT count(*) FROM recordings").fetchone()[0]
+
+
+@attrs.frozen
+class CaughtUp:
+    """What `catch_up` did."""
+
+    added: int
+    removed: int
+    unchanged: int
+    # Sidecars that could not be indexed: (path under the root, why).
+    skipped: tuple[tuple[str, str], ...]
+
+
+def catch_up(connection: sqlite3.Connection, root: str, full: bool = False) -> CaughtUp:
+    """Make the index match the finished recordings' sidecars under
+    ``root``: index those it lacks (or that changed since), forget the
+    files that are gone. ``full``: read every sidecar again."""
+    indexed = dict(connection.execute("SELECT path, sidecar_mtime_ns FROM recordings"))
+    found: set[str] = set()
+    added = unchanged = 0
+    skipped = []
+    for relpath, mtime_ns in _sidecars(root):
+        wav = os.path.splitext(relpath)[0] + ".wav"
+        if not full and indexed.get(wav) == mtime_ns:
+            found.add(wav)
+            unchanged += 1
+            continue
+        try:
+            entry = _read_entry(root, relpath)
+        except NotFinished:
+            continue  # indexed when it is finished
+        except (NotIndexable, OSError) as error:
+            skipped.append((relpath, str(error)))
+            continue
+        found.add(entry.path)
+        _insert(connection, entry)
+        added += 1
+    gone = [path for path in indexed if path not in found]
+    remove(connection, gone)  # commits the additions too
+    return CaughtUp(added, len(gone), unchanged, tuple(skipped))
+
+
+def _read_entry(root: str, relpath: str) -> IndexEntry:
+    path = os.path.join(root, relpath)
+    with open(path, "rb") as handle:
+        mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+        raw = handle.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise NotIndexable(f"not JSON: {error}") from None
+    return entry_from_sidecar(data, relpath, mtime_ns)
+
+
+def _sidecars(root: str) -> Iterator[tuple[str, int]]:
+    """Every sidecar under ``root``: (its path under root, its mtime in ns)."""
+    for folder, folders, names in os.walk(root):
+        folders.sort()
+        for name in sorted(names):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                mtime_ns = os.stat(path).st_mtime_ns
+            except OSError:
+                continue  # removed meanwhile
+            yield os.path.relpath(path, root), mtime_ns

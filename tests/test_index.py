@@ -1,0 +1,322 @@
+"""Tests for recsvc.index: the entries sidecars make, searches, catching up
+with the sidecars on disk; and the ``recsvc`` commands that use it."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import sqlite3
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc import index
+from recsvc.cli import main
+
+
+def sidecar(recording_id: str = "7", **fields) -> dict:
+    data = {
+        "id": recording_id, "device": "00:a8:59:00:00:01", "codec": "PCMA", "format": "g711",
+        "direction": "out", "local_number": "2001", "local_name": "Desk",
+        "remote_number": "13800138000", "remote_name": "Bob", "status": "finished",
+        "started_at": "2026-11-24T10:00:00.000Z", "stopped_at": "2026-11-24T10:01:00.000Z",
+        "duration_s": 60.0, "stop_reason": "hangup", "stopped_by": "phone", "part": 1,
+        "packets_received": 3000, "packets_lost": 0,
+        "file": f"20261124T100000Z_out_13800138000_{recording_id}.wav",
+    }
+    data.update(fields)
+    return data
+
+
+class SidecarRoot:
+    """A storage root with sidecars (and empty WAVs) in folders."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def write(self, data: dict, folder: str = "00a859000001/2026/11/24") -> str:
+        path = os.path.join(self.root, folder, os.path.splitext(data["file"])[0] + ".json")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        open(os.path.splitext(path)[0] + ".wav", "wb").close()
+        return path
+
+
+class EntryTests(SynchronousTestCase):
+    def test_entry_from_finished_sidecar(self) -> None:
+        entry = index.entry_from_sidecar(sidecar(), "dev/2026/x.json", 5)
+        self.assertEqual(entry.path, "dev/2026/20261124T100000Z_out_13800138000_7.wav")
+        self.assertEqual(entry.device, "00a859000001")
+        self.assertEqual((entry.recording_id, entry.duration_s, entry.sidecar_mtime_ns),
+                         ("7", 60.0, 5))
+        self.assertEqual(json.loads(entry.sidecar), sidecar())
+
+    def test_unfinished_sidecar(self) -> None:
+        with self.assertRaises(index.NotFinished):
+            index.entry_from_sidecar(sidecar(status="recording"), "x.json", 0)
+
+    def test_bad_sidecars_say_which_field(self) -> None:
+        for data, field in [
+            (sidecar(file="../../etc/passwd.wav"), "file"),
+            (sidecar(file="x.mp3"), "file"),
+            (sidecar(file=".hidden.wav"), "file"),
+            (sidecar(started_at="yesterday"), "started_at"),
+            (sidecar(duration_s="long"), "duration_s"),
+            (sidecar(duration_s=-1), "duration_s"),
+            (sidecar(id=""), "id"),
+            (sidecar(remote_number=138), "remote_number"),
+        ]:
+            with self.assertRaises(index.NotIndexable) as caught:
+                index.entry_from_sidecar(data, "x.json", 0)
+            self.assertTrue(str(caught.exception).startswith(field + ":"), str(caught.exception))
+        with self.assertRaises(index.NotIndexable):
+            index.entry_from_sidecar([], "x.json", 0)
+
+
+class TimeTests(SynchronousTestCase):
+    def test_forms(self) -> None:
+        self.assertEqual(index.parse_time("2026-11-24"), "2026-11-24T00:00:00.000Z")
+        self.assertEqual(index.parse_time("2026-11-24", end_of_day=True), "2026-11-25T00:00:00.000Z")
+        self.assertEqual(index.parse_time("2026-11-24T10:30"), "2026-11-24T10:30:00.000Z")
+        self.assertEqual(index.parse_time("2026-11-24T10:30:05Z"), "2026-11-24T10:30:05.000Z")
+        self.assertEqual(index.parse_time("2026-11-24T10:30:05+01:00"), "2026-11-24T09:30:05.000Z")
+        self.assertEqual(index.parse_time("2026-12-31", end_of_day=True), "2027-01-01T00:00:00.000Z")
+
+    def test_not_times(self) -> None:
+        for text in ("", "2026-13-01", "24.11.2026", "last tuesday", "2026-11-24T25:00"):
+            self.assertRaises(ValueError, index.parse_time, text)
+
+
+class SearchValidationTests(SynchronousTestCase):
+    def test_bad_searches_name_the_field(self) -> None:
+        for kwargs, field in [
+            ({"number": "abc"}, "number"), ({"device": "xyz"}, "device"),
+            ({"direction": "sideways"}, "direction"), ({"since": "soon"}, "since"),
+            ({"until": "2026-02-30"}, "until"), ({"min_duration_s": -1.0}, "min_duration_s"),
+            ({"min_duration_s": float("nan")}, "min_duration_s"),
+            ({"page": 0}, "page"), ({"page_size": 501}, "page_size"),
+        ]:
+            with self.assertRaises(ValueError) as caught:
+                index.Search(**kwargs)
+            self.assertTrue(str(caught.exception).startswith(field + ":"), str(caught.exception))
+
+
+class IndexTestsMixin:
+    def setUp(self) -> None:
+        self.root = SidecarRoot(self.mktemp())
+        os.makedirs(self.root.root)
+        self.database = os.path.join(self.mktemp(), "sub", "index.sqlite3")
+        self.connection = index.connect(self.database)
+        self.addCleanup(self.connection.close)
+
+    def add(self, data: dict, relpath: str = "d/x.json") -> None:
+        index.add(self.connection, index.entry_from_sidecar(data, relpath, 0))
+
+    def ids(self, **kwargs) -> list[str]:
+        return [row["id"] for row in index.search(self.connection, index.Search(**kwargs))]
+
+
+class SearchTests(IndexTestsMixin, SynchronousTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.add(sidecar("a", started_at="2026-11-23T23:59:59.999Z", remote_number="+86 138-0013-8000"))
+        self.add(sidecar("b", started_at="2026-11-24T08:00:00.000Z", duration_s=5.0,
+                         remote_name="Alice 100%", direction="in", stop_reason="connection lost"))
+        self.add(sidecar("c", started_at="2026-11-25T00:00:00.000Z", local_number="2002",
+                         remote_number="555", device="00-A8-59-00-00-02"))
+
+    def test_wal_mode_in_a_new_folder(self) -> None:
+        mode = self.connection.execute("PRAGMA journal_mode").fetchone()[0]
+        self.assertEqual(mode, "wal")
+
+    def test_newest_first(self) -> None:
+        self.assertEqual(self.ids(), ["c", "b", "a"])
+
+    def test_number_digits_anywhere_either_side(self) -> None:
+        self.assertEqual(self.ids(number="138 0013 8000"), ["b", "a"])
+        self.assertEqual(self.ids(number="8613800"), ["a"])
+        self.assertEqual(self.ids(number="2002"), ["c"])
+        self.assertEqual(self.ids(number="55"), ["c"])
+        self.assertEqual(self.ids(number="999"), [])
+
+    def test_name_case_and_wildcards(self) -> None:
+        self.assertEqual(self.ids(name="alice"), ["b"])
+        self.assertEqual(self.ids(name="100%"), ["b"])
+        self.assertEqual(self.ids(name="0%"), ["b"])
+        self.assertEqual(self.ids(name="%"), ["b"])  # a literal percent sign
+        self.assertEqual(self.ids(name="_"), [])
+        self.assertEqual(self.ids(name="desk"), ["c", "b", "a"])
+
+    def test_device_any_separators(self) -> None:
+        self.assertEqual(self.ids(device="00:a8:59:00:00:02"), ["c"])
+        self.assertEqual(self.ids(device="00A859000001"), ["b", "a"])
+
+    def test_date_range_takes_whole_days(self) -> None:
+        self.assertEqual(self.ids(since="2026-11-24", until="2026-11-24"), ["b"])
+        self.assertEqual(self.ids(until="2026-11-23"), ["a"])
+        self.assertEqual(self.ids(since="2026-11-24T08:00:00Z"), ["c", "b"])
+        self.assertEqual(self.ids(since="2026-11-24T09:00:00+01:00"), ["c", "b"])
+
+    def test_other_fields(self) -> None:
+        self.assertEqual(self.ids(min_duration_s=10), ["c", "a"])
+        self.assertEqual(self.ids(direction="in"), ["b"])
+        self.assertEqual(self.ids(stop_reason="connection lost"), ["b"])
+        self.assertEqual(self.ids(recording_id="a"), ["a"])
+        self.assertEqual(self.ids(number="138", direction="out"), ["a"])
+
+    def test_pages(self) -> None:
+        self.assertEqual(self.ids(page_size=2), ["c", "b"])
+        self.assertEqual(self.ids(page_size=2, page=2), ["a"])
+        self.assertEqual(self.ids(page_size=2, page=3), [])
+
+    def test_rows_are_the_sidecars_with_their_path(self) -> None:
+        [row] = index.search(self.connection, index.Search(recording_id="b"))
+        self.assertEqual(row.pop("path"), "d/" + sidecar("b")["file"])
+        self.assertEqual(row["remote_name"], "Alice 100%")
+
+    def test_indexed_again_replaces(self) -> None:
+        self.add(sidecar("b", duration_s=99.0))
+        [row] = index.search(self.connection, index.Search(recording_id="b"))
+        self.assertEqual(row["duration_s"], 99.0)
+        self.assertEqual(index.count(self.connection), 3)
+
+    def test_schema_of_another_version_refused(self) -> None:
+        self.connection.execute("PRAGMA user_version=99")
+        self.connection.commit()
+        with self.assertRaises(sqlite3.DatabaseError) as caught:
+            index.connect(self.database)
+        self.assertIn("reindex", str(caught.exception))
+
+
+class CatchUpTests(IndexTestsMixin, SynchronousTestCase):
+    def test_adds_new_forgets_gone_keeps_unchanged(self) -> None:
+        first = self.root.write(sidecar("1"))
+        self.root.write(sidecar("2"), folder="00a859000002/2026/11/24")
+        done = index.catch_up(self.connection, self.root.root)
+        self.assertEqual((done.added, done.removed, done.unchanged, done.skipped), (2, 0, 0, ()))
+        self.assertEqual(sorted(self.ids()), ["1", "2"])
+        os.unlink(first)
+        self.root.write(sidecar("3"))
+        done = index.catch_up(self.connection, self.root.root)
+        self.assertEqual((done.added, done.removed, done.unchanged), (1, 1, 1))
+        self.assertEqual(sorted(self.ids()), ["2", "3"])
+
+    def test_changed_sidecar_read_again(self) -> None:
+        path = self.root.write(sidecar("1", duration_s=1.0))
+        index.catch_up(self.connection, self.root.root)
+        self.root.write(sidecar("1", duration_s=2.0))
+        stat = os.stat(path)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+        done = index.catch_up(self.connection, self.root.root)
+        self.assertEqual(done.added, 1)
+        [row] = index.search(self.connection, index.Search())
+        self.assertEqual(row["duration_s"], 2.0)
+
+    def test_full_reads_every_sidecar(self) -> None:
+        self.root.write(sidecar("1"))
+        index.catch_up(self.connection, self.root.root)
+        done = index.catch_up(self.connection, self.root.root, full=True)
+        self.assertEqual((done.added, done.unchanged), (1, 0))
+
+    def test_unreadable_skipped_with_reason_unfinished_left_alone(self) -> None:
+        self.root.write(sidecar("1"))
+        self.root.write(sidecar("2", status="recording"))
+        bad = os.path.join(self.root.root, "00a859000001", "broken.json")
+        with open(bad, "w") as handle:
+            handle.write("{not json")
+        with open(os.path.join(self.root.root, "00a859000001", "escape.json"), "w") as handle:
+            json.dump(sidecar("3", file="../../escape.wav"), handle)
+        done = index.catch_up(self.connection, self.root.root)
+        self.assertEqual(self.ids(), ["1"])
+        reasons = dict(done.skipped)
+        self.assertEqual(sorted(reasons), ["00a859000001/broken.json", "00a859000001/escape.json"])
+        self.assertIn("not JSON", reasons["00a859000001/broken.json"])
+        self.assertIn("file:", reasons["00a859000001/escape.json"])
+
+
+class CommandTests(SynchronousTestCase):
+    """The ``recsvc`` commands, on a config file naming a root and an index."""
+
+    def setUp(self) -> None:
+        base = os.path.abspath(self.mktemp())
+        self.root = SidecarRoot(os.path.join(base, "recordings"))
+        os.makedirs(self.root.root)
+        self.database = os.path.join(base, "var", "index.sqlite3")
+        self.config = os.path.join(base, "recsvc.yaml")
+        with open(self.config, "w") as handle:
+            handle.write(f"storage:\n  root: {self.root.root}\nindex:\n  database: {self.database}\n")
+
+    def run_command(self, *argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(["--config", self.config, *argv])
+        return status, out.getvalue(), err.getvalue()
+
+    def test_search_without_index_says_so(self) -> None:
+        status, _, err = self.run_command("search", "--number", "138")
+        self.assertEqual(status, 1)
+        self.assertIn("no index at", err)
+        self.assertFalse(os.path.exists(self.database))
+
+    def test_reindex_then_find(self) -> None:
+        self.root.write(sidecar("1", remote_number="13800138000"))
+        self.root.write(sidecar("2", remote_number="555", direction="in"))
+        status, out, _ = self.run_command("reindex")
+        self.assertEqual(status, 0)
+        self.assertIn("2 recordings indexed", out)
+        status, out, _ = self.run_command("search", "--number", "138 0013 8000")
+        self.assertEqual(status, 0)
+        [line] = out.splitlines()
+        self.assertIn("13800138000", line)
+        self.assertTrue(line.endswith(sidecar("1")["file"]), line)
+        status, out, _ = self.run_command("search", "--direction", "in", "--json")
+        self.assertEqual([row["id"] for row in json.loads(out)], ["2"])
+        status, out, _ = self.run_command("show", "1")
+        shown = json.loads(out)
+        self.assertEqual(shown["id"], "1")
+        self.assertTrue(os.path.exists(shown["path"]))
+
+    def test_show_unknown_id(self) -> None:
+        self.run_command("reindex")
+        status, _, err = self.run_command("show", "nope")
+        self.assertEqual(status, 1)
+        self.assertIn("no finished recording with id 'nope'", err)
+
+    def test_export_csv(self) -> None:
+        for number in range(3):
+            self.root.write(sidecar(str(number), remote_name=f"Name, {number}"))
+        self.run_command("reindex")
+        status, out, _ = self.run_command("export", "--csv", "--name", "name")
+        self.assertEqual(status, 0)
+        lines = list(csv.reader(io.StringIO(out)))
+        self.assertEqual(lines[0][:2], ["id", "started_at"])
+        self.assertEqual(sorted(line[0] for line in lines[1:]), ["0", "1", "2"])
+        self.assertIn("Name, 1", [line[8] for line in lines[1:]])
+
+    def test_bad_search_names_the_option(self) -> None:
+        self.run_command("reindex")
+        status, _, err = self.run_command("search", "--since", "2026-13-01")
+        self.assertEqual(status, 1)
+        self.assertIn("since:", err)
+
+    def test_reindex_reports_unreadable_sidecars(self) -> None:
+        self.root.write(sidecar("1"))
+        with open(os.path.join(self.root.root, "broken.json"), "w") as handle:
+            handle.write("[")
+        status, out, err = self.run_command("reindex")
+        self.assertEqual(status, 1)
+        self.assertIn("1 recordings indexed", out)
+        self.assertIn("broken.json: not indexed: not JSON", err)
+
+    def test_check_config(self) -> None:
+        status, out, _ = self.run_command("check-config", self.config)
+        self.assertEqual(status, 0)
+        self.assertIn("OK", out)
+        with open(self.config, "a") as handle:
+            handle.write("  colour: blue\n")
+        status, _, err = self.run_command("check-config", self.config)
+        self.assertEqual(status, 1)
+        self.assertIn("index.colour: unknown key", err)
