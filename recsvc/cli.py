@@ -106,7 +106,7 @@ def _open_index(config: Config) -> sqlite3.Connection:
         raise CommandError(f"no index at {database} (index.database): start the service, "
                            "or run recsvc reindex")
     try:
-        return index.connect(database)
+        return index.connect(database, read_only=True)
     except (OSError, sqlite3.Error) as error:
         raise CommandError(f"cannot open the index {database}: {error}") from None
 
@@ -176,6 +176,9 @@ EXPORT_COLUMNS = ("id", "started_at", "stopped_at", "duration_s", "direction", "
 def _export(args: argparse.Namespace) -> int:
     config = _config(args)
     with closing(_open_index(config)) as connection:
+        # One read transaction: the pages come from one state of the index,
+        # whatever the service adds meanwhile.
+        connection.execute("BEGIN")
         out = csv.writer(sys.stdout)
         out.writerow(EXPORT_COLUMNS)
         for row in _all_found(connection, args):
@@ -208,6 +211,11 @@ def _check_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.file)
     check_config(config, _global_reactor())
+    try:
+        index.connect(config.index.database).close()
+    except (OSError, sqlite3.Error) as error:
+        raise ConfigError("index.database",
+                          f"cannot open {config.index.database}: {error}") from None
     print(f"{args.file}: OK (recordings in {config.storage.root}, "
           f"index {config.index.database}, control on {config.control.listen})")
     return 0
@@ -268,6 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except (CommandError, ConfigError) as error:
         print(f"recsvc {args.command}: {error}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as error:
+        print(f"recsvc {args.command}: the index: {error}", file=sys.stderr)
         return 1
 
 

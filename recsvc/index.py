@@ -16,6 +16,7 @@ import os
 import re
 import sqlite3
 from typing import Any, Iterator
+from urllib.parse import quote
 
 import attrs
 
@@ -69,7 +70,7 @@ class IndexEntry:
     local_name: str
     remote_number: str
     remote_name: str
-    started_at: str
+    started_at: str  # as parse_time gives it: UTC, to the millisecond
     duration_s: float
     stop_reason: str
     sidecar: str  # the sidecar's JSON
@@ -93,15 +94,15 @@ def entry_from_sidecar(data: Any, sidecar_relpath: str, mtime_ns: int) -> IndexE
         return value
 
     wav = text("file", required=True)
-    # Written by recsvc, but read from disk: it must name a WAV file beside
-    # the sidecar, nothing else.
-    if os.path.basename(wav) != wav or not wav.endswith(".wav") or wav.startswith("."):
-        raise NotIndexable(f"file: {wav!r} is not a WAV file's name")
-    started_at = text("started_at", required=True)
+    # Written by recsvc, but read from disk: it must name the WAV file the
+    # sidecar belongs to (the same name beside it), nothing else.
+    own = os.path.splitext(os.path.basename(sidecar_relpath))[0] + ".wav"
+    if wav != own:
+        raise NotIndexable(f"file: {wav!r} is not this sidecar's WAV file ({own})")
     try:
-        parse_time(started_at)
+        started_at = parse_time(text("started_at", required=True))
     except ValueError:
-        raise NotIndexable(f"started_at: {started_at!r} is not a time") from None
+        raise NotIndexable(f"started_at: {data.get('started_at')!r} is not a time") from None
     duration = data.get("duration_s")
     if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
         raise NotIndexable(f"duration_s: expected seconds, got {duration!r}")
@@ -231,13 +232,29 @@ def _containing(text: str) -> str:
 
 # Blocking: on the index's connection.
 
-def connect(database: str) -> sqlite3.Connection:
+# How long (seconds) a write waits for another's (a reindex beside the
+# service): catch_up commits every COMMIT_EVERY entries, so waits are short.
+BUSY_TIMEOUT = 30.0
+COMMIT_EVERY = 200
+
+
+def connect(database: str, read_only: bool = False) -> sqlite3.Connection:
     """Open (creating it and its folder if need be) the index at
-    ``database``, in WAL mode. Raises sqlite3.Error, OSError."""
+    ``database``, in WAL mode; ``read_only``: open it as it is, for
+    searching, without writing to it. Raises sqlite3.Error, OSError."""
+    if read_only:
+        connection = sqlite3.connect(f"file:{quote(os.path.abspath(database))}?mode=ro",
+                                     uri=True, timeout=BUSY_TIMEOUT)
+        try:
+            _check_version(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
     folder = os.path.dirname(database)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    connection = sqlite3.connect(database, check_same_thread=False)
+    connection = sqlite3.connect(database, check_same_thread=False, timeout=BUSY_TIMEOUT)
     try:
         prepare(connection)
     except BaseException:
@@ -250,14 +267,18 @@ def prepare(connection: sqlite3.Connection) -> None:
     """WAL mode and the schema, on a fresh connection."""
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; the sidecars are the truth
+    _check_version(connection)
+    connection.executescript(_SCHEMA)
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    connection.commit()
+
+
+def _check_version(connection: sqlite3.Connection) -> None:
     version = connection.execute("PRAGMA user_version").fetchone()[0]
     if version not in (0, SCHEMA_VERSION):
         raise sqlite3.DatabaseError(
             f"the index has schema version {version}, this recsvc knows {SCHEMA_VERSION}: "
             "move it aside and run recsvc reindex")
-    connection.executescript(_SCHEMA)
-    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-    connection.commit()
 
 
 def add(connection: sqlite3.Connection, entry: IndexEntry) -> None:
@@ -337,6 +358,8 @@ def catch_up(connection: sqlite3.Connection, root: str, full: bool = False) -> C
         found.add(entry.path)
         _insert(connection, entry)
         added += 1
+        if added % COMMIT_EVERY == 0:
+            connection.commit()  # others (the service's writes) wait only briefly
     gone = [path for path in indexed if path not in found]
     remove(connection, gone)  # commits the additions too
     return CaughtUp(added, len(gone), unchanged, tuple(skipped))

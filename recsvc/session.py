@@ -460,7 +460,11 @@ class Recording:
         data = bytes(part.pending)
         part.pending.clear()
         summary = await self._run_blocking(self._finish_files, part, cause, next_file, stats, data)
-        self._on_file_finished(part.writer.path)
+        try:
+            self._on_file_finished(part.writer.path)
+        except Exception:
+            self.log.failure("Recording {recordingId}: reporting its finished file failed",
+                             recordingId=self.recording_id)
         return summary
 
     def _log_storage_failure(self, failure: Failure) -> Failure:

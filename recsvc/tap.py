@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import gc
 import os
-import sqlite3
 import time
 from typing import Any, Mapping
 
@@ -23,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from recsvc import descriptors, index
+from recsvc import descriptors
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
 from recsvc.pipeline import MediaPolicy
@@ -66,11 +65,6 @@ def check_config(config: Config, reactor: Any) -> None:
         raise ConfigError("storage.root", f"cannot create {root}: {error.strerror}") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError("storage.root", f"{root} is not writable")
-    try:
-        index.connect(config.index.database).close()
-    except (OSError, sqlite3.Error) as error:
-        raise ConfigError("index.database",
-                          f"cannot open {config.index.database}: {error}") from None
 
 
 def endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint:
@@ -262,8 +256,9 @@ def makeService(
         descriptors.grow_table(room)
         start_until_shutdown(reactor, disk)
         start_until_shutdown(reactor, opening)
-        # The index's connection (in a thread of its own) closes when the
-        # reactor stops, after the recordings have finished.
+        # The index's thread (and its connection) lasts until the reactor has
+        # stopped, after the recordings have finished; a problem with the
+        # index is logged and never stops the recorder.
         assert recorder.index is not None
         recorder.index.start()
         recorder.reactor_running()

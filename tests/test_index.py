@@ -30,6 +30,11 @@ def sidecar(recording_id: str = "7", **fields) -> dict:
     return data
 
 
+def sidecar_name(data: dict, folder: str = "d") -> str:
+    """Where a sidecar of ``data`` is, under the root: beside its WAV."""
+    return os.path.join(folder, os.path.splitext(data["file"])[0] + ".json")
+
+
 class SidecarRoot:
     """A storage root with sidecars (and empty WAVs) in folders."""
 
@@ -47,12 +52,18 @@ class SidecarRoot:
 
 class EntryTests(SynchronousTestCase):
     def test_entry_from_finished_sidecar(self) -> None:
-        entry = index.entry_from_sidecar(sidecar(), "dev/2026/x.json", 5)
+        entry = index.entry_from_sidecar(sidecar(), sidecar_name(sidecar(), "dev/2026"), 5)
         self.assertEqual(entry.path, "dev/2026/20261124T100000Z_out_13800138000_7.wav")
         self.assertEqual(entry.device, "00a859000001")
         self.assertEqual((entry.recording_id, entry.duration_s, entry.sidecar_mtime_ns),
                          ("7", 60.0, 5))
         self.assertEqual(json.loads(entry.sidecar), sidecar())
+
+    def test_start_time_kept_in_utc(self) -> None:
+        """A start time with an offset is kept as UTC, as searches compare it."""
+        entry = index.entry_from_sidecar(sidecar(started_at="2026-11-24T10:00:00+01:00"),
+                                         sidecar_name(sidecar()), 0)
+        self.assertEqual(entry.started_at, "2026-11-24T09:00:00.000Z")
 
     def test_unfinished_sidecar(self) -> None:
         with self.assertRaises(index.NotFinished):
@@ -63,6 +74,7 @@ class EntryTests(SynchronousTestCase):
             (sidecar(file="../../etc/passwd.wav"), "file"),
             (sidecar(file="x.mp3"), "file"),
             (sidecar(file=".hidden.wav"), "file"),
+            (sidecar(file="20261124T100000Z_out_13800138000_8.wav"), "file"),  # a neighbour's
             (sidecar(started_at="yesterday"), "started_at"),
             (sidecar(duration_s="long"), "duration_s"),
             (sidecar(duration_s=-1), "duration_s"),
@@ -70,7 +82,7 @@ class EntryTests(SynchronousTestCase):
             (sidecar(remote_number=138), "remote_number"),
         ]:
             with self.assertRaises(index.NotIndexable) as caught:
-                index.entry_from_sidecar(data, "x.json", 0)
+                index.entry_from_sidecar(data, sidecar_name(sidecar()), 0)
             self.assertTrue(str(caught.exception).startswith(field + ":"), str(caught.exception))
         with self.assertRaises(index.NotIndexable):
             index.entry_from_sidecar([], "x.json", 0)
@@ -112,8 +124,8 @@ class IndexTestsMixin:
         self.connection = index.connect(self.database)
         self.addCleanup(self.connection.close)
 
-    def add(self, data: dict, relpath: str = "d/x.json") -> None:
-        index.add(self.connection, index.entry_from_sidecar(data, relpath, 0))
+    def add(self, data: dict) -> None:
+        index.add(self.connection, index.entry_from_sidecar(data, sidecar_name(data), 0))
 
     def ids(self, **kwargs) -> list[str]:
         return [row["id"] for row in index.search(self.connection, index.Search(**kwargs))]
@@ -315,6 +327,13 @@ class CommandTests(SynchronousTestCase):
         status, out, _ = self.run_command("check-config", self.config)
         self.assertEqual(status, 0)
         self.assertIn("OK", out)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(self.database + suffix):
+                os.unlink(self.database + suffix)
+        os.makedirs(self.database)  # a folder where the index should be
+        status, _, err = self.run_command("check-config", self.config)
+        self.assertEqual(status, 1)
+        self.assertIn("index.database: cannot open", err)
         with open(self.config, "a") as handle:
             handle.write("  colour: blue\n")
         status, _, err = self.run_command("check-config", self.config)

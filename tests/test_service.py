@@ -511,6 +511,22 @@ class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(indexer.calls, [("file_finished", path)])
         self.assertTrue(os.path.exists(sidecar_path(path)))
 
+    def test_index_failure_spares_the_recording(self) -> None:
+        """An index that fails when told of a finished file is logged; the
+        recording is finished all the same."""
+        self.make_service()
+
+        class BrokenIndexer(FakeIndexer):
+            def file_finished(self, wav_path: str) -> None:
+                raise RuntimeError("index broken")
+
+        self.service.index = BrokenIndexer()
+        port = self.start().port
+        self.ports.deliver(port, rtp(1, b"a" * 160))
+        summary = self.successResultOf(self.service.stop_recording(StopRequest("7")))
+        self.assertEqual(summary.stats.received, 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
     def test_index_caught_up_after_recovery(self) -> None:
         """Once the reactor runs, the index catches up with the sidecars
         after recovery has finished what a crash left."""
