@@ -100,15 +100,24 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config) if args.config else Config()
 
 
-def _open_index(config: Config) -> sqlite3.Connection:
+def _open_index(config: Config, writable: bool = False) -> sqlite3.Connection:
+    """The index, read-only unless ``writable`` (then created if need be).
+    Raises CommandError naming index.database."""
     database = config.index.database
-    if not os.path.exists(database):
+    if not writable and not os.path.exists(database):
         raise CommandError(f"no index at {database} (index.database): start the service, "
                            "or run recsvc reindex")
     try:
-        return index.connect(database, read_only=True)
+        return index.connect(database, read_only=not writable)
     except (OSError, sqlite3.Error) as error:
-        raise CommandError(f"cannot open the index {database}: {error}") from None
+        raise CommandError(f"index.database: cannot open {database}: {error}") from None
+
+
+def _full_paths(rows: list[dict[str, Any]], config: Config) -> list[dict[str, Any]]:
+    """Index rows with their WAV's path under storage.root."""
+    for row in rows:
+        row["path"] = os.path.join(config.storage.root, row["path"])
+    return rows
 
 
 def _search_of(args: argparse.Namespace, page: int = 1, page_size: int = 50) -> index.Search:
@@ -122,11 +131,12 @@ def _search_of(args: argparse.Namespace, page: int = 1, page_size: int = 50) -> 
         raise CommandError(str(error)) from None
 
 
-def _all_found(connection: sqlite3.Connection, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+def _all_found(connection: sqlite3.Connection, args: argparse.Namespace,
+               config: Config) -> Iterator[dict[str, Any]]:
     page = 1
     while True:
         found = index.search(connection, _search_of(args, page, index.MAX_PAGE_SIZE))
-        yield from found
+        yield from _full_paths(found, config)
         if len(found) < index.MAX_PAGE_SIZE:
             return
         page += 1
@@ -142,15 +152,14 @@ def _search(args: argparse.Namespace) -> int:
     if not found:
         print("no recordings found", file=sys.stderr)
         return 0
-    for row in found:
+    for row in _full_paths(found, config):
         print("  ".join([
             row.get("started_at", ""), f"{row.get('direction', ''):3}",
             f"{row.get('local_number', '')} {row.get('local_name', '')}".strip() or "-",
             "->" if row.get("direction") == "out" else "<-",
             f"{row.get('remote_number', '')} {row.get('remote_name', '')}".strip() or "-",
             row.get("device", ""), f"{row.get('duration_s', 0):.1f} s",
-            row.get("stop_reason", "") or "-", row.get("id", ""),
-            os.path.join(config.storage.root, row["path"]),
+            row.get("stop_reason", "") or "-", row.get("id", ""), row["path"],
         ]))
     return 0
 
@@ -162,8 +171,7 @@ def _show(args: argparse.Namespace) -> int:
                                                       page_size=index.MAX_PAGE_SIZE))
     if not found:
         raise CommandError(f"no finished recording with id {args.id!r} in the index")
-    for row in found:
-        row["path"] = os.path.join(config.storage.root, row["path"])
+    _full_paths(found, config)
     print(json.dumps(found if len(found) > 1 else found[0], indent=2, ensure_ascii=False))
     return 0
 
@@ -181,8 +189,7 @@ def _export(args: argparse.Namespace) -> int:
         connection.execute("BEGIN")
         out = csv.writer(sys.stdout)
         out.writerow(EXPORT_COLUMNS)
-        for row in _all_found(connection, args):
-            row["path"] = os.path.join(config.storage.root, row["path"])
+        for row in _all_found(connection, args, config):
             out.writerow(["" if row.get(column) is None else row.get(column)
                           for column in EXPORT_COLUMNS])
     return 0
@@ -193,11 +200,7 @@ def _reindex(args: argparse.Namespace) -> int:
     root = config.storage.root
     if not os.path.isdir(root):
         raise CommandError(f"no recordings folder at {root} (storage.root)")
-    try:
-        connection = index.connect(config.index.database)
-    except (OSError, sqlite3.Error) as error:
-        raise CommandError(f"cannot open the index {config.index.database}: {error}") from None
-    with closing(connection):
+    with closing(_open_index(config, writable=True)) as connection:
         done = index.catch_up(connection, root, full=True)
     print(f"{config.index.database}: {done.added} recordings indexed, {done.removed} gone "
           f"from the index")
@@ -211,11 +214,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.file)
     check_config(config, _global_reactor())
-    try:
-        index.connect(config.index.database).close()
-    except (OSError, sqlite3.Error) as error:
-        raise ConfigError("index.database",
-                          f"cannot open {config.index.database}: {error}") from None
+    _open_index(config, writable=True).close()
     print(f"{args.file}: OK (recordings in {config.storage.root}, "
           f"index {config.index.database}, control on {config.control.listen})")
     return 0

@@ -189,6 +189,7 @@ def makeService(
     def run_opening(f: Any, *args: Any) -> Any:
         return deferToThreadPool(reactor, opening, f, *args)
 
+    indexer = Indexer(config.index.database, config.storage.root, reactor)
     recorder = RecorderService(
         clock=reactor,
         ports=RtpDrain(
@@ -229,7 +230,7 @@ def makeService(
             min_free_bytes=int(config.storage.retention.min_free_gb * 1e9),
         ),
         retention_interval=config.storage.retention.interval,
-        index=Indexer(config.index.database, config.storage.root, reactor),
+        index=indexer,
         disk=DiskSpace(
             root=config.storage.root,
             min_free=config.storage.min_free_mb * 1_000_000,
@@ -259,8 +260,7 @@ def makeService(
         # The index's thread (and its connection) lasts until the reactor has
         # stopped, after the recordings have finished; a problem with the
         # index is logged and never stops the recorder.
-        assert recorder.index is not None
-        recorder.index.start()
+        indexer.start()
         recorder.reactor_running()
 
     # Once the reactor runs (and only if the listener could start): finish
