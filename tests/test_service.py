@@ -511,6 +511,19 @@ class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(indexer.calls, [("file_finished", path)])
         self.assertTrue(os.path.exists(sidecar_path(path)))
 
+    def test_each_part_indexed(self) -> None:
+        """A recording that goes on in a second file has each file indexed
+        as it is finished, the first before the second."""
+        self.make_service(limits=Limits(max_duration=1.0))
+        self.service.index = indexer = FakeIndexer()
+        port = self.start().port
+        for sequence in range(60):
+            self.ports.deliver(port, rtp(sequence, bytes([sequence]) * 160))
+        self.successResultOf(self.service.stop_recording(StopRequest("7")))
+        first, second = sorted(self.writers.writers)
+        self.assertTrue(second.endswith("_7_part2.wav"), second)
+        self.assertEqual(indexer.calls, [("file_finished", first), ("file_finished", second)])
+
     def test_index_failure_spares_the_recording(self) -> None:
         """An index that fails when told of a finished file is logged; the
         recording is finished all the same."""
