@@ -319,10 +319,6 @@ def search(connection: sqlite3.Connection, query: Search) -> list[dict[str, Any]
             for path, sidecar in connection.execute(sql, params)]
 
 
-def count(connection: sqlite3.Connection) -> int:
-    return connection.execute("SELECT count(*) FROM recordings").fetchone()[0]
-
-
 @attrs.frozen
 class CaughtUp:
     """What `catch_up` did."""
