@@ -165,6 +165,10 @@ class Recording:
     def rtp_port(self) -> int | None:
         return self._rtp_port
 
+    def progress(self) -> MediaStats:
+        """How its RTP has arrived so far."""
+        return self._media.stats()
+
     def begin(self) -> None:
         """Persist what the phone told us at Start (a sidecar marked
         ``recording``, once the file exists) and start waiting for the

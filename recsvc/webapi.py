@@ -1,0 +1,417 @@
+"""The HTTP side (twisted.web, in the service's process): the JSON API over
+the index and the recordings in progress, the recordings' audio, the health
+check, the metrics and the web page. Thin: searching is recsvc.index's,
+decoding recsvc.playback's; blocking work runs in threads.
+
+    GET /api/recordings?number=&name=&device=&direction=&since=&until=
+                        &min_duration=&stop_reason=&page=&page_size=
+    GET /api/recordings/{id}                the files of a recording
+    GET /api/recordings/{id}/audio          16-bit PCM WAV (Range works);
+        ?format=original                    the stored bytes; ?file=NAME one file
+    GET /api/active                         the recordings in progress
+    GET /healthz
+    GET /metrics                            Prometheus
+    GET /                                   the web page
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Callable
+from urllib.parse import quote
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPullProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import static
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from recsvc import index, playback
+from recsvc.session import RECORDING
+from recsvc.summary import iso_utc
+from recsvc.wav import NotAWav
+
+PAGE = os.path.join(os.path.dirname(__file__), "web")
+# Output bytes read and decoded in one thread job while sending audio.
+AUDIO_CHUNK = 256 * 1024
+
+_log = Logger()
+_SEARCH_PARAMETERS = {
+    "number": "number", "name": "name", "device": "device", "direction": "direction",
+    "since": "since", "until": "until", "min_duration": "min_duration_s",
+    "stop_reason": "stop_reason", "page": "page", "page_size": "page_size",
+}
+_NUMBERS = {"min_duration_s": float, "page": int, "page_size": int}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def send_json(request: Request, body: Any, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _argument(request: Request, name: str) -> str | None:
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    try:
+        return values[-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"{name}: not UTF-8 text") from None
+
+
+def search_of(request: Request) -> index.Search:
+    """The search a request's query asks for. Raises ApiError (400)."""
+    fields: dict[str, Any] = {}
+    for parameter, field in _SEARCH_PARAMETERS.items():
+        value = _argument(request, parameter)
+        if value is None or value == "":
+            continue
+        if field in _NUMBERS:
+            try:
+                fields[field] = _NUMBERS[field](value)
+            except ValueError:
+                raise ApiError(400, f"{parameter}: {value!r} is not a number") from None
+        else:
+            fields[field] = value
+    try:
+        return index.Search(**fields)
+    except ValueError as error:
+        raise ApiError(400, str(error).replace("min_duration_s:", "min_duration:")) from None
+
+
+class _Async(Resource):
+    """A resource whose GET answers later: ``answer(request)`` returns a
+    Deferred of the JSON body (or of None: it wrote the answer itself)."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> Any:
+        try:
+            waiting = self.answer(request)
+        except ApiError as error:
+            return send_json(request, {"error": str(error)}, error.status)
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def done(body: Any) -> None:
+            if not gone and body is not None:
+                request.write(body)
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            if failure.check(ApiError):
+                status, message = failure.value.status, str(failure.value)
+            else:
+                _log.failure("HTTP {uri} failed", failure, uri=request.uri)
+                status, message = 500, "internal error (logged)"
+            if not gone:
+                request.write(send_json(request, {"error": message}, status))
+                request.finish()
+
+        waiting.addCallbacks(done, failed)
+        return NOT_DONE_YET
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        raise NotImplementedError
+
+
+class Api:
+    """What the resources share: the index, the recorder, the files."""
+
+    def __init__(self, run_index: Callable[..., Deferred[Any]], recorder: Any, root: str,
+                 run_blocking: Callable[..., Deferred[Any]]) -> None:
+        self.run_index = run_index
+        self.recorder = recorder
+        self.root = root
+        self.run_blocking = run_blocking
+
+    def find(self, search: index.Search) -> Deferred[list[dict[str, Any]]]:
+        return self.run_index(index.search, search)
+
+    def files_of(self, recording_id: str) -> Deferred[list[dict[str, Any]]]:
+        def found(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if not rows:
+                raise ApiError(404, f"no finished recording with id {recording_id!r}")
+            return rows
+        return self.find(index.Search(recording_id=recording_id,
+                                      page_size=index.MAX_PAGE_SIZE)).addCallback(found)
+
+    def path_of(self, row: dict[str, Any]) -> str:
+        """The WAV file of an index row, which must be under the root."""
+        root = os.path.realpath(self.root)
+        path = os.path.realpath(os.path.join(root, row["path"]))
+        if not path.startswith(root + os.sep):
+            raise ApiError(404, "the recording's file is outside the recordings folder")
+        return path
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """An index row as the API shows it: the sidecar, and where its audio is."""
+    shown = dict(row)
+    shown.pop("path", None)
+    shown["audio_url"] = (f"/api/recordings/{quote(row['id'], safe='')}/audio"
+                          f"?file={quote(row.get('file', ''), safe='')}")
+    return shown
+
+
+class RecordingsResource(_Async):
+    isLeaf = False
+
+    def __init__(self, api: Api) -> None:
+        super().__init__()
+        self.api = api
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        try:
+            recording_id = path.decode("utf-8")
+        except UnicodeDecodeError:
+            return ErrorResource(404, "not a recording id")
+        if request.postpath == [b"audio"]:
+            request.postpath.pop()
+            return AudioResource(self.api, recording_id)
+        if request.postpath in ([], [b""]):
+            return RecordingResource(self.api, recording_id)
+        return ErrorResource(404, "no such resource")
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        search = search_of(request)
+        return self.api.find(search).addCallback(lambda rows: send_json(request, {
+            "recordings": [public(row) for row in rows],
+            "page": search.page, "page_size": search.page_size,
+        }))
+
+
+class RecordingResource(_Async):
+    def __init__(self, api: Api, recording_id: str) -> None:
+        super().__init__()
+        self.api, self.recording_id = api, recording_id
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        return self.api.files_of(self.recording_id).addCallback(lambda rows: send_json(
+            request, {"id": self.recording_id, "files": [public(row) for row in rows]}))
+
+
+class AudioResource(_Async):
+    """A recording's audio: decoded to 16-bit PCM (byte ranges served), or
+    with ``format=original`` the stored file."""
+
+    def __init__(self, api: Api, recording_id: str) -> None:
+        super().__init__()
+        self.api, self.recording_id = api, recording_id
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        audio_format = _argument(request, "format") or "pcm16"
+        if audio_format not in ("pcm16", "original"):
+            raise ApiError(400, f"format: {audio_format!r} is not pcm16 or original")
+        wanted = _argument(request, "file")
+        return self.api.files_of(self.recording_id).addCallback(
+            self._chosen, request, wanted, audio_format)
+
+    def _chosen(self, rows: list[dict[str, Any]], request: Request, wanted: str | None,
+                audio_format: str) -> Deferred[Any]:
+        if wanted:
+            rows = [row for row in rows if row.get("file") == wanted]
+            if not rows:
+                raise ApiError(404, f"recording {self.recording_id!r} has no file {wanted!r}")
+        path = self.api.path_of(rows[0])
+        return self.api.run_blocking(playback.open_playable, path).addCallbacks(
+            self._send, self._unreadable, (request, audio_format, rows[0]))
+
+    def _unreadable(self, failure: Failure) -> None:
+        if failure.check(FileNotFoundError):
+            raise ApiError(404, "the recording's file is gone")
+        if failure.check(NotAWav, OSError):
+            raise ApiError(500, f"the recording's file cannot be read: {failure.getErrorMessage()}")
+        failure.raiseException()
+
+    def _send(self, playable: playback.Playable, request: Request, audio_format: str,
+              row: dict[str, Any]) -> None:
+        name = os.path.splitext(row.get("file") or "recording.wav")[0]
+        if audio_format == "original" or not playable.decoded:
+            request.setHeader(b"content-disposition",
+                              f'inline; filename="{quote(name)}.wav"'.encode("ascii"))
+            resource = static.File(playable.path, defaultType="audio/wav")
+            resource.type = "audio/wav"
+            body = resource.render_GET(request)
+            if body is not NOT_DONE_YET:
+                request.write(body)
+                request.finish()
+            return None
+        size = playable.size
+        request.setHeader(b"accept-ranges", b"bytes")
+        request.setHeader(b"content-type", b"audio/wav")
+        request.setHeader(b"content-disposition",
+                          f'inline; filename="{quote(name)}.pcm16.wav"'.encode("ascii"))
+        try:
+            wanted = playback.byte_range(_header(request, b"range"), size)
+        except playback.Unsatisfiable:
+            request.setResponseCode(416)
+            request.setHeader(b"content-range", f"bytes */{size}".encode("ascii"))
+            request.finish()
+            return None
+        if wanted is None:
+            start, end = 0, size - 1
+        else:
+            start, end = wanted
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", f"bytes {start}-{end}/{size}".encode("ascii"))
+        request.setHeader(b"content-length", str(end - start + 1).encode("ascii"))
+        if request.method == b"HEAD" or end < start:
+            request.finish()
+            return None
+        _DecodedSender(request, playable, start, end, self.api.run_blocking).begin()
+        return None
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+@implementer(IPullProducer)
+class _DecodedSender:
+    """Sends a byte range of a decoded recording, a chunk at a time, each
+    read and decoded in a thread when the connection wants more."""
+
+    def __init__(self, request: Request, playable: playback.Playable, start: int, end: int,
+                 run_blocking: Callable[..., Deferred[Any]]) -> None:
+        self.request, self.playable = request, playable
+        self.next, self.end = start, end
+        self.run_blocking = run_blocking
+        self.busy = self.stopped = False
+
+    def begin(self) -> None:
+        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self.request.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:
+        if self.busy or self.stopped:
+            return
+        self.busy = True
+        last = min(self.next + AUDIO_CHUNK - 1, self.end)
+        self.run_blocking(playback.read_decoded, self.playable, self.next, last).addCallbacks(
+            self._read, self._failed, (last,))
+
+    def _read(self, data: bytes, last: int) -> None:
+        self.busy = False
+        if self.stopped:
+            return
+        self.next = last + 1
+        self.request.write(data)
+        if self.next > self.end:
+            self.stopped = True
+            self.request.unregisterProducer()
+            self.request.finish()
+
+    def _failed(self, failure: Failure) -> None:
+        self.busy = False
+        _log.failure("Sending {path} failed", failure, path=self.playable.path)
+        if not self.stopped:
+            self.stopped = True
+            self.request.unregisterProducer()
+            self.request.loseConnection()
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+class ActiveResource(Resource):
+    """The recordings in progress."""
+
+    isLeaf = True
+
+    def __init__(self, api: Api, now: Callable[[], float]) -> None:
+        super().__init__()
+        self.api, self.now = api, now
+
+    def render_GET(self, request: Request) -> bytes:
+        now = self.now()
+        active = []
+        for recording in self.api.recorder.registry:
+            if recording.state != RECORDING:
+                continue
+            info, stats = recording.info, recording.progress()
+            active.append({
+                "id": info.recording_id, "device": info.device, "direction": info.direction,
+                "local_number": info.parties.local_number, "local_name": info.parties.local_name,
+                "remote_number": info.parties.remote_number,
+                "remote_name": info.parties.remote_name, "codec": info.codec.name,
+                "started_at": iso_utc(recording.started_at),
+                "seconds": round(max(0.0, now - recording.started_at), 1),
+                "packets_received": stats.received, "packets_lost": stats.lost,
+                "rtp_port": recording.rtp_port,
+            })
+        active.sort(key=lambda row: row["started_at"], reverse=True)
+        return send_json(request, {"active": active})
+
+
+class HealthResource(Resource):
+    isLeaf = True
+
+    def __init__(self, recorder: Any) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def render_GET(self, request: Request) -> bytes:
+        recorder = self.recorder
+        problems = []
+        if not recorder.running or not recorder.accepting:
+            problems.append("shutting down")
+        if recorder.disk is not None and recorder.disk.low:
+            problems.append("disk full")
+        body = {"status": "ok" if not problems else ", ".join(problems),
+                "active": len(recorder.registry)}
+        return send_json(request, body, 200 if not problems else 503)
+
+
+class ErrorResource(Resource):
+    isLeaf = True
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__()
+        self.status, self.message = status, message
+
+    def render(self, request: Request) -> bytes:
+        return send_json(request, {"error": self.message}, self.status)
+
+
+class ApiRoot(Resource):
+    def __init__(self, api: Api, now: Callable[[], float]) -> None:
+        super().__init__()
+        self.putChild(b"recordings", RecordingsResource(api))
+        self.putChild(b"active", ActiveResource(api, now))
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return ErrorResource(404, "no such resource")
+
+
+class WebRoot(Resource):
+    """/: the page; /static/: its files; /api/, /healthz, /metrics."""
+
+    def __init__(self, api: Api, now: Callable[[], float], metrics: Resource | None) -> None:
+        super().__init__()
+        self.putChild(b"api", ApiRoot(api, now))
+        self.putChild(b"healthz", HealthResource(api.recorder))
+        if metrics is not None:
+            self.putChild(b"metrics", metrics)
+        self.putChild(b"static", static.File(os.path.join(PAGE, "static")))
+        self.page = static.File(os.path.join(PAGE, "index.html"), defaultType="text/html")
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"":
+            return self.page
+        return ErrorResource(404, "no such page")
