@@ -236,12 +236,103 @@ class IndexConfig:
     database: str = attrs.field(default="var/recsvc.sqlite3", converter=_text)
 
 
+def _endpoint(value: Any) -> str:
+    """A server endpoint description, or "off"; its syntax is checked
+    against the reactor at start-up (recsvc.tap)."""
+    return _text(value)
+
+
+@attrs.frozen
+class BasicUser:
+    name: str
+    # A hash from `recsvc hash-password` (see recsvc.httpauth).
+    password_hash: str
+
+
+def _users(value: Any) -> tuple[BasicUser, ...]:
+    from recsvc.httpauth import check_password_hash
+
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping of user name to password hash, got {value!r}")
+    users = []
+    for name, hashed in value.items():
+        if not isinstance(name, str) or not name or ":" in name or not name.isprintable():
+            raise ValueError(f"{name!r} is not a user name (printable, no colon)")
+        if not isinstance(hashed, str):
+            raise ValueError(f"{name}: expected a password hash from `recsvc hash-password`")
+        try:
+            check_password_hash(hashed)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
+        users.append(BasicUser(name, hashed))
+    return tuple(users)
+
+
+def _users_or_empty(value: Any) -> tuple[BasicUser, ...]:
+    if value is None or value == ():
+        return ()
+    if isinstance(value, tuple) and all(isinstance(user, BasicUser) for user in value):
+        return value
+    return _users(value)
+
+
+def _token(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _text(value)
+    if len(text) < 16 or not text.isascii() or not text.isprintable() or " " in text:
+        raise ValueError("expected at least 16 printable ASCII characters without spaces")
+    return text
+
+
+@attrs.frozen
+class HttpAuthConfig:
+    # Basic authentication: user name -> hash from `recsvc hash-password`.
+    users: tuple[BasicUser, ...] = attrs.field(default=(), converter=_users_or_empty)
+    # Or (also) a bearer token: "Authorization: Bearer <token>".
+    token: str | None = attrs.field(default=None, converter=_token)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.users) or self.token is not None
+
+
+def _http_auth(value: Any) -> HttpAuthConfig:
+    if isinstance(value, HttpAuthConfig):
+        return value
+    return _parse_section(HttpAuthConfig, value, "http.auth")
+
+
+@attrs.frozen
+class HttpConfig:
+    # The web page, the JSON API, /healthz and /metrics; "off": none.
+    listen: str = attrs.field(default="tcp:8080:interface=127.0.0.1", converter=_endpoint)
+    auth: HttpAuthConfig = attrs.field(factory=HttpAuthConfig, converter=_http_auth)
+
+
+def _url_or_none(value: Any) -> str | None:
+    from recsvc.webhook import check_url
+
+    if value is None:
+        return None
+    return check_url(_text(value))
+
+
+@attrs.frozen
+class HooksConfig:
+    # Each finished recording's sidecar is POSTed here as JSON (retried
+    # with backoff); None: no webhook.
+    on_finish: str | None = attrs.field(default=None, converter=_url_or_none)
+
+
 @attrs.frozen
 class Config:
     control: ControlConfig = ControlConfig()
     rtp: RtpConfig = RtpConfig()
     storage: StorageConfig = StorageConfig()
     index: IndexConfig = IndexConfig()
+    http: HttpConfig = HttpConfig()
+    hooks: HooksConfig = HooksConfig()
 
 
 def parse_config(data: Any) -> Config:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import attrs
 from twisted.application.service import Service
@@ -45,6 +45,10 @@ from recsvc.session import (
 from recsvc.storage import Storage
 from recsvc.summary import RecordingInfo, RecordingSummary
 from recsvc.wav import AudioWriter
+
+if TYPE_CHECKING:
+    from recsvc.metrics import Metrics
+    from recsvc.webhook import Webhook
 
 # Hand-over turns a storage.sync_interval (see RecorderService._keep_syncing).
 SYNC_TURNS = 4
@@ -93,6 +97,10 @@ class RecorderService(Service):
     retention_interval: float = 600.0
     # Keeps the index of finished recordings (index.database); None: none.
     index: Indexer | None = None
+    # Told of Starts, recordings and files (recsvc.metrics); None: nobody.
+    metrics: Metrics | None = None
+    # Each finished file's sidecar goes to it (hooks.on_finish); None: none.
+    webhook: Webhook | None = None
     registry: Registry = attrs.field(factory=Registry)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
@@ -111,6 +119,7 @@ class RecorderService(Service):
     _recovering: bool = False
     _after_recovery: list[Deferred[None]] = attrs.field(factory=list)
     _sweep_running: bool = False
+    _stop_waiters: list[Deferred[None]] = attrs.field(factory=list)
     # Fires with what start-up recovered from a crash (see recsvc.recovery).
     recovery: Deferred[list[Recovered]] | None = None
 
@@ -201,6 +210,7 @@ class RecorderService(Service):
         def stopped(recording: Recording) -> None:
             self.registry.remove(recording)
             self._active_paths.difference_update(paths)
+            self._recording_finished(recording)
 
         response: StartResponse | None = None  # None: a bug (refused, logged)
         writer: AudioWriter | None = None
@@ -316,6 +326,8 @@ class RecorderService(Service):
         )
         receiver.sink = recording
         self.registry.add(recording)
+        if self.metrics is not None:
+            self.metrics.recording_started()
         recording.begin()
         self._keep_syncing()
         self.log.info(
@@ -337,6 +349,8 @@ class RecorderService(Service):
         )
 
     def _refused(self, request: StartRequest, reason: str) -> StartResponse:
+        if self.metrics is not None:
+            self.metrics.start_refused(reason)
         self.log.warn(
             "Recording {recordingId} refused: {reason}",
             recordingId=request.recording_id, device=request.device, reason=reason,
@@ -417,9 +431,41 @@ class RecorderService(Service):
             self.index.catch_up()
         return result
 
-    def _file_finished(self, path: str) -> None:
+    def _file_finished(self, path: str, summary: RecordingSummary) -> None:
         if self.index is not None:
             self.index.file_finished(path)
+        if self.metrics is not None:
+            self.metrics.file_finished(summary)
+        if self.webhook is not None:
+            self.webhook.deliver(summary.to_json())
+
+    def _recording_finished(self, recording: Recording) -> None:
+        if self.metrics is None:
+            return
+        cause = recording.stop_cause
+        assert cause is not None
+        if isinstance(recording.outcome, Failure):
+            self.metrics.file_unfinished()
+        self.metrics.recording_finished(cause.reason, cause.stopped_by,
+                                        cause.at - recording.started_at, recording.progress())
+
+    def bad_start_request(self) -> None:
+        """A RecordStartRequest that could not be read was refused."""
+        if self.metrics is not None:
+            self.metrics.start_refused("bad request")
+
+    @property
+    def accepting(self) -> bool:
+        """Whether new recordings are taken (False once shutting down)."""
+        return self._accepting
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._links)
+
+    @property
+    def starting_count(self) -> int:
+        return len(self._starting)
 
     def _disk_critical(self) -> None:
         for recording in self.registry:
@@ -566,7 +612,20 @@ class RecorderService(Service):
         """Stop every recording (the phones are told), finish the files, then
         close the control connections."""
         Service.stopService(self)
-        return Deferred.fromCoroutine(self._drain())
+        return Deferred.fromCoroutine(self._drain()).addBoth(self._drained)
+
+    def _drained(self, result: Any) -> Any:
+        waiting, self._stop_waiters = self._stop_waiters, []
+        for waiter in waiting:
+            waiter.callback(None)
+        return result
+
+    def when_stopped(self) -> Deferred[None]:
+        """Fires once a stopService has finished the recordings (the next
+        one, if none is under way)."""
+        waiter: Deferred[None] = Deferred()
+        self._stop_waiters.append(waiter)
+        return waiter
 
 
 def _unmapped(host: str) -> str:

@@ -61,7 +61,7 @@ class Limits:
 
 
 @attrs.frozen
-class _StopCause:
+class StopCause:
     reason: str
     stopped_by: str
     at: float
@@ -106,8 +106,8 @@ class Recording:
     # None): the phone is answered at once and its audio waits meanwhile.
     _opening: Deferred[AudioWriter] | None = None
     _on_stopped: Callable[[Recording], None] = lambda recording: None
-    # Each file, once finished and its sidecar written (by its path).
-    _on_file_finished: Callable[[str], None] = lambda path: None
+    # Each file, once finished and its sidecar written: its path and sidecar.
+    _on_file_finished: Callable[[str, RecordingSummary], None] = lambda path, summary: None
     link: PhoneLink | None = None
     port: RtpPort | None = None
     # Where the port's reader puts the packets that only continue the
@@ -130,7 +130,7 @@ class Recording:
     _timeout_call: IDelayedCall | None = None
     _waiting: list[Deferred] = attrs.field(factory=list)
     _result: RecordingSummary | Failure | None = None
-    _stop: _StopCause | None = None
+    _stop: StopCause | None = None
     _rtp_port: int | None = None
     _overflow_ticks: int = 0  # audio dropped because the disk did not keep up
     _per_tick: int = attrs.field(init=False)
@@ -168,6 +168,23 @@ class Recording:
     def progress(self) -> MediaStats:
         """How its RTP has arrived so far."""
         return self._media.stats()
+
+    @property
+    def bytes_in_open_file(self) -> int:
+        """Audio bytes written so far to the file it is recording into."""
+        writer = self._part.writer
+        return 0 if writer is None else writer.data_bytes
+
+    @property
+    def outcome(self) -> RecordingSummary | Failure | None:
+        """Its last file's summary, or why it could not be finished; None
+        until it has stopped."""
+        return self._result
+
+    @property
+    def stop_cause(self) -> StopCause | None:
+        """Why, by whom and when it was stopped; None while recording."""
+        return self._stop
 
     def begin(self) -> None:
         """Persist what the phone told us at Start (a sidecar marked
@@ -300,7 +317,7 @@ class Recording:
         # The new file is created off the reactor; its audio waits meanwhile.
         part.opening = self._run_blocking(self._open_part, part.number)
         part.opening.addCallbacks(self._part_opened, self._part_failed, (part,), errbackArgs=(part,))
-        cause = _StopCause("max duration", BY_SERVER, now)
+        cause = StopCause("max duration", BY_SERVER, now)
         finishing = Deferred.fromCoroutine(
             self._finish_rotated(done, part, cause, self._media.stats())
         )
@@ -333,7 +350,7 @@ class Recording:
             self.stop("internal error", BY_SERVER).addErrback(lambda failure: None)
 
     async def _finish_rotated(
-        self, done: _Part, following: _Part, cause: _StopCause, stats: MediaStats
+        self, done: _Part, following: _Part, cause: StopCause, stats: MediaStats
     ) -> RecordingSummary:
         """Finish a full file once the next one exists (its sidecar names it)."""
         if following.opening is not None:
@@ -384,7 +401,7 @@ class Recording:
             if self.lane is not None:
                 self.lane.arm(None)
             self._state = STOPPING
-            self._stop = _StopCause(reason, stopped_by, self._clock.seconds())
+            self._stop = StopCause(reason, stopped_by, self._clock.seconds())
             if self._timeout_call is not None and self._timeout_call.active():
                 self._timeout_call.cancel()
             self._timeout_call = None
@@ -442,7 +459,7 @@ class Recording:
             return self._log_storage_failure(Failure())
 
     async def _finish_part(
-        self, part: _Part, cause: _StopCause, next_file: str | None, stats: MediaStats
+        self, part: _Part, cause: StopCause, next_file: str | None, stats: MediaStats
     ) -> RecordingSummary:
         """Wait for the file to exist, the hand-over under way and the file's
         first sidecar, then finish it with the rest of its audio, in a thread."""
@@ -465,7 +482,7 @@ class Recording:
         part.pending.clear()
         summary = await self._run_blocking(self._finish_files, part, cause, next_file, stats, data)
         try:
-            self._on_file_finished(part.writer.path)
+            self._on_file_finished(part.writer.path, summary)
         except Exception:
             self.log.failure("Recording {recordingId}: reporting its finished file failed",
                              recordingId=self.recording_id)
@@ -488,7 +505,7 @@ class Recording:
                                   summary.to_json(), self.sync_files)
 
     def _summary(
-        self, part: _Part, cause: _StopCause | None, error: OSError | None,
+        self, part: _Part, cause: StopCause | None, error: OSError | None,
         next_file: str | None, stats: MediaStats,
     ) -> RecordingSummary:
         """The sidecar of one file. ``stats`` is taken on the reactor thread
@@ -520,7 +537,7 @@ class Recording:
         )
 
     def _finish_files(
-        self, part: _Part, cause: _StopCause, next_file: str | None, stats: MediaStats,
+        self, part: _Part, cause: StopCause, next_file: str | None, stats: MediaStats,
         data: bytes,
     ) -> RecordingSummary:
         """Close a file, then write its sidecar. Blocking: runs in a thread.

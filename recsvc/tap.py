@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import gc
+import ipaddress
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
@@ -30,6 +31,9 @@ from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem
 from recsvc.drain import RtpDrain
 from recsvc.indexing import Indexer
+from recsvc.metrics import Metrics, live_figures
+from recsvc.webapi import make_site
+from recsvc.webhook import Webhook
 from recsvc.protocol.control import ControlFactory
 from recsvc.retention import RetentionPolicy
 from recsvc.service import RecorderService
@@ -58,6 +62,7 @@ def check_config(config: Config, reactor: Any) -> None:
     """What can only be checked against the machine: the endpoint syntax and
     a storage root that can be created and written. Raises ConfigError."""
     endpoint_for(config, reactor)
+    http_endpoint_for(config, reactor)
     root = config.storage.root
     try:
         os.makedirs(root, exist_ok=True)
@@ -68,24 +73,61 @@ def check_config(config: Config, reactor: Any) -> None:
 
 
 def endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint:
+    return _server_endpoint(config.control.listen, "control.listen", reactor)
+
+
+def http_endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint | None:
+    """The HTTP side's endpoint; None when http.listen is "off"."""
+    if config.http.listen == "off":
+        return None
+    return _server_endpoint(config.http.listen, "http.listen", reactor)
+
+
+def _server_endpoint(description: str, key: str, reactor: Any) -> IStreamServerEndpoint:
     try:
-        return serverFromString(reactor, config.control.listen)
+        return serverFromString(reactor, description)
     except (ValueError, KeyError, TypeError, ImportError, OSError) as error:
         # ImportError: ssl: without pyOpenSSL; OSError: a key or cert file missing.
-        raise ConfigError("control.listen", f"not a valid endpoint: {error}") from None
+        raise ConfigError(key, f"not a valid endpoint: {error}") from None
+
+
+def only_this_host(endpoint: IStreamServerEndpoint) -> bool:
+    """Whether only this machine can reach ``endpoint`` (a loopback address
+    or a Unix socket)."""
+    if isinstance(endpoint, UNIXServerEndpoint):
+        return True
+    interface = getattr(endpoint, "_interface", "")
+    try:
+        return ipaddress.ip_address(interface.strip("[]")).is_loopback
+    except ValueError:  # "" (every interface) or a name
+        return False
+
+
+def open_http_warning(config: Config, endpoint: IStreamServerEndpoint | None) -> str | None:
+    """The loud warning owed when anyone on the network may list and play
+    the recordings: a listener beyond this host without http.auth."""
+    if endpoint is None or config.http.auth.enabled or only_this_host(endpoint):
+        return None
+    return (f"http.listen {config.http.listen!r} is reachable from other machines and "
+            "http.auth is not set: anyone who can reach it can list, play and download "
+            "every recording. Set http.auth (users or token), or listen on 127.0.0.1.")
 
 
 _log = Logger()
+# Seconds a shutdown waits for the last sidecars to reach hooks.on_finish.
+WEBHOOK_GRACE = 5.0
 
 
-class ControlListener(Service):
-    """Listens on the control endpoint; fails start-up if it cannot."""
+class Listener(Service):
+    """Listens on an endpoint; fails start-up if it cannot."""
 
     log = Logger()
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory) -> None:
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory,
+                 purpose: str = "control connections") -> None:
         self._endpoint = endpoint
         self._factory = factory
+        self.purpose = purpose
         self._port: IListeningPort | None = None
         self._started = False
         self._outcome: IListeningPort | Failure | None = None
@@ -103,13 +145,14 @@ class ControlListener(Service):
     def _settled(self, outcome: IListeningPort | Failure) -> None:
         if isinstance(outcome, Failure):
             self.log.error(
-                "Cannot listen for control connections: {reason}",
-                reason=outcome.getErrorMessage(),
+                "Cannot listen for {purpose}: {reason}",
+                purpose=self.purpose, reason=outcome.getErrorMessage(),
             )
         else:
             self._port = outcome
             address = outcome.getHost()
-            self.log.info("Control listening on {host}:{port}", host=address.host, port=address.port)
+            self.log.info("Listening for {purpose} on {host}:{port}", purpose=self.purpose,
+                          host=address.host, port=address.port)
         self._outcome = outcome
         waiting, self._waiting = self._waiting, []
         for waiter in waiting:
@@ -132,6 +175,18 @@ class ControlListener(Service):
             port, self._port = self._port, None
             return port.stopListening()
         return None
+
+
+class AfterRecorder(Service):
+    """At shutdown, calls ``then`` once the recorder has stopped (its last
+    files finished)."""
+
+    def __init__(self, recorder: RecorderService, then: Callable[[], Any]) -> None:
+        self._recorder, self._then = recorder, then
+
+    def stopService(self) -> Deferred[Any]:
+        Service.stopService(self)
+        return self._recorder.when_stopped().addBoth(lambda _: self._then())
 
 
 class AtStart(Service):
@@ -190,6 +245,8 @@ def makeService(
         return deferToThreadPool(reactor, opening, f, *args)
 
     indexer = Indexer(config.index.database, config.storage.root, reactor)
+    metrics = Metrics()
+    webhook = None if config.hooks.on_finish is None else Webhook(config.hooks.on_finish, reactor)
     recorder = RecorderService(
         clock=reactor,
         ports=RtpDrain(
@@ -231,6 +288,8 @@ def makeService(
         ),
         retention_interval=config.storage.retention.interval,
         index=indexer,
+        metrics=metrics,
+        webhook=webhook,
         disk=DiskSpace(
             root=config.storage.root,
             min_free=config.storage.min_free_mb * 1_000_000,
@@ -238,7 +297,7 @@ def makeService(
             run_blocking=run_blocking,
         ),
     )
-    control = ControlListener(
+    control = Listener(
         endpoint_for(config, reactor),
         ControlFactory(recorder, config.control.max_message_bytes),
     )
@@ -249,6 +308,22 @@ def makeService(
     recorder.setServiceParent(root)
     control.setName("control")
     control.setServiceParent(root)
+    metrics.watch(functools.partial(live_figures, recorder))
+    http_endpoint = http_endpoint_for(config, reactor)
+    if http_endpoint is not None:
+        warning = open_http_warning(config, http_endpoint)
+        if warning is not None:
+            _log.critical("WARNING: {warning}", warning=warning)
+        http = Listener(http_endpoint, make_site(
+            recorder, indexer.run, config.storage.root, run_blocking, metrics,
+            config.http.auth, now=reactor.seconds), "HTTP")
+        http.setName("http")
+        http.setServiceParent(root)
+    if webhook is not None:
+        # The last recordings' sidecars go out as the recorder finishes them.
+        # They are given WEBHOOK_GRACE seconds; what is left is logged.
+        AfterRecorder(recorder, lambda: webhook.settled(WEBHOOK_GRACE).addBoth(
+            lambda _: webhook.stop())).setServiceParent(root)
 
     def reactor_running() -> None:
         # What exists now lives as long as the process: out of the garbage

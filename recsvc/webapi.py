@@ -25,12 +25,17 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPullProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import static
+from prometheus_client.exposition import choose_encoder
+from twisted.web import server, static
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from recsvc import index, playback
+from recsvc.config import HttpAuthConfig
+from recsvc.diskspace import free_bytes
+from recsvc.httpauth import Gate, GuardedResource
+from recsvc.metrics import Metrics
 from recsvc.session import RECORDING
 from recsvc.summary import iso_utc
 from recsvc.wav import NotAWav
@@ -116,9 +121,15 @@ class _Async(Resource):
             else:
                 _log.failure("HTTP {uri} failed", failure, uri=request.uri)
                 status, message = 500, "internal error (logged)"
-            if not gone:
-                request.write(send_json(request, {"error": message}, status))
-                request.finish()
+            if gone:
+                return
+            if request.startedWriting:
+                request.loseConnection()  # too late for an error response
+                return
+            for header in (b"content-length", b"content-range", b"content-disposition"):
+                request.responseHeaders.removeHeader(header)
+            request.write(send_json(request, {"error": message}, status))
+            request.finish()
 
         waiting.addCallbacks(done, failed)
         return NOT_DONE_YET
@@ -243,7 +254,7 @@ class AudioResource(_Async):
             request.setHeader(b"content-disposition",
                               f'inline; filename="{quote(name)}.wav"'.encode("ascii"))
             resource = static.File(playable.path, defaultType="audio/wav")
-            resource.type = "audio/wav"
+            resource.type, resource.encoding = "audio/wav", None
             body = resource.render_GET(request)
             if body is not NOT_DONE_YET:
                 request.write(body)
@@ -399,6 +410,39 @@ class ApiRoot(Resource):
         return ErrorResource(404, "no such resource")
 
 
+class MetricsResource(Resource):
+    """/metrics: the free space is measured in a thread, then the metrics
+    are rendered on the reactor thread (they read the recordings)."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: Metrics, root: str,
+                 run_blocking: Callable[..., Deferred[Any]]) -> None:
+        super().__init__()
+        self.metrics, self.root, self.run_blocking = metrics, root, run_blocking
+
+    def render_GET(self, request: Request) -> Any:
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def measured(free: int | None) -> None:
+            if free is not None:
+                self.metrics.free_bytes = free
+            if gone:
+                return
+            encoder, content_type = choose_encoder(
+                (_header(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
+            request.setHeader(b"content-type", content_type.encode("ascii"))
+            request.write(encoder(self.metrics.registry))
+            request.finish()
+
+        def unmeasured(failure: Failure) -> None:
+            _log.warn("Measuring the free space of {root} failed: {reason}", root=self.root,
+                      reason=failure.getErrorMessage())
+        self.run_blocking(free_bytes, self.root).addErrback(unmeasured).addCallback(measured)
+        return NOT_DONE_YET
+
+
 class WebRoot(Resource):
     """/: the page; /static/: its files; /api/, /healthz, /metrics."""
 
@@ -408,10 +452,39 @@ class WebRoot(Resource):
         self.putChild(b"healthz", HealthResource(api.recorder))
         if metrics is not None:
             self.putChild(b"metrics", metrics)
-        self.putChild(b"static", static.File(os.path.join(PAGE, "static")))
+        files = static.File(os.path.join(PAGE, "static"))
+        files.childNotFound = ErrorResource(404, "no such file")
+        self.putChild(b"static", files)
         self.page = static.File(os.path.join(PAGE, "index.html"), defaultType="text/html")
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"":
             return self.page
         return ErrorResource(404, "no such page")
+
+
+class _Site(server.Site):
+    # Recordings are listened to in full: the default 12 hours would keep
+    # idle keep-alive connections around for nothing.
+    timeOut = 300
+    noisy = False
+
+
+def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
+              run_blocking: Callable[..., Deferred[Any]], metrics: Metrics,
+              auth: HttpAuthConfig, now: Callable[[], float]) -> server.Site:
+    """The HTTP side as a Site: guarded by http.auth where it is set
+    (/healthz stays open, for load balancers and monitors)."""
+    api = Api(run_index, recorder, root, run_blocking)
+    resource: Resource = WebRoot(api, now, MetricsResource(metrics, root, run_blocking))
+    if auth.enabled:
+        gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
+                    run_blocking)
+        resource = GuardedResource(resource, gate, frozenset({b"healthz"}), _unauthorized)
+    site = _Site(resource)
+    site.displayTracebacks = False
+    return site
+
+
+def _unauthorized(request: Request) -> bytes:
+    return send_json(request, {"error": "authentication required"}, 401)

@@ -110,6 +110,7 @@ class LoopbackServiceMixin:
         self.root = os.path.abspath(self.mktemp())
         self.tree = makeService({
             "control": {"listen": "tcp:0:interface=127.0.0.1"},
+            "http": {"listen": "tcp:0:interface=127.0.0.1"},
             "rtp": {"interface": "127.0.0.1", "port_range": [42000, 42999]},
             # Tests must not depend on how full this machine's disk is.
             "storage": {"root": self.root, "min_free_mb": 1},
@@ -380,6 +381,7 @@ class FullDiskEndToEndTests(TestCase):
         root = os.path.join(where, "recordings")
         tree = makeService({
             "control": {"listen": "tcp:0:interface=127.0.0.1"},
+            "http": {"listen": "tcp:0:interface=127.0.0.1"},
             "rtp": {"interface": "127.0.0.1", "port_range": [44000, 44999]},
             "storage": {"root": root, "min_free_mb": 1},
         })
@@ -467,6 +469,8 @@ class TwistdEndToEndTests(TestCase):
         with open(os.path.join(workdir, "recsvc.yaml"), "w", encoding="utf-8") as handle:
             yaml.safe_dump({
                 "control": {"listen": "tcp:0:interface=127.0.0.1"},
+                "http": {"listen": "tcp:0:interface=127.0.0.1"},
+            "http": {"listen": "tcp:0:interface=127.0.0.1"},
                 "rtp": {"interface": "127.0.0.1", "port_range": [43000, 43999]},
                 "storage": {"root": "recordings", "min_free_mb": 1},
             }, handle)
@@ -496,7 +500,7 @@ class TwistdEndToEndTests(TestCase):
             if line is None:
                 break  # twistd exited
             log.append(line)
-            match = re.search(r"Control listening on 127\.0\.0\.1:(\d+)", line)
+            match = re.search(r"Listening for control connections on 127\.0\.0\.1:(\d+)", line)
             if match:
                 return process, int(match.group(1))
         process.kill()

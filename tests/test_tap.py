@@ -21,10 +21,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc import wav
 from recsvc.batching import BatchedRunner
-from recsvc.config import Config, ConfigError, ControlConfig, RtpConfig, StorageConfig, parse_config
+from recsvc.config import Config, ConfigError, ControlConfig, HttpConfig, RtpConfig, StorageConfig, parse_config
 from recsvc.protocol.control import ControlFactory
 from recsvc.service import RecorderService
-from recsvc.tap import ControlListener, Options, check_config, makeService
+from recsvc.tap import Listener, Options, check_config, makeService
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
@@ -38,7 +38,8 @@ def _writeConfig(testCase: SynchronousTestCase, text: str) -> str:
 
 
 def _goodConfigText(root: str, listen: str = LOOPBACK_LISTEN) -> str:
-    return f'control:\n  listen: "{listen}"\nstorage:\n  root: "{root}"\n'
+    return (f'control:\n  listen: "{listen}"\nstorage:\n  root: "{root}"\n'
+            'http:\n  listen: "off"\n')
 
 
 class OptionsTests(SynchronousTestCase):
@@ -62,6 +63,7 @@ class OptionsTests(SynchronousTestCase):
                 control=ControlConfig(listen=LOOPBACK_LISTEN),
                 rtp=RtpConfig(port_range=(45000, 45010)),
                 storage=StorageConfig(root=root),
+                http=HttpConfig(listen="off"),
             ),
         )
 
@@ -224,13 +226,13 @@ class FakeEndpoint:
 
 
 class ControlListenerTests(SynchronousTestCase):
-    """ControlListener listens on start, fails start-up if it cannot, stops the port on stop."""
+    """Listener listens on start, fails start-up if it cannot, stops the port on stop."""
 
     def test_listensOnStart(self) -> None:
         """On a MemoryReactor the listener listens with its factory and whenListening has the port."""
         reactor = MemoryReactorClock()
         factory = Factory()
-        listener = ControlListener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), factory)
+        listener = Listener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), factory)
         listener.startService()
         self.assertTrue(listener.running)
         [(port, usedFactory, _, interface)] = reactor.tcpServers
@@ -242,13 +244,13 @@ class ControlListenerTests(SynchronousTestCase):
     def test_notListeningBeforeStart(self) -> None:
         """Building the listener does not listen yet."""
         endpoint = FakeEndpoint(succeed(FakePort()))
-        ControlListener(endpoint, Factory())
+        Listener(endpoint, Factory())
         self.assertEqual(endpoint.factories, [])
 
     def test_whenListeningWaits(self) -> None:
         """whenListening has no result until the endpoint listens, then the port."""
         pending: Deferred[FakePort] = Deferred()
-        listener = ControlListener(FakeEndpoint(pending), Factory())
+        listener = Listener(FakeEndpoint(pending), Factory())
         listener.startService()
         first = listener.whenListening()
         self.assertNoResult(first)
@@ -259,7 +261,7 @@ class ControlListenerTests(SynchronousTestCase):
     def test_whenListeningEveryCaller(self) -> None:
         """Every whenListening call gets its own Deferred, each firing with the port."""
         port = FakePort()
-        listener = ControlListener(FakeEndpoint(succeed(port)), Factory())
+        listener = Listener(FakeEndpoint(succeed(port)), Factory())
         listener.startService()
         first = listener.whenListening()
         second = listener.whenListening()
@@ -273,14 +275,14 @@ class ControlListenerTests(SynchronousTestCase):
     def test_listenFailureFailsStart(self) -> None:
         """An endpoint whose listen has already failed makes startService raise that error."""
         error = CannotListenError("127.0.0.1", 10000, OSError("in use"))
-        listener = ControlListener(FakeEndpoint(fail(error)), Factory())
+        listener = Listener(FakeEndpoint(fail(error)), Factory())
         raised = self.assertRaises(CannotListenError, listener.startService)
         self.assertIs(raised, error)
 
     def test_reactorListenFailureFailsStart(self) -> None:
         """A reactor that cannot listen (the real endpoint path) makes startService raise."""
         reactor = RaisingMemoryReactor(listenException=CannotListenError("", 10000, OSError("in use")))
-        listener = ControlListener(TCP4ServerEndpoint(reactor, 10000), Factory())
+        listener = Listener(TCP4ServerEndpoint(reactor, 10000), Factory())
         self.assertRaises(CannotListenError, listener.startService)
 
     def test_laterListenFailureFailsWhenListening(self) -> None:
@@ -289,7 +291,7 @@ class ControlListenerTests(SynchronousTestCase):
         with that error rather than firing it with None as if it were a port.
         """
         pending: Deferred[FakePort] = Deferred()
-        listener = ControlListener(FakeEndpoint(pending), Factory())
+        listener = Listener(FakeEndpoint(pending), Factory())
         listener.startService()
         waiting = listener.whenListening()
         pending.errback(CannotListenError("127.0.0.1", 10000, OSError("in use")))
@@ -298,7 +300,7 @@ class ControlListenerTests(SynchronousTestCase):
     def test_stopStopsPort(self) -> None:
         """stopService stops the listening port and returns its stopListening Deferred."""
         port = FakePort()
-        listener = ControlListener(FakeEndpoint(succeed(port)), Factory())
+        listener = Listener(FakeEndpoint(succeed(port)), Factory())
         listener.startService()
         stopping = listener.stopService()
         self.assertEqual(port.stopped, 1)
@@ -310,7 +312,7 @@ class ControlListenerTests(SynchronousTestCase):
     def test_stopTwice(self) -> None:
         """A second stopService does not stop the port again."""
         port = FakePort()
-        listener = ControlListener(FakeEndpoint(succeed(port)), Factory())
+        listener = Listener(FakeEndpoint(succeed(port)), Factory())
         listener.startService()
         listener.stopService()
         listener.stopService()
@@ -325,6 +327,7 @@ class MakeServiceTests(SynchronousTestCase):
             "control": {"listen": LOOPBACK_LISTEN, "max_message_bytes": 1000},
             "rtp": {"interface": "127.0.0.1", "port_range": [45000, 45009], **rtp},
             "storage": {"root": os.path.abspath(self.mktemp()), "format": "pcm16"},
+            "http": {"listen": "off"},
         }
 
     def test_tree(self) -> None:
@@ -333,7 +336,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(service, MultiService)
         self.assertTrue(IService.providedBy(service))
         self.assertIsInstance(service.getServiceNamed("recorder"), RecorderService)
-        self.assertIsInstance(service.getServiceNamed("control"), ControlListener)
+        self.assertIsInstance(service.getServiceNamed("control"), Listener)
 
     def test_listenerStopsFirst(self) -> None:
         """

@@ -8,6 +8,7 @@ from twisted.python.failure import Failure
 
 from recsvc.protocol.commands import (
     FAILED,
+    START_REQUEST,
     SUCCESS,
     Command,
     Message,
@@ -84,6 +85,8 @@ class ControlProtocol(Protocol):
             )
             reply = failure_reply(error)
             if reply is not None:
+                if error.cmd == START_REQUEST:
+                    self._service.bad_start_request()
                 self._send_message(reply)
             return
         if isinstance(command, StartRequest):

@@ -1,0 +1,183 @@
+"""Who may use the HTTP side (http.auth): basic-auth users with hashed
+passwords, or a bearer token. Password hashes are PBKDF2-SHA256 made by
+`recsvc hash-password`; checking one takes tens of milliseconds, so it runs
+in a thread and a password once checked is remembered for the process
+(keyed by a keyed hash, never the password itself)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.web.resource import IResource, Resource, getChildForRequest
+from twisted.web.server import Request
+from twisted.web.util import DeferredResource
+
+SCHEME = "pbkdf2_sha256"
+ITERATIONS = 200_000
+# At most this many checked passwords are remembered (then it starts over).
+REMEMBERED = 1024
+
+_log = Logger()
+
+
+def hash_password(password: str, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
+    """``pbkdf2_sha256$ITERATIONS$SALT$HASH`` (base64), as http.auth.users wants."""
+    salt = os.urandom(16) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    return "$".join((SCHEME, str(iterations), _b64(salt), _b64(digest)))
+
+
+def check_password_hash(hashed: str) -> tuple[int, bytes, bytes]:
+    """The iterations, salt and digest of a hash. Raises ValueError."""
+    parts = hashed.split("$")
+    if len(parts) != 4 or parts[0] != SCHEME:
+        raise ValueError(f"not a {SCHEME}$... hash (make one with `recsvc hash-password`)")
+    try:
+        iterations = int(parts[1])
+        salt, digest = base64.b64decode(parts[2], validate=True), base64.b64decode(
+            parts[3], validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError("the hash is damaged (make one with `recsvc hash-password`)") from None
+    if not 1_000 <= iterations <= 10_000_000 or len(salt) < 8 or len(digest) != 32:
+        raise ValueError("the hash is damaged (make one with `recsvc hash-password`)")
+    return iterations, salt, digest
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    """Whether ``password`` matches ``hashed``. Blocking (tens of ms)."""
+    iterations, salt, digest = check_password_hash(hashed)
+    candidate = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    return hmac.compare_digest(candidate, digest)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def basic_credentials(header: bytes | None) -> tuple[str, str] | None:
+    """The user and password of an ``Authorization: Basic`` header, or None."""
+    if not header or not header[:6].lower() == b"basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, colon, password = decoded.partition(":")
+    return (name, password) if colon else None
+
+
+def bearer_token(header: bytes | None) -> bytes | None:
+    if not header or not header[:7].lower() == b"bearer ":
+        return None
+    return header[7:].strip()
+
+
+class Gate:
+    """Checks a request's credentials against http.auth."""
+
+    def __init__(self, users: dict[str, str], token: str | None,
+                 run_blocking: Callable[..., Deferred[Any]]) -> None:
+        self._users = users
+        self._token = None if token is None else token.encode("ascii")
+        self._run_blocking = run_blocking
+        self._key = os.urandom(32)
+        self._remembered: set[bytes] = set()
+
+    @property
+    def challenge(self) -> bytes:
+        schemes = []
+        if self._users:
+            schemes.append(b'Basic realm="recsvc", charset="UTF-8"')
+        if self._token is not None:
+            schemes.append(b'Bearer realm="recsvc"')
+        return b", ".join(schemes)
+
+    def admits(self, request: Request) -> Deferred[bool]:
+        """Whether the request carries valid credentials."""
+        header = request.getHeader(b"authorization")
+        if isinstance(header, str):
+            header = header.encode("latin-1")
+        token = bearer_token(header)
+        if token is not None:
+            return succeed(self._token is not None and hmac.compare_digest(token, self._token))
+        credentials = basic_credentials(header)
+        if credentials is None or credentials[0] not in self._users:
+            return succeed(False)
+        name, password = credentials
+        hashed = self._users[name]
+        seen = hmac.digest(self._key, f"{name}\0{password}\0{hashed}".encode("utf-8"), "sha256")
+        if seen in self._remembered:
+            return succeed(True)
+
+        def checked(matches: bool) -> bool:
+            if matches:
+                if len(self._remembered) >= REMEMBERED:
+                    self._remembered.clear()
+                self._remembered.add(seen)
+            return matches
+        return self._run_blocking(verify_password, password, hashed).addCallback(checked)
+
+
+class GuardedResource(Resource):
+    """``inner``, for requests the gate admits; others get 401. Paths in
+    ``open_paths`` (first segments, such as b"healthz") need no credentials."""
+
+    def __init__(self, inner: IResource, gate: Gate, open_paths: frozenset[bytes],
+                 refuse: Callable[[Request], bytes]) -> None:
+        super().__init__()
+        self._inner, self._gate, self._open = inner, gate, open_paths
+        self._refuse = refuse
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
+        request.prepath.pop()
+        request.postpath.insert(0, path)
+        if path in self._open:
+            return _Traversed(self._inner)
+        admitted = self._gate.admits(request)
+        return DeferredResource(admitted.addCallback(self._admitted, request))
+
+    def _admitted(self, admitted: bool, request: Request) -> IResource:
+        if admitted:
+            return _Traversed(self._inner)
+        peer = request.getClientAddress()
+        _log.warn("HTTP {method} {uri} from {peer} refused: {reason}",
+                  method=request.method.decode("ascii", "replace"),
+                  uri=request.uri.decode("ascii", "replace")[:200],
+                  peer=getattr(peer, "host", "?"), reason="not authorized")
+        request.setHeader(b"www-authenticate", self._gate.challenge)
+        return _Refusal(self._refuse)
+
+    def render(self, request: Request) -> bytes:  # pragma: no cover - never a leaf
+        raise AssertionError("GuardedResource is only traversed")
+
+
+class _Traversed(Resource):
+    """Resolves the request's remaining path against ``inner`` (its first
+    segment was put back on postpath)."""
+
+    isLeaf = True
+
+    def __init__(self, inner: IResource) -> None:
+        super().__init__()
+        self._inner = inner
+
+    def render(self, request: Request) -> Any:
+        return getChildForRequest(self._inner, request).render(request)
+
+
+class _Refusal(Resource):
+    isLeaf = True
+
+    def __init__(self, refuse: Callable[[Request], bytes]) -> None:
+        super().__init__()
+        self._refuse = refuse
+
+    def render(self, request: Request) -> bytes:
+        return self._refuse(request)

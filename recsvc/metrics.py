@@ -1,0 +1,203 @@
+"""The service's Prometheus metrics (prometheus-client), on a registry of
+their own, so that an embedding application's metrics are not mixed in.
+
+The recorder reports events (a Start refused, a recording begun, a file
+finished, a recording finished); what is live (recordings in progress,
+connections, their packets and bytes so far, free disk space) is read when
+the metrics are scraped, never counted per packet. Label values are the
+server's own words, never a phone's free text (bounded label sets).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Iterator
+
+import attrs
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from recsvc.summary import MediaStats, RecordingSummary
+
+# Seconds: from a short transfer to the 4-hour file limit.
+DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400)
+
+
+def reason_label(reason: str, stopped_by: str = "") -> str:
+    """A stop or refusal reason as a label value: the server's words up to
+    any detail after a colon or parenthesis; whatever a phone said, "phone"."""
+    if stopped_by == "phone":
+        return "stopped by phone"
+    for mark in (":", " ("):
+        reason = reason.split(mark, 1)[0]
+    return reason.strip()[:40] or "unknown"
+
+
+@attrs.frozen
+class LiveFigures:
+    """What is happening now, read on the reactor thread at a scrape."""
+
+    active: int
+    starting: int
+    connections: int
+    packets_received: int
+    packets_lost: int
+    packets_late: int
+    packets_rejected: dict[str, int]
+    bytes_written: int  # to the files still open
+
+
+def live_figures(recorder: Any) -> LiveFigures:
+    """A RecorderService's figures now (on the reactor thread)."""
+    received = lost = late = written = 0
+    rejected: dict[str, int] = {}
+    for recording in recorder.registry:
+        stats = recording.progress()
+        received += stats.received
+        lost += stats.lost
+        late += stats.late
+        _add_counts(rejected, stats.rejected.items())
+        written += recording.bytes_in_open_file
+    return LiveFigures(len(recorder.registry), recorder.starting_count,
+                       recorder.connection_count, received, lost, late, rejected, written)
+
+
+class Metrics:
+    """Counters the recorder reports to, and the live figures read at a scrape."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.starts_refused = Counter(
+            "recsvc_starts_refused", "Starts answered with result=failed, by reason",
+            ["reason"], registry=registry)
+        self.recordings_started = Counter(
+            "recsvc_recordings_started", "Recordings begun", registry=registry)
+        self.recordings_finished = Counter(
+            "recsvc_recordings_finished", "Recordings finished, by who stopped them and why",
+            ["stopped_by", "reason"], registry=registry)
+        self.files_finished = Counter(
+            "recsvc_files_finished", "WAV files finished (a long recording has several)",
+            registry=registry)
+        self.write_errors = Counter(
+            "recsvc_write_errors",
+            "Files whose audio could not all be written or that could not be finished",
+            registry=registry)
+        self.duration = Histogram(
+            "recsvc_recording_duration_seconds", "How long the finished recordings lasted",
+            buckets=DURATION_BUCKETS, registry=registry)
+        self._finished = _Totals()
+        self._live: Callable[[], LiveFigures] | None = None
+        # Free space where the recordings are, as last measured (at a scrape).
+        self.free_bytes: int | None = None
+        registry.register(_LiveCollector(self))
+
+    def watch(self, live: Callable[[], LiveFigures]) -> None:
+        """Where the live figures come from (read on the reactor thread)."""
+        self._live = live
+
+    def start_refused(self, reason: str) -> None:
+        self.starts_refused.labels(reason_label(reason)).inc()
+
+    def recording_started(self) -> None:
+        self.recordings_started.inc()
+
+    def file_finished(self, summary: RecordingSummary) -> None:
+        self.files_finished.inc()
+        self._finished.bytes_written += summary.data_bytes
+        if summary.error is not None:
+            self.write_errors.inc()
+
+    def file_unfinished(self) -> None:
+        """A file that could not be finished (its sidecar not written)."""
+        self.write_errors.inc()
+
+    def recording_finished(self, reason: str, stopped_by: str, seconds: float,
+                           stats: MediaStats) -> None:
+        self.recordings_finished.labels(stopped_by, reason_label(reason, stopped_by)).inc()
+        self.duration.observe(max(0.0, seconds))
+        self._finished.add(stats)
+
+    def collect_live(self) -> Iterator[Metric]:
+        live = self._live() if self._live is not None else None
+        yield _gauge("recsvc_active_recordings", "Recordings in progress (stopping included)",
+                     live and live.active)
+        yield _gauge("recsvc_starting_recordings", "Starts waiting for their file",
+                     live and live.starting)
+        yield _gauge("recsvc_control_connections", "Open control connections",
+                     live and live.connections)
+        yield _gauge("recsvc_storage_free_bytes", "Free space where the recordings are stored",
+                     self.free_bytes)
+        totals = self._finished
+        now = totals.plus(live)
+        for name, help_text, value in (
+            ("recsvc_rtp_packets_received", "Audio packets placed in recordings",
+             now.received),
+            ("recsvc_rtp_packets_lost", "Sequence numbers never received", now.lost),
+            ("recsvc_rtp_packets_late", "Packets that came after their place was written",
+             now.late),
+            ("recsvc_audio_bytes_written", "Audio bytes written to the recordings' files",
+             now.bytes_written),
+        ):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], totals.monotonic(name, value))
+            yield family
+        rejected = CounterMetricFamily("recsvc_rtp_packets_rejected",
+                                       "Datagrams not taken into a recording, by reason",
+                                       labels=["reason"])
+        for reason, count in sorted(now.rejected.items()):
+            rejected.add_metric([reason], totals.monotonic(f"rejected {reason}", count))
+        yield rejected
+
+
+@attrs.define
+class _Totals:
+    """The packets and bytes of finished recordings, and the last value each
+    live counter showed (a recording's count moves from "live" to
+    "finished" between two scrapes; a counter must never seem to go back)."""
+
+    received: int = 0
+    lost: int = 0
+    late: int = 0
+    rejected: dict[str, int] = attrs.field(factory=dict)
+    bytes_written: int = 0
+    _shown: dict[str, float] = attrs.field(factory=dict)
+
+    def add(self, stats: MediaStats) -> None:
+        self.received += stats.received
+        self.lost += stats.lost
+        self.late += stats.late
+        _add_counts(self.rejected, stats.rejected.items())
+
+    def plus(self, live: LiveFigures | None) -> _Totals:
+        if live is None:
+            return self
+        rejected = dict(self.rejected)
+        _add_counts(rejected, live.packets_rejected.items())
+        return _Totals(self.received + live.packets_received, self.lost + live.packets_lost,
+                       self.late + live.packets_late, rejected,
+                       self.bytes_written + live.bytes_written)
+
+    def monotonic(self, name: str, value: float) -> float:
+        shown = self._shown[name] = max(value, self._shown.get(name, 0))
+        return shown
+
+
+def _add_counts(into: dict[str, int], counts: Iterable[tuple[str, int]]) -> None:
+    for key, count in counts:
+        into[key] = into.get(key, 0) + count
+
+
+def _gauge(name: str, help_text: str, value: Any) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text)
+    if value is not None:
+        family.add_metric([], value)
+    return family
+
+
+class _LiveCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics.collect_live()

@@ -1,0 +1,530 @@
+/* recsvc web page: search the recordings, play one, watch the calls being
+   recorded. Plain ES2020, no libraries. Text from the server only ever goes
+   into the page through textContent / attributes, never as HTML. */
+(() => {
+  "use strict";
+
+  const PAGE_SIZE = 50;
+  const LIVE_MS = 2000;    // refresh of the live panel
+  const HEALTH_MS = 15000; // refresh of the health dot
+  // The form's inputs, named like the query parameters of /api/recordings.
+  const FIELDS = ["number", "name", "device", "direction", "since", "until", "min_duration", "stop_reason"];
+  const MEDIA_ERRORS = {
+    1: "playback aborted", 2: "network error", 3: "the audio cannot be decoded",
+    4: "the audio cannot be loaded",
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const form = $("search");
+  const results = $("results").tBodies[0];
+  const audio = $("audio");
+  const records = new WeakMap(); // result <tr> -> its recording row
+
+  let current = new URLSearchParams(); // the search on screen (filters and page)
+  let searchSeq = 0;                   // only the newest search may render
+  let selected = null;                 // {id, file} of the recording in the player
+  let liveTimer = 0;
+  let liveBusy = false;
+  let liveOk = true;
+
+  // ---------------------------------------------------------------- helpers
+
+  /** A new element, with a class and text if given. */
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /** Seconds as m:ss (h:mm:ss from an hour on). */
+  function formatDuration(seconds) {
+    const total = Math.max(0, Math.floor(Number(seconds) || 0));
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const ss = String(total % 60).padStart(2, "0");
+    return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+  }
+
+  const dateFormat = new Intl.DateTimeFormat(undefined, {
+    weekday: "short", year: "numeric", month: "short", day: "numeric",
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+
+  /** An ISO 8601 time in the browser's time zone, e.g. "Tue, 24 Nov 2026, 09:58:20". */
+  function formatDate(iso) {
+    const date = new Date(iso);
+    return iso && !Number.isNaN(date.getTime()) ? dateFormat.format(date) : (iso || "—");
+  }
+
+  /** Packets lost as a percentage of those expected. */
+  function lossPercent(received, lost) {
+    const total = (Number(received) || 0) + (Number(lost) || 0);
+    return total ? (100 * (Number(lost) || 0)) / total : null;
+  }
+
+  function formatBytes(bytes) {
+    const n = Number(bytes);
+    if (!Number.isFinite(n) || n < 0) return bytes;
+    if (n < 1024) return `${n} B`;
+    if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+    return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+  }
+
+  /** A URL with one more query parameter. */
+  function withParam(url, param) {
+    return url + (url.includes("?") ? "&" : "?") + param;
+  }
+
+  /** A server-given URL if it is a plain path or http(s) URL, else "". */
+  function safeUrl(url) {
+    return typeof url === "string" && /^(\/|https?:)/i.test(url) ? url : "";
+  }
+
+  /** GET a JSON answer; throws an Error with the server's message if it failed. */
+  async function getJson(url) {
+    let response;
+    try {
+      response = await fetch(url, {headers: {Accept: "application/json"}, cache: "no-store"});
+    } catch (error) {
+      throw new Error(`cannot reach the server (${error.message})`);
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch { /* not JSON: reported below */ }
+    if (!response.ok) {
+      const message = body && typeof body.error === "string" ? body.error : "";
+      throw new Error(message || `the server answered ${response.status} ${response.statusText}`.trim());
+    }
+    if (body === null || typeof body !== "object") throw new Error("the server's answer is not JSON");
+    return body;
+  }
+
+  function showError(message) {
+    const banner = $("error");
+    banner.textContent = message;
+    banner.hidden = false;
+  }
+
+  function hideError() {
+    $("error").hidden = true;
+    $("error").textContent = "";
+  }
+
+  /** A table cell with a phone number and, below it, the name. */
+  function partyCell(number, name) {
+    const cell = el("td", "party");
+    cell.append(el("span", "num", number || "—"));
+    if (name) cell.append(el("span", "pname", name));
+    return cell;
+  }
+
+  /** An "in" / "out" badge (the arrow comes from the CSS). */
+  function directionBadge(direction) {
+    const known = direction === "in" || direction === "out";
+    const badge = el("span", `dir dir-${known ? direction : "unknown"}`, direction || "?");
+    badge.title = direction === "in" ? "incoming call" : direction === "out" ? "outgoing call" : "direction unknown";
+    return badge;
+  }
+
+  // ------------------------------------------------------- form and history
+
+  /** The search of the form: its non-empty fields (page 1). */
+  function formParams() {
+    const params = new URLSearchParams();
+    for (const name of FIELDS) {
+      const value = form.elements.namedItem(name).value.trim();
+      if (value) params.set(name, value);
+    }
+    return params;
+  }
+
+  /** Fill the form from URLSearchParams or a plain object (missing fields: empty). */
+  function fillForm(source) {
+    const get = source instanceof URLSearchParams ? (key) => source.get(key) : (key) => source[key];
+    for (const name of FIELDS) {
+      const value = get(name);
+      form.elements.namedItem(name).value = value === undefined || value === null ? "" : String(value);
+    }
+  }
+
+  /** The known search parameters of a query string (page only when > 1). */
+  function searchOf(query) {
+    const params = new URLSearchParams();
+    for (const name of FIELDS) {
+      const value = (query.get(name) || "").trim();
+      if (value) params.set(name, value);
+    }
+    const page = parseInt(query.get("page"), 10);
+    if (page > 1) params.set("page", String(page));
+    return params;
+  }
+
+  /** Put a search in the page's URL (a new history entry), then run it. */
+  function navigate(params) {
+    const query = params.toString();
+    const url = query ? `/?${query}` : "/";
+    if (url !== location.pathname + location.search) history.pushState(null, "", url);
+    return runSearch(params);
+  }
+
+  // ---------------------------------------------------------------- search
+
+  /** Ask the server for one page of recordings and show them. Never rejects. */
+  async function runSearch(params) {
+    const seq = ++searchSeq;
+    current = params;
+    const page = parseInt(params.get("page"), 10) || 1;
+    const query = new URLSearchParams(params);
+    query.set("page", String(page));
+    query.set("page_size", String(PAGE_SIZE));
+    document.body.dataset.searchState = "loading";
+    $("results").setAttribute("aria-busy", "true");
+    try {
+      const data = await getJson(`/api/recordings?${query}`);
+      if (seq !== searchSeq) return; // a newer search is on its way
+      const rows = Array.isArray(data.recordings) ? data.recordings : [];
+      renderResults(rows, Number(data.page) || page, Number(data.page_size) || PAGE_SIZE);
+      hideError();
+      document.body.dataset.searchState = "done";
+    } catch (error) {
+      if (seq !== searchSeq) return;
+      results.replaceChildren();
+      $("no-results").hidden = true;
+      $("count").textContent = "Search failed.";
+      $("prev").disabled = page <= 1;
+      $("next").disabled = true;
+      showError(error.message);
+      document.body.dataset.searchState = "error";
+    } finally {
+      if (seq === searchSeq) $("results").removeAttribute("aria-busy");
+    }
+  }
+
+  function renderResults(rows, page, pageSize) {
+    const fragment = document.createDocumentFragment();
+    for (const row of rows) fragment.append(resultRow(row));
+    results.replaceChildren(fragment);
+    $("no-results").hidden = rows.length > 0;
+    const first = (page - 1) * pageSize + 1;
+    $("count").textContent = rows.length
+      ? `Recordings ${first}–${first + rows.length - 1}, newest first · page ${page}`
+      : (page > 1 ? `Nothing more on page ${page}.` : "");
+    $("prev").disabled = page <= 1;
+    $("next").disabled = rows.length < pageSize;
+  }
+
+  /** One row of the results table. */
+  function resultRow(row) {
+    const tr = el("tr");
+    tr.tabIndex = 0;
+    tr.dataset.id = row.id ?? "";
+    tr.dataset.file = row.file ?? "";
+    records.set(tr, row);
+
+    const date = el("td", "date");
+    date.title = row.started_at || "";
+    const time = el("time", null, formatDate(row.started_at));
+    if (row.started_at) time.dateTime = row.started_at;
+    date.append(time);
+    if (Number(row.part) > 1) date.append(el("span", "part", `part ${row.part}`));
+
+    const direction = el("td");
+    direction.append(directionBadge(row.direction));
+
+    tr.append(
+      date, direction,
+      partyCell(row.local_number, row.local_name),
+      partyCell(row.remote_number, row.remote_name),
+      el("td", "mono", row.device || "—"),
+      el("td", "mono right", formatDuration(row.duration_s)),
+      el("td", "reason", row.stop_reason || ""),
+    );
+    if (selected && selected.id === row.id && selected.file === row.file) markSelected(tr);
+    return tr;
+  }
+
+  function markSelected(tr) {
+    for (const other of results.querySelectorAll("tr.selected")) {
+      other.classList.remove("selected");
+      other.removeAttribute("aria-current");
+    }
+    if (tr) {
+      tr.classList.add("selected");
+      tr.setAttribute("aria-current", "true");
+    }
+  }
+
+  function goToPage(delta) {
+    const params = new URLSearchParams(current);
+    const page = Math.max(1, (parseInt(current.get("page"), 10) || 1) + delta);
+    if (page > 1) params.set("page", String(page));
+    else params.delete("page");
+    navigate(params).then(() => {
+      const top = $("results").getBoundingClientRect().top;
+      if (top < 0) $("results").scrollIntoView({block: "start"});
+    });
+  }
+
+  // ---------------------------------------------------------------- player
+
+  /** Select a row of the results, as a click does. */
+  function selectRow(tr) {
+    const row = records.get(tr);
+    if (!row) return;
+    markSelected(tr);
+    showPlayer(row);
+    if (window.matchMedia("(max-width: 1050px)").matches) {
+      $("player").scrollIntoView({block: "nearest", behavior: "smooth"});
+    }
+  }
+
+  /** Select a recording by id (and file); asks the server if it is not on this page. */
+  function selectRecording(id, file) {
+    const wanted = (tr) => tr.dataset.id === String(id) && (file == null || tr.dataset.file === String(file));
+    const tr = Array.from(results.rows).find(wanted);
+    if (tr) {
+      selectRow(tr);
+      return;
+    }
+    getJson(`/api/recordings/${encodeURIComponent(id)}`).then((data) => {
+      const files = Array.isArray(data.files) ? data.files : [];
+      const row = files.find((f) => file == null || f.file === file);
+      if (!row) throw new Error(`recording ${id} has no file ${file}`);
+      markSelected(null);
+      showPlayer(row);
+    }).catch((error) => showError(error.message));
+  }
+
+  function showPlayer(row) {
+    selected = {id: row.id, file: row.file};
+    const who = [row.remote_number, row.remote_name].filter(Boolean).join(" · ") || "an unknown party";
+    const verb = row.direction === "in" ? "Call from" : row.direction === "out" ? "Call to" : "Call with";
+    $("player-who").textContent = `${verb} ${who}`;
+    const when = $("player-when");
+    when.textContent = [formatDate(row.started_at), formatDuration(row.duration_s),
+      Number(row.part) > 1 ? `part ${row.part}` : ""].filter(Boolean).join(" · ");
+    when.title = row.started_at || "";
+    $("player-hint").hidden = true;
+    $("player-body").hidden = false;
+
+    const download = $("download");
+    const url = safeUrl(row.audio_url);
+    if (url) {
+      audio.src = url;
+      audio.play().catch(() => {}); // autoplay may be refused: the controls are there
+      download.href = withParam(url, "format=original");
+      download.setAttribute("download", row.file || "");
+      download.hidden = false;
+    } else {
+      audio.removeAttribute("src");
+      download.hidden = true;
+    }
+    renderDetails(row);
+  }
+
+  function renderDetails(row) {
+    const loss = lossPercent(row.packets_received, row.packets_lost);
+    const local = [row.local_number, row.local_name].filter(Boolean).join(" · ");
+    const items = [
+      ["ID", row.id, true],
+      ["Local", local],
+      ["Device", row.device, true],
+      ["Codec", row.codec],
+      ["Packets received", row.packets_received, true],
+      ["Packets lost", row.packets_lost == null ? null
+        : `${row.packets_lost}${loss === null ? "" : ` (${loss.toFixed(1)} %)`}`, true],
+      ["Stopped by", row.stopped_by],
+      ["Stop reason", row.stop_reason],
+      ["Status", row.status],
+      ["File", row.file, true],
+      ["Size", row.bytes == null ? null : formatBytes(row.bytes)],
+    ];
+    const list = $("details");
+    list.replaceChildren();
+    for (const [label, value, mono] of items) {
+      if (value === undefined || value === null || value === "") continue;
+      list.append(el("dt", null, label), el("dd", mono ? "mono" : null, value));
+    }
+  }
+
+  /** The audio element only gives a code; the server's JSON may say why. */
+  async function audioFailed() {
+    const src = audio.getAttribute("src");
+    if (!src || !audio.error) return;
+    const code = audio.error.code;
+    const base = `cannot play the recording (media error code ${code}: ${MEDIA_ERRORS[code] || "unknown"})`;
+    showError(base);
+    try {
+      const response = await fetch(src, {headers: {Range: "bytes=0-0"}, cache: "no-store"});
+      if (response.ok) return;
+      const body = await response.json();
+      if (body && typeof body.error === "string" && audio.getAttribute("src") === src) {
+        showError(`${base}: ${body.error}`);
+      }
+    } catch { /* keep the message we have */ }
+  }
+
+  // ------------------------------------------------------------ live panel
+
+  /** Fetch the calls being recorded, then again in LIVE_MS (not while hidden). */
+  async function refreshLive() {
+    clearTimeout(liveTimer);
+    if (document.hidden || liveBusy) return;
+    liveBusy = true;
+    try {
+      const data = await getJson("/api/active");
+      renderLive(Array.isArray(data.active) ? data.active : []);
+      setLiveOk(true);
+    } catch {
+      setLiveOk(false); // quietly: no error banner for the live view
+    } finally {
+      liveBusy = false;
+      if (!document.hidden) liveTimer = setTimeout(refreshLive, LIVE_MS);
+    }
+  }
+
+  function setLiveOk(ok) {
+    liveOk = ok;
+    $("live-status").hidden = ok;
+    $("live-table").classList.toggle("stale", !ok);
+  }
+
+  function renderLive(active) {
+    $("live-count").textContent = String(active.length);
+    $("live").classList.toggle("recording", active.length > 0);
+    const now = performance.now();
+    $("live-table").tBodies[0].replaceChildren(...active.map((call) => liveRow(call, now)));
+    $("live-table").hidden = active.length === 0;
+    $("live-empty").hidden = active.length > 0;
+  }
+
+  function liveRow(call, now) {
+    const tr = el("tr");
+    tr.dataset.id = call.id ?? "";
+    const remote = partyCell(call.remote_number, call.remote_name);
+    remote.prepend(directionBadge(call.direction));
+    const elapsed = el("td", "mono right elapsed", formatDuration(call.seconds));
+    elapsed.dataset.seconds = String(Number(call.seconds) || 0);
+    elapsed.dataset.at = String(now);
+    const loss = lossPercent(call.packets_received, call.packets_lost);
+    const lossCell = el("td", "mono right", loss === null ? "—" : `${loss.toFixed(1)} %`);
+    if (loss !== null && loss >= 1) lossCell.classList.add("warn");
+    lossCell.title = `${call.packets_lost ?? 0} packets lost`;
+    const device = el("td", "mono", call.device || "—");
+    if (call.codec) device.title = `codec ${call.codec}, RTP port ${call.rtp_port ?? "?"}`;
+    tr.append(remote, partyCell(call.local_number, call.local_name), device, elapsed,
+      el("td", "mono right", call.packets_received ?? "—"), lossCell);
+    return tr;
+  }
+
+  /** Advance the elapsed times between refreshes. */
+  function tickLive() {
+    if (document.hidden || !liveOk) return;
+    const now = performance.now();
+    for (const cell of document.querySelectorAll("#live-table td.elapsed")) {
+      const seconds = Number(cell.dataset.seconds) + (now - Number(cell.dataset.at)) / 1000;
+      cell.textContent = formatDuration(seconds);
+    }
+  }
+
+  // ---------------------------------------------------------------- health
+
+  async function checkHealth() {
+    if (document.hidden) return;
+    const health = $("health");
+    let state = "unknown";
+    let text = "server unreachable";
+    try {
+      const response = await fetch("/healthz", {cache: "no-store"});
+      const body = await response.json().catch(() => ({}));
+      const ok = response.ok && body.status === "ok";
+      state = ok ? "ok" : "bad";
+      text = ok ? "server ok" : `server: ${body.status || response.status}`;
+    } catch { /* unreachable */ }
+    health.dataset.state = state;
+    health.title = text;
+    $("health-text").textContent = text;
+  }
+
+  // ---------------------------------------------------------------- events
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    navigate(formParams());
+  });
+
+  $("clear").addEventListener("click", () => {
+    form.reset();
+    navigate(new URLSearchParams());
+    form.elements.namedItem("number").focus();
+  });
+
+  $("prev").addEventListener("click", () => goToPage(-1));
+  $("next").addEventListener("click", () => goToPage(1));
+  $("error-close").addEventListener("click", hideError);
+
+  results.addEventListener("click", (event) => {
+    const tr = event.target.closest("tr");
+    if (tr) selectRow(tr);
+  });
+
+  results.addEventListener("keydown", (event) => {
+    const tr = event.target.closest("tr");
+    if (!tr) return;
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      selectRow(tr);
+    } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      const next = event.key === "ArrowDown" ? tr.nextElementSibling : tr.previousElementSibling;
+      if (next) next.focus();
+    }
+  });
+
+  audio.addEventListener("error", audioFailed);
+
+  window.addEventListener("popstate", () => {
+    const params = searchOf(new URLSearchParams(location.search));
+    fillForm(params);
+    runSearch(params);
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      clearTimeout(liveTimer);
+    } else {
+      refreshLive();
+      checkHealth();
+    }
+  });
+
+  // ------------------------------------------------------------ public API
+
+  // For the end-to-end tests (and the curious): search and select.
+  window.recsvc = Object.freeze({
+    /** Fill the form from a plain object, run the search; resolves once rendered. */
+    search(params = {}) {
+      fillForm(params);
+      const query = formParams();
+      const page = parseInt(params.page, 10);
+      if (page > 1) query.set("page", String(page));
+      return navigate(query);
+    },
+    /** Select a recording (id, and file for one part) as a click would. */
+    select(id, file) {
+      selectRecording(id, file);
+    },
+  });
+
+  // ----------------------------------------------------------------- start
+
+  const initial = searchOf(new URLSearchParams(location.search));
+  fillForm(initial);
+  runSearch(initial);
+  refreshLive();
+  setInterval(tickLive, 1000);
+  checkHealth();
+  setInterval(checkHealth, HEALTH_MS);
+})();
