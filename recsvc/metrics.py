@@ -28,6 +28,8 @@ def reason_label(reason: str, stopped_by: str = "") -> str:
     any detail after a colon or parenthesis; whatever a phone said, "phone"."""
     if stopped_by == "phone":
         return "stopped by phone"
+    if reason.startswith("unsupported codec"):  # it goes on with the phone's codec name
+        return "unsupported codec"
     for mark in (":", " ("):
         reason = reason.split(mark, 1)[0]
     return reason.strip()[:40] or "unknown"

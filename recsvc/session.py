@@ -166,7 +166,10 @@ class Recording:
         return self._rtp_port
 
     def progress(self) -> MediaStats:
-        """How its RTP has arrived so far."""
+        """How its RTP has arrived so far (the packets waiting in its fast
+        lane taken in first)."""
+        if self._state == RECORDING:
+            self._take_lane()
         return self._media.stats()
 
     @property

@@ -470,7 +470,6 @@ class TwistdEndToEndTests(TestCase):
             yaml.safe_dump({
                 "control": {"listen": "tcp:0:interface=127.0.0.1"},
                 "http": {"listen": "tcp:0:interface=127.0.0.1"},
-            "http": {"listen": "tcp:0:interface=127.0.0.1"},
                 "rtp": {"interface": "127.0.0.1", "port_range": [43000, 43999]},
                 "storage": {"root": "recordings", "min_free_mb": 1},
             }, handle)

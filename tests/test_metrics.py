@@ -1,0 +1,122 @@
+"""Tests for recsvc.metrics: what the recorder reports, and the live
+figures read at a scrape, as Prometheus sees them."""
+
+from __future__ import annotations
+
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.metrics import Metrics, live_figures, reason_label
+from recsvc.protocol.commands import StopRequest
+from recsvc.summary import MediaStats
+from tests.test_service import ServiceTestsMixin, rtp, start_request
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, by name and labels."""
+    text = generate_latest(metrics.registry).decode("utf-8")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+class ReasonLabelTests(SynchronousTestCase):
+    def test_bounded(self) -> None:
+        """Label values are the server's words without their details; what a
+        phone says is never a label value."""
+        self.assertEqual(reason_label("write error: No space left on device"), "write error")
+        self.assertEqual(reason_label("unsupported codec G729 (use PCMA, PCMU)"),
+                         "unsupported codec")
+        self.assertEqual(reason_label("customer asked", "phone"), "stopped by phone")
+        self.assertEqual(reason_label("no RTP for 60 s", "server"), "no RTP for 60 s")
+        self.assertEqual(reason_label(""), "unknown")
+
+
+class MetricsTests(SynchronousTestCase):
+    def test_finished_recordings_move_from_live_to_totals(self) -> None:
+        """Packet and byte counters add what finished recordings had to what
+        the live ones have, and never go back between two scrapes."""
+        metrics = Metrics()
+        live = [live_now(received=100, written=16000)]
+        metrics.watch(lambda: live[0])
+        self.assertEqual(samples(metrics)[("recsvc_rtp_packets_received_total", ())], 100)
+        # The recording finished with 120 packets; its file is counted once.
+        live[0] = live_now()
+        metrics.recording_finished("hangup", "phone", 2.4, MediaStats(received=120, lost=3))
+        scrape = samples(metrics)
+        self.assertEqual(scrape[("recsvc_rtp_packets_received_total", ())], 120)
+        self.assertEqual(scrape[("recsvc_rtp_packets_lost_total", ())], 3)
+        # Between its rotated file's last scrape and that file's finishing,
+        # its bytes are in neither place: the counter holds its last value.
+        self.assertEqual(scrape[("recsvc_audio_bytes_written_total", ())], 16000)
+
+    def test_gauges_read_at_scrape(self) -> None:
+        metrics = Metrics()
+        metrics.watch(lambda: live_now(active=3, connections=2))
+        metrics.free_bytes = 12345
+        scrape = samples(metrics)
+        self.assertEqual(scrape[("recsvc_active_recordings", ())], 3)
+        self.assertEqual(scrape[("recsvc_control_connections", ())], 2)
+        self.assertEqual(scrape[("recsvc_storage_free_bytes", ())], 12345)
+
+    def test_own_registry(self) -> None:
+        """Two services' metrics do not collide (nor reach the global registry)."""
+        first, second = Metrics(), Metrics()
+        first.recording_started()
+        self.assertEqual(samples(first)[("recsvc_recordings_started_total", ())], 1)
+        self.assertEqual(samples(second)[("recsvc_recordings_started_total", ())], 0)
+
+
+def live_now(active: int = 0, connections: int = 0, received: int = 0, written: int = 0):
+    from recsvc.metrics import LiveFigures
+
+    return LiveFigures(active, 0, connections, received, 0, 0, {}, written)
+
+
+class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):
+    """A recorder on fakes, reporting to Metrics."""
+
+    def setUp(self) -> None:
+        self.make_service()
+        self.metrics = self.service.metrics = Metrics()
+        self.metrics.watch(lambda: live_figures(self.service))
+
+    def test_a_recording_counted_from_start_to_finish(self) -> None:
+        response = self.start()
+        for sequence in range(10):
+            self.ports.deliver(response.port, rtp(sequence, b"\xd5" * 160))
+        scrape = samples(self.metrics)
+        self.assertEqual(scrape[("recsvc_recordings_started_total", ())], 1)
+        self.assertEqual(scrape[("recsvc_active_recordings", ())], 1)
+        self.assertEqual(scrape[("recsvc_control_connections", ())], 1)
+        self.assertEqual(scrape[("recsvc_rtp_packets_received_total", ())], 10)
+        self.successResultOf(self.service.stop_recording(StopRequest("7", reason="hangup")))
+        scrape = samples(self.metrics)
+        self.assertEqual(scrape[("recsvc_active_recordings", ())], 0)
+        self.assertEqual(scrape[("recsvc_recordings_finished_total",
+                                 (("reason", "stopped by phone"), ("stopped_by", "phone")))], 1)
+        self.assertEqual(scrape[("recsvc_files_finished_total", ())], 1)
+        self.assertEqual(scrape[("recsvc_rtp_packets_received_total", ())], 10)
+        self.assertEqual(scrape[("recsvc_audio_bytes_written_total", ())], 1600)
+        self.assertEqual(scrape[("recsvc_recording_duration_seconds_count", ())], 1)
+        self.assertEqual(scrape[("recsvc_write_errors_total", ())], 0)
+
+    def test_refusals_by_reason(self) -> None:
+        self.start()
+        self.start(start_request(device="00a859000002"))  # the same id, another phone
+        self.start(start_request("8", codec="G729"))
+        scrape = samples(self.metrics)
+        self.assertEqual(scrape[("recsvc_starts_refused_total",
+                                 (("reason", "id already recording"),))], 1)
+        self.assertEqual(scrape[("recsvc_starts_refused_total",
+                                 (("reason", "unsupported codec"),))], 1)
+
+    def test_rejected_packets_by_reason(self) -> None:
+        response = self.start()
+        self.ports.deliver(response.port, b"junk")
+        scrape = samples(self.metrics)
+        self.assertEqual(scrape[("recsvc_rtp_packets_rejected_total", (("reason", "not rtp"),))],
+                         1)

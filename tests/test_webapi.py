@@ -1,0 +1,321 @@
+"""Tests for recsvc.webapi and recsvc.httpauth: the HTTP side over a real
+loopback socket (the JSON API, audio with byte ranges, the recordings in
+progress, /healthz, /metrics, the page, and http.auth)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks, maybeDeferred
+from twisted.internet.task import Clock
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.http_headers import Headers
+
+from recsvc import g711, index, playback
+from recsvc.codec import WAVE_FORMAT_ALAW
+from recsvc.config import BasicUser, ConfigError, HttpAuthConfig, parse_config
+from recsvc.httpauth import (
+    basic_credentials,
+    bearer_token,
+    check_password_hash,
+    hash_password,
+    verify_password,
+)
+from recsvc.metrics import Metrics, live_figures
+from recsvc.storage import sidecar_path
+from recsvc.testing import FakePhoneLink, FakePortPool, memory_recorder
+from recsvc.wav import WavFileWriter, WavFormat
+from recsvc.webapi import make_site
+from tests.test_index import sidecar
+from tests.test_service import rtp, start_request
+
+FOLDER = "00a859000001/2026/11/24"
+TOKEN = "a-long-bearer-token-0123456789"
+
+
+class HttpTestsMixin:
+    """A site on 127.0.0.1 over an index with two finished recordings (one
+    with real A-law audio) and a recorder with one recording in progress."""
+
+    auth = HttpAuthConfig()
+
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        self.audio = bytes(random.Random(6).randrange(256) for _ in range(8000))
+        self.wav = self.finished_recording("7", self.audio, "2026-11-24T10:00:00.000Z")
+        self.finished_recording("8", b"\xd5" * 800, "2026-11-24T11:00:00.000Z",
+                                remote_number="2002", direction="in")
+        self.connection = index.connect(os.path.join(self.mktemp(), "index.sqlite3"))
+        self.addCleanup(self.connection.close)
+        index.catch_up(self.connection, self.root)
+
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.ports = FakePortPool()
+        self.recorder = memory_recorder(os.path.join(self.root, "live"), clock=self.clock,
+                                        ports=self.ports)
+        self.recorder.startService()
+        self.recorder.link_connected(FakePhoneLink())
+        answer = self.successResultOf(self.recorder.start_recording(
+            start_request("live-1"), FakePhoneLink(), "127.0.0.1", "127.0.0.9"))
+        for sequence in range(5):
+            self.ports.deliver(answer.port, rtp(sequence, b"\xd5" * 160))
+        self.clock.advance(3)
+        self.metrics = Metrics()
+        self.metrics.watch(lambda: live_figures(self.recorder))
+
+        def run_index(f, *args):
+            return maybeDeferred(f, self.connection, *args)
+
+        site = make_site(self.recorder, run_index, self.root, deferToThread, self.metrics,
+                         self.auth, now=self.clock.seconds)
+        self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(self.listening.stopListening)
+        pool = HTTPConnectionPool(reactor, persistent=False)
+        self.agent = Agent(reactor, pool=pool)
+
+    def finished_recording(self, recording_id: str, audio: bytes, started_at: str,
+                           **fields) -> str:
+        data = sidecar(recording_id, started_at=started_at, **fields)
+        wav = os.path.join(self.root, FOLDER, data["file"])
+        os.makedirs(os.path.dirname(wav), exist_ok=True)
+        writer = WavFileWriter(wav, WavFormat(WAVE_FORMAT_ALAW, 8000, 8))
+        writer.write(audio)
+        writer.close()
+        with open(sidecar_path(wav), "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        return wav
+
+    @inlineCallbacks
+    def get(self, path: str, **headers: str):
+        url = f"http://127.0.0.1:{self.listening.getHost().port}{path}"
+        response = yield self.agent.request(
+            b"GET", url.encode("ascii"),
+            Headers({name.replace("_", "-"): [value] for name, value in headers.items()}))
+        body = yield readBody(response)
+        return response, body
+
+    @inlineCallbacks
+    def get_json(self, path: str, status: int = 200, **headers: str):
+        response, body = yield self.get(path, **headers)
+        self.assertEqual(response.code, status, body)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"),
+                         [b"application/json; charset=utf-8"])
+        return json.loads(body)
+
+
+class ApiTests(HttpTestsMixin, TestCase):
+    @inlineCallbacks
+    def test_search_by_number(self) -> None:
+        """Digits anywhere in a number, whatever the separators; each row is
+        the sidecar with where its audio is, and no server path."""
+        found = yield self.get_json("/api/recordings?number=138%200013%208000")
+        [row] = found["recordings"]
+        self.assertEqual((row["id"], row["remote_number"]), ("7", "13800138000"))
+        self.assertEqual(row["audio_url"],
+                         "/api/recordings/7/audio?file=20261124T100000Z_out_13800138000_7.wav")
+        self.assertNotIn("path", row)
+        self.assertEqual((found["page"], found["page_size"]), (1, 50))
+
+    @inlineCallbacks
+    def test_search_filters_and_order(self) -> None:
+        everything = yield self.get_json("/api/recordings")
+        self.assertEqual([row["id"] for row in everything["recordings"]], ["8", "7"])
+        incoming = yield self.get_json("/api/recordings?direction=in&since=2026-11-24"
+                                       "&until=2026-11-24&device=00-A8-59-00-00-01")
+        self.assertEqual([row["id"] for row in incoming["recordings"]], ["8"])
+        paged = yield self.get_json("/api/recordings?page=2&page_size=1")
+        self.assertEqual([row["id"] for row in paged["recordings"]], ["7"])
+
+    @inlineCallbacks
+    def test_bad_searches_are_400_naming_the_parameter(self) -> None:
+        for query, starts in [("since=tuesday", "since:"), ("page=abc", "page:"),
+                              ("min_duration=-3", "min_duration:"), ("number=abc", "number:"),
+                              ("page_size=100000", "page_size:")]:
+            error = yield self.get_json(f"/api/recordings?{query}", 400)
+            self.assertTrue(error["error"].startswith(starts), error)
+
+    @inlineCallbacks
+    def test_one_recording(self) -> None:
+        found = yield self.get_json("/api/recordings/7")
+        self.assertEqual(found["id"], "7")
+        self.assertEqual([row["file"] for row in found["files"]],
+                         ["20261124T100000Z_out_13800138000_7.wav"])
+        missing = yield self.get_json("/api/recordings/nope", 404)
+        self.assertIn("nope", missing["error"])
+        nothing = yield self.get_json("/api/recordings/7/other", 404)
+        self.assertIn("error", nothing)
+
+    @inlineCallbacks
+    def test_audio_decoded_to_pcm16(self) -> None:
+        """The default: a 16-bit PCM WAV of the stored A-law, the whole of
+        it or any byte range (so the player can seek)."""
+        whole = yield self.get("/api/recordings/7/audio")
+        response, body = whole
+        self.assertEqual(response.code, 200)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"audio/wav"])
+        self.assertEqual(response.headers.getRawHeaders(b"accept-ranges"), [b"bytes"])
+        playable = playback.open_playable(self.wav)
+        self.assertEqual(len(body), playable.size)
+        self.assertEqual(body[playable.size - 2 * len(self.audio):],
+                         g711.decode_alaw(self.audio))
+        response, part = yield self.get("/api/recordings/7/audio", range="bytes=1000-1999")
+        self.assertEqual(response.code, 206)
+        self.assertEqual(response.headers.getRawHeaders(b"content-range"),
+                         [f"bytes 1000-1999/{playable.size}".encode("ascii")])
+        self.assertEqual(part, body[1000:2000])
+        response, _ = yield self.get("/api/recordings/7/audio", range=f"bytes={playable.size}-")
+        self.assertEqual(response.code, 416)
+
+    @inlineCallbacks
+    def test_audio_original(self) -> None:
+        response, body = yield self.get("/api/recordings/7/audio?format=original")
+        self.assertEqual(response.code, 200)
+        with open(self.wav, "rb") as handle:
+            self.assertEqual(body, handle.read())
+        error = yield self.get_json("/api/recordings/7/audio?format=mp3", 400)
+        self.assertIn("format", error["error"])
+        error = yield self.get_json("/api/recordings/7/audio?file=other.wav", 404)
+        self.assertIn("other.wav", error["error"])
+
+    @inlineCallbacks
+    def test_audio_file_gone(self) -> None:
+        os.remove(self.wav)
+        error = yield self.get_json("/api/recordings/7/audio", 404)
+        self.assertIn("gone", error["error"])
+
+    @inlineCallbacks
+    def test_active(self) -> None:
+        found = yield self.get_json("/api/active")
+        [row] = found["active"]
+        self.assertEqual((row["id"], row["remote_number"], row["packets_received"],
+                          row["seconds"]), ("live-1", "13800138000", 5, 3.0))
+
+    @inlineCallbacks
+    def test_healthz(self) -> None:
+        health = yield self.get_json("/healthz")
+        self.assertEqual(health, {"status": "ok", "active": 1})
+        yield self.recorder.stopService()
+        health = yield self.get_json("/healthz", 503)
+        self.assertEqual(health["status"], "shutting down")
+
+    @inlineCallbacks
+    def test_metrics(self) -> None:
+        response, body = yield self.get("/metrics")
+        self.assertEqual(response.code, 200)
+        self.assertTrue(response.headers.getRawHeaders(b"content-type")[0].startswith(
+            b"text/plain"))
+        text = body.decode("utf-8")
+        self.assertIn("recsvc_active_recordings 1.0", text)
+        self.assertIn("recsvc_rtp_packets_received_total 5.0", text)
+        self.assertRegex(text, r"recsvc_storage_free_bytes \d")
+
+    @inlineCallbacks
+    def test_page_and_its_files(self) -> None:
+        response, body = yield self.get("/")
+        self.assertEqual(response.code, 200)
+        self.assertIn(b'id="results"', body)
+        self.assertIn(b"/static/app.js", body)
+        for name in ("app.js", "app.css"):
+            response, _ = yield self.get(f"/static/{name}")
+            self.assertEqual(response.code, 200, name)
+        yield self.get_json("/static/nothing.js", 404)
+        yield self.get_json("/nothing", 404)
+        yield self.get_json("/api/nothing", 404)
+
+
+class AuthTests(HttpTestsMixin, TestCase):
+    """With http.auth: basic users or a bearer token; /healthz stays open."""
+
+    auth = HttpAuthConfig(users=(BasicUser("ann", hash_password("s3cret", iterations=1000)),),
+                          token=TOKEN)
+
+    def basic(self, user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+    @inlineCallbacks
+    def test_refused_without_credentials(self) -> None:
+        for path in ("/", "/api/recordings", "/api/recordings/7/audio", "/metrics",
+                     "/static/app.js"):
+            response, body = yield self.get(path)
+            self.assertEqual(response.code, 401, path)
+            self.assertIn(b'Basic realm="recsvc"',
+                          response.headers.getRawHeaders(b"www-authenticate")[0])
+            self.assertEqual(json.loads(body), {"error": "authentication required"})
+
+    @inlineCallbacks
+    def test_basic_user(self) -> None:
+        found = yield self.get_json("/api/recordings?number=13800138000",
+                                    authorization=self.basic("ann", "s3cret"))
+        self.assertEqual(len(found["recordings"]), 1)
+        # Checked once, remembered: the same again (from memory).
+        yield self.get_json("/api/recordings/7", authorization=self.basic("ann", "s3cret"))
+        for wrong in (self.basic("ann", "guess"), self.basic("bob", "s3cret"),
+                      "Basic !!!", "Digest x"):
+            yield self.get_json("/api/recordings", 401, authorization=wrong)
+
+    @inlineCallbacks
+    def test_bearer_token(self) -> None:
+        response, _ = yield self.get("/api/recordings/7/audio", authorization=f"Bearer {TOKEN}")
+        self.assertEqual(response.code, 200)
+        yield self.get_json("/api/active", 401, authorization=f"Bearer {TOKEN}x")
+
+    @inlineCallbacks
+    def test_healthz_open(self) -> None:
+        health = yield self.get_json("/healthz")
+        self.assertEqual(health["status"], "ok")
+
+
+class PasswordTests(SynchronousTestCase):
+    def test_hash_and_verify(self) -> None:
+        hashed = hash_password("pässword", iterations=1000)
+        self.assertTrue(hashed.startswith("pbkdf2_sha256$1000$"))
+        self.assertTrue(verify_password("pässword", hashed))
+        self.assertFalse(verify_password("password", hashed))
+        self.assertNotEqual(hashed, hash_password("pässword", iterations=1000))  # salted
+
+    def test_damaged_hashes(self) -> None:
+        for text in ("", "secret", "pbkdf2_sha256$x$AAAA$AAAA", "md5$1$2$3",
+                     hash_password("x", iterations=1000)[:-4]):
+            self.assertRaises(ValueError, check_password_hash, text)
+
+    def test_headers(self) -> None:
+        self.assertEqual(basic_credentials(b"Basic " + base64.b64encode(b"a:b:c")), ("a", "b:c"))
+        self.assertIsNone(basic_credentials(b"Basic " + base64.b64encode(b"nocolon")))
+        self.assertIsNone(basic_credentials(None))
+        self.assertEqual(bearer_token(b"bearer abc "), b"abc")
+        self.assertIsNone(bearer_token(b"Basic abc"))
+
+
+class HttpConfigTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        config = parse_config(None)
+        self.assertEqual(config.http.listen, "tcp:8080:interface=127.0.0.1")
+        self.assertFalse(config.http.auth.enabled)
+        self.assertIsNone(config.hooks.on_finish)
+
+    def test_auth(self) -> None:
+        hashed = hash_password("pw", iterations=1000)
+        config = parse_config({"http": {"auth": {"users": {"ann": hashed}, "token": TOKEN}}})
+        self.assertEqual(config.http.auth.users, (BasicUser("ann", hashed),))
+        self.assertEqual(config.http.auth.token, TOKEN)
+        self.assertTrue(config.http.auth.enabled)
+
+    def test_errors_name_the_key(self) -> None:
+        for data, key in [
+            ({"http": {"auth": {"users": {"ann": "plain-text"}}}}, "http.auth.users"),
+            ({"http": {"auth": {"users": ["ann"]}}}, "http.auth.users"),
+            ({"http": {"auth": {"token": "short"}}}, "http.auth.token"),
+            ({"http": {"auth": {"passwd": "x"}}}, "http.auth.passwd"),
+            ({"http": {"listen": ""}}, "http.listen"),
+            ({"hooks": {"on_finish": "ftp://example.com/"}}, "hooks.on_finish"),
+        ]:
+            with self.assertRaises(ConfigError) as caught:
+                parse_config(data)
+            self.assertEqual(caught.exception.key, key, str(caught.exception))
