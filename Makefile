@@ -23,15 +23,19 @@ run: venv
 	mkdir -p var
 	$(BIN)/twistd --nodaemon --pidfile= recsvc --config $(CONFIG)
 
-# Debian tools the tests use to check the files as other programs read them.
+# Debian tools the tests use: ffmpeg and sox check the files as other
+# programs read them; chromium and chromium-driver play them in the web page.
 # Best effort: where they cannot be installed (not root, not Debian) the tests
 # that need them skip and say why.
+TEST_TOOLS := ffprobe sox chromium chromedriver
 test-tools:
-	@command -v ffprobe >/dev/null && command -v sox >/dev/null || { \
-	  echo "installing ffmpeg and sox (Debian) for the file checks"; \
+	@for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing ffmpeg, sox, chromium and chromium-driver (Debian) for the tests"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends ffmpeg sox >/dev/null; } \
-	  || echo "could not install ffmpeg/sox: the tests that use them will skip"; }
+	    apt-get install -y -qq --no-install-recommends ffmpeg sox chromium chromium-driver >/dev/null; } \
+	  || echo "could not install them: the tests that use them will skip"; \
+	fi
 
 test: venv test-tools
 	$(BIN)/python -m twisted.trial --jobs 2 tests

@@ -210,13 +210,37 @@ def _reindex(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from recsvc.tap import _global_reactor, check_config
+    from recsvc.tap import _global_reactor, check_config, http_endpoint_for, open_http_warning
 
     config = load_config(args.file)
-    check_config(config, _global_reactor())
+    reactor = _global_reactor()
+    check_config(config, reactor)
     _open_index(config, writable=True).close()
+    warning = open_http_warning(config, http_endpoint_for(config, reactor))
+    if warning is not None:
+        print(f"recsvc check-config: WARNING: {warning}", file=sys.stderr)
     print(f"{args.file}: OK (recordings in {config.storage.root}, "
-          f"index {config.index.database}, control on {config.control.listen})")
+          f"index {config.index.database}, control on {config.control.listen}, "
+          f"HTTP on {config.http.listen})")
+    return 0
+
+
+def _hash_password(args: argparse.Namespace) -> int:
+    """A hash for http.auth.users. The password is read from the terminal
+    (asked twice) or the first line of standard input, never the command line."""
+    from recsvc.httpauth import hash_password
+
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise CommandError("the passwords differ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        raise CommandError("a password needs at least 8 characters")
+    print(hash_password(password))
     return 0
 
 
@@ -256,6 +280,10 @@ def parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="check a config file as the service would")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(run=_check_config)
+    hashing = commands.add_parser(
+        "hash-password", help="a password hash for http.auth.users (the password from the "
+        "terminal or standard input)")
+    hashing.set_defaults(run=_hash_password)
     convert = commands.add_parser(
         "convert", help="turn the phone's USB recordings (Record_*.wav) into WAV files",
         description="Turn Fanvil USB recordings (a codec header and raw RTP) into WAV "

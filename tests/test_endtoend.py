@@ -22,7 +22,7 @@ import time
 import attrs
 import yaml
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks
+from twisted.internet.defer import inlineCallbacks, succeed
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
@@ -108,19 +108,25 @@ class LoopbackServiceMixin:
     @inlineCallbacks
     def setUp(self):
         self.root = os.path.abspath(self.mktemp())
-        self.tree = makeService({
+        self.config = {
             "control": {"listen": "tcp:0:interface=127.0.0.1"},
             "http": {"listen": "tcp:0:interface=127.0.0.1"},
             "rtp": {"interface": "127.0.0.1", "port_range": [42000, 42999]},
             # Tests must not depend on how full this machine's disk is.
             "storage": {"root": self.root, "min_free_mb": 1},
             "index": {"database": os.path.join(self.root + "-index", "recsvc.sqlite3")},
-        })
+            **(yield self.more_config()),
+        }
+        self.tree = makeService(self.config)
         self.recorder = self.tree.getServiceNamed("recorder")
         self.tree.startService()
         self.addCleanup(self._stop_tree)
         port = yield self.tree.getServiceNamed("control").whenListening()
         self.port = port.getHost().port
+
+    def more_config(self):
+        """Sections to add to the service's config (a Deferred of a dict)."""
+        return succeed({})
 
     def _stop_tree(self):
         if self.tree.running:

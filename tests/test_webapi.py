@@ -5,13 +5,17 @@ progress, /healthz, /metrics, the page, and http.auth)."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import io
 import json
 import os
 import random
+import sys
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactor
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
@@ -27,8 +31,10 @@ from recsvc.httpauth import (
     hash_password,
     verify_password,
 )
+from recsvc.cli import main
 from recsvc.metrics import Metrics, live_figures
 from recsvc.storage import sidecar_path
+from recsvc.tap import http_endpoint_for, open_http_warning
 from recsvc.testing import FakePhoneLink, FakePortPool, memory_recorder
 from recsvc.wav import WavFileWriter, WavFormat
 from recsvc.webapi import make_site
@@ -319,3 +325,50 @@ class HttpConfigTests(SynchronousTestCase):
             with self.assertRaises(ConfigError) as caught:
                 parse_config(data)
             self.assertEqual(caught.exception.key, key, str(caught.exception))
+
+
+class CommandTests(SynchronousTestCase):
+    def run_main(self, argv: list[str], stdin: str = "") -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        self.patch(sys, "stdin", io.StringIO(stdin))
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(argv)
+        return status, out.getvalue(), err.getvalue()
+
+    def test_hash_password(self) -> None:
+        """The hash of the password on standard input, as http.auth.users takes it."""
+        status, out, _ = self.run_main(["hash-password"], "correct horse\n")
+        self.assertEqual(status, 0)
+        self.assertTrue(verify_password("correct horse", out.strip()))
+        parse_config({"http": {"auth": {"users": {"ann": out.strip()}}}})
+        status, _, err = self.run_main(["hash-password"], "short\n")
+        self.assertEqual(status, 1)
+        self.assertIn("at least 8 characters", err)
+
+    def test_check_config_warns_of_open_http(self) -> None:
+        root = os.path.abspath(self.mktemp())
+        config = os.path.abspath(self.mktemp() + ".yaml")
+        with open(config, "w", encoding="utf-8") as handle:
+            json.dump({"storage": {"root": root},
+                       "index": {"database": os.path.join(root, "index.sqlite3")},
+                       "http": {"listen": "tcp:8080"}}, handle)
+        status, out, err = self.run_main(["check-config", config])
+        self.assertEqual(status, 0, err)
+        self.assertIn("HTTP on tcp:8080", out)
+        self.assertIn("WARNING: http.listen 'tcp:8080' is reachable from other machines", err)
+
+
+class OpenHttpWarningTests(SynchronousTestCase):
+    def warning(self, listen: str, **auth) -> str | None:
+        config = parse_config({"http": {"listen": listen, "auth": auth or None}})
+        return open_http_warning(config, http_endpoint_for(config, MemoryReactor()))
+
+    def test_only_beyond_this_host_without_auth(self) -> None:
+        self.assertIsNotNone(self.warning("tcp:8080"))
+        self.assertIsNotNone(self.warning("tcp:8080:interface=192.168.1.5"))
+        self.assertIsNotNone(self.warning("tcp6:8080:interface=\\:\\:"))
+        self.assertIsNone(self.warning("tcp:8080:interface=127.0.0.1"))
+        self.assertIsNone(self.warning("tcp6:8080:interface=\\:\\:1"))
+        self.assertIsNone(self.warning("unix:/run/recsvc.sock"))
+        self.assertIsNone(self.warning("tcp:8080", token=TOKEN))
+        self.assertIsNone(self.warning("off"))

@@ -57,6 +57,25 @@
     return iso && !Number.isNaN(date.getTime()) ? dateFormat.format(date) : (iso || "—");
   }
 
+  const dayFormat = new Intl.DateTimeFormat(undefined, {
+    weekday: "short", year: "numeric", month: "short", day: "numeric",
+  });
+  const clockFormat = new Intl.DateTimeFormat(undefined, {
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+
+  /** The day of an ISO 8601 time in the browser's time zone ("Tue, Nov 24, 2026"). */
+  function formatDay(iso) {
+    const date = new Date(iso);
+    return iso && !Number.isNaN(date.getTime()) ? dayFormat.format(date) : (iso || "—");
+  }
+
+  /** The time of day of an ISO 8601 time in the browser's time zone. */
+  function formatClock(iso) {
+    const date = new Date(iso);
+    return iso && !Number.isNaN(date.getTime()) ? clockFormat.format(date) : "";
+  }
+
   /** Packets lost as a percentage of those expected. */
   function lossPercent(received, lost) {
     const total = (Number(received) || 0) + (Number(lost) || 0);
@@ -225,9 +244,9 @@
 
     const date = el("td", "date");
     date.title = row.started_at || "";
-    const time = el("time", null, formatDate(row.started_at));
+    const time = el("time", null, formatDay(row.started_at));
     if (row.started_at) time.dateTime = row.started_at;
-    date.append(time);
+    date.append(time, el("span", "pname", formatClock(row.started_at)));
     if (Number(row.part) > 1) date.append(el("span", "part", `part ${row.part}`));
 
     const direction = el("td");
@@ -409,13 +428,16 @@
     elapsed.dataset.seconds = String(Number(call.seconds) || 0);
     elapsed.dataset.at = String(now);
     const loss = lossPercent(call.packets_received, call.packets_lost);
-    const lossCell = el("td", "mono right", loss === null ? "—" : `${loss.toFixed(1)} %`);
-    if (loss !== null && loss >= 1) lossCell.classList.add("warn");
-    lossCell.title = `${call.packets_lost ?? 0} packets lost`;
-    const device = el("td", "mono", call.device || "—");
+    const packets = el("td", "mono right", String(call.packets_received ?? "—"));
+    const lossLine = el("span", "pname", loss === null ? "" : `${loss.toFixed(1)} % lost`);
+    if (loss !== null && loss >= 1) lossLine.classList.add("warn");
+    packets.title = `${call.packets_lost ?? 0} packets lost`;
+    packets.append(lossLine);
+    const local = partyCell(call.local_number, call.local_name);
+    const device = el("span", "pname mono", call.device || "—");
     if (call.codec) device.title = `codec ${call.codec}, RTP port ${call.rtp_port ?? "?"}`;
-    tr.append(remote, partyCell(call.local_number, call.local_name), device, elapsed,
-      el("td", "mono right", call.packets_received ?? "—"), lossCell);
+    local.append(device);
+    tr.append(remote, local, elapsed, packets);
     return tr;
   }
 

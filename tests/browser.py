@@ -1,0 +1,147 @@
+"""A headless Chromium for end-to-end tests of the web page, driven with
+W3C WebDriver through Debian's chromedriver (plain HTTP and JSON: no
+client library). Blocking: call it from a thread while the reactor serves."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
+# As the machine's probe starts it: no sandbox (tests may run as root), no
+# GPU, and none of the background traffic a closed network refuses.
+CHROMIUM_ARGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required",
+    "--window-size=1280,800", "--mute-audio",
+)
+
+
+class WebDriverError(Exception):
+    pass
+
+
+def unavailable() -> str | None:
+    """Why no browser test can run here, or None."""
+    for program in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(program, os.X_OK):
+            return (f"{program} is missing: `make test` installs Debian's chromium and "
+                    "chromium-driver where it can (apt-get, as root)")
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Browser:
+    """One chromedriver process and one headless Chromium session."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self.profile = tempfile.mkdtemp(prefix="recsvc-chromium-")
+        self.log_path = os.path.join(self.profile, "chromedriver.log")
+        port = _free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.driver = subprocess.Popen(
+            [CHROMEDRIVER, f"--port={port}", "--allowed-ips=127.0.0.1",
+             f"--log-path={self.log_path}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.session: str | None = None
+        try:
+            self._wait_ready()
+            value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": [*CHROMIUM_ARGS, f"--user-data-dir={self.profile}/profile"],
+                },
+            }}})
+            self.session = value["sessionId"]
+            self._call("POST", self._path("/timeouts"), {"script": int(timeout * 1000)})
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                if self._call("GET", "/status").get("ready"):
+                    return
+            except (OSError, WebDriverError):
+                pass
+            if time.monotonic() > deadline or self.driver.poll() is not None:
+                raise WebDriverError("chromedriver did not start")
+            time.sleep(0.05)
+
+    def _path(self, path: str) -> str:
+        return f"/session/{self.session}{path}"
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout + 10) as response:
+                return json.load(response).get("value")
+        except urllib.error.HTTPError as error:
+            value = json.load(error).get("value") or {}
+            raise WebDriverError(f"{value.get('error')}: {str(value.get('message'))[:500]}") from None
+
+    def go(self, url: str) -> None:
+        self._call("POST", self._path("/url"), {"url": url})
+
+    def run(self, script: str, *args: Any) -> Any:
+        """A script's return value (a function body; ``arguments`` are args)."""
+        return self._call("POST", self._path("/execute/sync"),
+                          {"script": script, "args": list(args)})
+
+    def run_async(self, script: str, *args: Any) -> Any:
+        """An async script's result: it calls ``arguments[arguments.length - 1]``."""
+        return self._call("POST", self._path("/execute/async"),
+                          {"script": script, "args": list(args)})
+
+    def find(self, css: str) -> dict[str, str]:
+        element = self._call("POST", self._path("/element"),
+                             {"using": "css selector", "value": css})
+        return {ELEMENT: element[ELEMENT]}
+
+    def click(self, element: dict[str, str]) -> None:
+        self._call("POST", self._path(f"/element/{element[ELEMENT]}/click"), {})
+
+    def type(self, element: dict[str, str], text: str) -> None:
+        self._call("POST", self._path(f"/element/{element[ELEMENT]}/value"), {"text": text})
+
+    def screenshot(self) -> bytes:
+        return base64.b64decode(self._call("GET", self._path("/screenshot")))
+
+    def close(self) -> None:
+        try:
+            if self.session is not None:
+                self._call("DELETE", self._path(""))
+        except (OSError, WebDriverError):
+            pass
+        finally:
+            self.session = None
+            self.driver.terminate()
+            try:
+                self.driver.wait(10)
+            except subprocess.TimeoutExpired:
+                self.driver.kill()
+                self.driver.wait()
+            shutil.rmtree(self.profile, ignore_errors=True)

@@ -1,0 +1,202 @@
+"""End to end, over loopback: a recorded call is found by its number
+through the CLI, the JSON API and the web page (played in a real headless
+Chromium), counted in /metrics and announced to the completion webhook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import yaml
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks, succeed
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from recsvc.phone import rtp_packets, send_rtp
+from tests import browser
+from tests.test_endtoend import LoopbackServiceMixin, audio
+
+NUMBER_AS_TYPED = "138 0013 8000"
+
+
+class HookReceiver(Resource):
+    """Takes the webhook's POSTs."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: DeferredQueue = DeferredQueue()
+
+    def render_POST(self, request) -> bytes:
+        self.received.put((request.getHeader(b"content-type"), json.load(request.content)))
+        return b""
+
+
+class WebEndToEndTests(LoopbackServiceMixin, TestCase):
+    timeout = 60
+
+    def more_config(self) -> Deferred:
+        self.hook = HookReceiver()
+        listening = reactor.listenTCP(0, Site(self.hook), interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        url = f"http://127.0.0.1:{listening.getHost().port}/recsvc/finished?source=test"
+        return succeed({"hooks": {"on_finish": url}})
+
+    @inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        http = yield self.tree.getServiceNamed("http").whenListening()
+        self.base = f"http://127.0.0.1:{http.getHost().port}"
+        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
+
+    @inlineCallbacks
+    def get(self, path: str):
+        response = yield self.agent.request(b"GET", (self.base + path).encode("ascii"))
+        body = yield readBody(response)
+        return response.code, body
+
+    @inlineCallbacks
+    def recorded_call(self, recording_id: str, seconds: float):
+        """A whole call, then its row from the API once it is indexed."""
+        yield deferToThread(self.call, "bare", recording_id, audio(seconds, seed=11))
+        query = urllib.parse.urlencode({"number": NUMBER_AS_TYPED})
+        deadline = time.monotonic() + 10
+        while True:
+            code, body = yield self.get(f"/api/recordings?{query}")
+            self.assertEqual(code, 200, body)
+            rows = [row for row in json.loads(body)["recordings"] if row["id"] == recording_id]
+            if rows or time.monotonic() > deadline:
+                break
+            yield deferLater(0.05)
+        self.assertEqual(len(rows), 1, "the call was not found through the API")
+        return rows[0]
+
+    @inlineCallbacks
+    def test_found_counted_and_announced(self):
+        """The API and the CLI find the call by its number as typed, /metrics
+        counts it, and the webhook receives its sidecar."""
+        row = yield self.recorded_call("web-1", 2)
+        self.assertEqual((row["remote_number"], row["duration_s"], row["stopped_by"]),
+                         ("13800138000", 2.0, "phone"))
+
+        content_type, sidecar = yield self.hook.received.get()
+        self.assertEqual(content_type, b"application/json")
+        self.assertEqual((sidecar["id"], sidecar["status"], sidecar["file"]),
+                         ("web-1", "finished", row["file"]))
+
+        code, body = yield self.get("/metrics")
+        self.assertEqual(code, 200)
+        metrics = body.decode("utf-8")
+        self.assertIn('recsvc_recordings_finished_total{reason="stopped by phone",'
+                      'stopped_by="phone"} 1.0', metrics)
+        self.assertIn("recsvc_recordings_started_total 1.0", metrics)
+        self.assertIn("recsvc_rtp_packets_received_total 100.0", metrics)
+        self.assertIn("recsvc_audio_bytes_written_total 16000.0", metrics)
+
+        config = os.path.join(self.mktemp() + ".yaml")
+        with open(config, "w", encoding="utf-8") as handle:
+            yaml.safe_dump({key: self.config[key] for key in ("storage", "index")}, handle)
+        found = yield deferToThread(subprocess.run, [
+            sys.executable, "-m", "recsvc.cli", "-c", config, "search", "--number",
+            NUMBER_AS_TYPED, "--json"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(found.returncode, 0, found.stderr)
+        self.assertEqual([entry["id"] for entry in json.loads(found.stdout)], ["web-1"])
+
+    @inlineCallbacks
+    def test_page_finds_and_plays(self):
+        """In headless Chromium: the number typed into the search form finds
+        the call, its row plays in the audio player (a duration, playing,
+        no media error), and the live panel shows a call in progress."""
+        why = browser.unavailable()
+        if why is not None:
+            raise SkipTest(why)
+        row = yield self.recorded_call("web-2", 3)
+        live = self.phone()
+        yield deferToThread(live.connect)
+        started = yield deferToThread(live.start, "web-live")
+        self.assertEqual(started.result, "success")
+        yield deferToThread(send_rtp, rtp_packets(audio(1, seed=12), "PCMA"),
+                            started.server, started.port)
+        page = yield deferToThread(browser.Browser)
+        self.addCleanup(deferToThread, page.close)
+        seen = yield deferToThread(self.use_page, page, row)
+
+        self.assertEqual(seen["rows"], [["web-2", "13800138000"]])
+        self.assertEqual(seen["url_query"], "?number=138+0013+8000")
+        played = seen["played"]
+        self.assertIsNone(played["error"], played)
+        self.assertAlmostEqual(played["duration"], 3.0, delta=0.05)
+        self.assertGreater(played["time"], 0)
+        self.assertFalse(played["paused"])
+        self.assertTrue(played["src"].startswith(self.base + "/api/recordings/web-2/audio"))
+        self.assertEqual(seen["download"], self.base + row["audio_url"] + "&format=original")
+        self.assertEqual(seen["live"], {"ids": ["web-live"], "heading": "Recording now: 1"})
+
+    def use_page(self, page: browser.Browser, row: dict) -> dict:
+        """What a supervisor does, in a thread (the reactor serves the page)."""
+        page.go(self.base + "/")
+        page.run_async(WAIT_FOR_SEARCH)
+        page.type(page.find('#search input[name="number"]'), NUMBER_AS_TYPED)
+        page.click(page.find('#search button[type="submit"]'))
+        rows = page.run_async(WAIT_FOR_SEARCH)
+        page.click(page.find(f'#results tbody tr[data-id="{row["id"]}"]'))
+        played = page.run_async(WAIT_FOR_PLAYING)
+        live = page.run_async(WAIT_FOR_LIVE)
+        screenshot = os.environ.get("RECSVC_SCREENSHOT")
+        if screenshot:
+            with open(screenshot, "wb") as handle:
+                handle.write(page.screenshot())
+        return {
+            "rows": rows, "played": played, "live": live,
+            "url_query": page.run("return location.search"),
+            "download": page.run("return document.getElementById('download').href"),
+        }
+
+
+# Scripts run in the page; each resolves (calls its last argument) when
+# what it waits for has happened, or after 15 s with what there is.
+WAIT_FOR_SEARCH = """
+const done = arguments[arguments.length - 1], until = Date.now() + 15000;
+(function wait() {
+  const state = document.body.dataset.searchState;
+  if (state === "done" || state === "error" || Date.now() > until) {
+    done([...document.querySelectorAll("#results tbody tr")].map(
+      tr => [tr.dataset.id, tr.querySelectorAll("td")[3].querySelector(".num").textContent]));
+  } else setTimeout(wait, 50);
+})();
+"""
+WAIT_FOR_PLAYING = """
+const done = arguments[arguments.length - 1], until = Date.now() + 15000;
+const audio = document.getElementById("audio");
+(function wait() {
+  if ((audio.currentTime > 0.2 && !audio.paused) || audio.error || Date.now() > until) {
+    done({src: audio.currentSrc, duration: audio.duration, time: audio.currentTime,
+          paused: audio.paused, error: audio.error && audio.error.code});
+  } else setTimeout(wait, 50);
+})();
+"""
+WAIT_FOR_LIVE = """
+const done = arguments[arguments.length - 1], until = Date.now() + 15000;
+(function wait() {
+  const rows = document.querySelectorAll("#live-table tbody tr");
+  if (rows.length || Date.now() > until) {
+    done({ids: [...rows].map(tr => tr.dataset.id),
+          heading: document.getElementById("live-title").textContent.trim()});
+  } else setTimeout(wait, 50);
+})();
+"""
+
+
+def deferLater(seconds: float) -> Deferred:
+    from twisted.internet.task import deferLater as later
+
+    return later(reactor, seconds, lambda: None)
