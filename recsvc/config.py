@@ -186,10 +186,13 @@ class RetentionConfig:
     interval: float = attrs.field(default=600.0, converter=_seconds(1, 86400))
 
 
-def _retention(value: Any) -> RetentionConfig:
-    if isinstance(value, RetentionConfig):
-        return value
-    return _parse_section(RetentionConfig, value, "storage.retention")
+def _subsection(section_type: type, path: str) -> Callable[[Any], Any]:
+    """A converter for a section inside a section (its keys named by ``path``)."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, section_type):
+            return value
+        return _parse_section(section_type, value, path)
+    return convert
 
 
 @attrs.frozen
@@ -222,7 +225,8 @@ class StorageConfig:
     sync_each_file: bool = attrs.field(default=False, converter=_flag)
     # A recording this long goes on in a new file (seconds; 4 hours).
     max_duration: float = attrs.field(default=4 * 3600.0, converter=_seconds(60, 7 * 86400))
-    retention: RetentionConfig = attrs.field(factory=RetentionConfig, converter=_retention)
+    retention: RetentionConfig = attrs.field(
+        factory=RetentionConfig, converter=_subsection(RetentionConfig, "storage.retention"))
 
     @property
     def path_template(self) -> PathTemplate:
@@ -297,17 +301,12 @@ class HttpAuthConfig:
         return bool(self.users) or self.token is not None
 
 
-def _http_auth(value: Any) -> HttpAuthConfig:
-    if isinstance(value, HttpAuthConfig):
-        return value
-    return _parse_section(HttpAuthConfig, value, "http.auth")
-
-
 @attrs.frozen
 class HttpConfig:
     # The web page, the JSON API, /healthz and /metrics; "off": none.
     listen: str = attrs.field(default="tcp:8080:interface=127.0.0.1", converter=_endpoint)
-    auth: HttpAuthConfig = attrs.field(factory=HttpAuthConfig, converter=_http_auth)
+    auth: HttpAuthConfig = attrs.field(
+        factory=HttpAuthConfig, converter=_subsection(HttpAuthConfig, "http.auth"))
 
 
 def _url_or_none(value: Any) -> str | None:
