@@ -301,12 +301,28 @@ class HttpAuthConfig:
         return bool(self.users) or self.token is not None
 
 
+def _host_names(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of host names, got {value!r}")
+    names = []
+    for name in value:
+        text = _text(name).lower().rstrip(".")
+        if not all(part and part.replace("-", "").isalnum() and part.isascii()
+                   for part in text.split(".")):
+            raise ValueError(f"{name!r} is not a host name")
+        names.append(text)
+    return tuple(names)
+
+
 @attrs.frozen
 class HttpConfig:
     # The web page, the JSON API, /healthz and /metrics; "off": none.
     listen: str = attrs.field(default="tcp:8080:interface=127.0.0.1", converter=_endpoint)
     auth: HttpAuthConfig = attrs.field(
         factory=HttpAuthConfig, converter=_subsection(HttpAuthConfig, "http.auth"))
+    # Without auth, only requests for an IP address, localhost or one of
+    # these host names are answered (a guard against DNS rebinding).
+    allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=_host_names)
 
 
 def _url_or_none(value: Any) -> str | None:
@@ -319,8 +335,8 @@ def _url_or_none(value: Any) -> str | None:
 
 @attrs.frozen
 class HooksConfig:
-    # Each finished recording's sidecar is POSTed here as JSON (retried
-    # with backoff); None: no webhook.
+    # Each finished file's sidecar is POSTed here as JSON (retried with
+    # backoff); None: no webhook.
     on_finish: str | None = attrs.field(default=None, converter=_url_or_none)
 
 

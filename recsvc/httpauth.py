@@ -13,8 +13,9 @@ import hmac
 import os
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 from twisted.web.util import DeferredResource
@@ -23,6 +24,10 @@ SCHEME = "pbkdf2_sha256"
 ITERATIONS = 200_000
 # At most this many checked passwords are remembered (then it starts over).
 REMEMBERED = 1024
+# At most this many password checks wait or run at once; beyond them a
+# request is answered "busy" at once (a flood of guesses costs the CPU only
+# this much, and never the recordings' threads: see recsvc.tap).
+MAX_CHECKING = 8
 
 _log = Logger()
 
@@ -57,6 +62,13 @@ def verify_password(password: str, hashed: str) -> bool:
     return hmac.compare_digest(candidate, digest)
 
 
+def _iterations(users: dict[str, str]) -> int:
+    """The iterations of the users' hashes (the decoy's costs as much)."""
+    for hashed in users.values():
+        return check_password_hash(hashed)[0]
+    return ITERATIONS
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -79,6 +91,10 @@ def bearer_token(header: bytes | None) -> bytes | None:
     return header[7:].strip()
 
 
+class Busy(Exception):
+    """Too many password checks under way: try again shortly."""
+
+
 class Gate:
     """Checks a request's credentials against http.auth."""
 
@@ -89,6 +105,10 @@ class Gate:
         self._run_blocking = run_blocking
         self._key = os.urandom(32)
         self._remembered: set[bytes] = set()
+        self._checking = 0
+        # Unknown users are checked against this, so that the time taken
+        # does not tell which user names exist.
+        self._decoy = hash_password(os.urandom(16).hex(), _iterations(users))
 
     @property
     def challenge(self) -> bytes:
@@ -100,7 +120,8 @@ class Gate:
         return b", ".join(schemes)
 
     def admits(self, request: Request) -> Deferred[bool]:
-        """Whether the request carries valid credentials."""
+        """Whether the request carries valid credentials; fails with Busy
+        when too many are being checked."""
         header = request.getHeader(b"authorization")
         if isinstance(header, str):
             header = header.encode("latin-1")
@@ -108,21 +129,31 @@ class Gate:
         if token is not None:
             return succeed(self._token is not None and hmac.compare_digest(token, self._token))
         credentials = basic_credentials(header)
-        if credentials is None or credentials[0] not in self._users:
+        if credentials is None or not self._users:
             return succeed(False)
         name, password = credentials
-        hashed = self._users[name]
+        known = name in self._users
+        hashed = self._users[name] if known else self._decoy
         seen = hmac.digest(self._key, f"{name}\0{password}\0{hashed}".encode("utf-8"), "sha256")
         if seen in self._remembered:
             return succeed(True)
+        if self._checking >= MAX_CHECKING:
+            return fail(Busy())
+        self._checking += 1
 
         def checked(matches: bool) -> bool:
+            self._checking -= 1
+            matches = matches and known
             if matches:
                 if len(self._remembered) >= REMEMBERED:
                     self._remembered.clear()
                 self._remembered.add(seen)
             return matches
-        return self._run_blocking(verify_password, password, hashed).addCallback(checked)
+
+        def failed(failure: Failure) -> Failure:
+            self._checking -= 1
+            return failure
+        return self._run_blocking(verify_password, password, hashed).addCallbacks(checked, failed)
 
 
 class GuardedResource(Resource):
@@ -130,7 +161,7 @@ class GuardedResource(Resource):
     ``open_paths`` (first segments, such as b"healthz") need no credentials."""
 
     def __init__(self, inner: IResource, gate: Gate, open_paths: frozenset[bytes],
-                 refuse: Callable[[Request], bytes]) -> None:
+                 refuse: Callable[[Request, int, str], bytes]) -> None:
         super().__init__()
         self._inner, self._gate, self._open = inner, gate, open_paths
         self._refuse = refuse
@@ -141,18 +172,27 @@ class GuardedResource(Resource):
         if path in self._open:
             return _Traversed(self._inner)
         admitted = self._gate.admits(request)
-        return DeferredResource(admitted.addCallback(self._admitted, request))
+        return DeferredResource(admitted.addCallbacks(
+            self._admitted, self._busy, (request,), errbackArgs=(request,)))
 
     def _admitted(self, admitted: bool, request: Request) -> IResource:
         if admitted:
             return _Traversed(self._inner)
-        peer = request.getClientAddress()
-        _log.warn("HTTP {method} {uri} from {peer} refused: {reason}",
-                  method=request.method.decode("ascii", "replace"),
-                  uri=request.uri.decode("ascii", "replace")[:200],
-                  peer=getattr(peer, "host", "?"), reason="not authorized")
+        if request.getHeader(b"authorization") is not None:
+            # (A browser's first request carries none: not worth a line.)
+            peer = request.getClientAddress()
+            _log.warn("HTTP {method} {uri} from {peer} refused: {reason}",
+                      method=request.method.decode("ascii", "replace"),
+                      uri=request.uri.decode("ascii", "replace")[:200],
+                      peer=getattr(peer, "host", "?"), reason="wrong credentials")
         request.setHeader(b"www-authenticate", self._gate.challenge)
-        return _Refusal(self._refuse)
+        return _Refusal(lambda request: self._refuse(request, 401, "authentication required"))
+
+    def _busy(self, failure: Failure, request: Request) -> IResource:
+        failure.trap(Busy)
+        request.setHeader(b"retry-after", b"1")
+        return _Refusal(lambda request: self._refuse(
+            request, 503, "too many sign-ins at once: try again shortly"))
 
     def render(self, request: Request) -> bytes:  # pragma: no cover - never a leaf
         raise AssertionError("GuardedResource is only traversed")

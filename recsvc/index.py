@@ -45,6 +45,7 @@ CREATE INDEX IF NOT EXISTS recordings_by_id ON recordings (recording_id);
 
 DIRECTIONS = ("in", "out")
 MAX_PAGE_SIZE = 500
+MAX_PAGE = 1_000_000  # far beyond any archive; keeps the offset a 64-bit integer
 _HEX = re.compile(r"[^0-9a-f]")
 _NOT_DIGITS = re.compile(r"\D")
 
@@ -183,8 +184,8 @@ class Search:
                     raise ValueError(f"{key}: {error}") from None
         if self.min_duration_s is not None and not self.min_duration_s >= 0:
             raise ValueError(f"min_duration_s: {self.min_duration_s!r} is not a duration")
-        if self.page < 1:
-            raise ValueError(f"page: {self.page} is not a page (1 or more)")
+        if not 1 <= self.page <= MAX_PAGE:
+            raise ValueError(f"page: {self.page} is outside 1..{MAX_PAGE}")
         if not 1 <= self.page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size: {self.page_size} is outside 1..{MAX_PAGE_SIZE}")
 

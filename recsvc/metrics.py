@@ -35,6 +35,12 @@ def reason_label(reason: str, stopped_by: str = "") -> str:
     return reason.strip()[:40] or "unknown"
 
 
+def rejected_label(reason: str) -> str:
+    """A rejection reason as a label value: without the number some carry
+    ("payload type 13": the network chooses it)."""
+    return reason.rstrip("0123456789").strip() or "unknown"
+
+
 @attrs.frozen
 class LiveFigures:
     """What is happening now, read on the reactor thread at a scrape."""
@@ -147,8 +153,11 @@ class Metrics:
         rejected = CounterMetricFamily("recsvc_rtp_packets_rejected",
                                        "Datagrams not taken into a recording, by reason",
                                        labels=["reason"])
-        for reason, count in sorted(now.rejected.items()):
-            rejected.add_metric([reason], totals.monotonic(f"rejected {reason}", count))
+        by_label: dict[str, int] = {}
+        _add_counts(by_label, ((rejected_label(reason), count)
+                               for reason, count in now.rejected.items()))
+        for label, count in sorted(by_label.items()):
+            rejected.add_metric([label], totals.monotonic(f"rejected {label}", count))
         yield rejected
 
 

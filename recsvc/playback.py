@@ -31,6 +31,7 @@ class Playable:
     stored: WavFormat
     data_offset: int
     data_size: int  # bytes of stored audio
+    file_size: int = 0  # bytes of the stored file
 
     @property
     def decoded(self) -> bool:
@@ -57,7 +58,7 @@ def open_playable(path: str) -> Playable:
     fmt, offset = parse_header(head)
     declared = int.from_bytes(head[offset - 4:offset], "little")
     size = max(0, min(declared, file_size - offset))
-    return Playable(path, fmt, offset, size - size % fmt.block_align)
+    return Playable(path, fmt, offset, size - size % fmt.block_align, file_size)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -84,6 +85,13 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if end < start:
         raise Unsatisfiable(header)
     return start, end
+
+
+def read_stored(playable: Playable, start: int, end: int) -> bytes:
+    """Bytes ``start`` to ``end`` (inclusive) of the stored file. Blocking."""
+    with open(playable.path, "rb") as handle:
+        handle.seek(start)
+        return handle.read(end - start + 1)
 
 
 def read_decoded(playable: Playable, start: int, end: int) -> bytes:

@@ -244,6 +244,15 @@ def makeService(
     def run_opening(f: Any, *args: Any) -> Any:
         return deferToThreadPool(reactor, opening, f, *args)
 
+    # The HTTP side's blocking work (password checks, reading and decoding
+    # audio, measuring the free space) on a small pool of its own: however
+    # many people listen (or guess passwords), the recordings' threads are
+    # never theirs.
+    web = background_pool("recsvc-http", maxthreads=2)
+
+    def run_web(f: Any, *args: Any) -> Any:
+        return deferToThreadPool(reactor, web, f, *args)
+
     indexer = Indexer(config.index.database, config.storage.root, reactor)
     metrics = Metrics()
     webhook = None if config.hooks.on_finish is None else Webhook(config.hooks.on_finish, reactor)
@@ -315,8 +324,9 @@ def makeService(
         if warning is not None:
             _log.critical("WARNING: {warning}", warning=warning)
         http = Listener(http_endpoint, make_site(
-            recorder, indexer.run, config.storage.root, run_blocking, metrics,
-            config.http.auth, now=reactor.seconds), "HTTP")
+            recorder, indexer.run, config.storage.root, run_web, metrics,
+            config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts),
+            "HTTP")
         http.setName("http")
         http.setServiceParent(root)
     if webhook is not None:
@@ -332,6 +342,7 @@ def makeService(
         descriptors.grow_table(room)
         start_until_shutdown(reactor, disk)
         start_until_shutdown(reactor, opening)
+        start_until_shutdown(reactor, web)
         # The index's thread (and its connection) lasts until the reactor has
         # stopped, after the recordings have finished; a problem with the
         # index is logged and never stops the recorder.

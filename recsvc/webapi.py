@@ -16,16 +16,17 @@ decoding recsvc.playback's; blocking work runs in threads.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from typing import Any, Callable
 from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPullProducer
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
 from twisted.web import server, static
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
@@ -107,11 +108,9 @@ class _Async(Resource):
             waiting = self.answer(request)
         except ApiError as error:
             return send_json(request, {"error": str(error)}, error.status)
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
 
         def done(body: Any) -> None:
-            if not gone and body is not None:
+            if body is not None and _still_there(request):
                 request.write(body)
                 request.finish()
 
@@ -121,7 +120,7 @@ class _Async(Resource):
             else:
                 _log.failure("HTTP {uri} failed", failure, uri=request.uri)
                 status, message = 500, "internal error (logged)"
-            if gone:
+            if not _still_there(request):
                 return
             if request.startedWriting:
                 request.loseConnection()  # too late for an error response
@@ -131,11 +130,19 @@ class _Async(Resource):
             request.write(send_json(request, {"error": message}, status))
             request.finish()
 
-        waiting.addCallbacks(done, failed)
+        waiting.addCallbacks(done, failed).addErrback(_answering_failed, request)
         return NOT_DONE_YET
 
     def answer(self, request: Request) -> Deferred[Any]:
         raise NotImplementedError
+
+
+def _answering_failed(failure: Failure, request: Request) -> None:
+    """The last resort: a bug while answering. Logged; the connection is
+    closed rather than left waiting."""
+    _log.failure("HTTP {uri}: answering failed", failure, uri=request.uri)
+    if _still_there(request):
+        request.loseConnection()
 
 
 class Api:
@@ -159,8 +166,13 @@ class Api:
         return self.find(index.Search(recording_id=recording_id,
                                       page_size=index.MAX_PAGE_SIZE)).addCallback(found)
 
+    def playable_of(self, row: dict[str, Any]) -> playback.Playable:
+        """The audio of an index row's file. Blocking. Raises ApiError,
+        NotAWav, OSError."""
+        return playback.open_playable(self.path_of(row))
+
     def path_of(self, row: dict[str, Any]) -> str:
-        """The WAV file of an index row, which must be under the root."""
+        """The WAV file of an index row, which must be under the root. Blocking."""
         root = os.path.realpath(self.root)
         path = os.path.realpath(os.path.join(root, row["path"]))
         if not path.startswith(root + os.sep):
@@ -236,9 +248,10 @@ class AudioResource(_Async):
             rows = [row for row in rows if row.get("file") == wanted]
             if not rows:
                 raise ApiError(404, f"recording {self.recording_id!r} has no file {wanted!r}")
-        path = self.api.path_of(rows[0])
-        return self.api.run_blocking(playback.open_playable, path).addCallbacks(
-            self._send, self._unreadable, (request, audio_format, rows[0]))
+        # Without ?file=, a recording of several files plays from its first.
+        row = min(rows, key=lambda row: row.get("part") or 1)
+        return self.api.run_blocking(self.api.playable_of, row).addCallbacks(
+            self._send, self._unreadable, (request, audio_format, row))
 
     def _unreadable(self, failure: Failure) -> None:
         if failure.check(FileNotFoundError):
@@ -249,29 +262,26 @@ class AudioResource(_Async):
 
     def _send(self, playable: playback.Playable, request: Request, audio_format: str,
               row: dict[str, Any]) -> None:
+        if not _still_there(request):
+            return None
         name = os.path.splitext(row.get("file") or "recording.wav")[0]
         if audio_format == "original" or not playable.decoded:
-            request.setHeader(b"content-disposition",
-                              f'inline; filename="{quote(name)}.wav"'.encode("ascii"))
-            resource = static.File(playable.path, defaultType="audio/wav")
-            resource.type, resource.encoding = "audio/wav", None
-            body = resource.render_GET(request)
-            if body is not NOT_DONE_YET:
-                request.write(body)
-                request.finish()
-            return None
-        size = playable.size
+            size, read, shown = playable.file_size, playback.read_stored, f"{name}.wav"
+        else:
+            size, read, shown = playable.size, playback.read_decoded, f"{name}.pcm16.wav"
         request.setHeader(b"accept-ranges", b"bytes")
-        request.setHeader(b"content-type", b"audio/wav")
-        request.setHeader(b"content-disposition",
-                          f'inline; filename="{quote(name)}.pcm16.wav"'.encode("ascii"))
+        # Private recordings stay out of the browser's disk cache.
+        request.setHeader(b"cache-control", b"no-store")
         try:
             wanted = playback.byte_range(_header(request, b"range"), size)
         except playback.Unsatisfiable:
-            request.setResponseCode(416)
             request.setHeader(b"content-range", f"bytes */{size}".encode("ascii"))
+            request.write(send_json(request, {"error": f"range: beyond the {size} bytes"}, 416))
             request.finish()
             return None
+        request.setHeader(b"content-type", b"audio/wav")
+        request.setHeader(b"content-disposition",
+                          f'inline; filename="{quote(shown)}"'.encode("ascii"))
         if wanted is None:
             start, end = 0, size - 1
         else:
@@ -282,7 +292,7 @@ class AudioResource(_Async):
         if request.method == b"HEAD" or end < start:
             request.finish()
             return None
-        _DecodedSender(request, playable, start, end, self.api.run_blocking).begin()
+        _RangeSender(request, playable, read, start, end, self.api.run_blocking).begin()
         return None
 
 
@@ -293,33 +303,50 @@ def _header(request: Request, name: bytes) -> str | None:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-@implementer(IPullProducer)
-class _DecodedSender:
-    """Sends a byte range of a decoded recording, a chunk at a time, each
-    read and decoded in a thread when the connection wants more."""
+def _still_there(request: Request) -> bool:
+    """Whether the client still waits for an answer (it may have gone while
+    a thread worked for it)."""
+    return not request.finished and not getattr(request, "_disconnected", False)
 
-    def __init__(self, request: Request, playable: playback.Playable, start: int, end: int,
+
+@implementer(IPushProducer)
+class _RangeSender:
+    """Sends bytes ``start`` to ``end`` of a recording as ``read`` gives
+    them, a chunk at a time, each read (and decoded) in a thread; the next
+    chunk is read once the last is written, unless the connection asked to
+    pause."""
+
+    def __init__(self, request: Request, playable: playback.Playable,
+                 read: Callable[[playback.Playable, int, int], bytes], start: int, end: int,
                  run_blocking: Callable[..., Deferred[Any]]) -> None:
-        self.request, self.playable = request, playable
+        self.request, self.playable, self.read = request, playable, read
         self.next, self.end = start, end
         self.run_blocking = run_blocking
-        self.busy = self.stopped = False
+        self.busy = self.paused = self.stopped = False
 
     def begin(self) -> None:
         self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
-        self.request.registerProducer(self, False)
+        self.request.registerProducer(self, True)
+        self._read_next()
 
-    def resumeProducing(self) -> None:
-        if self.busy or self.stopped:
+    def _read_next(self) -> None:
+        if self.busy or self.paused or self.stopped:
             return
         self.busy = True
         last = min(self.next + AUDIO_CHUNK - 1, self.end)
-        self.run_blocking(playback.read_decoded, self.playable, self.next, last).addCallbacks(
-            self._read, self._failed, (last,))
+        self.run_blocking(self.read, self.playable, self.next, last).addCallbacks(
+            self._got, self._failed, (last,)).addErrback(
+            lambda failure: _log.failure("Sending {path} failed", failure,
+                                         path=self.playable.path))
 
-    def _read(self, data: bytes, last: int) -> None:
+    def _got(self, data: bytes, last: int) -> None:
         self.busy = False
         if self.stopped:
+            return
+        if len(data) != last - self.next + 1:
+            # The file shrank or went while it was sent (retention): the
+            # promised length cannot be kept, so the connection is closed.
+            self._abandon(f"the file ended early ({len(data)} of {last - self.next + 1} bytes)")
             return
         self.next = last + 1
         self.request.write(data)
@@ -327,14 +354,26 @@ class _DecodedSender:
             self.stopped = True
             self.request.unregisterProducer()
             self.request.finish()
+        else:
+            self._read_next()
 
     def _failed(self, failure: Failure) -> None:
         self.busy = False
-        _log.failure("Sending {path} failed", failure, path=self.playable.path)
         if not self.stopped:
-            self.stopped = True
-            self.request.unregisterProducer()
-            self.request.loseConnection()
+            self._abandon(failure.getErrorMessage())
+
+    def _abandon(self, reason: str) -> None:
+        _log.warn("Sending {path} stopped: {reason}", path=self.playable.path, reason=reason)
+        self.stopped = True
+        self.request.unregisterProducer()
+        self.request.loseConnection()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._read_next()
 
     def stopProducing(self) -> None:
         self.stopped = True
@@ -422,16 +461,16 @@ class MetricsResource(Resource):
         self.metrics, self.root, self.run_blocking = metrics, root, run_blocking
 
     def render_GET(self, request: Request) -> Any:
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-
         def measured(free: int | None) -> None:
             if free is not None:
                 self.metrics.free_bytes = free
-            if gone:
+            if not _still_there(request):
                 return
-            encoder, content_type = choose_encoder(
-                (_header(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
+            try:
+                encoder, content_type = choose_encoder(
+                    (_header(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
+            except (TypeError, ValueError):  # an Accept the client library cannot read
+                encoder, content_type = generate_latest, CONTENT_TYPE_LATEST
             request.setHeader(b"content-type", content_type.encode("ascii"))
             request.write(encoder(self.metrics.registry))
             request.finish()
@@ -439,7 +478,8 @@ class MetricsResource(Resource):
         def unmeasured(failure: Failure) -> None:
             _log.warn("Measuring the free space of {root} failed: {reason}", root=self.root,
                       reason=failure.getErrorMessage())
-        self.run_blocking(free_bytes, self.root).addErrback(unmeasured).addCallback(measured)
+        self.run_blocking(free_bytes, self.root).addErrback(unmeasured).addCallback(
+            measured).addErrback(_answering_failed, request)
         return NOT_DONE_YET
 
 
@@ -468,11 +508,48 @@ class _Site(server.Site):
     # idle keep-alive connections around for nothing.
     timeOut = 300
     noisy = False
+    # Without http.auth, the Host names answered besides IP addresses and
+    # localhost (None: any; see `host_allowed`).
+    allowed_hosts: frozenset[str] | None = None
+
+    def getResourceFor(self, request: Request) -> Resource:
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        if self.allowed_hosts is not None and not host_allowed(
+                request.getHeader(b"host"), self.allowed_hosts):
+            return ErrorResource(421, "this server does not answer for that host name "
+                                      "(see http.allowed_hosts)")
+        return super().getResourceFor(request)
+
+
+def host_allowed(host: bytes | str | None, names: frozenset[str]) -> bool:
+    """Whether a Host header names this server as a page on this machine
+    may: an IP address, localhost, or one of ``names``. Without http.auth,
+    this is what keeps a web page elsewhere from reading the recordings
+    through a browser here (a name of its own turned to 127.0.0.1, "DNS
+    rebinding"). No Host at all (HTTP/1.0) is let through."""
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("latin-1")
+    host = host.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        name = host[1:host.find("]")] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.rstrip(".")
+    if name == "localhost" or name in names:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
               run_blocking: Callable[..., Deferred[Any]], metrics: Metrics,
-              auth: HttpAuthConfig, now: Callable[[], float]) -> server.Site:
+              auth: HttpAuthConfig, now: Callable[[], float],
+              allowed_hosts: tuple[str, ...] = ()) -> server.Site:
     """The HTTP side as a Site: guarded by http.auth where it is set
     (/healthz stays open, for load balancers and monitors)."""
     api = Api(run_index, recorder, root, run_blocking)
@@ -480,11 +557,13 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
                     run_blocking)
-        resource = GuardedResource(resource, gate, frozenset({b"healthz"}), _unauthorized)
+        resource = GuardedResource(resource, gate, frozenset({b"healthz"}), _refuse)
     site = _Site(resource)
     site.displayTracebacks = False
+    if not auth.enabled:
+        site.allowed_hosts = frozenset(name.lower().rstrip(".") for name in allowed_hosts)
     return site
 
 
-def _unauthorized(request: Request) -> bytes:
-    return send_json(request, {"error": "authentication required"}, 401)
+def _refuse(request: Request, status: int, message: str) -> bytes:
+    return send_json(request, {"error": message}, status)

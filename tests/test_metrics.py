@@ -7,7 +7,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.metrics import Metrics, live_figures, reason_label
+from recsvc.metrics import Metrics, live_figures, reason_label, rejected_label
 from recsvc.protocol.commands import StopRequest
 from recsvc.summary import MediaStats
 from tests.test_service import ServiceTestsMixin, rtp, start_request
@@ -33,6 +33,8 @@ class ReasonLabelTests(SynchronousTestCase):
         self.assertEqual(reason_label("customer asked", "phone"), "stopped by phone")
         self.assertEqual(reason_label("no RTP for 60 s", "server"), "no RTP for 60 s")
         self.assertEqual(reason_label(""), "unknown")
+        self.assertEqual(rejected_label("payload type 13"), "payload type")
+        self.assertEqual(rejected_label("not rtp"), "not rtp")
 
 
 class MetricsTests(SynchronousTestCase):
@@ -43,15 +45,22 @@ class MetricsTests(SynchronousTestCase):
         live = [live_now(received=100, written=16000)]
         metrics.watch(lambda: live[0])
         self.assertEqual(samples(metrics)[("recsvc_rtp_packets_received_total", ())], 100)
-        # The recording finished with 120 packets; its file is counted once.
+        # Between a rotated file's last scrape and that file's finishing,
+        # its bytes are in neither place: the counter holds its last value.
+        live[0] = live_now(received=110, written=800)
+        scrape = samples(metrics)
+        self.assertEqual(scrape[("recsvc_audio_bytes_written_total", ())], 16000)
+        self.assertEqual(scrape[("recsvc_rtp_packets_received_total", ())], 110)
+        # Both files finished, the recording with 120 packets: each counted once.
         live[0] = live_now()
+        metrics.file_finished(summary_of(17600))
+        metrics.file_finished(summary_of(1600))
         metrics.recording_finished("hangup", "phone", 2.4, MediaStats(received=120, lost=3))
         scrape = samples(metrics)
         self.assertEqual(scrape[("recsvc_rtp_packets_received_total", ())], 120)
         self.assertEqual(scrape[("recsvc_rtp_packets_lost_total", ())], 3)
-        # Between its rotated file's last scrape and that file's finishing,
-        # its bytes are in neither place: the counter holds its last value.
-        self.assertEqual(scrape[("recsvc_audio_bytes_written_total", ())], 16000)
+        self.assertEqual(scrape[("recsvc_audio_bytes_written_total", ())], 19200)
+        self.assertEqual(scrape[("recsvc_files_finished_total", ())], 2)
 
     def test_gauges_read_at_scrape(self) -> None:
         metrics = Metrics()
@@ -68,6 +77,17 @@ class MetricsTests(SynchronousTestCase):
         first.recording_started()
         self.assertEqual(samples(first)[("recsvc_recordings_started_total", ())], 1)
         self.assertEqual(samples(second)[("recsvc_recordings_started_total", ())], 0)
+
+
+def summary_of(data_bytes: int, error: str | None = None):
+    from recsvc.codec import CODECS
+    from recsvc.protocol.commands import CallParties
+    from recsvc.summary import RecordingInfo, RecordingSummary
+
+    info = RecordingInfo("7", "00a859000001", CODECS["PCMA"], "out",
+                         CallParties("2001", "Desk", "13800138000", "Bob"), "127.0.0.1")
+    return RecordingSummary(info, "g711", "x.wav", 0.0, 1.0, "hangup", "phone", data_bytes,
+                            data_bytes, 8000, MediaStats(), None, error)
 
 
 def live_now(active: int = 0, connections: int = 0, received: int = 0, written: int = 0):
@@ -117,6 +137,16 @@ class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):
     def test_rejected_packets_by_reason(self) -> None:
         response = self.start()
         self.ports.deliver(response.port, b"junk")
+        self.ports.deliver(response.port, rtp(1, b"\xd5" * 160, payload_type=96))
+        self.ports.deliver(response.port, rtp(2, b"\xd5" * 160, payload_type=97))
         scrape = samples(self.metrics)
         self.assertEqual(scrape[("recsvc_rtp_packets_rejected_total", (("reason", "not rtp"),))],
                          1)
+        self.assertEqual(scrape[("recsvc_rtp_packets_rejected_total",
+                                 (("reason", "payload type"),))], 2)
+
+    def test_write_errors(self) -> None:
+        """A file whose sidecar names an error, or that could not be finished."""
+        self.metrics.file_finished(summary_of(160, error="No space left on device"))
+        self.metrics.file_unfinished()
+        self.assertEqual(samples(self.metrics)[("recsvc_write_errors_total", ())], 2)

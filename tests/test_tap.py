@@ -24,7 +24,7 @@ from recsvc.batching import BatchedRunner
 from recsvc.config import Config, ConfigError, ControlConfig, HttpConfig, RtpConfig, StorageConfig, parse_config
 from recsvc.protocol.control import ControlFactory
 from recsvc.service import RecorderService
-from recsvc.tap import Listener, Options, check_config, makeService
+from recsvc.tap import WEBHOOK_GRACE, Listener, Options, check_config, makeService
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
@@ -482,6 +482,29 @@ class MakeServiceTests(SynchronousTestCase):
         self.addCleanup(service.stopService)
         [(port, _, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (0, "127.0.0.1"))
+
+    def test_webhookStopsAfterTheRecorder(self) -> None:
+        """With hooks.on_finish, the webhook is stopped only once the
+        recorder has finished its recordings at shutdown (their sidecars
+        still go out), after a grace for deliveries under way."""
+        mapping = self.mapping()
+        mapping["hooks"] = {"on_finish": "http://127.0.0.1:9/hook"}
+        reactor = MemoryReactorClock()
+        service = makeService(mapping, reactor=reactor)
+        recorder = service.getServiceNamed("recorder")
+        webhook = recorder.webhook
+        self.assertIsNotNone(webhook)
+        service.startService()
+        finished = Deferred()
+        self.patch(recorder, "when_stopped", lambda: finished)
+        stopping = service.stopService()
+        webhook.deliver({"id": "late"})  # the last file, finished while draining
+        self.assertFalse(webhook._stopped)
+        finished.callback(None)
+        self.assertFalse(webhook._stopped)  # its delivery is given WEBHOOK_GRACE
+        reactor.advance(WEBHOOK_GRACE)
+        self.assertTrue(webhook._stopped)
+        self.successResultOf(stopping)
 
     def test_badMapping(self) -> None:
         """A bad mapping is a ConfigError naming the key, before anything is built."""

@@ -13,18 +13,22 @@ import random
 import sys
 
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, maybeDeferred
+from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
+from twisted.web.test.requesthelper import DummyRequest
 
-from recsvc import g711, index, playback
+from recsvc import g711, index, playback, webapi
 from recsvc.codec import WAVE_FORMAT_ALAW
 from recsvc.config import BasicUser, ConfigError, HttpAuthConfig, parse_config
 from recsvc.httpauth import (
+    MAX_CHECKING,
+    Busy,
+    Gate,
     basic_credentials,
     bearer_token,
     check_password_hash,
@@ -50,6 +54,7 @@ class HttpTestsMixin:
     with real A-law audio) and a recorder with one recording in progress."""
 
     auth = HttpAuthConfig()
+    allowed_hosts: tuple[str, ...] = ()
 
     def setUp(self) -> None:
         self.root = os.path.abspath(self.mktemp())
@@ -79,8 +84,14 @@ class HttpTestsMixin:
         def run_index(f, *args):
             return maybeDeferred(f, self.connection, *args)
 
-        site = make_site(self.recorder, run_index, self.root, deferToThread, self.metrics,
-                         self.auth, now=self.clock.seconds)
+        self.blocking_calls: list[str] = []
+
+        def run_blocking(f, *args):
+            self.blocking_calls.append(getattr(f, "__name__", repr(f)))
+            return deferToThread(f, *args)
+
+        site = make_site(self.recorder, run_index, self.root, run_blocking, self.metrics,
+                         self.auth, now=self.clock.seconds, allowed_hosts=self.allowed_hosts)
         self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)
@@ -99,10 +110,10 @@ class HttpTestsMixin:
         return wav
 
     @inlineCallbacks
-    def get(self, path: str, **headers: str):
+    def get(self, path: str, method: bytes = b"GET", **headers: str):
         url = f"http://127.0.0.1:{self.listening.getHost().port}{path}"
         response = yield self.agent.request(
-            b"GET", url.encode("ascii"),
+            method, url.encode("ascii"),
             Headers({name.replace("_", "-"): [value] for name, value in headers.items()}))
         body = yield readBody(response)
         return response, body
@@ -143,7 +154,8 @@ class ApiTests(HttpTestsMixin, TestCase):
     def test_bad_searches_are_400_naming_the_parameter(self) -> None:
         for query, starts in [("since=tuesday", "since:"), ("page=abc", "page:"),
                               ("min_duration=-3", "min_duration:"), ("number=abc", "number:"),
-                              ("page_size=100000", "page_size:")]:
+                              ("page_size=100000", "page_size:"),
+                              (f"page={10 ** 30}", "page:")]:
             error = yield self.get_json(f"/api/recordings?{query}", 400)
             self.assertTrue(error["error"].startswith(starts), error)
 
@@ -191,6 +203,21 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertIn("other.wav", error["error"])
 
     @inlineCallbacks
+    def test_audio_first_part_by_default(self) -> None:
+        """A recording of several files plays from its first unless ?file= says."""
+        second = self.finished_recording(
+            "7", b"\xd5" * 80, "2026-11-24T14:00:00.000Z", part=2,
+            file="20261124T140000Z_out_13800138000_7_part2.wav")
+        index.catch_up(self.connection, self.root)
+        response, body = yield self.get("/api/recordings/7/audio?format=original")
+        with open(self.wav, "rb") as handle:
+            self.assertEqual(body, handle.read())
+        response, body = yield self.get(
+            "/api/recordings/7/audio?format=original&file=" + os.path.basename(second))
+        with open(second, "rb") as handle:
+            self.assertEqual(body, handle.read())
+
+    @inlineCallbacks
     def test_audio_file_gone(self) -> None:
         os.remove(self.wav)
         error = yield self.get_json("/api/recordings/7/audio", 404)
@@ -210,6 +237,14 @@ class ApiTests(HttpTestsMixin, TestCase):
         yield self.recorder.stopService()
         health = yield self.get_json("/healthz", 503)
         self.assertEqual(health["status"], "shutting down")
+
+    @inlineCallbacks
+    def test_metrics_whatever_the_accept_header(self) -> None:
+        for accept in ("text/plain; version=x.y", "application/openmetrics-text; version=junk",
+                       "application/openmetrics-text; version=1.0.0"):
+            response, body = yield self.get("/metrics", accept=accept)
+            self.assertEqual(response.code, 200, accept)
+            self.assertIn(b"recsvc_active_recordings", body)
 
     @inlineCallbacks
     def test_metrics(self) -> None:
@@ -236,6 +271,66 @@ class ApiTests(HttpTestsMixin, TestCase):
         yield self.get_json("/api/nothing", 404)
 
 
+class AudioStreamTests(HttpTestsMixin, TestCase):
+    """Audio longer than a chunk: read and decoded a chunk at a time, each
+    in a thread, the next once the last is written."""
+
+    def setUp(self) -> None:
+        self.patch(webapi, "AUDIO_CHUNK", 4000)
+        super().setUp()
+
+    @inlineCallbacks
+    def test_chunks(self) -> None:
+        response, body = yield self.get("/api/recordings/7/audio")
+        playable = playback.open_playable(self.wav)
+        self.assertEqual(body, playback.read_decoded(playable, 0, playable.size - 1))
+        self.assertEqual(self.blocking_calls.count("read_decoded"), -(-playable.size // 4000))
+        response, part = yield self.get("/api/recordings/7/audio", range="bytes=3990-12009")
+        self.assertEqual(part, body[3990:12010])
+        response, original = yield self.get("/api/recordings/7/audio?format=original",
+                                            range="bytes=-100")
+        self.assertEqual(response.code, 206)
+        with open(self.wav, "rb") as handle:
+            self.assertEqual(original, handle.read()[-100:])
+
+    @inlineCallbacks
+    def test_head(self) -> None:
+        response, body = yield self.get("/api/recordings/7/audio", method=b"HEAD")
+        self.assertEqual(response.code, 200)
+        self.assertEqual(body, b"")
+        size = playback.open_playable(self.wav).size
+        self.assertEqual(response.headers.getRawHeaders(b"content-length"), [str(size).encode()])
+        self.assertNotIn("read_decoded", self.blocking_calls)
+
+    @inlineCallbacks
+    def test_file_outside_the_root(self) -> None:
+        """An index row whose file leads out of the recordings folder (a
+        symbolic link) is not served."""
+        outside = os.path.abspath(self.mktemp())
+        os.rename(self.wav, outside)
+        os.symlink(outside, self.wav)
+        error = yield self.get_json("/api/recordings/7/audio", 404)
+        self.assertIn("outside", error["error"])
+
+
+class HostTests(HttpTestsMixin, TestCase):
+    """Without http.auth, only requests for an IP address, localhost or an
+    allowed name are answered (DNS rebinding)."""
+
+    allowed_hosts = ("recordings.example",)
+
+    @inlineCallbacks
+    def test_hosts(self) -> None:
+        for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "LOCALHOST",
+                     "recordings.example", "recordings.example.:80"):
+            yield self.get_json("/api/active", host=host)
+        error = yield self.get_json("/api/active", 421, host="evil.example:8080")
+        self.assertIn("http.allowed_hosts", error["error"])
+        response, _ = yield self.get("/", host="127.0.0.1.evil.example")
+        self.assertEqual(response.code, 421)
+        self.assertEqual(response.headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
+
+
 class AuthTests(HttpTestsMixin, TestCase):
     """With http.auth: basic users or a bearer token; /healthz stays open."""
 
@@ -260,11 +355,20 @@ class AuthTests(HttpTestsMixin, TestCase):
         found = yield self.get_json("/api/recordings?number=13800138000",
                                     authorization=self.basic("ann", "s3cret"))
         self.assertEqual(len(found["recordings"]), 1)
-        # Checked once, remembered: the same again (from memory).
+        # Checked once (in a thread), remembered: the same again from memory.
         yield self.get_json("/api/recordings/7", authorization=self.basic("ann", "s3cret"))
+        self.assertEqual(self.blocking_calls.count("verify_password"), 1)
         for wrong in (self.basic("ann", "guess"), self.basic("bob", "s3cret"),
                       "Basic !!!", "Digest x"):
             yield self.get_json("/api/recordings", 401, authorization=wrong)
+        # An unknown user's password is checked too (against a decoy), so
+        # the time taken does not tell which user names exist.
+        self.assertEqual(self.blocking_calls.count("verify_password"), 3)
+
+    @inlineCallbacks
+    def test_any_host_with_auth(self) -> None:
+        yield self.get_json("/api/active", host="recordings.example",
+                            authorization=f"Bearer {TOKEN}")
 
     @inlineCallbacks
     def test_bearer_token(self) -> None:
@@ -276,6 +380,27 @@ class AuthTests(HttpTestsMixin, TestCase):
     def test_healthz_open(self) -> None:
         health = yield self.get_json("/healthz")
         self.assertEqual(health["status"], "ok")
+
+
+class GateTests(SynchronousTestCase):
+    def test_busy_beyond_the_checks_allowed(self) -> None:
+        """At most MAX_CHECKING password checks wait or run at once; beyond
+        them the answer is "busy" at once (503), not a queue."""
+        held: list = []
+
+        def hold(f, *args):
+            held.append(Deferred())
+            return held[-1]
+        hashed = hash_password("s3cret", iterations=1000)
+        gate = Gate({"ann": hashed}, None, hold)
+        request = DummyRequest([b"api"])
+        request.requestHeaders.setRawHeaders(
+            b"authorization", [b"Basic " + base64.b64encode(b"ann:guess")])
+        waiting = [gate.admits(request) for _ in range(MAX_CHECKING)]
+        self.failureResultOf(gate.admits(request), Busy)
+        held[0].callback(False)
+        self.assertFalse(self.successResultOf(waiting[0]))
+        self.assertNoResult(gate.admits(request))  # room for one more
 
 
 class PasswordTests(SynchronousTestCase):

@@ -276,6 +276,31 @@ class WebhookTests(SynchronousTestCase):
         self.assertEqual(error["recordingId"], "rec-2")
         self.assertEqual((self.agent.requests, webhook.pending), ([], 0))
 
+    def test_settled_once_delivered(self) -> None:
+        """At shutdown the last sidecars are given time: settled fires once
+        nothing is queued or under way."""
+        webhook = self.make()
+        self.successResultOf(webhook.settled(5))  # nothing to wait for
+        webhook.deliver(SIDECAR)
+        webhook.deliver(SIDECAR)
+        settled = webhook.settled(5)
+        self.agent.requests[0].answer(200)
+        self.assertNoResult(settled)
+        self.agent.requests[1].answer(200)
+        self.successResultOf(settled)
+        self.clock.advance(10)  # its timeout was cancelled: nothing fires twice
+
+    def test_settled_gives_up_waiting(self) -> None:
+        webhook = self.make()
+        webhook.deliver(SIDECAR)
+        settled = webhook.settled(5)
+        self.clock.advance(4.9)
+        self.assertNoResult(settled)
+        self.clock.advance(0.1)
+        self.successResultOf(settled)
+        self.agent.requests[0].answer(200)  # delivered late: no error
+        self.assertEqual(webhook.delivered, 1)
+
     def test_stop_cancels_retry(self) -> None:
         """stop() cancels a waiting retry: no POST is made however long the
         clock runs, and deliver() afterwards does nothing."""
