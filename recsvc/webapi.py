@@ -494,6 +494,7 @@ class WebRoot(Resource):
             self.putChild(b"metrics", metrics)
         files = static.File(os.path.join(PAGE, "static"))
         files.childNotFound = ErrorResource(404, "no such file")
+        files.directoryListing = lambda: files.childNotFound  # no listing of /static/
         self.putChild(b"static", files)
         self.page = static.File(os.path.join(PAGE, "index.html"), defaultType="text/html")
 

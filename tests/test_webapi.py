@@ -267,6 +267,7 @@ class ApiTests(HttpTestsMixin, TestCase):
             response, _ = yield self.get(f"/static/{name}")
             self.assertEqual(response.code, 200, name)
         yield self.get_json("/static/nothing.js", 404)
+        yield self.get_json("/static/", 404)
         yield self.get_json("/nothing", 404)
         yield self.get_json("/api/nothing", 404)
 
