@@ -129,11 +129,63 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
     return convert
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    from recsvc.admission import parse_network
+
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of addresses or CIDRs, got {value!r}")
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not an address or CIDR")
+        parse_network(item)
+    return tuple(item.strip() for item in value)
+
+
+def _macs(value: Any) -> tuple[str, ...]:
+    from recsvc.admission import parse_mac
+
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected a list of MAC addresses, got {value!r}")
+    macs = []
+    for item in value:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a MAC address")
+        macs.append(parse_mac(item))
+    return tuple(macs)
+
+
 @attrs.frozen
 class ControlConfig:
     listen: str = attrs.field(default="tcp:10000", converter=_text)
     # A message longer than this closes the connection that sent it.
     max_message_bytes: int = attrs.field(default=4096, converter=_integer(256, 1 << 20))
+    # Who may connect: addresses or CIDRs; empty: anyone (with a warning
+    # when the listener is reachable from other machines). Reloaded on SIGHUP.
+    allow: tuple[str, ...] = attrs.field(default=(), converter=_networks)
+    max_connections: int = attrs.field(default=5000, converter=_integer(1, 1_000_000))
+    # Phones keep one connection each; a NAT gateway in front of many may need more.
+    max_connections_per_ip: int = attrs.field(default=16, converter=_integer(1, 1_000_000))
+    # A connection with no recording on it is closed after this long without
+    # a message (seconds); one carrying a recording never is.
+    idle_timeout: float = attrs.field(default=300.0, converter=_seconds(1, 86400))
+
+
+@attrs.frozen
+class DevicesConfig:
+    # The phones (MAC addresses, any spelling) allowed to start recordings;
+    # empty: any. Reloaded on SIGHUP.
+    allow: tuple[str, ...] = attrs.field(default=(), converter=_macs)
+
+
+@attrs.frozen
+class RecordingsConfig:
+    # Starts beyond this many recordings at once are refused ("server
+    # busy"); 0: as many as rtp.port_range has ports.
+    max_active: int = attrs.field(default=0, converter=_integer(0, 1_000_000))
+    # Recordings one phone may have at once.
+    max_per_device: int = attrs.field(default=4, converter=_integer(1, 1000))
+    # Starts one phone may make in any minute.
+    max_starts_per_minute: int = attrs.field(default=60, converter=_integer(1, 100_000))
 
 
 @attrs.frozen
@@ -348,6 +400,8 @@ class Config:
     index: IndexConfig = IndexConfig()
     http: HttpConfig = HttpConfig()
     hooks: HooksConfig = HooksConfig()
+    devices: DevicesConfig = DevicesConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
 
 
 def parse_config(data: Any) -> Config:

@@ -79,6 +79,9 @@ class Metrics:
         self.starts_refused = Counter(
             "recsvc_starts_refused", "Starts answered with result=failed, by reason",
             ["reason"], registry=registry)
+        self.connections_refused = Counter(
+            "recsvc_connections_refused", "Control connections closed at once, by reason",
+            ["reason"], registry=registry)
         self.recordings_started = Counter(
             "recsvc_recordings_started", "Recordings begun", registry=registry)
         self.recordings_finished = Counter(
@@ -106,6 +109,9 @@ class Metrics:
 
     def start_refused(self, reason: str) -> None:
         self.starts_refused.labels(reason_label(reason)).inc()
+
+    def connection_refused(self, reason: str) -> None:
+        self.connections_refused.labels(reason).inc()
 
     def recording_started(self) -> None:
         self.recordings_started.inc()

@@ -15,6 +15,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from recsvc.admission import AccessPolicy, StartRate, device_key
 from recsvc.codec import CODECS, Codec
 from recsvc.diskspace import DiskSpace, free_bytes
 from recsvc.indexing import Indexer
@@ -101,6 +102,13 @@ class RecorderService(Service):
     metrics: Metrics | None = None
     # Each finished file's sidecar goes to it (hooks.on_finish); None: none.
     webhook: Webhook | None = None
+    # Who may record (devices.allow; replaced on a reload) and how much.
+    access: AccessPolicy = AccessPolicy()
+    # Recordings at once (recordings.max_active); 0: as many as the ports.
+    max_active: int = 0
+    max_per_device: int = 1_000_000
+    # Starts a device may make a minute (recordings.max_starts_per_minute).
+    start_rate: StartRate | None = None
     registry: Registry = attrs.field(factory=Registry)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
@@ -167,6 +175,9 @@ class RecorderService(Service):
             return pending.when_done()
         if not self._accepting:
             return succeed(self._refused(request, "server shutting down"))
+        refusal = self._over_limit(request.device)
+        if refusal is not None:
+            return succeed(self._refused(request, refusal))
         if self.disk is not None and self.disk.low:
             return succeed(self._refused(request, "disk full"))
         codec = CODECS.get(request.codec)
@@ -289,6 +300,22 @@ class RecorderService(Service):
         """Note whether creating a Start's file failed (see start_recording)."""
         self._creating_fails = isinstance(result, Failure) and result.check(OSError) is not None
         return result
+
+    def _over_limit(self, device: str) -> str | None:
+        """Why a new Start of ``device`` is refused by devices.allow or the
+        recording limits, if it is."""
+        if not self.access.allows_device(device):
+            return "device not allowed"
+        if self.max_active and len(self.registry) + len(self._starting) >= self.max_active:
+            return "server busy"
+        starting = sum(1 for pending in self._starting.values()
+                       if device_key(pending.device) == device_key(device))
+        if self.registry.count_of(device) + starting >= self.max_per_device:
+            return "too many recordings for this device"
+        if self.start_rate is not None and not self.start_rate.allow(
+                device_key(device), self.clock.seconds()):
+            return "too many starts from this device"
+        return None
 
     def _begin(
         self, request: StartRequest, link: PhoneLink, peer: str, local_host: str, codec: Codec,
@@ -448,6 +475,15 @@ class RecorderService(Service):
             self.metrics.file_unfinished()
         self.metrics.recording_finished(cause.reason, cause.stopped_by,
                                         cause.at - recording.started_at, recording.progress())
+
+    def carries_recordings(self, link: PhoneLink) -> bool:
+        """Whether a control connection has a recording running or starting."""
+        return (any(pending.link is link for pending in self._starting.values())
+                or any(recording.link is link for recording in self.registry))
+
+    def connection_refused(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.connection_refused(reason)
 
     def bad_start_request(self) -> None:
         """A RecordStartRequest that could not be read was refused."""

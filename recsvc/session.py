@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from recsvc.admission import device_key
 from recsvc.lane import FastLane
 from recsvc.pipeline import MediaPipeline
 from recsvc.ports import RtpPort
@@ -584,11 +585,19 @@ class Registry:
     """The recordings that are running or stopping, by recording id."""
 
     _recordings: dict[str, Recording] = attrs.field(factory=dict)
+    # How many each device has (by recsvc.admission.device_key).
+    _by_device: dict[str, int] = attrs.field(factory=dict)
 
     def add(self, recording: Recording) -> None:
         if recording.recording_id in self._recordings:
             raise KeyError(f"recording {recording.recording_id} exists")
         self._recordings[recording.recording_id] = recording
+        key = device_key(recording.info.device)
+        self._by_device[key] = self._by_device.get(key, 0) + 1
+
+    def count_of(self, device: str) -> int:
+        """The recordings of ``device`` (running or stopping)."""
+        return self._by_device.get(device_key(device), 0)
 
     def get(self, recording_id: str) -> Recording | None:
         return self._recordings.get(recording_id)
@@ -596,6 +605,10 @@ class Registry:
     def remove(self, recording: Recording) -> None:
         if self._recordings.get(recording.recording_id) is recording:
             del self._recordings[recording.recording_id]
+            key = device_key(recording.info.device)
+            count = self._by_device.pop(key, 0)
+            if count > 1:
+                self._by_device[key] = count - 1
 
     def __iter__(self) -> Iterator[Recording]:
         return iter(list(self._recordings.values()))

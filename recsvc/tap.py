@@ -10,6 +10,7 @@ import functools
 import gc
 import ipaddress
 import os
+import signal
 import time
 from typing import Any, Callable, Mapping
 
@@ -30,6 +31,7 @@ from recsvc.pipeline import MediaPolicy
 from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem
 from recsvc.drain import RtpDrain
+from recsvc.admission import AccessPolicy, ConnectionLimits, Connections, StartRate, policy_of
 from recsvc.indexing import Indexer
 from recsvc.metrics import Metrics, live_figures
 from recsvc.webapi import make_site
@@ -55,6 +57,8 @@ class Options(usage.Options):
             check_config(config, _global_reactor())
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
+        # Kept for SIGHUP, which reads the access lists from it again.
+        self["config_path"] = self["config"]
         self["config"] = config
 
 
@@ -210,8 +214,9 @@ def makeService(
     control listener ("control") and what starts with the reactor: crash
     recovery and the free-space watch ("background").
     """
+    config_path = None
     if isinstance(config, usage.Options):
-        config = config["config"]
+        config, config_path = config["config"], config.get("config_path")
     config = as_config(config)
     if reactor is None:
         reactor = _global_reactor()
@@ -306,9 +311,22 @@ def makeService(
             run_blocking=run_blocking,
         ),
     )
+    access = access_policy(config)
+    recorder.access = access
+    recorder.max_active = config.recordings.max_active
+    recorder.max_per_device = config.recordings.max_per_device
+    recorder.start_rate = StartRate(config.recordings.max_starts_per_minute)
+    connections = Connections(
+        ConnectionLimits(config.control.max_connections, config.control.max_connections_per_ip),
+        access)
+    control_endpoint = endpoint_for(config, reactor)
+    if not config.control.allow and not only_this_host(control_endpoint):
+        _log.warn("control.allow is empty: any machine that reaches {listen} may start "
+                  "recordings. List the phones' networks there.", listen=config.control.listen)
     control = Listener(
-        endpoint_for(config, reactor),
-        ControlFactory(recorder, config.control.max_message_bytes),
+        control_endpoint,
+        ControlFactory(recorder, config.control.max_message_bytes, connections,
+                       config.control.idle_timeout, reactor),
     )
     root = MultiService()
     # MultiService stops children in reverse: the listener closes first, then
@@ -335,6 +353,8 @@ def makeService(
         AfterRecorder(recorder, lambda: webhook.settled(WEBHOOK_GRACE).addBoth(
             lambda _: webhook.stop())).setServiceParent(root)
 
+    reload_access = AccessReload(config_path, recorder, connections)
+
     def reactor_running() -> None:
         # What exists now lives as long as the process: out of the garbage
         # collector's way, so that its full collections stay short.
@@ -348,6 +368,11 @@ def makeService(
         # index is logged and never stops the recorder.
         indexer.start()
         recorder.reactor_running()
+        if config_path is not None:
+            # SIGHUP: control.allow and devices.allow read again; recordings
+            # in progress go on.
+            signal.signal(signal.SIGHUP,
+                          lambda signum, frame: reactor.callFromThread(reload_access))
 
     # Once the reactor runs (and only if the listener could start): finish
     # the recordings a crash left behind, and watch the free space.
@@ -355,6 +380,38 @@ def makeService(
     background.setName("background")
     background.setServiceParent(root)
     return root
+
+
+class AccessReload:
+    """Reads control.allow and devices.allow from the config file again
+    (on SIGHUP) and applies them to new connections and Starts; a file
+    that does not parse changes nothing (logged)."""
+
+    log = Logger()
+
+    def __init__(self, path: str | None, recorder: RecorderService,
+                 connections: Connections) -> None:
+        self.path, self.recorder, self.connections = path, recorder, connections
+
+    def __call__(self) -> bool:
+        if self.path is None:
+            return False
+        try:
+            policy = access_policy(load_config(self.path))
+        except ConfigError as error:
+            self.log.error("Reloading {path} failed, the access lists are as they were: "
+                           "{reason}", path=self.path, reason=str(error))
+            return False
+        self.recorder.access = self.connections.policy = policy
+        self.log.info("Reloaded {path}: {networks} networks in control.allow, {devices} "
+                      "devices in devices.allow", path=self.path,
+                      networks=len(policy.networks) or "all", devices=len(policy.devices) or "all")
+        return True
+
+
+def access_policy(config: Config) -> AccessPolicy:
+    """control.allow and devices.allow, as the factory and recorder check them."""
+    return policy_of(config.control.allow, config.devices.allow)
 
 
 def advertised_address(config: Config) -> str | None:

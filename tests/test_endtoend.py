@@ -748,3 +748,46 @@ class MediaEndToEndTests(LoopbackServiceMixin, TestCase):
         self.assertEqual(data, decoded.tobytes())
         self.assertEqual(sidecar_of(path)["duration_s"], 1.0)
         self.assertEqual(float(ffprobe(path)["duration"]), 1.0)
+
+
+class RefusedAddressEndToEndTests(LoopbackServiceMixin, TestCase):
+    """control.allow without 127.0.0.1: a connection from it is closed at once."""
+
+    def more_config(self):
+        return succeed({"control": {"listen": "tcp:0:interface=127.0.0.1",
+                                    "allow": ["10.0.0.0/8"]}})
+
+    @inlineCallbacks
+    def test_connection_refused(self):
+        def talk():
+            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as client:
+                try:
+                    client.sendall(b"cmd=RecordStartRequest&id=x&device=00a859000001&codec=PCMA")
+                    return client.recv(1024)
+                except ConnectionResetError:
+                    return b""
+        self.assertEqual((yield deferToThread(talk)), b"")
+        self.assertEqual(len(self.recorder.registry), 0)
+
+
+class DeviceAllowEndToEndTests(LoopbackServiceMixin, TestCase):
+    """devices.allow: a phone not on it is told why; one on it records."""
+
+    def more_config(self):
+        return succeed({"devices": {"allow": ["00-A8-59-12-34-56"]}})
+
+    @inlineCallbacks
+    def test_disallowed_mac_gets_a_clear_failure(self):
+        def calls():
+            allowed = SimulatedPhone("127.0.0.1", self.port, device="00:a8:59:12:34:56")
+            other = SimulatedPhone("127.0.0.1", self.port, device="00:a8:59:99:99:99")
+            try:
+                allowed.connect()
+                other.connect()
+                return allowed.start("ok-1"), other.start("no-1")
+            finally:
+                allowed.close()
+                other.close()
+        accepted, refused = yield deferToThread(calls)
+        self.assertEqual(accepted.result, "success")
+        self.assertEqual((refused.result, refused.reason), ("failed", "device not allowed"))

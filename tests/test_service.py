@@ -27,6 +27,7 @@ from recsvc.testing import (
     memory_recorder,
     run_now,
 )
+from recsvc.admission import StartRate, policy_of
 from tests.test_session import spy_syncs
 
 
@@ -961,3 +962,55 @@ class SyncRunnerTests(ServiceTestsMixin, SynchronousTestCase):
             self.ports.deliver(port, rtp(sequence, b"x" * 160))
         self.service.clock.advance(1.0)
         self.assertEqual(len(syncs), 1)
+
+
+class LimitTests(ServiceTestsMixin, SynchronousTestCase):
+    """devices.allow and the recording limits: each refusal says why."""
+
+    def refusal(self, request) -> str:
+        answer = self.start(request)
+        self.assertEqual(answer.result, "failed")
+        return answer.reason
+
+    def test_device_not_allowed(self) -> None:
+        self.make_service()
+        self.service.access = policy_of([], ["00:A8:59:00:00:01"])
+        self.assertEqual(self.start(start_request("1", device="00-a8-59-00-00-01")).result,
+                         "success")
+        self.assertEqual(self.refusal(start_request("2", device="00a859000002")),
+                         "device not allowed")
+        self.assertFalse(self.ports.open.get(41001))  # no port was opened for it
+
+    def test_server_busy(self) -> None:
+        self.make_service()
+        self.service.max_active = 2
+        self.start(start_request("1", device="00a859000001"))
+        self.start(start_request("2", device="00a859000002"))
+        self.assertEqual(self.refusal(start_request("3", device="00a859000003")), "server busy")
+        self.successResultOf(self.service.stop_recording(StopRequest("1")))
+        self.assertEqual(self.start(start_request("3", device="00a859000003")).result, "success")
+
+    def test_per_device_cap(self) -> None:
+        self.make_service()
+        self.service.max_per_device = 2
+        self.start(start_request("1"))
+        self.start(start_request("2"))
+        self.assertEqual(self.refusal(start_request("3")), "too many recordings for this device")
+        self.assertEqual(self.start(start_request("4", device="00a859000009")).result, "success")
+
+    def test_start_rate(self) -> None:
+        self.make_service()
+        self.service.start_rate = StartRate(per_minute=2)
+        for recording_id in "12":
+            self.start(start_request(recording_id))
+            self.successResultOf(self.service.stop_recording(StopRequest(recording_id)))
+        self.assertEqual(self.refusal(start_request("3")), "too many starts from this device")
+        self.service.clock.advance(60)
+        self.assertEqual(self.start(start_request("3")).result, "success")
+
+    def test_retry_of_a_running_recording_is_not_a_new_start(self) -> None:
+        """A phone repeating its Start gets the same answer, whatever the limits."""
+        self.make_service()
+        self.service.max_active = 1
+        first = self.start(start_request("1"))
+        self.assertEqual(self.start(start_request("1")).port, first.port)

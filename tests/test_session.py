@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import errno
 import json
 import os
@@ -463,6 +465,20 @@ class RegistryTests(SynchronousTestCase):
         self.assertIsNone(registry.get("1"))
         self.assertEqual(len(registry), 0)
 
+    def test_count_by_device(self) -> None:
+        """Each device's recordings are counted, whatever the MAC's spelling."""
+        registry = Registry()
+        first, second = _stub("1", "00:A8:59:00:00:01"), _stub("2", "00a859000001")
+        registry.add(first)
+        registry.add(second)
+        registry.add(_stub("3", "00a859000002"))
+        self.assertEqual(registry.count_of("00-a8-59-00-00-01"), 2)
+        registry.remove(first)
+        registry.remove(first)  # twice: counted once
+        self.assertEqual(registry.count_of("00a859000001"), 1)
+        registry.remove(second)
+        self.assertEqual(registry.count_of("00a859000001"), 0)
+
     def test_iterate_while_removing(self) -> None:
         """Iterating the registry tolerates removal of recordings meanwhile
         (stopping all at shutdown removes them as they finish)."""
@@ -475,12 +491,13 @@ class RegistryTests(SynchronousTestCase):
 
 
 class _Stub:
-    def __init__(self, recording_id: str) -> None:
+    def __init__(self, recording_id: str, device: str = "00a859000001") -> None:
         self.recording_id = recording_id
+        self.info = types.SimpleNamespace(device=device)
 
 
-def _stub(recording_id: str) -> Recording:
-    return _Stub(recording_id)  # type: ignore[return-value]
+def _stub(recording_id: str, device: str = "00a859000001") -> Recording:
+    return _Stub(recording_id, device)  # type: ignore[return-value]
 
 
 class SlowDiskTests(RecordingTestsMixin, SynchronousTestCase):

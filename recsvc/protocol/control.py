@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+
+from recsvc.admission import Connections, RefusalLog
 
 from recsvc.protocol.commands import (
     FAILED,
@@ -27,19 +33,26 @@ from recsvc.service import RecorderService, UnknownRecording
 from recsvc.session import RecordingSummary
 
 
-class ControlProtocol(Protocol):
-    """One phone's control connection. Replies in the framing the phone uses."""
+class ControlProtocol(Protocol, TimeoutMixin):
+    """One phone's control connection. Replies in the framing the phone uses.
+    With ``idle_timeout``, it is closed after that long without a message,
+    unless it carries a recording."""
 
     log = Logger()
 
-    def __init__(self, service: RecorderService, max_message_bytes: int) -> None:
+    def __init__(self, service: RecorderService, max_message_bytes: int,
+                 idle_timeout: float | None = None, clock: IReactorTime | None = None) -> None:
         self._service = service
         self._framer = MessageFramer(max_length=max_message_bytes)
         self._connected = False
+        self._idle_timeout = idle_timeout
+        if clock is not None:
+            self.callLater = clock.callLater
         self.peer = "?"
 
     def connectionMade(self) -> None:
         self._connected = True
+        self.setTimeout(self._idle_timeout)
         # Replies are small and awaited: Nagle's algorithm would hold them
         # back for the phone's delayed ACK.
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
@@ -51,10 +64,22 @@ class ControlProtocol(Protocol):
 
     def connectionLost(self, reason: Failure) -> None:
         self._connected = False
+        self.setTimeout(None)
+        if self.factory is not None:
+            self.factory.connection_closed(self)
         self.log.debug("Control connection from {peer} closed", peer=self.peer)
         self._service.link_lost(self)
 
+    def timeoutConnection(self) -> None:
+        if self._service.carries_recordings(self):
+            self.setTimeout(self._idle_timeout)  # never idle while recording
+            return
+        self.log.info("Closing control connection from {peer}: {reason}", peer=self.peer,
+                      reason=f"no message for {self._idle_timeout:g} s")
+        self.transport.loseConnection()
+
     def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
         try:
             messages = self._framer.feed(data)
         except MessageTooLong as error:
@@ -135,13 +160,46 @@ class ControlProtocol(Protocol):
 
 
 class ControlFactory(Factory):
-    noisy = False
+    """Builds a ControlProtocol for each connection ``connections`` admits
+    (control.allow and the connection limits); a refused one is closed at
+    once, counted, and logged once per peer and minute."""
 
-    def __init__(self, service: RecorderService, max_message_bytes: int = 4096) -> None:
+    noisy = False
+    protocol = ControlProtocol  # (for Factory's repr)
+
+    def __init__(self, service: RecorderService, max_message_bytes: int = 4096,
+                 connections: Connections | None = None, idle_timeout: float | None = None,
+                 clock: IReactorTime | None = None) -> None:
         self.service = service
         self.max_message_bytes = max_message_bytes
+        self.connections = connections
+        self.idle_timeout = idle_timeout
+        self.clock = clock
+        self.refusals = RefusalLog()
 
-    def buildProtocol(self, addr: object) -> ControlProtocol:
-        protocol = ControlProtocol(self.service, self.max_message_bytes)
+    def buildProtocol(self, addr: Any) -> ControlProtocol | None:
+        host = getattr(addr, "host", "?")
+        if self.connections is not None:
+            reason = self.connections.admit(host)
+            if reason is not None:
+                self._refused(host, reason)
+                return None  # Twisted closes the connection
+        protocol = ControlProtocol(self.service, self.max_message_bytes, self.idle_timeout,
+                                   self.clock)
         protocol.factory = self
+        protocol.admitted_host = host
         return protocol
+
+    def connection_closed(self, protocol: ControlProtocol) -> None:
+        if self.connections is not None:
+            self.connections.release(protocol.admitted_host)
+
+    def _refused(self, host: str, reason: str) -> None:
+        self.service.connection_refused(reason)
+        now = (self.clock or self.service.clock).seconds()
+        count = self.refusals.note(host, reason, now)
+        if count is not None:
+            self.log.warn("Refused control connections from {peer}: {reason} "
+                          "({count} since the last line)", peer=host, reason=reason, count=count)
+
+    log = Logger()

@@ -1,0 +1,177 @@
+"""Who may connect and record, and how much (control.allow, devices.allow,
+the connection and recording limits). Pure: no sockets, no reactor; the
+control factory and the recorder ask, and say what they let in or out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import deque
+from typing import Iterable
+
+import attrs
+
+_NOT_HEX = re.compile(r"[^0-9a-f]")
+_MAC = re.compile(r"^[0-9a-f]{2}([:\-.]?[0-9a-f]{2}){5}$|^[0-9a-f]{4}(\.[0-9a-f]{4}){2}$")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_mac(text: str) -> str:
+    """A MAC address in any common spelling (00:A8:59:.., 00-a8-.., 00a859..,
+    00a8.5900.0001) as 12 lower-case hex digits. Raises ValueError."""
+    value = text.strip().lower()
+    if not _MAC.match(value):
+        raise ValueError(f"{text!r} is not a MAC address")
+    return _NOT_HEX.sub("", value)
+
+
+def device_key(device: str) -> str:
+    """What a Start's device is compared as: its MAC's 12 hex digits, or
+    (for a device field that is no MAC) the text itself."""
+    try:
+        return parse_mac(device)
+    except ValueError:
+        return device.strip().lower()
+
+
+def parse_network(text: str) -> IpNetwork:
+    """A CIDR (or a single address). Raises ValueError."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an address or CIDR (such as 10.0.0.0/8)") from None
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
+
+
+@attrs.frozen
+class AccessPolicy:
+    """control.allow and devices.allow. Empty means everyone."""
+
+    networks: tuple[IpNetwork, ...] = ()
+    devices: frozenset[str] = frozenset()  # device_key()s
+
+    def allows_peer(self, host: str) -> bool:
+        if not self.networks:
+            return True
+        address = _address(host)
+        return address is not None and any(address in network for network in self.networks)
+
+    def allows_device(self, device: str) -> bool:
+        return not self.devices or device_key(device) in self.devices
+
+
+@attrs.frozen
+class ConnectionLimits:
+    max_connections: int
+    max_per_ip: int
+
+
+# Why a connection was refused (the label of its counter, the log's reason).
+NOT_ALLOWED = "address not allowed"
+TOO_MANY = "too many connections"
+TOO_MANY_FROM_IP = "too many connections from this address"
+
+
+@attrs.define
+class Connections:
+    """The control connections open, by address: who may open another."""
+
+    limits: ConnectionLimits
+    policy: AccessPolicy = AccessPolicy()
+    _by_ip: dict[str, int] = attrs.field(factory=dict)
+    _total: int = 0
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    def admit(self, host: str) -> str | None:
+        """Take a connection from ``host``, or say why not (it is then not
+        counted)."""
+        if not self.policy.allows_peer(host):
+            return NOT_ALLOWED
+        if self._total >= self.limits.max_connections:
+            return TOO_MANY
+        count = self._by_ip.get(host, 0)
+        if count >= self.limits.max_per_ip:
+            return TOO_MANY_FROM_IP
+        self._by_ip[host] = count + 1
+        self._total += 1
+        return None
+
+    def release(self, host: str) -> None:
+        """A connection admit() took has closed."""
+        count = self._by_ip.get(host, 0)
+        if count <= 1:
+            self._by_ip.pop(host, None)
+        else:
+            self._by_ip[host] = count - 1
+        if count:
+            self._total -= 1
+
+
+@attrs.define
+class StartRate:
+    """At most ``per_minute`` Starts per device in any 60 seconds."""
+
+    per_minute: int
+    _starts: dict[str, deque[float]] = attrs.field(factory=dict)
+    _checks: int = 0
+
+    def allow(self, device: str, now: float) -> bool:
+        """Count a Start of ``device`` at ``now`` if it is within the rate."""
+        self._checks += 1
+        if self._checks % 1024 == 0:
+            self._forget_quiet(now)
+        starts = self._starts.setdefault(device, deque())
+        while starts and starts[0] <= now - 60:
+            starts.popleft()
+        if len(starts) >= self.per_minute:
+            return False
+        starts.append(now)
+        return True
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop devices with no Start in the last minute (the map stays as
+        small as the devices that are starting)."""
+        for device in [d for d, starts in self._starts.items() if not starts or
+                       starts[-1] <= now - 60]:
+            del self._starts[device]
+
+
+@attrs.define
+class RefusalLog:
+    """Says when a refused peer should be logged: once per ``interval``
+    seconds per peer and reason, with how many refusals the silence hid."""
+
+    interval: float = 60.0
+    max_peers: int = 10_000
+    _last: dict[tuple[str, str], tuple[float, int]] = attrs.field(factory=dict)
+
+    def note(self, peer: str, reason: str, now: float) -> int | None:
+        """None: stay silent; else log now, with this many refusals of the
+        peer since its last line (this one included)."""
+        key = (peer, reason)
+        last = self._last.get(key)
+        if last is None or now - last[0] >= self.interval:
+            if last is None and len(self._last) >= self.max_peers:
+                self._last.clear()  # a flood from everywhere: start over
+            self._last[key] = (now, 0)
+            return 1 + (last[1] if last is not None else 0)
+        self._last[key] = (last[0], last[1] + 1)
+        return None
+
+
+def policy_of(networks: Iterable[str], devices: Iterable[str]) -> AccessPolicy:
+    return AccessPolicy(tuple(parse_network(n) for n in networks),
+                        frozenset(parse_mac(d) for d in devices))

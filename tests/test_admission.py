@@ -1,0 +1,197 @@
+"""Tests for recsvc.admission (who may connect and record, and how much),
+and how the control factory, the control protocol and a reload use it."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.admission import (
+    NOT_ALLOWED,
+    TOO_MANY,
+    TOO_MANY_FROM_IP,
+    AccessPolicy,
+    ConnectionLimits,
+    Connections,
+    RefusalLog,
+    StartRate,
+    device_key,
+    parse_mac,
+    parse_network,
+    policy_of,
+)
+from recsvc.metrics import Metrics
+from recsvc.protocol.control import ControlFactory
+from recsvc.session import Limits
+from recsvc.tap import AccessReload
+from recsvc.testing import memory_recorder
+from tests.test_metrics import samples
+
+
+class MacTests(SynchronousTestCase):
+    def test_spellings(self) -> None:
+        for text in ("00:A8:59:00:00:01", "00-a8-59-00-00-01", "00a859000001",
+                     "00a8.5900.0001", " 00:a8:59:00:00:01 "):
+            self.assertEqual(parse_mac(text), "00a859000001", text)
+
+    def test_not_macs(self) -> None:
+        for text in ("", "00:a8:59", "00:a8:59:00:00:0g", "00a8590000011", "00:a8-59:00:00:01x"):
+            self.assertRaises(ValueError, parse_mac, text)
+
+    def test_device_key(self) -> None:
+        self.assertEqual(device_key("00:A8:59:00:00:01"), "00a859000001")
+        self.assertEqual(device_key(" Front-Desk "), "front-desk")
+
+
+class PolicyTests(SynchronousTestCase):
+    def test_everyone_when_empty(self) -> None:
+        policy = AccessPolicy()
+        self.assertTrue(policy.allows_peer("203.0.113.9"))
+        self.assertTrue(policy.allows_device("anything"))
+
+    def test_networks(self) -> None:
+        policy = policy_of(["10.0.0.0/8", "192.168.1.5", "fd00::/8"], [])
+        self.assertTrue(policy.allows_peer("10.1.2.3"))
+        self.assertTrue(policy.allows_peer("192.168.1.5"))
+        self.assertTrue(policy.allows_peer("::ffff:10.9.9.9"))  # an IPv4 phone on a v6 socket
+        self.assertTrue(policy.allows_peer("fd00::1"))
+        self.assertFalse(policy.allows_peer("192.168.1.6"))
+        self.assertFalse(policy.allows_peer("127.0.0.1"))
+        self.assertFalse(policy.allows_peer("not an address"))
+
+    def test_devices(self) -> None:
+        policy = policy_of([], ["00:A8:59:00:00:01"])
+        self.assertTrue(policy.allows_device("00-a8-59-00-00-01"))
+        self.assertFalse(policy.allows_device("00a859000002"))
+
+    def test_bad_networks(self) -> None:
+        for text in ("10.0.0.0/33", "ten", ""):
+            self.assertRaises(ValueError, parse_network, text)
+
+
+class ConnectionsTests(SynchronousTestCase):
+    def test_limits(self) -> None:
+        connections = Connections(ConnectionLimits(max_connections=3, max_per_ip=2),
+                                  policy_of(["10.0.0.0/8"], []))
+        self.assertEqual(connections.admit("192.0.2.1"), NOT_ALLOWED)
+        self.assertIsNone(connections.admit("10.0.0.1"))
+        self.assertIsNone(connections.admit("10.0.0.1"))
+        self.assertEqual(connections.admit("10.0.0.1"), TOO_MANY_FROM_IP)
+        self.assertIsNone(connections.admit("10.0.0.2"))
+        self.assertEqual(connections.admit("10.0.0.3"), TOO_MANY)
+        self.assertEqual(connections.total, 3)
+        connections.release("10.0.0.1")
+        self.assertIsNone(connections.admit("10.0.0.3"))
+        connections.release("10.9.9.9")  # never admitted: nothing changes
+        self.assertEqual(connections.total, 3)
+
+
+class StartRateTests(SynchronousTestCase):
+    def test_per_device_sliding_minute(self) -> None:
+        rate = StartRate(per_minute=2)
+        self.assertTrue(rate.allow("a", 0))
+        self.assertTrue(rate.allow("a", 10))
+        self.assertFalse(rate.allow("a", 20))
+        self.assertTrue(rate.allow("b", 20))
+        self.assertTrue(rate.allow("a", 60))  # the first has left the minute
+        self.assertFalse(rate.allow("a", 61))
+
+    def test_quiet_devices_forgotten(self) -> None:
+        rate = StartRate(per_minute=5)
+        for number in range(2000):
+            rate.allow(f"device-{number}", 0)
+        rate.allow("late", 1000)
+        for _ in range(1024):
+            rate.allow("late", 1000)
+        self.assertLess(len(rate._starts), 10)
+
+
+class RefusalLogTests(SynchronousTestCase):
+    def test_once_per_interval_with_the_count(self) -> None:
+        log = RefusalLog(interval=60)
+        self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 0), 1)
+        for second in range(1, 10):
+            self.assertIsNone(log.note("192.0.2.1", NOT_ALLOWED, second))
+        self.assertEqual(log.note("192.0.2.2", NOT_ALLOWED, 10), 1)
+        self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 60), 10)
+
+
+class FactoryTests(SynchronousTestCase):
+    """The control factory refuses at once what admission refuses."""
+
+    def make(self, allow: list[str], **limits: int) -> ControlFactory:
+        self.clock = Clock()
+        # (No RTP comes in these tests: it must not stop their recordings.)
+        self.recorder = memory_recorder(self.mktemp(), clock=self.clock, limits=Limits(
+            first_packet_timeout=7200, timeout=7200))
+        self.recorder.metrics = Metrics()
+        connections = Connections(
+            ConnectionLimits(limits.get("total", 100), limits.get("per_ip", 100)),
+            policy_of(allow, []))
+        return ControlFactory(self.recorder, 4096, connections, idle_timeout=300,
+                              clock=self.clock)
+
+    def test_address_outside_allow_refused_counted_logged_once(self) -> None:
+        factory = self.make(["10.0.0.0/8"])
+        with capturedLogs() as events:
+            for _ in range(5):
+                self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 5060)))
+        warnings = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual((warnings[0]["peer"], warnings[0]["reason"]), ("192.0.2.7", NOT_ALLOWED))
+        self.assertEqual(samples(self.recorder.metrics)[
+            ("recsvc_connections_refused_total", (("reason", NOT_ALLOWED),))], 5)
+        self.assertIsNotNone(factory.buildProtocol(IPv6Address("TCP", "::ffff:10.0.0.5", 5060)))
+
+    def test_closed_connections_make_room(self) -> None:
+        factory = self.make([], per_ip=1)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
+        protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1)))
+        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 2)))
+        protocol.connectionLost(None)
+        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 3)))
+
+    def test_idle_connection_closed_unless_recording(self) -> None:
+        factory = self.make([])
+        idle = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
+        idle_transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
+        idle.makeConnection(idle_transport)
+        busy = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 1))
+        busy_transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.2", 1),
+                                         hostAddress=IPv4Address("TCP", "127.0.0.9", 10000))
+        busy.makeConnection(busy_transport)
+        busy.dataReceived(b"cmd=RecordStartRequest&id=1&device=00a859000001&codec=PCMA\n")
+        self.assertIn(b"result=success", busy_transport.value())
+        self.clock.advance(299)
+        idle.dataReceived(b"\n")  # a message (even blank) resets the timer
+        self.clock.advance(299)
+        self.assertFalse(idle_transport.disconnecting)
+        self.clock.advance(1)
+        self.assertTrue(idle_transport.disconnecting)
+        self.clock.advance(3600)
+        self.assertFalse(busy_transport.disconnecting)  # a recording on it: never idle
+
+
+class ReloadTests(SynchronousTestCase):
+    def test_reload_applies_new_lists_and_keeps_old_on_error(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        recorder = memory_recorder(self.mktemp())
+        connections = Connections(ConnectionLimits(10, 10))
+        reload = AccessReload(path, recorder, connections)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("control:\n  allow: [10.0.0.0/8]\ndevices:\n  allow: [00a859000001]\n")
+        self.assertTrue(reload())
+        self.assertIs(recorder.access, connections.policy)
+        self.assertFalse(recorder.access.allows_peer("192.0.2.1"))
+        self.assertFalse(recorder.access.allows_device("00a859000002"))
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("devices:\n  allow: [not-a-mac]\n")
+        with capturedLogs() as events:
+            self.assertFalse(reload())
+        self.assertIn("devices.allow", events[-1]["reason"])
+        self.assertFalse(recorder.access.allows_device("00a859000002"))  # as it was
