@@ -36,12 +36,21 @@ def device_key(device: str) -> str:
         return device.strip().lower()
 
 
+_MAPPED = ipaddress.ip_network("::ffff:0:0/96")
+
+
 def parse_network(text: str) -> IpNetwork:
-    """A CIDR (or a single address). Raises ValueError."""
+    """A CIDR (or a single address); IPv4-mapped IPv6 ones as the IPv4
+    network they are (peers are compared as IPv4). Raises ValueError."""
     try:
-        return ipaddress.ip_network(text.strip(), strict=False)
+        network = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         raise ValueError(f"{text!r} is not an address or CIDR (such as 10.0.0.0/8)") from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}", strict=False)
+    return network
 
 
 def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -102,38 +111,55 @@ class Connections:
             return NOT_ALLOWED
         if self._total >= self.limits.max_connections:
             return TOO_MANY
-        count = self._by_ip.get(host, 0)
+        source = source_of(host)
+        count = self._by_ip.get(source, 0)
         if count >= self.limits.max_per_ip:
             return TOO_MANY_FROM_IP
-        self._by_ip[host] = count + 1
+        self._by_ip[source] = count + 1
         self._total += 1
         return None
 
     def release(self, host: str) -> None:
-        """A connection admit() took has closed."""
-        count = self._by_ip.get(host, 0)
+        """A connection admit() took has closed (call once for each)."""
+        source = source_of(host)
+        count = self._by_ip.get(source, 0)
         if count <= 1:
-            self._by_ip.pop(host, None)
+            self._by_ip.pop(source, None)
         else:
-            self._by_ip[host] = count - 1
+            self._by_ip[source] = count - 1
         if count:
             self._total -= 1
 
 
+def source_of(host: str) -> str:
+    """Who a connection is from, for the per-address limit: the address, or
+    for IPv6 its /64 (one host has a whole /64 to pick from)."""
+    address = _address(host)
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return host if address is None else str(address)
+
+
 @attrs.define
 class StartRate:
-    """At most ``per_minute`` Starts per device in any 60 seconds."""
+    """At most ``per_minute`` Starts per device in any 60 seconds, for at
+    most ``max_devices`` devices starting within a minute (beyond them,
+    Starts of further devices are refused until some go quiet: the map
+    cannot be grown without bound by made-up device names)."""
 
     per_minute: int
+    max_devices: int = 100_000
     _starts: dict[str, deque[float]] = attrs.field(factory=dict)
-    _checks: int = 0
 
     def allow(self, device: str, now: float) -> bool:
         """Count a Start of ``device`` at ``now`` if it is within the rate."""
-        self._checks += 1
-        if self._checks % 1024 == 0:
-            self._forget_quiet(now)
-        starts = self._starts.setdefault(device, deque())
+        starts = self._starts.get(device)
+        if starts is None:
+            if len(self._starts) >= self.max_devices:
+                self._forget_quiet(now)
+                if len(self._starts) >= self.max_devices:
+                    return False
+            starts = self._starts[device] = deque()
         while starts and starts[0] <= now - 60:
             starts.popleft()
         if len(starts) >= self.per_minute:
@@ -141,35 +167,54 @@ class StartRate:
         starts.append(now)
         return True
 
+    def refund(self, device: str) -> None:
+        """Take back the last Start counted for ``device`` (it never began)."""
+        starts = self._starts.get(device)
+        if starts:
+            starts.pop()
+
     def _forget_quiet(self, now: float) -> None:
-        """Drop devices with no Start in the last minute (the map stays as
-        small as the devices that are starting)."""
+        """Drop devices with no Start in the last minute."""
         for device in [d for d, starts in self._starts.items() if not starts or
                        starts[-1] <= now - 60]:
             del self._starts[device]
 
 
+# The "peer" of a RefusalLog line that stands for many.
+OTHERS = "*"
+
+
 @attrs.define
 class RefusalLog:
-    """Says when a refused peer should be logged: once per ``interval``
-    seconds per peer and reason, with how many refusals the silence hid."""
+    """Says when a refusal should be logged: once per ``interval`` seconds
+    per peer and reason, with how many refusals the silence hid. Beyond
+    ``max_peers`` peers in an interval (a flood from many addresses), the
+    rest are counted together under OTHERS, logged once an interval too."""
 
     interval: float = 60.0
     max_peers: int = 10_000
     _last: dict[tuple[str, str], tuple[float, int]] = attrs.field(factory=dict)
 
-    def note(self, peer: str, reason: str, now: float) -> int | None:
-        """None: stay silent; else log now, with this many refusals of the
-        peer since its last line (this one included)."""
+    def note(self, peer: str, reason: str, now: float) -> tuple[str, int] | None:
+        """None: stay silent; else log now: the peer to name (or OTHERS)
+        and how many refusals it stands for since its last line (this one
+        included)."""
         key = (peer, reason)
+        if key not in self._last and len(self._last) >= self.max_peers:
+            self._forget_old(now)
+            if len(self._last) >= self.max_peers:
+                key = (OTHERS, reason)
         last = self._last.get(key)
         if last is None or now - last[0] >= self.interval:
-            if last is None and len(self._last) >= self.max_peers:
-                self._last.clear()  # a flood from everywhere: start over
             self._last[key] = (now, 0)
-            return 1 + (last[1] if last is not None else 0)
+            return key[0], 1 + (last[1] if last is not None else 0)
         self._last[key] = (last[0], last[1] + 1)
         return None
+
+    def _forget_old(self, now: float) -> None:
+        for key in [key for key, (at, _) in self._last.items()
+                    if now - at >= self.interval and key[0] != OTHERS]:
+            del self._last[key]
 
 
 def policy_of(networks: Iterable[str], devices: Iterable[str]) -> AccessPolicy:

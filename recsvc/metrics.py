@@ -82,6 +82,9 @@ class Metrics:
         self.connections_refused = Counter(
             "recsvc_connections_refused", "Control connections closed at once, by reason",
             ["reason"], registry=registry)
+        self.connections_closed = Counter(
+            "recsvc_connections_closed", "Control connections the server closed, by reason",
+            ["reason"], registry=registry)
         self.recordings_started = Counter(
             "recsvc_recordings_started", "Recordings begun", registry=registry)
         self.recordings_finished = Counter(
@@ -112,6 +115,9 @@ class Metrics:
 
     def connection_refused(self, reason: str) -> None:
         self.connections_refused.labels(reason).inc()
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed.labels(reason).inc()
 
     def recording_started(self) -> None:
         self.recordings_started.inc()

@@ -15,7 +15,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from recsvc.admission import AccessPolicy, StartRate, device_key
+from recsvc.admission import AccessPolicy, RefusalLog, StartRate, device_key
 from recsvc.codec import CODECS, Codec
 from recsvc.diskspace import DiskSpace, free_bytes
 from recsvc.indexing import Indexer
@@ -110,6 +110,7 @@ class RecorderService(Service):
     # Starts a device may make a minute (recordings.max_starts_per_minute).
     start_rate: StartRate | None = None
     registry: Registry = attrs.field(factory=Registry)
+    _refusals: RefusalLog = attrs.field(factory=RefusalLog)
     _links: set[PhoneLink] = attrs.field(factory=set)
     _accepting: bool = True
     _syncing: LoopingCall | None = None
@@ -186,11 +187,17 @@ class RecorderService(Service):
             return succeed(self._refused(
                 request, f"unsupported codec {request.codec[:20]} (use {supported})"
             ))
+        # Counted only for a Start that passed every other check.
+        if self.start_rate is not None and not self.start_rate.allow(
+                device_key(request.device), self.clock.seconds()):
+            return succeed(self._refused(request, "too many starts from this device"))
         receiver = RtpReceiver()
         try:
             # Where the phone is told to send its RTP (see _accepted).
             port = self.ports.listen(receiver, self.advertise or _unmapped(local_host))
         except NoFreePort:
+            if self.start_rate is not None:
+                self.start_rate.refund(device_key(request.device))
             return succeed(self._refused(request, "no free port"))
         pending = self._starting[recording_id] = _PendingStart(request.device, link)
         Deferred.fromCoroutine(
@@ -312,9 +319,6 @@ class RecorderService(Service):
                        if device_key(pending.device) == device_key(device))
         if self.registry.count_of(device) + starting >= self.max_per_device:
             return "too many recordings for this device"
-        if self.start_rate is not None and not self.start_rate.allow(
-                device_key(device), self.clock.seconds()):
-            return "too many starts from this device"
         return None
 
     def _begin(
@@ -378,10 +382,13 @@ class RecorderService(Service):
     def _refused(self, request: StartRequest, reason: str) -> StartResponse:
         if self.metrics is not None:
             self.metrics.start_refused(reason)
-        self.log.warn(
-            "Recording {recordingId} refused: {reason}",
-            recordingId=request.recording_id, device=request.device, reason=reason,
-        )
+        # A phone retrying against a limit is named once a minute, not each time.
+        logged = self._refusals.note(device_key(request.device), reason, self.clock.seconds())
+        if logged is not None:
+            self.log.warn(
+                "Recording {recordingId} refused: {reason} ({count} from {device} since "
+                "the last line)", recordingId=request.recording_id, device=request.device,
+                reason=reason, count=logged[1])
         return StartResponse(recording_id=request.recording_id, result=FAILED, reason=reason)
 
     def stop_recording(self, request: StopRequest) -> Deferred[RecordingSummary]:
@@ -484,6 +491,11 @@ class RecorderService(Service):
     def connection_refused(self, reason: str) -> None:
         if self.metrics is not None:
             self.metrics.connection_refused(reason)
+
+    def connection_closed(self, reason: str) -> None:
+        """The server closed a control connection (``idle``)."""
+        if self.metrics is not None:
+            self.metrics.connection_closed(reason)
 
     def bad_start_request(self) -> None:
         """A RecordStartRequest that could not be read was refused."""

@@ -58,7 +58,7 @@ class Options(usage.Options):
         except ConfigError as error:
             raise usage.UsageError(str(error)) from None
         # Kept for SIGHUP, which reads the access lists from it again.
-        self["config_path"] = self["config"]
+        self["config_path"] = self["config"] and os.path.abspath(self["config"])
         self["config"] = config
 
 

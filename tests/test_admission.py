@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.admission import (
     NOT_ALLOWED,
+    OTHERS,
     TOO_MANY,
     TOO_MANY_FROM_IP,
     AccessPolicy,
@@ -26,7 +27,7 @@ from recsvc.admission import (
     policy_of,
 )
 from recsvc.metrics import Metrics
-from recsvc.protocol.control import ControlFactory
+from recsvc.protocol.control import ControlFactory, ControlProtocol, _Refusal
 from recsvc.session import Limits
 from recsvc.tap import AccessReload
 from recsvc.testing import memory_recorder
@@ -69,6 +70,12 @@ class PolicyTests(SynchronousTestCase):
         self.assertTrue(policy.allows_device("00-a8-59-00-00-01"))
         self.assertFalse(policy.allows_device("00a859000002"))
 
+    def test_mapped_networks_are_ipv4(self) -> None:
+        self.assertEqual(str(parse_network("::ffff:10.0.0.0/104")), "10.0.0.0/8")
+        policy = policy_of(["::ffff:10.0.0.0/104"], [])
+        self.assertTrue(policy.allows_peer("10.0.0.1"))
+        self.assertTrue(policy.allows_peer("::ffff:10.0.0.1"))
+
     def test_bad_networks(self) -> None:
         for text in ("10.0.0.0/33", "ten", ""):
             self.assertRaises(ValueError, parse_network, text)
@@ -90,6 +97,15 @@ class ConnectionsTests(SynchronousTestCase):
         connections.release("10.9.9.9")  # never admitted: nothing changes
         self.assertEqual(connections.total, 3)
 
+    def test_ipv6_counted_by_its_64(self) -> None:
+        connections = Connections(ConnectionLimits(max_connections=10, max_per_ip=2))
+        self.assertIsNone(connections.admit("2001:db8:0:1::1"))
+        self.assertIsNone(connections.admit("2001:db8:0:1::2"))
+        self.assertEqual(connections.admit("2001:db8:0:1::3"), TOO_MANY_FROM_IP)
+        self.assertIsNone(connections.admit("2001:db8:0:2::1"))
+        connections.release("2001:db8:0:1::1")
+        self.assertIsNone(connections.admit("2001:db8:0:1::9"))
+
 
 class StartRateTests(SynchronousTestCase):
     def test_per_device_sliding_minute(self) -> None:
@@ -101,24 +117,45 @@ class StartRateTests(SynchronousTestCase):
         self.assertTrue(rate.allow("a", 60))  # the first has left the minute
         self.assertFalse(rate.allow("a", 61))
 
-    def test_quiet_devices_forgotten(self) -> None:
-        rate = StartRate(per_minute=5)
-        for number in range(2000):
-            rate.allow(f"device-{number}", 0)
-        rate.allow("late", 1000)
-        for _ in range(1024):
-            rate.allow("late", 1000)
-        self.assertLess(len(rate._starts), 10)
+    def test_bounded(self) -> None:
+        """Made-up device names cannot grow it without bound: beyond
+        max_devices starting within a minute, new ones are refused; quiet
+        ones make room."""
+        rate = StartRate(per_minute=5, max_devices=100)
+        self.assertTrue(all(rate.allow(f"device-{number}", 0) for number in range(100)))
+        self.assertFalse(rate.allow("device-new", 1))
+        self.assertTrue(rate.allow("device-1", 1))  # known devices go on
+        self.assertTrue(rate.allow("device-new", 61))  # the others went quiet
+        self.assertEqual(list(rate._starts), ["device-new"])  # all others quiet
+
+    def test_refund(self) -> None:
+        rate = StartRate(per_minute=1)
+        self.assertTrue(rate.allow("a", 0))
+        rate.refund("a")
+        self.assertTrue(rate.allow("a", 1))
 
 
 class RefusalLogTests(SynchronousTestCase):
     def test_once_per_interval_with_the_count(self) -> None:
         log = RefusalLog(interval=60)
-        self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 0), 1)
+        self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 0), ("192.0.2.1", 1))
         for second in range(1, 10):
             self.assertIsNone(log.note("192.0.2.1", NOT_ALLOWED, second))
-        self.assertEqual(log.note("192.0.2.2", NOT_ALLOWED, 10), 1)
-        self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 60), 10)
+        self.assertEqual(log.note("192.0.2.2", NOT_ALLOWED, 10), ("192.0.2.2", 1))
+        self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 60), ("192.0.2.1", 10))
+
+    def test_flood_from_many_addresses(self) -> None:
+        """Beyond max_peers addresses in an interval the rest are counted
+        together: a flood from a whole /64 is a line a minute, not one an
+        attempt."""
+        log = RefusalLog(interval=60, max_peers=100)
+        lines = [log.note(f"2001:db8::{number:x}", NOT_ALLOWED, number / 1000)
+                 for number in range(20_000)]
+        logged = [line for line in lines if line is not None]
+        self.assertEqual(len(logged), 101)
+        self.assertEqual(logged[-1], (OTHERS, 1))
+        later = log.note("2001:db8::ffff:1", NOT_ALLOWED, 61)
+        self.assertIsNotNone(later)  # old peers forgotten: named again
 
 
 class FactoryTests(SynchronousTestCase):
@@ -140,7 +177,11 @@ class FactoryTests(SynchronousTestCase):
         factory = self.make(["10.0.0.0/8"])
         with capturedLogs() as events:
             for _ in range(5):
-                self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 5060)))
+                refused = factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 5060))
+                transport = StringTransport()
+                refused.makeConnection(transport)
+                self.assertTrue(transport.disconnecting)  # closed at once
+                self.assertEqual(transport.value(), b"")
         warnings = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(len(warnings), 1)
         self.assertEqual((warnings[0]["peer"], warnings[0]["reason"]), ("192.0.2.7", NOT_ALLOWED))
@@ -152,9 +193,25 @@ class FactoryTests(SynchronousTestCase):
         factory = self.make([], per_ip=1)
         protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
         protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1)))
-        self.assertIsNone(factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 2)))
+        self.assertIsInstance(factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 2)), _Refusal)
         protocol.connectionLost(None)
-        self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 3)))
+        protocol.connectionLost(None)  # twice: its place given back once
+        self.assertIsInstance(factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 3)),
+                              ControlProtocol)
+        self.assertEqual(factory.connections.total, 1)
+
+    def test_refused_behind_tls(self) -> None:
+        """Under a TLS (or PROXY) wrapper a refused connection is closed
+        too: the factory never hands the wrapper None."""
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+        from twisted.internet.ssl import CertificateOptions
+
+        factory = self.make(["10.0.0.0/8"])
+        wrapper = TLSMemoryBIOFactory(CertificateOptions(), False, factory)
+        protocol = wrapper.buildProtocol(IPv4Address("TCP", "192.0.2.7", 5060))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertTrue(transport.disconnecting)
 
     def test_idle_connection_closed_unless_recording(self) -> None:
         factory = self.make([])
@@ -172,7 +229,9 @@ class FactoryTests(SynchronousTestCase):
         self.clock.advance(299)
         self.assertFalse(idle_transport.disconnecting)
         self.clock.advance(1)
-        self.assertTrue(idle_transport.disconnecting)
+        self.assertTrue(idle_transport.disconnected)  # aborted: no waiting on a reader
+        self.assertEqual(samples(self.recorder.metrics)[
+            ("recsvc_connections_closed_total", (("reason", "idle"),))], 1)
         self.clock.advance(3600)
         self.assertFalse(busy_transport.disconnecting)  # a recording on it: never idle
 

@@ -1014,3 +1014,18 @@ class LimitTests(ServiceTestsMixin, SynchronousTestCase):
         self.service.max_active = 1
         first = self.start(start_request("1"))
         self.assertEqual(self.start(start_request("1")).port, first.port)
+
+    def test_refusals_logged_once_a_minute_per_device(self) -> None:
+        """A phone retrying against a limit is named once a minute (with the
+        count), not on every attempt."""
+        self.make_service()
+        self.service.access = policy_of([], ["00a859000001"])
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for number in range(5):
+            self.start(start_request(str(number), device="00a859000002"))
+        self.service.clock.advance(60)
+        self.start(start_request("9", device="00a859000002"))
+        refusals = [event for event in events if "refused" in event.get("log_format", "")]
+        self.assertEqual([event["count"] for event in refusals], [1, 5])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -10,7 +11,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from recsvc.admission import Connections, RefusalLog
+from recsvc.admission import OTHERS, TOO_MANY, Connections, RefusalLog
 
 from recsvc.protocol.commands import (
     FAILED,
@@ -49,6 +50,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
         if clock is not None:
             self.callLater = clock.callLater
         self.peer = "?"
+        # Gives back the connection's place in the limits (once).
+        self.release: Callable[[], None] | None = None
 
     def connectionMade(self) -> None:
         self._connected = True
@@ -65,8 +68,9 @@ class ControlProtocol(Protocol, TimeoutMixin):
     def connectionLost(self, reason: Failure) -> None:
         self._connected = False
         self.setTimeout(None)
-        if self.factory is not None:
-            self.factory.connection_closed(self)
+        release, self.release = self.release, None
+        if release is not None:
+            release()
         self.log.debug("Control connection from {peer} closed", peer=self.peer)
         self._service.link_lost(self)
 
@@ -76,7 +80,9 @@ class ControlProtocol(Protocol, TimeoutMixin):
             return
         self.log.info("Closing control connection from {peer}: {reason}", peer=self.peer,
                       reason=f"no message for {self._idle_timeout:g} s")
-        self.transport.loseConnection()
+        self._service.connection_closed("idle")
+        # At once: a peer that stopped reading must not hold its slot.
+        self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
@@ -164,6 +170,7 @@ class ControlFactory(Factory):
     (control.allow and the connection limits); a refused one is closed at
     once, counted, and logged once per peer and minute."""
 
+    log = Logger()
     noisy = False
     protocol = ControlProtocol  # (for Factory's repr)
 
@@ -183,23 +190,30 @@ class ControlFactory(Factory):
             reason = self.connections.admit(host)
             if reason is not None:
                 self._refused(host, reason)
-                return None  # Twisted closes the connection
+                # Not None: a TLS or PROXY wrapper would choke on it.
+                return _Refusal()  # type: ignore[return-value]
         protocol = ControlProtocol(self.service, self.max_message_bytes, self.idle_timeout,
                                    self.clock)
         protocol.factory = self
-        protocol.admitted_host = host
-        return protocol
-
-    def connection_closed(self, protocol: ControlProtocol) -> None:
         if self.connections is not None:
-            self.connections.release(protocol.admitted_host)
+            protocol.release = functools.partial(self.connections.release, host)
+        return protocol
 
     def _refused(self, host: str, reason: str) -> None:
         self.service.connection_refused(reason)
         now = (self.clock or self.service.clock).seconds()
-        count = self.refusals.note(host, reason, now)
-        if count is not None:
+        # The overall limit is nobody's in particular: one line for all.
+        logged = self.refusals.note(OTHERS if reason == TOO_MANY else host, reason, now)
+        if logged is not None:
+            peer, count = logged
             self.log.warn("Refused control connections from {peer}: {reason} "
-                          "({count} since the last line)", peer=host, reason=reason, count=count)
+                          "({count} since the last line)",
+                          peer="many addresses" if peer == OTHERS else peer,
+                          reason=reason, count=count)
 
-    log = Logger()
+
+class _Refusal(Protocol):
+    """A refused connection: closed as soon as it is made."""
+
+    def connectionMade(self) -> None:
+        self.transport.abortConnection()
