@@ -6,25 +6,14 @@ control factory and the recorder ask, and say what they let in or out.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections import deque
 from typing import Iterable
 
 import attrs
 
-_NOT_HEX = re.compile(r"[^0-9a-f]")
-_MAC = re.compile(r"^[0-9a-f]{2}([:\-.]?[0-9a-f]{2}){5}$|^[0-9a-f]{4}(\.[0-9a-f]{4}){2}$")
+from recsvc.naming import parse_mac
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_mac(text: str) -> str:
-    """A MAC address in any common spelling (00:A8:59:.., 00-a8-.., 00a859..,
-    00a8.5900.0001) as 12 lower-case hex digits. Raises ValueError."""
-    value = text.strip().lower()
-    if not _MAC.match(value):
-        raise ValueError(f"{text!r} is not a MAC address")
-    return _NOT_HEX.sub("", value)
 
 
 def device_key(device: str) -> str:

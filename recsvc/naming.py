@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9+_.-]+")
-_MAC = re.compile(r"[0-9A-Fa-f]{2}(?:[:\-.]?[0-9A-Fa-f]{2}){5}")
+_MAC = re.compile(r"[0-9a-f]{2}(?:[:\-.]?[0-9a-f]{2}){5}")  # (lower case)
 MAX_COMPONENT = 48
 MAX_NAME = 200  # one folder or file name made from a template
 
@@ -25,12 +25,22 @@ def safe_component(value: str, fallback: str = "unknown", max_length: int = MAX_
     return cleaned or fallback
 
 
+def parse_mac(text: str) -> str:
+    """A MAC address in any common spelling (00:A8:59:.., 00-a8-.., 00a859..,
+    00a8.5900.0001) as 12 lower-case hex digits. Raises ValueError."""
+    value = text.strip().lower()
+    if not _MAC.fullmatch(value):
+        raise ValueError(f"{text!r} is not a MAC address")
+    return re.sub(r"[^0-9a-f]", "", value)
+
+
 def device_folder(device: str) -> str:
     """A MAC address in any common spelling becomes 12 lower-case hex digits,
     so one phone always files into one folder."""
-    if _MAC.fullmatch(device.strip()):
-        return re.sub(r"[^0-9a-f]", "", device.lower())
-    return safe_component(device)
+    try:
+        return parse_mac(device)
+    except ValueError:
+        return safe_component(device)
 
 
 DEFAULT_TEMPLATE = "{device}/%Y/%m/%d/%Y%m%dT%H%M%SZ_{direction}_{remote_number}_{id}"
