@@ -157,14 +157,15 @@ class Gate:
 
 
 class GuardedResource(Resource):
-    """``inner``, for requests the gate admits; others get 401. Paths in
+    """``inner``, for requests the gate admits; others get ``refusal(401,
+    message)`` (a resource that answers with that status). Paths in
     ``open_paths`` (first segments, such as b"healthz") need no credentials."""
 
     def __init__(self, inner: IResource, gate: Gate, open_paths: frozenset[bytes],
-                 refuse: Callable[[Request, int, str], bytes]) -> None:
+                 refusal: Callable[[int, str], IResource]) -> None:
         super().__init__()
         self._inner, self._gate, self._open = inner, gate, open_paths
-        self._refuse = refuse
+        self._refusal = refusal
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
         request.prepath.pop()
@@ -186,13 +187,12 @@ class GuardedResource(Resource):
                       uri=request.uri.decode("ascii", "replace")[:200],
                       peer=getattr(peer, "host", "?"), reason="wrong credentials")
         request.setHeader(b"www-authenticate", self._gate.challenge)
-        return _Refusal(lambda request: self._refuse(request, 401, "authentication required"))
+        return self._refusal(401, "authentication required")
 
     def _busy(self, failure: Failure, request: Request) -> IResource:
         failure.trap(Busy)
         request.setHeader(b"retry-after", b"1")
-        return _Refusal(lambda request: self._refuse(
-            request, 503, "too many sign-ins at once: try again shortly"))
+        return self._refusal(503, "too many sign-ins at once: try again shortly")
 
     def render(self, request: Request) -> bytes:  # pragma: no cover - never a leaf
         raise AssertionError("GuardedResource is only traversed")
@@ -211,13 +211,3 @@ class _Traversed(Resource):
     def render(self, request: Request) -> Any:
         return getChildForRequest(self._inner, request).render(request)
 
-
-class _Refusal(Resource):
-    isLeaf = True
-
-    def __init__(self, refuse: Callable[[Request], bytes]) -> None:
-        super().__init__()
-        self._refuse = refuse
-
-    def render(self, request: Request) -> bytes:
-        return self._refuse(request)

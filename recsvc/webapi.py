@@ -558,13 +558,10 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
                     run_blocking)
-        resource = GuardedResource(resource, gate, frozenset({b"healthz"}), _refuse)
+        resource = GuardedResource(resource, gate, frozenset({b"healthz"}), ErrorResource)
     site = _Site(resource)
     site.displayTracebacks = False
     if not auth.enabled:
         site.allowed_hosts = frozenset(name.lower().rstrip(".") for name in allowed_hosts)
     return site
 
-
-def _refuse(request: Request, status: int, message: str) -> bytes:
-    return send_json(request, {"error": message}, status)
