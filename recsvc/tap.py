@@ -304,6 +304,10 @@ def makeService(
         index=indexer,
         metrics=metrics,
         webhook=webhook,
+        access=access_policy(config),
+        max_active=config.recordings.max_active,
+        max_per_device=config.recordings.max_per_device,
+        start_rate=StartRate(config.recordings.max_starts_per_minute),
         disk=DiskSpace(
             root=config.storage.root,
             min_free=config.storage.min_free_mb * 1_000_000,
@@ -311,14 +315,9 @@ def makeService(
             run_blocking=run_blocking,
         ),
     )
-    access = access_policy(config)
-    recorder.access = access
-    recorder.max_active = config.recordings.max_active
-    recorder.max_per_device = config.recordings.max_per_device
-    recorder.start_rate = StartRate(config.recordings.max_starts_per_minute)
     connections = Connections(
         ConnectionLimits(config.control.max_connections, config.control.max_connections_per_ip),
-        access)
+        recorder.access)
     control_endpoint = endpoint_for(config, reactor)
     if not config.control.allow and not only_this_host(control_endpoint):
         _log.warn("control.allow is empty: any machine that reaches {listen} may start "

@@ -24,6 +24,7 @@ from recsvc.batching import BatchedRunner
 from recsvc.config import Config, ConfigError, ControlConfig, HttpConfig, RtpConfig, StorageConfig, parse_config
 from recsvc.protocol.control import ControlFactory
 from recsvc.service import RecorderService
+from recsvc.admission import ConnectionLimits
 from recsvc.tap import WEBHOOK_GRACE, Listener, Options, check_config, makeService
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -482,6 +483,27 @@ class MakeServiceTests(SynchronousTestCase):
         self.addCleanup(service.stopService)
         [(port, _, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (0, "127.0.0.1"))
+
+    def test_accessAndLimitsFromConfig(self) -> None:
+        """control.allow, devices.allow and the limits reach the recorder and
+        the control factory (one policy, which a reload replaces in both)."""
+        mapping = self.mapping()
+        mapping["control"].update(allow=["10.0.0.0/8"], max_connections=7,
+                                  max_connections_per_ip=3, idle_timeout=42)
+        mapping["devices"] = {"allow": ["00:A8:59:00:00:01"]}
+        mapping["recordings"] = {"max_active": 5, "max_per_device": 2,
+                                 "max_starts_per_minute": 9}
+        service = makeService(mapping, reactor=MemoryReactorClock())
+        recorder = service.getServiceNamed("recorder")
+        factory = service.getServiceNamed("control")._factory
+        self.assertEqual((recorder.max_active, recorder.max_per_device,
+                          recorder.start_rate.per_minute), (5, 2, 9))
+        self.assertTrue(recorder.access.allows_device("00a859000001"))
+        self.assertFalse(recorder.access.allows_device("00a859000002"))
+        self.assertIs(factory.connections.policy, recorder.access)
+        self.assertEqual((factory.connections.limits, factory.idle_timeout),
+                         (ConnectionLimits(7, 3), 42))
+        self.assertFalse(recorder.access.allows_peer("192.0.2.1"))
 
     def test_webhookStopsAfterTheRecorder(self) -> None:
         """With hooks.on_finish, the webhook is stopped only once the
