@@ -120,7 +120,6 @@ class _Refused(Exception):
 
     def __init__(self, code: int, phrase: str) -> None:
         super().__init__(f"HTTP {code} {phrase}".rstrip())
-        self.code = code
 
 
 _positive = attrs.validators.gt(0)

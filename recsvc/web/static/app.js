@@ -50,13 +50,6 @@
     weekday: "short", year: "numeric", month: "short", day: "numeric",
     hour: "2-digit", minute: "2-digit", second: "2-digit",
   });
-
-  /** An ISO 8601 time in the browser's time zone, e.g. "Tue, 24 Nov 2026, 09:58:20". */
-  function formatDate(iso) {
-    const date = new Date(iso);
-    return iso && !Number.isNaN(date.getTime()) ? dateFormat.format(date) : (iso || "—");
-  }
-
   const dayFormat = new Intl.DateTimeFormat(undefined, {
     weekday: "short", year: "numeric", month: "short", day: "numeric",
   });
@@ -64,17 +57,18 @@
     hour: "2-digit", minute: "2-digit", second: "2-digit",
   });
 
-  /** The day of an ISO 8601 time in the browser's time zone ("Tue, Nov 24, 2026"). */
-  function formatDay(iso) {
+  /** An ISO 8601 time in the browser's time zone by ``format``, or ``fallback``. */
+  function formatWith(format, iso, fallback) {
     const date = new Date(iso);
-    return iso && !Number.isNaN(date.getTime()) ? dayFormat.format(date) : (iso || "—");
+    return iso && !Number.isNaN(date.getTime()) ? format.format(date) : fallback;
   }
 
-  /** The time of day of an ISO 8601 time in the browser's time zone. */
-  function formatClock(iso) {
-    const date = new Date(iso);
-    return iso && !Number.isNaN(date.getTime()) ? clockFormat.format(date) : "";
-  }
+  /** e.g. "Tue, 24 Nov 2026, 09:58:20". */
+  const formatDate = (iso) => formatWith(dateFormat, iso, iso || "—");
+  /** The day ("Tue, Nov 24, 2026"). */
+  const formatDay = (iso) => formatWith(dayFormat, iso, iso || "—");
+  /** The time of day. */
+  const formatClock = (iso) => formatWith(clockFormat, iso, "");
 
   /** Packets lost as a percentage of those expected. */
   function lossPercent(received, lost) {
@@ -151,20 +145,13 @@
 
   /** The search of the form: its non-empty fields (page 1). */
   function formParams() {
-    const params = new URLSearchParams();
-    for (const name of FIELDS) {
-      const value = form.elements.namedItem(name).value.trim();
-      if (value) params.set(name, value);
-    }
-    return params;
+    return searchOf(new URLSearchParams(new FormData(form)));
   }
 
-  /** Fill the form from URLSearchParams or a plain object (missing fields: empty). */
-  function fillForm(source) {
-    const get = source instanceof URLSearchParams ? (key) => source.get(key) : (key) => source[key];
+  /** Fill the form from URLSearchParams (missing fields: empty). */
+  function fillForm(params) {
     for (const name of FIELDS) {
-      const value = get(name);
-      form.elements.namedItem(name).value = value === undefined || value === null ? "" : String(value);
+      form.elements.namedItem(name).value = params.get(name) ?? "";
     }
   }
 
@@ -297,23 +284,6 @@
     if (window.matchMedia("(max-width: 1050px)").matches) {
       $("player").scrollIntoView({block: "nearest", behavior: "smooth"});
     }
-  }
-
-  /** Select a recording by id (and file); asks the server if it is not on this page. */
-  function selectRecording(id, file) {
-    const wanted = (tr) => tr.dataset.id === String(id) && (file == null || tr.dataset.file === String(file));
-    const tr = Array.from(results.rows).find(wanted);
-    if (tr) {
-      selectRow(tr);
-      return;
-    }
-    getJson(`/api/recordings/${encodeURIComponent(id)}`).then((data) => {
-      const files = Array.isArray(data.files) ? data.files : [];
-      const row = files.find((f) => file == null || f.file === file);
-      if (!row) throw new Error(`recording ${id} has no file ${file}`);
-      markSelected(null);
-      showPlayer(row);
-    }).catch((error) => showError(error.message));
   }
 
   function showPlayer(row) {
@@ -520,24 +490,6 @@
       refreshLive();
       checkHealth();
     }
-  });
-
-  // ------------------------------------------------------------ public API
-
-  // For the end-to-end tests (and the curious): search and select.
-  window.recsvc = Object.freeze({
-    /** Fill the form from a plain object, run the search; resolves once rendered. */
-    search(params = {}) {
-      fillForm(params);
-      const query = formParams();
-      const page = parseInt(params.page, 10);
-      if (page > 1) query.set("page", String(page));
-      return navigate(query);
-    },
-    /** Select a recording (id, and file for one part) as a click would. */
-    select(id, file) {
-      selectRecording(id, file);
-    },
   });
 
   // ----------------------------------------------------------------- start
