@@ -339,7 +339,8 @@ def makeService(
     if http_endpoint is not None:
         warning = open_http_warning(config, http_endpoint)
         if warning is not None:
-            _log.critical("WARNING: {warning}", warning=warning)
+            # (Not a "warning" key: the legacy log takes that for a Python warning.)
+            _log.critical("WARNING: {reason}", reason=warning)
         http = Listener(http_endpoint, make_site(
             recorder, indexer.run, config.storage.root, run_web, metrics,
             config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts),

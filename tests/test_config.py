@@ -166,6 +166,27 @@ class ErrorTests(SynchronousTestCase):
             self.assertIn(problem, error.problem)
         return error
 
+    def test_access_and_limit_keys(self) -> None:
+        """The access lists and limits name their key and what is wrong."""
+        for data, key, problem in [
+            ({"control": {"allow": "10.0.0.0/8"}}, "control.allow", "a list"),
+            ({"control": {"allow": ["10.0.0.0/33"]}}, "control.allow", "CIDR"),
+            ({"control": {"allow": [10]}}, "control.allow", "10"),
+            ({"control": {"max_connections": 0}}, "control.max_connections", "outside"),
+            ({"control": {"max_connections_per_ip": "many"}}, "control.max_connections_per_ip",
+             "whole number"),
+            ({"control": {"idle_timeout": 0}}, "control.idle_timeout", "outside"),
+            ({"devices": {"allow": ["00:a8:59"]}}, "devices.allow", "not a MAC"),
+            ({"devices": {"allow": "00a859000001"}}, "devices.allow", "a list"),
+            ({"recordings": {"max_active": -1}}, "recordings.max_active", "outside"),
+            ({"recordings": {"max_per_device": 0}}, "recordings.max_per_device", "outside"),
+            ({"recordings": {"max_starts_per_minute": True}},
+             "recordings.max_starts_per_minute", "whole number"),
+            ({"http": {"allowed_hosts": ["bad host"]}}, "http.allowed_hosts", "host name"),
+            ({"http": {"allowed_hosts": "x.example"}}, "http.allowed_hosts", "a list"),
+        ]:
+            self.assertConfigError(data, key, problem)
+
     def test_configErrorIsValueError(self) -> None:
         """ConfigError is a ValueError, with the key and the problem as attributes."""
         error = ConfigError("rtp.port_range", "low port above high port")

@@ -22,15 +22,15 @@ import time
 import attrs
 import yaml
 from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, succeed
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from recsvc import g711, makeService, wav
 from recsvc import index as recording_index
-from recsvc.phone import SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
-from recsvc.protocol.commands import StopRequest, StopResponse
+from recsvc.phone import SAMPLE_CALL, SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
+from recsvc.protocol.commands import CallParties, StopRequest, StopResponse
 from recsvc.rtp import build_rtp
 from recsvc.simulator import finished_recordings
 from recsvc.storage import sidecar_path
@@ -115,7 +115,7 @@ class LoopbackServiceMixin:
             # Tests must not depend on how full this machine's disk is.
             "storage": {"root": self.root, "min_free_mb": 1},
             "index": {"database": os.path.join(self.root + "-index", "recsvc.sqlite3")},
-            **(yield self.more_config()),
+            **self.more_config(),
         }
         self.tree = makeService(self.config)
         self.recorder = self.tree.getServiceNamed("recorder")
@@ -124,9 +124,9 @@ class LoopbackServiceMixin:
         port = yield self.tree.getServiceNamed("control").whenListening()
         self.port = port.getHost().port
 
-    def more_config(self):
-        """Sections to add to the service's config (a Deferred of a dict)."""
-        return succeed({})
+    def more_config(self) -> dict:
+        """Sections to add to the service's config."""
+        return {}
 
     def _stop_tree(self):
         if self.tree.running:
@@ -145,11 +145,12 @@ class LoopbackServiceMixin:
                 self.fail("condition not reached in time")
             yield deferLater(reactor, 0.01, lambda: None)
 
-    def call(self, framing: str, recording_id: str, sound: bytes, codec: str = "PCMA"):
+    def call(self, framing: str, recording_id: str, sound: bytes, codec: str = "PCMA",
+             parties: CallParties = SAMPLE_CALL):
         """A whole call in a thread: start, RTP, stop. Returns the replies."""
         phone = self.phone(framing)
         phone.connect()
-        started = phone.start(recording_id, codec=codec)
+        started = phone.start(recording_id, codec=codec, parties=parties)
         assert started.result == "success", started
         send_rtp(rtp_packets(sound, codec), started.server, started.port)
         # No pause: the Stop may be read before the last datagrams are.
@@ -754,8 +755,7 @@ class RefusedAddressEndToEndTests(LoopbackServiceMixin, TestCase):
     """control.allow without 127.0.0.1: a connection from it is closed at once."""
 
     def more_config(self):
-        return succeed({"control": {"listen": "tcp:0:interface=127.0.0.1",
-                                    "allow": ["10.0.0.0/8"]}})
+        return {"control": {"listen": "tcp:0:interface=127.0.0.1", "allow": ["10.0.0.0/8"]}}
 
     @inlineCallbacks
     def test_connection_refused(self):
@@ -775,7 +775,7 @@ class DeviceAllowEndToEndTests(LoopbackServiceMixin, TestCase):
     """devices.allow: a phone not on it is told why; one on it records."""
 
     def more_config(self):
-        return succeed({"devices": {"allow": ["00-A8-59-12-34-56"]}})
+        return {"devices": {"allow": ["00-A8-59-12-34-56"]}}
 
     @inlineCallbacks
     def test_disallowed_mac_gets_a_clear_failure(self):

@@ -10,6 +10,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc.metrics import Metrics, live_figures, reason_label, rejected_label
 from recsvc.protocol.commands import StopRequest
 from recsvc.summary import MediaStats
+from recsvc.service import SYNC_TURNS
+from recsvc.testing import MemoryWriters
 from tests.test_service import ServiceTestsMixin, rtp, start_request
 
 
@@ -70,6 +72,13 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(scrape[("recsvc_active_recordings", ())], 3)
         self.assertEqual(scrape[("recsvc_control_connections", ())], 2)
         self.assertEqual(scrape[("recsvc_storage_free_bytes", ())], 12345)
+
+    def test_error_counts(self) -> None:
+        """A file whose sidecar names an error, or that could not be finished."""
+        metrics = Metrics()
+        metrics.file_finished(summary_of(160, error="No space left on device"))
+        metrics.file_unfinished()
+        self.assertEqual(samples(metrics)[("recsvc_write_errors_total", ())], 2)
 
     def test_own_registry(self) -> None:
         """Two services' metrics do not collide (nor reach the global registry)."""
@@ -145,8 +154,23 @@ class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(scrape[("recsvc_rtp_packets_rejected_total",
                                  (("reason", "payload type"),))], 2)
 
+    def test_late_packets(self) -> None:
+        """A packet that comes after its place was written is counted late."""
+        response = self.start()
+        for sequence in [0, *range(2, 12), 1]:
+            self.ports.deliver(response.port, rtp(sequence, b"\xd5" * 160))
+        self.assertEqual(samples(self.metrics)[("recsvc_rtp_packets_late_total", ())], 1)
+
     def test_write_errors(self) -> None:
-        """A file whose sidecar names an error, or that could not be finished."""
-        self.metrics.file_finished(summary_of(160, error="No space left on device"))
-        self.metrics.file_unfinished()
-        self.assertEqual(samples(self.metrics)[("recsvc_write_errors_total", ())], 2)
+        """A file the disk refused is a write error, and its recording is
+        finished as stopped by the server for it."""
+        self.make_service(writers=MemoryWriters(fail_at=1))
+        self.service.metrics = self.metrics
+        port = self.start().port
+        for sequence in range(5):
+            self.ports.deliver(port, rtp(sequence, b"\xd5" * 160))
+        self.service.sync_turns(SYNC_TURNS)  # the first write fails
+        scrape = samples(self.metrics)
+        self.assertEqual(scrape[("recsvc_write_errors_total", ())], 1)
+        self.assertEqual(scrape[("recsvc_recordings_finished_total",
+                                 (("reason", "write error"), ("stopped_by", "server")))], 1)

@@ -36,7 +36,7 @@ class RangeTests(SynchronousTestCase):
 
 class DecodedTests(SynchronousTestCase):
     def write(self, format_tag: int, audio: bytes, bits: int = 8) -> str:
-        path = os.path.join(self.mktemp() + ".wav")
+        path = self.mktemp() + ".wav"
         writer = WavFileWriter(path, WavFormat(format_tag, 8000, bits))
         writer.write(audio)
         writer.close()

@@ -24,6 +24,8 @@ from recsvc.batching import BatchedRunner
 from recsvc.config import Config, ConfigError, ControlConfig, HttpConfig, RtpConfig, StorageConfig, parse_config
 from recsvc.protocol.control import ControlFactory
 from recsvc.service import RecorderService
+from twisted.logger import LogLevel, capturedLogs
+
 from recsvc.admission import ConnectionLimits
 from recsvc.tap import WEBHOOK_GRACE, Listener, Options, check_config, makeService
 
@@ -504,6 +506,25 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual((factory.connections.limits, factory.idle_timeout),
                          (ConnectionLimits(7, 3), 42))
         self.assertFalse(recorder.access.allows_peer("192.0.2.1"))
+
+    def test_loudWarnings(self) -> None:
+        """Start-up warns when the recordings can be listed from other
+        machines (HTTP beyond loopback without http.auth) and when any
+        machine may start recordings (control.allow empty, listener not
+        loopback)."""
+        mapping = self.mapping()
+        mapping["http"] = {"listen": "tcp:0"}
+        mapping["control"]["listen"] = "tcp:0"
+        with capturedLogs() as events:
+            makeService(mapping, reactor=MemoryReactorClock())
+        [critical] = [e for e in events if e["log_level"] == LogLevel.critical]
+        self.assertIn("http.auth is not set", critical["reason"])
+        self.assertTrue(any("control.allow is empty" in e["log_format"] for e in events))
+        mapping["control"]["allow"] = ["10.0.0.0/8"]
+        mapping["http"]["auth"] = {"token": "a-long-bearer-token-0123456789"}
+        with capturedLogs() as events:
+            makeService(mapping, reactor=MemoryReactorClock())
+        self.assertFalse([e for e in events if e["log_level"] >= LogLevel.warn])
 
     def test_webhookStopsAfterTheRecorder(self) -> None:
         """With hooks.on_finish, the webhook is stopped only once the

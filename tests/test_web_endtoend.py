@@ -13,43 +13,31 @@ import urllib.parse
 
 import yaml
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks, succeed
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
-from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from recsvc.phone import rtp_packets, send_rtp
 from tests import browser
+from recsvc.protocol.commands import CallParties
 from tests.test_endtoend import LoopbackServiceMixin, audio
+from tests.test_webhook import RecordingResource
 
 NUMBER_AS_TYPED = "138 0013 8000"
-
-
-class HookReceiver(Resource):
-    """Takes the webhook's POSTs."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.received: DeferredQueue = DeferredQueue()
-
-    def render_POST(self, request) -> bytes:
-        self.received.put((request.getHeader(b"content-type"), json.load(request.content)))
-        return b""
 
 
 class WebEndToEndTests(LoopbackServiceMixin, TestCase):
     timeout = 60
 
-    def more_config(self) -> Deferred:
-        self.hook = HookReceiver()
+    def more_config(self) -> dict:
+        self.hook = RecordingResource()
         listening = reactor.listenTCP(0, Site(self.hook), interface="127.0.0.1")
         self.addCleanup(listening.stopListening)
         url = f"http://127.0.0.1:{listening.getHost().port}/recsvc/finished?source=test"
-        return succeed({"hooks": {"on_finish": url}})
+        return {"hooks": {"on_finish": url}}
 
     @inlineCallbacks
     def setUp(self):
@@ -66,7 +54,11 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
 
     @inlineCallbacks
     def recorded_call(self, recording_id: str, seconds: float):
-        """A whole call, then its row from the API once it is indexed."""
+        """A whole call with 138 0013 8000, after one with another number
+        (which no search by that number may find), then its row from the
+        API once it is indexed."""
+        yield deferToThread(self.call, "bare", "elsewhere", audio(1, seed=10),
+                            parties=CallParties("2001", "Desk", "2002", "Colleague"))
         yield deferToThread(self.call, "bare", recording_id, audio(seconds, seed=11))
         query = urllib.parse.urlencode({"number": NUMBER_AS_TYPED})
         deadline = time.monotonic() + 10
@@ -76,7 +68,7 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
             rows = [row for row in json.loads(body)["recordings"] if row["id"] == recording_id]
             if rows or time.monotonic() > deadline:
                 break
-            yield deferLater(0.05)
+            yield deferLater(reactor, 0.05)
         self.assertEqual(len(rows), 1, "the call was not found through the API")
         return rows[0]
 
@@ -88,23 +80,28 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
         self.assertEqual((row["remote_number"], row["duration_s"], row["stopped_by"]),
                          ("13800138000", 2.0, "phone"))
 
-        content_type, sidecar = yield self.hook.received.get()
-        self.assertEqual(content_type, b"application/json")
-        self.assertEqual((sidecar["id"], sidecar["status"], sidecar["file"]),
-                         ("web-1", "finished", row["file"]))
+        announced = {}
+        for _ in range(2):
+            content_type, body = yield self.hook.received.get()
+            self.assertEqual(content_type, b"application/json")
+            sidecar = json.loads(body)
+            announced[sidecar["id"]] = sidecar
+        self.assertEqual((announced["web-1"]["status"], announced["web-1"]["file"]),
+                         ("finished", row["file"]))
+        self.assertIn("elsewhere", announced)
 
         code, body = yield self.get("/metrics")
         self.assertEqual(code, 200)
         metrics = body.decode("utf-8")
         self.assertIn('recsvc_recordings_finished_total{reason="stopped by phone",'
-                      'stopped_by="phone"} 1.0', metrics)
-        self.assertIn("recsvc_recordings_started_total 1.0", metrics)
-        # (Over UDP: as many as the recording says it received.)
-        self.assertIn(f"recsvc_rtp_packets_received_total {row['packets_received']:.1f}",
-                      metrics)
-        self.assertIn("recsvc_audio_bytes_written_total 16000.0", metrics)
+                      'stopped_by="phone"} 2.0', metrics)
+        self.assertIn("recsvc_recordings_started_total 2.0", metrics)
+        # (Over UDP: as many as the recordings say they received.)
+        received = row["packets_received"] + announced["elsewhere"]["packets_received"]
+        self.assertIn(f"recsvc_rtp_packets_received_total {received:.1f}", metrics)
+        self.assertIn("recsvc_audio_bytes_written_total 24000.0", metrics)
 
-        config = os.path.join(self.mktemp() + ".yaml")
+        config = self.mktemp() + ".yaml"
         with open(config, "w", encoding="utf-8") as handle:
             yaml.safe_dump({key: self.config[key] for key in ("storage", "index")}, handle)
         found = yield deferToThread(subprocess.run, [
@@ -122,18 +119,15 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
         if why is not None:
             raise SkipTest(why)
         row = yield self.recorded_call("web-2", 3)
-        live = self.phone()
-        yield deferToThread(live.connect)
-        started = yield deferToThread(live.start, "web-live")
-        self.assertEqual(started.result, "success")
-        yield deferToThread(send_rtp, rtp_packets(audio(1, seed=12), "PCMA"),
-                            started.server, started.port)
         page = yield deferToThread(browser.Browser)
         self.addCleanup(deferToThread, page.close)
         seen = yield deferToThread(self.use_page, page, row)
 
+        self.assertEqual(seen["all_rows"], [["web-2", "13800138000"], ["elsewhere", "2002"]])
         self.assertEqual(seen["rows"], [["web-2", "13800138000"]])
         self.assertEqual(seen["url_query"], "?number=138+0013+8000")
+        # The search's URL, opened afresh, finds the same.
+        self.assertEqual(seen["linked_rows"], seen["rows"])
         played = seen["played"]
         self.assertIsNone(played["error"], played)
         self.assertAlmostEqual(played["duration"], 3.0, delta=0.05)
@@ -146,18 +140,30 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
     def use_page(self, page: browser.Browser, row: dict) -> dict:
         """What a supervisor does, in a thread (the reactor serves the page)."""
         page.go(self.base + "/")
-        page.run_async(WAIT_FOR_SEARCH)
+        all_rows = page.run_async(WAIT_FOR_SEARCH)
         page.type(page.find('#search input[name="number"]'), NUMBER_AS_TYPED)
         page.click(page.find('#search button[type="submit"]'))
         rows = page.run_async(WAIT_FOR_SEARCH)
+        url = page.run("return location.href")
+        page.go(self.base + "/?number=" + urllib.parse.quote_plus("999"))
+        page.run_async(WAIT_FOR_SEARCH)
+        page.go(url)
+        linked_rows = page.run_async(WAIT_FOR_SEARCH)
         page.click(page.find(f'#results tbody tr[data-id="{row["id"]}"]'))
         played = page.run_async(WAIT_FOR_PLAYING)
+        # A call that starts while the page is open appears by itself.
+        live_phone = self.phone()
+        live_phone.connect()
+        started = live_phone.start("web-live")
+        assert started.result == "success", started
+        send_rtp(rtp_packets(audio(1, seed=12), "PCMA"), started.server, started.port)
         live = page.run_async(WAIT_FOR_LIVE)
         screenshot = os.environ.get("RECSVC_SCREENSHOT")
         if screenshot:
             with open(screenshot, "wb") as handle:
                 handle.write(page.screenshot())
         return {
+            "all_rows": all_rows, "linked_rows": linked_rows,
             "rows": rows, "played": played, "live": live,
             "url_query": page.run("return location.search"),
             "download": page.run("return document.getElementById('download').href"),
@@ -197,8 +203,3 @@ const done = arguments[arguments.length - 1], until = Date.now() + 15000;
 })();
 """
 
-
-def deferLater(seconds: float) -> Deferred:
-    from twisted.internet.task import deferLater as later
-
-    return later(reactor, seconds, lambda: None)

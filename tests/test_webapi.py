@@ -147,6 +147,10 @@ class ApiTests(HttpTestsMixin, TestCase):
         incoming = yield self.get_json("/api/recordings?direction=in&since=2026-11-24"
                                        "&until=2026-11-24&device=00-A8-59-00-00-01")
         self.assertEqual([row["id"] for row in incoming["recordings"]], ["8"])
+        for query in ("since=2026-11-25", "until=2026-11-23", "device=00a859000002",
+                      "number=2002&direction=out", "min_duration=61", "stop_reason=shutdown"):
+            found = yield self.get_json(f"/api/recordings?{query}")
+            self.assertEqual(found["recordings"], [], query)
         paged = yield self.get_json("/api/recordings?page=2&page_size=1")
         self.assertEqual([row["id"] for row in paged["recordings"]], ["7"])
 
@@ -174,8 +178,7 @@ class ApiTests(HttpTestsMixin, TestCase):
     def test_audio_decoded_to_pcm16(self) -> None:
         """The default: a 16-bit PCM WAV of the stored A-law, the whole of
         it or any byte range (so the player can seek)."""
-        whole = yield self.get("/api/recordings/7/audio")
-        response, body = whole
+        response, body = yield self.get("/api/recordings/7/audio")
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"audio/wav"])
         self.assertEqual(response.headers.getRawHeaders(b"accept-ranges"), [b"bytes"])
@@ -188,8 +191,9 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertEqual(response.headers.getRawHeaders(b"content-range"),
                          [f"bytes 1000-1999/{playable.size}".encode("ascii")])
         self.assertEqual(part, body[1000:2000])
-        response, _ = yield self.get("/api/recordings/7/audio", range=f"bytes={playable.size}-")
-        self.assertEqual(response.code, 416)
+        error = yield self.get_json("/api/recordings/7/audio", 416,
+                                    range=f"bytes={playable.size}-")
+        self.assertIn("range", error["error"])
 
     @inlineCallbacks
     def test_audio_original(self) -> None:
@@ -209,10 +213,10 @@ class ApiTests(HttpTestsMixin, TestCase):
             "7", b"\xd5" * 80, "2026-11-24T14:00:00.000Z", part=2,
             file="20261124T140000Z_out_13800138000_7_part2.wav")
         index.catch_up(self.connection, self.root)
-        response, body = yield self.get("/api/recordings/7/audio?format=original")
+        _, body = yield self.get("/api/recordings/7/audio?format=original")
         with open(self.wav, "rb") as handle:
             self.assertEqual(body, handle.read())
-        response, body = yield self.get(
+        _, body = yield self.get(
             "/api/recordings/7/audio?format=original&file=" + os.path.basename(second))
         with open(second, "rb") as handle:
             self.assertEqual(body, handle.read())

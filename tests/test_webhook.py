@@ -7,9 +7,9 @@ from typing import Any
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks
 from twisted.internet.error import ConnectionRefusedError
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.python.failure import Failure
@@ -115,7 +115,6 @@ class WebhookTests(SynchronousTestCase):
         self.assertEqual((request.method, request.uri), (b"POST", URL.encode()))
         self.assertEqual(request.headers.getRawHeaders(b"content-type"), [b"application/json"])
         self.assertEqual(request.body, json.dumps(SIDECAR).encode("utf-8"))
-        self.assertEqual(json.loads(request.body), SIDECAR)
         self.assertEqual(webhook.pending, 1)
         request.answer(204, b"No Content")
         self.assertEqual((webhook.delivered, webhook.given_up, webhook.pending), (1, 0, 0))
@@ -401,11 +400,11 @@ class RecordingResource(Resource):
 
     def __init__(self) -> None:
         super().__init__()
-        self.received: Deferred = Deferred()
+        self.received: DeferredQueue = DeferredQueue()
 
     def render_POST(self, request: Any) -> bytes:
         request.setResponseCode(204)
-        self.received.callback((request.getHeader(b"content-type"), request.content.read()))
+        self.received.put((request.getHeader(b"content-type"), request.content.read()))
         return b""
 
 
@@ -450,11 +449,8 @@ class LoopbackTests(TestCase):
 
         self.addCleanup(close)
         webhook.deliver(SIDECAR)
-        content_type, body = yield resource.received
+        content_type, body = yield resource.received.get()
         self.assertEqual(content_type, b"application/json")
         self.assertEqual(json.loads(body.decode("utf-8")), SIDECAR)
-        for _ in range(100):
-            if webhook.delivered:
-                break
-            yield deferLater(reactor, 0.01)
+        yield webhook.settled(5)
         self.assertEqual((webhook.delivered, webhook.pending), (1, 0))
