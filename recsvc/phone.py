@@ -94,6 +94,42 @@ class SimulatedPhone:
         return response
 
 
+@attrs.frozen
+class CallTiming:
+    """How long one call's control steps took, as the phone saw them (ms)."""
+
+    recording_id: str
+    connect_ms: float  # TCP connect
+    start_ms: float  # from sending the Start to reading its answer
+    stop_ms: float  # from sending the Stop to reading its answer
+    started: StartResponse
+    stopped: StopResponse
+
+
+def timed_call(host: str, port: int, recording_id: str, audio: bytes, codec: str = "PCMA",
+               framing: str = "lf", device: str = "00:a8:59:12:34:56",
+               interval: float = 0.0) -> CallTiming:
+    """One whole call on a new control connection (connect, Start, RTP,
+    Stop, close), with the time each control step took. ``interval``: as
+    for `send_rtp`."""
+    phone = SimulatedPhone(host, port, device=device, framing=framing)
+    began = time.perf_counter()
+    phone.connect()
+    try:
+        connected = time.perf_counter()
+        started = phone.start(recording_id, codec=codec)
+        answered = time.perf_counter()
+        if started.result == "success":
+            send_rtp(rtp_packets(audio, codec), started.server, started.port, interval)
+        stopping = time.perf_counter()
+        stopped = phone.stop(recording_id)
+        ended = time.perf_counter()
+    finally:
+        phone.close()
+    return CallTiming(recording_id, 1000 * (connected - began), 1000 * (answered - connected),
+                      1000 * (ended - stopping), started, stopped)
+
+
 def rtp_packets(
     audio: bytes, codec: str = "PCMA", samples_per_packet: int = 160,
     ssrc: int | None = None, first_sequence: int | None = None,

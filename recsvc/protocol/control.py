@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+from collections import deque
 from typing import Any, Callable
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from recsvc.admission import OTHERS, TOO_MANY, Connections, RefusalLog
 
@@ -34,10 +36,26 @@ from recsvc.service import RecorderService, UnknownRecording
 from recsvc.session import RecordingSummary
 
 
+# Fairness: each connection's messages are handled at most this many a
+# reactor turn, and its socket is not read while some wait; a client that
+# sends thousands at once cannot hold up the other phones' turns.
+MESSAGES_PER_TURN = 8
+# A client that sends this many messages in a row that cannot be read is not
+# a phone: its connection is closed. Of those, the first LOGGED_BAD_MESSAGES
+# are logged in full; the rest are counted in the line that closes it.
+MAX_BAD_MESSAGES = 10
+LOGGED_BAD_MESSAGES = 3
+
+
+@implementer(IPushProducer)
 class ControlProtocol(Protocol, TimeoutMixin):
     """One phone's control connection. Replies in the framing the phone uses.
     With ``idle_timeout``, it is closed after that long without a message,
-    unless it carries a recording."""
+    unless it carries a recording.
+
+    It is the producer of its replies: while the peer does not read them
+    (the transport's buffer is full), its socket is not read either, so a
+    client that never reads cannot make the server hold its answers."""
 
     log = Logger()
 
@@ -52,6 +70,11 @@ class ControlProtocol(Protocol, TimeoutMixin):
         self.peer = "?"
         # Gives back the connection's place in the limits (once).
         self.release: Callable[[], None] | None = None
+        self._waiting: deque[bytes] = deque()  # messages read, not yet handled
+        self._next_turn: IDelayedCall | None = None
+        self._replies_blocked = False  # the peer is not reading
+        self._reading = True
+        self._bad_in_a_row = 0
 
     def connectionMade(self) -> None:
         self._connected = True
@@ -61,6 +84,7 @@ class ControlProtocol(Protocol, TimeoutMixin):
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
             set_no_delay(True)
+        self.transport.registerProducer(self, True)
         self.peer = self.transport.getPeer().host
         self._service.link_connected(self)
         self.log.debug("Control connection from {peer}", peer=self.peer)
@@ -68,6 +92,9 @@ class ControlProtocol(Protocol, TimeoutMixin):
     def connectionLost(self, reason: Failure) -> None:
         self._connected = False
         self.setTimeout(None)
+        self._waiting.clear()
+        if self._next_turn is not None and self._next_turn.active():
+            self._next_turn.cancel()
         release, self.release = self.release, None
         if release is not None:
             release()
@@ -78,48 +105,74 @@ class ControlProtocol(Protocol, TimeoutMixin):
         if self._service.carries_recordings(self):
             self.setTimeout(self._idle_timeout)  # never idle while recording
             return
+        self._close("idle", f"no message for {self._idle_timeout:g} s")
+
+    def _close(self, reason: str, why: str) -> None:
+        """Closes the connection at once (a peer that stopped reading must
+        not hold its slot), counted by ``reason``."""
         self.log.info("Closing control connection from {peer}: {reason}", peer=self.peer,
-                      reason=f"no message for {self._idle_timeout:g} s")
-        self._service.connection_closed("idle")
-        # At once: a peer that stopped reading must not hold its slot.
+                      reason=why)
+        self._service.connection_closed(reason)
+        self._connected = False
         self.transport.abortConnection()
+
+    # IPushProducer: the transport says whether the peer reads the replies.
+    def pauseProducing(self) -> None:
+        self._replies_blocked = True
+        self._read_or_not()
+
+    def resumeProducing(self) -> None:
+        self._replies_blocked = False
+        self._read_or_not()
+
+    def stopProducing(self) -> None:
+        """The connection is closing: connectionLost follows."""
+
+    def _read_or_not(self) -> None:
+        if not self._connected:
+            return
+        reading = not self._replies_blocked and not self._waiting
+        if reading != self._reading:
+            self._reading = reading
+            if reading:
+                self.transport.resumeProducing()
+            else:
+                self.transport.pauseProducing()
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         try:
-            messages = self._framer.feed(data)
+            self._waiting.extend(self._framer.feed(data))
         except MessageTooLong as error:
-            self.log.warn(
-                "Closing control connection from {peer}: {reason}",
-                peer=self.peer, reason=f"message too long ({error})",
-            )
-            self.transport.abortConnection()
+            self._close("message too long", f"message too long ({error})")
             return
-        for raw in messages:
-            if not self._connected:
-                return
+        self._turn()
+
+    def _turn(self) -> None:
+        """Handles the next MESSAGES_PER_TURN waiting messages; the rest wait
+        for the reactor's next turn, and reading waits for them."""
+        self._next_turn = None
+        for _ in range(MESSAGES_PER_TURN):
+            if not (self._waiting and self._connected):
+                break
+            raw = self._waiting.popleft()
             try:
                 self._dispatch(raw)
             except Exception:
                 # A bug must not cost the connection, nor the recordings on it.
                 self.log.failure("Control message from {peer} not handled: {message!r}",
                                  peer=self.peer, message=raw[:200])
+        if self._waiting and self._connected:
+            self._next_turn = self.callLater(0, self._turn)
+        self._read_or_not()
 
     def _dispatch(self, raw: bytes) -> None:
         try:
             command = parse_command(decode_message(raw))
         except MessageError as error:
-            self.log.warn(
-                "Bad control message from {peer}: {reason}: {message!r}",
-                peer=self.peer, reason=error.reason, message=raw[:200],
-                recordingId=error.recording_id,
-            )
-            reply = failure_reply(error)
-            if reply is not None:
-                if error.cmd == START_REQUEST:
-                    self._service.bad_start_request()
-                self._send_message(reply)
+            self._bad_message(raw, error)
             return
+        self._bad_in_a_row = 0
         if isinstance(command, StartRequest):
             self._service.start_recording(
                 command, self, self.peer, self.transport.getHost().host
@@ -139,6 +192,22 @@ class ControlProtocol(Protocol, TimeoutMixin):
                 recordingId=command.recording_id,
             )
 
+    def _bad_message(self, raw: bytes, error: MessageError) -> None:
+        self._bad_in_a_row += 1
+        if self._bad_in_a_row <= LOGGED_BAD_MESSAGES:
+            self.log.warn(
+                "Bad control message from {peer}: {reason}: {message!r}",
+                peer=self.peer, reason=error.reason, message=raw[:200],
+                recordingId=error.recording_id,
+            )
+        reply = failure_reply(error)
+        if reply is not None:
+            if error.cmd == START_REQUEST:
+                self._service.bad_start_request()
+            self._send_message(reply)
+        if self._bad_in_a_row >= MAX_BAD_MESSAGES:
+            self._close("bad messages", f"{self._bad_in_a_row} bad messages in a row")
+
     def _stopped(self, summary: RecordingSummary) -> None:
         self._send(StopResponse(summary.info.recording_id, SUCCESS))
 
@@ -154,6 +223,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
 
     def disconnect(self) -> None:
         if self._connected:
+            # (Under TLS, a registered producer would hold the close back.)
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     def _send(self, command: Command) -> None:

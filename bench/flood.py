@@ -1,0 +1,190 @@
+"""A good phone's Start and Stop latency while the control port is abused.
+
+`twistd -n recsvc` (pinned to CPU 0) records calls from one well-behaved
+phone (this process), one call at a time, each on a new control
+connection from 127.0.0.1: connect, Start, half a second of PCMA, Stop.
+Meanwhile `python -m recsvc.abuse` (pinned to CPU 1) hammers the same port
+from 127.0.0.2.. with one kind of abuse, then with all of them at once;
+a first phase has no abuse, for comparison. Every recording is checked
+byte for byte. Prints the figures and, with ``--write-docs``, rewrites the
+flood section of docs/benchmarks.md and the "flood" entry of
+docs/benchmarks.json.
+
+    python bench/flood.py --calls 200 --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+from capacity import BIN, DOCS, PYTHON, Lines, commit, memory_kb, pinned, wait_listening
+
+from recsvc.abuse import KINDS
+from recsvc.phone import timed_call
+from recsvc.simulator import finished_recordings, percentile, tone
+from recsvc.wav import read_audio
+
+CONTROL_PORT, HTTP_PORT = 10910, 10911
+TARGET_MS = 100.0
+MARK_BEGIN, MARK_END = "<!-- flood:begin -->", "<!-- flood:end -->"
+# Counters that show what the server did with the abuse.
+SHOWN_METRICS = (
+    "recsvc_connections_refused_total", "recsvc_connections_closed_total",
+    "recsvc_starts_refused_total", "recsvc_control_connections",
+)
+
+
+def metrics() -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{HTTP_PORT}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    figures: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(SHOWN_METRICS):
+            name, value = line.rsplit(" ", 1)
+            figures[name] = float(value)
+    return figures
+
+
+def phase(name: str, kinds: list[str], calls: int, work: str, audio: bytes,
+          server_pid: int) -> dict[str, Any]:
+    abuser = lines = None
+    if kinds:
+        abuser = subprocess.Popen(
+            pinned(1, PYTHON, "-m", "recsvc.abuse", "--port", str(CONTROL_PORT),
+                   "--seconds", "3600", "--kinds", *kinds),
+            stdout=subprocess.PIPE, text=True)
+        lines = Lines(abuser)
+        lines.wait_for("abusing", 30)
+        time.sleep(2.0)  # the abuse in full swing
+    timings = []
+    try:
+        for number in range(calls):
+            timings.append(timed_call("127.0.0.1", CONTROL_PORT, f"{name}-{number}", audio,
+                                      interval=0.002))
+        rss_mb = memory_kb(server_pid, "VmRSS") / 1024
+    finally:
+        counts = None
+        if abuser is not None:
+            abuser.terminate()
+            abuser.wait(30)
+            counts = json.loads(lines.rest()[-1])
+    failed = [t.recording_id for t in timings
+              if (t.started.result, t.stopped.result) != ("success", "success")]
+    found = finished_recordings(os.path.join(work, "recordings"))
+    exact = sum(1 for t in timings if t.recording_id in found
+                and read_audio(found[t.recording_id])[1] == audio)
+
+    def figures(values: list[float]) -> dict[str, float]:
+        return {"p50": round(percentile(values, 0.5), 1), "p99": round(percentile(values, 0.99), 1),
+                "max": round(max(values), 1)}
+    worst = [t.connect_ms + t.start_ms for t in timings] + [t.stop_ms for t in timings]
+    return {
+        "phase": name, "kinds": kinds, "calls": calls, "failed": failed, "byte_exact": exact,
+        "connect_start_ms": figures([t.connect_ms + t.start_ms for t in timings]),
+        "stop_ms": figures([t.stop_ms for t in timings]),
+        "within_target": max(worst) <= TARGET_MS,
+        "server_rss_mb": round(rss_mb, 1),
+        "abuse": counts,
+    }
+
+
+def run(calls: int) -> dict[str, Any]:
+    work = tempfile.mkdtemp(prefix="recsvc-flood-")
+    server = None
+    try:
+        with open(os.path.join(work, "recsvc.yaml"), "w") as handle:
+            handle.write(
+                f'control:\n  listen: "tcp:{CONTROL_PORT}:interface=127.0.0.1"\n'
+                f'http:\n  listen: "tcp:{HTTP_PORT}:interface=127.0.0.1"\n'
+                "rtp:\n  interface: 127.0.0.1\n  port_range: [31000, 31999]\n"
+                "storage:\n  root: recordings\n  min_free_mb: 1\n"
+                # One phone makes every call: not a start-rate abuser.
+                "recordings:\n  max_starts_per_minute: 100000\n"
+            )
+        server = subprocess.Popen(
+            pinned(0, os.path.join(BIN, "twistd"), "-n", "--pidfile=", "--logfile=twistd.log",
+                   "recsvc", "--config", "recsvc.yaml"), cwd=work)
+        wait_listening(CONTROL_PORT)
+        audio = tone(0.5, noise=300)
+        phases = [("quiet", [])] + [(kind, [kind]) for kind in KINDS] + [("all", list(KINDS))]
+        results = []
+        for name, kinds in phases:
+            before = metrics()
+            result = phase(name, kinds, calls, work, audio, server.pid)
+            after = metrics()
+            result["server"] = {key: after[key] - before.get(key, 0.0) for key in after
+                                if after[key] != before.get(key, 0.0)}
+            print(json.dumps(result), flush=True)
+            results.append(result)
+        with open(os.path.join(work, "twistd.log"), encoding="utf-8", errors="replace") as log:
+            log_lines = sum(1 for _ in log)
+        return {"calls_per_phase": calls, "target_ms": TARGET_MS, "phases": results,
+                "server_log_lines": log_lines}
+    finally:
+        if server is not None and server.poll() is None:
+            server.terminate()
+            server.wait(60)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = ["| abuse | calls | failed | byte-exact | connect + Start p50 / p99 / max (ms) "
+            "| Stop p50 / p99 / max (ms) | within 100 ms |",
+            "|---|---|---|---|---|---|---|"]
+    for result in results["phases"]:
+        start, stop = result["connect_start_ms"], result["stop_ms"]
+        rows.append(
+            f"| {result['phase']} | {result['calls']} | {len(result['failed'])} "
+            f"| {result['byte_exact']} | {start['p50']} / {start['p99']} / {start['max']} "
+            f"| {stop['p50']} / {stop['p99']} / {stop['max']} "
+            f"| {'yes' if result['within_target'] else 'NO'} |")
+    return "\n".join(rows)
+
+
+def write_docs(results: dict[str, Any], command: str) -> None:
+    day = datetime.date.today().isoformat()
+    section = (f"{MARK_BEGIN}\nRun {day} at commit `{commit()}`: `{command}`.\n\n"
+               f"{table(results)}\n\nWhat the server counted, per phase (from `/metrics`):\n\n"
+               + "\n".join(f"- {r['phase']}: " + (", ".join(
+                   f"`{k}` +{v:g}" for k, v in sorted(r["server"].items())) or "nothing")
+                   for r in results["phases"])
+               + f"\n\nServer log after all phases: {results['server_log_lines']} lines.\n"
+               + MARK_END)
+    path = os.path.join(DOCS, "benchmarks.md")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    begin, end = text.index(MARK_BEGIN), text.index(MARK_END) + len(MARK_END)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text[:begin] + section + text[end:])
+    json_path = os.path.join(DOCS, "benchmarks.json")
+    with open(json_path, encoding="utf-8") as handle:
+        everything = json.load(handle)
+    everything["flood"] = {"date": day, "commit": commit(), "command": command, **results}
+    with open(json_path, "w", encoding="utf-8") as handle:
+        json.dump(everything, handle, indent=1)
+        handle.write("\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200, help="calls per phase")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    results = run(args.calls)
+    print(table(results))
+    if args.write_docs:
+        write_docs(results, "python bench/flood.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

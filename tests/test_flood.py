@@ -1,0 +1,317 @@
+"""A control port under abuse: the control protocol's defences (units, over
+StringTransport and a Clock) and a good phone served through a flood of
+misbehaving clients (real loopback sockets, the abuse from another process).
+Its speed is measured by bench/flood.py, not here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.protocol import Protocol
+from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
+from twisted.logger import capturedLogs
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.test import iosim
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from recsvc.abuse import KINDS, Abuser
+from recsvc.metrics import Metrics
+from recsvc.phone import timed_call
+from recsvc.protocol.control import (
+    LOGGED_BAD_MESSAGES,
+    MAX_BAD_MESSAGES,
+    MESSAGES_PER_TURN,
+    ControlFactory,
+)
+from recsvc.session import Limits
+from recsvc.simulator import finished_recordings, tone
+from recsvc.testing import FakePortPool, ManualRunner, memory_recorder
+from recsvc.wav import read_audio
+from tests.test_endtoend import LoopbackServiceMixin
+from tests.test_metrics import samples
+
+def start(number: int) -> bytes:
+    """A good Start, each from its own phone (the per-device caps stay out of it)."""
+    return b"cmd=RecordStartRequest&id=%d&device=00a859%06x&codec=PCMA\n" % (number, number)
+
+
+class DefenceTests(SynchronousTestCase):
+    """What one misbehaving connection can make the server do."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.runner = ManualRunner()
+        # (No RTP comes in these tests: it must not stop their recordings.)
+        self.recorder = memory_recorder(self.mktemp(), clock=self.clock, run_blocking=self.runner,
+                                        ports=FakePortPool(high=41099),
+                                        limits=Limits(first_packet_timeout=7200, timeout=7200))
+        self.recorder.metrics = Metrics()
+        self.recorder.startService()
+        self.factory = ControlFactory(self.recorder, 4096, idle_timeout=300, clock=self.clock)
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40404))
+        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
+                                    peerAddress=IPv4Address("TCP", "127.0.0.1", 40404))
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def answers(self, transport: StringTransport) -> list[bytes]:
+        value = transport.value()
+        transport.clear()
+        return value.splitlines()
+
+    def test_many_messages_handled_a_few_a_turn(self) -> None:
+        """
+        Messages that arrive together are handled MESSAGES_PER_TURN a
+        reactor turn, and the socket is not read while some wait: another
+        phone's message, read meanwhile, is handled at once. The socket is
+        read again once all have been handled.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"".join(start(n) for n in range(3 * MESSAGES_PER_TURN + 1)))
+        self.runner.run_pending()
+        self.assertEqual(len(self.answers(transport)), MESSAGES_PER_TURN)
+        self.assertEqual(transport.producerState, "paused")
+        other, other_transport = self.connect()
+        other.dataReceived(start(1000))
+        self.runner.run_pending()
+        self.assertEqual(len(self.answers(other_transport)), 1)
+        self.clock.advance(0)  # (Clock runs the turns one after another)
+        self.runner.run_pending()
+        self.assertEqual(len(self.answers(transport)), 2 * MESSAGES_PER_TURN + 1)
+        self.assertEqual(len(self.recorder.registry), 3 * MESSAGES_PER_TURN + 2)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_peer_that_does_not_read_is_not_read(self) -> None:
+        """
+        While the transport says the peer does not take the replies (its
+        buffer is full: it pauses its producer, the protocol), the socket is
+        not read; when the peer reads again, neither are we held back.
+        """
+        protocol, transport = self.connect()
+        self.assertIs(transport.producer, protocol)
+        self.assertTrue(transport.streaming)
+        protocol.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_read_waits_for_both(self) -> None:
+        """
+        Reading resumes only when the replies flow and no message waits:
+        replies draining while messages wait keep the socket unread.
+        """
+        protocol, transport = self.connect()
+        protocol.pauseProducing()
+        protocol.dataReceived(b"".join(start(n) for n in range(MESSAGES_PER_TURN + 1)))
+        protocol.resumeProducing()
+        self.assertEqual(transport.producerState, "paused")
+        self.clock.advance(0)
+        self.assertEqual(transport.producerState, "producing")
+
+    def test_garbage_closes_the_connection(self) -> None:
+        """
+        MAX_BAD_MESSAGES messages in a row that cannot be read close the
+        connection, counted by reason; only the first LOGGED_BAD_MESSAGES
+        are logged in full, and each Start among them was answered.
+        """
+        protocol, transport = self.connect()
+        with capturedLogs() as events:
+            for number in range(MAX_BAD_MESSAGES - 1):
+                protocol.dataReceived(b"cmd=RecordStartRequest&codec=PCMA\n")  # no id
+            self.assertFalse(transport.disconnecting)
+            protocol.dataReceived(b"\x00\xffnot a message\n")
+            self.clock.advance(0)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(self.answers(transport)), MAX_BAD_MESSAGES - 1)
+        logged = [e for e in events if e["log_format"].startswith("Bad control message")]
+        self.assertEqual(len(logged), LOGGED_BAD_MESSAGES)
+        [closing] = [e for e in events if e["log_format"].startswith("Closing")]
+        self.assertEqual(closing["reason"], f"{MAX_BAD_MESSAGES} bad messages in a row")
+        self.assertEqual(closed(self.recorder.metrics), {"bad messages": 1.0})
+
+    def test_a_good_message_starts_the_count_again(self) -> None:
+        """
+        A phone that sometimes sends a bad message is not closed: a message
+        that is read starts the count again.
+        """
+        protocol, transport = self.connect()
+        for number in range(3):
+            for _ in range(MAX_BAD_MESSAGES - 1):
+                protocol.dataReceived(b"cmd=Nonsense\n")
+            protocol.dataReceived(start(number))
+        self.runner.run_pending()
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.recorder.registry), 3)
+
+    def test_endless_line_closes_the_connection(self) -> None:
+        """A line longer than the limit closes the connection, counted."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"cmd=RecordStartRequest\n")
+        protocol.dataReceived(b"x" * 5000)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(closed(self.recorder.metrics), {"message too long": 1.0})
+
+    def test_closed_connection_handles_nothing_more(self) -> None:
+        """Messages still waiting when the connection is lost are dropped."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"".join(start(n) for n in range(2 * MESSAGES_PER_TURN)))
+        self.runner.run_pending()
+        self.assertEqual(len(self.answers(transport)), MESSAGES_PER_TURN)
+        protocol.connectionLost(None)
+        self.clock.advance(0)
+        self.runner.run_pending()
+        self.assertEqual(self.answers(transport), [])
+        self.assertEqual(len(self.recorder.registry), 0)  # stopped with the connection
+
+
+def _certificate() -> PrivateCertificate:
+    key = KeyPair.generate(size=2048)
+    return key.selfSignedCert(1, commonName="recsvc.test")
+
+
+class TlsShutdownTests(SynchronousTestCase):
+    """The protocol registers itself as its transport's producer; under TLS
+    that would hold a close back unless it is unregistered first."""
+
+    def test_shutdown_closes_a_tls_connection(self) -> None:
+        """
+        At shutdown a phone on a TLS control connection gets the Stop
+        request, and the connection is closed once the file is finished.
+        """
+        clock, runner = Clock(), ManualRunner()
+        recorder = memory_recorder(self.mktemp(), clock=clock, run_blocking=runner)
+        recorder.startService()
+        certificate = _certificate()
+        server_factory = TLSMemoryBIOFactory(
+            certificate.options(), False, ControlFactory(recorder, 4096, clock=clock),
+            clock=clock)
+        client_options = CertificateOptions(trustRoot=certificate)
+
+        class Phone(Protocol):
+            received, lost = b"", False
+
+            def dataReceived(self, data: bytes) -> None:
+                self.received += data
+
+            def connectionLost(self, reason) -> None:
+                self.lost = True
+
+        phone = Phone()
+        client_factory = TLSMemoryBIOFactory(client_options, True, _OneProtocol(phone),
+                                             clock=clock)
+        server = server_factory.buildProtocol(None)
+        client = client_factory.buildProtocol(None)
+        phone_address = IPv4Address("TCP", "127.0.0.1", 40404)
+        server_address = IPv4Address("TCP", "127.0.0.9", 10000)
+        pump = iosim.connect(
+            server, iosim.FakeTransport(server, True, server_address, phone_address),
+            client, iosim.FakeTransport(client, False, phone_address, server_address))
+
+        def flush() -> None:
+            for _ in range(3):  # (TLS gathers small writes until the clock's next turn)
+                clock.advance(0)
+                pump.flush()
+
+        client.write(start(7))
+        flush()
+        runner.run_pending()
+        flush()
+        self.assertIn(b"result=success", phone.received)
+        stopped = recorder.stopService()
+        flush()
+        self.assertIn(b"cmd=RecordStopRequest&id=7&reason=shutdown", phone.received)
+        runner.run_pending()
+        self.successResultOf(stopped)
+        flush()
+        self.assertTrue(phone.lost)
+
+
+class _OneProtocol:
+    """A factory-like that hands out one given protocol."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+
+    def buildProtocol(self, addr) -> Protocol:
+        return self.protocol
+
+    def doStart(self) -> None:
+        pass
+
+    def doStop(self) -> None:
+        pass
+
+
+class AbuserTests(SynchronousTestCase):
+    def test_unknown_kind(self) -> None:
+        """An unknown kind of abuse is named, not ignored."""
+        error = self.assertRaises(ValueError, Abuser, "127.0.0.1", 1, ("garbage", "nice"))
+        self.assertIn("nice", str(error))
+
+
+class FloodEndToEndTests(LoopbackServiceMixin, TestCase):
+    """A good phone records while another process hammers the control port
+    with every kind of abuse, from 127.0.0.2.. (all reaching 127.0.0.1)."""
+
+    timeout = 60
+    CALLS = 10
+
+    def more_config(self) -> dict:
+        # One phone makes every call here: not a start-rate abuser.
+        return {"recordings": {"max_starts_per_minute": 10000}}
+
+    @inlineCallbacks
+    def test_good_phone_served_through_a_flood(self):
+        abuser = subprocess.Popen(
+            [sys.executable, "-m", "recsvc.abuse", "--port", str(self.port), "--seconds", "60",
+             "--sources", "4", "--kinds", *KINDS],
+            stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: abuser.poll() is None and abuser.kill())
+        first = yield deferToThread(abuser.stdout.readline)
+        self.assertEqual(json.loads(first), {"abusing": list(KINDS)})
+        audio = tone(0.5, noise=300)
+
+        def calls():
+            return [timed_call("127.0.0.1", self.port, f"good-{n}", audio, interval=0.002)
+                    for n in range(self.CALLS)]
+        # Until every kind has been at it a while: the calls below are made
+        # during the abuse, not before it.
+        yield self.wait_for(lambda: self.closed("bad messages") > 0
+                            and self.closed("message too long") > 0
+                            and self.refused() > 0, seconds=20)
+        timings = yield deferToThread(calls)
+        abuser.terminate()
+        counts = json.loads((yield deferToThread(abuser.stdout.read)).splitlines()[-1])
+        abuser.wait()
+        self.assertEqual([(t.started.result, t.stopped.result) for t in timings],
+                         [("success", "success")] * self.CALLS)
+        found = finished_recordings(self.root)
+        for timing in timings:
+            self.assertEqual(read_audio(found[timing.recording_id])[1], audio)
+        self.assertGreater(counts["garbage"]["closed_by_server"], 0)
+        self.assertGreater(counts["endless"]["closed_by_server"], 0)
+        self.assertGreater(counts["churn"]["connections"], 0)
+        self.assertGreater(counts["bad-starts"]["bytes_sent"], 0)
+        self.assertGreater(counts["half-open"]["held"], 0)
+
+    def closed(self, reason: str) -> float:
+        return closed(self.recorder.metrics).get(reason, 0.0)
+
+    def refused(self) -> float:
+        return sum(value for (name, _), value in samples(self.recorder.metrics).items()
+                   if name == "recsvc_connections_refused_total")
+
+
+def closed(metrics: Metrics) -> dict[str, float]:
+    """recsvc_connections_closed_total by reason."""
+    return {dict(labels)["reason"]: value for (name, labels), value in samples(metrics).items()
+            if name == "recsvc_connections_closed_total"}
