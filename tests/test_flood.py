@@ -25,7 +25,6 @@ from recsvc.abuse import KINDS, Abuser
 from recsvc.metrics import Metrics
 from recsvc.phone import timed_call
 from recsvc.protocol.control import (
-    LOGGED_BAD_MESSAGES,
     MAX_BAD_MESSAGES,
     MESSAGES_PER_TURN,
     ControlFactory,
@@ -120,8 +119,9 @@ class DefenceTests(SynchronousTestCase):
     def test_garbage_closes_the_connection(self) -> None:
         """
         MAX_BAD_MESSAGES messages in a row that cannot be read close the
-        connection, counted by reason; only the first LOGGED_BAD_MESSAGES
-        are logged in full, and each Start among them was answered.
+        connection, counted by reason; each Start among them was answered.
+        Bad messages and closings are logged once a minute per peer, with
+        a count: a client that reconnects to send more does not fill the log.
         """
         protocol, transport = self.connect()
         with capturedLogs() as events:
@@ -132,11 +132,25 @@ class DefenceTests(SynchronousTestCase):
             self.clock.advance(0)
         self.assertTrue(transport.disconnecting)
         self.assertEqual(len(self.answers(transport)), MAX_BAD_MESSAGES - 1)
-        logged = [e for e in events if e["log_format"].startswith("Bad control message")]
-        self.assertEqual(len(logged), LOGGED_BAD_MESSAGES)
+        [logged] = [e for e in events if e["log_format"].startswith("Bad control message")]
+        self.assertEqual((logged["reason"], logged["count"]), ("missing id", 1))
         [closing] = [e for e in events if e["log_format"].startswith("Closing")]
         self.assertEqual(closing["reason"], f"{MAX_BAD_MESSAGES} bad messages in a row")
         self.assertEqual(closed(self.recorder.metrics), {"bad messages": 1.0})
+        with capturedLogs() as events:
+            for _ in range(3):  # reconnecting
+                protocol, transport = self.connect()
+                protocol.dataReceived(b"garbage\n" * MAX_BAD_MESSAGES)
+                self.clock.advance(0)  # (8 a turn)
+                self.assertTrue(transport.disconnecting)
+            self.clock.advance(60)
+            protocol, transport = self.connect()
+            protocol.dataReceived(b"garbage\n" * MAX_BAD_MESSAGES)
+            self.clock.advance(0)
+        self.assertEqual([(e["log_format"].split()[0], e["count"]) for e in events
+                          if e["log_format"].startswith(("Bad", "Closing"))],
+                         [("Bad", 4 * MAX_BAD_MESSAGES), ("Closing", 4)])
+        self.assertEqual(closed(self.recorder.metrics), {"bad messages": 5.0})
 
     def test_a_good_message_starts_the_count_again(self) -> None:
         """

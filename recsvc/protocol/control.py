@@ -41,10 +41,8 @@ from recsvc.session import RecordingSummary
 # sends thousands at once cannot hold up the other phones' turns.
 MESSAGES_PER_TURN = 8
 # A client that sends this many messages in a row that cannot be read is not
-# a phone: its connection is closed. Of those, the first LOGGED_BAD_MESSAGES
-# are logged in full; the rest are counted in the line that closes it.
+# a phone: its connection is closed.
 MAX_BAD_MESSAGES = 10
-LOGGED_BAD_MESSAGES = 3
 
 
 @implementer(IPushProducer)
@@ -60,13 +58,18 @@ class ControlProtocol(Protocol, TimeoutMixin):
     log = Logger()
 
     def __init__(self, service: RecorderService, max_message_bytes: int,
-                 idle_timeout: float | None = None, clock: IReactorTime | None = None) -> None:
+                 idle_timeout: float | None = None, clock: IReactorTime | None = None,
+                 notices: RefusalLog | None = None) -> None:
         self._service = service
+        self._clock = clock or service.clock
+        # Bad messages and closed connections are logged once a minute per
+        # peer, with a count (shared by a factory's connections): a client
+        # reconnecting to send garbage does not fill the log.
+        self._notices = RefusalLog() if notices is None else notices
         self._framer = MessageFramer(max_length=max_message_bytes)
         self._connected = False
         self._idle_timeout = idle_timeout
-        if clock is not None:
-            self.callLater = clock.callLater
+        self.callLater = self._clock.callLater  # (TimeoutMixin's, and the turns')
         self.peer = "?"
         # Gives back the connection's place in the limits (once).
         self.release: Callable[[], None] | None = None
@@ -110,8 +113,11 @@ class ControlProtocol(Protocol, TimeoutMixin):
     def _close(self, reason: str, why: str) -> None:
         """Closes the connection at once (a peer that stopped reading must
         not hold its slot), counted by ``reason``."""
-        self.log.info("Closing control connection from {peer}: {reason}", peer=self.peer,
-                      reason=why)
+        count = self._noticed(reason)
+        if count is not None:
+            self.log.info("Closing control connection from {peer}: {reason} "
+                          "({count} since the last line)", peer=self.peer, reason=why,
+                          count=count)
         self._service.connection_closed(reason)
         self._connected = False
         self.transport.abortConnection()
@@ -194,10 +200,12 @@ class ControlProtocol(Protocol, TimeoutMixin):
 
     def _bad_message(self, raw: bytes, error: MessageError) -> None:
         self._bad_in_a_row += 1
-        if self._bad_in_a_row <= LOGGED_BAD_MESSAGES:
+        count = self._noticed("bad message")
+        if count is not None:
             self.log.warn(
-                "Bad control message from {peer}: {reason}: {message!r}",
-                peer=self.peer, reason=error.reason, message=raw[:200],
+                "Bad control message from {peer}: {reason}: {message!r} "
+                "({count} since the last line)",
+                peer=self.peer, reason=error.reason, message=raw[:200], count=count,
                 recordingId=error.recording_id,
             )
         reply = failure_reply(error)
@@ -207,6 +215,11 @@ class ControlProtocol(Protocol, TimeoutMixin):
             self._send_message(reply)
         if self._bad_in_a_row >= MAX_BAD_MESSAGES:
             self._close("bad messages", f"{self._bad_in_a_row} bad messages in a row")
+
+    def _noticed(self, what: str) -> int | None:
+        """None: not logged this time; else how many ``what`` the line stands for."""
+        logged = self._notices.note(self.peer, what, self._clock.seconds())
+        return None if logged is None else logged[1]
 
     def _stopped(self, summary: RecordingSummary) -> None:
         self._send(StopResponse(summary.info.recording_id, SUCCESS))
@@ -254,6 +267,7 @@ class ControlFactory(Factory):
         self.idle_timeout = idle_timeout
         self.clock = clock
         self.refusals = RefusalLog()
+        self.notices = RefusalLog()  # bad messages and closed connections
 
     def buildProtocol(self, addr: Any) -> ControlProtocol | None:
         host = getattr(addr, "host", "?")
@@ -264,7 +278,7 @@ class ControlFactory(Factory):
                 # Not None: a TLS or PROXY wrapper would choke on it.
                 return _Refusal()  # type: ignore[return-value]
         protocol = ControlProtocol(self.service, self.max_message_bytes, self.idle_timeout,
-                                   self.clock)
+                                   self.clock, self.notices)
         protocol.factory = self
         if self.connections is not None:
             protocol.release = functools.partial(self.connections.release, host)
