@@ -1,6 +1,6 @@
 """The ``recsvc`` command: tools around the recordings: find them in the
-index (search, show, export, reindex), check a config file, convert the
-phones' USB recordings."""
+index (search, show, export, reindex), check a config file, ask the running
+service for its status, convert the phones' USB recordings."""
 
 from __future__ import annotations
 
@@ -225,22 +225,50 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(confirm: bool) -> str:
+    """A password from the terminal (asked twice if ``confirm``) or the first
+    line of standard input, never the command line."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    password = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Again: ") != password:
+        raise CommandError("the passwords differ")
+    return password
+
+
 def _hash_password(args: argparse.Namespace) -> int:
-    """A hash for http.auth.users. The password is read from the terminal
-    (asked twice) or the first line of standard input, never the command line."""
+    """A hash for http.auth.users."""
     from recsvc.httpauth import hash_password
 
-    if sys.stdin.isatty():
-        import getpass
-
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            raise CommandError("the passwords differ")
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = _read_password(confirm=True)
     if len(password) < 8:
         raise CommandError("a password needs at least 8 characters")
     print(hash_password(password))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    """The running service's recordings in progress and counters, through its
+    HTTP API: http.listen from the config (or --url), with the config's
+    http.auth token, or --user and a password."""
+    from recsvc.status import StatusError, api_url, basic_authorization, fetch_status, format_status
+    from recsvc.tap import _global_reactor
+
+    config = _config(args)
+    try:
+        url = args.url or api_url(config, _global_reactor())
+        if args.user is not None:
+            authorization: str | None = basic_authorization(args.user, _read_password(False))
+        elif config.http.auth.token is not None:
+            authorization = f"Bearer {config.http.auth.token}"
+        else:
+            authorization = None
+        status = fetch_status(url, authorization, timeout=args.timeout, insecure=args.insecure)
+    except StatusError as error:
+        raise CommandError(str(error)) from None
+    print(json.dumps(status.as_json(), indent=1) if args.json else format_status(status))
     return 0
 
 
@@ -284,6 +312,17 @@ def parser() -> argparse.ArgumentParser:
         "hash-password", help="a password hash for http.auth.users (the password from the "
         "terminal or standard input)")
     hashing.set_defaults(run=_hash_password)
+    status = commands.add_parser(
+        "status", help="the running service's recordings in progress and counters "
+        "(through its HTTP API)")
+    status.add_argument("--url", help="the service's HTTP side (default: from http.listen)")
+    status.add_argument("--user", help="for http.auth.users: the password is asked "
+                        "(or read from standard input)")
+    status.add_argument("--insecure", action="store_true",
+                        help="https: do not check the certificate (a self-signed one)")
+    status.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    status.add_argument("--json", action="store_true", help="as JSON")
+    status.set_defaults(run=_status)
     convert = commands.add_parser(
         "convert", help="turn the phone's USB recordings (Record_*.wav) into WAV files",
         description="Turn Fanvil USB recordings (a codec header and raw RTP) into WAV "

@@ -353,9 +353,17 @@ def makeService(
         AfterRecorder(recorder, lambda: webhook.settled(WEBHOOK_GRACE).addBoth(
             lambda _: webhook.stop())).setServiceParent(root)
 
-    reload_access = AccessReload(config_path, recorder, connections)
+    if config_path is not None:
+        # SIGHUP: control.allow and devices.allow read again; recordings in
+        # progress go on. From the tree's start (before the reactor runs),
+        # so that a reload never finds SIGHUP's default, which ends the process.
+        hangup = ReloadOnHangup(AccessReload(config_path, recorder, connections), reactor)
+        hangup.setName("reload")
+        hangup.setServiceParent(root)
 
     def reactor_running() -> None:
+        if not background.running:
+            return  # the tree was stopped before the reactor ran (embedded)
         # What exists now lives as long as the process: out of the garbage
         # collector's way, so that its full collections stay short.
         gc.freeze()
@@ -368,11 +376,6 @@ def makeService(
         # index is logged and never stops the recorder.
         indexer.start()
         recorder.reactor_running()
-        if config_path is not None:
-            # SIGHUP: control.allow and devices.allow read again; recordings
-            # in progress go on.
-            signal.signal(signal.SIGHUP,
-                          lambda signum, frame: reactor.callFromThread(reload_access))
 
     # Once the reactor runs (and only if the listener could start): finish
     # the recordings a crash left behind, and watch the free space.
@@ -380,6 +383,26 @@ def makeService(
     background.setName("background")
     background.setServiceParent(root)
     return root
+
+
+class ReloadOnHangup(Service):
+    """While running, SIGHUP calls ``reload`` in the reactor thread (queued
+    until the reactor runs); the handler before it is put back at stop."""
+
+    def __init__(self, reload: Callable[[], object], reactor: Any) -> None:
+        self.reload, self.reactor = reload, reactor
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._previous = signal.signal(signal.SIGHUP, self._hangup)
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        signal.signal(signal.SIGHUP, self._previous)
+
+    def _hangup(self, signum: int, frame: Any) -> None:
+        self.reactor.callFromThread(self.reload)
 
 
 class AccessReload:

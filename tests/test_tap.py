@@ -3,7 +3,9 @@ control listener, plus twistd itself run as a subprocess."""
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -485,6 +487,59 @@ class MakeServiceTests(SynchronousTestCase):
         self.addCleanup(service.stopService)
         [(port, _, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (0, "127.0.0.1"))
+
+    def test_hangupReloadsFromTheStart(self) -> None:
+        """
+        Launched with a config file, the tree handles SIGHUP from its start
+        (twistd starts it before the reactor runs, and SIGHUP's default
+        would end the process): the access lists are read again in the
+        reactor thread. At stop, the handler before it is back.
+        """
+        root = os.path.abspath(self.mktemp())
+        path = _writeConfig(self, _goodConfigText(root))
+        options = Options()
+        options.parseOptions(["--config", path])
+
+        class Reactor(MemoryReactorClock):
+            def callFromThread(self, function, *args) -> None:
+                queued.append(functools.partial(function, *args))
+
+        queued: list[Any] = []
+        service = makeService(options, reactor=Reactor())
+        recorder = service.getServiceNamed("recorder")
+        before = signal.getsignal(signal.SIGHUP)
+        service.startService()
+        try:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("devices:\n  allow: [00a859000001]\n")
+            os.kill(os.getpid(), signal.SIGHUP)
+            [reload] = queued
+            self.assertTrue(recorder.access.allows_device("00a859000002"))
+            reload()
+            self.assertFalse(recorder.access.allows_device("00a859000002"))
+        finally:
+            service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+
+    def test_stoppedBeforeTheReactorRuns(self) -> None:
+        """An embedded tree started and stopped before the reactor runs
+        starts nothing when it does run: no disk watch, no timers."""
+        reactor = MemoryReactorClock()
+        service = makeService(self.mapping(), reactor=reactor)
+        service.startService()
+        self.successResultOf(service.stopService())
+        reactor.run()
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        self.assertIsNone(service.getServiceNamed("recorder").disk._loop)
+
+    def test_noHangupHandlerWhenEmbedded(self) -> None:
+        """Built from a mapping (embedded in another application), the tree
+        leaves the process's SIGHUP alone."""
+        before = signal.getsignal(signal.SIGHUP)
+        service = makeService(self.mapping(), reactor=MemoryReactorClock())
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
 
     def test_accessAndLimitsFromConfig(self) -> None:
         """control.allow, devices.allow and the limits reach the recorder and

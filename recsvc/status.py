@@ -1,0 +1,166 @@
+"""``recsvc status``: what the running service is doing, asked over its
+HTTP API (``/api/active`` and ``/metrics``): the recordings in progress and
+the counters. Blocking (urllib): a command, not the service."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import ssl
+import urllib.error
+import urllib.request
+from typing import Any
+
+import attrs
+from prometheus_client.parser import text_string_to_metric_families
+
+from recsvc.config import Config
+
+# The figures a status shows, from /metrics, in this order.
+GAUGES = (
+    ("recsvc_active_recordings", "recordings in progress"),
+    ("recsvc_starting_recordings", "starts waiting for their file"),
+    ("recsvc_control_connections", "control connections"),
+    ("recsvc_storage_free_bytes", "free bytes in storage.root"),
+)
+COUNTERS = (
+    ("recsvc_recordings_started", "recordings started"),
+    ("recsvc_files_finished", "files finished"),
+    ("recsvc_write_errors", "write errors"),
+    ("recsvc_rtp_packets_received", "RTP packets received"),
+    ("recsvc_rtp_packets_lost", "RTP packets lost"),
+    ("recsvc_rtp_packets_late", "RTP packets late"),
+)
+BY_LABEL = (
+    ("recsvc_recordings_finished", "recordings finished"),
+    ("recsvc_starts_refused", "starts refused"),
+    ("recsvc_connections_refused", "connections refused"),
+    ("recsvc_connections_closed", "connections closed by the server"),
+    ("recsvc_rtp_packets_rejected", "RTP packets rejected"),
+)
+
+
+class StatusError(Exception):
+    """Why no status could be had, for the command's user."""
+
+
+@attrs.frozen
+class Status:
+    url: str
+    active: list[dict[str, Any]]
+    # name -> {labels (sorted tuple of pairs) -> value}; counters without _total.
+    figures: dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+    def value(self, name: str) -> float | None:
+        samples = self.figures.get(name)
+        return None if samples is None else sum(samples.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "active": self.active,
+            "metrics": {name: [{"labels": dict(labels), "value": value}
+                               for labels, value in sorted(samples.items())]
+                        for name, samples in sorted(self.figures.items())},
+        }
+
+
+def api_url(config: Config, reactor: Any) -> str:
+    """The URL of the service's HTTP side as this machine reaches it, from
+    http.listen. Raises StatusError when it is off or not TCP."""
+    from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
+
+    from recsvc.tap import http_endpoint_for
+
+    endpoint = http_endpoint_for(config, reactor)
+    if endpoint is None:
+        raise StatusError("the HTTP API is off (http.listen: off): status asks it; "
+                          "turn it on, or give --url")
+    if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint, SSL4ServerEndpoint)):
+        raise StatusError(f"http.listen {config.http.listen!r} is not a TCP address: give --url")
+    scheme = "https" if isinstance(endpoint, SSL4ServerEndpoint) else "http"
+    host = endpoint._interface  # (twisted keeps it there; "" is every interface)
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{endpoint._port}"
+
+
+def basic_authorization(user: str, password: str) -> str:
+    credentials = base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii")
+    return f"Basic {credentials}"
+
+
+def fetch_status(url: str, authorization: str | None = None, timeout: float = 10.0,
+                 insecure: bool = False) -> Status:
+    """The recordings in progress and the counters of the service at
+    ``url``. Raises StatusError."""
+    active = json.loads(_get(url, "/api/active", authorization, timeout, insecure))["active"]
+    text = _get(url, "/metrics", authorization, timeout, insecure).decode("utf-8")
+    return Status(url, active, parse_metrics(text))
+
+
+def parse_metrics(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Prometheus text, by family (counters without their _total) and labels;
+    the histograms' buckets left out."""
+    figures: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith(("_created", "_bucket")):
+                continue
+            name = re.sub(r"_total$", "", sample.name)
+            figures.setdefault(name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return figures
+
+
+def _get(url: str, path: str, authorization: str | None, timeout: float,
+         insecure: bool) -> bytes:
+    request = urllib.request.Request(url.rstrip("/") + path)
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    context = None
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
+            return answer.read()
+    except urllib.error.HTTPError as error:
+        if error.code == 401:
+            raise StatusError(f"{url}{path}: 401, http.auth is on: give --user (the password "
+                              "is asked), or the config with the token") from None
+        raise StatusError(f"{url}{path}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise StatusError(f"recsvc is not running or not reachable at {url}: {reason}") from None
+    except ValueError as error:
+        raise StatusError(f"{url}{path}: not an answer from recsvc: {error}") from None
+
+
+def format_status(status: Status) -> str:
+    """The status for people: the recordings in progress, then the figures."""
+    lines = [f"recsvc at {status.url}"]
+    lines.append(f"{len(status.active)} recording(s) in progress")
+    for row in status.active:
+        lines.append(
+            f"  {row['id']}  {row['device']}  {row['direction']}  "
+            f"{row['local_number'] or '-'} -> {row['remote_number'] or '-'}  "
+            f"{row['codec']}  {row['seconds']:.0f} s  {row['packets_received']} packets "
+            f"({row['packets_lost']} lost)  since {row['started_at']}")
+    for name, title in GAUGES + COUNTERS:
+        value = status.value(name)
+        if value is not None:
+            lines.append(f"{title}: {value:,.0f}")
+    for name, title in BY_LABEL:
+        samples = status.figures.get(name, {})
+        if not samples:
+            continue
+        lines.append(f"{title}: {sum(samples.values()):,.0f}")
+        for labels, value in sorted(samples.items(), key=lambda item: -item[1]):
+            lines.append(f"  {value:,.0f}  " + ", ".join(f"{k}={v}" for k, v in labels))
+    return "\n".join(lines)
