@@ -56,5 +56,20 @@ bench: venv test-tools $(VENV)/.bench-installed
 bench-flood: venv
 	cd bench && ../$(BIN)/python flood.py --calls 200 --write-docs
 
+# On demand, not in `make test`: coverage-guided fuzzing (atheris, which
+# brings libFuzzer) of the control framing and codec and of the RTP parser
+# and media pipeline, FUZZ_SECONDS each. Corpora and any crash inputs go to
+# var/fuzz/; findings are written up in docs/fuzzing.md.
+FUZZ_SECONDS ?= 300
+fuzz: venv
+	@$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install --quiet atheris \
+	  || { echo "atheris does not install here (it needs a wheel for this Python and platform, or clang to build one): no fuzzing"; exit 1; }
+	$(BIN)/python fuzz/seeds.py var/fuzz/seeds
+	mkdir -p var/fuzz/control var/fuzz/rtp
+	$(BIN)/python fuzz/control.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/control- \
+	  var/fuzz/control var/fuzz/seeds/control
+	$(BIN)/python fuzz/rtp.py -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=var/fuzz/rtp- \
+	  var/fuzz/rtp var/fuzz/seeds/rtp
+
 clean:
 	rm -rf $(VENV) _trial_temp* build *.egg-info

@@ -3,8 +3,11 @@ and how the control factory, the control protocol and a reload use it."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -47,6 +50,66 @@ class MacTests(SynchronousTestCase):
     def test_device_key(self) -> None:
         self.assertEqual(device_key("00:A8:59:00:00:01"), "00a859000001")
         self.assertEqual(device_key(" Front-Desk "), "front-desk")
+
+
+def _spelt(mac: bytes, style: str, upper: bool) -> str:
+    """A MAC address as people write it: 00:a8:.., 00-a8-.., 00a8..,
+    00a8.5900.0001."""
+    digits = mac.hex()
+    if style == ".":
+        text = ".".join(digits[i:i + 4] for i in range(0, 12, 4))
+    else:
+        text = style.join(digits[i:i + 2] for i in range(0, 12, 2))
+    return text.upper() if upper else text
+
+
+class AdmissionPropertyTests(SynchronousTestCase):
+    @given(st.binary(min_size=6, max_size=6), st.sampled_from([":", "-", "", "."]),
+           st.booleans(), st.sampled_from(["", " ", "\t"]))
+    def test_any_spelling_of_a_mac(self, mac: bytes, style: str, upper: bool,
+                                   space: str) -> None:
+        """Every common spelling of a MAC is the same device, for the
+        access list and the device folders alike."""
+        text = space + _spelt(mac, style, upper) + space
+        self.assertEqual(parse_mac(text), mac.hex())
+        self.assertEqual(device_key(text), mac.hex())
+        self.assertTrue(policy_of([], [_spelt(mac, ":", True)]).allows_device(text))
+
+    @given(st.text(max_size=30))
+    def test_any_text_is_a_mac_or_a_value_error(self, text: str) -> None:
+        """Whatever the text: 12 lower-case hex digits, or ValueError."""
+        try:
+            key = parse_mac(text)
+        except ValueError as error:
+            self.assertIn("not a MAC address", str(error))
+        else:
+            self.assertRegex(key, r"\A[0-9a-f]{12}\Z")
+
+    @given(st.ip_addresses(), st.data())
+    def test_network_allows_its_addresses(self, address, data) -> None:
+        """A network from any address and prefix allows that address; an
+        IPv4 network also allows the address as an IPv4-mapped IPv6 peer,
+        and reads the same written as a mapped network."""
+        prefix = data.draw(st.integers(0, address.max_prefixlen))
+        network = parse_network(f"{address}/{prefix}")
+        policy = AccessPolicy((network,))
+        self.assertTrue(policy.allows_peer(str(address)))
+        if address.version == 4:
+            self.assertTrue(policy.allows_peer(f"::ffff:{address}"))
+            self.assertEqual(parse_network(f"::ffff:{address}/{96 + prefix}"), network)
+
+    @given(st.text(max_size=40))
+    def test_any_text_is_a_network_or_a_value_error(self, text: str) -> None:
+        """Whatever the text: a network, or ValueError naming it; and any
+        text as a peer is allowed or not, never an error."""
+        try:
+            network = parse_network(text)
+        except ValueError as error:
+            self.assertIn(repr(text), str(error))
+        else:
+            self.assertIsInstance(network, (ipaddress.IPv4Network, ipaddress.IPv6Network))
+        policy = policy_of(["10.0.0.0/8", "fd00::/8"], [])
+        self.assertIn(policy.allows_peer(text), (True, False))
 
 
 class PolicyTests(SynchronousTestCase):

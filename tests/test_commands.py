@@ -571,3 +571,19 @@ class PropertyTests(SynchronousTestCase):
             parse_command(decode_message(encode_message(message)))
         except MessageError:
             pass
+
+    @PARSER_SETTINGS
+    @given(known_messages)
+    @example(Message(START_REQUEST, (("id", "1"), ("codec", "PCMA"))))  # (atheris found it)
+    def test_parsedCommandReencodes(self, message: Message) -> None:
+        """
+        A command that parses is sent as a message that parses back to the
+        same command: what the simulated phones send is what they mean. (A
+        Start without dir reads as direction unknown, and is sent without.)
+        """
+        try:
+            command = parse_command(message)
+        except MessageError:
+            return
+        self.assertEqual(parse_command(decode_message(encode_command(command))), command)
+

@@ -25,12 +25,23 @@ from recsvc.config import (
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE = os.path.join(CHECKOUT, "etc", "recsvc.yaml")
 
-SECTIONS = ["control", "rtp", "storage", "index"]
-KEYS = [
-    "listen", "max_message_bytes",
-    "interface", "advertise", "port_range", "read_interval_ms", "receive_buffer_kb",
-    "root", "format", "sync_each_file",
-]
+
+
+def _keys(section: Any) -> list[str]:
+    """The keys of a section, its subsections' (http.auth) included."""
+    keys = []
+    for field in attrs.fields(type(section)):
+        keys.append(field.name)
+        value = getattr(section, field.name)
+        if attrs.has(type(value)):
+            keys += _keys(value)
+    return keys
+
+
+# Every section and key the loader knows, read from the Config classes: the
+# arbitrary-data properties below reach every converter, new ones included.
+SECTIONS = [field.name for field in attrs.fields(Config)]
+KEYS = sorted({key for name in SECTIONS for key in _keys(getattr(Config(), name))})
 
 
 class DefaultsTests(SynchronousTestCase):
@@ -422,7 +433,10 @@ _scalars = (
     | st.integers(min_value=-2, max_value=70000)
     | st.floats()
     | st.text(max_size=20)
-    | st.sampled_from(["auto", "g711", "pcm16", "0.0.0.0", "::1", "tcp:0", "bogus:1", ""])
+    | st.sampled_from(["auto", "g711", "pcm16", "0.0.0.0", "::1", "tcp:0", "bogus:1", "", "off",
+                      "10.0.0.0/8", "::ffff:10.0.0.0/104", "00:a8:59:00:00:01", "00a8590000zz",
+                      "http://127.0.0.1:1/hook", "ftp://x", "{device}/{id}", "{device}/../x",
+                      "pbkdf2_sha256$1$c2FsdA==$aGFzaA==", "UTC", "Mars/Olympus"])
     | st.binary(max_size=10)
     | st.dates()
     | st.datetimes()

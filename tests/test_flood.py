@@ -20,15 +20,19 @@ from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recsvc.abuse import KINDS, Abuser
 from recsvc.metrics import Metrics
 from recsvc.phone import timed_call
+from recsvc.protocol.commands import decode_message
 from recsvc.protocol.control import (
     MAX_BAD_MESSAGES,
     MESSAGES_PER_TURN,
     ControlFactory,
 )
+from recsvc.protocol.framing import MessageFramer
 from recsvc.session import Limits
 from recsvc.simulator import finished_recordings, tone
 from recsvc.testing import FakePortPool, ManualRunner, memory_recorder
@@ -185,6 +189,52 @@ class DefenceTests(SynchronousTestCase):
         self.runner.run_pending()
         self.assertEqual(self.answers(transport), [])
         self.assertEqual(len(self.recorder.registry), 0)  # stopped with the connection
+
+
+# Pieces a stream may be cut from: good messages, their parts, terminators,
+# escapes, and plain junk.
+_PIECES = st.lists(
+    st.sampled_from([
+        start(1), start(2)[:-1], b"cmd=RecordStopRequest&id=1&reason=hangup",
+        b"cmd=RecordStopResponse&id=9&result=success", b"cmd=RecordStartRequest&id=",
+        b"cmd=FooRequest&id=3", b"\n", b"\r\n", b"\x00", b"cmd=", b"&", b"=", b"%", b"%zz",
+        b"codec=G729", b"id=" + b"9" * 600,
+    ]) | st.binary(max_size=700),
+    max_size=14,
+)
+
+
+class ArbitraryInputTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(_PIECES)
+    def test_anything_in_any_pieces(self, pieces: list[bytes]) -> None:
+        """
+        Whatever arrives, cut anywhere: no handler fails, everything the
+        server writes back is a well-formed response, and a connection the
+        server closed is counted with its reason.
+        """
+        clock, runner = Clock(), ManualRunner()
+        recorder = memory_recorder(self.mktemp(), clock=clock, run_blocking=runner,
+                                   ports=FakePortPool(high=41099))
+        recorder.metrics = Metrics()
+        recorder.startService()
+        factory = ControlFactory(recorder, 512, idle_timeout=300, clock=clock)
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40404))
+        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
+                                    peerAddress=IPv4Address("TCP", "127.0.0.1", 40404))
+        protocol.makeConnection(transport)
+        with capturedLogs() as events:
+            for piece in pieces:
+                if transport.disconnecting:
+                    break
+                protocol.dataReceived(piece)
+                clock.advance(0)
+                runner.run_pending()
+        self.assertEqual([e for e in events if "log_failure" in e], [])
+        for reply in MessageFramer().feed(transport.value()):
+            self.assertTrue(decode_message(reply).cmd.endswith("Response"), reply)
+        self.assertEqual(sum(closed(recorder.metrics).values()),
+                         1.0 if transport.disconnecting else 0.0)
 
 
 def _certificate() -> PrivateCertificate:

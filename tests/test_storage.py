@@ -9,10 +9,13 @@ import os
 import shutil
 import struct
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc import storage as storage_module
 from recsvc.codec import CODECS
+from recsvc.naming import PathTemplate
 from recsvc.storage import Storage, open_wav_file, sidecar_path
 from recsvc.testing import MemoryWavWriter, MemoryWriters
 from recsvc.wav import AudioWriter, WavFileWriter, WavFormat, partial_path, wav_header
@@ -451,3 +454,47 @@ class MemoryStorageContractTests(StorageContract, SynchronousTestCase):
 
     def audioOf(self, writer: AudioWriter) -> bytes:
         return writer.contents()[len(wav_header(WavFormat.stored(PCMA)).header):]
+
+
+# What a phone may put in a field, hostile or merely odd.
+_FIELD = st.text(max_size=120) | st.sampled_from([
+    "", ".", "..", "/", "../../etc/passwd", "a/../../b", "..\\..\\x", "\x00", "~root", "-rf",
+    " ", ".hidden", "CON", "x" * 300, "é" * 200, "%2e%2e%2f", "00:A8:59:12:34:56",
+])
+_TEMPLATES = st.sampled_from([
+    None,  # the default
+    "{device}/{remote_number}{remote_name}/{local_number}{local_name}/{direction}_{id}",
+    "%Y/{id}/{codec}_{device}",
+    "{id}",
+])
+
+
+class PathPropertyTests(StorageTestCase):
+    @settings(max_examples=150, deadline=None)
+    @given(st.fixed_dictionaries({
+        "device": _FIELD, "direction": _FIELD, "remote_number": _FIELD, "recording_id": _FIELD,
+        "remote_name": _FIELD, "local_number": _FIELD, "local_name": _FIELD,
+    }), _TEMPLATES, st.integers(1, 3), st.floats(0, 4102444800))
+    def test_never_escapes_nor_names_badly(self, fields: dict, template: str | None,
+                                           part: int, started_at: float) -> None:
+        """
+        Whatever the phone's fields, the path template and the time, the file
+        is created on the real filesystem, inside storage.root, and every
+        name on its way is a valid, visible, short name of safe characters.
+        """
+        root = self.makeRoot()
+        storage = Storage(root) if template is None else Storage(
+            root, path_template=PathTemplate(template))
+        writer = storage.create(PCMA, started_at=started_at, part=part, **fields)
+        try:
+            self.assertUnder(writer.path, root)
+            self.assertTrue(os.path.exists(partial_path(writer.path)))
+            names = os.path.relpath(writer.path, os.path.realpath(root)).split(os.sep)
+            self.assertTrue(names[-1].endswith(".wav"))
+            for name in names:
+                self.assertRegex(name, r"\A[A-Za-z0-9+_.-]+\Z")
+                self.assertFalse(name.startswith("."), name)
+                self.assertLessEqual(len(name.encode("utf-8")), 255)
+        finally:
+            writer.close()
+            shutil.rmtree(root)

@@ -230,6 +230,8 @@ def to_message(command: Command) -> Message:
     """The message that carries a command, fields in the guide's order."""
     if isinstance(command, StartRequest):
         parties = command.parties
+        # "unknown" is what a Start without dir reads as: it is sent without.
+        direction = () if command.direction == "unknown" else (("dir", command.direction),)
         return Message(START_REQUEST, (
             ("id", command.recording_id),
             ("device", command.device),
@@ -237,7 +239,7 @@ def to_message(command: Command) -> Message:
             ("remote_name", parties.remote_name),
             ("local_number", parties.local_number),
             ("local_name", parties.local_name),
-            ("dir", command.direction),
+            *direction,
             ("codec", command.codec),
         ))
     if isinstance(command, StartResponse):
