@@ -15,8 +15,9 @@ reads what the server answers:
   reset.
 
 ``sources`` are the local addresses the clients connect from (on Linux any
-127.x.y.z reaches 127.0.0.1), so that one run can look like several
-machines. Run as ``python -m recsvc.abuse --port P --seconds S``: it prints
+127.x.y.z reaches 127.0.0.1), shared out among the kinds (each kind its
+own, while there are enough), so that one run looks like several
+misbehaving machines and each meets the per-address limits on its own. Run as ``python -m recsvc.abuse --port P --seconds S``: it prints
 one JSON line of counts when done (or sent SIGTERM).
 """
 
@@ -44,10 +45,11 @@ class AbuseCounts:
     """What one kind of abuse did (only its own thread writes it)."""
 
     connections: int = 0
-    refused: int = 0
-    closed_by_server: int = 0
+    refused: int = 0  # connect() failed
+    closed_by_server: int = 0  # reset or closed while writing (refused ones too)
+    stalled: int = 0  # a write did not finish in 2 s: the server stopped reading
     bytes_sent: int = 0
-    held: int = 0
+    held: int = 0  # half-open: connections alive when last looked at
 
 
 @attrs.define(eq=False)
@@ -73,7 +75,8 @@ class Abuser:
         for number, kind in enumerate(self.kinds):
             run = getattr(self, "_" + kind.replace("-", "_"))
             thread = threading.Thread(
-                target=run, args=(self.counts[kind], random.Random(self.seed + number)),
+                target=run, args=(self.counts[kind], random.Random(self.seed + number),
+                                  self._sources_of(number)),
                 name=f"abuse-{kind}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -95,14 +98,17 @@ class Abuser:
         counts.connections += 1
         return sock
 
-    def _sources(self) -> itertools.cycle[str]:
-        return itertools.cycle(self.sources)
+    def _sources_of(self, number: int) -> itertools.cycle[str]:
+        """The addresses of the ``number``-th kind, round and round."""
+        if len(self.sources) >= len(self.kinds):
+            return itertools.cycle(self.sources[number::len(self.kinds)])
+        return itertools.cycle([self.sources[number % len(self.sources)]])
 
-    def _keep_writing(self, counts: AbuseCounts, next_chunk: Callable[[], bytes],
-                      first: bytes = b"") -> None:
+    def _keep_writing(self, counts: AbuseCounts, sources: itertools.cycle[str],
+                      next_chunk: Callable[[], bytes], first: bytes = b"") -> None:
         """One connection after another, each written to until the server
         closes it."""
-        for source in self._sources():
+        for source in sources:
             if self._done.is_set():
                 return
             sock = self._connect(counts, source)
@@ -117,36 +123,44 @@ class Abuser:
                         chunk = next_chunk()
                         sock.sendall(chunk)
                         counts.bytes_sent += len(chunk)
+                except socket.timeout:
+                    counts.stalled += 1
                 except OSError:
                     counts.closed_by_server += 1
 
-    def _garbage(self, counts: AbuseCounts, rng: random.Random) -> None:
+    def _garbage(self, counts: AbuseCounts, rng: random.Random,
+                 sources: itertools.cycle[str]) -> None:
         def chunk() -> bytes:
             data = bytearray(rng.randbytes(CHUNK))
             for _ in range(64):
                 data[rng.randrange(CHUNK)] = 0x0A
             return bytes(data)
-        self._keep_writing(counts, chunk)
+        self._keep_writing(counts, sources, chunk)
 
-    def _bad_starts(self, counts: AbuseCounts, rng: random.Random) -> None:
+    def _bad_starts(self, counts: AbuseCounts, rng: random.Random,
+                    sources: itertools.cycle[str]) -> None:
         numbers = itertools.count()
 
         def chunk() -> bytes:
             return b"".join(
                 b"cmd=RecordStartRequest&id=flood-%d&device=00a859000000&codec=NOPE\n"
                 % next(numbers) for _ in range(100))
-        self._keep_writing(counts, chunk)
+        self._keep_writing(counts, sources, chunk)
 
-    def _endless(self, counts: AbuseCounts, rng: random.Random) -> None:
-        self._keep_writing(counts, lambda: b"x" * CHUNK,
+    def _endless(self, counts: AbuseCounts, rng: random.Random,
+                 sources: itertools.cycle[str]) -> None:
+        self._keep_writing(counts, sources, lambda: b"x" * CHUNK,
                            first=b"cmd=RecordStartRequest\n" + b"id=")
 
-    def _half_open(self, counts: AbuseCounts, rng: random.Random) -> None:
+    def _half_open(self, counts: AbuseCounts, rng: random.Random,
+                   sources: itertools.cycle[str]) -> None:
         held: list[socket.socket] = []
         try:
-            for source in self._sources():
+            for source in sources:
                 if self._done.wait(0.002):
                     return
+                held = _alive(held)
+                counts.held = len(held)
                 sock = self._connect(counts, source)
                 if sock is None:
                     continue
@@ -156,14 +170,15 @@ class Abuser:
                     counts.closed_by_server += 1
                     sock.close()
                     continue
+                sock.setblocking(False)  # (looked at without waiting)
                 held.append(sock)
-                counts.held = len(held)
         finally:
             for sock in held:
                 sock.close()
 
-    def _churn(self, counts: AbuseCounts, rng: random.Random) -> None:
-        for source in self._sources():
+    def _churn(self, counts: AbuseCounts, rng: random.Random,
+               sources: itertools.cycle[str]) -> None:
+        for source in sources:
             if self._done.is_set():
                 return
             sock = self._connect(counts, source)
@@ -174,6 +189,24 @@ class Abuser:
                 # Closed with a reset (linger 0), not a FIN.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
+
+
+def _alive(sockets: list[socket.socket]) -> list[socket.socket]:
+    """The sockets the server has not closed (a refused connection is
+    accepted by the kernel first, then reset); the others are closed."""
+    alive = []
+    for sock in sockets:
+        try:
+            gone = sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            gone = False
+        except OSError:
+            gone = True
+        if gone:
+            sock.close()
+        else:
+            alive.append(sock)
+    return alive
 
 
 def source_addresses(count: int) -> tuple[str, ...]:

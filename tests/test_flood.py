@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsvc.abuse import KINDS, Abuser
+from recsvc.config import Config
 from recsvc.metrics import Metrics
 from recsvc.phone import timed_call
 from recsvc.protocol.commands import decode_message
@@ -37,7 +38,8 @@ from recsvc.session import Limits
 from recsvc.simulator import finished_recordings, tone
 from recsvc.testing import FakePortPool, ManualRunner, memory_recorder
 from recsvc.wav import read_audio
-from tests.test_endtoend import LoopbackServiceMixin
+from tests.test_control import ControlTestsMixin
+from tests.test_endtoend import LoopbackServiceMixin, _reap
 from tests.test_metrics import samples
 
 def start(number: int) -> bytes:
@@ -45,8 +47,9 @@ def start(number: int) -> bytes:
     return b"cmd=RecordStartRequest&id=%d&device=00a859%06x&codec=PCMA\n" % (number, number)
 
 
-class DefenceTests(SynchronousTestCase):
-    """What one misbehaving connection can make the server do."""
+class DefenceTests(ControlTestsMixin, SynchronousTestCase):
+    """What one misbehaving connection can make the server do (the control
+    tests' connections, on a Clock and with metrics)."""
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -59,17 +62,8 @@ class DefenceTests(SynchronousTestCase):
         self.recorder.startService()
         self.factory = ControlFactory(self.recorder, 4096, idle_timeout=300, clock=self.clock)
 
-    def connect(self):
-        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40404))
-        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
-                                    peerAddress=IPv4Address("TCP", "127.0.0.1", 40404))
-        protocol.makeConnection(transport)
-        return protocol, transport
-
     def answers(self, transport: StringTransport) -> list[bytes]:
-        value = transport.value()
-        transport.clear()
-        return value.splitlines()
+        return self.sent(transport).splitlines()
 
     def test_many_messages_handled_a_few_a_turn(self) -> None:
         """
@@ -164,11 +158,72 @@ class DefenceTests(SynchronousTestCase):
         protocol, transport = self.connect()
         for number in range(3):
             for _ in range(MAX_BAD_MESSAGES - 1):
-                protocol.dataReceived(b"cmd=Nonsense\n")
+                protocol.dataReceived(b"\x00\xffnot a message\n")
             protocol.dataReceived(start(number))
         self.runner.run_pending()
         self.assertFalse(transport.disconnecting)
         self.assertEqual(len(self.recorder.registry), 3)
+
+    def test_unknown_commands_are_not_garbage(self) -> None:
+        """
+        A well-formed message of a command the server does not know (a
+        firmware's own, say) is answered if owed and logged, and never
+        closes the connection.
+        """
+        protocol, transport = self.connect()
+        for number in range(3 * MAX_BAD_MESSAGES):
+            protocol.dataReceived(b"cmd=KeepAliveRequest&id=%d\n" % number)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(self.answers(transport)[0],
+                         b"cmd=KeepAliveResponse&id=0&result=failed&reason=unknown command "
+                         b"KeepAliveRequest")
+
+    def test_garbage_never_closes_a_recording(self) -> None:
+        """
+        A connection that carries a recording is not closed for garbage
+        (closing it would stop the call): the garbage is only answered and
+        logged.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(start(1))
+        self.runner.run_pending()
+        for _ in range(3 * MAX_BAD_MESSAGES):
+            protocol.dataReceived(b"\x00\xffnot a message\n")
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.recorder.registry), 1)
+        self.assertEqual(closed(self.recorder.metrics), {})
+
+    def test_more_data_while_a_turn_waits(self) -> None:
+        """
+        Data that arrives while messages wait for their turn (as a TLS
+        transport delivers, even once reading has paused) waits too: no
+        turn handles more than MESSAGES_PER_TURN.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"".join(start(n) for n in range(MESSAGES_PER_TURN + 1)))
+        protocol.dataReceived(b"".join(start(n) for n in range(100, 105)))
+        self.runner.run_pending()
+        self.assertEqual(len(self.answers(transport)), MESSAGES_PER_TURN)
+        self.clock.advance(0)
+        self.runner.run_pending()
+        self.assertEqual(len(self.answers(transport)), 6)
+
+    def test_nothing_handled_while_the_peer_does_not_read(self) -> None:
+        """
+        While the peer does not read the replies, waiting messages are not
+        handled (each would add a reply); when it reads again, they are.
+        """
+        protocol, transport = self.connect()
+        protocol.pauseProducing()
+        protocol.dataReceived(start(1) + start(2))
+        self.clock.advance(0)
+        self.runner.run_pending()
+        self.assertEqual(self.answers(transport), [])
+        protocol.resumeProducing()
+        self.clock.advance(0)
+        self.runner.run_pending()
+        self.assertEqual(len(self.answers(transport)), 2)
+        self.assertEqual(transport.producerState, "producing")
 
     def test_endless_line_closes_the_connection(self) -> None:
         """A line longer than the limit closes the connection, counted."""
@@ -179,12 +234,16 @@ class DefenceTests(SynchronousTestCase):
         self.assertEqual(closed(self.recorder.metrics), {"message too long": 1.0})
 
     def test_closed_connection_handles_nothing_more(self) -> None:
-        """Messages still waiting when the connection is lost are dropped."""
+        """Messages still waiting when the connection is lost are dropped,
+        and their turn with them."""
         protocol, transport = self.connect()
         protocol.dataReceived(b"".join(start(n) for n in range(2 * MESSAGES_PER_TURN)))
         self.runner.run_pending()
         self.assertEqual(len(self.answers(transport)), MESSAGES_PER_TURN)
         protocol.connectionLost(None)
+        # No turn nor idle timer of the connection is left.
+        self.assertEqual([call for call in self.clock.getDelayedCalls()
+                          if getattr(call.func, "__self__", None) is protocol], [])
         self.clock.advance(0)
         self.runner.run_pending()
         self.assertEqual(self.answers(transport), [])
@@ -335,11 +394,19 @@ class FloodEndToEndTests(LoopbackServiceMixin, TestCase):
 
     @inlineCallbacks
     def test_good_phone_served_through_a_flood(self):
+        """
+        Each kind of abuse from an address of its own (127.0.0.2 to .6),
+        all at once: the phone's calls all succeed, byte-exact, while the
+        server closes the garbage and the endless lines, refuses the Starts
+        it cannot take, and lets the half-open client hold its
+        control.max_connections_per_ip connections and refuses it more.
+        """
         abuser = subprocess.Popen(
             [sys.executable, "-m", "recsvc.abuse", "--port", str(self.port), "--seconds", "60",
-             "--sources", "4", "--kinds", *KINDS],
+             "--sources", str(len(KINDS)), "--kinds", *KINDS],
             stdout=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: abuser.poll() is None and abuser.kill())
+        self.addCleanup(abuser.stdout.close)
+        self.addCleanup(_reap, abuser)
         first = yield deferToThread(abuser.stdout.readline)
         self.assertEqual(json.loads(first), {"abusing": list(KINDS)})
         audio = tone(0.5, noise=300)
@@ -351,7 +418,8 @@ class FloodEndToEndTests(LoopbackServiceMixin, TestCase):
         # during the abuse, not before it.
         yield self.wait_for(lambda: self.closed("bad messages") > 0
                             and self.closed("message too long") > 0
-                            and self.refused() > 0, seconds=20)
+                            and self.refused("too many connections from this address") > 0
+                            and self.starts_refused("unsupported codec") > 0, seconds=20)
         timings = yield deferToThread(calls)
         abuser.terminate()
         counts = json.loads((yield deferToThread(abuser.stdout.read)).splitlines()[-1])
@@ -361,18 +429,21 @@ class FloodEndToEndTests(LoopbackServiceMixin, TestCase):
         found = finished_recordings(self.root)
         for timing in timings:
             self.assertEqual(read_audio(found[timing.recording_id])[1], audio)
-        self.assertGreater(counts["garbage"]["closed_by_server"], 0)
-        self.assertGreater(counts["endless"]["closed_by_server"], 0)
-        self.assertGreater(counts["churn"]["connections"], 0)
-        self.assertGreater(counts["bad-starts"]["bytes_sent"], 0)
-        self.assertGreater(counts["half-open"]["held"], 0)
+        # Its own (refusals beyond them are counted above; the ones whose
+        # reset has not come back yet look alive to it).
+        self.assertGreaterEqual(counts["half-open"]["held"],
+                                Config().control.max_connections_per_ip)
 
     def closed(self, reason: str) -> float:
         return closed(self.recorder.metrics).get(reason, 0.0)
 
-    def refused(self) -> float:
-        return sum(value for (name, _), value in samples(self.recorder.metrics).items()
-                   if name == "recsvc_connections_refused_total")
+    def refused(self, reason: str) -> float:
+        return samples(self.recorder.metrics).get(
+            ("recsvc_connections_refused_total", (("reason", reason),)), 0.0)
+
+    def starts_refused(self, reason: str) -> float:
+        return samples(self.recorder.metrics).get(
+            ("recsvc_starts_refused_total", (("reason", reason),)), 0.0)
 
 
 def closed(metrics: Metrics) -> dict[str, float]:

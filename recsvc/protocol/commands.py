@@ -48,6 +48,10 @@ class MessageError(ValueError):
         self.recording_id = recording_id
 
 
+class UnknownCommand(MessageError):
+    """A well-formed message whose cmd is none the server knows."""
+
+
 @attrs.frozen
 class Message:
     """One decoded control message: its ``cmd`` and the other fields in order."""
@@ -165,7 +169,8 @@ def parse_command(message: Message) -> Command:
     recording_id = (message.get("id") or "").strip()
     parse = _PARSERS.get(message.cmd)
     if parse is None:
-        raise MessageError(f"unknown command {message.cmd[:40]}", message.cmd, recording_id or None)
+        raise UnknownCommand(f"unknown command {message.cmd[:40]}", message.cmd,
+                             recording_id or None)
     if not recording_id:
         raise MessageError("missing id", message.cmd, None)
     return parse(message, recording_id)

@@ -23,6 +23,7 @@ from recsvc.protocol.commands import (
     Message,
     MessageError,
     StartRequest,
+    UnknownCommand,
     StopRequest,
     StopResponse,
     decode_message,
@@ -40,8 +41,9 @@ from recsvc.session import RecordingSummary
 # reactor turn, and its socket is not read while some wait; a client that
 # sends thousands at once cannot hold up the other phones' turns.
 MESSAGES_PER_TURN = 8
-# A client that sends this many messages in a row that cannot be read is not
-# a phone: its connection is closed.
+# A client that sends this many messages in a row that cannot be read (an
+# unknown but well-formed command is not counted) is not a phone: its
+# connection is closed, unless it carries a recording.
 MAX_BAD_MESSAGES = 10
 
 
@@ -90,7 +92,6 @@ class ControlProtocol(Protocol, TimeoutMixin):
         self.transport.registerProducer(self, True)
         self.peer = self.transport.getPeer().host
         self._service.link_connected(self)
-        self.log.debug("Control connection from {peer}", peer=self.peer)
 
     def connectionLost(self, reason: Failure) -> None:
         self._connected = False
@@ -101,7 +102,6 @@ class ControlProtocol(Protocol, TimeoutMixin):
         release, self.release = self.release, None
         if release is not None:
             release()
-        self.log.debug("Control connection from {peer} closed", peer=self.peer)
         self._service.link_lost(self)
 
     def timeoutConnection(self) -> None:
@@ -129,6 +129,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
 
     def resumeProducing(self) -> None:
         self._replies_blocked = False
+        if self._waiting and self._next_turn is None and self._connected:
+            self._next_turn = self.callLater(0, self._turn)
         self._read_or_not()
 
     def stopProducing(self) -> None:
@@ -152,14 +154,19 @@ class ControlProtocol(Protocol, TimeoutMixin):
         except MessageTooLong as error:
             self._close("message too long", f"message too long ({error})")
             return
-        self._turn()
+        if self._next_turn is None and not self._replies_blocked:
+            # (Else they wait their turn: a TLS transport hands over what it
+            # has decrypted even once reading has paused.)
+            self._turn()
 
     def _turn(self) -> None:
         """Handles the next MESSAGES_PER_TURN waiting messages; the rest wait
-        for the reactor's next turn, and reading waits for them."""
+        for the reactor's next turn, and reading waits for them. While the
+        peer does not read the replies, nothing more is handled (its
+        resumeProducing brings the next turn)."""
         self._next_turn = None
         for _ in range(MESSAGES_PER_TURN):
-            if not (self._waiting and self._connected):
+            if not (self._waiting and self._connected) or self._replies_blocked:
                 break
             raw = self._waiting.popleft()
             try:
@@ -168,13 +175,18 @@ class ControlProtocol(Protocol, TimeoutMixin):
                 # A bug must not cost the connection, nor the recordings on it.
                 self.log.failure("Control message from {peer} not handled: {message!r}",
                                  peer=self.peer, message=raw[:200])
-        if self._waiting and self._connected:
+        if self._waiting and self._connected and not self._replies_blocked:
             self._next_turn = self.callLater(0, self._turn)
         self._read_or_not()
 
     def _dispatch(self, raw: bytes) -> None:
         try:
             command = parse_command(decode_message(raw))
+        except UnknownCommand as error:
+            # Well-formed, and perhaps a firmware's own: answered (if it is
+            # owed an answer) and logged, but no sign of garbage.
+            self._bad_message(raw, error, garbage=False)
+            return
         except MessageError as error:
             self._bad_message(raw, error)
             return
@@ -198,8 +210,9 @@ class ControlProtocol(Protocol, TimeoutMixin):
                 recordingId=command.recording_id,
             )
 
-    def _bad_message(self, raw: bytes, error: MessageError) -> None:
-        self._bad_in_a_row += 1
+    def _bad_message(self, raw: bytes, error: MessageError, garbage: bool = True) -> None:
+        if garbage:
+            self._bad_in_a_row += 1
         count = self._noticed("bad message")
         if count is not None:
             self.log.warn(
@@ -213,7 +226,9 @@ class ControlProtocol(Protocol, TimeoutMixin):
             if error.cmd == START_REQUEST:
                 self._service.bad_start_request()
             self._send_message(reply)
-        if self._bad_in_a_row >= MAX_BAD_MESSAGES:
+        # Not while it carries a recording: closing would stop the call.
+        if (self._bad_in_a_row >= MAX_BAD_MESSAGES
+                and not self._service.carries_recordings(self)):
             self._close("bad messages", f"{self._bad_in_a_row} bad messages in a row")
 
     def _noticed(self, what: str) -> int | None:
@@ -236,8 +251,12 @@ class ControlProtocol(Protocol, TimeoutMixin):
 
     def disconnect(self) -> None:
         if self._connected:
-            # (Under TLS, a registered producer would hold the close back.)
+            # Under TLS a registered producer would hold the close back, and
+            # the peer's close_notify must be read.
             self.transport.unregisterProducer()
+            if not self._reading:
+                self._reading = True
+                self.transport.resumeProducing()
             self.transport.loseConnection()
 
     def _send(self, command: Command) -> None:
