@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from typing import Any
 
 from capacity import BIN, DOCS, PYTHON, Lines, commit, memory_kb, pinned, wait_listening
@@ -32,6 +31,7 @@ from capacity import BIN, DOCS, PYTHON, Lines, commit, memory_kb, pinned, wait_l
 from recsvc.abuse import KINDS
 from recsvc.phone import timed_call
 from recsvc.simulator import finished_recordings, percentile, tone
+from recsvc.status import fetch_status
 from recsvc.wav import read_audio
 
 CONTROL_PORT, HTTP_PORT = 10910, 10911
@@ -39,20 +39,26 @@ TARGET_MS = 100.0
 MARK_BEGIN, MARK_END = "<!-- flood:begin -->", "<!-- flood:end -->"
 # Counters that show what the server did with the abuse.
 SHOWN_METRICS = (
-    "recsvc_connections_refused_total", "recsvc_connections_closed_total",
-    "recsvc_starts_refused_total", "recsvc_control_connections",
+    "recsvc_connections_refused", "recsvc_connections_closed", "recsvc_starts_refused",
 )
 
 
 def metrics() -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{HTTP_PORT}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    figures: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(SHOWN_METRICS):
-            name, value = line.rsplit(" ", 1)
-            figures[name] = float(value)
+    """The counters of SHOWN_METRICS, by name{labels}, and the kernel's
+    count of connections dropped for a full accept queue (all listeners)."""
+    status = fetch_status(f"http://127.0.0.1:{HTTP_PORT}")
+    figures = {
+        name + "".join(f'{{{k}="{v}"}}' for k, v in labels): value
+        for name in SHOWN_METRICS for labels, value in status.figures.get(name, {}).items()
+    }
+    figures["kernel: accept queue overflows"] = float(listen_overflows())
     return figures
+
+
+def listen_overflows() -> int:
+    with open("/proc/net/netstat") as handle:
+        rows = [line.split() for line in handle if line.startswith("TcpExt:")]
+    return int(dict(zip(rows[0][1:], rows[1][1:]))["ListenOverflows"])
 
 
 def phase(name: str, kinds: list[str], calls: int, work: str, audio: bytes,

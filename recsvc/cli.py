@@ -254,11 +254,10 @@ def _status(args: argparse.Namespace) -> int:
     HTTP API: http.listen from the config (or --url), with the config's
     http.auth token, or --user and a password."""
     from recsvc.status import StatusError, api_url, basic_authorization, fetch_status, format_status
-    from recsvc.tap import _global_reactor
 
     config = _config(args)
     try:
-        url = args.url or api_url(config, _global_reactor())
+        url = args.url or api_url(config)
         if args.user is not None:
             authorization: str | None = basic_authorization(args.user, _read_password(False))
         elif config.http.auth.token is not None:

@@ -5,6 +5,7 @@ the counters. Blocking (urllib): a command, not the service."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import ssl
@@ -16,6 +17,7 @@ import attrs
 from prometheus_client.parser import text_string_to_metric_families
 
 from recsvc.config import Config
+from recsvc.endpoints import tcp_address
 
 # The figures a status shows, from /metrics, in this order.
 GAUGES = (
@@ -66,28 +68,25 @@ class Status:
         }
 
 
-def api_url(config: Config, reactor: Any) -> str:
+def api_url(config: Config) -> str:
     """The URL of the service's HTTP side as this machine reaches it, from
-    http.listen. Raises StatusError when it is off or not TCP."""
-    from twisted.internet.endpoints import SSL4ServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
-
-    from recsvc.tap import http_endpoint_for
-
-    endpoint = http_endpoint_for(config, reactor)
-    if endpoint is None:
+    http.listen (read, not loaded: an ssl: key need not be readable). Raises
+    StatusError when it is off or not TCP."""
+    if config.http.listen == "off":
         raise StatusError("the HTTP API is off (http.listen: off): status asks it; "
                           "turn it on, or give --url")
-    if not isinstance(endpoint, (TCP4ServerEndpoint, TCP6ServerEndpoint, SSL4ServerEndpoint)):
+    address = tcp_address(config.http.listen)
+    if address is None:
         raise StatusError(f"http.listen {config.http.listen!r} is not a TCP address: give --url")
-    scheme = "https" if isinstance(endpoint, SSL4ServerEndpoint) else "http"
-    host = endpoint._interface  # (twisted keeps it there; "" is every interface)
+    kind, host, port = address
+    scheme = "https" if kind == "ssl" else "http"
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
     elif host == "::":
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"{scheme}://{host}:{endpoint._port}"
+    return f"{scheme}://{host}:{port}"
 
 
 def basic_authorization(user: str, password: str) -> str:
@@ -99,9 +98,12 @@ def fetch_status(url: str, authorization: str | None = None, timeout: float = 10
                  insecure: bool = False) -> Status:
     """The recordings in progress and the counters of the service at
     ``url``. Raises StatusError."""
-    active = json.loads(_get(url, "/api/active", authorization, timeout, insecure))["active"]
-    text = _get(url, "/metrics", authorization, timeout, insecure).decode("utf-8")
-    return Status(url, active, parse_metrics(text))
+    try:
+        active = json.loads(_get(url, "/api/active", authorization, timeout, insecure))["active"]
+        figures = parse_metrics(_get(url, "/metrics", authorization, timeout, insecure).decode())
+    except (ValueError, KeyError, TypeError) as error:  # JSON, UTF-8, the metrics' text
+        raise StatusError(f"{url}: not an answer from recsvc ({error})") from None
+    return Status(url, active, figures)
 
 
 def parse_metrics(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -121,25 +123,31 @@ def _get(url: str, path: str, authorization: str | None, timeout: float,
          insecure: bool) -> bytes:
     request = urllib.request.Request(url.rstrip("/") + path)
     if authorization is not None:
-        request.add_header("Authorization", authorization)
-    context = None
+        # (Not carried over a redirect to somewhere else.)
+        request.add_unredirected_header("Authorization", authorization)
+    context = ssl.create_default_context()
     if insecure:
-        context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    # No proxy: the service is asked directly, credentials and all.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
+        with opener.open(request, timeout=timeout) as answer:
             return answer.read()
     except urllib.error.HTTPError as error:
         if error.code == 401:
             raise StatusError(f"{url}{path}: 401, http.auth is on: give --user (the password "
                               "is asked), or the config with the token") from None
         raise StatusError(f"{url}{path}: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise StatusError(f"recsvc is not running or not reachable at {url}: {reason}") from None
-    except ValueError as error:
-        raise StatusError(f"{url}{path}: not an answer from recsvc: {error}") from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ssl.SSLCertVerificationError):
+            raise StatusError(f"{url}: the certificate is not trusted ({error.reason.verify_message})"
+                              ": --insecure accepts it") from None
+        raise StatusError(f"recsvc is not running or not reachable at {url}: "
+                          f"{error.reason}") from None
+    except (OSError, http.client.HTTPException) as error:
+        raise StatusError(f"{url}{path}: not an answer from recsvc ({error!r})") from None
 
 
 def format_status(status: Status) -> str:

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from recsvc import descriptors
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
+from recsvc.endpoints import with_backlog
 from recsvc.pipeline import MediaPolicy
 from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem
@@ -89,7 +90,7 @@ def http_endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint | N
 
 def _server_endpoint(description: str, key: str, reactor: Any) -> IStreamServerEndpoint:
     try:
-        return serverFromString(reactor, description)
+        return serverFromString(reactor, with_backlog(description))
     except (ValueError, KeyError, TypeError, ImportError, OSError) as error:
         # ImportError: ssl: without pyOpenSSL; OSError: a key or cert file missing.
         raise ConfigError(key, f"not a valid endpoint: {error}") from None
@@ -386,20 +387,23 @@ def makeService(
 
 
 class ReloadOnHangup(Service):
-    """While running, SIGHUP calls ``reload`` in the reactor thread (queued
-    until the reactor runs); the handler before it is put back at stop."""
+    """From the tree's start, SIGHUP calls ``reload`` in the reactor thread
+    (queued until the reactor runs). The handler stays through the
+    shutdown, while the recordings are finished (SIGHUP's default would end
+    the process then), and the one before it is put back once the reactor
+    has shut down."""
 
     def __init__(self, reload: Callable[[], object], reactor: Any) -> None:
         self.reload, self.reactor = reload, reactor
-        self._previous: Any = None
+        self._installed = False
 
     def startService(self) -> None:
         Service.startService(self)
-        self._previous = signal.signal(signal.SIGHUP, self._hangup)
-
-    def stopService(self) -> None:
-        Service.stopService(self)
-        signal.signal(signal.SIGHUP, self._previous)
+        if not self._installed:
+            self._installed = True
+            previous = signal.signal(signal.SIGHUP, self._hangup)
+            self.reactor.addSystemEventTrigger("after", "shutdown", signal.signal,
+                                               signal.SIGHUP, previous)
 
     def _hangup(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.reload)

@@ -10,14 +10,12 @@ import sys
 
 import yaml
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.ssl import KeyPair
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from recsvc.config import parse_config
 from recsvc.phone import rtp_packets, send_rtp
 from recsvc.status import Status, StatusError, api_url, format_status, parse_metrics
-from recsvc.tap import _global_reactor
 from tests.test_endtoend import LoopbackServiceMixin, audio
 
 METRICS = """\
@@ -41,7 +39,7 @@ recsvc_recording_duration_seconds_sum 50.0
 
 
 def url_of(http: dict) -> str:
-    return api_url(parse_config({"http": http}), _global_reactor())
+    return api_url(parse_config({"http": http}))
 
 
 class UrlTests(SynchronousTestCase):
@@ -56,12 +54,12 @@ class UrlTests(SynchronousTestCase):
         self.assertEqual(url_of({"listen": r"tcp6:9090:interface=\:\:"}), "http://[::1]:9090")
 
     def test_ssl_is_https(self) -> None:
-        key = KeyPair.generate(size=2048)
-        certificate = key.selfSignedCert(1, commonName="recsvc.test")
-        path = self.mktemp()
-        with open(path, "wb") as handle:
-            handle.write(certificate.dumpPEM())  # (the certificate and its key)
-        self.assertEqual(url_of({"listen": f"ssl:8443:privateKey={path}:interface=127.0.0.1"}),
+        """An ssl: listener is asked over https; its key is not read (the
+        user asking need not be able to)."""
+        self.assertEqual(url_of({"listen": "ssl:8443:privateKey=/nonexistent/key.pem"
+                                           ":interface=127.0.0.1"}),
+                         "https://127.0.0.1:8443")
+        self.assertEqual(url_of({"listen": "ssl:port=8443:privateKey=k.pem"}),
                          "https://127.0.0.1:8443")
 
     def test_off_or_not_tcp(self) -> None:
@@ -134,7 +132,7 @@ class StatusEndToEndTests(LoopbackServiceMixin, TestCase):
         yield deferToThread(phone.connect)
         started = yield deferToThread(phone.start, "in-progress-1")
         yield deferToThread(send_rtp, rtp_packets(audio(1, seed=3)), started.server, started.port)
-        yield self.wait_for(lambda: next(iter(self.recorder.registry)).progress().received == 50)
+        yield self.wait_for(lambda: next(iter(self.recorder.registry)).progress().received >= 50)
         shown = yield deferToThread(self.status, "--json")
         self.assertEqual(shown.returncode, 0, shown.stderr)
         status = json.loads(shown.stdout)

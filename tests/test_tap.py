@@ -493,7 +493,9 @@ class MakeServiceTests(SynchronousTestCase):
         Launched with a config file, the tree handles SIGHUP from its start
         (twistd starts it before the reactor runs, and SIGHUP's default
         would end the process): the access lists are read again in the
-        reactor thread. At stop, the handler before it is back.
+        reactor thread. The handler stays while the tree stops (the
+        recordings being finished); the one before it is back once the
+        reactor has shut down.
         """
         root = os.path.abspath(self.mktemp())
         path = _writeConfig(self, _goodConfigText(root))
@@ -505,11 +507,15 @@ class MakeServiceTests(SynchronousTestCase):
                 queued.append(functools.partial(function, *args))
 
         queued: list[Any] = []
-        service = makeService(options, reactor=Reactor())
+        reactor = Reactor()
+        service = makeService(options, reactor=reactor)
         recorder = service.getServiceNamed("recorder")
         before = signal.getsignal(signal.SIGHUP)
         service.startService()
+        installed = signal.getsignal(signal.SIGHUP)
         try:
+            # (Checked before the signal: the default would end the tests.)
+            self.assertNotEqual(installed, before)
             with open(path, "a", encoding="utf-8") as handle:
                 handle.write("devices:\n  allow: [00a859000001]\n")
             os.kill(os.getpid(), signal.SIGHUP)
@@ -519,6 +525,9 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertFalse(recorder.access.allows_device("00a859000002"))
         finally:
             service.stopService()
+            self.assertEqual(signal.getsignal(signal.SIGHUP), installed)
+            for call, args, kwargs in reactor.triggers["after"]["shutdown"]:
+                call(*args, **kwargs)
         self.assertEqual(signal.getsignal(signal.SIGHUP), before)
 
     def test_stoppedBeforeTheReactorRuns(self) -> None:
