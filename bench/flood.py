@@ -104,7 +104,7 @@ def phase(name: str, kinds: list[str], calls: int, work: str, audio: bytes,
     }
 
 
-def run(calls: int) -> dict[str, Any]:
+def run(calls: int, only: list[str]) -> dict[str, Any]:
     work = tempfile.mkdtemp(prefix="recsvc-flood-")
     server = None
     try:
@@ -125,6 +125,8 @@ def run(calls: int) -> dict[str, Any]:
         phases = [("quiet", [])] + [(kind, [kind]) for kind in KINDS] + [("all", list(KINDS))]
         results = []
         for name, kinds in phases:
+            if only and name not in only:
+                continue
             before = metrics()
             result = phase(name, kinds, calls, work, audio, server.pid)
             after = metrics()
@@ -184,9 +186,13 @@ def write_docs(results: dict[str, Any], command: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200, help="calls per phase")
+    parser.add_argument("--phases", nargs="+", metavar="PHASE",
+                        help="only these (quiet, a kind of abuse, all); not with --write-docs")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
-    results = run(args.calls)
+    if args.phases and args.write_docs:
+        parser.error("--phases measures a part: the docs show every phase")
+    results = run(args.calls, args.phases or [])
     print(table(results))
     if args.write_docs:
         write_docs(results, "python bench/flood.py " + " ".join(sys.argv[1:]))

@@ -123,6 +123,28 @@ _log = Logger()
 WEBHOOK_GRACE = 5.0
 
 
+# Connections a listener accepts in one turn of the reactor. Twisted's port
+# takes 20 more each turn while connections keep waiting, without bound:
+# under a flood of connections one turn took tens of milliseconds, and the
+# phones' messages waited for it. Accepting stays as fast (turns are short
+# and follow one another), and other sockets get their turn in between.
+ACCEPTS_PER_TURN = 64
+
+
+def accept_at_most(port: Any, count: int) -> None:
+    """Caps the connections a Twisted TCP port accepts a turn (its
+    ``numberAccepts``, which it grows itself); other ports are left alone."""
+    if not hasattr(port, "numberAccepts"):
+        return
+    read = port.doRead
+
+    def capped_read() -> Any:
+        port.numberAccepts = min(port.numberAccepts, count)
+        return read()
+
+    port.doRead = capped_read
+
+
 class Listener(Service):
     """Listens on an endpoint; fails start-up if it cannot."""
 
@@ -155,6 +177,7 @@ class Listener(Service):
             )
         else:
             self._port = outcome
+            accept_at_most(outcome, ACCEPTS_PER_TURN)
             address = outcome.getHost()
             self.log.info("Listening for {purpose} on {host}:{port}", purpose=self.purpose,
                           host=address.host, port=address.port)

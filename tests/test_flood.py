@@ -11,7 +11,7 @@ import sys
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import inlineCallbacks
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
@@ -329,7 +329,7 @@ class TlsShutdownTests(SynchronousTestCase):
                 self.lost = True
 
         phone = Phone()
-        client_factory = TLSMemoryBIOFactory(client_options, True, _OneProtocol(phone),
+        client_factory = TLSMemoryBIOFactory(client_options, True, Factory.forProtocol(lambda: phone),
                                              clock=clock)
         server = server_factory.buildProtocol(None)
         client = client_factory.buildProtocol(None)
@@ -356,22 +356,6 @@ class TlsShutdownTests(SynchronousTestCase):
         self.successResultOf(stopped)
         flush()
         self.assertTrue(phone.lost)
-
-
-class _OneProtocol:
-    """A factory-like that hands out one given protocol."""
-
-    def __init__(self, protocol: Protocol) -> None:
-        self.protocol = protocol
-
-    def buildProtocol(self, addr) -> Protocol:
-        return self.protocol
-
-    def doStart(self) -> None:
-        pass
-
-    def doStop(self) -> None:
-        pass
 
 
 class AbuserTests(SynchronousTestCase):

@@ -29,7 +29,7 @@ from recsvc.service import RecorderService
 from twisted.logger import LogLevel, capturedLogs
 
 from recsvc.admission import ConnectionLimits
-from recsvc.tap import WEBHOOK_GRACE, Listener, Options, check_config, makeService
+from recsvc.tap import ACCEPTS_PER_TURN, WEBHOOK_GRACE, Listener, Options, check_config, makeService
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
@@ -230,8 +230,39 @@ class FakeEndpoint:
         return self.result
 
 
+class AcceptingPort(FakePort):
+    """A TCP port's accepting: numberAccepts, grown by 20 while saturated."""
+
+    numberAccepts = 100
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries: list[int] = []
+
+    def doRead(self) -> None:
+        self.tries.append(self.numberAccepts)
+        self.numberAccepts += 20  # (always saturated)
+
+
 class ControlListenerTests(SynchronousTestCase):
     """Listener listens on start, fails start-up if it cannot, stops the port on stop."""
+
+    def test_acceptsAtMostAFewATurn(self) -> None:
+        """
+        Under a flood of connections a TCP port would accept more each turn
+        without bound (and hold up every other socket); the listener caps
+        it at ACCEPTS_PER_TURN. Ports that do not accept that way are left
+        as they are.
+        """
+        port = AcceptingPort()
+        listener = Listener(FakeEndpoint(succeed(port)), Factory())
+        listener.startService()
+        for _ in range(5):
+            port.doRead()
+        self.assertEqual(port.tries, [ACCEPTS_PER_TURN] * 5)
+        plain = FakePort()
+        Listener(FakeEndpoint(succeed(plain)), Factory()).startService()
+        self.assertFalse(hasattr(plain, "doRead"))
 
     def test_listensOnStart(self) -> None:
         """On a MemoryReactor the listener listens with its factory and whenListening has the port."""
