@@ -166,7 +166,8 @@ def write_docs(results: dict[str, Any], command: str) -> None:
                + "\n".join(f"- {r['phase']}: " + (", ".join(
                    f"`{k}` +{v:g}" for k, v in sorted(r["server"].items())) or "nothing")
                    for r in results["phases"])
-               + f"\n\nServer log after all phases: {results['server_log_lines']} lines.\n"
+               + f"\n\nServer log after all phases: {results['server_log_lines']} lines, for "
+               f"{sum(r['calls'] for r in results['phases']):,} calls recorded.\n"
                + MARK_END)
     path = os.path.join(DOCS, "benchmarks.md")
     with open(path, encoding="utf-8") as handle:
