@@ -32,7 +32,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import attrs
 
@@ -104,17 +104,24 @@ class Abuser:
             return itertools.cycle(self.sources[number::len(self.kinds)])
         return itertools.cycle([self.sources[number % len(self.sources)]])
 
-    def _keep_writing(self, counts: AbuseCounts, sources: itertools.cycle[str],
-                      next_chunk: Callable[[], bytes], first: bytes = b"") -> None:
-        """One connection after another, each written to until the server
-        closes it."""
+    def _connections(self, counts: AbuseCounts, sources: itertools.cycle[str],
+                     pause: float) -> Iterator[socket.socket]:
+        """New connections, one address after another, until stopped
+        (``pause`` seconds after a refused one)."""
         for source in sources:
             if self._done.is_set():
                 return
             sock = self._connect(counts, source)
             if sock is None:
-                time.sleep(0.01)
+                time.sleep(pause)
                 continue
+            yield sock
+
+    def _keep_writing(self, counts: AbuseCounts, sources: itertools.cycle[str],
+                      next_chunk: Callable[[], bytes], first: bytes = b"") -> None:
+        """One connection after another, each written to until the server
+        closes it."""
+        for sock in self._connections(counts, sources, 0.01):
             with sock:
                 try:
                     sock.sendall(first)
@@ -178,13 +185,7 @@ class Abuser:
 
     def _churn(self, counts: AbuseCounts, rng: random.Random,
                sources: itertools.cycle[str]) -> None:
-        for source in sources:
-            if self._done.is_set():
-                return
-            sock = self._connect(counts, source)
-            if sock is None:
-                time.sleep(0.001)
-                continue
+        for sock in self._connections(counts, sources, 0.001):
             if rng.random() < 0.5:
                 # Closed with a reset (linger 0), not a FIN.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
