@@ -62,7 +62,14 @@ class AccessPolicy:
         if not self.networks:
             return True
         address = _address(host)
-        return address is not None and any(address in network for network in self.networks)
+        if address is None:
+            return False
+        # An IPv4 phone on a dual-stack socket is ::ffff:a.b.c.d: its IPv4
+        # networks allow it, and so do IPv6 ones holding that form (::/0).
+        forms = [address]
+        if address.version == 4 and ":" in host:
+            forms.append(ipaddress.ip_address(host.split("%", 1)[0]))
+        return any(form in network for form in forms for network in self.networks)
 
     def allows_device(self, device: str) -> bool:
         return not self.devices or device_key(device) in self.devices

@@ -42,6 +42,9 @@ def unavailable() -> str | None:
     return None
 
 
+PORT_ATTEMPTS = 3
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -55,15 +58,15 @@ class Browser:
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="recsvc-chromium-")
         self.log_path = os.path.join(self.profile, "chromedriver.log")
-        port = _free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        self.driver = subprocess.Popen(
-            [CHROMEDRIVER, f"--port={port}", "--allowed-ips=127.0.0.1",
-             f"--log-path={self.log_path}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.session: str | None = None
+        self.driver: subprocess.Popen | None = None
         try:
-            self._wait_ready()
+            # The free port may be taken before chromedriver binds it (other
+            # tests open many connections): then it exits, and another is tried.
+            for attempt in range(PORT_ATTEMPTS):
+                self._start_driver()
+                if self._wait_ready(last=attempt == PORT_ATTEMPTS - 1):
+                    break
             value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
                 "goog:chromeOptions": {
@@ -77,14 +80,26 @@ class Browser:
             self.close()
             raise
 
-    def _wait_ready(self) -> None:
+    def _start_driver(self) -> None:
+        port = _free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.driver = subprocess.Popen(
+            [CHROMEDRIVER, f"--port={port}", "--allowed-ips=127.0.0.1",
+             f"--log-path={self.log_path}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _wait_ready(self, last: bool) -> bool:
+        """True once chromedriver answers; False if it exited (and this is
+        not the ``last`` attempt). Raises WebDriverError."""
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 if self._call("GET", "/status").get("ready"):
-                    return
+                    return True
             except (OSError, WebDriverError):
                 pass
+            if self.driver.poll() is not None and not last:
+                return False
             if time.monotonic() > deadline or self.driver.poll() is not None:
                 raise WebDriverError("chromedriver did not start")
             time.sleep(0.05)
@@ -138,10 +153,11 @@ class Browser:
             pass
         finally:
             self.session = None
-            self.driver.terminate()
-            try:
-                self.driver.wait(10)
-            except subprocess.TimeoutExpired:
-                self.driver.kill()
-                self.driver.wait()
+            if self.driver is not None:
+                self.driver.terminate()
+                try:
+                    self.driver.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.driver.kill()
+                    self.driver.wait()
             shutil.rmtree(self.profile, ignore_errors=True)

@@ -139,6 +139,15 @@ class PolicyTests(SynchronousTestCase):
         self.assertTrue(policy.allows_peer("10.0.0.1"))
         self.assertTrue(policy.allows_peer("::ffff:10.0.0.1"))
 
+    def test_ipv6_networks_hold_mapped_peers(self) -> None:
+        """An IPv4 phone seen on a dual-stack socket (::ffff:a.b.c.d) is in
+        the IPv6 networks that hold that form too, such as ::/0 (the
+        property below found it was not)."""
+        policy = policy_of(["::/0"], [])
+        self.assertTrue(policy.allows_peer("::ffff:192.0.2.7"))
+        self.assertTrue(policy.allows_peer("2001:db8::1"))
+        self.assertFalse(policy.allows_peer("192.0.2.7"))
+
     def test_bad_networks(self) -> None:
         for text in ("10.0.0.0/33", "ten", ""):
             self.assertRaises(ValueError, parse_network, text)
