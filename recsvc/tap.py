@@ -425,8 +425,10 @@ class ReloadOnHangup(Service):
         if not self._installed:
             self._installed = True
             previous = signal.signal(signal.SIGHUP, self._hangup)
-            self.reactor.addSystemEventTrigger("after", "shutdown", signal.signal,
-                                               signal.SIGHUP, previous)
+            # (None: a handler not set from Python, which cannot be put back.)
+            self.reactor.addSystemEventTrigger(
+                "after", "shutdown", signal.signal, signal.SIGHUP,
+                signal.SIG_DFL if previous is None else previous)
 
     def _hangup(self, signum: int, frame: Any) -> None:
         self.reactor.callFromThread(self.reload)
