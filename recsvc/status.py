@@ -146,6 +146,8 @@ def _get(url: str, path: str, authorization: str | None, timeout: float,
                               ": --insecure accepts it") from None
         raise StatusError(f"recsvc is not running or not reachable at {url}: "
                           f"{error.reason}") from None
+    except (TimeoutError, ConnectionError) as error:  # while the answer was read
+        raise StatusError(f"{url}{path}: the answer did not come whole ({error!r})") from None
     except (OSError, http.client.HTTPException) as error:
         raise StatusError(f"{url}{path}: not an answer from recsvc ({error!r})") from None
 

@@ -91,8 +91,9 @@ def http_endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint | N
 def _server_endpoint(description: str, key: str, reactor: Any) -> IStreamServerEndpoint:
     try:
         return serverFromString(reactor, with_backlog(description))
-    except (ValueError, KeyError, TypeError, ImportError, OSError) as error:
-        # ImportError: ssl: without pyOpenSSL; OSError: a key or cert file missing.
+    except (ValueError, KeyError, TypeError, ImportError, OSError, RuntimeError) as error:
+        # ImportError: ssl: without pyOpenSSL; OSError: a key or cert file
+        # missing; RuntimeError: a lone backslash at the end.
         raise ConfigError(key, f"not a valid endpoint: {error}") from None
 
 

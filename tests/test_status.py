@@ -118,12 +118,13 @@ class StatusEndToEndTests(LoopbackServiceMixin, TestCase):
         http = yield self.tree.getServiceNamed("http").whenListening()
         self.url = f"http://127.0.0.1:{http.getHost().port}"
 
-    def status(self, *arguments: str, config: dict | None = None) -> subprocess.CompletedProcess:
+    def status(self, *arguments: str, config: dict | None = None,
+               url: str | None = None) -> subprocess.CompletedProcess:
         path = self.mktemp()
         with open(path, "w", encoding="utf-8") as handle:
             yaml.safe_dump(self.config if config is None else config, handle)
         return subprocess.run(
-            [sys.executable, "-m", "recsvc.cli", "-c", path, "status", "--url", self.url,
+            [sys.executable, "-m", "recsvc.cli", "-c", path, "status", "--url", url or self.url,
              *arguments], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
     @inlineCallbacks
@@ -151,6 +152,16 @@ class StatusEndToEndTests(LoopbackServiceMixin, TestCase):
         shown = yield deferToThread(self.status, config=config)
         self.assertEqual(shown.returncode, 1)
         self.assertIn("401, http.auth is on", shown.stderr)
+
+    @inlineCallbacks
+    def test_not_recsvc_http(self):
+        """Asking something that is not recsvc's HTTP side (its control
+        port): said so, exit status 1, no traceback."""
+        shown = yield deferToThread(self.status, "--timeout", "1",
+                                    url=f"http://127.0.0.1:{self.port}")
+        self.assertEqual(shown.returncode, 1)
+        self.assertIn(f"recsvc status: http://127.0.0.1:{self.port}/api/active: ", shown.stderr)
+        self.assertNotIn("Traceback", shown.stderr)
 
     @inlineCallbacks
     def test_not_running(self):
