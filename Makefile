@@ -51,7 +51,7 @@ bench: venv test-tools $(VENV)/.bench-installed
 	$(BIN)/python bench/capacity.py --calls 100 250 500 1000 2000 --until-loss 1000 --duration 30
 
 # On demand: a good phone's Start and Stop latency while another process
-# abuses the control port (about 3 minutes; rewrites its section of
+# abuses the control port (about 5 minutes; rewrites its section of
 # docs/benchmarks.md and the "flood" entry of docs/benchmarks.json).
 bench-flood: venv
 	cd bench && ../$(BIN)/python flood.py --calls 200 --write-docs
