@@ -94,11 +94,16 @@ def phase(name: str, kinds: list[str], calls: int, work: str, audio: bytes,
         return {"p50": round(percentile(values, 0.5), 1), "p99": round(percentile(values, 0.99), 1),
                 "max": round(max(values), 1)}
     worst = [t.connect_ms + t.start_ms for t in timings] + [t.stop_ms for t in timings]
+    slowest = max(range(len(timings)), key=lambda n: max(
+        timings[n].connect_ms + timings[n].start_ms, timings[n].stop_ms))
     return {
         "phase": name, "kinds": kinds, "calls": calls, "failed": failed, "byte_exact": exact,
         "connect_start_ms": figures([t.connect_ms + t.start_ms for t in timings]),
         "stop_ms": figures([t.stop_ms for t in timings]),
         "within_target": max(worst) <= TARGET_MS,
+        "slowest_call": {"number": slowest, **{
+            key: round(getattr(timings[slowest], key), 1)
+            for key in ("connect_ms", "start_ms", "stop_ms")}},
         "server_rss_mb": round(rss_mb, 1),
         "abuse": counts,
     }

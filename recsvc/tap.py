@@ -11,6 +11,7 @@ import gc
 import ipaddress
 import os
 import signal
+import socket
 import time
 from typing import Any, Callable, Mapping
 
@@ -146,6 +147,26 @@ def accept_at_most(port: Any, count: int) -> None:
     port.doRead = capped_read
 
 
+# A connection is handed to the listener once its first data has come (or,
+# idle, after about this many seconds): a phone sends its Start at once,
+# while connections that never send (a connect/drop flood, a scanner) are
+# never accepted and never fill the accept queue, where they would hold up
+# the phones' connections or have them dropped.
+DEFER_ACCEPT_S = 5
+
+
+def accept_with_data(port: Any, seconds: int) -> None:
+    """TCP_DEFER_ACCEPT on a TCP port's socket, where the system has it."""
+    option = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    listening = getattr(port, "socket", None)
+    if option is None or listening is None:
+        return
+    try:
+        listening.setsockopt(socket.IPPROTO_TCP, option, seconds)
+    except OSError as error:  # (not a TCP socket)
+        _log.info("Connections are accepted before their data: {reason}", reason=str(error))
+
+
 class Listener(Service):
     """Listens on an endpoint; fails start-up if it cannot."""
 
@@ -179,6 +200,7 @@ class Listener(Service):
         else:
             self._port = outcome
             accept_at_most(outcome, ACCEPTS_PER_TURN)
+            accept_with_data(outcome, DEFER_ACCEPT_S)
             address = outcome.getHost()
             self.log.info("Listening for {purpose} on {host}:{port}", purpose=self.purpose,
                           host=address.host, port=address.port)

@@ -6,20 +6,23 @@ Its speed is measured by bench/flood.py, not here."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
 from twisted.internet.address import IPv4Address
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions, KeyPair, PrivateCertificate
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.test import iosim
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -363,6 +366,28 @@ class AbuserTests(SynchronousTestCase):
         """An unknown kind of abuse is named, not ignored."""
         error = self.assertRaises(ValueError, Abuser, "127.0.0.1", 1, ("garbage", "nice"))
         self.assertIn("nice", str(error))
+
+
+class SilentConnectionEndToEndTests(LoopbackServiceMixin, TestCase):
+    """Connections are handed over once data has come (TCP_DEFER_ACCEPT)."""
+
+    @inlineCallbacks
+    def test_not_accepted_until_it_sends(self):
+        """
+        A connection that has sent nothing is not accepted (a connect/drop
+        flood never reaches the accept queue); once it sends its Start, it
+        is accepted and answered at once.
+        """
+        if not hasattr(socket, "TCP_DEFER_ACCEPT"):
+            raise SkipTest("no TCP_DEFER_ACCEPT on this system")
+        client = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.addCleanup(client.close)
+        yield deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(self.recorder.connection_count, 0)
+        client.sendall(start(1))
+        answer = yield deferToThread(client.recv, 1024)
+        self.assertIn(b"result=success", answer)
+        self.assertEqual(self.recorder.connection_count, 1)
 
 
 class FloodEndToEndTests(LoopbackServiceMixin, TestCase):
