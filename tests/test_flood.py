@@ -45,16 +45,20 @@ from tests.test_control import ControlTestsMixin
 from tests.test_endtoend import LoopbackServiceMixin, _reap
 from tests.test_metrics import samples
 
+
 def start(number: int) -> bytes:
     """A good Start, each from its own phone (the per-device caps stay out of it)."""
     return b"cmd=RecordStartRequest&id=%d&device=00a859%06x&codec=PCMA\n" % (number, number)
 
 
-class DefenceTests(ControlTestsMixin, SynchronousTestCase):
-    """What one misbehaving connection can make the server do (the control
-    tests' connections, on a Clock and with metrics)."""
+class DefendedServerMixin(ControlTestsMixin):
+    """The control tests' connections to a recorder on a Clock, with
+    metrics, room for many recordings and an idle timeout."""
 
     def setUp(self) -> None:
+        self.build()
+
+    def build(self, max_message_bytes: int = 4096) -> None:
         self.clock = Clock()
         self.runner = ManualRunner()
         # (No RTP comes in these tests: it must not stop their recordings.)
@@ -63,7 +67,12 @@ class DefenceTests(ControlTestsMixin, SynchronousTestCase):
                                         limits=Limits(first_packet_timeout=7200, timeout=7200))
         self.recorder.metrics = Metrics()
         self.recorder.startService()
-        self.factory = ControlFactory(self.recorder, 4096, idle_timeout=300, clock=self.clock)
+        self.factory = ControlFactory(self.recorder, max_message_bytes, idle_timeout=300,
+                                      clock=self.clock)
+
+
+class DefenceTests(DefendedServerMixin, SynchronousTestCase):
+    """What one misbehaving connection can make the server do."""
 
     def answers(self, transport: StringTransport) -> list[bytes]:
         return self.sent(transport).splitlines()
@@ -266,7 +275,7 @@ _PIECES = st.lists(
 )
 
 
-class ArbitraryInputTests(SynchronousTestCase):
+class ArbitraryInputTests(DefendedServerMixin, SynchronousTestCase):
     @settings(max_examples=300, deadline=None)
     @given(_PIECES)
     def test_anything_in_any_pieces(self, pieces: list[bytes]) -> None:
@@ -275,27 +284,19 @@ class ArbitraryInputTests(SynchronousTestCase):
         server writes back is a well-formed response, and a connection the
         server closed is counted with its reason.
         """
-        clock, runner = Clock(), ManualRunner()
-        recorder = memory_recorder(self.mktemp(), clock=clock, run_blocking=runner,
-                                   ports=FakePortPool(high=41099))
-        recorder.metrics = Metrics()
-        recorder.startService()
-        factory = ControlFactory(recorder, 512, idle_timeout=300, clock=clock)
-        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40404))
-        transport = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
-                                    peerAddress=IPv4Address("TCP", "127.0.0.1", 40404))
-        protocol.makeConnection(transport)
+        self.build(max_message_bytes=512)  # (afresh for each example)
+        protocol, transport = self.connect()
         with capturedLogs() as events:
             for piece in pieces:
                 if transport.disconnecting:
                     break
                 protocol.dataReceived(piece)
-                clock.advance(0)
-                runner.run_pending()
+                self.clock.advance(0)
+                self.runner.run_pending()
         self.assertEqual([e for e in events if "log_failure" in e], [])
         for reply in MessageFramer().feed(transport.value()):
             self.assertTrue(decode_message(reply).cmd.endswith("Response"), reply)
-        self.assertEqual(sum(closed(recorder.metrics).values()),
+        self.assertEqual(sum(closed(self.recorder.metrics).values()),
                          1.0 if transport.disconnecting else 0.0)
 
 
