@@ -53,6 +53,7 @@ class LiveFigures:
     packets_late: int
     packets_rejected: dict[str, int]
     bytes_written: int  # to the files still open
+    free_bytes: int | None = None  # as the recorder's disk watch last read it
 
 
 def live_figures(recorder: Any) -> LiveFigures:
@@ -66,8 +67,10 @@ def live_figures(recorder: Any) -> LiveFigures:
         late += stats.late
         _add_counts(rejected, stats.rejected.items())
         written += recording.bytes_in_open_file
+    disk = recorder.disk
     return LiveFigures(len(recorder.registry), recorder.starting_count,
-                       recorder.connection_count, received, lost, late, rejected, written)
+                       recorder.connection_count, received, lost, late, rejected, written,
+                       None if disk is None else disk.free)
 
 
 class Metrics:
@@ -102,8 +105,6 @@ class Metrics:
             buckets=DURATION_BUCKETS, registry=registry)
         self._finished = _Totals()
         self._live: Callable[[], LiveFigures] | None = None
-        # Free space where the recordings are, as last measured (at a scrape).
-        self.free_bytes: int | None = None
         registry.register(_LiveCollector(self))
 
     def watch(self, live: Callable[[], LiveFigures]) -> None:
@@ -147,7 +148,7 @@ class Metrics:
         yield _gauge("recsvc_control_connections", "Open control connections",
                      live and live.connections)
         yield _gauge("recsvc_storage_free_bytes", "Free space where the recordings are stored",
-                     self.free_bytes)
+                     live and live.free_bytes)
         totals = self._finished
         now = totals.plus(live)
         for name, help_text, value in (

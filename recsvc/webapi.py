@@ -34,7 +34,6 @@ from zope.interface import implementer
 
 from recsvc import index, playback
 from recsvc.config import HttpAuthConfig
-from recsvc.diskspace import free_bytes
 from recsvc.httpauth import Gate, GuardedResource
 from recsvc.metrics import Metrics
 from recsvc.session import RECORDING
@@ -450,37 +449,23 @@ class ApiRoot(Resource):
 
 
 class MetricsResource(Resource):
-    """/metrics: the free space is measured in a thread, then the metrics
-    are rendered on the reactor thread (they read the recordings)."""
+    """/metrics, rendered on the reactor thread (they read the recordings;
+    the free space is the recorder's disk watch's last reading)."""
 
     isLeaf = True
 
-    def __init__(self, metrics: Metrics, root: str,
-                 run_blocking: Callable[..., Deferred[Any]]) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         super().__init__()
-        self.metrics, self.root, self.run_blocking = metrics, root, run_blocking
+        self.metrics = metrics
 
-    def render_GET(self, request: Request) -> Any:
-        def measured(free: int | None) -> None:
-            if free is not None:
-                self.metrics.free_bytes = free
-            if not _still_there(request):
-                return
-            try:
-                encoder, content_type = choose_encoder(
-                    (_header(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
-            except (TypeError, ValueError):  # an Accept the client library cannot read
-                encoder, content_type = generate_latest, CONTENT_TYPE_LATEST
-            request.setHeader(b"content-type", content_type.encode("ascii"))
-            request.write(encoder(self.metrics.registry))
-            request.finish()
-
-        def unmeasured(failure: Failure) -> None:
-            _log.warn("Measuring the free space of {root} failed: {reason}", root=self.root,
-                      reason=failure.getErrorMessage())
-        self.run_blocking(free_bytes, self.root).addErrback(unmeasured).addCallback(
-            measured).addErrback(_answering_failed, request)
-        return NOT_DONE_YET
+    def render_GET(self, request: Request) -> bytes:
+        try:
+            encoder, content_type = choose_encoder(
+                (_header(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
+        except (TypeError, ValueError):  # an Accept the client library cannot read
+            encoder, content_type = generate_latest, CONTENT_TYPE_LATEST
+        request.setHeader(b"content-type", content_type.encode("ascii"))
+        return encoder(self.metrics.registry)
 
 
 class WebRoot(Resource):
@@ -554,7 +539,7 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     """The HTTP side as a Site: guarded by http.auth where it is set
     (/healthz stays open, for load balancers and monitors)."""
     api = Api(run_index, recorder, root, run_blocking)
-    resource: Resource = WebRoot(api, now, MetricsResource(metrics, root, run_blocking))
+    resource: Resource = WebRoot(api, now, MetricsResource(metrics))
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
                     run_blocking)

@@ -66,8 +66,7 @@ class MetricsTests(SynchronousTestCase):
 
     def test_gauges_read_at_scrape(self) -> None:
         metrics = Metrics()
-        metrics.watch(lambda: live_now(active=3, connections=2))
-        metrics.free_bytes = 12345
+        metrics.watch(lambda: live_now(active=3, connections=2, free=12345))
         scrape = samples(metrics)
         self.assertEqual(scrape[("recsvc_active_recordings", ())], 3)
         self.assertEqual(scrape[("recsvc_control_connections", ())], 2)
@@ -99,10 +98,11 @@ def summary_of(data_bytes: int, error: str | None = None):
                             data_bytes, 8000, MediaStats(), None, error)
 
 
-def live_now(active: int = 0, connections: int = 0, received: int = 0, written: int = 0):
+def live_now(active: int = 0, connections: int = 0, received: int = 0, written: int = 0,
+             free: int | None = None):
     from recsvc.metrics import LiveFigures
 
-    return LiveFigures(active, 0, connections, received, 0, 0, {}, written)
+    return LiveFigures(active, 0, connections, received, 0, 0, {}, written, free)
 
 
 class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):

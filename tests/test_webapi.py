@@ -39,7 +39,8 @@ from recsvc.cli import main
 from recsvc.metrics import Metrics, live_figures
 from recsvc.storage import sidecar_path
 from recsvc.tap import http_endpoint_for, open_http_warning
-from recsvc.testing import FakePhoneLink, FakePortPool, memory_recorder
+from recsvc.diskspace import DiskSpace
+from recsvc.testing import FakePhoneLink, FakePortPool, memory_recorder, run_now
 from recsvc.wav import WavFileWriter, WavFormat
 from recsvc.webapi import make_site
 from tests.test_index import sidecar
@@ -71,7 +72,11 @@ class HttpTestsMixin:
         self.ports = FakePortPool()
         self.recorder = memory_recorder(os.path.join(self.root, "live"), clock=self.clock,
                                         ports=self.ports)
+        # The disk watch's last reading is what /metrics shows.
+        self.recorder.disk = DiskSpace(self.root, 1, self.clock, run_now,
+                                       measure=lambda root: 123_456_789)
         self.recorder.startService()
+        self.recorder.disk.refresh()
         self.recorder.link_connected(FakePhoneLink())
         answer = self.successResultOf(self.recorder.start_recording(
             start_request("live-1"), FakePhoneLink(), "127.0.0.1", "127.0.0.9"))
@@ -259,7 +264,7 @@ class ApiTests(HttpTestsMixin, TestCase):
         text = body.decode("utf-8")
         self.assertIn("recsvc_active_recordings 1.0", text)
         self.assertIn("recsvc_rtp_packets_received_total 5.0", text)
-        self.assertRegex(text, r"recsvc_storage_free_bytes \d")
+        self.assertIn("recsvc_storage_free_bytes 1.23456789e+08", text)
 
     @inlineCallbacks
     def test_page_and_its_files(self) -> None:
