@@ -11,18 +11,9 @@ from typing import Iterable
 
 import attrs
 
-from recsvc.naming import parse_mac
+from recsvc.naming import device_key, parse_mac
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def device_key(device: str) -> str:
-    """What a Start's device is compared as: its MAC's 12 hex digits, or
-    (for a device field that is no MAC) the text itself."""
-    try:
-        return parse_mac(device)
-    except ValueError:
-        return device.strip().lower()
 
 
 _MAPPED = ipaddress.ip_network("::ffff:0:0/96")

@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 import attrs
 
+from recsvc.naming import device_key
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -46,7 +48,10 @@ CREATE INDEX IF NOT EXISTS recordings_by_id ON recordings (recording_id);
 DIRECTIONS = ("in", "out")
 MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000  # far beyond any archive; keeps the offset a 64-bit integer
-_HEX = re.compile(r"[^0-9a-f]")
+_MAC_SEPARATORS = re.compile(r"[\s:.\-]")
+_HEX_DIGIT = re.compile(r"[0-9a-f]")
+# A column with the MAC separators taken out, as device_search_key takes them out.
+_WITHOUT_SEPARATORS = "REPLACE(REPLACE(REPLACE({}, ':', ''), '-', ''), '.', '')"
 _NOT_DIGITS = re.compile(r"\D")
 
 
@@ -110,7 +115,7 @@ def entry_from_sidecar(data: Any, sidecar_relpath: str, mtime_ns: int) -> IndexE
     return IndexEntry(
         path=os.path.join(os.path.dirname(sidecar_relpath), wav),
         recording_id=text("id", required=True),
-        device=normalize_device(text("device")),
+        device=device_key(text("device")),
         direction=text("direction"),
         local_number=text("local_number"),
         local_name=text("local_name"),
@@ -124,9 +129,11 @@ def entry_from_sidecar(data: Any, sidecar_relpath: str, mtime_ns: int) -> IndexE
     )
 
 
-def normalize_device(device: str) -> str:
-    """A MAC address as 12 lower-case hex digits, whatever its separators."""
-    return _HEX.sub("", device.lower())
+def device_search_key(device: str) -> str:
+    """What a device search looks for: the text lower-cased, without the
+    separators a MAC may be written with (so any part of a MAC, in any
+    spelling, is found in the indexed device_key)."""
+    return _MAC_SEPARATORS.sub("", device.lower())
 
 
 def parse_time(text: str, end_of_day: bool = False) -> str:
@@ -171,7 +178,7 @@ class Search:
     def __attrs_post_init__(self) -> None:
         if self.number is not None and not _NOT_DIGITS.sub("", self.number):
             raise ValueError(f"number: {self.number!r} has no digits")
-        if self.device is not None and not normalize_device(self.device):
+        if self.device is not None and not _HEX_DIGIT.search(device_search_key(self.device)):
             raise ValueError(f"device: {self.device!r} has no hex digits")
         if self.direction is not None and self.direction not in DIRECTIONS:
             raise ValueError(f"direction: {self.direction!r} is not one of {', '.join(DIRECTIONS)}")
@@ -202,8 +209,8 @@ def search_sql(search: Search) -> tuple[str, list[Any]]:
         where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
         params += [_containing(search.name)] * 2
     if search.device is not None:
-        where.append("device LIKE ? ESCAPE '\\'")
-        params.append(_containing(normalize_device(search.device)))
+        where.append(f"{_WITHOUT_SEPARATORS.format('device')} LIKE ? ESCAPE '\\'")
+        params.append(_containing(device_search_key(search.device)))
     for column, value in (("direction", search.direction), ("stop_reason", search.stop_reason),
                           ("recording_id", search.recording_id)):
         if value is not None:

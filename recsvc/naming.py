@@ -34,6 +34,15 @@ def parse_mac(text: str) -> str:
     return re.sub(r"[^0-9a-f]", "", value)
 
 
+def device_key(device: str) -> str:
+    """What a device is compared and indexed as: its MAC's 12 hex digits,
+    or (for a device field that is no MAC) the text itself, lower-cased."""
+    try:
+        return parse_mac(device)
+    except ValueError:
+        return device.strip().lower()
+
+
 def device_folder(device: str) -> str:
     """A MAC address in any common spelling becomes 12 lower-case hex digits,
     so one phone always files into one folder."""

@@ -162,6 +162,16 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ids(name="_"), [])
         self.assertEqual(self.ids(name="desk"), ["c", "b", "a"])
 
+    def test_device_not_a_mac_kept(self) -> None:
+        """A device field that is no MAC is indexed as written (lower-cased),
+        not cut down to its hex letters, and found by its text."""
+        self.add(sidecar("d", device="SEP-Desk-7"))
+        self.assertEqual(self.ids(device="desk-7"), ["d"])
+        [(stored,)] = self.connection.execute(
+            "SELECT device FROM recordings WHERE recording_id = 'd'").fetchall()
+        self.assertEqual(stored, "sep-desk-7")
+        self.assertEqual(self.ids(device="00a859"), ["c", "b", "a"])  # not "d"
+
     def test_device_any_separators(self) -> None:
         self.assertEqual(self.ids(device="00:a8:59:00:00:02"), ["c"])
         self.assertEqual(self.ids(device="00A859000001"), ["b", "a"])
