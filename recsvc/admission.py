@@ -42,6 +42,20 @@ def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return mapped if mapped is not None else address
 
 
+def in_networks(host: str, networks: Iterable[IpNetwork]) -> bool:
+    """Whether the address ``host`` lies in one of ``networks`` (from
+    `parse_network`). An IPv4 address is the same whether a socket shows it
+    as a.b.c.d or ::ffff:a.b.c.d: its IPv4 networks hold it, and so do the
+    IPv6 ones holding its mapped form (::/0)."""
+    address = _address(host)
+    if address is None:
+        return False
+    forms = [address]
+    if address.version == 4:
+        forms.append(ipaddress.IPv6Address(f"::ffff:{address}"))
+    return any(form in network for form in forms for network in networks)
+
+
 @attrs.frozen
 class AccessPolicy:
     """control.allow and devices.allow. Empty means everyone."""
@@ -50,17 +64,7 @@ class AccessPolicy:
     devices: frozenset[str] = frozenset()  # device_key()s
 
     def allows_peer(self, host: str) -> bool:
-        if not self.networks:
-            return True
-        address = _address(host)
-        if address is None:
-            return False
-        # An IPv4 phone on a dual-stack socket is ::ffff:a.b.c.d: its IPv4
-        # networks allow it, and so do IPv6 ones holding that form (::/0).
-        forms = [address]
-        if address.version == 4 and ":" in host:
-            forms.append(ipaddress.ip_address(host.split("%", 1)[0]))
-        return any(form in network for form in forms for network in self.networks)
+        return not self.networks or in_networks(host, self.networks)
 
     def allows_device(self, device: str) -> bool:
         return not self.devices or device_key(device) in self.devices

@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 import attrs
 import yaml
 
-from recsvc.naming import DEFAULT_TEMPLATE, PathTemplate
+from recsvc.admission import parse_network
+from recsvc.naming import DEFAULT_TEMPLATE, PathTemplate, parse_mac
 from recsvc.source import ANY, PEER, STRICT, SourcePolicy
 from recsvc.storage import FORMATS
 
@@ -88,7 +89,8 @@ def _source(value: Any) -> SourcePolicy:
         networks = []
         for item in value:
             try:
-                networks.append(ipaddress.ip_network(str(item), strict=False))
+                # As control.allow reads them: IPv4-mapped ones as IPv4.
+                networks.append(parse_network(str(item)))
             except ValueError:
                 raise ValueError(f"{item!r} is not a network (CIDR)") from None
         return tuple(networks)
@@ -130,8 +132,6 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
 
 
 def _networks(value: Any) -> tuple[str, ...]:
-    from recsvc.admission import parse_network
-
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"expected a list of addresses or CIDRs, got {value!r}")
     for item in value:
@@ -142,8 +142,6 @@ def _networks(value: Any) -> tuple[str, ...]:
 
 
 def _macs(value: Any) -> tuple[str, ...]:
-    from recsvc.admission import parse_mac
-
     if not isinstance(value, (list, tuple)):
         raise ValueError(f"expected a list of MAC addresses, got {value!r}")
     macs = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -43,6 +42,7 @@ from recsvc.session import (
     Registry,
     RunBlocking,
 )
+from recsvc.source import normalize_ip
 from recsvc.storage import Storage
 from recsvc.summary import RecordingInfo, RecordingSummary
 from recsvc.wav import AudioWriter
@@ -194,7 +194,7 @@ class RecorderService(Service):
         receiver = RtpReceiver()
         try:
             # Where the phone is told to send its RTP (see _accepted).
-            port = self.ports.listen(receiver, self.advertise or _unmapped(local_host))
+            port = self.ports.listen(receiver, self.advertise or normalize_ip(local_host))
         except NoFreePort:
             if self.start_rate is not None:
                 self.start_rate.refund(device_key(request.device))
@@ -375,7 +375,7 @@ class RecorderService(Service):
         return StartResponse(
             recording_id=recording.recording_id,
             result=SUCCESS,
-            server=self.advertise or _unmapped(local_host),
+            server=self.advertise or normalize_ip(local_host),
             port=recording.rtp_port,
         )
 
@@ -674,14 +674,6 @@ class RecorderService(Service):
         waiter: Deferred[None] = Deferred()
         self._stop_waiters.append(waiter)
         return waiter
-
-
-def _unmapped(host: str) -> str:
-    try:
-        mapped = ipaddress.ip_address(host).ipv4_mapped  # type: ignore[union-attr]
-    except (ValueError, AttributeError):
-        return host
-    return host if mapped is None else str(mapped)
 
 
 @attrs.define(eq=False)

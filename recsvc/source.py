@@ -15,6 +15,7 @@ from typing import Sequence, Union
 
 import attrs
 
+from recsvc.admission import in_networks
 from recsvc.rtp import RtpPacket
 
 PEER = "peer"  # only the IP of the phone's control connection
@@ -165,8 +166,7 @@ class SourceGuard:
             return ip == normalize_ip(self.peer_ip)
         if self.policy == ANY:
             return True
-        address = ipaddress.ip_address(ip)
-        return any(address in network for network in self.policy)
+        return in_networks(ip, self.policy)
 
     def _follows(self, packet: RtpPacket) -> bool:
         """Whether a candidate's packet is in sequence with what it sent:

@@ -140,13 +140,14 @@ class PolicyTests(SynchronousTestCase):
         self.assertTrue(policy.allows_peer("::ffff:10.0.0.1"))
 
     def test_ipv6_networks_hold_mapped_peers(self) -> None:
-        """An IPv4 phone seen on a dual-stack socket (::ffff:a.b.c.d) is in
-        the IPv6 networks that hold that form too, such as ::/0 (the
-        property below found it was not)."""
+        """An IPv4 phone is in the IPv6 networks that hold its mapped form,
+        such as ::/0, whether a socket shows it as ::ffff:a.b.c.d or
+        a.b.c.d (the property below found it was in neither)."""
         policy = policy_of(["::/0"], [])
         self.assertTrue(policy.allows_peer("::ffff:192.0.2.7"))
         self.assertTrue(policy.allows_peer("2001:db8::1"))
-        self.assertFalse(policy.allows_peer("192.0.2.7"))
+        self.assertTrue(policy.allows_peer("192.0.2.7"))
+        self.assertFalse(policy_of(["2001:db8::/32"], []).allows_peer("192.0.2.7"))
 
     def test_bad_networks(self) -> None:
         for text in ("10.0.0.0/33", "ten", ""):

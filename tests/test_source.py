@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.rtp import RtpPacket
+from recsvc.config import parse_config
 from recsvc.source import ANY, PEER, PROBATION_PACKETS, STRICT, SourceGuard, normalize_ip
 
 PHONE = "192.0.2.10"
@@ -398,6 +399,18 @@ class NetworkPolicyTests(SynchronousTestCase):
         for host in (PHONE, "11.0.0.1", "2001:db8:2::1", "::ffff:192.0.2.10"):
             self.assertEqual(list(guard.admit(_packet(1), (host, 4000))), [], host)
         self.assertEqual(guard.rejected, {"foreign address": 4})
+
+    def test_mappedNetworksAsControlAllowReadsThem(self) -> None:
+        """
+        rtp.source networks are read as control.allow's are: one written in
+        its IPv4-mapped form holds the IPv4 phone, and ::/0 holds an IPv4
+        phone on a dual-stack socket.
+        """
+        for networks, host in ((["::ffff:10.0.0.0/104"], "10.0.0.5"),
+                               (["::/0"], "::ffff:10.0.0.5")):
+            policy = parse_config({"rtp": {"source": networks}}).rtp.source
+            guard = SourceGuard(policy, PHONE)
+            self.assertEqual(list(guard.admit(_packet(1), (host, 4000))), [_packet(1)], networks)
 
     def test_networksStillLock(self) -> None:
         """
