@@ -151,7 +151,7 @@ class Webhook:
     given_up: int = attrs.field(default=0, init=False)
     _pool: HTTPConnectionPool | None = attrs.field(default=None, init=False)
     _queue: deque[Delivery] = attrs.field(factory=deque, init=False)
-    _in_flight: set[Deferred[None]] = attrs.field(factory=set, init=False)
+    _in_flight: dict[Deferred[None], Delivery] = attrs.field(factory=dict, init=False)
     _pumping: bool = attrs.field(default=False, init=False)
     _stopped: bool = attrs.field(default=False, init=False)
     _settle_waiters: list[Deferred[None]] = attrs.field(factory=list, init=False)
@@ -209,16 +209,20 @@ class Webhook:
 
     def stop(self) -> Deferred[None]:
         """Drop what is queued, cancel what is under way (retries included)
-        and close the idle connections; deliver() does nothing afterwards."""
+        and close the idle connections; deliver() does nothing afterwards.
+        What was not announced is logged, with the recordings' ids."""
         self._stopped = True
-        if self._queue:
+        unannounced = [delivery.recording_id
+                       for delivery in (*self._in_flight.values(), *self._queue)]
+        if unannounced:
             self.log.warn(
-                "Webhook {url}: {count} recordings not announced: {reason}",
-                url=self._logged_url, count=len(self._queue), reason="shutting down",
+                "Webhook {url}: {count} recordings not announced: {reason} ({recordingIds})",
+                url=self._logged_url, count=len(unannounced), reason="shutting down",
+                recordingIds=", ".join(str(recording_id) for recording_id in unannounced),
             )
-            self._queue.clear()
-        for delivery in list(self._in_flight):
-            delivery.cancel()
+        self._queue.clear()
+        for running in list(self._in_flight):
+            running.cancel()
         if self._pool is None:
             return succeed(None)
         return self._pool.closeCachedConnections().addCallback(lambda _: None)
@@ -233,14 +237,14 @@ class Webhook:
             while self._queue and len(self._in_flight) < self.max_in_flight and not self._stopped:
                 delivery = self._queue.popleft()
                 running = Deferred.fromCoroutine(self._deliver(delivery))
-                self._in_flight.add(running)
+                self._in_flight[running] = delivery
                 running.addErrback(self._stopped_or_bug, delivery)
                 running.addBoth(self._finished, running)
         finally:
             self._pumping = False
 
     def _finished(self, result: None, running: Deferred[None]) -> None:
-        self._in_flight.discard(running)
+        self._in_flight.pop(running, None)
         self._pump()
         if not self.pending:
             waiting, self._settle_waiters = self._settle_waiters, []
