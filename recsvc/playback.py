@@ -13,7 +13,7 @@ import attrs
 
 from recsvc import g711
 from recsvc.codec import WAVE_FORMAT_ALAW, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM
-from recsvc.wav import WavFormat, parse_header, wav_header
+from recsvc.wav import WavFormat, declared_data_size, parse_header, wav_header
 
 _DECODERS = {WAVE_FORMAT_ALAW: g711.decode_alaw, WAVE_FORMAT_MULAW: g711.decode_ulaw}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -56,9 +56,8 @@ def open_playable(path: str) -> Playable:
         head = handle.read(4096)
         file_size = os.fstat(handle.fileno()).st_size
     fmt, offset = parse_header(head)
-    declared = int.from_bytes(head[offset - 4:offset], "little")
-    size = max(0, min(declared, file_size - offset))
-    return Playable(path, fmt, offset, size - size % fmt.block_align, file_size)
+    return Playable(path, fmt, offset, declared_data_size(head, fmt, offset, file_size),
+                    file_size)
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:

@@ -26,6 +26,7 @@ from recsvc.wav import (
     PARTIAL_SUFFIX,
     NotAWav,
     WavFormat,
+    declared_data_size,
     fsync_directory,
     header_patches,
     parse_header,
@@ -189,9 +190,7 @@ def _wav_data_size(path: str) -> int:
         head = handle.read(4096)
         fmt, data_offset = _parse_header(head)
         length = os.fstat(handle.fileno()).st_size
-    declared = struct.unpack_from("<I", head, data_offset - 4)[0]
-    size = min(declared, max(0, length - data_offset))
-    return size - size % fmt.block_align
+    return declared_data_size(head, fmt, data_offset, length)
 
 
 def _is_unfinished(sidecar: str) -> bool:

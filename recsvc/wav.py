@@ -124,6 +124,15 @@ def parse_header(head: bytes) -> tuple[WavFormat, int]:
     raise NotAWav("no data chunk")
 
 
+def declared_data_size(head: bytes, fmt: WavFormat, data_offset: int, file_size: int) -> int:
+    """The data size a header declares (``head``, parsed by `parse_header`
+    into ``fmt`` and ``data_offset``), as far as the file holds it, in whole
+    frames (a pad byte, or a partly written sample, is not audio)."""
+    declared = struct.unpack_from("<I", head, data_offset - 4)[0]
+    size = max(0, min(declared, file_size - data_offset))
+    return size - size % fmt.block_align
+
+
 def read_audio(path: str) -> tuple[WavFormat, bytes]:
     """A WAV file's format and the audio its header declares (as far as the
     file holds it). Blocking. Raises `NotAWav`, OSError."""
