@@ -1008,6 +1008,45 @@ class LimitTests(ServiceTestsMixin, SynchronousTestCase):
         self.service.clock.advance(60)
         self.assertEqual(self.start(start_request("3")).result, "success")
 
+    def test_start_rate_spent_only_on_starts_taken(self) -> None:
+        """
+        The start rate is checked after every other check and given back
+        when no port is free: Starts refused as busy, for their codec or for
+        want of a port do not use up the phone's minute.
+        """
+        self.make_service(ports=FakePortPool(41000, 41000))
+        self.service.start_rate = StartRate(per_minute=2)
+        self.assertIn("unsupported codec", self.refusal(start_request("3", codec="G729")))
+        self.start(start_request("1"))
+        self.service.max_active = 1
+        self.assertEqual(self.refusal(start_request("2")), "server busy")
+        self.service.max_active = 0
+        self.assertEqual(self.refusal(start_request("4")), "no free port")
+        self.successResultOf(self.service.stop_recording(StopRequest("1")))
+        self.assertEqual(self.start(start_request("5")).result, "success")  # the 2nd of 2
+        self.successResultOf(self.service.stop_recording(StopRequest("5")))
+        self.assertEqual(self.refusal(start_request("6")), "too many starts from this device")
+
+    def test_limits_count_starts_whose_files_are_being_made(self) -> None:
+        """
+        A burst of Starts, answered while their files are still being
+        created in a thread, counts against max_active and max_per_device.
+        """
+        self.make_service(runner=ManualRunner())
+        self.service.max_active = 3
+        self.service.max_per_device = 1
+
+        def start(recording_id: str, device: str):
+            return self.service.start_recording(start_request(recording_id, device=device),
+                                                self.link, "127.0.0.1", "127.0.0.9")
+        held = [start("1", "00a859000001"), start("2", "00a859000002")]
+        self.assertEqual(self.successResultOf(start("3", "00a859000001")).reason,
+                         "too many recordings for this device")
+        held.append(start("4", "00a859000004"))
+        self.assertEqual(self.successResultOf(start("5", "00a859000005")).reason, "server busy")
+        self.runner.run_pending()
+        self.assertEqual([self.successResultOf(d).result for d in held], ["success"] * 3)
+
     def test_retry_of_a_running_recording_is_not_a_new_start(self) -> None:
         """A phone repeating its Start gets the same answer, whatever the limits."""
         self.make_service()
