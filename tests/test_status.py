@@ -101,6 +101,28 @@ class FormatTests(SynchronousTestCase):
         ])
 
 
+class NamesTests(SynchronousTestCase):
+    def test_every_figure_shown_is_one_the_service_exports(self) -> None:
+        """The names status shows are the ones recsvc's /metrics has (a
+        renamed metric would otherwise vanish from status unnoticed)."""
+        from prometheus_client import generate_latest
+
+        from recsvc.metrics import LiveFigures, Metrics
+        from recsvc.status import BY_LABEL, COUNTERS, GAUGES
+        from recsvc.summary import MediaStats
+
+        metrics = Metrics()
+        metrics.watch(lambda: LiveFigures(1, 0, 1, 5, 0, 0, {"foreign address": 2}, 800, 10**9))
+        metrics.recording_started()
+        metrics.start_refused("server busy")
+        metrics.connection_refused("address not allowed")
+        metrics.connection_closed("idle")
+        metrics.recording_finished("hangup", "phone", 1.0, MediaStats())
+        exported = parse_metrics(generate_latest(metrics.registry).decode())
+        for name, _ in GAUGES + COUNTERS + BY_LABEL:
+            self.assertIn(name, exported)
+
+
 class StatusEndToEndTests(LoopbackServiceMixin, TestCase):
     """``recsvc status`` against the service running over loopback, with
     http.auth's token: the config's token is used; without it, a clear
