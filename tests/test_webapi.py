@@ -22,7 +22,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.test.requesthelper import DummyRequest
 
-from recsvc import g711, index, playback, webapi
+from recsvc import g711, httpauth, index, playback, webapi
 from recsvc.codec import WAVE_FORMAT_ALAW
 from recsvc.config import BasicUser, ConfigError, HttpAuthConfig, parse_config
 from recsvc.httpauth import (
@@ -196,9 +196,13 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertEqual(response.headers.getRawHeaders(b"content-range"),
                          [f"bytes 1000-1999/{playable.size}".encode("ascii")])
         self.assertEqual(part, body[1000:2000])
-        error = yield self.get_json("/api/recordings/7/audio", 416,
-                                    range=f"bytes={playable.size}-")
-        self.assertIn("range", error["error"])
+        response, body = yield self.get("/api/recordings/7/audio",
+                                        range=f"bytes={playable.size}-")
+        self.assertEqual(response.code, 416)
+        self.assertEqual(response.headers.getRawHeaders(b"content-range"),
+                         [f"bytes */{playable.size}".encode("ascii")])
+        self.assertIsNone(response.headers.getRawHeaders(b"content-disposition"))
+        self.assertIn("range", json.loads(body)["error"])
 
     @inlineCallbacks
     def test_audio_original(self) -> None:
@@ -359,6 +363,18 @@ class AuthTests(HttpTestsMixin, TestCase):
             self.assertIn(b'Basic realm="recsvc"',
                           response.headers.getRawHeaders(b"www-authenticate")[0])
             self.assertEqual(json.loads(body), {"error": "authentication required"})
+
+    @inlineCallbacks
+    def test_busy_checking_passwords(self) -> None:
+        """With as many password checks under way as allowed, a new one is
+        answered 503 with Retry-After, not queued behind them."""
+        self.patch(httpauth, "MAX_CHECKING", 0)
+        response, body = yield self.get("/api/recordings",
+                                        authorization=self.basic("ann", "s3cret"))
+        self.assertEqual(response.code, 503)
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"1"])
+        self.assertIn("try again", json.loads(body)["error"])
+        self.assertNotIn("verify_password", self.blocking_calls)
 
     @inlineCallbacks
     def test_basic_user(self) -> None:
