@@ -9,30 +9,45 @@ import os
 import shutil
 import subprocess
 
-from twisted.logger import Logger
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
+from recsvc.admission import policy_of
 from recsvc.logs import json_lines
+from recsvc.protocol.commands import CallParties, StartRequest
+from recsvc.testing import FakePhoneLink, memory_recorder
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class JsonLinesTests(SynchronousTestCase):
-    def test_one_object_a_line_with_the_stable_keys(self) -> None:
+    def test_the_recorders_events_with_their_stable_keys(self) -> None:
+        """A recording started and one refused, as the recorder logs them,
+        come out as one JSON object a line with the stable keys
+        (recordingId, device, peer, reason) a log shipper filters on."""
         out = io.StringIO()
-        log = Logger(namespace="recsvc.service.RecorderService", observer=json_lines(out))
-        log.info("Recording {recordingId} started from {device}", recordingId="7",
-                 device="00:a8:59:00:00:01", peer="10.0.0.5")
-        log.warn("Recording {recordingId} refused: {reason}", recordingId="8",
-                 reason="device not allowed")
-        lines = out.getvalue().splitlines()
-        self.assertEqual(len(lines), 2)
-        first, second = (json.loads(line) for line in lines)
-        self.assertEqual((first["recordingId"], first["device"], first["peer"]),
-                         ("7", "00:a8:59:00:00:01", "10.0.0.5"))
-        self.assertEqual(first["log_namespace"], "recsvc.service.RecorderService")
-        self.assertEqual(second["reason"], "device not allowed")
-        self.assertEqual(second["log_level"]["name"], "warn")
+        observer = json_lines(out)
+        service = memory_recorder(self.mktemp())
+        service.access = policy_of([], ["00a859000001"])
+        service.startService()
+        globalLogPublisher.addObserver(observer)
+        try:
+            for recording_id, device in (("7", "00:a8:59:00:00:01"), ("8", "00a859000002")):
+                service.start_recording(
+                    StartRequest(recording_id, device, "PCMA", "out",
+                                 CallParties("2001", "Desk", "555", "Bob")),
+                    FakePhoneLink(), "10.0.0.5", "10.0.0.9")
+        finally:
+            globalLogPublisher.removeObserver(observer)
+        events = [json.loads(line) for line in out.getvalue().splitlines()]
+        [started] = [e for e in events if e.get("recordingId") == "7"
+                     and e["log_format"].startswith("Recording {recordingId} started")]
+        [refused] = [e for e in events if e.get("recordingId") == "8"]
+        self.assertEqual((started["device"], started["peer"], started["log_level"]["name"]),
+                         ("00:a8:59:00:00:01", "10.0.0.5", "info"))
+        self.assertEqual(started["log_namespace"], "recsvc.service.RecorderService")
+        self.assertEqual((refused["device"], refused["reason"], refused["log_level"]["name"]),
+                         ("00a859000002", "device not allowed", "warn"))
 
 
 class SystemdUnitTests(SynchronousTestCase):
