@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import sys
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Sequence
 
 import attrs
 
@@ -113,11 +113,14 @@ def _open_index(config: Config, writable: bool = False) -> sqlite3.Connection:
         raise CommandError(f"index.database: cannot open {database}: {error}") from None
 
 
-def _full_paths(rows: list[dict[str, Any]], config: Config) -> list[dict[str, Any]]:
-    """Index rows with their WAV's path under storage.root."""
-    for row in rows:
-        row["path"] = os.path.join(config.storage.root, row["path"])
-    return rows
+def _full_path(row: dict[str, Any], config: Config) -> dict[str, Any]:
+    """An index row with its WAV's path under storage.root (the index keeps
+    it relative to the root)."""
+    return dict(row, path=os.path.join(config.storage.root, row["path"]))
+
+
+def _full_paths(rows: Iterable[dict[str, Any]], config: Config) -> list[dict[str, Any]]:
+    return [_full_path(row, config) for row in rows]
 
 
 def _search_of(args: argparse.Namespace, page: int = 1, page_size: int = 50) -> index.Search:
@@ -131,28 +134,18 @@ def _search_of(args: argparse.Namespace, page: int = 1, page_size: int = 50) -> 
         raise CommandError(str(error)) from None
 
 
-def _all_found(connection: sqlite3.Connection, args: argparse.Namespace,
-               config: Config) -> Iterator[dict[str, Any]]:
-    page = 1
-    while True:
-        found = index.search(connection, _search_of(args, page, index.MAX_PAGE_SIZE))
-        yield from _full_paths(found, config)
-        if len(found) < index.MAX_PAGE_SIZE:
-            return
-        page += 1
-
-
 def _search(args: argparse.Namespace) -> int:
     config = _config(args)
     with closing(_open_index(config)) as connection:
-        found = index.search(connection, _search_of(args, args.page, args.limit))
+        found = _full_paths(index.search(connection, _search_of(args, args.page, args.limit)),
+                            config)
     if args.json:
         print(json.dumps(found, indent=2, ensure_ascii=False))
         return 0
     if not found:
         print("no recordings found", file=sys.stderr)
         return 0
-    for row in _full_paths(found, config):
+    for row in found:
         print("  ".join([
             row.get("started_at", ""), f"{row.get('direction', ''):3}",
             f"{row.get('local_number', '')} {row.get('local_name', '')}".strip() or "-",
@@ -167,11 +160,10 @@ def _search(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     config = _config(args)
     with closing(_open_index(config)) as connection:
-        found = index.search(connection, index.Search(recording_id=args.id,
-                                                      page_size=index.MAX_PAGE_SIZE))
+        found = _full_paths(index.search(connection, index.Search(
+            recording_id=args.id, page_size=index.MAX_PAGE_SIZE)), config)
     if not found:
         raise CommandError(f"no finished recording with id {args.id!r} in the index")
-    _full_paths(found, config)
     print(json.dumps(found if len(found) > 1 else found[0], indent=2, ensure_ascii=False))
     return 0
 
@@ -184,12 +176,10 @@ EXPORT_COLUMNS = ("id", "started_at", "stopped_at", "duration_s", "direction", "
 def _export(args: argparse.Namespace) -> int:
     config = _config(args)
     with closing(_open_index(config)) as connection:
-        # One read transaction: the pages come from one state of the index,
-        # whatever the service adds meanwhile.
-        connection.execute("BEGIN")
         out = csv.writer(sys.stdout)
         out.writerow(EXPORT_COLUMNS)
-        for row in _all_found(connection, args, config):
+        for found in index.search_all(connection, _search_of(args)):
+            row = _full_path(found, config)
             out.writerow(["" if row.get(column) is None else row.get(column)
                           for column in EXPORT_COLUMNS])
     return 0

@@ -197,9 +197,9 @@ class Search:
             raise ValueError(f"page_size: {self.page_size} is outside 1..{MAX_PAGE_SIZE}")
 
 
-def search_sql(search: Search) -> tuple[str, list[Any]]:
+def search_sql(search: Search, paged: bool = True) -> tuple[str, list[Any]]:
     """The query (and its parameters) of a search: the matching rows'
-    sidecars and paths, newest first, one page."""
+    sidecars and paths, newest first, one page (or, not ``paged``, all)."""
     where: list[str] = []
     params: list[Any] = []
     if search.number is not None:
@@ -228,8 +228,10 @@ def search_sql(search: Search) -> tuple[str, list[Any]]:
     sql = "SELECT path, sidecar FROM recordings"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY started_at DESC, path LIMIT ? OFFSET ?"
-    params += [search.page_size, (search.page - 1) * search.page_size]
+    sql += " ORDER BY started_at DESC, path"
+    if paged:
+        sql += " LIMIT ? OFFSET ?"
+        params += [search.page_size, (search.page - 1) * search.page_size]
     return sql, params
 
 
@@ -321,10 +323,21 @@ def remove(connection: sqlite3.Connection, paths: list[str]) -> None:
 
 
 def search(connection: sqlite3.Connection, query: Search) -> list[dict[str, Any]]:
-    """The sidecars of the recordings found, each with its ``path``."""
-    sql, params = search_sql(query)
-    return [dict(json.loads(sidecar), path=path)
-            for path, sidecar in connection.execute(sql, params)]
+    """The sidecars of the recordings found (one page), each with its ``path``."""
+    return list(_found(connection, *search_sql(query)))
+
+
+def search_all(connection: sqlite3.Connection, query: Search) -> Iterator[dict[str, Any]]:
+    """All the recordings a search finds (its page ignored), read as they
+    are used: one statement, so one state of the index however long the
+    reading takes."""
+    return _found(connection, *search_sql(query, paged=False))
+
+
+def _found(connection: sqlite3.Connection, sql: str,
+           params: list[Any]) -> Iterator[dict[str, Any]]:
+    for path, sidecar in connection.execute(sql, params):
+        yield dict(json.loads(sidecar), path=path)
 
 
 @attrs.frozen

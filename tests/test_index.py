@@ -162,6 +162,16 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ids(name="_"), [])
         self.assertEqual(self.ids(name="desk"), ["c", "b", "a"])
 
+    def test_search_all_ignores_the_page(self) -> None:
+        """search_all reads every match, newest first, beyond any page size."""
+        for number in range(index.MAX_PAGE_SIZE + 10):
+            self.add(sidecar(f"x{number}", started_at=f"2026-11-20T00:{number // 60:02}:"
+                                                      f"{number % 60:02}.000Z"))
+        found = [row["id"] for row in index.search_all(self.connection, index.Search())]
+        self.assertEqual(len(found), index.MAX_PAGE_SIZE + 13)
+        self.assertEqual(found[:3], ["c", "b", "a"])
+        self.assertEqual(found[3], f"x{index.MAX_PAGE_SIZE + 9}")
+
     def test_device_not_a_mac_kept(self) -> None:
         """A device field that is no MAC is indexed as written (lower-cased),
         not cut down to its hex letters, and found by its text."""
@@ -295,7 +305,9 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("13800138000", line)
         self.assertTrue(line.endswith(sidecar("1")["file"]), line)
         status, out, _ = self.run_command("search", "--direction", "in", "--json")
-        self.assertEqual([row["id"] for row in json.loads(out)], ["2"])
+        [row] = json.loads(out)
+        self.assertEqual(row["id"], "2")
+        self.assertTrue(os.path.exists(row["path"]))  # the full path, as the text shows
         status, out, _ = self.run_command("show", "1")
         shown = json.loads(out)
         self.assertEqual(shown["id"], "1")
