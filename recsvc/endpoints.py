@@ -9,6 +9,8 @@ positional ones.
 
 from __future__ import annotations
 
+import ipaddress
+
 from twisted.internet.endpoints import _parse
 
 # Connections the kernel may hold for the listener to accept: a burst of
@@ -53,6 +55,24 @@ def with_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
     if parsed is None or "backlog" in parsed[1]:
         return description
     return f"{description}:backlog={backlog}"
+
+
+def only_this_host(description: str) -> bool:
+    """Whether only this machine can reach the listener (a loopback address
+    or a Unix socket)."""
+    try:
+        args, _ = _parse(description)
+    except (ValueError, RuntimeError):
+        return False
+    if args and args[0] == "unix":
+        return True
+    address = tcp_address(description)
+    if address is None:
+        return False
+    try:
+        return ipaddress.ip_address(address[1].strip("[]")).is_loopback
+    except ValueError:  # "" or "::" (every interface), or a name
+        return False
 
 
 def tcp_address(description: str) -> tuple[str, str, int] | None:

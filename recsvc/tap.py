@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import ipaddress
 import os
 import signal
 import socket
@@ -17,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import UNIXServerEndpoint, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
@@ -28,7 +27,7 @@ from twisted.python.failure import Failure
 from recsvc import descriptors
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
-from recsvc.endpoints import with_backlog
+from recsvc.endpoints import only_this_host, with_backlog
 from recsvc.pipeline import MediaPolicy
 from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem
@@ -98,22 +97,10 @@ def _server_endpoint(description: str, key: str, reactor: Any) -> IStreamServerE
         raise ConfigError(key, f"not a valid endpoint: {error}") from None
 
 
-def only_this_host(endpoint: IStreamServerEndpoint) -> bool:
-    """Whether only this machine can reach ``endpoint`` (a loopback address
-    or a Unix socket)."""
-    if isinstance(endpoint, UNIXServerEndpoint):
-        return True
-    interface = getattr(endpoint, "_interface", "")
-    try:
-        return ipaddress.ip_address(interface.strip("[]")).is_loopback
-    except ValueError:  # "" (every interface) or a name
-        return False
-
-
 def open_http_warning(config: Config, endpoint: IStreamServerEndpoint | None) -> str | None:
     """The loud warning owed when anyone on the network may list and play
     the recordings: a listener beyond this host without http.auth."""
-    if endpoint is None or config.http.auth.enabled or only_this_host(endpoint):
+    if endpoint is None or config.http.auth.enabled or only_this_host(config.http.listen):
         return None
     return (f"http.listen {config.http.listen!r} is reachable from other machines and "
             "http.auth is not set: anyone who can reach it can list, play and download "
@@ -366,7 +353,7 @@ def makeService(
         ConnectionLimits(config.control.max_connections, config.control.max_connections_per_ip),
         recorder.access)
     control_endpoint = endpoint_for(config, reactor)
-    if not config.control.allow and not only_this_host(control_endpoint):
+    if not config.control.allow and not only_this_host(config.control.listen):
         _log.warn("control.allow is empty: any machine that reaches {listen} may start "
                   "recordings. List the phones' networks there.", listen=config.control.listen)
     control = Listener(
@@ -479,7 +466,8 @@ class AccessReload:
             return False
         self.recorder.access = self.connections.policy = policy
         self.log.info("Reloaded {path}: {networks} networks in control.allow, {devices} "
-                      "devices in devices.allow", path=self.path,
+                      "devices in devices.allow (other settings take effect at a restart)",
+                      path=self.path,
                       networks=len(policy.networks) or "all", devices=len(policy.devices) or "all")
         return True
 

@@ -9,7 +9,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.endpoints import LISTEN_BACKLOG, arguments, tcp_address, with_backlog
+from recsvc.endpoints import LISTEN_BACKLOG, arguments, only_this_host, tcp_address, with_backlog
 
 
 def built(description: str):
@@ -42,6 +42,17 @@ class DescriptionTests(SynchronousTestCase):
         self.assertEqual(tcp_address("ssl:443:/etc/key.pem"), ("ssl", "", 443))
         self.assertIsNone(tcp_address("unix:/run/recsvc.sock"))
         self.assertIsNone(tcp_address("tcp:interface=127.0.0.1"))
+
+    def test_only_this_host(self) -> None:
+        """Loopback interfaces and Unix sockets are this host's alone; every
+        interface, or another address, is not."""
+        for listen in ("tcp:10000:interface=127.0.0.1", r"tcp6:10000:interface=\:\:1",
+                       "tcp:10000:127.0.0.2", "unix:/run/recsvc.sock",
+                       "ssl:443:privateKey=k.pem:interface=127.0.0.1"):
+            self.assertTrue(only_this_host(listen), listen)
+        for listen in ("tcp:10000", "tcp6:10000", "tcp:10000:interface=192.0.2.1",
+                       "tcp:10000:interface=0.0.0.0", "nonsense:1", "tcp:1\\"):
+            self.assertFalse(only_this_host(listen), listen)
 
     def test_backlog_added_where_missing(self) -> None:
         """TCP and TLS listeners get recsvc's accept queue unless they give
