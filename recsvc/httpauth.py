@@ -122,9 +122,7 @@ class Gate:
     def admits(self, request: Request) -> Deferred[bool]:
         """Whether the request carries valid credentials; fails with Busy
         when too many are being checked."""
-        header = request.getHeader(b"authorization")
-        if isinstance(header, str):
-            header = header.encode("latin-1")
+        header = request.getHeader(b"authorization")  # (bytes for a bytes name)
         token = bearer_token(header)
         if token is not None:
             return succeed(self._token is not None and hmac.compare_digest(token, self._token))

@@ -11,11 +11,12 @@ import re
 
 import attrs
 
-from recsvc import g711
-from recsvc.codec import WAVE_FORMAT_ALAW, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM
+from recsvc.codec import CODECS, WAVE_FORMAT_PCM
 from recsvc.wav import WavFormat, declared_data_size, parse_header, wav_header
 
-_DECODERS = {WAVE_FORMAT_ALAW: g711.decode_alaw, WAVE_FORMAT_MULAW: g711.decode_ulaw}
+# The stored formats served decoded (G.711, kept as received), by WAV format tag.
+_DECODERS = {codec.stored_format_tag: codec.new_decoder() for codec in CODECS.values()
+             if codec.stored_format_tag is not None}
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 

@@ -547,6 +547,6 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     site = _Site(resource)
     site.displayTracebacks = False
     if not auth.enabled:
-        site.allowed_hosts = frozenset(name.lower().rstrip(".") for name in allowed_hosts)
+        site.allowed_hosts = frozenset(allowed_hosts)  # (as config normalised them)
     return site
 
