@@ -9,7 +9,6 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -29,11 +28,10 @@ from recsvc.admission import (
     parse_network,
     policy_of,
 )
-from recsvc.metrics import Metrics
 from recsvc.protocol.control import ControlFactory, ControlProtocol, _Refusal
-from recsvc.session import Limits
 from recsvc.tap import AccessReload
-from recsvc.testing import memory_recorder
+from recsvc.testing import memory_recorder, run_now
+from tests.test_flood import DefendedServerMixin
 from tests.test_metrics import samples
 
 
@@ -231,20 +229,17 @@ class RefusalLogTests(SynchronousTestCase):
         self.assertIsNotNone(later)  # old peers forgotten: named again
 
 
-class FactoryTests(SynchronousTestCase):
+class FactoryTests(DefendedServerMixin, SynchronousTestCase):
     """The control factory refuses at once what admission refuses."""
 
+    def setUp(self) -> None:
+        """(Each test makes its server with its own access list and limits.)"""
+
     def make(self, allow: list[str], **limits: int) -> ControlFactory:
-        self.clock = Clock()
-        # (No RTP comes in these tests: it must not stop their recordings.)
-        self.recorder = memory_recorder(self.mktemp(), clock=self.clock, limits=Limits(
-            first_packet_timeout=7200, timeout=7200))
-        self.recorder.metrics = Metrics()
         connections = Connections(
             ConnectionLimits(limits.get("total", 100), limits.get("per_ip", 100)),
             policy_of(allow, []))
-        return ControlFactory(self.recorder, 4096, connections, idle_timeout=300,
-                              clock=self.clock)
+        return self.build(connections=connections, runner=run_now)
 
     def test_address_outside_allow_refused_counted_logged_once(self) -> None:
         factory = self.make(["10.0.0.0/8"])

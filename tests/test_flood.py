@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet import reactor
@@ -27,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsvc.abuse import KINDS, Abuser
+from recsvc.admission import Connections
 from recsvc.config import Config
 from recsvc.metrics import Metrics
 from recsvc.phone import timed_call
@@ -58,17 +60,19 @@ class DefendedServerMixin(ControlTestsMixin):
     def setUp(self) -> None:
         self.build()
 
-    def build(self, max_message_bytes: int = 4096) -> None:
+    def build(self, max_message_bytes: int = 4096, connections: Connections | None = None,
+              runner: Any = None) -> ControlFactory:
         self.clock = Clock()
-        self.runner = ManualRunner()
+        self.runner = ManualRunner() if runner is None else runner
         # (No RTP comes in these tests: it must not stop their recordings.)
         self.recorder = memory_recorder(self.mktemp(), clock=self.clock, run_blocking=self.runner,
                                         ports=FakePortPool(high=41099),
                                         limits=Limits(first_packet_timeout=7200, timeout=7200))
         self.recorder.metrics = Metrics()
         self.recorder.startService()
-        self.factory = ControlFactory(self.recorder, max_message_bytes, idle_timeout=300,
-                                      clock=self.clock)
+        self.factory = ControlFactory(self.recorder, max_message_bytes, connections,
+                                      idle_timeout=300, clock=self.clock)
+        return self.factory
 
 
 class DefenceTests(DefendedServerMixin, SynchronousTestCase):
