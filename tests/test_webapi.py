@@ -256,9 +256,12 @@ class ApiTests(HttpTestsMixin, TestCase):
     def test_healthz(self) -> None:
         health = yield self.get_json("/healthz")
         self.assertEqual(health, {"status": "ok", "active": 1})
+        self.recorder.disk.min_free = 10**12  # (more than was measured free)
+        health = yield self.get_json("/healthz", 503)
+        self.assertEqual(health["status"], "disk full")
         yield self.recorder.stopService()
         health = yield self.get_json("/healthz", 503)
-        self.assertEqual(health["status"], "shutting down")
+        self.assertEqual(health["status"], "shutting down, disk full")
 
     @inlineCallbacks
     def test_metrics_whatever_the_accept_header(self) -> None:
