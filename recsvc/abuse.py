@@ -13,7 +13,11 @@ reads what the server answers:
   partial message on each), from every source address, trying for more;
 - ``churn``: connect and drop with a reset, as fast as possible (a reset
   leaves no TIME_WAIT behind: dropped with a FIN, tens of thousands of
-  connections a minute would take every ephemeral port of the machine).
+  connections a minute would take every ephemeral port of the machine);
+- ``spray``: new connections as fast as one thread can open them, each
+  sent SPRAY_BYTES of garbage, kept open a moment (the last SPRAY_HELD of
+  them) and dropped with a reset: the server must accept and refuse
+  thousands a second that all send data.
 
 ``sources`` are the local addresses the clients connect from (on Linux any
 127.x.y.z reaches 127.0.0.1), shared out among the kinds (each kind its
@@ -25,6 +29,7 @@ one JSON line of counts when done (or sent SIGTERM).
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import random
@@ -37,8 +42,10 @@ from typing import Callable, Iterator
 
 import attrs
 
-KINDS = ("garbage", "bad-starts", "endless", "half-open", "churn")
+KINDS = ("garbage", "bad-starts", "endless", "half-open", "churn", "spray")
 CHUNK = 16384
+SPRAY_BYTES = 512
+SPRAY_HELD = 64
 
 
 @attrs.define
@@ -189,6 +196,26 @@ class Abuser:
         for sock in self._connections(counts, sources, 0.001):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
+
+
+    def _spray(self, counts: AbuseCounts, rng: random.Random,
+               sources: itertools.cycle[str]) -> None:
+        garbage = bytes(rng.randbytes(SPRAY_BYTES))
+        held: collections.deque[socket.socket] = collections.deque()
+        try:
+            for sock in self._connections(counts, sources, 0.001):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                try:
+                    sock.send(garbage)
+                    counts.bytes_sent += SPRAY_BYTES
+                except OSError:
+                    counts.closed_by_server += 1
+                held.append(sock)
+                if len(held) > SPRAY_HELD:
+                    held.popleft().close()
+        finally:
+            for sock in held:
+                sock.close()
 
 
 def _alive(sockets: list[socket.socket]) -> list[socket.socket]:
