@@ -73,6 +73,7 @@ class AccessPolicy:
 @attrs.frozen
 class ConnectionLimits:
     max_connections: int
+    # Connections without a recording from one address (or IPv6 /64).
     max_per_ip: int
 
 
@@ -80,51 +81,108 @@ class ConnectionLimits:
 NOT_ALLOWED = "address not allowed"
 TOO_MANY = "too many connections"
 TOO_MANY_FROM_IP = "too many connections from this address"
+NOT_CONTROL = "not a control message"
 
 
 @attrs.define
 class Connections:
-    """The control connections open, by address: who may open another."""
+    """The control connections open: who may open another.
+
+    ``max_connections`` bounds them all. ``max_per_ip`` bounds the *idle*
+    ones from one address, those without a recording (or a Start being
+    created): a site whose phones all reach the server through one NAT
+    address records as many calls at once as it makes, while a client
+    holding connections open for nothing is held to a few."""
 
     limits: ConnectionLimits
     policy: AccessPolicy = AccessPolicy()
-    _by_ip: dict[str, int] = attrs.field(factory=dict)
+    _idle_by_source: dict[str, int] = attrs.field(factory=dict)
     _total: int = 0
 
     @property
     def total(self) -> int:
         return self._total
 
-    def admit(self, host: str) -> str | None:
-        """Take a connection from ``host``, or say why not (it is then not
-        counted)."""
+    def idle_from(self, host: str) -> int:
+        """The idle connections from ``host``'s address (or /64)."""
+        return self._idle_by_source.get(source_of(host), 0)
+
+    def admit(self, host: str, starting: bool = False) -> Place | str:
+        """Take a connection from ``host``: its Place, or the reason it is
+        refused (it is then not counted). ``starting``: its first message,
+        already seen, is a Start, which will make it carry a recording;
+        such a connection is taken however many idle ones its address has
+        (those phones behind one NAT address starting calls together), and
+        closed if it turns out not to carry one (see `Place.excess`)."""
         if not self.policy.allows_peer(host):
             return NOT_ALLOWED
         if self._total >= self.limits.max_connections:
             return TOO_MANY
         source = source_of(host)
-        count = self._by_ip.get(source, 0)
-        if count >= self.limits.max_per_ip:
+        idle = self._idle_by_source.get(source, 0)
+        if idle >= self.limits.max_per_ip and not starting:
             return TOO_MANY_FROM_IP
-        self._by_ip[source] = count + 1
+        self._idle_by_source[source] = idle + 1
         self._total += 1
-        return None
+        return Place(self, source)
 
-    def release(self, host: str) -> None:
-        """A connection admit() took has closed (call once for each)."""
-        source = source_of(host)
-        count = self._by_ip.get(source, 0)
-        if count <= 1:
-            self._by_ip.pop(source, None)
+    def _count_idle(self, source: str, change: int) -> None:
+        count = self._idle_by_source.get(source, 0) + change
+        if count > 0:
+            self._idle_by_source[source] = count
         else:
-            self._by_ip[source] = count - 1
-        if count:
-            self._total -= 1
+            self._idle_by_source.pop(source, None)
+
+    def _over(self, source: str) -> bool:
+        return self._idle_by_source.get(source, 0) > self.limits.max_per_ip
+
+    def _released(self, source: str, idle: bool) -> None:
+        self._total -= 1
+        if idle:
+            self._count_idle(source, -1)
+
+
+@attrs.define(eq=False)
+class Place:
+    """An admitted connection's place in `Connections`: idle (counted
+    against its address) until it carries a recording, and again once it
+    no longer does."""
+
+    _connections: Connections
+    source: str
+    _carrying: bool = False
+    _held: bool = True
+
+    @property
+    def carrying(self) -> bool:
+        return self._carrying
+
+    def carries(self, carrying: bool) -> None:
+        """The connection now carries a recording (or a Start being
+        created), or no longer carries any."""
+        if self._held and carrying != self._carrying:
+            self._carrying = carrying
+            self._connections._count_idle(self.source, -1 if carrying else 1)
+
+    @property
+    def excess(self) -> bool:
+        """Idle while its address has more idle connections than the limit
+        (it came with a Start that was refused, or its last recording has
+        ended): the connection is to be closed."""
+        return self._held and not self._carrying and self._connections._over(self.source)
+
+    def release(self) -> None:
+        """The connection has closed (once is enough; more change nothing)."""
+        if self._held:
+            self._held = False
+            self._connections._released(self.source, idle=not self._carrying)
 
 
 def source_of(host: str) -> str:
     """Who a connection is from, for the per-address limit: the address, or
     for IPv6 its /64 (one host has a whole /64 to pick from)."""
+    if ":" not in host:
+        return host  # IPv4 (the common case, without parsing it)
     address = _address(host)
     if isinstance(address, ipaddress.IPv6Address):
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
@@ -180,10 +238,13 @@ class RefusalLog:
     """Says when a refusal should be logged: once per ``interval`` seconds
     per peer and reason, with how many refusals the silence hid. Beyond
     ``max_peers`` peers in an interval (a flood from many addresses), the
-    rest are counted together under OTHERS, logged once an interval too."""
+    rest are counted together under OTHERS, logged once an interval too.
+    What a silence hid is owed a line once its interval is over (`overdue`)
+    or at the end (`unsaid`), so that every refusal is in some line's count."""
 
     interval: float = 60.0
     max_peers: int = 10_000
+    # (peer, reason) -> (when its last line was said, how many since)
     _last: dict[tuple[str, str], tuple[float, int]] = attrs.field(factory=dict)
 
     def note(self, peer: str, reason: str, now: float) -> tuple[str, int] | None:
@@ -202,9 +263,31 @@ class RefusalLog:
         self._last[key] = (last[0], last[1] + 1)
         return None
 
+    def next_due(self) -> float | None:
+        """When the first silence that hid refusals is over, if one did."""
+        return min((at + self.interval for at, hidden in self._last.values() if hidden),
+                   default=None)
+
+    def overdue(self, now: float) -> list[tuple[str, str, int]]:
+        """(peer, reason, count) of each silence over by ``now`` that hid
+        refusals: to be said now (their interval begins again)."""
+        due = [(key, hidden) for key, (at, hidden) in self._last.items()
+               if hidden and now - at >= self.interval]
+        for key, _ in due:
+            self._last[key] = (now, 0)
+        return [(peer, reason, hidden) for (peer, reason), hidden in due]
+
+    def unsaid(self) -> list[tuple[str, str, int]]:
+        """(peer, reason, count) of every refusal not said yet (at the end)."""
+        hidden = [(key, count) for key, (_, count) in self._last.items() if count]
+        for key, _ in hidden:
+            self._last[key] = (self._last[key][0], 0)
+        return [(peer, reason, count) for (peer, reason), count in hidden]
+
     def _forget_old(self, now: float) -> None:
-        for key in [key for key, (at, _) in self._last.items()
-                    if now - at >= self.interval and key[0] != OTHERS]:
+        # (Not the ones whose count is still owed a line.)
+        for key in [key for key, (at, hidden) in self._last.items()
+                    if now - at >= self.interval and not hidden and key[0] != OTHERS]:
             del self._last[key]
 
 

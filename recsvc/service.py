@@ -14,7 +14,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from recsvc.admission import AccessPolicy, RefusalLog, StartRate, device_key
+from recsvc.admission import OTHERS, AccessPolicy, StartRate, device_key
 from recsvc.codec import CODECS, Codec
 from recsvc.diskspace import DiskSpace, free_bytes
 from recsvc.indexing import Indexer
@@ -28,6 +28,7 @@ from recsvc.protocol.commands import (
     StopRequest,
 )
 from recsvc.protocol.rtp import RtpReceiver
+from recsvc.refusals import RefusalLines
 from recsvc.recovery import CRASH_REASON, Recovered, recover_all
 from recsvc.retention import RetentionPolicy, StoredRecording
 from recsvc.retention import sweep as retention_sweep
@@ -110,8 +111,11 @@ class RecorderService(Service):
     # Starts a device may make a minute (recordings.max_starts_per_minute).
     start_rate: StartRate | None = None
     registry: Registry = attrs.field(factory=Registry)
-    _refusals: RefusalLog = attrs.field(factory=RefusalLog)
+    # Refused Starts, logged once a minute per device (the rest summed up).
+    _refusals: RefusalLines = attrs.field(init=False)
     _links: set[PhoneLink] = attrs.field(factory=set)
+    # The links that carry recordings or Starts being created, with how many.
+    _carried: dict[PhoneLink, int] = attrs.field(factory=dict)
     _accepting: bool = True
     _syncing: LoopingCall | None = None
     # The hand-over turn that comes next (see `sync_turns`).
@@ -134,6 +138,7 @@ class RecorderService(Service):
 
     def __attrs_post_init__(self) -> None:
         Service.__init__(self)
+        self._refusals = RefusalLines(self.clock, self._summarise_refusals)
 
     def link_connected(self, link: PhoneLink) -> None:
         self._links.add(link)
@@ -141,13 +146,36 @@ class RecorderService(Service):
     def link_lost(self, link: PhoneLink) -> None:
         """A control connection is gone: its recordings end, keeping what arrived."""
         self._links.discard(link)
+        if link not in self._carried:
+            return  # (most connections: no need to look through them all)
         for pending in self._starting.values():
             if pending.link is link:
                 pending.link_lost = True
         for recording in self.registry:
             if recording.link is link:
+                self._carry(link, -1)
                 recording.link = None
                 recording.stop("connection lost", BY_CONNECTION).addErrback(lambda f: None)
+
+    def _carry(self, link: PhoneLink | None, change: int) -> None:
+        """Count a recording (or a Start being created) onto ``link``, or
+        off it; the link is told when it begins or ends carrying any."""
+        if link is None:
+            return
+        before = self._carried.get(link, 0)
+        after = before + change
+        if after > 0:
+            self._carried[link] = after
+        else:
+            self._carried.pop(link, None)
+        if (before > 0) != (after > 0):
+            link.now_carrying(after > 0)
+
+    def _relink(self, holder: Recording | _PendingStart, link: PhoneLink) -> None:
+        """The connection that now answers for a recording or a pending Start."""
+        self._carry(link, 1)
+        self._carry(holder.link, -1)
+        holder.link = link
 
     def start_recording(
         self, request: StartRequest, link: PhoneLink, peer: str, local_host: str
@@ -166,13 +194,13 @@ class RecorderService(Service):
                 return succeed(self._refused(request, "id still stopping"))
             # The phone retried: same answer, and its newest connection is
             # the one to tell when the server stops.
-            existing.link = link
+            self._relink(existing, link)
             return succeed(self._accepted(existing, local_host))
         pending = self._starting.get(recording_id)
         if pending is not None:
             if pending.device != request.device:
                 return succeed(self._refused(request, "id already recording"))
-            pending.link = link  # retried while its file is being created
+            self._relink(pending, link)  # retried while its file is being created
             return pending.when_done()
         if not self._accepting:
             return succeed(self._refused(request, "server shutting down"))
@@ -200,6 +228,7 @@ class RecorderService(Service):
                 self.start_rate.refund(device_key(request.device))
             return succeed(self._refused(request, "no free port"))
         pending = self._starting[recording_id] = _PendingStart(request.device, link)
+        self._carry(link, 1)
         Deferred.fromCoroutine(
             self._open(request, pending, peer, local_host, codec, receiver, port)
         )
@@ -227,6 +256,7 @@ class RecorderService(Service):
 
         def stopped(recording: Recording) -> None:
             self.registry.remove(recording)
+            self._carry(recording.link, -1)
             self._active_paths.difference_update(paths)
             self._recording_finished(recording)
 
@@ -285,6 +315,7 @@ class RecorderService(Service):
                 self._undo_begin(recording_id, port, opening)
         finally:
             del self._starting[recording_id]
+            self._carry(pending.link, -1)
             pending.done(response or self._refused(request, "internal error"))
 
     def _undo_begin(
@@ -357,6 +388,7 @@ class RecorderService(Service):
         )
         receiver.sink = recording
         self.registry.add(recording)
+        self._carry(link, 1)
         if self.metrics is not None:
             self.metrics.recording_started()
         recording.begin()
@@ -383,13 +415,18 @@ class RecorderService(Service):
         if self.metrics is not None:
             self.metrics.start_refused(reason)
         # A phone retrying against a limit is named once a minute, not each time.
-        logged = self._refusals.note(device_key(request.device), reason, self.clock.seconds())
+        logged = self._refusals.note(device_key(request.device), reason)
         if logged is not None:
             self.log.warn(
                 "Recording {recordingId} refused: {reason} ({count} from {device} since "
                 "the last line)", recordingId=request.recording_id, device=request.device,
                 reason=reason, count=logged[1])
         return StartResponse(recording_id=request.recording_id, result=FAILED, reason=reason)
+
+    def _summarise_refusals(self, device: str, reason: str, count: int) -> None:
+        self.log.warn("Starts refused: {reason} ({count} more from {device} since the last line)",
+                      device="many devices" if device == OTHERS else device, reason=reason,
+                      count=count)
 
     def stop_recording(self, request: StopRequest) -> Deferred[RecordingSummary]:
         """Answer a RecordStopRequest from a phone; fails with UnknownRecording."""
@@ -485,8 +522,7 @@ class RecorderService(Service):
 
     def carries_recordings(self, link: PhoneLink) -> bool:
         """Whether a control connection has a recording running or starting."""
-        return (any(pending.link is link for pending in self._starting.values())
-                or any(recording.link is link for recording in self.registry))
+        return link in self._carried
 
     def connection_refused(self, reason: str) -> None:
         if self.metrics is not None:
@@ -663,6 +699,7 @@ class RecorderService(Service):
         return Deferred.fromCoroutine(self._drain()).addBoth(self._drained)
 
     def _drained(self, result: Any) -> Any:
+        self._refusals.flush()
         waiting, self._stop_waiters = self._stop_waiters, []
         for waiter in waiting:
             waiter.callback(None)

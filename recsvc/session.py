@@ -49,6 +49,10 @@ class PhoneLink(Protocol):
     def disconnect(self) -> None:
         """Close the connection (the service is shutting down)."""
 
+    def now_carrying(self, carrying: bool) -> None:
+        """The connection now carries a recording (or a Start whose file is
+        being created), or no longer carries any."""
+
 
 @attrs.frozen
 class Limits:

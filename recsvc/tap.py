@@ -37,6 +37,7 @@ from recsvc.indexing import Indexer
 from recsvc.metrics import Metrics, live_figures
 from recsvc.webapi import make_site
 from recsvc.webhook import Webhook
+from recsvc.protocol.accepting import screen_accepts
 from recsvc.protocol.control import ControlFactory
 from recsvc.retention import RetentionPolicy
 from recsvc.service import RecorderService
@@ -155,15 +156,21 @@ def accept_with_data(port: Any, seconds: int) -> None:
 
 
 class Listener(Service):
-    """Listens on an endpoint; fails start-up if it cannot."""
+    """Listens on an endpoint; fails start-up if it cannot.
+
+    With ``screen`` (see recsvc.protocol.accepting), a plain TCP port
+    (not one behind TLS or another wrapper) has each new connection
+    screened by it before anything is built for it."""
 
     log = Logger()
 
     def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory,
-                 purpose: str = "control connections") -> None:
+                 purpose: str = "control connections",
+                 screen: Callable[[str, bytes | None], Any] | None = None) -> None:
         self._endpoint = endpoint
         self._factory = factory
         self.purpose = purpose
+        self._screen = screen
         self._port: IListeningPort | None = None
         self._started = False
         self._outcome: IListeningPort | Failure | None = None
@@ -186,7 +193,10 @@ class Listener(Service):
             )
         else:
             self._port = outcome
-            accept_at_most(outcome, ACCEPTS_PER_TURN)
+            if self._screen is not None and getattr(outcome, "factory", None) is self._factory:
+                screen_accepts(outcome, self._screen)
+            else:
+                accept_at_most(outcome, ACCEPTS_PER_TURN)
             accept_with_data(outcome, DEFER_ACCEPT_S)
             address = outcome.getHost()
             self.log.info("Listening for {purpose} on {host}:{port}", purpose=self.purpose,
@@ -356,11 +366,9 @@ def makeService(
     if not config.control.allow and not only_this_host(config.control.listen):
         _log.warn("control.allow is empty: any machine that reaches {listen} may start "
                   "recordings. List the phones' networks there.", listen=config.control.listen)
-    control = Listener(
-        control_endpoint,
-        ControlFactory(recorder, config.control.max_message_bytes, connections,
-                       config.control.idle_timeout, reactor),
-    )
+    control_factory = ControlFactory(recorder, config.control.max_message_bytes, connections,
+                                     config.control.idle_timeout, reactor)
+    control = Listener(control_endpoint, control_factory, screen=control_factory.admit)
     root = MultiService()
     # MultiService stops children in reverse: the listener closes first, then
     # the recorder drains its recordings.

@@ -186,12 +186,16 @@ class FakePhoneLink:
 
     stop_requests: list[tuple[str, str]] = attrs.field(factory=list)
     disconnected: bool = False
+    carrying: bool = False
 
     def send_stop_request(self, recording_id: str, reason: str) -> None:
         self.stop_requests.append((recording_id, reason))
 
     def disconnect(self) -> None:
         self.disconnected = True
+
+    def now_carrying(self, carrying: bool) -> None:
+        self.carrying = carrying
 
 
 @attrs.define

@@ -9,18 +9,21 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.admission import (
     NOT_ALLOWED,
+    NOT_CONTROL,
     OTHERS,
     TOO_MANY,
     TOO_MANY_FROM_IP,
     AccessPolicy,
     ConnectionLimits,
     Connections,
+    Place,
     RefusalLog,
     StartRate,
     device_key,
@@ -29,9 +32,10 @@ from recsvc.admission import (
     policy_of,
 )
 from recsvc.protocol.control import ControlFactory, ControlProtocol, _Refusal
+from recsvc.refusals import RefusalLines
 from recsvc.tap import AccessReload
 from recsvc.testing import memory_recorder, run_now
-from tests.test_flood import DefendedServerMixin
+from tests.test_flood import DefendedServerMixin, start
 from tests.test_metrics import samples
 
 
@@ -154,28 +158,87 @@ class PolicyTests(SynchronousTestCase):
 
 class ConnectionsTests(SynchronousTestCase):
     def test_limits(self) -> None:
+        """control.allow, the total and the idle connections per address
+        each refuse with their reason; a released connection makes room."""
         connections = Connections(ConnectionLimits(max_connections=3, max_per_ip=2),
                                   policy_of(["10.0.0.0/8"], []))
         self.assertEqual(connections.admit("192.0.2.1"), NOT_ALLOWED)
-        self.assertIsNone(connections.admit("10.0.0.1"))
-        self.assertIsNone(connections.admit("10.0.0.1"))
+        first = connections.admit("10.0.0.1")
+        self.assertIsInstance(first, Place)
+        self.assertIsInstance(connections.admit("10.0.0.1"), Place)
         self.assertEqual(connections.admit("10.0.0.1"), TOO_MANY_FROM_IP)
-        self.assertIsNone(connections.admit("10.0.0.2"))
+        self.assertIsInstance(connections.admit("10.0.0.2"), Place)
         self.assertEqual(connections.admit("10.0.0.3"), TOO_MANY)
         self.assertEqual(connections.total, 3)
-        connections.release("10.0.0.1")
-        self.assertIsNone(connections.admit("10.0.0.3"))
-        connections.release("10.9.9.9")  # never admitted: nothing changes
+        first.release()
+        first.release()  # twice: its place given back once
+        self.assertEqual(connections.total, 2)
+        self.assertIsInstance(connections.admit("10.0.0.3"), Place)
         self.assertEqual(connections.total, 3)
+
+    def test_connections_carrying_recordings_do_not_count_per_address(self) -> None:
+        """
+        Only idle connections (without a recording) count toward the
+        per-address limit: an address whose connections all carry
+        recordings (phones behind one NAT address) may open as many as the
+        total allows, while its idle ones stay bounded.
+        """
+        connections = Connections(ConnectionLimits(max_connections=100, max_per_ip=2))
+        places = []
+        for _ in range(50):
+            place = connections.admit("192.0.2.1")
+            self.assertIsInstance(place, Place)
+            place.carries(True)
+            places.append(place)
+        self.assertEqual(connections.idle_from("192.0.2.1"), 0)
+        idle = [connections.admit("192.0.2.1"), connections.admit("192.0.2.1")]
+        self.assertEqual(connections.admit("192.0.2.1"), TOO_MANY_FROM_IP)
+        self.assertEqual(connections.total, 52)
+        places[0].carries(False)  # its recording ended: idle again, one too many
+        self.assertTrue(places[0].excess)
+        self.assertFalse(places[1].excess)
+        places[0].release()
+        self.assertEqual(connections.idle_from("192.0.2.1"), 2)
+        self.assertFalse(any(place.excess for place in idle))
+        places[1].release()  # released while carrying: the idle count stays
+        self.assertEqual((connections.idle_from("192.0.2.1"), connections.total), (2, 50))
+
+    def test_a_start_is_taken_beyond_the_idle_limit(self) -> None:
+        """
+        A connection whose first message is a Start is taken although its
+        address has its limit of idle connections (they may all be phones
+        starting calls at once); if it turns out to carry no recording, it
+        is in excess. The total still bounds everything.
+        """
+        connections = Connections(ConnectionLimits(max_connections=4, max_per_ip=1))
+        idle = connections.admit("192.0.2.1")
+        starting = [connections.admit("192.0.2.1", starting=True) for _ in range(3)]
+        self.assertEqual(connections.admit("192.0.2.1", starting=True), TOO_MANY)
+        self.assertTrue(all(isinstance(place, Place) for place in [idle, *starting]))
+        starting[0].carries(True)
+        self.assertFalse(starting[0].excess)
+        self.assertTrue(starting[1].excess)  # (still idle: its Start was refused)
+        starting[1].release()
+        starting[2].release()
+        self.assertFalse(idle.excess)
+        self.assertEqual(connections.idle_from("192.0.2.1"), 1)
 
     def test_ipv6_counted_by_its_64(self) -> None:
         connections = Connections(ConnectionLimits(max_connections=10, max_per_ip=2))
-        self.assertIsNone(connections.admit("2001:db8:0:1::1"))
-        self.assertIsNone(connections.admit("2001:db8:0:1::2"))
+        first = connections.admit("2001:db8:0:1::1")
+        self.assertIsInstance(first, Place)
+        self.assertIsInstance(connections.admit("2001:db8:0:1::2"), Place)
         self.assertEqual(connections.admit("2001:db8:0:1::3"), TOO_MANY_FROM_IP)
-        self.assertIsNone(connections.admit("2001:db8:0:2::1"))
-        connections.release("2001:db8:0:1::1")
-        self.assertIsNone(connections.admit("2001:db8:0:1::9"))
+        self.assertIsInstance(connections.admit("2001:db8:0:2::1"), Place)
+        first.release()
+        self.assertIsInstance(connections.admit("2001:db8:0:1::9"), Place)
+
+    def test_ipv4_counted_whatever_its_form(self) -> None:
+        """An IPv4 peer seen on a dual-stack socket (::ffff:a.b.c.d) is the
+        same address as a.b.c.d."""
+        connections = Connections(ConnectionLimits(max_connections=10, max_per_ip=1))
+        self.assertIsInstance(connections.admit("::ffff:192.0.2.1"), Place)
+        self.assertEqual(connections.admit("192.0.2.1"), TOO_MANY_FROM_IP)
 
 
 class StartRateTests(SynchronousTestCase):
@@ -227,6 +290,69 @@ class RefusalLogTests(SynchronousTestCase):
         self.assertEqual(logged[-1], (OTHERS, 1))
         later = log.note("2001:db8::ffff:1", NOT_ALLOWED, 61)
         self.assertIsNotNone(later)  # old peers forgotten: named again
+
+    def test_what_a_silence_hid_is_owed_a_line(self) -> None:
+        """
+        Refusals kept silent are owed a line once their interval is over
+        (`overdue`, which begins the next interval) or at the end
+        (`unsaid`): none is left out of every count.
+        """
+        log = RefusalLog(interval=60)
+        self.assertIsNone(log.next_due())
+        log.note("192.0.2.1", NOT_ALLOWED, 0)
+        self.assertIsNone(log.next_due())  # said at once: nothing owed
+        for second in (1, 2, 3):
+            log.note("192.0.2.1", NOT_ALLOWED, second)
+        log.note("192.0.2.2", TOO_MANY_FROM_IP, 30)
+        log.note("192.0.2.2", TOO_MANY_FROM_IP, 31)
+        self.assertEqual(log.next_due(), 60)
+        self.assertEqual(log.overdue(59), [])
+        self.assertEqual(log.overdue(60), [("192.0.2.1", NOT_ALLOWED, 3)])
+        self.assertEqual(log.next_due(), 90)
+        self.assertIsNone(log.note("192.0.2.1", NOT_ALLOWED, 61))  # a new interval began
+        self.assertEqual(sorted(log.unsaid()), [("192.0.2.1", NOT_ALLOWED, 1),
+                                                ("192.0.2.2", TOO_MANY_FROM_IP, 1)])
+        self.assertEqual(log.unsaid(), [])
+        self.assertIsNone(log.next_due())
+
+    def test_owed_lines_are_not_forgotten_in_a_flood(self) -> None:
+        """Making room for new peers never drops a peer whose refusals are
+        still owed a line."""
+        log = RefusalLog(interval=60, max_peers=2)
+        log.note("192.0.2.1", NOT_ALLOWED, 0)
+        log.note("192.0.2.1", NOT_ALLOWED, 1)  # owed
+        log.note("192.0.2.2", NOT_ALLOWED, 2)
+        log.note("192.0.2.2", NOT_ALLOWED, 3)  # owed
+        self.assertEqual(log.note("192.0.2.3", NOT_ALLOWED, 100), (OTHERS, 1))
+        self.assertEqual(sorted(log.unsaid()), [("192.0.2.1", NOT_ALLOWED, 1),
+                                                ("192.0.2.2", NOT_ALLOWED, 1)])
+
+
+class RefusalLinesTests(SynchronousTestCase):
+    def test_summaries_each_interval_and_at_flush(self) -> None:
+        """
+        While refusals go on, what each minute's silence hid is summarised
+        when the minute is over (without a timer while nothing is owed),
+        and `flush` says the rest: every refusal is in some line's count.
+        """
+        clock = Clock()
+        said: list[tuple[str, str, int]] = []
+        lines = RefusalLines(clock, lambda *line: said.append(line))
+        self.assertEqual(lines.note("192.0.2.1", NOT_ALLOWED), ("192.0.2.1", 1))
+        self.assertEqual(clock.getDelayedCalls(), [])
+        counted = 1
+        for second in range(1, 150):
+            clock.advance(1)
+            if lines.note("192.0.2.1", NOT_ALLOWED) is not None:
+                counted += 1  # (none: each interval's line is a summary)
+        self.assertEqual(counted, 1)
+        self.assertEqual(said, [("192.0.2.1", NOT_ALLOWED, 59), ("192.0.2.1", NOT_ALLOWED, 60)])
+        lines.flush()
+        self.assertEqual(said[-1], ("192.0.2.1", NOT_ALLOWED, 30))
+        self.assertEqual(1 + sum(count for _, _, count in said), 150)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.advance(3600)
+        self.assertEqual(len(said), 3)
 
 
 class FactoryTests(DefendedServerMixin, SynchronousTestCase):
@@ -302,6 +428,135 @@ class FactoryTests(DefendedServerMixin, SynchronousTestCase):
             ("recsvc_connections_closed_total", (("reason", "idle"),))], 1)
         self.clock.advance(3600)
         self.assertFalse(busy_transport.disconnecting)  # a recording on it: never idle
+
+
+class SiteBehindOneAddressTests(DefendedServerMixin, SynchronousTestCase):
+    """control.max_connections_per_ip bounds a flood's idle connections, not
+    a site's recordings."""
+
+    def setUp(self) -> None:
+        """(Each test makes its server with its own limits.)"""
+
+    def make(self, per_ip: int, total: int = 1000) -> ControlFactory:
+        return self.build(connections=Connections(ConnectionLimits(total, per_ip)),
+                          runner=run_now)
+
+    def open(self, factory: ControlFactory, host: str, first: bytes | None = None,
+             ) -> tuple[ControlProtocol | None, StringTransport]:
+        """A connection from ``host`` as the screening listener makes it
+        (``first``: the bytes it saw waiting), or as a plain one (None)."""
+        if first is None:
+            protocol = factory.buildProtocol(IPv4Address("TCP", host, 40000))
+        else:
+            protocol = factory.admit(host, first)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000),
+                                    hostAddress=IPv4Address("TCP", "127.0.0.9", 10000))
+        if isinstance(protocol, ControlProtocol):
+            protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_more_recordings_from_one_address_than_the_limit(self) -> None:
+        """
+        Phones behind one NAT address record far more calls at once than
+        control.max_connections_per_ip, whether their Starts are seen by
+        the listener (all connecting at once) or arrive one after another;
+        idle connections from that address are still held to the limit.
+        """
+        factory = self.make(per_ip=2)
+        connections = []
+        for number in range(10):  # one after another, each sending its Start
+            protocol, transport = self.open(factory, "192.0.2.1")
+            self.assertIsInstance(protocol, ControlProtocol)
+            protocol.dataReceived(start(number))
+            connections.append((protocol, transport, number))
+        burst = [(*self.open(factory, "192.0.2.1", start(number)), number)
+                 for number in range(10, 20)]  # all at once: their Starts seen waiting
+        self.assertTrue(all(isinstance(protocol, ControlProtocol) for protocol, _, _ in burst))
+        for protocol, _, number in burst:
+            protocol.dataReceived(start(number))
+        connections += burst
+        self.clock.advance(0)
+        self.assertEqual(len(self.recorder.registry), 20)
+        self.assertTrue(all(b"result=success" in transport.value()
+                            for _, transport, _ in connections))
+        self.assertFalse(any(transport.disconnecting for _, transport, _ in connections))
+        idle = [self.open(factory, "192.0.2.1")[0] for _ in range(3)]
+        self.assertEqual([type(protocol) for protocol in idle],
+                         [ControlProtocol, ControlProtocol, _Refusal])
+        self.assertEqual(factory.connections.total, 22)
+
+    def test_refused_start_beyond_the_limit_is_answered_then_closed(self) -> None:
+        """
+        A connection taken beyond the idle limit for its Start, which is
+        refused, is answered and then closed (its reply is not thrown
+        away), counted as closed for too many connections from its address.
+        """
+        factory = self.make(per_ip=1)
+        self.open(factory, "192.0.2.1")
+        bad_start = b"cmd=RecordStartRequest&id=9&device=00a859000009&codec=G729\n"
+        protocol, transport = self.open(factory, "192.0.2.1", bad_start)
+        self.assertIsInstance(protocol, ControlProtocol)
+        protocol.dataReceived(bad_start)
+        self.assertIn(b"result=failed&reason=unsupported codec", transport.value())
+        self.assertTrue(transport.disconnecting)
+        self.assertFalse(transport.disconnected)  # closed after the reply, not aborted
+        self.assertEqual(samples(self.recorder.metrics)[
+            ("recsvc_connections_closed_total", (("reason", TOO_MANY_FROM_IP),))], 1)
+
+    def test_connection_whose_recording_ended_closed_when_in_excess(self) -> None:
+        """
+        When a connection's last recording has ended and its address holds
+        more idle connections than the limit, it is closed once the Stop
+        is answered; within the limit, it stays.
+        """
+        factory = self.make(per_ip=1)
+        first, first_transport = self.open(factory, "192.0.2.1")
+        first.dataReceived(start(1))
+        second, second_transport = self.open(factory, "192.0.2.1", start(2))
+        second.dataReceived(start(2))
+        second.dataReceived(b"cmd=RecordStopRequest&id=2\n")
+        self.clock.advance(0)
+        self.assertIn(b"RecordStopResponse&id=2&result=success", second_transport.value())
+        self.assertFalse(second_transport.disconnecting)  # the only idle one
+        first.dataReceived(b"cmd=RecordStopRequest&id=1\n")
+        self.clock.advance(0)
+        self.assertIn(b"RecordStopResponse&id=1&result=success", first_transport.value())
+        self.assertTrue(first_transport.disconnecting)  # one idle too many
+        self.assertFalse(second_transport.disconnecting)
+
+    def test_first_bytes_that_are_no_control_message_are_refused(self) -> None:
+        """
+        A connection whose first bytes cannot begin a control message (an
+        HTTP request, random bytes) is refused by the listener before
+        anything is built for it: counted and logged once a minute per
+        address, summed up when the minute is over. A first message still
+        on its way (only part of "cmd=" yet) is let in.
+        """
+        factory = self.make(per_ip=100)
+        with capturedLogs() as events:
+            for first in (b"GET / HTTP/1.1\r\n", b"\x16\x03\x01", b"cmx", b"\r\nhello"):
+                self.assertIsNone(factory.admit("192.0.2.1", first))
+            self.clock.advance(60)
+        for first in (b"c", b"cm", b"\r\ncmd", b"cmd =", b"  "):
+            self.assertIsInstance(factory.admit("192.0.2.1", first), ControlProtocol)
+        self.assertEqual(samples(self.recorder.metrics)[
+            ("recsvc_connections_refused_total", (("reason", NOT_CONTROL),))], 4)
+        self.assertEqual([(event["reason"], event["count"]) for event in events
+                          if event["log_level"] == LogLevel.warn],
+                         [(NOT_CONTROL, 1), (NOT_CONTROL, 3)])
+
+    def test_stopping_the_factory_says_what_the_log_has_not(self) -> None:
+        """When the listener stops (shutdown), the refusals and closings the
+        log has not said yet are summed up."""
+        factory = self.make(per_ip=1)
+        self.open(factory, "192.0.2.1")
+        for _ in range(5):
+            self.assertIsInstance(self.open(factory, "192.0.2.1")[0], _Refusal)
+        factory.doStart()  # (as a listening port does)
+        with capturedLogs() as events:
+            factory.doStop()
+        self.assertEqual([(event["peer"], event["reason"], event["count"]) for event in events],
+                         [("192.0.2.1", TOO_MANY_FROM_IP, 4)])
 
 
 class ReloadTests(SynchronousTestCase):

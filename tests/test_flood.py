@@ -136,6 +136,7 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
         connection, counted by reason; each Start among them was answered.
         Bad messages and closings are logged once a minute per peer, with
         a count: a client that reconnects to send more does not fill the log.
+        What a minute's silence hid is summed up when the minute is over.
         """
         protocol, transport = self.connect()
         with capturedLogs() as events:
@@ -161,9 +162,14 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
             protocol, transport = self.connect()
             protocol.dataReceived(b"garbage\n" * MAX_BAD_MESSAGES)
             self.clock.advance(0)
-        self.assertEqual([(e["log_format"].split()[0], e["count"]) for e in events
-                          if e["log_format"].startswith(("Bad", "Closing"))],
-                         [("Bad", 4 * MAX_BAD_MESSAGES), ("Closing", 4)])
+            self.clock.advance(60)
+        self.assertEqual(
+            [(e["log_format"].split()[0], e.get("reason"), e["count"]) for e in events
+             if e["log_format"].startswith(("Bad", "Closing", "Control connections"))],
+            [("Control", "bad message", 4 * MAX_BAD_MESSAGES - 1),
+             ("Control", "closed (bad messages)", 3),
+             ("Control", "bad message", MAX_BAD_MESSAGES),
+             ("Control", "closed (bad messages)", 1)])
         self.assertEqual(closed(self.recorder.metrics), {"bad messages": 5.0})
 
     def test_a_good_message_starts_the_count_again(self) -> None:
@@ -430,7 +436,7 @@ class FloodEndToEndTests(LoopbackServiceMixin, TestCase):
                     for n in range(self.CALLS)]
         # Until every kind has been at it a while: the calls below are made
         # during the abuse, not before it.
-        yield self.wait_for(lambda: self.closed("bad messages") > 0
+        yield self.wait_for(lambda: self.refused("not a control message") > 0
                             and self.closed("message too long") > 0
                             and self.refused("too many connections from this address") > 0
                             and self.starts_refused("unsupported codec") > 0, seconds=20)

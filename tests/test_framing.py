@@ -7,7 +7,13 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.protocol.commands import Message, encode_message
-from recsvc.protocol.framing import MessageFramer, MessageTooLong, split_messages
+from recsvc.protocol.framing import (
+    MessageFramer,
+    MessageTooLong,
+    begins_with_start,
+    could_begin_messages,
+    split_messages,
+)
 
 FRAMER_SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -281,3 +287,39 @@ class FramerPropertyTests(SynchronousTestCase):
         framer = terminated_framer(terminator)
         got = [message for chunk in cut(stream, cuts) for message in framer.feed(chunk)]
         self.assertEqual(got, wire)
+
+
+class FirstBytesTests(SynchronousTestCase):
+    """What the listener may tell from a connection's first bytes."""
+
+    @FRAMER_SETTINGS
+    @given(st.builds(Message, cmd=st.text(min_size=1),
+                     fields=st.lists(st.tuples(st.from_regex(r"[a-z_]+", fullmatch=True),
+                                               st.text()), max_size=4).map(tuple)),
+           st.sampled_from([b"", b" ", b"\r\n", b"\x00", b"\t\n "]),
+           st.sampled_from([b""] + TERMINATORS), st.integers(min_value=1, max_value=64))
+    def test_every_start_of_a_message_is_let_in(self, message: Message, blanks: bytes,
+                                                  terminator: bytes, cut: int) -> None:
+        """
+        However much of a connection's first message has come (its first
+        bytes cut anywhere, blanks before it, any framing), it could begin
+        control messages: no phone is refused for what it sent.
+        """
+        first = (blanks + encode_message(message) + terminator)[:cut]
+        self.assertTrue(could_begin_messages(first))
+
+    def test_what_no_phone_sends_is_told_apart(self) -> None:
+        """Bytes that cannot begin "cmd=" (after blanks) cannot be a phone."""
+        for first in (b"GET / HTTP/1.1", b"\x16\x03\x01\x02", b"cx", b"\r\ncmdx", b"id=1&cmd=x",
+                      b"CMD=RecordStartRequest"):
+            self.assertFalse(could_begin_messages(first), first)
+
+    def test_a_start_is_told_from_its_first_bytes(self) -> None:
+        """A first message that is a RecordStartRequest, in any framing and
+        spacing, is recognised (and nothing else is)."""
+        for first in (b"cmd=RecordStartRequest&id=1", b"\r\ncmd = RecordStartRequest\n",
+                      b"cmd=RecordStartRequest", b"cmd=RecordStartRequest\x00cmd=X"):
+            self.assertTrue(begins_with_start(first), first)
+        for first in (b"cmd=RecordStartRequestX&id=1", b"cmd=RecordStopRequest&id=1",
+                      b"cmd=RecordStartReq", b"xcmd=RecordStartRequest"):
+            self.assertFalse(begins_with_start(first), first)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from collections import deque
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -13,7 +12,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from recsvc.admission import OTHERS, TOO_MANY, Connections, RefusalLog
+from recsvc.admission import NOT_CONTROL, OTHERS, TOO_MANY, TOO_MANY_FROM_IP, Connections, Place
 
 from recsvc.protocol.commands import (
     FAILED,
@@ -32,7 +31,13 @@ from recsvc.protocol.commands import (
     failure_reply,
     parse_command,
 )
-from recsvc.protocol.framing import MessageFramer, MessageTooLong
+from recsvc.protocol.framing import (
+    MessageFramer,
+    MessageTooLong,
+    begins_with_start,
+    could_begin_messages,
+)
+from recsvc.refusals import RefusalLines
 from recsvc.service import RecorderService, UnknownRecording
 from recsvc.session import RecordingSummary
 
@@ -55,26 +60,32 @@ class ControlProtocol(Protocol, TimeoutMixin):
 
     It is the producer of its replies: while the peer does not read them
     (the transport's buffer is full), its socket is not read either, so a
-    client that never reads cannot make the server hold its answers."""
+    client that never reads cannot make the server hold its answers.
+
+    Its ``place`` in the connection limits (from the factory) is told
+    whether it carries recordings; without one, when all it has been sent
+    is handled, and its address has more idle connections than allowed, it
+    is closed."""
 
     log = Logger()
 
     def __init__(self, service: RecorderService, max_message_bytes: int,
                  idle_timeout: float | None = None, clock: IReactorTime | None = None,
-                 notices: RefusalLog | None = None) -> None:
+                 notices: RefusalLines | None = None) -> None:
         self._service = service
         self._clock = clock or service.clock
         # Bad messages and closed connections are logged once a minute per
         # peer, with a count (shared by a factory's connections): a client
         # reconnecting to send garbage does not fill the log.
-        self._notices = RefusalLog() if notices is None else notices
+        self._notices = (RefusalLines(self._clock, summarise_notices) if notices is None
+                         else notices)
         self._framer = MessageFramer(max_length=max_message_bytes)
         self._connected = False
         self._idle_timeout = idle_timeout
         self.callLater = self._clock.callLater  # (TimeoutMixin's, and the turns')
         self.peer = "?"
-        # Gives back the connection's place in the limits (once).
-        self.release: Callable[[], None] | None = None
+        # The connection's place in the limits (None: not limited).
+        self.place: Place | None = None
         self._waiting: deque[bytes] = deque()  # messages read, not yet handled
         self._next_turn: IDelayedCall | None = None
         self._replies_blocked = False  # the peer is not reading
@@ -99,9 +110,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
         self._waiting.clear()
         if self._next_turn is not None and self._next_turn.active():
             self._next_turn.cancel()
-        release, self.release = self.release, None
-        if release is not None:
-            release()
+        if self.place is not None:
+            self.place.release()
         self._service.link_lost(self)
 
     def timeoutConnection(self) -> None:
@@ -110,10 +120,33 @@ class ControlProtocol(Protocol, TimeoutMixin):
             return
         self._close("idle", f"no message for {self._idle_timeout:g} s")
 
+    def now_carrying(self, carrying: bool) -> None:
+        if self.place is not None:
+            self.place.carries(carrying)
+        if not carrying and self._connected:
+            # Once the replies of this turn are written.
+            self.callLater(0, self._close_if_excess)
+
+    def _close_if_excess(self) -> None:
+        """Closes the connection (its replies sent first) if it is idle with
+        all it was sent handled while its address holds more idle
+        connections than control.max_connections_per_ip."""
+        if not (self._connected and self.place is not None and self.place.excess
+                and not self._waiting):
+            return
+        count = self._noticed(f"closed ({TOO_MANY_FROM_IP})")
+        if count is not None:
+            self.log.info("Closing control connection from {peer}: {reason}: it carries no "
+                          "recording ({count} since the last line)", peer=self.peer,
+                          reason=TOO_MANY_FROM_IP, count=count)
+        self._service.connection_closed(TOO_MANY_FROM_IP)
+        self.disconnect()
+        self._connected = False
+
     def _close(self, reason: str, why: str) -> None:
         """Closes the connection at once (a peer that stopped reading must
         not hold its slot), counted by ``reason``."""
-        count = self._noticed(reason)
+        count = self._noticed(f"closed ({reason})")
         if count is not None:
             self.log.info("Closing control connection from {peer}: {reason} "
                           "({count} since the last line)", peer=self.peer, reason=why,
@@ -158,6 +191,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
             # (Else they wait their turn: a TLS transport hands over what it
             # has decrypted even once reading has paused.)
             self._turn()
+        else:
+            self._close_if_excess()
 
     def _turn(self) -> None:
         """Handles the next MESSAGES_PER_TURN waiting messages; the rest wait
@@ -178,6 +213,7 @@ class ControlProtocol(Protocol, TimeoutMixin):
         if self._waiting and self._connected and not self._replies_blocked:
             self._next_turn = self.callLater(0, self._turn)
         self._read_or_not()
+        self._close_if_excess()
 
     def _dispatch(self, raw: bytes) -> None:
         try:
@@ -233,7 +269,7 @@ class ControlProtocol(Protocol, TimeoutMixin):
 
     def _noticed(self, what: str) -> int | None:
         """None: not logged this time; else how many ``what`` the line stands for."""
-        logged = self._notices.note(self.peer, what, self._clock.seconds())
+        logged = self._notices.note(self.peer, what)
         return None if logged is None else logged[1]
 
     def _stopped(self, summary: RecordingSummary) -> None:
@@ -271,7 +307,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
 class ControlFactory(Factory):
     """Builds a ControlProtocol for each connection ``connections`` admits
     (control.allow and the connection limits); a refused one is closed at
-    once, counted, and logged once per peer and minute."""
+    once, counted, and logged once per peer and minute (the rest in
+    summaries: each minute while they go on, and when the factory stops)."""
 
     log = Logger()
     noisy = False
@@ -284,36 +321,63 @@ class ControlFactory(Factory):
         self.max_message_bytes = max_message_bytes
         self.connections = connections
         self.idle_timeout = idle_timeout
-        self.clock = clock
-        self.refusals = RefusalLog()
-        self.notices = RefusalLog()  # bad messages and closed connections
+        self.clock = clock or service.clock
+        self.refusals = RefusalLines(self.clock, self._summarise_refusals)
+        self.notices = RefusalLines(self.clock, summarise_notices)  # bad messages, closings
 
     def buildProtocol(self, addr: Any) -> ControlProtocol | None:
-        host = getattr(addr, "host", "?")
+        protocol = self.admit(getattr(addr, "host", "?"))
+        # Not None for a refused one: a TLS or PROXY wrapper would choke on it.
+        return _Refusal() if protocol is None else protocol  # type: ignore[return-value]
+
+    def admit(self, host: str, first: bytes | None = None) -> ControlProtocol | None:
+        """The protocol for a new connection from ``host``, or None if it is
+        refused (counted and logged; the caller closes it). ``first``: the
+        bytes already waiting on it, where the listener could look (see
+        recsvc.protocol.accepting): a connection that does not begin with
+        control messages is refused, one that begins with a Start is taken
+        even when its address has its limit of idle connections."""
+        if first is not None and not could_begin_messages(first):
+            self._refused(host, NOT_CONTROL)
+            return None
+        place = None
         if self.connections is not None:
-            reason = self.connections.admit(host)
-            if reason is not None:
-                self._refused(host, reason)
-                # Not None: a TLS or PROXY wrapper would choke on it.
-                return _Refusal()  # type: ignore[return-value]
+            place = self.connections.admit(
+                host, starting=first is not None and begins_with_start(first))
+            if isinstance(place, str):
+                self._refused(host, place)
+                return None
         protocol = ControlProtocol(self.service, self.max_message_bytes, self.idle_timeout,
                                    self.clock, self.notices)
         protocol.factory = self
-        if self.connections is not None:
-            protocol.release = functools.partial(self.connections.release, host)
+        protocol.place = place
         return protocol
 
     def _refused(self, host: str, reason: str) -> None:
         self.service.connection_refused(reason)
-        now = (self.clock or self.service.clock).seconds()
         # The overall limit is nobody's in particular: one line for all.
-        logged = self.refusals.note(OTHERS if reason == TOO_MANY else host, reason, now)
+        logged = self.refusals.note(OTHERS if reason == TOO_MANY else host, reason)
         if logged is not None:
-            peer, count = logged
-            self.log.warn("Refused control connections from {peer}: {reason} "
-                          "({count} since the last line)",
-                          peer="many addresses" if peer == OTHERS else peer,
-                          reason=reason, count=count)
+            self._summarise_refusals(logged[0], reason, logged[1])
+
+    def _summarise_refusals(self, peer: str, reason: str, count: int) -> None:
+        self.log.warn("Refused control connections from {peer}: {reason} "
+                      "({count} since the last line)",
+                      peer="many addresses" if peer == OTHERS else peer,
+                      reason=reason, count=count)
+
+    def stopFactory(self) -> None:
+        """The listener has stopped: what the log has not said yet, it says now."""
+        self.refusals.flush()
+        self.notices.flush()
+
+
+def summarise_notices(peer: str, reason: str, count: int) -> None:
+    """A summary line of a control connection's bad messages or closings."""
+    ControlProtocol.log.info("Control connections from {peer}: {reason} "
+                             "({count} more since the last line)",
+                             peer="many addresses" if peer == OTHERS else peer,
+                             reason=reason, count=count)
 
 
 class _Refusal(Protocol):

@@ -15,6 +15,10 @@ import attrs
 TERMINATORS = re.compile(rb"\r\n|\n|\x00")
 # Where a message begins: "cmd=" (spaces tolerated before the "=").
 MESSAGE_START = re.compile(rb"cmd[ \t]*=")
+# What a connection's first bytes may be while its first message begins:
+# blanks, then "cmd=", or as much of it as has come.
+_FIRST_BYTES = re.compile(rb"[ \t\r\n\x00]*(?:cmd[ \t]*=|(?:cmd[ \t]*|cm|c)?\Z)")
+_FIRST_START = re.compile(rb"[ \t\r\n\x00]*cmd[ \t]*=[ \t]*RecordStartRequest(?:[ \t]*[&\r\n\x00]|\Z)")
 
 
 class MessageTooLong(ValueError):
@@ -58,6 +62,17 @@ class MessageFramer:
             if len(message) > self.max_length:
                 raise MessageTooLong(f"message of {len(message)} bytes")
         return messages
+
+
+def could_begin_messages(first: bytes) -> bool:
+    """Whether a connection's first bytes are the beginning of control
+    messages (or too few to tell): anything else is not a phone."""
+    return _FIRST_BYTES.match(first) is not None
+
+
+def begins_with_start(first: bytes) -> bool:
+    """Whether a connection's first bytes begin with a RecordStartRequest."""
+    return _FIRST_START.match(first) is not None
 
 
 def split_messages(frame: bytes) -> list[bytes]:
