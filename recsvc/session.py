@@ -355,6 +355,10 @@ class Recording:
                              recordingId=self.recording_id)
 
     def _part_failed(self, failure: Failure, part: _Part) -> None:
+        # Settled: the stop below must not wait for it (it is still running
+        # this errback, and awaiting a Deferred that holds a failure mid-run
+        # raised an AssertionError instead of the StorageError naming why).
+        part.opening = None
         if failure.check(OSError):
             self._write_failed(failure.value, "storage not writable" if part.number == 1
                                else "write error")
