@@ -7,14 +7,11 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import queue
 import random
 import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
@@ -29,6 +26,7 @@ from recsvc.config import ConfigError
 from recsvc.phone import timed_call
 from recsvc.simulator import finished_recordings
 from recsvc.storage import sidecar_path
+from tests.support.output import OutputLines
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(CHECKOUT, "README.md")
@@ -165,13 +163,6 @@ def readme_tac() -> str:
     return tac
 
 
-def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
-    with stream:
-        for line in stream:
-            lines.put(line)
-    lines.put(None)  # the end
-
-
 class ReadmeTacTests(TestCase):
     """The README's `.tac`, under `twistd -ny`, records a call and its
     observer says so."""
@@ -211,24 +202,13 @@ class ReadmeTacTests(TestCase):
             [TWISTD, "-ny", "pbx.tac", "--pidfile=", "--logfile=-"],
             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
-        log: list[str] = []
+        output = OutputLines(process.stdout)
 
-        def wait_for(pattern: str, seconds: float = 20) -> re.Match[str]:
-            deadline = time.monotonic() + seconds
-            while time.monotonic() < deadline:
-                try:
-                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if line is None:
-                    break  # twistd exited
-                log.append(line)
-                match = re.search(pattern, line)
-                if match:
-                    return match
-            self.fail(f"twistd never logged {pattern!r}:\n" + "".join(log))
+        def wait_for(pattern: str) -> re.Match[str]:
+            match = output.wait_for(pattern)
+            if match is None:
+                self.fail(f"twistd never logged {pattern!r}:\n" + "".join(output.seen))
+            return match
 
         try:
             port = int(wait_for(r"Listening for control connections on 127\.0\.0\.1:(\d+)")[1])
@@ -240,12 +220,14 @@ class ReadmeTacTests(TestCase):
                 r"\[pbx#info\] pbx: recording 'embedded-1' part 1 finished: (\S+\.wav) \(([\d.]+) s\)")
             process.send_signal(signal.SIGTERM)
             self.assertIn(process.wait(timeout=20), (0, -signal.SIGTERM))
-            wait_for(r"Server Shut Down\.")
+            self.assertIn("Server Shut Down.", output.rest())
         finally:
             if process.poll() is None:
                 process.kill()
             process.wait()
-        self.assertFalse([line for line in log if "could not be kept" in line], "".join(log))
+        log = "".join(output.seen)
+        self.assertNotIn("could not be kept", log)
+        self.assertNotIn("Traceback", log)
         wav_path, seconds = finished[1], float(finished[2])
         self.assertEqual(finished_recordings(root), {"embedded-1": wav_path})
         self.assertTrue(os.path.isabs(wav_path))
