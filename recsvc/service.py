@@ -18,6 +18,7 @@ from recsvc.admission import OTHERS, AccessPolicy, StartRate, device_key
 from recsvc.codec import CODECS, Codec
 from recsvc.diskspace import DiskSpace, free_bytes
 from recsvc.indexing import Indexer
+from recsvc.observers import RecordingObservers
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.ports import NoFreePort, RtpPort, RtpPortPool
 from recsvc.protocol.commands import (
@@ -103,6 +104,8 @@ class RecorderService(Service):
     metrics: Metrics | None = None
     # Each finished file's sidecar goes to it (hooks.on_finish); None: none.
     webhook: Webhook | None = None
+    # The embedding application's IRecordingObservers (makeService's observers).
+    observers: RecordingObservers = RecordingObservers()
     # Who may record (devices.allow; replaced on a reload) and how much.
     access: AccessPolicy = AccessPolicy()
     # Recordings at once (recordings.max_active); 0: as many as the ports.
@@ -378,6 +381,7 @@ class RecorderService(Service):
             open_part=open_part,
             now=self.now,
             on_stopped=stopped,
+            on_started=self._recording_started,
             on_file_finished=self._file_finished,
             link=link,
             port=port,
@@ -502,6 +506,10 @@ class RecorderService(Service):
             self.index.catch_up()
         return result
 
+    def _recording_started(self, recording: Recording) -> None:
+        """A recording's first file exists."""
+        self.observers.started(recording.info)
+
     def _file_finished(self, path: str, summary: RecordingSummary) -> None:
         if self.index is not None:
             self.index.file_finished(path)
@@ -509,13 +517,17 @@ class RecorderService(Service):
             self.metrics.file_finished(summary)
         if self.webhook is not None:
             self.webhook.deliver(summary.to_json())
+        self.observers.finished(summary, path)
 
     def _recording_finished(self, recording: Recording) -> None:
+        outcome = recording.outcome
+        if isinstance(outcome, Failure):
+            self.observers.failed(recording.info, outcome.getErrorMessage())
         if self.metrics is None:
             return
         cause = recording.stop_cause
         assert cause is not None
-        if isinstance(recording.outcome, Failure):
+        if isinstance(outcome, Failure):
             self.metrics.file_unfinished()
         self.metrics.recording_finished(cause.reason, cause.stopped_by,
                                         cause.at - recording.started_at, recording.progress())

@@ -111,6 +111,8 @@ class Recording:
     # None): the phone is answered at once and its audio waits meanwhile.
     _opening: Deferred[AudioWriter] | None = None
     _on_stopped: Callable[[Recording], None] = lambda recording: None
+    # Once its first file exists (the Start's sidecar on its way to disk).
+    _on_started: Callable[[Recording], None] = lambda recording: None
     # Each file, once finished and its sidecar written: its path and sidecar.
     _on_file_finished: Callable[[str, RecordingSummary], None] = lambda path, summary: None
     link: PhoneLink | None = None
@@ -201,6 +203,7 @@ class Recording:
         part = self._part
         if part.writer is not None:
             part.provisional = self._save_provisional(part)
+            self._started()
         elif self._opening is not None:
             part.opening = self._opening
             part.opening.addCallbacks(self._part_opened, self._part_failed, (part,),
@@ -341,13 +344,25 @@ class Recording:
                 recordingId=self.recording_id, file=os.path.basename(writer.path),
                 createMs=round(1000 * (self._clock.seconds() - part.started_at), 1),
             )
+            self._started()
             return
         self.log.info(
             "Recording {recordingId} goes on in part {part}: {file}",
             recordingId=self.recording_id, part=part.number, file=os.path.basename(writer.path),
         )
 
+    def _started(self) -> None:
+        try:
+            self._on_started(self)
+        except Exception:
+            self.log.failure("Recording {recordingId}: reporting its start failed",
+                             recordingId=self.recording_id)
+
     def _part_failed(self, failure: Failure, part: _Part) -> None:
+        # Settled: the stop below must not wait for it (it is still running
+        # this errback, and awaiting a Deferred that holds a failure mid-run
+        # raised an AssertionError instead of the StorageError naming why).
+        part.opening = None
         if failure.check(OSError):
             self._write_failed(failure.value, "storage not writable" if part.number == 1
                                else "write error")
@@ -474,7 +489,9 @@ class Recording:
         if part.opening is not None:
             await part.opening
         if part.writer is None:
-            raise StorageError(f"part {part.number} of the recording could not be created")
+            cause = "" if self._write_error is None else (
+                f": {self._write_error.strerror or self._write_error}")
+            raise StorageError(f"part {part.number} of the recording could not be created{cause}")
         if part.storing is not None:
             try:
                 await part.storing

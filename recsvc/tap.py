@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, fail, succeed
@@ -35,6 +35,7 @@ from recsvc.drain import RtpDrain
 from recsvc.admission import AccessPolicy, ConnectionLimits, Connections, StartRate, policy_of
 from recsvc.indexing import Indexer
 from recsvc.metrics import Metrics, live_figures
+from recsvc.observers import IRecordingObserver, RecordingObservers, checked_observers
 from recsvc.webapi import make_site
 from recsvc.webhook import Webhook
 from recsvc.protocol.accepting import screen_accepts
@@ -69,6 +70,12 @@ def check_config(config: Config, reactor: Any) -> None:
     a storage root that can be created and written. Raises ConfigError."""
     endpoint_for(config, reactor)
     http_endpoint_for(config, reactor)
+    create_folders(config)
+
+
+def create_folders(config: Config) -> None:
+    """Create storage.root (which must then be writable) and the folder of
+    index.database, where they do not exist. Raises ConfigError naming the key."""
     root = config.storage.root
     try:
         os.makedirs(root, exist_ok=True)
@@ -76,6 +83,13 @@ def check_config(config: Config, reactor: Any) -> None:
         raise ConfigError("storage.root", f"cannot create {root}: {error.strerror}") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError("storage.root", f"{root} is not writable")
+    folder = os.path.dirname(config.index.database)
+    try:
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise ConfigError("index.database",
+                          f"cannot create its folder {folder}: {error.strerror}") from None
 
 
 def endpoint_for(config: Config, reactor: Any) -> IStreamServerEndpoint:
@@ -249,21 +263,29 @@ class AtStart(Service):
 
 
 def makeService(
-    config: Config | Mapping[str, Any] | usage.Options | None = None, reactor: Any = None
+    config: Config | Mapping[str, Any] | usage.Options | None = None, reactor: Any = None,
+    *, observers: Iterable[IRecordingObserver] = (),
 ) -> IService:
     """The recorder as a service tree an application can add to its own.
 
     ``config`` is a Config, a parsed mapping (as from YAML) or twistd's Options.
+    ``observers`` (`recsvc.observers.IRecordingObserver`) are told of the
+    recordings. Creates storage.root and the folder of index.database.
     The returned MultiService has the recorder (named "recorder"), the
     control listener ("control") and what starts with the reactor: crash
     recovery and the free-space watch ("background").
+    Raises ConfigError for a bad config, TypeError for a bad observer.
     """
     config_path = None
     if isinstance(config, usage.Options):
         config, config_path = config["config"], config.get("config_path")
     config = as_config(config)
+    told = RecordingObservers(checked_observers(observers))
     if reactor is None:
         reactor = _global_reactor()
+    # As twistd's Options do: an application's config is checked the same
+    # way, and the folders are there before anything needs them.
+    check_config(config, reactor)
     low, high = config.rtp.port_range
     # Room for a recording on every port, made now (see recsvc.descriptors),
     # and again once the reactor runs: a daemon's forked child starts with a
@@ -348,6 +370,7 @@ def makeService(
         index=indexer,
         metrics=metrics,
         webhook=webhook,
+        observers=told,
         access=access_policy(config),
         max_active=config.recordings.max_active,
         max_per_device=config.recordings.max_per_device,

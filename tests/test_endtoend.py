@@ -7,9 +7,7 @@ import array
 import json
 import math
 import os
-import queue
 import random
-import re
 import shutil
 import signal
 import socket
@@ -36,6 +34,7 @@ from recsvc.simulator import finished_recordings
 from recsvc.storage import sidecar_path
 from recsvc.testing import FailingWriter
 from recsvc.wav import WavFileWriter
+from tests.support.output import OutputLines
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -428,28 +427,6 @@ class FullDiskEndToEndTests(TestCase):
             yield deferLater(reactor, 0.05, lambda: None)
 
 
-def _pump(stream, lines: queue.Queue) -> None:
-    with stream:
-        for line in stream:
-            lines.put(line)
-    lines.put(None)  # the end
-
-
-def _rest_of(process: subprocess.Popen, seconds: float = 10) -> str:
-    """The output of an exited ``process`` that start_twistd has not read."""
-    rest = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            line = process.output_lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        rest.append(line)
-    return "".join(rest)
-
-
 def _reap(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
@@ -492,25 +469,12 @@ class TwistdEndToEndTests(TestCase):
             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.addCleanup(_reap, process)
-        lines: queue.Queue[str] = queue.Queue()
-        reader = threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True)
-        reader.start()
-        process.output_lines = lines  # type: ignore[attr-defined]
-        log = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break  # twistd exited
-            log.append(line)
-            match = re.search(r"Listening for control connections on 127\.0\.0\.1:(\d+)", line)
-            if match:
-                return process, int(match.group(1))
+        output = process.output_lines = OutputLines(process.stdout)  # type: ignore[attr-defined]
+        match = output.wait_for(r"Listening for control connections on 127\.0\.0\.1:(\d+)")
+        if match:
+            return process, int(match.group(1))
         process.kill()
-        self.fail("twistd did not listen:\n" + "".join(log))
+        self.fail("twistd did not listen:\n" + "".join(output.seen))
 
     def test_kill9_then_restart(self):
         """kill -9 in the middle of a call, then a restart: the recording is
@@ -590,7 +554,7 @@ class TwistdEndToEndTests(TestCase):
             # the status is "terminated by SIGTERM", as systemd expects.
             self.assertIn(process.wait(timeout=10), (0, -signal.SIGTERM))
             self.assertLess(time.monotonic() - began, 5)
-            self.assertIn("Server Shut Down.", _rest_of(process))
+            self.assertIn("Server Shut Down.", process.output_lines.rest())
             phone.close()
         finally:
             if process.poll() is None:

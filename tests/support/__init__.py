@@ -1,0 +1,1 @@
+"""Set-up shared by the test modules (which never import each other)."""
