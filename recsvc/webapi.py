@@ -33,8 +33,9 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from recsvc import index, playback
+from recsvc.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
-from recsvc.httpauth import Gate, GuardedResource
+from recsvc.httpauth import Gate, GuardedResource, Identity
 from recsvc.metrics import Metrics
 from recsvc.session import RECORDING
 from recsvc.summary import iso_utc
@@ -489,6 +490,14 @@ class WebRoot(Resource):
         return ErrorResource(404, "no such page")
 
 
+class _Request(server.Request):
+    """A request that knows, for the access log, when it began and who
+    http.auth let in (set by GuardedResource)."""
+
+    began: float | None = None
+    identity: Identity | None = None
+
+
 class _Site(server.Site):
     # Recordings are listened to in full: the default 12 hours would keep
     # idle keep-alive connections around for nothing.
@@ -498,7 +507,30 @@ class _Site(server.Site):
     # localhost (None: any; see `host_allowed`).
     allowed_hosts: frozenset[str] | None = None
 
+    def __init__(self, resource: Resource, now: Callable[[], float]) -> None:
+        super().__init__(resource, requestFactory=_Request)
+        self.now = now
+        self.access = AccessLog(now)
+
+    def log(self, request: Request) -> None:
+        """One access event a request answered (Twisted's combined-log
+        line is not written)."""
+        self.access.ended(request, self._began(request))
+
+    def _lost(self, reason: Failure, request: Request) -> None:
+        self.access.ended(request, self._began(request), finished=False)
+
+    def _began(self, request: Request) -> float:
+        began = getattr(request, "began", None)
+        return self.now() if began is None else began
+
+    def stopFactory(self) -> None:
+        self.access.flush()
+        super().stopFactory()
+
     def getResourceFor(self, request: Request) -> Resource:
+        request.began = self.now()
+        request.notifyFinish().addErrback(self._lost, request)
         request.setHeader(b"x-content-type-options", b"nosniff")
         if self.allowed_hosts is not None and not host_allowed(
                 request.getHeader(b"host"), self.allowed_hosts):
@@ -544,7 +576,7 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
                     run_blocking)
         resource = GuardedResource(resource, gate, frozenset({b"healthz"}), ErrorResource)
-    site = _Site(resource)
+    site = _Site(resource, now)
     site.displayTracebacks = False
     if not auth.enabled:
         site.allowed_hosts = frozenset(allowed_hosts)  # (as config normalised them)
