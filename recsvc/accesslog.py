@@ -160,7 +160,7 @@ class AccessLog:
     def _summarise(self, summary: PollSummary | None) -> None:
         if summary is None:
             return
-        _log.info("HTTP {polls} polls in {seconds} s, not logged one by one: {shown}",
+        _log.info("HTTP polls not logged one by one, {polls} in {seconds} s: {shown}",
                       polls=summary.total, seconds=round(summary.until - summary.since),
                       shown=", ".join(f"{count} x {what}" for what, count in summary.counts),
                       counts=dict(summary.counts))

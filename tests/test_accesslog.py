@@ -212,7 +212,7 @@ class SiteAccessLogTests(_SiteMixin, SynchronousTestCase):
         self.assertEqual(summary["counts"], {"GET /api/active 200": 3, "GET /healthz 200": 3})
         self.assertEqual(
             formatEvent(summary),
-            "HTTP 6 polls in 4 s, not logged one by one: 3 x GET /api/active 200, "
+            "HTTP polls not logged one by one, 6 in 4 s: 3 x GET /api/active 200, "
             "3 x GET /healthz 200")
         # The poll that came after the interval waits for the next summary,
         # or for the listener's end.
