@@ -165,3 +165,21 @@ class Browser:
                     self.driver.kill()
                     self.driver.wait()
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def wait_for_search(row: str) -> str:
+    """A script for `Browser.run_async` that resolves, once the page's
+    search is done (or failed, or after 15 s), with ``row`` (a JavaScript
+    expression of the row's ``tr``) for each row of the results."""
+    return _WAIT_FOR_SEARCH.replace("ROW", row)
+
+
+_WAIT_FOR_SEARCH = """
+const done = arguments[arguments.length - 1], until = Date.now() + 15000;
+(function wait() {
+  const state = document.body.dataset.searchState;
+  if (state === "done" || state === "error" || Date.now() > until) {
+    done([...document.querySelectorAll("#results tbody tr")].map(tr => ROW));
+  } else setTimeout(wait, 50);
+})();
+"""

@@ -167,15 +167,5 @@ return [cell.querySelector("time").textContent, cell.querySelector(".pname").tex
 FORM_DAYS = """
 return [document.getElementById("f-since").value, document.getElementById("f-until").value];
 """
-# Resolves with each row's id and its <time>'s datetime (ISO in the shown
-# zone), once the search is done (or after 15 s).
-WAIT_FOR_SEARCH = """
-const done = arguments[arguments.length - 1], until = Date.now() + 15000;
-(function wait() {
-  const state = document.body.dataset.searchState;
-  if (state === "done" || state === "error" || Date.now() > until) {
-    done([...document.querySelectorAll("#results tbody tr")].map(
-      tr => [tr.dataset.id, tr.querySelector("time").dateTime]));
-  } else setTimeout(wait, 50);
-})();
-"""
+# Each row's id and its <time>'s datetime (ISO in the shown zone).
+WAIT_FOR_SEARCH = browser.wait_for_search('[tr.dataset.id, tr.querySelector("time").dateTime]')
