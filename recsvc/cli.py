@@ -123,12 +123,14 @@ def _full_paths(rows: Iterable[dict[str, Any]], config: Config) -> list[dict[str
     return [_full_path(row, config) for row in rows]
 
 
-def _search_of(args: argparse.Namespace, page: int = 1, page_size: int = 50) -> index.Search:
+def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
+               page_size: int = 50) -> index.Search:
     try:
         return index.Search(
             number=args.number, name=args.name, device=args.device, direction=args.direction,
             since=args.since, until=args.until, min_duration_s=args.min_duration,
             stop_reason=args.stop_reason, page=page, page_size=page_size,
+            plan=config.numbers.plan,
         )
     except ValueError as error:
         raise CommandError(str(error)) from None
@@ -137,7 +139,7 @@ def _search_of(args: argparse.Namespace, page: int = 1, page_size: int = 50) -> 
 def _search(args: argparse.Namespace) -> int:
     config = _config(args)
     with closing(_open_index(config)) as connection:
-        found = _full_paths(index.search(connection, _search_of(args, args.page, args.limit)),
+        found = _full_paths(index.search(connection, _search_of(args, config, args.page, args.limit)),
                             config)
     if args.json:
         print(json.dumps(found, indent=2, ensure_ascii=False))
@@ -178,7 +180,7 @@ def _export(args: argparse.Namespace) -> int:
     with closing(_open_index(config)) as connection:
         out = csv.writer(sys.stdout)
         out.writerow(EXPORT_COLUMNS)
-        for found in index.search_all(connection, _search_of(args)):
+        for found in index.search_all(connection, _search_of(args, config)):
             row = _full_path(found, config)
             out.writerow(["" if row.get(column) is None else row.get(column)
                           for column in EXPORT_COLUMNS])
@@ -262,13 +264,16 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _search_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--number", help="digits in the local or the remote number")
+    command.add_argument("--number", help="digits in the local or the remote number (with "
+                         "numbers.country_code, its national and international forms alike)")
     command.add_argument("--name", help="text in the local or the remote name")
     command.add_argument("--device", metavar="MAC", help="the phone (its MAC address, or part of it)")
     command.add_argument("--direction", choices=index.DIRECTIONS)
     command.add_argument("--since", metavar="DATE",
-                         help="started at or after (YYYY-MM-DD or an ISO time; UTC unless it says)")
-    command.add_argument("--until", metavar="DATE", help="started before (a date: to its end)")
+                         help="started at or after: a UTC day (YYYY-MM-DD) or an ISO time, "
+                         "with its offset (2026-12-07T00:00+14:00; UTC without one)")
+    command.add_argument("--until", metavar="DATE",
+                         help="started before (a day: to its end; or an ISO time)")
     command.add_argument("--min-duration", type=float, metavar="SECONDS")
     command.add_argument("--stop-reason", metavar="REASON")
 

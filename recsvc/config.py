@@ -14,6 +14,7 @@ import yaml
 
 from recsvc.admission import parse_network
 from recsvc.naming import DEFAULT_TEMPLATE, PathTemplate, parse_mac
+from recsvc.numberplan import NumberPlan
 from recsvc.source import ANY, PEER, STRICT, SourcePolicy
 from recsvc.storage import FORMATS
 
@@ -390,6 +391,50 @@ class HooksConfig:
     on_finish: str | None = attrs.field(default=None, converter=_url_or_none)
 
 
+def _country_code(value: Any) -> str | None:
+    """1 to 3 digits, not beginning with 0 (49 or "49"); None: no plan."""
+    if value is None:
+        return None
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not text.isascii() or not text.isdigit() \
+            or not 1 <= len(text) <= 3 or text.startswith("0"):
+        raise ValueError(f"expected a country code of 1 to 3 digits such as 49, got {value!r}")
+    return text
+
+
+def _prefix(value: Any) -> str:
+    """Digits in quotes: YAML reads 0, 00 and 011 as numbers, and 00 and
+    011 as others than they are (0 and 9), so numbers are refused."""
+    if not isinstance(value, str):
+        raise ValueError(f'expected digits in quotes, such as "0" (YAML reads a bare 00 or '
+                         f"011 as another number), got {value!r}")
+    if not value.isascii() or not value.isdigit() or not 1 <= len(value) <= 4:
+        raise ValueError(f"expected 1 to 4 digits, got {value!r}")
+    return value
+
+
+def _prefix_or_none(value: Any) -> str | None:
+    return None if value is None else _prefix(value)
+
+
+@attrs.frozen
+class NumbersConfig:
+    # The country code of the phones' own numbers (e.g. 49): a search for a
+    # national number (030 123) then also finds it written internationally
+    # (+4930123, 004930123), and the other way round. None: searches look
+    # for the digits as typed.
+    country_code: str | None = attrs.field(default=None, converter=_country_code)
+    # What a national number begins with and its international form drops
+    # (e.g. "0"); None: nothing (as in Italy). Needs country_code.
+    trunk_prefix: str | None = attrs.field(default=None, converter=_prefix_or_none)
+    # What is dialled instead of "+" before another country's code.
+    international_prefix: str = attrs.field(default="00", converter=_prefix)
+
+    @property
+    def plan(self) -> NumberPlan:
+        return NumberPlan(self.country_code, self.trunk_prefix, self.international_prefix)
+
+
 @attrs.frozen
 class Config:
     control: ControlConfig = ControlConfig()
@@ -400,6 +445,7 @@ class Config:
     hooks: HooksConfig = HooksConfig()
     devices: DevicesConfig = DevicesConfig()
     recordings: RecordingsConfig = RecordingsConfig()
+    numbers: NumbersConfig = NumbersConfig()
 
 
 def parse_config(data: Any) -> Config:
@@ -413,7 +459,11 @@ def parse_config(data: Any) -> Config:
         if section_type is None:
             raise ConfigError(str(name), f"unknown section (known: {', '.join(_field_types(Config))})")
         values[name] = _parse_section(section_type, section, name)
-    return Config(**values)
+    config = Config(**values)
+    if config.numbers.trunk_prefix is not None and config.numbers.country_code is None:
+        raise ConfigError("numbers.trunk_prefix", "needs numbers.country_code (the "
+                          "international form replaces the trunk prefix with it)")
+    return config
 
 
 def _parse_section(section_type: type, data: Any, path: str) -> Any:

@@ -13,6 +13,7 @@ import hmac
 import os
 from typing import Any, Callable
 
+import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -91,6 +92,17 @@ def bearer_token(header: bytes | None) -> bytes | None:
     return header[7:].strip()
 
 
+@attrs.frozen
+class Identity:
+    """Who the gate let in: a user of http.auth.users, or the bearer token."""
+
+    user: str  # the user's name; "-" for the token
+    scheme: str  # "basic" or "token"
+
+
+TOKEN_HOLDER = Identity("-", "token")
+
+
 class Busy(Exception):
     """Too many password checks under way: try again shortly."""
 
@@ -119,34 +131,35 @@ class Gate:
             schemes.append(b'Bearer realm="recsvc"')
         return b", ".join(schemes)
 
-    def admits(self, request: Request) -> Deferred[bool]:
-        """Whether the request carries valid credentials; fails with Busy
-        when too many are being checked."""
+    def admits(self, request: Request) -> Deferred[Identity | None]:
+        """Who the request's valid credentials are, or None; fails with
+        Busy when too many are being checked."""
         header = request.getHeader(b"authorization")  # (bytes for a bytes name)
         token = bearer_token(header)
         if token is not None:
-            return succeed(self._token is not None and hmac.compare_digest(token, self._token))
+            valid = self._token is not None and hmac.compare_digest(token, self._token)
+            return succeed(TOKEN_HOLDER if valid else None)
         credentials = basic_credentials(header)
         if credentials is None or not self._users:
-            return succeed(False)
+            return succeed(None)
         name, password = credentials
         known = name in self._users
         hashed = self._users[name] if known else self._decoy
         seen = hmac.digest(self._key, f"{name}\0{password}\0{hashed}".encode("utf-8"), "sha256")
         if seen in self._remembered:
-            return succeed(True)
+            return succeed(Identity(name, "basic"))
         if self._checking >= MAX_CHECKING:
             return fail(Busy())
         self._checking += 1
 
-        def checked(matches: bool) -> bool:
+        def checked(matches: bool) -> Identity | None:
             self._checking -= 1
-            matches = matches and known
-            if matches:
-                if len(self._remembered) >= REMEMBERED:
-                    self._remembered.clear()
-                self._remembered.add(seen)
-            return matches
+            if not (matches and known):
+                return None
+            if len(self._remembered) >= REMEMBERED:
+                self._remembered.clear()
+            self._remembered.add(seen)
+            return Identity(name, "basic")
 
         def failed(failure: Failure) -> Failure:
             self._checking -= 1
@@ -155,7 +168,8 @@ class Gate:
 
 
 class GuardedResource(Resource):
-    """``inner``, for requests the gate admits; others get ``refusal(401,
+    """``inner``, for requests the gate admits (their ``identity`` set to
+    who they are, for the access log); others get ``refusal(401,
     message)`` (a resource that answers with that status). Paths in
     ``open_paths`` (first segments, such as b"healthz") need no credentials."""
 
@@ -174,8 +188,9 @@ class GuardedResource(Resource):
         return DeferredResource(admitted.addCallbacks(
             self._admitted, self._busy, (request,), errbackArgs=(request,)))
 
-    def _admitted(self, admitted: bool, request: Request) -> IResource:
-        if admitted:
+    def _admitted(self, identity: Identity | None, request: Request) -> IResource:
+        if identity is not None:
+            request.identity = identity
             return _Traversed(self._inner)
         if request.getHeader(b"authorization") is not None:
             # (A browser's first request carries none: not worth a line.)

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import attrs
 
 from recsvc.naming import device_key
+from recsvc.numberplan import NumberPlan, digits_of
 
 SCHEMA_VERSION = 1
 
@@ -50,9 +51,11 @@ MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000  # far beyond any archive; keeps the offset a 64-bit integer
 _MAC_SEPARATORS = re.compile(r"[\s:.\-]")
 _HEX_DIGIT = re.compile(r"[0-9a-f]")
+# A time, a space, then what can only be an offset whose "+" a URL's
+# query turned into a space: 2026-12-07T00:00:00 14:00.
+_OFFSET_AFTER_SPACE = re.compile(r"^(.*\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)$")
 # A column with the MAC separators taken out, as device_search_key takes them out.
 _WITHOUT_SEPARATORS = "REPLACE(REPLACE(REPLACE({}, ':', ''), '-', ''), '.', '')"
-_NOT_DIGITS = re.compile(r"\D")
 
 
 class NotIndexable(ValueError):
@@ -138,12 +141,13 @@ def device_search_key(device: str) -> str:
 
 def parse_time(text: str, end_of_day: bool = False) -> str:
     """A date or time (ISO 8601; UTC unless it says otherwise) as the index
-    compares times. A date alone is its midnight, or with ``end_of_day`` the
-    next midnight (so that "until 2026-11-24" takes in all of that day).
-    Raises ValueError."""
-    value = text.strip()
+    compares times. A date alone is its midnight in UTC, or with
+    ``end_of_day`` the next midnight (so that "until 2026-11-24" takes in
+    all of that day). A time's offset may come after a space instead of "+"
+    (an unescaped "+" in a URL's query reads as a space). Raises ValueError."""
+    value = _OFFSET_AFTER_SPACE.sub(r"\1+\2", text.strip())
     try:
-        if len(value) == 10:
+        if not any(mark in value for mark in "T :"):
             day = datetime.date.fromisoformat(value)
             if end_of_day:
                 day += datetime.timedelta(days=1)
@@ -174,9 +178,12 @@ class Search:
     recording_id: str | None = None
     page: int = 1
     page_size: int = 50
+    # How the number's national and international forms relate (numbers.*):
+    # either form finds the other. The default: digits as typed.
+    plan: NumberPlan = NumberPlan()
 
     def __attrs_post_init__(self) -> None:
-        if self.number is not None and not _NOT_DIGITS.sub("", self.number):
+        if self.number is not None and not digits_of(self.number):
             raise ValueError(f"number: {self.number!r} has no digits")
         if self.device is not None and not _HEX_DIGIT.search(device_search_key(self.device)):
             raise ValueError(f"device: {self.device!r} has no hex digits")
@@ -203,8 +210,9 @@ def search_sql(search: Search, paged: bool = True) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     if search.number is not None:
-        where.append("numbers LIKE ? ESCAPE '\\'")
-        params.append(_containing(_NOT_DIGITS.sub("", search.number)))
+        forms = search.plan.forms(search.number)
+        where.append("(" + " OR ".join(["numbers LIKE ? ESCAPE '\\'"] * len(forms)) + ")")
+        params += [_containing(form) for form in forms]
     if search.name is not None:
         where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
         params += [_containing(search.name)] * 2
@@ -302,7 +310,7 @@ def _insert(connection: sqlite3.Connection, entry: IndexEntry) -> None:
         "INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (entry.path, entry.recording_id, entry.device, entry.direction, entry.local_number,
          entry.local_name, entry.remote_number, entry.remote_name,
-         _NOT_DIGITS.sub("", entry.local_number) + " " + _NOT_DIGITS.sub("", entry.remote_number),
+         digits_of(entry.local_number) + " " + digits_of(entry.remote_number),
          entry.started_at, entry.duration_s, entry.stop_reason, entry.sidecar,
          entry.sidecar_mtime_ns),
     )

@@ -2,21 +2,99 @@
 
     twistd --nodaemon --logger recsvc.logs.json_lines recsvc --config FILE
 
-Each event is one line of JSON on standard output (twisted.logger's own
-JSON form: ``log_format``, ``log_level``, ``log_namespace``, ``log_time``
-and the event's keys, such as ``recordingId``, ``device``, ``peer`` and
-``reason``, which recsvc keeps stable).
+Each event is one line of JSON on standard output: ``time`` (ISO 8601, UTC,
+to the millisecond), ``level`` (``debug``, ``info``, ``warn``, ``error``,
+``critical``), ``namespace``, ``message`` (the event as the text log shows
+it), ``traceback`` for a failure, and the event's own keys as plain JSON
+values, such as ``recordingId``, ``device``, ``peer`` and ``reason``, which
+recsvc keeps stable. Twisted's own ``log_*`` bookkeeping is left out.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import sys
-from typing import IO
+from typing import IO, Any, Mapping
 
-from twisted.logger import FileLogObserver, jsonFileLogObserver
+from twisted.logger import FileLogObserver, LogLevel, formatEvent
+
+from recsvc.summary import iso_utc
+
+# The fields every line has (with "traceback" for failures). An event key
+# of the same name is kept as "event_<key>".
+LINE_FIELDS = ("time", "level", "namespace", "message", "traceback")
+# What twisted.python.log (the legacy API, still used by twistd itself and
+# parts of Twisted) adds to its events: the line's own fields say it again.
+_LEGACY_KEYS = frozenset({"message", "format", "time", "system", "isError", "failure", "why",
+                          "printed"})
+_LEVELS = frozenset(LogLevel.iterconstants())
+# Nested values deeper than this are given as text.
+_MAX_DEPTH = 8
 
 
 def json_lines(out: IO[str] | None = None) -> FileLogObserver:
-    """An observer writing each event as a line of JSON (no record
-    separator: one object a line, as log shippers read them)."""
-    return jsonFileLogObserver(sys.stdout if out is None else out, recordSeparator="")
+    """An observer writing each event as one line of JSON (see the module's
+    docstring) to ``out``, by default standard output."""
+    return FileLogObserver(sys.stdout if out is None else out, event_as_json_line)
+
+
+def event_as_json_line(event: Mapping[str, Any]) -> str:
+    """One event as a line of JSON, newline included. Never raises: an
+    event that cannot be rendered still gives a line saying so."""
+    try:
+        line = event_as_json(event)
+    except Exception as error:  # a broken __str__ in some value: still one line
+        line = {"time": _time_of(event), "level": "error", "namespace": "recsvc.logs",
+                "message": f"an event could not be written as JSON: {error!r}"}
+    return json.dumps(line, ensure_ascii=True, allow_nan=False) + "\n"
+
+
+def event_as_json(event: Mapping[str, Any]) -> dict[str, Any]:
+    """What a line of JSON says of one event: its fields and plain values."""
+    legacy = event.get("log_namespace") == "log_legacy"
+    level = event.get("log_level")
+    line: dict[str, Any] = {
+        "time": _time_of(event),
+        "level": level.name if level in _LEVELS else "info",
+        "namespace": str(event.get("log_namespace", "")),
+    }
+    failure = event.get("log_failure")
+    if legacy and failure is None and event.get("isError") and event.get("failure") is not None:
+        # log.err(): log_text holds "why" and the traceback; they go apart here.
+        failure = event["failure"]
+        line["message"] = str(event.get("why") or "Unhandled Error")
+    else:
+        line["message"] = formatEvent(dict(event))
+    if failure is not None:
+        line["traceback"] = failure.getTraceback()
+    for key, value in event.items():
+        if not isinstance(key, str) or key.startswith("log_") or (legacy and key in _LEGACY_KEYS):
+            continue
+        line[f"event_{key}" if key in LINE_FIELDS else key] = plain(value)
+    return line
+
+
+def _time_of(event: Mapping[str, Any]) -> str | None:
+    seconds = event.get("log_time")
+    if isinstance(seconds, (int, float)) and math.isfinite(seconds):
+        return iso_utc(seconds)
+    return None
+
+
+def plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON can hold it: strings, finite numbers, true/false,
+    null, lists and objects of them; anything else (bytes, addresses,
+    exceptions, infinities) as its text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if depth < _MAX_DEPTH:
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return [plain(item, depth + 1) for item in value]
+        if isinstance(value, Mapping):
+            return {str(key): plain(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, bytes):
+        return repr(value)
+    return str(value)

@@ -408,7 +408,8 @@ def makeService(
             _log.critical("WARNING: {reason}", reason=warning)
         http = Listener(http_endpoint, make_site(
             recorder, indexer.run, config.storage.root, run_web, metrics,
-            config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts),
+            config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
+            numbers=config.numbers.plan),
             "HTTP")
         http.setName("http")
         http.setServiceParent(root)

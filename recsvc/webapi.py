@@ -33,9 +33,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from recsvc import index, playback
+from recsvc.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
-from recsvc.httpauth import Gate, GuardedResource
+from recsvc.httpauth import Gate, GuardedResource, Identity
 from recsvc.metrics import Metrics
+from recsvc.numberplan import NumberPlan
 from recsvc.session import RECORDING
 from recsvc.summary import iso_utc
 from recsvc.wav import NotAWav
@@ -76,9 +78,10 @@ def _argument(request: Request, name: str) -> str | None:
         raise ApiError(400, f"{name}: not UTF-8 text") from None
 
 
-def search_of(request: Request) -> index.Search:
-    """The search a request's query asks for. Raises ApiError (400)."""
-    fields: dict[str, Any] = {}
+def search_of(request: Request, plan: NumberPlan = NumberPlan()) -> index.Search:
+    """The search a request's query asks for (a number in either form, as
+    ``plan`` relates them). Raises ApiError (400)."""
+    fields: dict[str, Any] = {"plan": plan}
     for parameter, field in _SEARCH_PARAMETERS.items():
         value = _argument(request, parameter)
         if value is None or value == "":
@@ -148,11 +151,13 @@ class Api:
     """What the resources share: the index, the recorder, the files."""
 
     def __init__(self, run_index: Callable[..., Deferred[Any]], recorder: Any, root: str,
-                 run_blocking: Callable[..., Deferred[Any]]) -> None:
+                 run_blocking: Callable[..., Deferred[Any]],
+                 numbers: NumberPlan = NumberPlan()) -> None:
         self.run_index = run_index
         self.recorder = recorder
         self.root = root
         self.run_blocking = run_blocking
+        self.numbers = numbers
 
     def find(self, search: index.Search) -> Deferred[list[dict[str, Any]]]:
         return self.run_index(index.search, search)
@@ -208,7 +213,7 @@ class RecordingsResource(_Async):
         return ErrorResource(404, "no such resource")
 
     def answer(self, request: Request) -> Deferred[Any]:
-        search = search_of(request)
+        search = search_of(request, self.api.numbers)
         return self.api.find(search).addCallback(lambda rows: send_json(request, {
             "recordings": [public(row) for row in rows],
             "page": search.page, "page_size": search.page_size,
@@ -489,6 +494,14 @@ class WebRoot(Resource):
         return ErrorResource(404, "no such page")
 
 
+class _Request(server.Request):
+    """A request that knows, for the access log, when it began and who
+    http.auth let in (set by GuardedResource)."""
+
+    began: float | None = None
+    identity: Identity | None = None
+
+
 class _Site(server.Site):
     # Recordings are listened to in full: the default 12 hours would keep
     # idle keep-alive connections around for nothing.
@@ -498,7 +511,30 @@ class _Site(server.Site):
     # localhost (None: any; see `host_allowed`).
     allowed_hosts: frozenset[str] | None = None
 
+    def __init__(self, resource: Resource, now: Callable[[], float]) -> None:
+        super().__init__(resource, requestFactory=_Request)
+        self.now = now
+        self.access = AccessLog(now)
+
+    def log(self, request: Request) -> None:
+        """One access event a request answered (Twisted's combined-log
+        line is not written)."""
+        self.access.ended(request, self._began(request))
+
+    def _lost(self, reason: Failure, request: Request) -> None:
+        self.access.ended(request, self._began(request), finished=False)
+
+    def _began(self, request: Request) -> float:
+        began = getattr(request, "began", None)
+        return self.now() if began is None else began
+
+    def stopFactory(self) -> None:
+        self.access.flush()
+        super().stopFactory()
+
     def getResourceFor(self, request: Request) -> Resource:
+        request.began = self.now()
+        request.notifyFinish().addErrback(self._lost, request)
         request.setHeader(b"x-content-type-options", b"nosniff")
         if self.allowed_hosts is not None and not host_allowed(
                 request.getHeader(b"host"), self.allowed_hosts):
@@ -535,16 +571,18 @@ def host_allowed(host: bytes | str | None, names: frozenset[str]) -> bool:
 def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
               run_blocking: Callable[..., Deferred[Any]], metrics: Metrics,
               auth: HttpAuthConfig, now: Callable[[], float],
-              allowed_hosts: tuple[str, ...] = ()) -> server.Site:
+              allowed_hosts: tuple[str, ...] = (),
+              numbers: NumberPlan = NumberPlan()) -> server.Site:
     """The HTTP side as a Site: guarded by http.auth where it is set
-    (/healthz stays open, for load balancers and monitors)."""
-    api = Api(run_index, recorder, root, run_blocking)
+    (/healthz stays open, for load balancers and monitors); searches by
+    number find either form as ``numbers`` relates them."""
+    api = Api(run_index, recorder, root, run_blocking, numbers)
     resource: Resource = WebRoot(api, now, MetricsResource(metrics))
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
                     run_blocking)
         resource = GuardedResource(resource, gate, frozenset({b"healthz"}), ErrorResource)
-    site = _Site(resource)
+    site = _Site(resource, now)
     site.displayTracebacks = False
     if not auth.enabled:
         site.allowed_hosts = frozenset(allowed_hosts)  # (as config normalised them)

@@ -52,10 +52,14 @@ def _free_port() -> int:
 
 
 class Browser:
-    """One chromedriver process and one headless Chromium session."""
+    """One chromedriver process and one headless Chromium session;
+    ``time_zone`` (an IANA name) is the browser's own (TZ in its environment)."""
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    def __init__(self, timeout: float = 30.0, time_zone: str | None = None) -> None:
         self.timeout = timeout
+        self.environment = dict(os.environ)
+        if time_zone is not None:
+            self.environment["TZ"] = time_zone
         self.profile = tempfile.mkdtemp(prefix="recsvc-chromium-")
         self.log_path = os.path.join(self.profile, "chromedriver.log")
         self.session: str | None = None
@@ -86,7 +90,7 @@ class Browser:
         self.driver = subprocess.Popen(
             [CHROMEDRIVER, f"--port={port}", "--allowed-ips=127.0.0.1",
              f"--log-path={self.log_path}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.environment)
 
     def _wait_ready(self, last: bool) -> bool:
         """True once chromedriver answers; False if it exited (and this is
@@ -161,3 +165,21 @@ class Browser:
                     self.driver.kill()
                     self.driver.wait()
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def wait_for_search(row: str) -> str:
+    """A script for `Browser.run_async` that resolves, once the page's
+    search is done (or failed, or after 15 s), with ``row`` (a JavaScript
+    expression of the row's ``tr``) for each row of the results."""
+    return _WAIT_FOR_SEARCH.replace("ROW", row)
+
+
+_WAIT_FOR_SEARCH = """
+const done = arguments[arguments.length - 1], until = Date.now() + 15000;
+(function wait() {
+  const state = document.body.dataset.searchState;
+  if (state === "done" || state === "error" || Date.now() > until) {
+    done([...document.querySelectorAll("#results tbody tr")].map(tr => ROW));
+  } else setTimeout(wait, 50);
+})();
+"""

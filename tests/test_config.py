@@ -198,6 +198,34 @@ class ErrorTests(SynchronousTestCase):
         ]:
             self.assertConfigError(data, key, problem)
 
+    def test_numbers_keys(self) -> None:
+        """numbers.*: a country code of digits (49 or "49"), prefixes of
+        digits in quotes (a bare 00 or 011 is another number to YAML), and
+        a trunk prefix only with a country code; errors name the key."""
+        for data, key, problem in [
+            ({"numbers": {"country_code": "+49"}}, "numbers.country_code", "1 to 3 digits"),
+            ({"numbers": {"country_code": 4949}}, "numbers.country_code", "1 to 3 digits"),
+            ({"numbers": {"country_code": "049"}}, "numbers.country_code", "1 to 3 digits"),
+            ({"numbers": {"country_code": True}}, "numbers.country_code", "1 to 3 digits"),
+            ({"numbers": {"country_code": 49, "trunk_prefix": 0}}, "numbers.trunk_prefix",
+             "in quotes"),
+            ({"numbers": {"country_code": 49, "trunk_prefix": "O"}}, "numbers.trunk_prefix",
+             "digits"),
+            ({"numbers": {"country_code": 1, "international_prefix": 11}},
+             "numbers.international_prefix", "in quotes"),
+            ({"numbers": {"country_code": 1, "international_prefix": ""}},
+             "numbers.international_prefix", "1 to 4 digits"),
+            ({"numbers": {"trunk_prefix": "0"}}, "numbers.trunk_prefix",
+             "needs numbers.country_code"),
+            ({"numbers": {"country": 49}}, "numbers.country", "unknown key"),
+        ]:
+            self.assertConfigError(data, key, problem)
+        numbers = yaml.safe_load('numbers: {country_code: 49, trunk_prefix: "0"}')
+        plan = parse_config(numbers).numbers.plan
+        self.assertEqual((plan.country_code, plan.trunk_prefix, plan.international_prefix),
+                         ("49", "0", "00"))
+        self.assertIsNone(parse_config(None).numbers.plan.country_code)
+
     def test_configErrorIsValueError(self) -> None:
         """ConfigError is a ValueError, with the key and the problem as attributes."""
         error = ConfigError("rtp.port_range", "low port above high port")

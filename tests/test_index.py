@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc import index
 from recsvc.cli import main
+from recsvc.numberplan import NumberPlan
 
 
 def sidecar(recording_id: str = "7", **fields) -> dict:
@@ -97,8 +98,24 @@ class TimeTests(SynchronousTestCase):
         self.assertEqual(index.parse_time("2026-11-24T10:30:05+01:00"), "2026-11-24T09:30:05.000Z")
         self.assertEqual(index.parse_time("2026-12-31", end_of_day=True), "2027-01-01T00:00:00.000Z")
 
+    def test_times_with_offsets(self) -> None:
+        """Full ISO 8601 times with offsets, as the page sends the start and
+        end of a day in its time zone, are compared in UTC; a date alone is
+        a UTC day in any of its ISO spellings; an offset whose "+" a URL
+        query turned into a space is still read as one."""
+        self.assertEqual(index.parse_time("2026-12-07T00:00:00+14:00"), "2026-12-06T10:00:00.000Z")
+        self.assertEqual(index.parse_time("2026-12-07T00:00:00.000-05:30"),
+                         "2026-12-07T05:30:00.000Z")
+        self.assertEqual(index.parse_time("2026-12-08T00:00:00+14:00", end_of_day=True),
+                         "2026-12-07T10:00:00.000Z")
+        self.assertEqual(index.parse_time("2026-12-07T00:00:00 14:00"), "2026-12-06T10:00:00.000Z")
+        self.assertEqual(index.parse_time("2026-12-07T00:00 1400"), "2026-12-06T10:00:00.000Z")
+        self.assertEqual(index.parse_time("20261207", end_of_day=True), "2026-12-08T00:00:00.000Z")
+        self.assertEqual(index.parse_time("2026-12-07 14:00"), "2026-12-07T14:00:00.000Z")
+
     def test_not_times(self) -> None:
-        for text in ("", "2026-13-01", "24.11.2026", "last tuesday", "2026-11-24T25:00"):
+        for text in ("", "2026-13-01", "24.11.2026", "last tuesday", "2026-11-24T25:00",
+                     "2026-12-07T00:00 99:00", "2026-12-07 14:00x"):
             self.assertRaises(ValueError, index.parse_time, text)
 
 
@@ -154,6 +171,24 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ids(number="55"), ["c"])
         self.assertEqual(self.ids(number="999"), [])
 
+    def test_number_in_either_form_with_a_plan(self) -> None:
+        """With a numbering plan a national number finds its international
+        form and the other way round; without one, only the digits typed."""
+        self.add(sidecar("d", started_at="2026-11-26T00:00:00.000Z", remote_number="030 1234567"))
+        self.add(sidecar("e", started_at="2026-11-27T00:00:00.000Z",
+                         remote_number="+49 30 1234567"))
+        self.add(sidecar("f", started_at="2026-11-28T00:00:00.000Z",
+                         remote_number="0049301234567"))
+        germany = NumberPlan("49", "0", "00")
+        for typed in ("030 123", "+49 30 123", "0049 30 123"):
+            self.assertEqual(self.ids(number=typed, plan=germany), ["f", "e", "d"], typed)
+        self.assertEqual(self.ids(number="030 123"), ["d"])
+        self.assertEqual(self.ids(number="+49 30 123"), ["f", "e"])
+        # The other form is one more way to match, within the other filters.
+        self.assertEqual(self.ids(number="030 123", plan=germany, since="2026-11-27"),
+                         ["f", "e"])
+        self.assertEqual(self.ids(number="+86 138", plan=germany), ["a"])
+
     def test_name_case_and_wildcards(self) -> None:
         self.assertEqual(self.ids(name="alice"), ["b"])
         self.assertEqual(self.ids(name="100%"), ["b"])
@@ -191,6 +226,15 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ids(until="2026-11-23"), ["a"])
         self.assertEqual(self.ids(since="2026-11-24T08:00:00Z"), ["c", "b"])
         self.assertEqual(self.ids(since="2026-11-24T09:00:00+01:00"), ["c", "b"])
+
+    def test_days_of_another_zone(self) -> None:
+        """A day in UTC+14 (as the page sends it: its start and the next
+        day's start, with their offset) takes in what started from 10:00 UTC
+        the day before, and not what started at its own UTC midnight."""
+        self.assertEqual(self.ids(since="2026-11-24T00:00:00+14:00",
+                                  until="2026-11-25T00:00:00+14:00"), ["b", "a"])
+        self.assertEqual(self.ids(since="2026-11-25T00:00:00+14:00",
+                                  until="2026-11-26T00:00:00+14:00"), ["c"])
 
     def test_other_fields(self) -> None:
         self.assertEqual(self.ids(min_duration_s=10), ["c", "a"])
@@ -312,6 +356,25 @@ class CommandTests(SynchronousTestCase):
         shown = json.loads(out)
         self.assertEqual(shown["id"], "1")
         self.assertTrue(os.path.exists(shown["path"]))
+
+    def test_search_and_export_by_either_form(self) -> None:
+        """With numbers.country_code and numbers.trunk_prefix in the config,
+        search and export find the international form by the national one
+        and the other way round."""
+        self.root.write(sidecar("1", remote_number="+4930123456"))
+        self.root.write(sidecar("2", remote_number="030 123456", direction="in"))
+        self.run_command("reindex")
+        status, out, _ = self.run_command("search", "--number", "030 123", "--json")
+        self.assertEqual([row["id"] for row in json.loads(out)], ["2"])
+        with open(self.config, "a") as handle:
+            handle.write("numbers:\n  country_code: 49\n  trunk_prefix: \"0\"\n")
+        for typed in ("030 123", "+49 30 123"):
+            status, out, err = self.run_command("search", "--number", typed, "--json")
+            self.assertEqual((status, sorted(row["id"] for row in json.loads(out))),
+                             (0, ["1", "2"]), err)
+        status, out, _ = self.run_command("export", "--csv", "--number", "+49 30 123456")
+        self.assertEqual(sorted(line[0] for line in list(csv.reader(io.StringIO(out)))[1:]),
+                         ["1", "2"])
 
     def test_show_unknown_id(self) -> None:
         self.run_command("reindex")

@@ -41,12 +41,12 @@ class JsonLinesTests(SynchronousTestCase):
             globalLogPublisher.removeObserver(observer)
         events = [json.loads(line) for line in out.getvalue().splitlines()]
         [started] = [e for e in events if e.get("recordingId") == "7"
-                     and e["log_format"].startswith("Recording {recordingId} started")]
+                     and e["message"].startswith("Recording 7 started")]
         [refused] = [e for e in events if e.get("recordingId") == "8"]
-        self.assertEqual((started["device"], started["peer"], started["log_level"]["name"]),
+        self.assertEqual((started["device"], started["peer"], started["level"]),
                          ("00:a8:59:00:00:01", "10.0.0.5", "info"))
-        self.assertEqual(started["log_namespace"], "recsvc.service.RecorderService")
-        self.assertEqual((refused["device"], refused["reason"], refused["log_level"]["name"]),
+        self.assertEqual(started["namespace"], "recsvc.service.RecorderService")
+        self.assertEqual((refused["device"], refused["reason"], refused["level"]),
                          ("00a859000002", "device not allowed", "warn"))
 
 

@@ -172,16 +172,8 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
 
 # Scripts run in the page; each resolves (calls its last argument) when
 # what it waits for has happened, or after 15 s with what there is.
-WAIT_FOR_SEARCH = """
-const done = arguments[arguments.length - 1], until = Date.now() + 15000;
-(function wait() {
-  const state = document.body.dataset.searchState;
-  if (state === "done" || state === "error" || Date.now() > until) {
-    done([...document.querySelectorAll("#results tbody tr")].map(
-      tr => [tr.dataset.id, tr.querySelectorAll("td")[3].querySelector(".num").textContent]));
-  } else setTimeout(wait, 50);
-})();
-"""
+WAIT_FOR_SEARCH = browser.wait_for_search(
+    '[tr.dataset.id, tr.querySelectorAll("td")[3].querySelector(".num").textContent]')
 WAIT_FOR_PLAYING = """
 const done = arguments[arguments.length - 1], until = Date.now() + 15000;
 const audio = document.getElementById("audio");

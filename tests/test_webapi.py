@@ -37,6 +37,7 @@ from recsvc.httpauth import (
 )
 from recsvc.cli import main
 from recsvc.metrics import Metrics, live_figures
+from recsvc.numberplan import NumberPlan
 from recsvc.storage import sidecar_path
 from recsvc.tap import http_endpoint_for, open_http_warning
 from recsvc.diskspace import DiskSpace
@@ -57,6 +58,7 @@ class HttpTestsMixin:
 
     auth = HttpAuthConfig()
     allowed_hosts: tuple[str, ...] = ()
+    numbers = NumberPlan()
 
     def setUp(self) -> None:
         self.root = os.path.abspath(self.mktemp())
@@ -97,7 +99,8 @@ class HttpTestsMixin:
             return deferToThread(f, *args)
 
         site = make_site(self.recorder, run_index, self.root, run_blocking, self.metrics,
-                         self.auth, now=self.clock.seconds, allowed_hosts=self.allowed_hosts)
+                         self.auth, now=self.clock.seconds, allowed_hosts=self.allowed_hosts,
+                         numbers=self.numbers)
         self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)
@@ -169,6 +172,20 @@ class ApiTests(HttpTestsMixin, TestCase):
             self.assertEqual(found["recordings"], [], query)
         paged = yield self.get_json("/api/recordings?page=2&page_size=1")
         self.assertEqual([row["id"] for row in paged["recordings"]], ["7"])
+
+    @inlineCallbacks
+    def test_days_as_iso_times_with_offsets(self) -> None:
+        """since and until take full ISO times with offsets (the page sends
+        the start of its From day and of the day after its To day in its
+        own zone), "+" escaped or not: recordings at 10:00 and 11:00 UTC on
+        Nov 24 are on Nov 25 in UTC+14."""
+        for plus in ("%2B", "+"):
+            day = f"since=2026-11-25T00:00:00{plus}14:00&until=2026-11-26T00:00:00{plus}14:00"
+            found = yield self.get_json(f"/api/recordings?{day}")
+            self.assertEqual([row["id"] for row in found["recordings"]], ["8", "7"], plus)
+            day = f"since=2026-11-24T00:00:00{plus}14:00&until=2026-11-25T00:00:00{plus}14:00"
+            found = yield self.get_json(f"/api/recordings?{day}")
+            self.assertEqual(found["recordings"], [], plus)
 
     @inlineCallbacks
     def test_bad_searches_are_400_naming_the_parameter(self) -> None:
@@ -354,6 +371,27 @@ class HostTests(HttpTestsMixin, TestCase):
         response, _ = yield self.get("/", host="127.0.0.1.evil.example")
         self.assertEqual(response.code, 421)
         self.assertEqual(response.headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
+
+
+class NumberPlanTests(HttpTestsMixin, TestCase):
+    """With numbers.country_code and numbers.trunk_prefix, the API finds a
+    number by its national and its international form alike."""
+
+    numbers = NumberPlan("49", "0", "00")
+
+    @inlineCallbacks
+    def test_either_form_finds_the_other(self) -> None:
+        """030 123 finds +49 30 123..., +49 30 765 and 0049 30 765 find
+        030 765...; a fragment without a prefix finds both."""
+        self.finished_recording("9", b"\xd5" * 80, "2026-11-24T12:00:00.000Z",
+                                remote_number="+49 30 1234567")
+        self.finished_recording("10", b"\xd5" * 80, "2026-11-24T13:00:00.000Z",
+                                remote_number="030 7654321")
+        index.catch_up(self.connection, self.root)
+        for typed, ids in [("030 123", ["9"]), ("030%201234567", ["9"]), ("%2B4930765", ["10"]),
+                           ("0049 30 765", ["10"]), ("30", ["10", "9"])]:
+            found = yield self.get_json(f"/api/recordings?number={typed.replace(' ', '+')}")
+            self.assertEqual([row["id"] for row in found["recordings"]], ids, typed)
 
 
 class AuthTests(HttpTestsMixin, TestCase):

@@ -9,6 +9,11 @@
   const HEALTH_MS = 15000; // refresh of the health dot
   // The form's inputs, named like the query parameters of /api/recordings.
   const FIELDS = ["number", "name", "device", "direction", "since", "until", "min_duration", "stop_reason"];
+  // The From / To days: on the form a day in the shown zone, in the URL and
+  // to the API the start of that day (of the day after To) with its offset.
+  const DAY_FIELDS = ["since", "until"];
+  const ZONE_KEY = "recsvc.timeZone"; // localStorage: "local" or "utc"
+  const BROWSER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
   const MEDIA_ERRORS = {
     1: "playback aborted", 2: "network error", 3: "the audio cannot be decoded",
     4: "the audio cannot be loaded",
@@ -23,9 +28,11 @@
   let current = new URLSearchParams(); // the search on screen (filters and page)
   let searchSeq = 0;                   // only the newest search may render
   let selected = null;                 // {id, file} of the recording in the player
+  let selectedRow = null;              // its row, for the player's time line
   let liveTimer = 0;
   let liveBusy = false;
   let liveOk = true;
+  let zone = storedZone();             // the zone times are shown in: "local" or "utc"
 
   // ---------------------------------------------------------------- helpers
 
@@ -46,29 +53,90 @@
     return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
   }
 
-  const dateFormat = new Intl.DateTimeFormat(undefined, {
-    weekday: "short", year: "numeric", month: "short", day: "numeric",
-    hour: "2-digit", minute: "2-digit", second: "2-digit",
-  });
-  const dayFormat = new Intl.DateTimeFormat(undefined, {
-    weekday: "short", year: "numeric", month: "short", day: "numeric",
-  });
-  const clockFormat = new Intl.DateTimeFormat(undefined, {
-    hour: "2-digit", minute: "2-digit", second: "2-digit",
-  });
+  // ------------------------------------------------------------ time zone
 
-  /** An ISO 8601 time in the browser's time zone by ``format``, or ``fallback``. */
+  /** The zone chosen before (localStorage), else the browser's. */
+  function storedZone() {
+    try {
+      return localStorage.getItem(ZONE_KEY) === "utc" ? "utc" : "local";
+    } catch {
+      return "local"; // storage refused (privacy settings): the browser's zone
+    }
+  }
+
+  /** The formats of the shown zone (Intl's timeZone: undefined is the browser's). */
+  function formatsOf(shown) {
+    const timeZone = shown === "utc" ? "UTC" : undefined;
+    const day = {weekday: "short", year: "numeric", month: "short", day: "numeric", timeZone};
+    const clock = {hour: "2-digit", minute: "2-digit", second: "2-digit", timeZone};
+    return {
+      date: new Intl.DateTimeFormat(undefined, {...day, ...clock, timeZoneName: "short"}),
+      day: new Intl.DateTimeFormat(undefined, day),
+      clock: new Intl.DateTimeFormat(undefined, clock),
+    };
+  }
+  let formats = formatsOf(zone);
+
+  const pad = (n, width = 2) => String(n).padStart(width, "0");
+
+  /** A Date as ISO 8601 in the shown zone, with its offset ("…+14:00", "…Z"). */
+  function isoInZone(date) {
+    if (zone === "utc") return date.toISOString().replace(/\.\d{3}Z$/, "Z");
+    const offset = -date.getTimezoneOffset();
+    const hours = Math.floor(Math.abs(offset) / 60);
+    return `${pad(date.getFullYear(), 4)}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}` +
+      `T${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}` +
+      `${offset < 0 ? "-" : "+"}${pad(hours)}:${pad(Math.abs(offset) % 60)}`;
+  }
+
+  /** The first moment of a day ("YYYY-MM-DD", plus ``later`` days) in the
+      shown zone, as ISO 8601 with its offset; "" if it is not a day. */
+  function dayStart(day, later = 0) {
+    const parts = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+    if (!parts) return "";
+    const [year, month, date] = [Number(parts[1]), Number(parts[2]) - 1, Number(parts[3]) + later];
+    // (setFullYear: years below 100 are not taken for 19xx. Local: midnight,
+    // or the day's first moment where a clock change skips midnight.)
+    const start = new Date(0);
+    if (zone === "utc") start.setUTCFullYear(year, month, date);
+    else {
+      start.setFullYear(year, month, date);
+      start.setHours(0, 0, 0, 0);
+    }
+    return Number.isNaN(start.getTime()) ? "" : isoInZone(start);
+  }
+
+  /** The day ("YYYY-MM-DD") in the shown zone of an ISO time, less
+      ``earlier`` ms; "" if it is not a time. */
+  function dayOf(iso, earlier = 0) {
+    const moment = new Date(new Date(iso).getTime() - earlier);
+    if (Number.isNaN(moment.getTime())) return "";
+    return isoInZone(moment).slice(0, 10);
+  }
+
+  const isDay = (text) => /^\d{4}-\d{2}-\d{2}$/.test(text);
+
+  /** The zone's name on the page: the switch, and what the days mean. */
+  function showZone() {
+    $("zone").value = zone;
+    $("zone-local").textContent = `${BROWSER_ZONE} (this browser)`;
+    const name = zone === "utc" ? "UTC" : BROWSER_ZONE;
+    document.body.dataset.zone = zone;
+    for (const node of document.querySelectorAll(".zone-name")) node.textContent = name;
+  }
+
+  /** An ISO 8601 time in the shown zone by ``format``, or ``fallback``. */
   function formatWith(format, iso, fallback) {
     const date = new Date(iso);
     return iso && !Number.isNaN(date.getTime()) ? format.format(date) : fallback;
   }
 
-  /** e.g. "Tue, 24 Nov 2026, 09:58:20". */
-  const formatDate = (iso) => formatWith(dateFormat, iso, iso || "—");
+  /** e.g. "Tue, Nov 24, 2026, 09:58:20 GMT+1". */
+  const formatDate = (iso) => formatWith(formats.date, iso, iso || "—");
   /** The day ("Tue, Nov 24, 2026"). */
-  const formatDay = (iso) => formatWith(dayFormat, iso, iso || "—");
+  const formatDay = (iso) => formatWith(formats.day, iso, iso || "—");
   /** The time of day. */
-  const formatClock = (iso) => formatWith(clockFormat, iso, "");
+  const formatClock = (iso) => formatWith(formats.clock, iso, "");
 
   /** Packets lost as a percentage of those expected. */
   function lossPercent(received, lost) {
@@ -143,23 +211,32 @@
 
   // ------------------------------------------------------- form and history
 
-  /** The search of the form: its non-empty fields (page 1). */
+  /** The search of the form: its non-empty fields (page 1), its days as
+      the times they begin and end in the shown zone. */
   function formParams() {
     return searchOf(new URLSearchParams(new FormData(form)));
   }
 
-  /** Fill the form from URLSearchParams (missing fields: empty). */
+  /** Fill the form from URLSearchParams (missing fields: empty), times as
+      their days in the shown zone (until: the day of its last moment). */
   function fillForm(params) {
     for (const name of FIELDS) {
-      form.elements.namedItem(name).value = params.get(name) ?? "";
+      let value = params.get(name) ?? "";
+      if (DAY_FIELDS.includes(name) && value && !isDay(value)) {
+        value = dayOf(value, name === "until" ? 1 : 0);
+      }
+      form.elements.namedItem(name).value = value;
     }
   }
 
-  /** The known search parameters of a query string (page only when > 1). */
+  /** The known search parameters of a query string (page only when > 1);
+      a day in since / until (YYYY-MM-DD) is a day in the shown zone, sent
+      as the time it begins (since) or the next one begins (until). */
   function searchOf(query) {
     const params = new URLSearchParams();
     for (const name of FIELDS) {
-      const value = (query.get(name) || "").trim();
+      let value = (query.get(name) || "").trim();
+      if (DAY_FIELDS.includes(name) && isDay(value)) value = dayStart(value, name === "until" ? 1 : 0);
       if (value) params.set(name, value);
     }
     const page = parseInt(query.get("page"), 10);
@@ -167,12 +244,31 @@
     return params;
   }
 
-  /** Put a search in the page's URL (a new history entry), then run it. */
-  function navigate(params) {
+  /** Put a search in the page's URL (a new history entry, or ``replace``
+      the current one), then run it. */
+  function navigate(params, replace = false) {
     const query = params.toString();
     const url = query ? `/?${query}` : "/";
-    if (url !== location.pathname + location.search) history.pushState(null, "", url);
+    if (url !== location.pathname + location.search) {
+      if (replace) history.replaceState(null, "", url);
+      else history.pushState(null, "", url);
+    }
     return runSearch(params);
+  }
+
+  /** Show times in another zone ("local" or "utc"), remembered for next
+      time. The From / To days on the form now mean days in that zone: the
+      search runs again with them. */
+  function setZone(shown) {
+    zone = shown === "utc" ? "utc" : "local";
+    try {
+      localStorage.setItem(ZONE_KEY, zone);
+    } catch { /* not remembered: still switched */ }
+    formats = formatsOf(zone);
+    showZone();
+    if (selectedRow) showWhen(selectedRow);
+    const days = DAY_FIELDS.some((name) => form.elements.namedItem(name).value);
+    return navigate(days ? formParams() : current, true);
   }
 
   // ---------------------------------------------------------------- search
@@ -232,7 +328,8 @@
     const date = el("td", "date");
     date.title = row.started_at || "";
     const time = el("time", null, formatDay(row.started_at));
-    if (row.started_at) time.dateTime = row.started_at;
+    const started = new Date(row.started_at);
+    if (row.started_at && !Number.isNaN(started.getTime())) time.dateTime = isoInZone(started);
     date.append(time, el("span", "pname", formatClock(row.started_at)));
     if (Number(row.part) > 1) date.append(el("span", "part", `part ${row.part}`));
 
@@ -288,13 +385,11 @@
 
   function showPlayer(row) {
     selected = {id: row.id, file: row.file};
+    selectedRow = row;
     const who = [row.remote_number, row.remote_name].filter(Boolean).join(" · ") || "an unknown party";
     const verb = row.direction === "in" ? "Call from" : row.direction === "out" ? "Call to" : "Call with";
     $("player-who").textContent = `${verb} ${who}`;
-    const when = $("player-when");
-    when.textContent = [formatDate(row.started_at), formatDuration(row.duration_s),
-      Number(row.part) > 1 ? `part ${row.part}` : ""].filter(Boolean).join(" · ");
-    when.title = row.started_at || "";
+    showWhen(row);
     $("player-hint").hidden = true;
     $("player-body").hidden = false;
 
@@ -311,6 +406,14 @@
       download.hidden = true;
     }
     renderDetails(row);
+  }
+
+  /** The player's line under the title: when, how long, which part. */
+  function showWhen(row) {
+    const when = $("player-when");
+    when.textContent = [formatDate(row.started_at), formatDuration(row.duration_s),
+      Number(row.part) > 1 ? `part ${row.part}` : ""].filter(Boolean).join(" · ");
+    when.title = row.started_at || "";
   }
 
   function renderDetails(row) {
@@ -453,6 +556,7 @@
     form.elements.namedItem("number").focus();
   });
 
+  $("zone").addEventListener("change", (event) => setZone(event.target.value));
   $("prev").addEventListener("click", () => goToPage(-1));
   $("next").addEventListener("click", () => goToPage(1));
   $("error-close").addEventListener("click", hideError);
@@ -494,6 +598,7 @@
 
   // ----------------------------------------------------------------- start
 
+  showZone();
   const initial = searchOf(new URLSearchParams(location.search));
   fillForm(initial);
   runSearch(initial);

@@ -1,0 +1,140 @@
+"""Tests for recsvc.logs: the JSON lines that `twistd --logger
+recsvc.logs.json_lines` writes for log shippers."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from twisted.logger import LogLevel, LogPublisher, Logger
+from twisted.python import log as legacy_log
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.logs import event_as_json_line, json_lines, plain
+
+# 2026-12-06T11:00:00.25Z
+AT = 1796554800.25
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this")
+
+
+class JsonLinesTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.out = io.StringIO()
+        self.publisher = LogPublisher(json_lines(self.out))
+        self.log = Logger(namespace="recsvc.test", observer=self.publisher)
+
+    def lines(self) -> list[dict]:
+        text = self.out.getvalue()
+        self.assertTrue(text.endswith("\n"), text)
+        return [json.loads(line) for line in text.splitlines()]
+
+    def test_fields_of_a_line(self) -> None:
+        """A line has the time in ISO 8601 UTC with Z, the level as a plain
+        string, the namespace, the rendered message and the event's own keys;
+        none of Twisted's log_* bookkeeping."""
+        self.log.warn("Recording {recordingId} refused: {reason}", recordingId="8",
+                      reason="device not allowed", device="00a859000002")
+        [line] = self.lines()
+        self.assertRegex(line.pop("time"), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        json_lines(self.out)({"log_format": "at {when}", "when": "noon", "log_time": AT})
+        self.assertEqual(self.lines()[1]["time"], "2026-12-06T11:00:00.250Z")
+        self.assertEqual(line, {
+            "level": "warn", "namespace": "recsvc.test",
+            "message": "Recording 8 refused: device not allowed",
+            "recordingId": "8", "reason": "device not allowed", "device": "00a859000002",
+        })
+
+    def test_every_level_by_name(self) -> None:
+        """Each level is its name, as log shippers filter on it."""
+        for level in LogLevel.iterconstants():
+            self.log.emit(level, "x")
+        self.assertEqual([line["level"] for line in self.lines()],
+                         ["debug", "info", "warn", "error", "critical"])
+
+    def test_values_json_cannot_hold_become_text(self) -> None:
+        """Bytes, objects, infinities and nested containers become plain
+        JSON values; no __class_uuid__ or unpersistable markers."""
+        self.log.info("odd values", raw=b"cmd=\x00\n", peer=("10.0.0.5", 41000),
+                      ratio=float("nan"), nested={"a": [1, {2, 2}], 3: None},
+                      thing=LogLevel.info)
+        [line] = self.lines()
+        self.assertEqual(line["raw"], "b'cmd=\\x00\\n'")
+        self.assertEqual(line["peer"], ["10.0.0.5", 41000])
+        self.assertEqual(line["ratio"], "nan")
+        self.assertEqual(line["nested"], {"a": [1, [2]], "3": None})
+        self.assertEqual(line["thing"], str(LogLevel.info))
+        text = self.out.getvalue()
+        self.assertNotIn("unpersistable", text)
+        self.assertNotIn("__class_uuid__", text)
+
+    def test_client_text_stays_on_its_line(self) -> None:
+        """Newlines, carriage returns and escape sequences in a value (a
+        phone's field, a path) are escaped: one event is one line."""
+        self.log.info("Start from {device}", device="evil\r\n{\"level\": \"critical\"}\x1b[2J\u2028")
+        self.assertEqual(self.out.getvalue().count("\n"), 1)
+        [line] = self.lines()
+        self.assertEqual(line["device"], "evil\r\n{\"level\": \"critical\"}\x1b[2J\u2028")
+        self.assertEqual(line["level"], "info")
+        self.assertTrue(self.out.getvalue().isascii())
+
+    def test_failure_has_its_traceback(self) -> None:
+        """log.failure gives the message and the traceback as a field."""
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            self.log.failure("HTTP {uri} failed", uri="/api/x")
+        [line] = self.lines()
+        self.assertEqual((line["level"], line["message"], line["uri"]),
+                         ("critical", "HTTP /api/x failed", "/api/x"))
+        self.assertIn("ZeroDivisionError", line["traceback"])
+        self.assertIn("Traceback", line["traceback"])
+
+    def test_event_keys_named_like_a_field(self) -> None:
+        """An event key named like a line's field (the control protocol's
+        "message") is kept beside it, as event_<key>."""
+        self.log.warn("Bad control message: {message!r}", message=b"junk", time="noon")
+        [line] = self.lines()
+        self.assertEqual(line["message"], "Bad control message: b'junk'")
+        self.assertEqual((line["event_message"], line["event_time"]), ("b'junk'", "noon"))
+        self.assertRegex(line["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+    def test_legacy_events(self) -> None:
+        """twisted.python.log's events (twistd's own, parts of Twisted's)
+        read as the others: the message rendered, an error's traceback apart,
+        none of the legacy bookkeeping (message tuples, isError, system)."""
+        observer = json_lines(self.out)
+        legacy_log.addObserver(observer)
+        self.addCleanup(legacy_log.removeObserver, observer)
+        legacy_log.msg("Site starting on %d" % 8080)
+        legacy_log.msg(format="%(count)d connections", count=3)
+        legacy_log.err(Failure(ValueError("broken")), "Unhandled error in Deferred:")
+        self.flushLoggedErrors(ValueError)
+        started, counted, failed = self.lines()
+        self.assertEqual((started["message"], started["level"], started["namespace"]),
+                         ("Site starting on 8080", "info", "log_legacy"))
+        self.assertEqual((counted["message"], counted["count"]), ("3 connections", 3))
+        self.assertEqual((failed["message"], failed["level"]),
+                         ("Unhandled error in Deferred:", "critical"))
+        self.assertIn("ValueError: broken", failed["traceback"])
+        for line in (started, counted, failed):
+            for key in ("isError", "system", "why", "format", "failure"):
+                self.assertNotIn(key, line)
+
+    def test_an_unrenderable_event_still_makes_a_line(self) -> None:
+        """A value whose text cannot be had gives a line saying so, not an
+        exception in the logging system."""
+        line = json.loads(event_as_json_line({"log_format": "x", "log_time": AT,
+                                              "thing": _Unprintable()}))
+        self.assertEqual((line["level"], line["time"]), ("error", "2026-12-06T11:00:00.250Z"))
+        self.assertIn("no text for this", line["message"])
+
+    def test_plain_cuts_deep_nesting(self) -> None:
+        """A value nested without end (a list in itself) is cut to text."""
+        loop: list = []
+        loop.append(loop)
+        self.assertIsInstance(json.dumps(plain(loop)), str)
