@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
@@ -27,7 +28,7 @@ from twisted.python.failure import Failure
 from recsvc import descriptors
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
-from recsvc.endpoints import only_this_host, with_backlog
+from recsvc.endpoints import listen_failure, only_this_host, with_backlog
 from recsvc.pipeline import MediaPolicy
 from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem
@@ -45,9 +46,20 @@ from recsvc.storage import Storage
 from recsvc.threads import background_pool, start_until_shutdown
 
 
+class StartupRefused(SystemExit):
+    """Start-up refused for a reason the user can fix (a bad config file):
+    twistd ends with this one line on standard error and exit status 1,
+    without its usage block (a UsageError's) or a traceback."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"recsvc: {reason}")
+        self.reason = reason
+
+
 class Options(usage.Options):
     synopsis = "[--config FILE]"
-    longdesc = "Record calls from Fanvil phones (server recording) into WAV files."
+    longdesc = ("Record calls from Fanvil phones (server recording) into WAV files. "
+                "Relative paths in the config file are taken from its folder.")
     optParameters = [
         ["config", "c", None, "YAML configuration file (default: built-in defaults)"],
     ]
@@ -57,7 +69,7 @@ class Options(usage.Options):
             config = load_config(self["config"]) if self["config"] else Config()
             check_config(config, _global_reactor())
         except ConfigError as error:
-            raise usage.UsageError(str(error)) from None
+            raise StartupRefused(error.in_file(self["config"])) from None
         # Kept for SIGHUP, which reads the access lists from it again.
         self["config_path"] = self["config"] and os.path.abspath(self["config"])
         self["config"] = config
@@ -155,15 +167,17 @@ def accept_with_data(port: Any, seconds: int) -> None:
 
 
 class Listener(Service):
-    """Listens on an endpoint; fails start-up if it cannot."""
+    """Listens on an endpoint; fails start-up if it cannot (and logs why,
+    naming ``key``, its config key)."""
 
     log = Logger()
 
     def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory,
-                 purpose: str = "control connections") -> None:
+                 purpose: str = "control connections", key: str = "control.listen") -> None:
         self._endpoint = endpoint
         self._factory = factory
         self.purpose = purpose
+        self.key = key
         self._port: IListeningPort | None = None
         self._started = False
         self._outcome: IListeningPort | Failure | None = None
@@ -180,10 +194,10 @@ class Listener(Service):
 
     def _settled(self, outcome: IListeningPort | Failure) -> None:
         if isinstance(outcome, Failure):
-            self.log.error(
-                "Cannot listen for {purpose}: {reason}",
-                purpose=self.purpose, reason=outcome.getErrorMessage(),
-            )
+            reason = (listen_failure(self.key, outcome.value)
+                      if outcome.check(CannotListenError) else outcome.getErrorMessage())
+            self.log.error("Cannot listen for {purpose}: {reason}",
+                           purpose=self.purpose, reason=reason)
         else:
             self._port = outcome
             accept_at_most(outcome, ACCEPTS_PER_TURN)
@@ -213,6 +227,19 @@ class Listener(Service):
             port, self._port = self._port, None
             return port.stopListening()
         return None
+
+
+class StartedByTwistd(MultiService):
+    """The service tree as twistd runs it: a listener that cannot listen
+    (its port taken) ends start-up with the one line it logged and exit
+    status 1; twistd would print a traceback for the exception. (An
+    embedding application gets the CannotListenError itself.)"""
+
+    def startService(self) -> None:
+        try:
+            MultiService.startService(self)
+        except CannotListenError:
+            raise SystemExit(1) from None
 
 
 class AfterRecorder(Service):
@@ -249,8 +276,10 @@ def makeService(
     recovery and the free-space watch ("background").
     """
     config_path = None
+    root = MultiService()
     if isinstance(config, usage.Options):
         config, config_path = config["config"], config.get("config_path")
+        root = StartedByTwistd()
     config = as_config(config)
     if reactor is None:
         reactor = _global_reactor()
@@ -361,7 +390,6 @@ def makeService(
         ControlFactory(recorder, config.control.max_message_bytes, connections,
                        config.control.idle_timeout, reactor),
     )
-    root = MultiService()
     # MultiService stops children in reverse: the listener closes first, then
     # the recorder drains its recordings.
     recorder.setName("recorder")
@@ -378,7 +406,7 @@ def makeService(
         http = Listener(http_endpoint, make_site(
             recorder, indexer.run, config.storage.root, run_web, metrics,
             config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts),
-            "HTTP")
+            "HTTP", "http.listen")
         http.setName("http")
         http.setServiceParent(root)
     if webhook is not None:
