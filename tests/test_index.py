@@ -305,11 +305,11 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("13800138000", line)
         self.assertTrue(line.endswith(sidecar("1")["file"]), line)
         status, out, _ = self.run_command("search", "--direction", "in", "--json")
-        [row] = json.loads(out)
+        [row] = json.loads(out)["recordings"]
         self.assertEqual(row["id"], "2")
         self.assertTrue(os.path.exists(row["path"]))  # the full path, as the text shows
         status, out, _ = self.run_command("show", "1")
-        shown = json.loads(out)
+        [shown] = json.loads(out)
         self.assertEqual(shown["id"], "1")
         self.assertTrue(os.path.exists(shown["path"]))
 
@@ -333,8 +333,8 @@ class CommandTests(SynchronousTestCase):
     def test_bad_search_names_the_option(self) -> None:
         self.run_command("reindex")
         status, _, err = self.run_command("search", "--since", "2026-13-01")
-        self.assertEqual(status, 1)
-        self.assertIn("since:", err)
+        self.assertEqual(status, 2)
+        self.assertIn("argument --since:", err)
 
     def test_reindex_reports_unreadable_sidecars(self) -> None:
         self.root.write(sidecar("1"))
