@@ -230,15 +230,25 @@ class Listener(Service):
 
 
 class StartedByTwistd(MultiService):
-    """The service tree as twistd runs it: a listener that cannot listen
-    (its port taken) ends start-up with the one line it logged and exit
-    status 1; twistd would print a traceback for the exception. (An
-    embedding application gets the CannotListenError itself.)"""
+    """The service tree as twistd runs it (``options``: its recsvc Options).
+    In the foreground (``twistd -n``), a listener that cannot listen (its
+    port taken) ends start-up with the one line it logged and exit status
+    1, where twistd would print a traceback for the exception. A daemon's
+    exception is left to twistd, which hands it to the waiting parent to
+    print (that parent would wait for ever for a child that just exits).
+    An embedding application gets the CannotListenError itself."""
+
+    def __init__(self, options: usage.Options) -> None:
+        MultiService.__init__(self)
+        self._options = options
 
     def startService(self) -> None:
         try:
             MultiService.startService(self)
         except CannotListenError:
+            twistd = getattr(self._options, "parent", None)
+            if twistd is not None and not twistd.get("nodaemon", True):
+                raise
             raise SystemExit(1) from None
 
 
@@ -278,8 +288,8 @@ def makeService(
     config_path = None
     root = MultiService()
     if isinstance(config, usage.Options):
+        root = StartedByTwistd(config)
         config, config_path = config["config"], config.get("config_path")
-        root = StartedByTwistd()
     config = as_config(config)
     if reactor is None:
         reactor = _global_reactor()

@@ -708,6 +708,21 @@ class MakeServiceTests(SynchronousTestCase):
                          "recsvc running?): stop what listens there, or set another port in "
                          "control.listen")
 
+    def test_listenFailureOfADaemonLeftToTwistd(self) -> None:
+        """
+        Under twistd as a daemon (no --nodaemon), the CannotListenError
+        itself reaches twistd, which hands it to the parent process waiting
+        for the daemon's start to print (an exit without it would leave
+        that parent waiting for ever).
+        """
+        root = os.path.abspath(self.mktemp())
+        options = Options()
+        options.parseOptions(["--config", _writeConfig(self, _goodConfigText(root))])
+        options.parent = {"nodaemon": False}  # (twistd's ServerOptions, as it sets it)
+        taken = CannotListenError("127.0.0.1", 10000, OSError(errno.EADDRINUSE, "in use"))
+        service = makeService(options, reactor=RaisingMemoryReactor(listenException=taken))
+        self.assertRaises(CannotListenError, service.startService)
+
 
 def _freePort() -> int:
     with socket.socket() as probe:
@@ -791,6 +806,33 @@ class TwistdTests(SynchronousTestCase):
         self.assertRefusedOnce(output, f"control.listen: 127.0.0.1:{port} is taken (another "
                                "recsvc running?): stop what listens there, or set another "
                                "port in control.listen")
+
+    def test_portInUseAsADaemon(self) -> None:
+        """
+        A daemonizing twistd (no --nodaemon) whose control port is taken
+        exits with status 1 at once, its parent saying why on standard
+        error, and the log file has the one line; it does not hang.
+        """
+        folder = os.path.abspath(self.mktemp())
+        os.mkdir(folder)
+        log = os.path.join(folder, "twistd.log")
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            path = _writeConfig(self, _goodConfigText(
+                os.path.join(folder, "recordings"), listen=f"tcp:{port}:interface=127.0.0.1"))
+            try:
+                result = subprocess.run(
+                    [TWISTD, f"--pidfile={os.path.join(folder, 'twistd.pid')}",
+                     f"--logfile={log}", "recsvc", "--config", path],
+                    cwd=folder, capture_output=True, text=True, timeout=30)
+            except subprocess.TimeoutExpired:
+                self.fail("the daemonizing twistd hung")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(f"Couldn't listen on 127.0.0.1:{port}", result.stderr)
+        with open(log, encoding="utf-8") as handle:
+            self.assertIn(f"control.listen: 127.0.0.1:{port} is taken", handle.read())
 
     def test_httpPortInUse(self) -> None:
         """A taken HTTP port ends start-up the same way, naming http.listen."""
