@@ -14,7 +14,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.endpoints import (
-    LISTEN_BACKLOG, arguments, files_from, listen_failure, only_this_host, tcp_address,
+    LISTEN_BACKLOG, POSITIONAL_WITH_FILES, arguments, files_from, listen_failure, only_this_host, tcp_address,
     with_backlog)
 
 
@@ -28,6 +28,11 @@ def built(description: str):
 
 class DescriptionTests(SynchronousTestCase):
     def test_arguments_named_as_twisted_names_them(self) -> None:
+        """Positional arguments get the names Twisted's parsers give them
+        (for TCP, TCP6 and SSL, or the kinds asked for); what Twisted would
+        refuse, or another kind, is None."""
+        self.assertEqual(arguments("unix:/run/recsvc.sock:660", POSITIONAL_WITH_FILES),
+                         ("unix", {"address": "/run/recsvc.sock", "mode": "660"}))
         self.assertEqual(arguments(r"tcp6:9090:50:interface=\:\:1"),
                          ("tcp6", {"port": "9090", "backlog": "50", "interface": "::1"}))
         self.assertEqual(arguments("tcp:10000:192.0.2.1:50"),
