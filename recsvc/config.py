@@ -1,18 +1,21 @@
 """The service's configuration: YAML in, a frozen attrs tree out.
 
 Every key has a default and an empty section means defaults; unknown keys
-and bad values raise `ConfigError` naming the key path.
+and bad values raise `ConfigError` naming the key path. The relative paths
+of a config file are taken from the file's folder.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Any, Callable, Mapping
 
 import attrs
 import yaml
 
 from recsvc.admission import parse_network
+from recsvc.endpoints import files_from
 from recsvc.naming import DEFAULT_TEMPLATE, PathTemplate, parse_mac
 from recsvc.numberplan import NumberPlan
 from recsvc.source import ANY, PEER, STRICT, SourcePolicy
@@ -26,6 +29,14 @@ class ConfigError(ValueError):
         super().__init__(f"{key}: {problem}" if key else problem)
         self.key = key
         self.problem = problem
+
+    def in_file(self, path: str | None) -> str:
+        """The line for the user: the config file (when there is one), the
+        key path and the problem. A problem with the file itself (unreadable,
+        not YAML) names the file already."""
+        if path is None or not self.key:
+            return str(self)
+        return f"{path}: {self}"
 
 
 def _text(value: Any) -> str:
@@ -499,7 +510,9 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 
 def load_config(path: str) -> Config:
-    """Read and parse a YAML config file. Raises `ConfigError`."""
+    """Read and parse a YAML config file; its relative paths, given or
+    default, are taken from the file's folder (see `paths_from`). Raises
+    `ConfigError`."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
@@ -509,11 +522,31 @@ def load_config(path: str) -> Config:
         raise ConfigError("", f"{path} is not valid YAML: {error}") from None
     except UnicodeDecodeError as error:
         raise ConfigError("", f"{path} is not UTF-8 text: {error}") from None
-    return parse_config(data)
+    return paths_from(parse_config(data), os.path.dirname(os.path.abspath(path)))
+
+
+def paths_from(config: Config, folder: str) -> Config:
+    """``config`` with its relative paths taken from ``folder``: storage.root,
+    index.database and the files a listener names (an ``ssl:`` key and
+    certificates, a ``unix:`` socket). For a config file, its folder: the
+    file then means the same places wherever the service or a command is
+    started from. (Not normalised: ``..`` is left to the system, which
+    follows symbolic links as ``cd`` would not.)"""
+    http_listen = config.http.listen
+    if http_listen != "off":
+        http_listen = files_from(http_listen, folder)
+    return attrs.evolve(
+        config,
+        control=attrs.evolve(config.control, listen=files_from(config.control.listen, folder)),
+        storage=attrs.evolve(config.storage, root=os.path.join(folder, config.storage.root)),
+        index=attrs.evolve(config.index, database=os.path.join(folder, config.index.database)),
+        http=attrs.evolve(config.http, listen=http_listen),
+    )
 
 
 def as_config(config: Config | Mapping[str, Any] | None) -> Config:
-    """Accept a Config, or a parsed mapping as an embedding application has it."""
+    """Accept a Config, or a parsed mapping as an embedding application has it
+    (with no file, its relative paths are the working directory's)."""
     if isinstance(config, Config):
         return config
     return parse_config(config)

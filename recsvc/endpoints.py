@@ -1,17 +1,22 @@
 """Server endpoint descriptions (Twisted's ``tcp:10000:interface=...``
 syntax) read without a reactor, and nothing loaded: which kind, port and
-interface a listener has, and the accept queue recsvc asks for.
+interface a listener has, the accept queue recsvc asks for, the files it
+names; and what to tell the user when one cannot listen.
 
 The description is split by Twisted's own tokenizer (escapes and all);
-the arguments are named as Twisted's TCP, TCP6 and SSL parsers name their
-positional ones.
+the arguments are named as Twisted's TCP, TCP6, SSL and UNIX parsers name
+their positional ones.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
+from typing import Mapping
 
-from twisted.internet.endpoints import _parse
+from twisted.internet.endpoints import _parse, quoteStringArgument
+from twisted.internet.error import CannotListenError
 
 # Connections the kernel may hold for the listener to accept: a burst of
 # phones starting (or a flood of connections) must not overflow it, as a
@@ -27,19 +32,30 @@ POSITIONAL = {
 }
 # Where a listener of each kind listens when it does not say.
 DEFAULT_INTERFACE = {"tcp": "", "tcp6": "::", "ssl": ""}
+# The arguments that name files, by kind, with the file Twisted reads when
+# one is not given (an SSL listener's certificate is its key file unless
+# certKey says otherwise).
+FILE_ARGUMENTS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "ssl": (("privateKey", "server.pem"), ("certKey", None), ("extraCertChain", None),
+            ("dhParameters", None)),
+    "unix": (("address", None),),
+}
+POSITIONAL_WITH_FILES = {"ssl": POSITIONAL["ssl"], "unix": ("address", "mode", "backlog", "lockfile")}
 
 
-def arguments(description: str) -> tuple[str, dict[str, str]] | None:
-    """The kind and the named arguments of a TCP, TCP6 or SSL listener's
-    description; None for other kinds or what Twisted cannot split."""
+def arguments(description: str, kinds: Mapping[str, tuple[str, ...]] = POSITIONAL,
+              ) -> tuple[str, dict[str, str]] | None:
+    """The kind and the named arguments of a listener's description, for the
+    ``kinds`` given with their positional arguments' names (TCP, TCP6 and
+    SSL unless told); None for other kinds or what Twisted cannot split."""
     try:
         args, keywords = _parse(description)
     except (ValueError, RuntimeError):  # (a lone trailing backslash)
         return None
-    if not args or args[0] not in POSITIONAL:
+    if not args or args[0] not in kinds:
         return None
     kind, positional = args[0], args[1:]
-    names = POSITIONAL[kind]
+    names = kinds[kind]
     if len(positional) > len(names):
         return None
     named = dict(zip(names, positional))
@@ -86,3 +102,45 @@ def tcp_address(description: str) -> tuple[str, str, int] | None:
     if not port.isascii() or not port.isdigit():
         return None
     return kind, named.get("interface", DEFAULT_INTERFACE[kind]), int(port)
+
+
+def files_from(description: str, folder: str) -> str:
+    """``description`` with the relative paths of the files it names (an SSL
+    listener's key and certificates, given or default; a UNIX socket) taken
+    from ``folder``. Any other description, or one without a relative path,
+    is returned as it is."""
+    parsed = arguments(description, POSITIONAL_WITH_FILES)
+    if parsed is None:
+        return description
+    kind, named = parsed
+    moved = False
+    for name, default in FILE_ARGUMENTS[kind]:
+        path = named.get(name, default)
+        if path is not None and not os.path.isabs(path):
+            named[name] = os.path.join(folder, path)
+            moved = True
+    if not moved:
+        return description
+    return ":".join([kind, *(f"{name}={quoteStringArgument(value)}"
+                             for name, value in named.items())])
+
+
+def listen_failure(key: str, error: CannotListenError) -> str:
+    """Why a listener (the one of config key ``key``) could not listen, and
+    what to do about it, in one line."""
+    if error.interface is None:  # a UNIX socket: its path
+        where = str(error.port)
+    else:
+        where = f"{error.interface or '*'}:{error.port}"
+    reason = error.socketError
+    code = getattr(reason, "errno", None)
+    if code == errno.EADDRINUSE:
+        return (f"{key}: {where} is taken (another recsvc running?): stop what listens "
+                f"there, or set another port in {key}")
+    if code == errno.EACCES:
+        return (f"{key}: no permission to listen on {where} (a port below 1024 takes root "
+                f"or CAP_NET_BIND_SERVICE): set a port above 1023 in {key}")
+    if code == errno.EADDRNOTAVAIL:
+        return (f"{key}: {error.interface} is not an address of this machine: set one of "
+                f"its addresses in {key}, or none for all")
+    return f"{key}: cannot listen on {where}: {getattr(reason, 'strerror', None) or reason}"

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from recsvc.config import Config
 from recsvc.endpoints import tcp_address
+from recsvc.listing import direction_and_parties
 
 # The figures a status shows, from /metrics, in this order.
 GAUGES = (
@@ -158,8 +159,7 @@ def format_status(status: Status) -> str:
     lines.append(f"{len(status.active)} recording(s) in progress")
     for row in status.active:
         lines.append(
-            f"  {row['id']}  {row['device']}  {row['direction']}  "
-            f"{row['local_number'] or '-'} -> {row['remote_number'] or '-'}  "
+            f"  {row['id']}  {row['device']}  {direction_and_parties(row)}  "
             f"{row['codec']}  {row['seconds']:.0f} s  {row['packets_received']} packets "
             f"({row['packets_lost']} lost)  since {row['started_at']}")
     for name, title in GAUGES + COUNTERS:

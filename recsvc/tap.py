@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
@@ -27,7 +28,7 @@ from twisted.python.failure import Failure
 from recsvc import descriptors
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
-from recsvc.endpoints import only_this_host, with_backlog
+from recsvc.endpoints import listen_failure, only_this_host, with_backlog
 from recsvc.pipeline import MediaPolicy
 from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem
@@ -47,9 +48,20 @@ from recsvc.storage import Storage
 from recsvc.threads import background_pool, start_until_shutdown
 
 
+class StartupRefused(SystemExit):
+    """Start-up refused for a reason the user can fix (a bad config file):
+    twistd ends with this one line on standard error and exit status 1,
+    without its usage block (a UsageError's) or a traceback."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"recsvc: {reason}")
+        self.reason = reason
+
+
 class Options(usage.Options):
     synopsis = "[--config FILE]"
-    longdesc = "Record calls from Fanvil phones (server recording) into WAV files."
+    longdesc = ("Record calls from Fanvil phones (server recording) into WAV files. "
+                "Relative paths in the config file are taken from its folder.")
     optParameters = [
         ["config", "c", None, "YAML configuration file (default: built-in defaults)"],
     ]
@@ -59,7 +71,7 @@ class Options(usage.Options):
             config = load_config(self["config"]) if self["config"] else Config()
             check_config(config, _global_reactor())
         except ConfigError as error:
-            raise usage.UsageError(str(error)) from None
+            raise StartupRefused(error.in_file(self["config"])) from None
         # Kept for SIGHUP, which reads the access lists from it again.
         self["config_path"] = self["config"] and os.path.abspath(self["config"])
         self["config"] = config
@@ -170,7 +182,8 @@ def accept_with_data(port: Any, seconds: int) -> None:
 
 
 class Listener(Service):
-    """Listens on an endpoint; fails start-up if it cannot.
+    """Listens on an endpoint; fails start-up if it cannot (and logs why,
+    naming ``key``, its config key).
 
     With ``screen`` (see recsvc.protocol.accepting), a plain TCP port
     (not one behind TLS or another wrapper) has each new connection
@@ -179,11 +192,12 @@ class Listener(Service):
     log = Logger()
 
     def __init__(self, endpoint: IStreamServerEndpoint, factory: Factory,
-                 purpose: str = "control connections",
+                 purpose: str = "control connections", key: str = "control.listen",
                  screen: Callable[[str, bytes | None], Any] | None = None) -> None:
         self._endpoint = endpoint
         self._factory = factory
         self.purpose = purpose
+        self.key = key
         self._screen = screen
         self._port: IListeningPort | None = None
         self._started = False
@@ -201,10 +215,10 @@ class Listener(Service):
 
     def _settled(self, outcome: IListeningPort | Failure) -> None:
         if isinstance(outcome, Failure):
-            self.log.error(
-                "Cannot listen for {purpose}: {reason}",
-                purpose=self.purpose, reason=outcome.getErrorMessage(),
-            )
+            reason = (listen_failure(self.key, outcome.value)
+                      if outcome.check(CannotListenError) else outcome.getErrorMessage())
+            self.log.error("Cannot listen for {purpose}: {reason}",
+                           purpose=self.purpose, reason=reason)
         else:
             self._port = outcome
             if self._screen is not None and getattr(outcome, "factory", None) is self._factory:
@@ -237,6 +251,29 @@ class Listener(Service):
             port, self._port = self._port, None
             return port.stopListening()
         return None
+
+
+class StartedByTwistd(MultiService):
+    """The service tree as twistd runs it (``options``: its recsvc Options).
+    In the foreground (``twistd -n``), a listener that cannot listen (its
+    port taken) ends start-up with the one line it logged and exit status
+    1, where twistd would print a traceback for the exception. A daemon's
+    exception is left to twistd, which hands it to the waiting parent to
+    print (that parent would wait for ever for a child that just exits).
+    An embedding application gets the CannotListenError itself."""
+
+    def __init__(self, options: usage.Options) -> None:
+        MultiService.__init__(self)
+        self._options = options
+
+    def startService(self) -> None:
+        try:
+            MultiService.startService(self)
+        except CannotListenError:
+            twistd = getattr(self._options, "parent", None)
+            if twistd is not None and not twistd.get("nodaemon", True):
+                raise
+            raise SystemExit(1) from None
 
 
 class AfterRecorder(Service):
@@ -277,7 +314,9 @@ def makeService(
     Raises ConfigError for a bad config, TypeError for a bad observer.
     """
     config_path = None
+    root = MultiService()
     if isinstance(config, usage.Options):
+        root = StartedByTwistd(config)
         config, config_path = config["config"], config.get("config_path")
     config = as_config(config)
     told = RecordingObservers(checked_observers(observers))
@@ -392,7 +431,6 @@ def makeService(
     control_factory = ControlFactory(recorder, config.control.max_message_bytes, connections,
                                      config.control.idle_timeout, reactor)
     control = Listener(control_endpoint, control_factory, screen=control_factory.admit)
-    root = MultiService()
     # MultiService stops children in reverse: the listener closes first, then
     # the recorder drains its recordings.
     recorder.setName("recorder")
@@ -410,7 +448,7 @@ def makeService(
             recorder, indexer.run, config.storage.root, run_web, metrics,
             config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
             numbers=config.numbers.plan),
-            "HTTP")
+            "HTTP", "http.listen")
         http.setName("http")
         http.setServiceParent(root)
     if webhook is not None:

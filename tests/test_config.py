@@ -15,11 +15,14 @@ from recsvc.config import (
     Config,
     ConfigError,
     ControlConfig,
+    HttpConfig,
+    IndexConfig,
     RtpConfig,
     StorageConfig,
     as_config,
     load_config,
     parse_config,
+    paths_from,
 )
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,8 +94,20 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.control, ControlConfig())
 
     def test_sampleEqualsDefaults(self) -> None:
-        """etc/recsvc.yaml, the sample `make run` uses, loads and spells out the defaults."""
-        self.assertEqual(load_config(SAMPLE), Config())
+        """
+        etc/recsvc.yaml, the sample `make run` uses, spells out the defaults
+        but for its paths, which name the checkout's var/ from etc/.
+        """
+        with open(SAMPLE, encoding="utf-8") as handle:
+            sample = parse_config(yaml.safe_load(handle))
+        self.assertEqual(sample, attrs.evolve(
+            Config(), storage=StorageConfig(root="../var/recordings"),
+            index=IndexConfig(database="../var/recsvc.sqlite3")))
+        loaded = load_config(SAMPLE)
+        self.assertEqual(os.path.realpath(loaded.storage.root),
+                         os.path.join(os.path.realpath(CHECKOUT), "var", "recordings"))
+        self.assertEqual(os.path.realpath(loaded.index.database),
+                         os.path.join(os.path.realpath(CHECKOUT), "var", "recsvc.sqlite3"))
 
     def test_frozen(self) -> None:
         """A Config cannot be changed after it is built."""
@@ -369,15 +384,19 @@ class LoadConfigTests(SynchronousTestCase):
         return path
 
     def test_loads(self) -> None:
-        """A YAML file parses to the Config it spells."""
+        """A YAML file parses to the Config it spells (its paths in its folder)."""
         path = self.write(b"rtp:\n  port_range: [5000, 5010]\nstorage:\n")
         self.assertEqual(
-            load_config(path), Config(rtp=RtpConfig(port_range=(5000, 5010)))
+            load_config(path),
+            paths_from(Config(rtp=RtpConfig(port_range=(5000, 5010))),
+                       os.path.dirname(os.path.abspath(path))),
         )
 
     def test_emptyFile(self) -> None:
-        """An empty file means all defaults."""
-        self.assertEqual(load_config(self.write(b"")), Config())
+        """An empty file means all defaults (their paths in its folder)."""
+        path = self.write(b"")
+        self.assertEqual(load_config(path),
+                         paths_from(Config(), os.path.dirname(os.path.abspath(path))))
 
     def test_missingFile(self) -> None:
         """A missing file is a ConfigError naming the file."""
@@ -668,3 +687,83 @@ class PathConfigTests(SynchronousTestCase):
         for key, value in (("path", "/etc/{id}"), ("path", "{nope}"), ("timezone", "Nowhere/City")):
             error = self.assertRaises(ConfigError, parse_config, {"storage": {key: value}})
             self.assertEqual(error.key, f"storage.{key}")
+
+
+class RelativePathsTests(SynchronousTestCase):
+    """A config file's relative paths, given or default, are its folder's,
+    wherever it is loaded from; a mapping's are the working directory's."""
+
+    def setUp(self) -> None:
+        self.folder = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.folder, "etc"))
+        self.path = os.path.join(self.folder, "etc", "recsvc.yaml")
+        here = os.getcwd()
+        self.addCleanup(os.chdir, here)
+
+    def load_from(self, text: str, directory: str) -> Config:
+        """load_config of ``text`` as the file, run from ``directory``."""
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.makedirs(directory, exist_ok=True)
+        os.chdir(directory)
+        return load_config(os.path.relpath(self.path))
+
+    def test_given_paths_from_the_files_folder(self) -> None:
+        """storage.root, index.database and an ssl: listener's files, given
+        relative, name the same places from any working directory."""
+        text = ("storage:\n  root: ../var/recordings\nindex:\n  database: index.sqlite3\n"
+                "http:\n  listen: ssl:8443:privateKey=key.pem:interface=127.0.0.1\n")
+        etc = os.path.join(self.folder, "etc")
+        first = self.load_from(text, self.folder)
+        second = self.load_from(text, os.path.join(self.folder, "elsewhere", "deeper"))
+        self.assertEqual(first, second)
+        self.assertEqual(first.storage.root, os.path.join(etc, "../var/recordings"))
+        self.assertEqual(first.index.database, os.path.join(etc, "index.sqlite3"))
+        self.assertEqual(first.http.listen, "ssl:port=8443:privateKey="
+                         f"{os.path.join(etc, 'key.pem')}:interface=127.0.0.1")
+        self.assertEqual(first.control.listen, "tcp:10000")
+
+    def test_default_paths_from_the_files_folder(self) -> None:
+        """Keys left out mean their default paths in the file's folder."""
+        config = self.load_from("storage:\n  format: pcm16\n", "/")
+        etc = os.path.join(self.folder, "etc")
+        self.assertEqual((config.storage.root, config.index.database),
+                         (os.path.join(etc, "var/recordings"),
+                          os.path.join(etc, "var/recsvc.sqlite3")))
+
+    def test_absolute_paths_as_they_are(self) -> None:
+        """Absolute paths, and "off", are not touched."""
+        config = self.load_from("storage:\n  root: /srv/recordings\nindex:\n"
+                                "  database: /srv/index.sqlite3\nhttp:\n  listen: \"off\"\n",
+                                self.folder)
+        self.assertEqual((config.storage.root, config.index.database, config.http.listen),
+                         ("/srv/recordings", "/srv/index.sqlite3", "off"))
+
+    def test_mapping_from_the_working_directory(self) -> None:
+        """An embedding application's mapping (no file) and the built-in
+        defaults keep their relative paths: the working directory's."""
+        config = as_config({"storage": {"root": "recordings"}})
+        self.assertEqual((config.storage.root, config.index.database),
+                         ("recordings", "var/recsvc.sqlite3"))
+        self.assertEqual(Config().storage.root, "var/recordings")
+
+    def test_paths_from(self) -> None:
+        """paths_from joins a folder to each relative path; nothing else changes."""
+        config = Config(http=HttpConfig(listen="unix:web.sock"))
+        moved = paths_from(config, "/etc/recsvc")
+        self.assertEqual(moved, attrs.evolve(
+            config, storage=StorageConfig(root="/etc/recsvc/var/recordings"),
+            index=IndexConfig(database="/etc/recsvc/var/recsvc.sqlite3"),
+            http=HttpConfig(listen="unix:address=/etc/recsvc/web.sock")))
+
+
+class ErrorInFileTests(SynchronousTestCase):
+    def test_in_file(self) -> None:
+        """A ConfigError for the user names the file before the key; one
+        about the file itself (which names it) or without a file stays as it is."""
+        self.assertEqual(ConfigError("rtp.timeout", "too long").in_file("etc/recsvc.yaml"),
+                         "etc/recsvc.yaml: rtp.timeout: too long")
+        self.assertEqual(ConfigError("rtp.timeout", "too long").in_file(None),
+                         "rtp.timeout: too long")
+        self.assertEqual(ConfigError("", "cannot read config file x.yaml").in_file("x.yaml"),
+                         "cannot read config file x.yaml")

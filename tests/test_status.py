@@ -165,7 +165,8 @@ class StatusEndToEndTests(LoopbackServiceMixin, TestCase):
             {"labels": {}, "value": 1.0}])
         text = yield deferToThread(self.status)
         self.assertIn("1 recording(s) in progress", text.stdout)
-        self.assertIn("in-progress-1  00:a8:59:12:34:56  out  2001 -> 13800138000", text.stdout)
+        self.assertIn("in-progress-1  00:a8:59:12:34:56  out  2001 Desk -> 13800138000 Customer",
+                      text.stdout)
         yield deferToThread(phone.stop, "in-progress-1")
 
     @inlineCallbacks

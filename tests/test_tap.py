@@ -3,6 +3,7 @@ control listener, plus twistd itself run as a subprocess."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -18,18 +19,19 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
-from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc import wav
 from recsvc.batching import BatchedRunner
-from recsvc.config import Config, ConfigError, ControlConfig, HttpConfig, RtpConfig, StorageConfig, parse_config
+from recsvc.config import (
+    Config, ConfigError, ControlConfig, HttpConfig, IndexConfig, RtpConfig, StorageConfig, parse_config)
 from recsvc.protocol.control import ControlFactory
 from recsvc.service import RecorderService
 from twisted.logger import LogLevel, capturedLogs
 
 from recsvc.admission import ConnectionLimits
-from recsvc.tap import ACCEPTS_PER_TURN, WEBHOOK_GRACE, Listener, Options, check_config, makeService
+from recsvc.tap import (
+    ACCEPTS_PER_TURN, WEBHOOK_GRACE, Listener, Options, StartupRefused, check_config, makeService)
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
@@ -48,7 +50,8 @@ def _goodConfigText(root: str, listen: str = LOOPBACK_LISTEN) -> str:
 
 
 class OptionsTests(SynchronousTestCase):
-    """Options validate the whole config up front; errors are UsageErrors naming the key."""
+    """Options validate the whole config up front; a bad one refuses start-up
+    (StartupRefused: one line, exit status 1) naming the file and the key."""
 
     def parse(self, *argv: str) -> Options:
         options = Options()
@@ -56,7 +59,8 @@ class OptionsTests(SynchronousTestCase):
         return options
 
     def test_configFile(self) -> None:
-        """--config FILE leaves the parsed Config under options["config"]."""
+        """--config FILE leaves the parsed Config under options["config"]
+        (the default index.database in the file's folder)."""
         root = os.path.abspath(self.mktemp())
         path = _writeConfig(
             self, _goodConfigText(root) + "rtp:\n  port_range: [45000, 45010]\n"
@@ -68,6 +72,8 @@ class OptionsTests(SynchronousTestCase):
                 control=ControlConfig(listen=LOOPBACK_LISTEN),
                 rtp=RtpConfig(port_range=(45000, 45010)),
                 storage=StorageConfig(root=root),
+                index=IndexConfig(database=os.path.join(os.path.dirname(path),
+                                                        "var/recsvc.sqlite3")),
                 http=HttpConfig(listen="off"),
             ),
         )
@@ -89,6 +95,29 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["config"], Config())
         self.assertTrue(os.path.isdir(os.path.join(work, "var", "recordings")))
 
+    def test_relativePathsFromTheConfigFilesFolder(self) -> None:
+        """
+        A config file's relative storage.root (and default index.database)
+        are its folder's, not the working directory's: the service started
+        anywhere records where the file says.
+        """
+        here = os.getcwd()
+        self.addCleanup(os.chdir, here)
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(folder, "etc"))
+        elsewhere = os.path.abspath(self.mktemp())
+        os.mkdir(elsewhere)
+        path = os.path.join(folder, "etc", "recsvc.yaml")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(_goodConfigText("../var/recordings"))
+        os.chdir(elsewhere)
+        options = self.parse("--config", os.path.relpath(path))
+        self.assertTrue(os.path.isdir(os.path.join(folder, "var", "recordings")))
+        self.assertEqual(os.listdir(elsewhere), [])
+        self.assertEqual(options["config"].index.database,
+                         os.path.join(folder, "etc", "var", "recsvc.sqlite3"))
+        self.assertEqual(options["config_path"], path)
+
     def test_createsStorageRoot(self) -> None:
         """A storage root that does not exist yet is created while checking the options."""
         root = os.path.join(os.path.abspath(self.mktemp()), "a", "b")
@@ -96,70 +125,72 @@ class OptionsTests(SynchronousTestCase):
         self.assertTrue(os.path.isdir(root))
 
     def test_unknownKey(self) -> None:
-        """A config with an unknown key is a UsageError whose text is the key path."""
+        """A config with an unknown key refuses start-up naming the file and the key path."""
         path = _writeConfig(self, "rtp:\n  prot_range: [41000, 41999]\n")
-        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-        self.assertTrue(str(error).startswith("rtp.prot_range: unknown key"), str(error))
+        error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+        self.assertTrue(error.reason.startswith(f"{path}: rtp.prot_range: unknown key"),
+                        error.reason)
+        self.assertEqual((error.code, error.reason), (f"recsvc: {error.reason}", error.reason))
 
     def test_badValue(self) -> None:
-        """A bad value is a UsageError naming the key and the problem."""
+        """A bad value refuses start-up naming the file, the key and the problem."""
         path = _writeConfig(self, "rtp:\n  port_range: [42000, 41000]\n")
-        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-        self.assertEqual(str(error), "rtp.port_range: low port above high port")
+        error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+        self.assertEqual(error.reason, f"{path}: rtp.port_range: low port above high port")
 
     def test_missingFile(self) -> None:
-        """A missing config file is a UsageError naming the file."""
+        """A missing config file refuses start-up naming the file."""
         path = os.path.abspath(self.mktemp())
-        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-        self.assertIn(path, str(error))
+        error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+        self.assertIn(path, error.reason)
 
     def test_invalidYaml(self) -> None:
-        """A file that is not YAML is a UsageError naming the file."""
+        """A file that is not YAML refuses start-up naming the file."""
         path = _writeConfig(self, "control: [\n")
-        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-        self.assertIn(path, str(error))
+        error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+        self.assertIn(path, error.reason)
 
     def test_badEndpoint(self) -> None:
-        """An endpoint string Twisted cannot parse is a UsageError naming control.listen."""
+        """An endpoint string Twisted cannot parse refuses start-up naming control.listen."""
         root = os.path.abspath(self.mktemp())
         path = _writeConfig(self, _goodConfigText(root, listen="bogus:1"))
-        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-        self.assertTrue(str(error).startswith("control.listen: "), str(error))
-        self.assertIn("bogus", str(error))
+        error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+        self.assertTrue(error.reason.startswith(f"{path}: control.listen: "), error.reason)
+        self.assertIn("bogus", error.reason)
 
     def test_badEndpointArguments(self) -> None:
         """An endpoint with a bad port or an unknown argument names control.listen."""
         root = os.path.abspath(self.mktemp())
         for listen in ("tcp:http", "tcp:10000:colour=blue"):
             path = _writeConfig(self, _goodConfigText(root, listen=listen))
-            error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-            self.assertTrue(str(error).startswith("control.listen: "), str(error))
+            error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+            self.assertTrue(error.reason.startswith(f"{path}: control.listen: "), error.reason)
 
     def test_storageRootUnderAFile(self) -> None:
         """
         A storage root that cannot be created (its parent is a regular file,
-        which fails even for root) is a UsageError naming storage.root.
+        which fails even for root) refuses start-up naming storage.root.
         """
         parent = os.path.abspath(self.mktemp())
         with open(parent, "w"):
             pass
         root = os.path.join(parent, "x")
         path = _writeConfig(self, _goodConfigText(root))
-        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-        self.assertTrue(str(error).startswith("storage.root: "), str(error))
-        self.assertIn(root, str(error))
+        error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+        self.assertTrue(error.reason.startswith(f"{path}: storage.root: "), error.reason)
+        self.assertIn(root, error.reason)
 
     def test_storageRootIsAFile(self) -> None:
-        """A storage root that is an existing regular file is a UsageError naming storage.root."""
+        """A storage root that is an existing regular file refuses start-up naming storage.root."""
         root = os.path.abspath(self.mktemp())
         with open(root, "w"):
             pass
         path = _writeConfig(self, _goodConfigText(root))
-        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-        self.assertTrue(str(error).startswith("storage.root: "), str(error))
+        error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+        self.assertTrue(error.reason.startswith(f"{path}: storage.root: "), error.reason)
 
     def test_storageRootNotWritable(self) -> None:
-        """An existing storage root without write permission is a UsageError naming storage.root."""
+        """An existing storage root without write permission refuses start-up naming storage.root."""
         root = os.path.abspath(self.mktemp())
         os.mkdir(root, 0o500)
         self.addCleanup(os.chmod, root, 0o700)
@@ -169,8 +200,8 @@ class OptionsTests(SynchronousTestCase):
 
             self.patch(tap_module.os, "access", lambda path, mode: False)
         path = _writeConfig(self, _goodConfigText(root))
-        error = self.assertRaises(usage.UsageError, self.parse, "--config", path)
-        self.assertTrue(str(error).startswith("storage.root: "), str(error))
+        error = self.assertRaises(StartupRefused, self.parse, "--config", path)
+        self.assertTrue(error.reason.startswith(f"{path}: storage.root: "), error.reason)
 
 
 class CheckConfigTests(SynchronousTestCase):
@@ -657,6 +688,41 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(self.mapping(), reactor=reactor)
         self.assertRaises(CannotListenError, service.startService)
 
+    def test_listenFailureUnderTwistdExits(self) -> None:
+        """
+        The tree twistd runs (built from its Options) ends start-up with
+        exit status 1 when a port cannot be had: the one line logged says
+        why, naming the key (twistd would print a traceback for the
+        CannotListenError).
+        """
+        root = os.path.abspath(self.mktemp())
+        options = Options()
+        options.parseOptions(["--config", _writeConfig(self, _goodConfigText(root))])
+        taken = CannotListenError("127.0.0.1", 10000, OSError(errno.EADDRINUSE, "in use"))
+        service = makeService(options, reactor=RaisingMemoryReactor(listenException=taken))
+        with capturedLogs() as events:
+            exit = self.assertRaises(SystemExit, service.startService)
+        self.assertEqual(exit.code, 1)
+        [error] = [event for event in events if event["log_level"] == LogLevel.error]
+        self.assertEqual(error["reason"], "control.listen: 127.0.0.1:10000 is taken (another "
+                         "recsvc running?): stop what listens there, or set another port in "
+                         "control.listen")
+
+    def test_listenFailureOfADaemonLeftToTwistd(self) -> None:
+        """
+        Under twistd as a daemon (no --nodaemon), the CannotListenError
+        itself reaches twistd, which hands it to the parent process waiting
+        for the daemon's start to print (an exit without it would leave
+        that parent waiting for ever).
+        """
+        root = os.path.abspath(self.mktemp())
+        options = Options()
+        options.parseOptions(["--config", _writeConfig(self, _goodConfigText(root))])
+        options.parent = {"nodaemon": False}  # (twistd's ServerOptions, as it sets it)
+        taken = CannotListenError("127.0.0.1", 10000, OSError(errno.EADDRINUSE, "in use"))
+        service = makeService(options, reactor=RaisingMemoryReactor(listenException=taken))
+        self.assertRaises(CannotListenError, service.startService)
+
 
 def _freePort() -> int:
     with socket.socket() as probe:
@@ -695,21 +761,38 @@ class TwistdTests(SynchronousTestCase):
             + "rtp:\n  prot_range: [41000, 41999]\n",
         )
         code, output = self.twistd("--config", path)
-        self.assertNotEqual(code, 0, output)
-        self.assertIn("rtp.prot_range: unknown key", output)
-        self.assertNotIn("Traceback", output)
+        self.assertEqual(code, 1, output)
+        # One line, the file and the key: no usage block before it, no traceback.
+        [line] = output.splitlines()
+        self.assertTrue(line.startswith(f"recsvc: {path}: rtp.prot_range: unknown key"), line)
         self.assertFalse(os.path.exists(root))
 
     def test_missingFile(self) -> None:
-        """With a missing config file twistd exits non-zero naming the file."""
+        """With a missing config file twistd exits with status 1 and one
+        line naming the file."""
         path = os.path.abspath(self.mktemp())
         code, output = self.twistd("--config", path)
-        self.assertNotEqual(code, 0, output)
-        self.assertIn(path, output)
+        self.assertEqual(code, 1, output)
+        self.assertEqual(output.splitlines(),
+                         [f"recsvc: cannot read config file {path}: No such file or directory"])
+
+    def test_badOptionStillShowsUsage(self) -> None:
+        """An option twistd's recsvc does not know is a usage error: the
+        usage, then the option (not a config problem)."""
+        code, output = self.twistd("--colour")
+        self.assertEqual(code, 1, output)
+        self.assertIn("--config", output)
+        self.assertIn("option --colour not recognized", output)
+
+    def assertRefusedOnce(self, output: str, reason: str) -> None:
+        """``output`` (twistd's log) says ``reason`` on one line, with no traceback."""
         self.assertNotIn("Traceback", output)
+        self.assertEqual(len([line for line in output.splitlines() if reason in line]), 1,
+                         output)
 
     def test_portInUse(self) -> None:
-        """If the control port is taken twistd exits non-zero naming the address, not hangs."""
+        """If the control port is taken twistd exits with status 1 at once
+        (not hangs), the one line naming the key, the address and the remedy."""
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen(1)
@@ -719,5 +802,47 @@ class TwistdTests(SynchronousTestCase):
                 self, _goodConfigText(root, listen=f"tcp:{port}:interface=127.0.0.1")
             )
             code, output = self.twistd("--config", path)
-        self.assertNotEqual(code, 0, output)
-        self.assertIn(f"127.0.0.1:{port}", output)
+        self.assertEqual(code, 1, output)
+        self.assertRefusedOnce(output, f"control.listen: 127.0.0.1:{port} is taken (another "
+                               "recsvc running?): stop what listens there, or set another "
+                               "port in control.listen")
+
+    def test_portInUseAsADaemon(self) -> None:
+        """
+        A daemonizing twistd (no --nodaemon) whose control port is taken
+        exits with status 1 at once, its parent saying why on standard
+        error, and the log file has the one line; it does not hang.
+        """
+        folder = os.path.abspath(self.mktemp())
+        os.mkdir(folder)
+        log = os.path.join(folder, "twistd.log")
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            path = _writeConfig(self, _goodConfigText(
+                os.path.join(folder, "recordings"), listen=f"tcp:{port}:interface=127.0.0.1"))
+            try:
+                result = subprocess.run(
+                    [TWISTD, f"--pidfile={os.path.join(folder, 'twistd.pid')}",
+                     f"--logfile={log}", "recsvc", "--config", path],
+                    cwd=folder, capture_output=True, text=True, timeout=30)
+            except subprocess.TimeoutExpired:
+                self.fail("the daemonizing twistd hung")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn(f"Couldn't listen on 127.0.0.1:{port}", result.stderr)
+        with open(log, encoding="utf-8") as handle:
+            self.assertIn(f"control.listen: 127.0.0.1:{port} is taken", handle.read())
+
+    def test_httpPortInUse(self) -> None:
+        """A taken HTTP port ends start-up the same way, naming http.listen."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            port = taken.getsockname()[1]
+            root = os.path.abspath(self.mktemp())
+            path = _writeConfig(self, _goodConfigText(root).replace(
+                '"off"', f'"tcp:{port}:interface=127.0.0.1"'))
+            code, output = self.twistd("--config", path)
+        self.assertEqual(code, 1, output)
+        self.assertRefusedOnce(output, f"http.listen: 127.0.0.1:{port} is taken")

@@ -108,7 +108,8 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
             sys.executable, "-m", "recsvc.cli", "-c", config, "search", "--number",
             NUMBER_AS_TYPED, "--json"], capture_output=True, text=True, timeout=30)
         self.assertEqual(found.returncode, 0, found.stderr)
-        self.assertEqual([entry["id"] for entry in json.loads(found.stdout)], ["web-1"])
+        self.assertEqual([entry["id"] for entry in json.loads(found.stdout)["recordings"]],
+                         ["web-1"])
 
     @inlineCallbacks
     def test_page_finds_and_plays(self):
