@@ -5,8 +5,12 @@ phone (this process), one call at a time, each on a new control
 connection from 127.0.0.1: connect, Start, half a second of PCMA, Stop.
 Meanwhile `python -m recsvc.abuse` (pinned to CPU 1) hammers the same port
 from 127.0.0.2.. with one kind of abuse, then with all of them at once;
-a first phase has no abuse, for comparison. Every recording is checked
-byte for byte. Prints the figures and, with ``--write-docs``, rewrites the
+a first phase has no abuse, for comparison. The "spray" phase is harsher
+and measured by a stricter rule: three addresses open connections as fast
+as the abuser can, 512 bytes of garbage on each, while the phone starts
+and stops a call every 0.1 s (0.1 s of audio in real time), each call's
+connect + Start + Stop within 50 ms. Every recording is checked byte for
+byte. Prints the figures and, with ``--write-docs``, rewrites the
 flood section of docs/benchmarks.md and the "flood" entry of
 docs/benchmarks.json.
 
@@ -35,7 +39,12 @@ from recsvc.status import fetch_status
 from recsvc.wav import read_audio
 
 CONTROL_PORT, HTTP_PORT = 10910, 10911
-TARGET_MS = 100.0
+TARGET_MS = 100.0  # each of connect + Start, and Stop
+# The spray phase: the abuse's addresses, the phone's calls, and the target
+# for a whole call's connect + Start + Stop.
+SPRAY_SOURCES = 3
+SPRAY_AUDIO_S = 0.1
+SPRAY_TARGET_MS = 50.0
 MARK_BEGIN, MARK_END = "<!-- flood:begin -->", "<!-- flood:end -->"
 # Counters that show what the server did with the abuse.
 SHOWN_METRICS = (
@@ -62,12 +71,17 @@ def listen_overflows() -> int:
 
 
 def phase(name: str, kinds: list[str], calls: int, work: str, audio: bytes,
-          server_pid: int) -> dict[str, Any]:
+          server_pid: int, sources: int = 8, interval: float = 0.002,
+          call_target_ms: float | None = None) -> dict[str, Any]:
+    """``calls`` calls of ``audio`` (a packet each ``interval`` s) while
+    ``kinds`` of abuse come from ``sources`` addresses. The target: connect
+    + Start and Stop each within TARGET_MS, or with ``call_target_ms``, the
+    three together within it."""
     abuser = lines = None
     if kinds:
         abuser = subprocess.Popen(
             pinned(1, PYTHON, "-m", "recsvc.abuse", "--port", str(CONTROL_PORT),
-                   "--seconds", "3600", "--kinds", *kinds),
+                   "--seconds", "3600", "--sources", str(sources), "--kinds", *kinds),
             stdout=subprocess.PIPE, text=True)
         lines = Lines(abuser)
         lines.wait_for("abusing", 30)
@@ -76,7 +90,7 @@ def phase(name: str, kinds: list[str], calls: int, work: str, audio: bytes,
     try:
         for number in range(calls):
             timings.append(timed_call("127.0.0.1", CONTROL_PORT, f"{name}-{number}", audio,
-                                      interval=0.002))
+                                      interval=interval))
         rss_mb = memory_kb(server_pid, "VmRSS") / 1024
     finally:
         counts = None
@@ -93,14 +107,21 @@ def phase(name: str, kinds: list[str], calls: int, work: str, audio: bytes,
     def figures(values: list[float]) -> dict[str, float]:
         return {"p50": round(percentile(values, 0.5), 1), "p99": round(percentile(values, 0.99), 1),
                 "max": round(max(values), 1)}
-    worst = [t.connect_ms + t.start_ms for t in timings] + [t.stop_ms for t in timings]
-    slowest = max(range(len(timings)), key=lambda n: max(
-        timings[n].connect_ms + timings[n].start_ms, timings[n].stop_ms))
+    whole = [t.connect_ms + t.start_ms + t.stop_ms for t in timings]
+    if call_target_ms is None:
+        within = max(max(t.connect_ms + t.start_ms, t.stop_ms) for t in timings) <= TARGET_MS
+    else:
+        within = max(whole) <= call_target_ms
+    slowest = max(range(len(timings)), key=lambda n: whole[n])
     return {
-        "phase": name, "kinds": kinds, "calls": calls, "failed": failed, "byte_exact": exact,
+        "phase": name, "kinds": kinds, "sources": sources if kinds else 0, "calls": calls,
+        "failed": failed, "byte_exact": exact,
         "connect_start_ms": figures([t.connect_ms + t.start_ms for t in timings]),
         "stop_ms": figures([t.stop_ms for t in timings]),
-        "within_target": max(worst) <= TARGET_MS,
+        "call_ms": figures(whole),
+        "target": (f"connect + Start + Stop within {call_target_ms:g} ms" if call_target_ms
+                   else f"connect + Start, and Stop, each within {TARGET_MS:g} ms"),
+        "within_target": within,
         "slowest_call": {"number": slowest, **{
             key: round(getattr(timings[slowest], key), 1)
             for key in ("connect_ms", "start_ms", "stop_ms")}},
@@ -127,13 +148,19 @@ def run(calls: int, only: list[str]) -> dict[str, Any]:
                    "recsvc", "--config", "recsvc.yaml"), cwd=work)
         wait_listening(CONTROL_PORT)
         audio = tone(0.5, noise=300)
-        phases = [("quiet", [])] + [(kind, [kind]) for kind in KINDS] + [("all", list(KINDS))]
+        short = tone(SPRAY_AUDIO_S, noise=300)
+        phases: list[tuple[str, list[str], dict[str, Any]]] = [("quiet", [], {})]
+        phases += [(kind, [kind], {}) for kind in KINDS if kind != "spray"]
+        phases += [("all", list(KINDS), {}),
+                   ("spray", ["spray"], {"sources": SPRAY_SOURCES, "audio": short,
+                                         "interval": 0.02, "call_target_ms": SPRAY_TARGET_MS})]
         results = []
-        for name, kinds in phases:
+        for name, kinds, options in phases:
             if only and name not in only:
                 continue
             before = metrics()
-            result = phase(name, kinds, calls, work, audio, server.pid)
+            options = {"audio": audio, **options}
+            result = phase(name, kinds, calls, work, server_pid=server.pid, **options)
             after = metrics()
             result["server"] = {key: after[key] - before.get(key, 0.0) for key in after
                                 if after[key] != before.get(key, 0.0)}
@@ -141,7 +168,8 @@ def run(calls: int, only: list[str]) -> dict[str, Any]:
             results.append(result)
         with open(os.path.join(work, "twistd.log"), encoding="utf-8", errors="replace") as log:
             log_lines = sum(1 for _ in log)
-        return {"calls_per_phase": calls, "target_ms": TARGET_MS, "phases": results,
+        return {"calls_per_phase": calls, "target_ms": TARGET_MS,
+                "spray_target_ms": SPRAY_TARGET_MS, "phases": results,
                 "server_log_lines": log_lines}
     finally:
         if server is not None and server.poll() is None:
@@ -152,14 +180,15 @@ def run(calls: int, only: list[str]) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     rows = ["| abuse | calls | failed | byte-exact | connect + Start p50 / p99 / max (ms) "
-            "| Stop p50 / p99 / max (ms) | within 100 ms |",
-            "|---|---|---|---|---|---|---|"]
+            "| Stop p50 / p99 / max (ms) | whole call p50 / p99 / max (ms) | target | met |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for result in results["phases"]:
-        start, stop = result["connect_start_ms"], result["stop_ms"]
+        start, stop, call = result["connect_start_ms"], result["stop_ms"], result["call_ms"]
         rows.append(
             f"| {result['phase']} | {result['calls']} | {len(result['failed'])} "
             f"| {result['byte_exact']} | {start['p50']} / {start['p99']} / {start['max']} "
             f"| {stop['p50']} / {stop['p99']} / {stop['max']} "
+            f"| {call['p50']} / {call['p99']} / {call['max']} | {result['target']} "
             f"| {'yes' if result['within_target'] else 'NO'} |")
     return "\n".join(rows)
 

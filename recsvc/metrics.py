@@ -104,6 +104,7 @@ class Metrics:
             "recsvc_recording_duration_seconds", "How long the finished recordings lasted",
             buckets=DURATION_BUCKETS, registry=registry)
         self._finished = _Totals()
+        self._refused_counters: dict[str, Any] = {}
         self._live: Callable[[], LiveFigures] | None = None
         registry.register(_LiveCollector(self))
 
@@ -115,7 +116,12 @@ class Metrics:
         self.starts_refused.labels(reason_label(reason)).inc()
 
     def connection_refused(self, reason: str) -> None:
-        self.connections_refused.labels(reason).inc()
+        # (A flood is refused thousands of times a second: each reason's
+        # counter is looked up once.)
+        counter = self._refused_counters.get(reason)
+        if counter is None:
+            counter = self._refused_counters[reason] = self.connections_refused.labels(reason)
+        counter.inc()
 
     def connection_closed(self, reason: str) -> None:
         self.connections_closed.labels(reason).inc()

@@ -19,7 +19,7 @@ FIRST_BYTES = 64
 # each), and taken from the queue at most (the refused ones cost a few
 # microseconds each: the whole accept queue can go in one turn).
 ADMITTED_PER_TURN = 64
-TAKEN_PER_TURN = 1024
+TAKEN_PER_TURN = 256
 
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close with a reset
 
@@ -90,6 +90,8 @@ def _screen(sock: socket.socket, address: tuple[Any, ...],
         return None, address
     protocol = admit(address[0], first)
     if protocol is None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
+        if first is None:
+            # (With bytes left unread, closing resets the connection anyway.)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         sock.close()
     return protocol, address
