@@ -181,7 +181,7 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _not_local(addresses: AddressRange) -> str | None:
     """Why the phones cannot send from these addresses, if they cannot: the
     first and the last are tried."""
-    for address in {addresses.address(0), addresses.last}:
+    for address in dict.fromkeys((addresses.address(0), addresses.last)):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             try:
                 probe.bind((address, 0))
