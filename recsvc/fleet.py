@@ -201,6 +201,17 @@ class Fleet:
             None if self.sources is None else self.sources.address(index), self.keys,
         )
 
+    def describe(self, calls: int) -> str:
+        """The run's ids and phones, for people (two lines)."""
+        first, last = self.call(0), self.call(calls - 1)
+        sources = ""
+        if self.sources is not None:
+            farthest = self.call(min(calls, self.sources.count) - 1)
+            sources = f", from {first.source_address} .. {farthest.source_address}"
+        return (f"run {self.prefix}: recording ids {first.recording_id} .. {last.recording_id}\n"
+                f"phones {first.device} .. {last.device}, {self.direction}, "
+                f"to {first.remote_number} .. {last.remote_number}{sources}")
+
     def problems(self, calls: int) -> list[tuple[str, str]]:
         """(option, what is wrong) for a run of ``calls`` phones that would
         share what must be each one's own."""

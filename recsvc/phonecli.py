@@ -173,8 +173,11 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
             p.error(f"--source-addresses: {problem}")
     if args.api_url is not None:
         parts = urlsplit(args.api_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if parts.scheme not in ("http", "https") or not parts.hostname \
+                or not args.api_url.isascii():
             p.error(f"--api-url: {args.api_url!r} is not an http:// or https:// URL")
+    if args.token is not None and not (args.token.isascii() and args.token.isprintable()):
+        p.error("--token: a token is printable ASCII")
     return args
 
 
@@ -217,12 +220,7 @@ async def _main(reactor: Any, args: argparse.Namespace, authorization: str | Non
     sound = audio_from_wav(args.wav, args.codec)[: int(8000 * args.duration)] if args.wav else None
     fleet = Fleet(run_prefix(time.time(), random.Random()), args.device_prefix, args.numbers,
                   args.direction, args.source_addresses, args.dtmf)
-    first, last = fleet.call(0), fleet.call(args.calls - 1)
-    print(f"run {fleet.prefix}: recording ids {first.recording_id} .. {last.recording_id}")
-    sources = "" if args.source_addresses is None else (
-        f", from {first.source_address} .. {fleet.call(min(args.calls, args.source_addresses.count) - 1).source_address}")
-    print(f"phones {first.device} .. {last.device}, {args.direction}, to {first.remote_number} .. "
-          f"{last.remote_number}{sources}", flush=True)
+    print(fleet.describe(args.calls), flush=True)
     pacer = ReactorPacer(reactor, Pacer(args.ptime / 1000))
     began = time.time()
     results = await run_calls(

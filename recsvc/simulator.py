@@ -218,7 +218,8 @@ class PlannedStream:
             self.delivered.add(index)
             datagram = build_rtp(self.plan[index].packet)
             copies = 2 if self.rng.random() < self.faults.duplicates else 1
-            delay = into + (self.rng.uniform(0, jitter) if jitter and index not in self._held else 0.0)
+            late = self.rng.uniform(0, jitter) if jitter and index not in self._held else 0.0
+            delay = into + late
             sends += [(delay, datagram)] * copies
         return sends
 
@@ -371,7 +372,7 @@ def run_calls(
             all_started()
 
     if calls and fleet.keys:
-        key_presses(fleet.keys, len(audio(0)), 8 * ptime_ms)  # raises FleetError if they do not fit
+        key_presses(fleet.keys, len(audio(0)), 8 * ptime_ms)  # FleetError if they do not fit
     run = []
     for index in range(calls):
         call = SimulatedCall(

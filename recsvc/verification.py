@@ -19,9 +19,11 @@ from urllib.parse import quote
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, readBody
 from twisted.web.http_headers import Headers
 
@@ -93,7 +95,7 @@ def files_of_run(found: Sequence[FoundFile], recording_id: str,
     in_run = [f for f in mine if (moment := started_at(f.sidecar)) is not None
               and window.holds(moment)]
     if not in_run:
-        times = ", ".join(sorted(str(f.sidecar.get("started_at")) for f in mine))
+        times = ", ".join(sorted(_printable(str(f.sidecar.get("started_at"))) for f in mine))
         return (f"no recording of this run: the one(s) with this id started at {times}, "
                 f"not within {window} (another run's, or the server's clock is not this "
                 "machine's)")
@@ -140,7 +142,7 @@ def _as_sent(found: FoundFile, blob: bytes, codec: str) -> bytes | str:
     """A file's audio as G.711 bytes, as they were sent (16-bit PCM encoded
     again: G.711 decoded and encoded again is what it was, and the server's
     silence, zero, is the codec's silence); or why it cannot be."""
-    name = found.sidecar.get("file")
+    name = _printable(str(found.sidecar.get("file")))
     try:
         fmt, data = audio_in(blob)
     except NotAWav as error:
@@ -168,6 +170,12 @@ def _shift(recorded: bytes, expected: bytes, silence: bytes, restart_at: int | N
             and recorded[restart_at + shift:] == expected[restart_at:]:
         return shift
     return None
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """What a server wrote, fit for a terminal: no control characters
+    (escape sequences), not too long."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
 
 
 def _difference(recorded: bytes, expected: bytes) -> str:
@@ -240,9 +248,13 @@ def finished_sidecars(root: str, since: float | None = None) -> list[FoundFile]:
                     sidecar = json.load(handle)
             except (OSError, ValueError):  # gone (retention), or not a sidecar
                 continue
-            if isinstance(sidecar, dict) and sidecar.get("status") == "finished" \
-                    and isinstance(sidecar.get("file"), str):
-                found.append(FoundFile(sidecar, os.path.join(folder, sidecar["file"])))
+            if not isinstance(sidecar, dict):
+                continue
+            wav = sidecar.get("file")
+            # The file beside its sidecar, never elsewhere.
+            if sidecar.get("status") == "finished" and isinstance(wav, str) \
+                    and wav == os.path.basename(wav) and wav not in ("", ".", ".."):
+                found.append(FoundFile(sidecar, os.path.join(folder, wav)))
     return found
 
 
@@ -300,8 +312,10 @@ class ApiRecordings:
         try:
             rows = json.loads(body)["files"]
         except (ValueError, KeyError, TypeError) as error:
-            raise VerificationUnavailable(f"{self.url}{path}: not recsvc's answer ({error})") from None
-        return [FoundFile(row, f"{path}/audio?format=original&file={quote(str(row.get('file')), safe='')}")
+            raise VerificationUnavailable(
+                f"{self.url}{path}: not recsvc's answer ({error})") from None
+        return [FoundFile(row, f"{path}/audio?format=original&file="
+                               f"{quote(str(row.get('file')), safe='')}")
                 for row in rows if isinstance(row, dict)]
 
     def read(self, found: FoundFile) -> Deferred[bytes]:
@@ -320,7 +334,7 @@ class ApiRecordings:
                 f"{self.url} wants credentials (http.auth): give --token, or --user (the "
                 "password is asked)")
         try:
-            said = f": {json.loads(body)['error']}"
+            said = f": {_printable(str(json.loads(body)['error']))}"
         except (ValueError, KeyError, TypeError):
             said = ""
         raise VerificationUnavailable(f"{self.url}{path}: HTTP {code}{said}")
@@ -329,18 +343,24 @@ class ApiRecordings:
         headers = Headers()
         if self._authorization is not None:
             headers.addRawHeader(b"authorization", self._authorization.encode("latin-1"))
+        def timed_out(result: Any, timeout: float) -> Failure:
+            return Failure(DeferredTimeout())  # not the cancelled request's error
+
         try:
             asked = self._agent.request(b"GET", (self.url + path).encode("ascii"), headers)
-            asked.addTimeout(self._timeout, self._reactor)
+            asked.addTimeout(self._timeout, self._reactor, timed_out)
             response = await asked
             reading = readBody(response)
-            reading.addTimeout(self._timeout, self._reactor)
+            reading.addTimeout(self._timeout, self._reactor, timed_out)
             return response.code, await reading
         except (ConnectError, DNSLookupError) as error:
             raise VerificationUnavailable(
                 f"no recsvc API answers at {self.url} ({error.__class__.__name__}); give "
                 "--storage-root or --api-url") from None
-        except (ResponseFailed, TimeoutError) as error:
+        except DeferredTimeout:
+            raise VerificationUnavailable(
+                f"{self.url}{path}: no answer within {self._timeout:g} s") from None
+        except ResponseFailed as error:
             raise VerificationUnavailable(
                 f"{self.url}{path}: no whole answer ({error.__class__.__name__})") from None
 

@@ -208,3 +208,19 @@ class FleetTests(SynchronousTestCase):
                          ["--device-prefix", "--numbers"])
         self.assertIn("leaves room for 16 phones, not 17", fleet.problems(17)[0][1])
         self.assertEqual(Fleet("p", numbers=NumberPattern("123")).problems(500), [])
+
+    def test_describe(self) -> None:
+        """The run's first lines: its ids, and its phones' MAC addresses,
+        direction, numbers and (with --source-addresses) the addresses
+        they use, first to last."""
+        fleet = Fleet("k3x9a7qz", DevicePrefix("00a859"), NumberPattern("+4930####"), "mixed",
+                      parse_source_addresses("127.0.0.2-127.0.0.250"))
+        self.assertEqual(fleet.describe(500).splitlines(), [
+            "run k3x9a7qz: recording ids k3x9a7qz-0 .. k3x9a7qz-499",
+            "phones 00:a8:59:00:00:00 .. 00:a8:59:00:01:f3, mixed, to +49300000 .. +49300499, "
+            "from 127.0.0.2 .. 127.0.0.250"])
+        self.assertEqual(Fleet("p").describe(3).splitlines()[1],
+                         "phones 00:a8:59:00:00:00 .. 00:a8:59:00:00:02, out, "
+                         "to 13800000000 .. 13800000002")
+        self.assertTrue(Fleet("p", sources=parse_source_addresses("127.0.1.0/24")).describe(3)
+                        .endswith("from 127.0.1.1 .. 127.0.1.3"))

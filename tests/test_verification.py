@@ -10,6 +10,7 @@ import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
@@ -217,6 +218,7 @@ class FinishedSidecarsTests(SynchronousTestCase):
         write("busy.json", sidecar("busy", status="recording"))
         write("broken.json", "{")
         write("list.json", [1, 2])
+        write("escape.json", sidecar("escape", file="../../secret.wav"))
         found = finished_sidecars(root, since=time.time() - 3600)
         self.assertEqual([(f.sidecar["id"], f.location) for f in found],
                          [("new", os.path.join(root, "dev", "2026", "new.wav"))])
@@ -314,3 +316,49 @@ class ApiRecordingsTests(TestCase):
                                      "HTTP 404); give --storage-root or --api-url")
         self.assertEqual(requests, [b"/healthz"])
         yield recordings.close()
+
+    @inlineCallbacks
+    def test_no_answer(self):
+        """A server that takes the connection and never answers: given up
+        after the timeout, said so."""
+        port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        recordings = ApiRecordings(reactor, url, timeout=0.2)
+        error = yield self.assertFailure(recordings.files(["a-0"]), VerificationUnavailable)
+        self.assertEqual(str(error), f"{url}/healthz: no answer within 0.2 s")
+        yield recordings.close()
+
+    @inlineCallbacks
+    def test_server_error_shown_safely(self):
+        """An error the API answers with is shown with its status and its
+        words, control characters (terminal escapes) replaced."""
+        root = Resource()
+        root.putChild(b"healthz", JsonResource(200, {"status": "ok"}))
+        api = Resource()
+        root.putChild(b"api", api)
+        recordings_resource = Resource()
+        api.putChild(b"recordings", recordings_resource)
+        recordings_resource.putChild(b"a-0", JsonResource(500, {"error": "disk \x1b[2Jon fire"}))
+        port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        recordings = ApiRecordings(reactor, url)
+        error = yield self.assertFailure(recordings.files(["a-0"]), VerificationUnavailable)
+        self.assertEqual(str(error), f"{url}/api/recordings/a-0: HTTP 500: disk ?[2Jon fire")
+        yield recordings.close()
+
+
+class JsonResource(Resource):
+    """Answers every GET with ``status`` and ``body`` as JSON."""
+
+    isLeaf = True
+
+    def __init__(self, status: int, body: object) -> None:
+        super().__init__()
+        self.status, self.body = status, body
+
+    def render_GET(self, request) -> bytes:
+        request.setResponseCode(self.status)
+        request.setHeader(b"content-type", b"application/json")
+        return json.dumps(self.body).encode()
