@@ -159,8 +159,17 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.calls < 1:
         p.error(f"--calls: {args.calls} is not a number of phones")
-    if args.duration <= 0 or args.ptime <= 0:
-        p.error("--duration and --ptime must be more than 0")
+    if args.duration <= 0:
+        p.error(f"--duration: {args.duration:g} is not a number of seconds")
+    if not 10 <= args.ptime <= 120:
+        p.error(f"--ptime: {args.ptime} is not a packet time (10 to 120 ms)")
+    if args.spread is not None and args.spread < 0:
+        p.error(f"--spread: {args.spread:g} is not a number of seconds")
+    for option in ("loss", "reorder", "duplicates"):
+        if not 0 <= getattr(args, option) <= 100:
+            p.error(f"--{option}: {getattr(args, option):g} is not a percentage (0 to 100)")
+    if args.jitter < 0:
+        p.error(f"--jitter: {args.jitter:g} is not a number of ms")
     for option, problem in Fleet("", args.device_prefix, args.numbers).problems(args.calls):
         p.error(f"{option}: {problem}")
     try:
@@ -193,7 +202,7 @@ def _not_local(addresses: AddressRange) -> str | None:
     return None
 
 
-def _authorization(args: argparse.Namespace) -> str | None:
+def authorization_of(args: argparse.Namespace) -> str | None:
     if args.token is not None:
         return f"Bearer {args.token}"
     if args.user is not None:
@@ -204,7 +213,7 @@ def _authorization(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _recordings(reactor: Any, args: argparse.Namespace, authorization: str | None,
+def recordings_of(reactor: Any, args: argparse.Namespace, authorization: str | None,
                 began: float) -> Recordings:
     if args.storage_root is not None:
         return StorageFolder(args.storage_root, began)
@@ -212,7 +221,7 @@ def _recordings(reactor: Any, args: argparse.Namespace, authorization: str | Non
     return ApiRecordings(reactor, url, authorization)
 
 
-async def _main(reactor: Any, args: argparse.Namespace, authorization: str | None = None) -> int:
+async def run_phones(reactor: Any, args: argparse.Namespace, authorization: str | None = None) -> int:
     faults = Faults(
         args.loss / 100, args.reorder / 100, args.duplicates / 100, args.jitter,
         args.ssrc_change, args.drop_connection,
@@ -259,7 +268,7 @@ async def _check(reactor: Any, args: argparse.Namespace, authorization: str | No
     if args.codec == "G722":
         print("not verified: G.722 is stored decoded (16 kHz PCM), not as it was sent")
         return 1 if asked else 0
-    recordings = _recordings(reactor, args, authorization, window.began)
+    recordings = recordings_of(reactor, args, authorization, window.began)
     began = time.monotonic()
     try:
         problems = await verify_run(reactor, recordings, started, args.codec, window)
@@ -284,7 +293,7 @@ async def _check(reactor: Any, args: argparse.Namespace, authorization: str | No
 def main(argv: Sequence[str] | None = None) -> None:
     args = options(argv)
     # Asked before the calls, not after minutes of them.
-    authorization = _authorization(args)
+    authorization = authorization_of(args)
     # A load generator is an instrument: its own pauses (full garbage
     # collections over thousands of calls' objects) must not show as the
     # server's latency. Young objects are still collected.
@@ -292,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     gc.set_threshold(50_000, 20, 1_000_000)
 
     async def run(reactor: Any) -> None:
-        status = await _main(reactor, args, authorization)
+        status = await run_phones(reactor, args, authorization)
         if status:
             raise SystemExit(status)
 

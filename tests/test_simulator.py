@@ -22,7 +22,7 @@ from recsvc.dtmf import parse_event
 from recsvc.fleet import Fleet, key_presses, parse_source_addresses
 from recsvc.httpauth import hash_password
 from recsvc.phone import expected_keys, plan_call, restart_tick
-from recsvc.phonecli import _main, audio_from_wav, options, parser
+from recsvc.phonecli import audio_from_wav, options, parser, run_phones
 from recsvc.rtp import parse_rtp
 from recsvc.simulator import (
     Faults,
@@ -53,7 +53,8 @@ class PhoneRunMixin:
         if stdin is not None:
             self.patch(sys, "stdin", io.StringIO(stdin))
         args = options(["127.0.0.1", str(self.port), *arguments])
-        status = yield Deferred.fromCoroutine(_main(reactor, args, phonecli._authorization(args)))
+        status = yield Deferred.fromCoroutine(
+            run_phones(reactor, args, phonecli.authorization_of(args)))
         return status, output.getvalue()
 
 
@@ -458,6 +459,12 @@ class PhoneOptionsTests(SynchronousTestCase):
              "argument --storage-root: not allowed with argument --api-url"),
             (("--token", "t", "--user", "u"), "argument --user: not allowed with argument --token"),
             (("--calls", "0"), "--calls: 0 is not a number of phones"),
+            (("--duration", "0"), "--duration: 0 is not a number of seconds"),
+            (("--ptime", "5"), "--ptime: 5 is not a packet time (10 to 120 ms)"),
+            (("--spread", "-1"), "--spread: -1 is not a number of seconds"),
+            (("--loss", "120"), "--loss: 120 is not a percentage (0 to 100)"),
+            (("--jitter", "-3"), "--jitter: -3 is not a number of ms"),
+            (("--token", "caf\u00e9"), "--token: a token is printable ASCII"),
         ]:
             self.assertIn(said, self.refused(*arguments), arguments)
 
@@ -472,7 +479,7 @@ class PhoneOptionsTests(SynchronousTestCase):
         self.assertEqual((call.device, call.remote_number, call.direction, call.source_address,
                           call.keys), ("00:a8:59:00:00:07", "13800000007", "out", None, ""))
         self.assertEqual((args.api_url, args.storage_root), (None, None))
-        self.assertEqual(phonecli._recordings(reactor, args, None, 0.0).url,
+        self.assertEqual(phonecli.recordings_of(reactor, args, None, 0.0).url,
                          "http://127.0.0.1:8080")
         self.assertEqual(options(["127.0.0.1", "1", "--source-addresses", "127.0.0.2-127.0.0.9"])
                          .source_addresses, parse_source_addresses("127.0.0.2-127.0.0.9"))
