@@ -148,10 +148,14 @@ class Pacer:
             self.run_due(now)
 
 
-def udp_socket(host: str, port: int, rcvbuf: int | None = None) -> socket.socket:
-    """A non-blocking UDP socket connected to ``host:port`` (a phone's RTP socket)."""
+def udp_socket(host: str, port: int, rcvbuf: int | None = None,
+               source: str | None = None) -> socket.socket:
+    """A non-blocking UDP socket connected to ``host:port`` (a phone's RTP
+    socket), sending from ``source`` if given."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1" if host.startswith("127.") else "0.0.0.0", 0))
+    if source is None:
+        source = "127.0.0.1" if host.startswith("127.") else "0.0.0.0"
+    sock.bind((source, 0))
     sock.connect((host, port))
     sock.setblocking(False)
     return sock

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import attrs
 
-from recsvc.dtmf import TelephoneEvent, build_event
+from recsvc.dtmf import TelephoneEvent, build_event, event_name, parse_event
 from recsvc.protocol.commands import (
     CallParties,
     Command,
@@ -251,3 +251,31 @@ def expected_recording(plan: list[PlannedPacket], delivered: set[int], silence: 
     for tick, payload in audio:
         recording[tick - start:tick - start + len(payload)] = payload
     return bytes(recording)
+
+
+def expected_keys(plan: list[PlannedPacket], delivered: set[int]) -> tuple[tuple[str, int], ...]:
+    """The keys a perfect recorder lists when the packets at the indexes in
+    ``delivered`` arrive: each key press of ``plan`` of which at least one
+    packet arrived, with where it begins in the file (ticks from the first
+    delivered tick), in order."""
+    start = min(plan[i].tick for i in delivered)
+    began: dict[tuple[int, int], int] = {}  # (ssrc, event timestamp) -> its first tick
+    for planned in plan:
+        if planned.kind == "dtmf":
+            key = (planned.packet.ssrc, planned.packet.timestamp)
+            began[key] = min(began.get(key, planned.tick), planned.tick)
+    pressed = {}
+    for index in delivered:
+        planned = plan[index]
+        if planned.kind == "dtmf":
+            key = (planned.packet.ssrc, planned.packet.timestamp)
+            pressed[key] = event_name(parse_event(planned.packet.payload).event)
+    return tuple(sorted(((name, began[key] - start) for key, name in pressed.items()),
+                        key=lambda pressed_key: pressed_key[1]))
+
+
+def restart_tick(plan: list[PlannedPacket]) -> int | None:
+    """Where in the call the stream first restarts (a new SSRC), in ticks
+    from its first packet; None if it never does."""
+    first = plan[0].packet.ssrc
+    return next((p.tick - plan[0].tick for p in plan if p.packet.ssrc != first), None)

@@ -1,16 +1,15 @@
 """Phones on the reactor: many simulated Fanvil phones recording at once.
 
-Each `SimulatedCall` opens the control connection, asks to record, sends RTP
-paced in real time (with optional faults), stops, and measures how long the
-server took to answer. `run_calls` spreads many calls evenly in time, as real
-phones are, and `verify` checks each recording byte for byte.
+Each `SimulatedCall` opens the control connection (from its own address,
+if given), asks to record, sends RTP paced in real time (with optional
+faults and key presses), stops, and measures how long the server took to
+answer. `run_calls` spreads many calls evenly in time, as real phones are;
+`recsvc.verification` checks each recording byte for byte.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import socket
 import time
@@ -25,8 +24,18 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import LoopingCall, deferLater
 
 from recsvc import g711
+from recsvc.codec import CODECS
+from recsvc.fleet import CallSetup, Fleet, key_presses, run_prefix
 from recsvc.pacer import LeanStream, Pacer, Stream, udp_socket
-from recsvc.phone import FRAMINGS, PAYLOAD_TYPES, PlannedPacket, expected_recording, plan_call
+from recsvc.phone import (
+    FRAMINGS,
+    PAYLOAD_TYPES,
+    PlannedPacket,
+    expected_keys,
+    expected_recording,
+    plan_call,
+    restart_tick,
+)
 from recsvc.protocol.commands import (
     CallParties,
     StartRequest,
@@ -39,10 +48,7 @@ from recsvc.protocol.commands import (
 )
 from recsvc.protocol.framing import MessageFramer
 from recsvc.rtp import build_rtp
-from recsvc.wav import NotAWav, read_audio
-
-SILENCE = {"PCMA": b"\xd5", "PCMU": b"\xff"}
-
+from recsvc.verification import finished_sidecars
 
 CALL_OFFSET = 167  # bytes of the shared tone between one call's audio and the next's
 
@@ -76,15 +82,25 @@ class Faults:
 
 @attrs.frozen
 class CallResult:
-    recording_id: str
+    setup: CallSetup
     started: bool
     start_reason: str
     start_latency: float | None
     stop_latency: float | None
     packets_sent: int
-    # What a perfect recorder makes of what was sent (lost packets as
-    # silence): what `verify` compares the recording with.
+    # What a perfect recorder makes of what was sent (lost packets and key
+    # presses as silence): what verification compares the recording with.
     expected: bytes | memoryview | None = None
+    # The keys it must list: (key, ticks from the file's start), in order.
+    expected_keys: tuple[tuple[str, int], ...] = ()
+    # Where in the file the stream restarted (--ssrc-change), in ticks: the
+    # server places what follows by the wall clock, a little later or
+    # earlier than the timestamps say.
+    restart_at: int | None = None
+
+    @property
+    def recording_id(self) -> str:
+        return self.setup.recording_id
 
 
 class _Control(Protocol):
@@ -153,33 +169,59 @@ class ReactorPacer:
 
 @attrs.define(eq=False)
 class PlannedStream:
-    """A planned call's packets with network faults: some lost, some swapped
-    with the next, some sent twice, some late."""
+    """A planned call's packets, each in the slot (packet time) of its place
+    in the call, with network faults: some lost (their slot stays empty, as
+    on a network: what follows is not sent early), some swapped with the
+    next one sent, some sent twice, some late."""
 
     plan: list[PlannedPacket]
     faults: Faults
     rng: random.Random
+    step: int = 160  # RTP ticks a slot
     delivered: set[int] = attrs.field(factory=set)
-    _order: deque[int] = attrs.field(init=False)
+    _slots: deque[list[tuple[int, float]]] = attrs.field(init=False)
+    _held: set[int] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        faults, rng, last = self.faults, self.rng, len(self.plan) - 1
-        order = [i for i in range(len(self.plan)) if i in (0, last) or rng.random() >= faults.loss]
-        for k in range(1, len(order) - 2):
-            if rng.random() < faults.reorder:
-                order[k], order[k + 1] = order[k + 1], order[k]
-        self._order = deque(order)
+        faults, rng, plan = self.faults, self.rng, self.plan
+        # Where the stream restarts (a new SSRC), the server places the new
+        # stream by the wall clock: the packets either side go whole, in
+        # order and on time, or no recorder could tell where it belongs.
+        held = {0, len(plan) - 1}
+        for index in range(1, len(plan)):
+            if plan[index].packet.ssrc != plan[index - 1].packet.ssrc:
+                held.update((index - 1, index))
+        sent = [i for i in range(len(plan)) if i in held or rng.random() >= faults.loss]
+        # The tick each is sent at: its own, or its neighbour's if swapped.
+        send_tick = {i: plan[i].tick for i in sent}
+        for k in range(1, len(sent) - 2):
+            early, late = sent[k], sent[k + 1]
+            if early not in held and late not in held and rng.random() < faults.reorder:
+                send_tick[early], send_tick[late] = send_tick[late], send_tick[early]
+                sent[k], sent[k + 1] = late, early
+        self._held = held
+        slots: list[list[tuple[int, float]]] = [
+            [] for _ in range(max(send_tick.values()) // self.step + 1)]
+        for index in sent:
+            # A packet that begins within a slot (after a key press, a
+            # restart) goes that much into it.
+            slots[send_tick[index] // self.step].append(
+                (index, send_tick[index] % self.step / 8000))
+        self._slots = deque(slots)
 
     def next_slot(self) -> list[tuple[float, bytes]] | None:
-        if not self._order:
+        if not self._slots:
             return None
-        index = self._order.popleft()
-        self.delivered.add(index)
-        datagram = build_rtp(self.plan[index].packet)
-        copies = 2 if self.rng.random() < self.faults.duplicates else 1
+        sends = []
         jitter = self.faults.jitter_ms / 1000
-        delay = self.rng.uniform(0, jitter) if jitter else 0.0
-        return [(delay, datagram)] * copies
+        for index, into in self._slots.popleft():
+            self.delivered.add(index)
+            datagram = build_rtp(self.plan[index].packet)
+            copies = 2 if self.rng.random() < self.faults.duplicates else 1
+            late = self.rng.uniform(0, jitter) if jitter and index not in self._held else 0.0
+            delay = into + late
+            sends += [(delay, datagram)] * copies
+        return sends
 
 
 @attrs.define(eq=False)
@@ -189,13 +231,12 @@ class SimulatedCall:
     reactor: Any
     host: str
     port: int
-    recording_id: str
+    setup: CallSetup
     audio: bytes | memoryview
     codec: str = "PCMA"
     ptime_ms: int = 20
     framing: str = "bare"
     faults: Faults = Faults()
-    device: str = "00:a8:59:00:00:01"
     seed: int = 0
     pacer: ReactorPacer | None = None
     answered: Callable[[], None] = lambda: None  # called when the Start is answered
@@ -216,46 +257,54 @@ class SimulatedCall:
         except Exception as error:
             note_answered()  # no answer will come: counted as one
             reason = f"control connection failed: {error.__class__.__name__}"
-            return CallResult(self.recording_id, False, reason, None, None, 0)
+            return CallResult(self.setup, False, reason, None, None, 0)
 
     async def _run(self, note_answered: Callable[[], None]) -> CallResult:
-        endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port)
+        setup = self.setup
+        source = setup.source_address
+        endpoint = TCP4ClientEndpoint(self.reactor, self.host, self.port,
+                                      bindAddress=None if source is None else (source, 0))
         control = await endpoint.connect(Factory.forProtocol(lambda: _Control(self.framing)))
         began = time.monotonic()
         answer = control.expect(StartResponse)
         control.send(StartRequest(
-            self.recording_id, self.device, self.codec, "out",
-            CallParties("2001", "Sim", "13800138000", "Callee"),
+            setup.recording_id, setup.device, self.codec, setup.direction,
+            CallParties("2001", "Sim", setup.remote_number, "Callee"),
         ))
         response: StartResponse = await answer
         start_latency = time.monotonic() - began
         note_answered()
         if response.result != "success":
             control.transport.loseConnection()
-            return CallResult(self.recording_id, False, response.reason, start_latency, None, 0)
-        sent, expected = await self._stream(response.server, response.port)
+            return CallResult(setup, False, response.reason, start_latency, None, 0)
+        sent, expected, keys, restart_at = await self._stream(response.server, response.port)
         stop_latency = None
         if self.faults.drop_connection:
             control.transport.abortConnection()
         else:
             began = time.monotonic()
             stopped = control.expect(StopResponse)
-            control.send(StopRequest(self.recording_id, "hangup"))
+            control.send(StopRequest(setup.recording_id, "hangup"))
             await stopped
             stop_latency = time.monotonic() - began
             control.transport.loseConnection()
         await control.closed
-        return CallResult(self.recording_id, True, "", start_latency, stop_latency, sent, expected)
+        return CallResult(setup, True, "", start_latency, stop_latency, sent, expected, keys,
+                          restart_at)
 
-    async def _stream(self, host: str, port: int) -> tuple[int, bytes | memoryview]:
+    async def _stream(
+        self, host: str, port: int,
+    ) -> tuple[int, bytes | memoryview, tuple[tuple[str, int], ...], int | None]:
         """Send the call's RTP in real time from its own UDP port; returns
-        the datagrams sent and what a perfect recording of them holds."""
+        the datagrams sent, what a perfect recording of them holds, the
+        keys it lists and where the stream restarted (ticks into the file)."""
         rng = random.Random(self.seed)
         faults = self.faults
         planned = None
-        if (faults.loss, faults.reorder, faults.duplicates, faults.jitter_ms, faults.ssrc_change) == (
-            0, 0, 0, 0, False
-        ):
+        presses = key_presses(self.setup.keys, len(self.audio), 8 * self.ptime_ms)
+        if not presses and (
+            faults.loss, faults.reorder, faults.duplicates, faults.jitter_ms, faults.ssrc_change
+        ) == (0, 0, 0, 0, False):
             stream: Stream = LeanStream(
                 self.audio, PAYLOAD_TYPES[self.codec], rng.getrandbits(32), rng.getrandbits(16),
                 rng.getrandbits(32), 8 * self.ptime_ms,
@@ -263,11 +312,13 @@ class SimulatedCall:
         else:
             plan = plan_call(
                 bytes(self.audio), self.codec, self.ptime_ms,
-                ssrc_changes=(len(self.audio) // 2,) if faults.ssrc_change else (), seed=self.seed,
+                ssrc_changes=(len(self.audio) // 2,) if faults.ssrc_change else (),
+                dtmf=presses, seed=self.seed,
             )
-            stream = planned = PlannedStream(plan, faults, rng)
-        pacer = self.pacer if self.pacer is not None else ReactorPacer(self.reactor)
-        sock = udp_socket(host, port)
+            stream = planned = PlannedStream(plan, faults, rng, 8 * self.ptime_ms)
+        pacer = self.pacer if self.pacer is not None else ReactorPacer(
+            self.reactor, Pacer(self.ptime_ms / 1000))
+        sock = udp_socket(host, port, source=self.setup.source_address)
         try:
             sent = await pacer.send(stream, sock)
             # The last late packets, and the socket to settle.
@@ -275,9 +326,11 @@ class SimulatedCall:
         finally:
             sock.close()
         if planned is None:
-            return sent, self.audio
-        silence = SILENCE.get(self.codec, b"\0")
-        return sent, expected_recording(planned.plan, planned.delivered, silence)
+            return sent, self.audio, (), None
+        # G.722 is stored decoded: its expectation is not compared.
+        silence = getattr(CODECS.get(self.codec), "stored_silence", b"") or b"\0"
+        return (sent, expected_recording(planned.plan, planned.delivered, silence),
+                expected_keys(planned.plan, planned.delivered), restart_tick(planned.plan))
 
 
 def call_audio(calls: int, seconds: float, codec: str = "PCMA") -> Callable[[int], memoryview]:
@@ -295,15 +348,20 @@ def run_calls(
     ptime_ms: int = 20, framing: str = "bare", faults: Faults = Faults(),
     audio: Callable[[int], bytes | memoryview] | None = None, spread: float | None = None,
     pacer: ReactorPacer | None = None, all_started: Callable[[], None] | None = None,
-    first_started: Callable[[], None] | None = None,
+    first_started: Callable[[], None] | None = None, fleet: Fleet | None = None,
 ) -> Deferred[list[CallResult]]:
     """``calls`` phones each recording ``seconds`` of audio, their starts
     spread evenly over ``spread`` seconds (one packet time by default).
-    ``first_started`` and ``all_started`` are called once the first and
-    every Start have been answered."""
+    Phone i is ``fleet.call(i)`` (by default: ids of a new run prefix, each
+    phone its own MAC address, calling out). ``first_started`` and
+    ``all_started`` are called once the first and every Start have been
+    answered."""
     spread = ptime_ms / 1000 if spread is None else spread
+    fleet = fleet if fleet is not None else Fleet(run_prefix(time.time(), random.Random()))
     audio = audio if audio is not None else call_audio(calls, seconds, codec)
-    pacer = pacer if pacer is not None else ReactorPacer(reactor)
+    pacer = pacer if pacer is not None else ReactorPacer(reactor, Pacer(ptime_ms / 1000))
+    if pacer.pacer.interval != ptime_ms / 1000:  # packets would go early or late
+        raise ValueError(f"a pacer of {pacer.pacer.interval} s slots for {ptime_ms} ms packets")
     answered = [0]
 
     def one_answered() -> None:
@@ -313,12 +371,13 @@ def run_calls(
         if answered[0] == calls and all_started is not None:
             all_started()
 
+    if calls and fleet.keys:
+        key_presses(fleet.keys, len(audio(0)), 8 * ptime_ms)  # FleetError if they do not fit
     run = []
     for index in range(calls):
         call = SimulatedCall(
-            reactor, host, port, f"sim-{index}", audio(index), codec, ptime_ms, framing, faults,
-            device=f"00:a8:59:00:{index // 256:02x}:{index % 256:02x}", seed=index, pacer=pacer,
-            answered=one_answered,
+            reactor, host, port, fleet.call(index), audio(index), codec, ptime_ms, framing,
+            faults, seed=index, pacer=pacer, answered=one_answered,
         )
         run.append(deferLater(reactor, spread * index / max(calls, 1), lambda c=call: c.run())
                    .addCallback(lambda coroutine: Deferred.fromCoroutine(coroutine)))
@@ -333,32 +392,8 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 def finished_recordings(root: str) -> dict[str, str]:
-    """Recording id -> WAV path of the finished recordings under ``root``
-    (read once, however many calls are verified)."""
-    found = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            if name.endswith(".json"):
-                with open(os.path.join(folder, name), encoding="utf-8") as handle:
-                    sidecar = json.load(handle)
-                if sidecar.get("status") == "finished":
-                    found[sidecar["id"]] = os.path.join(folder, sidecar["file"])
-    return found
-
-
-def verify(recordings: dict[str, str], result: CallResult, codec: str = "PCMA") -> str | None:
-    """None if the recording of ``result`` (found in ``recordings``, from
-    `finished_recordings`) holds exactly what was sent, lost packets as
-    silence; else what is wrong. For G.711 stored as received (g711)."""
-    path = recordings.get(result.recording_id)
-    if path is None:
-        return "no finished recording"
-    if result.expected is None:
-        return "nothing was sent"
-    try:
-        _, data = read_audio(path)
-    except (OSError, NotAWav) as error:
-        return f"unreadable: {error}"
-    if data != result.expected:
-        return f"{len(data)} bytes recorded, {len(result.expected)} expected, or different bytes"
-    return None
+    """Recording id -> WAV path of the finished recordings under ``root``,
+    for a folder whose ids are all different (a test's, a benchmark's): of
+    files with the same id, any one is given. `recsvc.verification` finds
+    a run's own recordings among others'."""
+    return {found.sidecar["id"]: found.location for found in finished_sidecars(root)}

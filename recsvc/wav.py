@@ -137,7 +137,12 @@ def read_audio(path: str) -> tuple[WavFormat, bytes]:
     """A WAV file's format and the audio its header declares (as far as the
     file holds it). Blocking. Raises `NotAWav`, OSError."""
     with open(path, "rb") as handle:
-        blob = handle.read()
+        return audio_in(handle.read())
+
+
+def audio_in(blob: bytes) -> tuple[WavFormat, bytes]:
+    """The format of a whole WAV file's bytes and the audio its header
+    declares (as far as ``blob`` holds it). Raises `NotAWav`."""
     fmt, offset = parse_header(blob[:4096])
     declared = struct.unpack_from("<I", blob, offset - 4)[0]
     return fmt, blob[offset:offset + declared]

@@ -298,6 +298,19 @@ class UdpSocketTests(SynchronousTestCase):
         sock.send(b"hello")
         self.assertEqual(receiver.recvfrom(100), (b"hello", sock.getsockname()))
 
+    def test_sourceAddress(self) -> None:
+        """
+        udp_socket with a source sends from that address (a phone of a
+        fleet, each from its own address).
+        """
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(receiver.close)
+        receiver.bind(("127.0.0.1", 0))
+        sock = udp_socket("127.0.0.1", receiver.getsockname()[1], source="127.0.0.7")
+        self.addCleanup(sock.close)
+        sock.send(b"hello")
+        self.assertEqual(receiver.recvfrom(100), (b"hello", ("127.0.0.7", sock.getsockname()[1])))
+
     def test_pacedLeanStream(self) -> None:
         """
         A LeanStream paced over a real socket arrives whole and in order.
