@@ -19,7 +19,7 @@ FIRST_BYTES = 64
 # each), and taken from the queue at most (the refused ones cost a few
 # microseconds each: the whole accept queue can go in one turn).
 ADMITTED_PER_TURN = 64
-TAKEN_PER_TURN = 256
+TAKEN_PER_TURN = 64
 
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close with a reset
 
