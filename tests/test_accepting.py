@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import socket
 
+from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from recsvc.admission import NOT_CONTROL, TOO_MANY_FROM_IP
 from recsvc.phone import rtp_packets, send_rtp
+from recsvc.protocol.accepting import screen_accepts
 from recsvc.protocol.commands import StartResponse, StopResponse, decode_message, parse_command
 from recsvc.protocol.framing import MessageFramer
 from recsvc.simulator import finished_recordings
+from recsvc.tap import accept_with_data
 from tests.test_endtoend import LoopbackServiceMixin, audio
 from tests.test_metrics import samples
 
@@ -123,3 +127,48 @@ class BehindOneAddressEndToEndTests(LoopbackServiceMixin, TestCase):
         yield self.wait_for(lambda: samples(self.recorder.metrics).get(
             ("recsvc_connections_refused_total", (("reason", NOT_CONTROL),))) == 1)
         self.assertEqual(self.recorder.connection_count, 0)
+
+
+class _Hello(Protocol):
+    def connectionMade(self) -> None:
+        self.transport.write(b"hello")
+
+
+class ScreenedPortTests(TestCase):
+    """screen_accepts on a bare Twisted TCP port."""
+
+    @inlineCallbacks
+    def test_screens_what_it_is_given_and_outlives_a_bug(self):
+        """
+        ``admit`` sees each connection's host and first bytes (without
+        taking them): None resets the connection, a protocol serves it,
+        and an exception (a bug) is logged and costs that connection only.
+        """
+        seen: list[tuple[str, bytes | None]] = []
+
+        def admit(host: str, first: bytes | None) -> Protocol | None:
+            seen.append((host, first))
+            if first == b"bug":
+                raise RuntimeError("a bug")
+            return _Hello() if first == b"cmd=Hello" else None
+
+        port = reactor.listenTCP(0, Factory.forProtocol(_Hello), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        accept_with_data(port, 5)  # (as the service's listeners do: the first bytes are there)
+        screen_accepts(port, admit)
+
+        def connect(first: bytes) -> bytes | None:
+            with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5) as sock:
+                sock.sendall(first)
+                try:
+                    return sock.recv(100)
+                except ConnectionResetError:
+                    return None
+
+        answers = []
+        for first in (b"GET /", b"bug", b"cmd=Hello"):
+            answers.append((yield deferToThread(connect, first)))
+        self.assertEqual(answers, [None, None, b"hello"])
+        self.assertEqual(seen, [("127.0.0.1", b"GET /"), ("127.0.0.1", b"bug"),
+                                ("127.0.0.1", b"cmd=Hello")])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
