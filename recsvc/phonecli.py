@@ -77,6 +77,17 @@ def _option(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+# Starts a second when --spread is not given: as the benchmarks' phones
+# ("500 phones starting within a second"), a busy site's morning at most.
+STARTS_PER_SECOND = 500
+
+
+def default_spread(calls: int, ptime_ms: int) -> float:
+    """Seconds over which ``calls`` start by default: STARTS_PER_SECOND a
+    second, over one packet time at least."""
+    return max(ptime_ms / 1000, calls / STARTS_PER_SECOND)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="recsvc-phone", description=__doc__,
@@ -97,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--wav", help="send this 16-bit mono WAV, 8 or 16 kHz (default: a tone, "
                    "different in each call)")
     p.add_argument("--spread", type=float,
-                   help="seconds over which the calls start, evenly (default: one --ptime)")
+                   help="seconds over which the calls start, evenly (default: "
+                        f"{STARTS_PER_SECOND} a second, --calls/{STARTS_PER_SECOND}, at least "
+                        "one --ptime)")
     fleet = p.add_argument_group("the phones")
     fleet.add_argument(
         "--source-addresses", type=_option(parse_source_addresses), metavar="RANGE",
@@ -235,7 +248,8 @@ async def run_phones(reactor: Any, args: argparse.Namespace, authorization: str 
     results = await run_calls(
         reactor, args.host, args.port, args.calls, args.duration, args.codec, args.ptime,
         args.framing, faults, audio=(lambda index: sound) if sound is not None else None,
-        spread=args.spread, pacer=pacer,
+        spread=default_spread(args.calls, args.ptime) if args.spread is None else args.spread,
+        pacer=pacer,
         first_started=lambda: print("first start answered", flush=True),
         all_started=lambda: print("all starts answered", flush=True),
         fleet=fleet,

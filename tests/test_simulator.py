@@ -483,3 +483,11 @@ class PhoneOptionsTests(SynchronousTestCase):
                          "http://127.0.0.1:8080")
         self.assertEqual(options(["127.0.0.1", "1", "--source-addresses", "127.0.0.2-127.0.0.9"])
                          .source_addresses, parse_source_addresses("127.0.0.2-127.0.0.9"))
+
+    def test_starts_spread_500_a_second_by_default(self) -> None:
+        """Without --spread, the calls start 500 a second (as the benchmarks'
+        phones), over one packet time at least."""
+        self.assertEqual(phonecli.default_spread(500, 20), 1.0)
+        self.assertEqual(phonecli.default_spread(2000, 20), 4.0)
+        self.assertEqual(phonecli.default_spread(1, 20), 0.02)
+        self.assertEqual(phonecli.default_spread(5, 60), 0.06)
