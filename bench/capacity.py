@@ -191,6 +191,14 @@ def server_start_ms(work: str) -> tuple[float | None, float | None]:
     return percentile(times, 0.5), percentile(times, 0.99)
 
 
+def server_stop_ms(work: str) -> tuple[float | None, float | None]:
+    """p50 and p99 of the stop times recsvc logs (from a stop to its files
+    finished, when a Stop is answered), from twistd.log and its rotations."""
+    times = [float(m.group(1)) for m in re.finditer(r" finished in .* ([\d.]+) ms after its stop",
+                                                      log_text(work))]
+    return percentile(times, 0.5), percentile(times, 0.99)
+
+
 def figures(calls: int, window: dict[str, float]) -> dict[str, float]:
     packets = calls * PACKETS_PER_SECOND * window["wall"]
     return {
@@ -241,6 +249,7 @@ def run_recsvc(calls: int, duration: float, read_interval_ms: int) -> dict[str, 
         server.terminate()
         server.wait(60)
         server_start = server_start_ms(work)
+        server_stop = server_stop_ms(work)
         exact = re.search(r"verified: (\d+) byte-exact, (\d+) not", "\n".join(report))
         late = re.search(r"latest packet went ([\d.]+) ms late", "\n".join(report))
         byte_exact, not_exact = (int(exact.group(1)), int(exact.group(2))) if exact else (0, calls)
@@ -258,6 +267,7 @@ def run_recsvc(calls: int, duration: float, read_interval_ms: int) -> dict[str, 
             "start_ms_p50": start[0], "start_ms_p99": start[1],
             "server_start_ms_p50": server_start[0], "server_start_ms_p99": server_start[1],
             "stop_ms_p50": stop[0], "stop_ms_p99": stop[1],
+            "server_stop_ms_p50": server_stop[0], "server_stop_ms_p99": server_stop[1],
             "pacing_late_ms": float(late.group(1)) if late else None,
             "window_s": round(window["wall"], 1),
             # The phones could not start all calls in time for them to
@@ -406,10 +416,11 @@ def summaries(results: dict[str, Any]) -> list[dict[str, Any]]:
             "files_took_s": max((run.get("files_took_s", 0) for run in runs), default=0),
         }
         for key in ("cpu_share", "cpu_us_per_packet", "rss_mb", "rss_kb_per_call",
-                    "start_ms_p50", "server_start_ms_p50", "stop_ms_p50"):
+                    "start_ms_p50", "server_start_ms_p50", "stop_ms_p50", "server_stop_ms_p50",
+                    "pacing_late_ms"):
             values = [run[key] for run in runs if run.get(key) is not None]
             line[key] = round(median(values), 3) if values else None
-        for key in ("start_ms_p99", "server_start_ms_p99", "stop_ms_p99"):
+        for key in ("start_ms_p99", "server_start_ms_p99", "stop_ms_p99", "server_stop_ms_p99"):
             values = [run[key] for run in runs if run.get(key) is not None]
             line[key] = max(values) if values else None
         ceilings = bare_by_calls.get(calls, [])
@@ -450,8 +461,10 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         "| calls | runs | zero loss | byte-exact (each run) | kernel drops | recsvc CPU (of one core) "
         "| CPU per packet | bare loop, per packet | ratio (each pair) | RSS | RSS per call "
-        "| start p50 / p99 (phones) | start p50 / p99 (in recsvc) | stop p50 / p99 |",
-        "| ---: | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| start p50 / p99 (phones) | start p50 / p99 (in recsvc) | stop p50 / p99 (phones) "
+        "| stop p50 / p99 (in recsvc) | phones' pacing, latest packet |",
+        "| ---: | ---: | :---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: | ---: | ---: | ---: |",
     ]
     for run in summaries(results):
         if run.get("generator_limited"):
@@ -460,7 +473,7 @@ def table(results: dict[str, Any]) -> str:
                 f"| {run['byte_exact']} / {run['calls']} | {run['receive_buffer_drops']} "
                 f"| not measured: with starts taking {run['starts_took_s']} s and files "
                 f"{run.get('files_took_s', '-')} s, the calls did not record together, "
-                f"in their files, for {MIN_WINDOW:g} s | | | | | | | | |"
+                f"in their files, for {MIN_WINDOW:g} s | | | | | | | | | | |"
             )
             continue
         ratio = (f"**{run['ratio']:.2f}x** ({', '.join(f'{r:.2f}' for r in run['ratios'])})"
@@ -474,7 +487,9 @@ def table(results: dict[str, Any]) -> str:
             f"| {run['rss_mb']} MB | {run['rss_kb_per_call']} KB "
             f"| {run['start_ms_p50']} / {run['start_ms_p99']} ms "
             f"| {run['server_start_ms_p50']} / {run['server_start_ms_p99']} ms "
-            f"| {run['stop_ms_p50']} / {run['stop_ms_p99']} ms |"
+            f"| {run['stop_ms_p50']} / {run['stop_ms_p99']} ms "
+            f"| {run.get('server_stop_ms_p50', '-')} / {run.get('server_stop_ms_p99', '-')} ms "
+            f"| {run.get('pacing_late_ms', '-')} ms late |"
         )
     out = "\n".join(lines)
     if results["ffmpeg"]:

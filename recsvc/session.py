@@ -438,6 +438,13 @@ class Recording:
             result = Failure()
             self.log.failure("Recording {recordingId} could not be finished",
                              recordingId=self.recording_id)
+        if not isinstance(result, Failure):
+            assert self._stop is not None
+            self.log.info(
+                "Recording {recordingId} finished in {files} file(s), {stopMs} ms after "
+                "its stop", recordingId=self.recording_id, files=result.part,
+                # From the stop to the last file and its sidecar on disk.
+                stopMs=round(1000 * (self._clock.seconds() - self._stop.at), 1))
         self._result = result
         self._state = STOPPED
         try:

@@ -10,6 +10,7 @@ import os
 
 import attrs
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.codec import CODECS
@@ -139,6 +140,23 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
         self.assertEqual(
             summary.stats.rejected, {"payload type 0": 2, "payload type 18": 1, "not rtp": 1}
         )
+
+    def test_finished_line_says_how_long_after_the_stop(self) -> None:
+        """The log says when a recording's files are finished, and how long
+        after its stop (the time a phone waits for its Stop's answer)."""
+        runner = ManualRunner()
+        recording = self.make_recording(runner=runner)
+        runner.run_pending()
+        self.feed(recording, 1)
+        runner.run_pending()
+        with capturedLogs() as events:
+            stopped = recording.stop("hangup", BY_PHONE)
+            self.clock.advance(0.0125)
+            runner.run_pending()
+        self.successResultOf(stopped)
+        [finished] = [e for e in events if "finished in" in e["log_format"]]
+        self.assertEqual((finished["recordingId"], finished["files"], finished["stopMs"]),
+                         ("42", 1, 12.5))
 
     def test_stop_writes_sidecar(self) -> None:
         """Stopping finishes the WAV and writes a sidecar with the call's
