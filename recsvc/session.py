@@ -123,6 +123,8 @@ class Recording:
     # Whether every other hand-over also fdatasyncs the file; False when
     # the service makes the whole filesystem durable at once instead.
     sync_files: bool = True
+    # Where its files are finished once stopped (None: run_blocking).
+    run_finishing: RunBlocking | None = None
     # Which of the service's hand-over turns is this recording's (see
     # RecorderService.sync_turns).
     sync_turn: int = 0
@@ -512,7 +514,8 @@ class Recording:
                               recordingId=self.recording_id, reason=str(error))
         data = bytes(part.pending)
         part.pending.clear()
-        summary = await self._run_blocking(self._finish_files, part, cause, next_file, stats, data)
+        finish = self.run_finishing or self._run_blocking
+        summary = await finish(self._finish_files, part, cause, next_file, stats, data)
         try:
             self._on_file_finished(part.writer.path, summary)
         except Exception:

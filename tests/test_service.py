@@ -347,6 +347,23 @@ class OpeningTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(len(self.writers.writers), 1)
         self.assertEqual(opener.pending, [])
 
+    def test_files_finished_through_run_finishing(self) -> None:
+        """With run_finishing set, a stopped recording's files are finished
+        through it (a Stop's answer does not wait behind the hand-overs),
+        and the Stop is answered once that is done."""
+        runner, finisher = ManualRunner(), ManualRunner()
+        self.make_service(runner=runner)
+        self.service.run_finishing = finisher
+        self.start(start_request("1"))
+        stopping = self.service.stop_recording(StopRequest("1"))
+        runner.run_pending()  # (the last hand-over, if any)
+        self.assertNoResult(stopping)
+        self.assertEqual(len(finisher.pending), 1)
+        finisher.run_pending()
+        runner.run_pending()
+        self.assertEqual(self.successResultOf(stopping).stop_reason, "stopped by phone")
+        self.assertEqual(finisher.pending, [])
+
     def test_file_created_through_run_blocking(self) -> None:
         """Without run_opening, a Start's file is created through run_blocking."""
         runner = ManualRunner()

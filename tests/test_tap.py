@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import gc
 import os
 import signal
 import socket
@@ -31,7 +32,8 @@ from twisted.logger import LogLevel, capturedLogs
 
 from recsvc.admission import ConnectionLimits
 from recsvc.tap import (
-    ACCEPTS_PER_TURN, WEBHOOK_GRACE, Listener, Options, StartupRefused, check_config, makeService)
+    ACCEPTS_PER_TURN, FULL_COLLECTION_AFTER, WEBHOOK_GRACE, Listener, Options, StartupRefused,
+    check_config, makeService, tune_garbage_collector)
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
@@ -521,8 +523,8 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_blockingWorkBatched(self) -> None:
         """The recordings write through a BatchedRunner on the reactor; the
-        service's own blocking work does not, and Starts' files are created
-        through a runner of their own."""
+        service's own blocking work does not, and Starts' files are created,
+        and stopped recordings' files finished, through runners of their own."""
         reactor = MemoryReactorClock()
         recorder = makeService(self.mapping(), reactor=reactor).getServiceNamed("recorder")
         self.assertIsInstance(recorder.run_recording, BatchedRunner)
@@ -530,6 +532,8 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertNotIsInstance(recorder.run_blocking, BatchedRunner)
         self.assertIsNotNone(recorder.run_opening)
         self.assertIsNot(recorder.run_opening, recorder.run_blocking)
+        self.assertNotIn(recorder.run_finishing, (None, recorder.run_blocking,
+                                                  recorder.run_recording, recorder.run_opening))
 
     def test_acceptsConfig(self) -> None:
         """A Config works as well as a mapping."""
@@ -846,3 +850,20 @@ class TwistdTests(SynchronousTestCase):
             code, output = self.twistd("--config", path)
         self.assertEqual(code, 1, output)
         self.assertRefusedOnce(output, f"http.listen: 127.0.0.1:{port} is taken")
+
+
+class GarbageCollectorTests(SynchronousTestCase):
+    def test_full_collections_come_rarely(self) -> None:
+        """Once the reactor runs, what exists is frozen and a full
+        collection waits for FULL_COLLECTION_AFTER middle ones (a host
+        application's higher setting is kept); the other thresholds stay."""
+        before = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *before)
+        self.addCleanup(gc.unfreeze)
+        gc.set_threshold(700, 10, 10)
+        tune_garbage_collector()
+        self.assertEqual(gc.get_threshold(), (700, 10, FULL_COLLECTION_AFTER))
+        self.assertGreater(gc.get_freeze_count(), 0)
+        gc.set_threshold(500, 20, 1000)
+        tune_garbage_collector()
+        self.assertEqual(gc.get_threshold(), (500, 20, 1000))
