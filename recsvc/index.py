@@ -160,7 +160,8 @@ def parse_time(text: str, end_of_day: bool = False) -> str:
     except OverflowError:
         # The day after 9999-12-31, or an offset that moves a time out of
         # years 1 to 9999 in UTC.
-        raise ValueError(f"{text!r} is outside the years 0001 to 9999 (in UTC)") from None
+        end = ", to the end of its day" if end_of_day else ""
+        raise ValueError(f"{text!r} is outside the years 0001 to 9999 (in UTC{end})") from None
     except ValueError:
         raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or time "
                          "(YYYY-MM-DDTHH:MM[:SS][Z or +HH:MM])") from None

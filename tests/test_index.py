@@ -128,6 +128,7 @@ class TimeTests(SynchronousTestCase):
             with self.assertRaises(ValueError) as caught:
                 index.parse_time(text, end_of_day=end_of_day)
             self.assertIn("outside the years 0001 to 9999", str(caught.exception))
+            self.assertEqual("to the end of its day" in str(caught.exception), end_of_day)
         self.assertEqual(index.parse_time("9999-12-31"), "9999-12-31T00:00:00.000Z")
 
     def test_years_before_1000_keep_four_digits(self) -> None:
