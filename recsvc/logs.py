@@ -2,6 +2,8 @@
 
     twistd --nodaemon --logger recsvc.logs.json_lines recsvc --config FILE
 
+(--nodaemon: a daemon's standard output is /dev/null.)
+
 Each event is one line of JSON on standard output: ``time`` (ISO 8601, UTC,
 to the millisecond), ``level`` (``debug``, ``info``, ``warn``, ``error``,
 ``critical``), ``namespace``, ``message`` (the event as the text log shows
