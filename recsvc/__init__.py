@@ -20,6 +20,15 @@ def makeService(config: Any = None, reactor: Any = None, *,
     and are told of each recording on the reactor thread. Creates
     storage.root and the folder of index.database. See
     `recsvc.tap.makeService`.
+
+    What it does to the whole process (README, "Embedding"): it raises the
+    soft limit of open files for the RTP port range and grows the
+    descriptor table; once the reactor runs, ``gc.freeze()`` (every object
+    alive then, the application's too) and its own thread pools
+    (``recsvc-disk``, ``recsvc-open``, ``recsvc-http``, ``recsvc-index``,
+    at a lower priority); its listeners accept at most 64 connections a
+    turn, after their first data (``TCP_DEFER_ACCEPT``). It leaves the
+    process's signals alone.
     """
     from recsvc.tap import makeService as make
 

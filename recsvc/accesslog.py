@@ -35,10 +35,11 @@ _CUT_SHORT = _ANSWERED + " (the connection was lost before the end)"
 
 def shown(raw: bytes, limit: int) -> str:
     """Client-sent bytes as the log shows them: printable ASCII as it is,
-    any other byte (control characters, spaces, non-ASCII) percent-escaped
-    as a URL has it, at most ``limit`` characters: no client can break a
-    line of the text log or forge one."""
-    text = "".join(chr(byte) if 0x21 <= byte <= 0x7E else f"%{byte:02X}"
+    any other byte (control characters, spaces, non-ASCII) and the double
+    quote percent-escaped as a URL has it, at most ``limit`` characters: no
+    client can break a line of the text log or forge one, nor end the
+    quoted request in it early."""
+    text = "".join(chr(byte) if 0x21 <= byte <= 0x7E and byte != 0x22 else f"%{byte:02X}"
                    for byte in raw[:limit])
     if len(text) > limit or len(raw) > limit:
         return text[:limit] + "..."

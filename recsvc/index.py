@@ -156,11 +156,19 @@ def parse_time(text: str, end_of_day: bool = False) -> str:
             moment = datetime.datetime.fromisoformat(value.replace("z", "Z"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=datetime.timezone.utc)
+        utc = moment.astimezone(datetime.timezone.utc)
+    except OverflowError:
+        # The day after 9999-12-31, or an offset that moves a time out of
+        # years 1 to 9999 in UTC.
+        end = ", to the end of its day" if end_of_day else ""
+        raise ValueError(f"{text!r} is outside the years 0001 to 9999 (in UTC{end})") from None
     except ValueError:
         raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or time "
                          "(YYYY-MM-DDTHH:MM[:SS][Z or +HH:MM])") from None
-    utc = moment.astimezone(datetime.timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # Four digits of year always (strftime's %Y gives "999"): the index
+    # compares these strings.
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+            f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z")
 
 
 @attrs.frozen
@@ -193,7 +201,7 @@ class Search:
             value = getattr(self, key)
             if value is not None:
                 try:
-                    parse_time(value)
+                    parse_time(value, end_of_day=key == "until")  # as search_sql reads it
                 except ValueError as error:
                     raise ValueError(f"{key}: {error}") from None
         if self.min_duration_s is not None and not self.min_duration_s >= 0:

@@ -2,6 +2,8 @@
 
     twistd --nodaemon --logger recsvc.logs.json_lines recsvc --config FILE
 
+(--nodaemon: a daemon's standard output is /dev/null.)
+
 Each event is one line of JSON on standard output: ``time`` (ISO 8601, UTC,
 to the millisecond), ``level`` (``debug``, ``info``, ``warn``, ``error``,
 ``critical``), ``namespace``, ``message`` (the event as the text log shows
@@ -43,11 +45,11 @@ def event_as_json_line(event: Mapping[str, Any]) -> str:
     """One event as a line of JSON, newline included. Never raises: an
     event that cannot be rendered still gives a line saying so."""
     try:
-        line = event_as_json(event)
-    except Exception as error:  # a broken __str__ in some value: still one line
+        return json.dumps(event_as_json(event), ensure_ascii=True, allow_nan=False) + "\n"
+    except Exception as error:  # a broken __str__, an int too long for text: still one line
         line = {"time": _time_of(event), "level": "error", "namespace": "recsvc.logs",
                 "message": f"an event could not be written as JSON: {error!r}"}
-    return json.dumps(line, ensure_ascii=True, allow_nan=False) + "\n"
+        return json.dumps(line, ensure_ascii=True) + "\n"
 
 
 def event_as_json(event: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,7 +80,10 @@ def event_as_json(event: Mapping[str, Any]) -> dict[str, Any]:
 def _time_of(event: Mapping[str, Any]) -> str | None:
     seconds = event.get("log_time")
     if isinstance(seconds, (int, float)) and math.isfinite(seconds):
-        return iso_utc(seconds)
+        try:
+            return iso_utc(seconds)
+        except (OverflowError, OSError, ValueError):  # beyond the platform's time_t
+            return None
     return None
 
 

@@ -51,9 +51,14 @@ class NumberPlan:
         if not international:
             return (digits,)
         national = international[len(self.country_code):]
-        if international.startswith(self.country_code) and national:
-            return _distinct(international, trunk + national)
-        return (international,)
+        if not (international.startswith(self.country_code) and national):
+            return (international,)
+        if trunk and national.startswith(trunk) and len(national) > len(trunk):
+            # "+49 (0)30 123": the trunk prefix kept in brackets, as it is
+            # often written; a national significant number never begins
+            # with it.
+            national = national[len(trunk):]
+        return _distinct(self.country_code + national, trunk + national)
 
 
 def _distinct(*forms: str) -> tuple[str, ...]:

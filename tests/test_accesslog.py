@@ -49,6 +49,12 @@ class ShownTests(SynchronousTestCase):
         self.assertEqual(shown(b"/a\r\nb c\x1b[2J\xc3\xa4\x00", 100),
                          "/a%0D%0Ab%20c%1B[2J%C3%A4%00")
 
+    def test_double_quote_escaped(self) -> None:
+        """A double quote (which Twisted lets through in a request target)
+        is escaped too: the text line's quoted request ends where the
+        request does, as it did in Twisted's combined log, which escaped it."""
+        self.assertEqual(shown(b'/a"%20200%20"b', 100), "/a%22%20200%20%22b")
+
     def test_cut_to_the_limit(self) -> None:
         """A long target is cut, and says so."""
         self.assertEqual(shown(b"/" + b"x" * 50, 10), "/xxxxxxxxx...")
@@ -194,6 +200,15 @@ class SiteAccessLogTests(_SiteMixin, SynchronousTestCase):
         self.request("/nothing")
         self.assertEqual([event for event in legacy if "log_io" in event], [])
         self.assertEqual([event["path"] for event in self.events], ["/nothing"])
+
+    def test_quote_in_target_stays_inside_the_quotes(self) -> None:
+        """A request target with a double quote in it (as a client may send
+        it raw) cannot close the line's quoted request early."""
+        self.request('/x"y')
+        [event] = self.events
+        self.assertEqual(event["path"], "/x%22y")
+        self.assertTrue(formatEvent(event).startswith('HTTP 127.0.0.7 - "GET /x%22y" 404 '),
+                        formatEvent(event))
 
     def test_polls_counted_not_logged(self) -> None:
         """The page's polls of /api/active and /healthz make no line each;

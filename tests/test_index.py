@@ -118,13 +118,34 @@ class TimeTests(SynchronousTestCase):
                      "2026-12-07T00:00 99:00", "2026-12-07 14:00x"):
             self.assertRaises(ValueError, index.parse_time, text)
 
+    def test_beyond_the_calendar_is_a_value_error(self) -> None:
+        """A day or time that only overflows once taken to UTC or to the end
+        of its day (the day after 9999-12-31, year 1 at +14:00) is a
+        ValueError saying so, as a bad date is, not an OverflowError (a 500
+        from the API, a traceback from the CLI)."""
+        for text, end_of_day in [("9999-12-31", True), ("0001-01-01T00:00+14:00", False),
+                                 ("9999-12-31T23:00-05:00", False)]:
+            with self.assertRaises(ValueError) as caught:
+                index.parse_time(text, end_of_day=end_of_day)
+            self.assertIn("outside the years 0001 to 9999", str(caught.exception))
+            self.assertEqual("to the end of its day" in str(caught.exception), end_of_day)
+        self.assertEqual(index.parse_time("9999-12-31"), "9999-12-31T00:00:00.000Z")
+
+    def test_years_before_1000_keep_four_digits(self) -> None:
+        """The index compares these strings: year 999 is "0999", before
+        "2026", not "999" (which sorts after it)."""
+        self.assertEqual(index.parse_time("0999-01-01"), "0999-01-01T00:00:00.000Z")
+        self.assertEqual(index.parse_time("0001-01-01T10:00+09:00"), "0001-01-01T01:00:00.000Z")
+        self.assertLess(index.parse_time("0999-01-01"), index.parse_time("2026-01-01"))
+
 
 class SearchValidationTests(SynchronousTestCase):
     def test_bad_searches_name_the_field(self) -> None:
         for kwargs, field in [
             ({"number": "abc"}, "number"), ({"device": "xyz"}, "device"),
             ({"direction": "sideways"}, "direction"), ({"since": "soon"}, "since"),
-            ({"until": "2026-02-30"}, "until"), ({"min_duration_s": -1.0}, "min_duration_s"),
+            ({"until": "2026-02-30"}, "until"), ({"until": "9999-12-31"}, "until"),
+            ({"min_duration_s": -1.0}, "min_duration_s"),
             ({"min_duration_s": float("nan")}, "min_duration_s"),
             ({"page": 0}, "page"), ({"page_size": 501}, "page_size"),
         ]:

@@ -133,6 +133,19 @@ class JsonLinesTests(SynchronousTestCase):
         self.assertEqual((line["level"], line["time"]), ("error", "2026-12-06T11:00:00.250Z"))
         self.assertIn("no text for this", line["message"])
 
+    def test_odd_times_and_numbers_still_make_a_line(self) -> None:
+        """A time beyond the platform's clock gives a line without one (null),
+        and an integer too long for text (Python's 4300-digit limit) a line
+        saying the event could not be written: the observer never raises
+        (the publisher would drop the event, and with this observer alone
+        nobody would hear why)."""
+        line = json.loads(event_as_json_line({"log_format": "far", "log_time": 1e300}))
+        self.assertEqual((line["time"], line["message"]), (None, "far"))
+        line = json.loads(event_as_json_line({"log_format": "x", "log_time": AT,
+                                              "count": 10 ** 5000}))
+        self.assertEqual((line["level"], line["time"]), ("error", "2026-12-06T11:00:00.250Z"))
+        self.assertIn("could not be written as JSON", line["message"])
+
     def test_plain_cuts_deep_nesting(self) -> None:
         """A value nested without end (a list in itself) is cut to text."""
         loop: list = []

@@ -43,6 +43,15 @@ class FormsTests(SynchronousTestCase):
         self.assertEqual(GERMANY.forms(" +49 (30) 123"), ("4930123", "030123"))
         self.assertEqual(GERMANY.forms("0049 30 123"), ("4930123", "030123"))
 
+    def test_trunk_prefix_in_brackets(self) -> None:
+        """+49 (0)30 123, the trunk prefix kept in brackets as it is often
+        written, is +49 30 123: looked for as 4930123 and 030123, not as
+        49030123 (in no number stored without the (0)) and 0030123."""
+        self.assertEqual(GERMANY.forms("+49 (0)30 123"), ("4930123", "030123"))
+        self.assertEqual(GERMANY.forms("0049 (0)30 123"), ("4930123", "030123"))
+        self.assertEqual(GERMANY.forms("+44 (0)20 7946"), ("440207946",))
+        self.assertEqual(ITALY.forms("+39 06 6982"), ("39066982", "066982"))
+
     def test_other_countries_without_their_prefix(self) -> None:
         """Another country's number is looked for without the international
         prefix, so that +44... and 0044... find each other."""
@@ -67,11 +76,12 @@ class FormsTests(SynchronousTestCase):
         self.assertEqual(NANP.forms("011 49 30 123"), ("4930123",))
         self.assertEqual(NANP.forms("+1 212 555 0100"), ("12125550100", "2125550100"))
 
-    @given(significant, st.sampled_from(["0{}", "+49{}", "0049{}", "+49 {}", "0{} "]),
-           st.sampled_from(["0{}", "+49{}", "0049{}", "49{}"]))
+    @given(significant,
+           st.sampled_from(["0{}", "+49{}", "0049{}", "+49 {}", "0{} ", "+49 (0){}"]),
+           st.sampled_from(["0{}", "+49{}", "0049{}", "49{}", "+49(0){}"]))
     def test_any_form_finds_any_other(self, number: str, typed: str, stored: str) -> None:
         """A number stored in any form of this country (030..., +4930...,
-        004930..., 4930...) is found by a search in any form."""
+        004930..., 4930..., +49(0)30...) is found by a search in any form."""
         self.assertTrue(found(GERMANY, typed.format(number), stored.format(number)))
 
     @given(significant, significant)

@@ -192,7 +192,8 @@ class ApiTests(HttpTestsMixin, TestCase):
         for query, starts in [("since=tuesday", "since:"), ("page=abc", "page:"),
                               ("min_duration=-3", "min_duration:"), ("number=abc", "number:"),
                               ("page_size=100000", "page_size:"),
-                              (f"page={10 ** 30}", "page:")]:
+                              (f"page={10 ** 30}", "page:"), ("until=9999-12-31", "until:"),
+                              ("since=0001-01-01T00:00%2B14:00", "since:")]:
             error = yield self.get_json(f"/api/recordings?{query}", 400)
             self.assertTrue(error["error"].startswith(starts), error)
 
