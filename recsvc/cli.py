@@ -174,8 +174,12 @@ SEARCH_OPTIONS = {
 }
 
 
+# Recordings a page of ``search`` unless --limit says.
+PAGE_SIZE = 50
+
+
 def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
-               page_size: int = 50) -> index.Search:
+               page_size: int = PAGE_SIZE) -> index.Search:
     """The search the options ask for. Raises OptionError naming the option."""
     try:
         return index.Search(
@@ -192,12 +196,13 @@ def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
 
 
 def _next_page(connection: sqlite3.Connection, query: index.Search,
-               found: list[dict[str, Any]]) -> int | None:
-    """The page after ``query``'s if it has recordings, else None."""
+               found: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """The page after ``query``'s and how many recordings it has, if any."""
     if len(found) < query.page_size or query.page >= index.MAX_PAGE:
         return None
     following = attrs.evolve(query, page=query.page + 1)
-    return following.page if index.search(connection, following) else None
+    count = len(index.search(connection, following))
+    return (following.page, count) if count else None
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -209,7 +214,8 @@ def _search(args: argparse.Namespace) -> int:
     if args.json:
         # The web API's shape (GET /api/recordings), and whether more follow.
         print(json.dumps({"recordings": found, "page": query.page, "page_size": query.page_size,
-                          "next_page": next_page}, indent=2, ensure_ascii=False))
+                          "next_page": next_page and next_page[0]}, indent=2,
+                         ensure_ascii=False))
         return 0
     if not found:
         print("no recordings found" if query.page == 1 else
@@ -222,7 +228,10 @@ def _search(args: argparse.Namespace) -> int:
             row.get("stop_reason", "") or "-", row.get("id", ""), row["path"],
         ]))
     if next_page is not None:
-        print(f"(more: --page {next_page} shows the next {query.page_size})", file=sys.stderr)
+        # The options that show it: a page's number means nothing without its size.
+        page, count = next_page
+        limit = "" if query.page_size == PAGE_SIZE else f" --limit {query.page_size}"
+        print(f"(more: --page {page}{limit} shows the next {count})", file=sys.stderr)
     return 0
 
 
@@ -451,8 +460,8 @@ def parser() -> argparse.ArgumentParser:
         "line on standard error says so.")
     _search_options(search)
     search.add_argument("--page", type=int, default=1, help="which page (default: 1)")
-    search.add_argument("--limit", type=int, default=50,
-                        help=f"recordings a page (1-{index.MAX_PAGE_SIZE}; default: 50)")
+    search.add_argument("--limit", type=int, default=PAGE_SIZE,
+                        help=f"recordings a page (1-{index.MAX_PAGE_SIZE}; default: {PAGE_SIZE})")
     search.add_argument("--json", action="store_true",
                         help="as JSON: the sidecars with their paths, the page and next_page")
     search.set_defaults(run=_search)

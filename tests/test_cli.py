@@ -235,20 +235,38 @@ class OptionErrorTests(CommandCase):
 class SearchTests(CommandCase):
     def test_says_when_more_pages_follow(self) -> None:
         """A full page followed by more recordings ends with a line on
-        standard error saying how to get the next page; the last page, even
-        exactly full, does not."""
+        standard error saying how to get the next page (with --limit, when
+        it is not the default, and how many that page shows); the last
+        page, even exactly full, does not."""
         index_calls(self.database, [call(number) for number in range(5)])
         status, out, err = self.recsvc("search", "-c", self.config, "--limit", "2")
         self.assertEqual([line.split()[-2] for line in out.splitlines()], ["call-4", "call-3"])
-        self.assertEqual(err, "(more: --page 2 shows the next 2)\n")
-        status, out, err = self.recsvc("search", "-c", self.config, "--limit", "2", "--page", "2")
-        self.assertEqual(err, "(more: --page 3 shows the next 2)\n")
+        self.assertEqual(err, "(more: --page 2 --limit 2 shows the next 2)\n")
+        status, out, err = self.recsvc("search", "-c", self.config, *self.following(err))
+        self.assertEqual([line.split()[-2] for line in out.splitlines()], ["call-2", "call-1"])
+        self.assertEqual(err, "(more: --page 3 --limit 2 shows the next 1)\n")
         status, out, err = self.recsvc("search", "-c", self.config, "--limit", "2", "--page", "3")
         self.assertEqual((len(out.splitlines()), err), (1, ""))
         status, out, err = self.recsvc("search", "-c", self.config, "--limit", "5")
         self.assertEqual((len(out.splitlines()), err), (5, ""))
         status, out, err = self.recsvc("search", "-c", self.config, "--limit", "2", "--page", "4")
         self.assertEqual((out, err), ("", "no recordings on page 4 (the search finds fewer)\n"))
+
+    def test_more_at_the_default_page_size(self) -> None:
+        """At the default page size the line needs no --limit, and following
+        it shows the rest (with --limit 2, "--page 2" alone showed
+        recordings 51 and on, not 3 and on)."""
+        index_calls(self.database, [call(number) for number in range(52)])
+        status, out, err = self.recsvc("search", "-c", self.config)
+        self.assertEqual((len(out.splitlines()), err), (50, "(more: --page 2 shows the next 2)\n"))
+        self.assertEqual(self.following(err), ["--page", "2"])
+        status, out, err = self.recsvc("search", "-c", self.config, *self.following(err))
+        self.assertEqual([line.split()[-2] for line in out.splitlines()], ["call-1", "call-0"])
+
+    def following(self, said: str) -> list[str]:
+        """The options the "(more: ...)" line gives for the next page."""
+        self.assertTrue(said.startswith("(more: "), said)
+        return said.removeprefix("(more: ").split(" shows ")[0].split()
 
     def test_json_says_the_next_page(self) -> None:
         """--json is the web API's shape, with next_page (null on the last page)."""
