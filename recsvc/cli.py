@@ -22,7 +22,7 @@ from recsvc import __version__, index
 from recsvc.codec import CODECS
 from recsvc.config import Config, ConfigError, load_config
 from recsvc.endpoints import listen_failure, tcp_address
-from recsvc.listing import direction_and_parties
+from recsvc.listing import direction_and_parties, json_text, printable
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.source import ANY
 from recsvc.storage import FORMATS, Storage
@@ -213,20 +213,19 @@ def _search(args: argparse.Namespace) -> int:
         next_page = _next_page(connection, query, found)
     if args.json:
         # The web API's shape (GET /api/recordings), and whether more follow.
-        print(json.dumps({"recordings": found, "page": query.page, "page_size": query.page_size,
-                          "next_page": next_page and next_page[0]}, indent=2,
-                         ensure_ascii=False))
+        print(json_text({"recordings": found, "page": query.page, "page_size": query.page_size,
+                         "next_page": next_page and next_page[0]}))
         return 0
     if not found:
         print("no recordings found" if query.page == 1 else
               f"no recordings on page {query.page} (the search finds fewer)", file=sys.stderr)
         return 0
     for row in found:
-        print("  ".join([
+        print(printable("  ".join([
             row.get("started_at", ""), direction_and_parties(row),
             row.get("device", ""), f"{row.get('duration_s', 0):.1f} s",
             row.get("stop_reason", "") or "-", row.get("id", ""), row["path"],
-        ]))
+        ])))
     if next_page is not None:
         # The options that show it: a page's number means nothing without its size.
         page, count = next_page
@@ -244,7 +243,7 @@ def _show(args: argparse.Namespace) -> int:
     if not found:
         raise CommandError(f"no finished recording with id {args.id!r} in the index")
     found.sort(key=lambda row: (row.get("part") or 1, row["path"]))
-    print(json.dumps(found, indent=2, ensure_ascii=False))
+    print(json_text(found))
     return 0
 
 

@@ -357,6 +357,44 @@ class DirectionTests(SynchronousTestCase):
         self.assertIn(expected, shown)
 
 
+class PhonesWordsTests(CommandCase):
+    """What a phone sent (its numbers and names) reaches the terminal only
+    printable."""
+
+    # An escape sequence, a C1 control (CSI), a new line beginning a forged
+    # line, a line separator.
+    SENT = "\x1b[2J\x1b]0;owned\x07Desk\x9b31m\nfake line\u2028"
+
+    def test_search_and_status_lines(self) -> None:
+        """search and status print each control character a phone sent as
+        ``?``: one line a recording, no escape sequence (they were printed
+        as sent: a name could clear the screen or add a line)."""
+        evil = call(1, local_name=self.SENT, remote_number="555\r")
+        index_calls(self.database, [evil])
+        status, out, _ = self.recsvc("search", "-c", self.config)
+        shown = format_status(Status("http://127.0.0.1:8080", [
+            dict(evil, seconds=1.0, packets_received=50, packets_lost=0)], {}))
+        for text in (out.rstrip("\n"), shown.splitlines()[2]):
+            self.assertTrue(text.isprintable(), repr(text))
+            self.assertIn("2001 ?[2J?]0;owned?Desk?31m?fake line -> 555? Bob", text)
+        self.assertEqual(len(out.splitlines()), 1)
+
+    def test_json_keeps_letters_escapes_controls(self) -> None:
+        """search --json and show escape every character that is not
+        printable (JSON itself escapes only those below 0x20), keep letters
+        such as "é" as they are, and read back as what the phone sent."""
+        evil = call(1, local_name=self.SENT, remote_name="Zoë \U000e0001")
+        index_calls(self.database, [evil])
+        for argv in (("search", "--json"), ("show", "call-1")):
+            status, out, _ = self.recsvc(*argv, "-c", self.config)
+            self.assertTrue(out.replace("\n", "").isprintable(), argv)
+            self.assertIn('"remote_name": "Zo\u00eb \\udb40\\udc01"', out)
+            parsed = json.loads(out)
+            [row] = parsed["recordings"] if isinstance(parsed, dict) else parsed
+            self.assertEqual((row["local_name"], row["remote_name"]),
+                             (self.SENT, "Zo\u00eb \U000e0001"))
+
+
 class ClosedPipeTests(SynchronousTestCase):
     def test_closed_pipe_ends_quietly(self) -> None:
         """
