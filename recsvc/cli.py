@@ -9,6 +9,7 @@ import csv
 from contextlib import closing
 import json
 import os
+import re
 import shlex
 import socket
 import sqlite3
@@ -260,9 +261,25 @@ def _export(args: argparse.Namespace) -> int:
         out.writerow(EXPORT_COLUMNS)
         for found in index.search_all(connection, query):
             row = _full_path(found, config)
-            out.writerow(["" if row.get(column) is None else row.get(column)
+            out.writerow(["" if row.get(column) is None else spreadsheet_cell(row.get(column))
                           for column in EXPORT_COLUMNS])
     return 0
+
+
+# What a spreadsheet takes for the beginning of a formula in a cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9 ]*")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell's value, a text that a spreadsheet would run as a formula
+    made plain text by a leading ``'`` (what a phone sends as a name or
+    number can be ``=HYPERLINK(...)``). A number as phones write them
+    (``+4930123``, ``-``) is left as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) \
+            and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _reindex(args: argparse.Namespace) -> int:

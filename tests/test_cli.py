@@ -306,6 +306,26 @@ class SearchTests(CommandCase):
         self.assertEqual(self.recsvc("export", "-c", self.config, "--csv"), (status, out, err))
 
 
+    def test_export_keeps_formulas_out_of_spreadsheets(self) -> None:
+        """A name or number a phone sent that a spreadsheet would run as a
+        formula (=, +, -, @, a tab or CR first) is exported with a leading
+        ', as text; numbers as phones write them (+4930123, -) are left as
+        they are (the cells were written as sent)."""
+        index_calls(self.database, [call(
+            1, local_name='=HYPERLINK("http://evil","x")', remote_name="@SUM(A1)",
+            local_number="+4930 123", remote_number="-", stop_reason="+cmd|' /C calc'!A0",
+            device="\t=1+2")])
+        status, out, err = self.recsvc("export", "-c", self.config)
+        [header, row] = list(csv.reader(io.StringIO(out)))
+        cells = dict(zip(header, row))
+        self.assertEqual(
+            [cells[column] for column in ("local_name", "remote_name", "local_number",
+                                          "remote_number", "stop_reason", "device")],
+            ["'=HYPERLINK(\"http://evil\",\"x\")", "'@SUM(A1)", "+4930 123", "-",
+             "'+cmd|' /C calc'!A0", "'\t=1+2"])
+        self.assertEqual((cells["duration_s"], cells["id"]), ("60.0", "call-1"))
+
+
 class HelpTests(SynchronousTestCase):
     def test_every_subcommand_describes_itself(self) -> None:
         """Each subcommand's --help has a description of its own (not just
