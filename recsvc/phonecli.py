@@ -347,7 +347,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     gc.set_threshold(50_000, 20, 1_000_000)
 
     async def run(reactor: Any) -> None:
-        status = await run_phones(reactor, args, authorization)
+        try:
+            status = await run_phones(reactor, args, authorization)
+        except BrokenPipeError:
+            # The reader has gone (`recsvc-phone ... | head`): end quietly, as
+            # the recsvc command does.
+            from recsvc.cli import CLOSED_PIPE, _discard_stdout
+
+            _discard_stdout()
+            raise SystemExit(CLOSED_PIPE) from None
         if status:
             raise SystemExit(status)
 

@@ -8,6 +8,7 @@ import io
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 import wave
@@ -413,6 +414,30 @@ class PlanExpectationTests(SynchronousTestCase):
         held = plan_call(bytes(8000), ssrc_changes=(4000,), dtmf=((3200, 5, 1280),))
         self.assertEqual(restart_tick(held), 4480)
         self.assertIsNone(restart_tick(plan_call(bytes(8000))))
+
+
+class ClosedPipeTests(SynchronousTestCase):
+    def test_closed_pipe_ends_quietly(self) -> None:
+        """
+        `recsvc-phone ... | head` whose reader has gone: it ends with exit
+        status 141, as the recsvc command does, and nothing on standard
+        error (it was a traceback of the BrokenPipeError, exit status 1).
+        The reader is gone before anything is written, so that the first
+        line already meets the closed pipe.
+        """
+        with socket.socket() as probe:  # a port nobody listens on: the calls end at once
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        phone = os.path.join(os.path.dirname(sys.executable), "recsvc-phone")
+        process = subprocess.Popen([phone, "127.0.0.1", str(port), "--duration", "1"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()
+        try:
+            error = process.stderr.read()
+            status = process.wait(timeout=60)
+        finally:
+            process.stderr.close()
+        self.assertEqual((status, error), (141, b""))
 
 
 class PhoneOptionsTests(SynchronousTestCase):
