@@ -9,6 +9,7 @@ import csv
 from contextlib import closing
 import json
 import os
+import re
 import shlex
 import socket
 import sqlite3
@@ -22,7 +23,7 @@ from recsvc import __version__, index
 from recsvc.codec import CODECS
 from recsvc.config import Config, ConfigError, load_config
 from recsvc.endpoints import listen_failure, tcp_address
-from recsvc.listing import direction_and_parties
+from recsvc.listing import direction_and_parties, json_text, printable
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.source import ANY
 from recsvc.storage import FORMATS, Storage
@@ -174,8 +175,12 @@ SEARCH_OPTIONS = {
 }
 
 
+# Recordings a page of ``search`` unless --limit says.
+PAGE_SIZE = 50
+
+
 def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
-               page_size: int = 50) -> index.Search:
+               page_size: int = PAGE_SIZE) -> index.Search:
     """The search the options ask for. Raises OptionError naming the option."""
     try:
         return index.Search(
@@ -192,12 +197,13 @@ def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
 
 
 def _next_page(connection: sqlite3.Connection, query: index.Search,
-               found: list[dict[str, Any]]) -> int | None:
-    """The page after ``query``'s if it has recordings, else None."""
+               found: list[dict[str, Any]]) -> tuple[int, int] | None:
+    """The page after ``query``'s and how many recordings it has, if any."""
     if len(found) < query.page_size or query.page >= index.MAX_PAGE:
         return None
     following = attrs.evolve(query, page=query.page + 1)
-    return following.page if index.search(connection, following) else None
+    count = len(index.search(connection, following))
+    return (following.page, count) if count else None
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -208,21 +214,24 @@ def _search(args: argparse.Namespace) -> int:
         next_page = _next_page(connection, query, found)
     if args.json:
         # The web API's shape (GET /api/recordings), and whether more follow.
-        print(json.dumps({"recordings": found, "page": query.page, "page_size": query.page_size,
-                          "next_page": next_page}, indent=2, ensure_ascii=False))
+        print(json_text({"recordings": found, "page": query.page, "page_size": query.page_size,
+                         "next_page": next_page and next_page[0]}))
         return 0
     if not found:
         print("no recordings found" if query.page == 1 else
               f"no recordings on page {query.page} (the search finds fewer)", file=sys.stderr)
         return 0
     for row in found:
-        print("  ".join([
+        print(printable("  ".join([
             row.get("started_at", ""), direction_and_parties(row),
             row.get("device", ""), f"{row.get('duration_s', 0):.1f} s",
             row.get("stop_reason", "") or "-", row.get("id", ""), row["path"],
-        ]))
+        ])))
     if next_page is not None:
-        print(f"(more: --page {next_page} shows the next {query.page_size})", file=sys.stderr)
+        # The options that show it: a page's number means nothing without its size.
+        page, count = next_page
+        limit = "" if query.page_size == PAGE_SIZE else f" --limit {query.page_size}"
+        print(f"(more: --page {page}{limit} shows the next {count})", file=sys.stderr)
     return 0
 
 
@@ -235,7 +244,7 @@ def _show(args: argparse.Namespace) -> int:
     if not found:
         raise CommandError(f"no finished recording with id {args.id!r} in the index")
     found.sort(key=lambda row: (row.get("part") or 1, row["path"]))
-    print(json.dumps(found, indent=2, ensure_ascii=False))
+    print(json_text(found))
     return 0
 
 
@@ -252,9 +261,25 @@ def _export(args: argparse.Namespace) -> int:
         out.writerow(EXPORT_COLUMNS)
         for found in index.search_all(connection, query):
             row = _full_path(found, config)
-            out.writerow(["" if row.get(column) is None else row.get(column)
+            out.writerow(["" if row.get(column) is None else spreadsheet_cell(row.get(column))
                           for column in EXPORT_COLUMNS])
     return 0
+
+
+# What a spreadsheet takes for the beginning of a formula in a cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[+-]?[0-9 ]*")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell's value, a text that a spreadsheet would run as a formula
+    made plain text by a leading ``'`` (what a phone sends as a name or
+    number can be ``=HYPERLINK(...)``). A number as phones write them
+    (``+4930123``, ``-``) is left as it is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) \
+            and not PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 def _reindex(args: argparse.Namespace) -> int:
@@ -451,8 +476,8 @@ def parser() -> argparse.ArgumentParser:
         "line on standard error says so.")
     _search_options(search)
     search.add_argument("--page", type=int, default=1, help="which page (default: 1)")
-    search.add_argument("--limit", type=int, default=50,
-                        help=f"recordings a page (1-{index.MAX_PAGE_SIZE}; default: 50)")
+    search.add_argument("--limit", type=int, default=PAGE_SIZE,
+                        help=f"recordings a page (1-{index.MAX_PAGE_SIZE}; default: {PAGE_SIZE})")
     search.add_argument("--json", action="store_true",
                         help="as JSON: the sidecars with their paths, the page and next_page")
     search.set_defaults(run=_search)

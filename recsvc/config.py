@@ -23,10 +23,13 @@ from recsvc.storage import FORMATS
 
 
 class ConfigError(ValueError):
-    """A configuration problem; the message begins with the key path."""
+    """A configuration problem; the message begins with the key path. It is
+    one line of printable text: a key or value the file spells with a new
+    line or an escape character shows it escaped (``\\n``, ``\\x1b``), so
+    that it cannot add lines to the log or the terminal."""
 
     def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}" if key else problem)
+        super().__init__(_one_line(f"{key}: {problem}" if key else problem))
         self.key = key
         self.problem = problem
 
@@ -37,6 +40,23 @@ class ConfigError(ValueError):
         if path is None or not self.key:
             return str(self)
         return f"{path}: {self}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with each character that is not printable as Python writes
+    it in a string (``\\n``, ``\\t``, ``\\x1b``)."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """What PyYAML says is wrong, on one line: where (line and column, from
+    1), what it was reading and what it found (its own text spans three
+    lines and names the file again)."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return " ".join(str(error).split())
+    mark = error.problem_mark
+    said = f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
+    return f"{said} ({error.context})" if error.context else said
 
 
 def _text(value: Any) -> str:
@@ -519,7 +539,7 @@ def load_config(path: str) -> Config:
     except OSError as error:
         raise ConfigError("", f"cannot read config file {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise ConfigError("", f"{path} is not valid YAML: {error}") from None
+        raise ConfigError("", f"{path} is not valid YAML: {_yaml_problem(error)}") from None
     except UnicodeDecodeError as error:
         raise ConfigError("", f"{path} is not UTF-8 text: {error}") from None
     return paths_from(parse_config(data), os.path.dirname(os.path.abspath(path)))

@@ -130,6 +130,8 @@ def listen_failure(key: str, error: CannotListenError) -> str:
     what to do about it, in one line."""
     if error.interface is None:  # a UNIX socket: its path
         where = str(error.port)
+    elif ":" in error.interface:  # IPv6, bracketed as in a URL: [::1]:10000
+        where = f"[{error.interface}]:{error.port}"
     else:
         where = f"{error.interface or '*'}:{error.port}"
     reason = error.socketError

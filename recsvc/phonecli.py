@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import random
 import socket
 import time
@@ -44,15 +45,27 @@ from recsvc.verification import (
 DEFAULT_API_PORT = 8080
 
 
+class NotASound(ValueError):
+    """A --wav file that cannot be sent: why."""
+
+
 def audio_from_wav(path: str, codec: str) -> bytes:
-    """A 16-bit mono WAV file (8 or 16 kHz) in the codec's bytes."""
-    with wave.open(path, "rb") as source:
-        if source.getsampwidth() != 2 or source.getnchannels() != 1:
-            raise SystemExit(f"{path}: need 16-bit mono PCM")
-        rate = source.getframerate()
-        pcm = array("h", source.readframes(source.getnframes()))
+    """A 16-bit mono WAV file (8 or 16 kHz) in the codec's bytes. Raises
+    NotASound saying why it cannot be."""
+    try:
+        with wave.open(path, "rb") as source:
+            if source.getsampwidth() != 2 or source.getnchannels() != 1:
+                raise NotASound(f"{path}: need 16-bit mono PCM")
+            rate = source.getframerate()
+            pcm = array("h", source.readframes(source.getnframes()))
+    except OSError as error:
+        raise NotASound(f"{path}: {error.strerror or error}") from None
+    except (wave.Error, EOFError) as error:
+        raise NotASound(f"{path}: not a WAV file ({error or 'cut short'})") from None
     if rate not in (8000, 16000):
-        raise SystemExit(f"{path}: need 8000 or 16000 Hz, not {rate}")
+        raise NotASound(f"{path}: need 8000 or 16000 Hz, not {rate}")
+    if not pcm:
+        raise NotASound(f"{path}: no audio in it")
     if codec == "G722":
         import G722
 
@@ -77,6 +90,17 @@ def _option(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1 to 65535)")
+    return port
+
+
 # Starts a second when --spread is not given: as the benchmarks' phones
 # ("500 phones starting within a second"), a busy site's morning at most.
 STARTS_PER_SECOND = 500
@@ -95,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
                "the check asked for with --storage-root or --api-url could not be made.",
     )
     p.add_argument("host", help="the recording server's address")
-    p.add_argument("port", type=int, help="its control port (control.listen)")
+    p.add_argument("port", type=_port, help="its control port (control.listen)")
     p.add_argument("--calls", type=int, default=1,
                    help="phones, each recording one call, all at once (default: %(default)s)")
     p.add_argument("--duration", type=float, default=5.0,
@@ -172,21 +196,29 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.calls < 1:
         p.error(f"--calls: {args.calls} is not a number of phones")
-    if args.duration <= 0:
+    # (Written so that nan, which compares false with everything, and inf
+    # are refused too.)
+    if not 0 < args.duration < math.inf:
         p.error(f"--duration: {args.duration:g} is not a number of seconds")
     if not 10 <= args.ptime <= 120:
         p.error(f"--ptime: {args.ptime} is not a packet time (10 to 120 ms)")
-    if args.spread is not None and args.spread < 0:
+    if args.spread is not None and not 0 <= args.spread < math.inf:
         p.error(f"--spread: {args.spread:g} is not a number of seconds")
     for option in ("loss", "reorder", "duplicates"):
         if not 0 <= getattr(args, option) <= 100:
             p.error(f"--{option}: {getattr(args, option):g} is not a percentage (0 to 100)")
-    if args.jitter < 0:
+    if not 0 <= args.jitter < math.inf:
         p.error(f"--jitter: {args.jitter:g} is not a number of ms")
     for option, problem in Fleet("", args.device_prefix, args.numbers).problems(args.calls):
         p.error(f"{option}: {problem}")
+    ticks = int(8000 * args.duration)
+    if args.wav is not None:
+        try:
+            ticks = min(ticks, len(audio_from_wav(args.wav, args.codec)))
+        except NotASound as error:
+            p.error(f"--wav: {error}")
     try:
-        key_presses(args.dtmf, int(8000 * args.duration), 8 * args.ptime)
+        key_presses(args.dtmf, ticks, 8 * args.ptime)
     except FleetError as error:
         p.error(f"--dtmf: {error}")
     if args.source_addresses is not None:
@@ -315,7 +347,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     gc.set_threshold(50_000, 20, 1_000_000)
 
     async def run(reactor: Any) -> None:
-        status = await run_phones(reactor, args, authorization)
+        try:
+            status = await run_phones(reactor, args, authorization)
+        except BrokenPipeError:
+            # The reader has gone (`recsvc-phone ... | head`): end quietly, as
+            # the recsvc command does.
+            from recsvc.cli import CLOSED_PIPE, _discard_stdout
+
+            _discard_stdout()
+            raise SystemExit(CLOSED_PIPE) from None
         if status:
             raise SystemExit(status)
 

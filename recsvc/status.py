@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from recsvc.config import Config
 from recsvc.endpoints import tcp_address
-from recsvc.listing import direction_and_parties
+from recsvc.listing import direction_and_parties, printable
 
 # The figures a status shows, from /metrics, in this order.
 GAUGES = (
@@ -173,4 +173,6 @@ def format_status(status: Status) -> str:
         lines.append(f"{title}: {sum(samples.values()):,.0f}")
         for labels, value in sorted(samples.items(), key=lambda item: -item[1]):
             lines.append(f"  {value:,.0f}  " + ", ".join(f"{k}={v}" for k, v in labels))
-    return "\n".join(lines)
+    # The phones' ids, numbers and names (and a stop reason's words) are
+    # what they sent.
+    return "\n".join(printable(line) for line in lines)

@@ -29,6 +29,7 @@ from twisted.web.http_headers import Headers
 
 from recsvc import g711
 from recsvc.codec import CODECS, WAVE_FORMAT_PCM
+from recsvc.listing import printable
 from recsvc.wav import NotAWav, audio_in
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ def _shift(recorded: bytes, expected: bytes, silence: bytes, restart_at: int | N
 def _printable(text: str, limit: int = 200) -> str:
     """What a server wrote, fit for a terminal: no control characters
     (escape sequences), not too long."""
-    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return printable(text[:limit])
 
 
 def _difference(recorded: bytes, expected: bytes) -> str:

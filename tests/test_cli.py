@@ -235,20 +235,38 @@ class OptionErrorTests(CommandCase):
 class SearchTests(CommandCase):
     def test_says_when_more_pages_follow(self) -> None:
         """A full page followed by more recordings ends with a line on
-        standard error saying how to get the next page; the last page, even
-        exactly full, does not."""
+        standard error saying how to get the next page (with --limit, when
+        it is not the default, and how many that page shows); the last
+        page, even exactly full, does not."""
         index_calls(self.database, [call(number) for number in range(5)])
         status, out, err = self.recsvc("search", "-c", self.config, "--limit", "2")
         self.assertEqual([line.split()[-2] for line in out.splitlines()], ["call-4", "call-3"])
-        self.assertEqual(err, "(more: --page 2 shows the next 2)\n")
-        status, out, err = self.recsvc("search", "-c", self.config, "--limit", "2", "--page", "2")
-        self.assertEqual(err, "(more: --page 3 shows the next 2)\n")
+        self.assertEqual(err, "(more: --page 2 --limit 2 shows the next 2)\n")
+        status, out, err = self.recsvc("search", "-c", self.config, *self.following(err))
+        self.assertEqual([line.split()[-2] for line in out.splitlines()], ["call-2", "call-1"])
+        self.assertEqual(err, "(more: --page 3 --limit 2 shows the next 1)\n")
         status, out, err = self.recsvc("search", "-c", self.config, "--limit", "2", "--page", "3")
         self.assertEqual((len(out.splitlines()), err), (1, ""))
         status, out, err = self.recsvc("search", "-c", self.config, "--limit", "5")
         self.assertEqual((len(out.splitlines()), err), (5, ""))
         status, out, err = self.recsvc("search", "-c", self.config, "--limit", "2", "--page", "4")
         self.assertEqual((out, err), ("", "no recordings on page 4 (the search finds fewer)\n"))
+
+    def test_more_at_the_default_page_size(self) -> None:
+        """At the default page size the line needs no --limit, and following
+        it shows the rest (with --limit 2, "--page 2" alone showed
+        recordings 51 and on, not 3 and on)."""
+        index_calls(self.database, [call(number) for number in range(52)])
+        status, out, err = self.recsvc("search", "-c", self.config)
+        self.assertEqual((len(out.splitlines()), err), (50, "(more: --page 2 shows the next 2)\n"))
+        self.assertEqual(self.following(err), ["--page", "2"])
+        status, out, err = self.recsvc("search", "-c", self.config, *self.following(err))
+        self.assertEqual([line.split()[-2] for line in out.splitlines()], ["call-1", "call-0"])
+
+    def following(self, said: str) -> list[str]:
+        """The options the "(more: ...)" line gives for the next page."""
+        self.assertTrue(said.startswith("(more: "), said)
+        return said.removeprefix("(more: ").split(" shows ")[0].split()
 
     def test_json_says_the_next_page(self) -> None:
         """--json is the web API's shape, with next_page (null on the last page)."""
@@ -286,6 +304,26 @@ class SearchTests(CommandCase):
         rows = list(csv.reader(io.StringIO(out)))
         self.assertEqual((rows[0][0], [row[0] for row in rows[1:]]), ("id", ["call-2", "call-1"]))
         self.assertEqual(self.recsvc("export", "-c", self.config, "--csv"), (status, out, err))
+
+
+    def test_export_keeps_formulas_out_of_spreadsheets(self) -> None:
+        """A name or number a phone sent that a spreadsheet would run as a
+        formula (=, +, -, @, a tab or CR first) is exported with a leading
+        ', as text; numbers as phones write them (+4930123, -) are left as
+        they are (the cells were written as sent)."""
+        index_calls(self.database, [call(
+            1, local_name='=HYPERLINK("http://evil","x")', remote_name="@SUM(A1)",
+            local_number="+4930 123", remote_number="-", stop_reason="+cmd|' /C calc'!A0",
+            device="\t=1+2")])
+        status, out, err = self.recsvc("export", "-c", self.config)
+        [header, row] = list(csv.reader(io.StringIO(out)))
+        cells = dict(zip(header, row))
+        self.assertEqual(
+            [cells[column] for column in ("local_name", "remote_name", "local_number",
+                                          "remote_number", "stop_reason", "device")],
+            ["'=HYPERLINK(\"http://evil\",\"x\")", "'@SUM(A1)", "+4930 123", "-",
+             "'+cmd|' /C calc'!A0", "'\t=1+2"])
+        self.assertEqual((cells["duration_s"], cells["id"]), ("60.0", "call-1"))
 
 
 class HelpTests(SynchronousTestCase):
@@ -337,6 +375,44 @@ class DirectionTests(SynchronousTestCase):
         expected = "  in   2001 Desk <- 555 Alice  "
         self.assertIn(expected, out.getvalue())
         self.assertIn(expected, shown)
+
+
+class PhonesWordsTests(CommandCase):
+    """What a phone sent (its numbers and names) reaches the terminal only
+    printable."""
+
+    # An escape sequence, a C1 control (CSI), a new line beginning a forged
+    # line, a line separator.
+    SENT = "\x1b[2J\x1b]0;owned\x07Desk\x9b31m\nfake line\u2028"
+
+    def test_search_and_status_lines(self) -> None:
+        """search and status print each control character a phone sent as
+        ``?``: one line a recording, no escape sequence (they were printed
+        as sent: a name could clear the screen or add a line)."""
+        evil = call(1, local_name=self.SENT, remote_number="555\r")
+        index_calls(self.database, [evil])
+        status, out, _ = self.recsvc("search", "-c", self.config)
+        shown = format_status(Status("http://127.0.0.1:8080", [
+            dict(evil, seconds=1.0, packets_received=50, packets_lost=0)], {}))
+        for text in (out.rstrip("\n"), shown.splitlines()[2]):
+            self.assertTrue(text.isprintable(), repr(text))
+            self.assertIn("2001 ?[2J?]0;owned?Desk?31m?fake line -> 555? Bob", text)
+        self.assertEqual(len(out.splitlines()), 1)
+
+    def test_json_keeps_letters_escapes_controls(self) -> None:
+        """search --json and show escape every character that is not
+        printable (JSON itself escapes only those below 0x20), keep letters
+        such as "é" as they are, and read back as what the phone sent."""
+        evil = call(1, local_name=self.SENT, remote_name="Zoë \U000e0001")
+        index_calls(self.database, [evil])
+        for argv in (("search", "--json"), ("show", "call-1")):
+            status, out, _ = self.recsvc(*argv, "-c", self.config)
+            self.assertTrue(out.replace("\n", "").isprintable(), argv)
+            self.assertIn('"remote_name": "Zo\u00eb \\udb40\\udc01"', out)
+            parsed = json.loads(out)
+            [row] = parsed["recordings"] if isinstance(parsed, dict) else parsed
+            self.assertEqual((row["local_name"], row["remote_name"]),
+                             (self.SENT, "Zo\u00eb \U000e0001"))
 
 
 class ClosedPipeTests(SynchronousTestCase):

@@ -424,6 +424,36 @@ class LoadConfigTests(SynchronousTestCase):
         error = self.assertRaises(ConfigError, load_config, path)
         self.assertIn(path, str(error))
 
+    def test_yamlErrorOnOneLine(self) -> None:
+        """Broken YAML is told on one line (start-up's "one clear line"):
+        the file, where (line and column) and what PyYAML found, instead of
+        PyYAML's three lines."""
+        for content, said in [
+            (b"rtp: [\n", " is not valid YAML: line 2, column 1: expected the node content, "
+             "but found '<stream end>' (while parsing a flow node)"),
+            (b"rtp:\n\tadvertise: auto\n", " is not valid YAML: line 2, column 1: found "
+             "character '\\t' that cannot start any token (while scanning for the next token)"),
+        ]:
+            path = self.write(content)
+            error = self.assertRaises(ConfigError, load_config, path)
+            self.assertEqual(str(error), path + said)
+
+    def test_keysAndValuesOnOneLine(self) -> None:
+        """A key or value spelt with a new line or an escape character is
+        shown escaped: the error stays one line of printable text, which no
+        file can use to add a line to the log or send the terminal an
+        escape sequence."""
+        path = self.write(b'"a\\nrecsvc: fake\\e[31m": 1\n')
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertEqual(str(error).split(": unknown section")[0],
+                         "a\\nrecsvc: fake\\x1b[31m")
+        path = self.write(b'rtp:\n  "port\\u2028range\\r": 1\n')
+        error = self.assertRaises(ConfigError, load_config, path)
+        self.assertTrue(str(error).isprintable(), str(error))
+        self.assertTrue(str(error).startswith("rtp.port\\u2028range\\r: unknown key"),
+                        str(error))
+        self.assertEqual(error.key, "rtp.port\u2028range\r")
+
     def test_notUtf8(self) -> None:
         """
         A file that is not UTF-8 (saved as Latin-1, say) is a ConfigError

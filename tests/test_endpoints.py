@@ -165,6 +165,15 @@ class ListenFailureTests(SynchronousTestCase):
         self.assertIn("*:8080 is taken",
                       listen_failure("http.listen", self.failure(errno.EADDRINUSE, "", 8080)))
 
+    def test_ipv6_address_bracketed(self) -> None:
+        """An IPv6 address is bracketed before its port ([::1]:10000), as in
+        a URL: "::1:10000" or ":::10000" could be read more than one way."""
+        for interface, where in (("::1", "[::1]:10000"), ("::", "[::]:10000"),
+                                 ("fe80::1%eth0", "[fe80::1%eth0]:10000")):
+            self.assertIn(f"control.listen: {where} is taken",
+                          listen_failure("control.listen",
+                                         self.failure(errno.EADDRINUSE, interface)))
+
     def test_not_allowed_and_not_here(self) -> None:
         """A privileged port and an address this machine does not have say so."""
         self.assertIn("no permission to listen on 127.0.0.1:10000",

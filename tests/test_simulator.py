@@ -8,6 +8,7 @@ import io
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 import wave
@@ -415,6 +416,30 @@ class PlanExpectationTests(SynchronousTestCase):
         self.assertIsNone(restart_tick(plan_call(bytes(8000))))
 
 
+class ClosedPipeTests(SynchronousTestCase):
+    def test_closed_pipe_ends_quietly(self) -> None:
+        """
+        `recsvc-phone ... | head` whose reader has gone: it ends with exit
+        status 141, as the recsvc command does, and nothing on standard
+        error (it was a traceback of the BrokenPipeError, exit status 1).
+        The reader is gone before anything is written, so that the first
+        line already meets the closed pipe.
+        """
+        with socket.socket() as probe:  # a port nobody listens on: the calls end at once
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        phone = os.path.join(os.path.dirname(sys.executable), "recsvc-phone")
+        process = subprocess.Popen([phone, "127.0.0.1", str(port), "--duration", "1"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process.stdout.close()
+        try:
+            error = process.stderr.read()
+            status = process.wait(timeout=60)
+        finally:
+            process.stderr.close()
+        self.assertEqual((status, error), (141, b""))
+
+
 class PhoneOptionsTests(SynchronousTestCase):
     def refused(self, *arguments: str) -> str:
         """What recsvc-phone says of a command line it refuses."""
@@ -465,8 +490,63 @@ class PhoneOptionsTests(SynchronousTestCase):
             (("--loss", "120"), "--loss: 120 is not a percentage (0 to 100)"),
             (("--jitter", "-3"), "--jitter: -3 is not a number of ms"),
             (("--token", "caf\u00e9"), "--token: a token is printable ASCII"),
+            (("--duration", "nan"), "--duration: nan is not a number of seconds"),
+            (("--duration", "inf"), "--duration: inf is not a number of seconds"),
+            (("--spread", "nan"), "--spread: nan is not a number of seconds"),
+            (("--spread", "inf"), "--spread: inf is not a number of seconds"),
+            (("--jitter", "nan"), "--jitter: nan is not a number of ms"),
+            (("--jitter", "inf"), "--jitter: inf is not a number of ms"),
         ]:
             self.assertIn(said, self.refused(*arguments), arguments)
+
+    def test_port_must_be_a_port(self) -> None:
+        """The server's port is refused, naming it, unless it is 1 to 65535
+        (70000 made every call fail with an OverflowError)."""
+        for port, said in [("0", "argument port: 0 is not a port (1 to 65535)"),
+                           ("70000", "argument port: 70000 is not a port (1 to 65535)"),
+                           ("x", "argument port: 'x' is not a port")]:
+            out = io.StringIO()
+            self.patch(sys, "stderr", out)
+            with self.assertRaises(SystemExit) as exited:
+                options(["127.0.0.1", port])
+            self.assertEqual(exited.exception.code, 2)
+            self.assertIn(said, out.getvalue().splitlines()[-1])
+
+    def test_wav_that_cannot_be_sent(self) -> None:
+        """A --wav file that is missing, not a WAV, not 16-bit mono or empty
+        is refused before the run, naming --wav and why (a missing file was
+        a traceback from inside the run)."""
+        folder = self.mktemp()
+        os.makedirs(folder)
+        missing = os.path.join(folder, "missing.wav")
+        text = os.path.join(folder, "text.wav")
+        with open(text, "w") as handle:
+            handle.write("not audio\n")
+        stereo, empty = os.path.join(folder, "stereo.wav"), os.path.join(folder, "empty.wav")
+        for path, channels, frames in ((stereo, 2, b"\0" * 400), (empty, 1, b"")):
+            with wave.open(path, "wb") as out:
+                out.setnchannels(channels)
+                out.setsampwidth(2)
+                out.setframerate(8000)
+                out.writeframes(frames)
+        for path, said in [(missing, "No such file or directory"),
+                           (text, "not a WAV file"),
+                           (stereo, "need 16-bit mono PCM"),
+                           (empty, "no audio in it")]:
+            self.assertIn(f"--wav: {path}: {said}", self.refused("--wav", path))
+
+    def test_key_presses_fit_the_wav(self) -> None:
+        """With --wav shorter than --duration, the call is as long as the
+        WAV: --dtmf must fit in that (it was a traceback from inside the run)."""
+        path = self.mktemp()
+        with wave.open(path, "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(8000)
+            out.writeframes(b"\0" * 2 * 8000)
+        self.assertIn("--dtmf: 5 key presses of 160 ms need calls of at least",
+                      self.refused("--wav", path, "--duration", "10", "--dtmf", "12345"))
+        self.assertEqual(options(["127.0.0.1", "1", "--wav", path, "--dtmf", "1"]).dtmf, "1")
 
     def test_defaults(self) -> None:
         """Without options: one phone calling out from Fanvil's MAC range,

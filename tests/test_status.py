@@ -151,6 +151,9 @@ class StatusEndToEndTests(LoopbackServiceMixin, TestCase):
 
     @inlineCallbacks
     def test_shows_the_call_in_progress(self):
+        """A call being recorded is shown with its id and packets (--json:
+        the API's rows and the metrics), and as a line with its direction
+        and parties as search prints them."""
         phone = self.phone()
         yield deferToThread(phone.connect)
         started = yield deferToThread(phone.start, "in-progress-1")
@@ -171,6 +174,8 @@ class StatusEndToEndTests(LoopbackServiceMixin, TestCase):
 
     @inlineCallbacks
     def test_without_the_token(self):
+        """A service with http.auth asked without its token: exit status 1,
+        saying that http.auth is on and what to give."""
         config = {**self.config, "http": {"listen": "tcp:0:interface=127.0.0.1"}}
         shown = yield deferToThread(self.status, config=config)
         self.assertEqual(shown.returncode, 1)
