@@ -338,7 +338,10 @@ def _check_config(args: argparse.Namespace) -> int:
         config = load_config(path) if path is not None else Config()
         reactor = _global_reactor()
         check_config(config, reactor)
-        _open_index(config, args, writable=True).close()
+        if os.path.exists(config.index.database):
+            # (An index made here would be an empty second one, which a
+            # search would then read instead of the service's.)
+            _open_index(config, args).close()
         endpoint = http_endpoint_for(config, reactor)
     except ConfigError as error:
         raise CommandError(error.in_file(path)) from None

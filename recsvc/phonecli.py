@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import random
 import socket
 import time
@@ -101,6 +102,8 @@ def _port(text: str) -> int:
     return port
 
 
+# Where the API's token may come from instead of the command line.
+TOKEN_VARIABLE = "RECSVC_TOKEN"
 # Starts a second when --spread is not given: as the benchmarks' phones
 # ("500 phones starting within a second"), a busy site's morning at most.
 STARTS_PER_SECOND = 500
@@ -183,7 +186,8 @@ def parser() -> argparse.ArgumentParser:
                        help="read the recordings in this folder (the server's storage.root) "
                             "instead of asking the API")
     who = check.add_mutually_exclusive_group()
-    who.add_argument("--token", help="the API's http.auth.token")
+    who.add_argument("--token", help="the API's http.auth.token (better: the environment "
+                                     f"variable {TOKEN_VARIABLE}, which ps does not show)")
     who.add_argument("--user", help="an http.auth user of the API: the password is asked on "
                                     "the terminal, or read from the first line of standard input")
     return p
@@ -230,8 +234,10 @@ def options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if parts.scheme not in ("http", "https") or not parts.hostname \
                 or not args.api_url.isascii():
             p.error(f"--api-url: {args.api_url!r} is not an http:// or https:// URL")
+    if args.token is None and args.user is None:
+        args.token = os.environ.get(TOKEN_VARIABLE) or None
     if args.token is not None and not (args.token.isascii() and args.token.isprintable()):
-        p.error("--token: a token is printable ASCII")
+        p.error(f"--token (or {TOKEN_VARIABLE}): a token is printable ASCII")
     return args
 
 

@@ -134,7 +134,8 @@ class ConfigFileTests(CommandCase):
     def test_check_config_takes_c_too(self) -> None:
         """check-config checks -c FILE (before or after it) or its FILE;
         two different files are an error naming FILE; neither: the
-        built-in defaults."""
+        built-in defaults. It makes no index where none is (a search
+        would then find that empty one instead of the service's)."""
         for argv in (["-c", self.config, "check-config"], ["check-config", "-c", self.config],
                      ["check-config", self.config], ["-c", self.config, "check-config",
                                                      self.config]):
@@ -152,6 +153,10 @@ class ConfigFileTests(CommandCase):
         self.assertEqual(status, 0, err)
         self.assertTrue(out.startswith("the built-in defaults: OK (recordings in var/recordings"))
         self.assertTrue(os.path.isdir(os.path.join(directory, "var", "recordings")))
+        self.assertFalse(os.path.exists(os.path.join(directory, "var", "recsvc.sqlite3")))
+        status, _, err = self.recsvc("search")
+        self.assertEqual(status, 1)
+        self.assertIn("no index at var/recsvc.sqlite3", err)
 
     def test_check_config_says_one_line_for_a_bad_file(self) -> None:
         """A bad config file: one line naming the file and the key, exit status 1."""

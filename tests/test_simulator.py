@@ -47,12 +47,15 @@ class PhoneRunMixin:
         self.api = f"http://127.0.0.1:{http.getHost().port}"
 
     @inlineCallbacks
-    def phone(self, *arguments: str, stdin: str | None = None):
-        """(exit status, output) of recsvc-phone with ``arguments``."""
+    def phone(self, *arguments: str, stdin: str | None = None,
+              env: dict[str, str] | None = None):
+        """(exit status, output) of recsvc-phone with ``arguments`` (and
+        ``env`` added to the environment)."""
         output = io.StringIO()
         self.patch(sys, "stdout", output)
         if stdin is not None:
             self.patch(sys, "stdin", io.StringIO(stdin))
+        self.patch(os, "environ", {**os.environ, **(env or {})})
         args = options(["127.0.0.1", str(self.port), *arguments])
         status = yield Deferred.fromCoroutine(
             run_phones(reactor, args, phonecli.authorization_of(args)))
@@ -257,13 +260,18 @@ class PhoneCredentialsTests(PhoneRunMixin, LoopbackServiceMixin, TestCase):
     def test_credentials(self):
         """Without credentials the check cannot be made, says to give
         --token or --user (exit status 1, --api-url was given); with the
-        token, or a user whose password comes on standard input, it is."""
+        token (on the command line or in RECSVC_TOKEN), or a user whose
+        password comes on standard input, it is."""
         status, output = yield self.phone("--duration", "0.3", "--api-url", self.api)
         self.assertEqual(status, 1, output)
         self.assertIn(f"not verified: {self.api} wants credentials (http.auth): give --token, "
                       "or --user", output)
         status, output = yield self.phone("--duration", "0.3", "--api-url", self.api,
                                           "--token", self.TOKEN)
+        self.assertEqual(status, 0, output)
+        self.assertIn("verified: 1 byte-exact, 0 not", output)
+        status, output = yield self.phone("--duration", "0.3", "--api-url", self.api,
+                                          env={"RECSVC_TOKEN": self.TOKEN})
         self.assertEqual(status, 0, output)
         self.assertIn("verified: 1 byte-exact, 0 not", output)
         status, output = yield self.phone("--duration", "0.3", "--api-url", self.api,
@@ -489,7 +497,7 @@ class PhoneOptionsTests(SynchronousTestCase):
             (("--spread", "-1"), "--spread: -1 is not a number of seconds"),
             (("--loss", "120"), "--loss: 120 is not a percentage (0 to 100)"),
             (("--jitter", "-3"), "--jitter: -3 is not a number of ms"),
-            (("--token", "caf\u00e9"), "--token: a token is printable ASCII"),
+            (("--token", "caf\u00e9"), "--token (or RECSVC_TOKEN): a token is printable ASCII"),
             (("--duration", "nan"), "--duration: nan is not a number of seconds"),
             (("--duration", "inf"), "--duration: inf is not a number of seconds"),
             (("--spread", "nan"), "--spread: nan is not a number of seconds"),
