@@ -269,6 +269,16 @@ class StartRateTests(SynchronousTestCase):
         self.assertTrue(rate.allow("a", 1))
 
 
+class _CountedLooks(dict):
+    """A RefusalLog's peers, counting the looks through them all."""
+
+    looks = 0
+
+    def items(self):  # type: ignore[override]
+        self.looks += 1
+        return super().items()
+
+
 class RefusalLogTests(SynchronousTestCase):
     def test_once_per_interval_with_the_count(self) -> None:
         log = RefusalLog(interval=60)
@@ -314,6 +324,24 @@ class RefusalLogTests(SynchronousTestCase):
                                                 ("192.0.2.2", TOO_MANY_FROM_IP, 1)])
         self.assertEqual(log.unsaid(), [])
         self.assertIsNone(log.next_due())
+
+    def test_a_flood_from_new_addresses_costs_one_look_a_second(self) -> None:
+        """
+        Once max_peers addresses are named, refusals from ever new ones
+        (a spray from many addresses, or from the addresses of one IPv6
+        /64) do not each look through all the named ones for some to
+        forget: at most one look a second, whatever their number. Peers
+        gone quiet are still forgotten, and named again.
+        """
+        looks = _CountedLooks()
+        log = RefusalLog(interval=60, max_peers=100, last=looks)
+        for number in range(100):
+            log.note(f"2001:db8::{number:x}", NOT_ALLOWED, 0)
+        for number in range(5000):
+            log.note(f"2001:db8::1:{number:x}", NOT_ALLOWED, 1 + number / 10_000)
+        self.assertEqual(looks.looks, 1)
+        self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 61), ("192.0.2.1", 1))
+        self.assertEqual(looks.looks, 2)
 
     def test_owed_lines_are_not_forgotten_in_a_flood(self) -> None:
         """Making room for new peers never drops a peer whose refusals are
