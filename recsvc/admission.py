@@ -277,8 +277,9 @@ class RefusalLog:
     def overdue(self, now: float) -> list[tuple[str, str, int]]:
         """(peer, reason, count) of each silence over by ``now`` that hid
         refusals: to be said now (their interval begins again)."""
+        # (As next_due reckons it: now - at may round below the interval.)
         due = [(key, hidden) for key, (at, hidden) in self._last.items()
-               if hidden and now - at >= self.interval]
+               if hidden and now >= at + self.interval]
         for key, _ in due:
             self._last[key] = (now, 0)
         return [(peer, reason, hidden) for (peer, reason), hidden in due]

@@ -343,6 +343,20 @@ class RefusalLogTests(SynchronousTestCase):
         self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 61), ("192.0.2.1", 1))
         self.assertEqual(looks.looks, 2)
 
+    def test_owed_at_the_time_it_says(self) -> None:
+        """
+        At the time `next_due` names, `overdue` says what is owed, whatever
+        the times' rounding (here at + 60 - at is just under 60): the timer
+        set for it then finds it due, rather than setting itself again for
+        the same moment (for ever, on a test's Clock).
+        """
+        log = RefusalLog(interval=60)
+        at = 78.11573280273792
+        self.assertLess((at + 60) - at, 60)
+        log.note("192.0.2.1", NOT_ALLOWED, at)
+        log.note("192.0.2.1", NOT_ALLOWED, at + 1)
+        self.assertEqual(log.overdue(log.next_due()), [("192.0.2.1", NOT_ALLOWED, 1)])
+
     def test_owed_lines_are_not_forgotten_in_a_flood(self) -> None:
         """Making room for new peers never drops a peer whose refusals are
         still owed a line."""
