@@ -9,9 +9,11 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.admission import (
@@ -599,6 +601,50 @@ class SiteBehindOneAddressTests(DefendedServerMixin, SynchronousTestCase):
             factory.doStop()
         self.assertEqual([(event["peer"], event["reason"], event["count"]) for event in events],
                          [("192.0.2.1", TOO_MANY_FROM_IP, 4)])
+
+
+    def test_closings_while_the_recorder_drains_are_in_some_line(self) -> None:
+        """
+        At shutdown the listener stops first, and the recordings end after
+        it: connections closed meanwhile because their address has too many
+        idle ones are each in some line's count once the recorder has
+        stopped; the connections the recorder itself closes at the end are
+        not counted as closed for that.
+        """
+        factory = self.build(connections=Connections(ConnectionLimits(1000, 1)))
+        factory.doStart()  # (as a listening port does)
+        opened = [self.open(factory, "192.0.2.1")]  # idle: the address's one
+        for number in range(3):
+            protocol, transport = self.open(factory, "192.0.2.1", start(number))
+            protocol.dataReceived(start(number))
+            opened.append((protocol, transport))
+        self.runner.run_pending()
+        lost: set[ControlProtocol] = set()
+
+        def turn() -> None:
+            self.runner.run_pending()
+            self.clock.advance(0)
+            for protocol, transport in opened:
+                if transport.disconnecting and protocol not in lost:
+                    lost.add(protocol)
+                    protocol.connectionLost(Failure(ConnectionDone()))
+
+        with capturedLogs() as events:
+            factory.doStop()  # the listener stops first
+            for number in (0, 1):  # two calls end meanwhile
+                opened[1 + number][0].dataReceived(b"cmd=RecordStopRequest&id=%d\n" % number)
+            turn()
+            stopping = self.recorder.stopService()
+            turn()
+            self.successResultOf(stopping)
+            turn()
+        self.assertEqual(len(lost), 4)
+        closed = samples(self.recorder.metrics)[
+            ("recsvc_connections_closed_total", (("reason", TOO_MANY_FROM_IP),))]
+        self.assertEqual(closed, 2)
+        said = [event["count"] for event in events
+                if event.get("reason") in (TOO_MANY_FROM_IP, f"closed ({TOO_MANY_FROM_IP})")]
+        self.assertEqual(sum(said), closed)
 
 
 class ReloadTests(SynchronousTestCase):
