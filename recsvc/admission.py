@@ -269,6 +269,12 @@ class RefusalLog:
         self._last[key] = (last[0], last[1] + 1)
         return None
 
+    def due(self, peer: str, reason: str) -> float | None:
+        """When the silence that hides ``peer``'s refusals for ``reason``
+        (or, for a peer `note` did not name, those of OTHERS) is over."""
+        last = self._last.get((peer, reason)) or self._last.get((OTHERS, reason))
+        return None if last is None else last[0] + self.interval
+
     def next_due(self) -> float | None:
         """When the first silence that hid refusals is over, if one did."""
         return min((at + self.interval for at, hidden in self._last.values() if hidden),

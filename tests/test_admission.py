@@ -398,6 +398,30 @@ class RefusalLinesTests(SynchronousTestCase):
         clock.advance(3600)
         self.assertEqual(len(said), 3)
 
+    def test_each_silence_said_when_its_own_minute_is_over(self) -> None:
+        """
+        A peer's hidden refusals are summed up when its own minute since its
+        last line is over, even while the timer waits for another peer's
+        later one: no peer goes more than a minute without a line while its
+        refusals go on.
+        """
+        clock = Clock()
+        said: list[tuple[float, str, int]] = []
+        lines = RefusalLines(clock, lambda peer, reason, count: said.append(
+            (clock.seconds(), peer, count)))
+        lines.note("192.0.2.1", NOT_ALLOWED)  # said at 0
+        clock.advance(20)
+        lines.note("192.0.2.2", NOT_ALLOWED)  # said at 20
+        clock.advance(1)
+        self.assertIsNone(lines.note("192.0.2.2", NOT_ALLOWED))  # owed at 80
+        clock.advance(1)
+        self.assertIsNone(lines.note("192.0.2.1", NOT_ALLOWED))  # owed at 60
+        clock.advance(38)
+        self.assertEqual(said, [(60, "192.0.2.1", 1)])
+        clock.advance(20)
+        self.assertEqual(said, [(60, "192.0.2.1", 1), (80, "192.0.2.2", 1)])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
 
 class FactoryTests(DefendedServerMixin, SynchronousTestCase):
     """The control factory refuses at once what admission refuses."""
