@@ -226,6 +226,9 @@ class ConnectionsTests(SynchronousTestCase):
         self.assertEqual(connections.idle_from("192.0.2.1"), 1)
 
     def test_ipv6_counted_by_its_64(self) -> None:
+        """IPv6 peers are held to the idle limit by their /64 (a host may
+        pick any address in it): another /64 has its own count, and a
+        released connection makes room in its own."""
         connections = Connections(ConnectionLimits(max_connections=10, max_per_ip=2))
         first = connections.admit("2001:db8:0:1::1")
         self.assertIsInstance(first, Place)
@@ -283,6 +286,9 @@ class _CountedLooks(dict):
 
 class RefusalLogTests(SynchronousTestCase):
     def test_once_per_interval_with_the_count(self) -> None:
+        """A peer's first refusal is said at once, the next ones of the
+        interval are not; the first after it is said with how many it
+        stands for. Each peer has its own interval."""
         log = RefusalLog(interval=60)
         self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 0), ("192.0.2.1", 1))
         for second in range(1, 10):
@@ -436,6 +442,9 @@ class FactoryTests(DefendedServerMixin, SynchronousTestCase):
         return self.build(connections=connections, runner=run_now)
 
     def test_address_outside_allow_refused_counted_logged_once(self) -> None:
+        """A peer outside control.allow is closed at once without a byte,
+        counted each time and logged once; an IPv4 peer seen as a mapped
+        IPv6 address is in its IPv4 network."""
         factory = self.make(["10.0.0.0/8"])
         with capturedLogs() as events:
             for _ in range(5):
@@ -452,6 +461,8 @@ class FactoryTests(DefendedServerMixin, SynchronousTestCase):
         self.assertIsNotNone(factory.buildProtocol(IPv6Address("TCP", "::ffff:10.0.0.5", 5060)))
 
     def test_closed_connections_make_room(self) -> None:
+        """A connection lost (once or twice) gives back its place: its
+        address may open another."""
         factory = self.make([], per_ip=1)
         protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
         protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1)))
@@ -476,6 +487,9 @@ class FactoryTests(DefendedServerMixin, SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_idle_connection_closed_unless_recording(self) -> None:
+        """control.idle_timeout closes a connection without a message for
+        that long (aborted, counted as idle), a message resetting the
+        clock; one carrying a recording is never closed for it."""
         factory = self.make([])
         idle = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
         idle_transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
