@@ -6,6 +6,7 @@ control factory and the recorder ask, and say what they let in or out.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections import deque
 from typing import Iterable
 
@@ -231,6 +232,10 @@ class StartRate:
 
 # The "peer" of a RefusalLog line that stands for many.
 OTHERS = "*"
+# How often, at most, a full RefusalLog looks through its peers for ones to
+# forget (seconds): under a flood from more addresses than it names, a look
+# for each refusal would cost far more than the refusal itself.
+FORGET_EVERY_S = 1.0
 
 
 @attrs.define
@@ -246,6 +251,7 @@ class RefusalLog:
     max_peers: int = 10_000
     # (peer, reason) -> (when its last line was said, how many since)
     _last: dict[tuple[str, str], tuple[float, int]] = attrs.field(factory=dict)
+    _forgot_at: float = -math.inf  # when `_forget_old` last looked through them
 
     def note(self, peer: str, reason: str, now: float) -> tuple[str, int] | None:
         """None: stay silent; else log now: the peer to name (or OTHERS)
@@ -263,6 +269,12 @@ class RefusalLog:
         self._last[key] = (last[0], last[1] + 1)
         return None
 
+    def due(self, peer: str, reason: str) -> float | None:
+        """When the silence that hides ``peer``'s refusals for ``reason``
+        (or, for a peer `note` did not name, those of OTHERS) is over."""
+        last = self._last.get((peer, reason)) or self._last.get((OTHERS, reason))
+        return None if last is None else last[0] + self.interval
+
     def next_due(self) -> float | None:
         """When the first silence that hid refusals is over, if one did."""
         return min((at + self.interval for at, hidden in self._last.values() if hidden),
@@ -271,8 +283,9 @@ class RefusalLog:
     def overdue(self, now: float) -> list[tuple[str, str, int]]:
         """(peer, reason, count) of each silence over by ``now`` that hid
         refusals: to be said now (their interval begins again)."""
+        # (As next_due reckons it: now - at may round below the interval.)
         due = [(key, hidden) for key, (at, hidden) in self._last.items()
-               if hidden and now - at >= self.interval]
+               if hidden and now >= at + self.interval]
         for key, _ in due:
             self._last[key] = (now, 0)
         return [(peer, reason, hidden) for (peer, reason), hidden in due]
@@ -286,6 +299,9 @@ class RefusalLog:
 
     def _forget_old(self, now: float) -> None:
         # (Not the ones whose count is still owed a line.)
+        if self._forgot_at <= now < self._forgot_at + FORGET_EVERY_S:
+            return
+        self._forgot_at = now
         for key in [key for key, (at, hidden) in self._last.items()
                     if now - at >= self.interval and not hidden and key[0] != OTHERS]:
             del self._last[key]

@@ -25,10 +25,17 @@ class RefusalLines:
     _due: IDelayedCall | None = None
 
     def note(self, peer: str, reason: str) -> tuple[str, int] | None:
-        """As RefusalLog.note; a refusal kept silent is summed up later."""
+        """As RefusalLog.note; a refusal kept silent is summed up later,
+        when its own silence is over (the timer is brought forward for it)."""
         logged = self.counts.note(peer, reason, self.clock.seconds())
-        if logged is None and self._due is None:
-            self._schedule()
+        if logged is None:
+            # (The timer is always set for the first silence owed a line.)
+            due = self.counts.due(peer, reason)
+            if due is not None and (self._due is None or due < self._due.getTime()):
+                if self._due is not None:
+                    self._due.cancel()
+                self._due = self.clock.callLater(max(0.0, due - self.clock.seconds()),
+                                                 self._say_overdue)
         return logged
 
     def _schedule(self) -> None:

@@ -210,6 +210,7 @@ class RecorderService(Service):
             if pending.device != request.device:
                 return succeed(self._refused(request, "id already recording"))
             self._relink(pending, link)  # retried while its file is being created
+            pending.link_lost = False  # (the connection that broke is no longer its)
             return pending.when_done()
         if not self._accepting:
             return succeed(self._refused(request, "server shutting down"))

@@ -1,17 +1,20 @@
 """The control port's screening accept loop (recsvc.protocol.accepting),
 over real loopback sockets: phones behind one address record more calls at
 once than control.max_connections_per_ip, and a connection that is no
-phone is refused before anything is built for it."""
+phone is refused before anything is built for it; and, on a fake port, what
+the loop does when accept() fails."""
 
 from __future__ import annotations
 
+import errno
 import socket
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from recsvc.admission import NOT_CONTROL, TOO_MANY_FROM_IP
 from recsvc.phone import rtp_packets, send_rtp
@@ -172,3 +175,58 @@ class ScreenedPortTests(TestCase):
         self.assertEqual(seen, [("127.0.0.1", b"GET /"), ("127.0.0.1", b"bug"),
                                 ("127.0.0.1", b"cmd=Hello")])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+class _Listening:
+    """A listening socket whose accept() gives, in turn, what it was given
+    (an exception is raised)."""
+
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.outcomes = outcomes
+
+    def accept(self) -> Any:
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+class _Port:
+    """What screen_accepts uses of a Twisted port; its own loop only counted."""
+
+    def __init__(self, outcomes: list[Any]) -> None:
+        self.socket = _Listening(outcomes)
+        self.twisted_reads = 0
+
+    def doRead(self) -> None:
+        self.twisted_reads += 1
+
+
+class AcceptErrorTests(SynchronousTestCase):
+    """What the screening loop does when accept() fails."""
+
+    def test_one_connection_lost_in_the_queue_costs_only_itself(self) -> None:
+        """
+        An accept() that fails for that one connection (aborted while it
+        waited, refused by a firewall) is passed over: the connections
+        after it are screened as ever, never handed to Twisted's own loop
+        (which would take them without a look at their first bytes).
+        """
+        phone, server_side = socket.socketpair()
+        self.addCleanup(phone.close)
+        phone.sendall(b"cmd=RecordStartRequest")
+        port = _Port([OSError(errno.ECONNABORTED, "aborted"), OSError(errno.EPERM, "no"),
+                      (server_side, ("192.0.2.1", 40000)), BlockingIOError()])
+        seen: list[tuple[str, bytes | None]] = []
+        screen_accepts(port, lambda host, first: seen.append((host, first)))
+        port.doRead()
+        self.assertEqual(seen, [("192.0.2.1", b"cmd=RecordStartRequest")])
+        self.assertEqual(port.twisted_reads, 0)
+
+    def test_out_of_descriptors_is_left_to_twisted(self) -> None:
+        """Out of descriptors (EMFILE), the turn is Twisted's own loop's,
+        which knows how to free the queue."""
+        port = _Port([OSError(errno.EMFILE, "too many open files")])
+        screen_accepts(port, lambda host, first: None)
+        port.doRead()
+        self.assertEqual(port.twisted_reads, 1)

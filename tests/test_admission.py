@@ -9,9 +9,11 @@ import os
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.admission import (
@@ -224,6 +226,9 @@ class ConnectionsTests(SynchronousTestCase):
         self.assertEqual(connections.idle_from("192.0.2.1"), 1)
 
     def test_ipv6_counted_by_its_64(self) -> None:
+        """IPv6 peers are held to the idle limit by their /64 (a host may
+        pick any address in it): another /64 has its own count, and a
+        released connection makes room in its own."""
         connections = Connections(ConnectionLimits(max_connections=10, max_per_ip=2))
         first = connections.admit("2001:db8:0:1::1")
         self.assertIsInstance(first, Place)
@@ -269,8 +274,21 @@ class StartRateTests(SynchronousTestCase):
         self.assertTrue(rate.allow("a", 1))
 
 
+class _CountedLooks(dict):
+    """A RefusalLog's peers, counting the looks through them all."""
+
+    looks = 0
+
+    def items(self):  # type: ignore[override]
+        self.looks += 1
+        return super().items()
+
+
 class RefusalLogTests(SynchronousTestCase):
     def test_once_per_interval_with_the_count(self) -> None:
+        """A peer's first refusal is said at once, the next ones of the
+        interval are not; the first after it is said with how many it
+        stands for. Each peer has its own interval."""
         log = RefusalLog(interval=60)
         self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 0), ("192.0.2.1", 1))
         for second in range(1, 10):
@@ -315,6 +333,38 @@ class RefusalLogTests(SynchronousTestCase):
         self.assertEqual(log.unsaid(), [])
         self.assertIsNone(log.next_due())
 
+    def test_a_flood_from_new_addresses_costs_one_look_a_second(self) -> None:
+        """
+        Once max_peers addresses are named, refusals from ever new ones
+        (a spray from many addresses, or from the addresses of one IPv6
+        /64) do not each look through all the named ones for some to
+        forget: at most one look a second, whatever their number. Peers
+        gone quiet are still forgotten, and named again.
+        """
+        looks = _CountedLooks()
+        log = RefusalLog(interval=60, max_peers=100, last=looks)
+        for number in range(100):
+            log.note(f"2001:db8::{number:x}", NOT_ALLOWED, 0)
+        for number in range(5000):
+            log.note(f"2001:db8::1:{number:x}", NOT_ALLOWED, 1 + number / 10_000)
+        self.assertEqual(looks.looks, 1)
+        self.assertEqual(log.note("192.0.2.1", NOT_ALLOWED, 61), ("192.0.2.1", 1))
+        self.assertEqual(looks.looks, 2)
+
+    def test_owed_at_the_time_it_says(self) -> None:
+        """
+        At the time `next_due` names, `overdue` says what is owed, whatever
+        the times' rounding (here at + 60 - at is just under 60): the timer
+        set for it then finds it due, rather than setting itself again for
+        the same moment (for ever, on a test's Clock).
+        """
+        log = RefusalLog(interval=60)
+        at = 78.11573280273792
+        self.assertLess((at + 60) - at, 60)
+        log.note("192.0.2.1", NOT_ALLOWED, at)
+        log.note("192.0.2.1", NOT_ALLOWED, at + 1)
+        self.assertEqual(log.overdue(log.next_due()), [("192.0.2.1", NOT_ALLOWED, 1)])
+
     def test_owed_lines_are_not_forgotten_in_a_flood(self) -> None:
         """Making room for new peers never drops a peer whose refusals are
         still owed a line."""
@@ -354,6 +404,30 @@ class RefusalLinesTests(SynchronousTestCase):
         clock.advance(3600)
         self.assertEqual(len(said), 3)
 
+    def test_each_silence_said_when_its_own_minute_is_over(self) -> None:
+        """
+        A peer's hidden refusals are summed up when its own minute since its
+        last line is over, even while the timer waits for another peer's
+        later one: no peer goes more than a minute without a line while its
+        refusals go on.
+        """
+        clock = Clock()
+        said: list[tuple[float, str, int]] = []
+        lines = RefusalLines(clock, lambda peer, reason, count: said.append(
+            (clock.seconds(), peer, count)))
+        lines.note("192.0.2.1", NOT_ALLOWED)  # said at 0
+        clock.advance(20)
+        lines.note("192.0.2.2", NOT_ALLOWED)  # said at 20
+        clock.advance(1)
+        self.assertIsNone(lines.note("192.0.2.2", NOT_ALLOWED))  # owed at 80
+        clock.advance(1)
+        self.assertIsNone(lines.note("192.0.2.1", NOT_ALLOWED))  # owed at 60
+        clock.advance(38)
+        self.assertEqual(said, [(60, "192.0.2.1", 1)])
+        clock.advance(20)
+        self.assertEqual(said, [(60, "192.0.2.1", 1), (80, "192.0.2.2", 1)])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
 
 class FactoryTests(DefendedServerMixin, SynchronousTestCase):
     """The control factory refuses at once what admission refuses."""
@@ -368,6 +442,9 @@ class FactoryTests(DefendedServerMixin, SynchronousTestCase):
         return self.build(connections=connections, runner=run_now)
 
     def test_address_outside_allow_refused_counted_logged_once(self) -> None:
+        """A peer outside control.allow is closed at once without a byte,
+        counted each time and logged once; an IPv4 peer seen as a mapped
+        IPv6 address is in its IPv4 network."""
         factory = self.make(["10.0.0.0/8"])
         with capturedLogs() as events:
             for _ in range(5):
@@ -384,6 +461,8 @@ class FactoryTests(DefendedServerMixin, SynchronousTestCase):
         self.assertIsNotNone(factory.buildProtocol(IPv6Address("TCP", "::ffff:10.0.0.5", 5060)))
 
     def test_closed_connections_make_room(self) -> None:
+        """A connection lost (once or twice) gives back its place: its
+        address may open another."""
         factory = self.make([], per_ip=1)
         protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
         protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1)))
@@ -408,6 +487,9 @@ class FactoryTests(DefendedServerMixin, SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_idle_connection_closed_unless_recording(self) -> None:
+        """control.idle_timeout closes a connection without a message for
+        that long (aborted, counted as idle), a message resetting the
+        clock; one carrying a recording is never closed for it."""
         factory = self.make([])
         idle = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
         idle_transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.1", 1))
@@ -557,6 +639,50 @@ class SiteBehindOneAddressTests(DefendedServerMixin, SynchronousTestCase):
             factory.doStop()
         self.assertEqual([(event["peer"], event["reason"], event["count"]) for event in events],
                          [("192.0.2.1", TOO_MANY_FROM_IP, 4)])
+
+
+    def test_closings_while_the_recorder_drains_are_in_some_line(self) -> None:
+        """
+        At shutdown the listener stops first, and the recordings end after
+        it: connections closed meanwhile because their address has too many
+        idle ones are each in some line's count once the recorder has
+        stopped; the connections the recorder itself closes at the end are
+        not counted as closed for that.
+        """
+        factory = self.build(connections=Connections(ConnectionLimits(1000, 1)))
+        factory.doStart()  # (as a listening port does)
+        opened = [self.open(factory, "192.0.2.1")]  # idle: the address's one
+        for number in range(3):
+            protocol, transport = self.open(factory, "192.0.2.1", start(number))
+            protocol.dataReceived(start(number))
+            opened.append((protocol, transport))
+        self.runner.run_pending()
+        lost: set[ControlProtocol] = set()
+
+        def turn() -> None:
+            self.runner.run_pending()
+            self.clock.advance(0)
+            for protocol, transport in opened:
+                if transport.disconnecting and protocol not in lost:
+                    lost.add(protocol)
+                    protocol.connectionLost(Failure(ConnectionDone()))
+
+        with capturedLogs() as events:
+            factory.doStop()  # the listener stops first
+            for number in (0, 1):  # two calls end meanwhile
+                opened[1 + number][0].dataReceived(b"cmd=RecordStopRequest&id=%d\n" % number)
+            turn()
+            stopping = self.recorder.stopService()
+            turn()
+            self.successResultOf(stopping)
+            turn()
+        self.assertEqual(len(lost), 4)
+        closed = samples(self.recorder.metrics)[
+            ("recsvc_connections_closed_total", (("reason", TOO_MANY_FROM_IP),))]
+        self.assertEqual(closed, 2)
+        said = [event["count"] for event in events
+                if event.get("reason") in (TOO_MANY_FROM_IP, f"closed ({TOO_MANY_FROM_IP})")]
+        self.assertEqual(sum(said), closed)
 
 
 class ReloadTests(SynchronousTestCase):

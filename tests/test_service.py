@@ -16,7 +16,7 @@ from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
 from recsvc.rtp import RtpPacket, build_rtp
 from recsvc.diskspace import DiskSpace
 from recsvc.service import SYNC_TURNS, UnknownRecording
-from recsvc.session import Limits, Recording
+from recsvc.session import RECORDING, Limits, Recording
 from recsvc.storage import sidecar_path
 from recsvc.testing import (
     FakeIndexer,
@@ -331,6 +331,29 @@ class CarryingTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(len(self.service.registry), 1)
         self.service.link_lost(newer)
         self.assertFalse(self.service.carries_recordings(newer))
+
+    def test_a_retry_after_the_connection_broke_records_on_the_new_one(self) -> None:
+        """
+        A phone whose connection broke while its Start waited (for start-up
+        recovery, or for its file after a disk error), and which repeats the
+        Start on a new connection, records:
+        the recording answers to the new connection and is not stopped for
+        the old one's loss (the phone was answered success).
+        """
+        self.make_service(runner=ManualRunner())
+        self.service.recover()  # (Starts wait for start-up recovery: held here)
+        self.service.start_recording(start_request("1"), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertTrue(self.link.carrying)
+        self.service.link_lost(self.link)
+        newer = FakePhoneLink()
+        self.service.link_connected(newer)
+        again = self.service.start_recording(start_request("1"), newer, "127.0.0.1",
+                                             "127.0.0.9")
+        self.runner.run_pending()
+        self.assertEqual(self.successResultOf(again).result, "success")
+        recording = self.service.registry.get("1")
+        self.assertEqual((recording.state, recording.link), (RECORDING, newer))
+        self.assertEqual((self.link.carrying, newer.carrying), (False, True))
 
 
 class OpeningTests(ServiceTestsMixin, SynchronousTestCase):

@@ -34,8 +34,9 @@ def screen_accepts(port: Any, admit: Callable[[str, bytes | None], Protocol | No
     ``admit(host, first)`` gets each new connection's address and the
     bytes waiting on it (None: none yet) and returns its protocol, or None
     to have it closed at once, with a reset: no transport, no protocol, no
-    turn of the reactor. Errors other than an empty queue (out of
-    descriptors, ...) are left to Twisted's own loop, which knows them."""
+    turn of the reactor. An accept that fails for its one connection is
+    passed over; running out of descriptors or memory is left to Twisted's
+    own loop, which knows how to free the queue then."""
     listening = port.socket
     twisted_read = port.doRead
 
@@ -45,7 +46,9 @@ def screen_accepts(port: Any, admit: Callable[[str, bytes | None], Protocol | No
                 sock, address = listening.accept()
             except BlockingIOError:
                 return None
-            except InterruptedError:
+            except (InterruptedError, ConnectionAbortedError, PermissionError):
+                # That one connection (aborted while it waited, refused by a
+                # firewall): Twisted's loop would take the next ones unscreened.
                 continue
             except OSError:
                 return twisted_read()

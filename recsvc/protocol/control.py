@@ -91,6 +91,7 @@ class ControlProtocol(Protocol, TimeoutMixin):
         self._replies_blocked = False  # the peer is not reading
         self._reading = True
         self._bad_in_a_row = 0
+        self._closing = False  # disconnect() was called: it is closing anyway
 
     def connectionMade(self) -> None:
         self._connected = True
@@ -131,8 +132,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
         """Closes the connection (its replies sent first) if it is idle with
         all it was sent handled while its address holds more idle
         connections than control.max_connections_per_ip."""
-        if not (self._connected and self.place is not None and self.place.excess
-                and not self._waiting):
+        if not (self._connected and not self._closing and self.place is not None
+                and self.place.excess and not self._waiting):
             return
         count = self._noticed(f"closed ({TOO_MANY_FROM_IP})")
         if count is not None:
@@ -286,7 +287,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
         self._send(StopRequest(recording_id, reason=reason))
 
     def disconnect(self) -> None:
-        if self._connected:
+        if self._connected and not self._closing:
+            self._closing = True
             # Under TLS a registered producer would hold the close back, and
             # the peer's close_notify must be read.
             self.transport.unregisterProducer()
@@ -367,9 +369,13 @@ class ControlFactory(Factory):
                       reason=reason, count=count)
 
     def stopFactory(self) -> None:
-        """The listener has stopped: what the log has not said yet, it says now."""
+        """The listener has stopped: what the log has not said yet, it says
+        now; and of the connections' bad messages and closings, what it has
+        not said once the recorder has stopped too (at shutdown the
+        listener stops first, while the recordings end after it)."""
         self.refusals.flush()
         self.notices.flush()
+        self.service.when_stopped().addCallback(lambda _: self.notices.flush())
 
 
 def summarise_notices(peer: str, reason: str, count: int) -> None:
