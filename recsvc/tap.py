@@ -15,6 +15,7 @@ import time
 from typing import Any, Callable, Iterable, Mapping
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
@@ -229,7 +230,10 @@ class Listener(Service):
                            purpose=self.purpose, reason=reason)
         else:
             self._port = outcome
-            if self._screen is not None and getattr(outcome, "factory", None) is self._factory:
+            if (self._screen is not None and getattr(outcome, "factory", None) is self._factory
+                    and isinstance(outcome.getHost(), (IPv4Address, IPv6Address))):
+                # (Plain TCP only: under TLS or PROXY the bytes are not the
+                # phone's yet; a unix socket has no address to limit.)
                 screen_accepts(outcome, self._screen)
             else:
                 accept_at_most(outcome, ACCEPTS_PER_TURN)

@@ -230,3 +230,46 @@ class AcceptErrorTests(SynchronousTestCase):
         screen_accepts(port, lambda host, first: None)
         port.doRead()
         self.assertEqual(port.twisted_reads, 1)
+
+
+class _Counted(Protocol):
+    lost: list[object] = []
+
+    def connectionLost(self, reason: object = None) -> None:
+        _Counted.lost.append(reason)
+
+
+class TransportFailureTests(TestCase):
+    @inlineCallbacks
+    def test_a_transport_that_cannot_be_made_costs_its_connection_only(self):
+        """
+        If Twisted cannot make a transport for a screened connection, the
+        failure is logged, the socket closed and the protocol told it is
+        lost (so that it gives back its place in the limits); the next
+        connection is served.
+        """
+        _Counted.lost = []
+        port = reactor.listenTCP(0, Factory.forProtocol(_Hello), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        accept_with_data(port, 5)
+        made = port.transport
+
+        def transport_once_broken(*args):
+            port.transport = made
+            raise RuntimeError("no transport")
+
+        port.transport = transport_once_broken
+        screen_accepts(port, lambda host, first: _Counted() if first == b"x" else _Hello())
+
+        def connect(first: bytes) -> bytes | None:
+            with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5) as sock:
+                sock.sendall(first)
+                try:
+                    return sock.recv(100)
+                except ConnectionResetError:
+                    return None
+
+        self.assertIn((yield deferToThread(connect, b"x")), (b"", None))
+        self.assertEqual(len(_Counted.lost), 1)
+        self.assertEqual((yield deferToThread(connect, b"y")), b"hello")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -11,6 +11,7 @@ import struct
 from typing import Any, Callable
 
 from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
 from twisted.logger import Logger
 
 # Enough of a connection's first bytes to tell a Start ("cmd=RecordStartRequest").
@@ -65,9 +66,16 @@ def screen_accepts(port: Any, admit: Callable[[str, bytes | None], Protocol | No
             port.sessionno = session + 1
             try:
                 transport = port.transport(sock, protocol, address, port, session, port.reactor)
+            except Exception:
+                log.failure("Starting a new control connection failed")
+                sock.close()
+                protocol.connectionLost(Failure())  # (it gives back its place)
+                continue
+            try:
                 protocol.makeConnection(transport)
             except Exception:
                 log.failure("Starting a new control connection failed")
+                transport.abortConnection()  # (its connectionLost follows)
         return None
 
     port.doRead = screened_read
