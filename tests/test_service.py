@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
 from recsvc.rtp import RtpPacket, build_rtp
 from recsvc.diskspace import DiskSpace
-from recsvc.service import SYNC_TURNS, UnknownRecording
+from recsvc.service import HAND_OVERS_AT_ONCE, SYNC_TURNS, UnknownRecording
 from recsvc.session import RECORDING, Limits, Recording
 from recsvc.storage import sidecar_path
 from recsvc.testing import (
@@ -844,6 +844,30 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         # Started at 0, 0.25 and 0.5: handed over at 1, 1.25 and 1.5 (the
         # turns from 1 to 2.75 s), and a second later, never together.
         self.assertEqual(handed_over, [["1"], ["2"], ["3"], [], ["1"], ["2"], ["3"], []])
+
+    def test_a_big_turn_hands_over_a_few_at_once(self) -> None:
+        """
+        A turn with more than HAND_OVERS_AT_ONCE recordings hands over that
+        many in one round of the reactor and the rest in the next rounds (a
+        Start or Stop waits behind one round only); the turn's filesystem
+        sync waits for all of its hand-overs.
+        """
+        self.make_syncing()
+        self.ports.high = self.ports.low + 999
+        count = HAND_OVERS_AT_ONCE + 3
+        ports = [self.start(start_request(str(number), device=f"00a8590{number:05x}")).port
+                 for number in range(count)]
+        self.run_held()  # (their Start sidecars)
+        for port in ports:
+            self.talk(port)
+        self.service.sync_turns(SYNC_TURNS)  # (as the loop does, without the clock's rounds)
+        self.assertEqual(len(self.handing_over()), HAND_OVERS_AT_ONCE)
+        self.run_held()
+        self.assertEqual(self.held_filesystem_syncs(), 0)
+        self.service.clock.advance(0)
+        self.assertEqual(len(self.handing_over()), 3)
+        self.run_held()
+        self.assertEqual(self.held_filesystem_syncs(), 1)
 
     def test_turns_missed_by_a_held_reactor_are_made_up(self) -> None:
         """If the reactor was held up past several turns, the recordings of
