@@ -15,7 +15,7 @@ from array import array
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError
 from twisted.internet.task import react
 
 from recsvc import g711
@@ -355,9 +355,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     async def run(reactor: Any) -> None:
         try:
             status = await run_phones(reactor, args, authorization)
-        except BrokenPipeError:
+        except (BrokenPipeError, FirstError) as error:
+            # (A line printed while the calls run fails inside one of them:
+            # gatherResults hands that on as its FirstError.)
+            if isinstance(error, FirstError) and not error.subFailure.check(BrokenPipeError):
+                raise
             # The reader has gone (`recsvc-phone ... | head`): end quietly, as
-            # the recsvc command does.
+            # the recsvc command does, without waiting for the calls.
             from recsvc.cli import CLOSED_PIPE, _discard_stdout
 
             _discard_stdout()

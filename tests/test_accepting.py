@@ -46,6 +46,17 @@ def read_command(sock: socket.socket, framer: MessageFramer) -> object:
             return parse_command(decode_message(messages[0]))
 
 
+def exchange(port: int, first: bytes) -> bytes | None:
+    """What the server on ``port`` answers to a connection that sends
+    ``first`` (None: it reset the connection). Blocking."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(first)
+        try:
+            return sock.recv(100)
+        except ConnectionResetError:
+            return None
+
+
 def is_refused(sock: socket.socket) -> bool:
     """Whether the server closed ``sock`` without a word (a reset)."""
     try:
@@ -161,12 +172,7 @@ class ScreenedPortTests(TestCase):
         screen_accepts(port, admit)
 
         def connect(first: bytes) -> bytes | None:
-            with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5) as sock:
-                sock.sendall(first)
-                try:
-                    return sock.recv(100)
-                except ConnectionResetError:
-                    return None
+            return exchange(port.getHost().port, first)
 
         answers = []
         for first in (b"GET /", b"bug", b"cmd=Hello"):
@@ -262,12 +268,7 @@ class TransportFailureTests(TestCase):
         screen_accepts(port, lambda host, first: _Counted() if first == b"x" else _Hello())
 
         def connect(first: bytes) -> bytes | None:
-            with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5) as sock:
-                sock.sendall(first)
-                try:
-                    return sock.recv(100)
-                except ConnectionResetError:
-                    return None
+            return exchange(port.getHost().port, first)
 
         self.assertIn((yield deferToThread(connect, b"x")), (b"", None))
         self.assertEqual(len(_Counted.lost), 1)

@@ -23,6 +23,7 @@ from recsvc import __version__, index
 from recsvc.cli import main, parser
 from recsvc.listing import direction_and_parties
 from recsvc.status import Status, format_status
+from tests.support.pipes import status_when_reader_leaves
 
 RECSVC = os.path.join(os.path.dirname(sys.executable), "recsvc")
 
@@ -436,13 +437,5 @@ class ClosedPipeTests(SynchronousTestCase):
         # Far more than a pipe holds (64 KiB), so that the writer meets the closed end.
         index_calls(os.path.join(folder, "var", "recsvc.sqlite3"),
                     [call(number, remote_name="x" * 200) for number in range(2000)])
-        process = subprocess.Popen([RECSVC, "-c", config, "export"], stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
-        self.assertTrue(process.stdout.readline().startswith(b"id,started_at"))
-        process.stdout.close()
-        try:
-            error = process.stderr.read()
-            status = process.wait(timeout=60)
-        finally:
-            process.stderr.close()
-        self.assertEqual((status, error), (141, b""))
+        self.assertEqual(status_when_reader_leaves([RECSVC, "-c", config, "export"],
+                                                   b"id,started_at"), (141, b""))
