@@ -47,6 +47,11 @@ class Codec:
     # byte a sample; None where they are not stored as such (G.722).
     stored_format_tag: int | None = None
     stored_silence: bytes = b""  # one sample of silence in the stored form
+    payload_rate: int = 8000  # RTP payload bytes a second (64 kbit/s for all three)
+
+    def payload_bytes(self, milliseconds: int) -> int:
+        """How long an RTP payload of ``milliseconds`` of audio is, in bytes."""
+        return milliseconds * self.payload_rate // 1000
 
     @property
     def samples_per_tick(self) -> int:

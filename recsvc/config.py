@@ -232,6 +232,8 @@ class RtpConfig:
     # No RTP at all this long after the Start stops the recording.
     first_packet_timeout: float = attrs.field(default=10.0, converter=_seconds(1, 3600))
     dtmf_payload_type: int = attrs.field(default=101, converter=_integer(96, 127))
+    # A packet with more audio than this (ms) is rejected: "payload too long".
+    max_packet_ms: int = attrs.field(default=200, converter=_integer(20, 1000))
     source: SourcePolicy = attrs.field(default=PEER, converter=_source)
     # All RTP sockets are read together this often (ms); packets wait in
     # the kernel meanwhile (see recsvc.drain).

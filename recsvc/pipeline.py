@@ -7,7 +7,7 @@ and silence.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import attrs
 
@@ -16,6 +16,8 @@ from recsvc.codec import Codec, SegmentEncoder
 from recsvc.dtmf import DtmfError, DtmfLog, parse_event
 from recsvc.rtp import RtpPacket
 from recsvc.source import PEER, Address, SourceGuard, SourcePolicy
+
+Admitted = Sequence[tuple[RtpPacket, "float | None"]]
 from recsvc.summary import DigitPressed, Discontinuity, MediaStats
 
 COMFORT_NOISE = 13  # RFC 3389, static payload type
@@ -29,6 +31,8 @@ class MediaPolicy:
     max_gap_fill: float = 30.0
     dtmf_payload_type: int = 101
     source: SourcePolicy = PEER
+    # A payload longer than this much audio is rejected ("payload too long").
+    max_packet_ms: int = 200
 
 
 @attrs.frozen
@@ -65,7 +69,7 @@ class MediaPipeline:
     _guard: SourceGuard = attrs.field(init=False)
     _clock: timeline.StreamClock = attrs.field(init=False)
     _timeline: timeline.Timeline = attrs.field(init=False)
-    _dtmf: DtmfLog = attrs.field(factory=DtmfLog, init=False)
+    _dtmf: DtmfLog = attrs.field(init=False)
     _received: int = 0
     _comfort_noise: int = 0
     _dtmf_packets: int = 0
@@ -74,18 +78,35 @@ class MediaPipeline:
     # RTP timeouts watch (rejected traffic must not keep a recording alive).
     last_admitted: float | None = attrs.field(default=None, init=False)
     _accepted_types: frozenset[int] = attrs.field(init=False)
+    _longest_payload: int = attrs.field(init=False)  # bytes (rtp.max_packet_ms)
     _plausible_event_ticks: int = attrs.field(init=False)
+    # The source check: `_admit_at_start` until the first source has proven
+    # a stream, then the guard's own. Meanwhile, how many packets the first
+    # source has had admitted, and their distinct sequence numbers.
+    _admit: Callable[[RtpPacket, Address, float], Admitted] = attrs.field(init=False)
+    _starting: bool = attrs.field(init=False, default=True)
+    _start_packets: int = attrs.field(init=False, default=0)
+    _start_sequences: set[int] = attrs.field(init=False, factory=set)
 
     def __attrs_post_init__(self) -> None:
         self._accepted_types = frozenset(
             (self.codec.payload_type, COMFORT_NOISE, self.policy.dtmf_payload_type)
         )
+        self._longest_payload = self.codec.payload_bytes(self.policy.max_packet_ms)
+        self._guard = SourceGuard(self.policy.source, self.peer_ip)
+        self._admit = self._admit_at_start
+        self._new_timeline()
+        window = self.policy.reorder_window_ms * self.codec.clock_rate // 1000
+        self._plausible_event_ticks = window + round(LONGEST_KEY_PRESS_S * self.codec.clock_rate)
+
+    def _new_timeline(self) -> None:
+        """An empty timeline, and nothing received on it."""
         rate = self.codec.clock_rate
         window = self.policy.reorder_window_ms * rate // 1000
-        self._guard = SourceGuard(self.policy.source, self.peer_ip)
         self._clock = timeline.StreamClock(rate, window)
         self._timeline = timeline.Timeline(window, round(self.policy.max_gap_fill * rate))
-        self._plausible_event_ticks = window + round(LONGEST_KEY_PRESS_S * rate)
+        self._dtmf = DtmfLog()
+        self._received = self._comfort_noise = self._dtmf_packets = 0
 
     def packet(self, packet: RtpPacket, source: Address, arrival: float) -> list[bytes]:
         """A valid RTP packet from ``source``; returns the bytes to append."""
@@ -93,15 +114,50 @@ class MediaPipeline:
             # Checked before the source: only media of this call may lock it.
             self._reject(f"payload type {packet.payload_type}")
             return []
+        if len(packet.payload) > self._longest_payload:
+            # Its bytes would be written as that much audio (a 65,000-byte
+            # packet: 8 s), pushing the real packets after it out as late.
+            self._reject("payload too long")
+            return []
         out: list[bytes] = []
-        for admitted, when in self._guard.admit_timed(packet, source, arrival):
+        for admitted, when in self._admit(packet, source, arrival):
             self.last_admitted = arrival
             out += self._admitted(admitted, arrival if when is None else when)
         return out
 
+    def _admit_at_start(self, packet: RtpPacket, source: Address, arrival: float) -> Admitted:
+        """The source check until the first source has had PROBATION_PACKETS
+        packets admitted. If another source of an allowed address takes over
+        before that (it went on while the first fell silent: the first were
+        stray packets from the phone's address, just before the phone's
+        own), the recording starts over with the newcomer, as if the strays
+        had never come, unless the file already holds some of them (a reorder
+        window shorter than they are)."""
+        guard = self._guard
+        switches = guard.switches
+        admitted = guard.admit_timed(packet, source, arrival)
+        if guard.switches != switches:
+            if not self._timeline.file_ticks:
+                self._reject("unconfirmed source", self._start_packets)
+                self._new_timeline()
+            self._end_start()
+            return admitted
+        self._start_packets += len(admitted)
+        self._start_sequences.update(admitted_packet.sequence for admitted_packet, _ in admitted)
+        if len(self._start_sequences) >= guard.probation:
+            self._end_start()
+        return admitted
+
+    def _end_start(self) -> None:
+        self._admit, self._starting = self._guard.admit_timed, False
+        self._start_sequences = set()
+
     def expected(self) -> Continuation | None:
         """The packet that would continue the stream exactly, if the stream
-        is in its steady state; None otherwise."""
+        is in its steady state; None otherwise (also while the start is
+        undecided: every packet of it must come to `packet`)."""
+        if self._starting:
+            return None
         clock = self._clock.continuation()
         if clock is None or self._timeline.continues_at != self._clock.end:
             return None
@@ -184,8 +240,8 @@ class MediaPipeline:
             for segment in segments
         ]
 
-    def _reject(self, reason: str) -> None:
-        self._rejected[reason] = self._rejected.get(reason, 0) + 1
+    def _reject(self, reason: str, count: int = 1) -> None:
+        self._rejected[reason] = self._rejected.get(reason, 0) + count
 
     def stats(self) -> MediaStats:
         rate = self.codec.clock_rate

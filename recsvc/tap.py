@@ -411,6 +411,7 @@ def makeService(
             max_gap_fill=config.rtp.max_gap_fill,
             dtmf_payload_type=config.rtp.dtmf_payload_type,
             source=config.rtp.source,
+            max_packet_ms=config.rtp.max_packet_ms,
         ),
         limits=Limits(
             first_packet_timeout=config.rtp.first_packet_timeout,

@@ -576,13 +576,14 @@ class MediaSettingsTests(SynchronousTestCase):
         """
         The RTP timeline and timeout settings default as documented: a 1 s
         reorder window, 30 s gap fill cap, 60 s RTP timeout, 10 s for the
-        first packet, DTMF payload type 101, source "peer", 4 h files.
+        first packet, DTMF payload type 101, source "peer", packets of at
+        most 200 ms, 4 h files.
         """
         rtp = Config().rtp
         self.assertEqual(
             (rtp.reorder_window_ms, rtp.max_gap_fill, rtp.timeout, rtp.first_packet_timeout,
-             rtp.dtmf_payload_type, rtp.source),
-            (1000, 30.0, 60.0, 10.0, 101, "peer"),
+             rtp.dtmf_payload_type, rtp.source, rtp.max_packet_ms),
+            (1000, 30.0, 60.0, 10.0, 101, "peer", 200),
         )
         self.assertEqual(Config().storage.max_duration, 14400.0)
 
@@ -612,6 +613,7 @@ class MediaSettingsTests(SynchronousTestCase):
         for section, key, value in (
             ("rtp", "reorder_window_ms", 5), ("rtp", "max_gap_fill", -1), ("rtp", "timeout", "60s"),
             ("rtp", "first_packet_timeout", True), ("rtp", "dtmf_payload_type", 8),
+            ("rtp", "max_packet_ms", 10), ("rtp", "max_packet_ms", 1001), ("rtp", "max_packet_ms", "200ms"),
             ("storage", "max_duration", 10),
         ):
             error = self.assertRaises(ConfigError, parse_config, {section: {key: value}})

@@ -381,6 +381,7 @@ class DtmfTests(SynchronousTestCase):
         pipeline = _pipeline()
         pipeline.packet(RtpPacket(8, 0, 0, 7, b"\x01" * 160), PHONE, _at(0))
         self.assertEqual(pipeline.packet(RtpPacket(101, 1, 160, 7, b"\x01"), PHONE, _at(160)), [])
+        pipeline.flush()
         self.assertEqual(pipeline.stats().rejected, {"bad telephone-event": 1})
 
 
@@ -725,3 +726,119 @@ class HostileEventTests(SynchronousTestCase):
         data = b"".join(out) + _run(pipeline, deliveries)
         self.assertEqual(data, b"".join(p for _, p in pieces))
         self.assertEqual(pipeline.stats().rejected, {"payload type 18": 1})
+
+
+class PacketLengthTests(SynchronousTestCase):
+    """rtp.max_packet_ms: a payload longer than that much audio is junk."""
+
+    def test_hugePacketNeverWritten(self) -> None:
+        """
+        One 65,000-byte packet with a valid header from the phone, taking the
+        place of the next real packet, is rejected as "payload too long":
+        the file holds exactly the phone's 2 s, and no real packet is late
+        or a duplicate because of it.
+        """
+        deliveries, pieces = _stream(160, 100, ssrc=0x1234, sequence=10, timestamp=800)
+        real = deliveries[30][0]
+        huge = attrs.evolve(real, payload=b"\x99" * 65000)
+        deliveries.insert(30, (huge, PHONE, deliveries[30][2] - 0.001))
+        pipeline = _pipeline()
+        data = _run(pipeline, deliveries)
+        self.assertEqual(data, b"".join(p for _, p in pieces))
+        stats = pipeline.stats()
+        self.assertEqual(stats.rejected, {"payload too long": 1})
+        self.assertEqual((stats.received, stats.late, stats.duplicate), (100, 0, 0))
+
+    def test_limitIsInclusive(self) -> None:
+        """
+        With the default 200 ms, a PCMA payload of 1,600 bytes (200 ms) is
+        recorded and one of 1,601 is rejected; the limit is configurable
+        (rtp.max_packet_ms) and holds for G.722 (8,000 bytes a second) too.
+        """
+        for codec, max_packet_ms, longest in ((PCMA, 200, 1600), (PCMU, 60, 480),
+                                              (G722_CODEC, 200, 1600)):
+            pipeline = _pipeline(codec, decoded=codec is G722_CODEC, max_packet_ms=max_packet_ms)
+            sender = _Sender(0x1234, 0, 0, payload_type=codec.payload_type)
+            pipeline.packet(sender.audio(0, b"\x10" * longest), PHONE, _at(0))
+            pipeline.packet(sender.audio(longest, b"\x10" * (longest + 1)), PHONE, _at(longest))
+            pipeline.flush()
+            stats = pipeline.stats()
+            self.assertEqual((stats.received, stats.rejected), (1, {"payload too long": 1}),
+                             codec.name)
+
+    def test_tooLongDoesNotLockSource(self) -> None:
+        """
+        An oversized packet arriving first from another port on the phone's
+        IP does not lock the source (nor count towards a probation): the
+        phone's stream that follows is recorded from its first packet.
+        """
+        decoy = RtpPacket(8, 1, 0, 0xD0D0, b"\x99" * 2000)
+        deliveries, pieces = _stream(160, 20)
+        pipeline = _pipeline()
+        data = _run(pipeline, [(decoy, (PEER_IP, 5555), START - 0.01), *deliveries])
+        self.assertEqual(data, b"".join(p for _, p in pieces))
+        self.assertEqual(pipeline.stats().source_switches, 0)
+
+
+class StartRaceTests(SynchronousTestCase):
+    """Two sources of the phone's address racing at the start of a call."""
+
+    def _race(self, stray: _Sender, **policy):
+        """3 packets from another port of the phone's IP, sent just before
+        the phone's first packet, then the phone's 2 s stream (its timestamps
+        overlapping the stray's)."""
+        deliveries, pieces = _stream(160, 100, ssrc=0x1234, sequence=7000, timestamp=90000)
+        early = [(stray.audio(index * 160, b"\x99" * 160), (PEER_IP, 5555), START - 0.003 + index * 0.001)
+                 for index in range(3)]
+        pipeline = _pipeline(**policy)
+        return pipeline, _run(pipeline, early + deliveries), b"".join(p for _, p in pieces)
+
+    def test_phoneStreamWinsOverStrayPackets(self) -> None:
+        """
+        The stray packets (their own SSRC) are never recorded: the file is the
+        phone's stream, byte-exact from its first packet; the strays are
+        counted as "unconfirmed source".
+        """
+        pipeline, data, phone = self._race(_Sender(0xBAD, 100, 90000))
+        self.assertEqual(data, phone)
+        stats = pipeline.stats()
+        self.assertEqual(stats.rejected, {"unconfirmed source": 3})
+        self.assertEqual((stats.received, stats.duplicate, stats.late), (100, 0, 0))
+
+    def test_strayWithPhoneNumberingIsNoDuplicate(self) -> None:
+        """
+        Strays that copy the phone's SSRC and sequence numbers do not make
+        the phone's own packets duplicates: the file is still its stream,
+        byte-exact.
+        """
+        pipeline, data, phone = self._race(_Sender(0x1234, 7000, 90000))
+        self.assertEqual(data, phone)
+        stats = pipeline.stats()
+        self.assertEqual((stats.received, stats.duplicate, stats.late), (100, 0, 0))
+        self.assertEqual(stats.rejected, {"unconfirmed source": 3})
+
+    def test_writtenStrayStays(self) -> None:
+        """
+        With a reorder window shorter than the strays (20 ms), they are in
+        the file before the race is decided: they stay (nothing written is
+        taken back), and the phone's stream follows them, whole.
+        """
+        pipeline, data, phone = self._race(_Sender(0xBAD, 100, 90000), reorder_window_ms=20)
+        self.assertTrue(data.endswith(phone))
+        self.assertEqual(pipeline.stats().received, 103)
+
+    def test_laterTakeoverKeepsBoth(self) -> None:
+        """
+        Once the first source has proven a stream (4 packets), a takeover is
+        an ordinary one: what it sent stays in the file, the newcomer's
+        stream follows.
+        """
+        stray = _Sender(0xBAD, 100, 90000)
+        early = [(stray.audio(index * 160, b"\x99" * 160), (PEER_IP, 5555), START - 0.5 + index * 0.02)
+                 for index in range(4)]
+        deliveries, pieces = _stream(160, 50, ssrc=0x1234, sequence=7000, timestamp=90000)
+        pipeline = _pipeline()
+        data = _run(pipeline, early + deliveries)
+        self.assertEqual(data[:640], b"\x99" * 640)
+        self.assertTrue(data.endswith(b"".join(p for _, p in pieces)))
+        self.assertEqual(pipeline.stats().rejected, {})

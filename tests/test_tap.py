@@ -471,14 +471,15 @@ class MakeServiceTests(SynchronousTestCase):
         storage.max_duration reach the recorder under their own names."""
         mapping = self.mapping(
             reorder_window_ms=300, max_gap_fill=7, timeout=45, first_packet_timeout=4,
-            dtmf_payload_type=96, source="strict",
+            dtmf_payload_type=96, source="strict", max_packet_ms=60,
         )
         mapping["storage"]["max_duration"] = 600
         recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
         policy, limits = recorder.media_policy, recorder.limits
         self.assertEqual(
-            (policy.reorder_window_ms, policy.max_gap_fill, policy.dtmf_payload_type, policy.source),
-            (300, 7.0, 96, "strict"),
+            (policy.reorder_window_ms, policy.max_gap_fill, policy.dtmf_payload_type, policy.source,
+             policy.max_packet_ms),
+            (300, 7.0, 96, "strict", 60),
         )
         self.assertEqual(
             (limits.first_packet_timeout, limits.timeout, limits.max_duration), (4.0, 45.0, 600.0)
