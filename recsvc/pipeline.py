@@ -16,9 +16,10 @@ from recsvc.codec import Codec, SegmentEncoder
 from recsvc.dtmf import DtmfError, DtmfLog, parse_event
 from recsvc.rtp import RtpPacket
 from recsvc.source import PEER, Address, SourceGuard, SourcePolicy
-
-Admitted = Sequence[tuple[RtpPacket, "float | None"]]
 from recsvc.summary import DigitPressed, Discontinuity, MediaStats
+
+# What the source check lets in: packets, each with its arrival if not now.
+Admitted = Sequence[tuple[RtpPacket, "float | None"]]
 
 COMFORT_NOISE = 13  # RFC 3389, static payload type
 
@@ -96,8 +97,9 @@ class MediaPipeline:
         self._guard = SourceGuard(self.policy.source, self.peer_ip)
         self._admit = self._admit_at_start
         self._new_timeline()
-        window = self.policy.reorder_window_ms * self.codec.clock_rate // 1000
-        self._plausible_event_ticks = window + round(LONGEST_KEY_PRESS_S * self.codec.clock_rate)
+        self._plausible_event_ticks = (
+            self._clock.window_ticks + round(LONGEST_KEY_PRESS_S * self.codec.clock_rate)
+        )
 
     def _new_timeline(self) -> None:
         """An empty timeline, and nothing received on it."""

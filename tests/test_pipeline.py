@@ -797,12 +797,14 @@ class StartRaceTests(SynchronousTestCase):
         """
         The stray packets (their own SSRC) are never recorded: the file is the
         phone's stream, byte-exact from its first packet; the strays are
-        counted as "unconfirmed source".
+        counted as "unconfirmed source", the phone taking over as one source
+        switch (and no stream restart).
         """
         pipeline, data, phone = self._race(_Sender(0xBAD, 100, 90000))
         self.assertEqual(data, phone)
         stats = pipeline.stats()
         self.assertEqual(stats.rejected, {"unconfirmed source": 3})
+        self.assertEqual((stats.source_switches, stats.stream_restarts), (1, 0))
         self.assertEqual((stats.received, stats.duplicate, stats.late), (100, 0, 0))
 
     def test_strayWithPhoneNumberingIsNoDuplicate(self) -> None:
