@@ -343,6 +343,32 @@ class SidecarTests(StorageTestCase):
         )
 
 
+class SidecarLinkTests(StorageTestCase):
+    """A sidecar's temporary file, or the sidecar overwritten in place on a
+    full disk, that is a symbolic link is not written through: the file it
+    points at (outside the root) keeps its bytes."""
+
+    def setUp(self) -> None:
+        self.victim = os.path.abspath(self.mktemp())
+        with open(self.victim, "wb") as handle:
+            handle.write(b"precious")
+        self.storage = Storage(self.makeRoot())
+        self.writer = self.create(self.storage)
+
+    def test_temporaryFileLink(self) -> None:
+        os.symlink(self.victim, sidecar_path(self.writer.path) + ".tmp")
+        self.assertRaises(OSError, self.storage.write_sidecar, self.writer.path, {"id": "1"})
+        with open(self.victim, "rb") as handle:
+            self.assertEqual(handle.read(), b"precious")
+
+    def test_overwrittenInPlaceLink(self) -> None:
+        os.symlink(self.victim, sidecar_path(self.writer.path))
+        self.assertRaises(OSError, storage_module._overwrite_in_place,
+                          sidecar_path(self.writer.path), b"{}")
+        with open(self.victim, "rb") as handle:
+            self.assertEqual(handle.read(), b"precious")
+
+
 class FullDiskSidecarTests(StorageTestCase):
     def fullDisk(self, path: str, text: bytes, file_mode: int, durable: bool) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
