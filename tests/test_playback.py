@@ -100,6 +100,7 @@ class SymbolicLinkTests(SynchronousTestCase):
         os.symlink(self.target, self.link)
 
     def test_linkNotOpened(self) -> None:
+        """open_playable refuses a link instead of reading the header it points at."""
         self.assertRaises(OSError, playback.open_playable, self.link)
 
     def test_linkNotRead(self) -> None:
