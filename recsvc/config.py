@@ -535,16 +535,39 @@ def load_config(path: str) -> Config:
     """Read and parse a YAML config file; its relative paths, given or
     default, are taken from the file's folder (see `paths_from`). Raises
     `ConfigError`."""
+    return config_of_file(read_config_file(path), path)
+
+
+def read_config_file(path: str) -> Any:
+    """A config file's YAML as read, not yet checked (None: an empty file),
+    for what must know which keys the file itself gives (a reload). Raises
+    `ConfigError`."""
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            return yaml.safe_load(handle)
     except OSError as error:
         raise ConfigError("", f"cannot read config file {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
         raise ConfigError("", f"{path} is not valid YAML: {_yaml_problem(error)}") from None
     except UnicodeDecodeError as error:
         raise ConfigError("", f"{path} is not UTF-8 text: {error}") from None
+
+
+def config_of_file(data: Any, path: str) -> Config:
+    """The Config of `read_config_file`'s ``data``, its relative paths taken
+    from the folder of the file at ``path``. Raises `ConfigError`."""
     return paths_from(parse_config(data), os.path.dirname(os.path.abspath(path)))
+
+
+def gives_key(data: Any, key: str) -> bool:
+    """Whether ``data`` (as `read_config_file` returns it, checked by
+    `parse_config`) gives the dotted ``key`` itself, rather than leaving it
+    to its default: ``control.allow`` for ``control: {allow: []}``."""
+    for name in key.split("."):
+        if not isinstance(data, Mapping) or name not in data:
+            return False
+        data = data[name]
+    return True
 
 
 def paths_from(config: Config, folder: str) -> Config:

@@ -22,6 +22,7 @@ import attrs
 
 from recsvc.naming import device_key
 from recsvc.numberplan import NumberPlan, digits_of
+from recsvc.storage import no_follow, walk_files
 
 SCHEMA_VERSION = 1
 
@@ -262,6 +263,8 @@ def _containing(text: str) -> str:
 # service): catch_up commits every COMMIT_EVERY entries, so waits are short.
 BUSY_TIMEOUT = 30.0
 COMMIT_EVERY = 200
+# Why catch_up skips a symbolic link below the storage root.
+LINK_SKIPPED = "a symbolic link, not followed"
 
 
 def connect(database: str, read_only: bool = False) -> sqlite3.Connection:
@@ -374,8 +377,8 @@ def catch_up(connection: sqlite3.Connection, root: str, full: bool = False) -> C
     indexed = dict(connection.execute("SELECT path, sidecar_mtime_ns FROM recordings"))
     found: set[str] = set()
     added = unchanged = 0
-    skipped = []
-    for relpath, mtime_ns in _sidecars(root):
+    skipped: list[tuple[str, str]] = []
+    for relpath, mtime_ns in _sidecars(root, skipped):
         wav = os.path.splitext(relpath)[0] + ".wav"
         if not full and indexed.get(wav) == mtime_ns:
             found.add(wav)
@@ -400,7 +403,7 @@ def catch_up(connection: sqlite3.Connection, root: str, full: bool = False) -> C
 
 def _read_entry(root: str, relpath: str) -> IndexEntry:
     path = os.path.join(root, relpath)
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=no_follow) as handle:
         mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
         raw = handle.read()
     try:
@@ -410,16 +413,19 @@ def _read_entry(root: str, relpath: str) -> IndexEntry:
     return entry_from_sidecar(data, relpath, mtime_ns)
 
 
-def _sidecars(root: str) -> Iterator[tuple[str, int]]:
-    """Every sidecar under ``root``: (its path under root, its mtime in ns)."""
-    for folder, folders, names in os.walk(root):
-        folders.sort()
-        for name in sorted(names):
+def _sidecars(root: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+    """Every sidecar under ``root``: (its path under root, its mtime in ns).
+    A symbolic link below root is not followed (it could show a file from
+    anywhere as a recording): it goes to ``skipped``."""
+    def found_link(path: str) -> None:
+        skipped.append((os.path.relpath(path, root), LINK_SKIPPED))
+
+    for folder, files in walk_files(root, found_link):
+        for name in sorted(files):
             if not name.endswith(".json") or name.startswith("."):
                 continue
-            path = os.path.join(folder, name)
             try:
-                mtime_ns = os.stat(path).st_mtime_ns
+                mtime_ns = files[name].stat(follow_symlinks=False).st_mtime_ns
             except OSError:
                 continue  # removed meanwhile
-            yield os.path.relpath(path, root), mtime_ns
+            yield os.path.relpath(os.path.join(folder, name), root), mtime_ns

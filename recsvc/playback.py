@@ -1,7 +1,8 @@
 """A recording as a browser plays it: a 16-bit PCM WAV decoded on the fly
 from the stored G.711 (Chrome plays no A-law WAV), any byte range of it, so
 that the player can seek. Files stored as something else are served as
-they are. Pure, but for `open_playable` and `read_decoded` (blocking reads).
+they are. Pure, but for `open_playable` and `read_decoded` (blocking reads,
+which refuse a file that is a symbolic link).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import attrs
 
 from recsvc.codec import CODECS, WAVE_FORMAT_PCM
+from recsvc.storage import no_follow
 from recsvc.wav import WavFormat, declared_data_size, parse_header, wav_header
 
 # The stored formats served decoded (G.711, kept as received), by WAV format tag.
@@ -53,7 +55,7 @@ class Playable:
 
 def open_playable(path: str) -> Playable:
     """Read a WAV file's header. Blocking. Raises NotAWav, OSError."""
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=no_follow) as handle:
         head = handle.read(4096)
         file_size = os.fstat(handle.fileno()).st_size
     fmt, offset = parse_header(head)
@@ -89,7 +91,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 def read_stored(playable: Playable, start: int, end: int) -> bytes:
     """Bytes ``start`` to ``end`` (inclusive) of the stored file. Blocking."""
-    with open(playable.path, "rb") as handle:
+    with open(playable.path, "rb", opener=no_follow) as handle:
         handle.seek(start)
         return handle.read(end - start + 1)
 
@@ -102,7 +104,7 @@ def read_decoded(playable: Playable, start: int, end: int) -> bytes:
         return out
     first = max(start, len(header)) - len(header)  # in the decoded audio
     last = end - len(header)
-    with open(playable.path, "rb") as handle:
+    with open(playable.path, "rb", opener=no_follow) as handle:
         handle.seek(playable.data_offset + first // 2)
         stored = handle.read(last // 2 - first // 2 + 1)
     decoded = _DECODERS[playable.stored.format_tag](stored)

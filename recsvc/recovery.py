@@ -20,7 +20,7 @@ from typing import Any, Callable
 import attrs
 from twisted.logger import Logger
 
-from recsvc.storage import sidecar_path
+from recsvc.storage import no_follow, sidecar_path, walk_files
 from recsvc.summary import iso_utc
 from recsvc.wav import (
     PARTIAL_SUFFIX,
@@ -61,11 +61,13 @@ def recover_all(
     ``write_sidecar(wav_path, data)`` writes a sidecar durably (the storage's
     own); ``is_active(wav_path)`` tells the recordings of this run, which
     are left alone (their partial files are also locked). Files that cannot be repaired are renamed
-    ``NAME.wav.damaged`` and left for a person; nothing is deleted.
+    ``NAME.wav.damaged`` and left for a person; nothing is deleted. A
+    symbolic link below ``root`` is never followed (it could point at any
+    file): it is left as it is, with a warning.
     """
     recovered = []
-    for folder, _, names in os.walk(root):
-        for name in sorted(names):
+    for folder, files in walk_files(root, _left_link):
+        for name in sorted(files):
             path = os.path.join(folder, name)
             if name.endswith(".wav" + PARTIAL_SUFFIX):
                 wav = path[: -len(PARTIAL_SUFFIX)]
@@ -74,8 +76,8 @@ def recover_all(
                 result = _safely(partial(_recover_partial, wav, write_sidecar), path)
             elif name.endswith(".json") and _is_unfinished(path):
                 wav = path[: -len(".json")] + ".wav"
-                if is_active(wav) or not os.path.exists(wav):
-                    continue  # its .part is handled under its own name
+                if is_active(wav) or name[: -len(".json")] + ".wav" not in files:
+                    continue  # its .part is handled under its own name (or a link's)
                 # Crashed between finishing the WAV and its sidecar.
                 try:
                     result = _safely(partial(_finish_final, wav, write_sidecar), path)
@@ -86,6 +88,11 @@ def recover_all(
             if result is not None:
                 recovered.append(result)
     return recovered
+
+
+def _left_link(path: str) -> None:
+    log.warn("Not recovering {file}: a symbolic link, not followed (left for a person)",
+             file=path, reason="symbolic link")
 
 
 def _finish_final(wav: str, write_sidecar: Callable[[str, dict[str, Any]], Any]) -> Recovered:
@@ -104,7 +111,7 @@ def _safely(recover: Callable[[], Recovered | None], path: str) -> Recovered | N
 def _recover_partial(wav: str, write_sidecar: Callable[[str, dict[str, Any]], Any]) -> Recovered | None:
     partial = wav + PARTIAL_SUFFIX
     try:
-        lock = os.open(partial, os.O_RDONLY)
+        lock = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None  # finished meanwhile
     try:
@@ -112,22 +119,23 @@ def _recover_partial(wav: str, write_sidecar: Callable[[str, dict[str, Any]], An
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None  # a writer holds it: a recording in progress, not a crash
-        return _repair_and_finish(wav, partial, write_sidecar)
+        return _repair_and_finish(wav, partial, write_sidecar, os.fstat(lock).st_mtime)
     finally:
         os.close(lock)
 
 
 def _repair_and_finish(
-    wav: str, partial: str, write_sidecar: Callable[[str, dict[str, Any]], Any]
+    wav: str, partial: str, write_sidecar: Callable[[str, dict[str, Any]], Any],
+    stopped_at: float,
 ) -> Recovered | None:
-    # When the recording last wrote, before the repair touches the file.
-    stopped_at = os.stat(partial).st_mtime
+    """``stopped_at``: when the recording last wrote, before the repair
+    touches the file."""
     try:
         size = repair_wav(partial)
     except DamagedFile:
         os.rename(partial, wav + ".damaged")
         return None
-    if os.path.exists(wav):
+    if os.path.lexists(wav):
         # Names are never reused while a partial file has them, so this is a
         # file put there by hand: never overwrite it, leave this one aside.
         os.rename(partial, wav + ".damaged")
@@ -140,7 +148,7 @@ def _repair_and_finish(
 def repair_wav(path: str) -> int:
     """Bring a WAV file's sizes in line with its length; returns the data
     size. A trailing partial sample is cut off. Raises `DamagedFile`."""
-    with open(path, "r+b") as handle:
+    with open(path, "r+b", opener=no_follow) as handle:
         head = handle.read(4096)
         fmt, data_offset = _parse_header(head)
         length = os.fstat(handle.fileno()).st_size
@@ -186,7 +194,7 @@ def _written_by_us(head: bytes, fmt: WavFormat) -> bool:
 def _wav_data_size(path: str) -> int:
     """The data size a finished file's header gives, as far as the file
     holds it (its pad byte is not audio)."""
-    with open(path, "rb") as handle:
+    with open(path, "rb", opener=no_follow) as handle:
         head = handle.read(4096)
         fmt, data_offset = _parse_header(head)
         length = os.fstat(handle.fileno()).st_size
@@ -195,7 +203,7 @@ def _wav_data_size(path: str) -> int:
 
 def _is_unfinished(sidecar: str) -> bool:
     try:
-        with open(sidecar, encoding="utf-8") as handle:
+        with open(sidecar, encoding="utf-8", opener=no_follow) as handle:
             return json.load(handle).get("status") == "recording"
     except (OSError, ValueError, AttributeError):
         return False
@@ -208,18 +216,19 @@ def _finish_sidecar(
     """The sidecar written at Start (if any), finished as a crashed recording."""
     data: dict[str, Any] = {}
     try:
-        with open(sidecar_path(wav), encoding="utf-8") as handle:
+        with open(sidecar_path(wav), encoding="utf-8", opener=no_follow) as handle:
             loaded = json.load(handle)
         if isinstance(loaded, dict):
             data = loaded
     except (OSError, ValueError):
         pass  # crashed before the Start's sidecar was written: what we know
-    with open(wav, "rb") as handle:
+    with open(wav, "rb", opener=no_follow) as handle:
         fmt, _ = _parse_header(handle.read(4096))
+        finished_at = os.fstat(handle.fileno()).st_mtime
     duration = round(size // fmt.block_align / fmt.sample_rate, 3)
     data.update({
         "status": "finished",
-        "stopped_at": iso_utc(os.stat(wav).st_mtime if stopped_at is None else stopped_at),
+        "stopped_at": iso_utc(finished_at if stopped_at is None else stopped_at),
         "duration_s": duration,
         "stop_reason": CRASH_REASON,
         "stopped_by": "server",

@@ -15,8 +15,12 @@ import os
 from typing import Callable
 
 import attrs
+from twisted.logger import Logger
 
+from recsvc.storage import no_follow, walk_files
 from recsvc.wav import PARTIAL_SUFFIX
+
+log = Logger()
 
 
 @attrs.frozen
@@ -39,21 +43,23 @@ class StoredRecording:
 
 
 def finished_recordings(root: str, is_active: Callable[[str], bool]) -> list[StoredRecording]:
-    """The finished recordings under ``root``, oldest first."""
+    """The finished recordings under ``root``, oldest first. A symbolic link
+    below root is not followed (what it points at is not the archive's to
+    count or delete): it is left, with a warning."""
     found = []
-    for folder, _, names in os.walk(root):
-        present = set(names)
-        for name in names:
+    for folder, files in walk_files(root, _left_link):
+        for name, entry in files.items():
             if not name.endswith(".wav"):
                 continue
-            wav = os.path.join(folder, name)
-            sidecar_name = name[: -len(".wav")] + ".json"
-            sidecar = os.path.join(folder, sidecar_name) if sidecar_name in present else None
-            if name + PARTIAL_SUFFIX in present or is_active(wav) or _still_recording(sidecar):
+            wav = entry.path
+            sidecar_entry = files.get(name[: -len(".wav")] + ".json")
+            sidecar = None if sidecar_entry is None else sidecar_entry.path
+            if name + PARTIAL_SUFFIX in files or is_active(wav) or _still_recording(sidecar):
                 continue
             try:
-                stats = os.stat(wav)
-                size = stats.st_size + (os.stat(sidecar).st_size if sidecar else 0)
+                stats = entry.stat(follow_symlinks=False)
+                size = stats.st_size + (
+                    sidecar_entry.stat(follow_symlinks=False).st_size if sidecar_entry else 0)
             except OSError:
                 continue  # removed meanwhile
             found.append(StoredRecording(wav, sidecar, size, stats.st_mtime))
@@ -61,11 +67,16 @@ def finished_recordings(root: str, is_active: Callable[[str], bool]) -> list[Sto
     return found
 
 
+def _left_link(path: str) -> None:
+    log.warn("Retention: {file} is a symbolic link, not followed (left for a person)",
+             file=path, reason="symbolic link")
+
+
 def _still_recording(sidecar: str | None) -> bool:
     if sidecar is None:
         return False
     try:
-        with open(sidecar, encoding="utf-8") as handle:
+        with open(sidecar, encoding="utf-8", opener=no_follow) as handle:
             data = json.load(handle)
     except (OSError, ValueError):
         return False

@@ -6,7 +6,7 @@ import contextlib
 import errno
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import attrs
 
@@ -137,6 +137,42 @@ class Storage:
         return path
 
 
+def no_follow(path: str, flags: int) -> int:
+    """An ``opener`` for `open` that refuses a symbolic link (OSError,
+    ELOOP): below the storage root, a link may point anywhere, and the
+    recordings' code reads, repairs and serves only the files it made."""
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def walk_files(root: str, found_link: Callable[[str], object],
+               ) -> Iterator[tuple[str, dict[str, os.DirEntry[str]]]]:
+    """Each folder under ``root`` (root first, then its folders by name,
+    depth first) with its regular files by name. A symbolic link below
+    root is never followed: not listed, not walked into, and
+    ``found_link(path)`` is told of it; root itself may be a link (a disk
+    mounted elsewhere). One listing per folder, no syscall per file (the
+    kinds come with the listing); a folder that cannot be listed is left
+    out, as os.walk does."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        files, folders = {}, []
+        for entry in entries:
+            if entry.is_symlink():
+                found_link(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                files[entry.name] = entry
+        yield folder, files
+        pending.extend(sorted(folders, reverse=True))
+
+
 def sidecar_path(wav_path: str) -> str:
     base, _ = os.path.splitext(wav_path)
     return base + ".json"
@@ -145,7 +181,7 @@ def sidecar_path(wav_path: str) -> str:
 def _replace_whole(path: str, text: bytes, file_mode: int, durable: bool) -> None:
     temporary = path + ".tmp"
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, file_mode)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, file_mode)
         os.fchmod(fd, file_mode)  # whatever the umask
         with open(fd, "wb") as handle:
             handle.write(text)
@@ -162,7 +198,7 @@ def _replace_whole(path: str, text: bytes, file_mode: int, durable: bool) -> Non
 
 
 def _overwrite_in_place(path: str, text: bytes) -> None:
-    with open(path, "r+b") as handle:
+    with open(path, "r+b", opener=no_follow) as handle:
         handle.write(text)
         handle.truncate()
         handle.flush()

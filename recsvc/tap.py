@@ -27,7 +27,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from recsvc import descriptors
-from recsvc.config import Config, ConfigError, as_config, load_config
+from recsvc.config import (
+    Config, ConfigError, as_config, config_of_file, gives_key, load_config, read_config_file)
 from recsvc.diskspace import DiskSpace
 from recsvc.endpoints import listen_failure, only_this_host, with_backlog
 from recsvc.pipeline import MediaPolicy
@@ -549,7 +550,9 @@ class ReloadOnHangup(Service):
 class AccessReload:
     """Reads control.allow and devices.allow from the config file again
     (on SIGHUP) and applies them to new connections and Starts; a file
-    that does not parse changes nothing (logged)."""
+    that does not parse changes nothing (logged). Nor does one that would
+    open a closed list without saying so (an empty file, or one without
+    the list's key): a list opens only as ``allow: []``."""
 
     log = Logger()
 
@@ -561,7 +564,9 @@ class AccessReload:
         if self.path is None:
             return False
         try:
-            policy = access_policy(load_config(self.path))
+            data = read_config_file(self.path)
+            policy = access_policy(config_of_file(data, self.path))
+            self._check_openings(data, policy)
         except ConfigError as error:
             self.log.error("Reloading {path} failed, the access lists are as they were: "
                            "{reason}", path=self.path, reason=str(error))
@@ -572,6 +577,21 @@ class AccessReload:
                       path=self.path,
                       networks=len(policy.networks) or "all", devices=len(policy.devices) or "all")
         return True
+
+    def _check_openings(self, data: Any, policy: AccessPolicy) -> None:
+        """Raises ConfigError naming the list that ``policy`` would open
+        (let anyone in) when the one in force is closed, unless the file
+        gives that list's key itself."""
+        if data is None:
+            raise ConfigError("", "the file is empty: control.allow and devices.allow were not "
+                                  "read (a list opens only when the file says allow: [])")
+        now = self.recorder.access
+        for key, closed, opens in (
+                ("control.allow", now.networks, not policy.networks),
+                ("devices.allow", now.devices, not policy.devices)):
+            if closed and opens and not gives_key(data, key):
+                raise ConfigError(key, "not in the file, which would let anyone in; write "
+                                       "allow: [] in its section to mean that")
 
 
 def access_policy(config: Config) -> AccessPolicy:

@@ -20,6 +20,7 @@ from recsvc.config import (
     RtpConfig,
     StorageConfig,
     as_config,
+    gives_key,
     load_config,
     parse_config,
     paths_from,
@@ -391,6 +392,16 @@ class LoadConfigTests(SynchronousTestCase):
             paths_from(Config(rtp=RtpConfig(port_range=(5000, 5010))),
                        os.path.dirname(os.path.abspath(path))),
         )
+
+    def test_givesKey(self) -> None:
+        """gives_key tells a key the file writes (even as an empty list or
+        an empty section's child) from one left to its default."""
+        data = yaml.safe_load("control:\n  allow: []\ndevices:\nrtp: {}\n")
+        self.assertTrue(gives_key(data, "control.allow"))
+        self.assertTrue(gives_key(data, "devices"))
+        for key in ("devices.allow", "rtp.source", "storage.root", "control.allow.x"):
+            self.assertFalse(gives_key(data, key), key)
+        self.assertFalse(gives_key(None, "control.allow"))
 
     def test_emptyFile(self) -> None:
         """An empty file means all defaults (their paths in its folder)."""

@@ -334,6 +334,50 @@ class CatchUpTests(IndexTestsMixin, SynchronousTestCase):
         self.assertIn("file:", reasons["00a859000001/escape.json"])
 
 
+class SymbolicLinkTests(IndexTestsMixin, SynchronousTestCase):
+    """The index never follows a symbolic link below the storage root: a
+    sidecar that is a link (to a JSON file outside, which the API would then
+    show) gets no row, and is named among the skipped."""
+
+    def outside(self, data: dict) -> str:
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, "elsewhere.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        return path
+
+    def test_linkedSidecarNotIndexed(self) -> None:
+        """catch_up, as at start-up and in `recsvc reindex`."""
+        self.root.write(sidecar("1"))
+        link = os.path.join(self.root.root, sidecar_name(sidecar("2")))
+        os.makedirs(os.path.dirname(link))
+        os.symlink(self.outside(sidecar("2")), link)
+        for full in (False, True):
+            done = index.catch_up(self.connection, self.root.root, full=full)
+            self.assertEqual(self.ids(), ["1"])
+            [(path, reason)] = done.skipped
+            self.assertEqual(path, sidecar_name(sidecar("2")))
+            self.assertIn("symbolic link", reason)
+
+    def test_linkedFolderNotWalked(self) -> None:
+        """A folder that is a link is not walked into."""
+        target = self.outside(sidecar("2"))
+        os.rename(target, os.path.join(os.path.dirname(target), sidecar("2")["file"][:-4] + ".json"))
+        os.symlink(os.path.dirname(target), os.path.join(self.root.root, "d"))
+        done = index.catch_up(self.connection, self.root.root)
+        self.assertEqual(self.ids(), [])
+        self.assertEqual([path for path, _ in done.skipped], ["d"])
+
+    def test_linkedSidecarFinishedNotAdded(self) -> None:
+        """add_sidecar, as when a file is finished, refuses a link."""
+        link = os.path.join(self.root.root, sidecar_name(sidecar("2")))
+        os.makedirs(os.path.dirname(link))
+        os.symlink(self.outside(sidecar("2")), link)
+        self.assertRaises(OSError, index.add_sidecar, self.connection, self.root.root, link)
+        self.assertEqual(self.ids(), [])
+
+
 class CommandTests(SynchronousTestCase):
     """The ``recsvc`` commands, on a config file naming a root and an index."""
 

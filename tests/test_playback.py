@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import random
 
+import attrs
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc import g711, playback
@@ -82,3 +84,28 @@ class DecodedTests(SynchronousTestCase):
         with open(path, "wb") as handle:
             handle.write(b"hello")
         self.assertRaises(NotAWav, playback.open_playable, path)
+
+
+class SymbolicLinkTests(SynchronousTestCase):
+    """A recording's file that is a symbolic link (to a file outside the
+    storage root, say) is not opened: not its header, not its bytes, even
+    when it became a link after its header was read."""
+
+    def setUp(self) -> None:
+        self.target = os.path.abspath(self.mktemp() + ".wav")
+        writer = WavFileWriter(self.target, WavFormat(WAVE_FORMAT_ALAW, 8000, 8))
+        writer.write(b"\xd5" * 100)
+        writer.close()
+        self.link = os.path.abspath(self.mktemp() + ".wav")
+        os.symlink(self.target, self.link)
+
+    def test_linkNotOpened(self) -> None:
+        """open_playable refuses a link instead of reading the header it points at."""
+        self.assertRaises(OSError, playback.open_playable, self.link)
+
+    def test_linkNotRead(self) -> None:
+        """Bytes are read again for each range: a file swapped for a link
+        meanwhile is refused."""
+        playable = attrs.evolve(playback.open_playable(self.target), path=self.link)
+        self.assertRaises(OSError, playback.read_stored, playable, 0, 10)
+        self.assertRaises(OSError, playback.read_decoded, playable, 0, playable.size - 1)

@@ -11,6 +11,7 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.codec import CODECS
@@ -536,3 +537,71 @@ class LiveFileTests(SynchronousTestCase):
         self.assertTrue(os.path.exists(partial(writer.path)))
         writer.close()
         self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
+
+
+class SymbolicLinkTests(RecoveryTestCase):
+    """Recovery never follows a symbolic link below the storage root: a
+    file it points at outside the root keeps every byte, and the link is
+    left for a person with a line in the log. The root itself may be a link
+    (an admin's mounted disk)."""
+
+    def outsideFile(self, content: bytes) -> str:
+        folder = self.mktemp()
+        os.makedirs(folder)
+        path = os.path.abspath(os.path.join(folder, "victim.wav"))
+        write(path, content)
+        return path
+
+    def test_linkedPartialNotRepaired(self) -> None:
+        """A NAME.wav.part that is a link to a damaged WAV outside the root:
+        the WAV is not repaired (not truncated, its header not patched), the
+        link is neither renamed nor finished, its sidecar stays unfinished."""
+        victim = self.outsideFile(self.recordedPartial(PCM16, b"\x01\x02" * 40) + b"\x03")
+        before = read(victim)
+        root = self.makeRoot()
+        wav = self.wavPath(root)
+        os.symlink(victim, wav + ".part")
+        Storage(root).write_sidecar(wav, provisional_sidecar(PCM16, wav))
+        with capturedLogs() as events:
+            self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
+        self.assertEqual(read(victim), before)
+        self.assertTrue(os.path.islink(wav + ".part"))
+        self.assertFalse(os.path.lexists(wav))
+        self.assertEqual(read_json(sidecar_path(wav))["status"], "recording")
+        [said] = [event for event in events if event.get("file") == wav + ".part"]
+        self.assertEqual(said["log_level"], LogLevel.warn)
+
+    def test_linkedFinishedWavNotRead(self) -> None:
+        """A NAME.wav that is a link beside an unfinished sidecar (as a
+        crash between the two leaves them): the sidecar is not finished from
+        the linked file's header."""
+        victim = self.outsideFile(self.finishedWav(ALAW, b"\xd5" * 80))
+        root = self.makeRoot()
+        wav = self.wavPath(root)
+        os.symlink(victim, wav)
+        Storage(root).write_sidecar(wav, provisional_sidecar(ALAW, wav))
+        self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
+        self.assertEqual(read_json(sidecar_path(wav))["status"], "recording")
+
+    def test_linkedFolderNotWalked(self) -> None:
+        """A folder below the root that is a link is not walked into."""
+        outside = self.makeRoot()
+        wav = self.wavPath(outside)
+        partial = self.recordedPartial(PCM16, b"\x01\x02" * 40) + b"\x03"
+        write(wav + ".part", partial)
+        root = self.mktemp()
+        os.makedirs(root)
+        os.symlink(os.path.abspath(outside), os.path.join(root, "elsewhere"))
+        self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
+        self.assertEqual(read(wav + ".part"), partial)
+
+    def test_linkedRootIsFollowed(self) -> None:
+        """The root itself may be a link: what is below it is recovered."""
+        real = self.makeRoot()
+        wav = self.wavPath(real)
+        write(wav + ".part", self.recordedPartial(PCM16, b"\x01\x02" * 40))
+        root = self.mktemp()
+        os.symlink(os.path.abspath(real), root)
+        [recovered] = recover_all(root, Storage(root).write_sidecar)
+        self.assertEqual(recovered.data_bytes, 80)
+        self.assertTrue(os.path.isfile(wav))

@@ -6,6 +6,7 @@ import json
 import os
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.retention import RetentionPolicy, finished_recordings, sweep
@@ -169,3 +170,58 @@ class ServiceSweepTests(SynchronousTestCase):
         self.successResultOf(service.sweep())
         self.successResultOf(service.sweep())
         self.assertEqual(indexer.calls, [("forget", [wav])])
+
+
+class SymbolicLinkTests(SynchronousTestCase):
+    """A sweep never follows a symbolic link below the storage root: it
+    neither counts nor deletes what a link points at, nor walks into a
+    linked folder; the link is left, with a line in the log."""
+
+    def setUp(self) -> None:
+        self.root = self.mktemp()
+        os.makedirs(self.root)
+        self.outside = Archive(os.path.abspath(self.mktemp()))
+
+    def test_linkedWavNeitherCountedNorDeleted(self) -> None:
+        """A link to a big file outside the root does not make the archive
+        "too big": the recording that is there stays, and so do the link
+        and its target."""
+        wav = Archive(self.root).add("2024a", 10, size=1000)
+        target = self.outside.add("2099z", 0, size=100_000)
+        link = os.path.join(os.path.dirname(wav), "big.wav")
+        os.symlink(target, link)
+        with capturedLogs() as events:
+            removed = sweep(self.root, RetentionPolicy(max_total_bytes=5000), NOW,
+                            lambda root: 10**12)
+        self.assertEqual(removed, [])
+        self.assertTrue(os.path.exists(wav))
+        self.assertTrue(os.path.islink(link))
+        self.assertEqual(os.path.getsize(target), 100_000)
+        self.assertEqual([event["file"] for event in events if "file" in event], [link])
+
+    def test_oldLinkNotRemoved(self) -> None:
+        """A link to an old file is not taken for an old recording."""
+        target = self.outside.add("2020a", 400)
+        link = os.path.join(self.root, "old.wav")
+        os.symlink(target, link)
+        self.assertEqual(sweep(self.root, RetentionPolicy(max_age_days=90), NOW,
+                               lambda root: 10**12), [])
+        self.assertTrue(os.path.islink(link))
+        self.assertTrue(os.path.exists(target))
+
+    def test_linkedFolderNotWalked(self) -> None:
+        """Old recordings in a folder the root links to are not deleted."""
+        target = self.outside.add("2020a", 400)
+        os.symlink(self.outside.root, os.path.join(self.root, "elsewhere"))
+        self.assertEqual(sweep(self.root, RetentionPolicy(max_age_days=90), NOW,
+                               lambda root: 10**12), [])
+        self.assertTrue(os.path.exists(target))
+
+    def test_linkedRootIsFollowed(self) -> None:
+        """The root itself may be a link (an admin's mounted disk)."""
+        old = self.outside.add("2020a", 400)
+        root = self.mktemp()
+        os.symlink(self.outside.root, root)
+        [removed] = sweep(root, RetentionPolicy(max_age_days=90), NOW, lambda root: 10**12)
+        self.assertEqual(os.path.basename(removed.wav), "2020a.wav")
+        self.assertFalse(os.path.exists(old))

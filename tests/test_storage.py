@@ -343,6 +343,59 @@ class SidecarTests(StorageTestCase):
         )
 
 
+class SidecarLinkTests(StorageTestCase):
+    """A sidecar's temporary file, or the sidecar overwritten in place on a
+    full disk, that is a symbolic link is not written through: the file it
+    points at (outside the root) keeps its bytes."""
+
+    def setUp(self) -> None:
+        self.victim = os.path.abspath(self.mktemp())
+        with open(self.victim, "wb") as handle:
+            handle.write(b"precious")
+        self.storage = Storage(self.makeRoot())
+        self.writer = self.create(self.storage)
+
+    def test_temporaryFileLink(self) -> None:
+        """A NAME.json.tmp link makes the sidecar's write fail, not write through it."""
+        os.symlink(self.victim, sidecar_path(self.writer.path) + ".tmp")
+        self.assertRaises(OSError, self.storage.write_sidecar, self.writer.path, {"id": "1"})
+        with open(self.victim, "rb") as handle:
+            self.assertEqual(handle.read(), b"precious")
+
+    def test_overwrittenInPlaceLink(self) -> None:
+        """The full-disk rewrite in place refuses a sidecar that is a link."""
+        os.symlink(self.victim, sidecar_path(self.writer.path))
+        self.assertRaises(OSError, storage_module._overwrite_in_place,
+                          sidecar_path(self.writer.path), b"{}")
+        with open(self.victim, "rb") as handle:
+            self.assertEqual(handle.read(), b"precious")
+
+
+class WalkFilesTests(StorageTestCase):
+    def test_regularFilesOnlyLinksTold(self) -> None:
+        """walk_files gives each folder (root first, then by name, depth
+        first) with its regular files; links below the root, to files or
+        folders, are told and neither listed nor walked into; a root that
+        is itself a link is walked."""
+        real = os.path.abspath(self.makeRoot())
+        outside = os.path.abspath(self.makeRoot())
+        for path in ("b/x.wav", "a/y.json", "a/c/z.wav", "top.json"):
+            os.makedirs(os.path.dirname(os.path.join(real, path)), exist_ok=True)
+            open(os.path.join(real, path), "wb").close()
+        open(os.path.join(outside, "secret.wav"), "wb").close()
+        os.symlink(os.path.join(outside, "secret.wav"), os.path.join(real, "b", "link.wav"))
+        os.symlink(outside, os.path.join(real, "a", "elsewhere"))
+        root = os.path.abspath(self.mktemp())
+        os.symlink(real, root)
+        links: list[str] = []
+        walked = [(os.path.relpath(folder, root), sorted(files))
+                  for folder, files in storage_module.walk_files(root, links.append)]
+        self.assertEqual(walked, [(".", ["top.json"]), ("a", ["y.json"]), ("a/c", ["z.wav"]),
+                                  ("b", ["x.wav"])])
+        self.assertEqual(sorted(os.path.relpath(link, root) for link in links),
+                         ["a/elsewhere", "b/link.wav"])
+
+
 class FullDiskSidecarTests(StorageTestCase):
     def fullDisk(self, path: str, text: bytes, file_mode: int, durable: bool) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

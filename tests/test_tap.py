@@ -868,3 +868,92 @@ class GarbageCollectorTests(SynchronousTestCase):
         gc.set_threshold(500, 20, 1000)
         tune_garbage_collector()
         self.assertEqual(gc.get_threshold(), (500, 20, 1000))
+
+
+class AccessReloadTests(SynchronousTestCase):
+    """What SIGHUP does to control.allow and devices.allow: the reload that
+    twistd's tree calls (its "reload" service) opens a closed list only when
+    the file says so; a file that does not (empty, or without the key)
+    changes neither list and says which key in a logged error."""
+
+    CLOSED = ("control:\n  listen: \"tcp:0:interface=127.0.0.1\"\n  allow: [10.0.0.0/8]\n"
+              "devices:\n  allow: [00a859000001]\nhttp:\n  listen: \"off\"\n")
+
+    def setUp(self) -> None:
+        self.path = _writeConfig(self, self.CLOSED + f"storage:\n  root: \"{self.mktemp()}\"\n")
+        options = Options()
+        options.parseOptions(["--config", self.path])
+        tree = makeService(options, reactor=MemoryReactorClock())
+        # What ReloadOnHangup calls in the reactor thread on SIGHUP.
+        self.reload = tree.getServiceNamed("reload").reload
+        self.recorder = tree.getServiceNamed("recorder")
+        self.assertTrue(self.reload())  # the lists of the file: closed
+
+    def rewrite(self, text: str) -> tuple[bool, list[dict[str, Any]]]:
+        with open(self.path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        with capturedLogs() as events:
+            done = self.reload()
+        return done, events
+
+    def assertClosed(self) -> None:
+        self.assertFalse(self.recorder.access.allows_peer("192.0.2.1"))
+        self.assertFalse(self.recorder.access.allows_device("00a859000002"))
+
+    def test_emptyFileKeepsBothLists(self) -> None:
+        """An empty file (a truncated write, `> recsvc.yaml`) opens nothing:
+        both lists stay closed, and the error names both keys."""
+        for text in ("", "# all commented out\n"):
+            done, events = self.rewrite(text)
+            self.assertFalse(done)
+            self.assertClosed()
+            [error] = [event for event in events if event["log_level"] == LogLevel.error]
+            self.assertIn("control.allow", error["reason"])
+            self.assertIn("devices.allow", error["reason"])
+
+    def test_missingSectionKeepsTheLists(self) -> None:
+        """A file without the control section (or without its allow key)
+        would open control.allow: refused, naming control.allow, and
+        devices.allow, which the file does give, is not applied either."""
+        for text in ("devices:\n  allow: [00a859000003]\n",
+                     "control:\n  listen: tcp:10000\ndevices:\n  allow: [00a859000003]\n"):
+            done, events = self.rewrite(text)
+            self.assertFalse(done)
+            self.assertClosed()
+            self.assertFalse(self.recorder.access.allows_device("00a859000003"))
+            [error] = [event for event in events if event["log_level"] == LogLevel.error]
+            self.assertTrue(error["reason"].startswith("control.allow:"), error["reason"])
+        done, events = self.rewrite("control:\n  allow: [10.0.0.0/8]\n")
+        self.assertFalse(done)
+        [error] = [event for event in events if event["log_level"] == LogLevel.error]
+        self.assertTrue(error["reason"].startswith("devices.allow:"), error["reason"])
+
+    def test_listOpensWhenTheFileSaysSo(self) -> None:
+        """`allow: []` written in the file does open a list."""
+        done, _ = self.rewrite("control:\n  allow: []\ndevices:\n  allow: [00a859000001]\n")
+        self.assertTrue(done)
+        self.assertTrue(self.recorder.access.allows_peer("192.0.2.1"))
+        self.assertFalse(self.recorder.access.allows_device("00a859000002"))
+        done, _ = self.rewrite("control:\n  allow: []\ndevices:\n  allow: []\n")
+        self.assertTrue(done)
+        self.assertTrue(self.recorder.access.allows_device("00a859000002"))
+
+    def test_openListsNeedNoKey(self) -> None:
+        """Lists that are open already stay open with a file that leaves
+        them out (the default), and the reload goes through."""
+        self.rewrite("control:\n  allow: []\ndevices:\n  allow: []\n")
+        done, events = self.rewrite("storage:\n  format: g711\n")
+        self.assertTrue(done)
+        self.assertEqual([event for event in events if event["log_level"] == LogLevel.error], [])
+        done, _ = self.rewrite("devices:\n  allow: [00a859000001]\n")
+        self.assertTrue(done)
+        self.assertTrue(self.recorder.access.allows_peer("192.0.2.1"))
+        self.assertFalse(self.recorder.access.allows_device("00a859000002"))
+
+    def test_unparsableFileKeepsTheLists(self) -> None:
+        """A file that is not YAML changes nothing and says so."""
+        done, events = self.rewrite("control: [unclosed\n")
+        self.assertFalse(done)
+        self.assertClosed()
+        [error] = [event for event in events if event["log_level"] == LogLevel.error]
+        self.assertIn("not valid YAML", error["reason"])
