@@ -6,12 +6,16 @@ from __future__ import annotations
 import io
 import json
 
-from twisted.logger import LogLevel, LogPublisher, Logger
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, LogPublisher, Logger, globalLogPublisher, textFileLogObserver
 from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.logs import event_as_json_line, json_lines, plain
+from recsvc.protocol.control import ControlFactory
+from recsvc.testing import ManualRunner, MemoryWriters, memory_recorder
 
 # 2026-12-06T11:00:00.25Z
 AT = 1796554800.25
@@ -151,3 +155,83 @@ class JsonLinesTests(SynchronousTestCase):
         loop: list = []
         loop.append(loop)
         self.assertIsInstance(json.dumps(plain(loop)), str)
+
+
+# What a hostile phone puts in its id: a line break and a forged line after
+# it, a terminal escape that clears the screen, a NUL; and a printable
+# non-ASCII letter, which must stay as it is.
+HOSTILE_ID = "Jos\u00e9\r\n2026-12-06T11:00:00+0000 [forged#critical] x\x1b[2J\x00"
+HOSTILE_ID_SHOWN = "Jos\u00e9\\r\\n2026-12-06T11:00:00+0000 [forged#critical] x\\x1b[2J\\x00"
+RAW_CONTROLS = ("\r", "\x1b", "\x00")
+
+
+class ClientTextInLogsTests(SynchronousTestCase):
+    """What a phone sends reaches the text log (as twistd writes it) and
+    the JSON lines escaped, through the real control protocol and service."""
+
+    def setUp(self) -> None:
+        self.runner = ManualRunner()
+        self.service = memory_recorder(self.mktemp(), writers=MemoryWriters(),
+                                       run_blocking=self.runner)
+        self.service.startService()
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def phone_sends(self, message: bytes) -> bytes:
+        protocol = ControlFactory(self.service, max_message_bytes=512).buildProtocol(None)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 40404),
+        )
+        protocol.makeConnection(transport)
+        protocol.dataReceived(message)
+        self.runner.run_pending()
+        return transport.value()
+
+    def written(self, events: list[dict]) -> tuple[str, list[dict]]:
+        """``events`` as twistd's text log and as recsvc's JSON lines."""
+        text, lines = io.StringIO(), io.StringIO()
+        for event in events:
+            textFileLogObserver(text)(event)
+            json_lines(lines)(event)
+        return text.getvalue(), [json.loads(line) for line in lines.getvalue().splitlines()]
+
+    def test_hostile_id_escaped_in_text_and_json(self) -> None:
+        """A Start whose id holds CR, LF, ESC [2J and NUL makes log lines
+        (started, records to) where they are escaped as \\r, \\n, \\x1b and
+        \\x00: one event is one line of the text log, no terminal escape or
+        NUL reaches it, and the JSON's values and message say the same;
+        the é of the id stays."""
+        answer = self.phone_sends(
+            b"cmd=RecordStartRequest&id=Jos%C3%A9%0D%0A2026-12-06T11:00:00+0000 "
+            b"[forged%23critical] x%1B[2J%00&device=00:a8:59:00:00:01&remote_number=1"
+            b"&local_number=2&dir=in&codec=pcma")
+        self.assertIn(b"result=success", answer)
+        about = [event for event in self.events if event.get("recordingId") is not None]
+        self.assertGreaterEqual(len(about), 2)
+        text, lines = self.written(about)
+        self.assertEqual(text.count("\n"), len(about), text)
+        for raw in RAW_CONTROLS:
+            self.assertNotIn(raw, text)
+        self.assertIn(f"Recording {HOSTILE_ID_SHOWN} started from", text)
+        for line in lines:
+            self.assertEqual(line["recordingId"], HOSTILE_ID_SHOWN)
+            self.assertIn(HOSTILE_ID_SHOWN, line["message"])
+            for raw in RAW_CONTROLS + ("\n",):
+                self.assertNotIn(raw, line["message"])
+
+    def test_hostile_stop_reason_escaped(self) -> None:
+        """A Stop's reason (a phone's text, logged as the recording stops)
+        is escaped the same way."""
+        self.phone_sends(b"cmd=RecordStartRequest&id=8&device=00:a8:59:00:00:01"
+                         b"&remote_number=1&local_number=2&dir=in&codec=pcma")
+        self.events.clear()
+        self.phone_sends(b"cmd=RecordStopRequest&id=8&reason=hung up%0D%1B[31mred%00")
+        stopping = [event for event in self.events if event.get("reason") is not None]
+        self.assertTrue(stopping)
+        text, lines = self.written(stopping)
+        self.assertIn("hung up\\r\\x1b[31mred\\x00", text)
+        for raw in RAW_CONTROLS:
+            self.assertNotIn(raw, text)
+        self.assertIn("hung up\\r\\x1b[31mred\\x00", [line["reason"] for line in lines])
