@@ -22,7 +22,6 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
@@ -30,6 +29,7 @@ from recsvc import descriptors
 from recsvc.config import Config, ConfigError, as_config, load_config
 from recsvc.diskspace import DiskSpace
 from recsvc.endpoints import listen_failure, only_this_host, with_backlog
+from recsvc.logs import Logger
 from recsvc.pipeline import MediaPolicy
 from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem
