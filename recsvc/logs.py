@@ -114,7 +114,8 @@ def event_as_json(event: Mapping[str, Any]) -> dict[str, Any]:
     else:
         line["message"] = escaped(formatEvent(escaped_fields(dict(event))))
     if failure is not None:
-        line["traceback"] = failure.getTraceback()
+        # Its lines are kept; an exception's message within may hold client text.
+        line["traceback"] = "\n".join(map(escaped, failure.getTraceback().split("\n")))
     for key, value in event.items():
         if not isinstance(key, str) or key.startswith("log_") or (legacy and key in _LEGACY_KEYS):
             continue

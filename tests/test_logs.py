@@ -113,6 +113,17 @@ class JsonLinesTests(SynchronousTestCase):
         self.assertIn("ZeroDivisionError", line["traceback"])
         self.assertIn("Traceback", line["traceback"])
 
+    def test_traceback_keeps_its_lines_and_escapes_the_rest(self) -> None:
+        """A traceback's lines stay lines, but a control character in them
+        (an exception's message quoting a client's text) is escaped."""
+        try:
+            raise ValueError("bad id 7\r\x1b[2J")
+        except ValueError:
+            self.log.failure("Start failed")
+        [line] = self.lines()
+        self.assertGreater(line["traceback"].count("\n"), 2)
+        self.assertIn("ValueError: bad id 7\\r\\x1b[2J\n", line["traceback"])
+
     def test_event_keys_named_like_a_field(self) -> None:
         """An event key named like a line's field (the control protocol's
         "message") is kept beside it, as event_<key>."""
