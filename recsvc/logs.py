@@ -112,7 +112,7 @@ def event_as_json(event: Mapping[str, Any]) -> dict[str, Any]:
         failure = event["failure"]
         line["message"] = escaped(str(event.get("why") or "Unhandled Error"))
     else:
-        line["message"] = escaped(formatEvent(escaped_fields(dict(event))))
+        line["message"] = escaped(formatEvent(dict(event)))
     if failure is not None:
         # Its lines are kept; an exception's message within may hold client text.
         line["traceback"] = "\n".join(map(escaped, failure.getTraceback().split("\n")))
@@ -150,4 +150,4 @@ def plain(value: Any, depth: int = 0) -> Any:
             return {str(key): plain(item, depth + 1) for key, item in value.items()}
     if isinstance(value, bytes):
         return repr(value)
-    return str(value)
+    return escaped(str(value))

@@ -74,16 +74,18 @@ class JsonLinesTests(SynchronousTestCase):
 
     def test_values_json_cannot_hold_become_text(self) -> None:
         """Bytes, objects, infinities and nested containers become plain
-        JSON values; no __class_uuid__ or unpersistable markers."""
+        JSON values (an object's text escaped as any text is); no
+        __class_uuid__ or unpersistable markers."""
         self.log.info("odd values", raw=b"cmd=\x00\n", peer=("10.0.0.5", 41000),
                       ratio=float("nan"), nested={"a": [1, {2, 2}], 3: None},
-                      thing=LogLevel.info)
+                      thing=LogLevel.info, error=ValueError("bad\x1b[2J"))
         [line] = self.lines()
         self.assertEqual(line["raw"], "b'cmd=\\x00\\n'")
         self.assertEqual(line["peer"], ["10.0.0.5", 41000])
         self.assertEqual(line["ratio"], "nan")
         self.assertEqual(line["nested"], {"a": [1, [2]], "3": None})
         self.assertEqual(line["thing"], str(LogLevel.info))
+        self.assertEqual(line["error"], "bad\\x1b[2J")
         text = self.out.getvalue()
         self.assertNotIn("unpersistable", text)
         self.assertNotIn("__class_uuid__", text)
