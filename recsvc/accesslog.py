@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Callable
 
 import attrs
-from twisted.logger import Logger
 from twisted.web.server import Request
 
 from recsvc.httpauth import Identity
+from recsvc.logs import Logger
 
 # Polls: cheap reads of the service's state that the web page (every 2 s),
 # `watch recsvc status`, load balancers and monitors repeat all day. By

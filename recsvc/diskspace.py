@@ -13,8 +13,9 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from recsvc.logs import Logger
 
 CHECK_EVERY_S = 1.0
 

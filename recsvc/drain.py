@@ -33,8 +33,8 @@ import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 
+from recsvc.logs import Logger
 from recsvc.ports import NoFreePort
 from recsvc.protocol.rtp import RtpReceiver
 from recsvc.source import normalize_ip

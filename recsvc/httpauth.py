@@ -15,11 +15,12 @@ from typing import Any, Callable
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 from twisted.web.util import DeferredResource
+
+from recsvc.logs import Logger
 
 SCHEME = "pbkdf2_sha256"
 ITERATIONS = 200_000

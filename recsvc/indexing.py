@@ -14,11 +14,11 @@ from typing import Any, Callable
 import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from recsvc import index
+from recsvc.logs import Logger
 from recsvc.storage import sidecar_path
 from recsvc.threads import background_pool, start_until_shutdown
 

@@ -10,6 +10,12 @@ to the millisecond), ``level`` (``debug``, ``info``, ``warn``, ``error``,
 it), ``traceback`` for a failure, and the event's own keys as plain JSON
 values, such as ``recordingId``, ``device``, ``peer`` and ``reason``, which
 recsvc keeps stable. Twisted's own ``log_*`` bookkeeping is left out.
+
+Client text (a phone's id, device, numbers, reason; an HTTP path) never
+reaches a log raw: `Logger`, which every recsvc module logs through, escapes
+control characters in an event's text values before any observer formats
+them (twistd's text log, these JSON lines, an embedding application's), and
+these JSON lines escape the text of other events (Twisted's own) as well.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import math
 import sys
 from typing import IO, Any, Mapping
 
+import twisted.logger
 from twisted.logger import FileLogObserver, LogLevel, formatEvent
 
 from recsvc.summary import iso_utc
@@ -33,6 +40,44 @@ _LEGACY_KEYS = frozenset({"message", "format", "time", "system", "isError", "fai
 _LEVELS = frozenset(LogLevel.iterconstants())
 # Nested values deeper than this are given as text.
 _MAX_DEPTH = 8
+
+
+def escaped(text: str) -> str:
+    """``text`` with each character that is not printable (control
+    characters such as CR, LF, tab, ESC and NUL; DEL, C1 controls, line and
+    paragraph separators, invisible format characters) written as Python
+    writes it in a literal: ``\\r``, ``\\n``, ``\\x1b``, ``\\x00``, ``\\u2028``.
+    Printable text (``José``, ``张三``) is kept as it is, and returned itself.
+    A backslash is kept too, so that escaping twice changes nothing."""
+    if text.isprintable():  # the common case, at C speed
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def escaped_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` (an event's, or a log call's keywords) with its text
+    values escaped; Twisted's ``log_*`` keys (the format, the failure) as
+    they are. ``fields`` itself when nothing needs escaping."""
+    unsafe = [key for key, value in fields.items()
+              if isinstance(value, str) and not value.isprintable()
+              and not str(key).startswith("log_")]
+    if not unsafe:
+        return fields
+    safe = dict(fields)
+    for key in unsafe:
+        safe[key] = escaped(fields[key])
+    return safe
+
+
+class Logger(twisted.logger.Logger):
+    """twisted.logger.Logger whose events carry their text values escaped
+    (see `escaped`): what a client sent can neither break a line of the log,
+    forge one, nor reach a terminal as an escape sequence, whichever observer
+    writes it. The format (recsvc's own text) and a failure's traceback are
+    left as they are. Every recsvc module logs through this class."""
+
+    def emit(self, level: LogLevel, format: str | None = None, **kwargs: object) -> None:
+        super().emit(level, format, **escaped_fields(kwargs))
 
 
 def json_lines(out: IO[str] | None = None) -> FileLogObserver:
@@ -65,11 +110,12 @@ def event_as_json(event: Mapping[str, Any]) -> dict[str, Any]:
     if legacy and failure is None and event.get("isError") and event.get("failure") is not None:
         # log.err(): log_text holds "why" and the traceback; they go apart here.
         failure = event["failure"]
-        line["message"] = str(event.get("why") or "Unhandled Error")
+        line["message"] = escaped(str(event.get("why") or "Unhandled Error"))
     else:
-        line["message"] = formatEvent(dict(event))
+        line["message"] = escaped(formatEvent(dict(event)))
     if failure is not None:
-        line["traceback"] = failure.getTraceback()
+        # Its lines are kept; an exception's message within may hold client text.
+        line["traceback"] = "\n".join(map(escaped, failure.getTraceback().split("\n")))
     for key, value in event.items():
         if not isinstance(key, str) or key.startswith("log_") or (legacy and key in _LEGACY_KEYS):
             continue
@@ -88,10 +134,12 @@ def _time_of(event: Mapping[str, Any]) -> str | None:
 
 
 def plain(value: Any, depth: int = 0) -> Any:
-    """``value`` as JSON can hold it: strings, finite numbers, true/false,
+    """``value`` as JSON can hold it: strings (escaped), finite numbers, true/false,
     null, lists and objects of them; anything else (bytes, addresses,
     exceptions, infinities) as its text."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return escaped(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
@@ -102,4 +150,4 @@ def plain(value: Any, depth: int = 0) -> Any:
             return {str(key): plain(item, depth + 1) for key, item in value.items()}
     if isinstance(value, bytes):
         return repr(value)
-    return str(value)
+    return escaped(str(value))

@@ -9,12 +9,12 @@ from typing import Any, Iterable
 
 import attrs
 from twisted.internet.defer import maybeDeferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
 from zope.interface.exceptions import Invalid
 from zope.interface.verify import verifyObject
 
+from recsvc.logs import Logger
 from recsvc.summary import RecordingInfo, RecordingSummary
 
 

@@ -18,8 +18,8 @@ from functools import partial
 from typing import Any, Callable
 
 import attrs
-from twisted.logger import Logger
 
+from recsvc.logs import Logger
 from recsvc.storage import no_follow, sidecar_path, walk_files
 from recsvc.summary import iso_utc
 from recsvc.wav import (

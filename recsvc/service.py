@@ -11,13 +11,13 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from recsvc.admission import OTHERS, AccessPolicy, StartRate, device_key
 from recsvc.codec import CODECS, Codec
 from recsvc.diskspace import DiskSpace, free_bytes
 from recsvc.indexing import Indexer
+from recsvc.logs import Logger
 from recsvc.observers import RecordingObservers
 from recsvc.pipeline import MediaPipeline, MediaPolicy
 from recsvc.ports import NoFreePort, RtpPort, RtpPortPool

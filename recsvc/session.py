@@ -14,11 +14,11 @@ from typing import Any, Callable, Iterator, Protocol
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from recsvc.admission import device_key
 from recsvc.lane import FastLane
+from recsvc.logs import Logger
 from recsvc.pipeline import MediaPipeline
 from recsvc.ports import RtpPort
 from recsvc.rtp import RtpPacket

@@ -22,7 +22,6 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
@@ -31,6 +30,7 @@ from recsvc.config import (
     Config, ConfigError, as_config, config_of_file, gives_key, load_config, read_config_file)
 from recsvc.diskspace import DiskSpace
 from recsvc.endpoints import listen_failure, only_this_host, with_backlog
+from recsvc.logs import Logger
 from recsvc.pipeline import MediaPolicy
 from recsvc.batching import BatchedRunner
 from recsvc.wav import sync_filesystem

@@ -24,7 +24,6 @@ from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
 from twisted.web import server, static
@@ -36,6 +35,7 @@ from recsvc import index, playback
 from recsvc.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
 from recsvc.httpauth import Gate, GuardedResource, Identity
+from recsvc.logs import Logger
 from recsvc.metrics import Metrics
 from recsvc.numberplan import NumberPlan
 from recsvc.session import RECORDING

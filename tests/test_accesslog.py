@@ -265,3 +265,17 @@ class AuthenticatedAccessLogTests(_SiteMixin, SynchronousTestCase):
                           for event in self.events],
                          [("ann", "basic", 200), ("-", "token", 200), ("-", "-", 401)])
         self.assertIn('HTTP 127.0.0.7 ann "GET /metrics" 200', formatEvent(self.events[0]))
+
+    def test_refused_credentials_line_escapes_the_target(self) -> None:
+        """The line about wrong credentials names the request target, which
+        the client chose: a control character in it (DEL; Twisted answers
+        400 to the C0 ones before any of this) is escaped in the text log,
+        and percent-escaped in the access event's path."""
+        everything: list[dict] = []
+        globalLogPublisher.addObserver(everything.append)
+        self.addCleanup(globalLogPublisher.removeObserver, everything.append)
+        self.request("/metrics?x=\x7f[2J", Authorization=self.basic("ann", "guess"))
+        [refused] = [event for event in everything if event.get("reason") == "wrong credentials"]
+        self.assertEqual(formatEvent(refused),
+                         "HTTP GET /metrics?x=\\x7f[2J from 127.0.0.7 refused: wrong credentials")
+        self.assertEqual([event["path"] for event in self.events], ["/metrics?x=%7F[2J"])

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.logger import Logger
+
+from recsvc.logs import Logger
 
 # Enough of a connection's first bytes to tell a Start ("cmd=RecordStartRequest").
 FIRST_BYTES = 64

@@ -7,13 +7,12 @@ from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from recsvc.admission import NOT_CONTROL, OTHERS, TOO_MANY, TOO_MANY_FROM_IP, Connections, Place
-
+from recsvc.logs import Logger
 from recsvc.protocol.commands import (
     FAILED,
     START_REQUEST,

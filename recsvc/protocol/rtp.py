@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import Logger
 
 from recsvc.lane import FastLane
+from recsvc.logs import Logger
 from recsvc.rtp import RtpError, RtpPacket, parse_rtp
 
 
