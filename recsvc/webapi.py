@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -45,6 +46,9 @@ from recsvc.wav import NotAWav
 PAGE = os.path.join(os.path.dirname(__file__), "web")
 # Output bytes read and decoded in one thread job while sending audio.
 AUDIO_CHUNK = 256 * 1024
+
+# The methods answered: the API only reads (any other: 405, naming these).
+READ_METHODS = frozenset({b"GET", b"HEAD"})
 
 _log = Logger()
 _SEARCH_PARAMETERS = {
@@ -482,16 +486,39 @@ class WebRoot(Resource):
         self.putChild(b"healthz", HealthResource(api.recorder))
         if metrics is not None:
             self.putChild(b"metrics", metrics)
-        files = static.File(os.path.join(PAGE, "static"))
-        files.childNotFound = ErrorResource(404, "no such file")
-        files.directoryListing = lambda: files.childNotFound  # no listing of /static/
-        self.putChild(b"static", files)
-        self.page = static.File(os.path.join(PAGE, "index.html"), defaultType="text/html")
+        self.putChild(b"static", PageFiles(os.path.join(PAGE, "static")))
+        self.page = PageFiles(os.path.join(PAGE, "index.html"), defaultType="text/html")
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"":
             return self.page
         return ErrorResource(404, "no such page")
+
+
+class PageFiles(static.File):
+    """The page (/) and its files (/static/): a name that is not a plain file name
+    (letters, digits, ``.``, ``-``, ``_``) is not found, before Twisted
+    would look for it (a NUL in it made os.stat raise: a 500); no listing
+    of the folder; served whole, whatever a Range says (they are small, and
+    Twisted's Range parsing logs a traceback for non-ASCII bytes)."""
+
+    _NAME = re.compile(rb"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.childNotFound = ErrorResource(404, "no such file")
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if not self._NAME.match(path):
+            return self.childNotFound
+        return super().getChild(path, request)
+
+    def directoryListing(self) -> Resource:
+        return self.childNotFound
+
+    def render_GET(self, request: Request) -> Any:
+        request.requestHeaders.removeHeader(b"range")
+        return super().render_GET(request)
 
 
 class _Request(server.Request):
@@ -540,6 +567,9 @@ class _Site(server.Site):
                 request.getHeader(b"host"), self.allowed_hosts):
             return ErrorResource(421, "this server does not answer for that host name "
                                       "(see http.allowed_hosts)")
+        if request.method not in READ_METHODS:
+            request.setHeader(b"allow", b"GET, HEAD")
+            return ErrorResource(405, "this API is read-only: GET and HEAD only")
         return super().getResourceFor(request)
 
 

@@ -14,9 +14,11 @@ import sys
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
 from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -98,10 +100,10 @@ class HttpTestsMixin:
             self.blocking_calls.append(getattr(f, "__name__", repr(f)))
             return deferToThread(f, *args)
 
-        site = make_site(self.recorder, run_index, self.root, run_blocking, self.metrics,
-                         self.auth, now=self.clock.seconds, allowed_hosts=self.allowed_hosts,
-                         numbers=self.numbers)
-        self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.site = make_site(self.recorder, run_index, self.root, run_blocking, self.metrics,
+                              self.auth, now=self.clock.seconds,
+                              allowed_hosts=self.allowed_hosts, numbers=self.numbers)
+        self.listening = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.agent = Agent(reactor, pool=pool)
@@ -144,6 +146,24 @@ class HttpTestsMixin:
         self.assertEqual(response.headers.getRawHeaders(b"content-type"),
                          [b"application/json; charset=utf-8"])
         return json.loads(body)
+
+    def raw(self, request: bytes) -> Deferred[bytes]:
+        """All the server answers to ``request`` (raw bytes, sent as they
+        are) until it closes the connection."""
+        answered: Deferred[bytes] = Deferred()
+        received: list[bytes] = []
+
+        class Client(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(request)
+
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+            def connectionLost(self, reason) -> None:
+                answered.callback(b"".join(received))
+        ClientCreator(reactor, Client).connectTCP("127.0.0.1", self.listening.getHost().port)
+        return answered
 
 
 class ApiTests(HttpTestsMixin, TestCase):
@@ -372,6 +392,86 @@ class HostTests(HttpTestsMixin, TestCase):
         response, _ = yield self.get("/", host="127.0.0.1.evil.example")
         self.assertEqual(response.code, 421)
         self.assertEqual(response.headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
+
+
+ROUTES = ("/", "/static/app.js", "/api/recordings", "/api/recordings/7",
+          "/api/recordings/7/audio", "/api/recordings/live-1", "/api/active", "/healthz",
+          "/metrics", "/api/nothing")
+NASTY_SEGMENTS = ("%00", "%00.css", ".css%00", "%ff", "%c0%ae%c0%ae", "%2e%2e/%2e%2e/etc/passwd",
+                  "%2F", "/", "//x", "%5C", "%0d%0aX:%20y", "x" * 5000, "%25", "%", "%zz")
+NASTY_VALUES = ("", "%00", "%ff", "9" * 5000, "-1", "0", "1e999", "-1e999", "nan", "inf",
+                "99999999999999999999", "-99999999999999999999", "2026-13-45", "2026-02-30",
+                "9999-12-31T23:59:59+23:59", "%27%3B--", "%0d%0a", "x" * 5000, "1_000",
+                "%EF%BC%91")  # (a full-width 1)
+NASTY_METHODS = ("HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "BREW", "get")
+NASTY_PARAMETERS = ("number", "name", "device", "direction", "since", "until", "min_duration",
+                    "stop_reason", "page", "page_size", "format", "file")
+NASTY_HEADERS = (("Range", "bytes=" + "9" * 5000 + "-"), ("Range", "bytes=-" + "9" * 5000),
+                 ("Range", "bytes=0-" + "9" * 5000), ("Range", "bytes=99999999999999999999-"),
+                 ("Range", "bytes=\xb2-"), ("Range", "bytes=1-0,5-"), ("Range", "bytes=-0"),
+                 ("Range", "items=0-1"), ("Accept", "\xff\xfe;q=x, */*;q=nan"),
+                 ("Host", "[::1"), ("Host", "\xff:99999999999999999999"),
+                 ("Authorization", "Basic " + "=" * 3), ("Authorization", "Basic \xff\xfe"),
+                 ("Authorization", "Bearer " + "x" * 5000),
+                 ("If-Modified-Since", "Mon, 99 Foo 99999 99:99:99 GMT"),
+                 ("If-Modified-Since", "9" * 5000), ("If-Range", "9" * 5000),
+                 ("Cookie", "a=\xff; =; ;"), ("Content-Type", "application/x-www-form-urlencoded"))
+
+
+def nasty_requests() -> list[bytes]:
+    """Request heads that try every route with bad paths, query values and
+    headers."""
+    targets = [route + suffix for route in ROUTES
+               for suffix in [""] + ["/" + segment for segment in NASTY_SEGMENTS]]
+    targets += ["/static/" + segment for segment in NASTY_SEGMENTS]
+    targets += [f"{route}?{name}={value}" for route in ("/api/recordings", "/api/recordings/7/audio")
+                for name in NASTY_PARAMETERS for value in NASTY_VALUES]
+    targets += [f"{route}?%ff=1&&=&number&number=1&number=%00" for route in ROUTES]
+    heads = [f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode("latin-1")
+             for target in targets]
+    heads += [f"GET {route} HTTP/1.1\r\nHost: 127.0.0.1\r\n{name}: {value}\r\n".encode("latin-1")
+              for route in ROUTES for name, value in NASTY_HEADERS]
+    heads += [f"{method} {route} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode("latin-1")
+              for route in ROUTES for method in NASTY_METHODS]
+    return [head + b"Connection: close\r\n\r\n" for head in heads]
+
+
+class NastyInputTests(HttpTestsMixin, TestCase):
+    """No request input makes the server fail: every route, with bad paths,
+    query values and headers, is answered below 500 and logs no traceback."""
+
+    timeout = 120
+
+    @inlineCallbacks
+    def test_no_request_input_gets_a_5xx(self) -> None:
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        failed = []
+        for request in nasty_requests():
+            answer = yield self.raw(request)
+            status = answer[9:12]
+            if not answer.startswith(b"HTTP/1.1 ") or status.startswith(b"5"):
+                failed.append((request[:120], answer[:160]))
+        self.assertEqual(failed, [])
+        self.assertEqual([event for event in events if "log_failure" in event], [])
+
+    @inlineCallbacks
+    def test_a_range_of_thousands_of_digits(self) -> None:
+        """A Range whose numbers are longer than any file size is a 416 (a
+        first byte beyond the file) or the whole file, never a 500."""
+        error = yield self.get_json("/api/recordings/7/audio", 416,
+                                    range="bytes=" + "9" * 5000 + "-")
+        self.assertIn("range", error["error"])
+        response, body = yield self.get("/api/recordings/7/audio", range="bytes=-" + "9" * 5000)
+        self.assertEqual(response.code, 206)
+        self.assertServedDecoded(body)
+
+    @inlineCallbacks
+    def test_a_nul_in_a_static_file_name(self) -> None:
+        """/static/app.js%00.css is a 404 in JSON, not a 500 page."""
+        error = yield self.get_json("/static/app.js%00.css", 404)
+        self.assertIn("no such file", error["error"])
 
 
 class NumberPlanTests(HttpTestsMixin, TestCase):
