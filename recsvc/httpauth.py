@@ -137,15 +137,14 @@ class Gate:
         header = request.getHeader(b"authorization")  # (bytes for a bytes name)
         token = bearer_token(header)
         if token is not None:
-            valid = self._token is not None and hmac.compare_digest(token, self._token)
-            return succeed(TOKEN_HOLDER if valid else None)
+            return succeed(TOKEN_HOLDER if self._token_matches(token) else None)
         credentials = basic_credentials(header)
         if credentials is None or not self._users:
             return succeed(None)
         name, password = credentials
         known = name in self._users
         hashed = self._users[name] if known else self._decoy
-        seen = hmac.digest(self._key, f"{name}\0{password}\0{hashed}".encode("utf-8"), "sha256")
+        seen = self._seen(name, password)
         if seen in self._remembered:
             return succeed(Identity(name, "basic"))
         if self._checking >= MAX_CHECKING:
@@ -165,6 +164,25 @@ class Gate:
             self._checking -= 1
             return failure
         return self._run_blocking(verify_password, password, hashed).addCallbacks(checked, failed)
+
+
+    def admits_at_once(self, request: Request) -> bool:
+        """Whether the request's credentials are good without a password
+        check: the token, or a password checked before."""
+        header = request.getHeader(b"authorization")
+        token = bearer_token(header)
+        if token is not None:
+            return self._token_matches(token)
+        credentials = basic_credentials(header)
+        return credentials is not None and self._seen(*credentials) in self._remembered
+
+    def _token_matches(self, token: bytes) -> bool:
+        return self._token is not None and hmac.compare_digest(token, self._token)
+
+    def _seen(self, name: str, password: str) -> bytes:
+        """What a password checked is remembered by (a keyed hash)."""
+        hashed = self._users.get(name, self._decoy)
+        return hmac.digest(self._key, f"{name}\0{password}\0{hashed}".encode("utf-8"), "sha256")
 
 
 class GuardedResource(Resource):

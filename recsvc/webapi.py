@@ -16,6 +16,7 @@ decoding recsvc.playback's; blocking work runs in threads.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import os
@@ -47,6 +48,8 @@ PAGE = os.path.join(os.path.dirname(__file__), "web")
 # Output bytes read and decoded in one thread job while sending audio.
 AUDIO_CHUNK = 256 * 1024
 
+# The API takes no request bodies: a larger one is refused (413) unread.
+MAX_BODY_BYTES = 1024
 # The methods answered: the API only reads (any other: 405, naming these).
 READ_METHODS = frozenset({b"GET", b"HEAD"})
 
@@ -523,10 +526,27 @@ class PageFiles(static.File):
 
 class _Request(server.Request):
     """A request that knows, for the access log, when it began and who
-    http.auth let in (set by GuardedResource)."""
+    http.auth let in (set by GuardedResource); whose body is read only if
+    the site says so when its headers are in (`_Site.reads_body`), and
+    otherwise answered without it, on a connection then closed."""
 
     began: float | None = None
     identity: Identity | None = None
+    # Why the request's body is refused (413), if it is.
+    body_refused: str | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        if self.channel.site.reads_body(self, length):
+            super().gotLength(length)
+            return
+        self.content = io.BytesIO()
+        # The channel takes the request as complete with its headers: the
+        # body is never read, and the connection, whose next bytes are that
+        # body, ends with the answer (and no "100 Continue" asks for it).
+        self.channel.length = 0
+        self.channel.persistent = False
+        self.requestHeaders.removeHeader(b"expect")
+        self.setHeader(b"connection", b"close")
 
 
 class _Site(server.Site):
@@ -537,6 +557,8 @@ class _Site(server.Site):
     # Without http.auth, the Host names answered besides IP addresses and
     # localhost (None: any; see `host_allowed`).
     allowed_hosts: frozenset[str] | None = None
+    # With http.auth, who may send a (small) request body (see `reads_body`).
+    gate: Gate | None = None
 
     def __init__(self, resource: Resource, now: Callable[[], float]) -> None:
         super().__init__(resource, requestFactory=_Request)
@@ -559,12 +581,32 @@ class _Site(server.Site):
         self.access.flush()
         super().stopFactory()
 
+    def reads_body(self, request: _Request, length: int | None) -> bool:
+        """Whether a request's body of ``length`` bytes (None: chunked, a
+        length not known) is read, decided when its headers are in: only a
+        small one (the API takes none), from a client whose Host is
+        answered and, with http.auth, whose credentials are good without a
+        password check. A larger one is refused (413)."""
+        if length == 0:
+            return True
+        if length is None or length > MAX_BODY_BYTES:
+            request.body_refused = (f"this API takes no request bodies: at most "
+                                    f"{MAX_BODY_BYTES} bytes, with a Content-Length")
+            return False
+        return self._host_answered(request) and (
+            self.gate is None or self.gate.admits_at_once(request))
+
+    def _host_answered(self, request: Request) -> bool:
+        return self.allowed_hosts is None or host_allowed(request.getHeader(b"host"),
+                                                          self.allowed_hosts)
+
     def getResourceFor(self, request: Request) -> Resource:
         request.began = self.now()
         request.notifyFinish().addErrback(self._lost, request)
         request.setHeader(b"x-content-type-options", b"nosniff")
-        if self.allowed_hosts is not None and not host_allowed(
-                request.getHeader(b"host"), self.allowed_hosts):
+        if request.body_refused is not None:
+            return ErrorResource(413, request.body_refused)
+        if not self._host_answered(request):
             return ErrorResource(421, "this server does not answer for that host name "
                                       "(see http.allowed_hosts)")
         if request.method not in READ_METHODS:
@@ -613,6 +655,8 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
                     run_blocking)
         resource = GuardedResource(resource, gate, frozenset({b"healthz"}), ErrorResource)
     site = _Site(resource, now)
+    if auth.enabled:
+        site.gate = gate
     site.displayTracebacks = False
     if not auth.enabled:
         site.allowed_hosts = frozenset(allowed_hosts)  # (as config normalised them)

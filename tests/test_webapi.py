@@ -11,12 +11,15 @@ import json
 import os
 import random
 import sys
+from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
 from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -472,6 +475,107 @@ class NastyInputTests(HttpTestsMixin, TestCase):
         """/static/app.js%00.css is a 404 in JSON, not a 500 page."""
         error = yield self.get_json("/static/app.js%00.css", 404)
         self.assertIn("no such file", error["error"])
+
+
+class BodyTestsMixin(HttpTestsMixin):
+    """The API takes no request bodies: one over a small limit is refused
+    (413) before it is read, and a small one is read only from a client
+    whose Host is answered and who is known without a password check."""
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        peer = IPv4Address("TCP", "127.0.0.1", 40000)
+        channel = self.site.buildProtocol(peer)
+        channel.callLater = self.clock.callLater
+        transport = StringTransport(peerAddress=peer)
+        channel.makeConnection(transport)
+        self.addCleanup(channel.connectionLost, ConnectionDone())
+        return channel, transport
+
+    def head(self, method: str, path: str, *headers: str) -> bytes:
+        return "".join([f"{method} {path} HTTP/1.1\r\n"] + [f"{line}\r\n" for line in headers]
+                       + ["\r\n"]).encode("latin-1")
+
+    def assertAnsweredUnread(self, transport: StringTransport, status: int) -> dict:
+        """The answer is there (before the body was sent) and the connection
+        is closing: the body is never read."""
+        answer = transport.value()
+        self.assertTrue(answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200])
+        self.assertIn(b"\r\nConnection: close\r\n", answer)
+        self.assertTrue(transport.disconnecting)
+        return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+
+class BodyTests(BodyTestsMixin, TestCase):
+    def test_a_large_body_is_refused_before_it_is_read(self) -> None:
+        """Content-Length: 10000000000 from anyone (a Host not answered
+        here, no credentials) is a 413 as soon as the headers are in, and
+        the connection is closed: no byte of the body is read."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("POST", "/api/recordings", "Host: evil.com",
+                                       "Content-Length: 10000000000",
+                                       "Expect: 100-continue"))
+        error = self.assertAnsweredUnread(transport, 413)
+        self.assertIn(f"at most {webapi.MAX_BODY_BYTES} bytes", error["error"])
+        self.assertNotIn(b"100 Continue", transport.value())
+
+    def test_a_chunked_body_is_refused_before_it_is_read(self) -> None:
+        """A body without a Content-Length (chunked) is refused the same
+        way: its size is not known before it is read."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
+                                       "Transfer-Encoding: chunked"))
+        error = self.assertAnsweredUnread(transport, 413)
+        self.assertIn("Content-Length", error["error"])
+
+    def test_a_small_body_for_another_host_is_not_read(self) -> None:
+        """A Host this server does not answer for is refused (421) before
+        the body is read, small as it may be."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: evil.com",
+                                       "Content-Length: 10"))
+        self.assertIn("http.allowed_hosts", self.assertAnsweredUnread(transport, 421)["error"])
+
+    def test_a_small_body_is_read_and_ignored(self) -> None:
+        """A body within the limit, from a client allowed in, is read and
+        ignored; the connection stays open for the next request."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
+                                       "Content-Length: 5") + b"hello")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertFalse(transport.disconnecting)
+        transport.clear()
+        channel.dataReceived(self.head("GET", "/healthz", "Host: 127.0.0.1"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+
+    @inlineCallbacks
+    def test_other_methods_are_405(self) -> None:
+        """The API only reads: a POST is a JSON 405 that names the methods."""
+        response, body = yield self.get("/api/recordings", method=b"POST")
+        self.assertEqual(response.code, 405)
+        self.assertEqual(response.headers.getRawHeaders(b"allow"), [b"GET, HEAD"])
+        self.assertIn("GET and HEAD", json.loads(body)["error"])
+
+
+class BodyAuthTests(BodyTestsMixin, TestCase):
+    auth = HttpAuthConfig(users=(BasicUser("ann", hash_password("s3cret", iterations=1000)),),
+                          token=TOKEN)
+
+    def test_a_small_body_before_authentication_is_not_read(self) -> None:
+        """Without credentials known at once, a body is not read: the
+        request is answered (401 here) and the connection closed."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
+                                       "Content-Length: 10"))
+        self.assertIn("authentication", self.assertAnsweredUnread(transport, 401)["error"])
+
+    def test_a_small_body_with_the_token_is_read(self) -> None:
+        """With the bearer token, a body within the limit is read and ignored."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
+                                       f"Authorization: Bearer {TOKEN}", "Content-Length: 5")
+                             + b"hello")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertFalse(transport.disconnecting)
 
 
 class NumberPlanTests(HttpTestsMixin, TestCase):
