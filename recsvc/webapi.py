@@ -652,7 +652,7 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     resource: Resource = WebRoot(api, now, MetricsResource(metrics))
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
-                    run_blocking)
+                    run_blocking, now, auth.max_failures_per_minute)
         resource = GuardedResource(resource, gate, frozenset({b"healthz"}), ErrorResource)
     site = _Site(resource, now)
     if auth.enabled:

@@ -25,6 +25,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from recsvc import g711, httpauth, index, playback, webapi
@@ -32,8 +33,12 @@ from recsvc.codec import WAVE_FORMAT_ALAW
 from recsvc.config import BasicUser, ConfigError, HttpAuthConfig, parse_config
 from recsvc.httpauth import (
     MAX_CHECKING,
+    MAX_CHECKING_PER_ADDRESS,
     Busy,
     Gate,
+    GuardedResource,
+    Identity,
+    TooManyFailures,
     basic_credentials,
     bearer_token,
     check_password_hash,
@@ -662,6 +667,25 @@ class AuthTests(HttpTestsMixin, TestCase):
         self.assertEqual(health["status"], "ok")
 
 
+class SignInLimitEndToEndTests(HttpTestsMixin, TestCase):
+    auth = HttpAuthConfig(users=(BasicUser("ann", hash_password("s3cret", iterations=1000)),),
+                          max_failures_per_minute=2)
+    basic = AuthTests.basic
+
+    @inlineCallbacks
+    def test_too_many_failures_from_an_address(self) -> None:
+        """Past http.auth.max_failures_per_minute wrong passwords from an
+        address, it gets 429 with Retry-After, its passwords unchecked."""
+        for guess in ("a", "b"):
+            yield self.get_json("/api/recordings", 401, authorization=self.basic("ann", guess))
+        response, body = yield self.get("/api/recordings",
+                                        authorization=self.basic("ann", "s3cret"))
+        self.assertEqual(response.code, 429)
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"60"])
+        self.assertIn("too many failed sign-ins", json.loads(body)["error"])
+        self.assertEqual(self.blocking_calls.count("verify_password"), 2)
+
+
 class GateTests(SynchronousTestCase):
     def test_busy_beyond_the_checks_allowed(self) -> None:
         """At most MAX_CHECKING password checks wait or run at once; beyond
@@ -672,15 +696,155 @@ class GateTests(SynchronousTestCase):
             held.append(Deferred())
             return held[-1]
         hashed = hash_password("s3cret", iterations=1000)
-        gate = Gate({"ann": hashed}, None, hold)
-        request = DummyRequest([b"api"])
-        request.requestHeaders.setRawHeaders(
-            b"authorization", [b"Basic " + base64.b64encode(b"ann:guess")])
-        waiting = [gate.admits(request) for _ in range(MAX_CHECKING)]
-        self.failureResultOf(gate.admits(request), Busy)
+        gate = Gate({"ann": hashed}, None, hold, now=Clock().seconds)
+
+        def request(n: int) -> DummyRequest:
+            request = DummyRequest([b"api"])
+            request.client = IPv4Address("TCP", f"10.0.0.{n}", 50000)
+            request.requestHeaders.setRawHeaders(
+                b"authorization", [b"Basic " + base64.b64encode(f"ann:guess{n}".encode())])
+            return request
+        waiting = [gate.admits(request(n)) for n in range(MAX_CHECKING)]
+        self.failureResultOf(gate.admits(request(MAX_CHECKING)), Busy)
         held[0].callback(False)
         self.assertFalse(self.successResultOf(waiting[0]))
-        self.assertNoResult(gate.admits(request))  # room for one more
+        self.assertNoResult(gate.admits(request(MAX_CHECKING + 1)))  # room for one more
+
+
+class SignInLimitTests(SynchronousTestCase):
+    """Guessers cannot lock out the users: one address holds at most
+    MAX_CHECKING_PER_ADDRESS password checks at once and gets
+    max_failures_per_minute wrong ones a minute (then 429); a password
+    checked before, and the token, never wait behind them."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.held: list[tuple[Deferred, str]] = []
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+        def hold(f, password, hashed):
+            self.held.append((Deferred(), password))
+            return self.held[-1][0]
+        self.gate = Gate({"ann": hash_password("s3cret", iterations=1000)}, TOKEN, hold,
+                         now=self.clock.seconds, max_failures_per_minute=3)
+
+    def request(self, address: str, credentials: str) -> DummyRequest:
+        request = DummyRequest([b"api"])
+        request.client = IPv4Address("TCP", address, 50000)
+        request.requestHeaders.setRawHeaders(b"authorization", [credentials.encode()])
+        return request
+
+    def basic(self, user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+    def answer_all(self) -> None:
+        while self.held:
+            waiting, password = self.held.pop(0)
+            waiting.callback(password == "s3cret")
+
+    def test_failures_are_limited_per_address(self) -> None:
+        """After max_failures_per_minute wrong passwords (or tokens) in a
+        minute, an address is refused without a check until the oldest is
+        a minute old, with the seconds to wait; other addresses are not."""
+        for guess in ("a", "b"):
+            answer = self.gate.admits(self.request("10.0.0.1", self.basic("ann", guess)))
+            self.answer_all()
+            self.assertIsNone(self.successResultOf(answer))
+            self.clock.advance(10)
+        self.assertIsNone(self.successResultOf(self.gate.admits(
+            self.request("10.0.0.1", f"Bearer {TOKEN}x"))))
+        refused = self.failureResultOf(self.gate.admits(
+            self.request("10.0.0.1", self.basic("ann", "s3cret"))), TooManyFailures)
+        self.assertEqual(refused.value.retry_after, 40)
+        self.assertEqual(self.held, [])  # not checked
+        other = self.gate.admits(self.request("10.0.0.2", self.basic("ann", "s3cret")))
+        self.answer_all()
+        self.assertEqual(self.successResultOf(other), Identity("ann", "basic"))
+        self.clock.advance(40)
+        again = self.gate.admits(self.request("10.0.0.1", self.basic("ann", "c")))
+        self.assertEqual(len(self.held), 1)
+        self.answer_all()
+        self.assertIsNone(self.successResultOf(again))
+
+    def test_guessers_leave_room_for_a_first_login(self) -> None:
+        """Sixteen guesses at once from one address take two checks (the
+        rest are 429 at once): a first login from elsewhere is checked, not
+        answered "busy"."""
+        guesses = [self.gate.admits(self.request("10.0.0.1", self.basic("ann", f"g{n}")))
+                   for n in range(16)]
+        self.assertEqual(len(self.held), MAX_CHECKING_PER_ADDRESS)
+        for refused in guesses[MAX_CHECKING_PER_ADDRESS:]:
+            self.assertEqual(self.failureResultOf(refused, TooManyFailures).value.retry_after, 1)
+        first = self.gate.admits(self.request("10.0.0.2", self.basic("ann", "s3cret")))
+        self.answer_all()
+        self.assertEqual(self.successResultOf(first), Identity("ann", "basic"))
+
+    def test_known_credentials_never_wait(self) -> None:
+        """With every check taken by guessers (from many addresses), and
+        from an address refused for its failures, a password checked
+        before and the token are admitted at once."""
+        self.successResultOf(self.login("10.0.0.9"))
+        for guess in "abc":
+            self.gate.admits(self.request("10.0.0.1", self.basic("ann", guess)))
+            self.answer_all()
+        for n in range(MAX_CHECKING):
+            self.gate.admits(self.request(f"10.0.1.{n}", self.basic("ann", f"g{n}")))
+        self.failureResultOf(self.gate.admits(self.request("10.0.2.1", self.basic("ann", "x"))),
+                             Busy)
+        for address in ("10.0.0.1", "10.0.0.9"):
+            self.assertEqual(self.successResultOf(self.gate.admits(
+                self.request(address, self.basic("ann", "s3cret")))), Identity("ann", "basic"))
+            self.assertEqual(self.successResultOf(self.gate.admits(
+                self.request(address, f"Bearer {TOKEN}"))), httpauth.TOKEN_HOLDER)
+        self.answer_all()
+
+    def login(self, address: str) -> Deferred:
+        answer = self.gate.admits(self.request(address, self.basic("ann", "s3cret")))
+        self.answer_all()
+        return answer
+
+    def test_the_same_credentials_are_checked_once(self) -> None:
+        """A browser's requests at once with the same new password share
+        one check (they do not count against the address twice)."""
+        answers = [self.gate.admits(self.request("10.0.0.1", self.basic("ann", "s3cret")))
+                   for _ in range(5)]
+        self.assertEqual(len(self.held), 1)
+        self.answer_all()
+        for answer in answers:
+            self.assertEqual(self.successResultOf(answer), Identity("ann", "basic"))
+
+    def test_refusals_logged_once_a_minute(self) -> None:
+        """An address refused over and over is one line a minute, with how
+        many refusals it stands for."""
+        resource = GuardedResource(Resource(), self.gate, frozenset(), webapi.ErrorResource)
+
+        def refused(request: DummyRequest) -> None:
+            request.prepath = [b"api"]
+            resource.getChildWithDefault(b"api", request).render(request)
+        for guess in "abc":
+            self.gate.admits(self.request("10.0.0.1", self.basic("ann", guess)))
+            self.answer_all()
+            self.clock.advance(1)
+        for _ in range(20):
+            request = self.request("10.0.0.1", self.basic("ann", "d"))
+            refused(request)
+            self.assertEqual(request.responseCode, 429)
+            self.assertEqual(request.responseHeaders.getRawHeaders(b"retry-after"), [b"57"])
+        lines = [event for event in self.events if event.get("reason") == "too many failures"]
+        self.assertEqual([(event["peer"], event["count"]) for event in lines], [("10.0.0.1", 1)])
+        # A minute on, still guessing (a new guess as each old one is a
+        # minute old): the next line says the 19 refusals kept silent too.
+        self.clock.advance(56.5)
+        for guess in "egh":
+            self.clock.advance(1)
+            self.gate.admits(self.request("10.0.0.1", self.basic("ann", guess)))
+            self.answer_all()
+        self.clock.advance(0.5)
+        refused(self.request("10.0.0.1", self.basic("ann", "f")))
+        lines = [event for event in self.events if event.get("reason") == "too many failures"]
+        self.assertEqual([event["count"] for event in lines], [1, 20])
 
 
 class PasswordTests(SynchronousTestCase):
@@ -717,6 +881,9 @@ class HttpConfigTests(SynchronousTestCase):
         self.assertEqual(config.http.auth.users, (BasicUser("ann", hashed),))
         self.assertEqual(config.http.auth.token, TOKEN)
         self.assertTrue(config.http.auth.enabled)
+        self.assertEqual(config.http.auth.max_failures_per_minute, 10)
+        config = parse_config({"http": {"auth": {"token": TOKEN, "max_failures_per_minute": 3}}})
+        self.assertEqual(config.http.auth.max_failures_per_minute, 3)
 
     def test_errors_name_the_key(self) -> None:
         for data, key in [
@@ -724,6 +891,10 @@ class HttpConfigTests(SynchronousTestCase):
             ({"http": {"auth": {"users": ["ann"]}}}, "http.auth.users"),
             ({"http": {"auth": {"token": "short"}}}, "http.auth.token"),
             ({"http": {"auth": {"passwd": "x"}}}, "http.auth.passwd"),
+            ({"http": {"auth": {"max_failures_per_minute": 0}}},
+             "http.auth.max_failures_per_minute"),
+            ({"http": {"auth": {"max_failures_per_minute": "10"}}},
+             "http.auth.max_failures_per_minute"),
             ({"http": {"listen": ""}}, "http.listen"),
             ({"hooks": {"on_finish": "ftp://example.com/"}}, "hooks.on_finish"),
         ]:
