@@ -267,7 +267,10 @@ class Gate:
                     self._remembered.clear()
                 self._remembered.add(seen)
             for each in waiting:
-                each.callback(matches) if not isinstance(result, Failure) else each.errback(result)
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(matches)
         self._run_blocking(verify_password, password,
                            self._users.get(name, self._decoy)).addBoth(checked)
         return mine
