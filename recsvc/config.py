@@ -379,6 +379,9 @@ class HttpAuthConfig:
     users: tuple[BasicUser, ...] = attrs.field(default=(), converter=_users_or_empty)
     # Or (also) a bearer token: "Authorization: Bearer <token>".
     token: str | None = attrs.field(default=None, converter=_token)
+    # Wrong passwords (or tokens) one address may send in a minute; then
+    # it gets 429 until the oldest is a minute old.
+    max_failures_per_minute: int = attrs.field(default=10, converter=_integer(1, 10_000))
 
     @property
     def enabled(self) -> bool:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import hmac
+import math
 import os
 from typing import Any, Callable
 
@@ -20,6 +22,7 @@ from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 from twisted.web.util import DeferredResource
 
+from recsvc.admission import RefusalLog, source_of
 from recsvc.logs import Logger
 
 SCHEME = "pbkdf2_sha256"
@@ -30,6 +33,16 @@ REMEMBERED = 1024
 # request is answered "busy" at once (a flood of guesses costs the CPU only
 # this much, and never the recordings' threads: see recsvc.tap).
 MAX_CHECKING = 8
+# Of those, at most this many for one address (or IPv6 /64): guessers from
+# one machine leave room for the users' first sign-ins.
+MAX_CHECKING_PER_ADDRESS = 2
+# Wrong credentials one address may send in this many seconds (http.auth.
+# max_failures_per_minute); then it is refused (429) until the oldest is
+# this old.
+FAILURE_WINDOW = 60.0
+# Addresses whose failures are remembered at once (a flood from more is
+# limited per address among the most recent).
+MAX_ADDRESSES = 10_000
 
 _log = Logger()
 
@@ -108,17 +121,88 @@ class Busy(Exception):
     """Too many password checks under way: try again shortly."""
 
 
+class TooManyFailures(Exception):
+    """The address sent too many wrong credentials of late, or has too
+    many checks under way: it may try again in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+@attrs.define(eq=False)
+class FailedSignIns:
+    """Wrong credentials per address over the last FAILURE_WINDOW seconds,
+    and the password checks under way from each; says when an address must
+    wait (`retry_after`)."""
+
+    limit: int
+    _failures: dict[str, collections.deque[float]] = attrs.field(factory=dict)
+    _checking: collections.Counter[str] = attrs.field(factory=collections.Counter)
+
+    def retry_after(self, source: str, now: float) -> int | None:
+        """Seconds ``source`` must wait before a new check; None: none."""
+        failures = self._recent(source, now)
+        if len(failures) >= self.limit:
+            return max(1, math.ceil(failures[0] + FAILURE_WINDOW - now))
+        if (self._checking[source] >= MAX_CHECKING_PER_ADDRESS
+                or len(failures) + self._checking[source] >= self.limit):
+            return 1  # (until a check under way is done)
+        return None
+
+    def started(self, source: str) -> None:
+        self._checking[source] += 1
+
+    def ended(self, source: str, failed: bool, now: float) -> None:
+        self._checking[source] -= 1
+        if not self._checking[source]:
+            del self._checking[source]
+        if failed:
+            self.failed(source, now)
+
+    def failed(self, source: str, now: float) -> None:
+        if source not in self._failures and len(self._failures) >= MAX_ADDRESSES:
+            for old in [old for old in self._failures if not self._recent(old, now)]:
+                del self._failures[old]
+            if len(self._failures) >= MAX_ADDRESSES:
+                del self._failures[next(iter(self._failures))]
+        self._failures.setdefault(source, collections.deque()).append(now)
+
+    def _recent(self, source: str, now: float) -> collections.deque[float]:
+        failures = self._failures.get(source)
+        if failures is None:
+            return collections.deque()
+        while failures and failures[0] <= now - FAILURE_WINDOW:
+            failures.popleft()
+        if not failures:
+            del self._failures[source]
+        return failures
+
+
 class Gate:
-    """Checks a request's credentials against http.auth."""
+    """Checks a request's credentials against http.auth: a password once
+    checked, and the token, at once; a new password in a thread, at most
+    MAX_CHECKING at once (MAX_CHECKING_PER_ADDRESS from one address), the
+    same one asked for at once checked once; an address that sent
+    ``max_failures_per_minute`` wrong ones in a minute is refused without
+    a check until the oldest is a minute old."""
 
     def __init__(self, users: dict[str, str], token: str | None,
-                 run_blocking: Callable[..., Deferred[Any]]) -> None:
+                 run_blocking: Callable[..., Deferred[Any]], now: Callable[[], float],
+                 max_failures_per_minute: int = 10) -> None:
         self._users = users
         self._token = None if token is None else token.encode("ascii")
         self._run_blocking = run_blocking
+        self.now = now
         self._key = os.urandom(32)
         self._remembered: set[bytes] = set()
         self._checking = 0
+        self._failures = FailedSignIns(max_failures_per_minute)
+        # The checks under way, by what their password is remembered by:
+        # each waiting request's Deferred.
+        self._pending: dict[bytes, list[Deferred[bool]]] = {}
+        # Refusals, logged once a minute per address and reason.
+        self.refusals = RefusalLog(interval=FAILURE_WINDOW)
         # Unknown users are checked against this, so that the time taken
         # does not tell which user names exist.
         self._decoy = hash_password(os.urandom(16).hex(), _iterations(users))
@@ -134,38 +218,86 @@ class Gate:
 
     def admits(self, request: Request) -> Deferred[Identity | None]:
         """Who the request's valid credentials are, or None; fails with
-        Busy when too many are being checked."""
+        TooManyFailures when its address must wait, Busy when too many
+        passwords are being checked."""
         header = request.getHeader(b"authorization")  # (bytes for a bytes name)
+        source = source_of(getattr(request.getClientAddress(), "host", None) or "-")
         token = bearer_token(header)
-        if token is not None:
-            valid = self._token is not None and hmac.compare_digest(token, self._token)
-            return succeed(TOKEN_HOLDER if valid else None)
-        credentials = basic_credentials(header)
-        if credentials is None or not self._users:
+        if token is not None and self._token_matches(token):
+            return succeed(TOKEN_HOLDER)
+        credentials = basic_credentials(header) if token is None else None
+        if token is None and (credentials is None or not self._users):
+            return succeed(None)  # (no credentials: a browser's first request)
+        if credentials is not None and self._seen(*credentials) in self._remembered:
+            return succeed(Identity(credentials[0], "basic"))
+        wait = self._failures.retry_after(source, self.now())
+        if wait is not None:
+            return fail(TooManyFailures(wait))
+        if credentials is None:  # a wrong token
+            self._failures.failed(source, self.now())
             return succeed(None)
         name, password = credentials
-        known = name in self._users
-        hashed = self._users[name] if known else self._decoy
-        seen = hmac.digest(self._key, f"{name}\0{password}\0{hashed}".encode("utf-8"), "sha256")
-        if seen in self._remembered:
-            return succeed(Identity(name, "basic"))
+        return self._check(name, password, source).addCallback(
+            lambda matches: Identity(name, "basic") if matches else None)
+
+    def _check(self, name: str, password: str, source: str) -> Deferred[bool]:
+        """Whether ``password`` is ``name``'s (False for an unknown name,
+        checked against the decoy all the same), in a thread; a check of
+        the same under way is shared. Fails with Busy."""
+        seen = self._seen(name, password)
+        waiting = self._pending.get(seen)
+        mine: Deferred[bool] = Deferred()
+        if waiting is not None:
+            waiting.append(mine)
+            return mine
         if self._checking >= MAX_CHECKING:
             return fail(Busy())
         self._checking += 1
+        self._failures.started(source)
+        waiting = self._pending[seen] = [mine]
+        known = name in self._users
 
-        def checked(matches: bool) -> Identity | None:
+        def checked(result: bool | Failure) -> None:
             self._checking -= 1
-            if not (matches and known):
-                return None
-            if len(self._remembered) >= REMEMBERED:
-                self._remembered.clear()
-            self._remembered.add(seen)
-            return Identity(name, "basic")
+            del self._pending[seen]
+            matches = result is True and known
+            self._failures.ended(source, not matches, self.now())
+            if matches:
+                if len(self._remembered) >= REMEMBERED:
+                    self._remembered.clear()
+                self._remembered.add(seen)
+            for each in waiting:
+                if isinstance(result, Failure):
+                    each.errback(result)
+                else:
+                    each.callback(matches)
+        self._run_blocking(verify_password, password,
+                           self._users.get(name, self._decoy)).addBoth(checked)
+        return mine
 
-        def failed(failure: Failure) -> Failure:
-            self._checking -= 1
-            return failure
-        return self._run_blocking(verify_password, password, hashed).addCallbacks(checked, failed)
+    def note_refusal(self, peer: str, reason: str) -> tuple[str, int] | None:
+        """Whether a refusal is logged now (once a minute per address and
+        reason): the peer to name and how many it stands for, or None."""
+        return self.refusals.note(source_of(peer), reason, self.now())
+
+
+    def admits_at_once(self, request: Request) -> bool:
+        """Whether the request's credentials are good without a password
+        check: the token, or a password checked before."""
+        header = request.getHeader(b"authorization")
+        token = bearer_token(header)
+        if token is not None:
+            return self._token_matches(token)
+        credentials = basic_credentials(header)
+        return credentials is not None and self._seen(*credentials) in self._remembered
+
+    def _token_matches(self, token: bytes) -> bool:
+        return self._token is not None and hmac.compare_digest(token, self._token)
+
+    def _seen(self, name: str, password: str) -> bytes:
+        """What a password checked is remembered by (a keyed hash)."""
+        hashed = self._users.get(name, self._decoy)
+        return hmac.digest(self._key, f"{name}\0{password}\0{hashed}".encode("utf-8"), "sha256")
 
 
 class GuardedResource(Resource):
@@ -195,18 +327,28 @@ class GuardedResource(Resource):
             return _Traversed(self._inner)
         if request.getHeader(b"authorization") is not None:
             # (A browser's first request carries none: not worth a line.)
-            peer = request.getClientAddress()
-            _log.warn("HTTP {method} {uri} from {peer} refused: {reason}",
-                      method=request.method.decode("ascii", "replace"),
-                      uri=request.uri.decode("ascii", "replace")[:200],
-                      peer=getattr(peer, "host", "?"), reason="wrong credentials")
+            self._logged(request, "wrong credentials")
         request.setHeader(b"www-authenticate", self._gate.challenge)
         return self._refusal(401, "authentication required")
 
     def _busy(self, failure: Failure, request: Request) -> IResource:
+        if failure.check(TooManyFailures):
+            self._logged(request, "too many failures")
+            request.setHeader(b"retry-after", str(failure.value.retry_after).encode("ascii"))
+            return self._refusal(429, "too many failed sign-ins from this address: "
+                                      "try again after Retry-After seconds")
         failure.trap(Busy)
         request.setHeader(b"retry-after", b"1")
         return self._refusal(503, "too many sign-ins at once: try again shortly")
+
+    def _logged(self, request: Request, reason: str) -> None:
+        """A line for a refused sign-in, once a minute per address and reason."""
+        peer = getattr(request.getClientAddress(), "host", None) or "-"
+        said = self._gate.note_refusal(peer, reason)
+        if said is not None:
+            _log.warn("HTTP sign-ins from {peer} refused: {reason} "
+                      "({count} since the last such line)",
+                      peer=said[0], reason=reason, count=said[1])
 
     def render(self, request: Request) -> bytes:  # pragma: no cover - never a leaf
         raise AssertionError("GuardedResource is only traversed")

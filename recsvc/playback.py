@@ -19,7 +19,10 @@ from recsvc.wav import WavFormat, declared_data_size, parse_header, wav_header
 # The stored formats served decoded (G.711, kept as received), by WAV format tag.
 _DECODERS = {codec.stored_format_tag: codec.new_decoder() for codec in CODECS.values()
              if codec.stored_format_tag is not None}
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# A byte position with more digits than this is beyond any file (and int()
+# of thousands of digits raises: Python's integer string limit).
+_MAX_DIGITS = 18
 
 
 class Unsatisfiable(ValueError):
@@ -76,17 +79,24 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # the last N bytes
-        count = int(last)
+        count = _position(last)
         if count == 0 or size == 0:
             raise Unsatisfiable(header)
         return max(0, size - count), size - 1
-    start = int(first)
+    start = _position(first)
     if start >= size:
         raise Unsatisfiable(header)
-    end = size - 1 if not last else min(int(last), size - 1)
+    end = size - 1 if not last else min(_position(last), size - 1)
     if end < start:
         raise Unsatisfiable(header)
     return start, end
+
+
+def _position(digits: str) -> int:
+    """A Range's byte position or count; one too long to be a file's is
+    taken as 10**_MAX_DIGITS, beyond any file."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _MAX_DIGITS else 10 ** _MAX_DIGITS
 
 
 def read_stored(playable: Playable, start: int, end: int) -> bytes:

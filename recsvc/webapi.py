@@ -16,9 +16,11 @@ decoding recsvc.playback's; blocking work runs in threads.
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import os
+import re
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -45,6 +47,11 @@ from recsvc.wav import NotAWav
 PAGE = os.path.join(os.path.dirname(__file__), "web")
 # Output bytes read and decoded in one thread job while sending audio.
 AUDIO_CHUNK = 256 * 1024
+
+# The API takes no request bodies: a larger one is refused (413) unread.
+MAX_BODY_BYTES = 1024
+# The methods answered: the API only reads (any other: 405, naming these).
+READ_METHODS = frozenset({b"GET", b"HEAD"})
 
 _log = Logger()
 _SEARCH_PARAMETERS = {
@@ -482,11 +489,8 @@ class WebRoot(Resource):
         self.putChild(b"healthz", HealthResource(api.recorder))
         if metrics is not None:
             self.putChild(b"metrics", metrics)
-        files = static.File(os.path.join(PAGE, "static"))
-        files.childNotFound = ErrorResource(404, "no such file")
-        files.directoryListing = lambda: files.childNotFound  # no listing of /static/
-        self.putChild(b"static", files)
-        self.page = static.File(os.path.join(PAGE, "index.html"), defaultType="text/html")
+        self.putChild(b"static", PageFiles(os.path.join(PAGE, "static")))
+        self.page = PageFiles(os.path.join(PAGE, "index.html"), defaultType="text/html")
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         if path == b"":
@@ -494,12 +498,55 @@ class WebRoot(Resource):
         return ErrorResource(404, "no such page")
 
 
+class PageFiles(static.File):
+    """The page (/) and its files (/static/): a name that is not a plain file name
+    (letters, digits, ``.``, ``-``, ``_``) is not found, before Twisted
+    would look for it (a NUL in it made os.stat raise: a 500); no listing
+    of the folder; served whole, whatever a Range says (they are small, and
+    Twisted's Range parsing logs a traceback for non-ASCII bytes)."""
+
+    _NAME = re.compile(rb"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.childNotFound = ErrorResource(404, "no such file")
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if not self._NAME.match(path):
+            return self.childNotFound
+        return super().getChild(path, request)
+
+    def directoryListing(self) -> Resource:
+        return self.childNotFound
+
+    def render_GET(self, request: Request) -> Any:
+        request.requestHeaders.removeHeader(b"range")
+        return super().render_GET(request)
+
+
 class _Request(server.Request):
     """A request that knows, for the access log, when it began and who
-    http.auth let in (set by GuardedResource)."""
+    http.auth let in (set by GuardedResource); whose body is read only if
+    the site says so when its headers are in (`_Site.reads_body`), and
+    otherwise answered without it, on a connection then closed."""
 
     began: float | None = None
     identity: Identity | None = None
+    # Why the request's body is refused (413), if it is.
+    body_refused: str | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        if self.channel.site.reads_body(self, length):
+            super().gotLength(length)
+            return
+        self.content = io.BytesIO()
+        # The channel takes the request as complete with its headers: the
+        # body is never read, and the connection, whose next bytes are that
+        # body, ends with the answer (and no "100 Continue" asks for it).
+        self.channel.length = 0
+        self.channel.persistent = False
+        self.requestHeaders.removeHeader(b"expect")
+        self.setHeader(b"connection", b"close")
 
 
 class _Site(server.Site):
@@ -510,6 +557,8 @@ class _Site(server.Site):
     # Without http.auth, the Host names answered besides IP addresses and
     # localhost (None: any; see `host_allowed`).
     allowed_hosts: frozenset[str] | None = None
+    # With http.auth, who may send a (small) request body (see `reads_body`).
+    gate: Gate | None = None
 
     def __init__(self, resource: Resource, now: Callable[[], float]) -> None:
         super().__init__(resource, requestFactory=_Request)
@@ -532,14 +581,37 @@ class _Site(server.Site):
         self.access.flush()
         super().stopFactory()
 
+    def reads_body(self, request: _Request, length: int | None) -> bool:
+        """Whether a request's body of ``length`` bytes (None: chunked, a
+        length not known) is read, decided when its headers are in: only a
+        small one (the API takes none), from a client whose Host is
+        answered and, with http.auth, whose credentials are good without a
+        password check. A larger one is refused (413)."""
+        if length == 0:
+            return True
+        if length is None or length > MAX_BODY_BYTES:
+            request.body_refused = (f"this API takes no request bodies: at most "
+                                    f"{MAX_BODY_BYTES} bytes, with a Content-Length")
+            return False
+        return self._host_answered(request) and (
+            self.gate is None or self.gate.admits_at_once(request))
+
+    def _host_answered(self, request: Request) -> bool:
+        return self.allowed_hosts is None or host_allowed(request.getHeader(b"host"),
+                                                          self.allowed_hosts)
+
     def getResourceFor(self, request: Request) -> Resource:
         request.began = self.now()
         request.notifyFinish().addErrback(self._lost, request)
         request.setHeader(b"x-content-type-options", b"nosniff")
-        if self.allowed_hosts is not None and not host_allowed(
-                request.getHeader(b"host"), self.allowed_hosts):
+        if request.body_refused is not None:
+            return ErrorResource(413, request.body_refused)
+        if not self._host_answered(request):
             return ErrorResource(421, "this server does not answer for that host name "
                                       "(see http.allowed_hosts)")
+        if request.method not in READ_METHODS:
+            request.setHeader(b"allow", b"GET, HEAD")
+            return ErrorResource(405, "this API is read-only: GET and HEAD only")
         return super().getResourceFor(request)
 
 
@@ -580,9 +652,11 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     resource: Resource = WebRoot(api, now, MetricsResource(metrics))
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
-                    run_blocking)
+                    run_blocking, now, auth.max_failures_per_minute)
         resource = GuardedResource(resource, gate, frozenset({b"healthz"}), ErrorResource)
     site = _Site(resource, now)
+    if auth.enabled:
+        site.gate = gate
     site.displayTracebacks = False
     if not auth.enabled:
         site.allowed_hosts = frozenset(allowed_hosts)  # (as config normalised them)

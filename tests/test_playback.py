@@ -35,6 +35,17 @@ class RangeTests(SynchronousTestCase):
             self.assertRaises(playback.Unsatisfiable, playback.byte_range, header, 100)
         self.assertRaises(playback.Unsatisfiable, playback.byte_range, "bytes=-5", 0)
 
+    def test_positions_of_thousands_of_digits(self) -> None:
+        """Positions longer than any file size (beyond Python's limit for
+        int() of a string) are beyond the file, never an error of int();
+        leading zeros do not make a small number long."""
+        many = "9" * 5000
+        self.assertRaises(playback.Unsatisfiable, playback.byte_range, f"bytes={many}-", 100)
+        self.assertEqual(playback.byte_range(f"bytes=-{many}", 100), (0, 99))
+        self.assertEqual(playback.byte_range(f"bytes=10-{many}", 100), (10, 99))
+        self.assertEqual(playback.byte_range("bytes=" + "0" * 5000 + "7-", 100), (7, 99))
+        self.assertIsNone(playback.byte_range("bytes=\u0661-", 100))  # (Arabic-Indic 1)
+
 
 class DecodedTests(SynchronousTestCase):
     def write(self, format_tag: int, audio: bytes, bits: int = 8) -> str:

@@ -11,15 +11,21 @@ import json
 import os
 import random
 import sys
+from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
+from twisted.internet.protocol import ClientCreator, Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
+from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from recsvc import g711, httpauth, index, playback, webapi
@@ -27,8 +33,12 @@ from recsvc.codec import WAVE_FORMAT_ALAW
 from recsvc.config import BasicUser, ConfigError, HttpAuthConfig, parse_config
 from recsvc.httpauth import (
     MAX_CHECKING,
+    MAX_CHECKING_PER_ADDRESS,
     Busy,
     Gate,
+    GuardedResource,
+    Identity,
+    TooManyFailures,
     basic_credentials,
     bearer_token,
     check_password_hash,
@@ -98,10 +108,10 @@ class HttpTestsMixin:
             self.blocking_calls.append(getattr(f, "__name__", repr(f)))
             return deferToThread(f, *args)
 
-        site = make_site(self.recorder, run_index, self.root, run_blocking, self.metrics,
-                         self.auth, now=self.clock.seconds, allowed_hosts=self.allowed_hosts,
-                         numbers=self.numbers)
-        self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.site = make_site(self.recorder, run_index, self.root, run_blocking, self.metrics,
+                              self.auth, now=self.clock.seconds,
+                              allowed_hosts=self.allowed_hosts, numbers=self.numbers)
+        self.listening = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)
         self.agent = Agent(reactor, pool=pool)
@@ -144,6 +154,24 @@ class HttpTestsMixin:
         self.assertEqual(response.headers.getRawHeaders(b"content-type"),
                          [b"application/json; charset=utf-8"])
         return json.loads(body)
+
+    def raw(self, request: bytes) -> Deferred[bytes]:
+        """All the server answers to ``request`` (raw bytes, sent as they
+        are) until it closes the connection."""
+        answered: Deferred[bytes] = Deferred()
+        received: list[bytes] = []
+
+        class Client(Protocol):
+            def connectionMade(self) -> None:
+                self.transport.write(request)
+
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+            def connectionLost(self, reason) -> None:
+                answered.callback(b"".join(received))
+        ClientCreator(reactor, Client).connectTCP("127.0.0.1", self.listening.getHost().port)
+        return answered
 
 
 class ApiTests(HttpTestsMixin, TestCase):
@@ -374,6 +402,187 @@ class HostTests(HttpTestsMixin, TestCase):
         self.assertEqual(response.headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
 
 
+ROUTES = ("/", "/static/app.js", "/api/recordings", "/api/recordings/7",
+          "/api/recordings/7/audio", "/api/recordings/live-1", "/api/active", "/healthz",
+          "/metrics", "/api/nothing")
+NASTY_SEGMENTS = ("%00", "%00.css", ".css%00", "%ff", "%c0%ae%c0%ae", "%2e%2e/%2e%2e/etc/passwd",
+                  "%2F", "/", "//x", "%5C", "%0d%0aX:%20y", "x" * 5000, "%25", "%", "%zz")
+NASTY_VALUES = ("", "%00", "%ff", "9" * 5000, "-1", "0", "1e999", "-1e999", "nan", "inf",
+                "99999999999999999999", "-99999999999999999999", "2026-13-45", "2026-02-30",
+                "9999-12-31T23:59:59+23:59", "%27%3B--", "%0d%0a", "x" * 5000, "1_000",
+                "%EF%BC%91")  # (a full-width 1)
+NASTY_METHODS = ("HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "BREW", "get")
+NASTY_PARAMETERS = ("number", "name", "device", "direction", "since", "until", "min_duration",
+                    "stop_reason", "page", "page_size", "format", "file")
+NASTY_HEADERS = (("Range", "bytes=" + "9" * 5000 + "-"), ("Range", "bytes=-" + "9" * 5000),
+                 ("Range", "bytes=0-" + "9" * 5000), ("Range", "bytes=99999999999999999999-"),
+                 ("Range", "bytes=\xb2-"), ("Range", "bytes=1-0,5-"), ("Range", "bytes=-0"),
+                 ("Range", "items=0-1"), ("Accept", "\xff\xfe;q=x, */*;q=nan"),
+                 ("Host", "[::1"), ("Host", "\xff:99999999999999999999"),
+                 ("Authorization", "Basic " + "=" * 3), ("Authorization", "Basic \xff\xfe"),
+                 ("Authorization", "Bearer " + "x" * 5000),
+                 ("If-Modified-Since", "Mon, 99 Foo 99999 99:99:99 GMT"),
+                 ("If-Modified-Since", "9" * 5000), ("If-Range", "9" * 5000),
+                 ("Cookie", "a=\xff; =; ;"), ("Content-Type", "application/x-www-form-urlencoded"))
+
+
+def nasty_requests() -> list[bytes]:
+    """Request heads that try every route with bad paths, query values and
+    headers."""
+    targets = [route + suffix for route in ROUTES
+               for suffix in [""] + ["/" + segment for segment in NASTY_SEGMENTS]]
+    targets += ["/static/" + segment for segment in NASTY_SEGMENTS]
+    targets += [f"{route}?{name}={value}" for route in ("/api/recordings", "/api/recordings/7/audio")
+                for name in NASTY_PARAMETERS for value in NASTY_VALUES]
+    targets += [f"{route}?%ff=1&&=&number&number=1&number=%00" for route in ROUTES]
+    heads = [f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode("latin-1")
+             for target in targets]
+    heads += [f"GET {route} HTTP/1.1\r\nHost: 127.0.0.1\r\n{name}: {value}\r\n".encode("latin-1")
+              for route in ROUTES for name, value in NASTY_HEADERS]
+    heads += [f"{method} {route} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode("latin-1")
+              for route in ROUTES for method in NASTY_METHODS]
+    return [head + b"Connection: close\r\n\r\n" for head in heads]
+
+
+class NastyInputTests(HttpTestsMixin, TestCase):
+    """No request input makes the server fail: every route, with bad paths,
+    query values and headers, is answered below 500 and logs no traceback."""
+
+    timeout = 120
+
+    @inlineCallbacks
+    def test_no_request_input_gets_a_5xx(self) -> None:
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        failed = []
+        for request in nasty_requests():
+            answer = yield self.raw(request)
+            status = answer[9:12]
+            if not answer.startswith(b"HTTP/1.1 ") or status.startswith(b"5"):
+                failed.append((request[:120], answer[:160]))
+        self.assertEqual(failed, [])
+        self.assertEqual([event for event in events if "log_failure" in event], [])
+
+    @inlineCallbacks
+    def test_a_range_of_thousands_of_digits(self) -> None:
+        """A Range whose numbers are longer than any file size is a 416 (a
+        first byte beyond the file) or the whole file, never a 500."""
+        error = yield self.get_json("/api/recordings/7/audio", 416,
+                                    range="bytes=" + "9" * 5000 + "-")
+        self.assertIn("range", error["error"])
+        response, body = yield self.get("/api/recordings/7/audio", range="bytes=-" + "9" * 5000)
+        self.assertEqual(response.code, 206)
+        self.assertServedDecoded(body)
+
+    @inlineCallbacks
+    def test_a_nul_in_a_static_file_name(self) -> None:
+        """/static/app.js%00.css is a 404 in JSON, not a 500 page."""
+        error = yield self.get_json("/static/app.js%00.css", 404)
+        self.assertIn("no such file", error["error"])
+
+
+class BodyTestsMixin(HttpTestsMixin):
+    """The API takes no request bodies: one over a small limit is refused
+    (413) before it is read, and a small one is read only from a client
+    whose Host is answered and who is known without a password check."""
+
+    def connect(self) -> tuple[Any, StringTransport]:
+        peer = IPv4Address("TCP", "127.0.0.1", 40000)
+        channel = self.site.buildProtocol(peer)
+        channel.callLater = self.clock.callLater
+        transport = StringTransport(peerAddress=peer)
+        channel.makeConnection(transport)
+        self.addCleanup(channel.connectionLost, ConnectionDone())
+        return channel, transport
+
+    def head(self, method: str, path: str, *headers: str) -> bytes:
+        return "".join([f"{method} {path} HTTP/1.1\r\n"] + [f"{line}\r\n" for line in headers]
+                       + ["\r\n"]).encode("latin-1")
+
+    def assertAnsweredUnread(self, transport: StringTransport, status: int) -> dict:
+        """The answer is there (before the body was sent) and the connection
+        is closing: the body is never read."""
+        answer = transport.value()
+        self.assertTrue(answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200])
+        self.assertIn(b"\r\nConnection: close\r\n", answer)
+        self.assertTrue(transport.disconnecting)
+        return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+
+class BodyTests(BodyTestsMixin, TestCase):
+    def test_a_large_body_is_refused_before_it_is_read(self) -> None:
+        """Content-Length: 10000000000 from anyone (a Host not answered
+        here, no credentials) is a 413 as soon as the headers are in, and
+        the connection is closed: no byte of the body is read."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("POST", "/api/recordings", "Host: evil.com",
+                                       "Content-Length: 10000000000",
+                                       "Expect: 100-continue"))
+        error = self.assertAnsweredUnread(transport, 413)
+        self.assertIn(f"at most {webapi.MAX_BODY_BYTES} bytes", error["error"])
+        self.assertNotIn(b"100 Continue", transport.value())
+
+    def test_a_chunked_body_is_refused_before_it_is_read(self) -> None:
+        """A body without a Content-Length (chunked) is refused the same
+        way: its size is not known before it is read."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
+                                       "Transfer-Encoding: chunked"))
+        error = self.assertAnsweredUnread(transport, 413)
+        self.assertIn("Content-Length", error["error"])
+
+    def test_a_small_body_for_another_host_is_not_read(self) -> None:
+        """A Host this server does not answer for is refused (421) before
+        the body is read, small as it may be."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: evil.com",
+                                       "Content-Length: 10"))
+        self.assertIn("http.allowed_hosts", self.assertAnsweredUnread(transport, 421)["error"])
+
+    def test_a_small_body_is_read_and_ignored(self) -> None:
+        """A body within the limit, from a client allowed in, is read and
+        ignored; the connection stays open for the next request."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
+                                       "Content-Length: 5") + b"hello")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertFalse(transport.disconnecting)
+        transport.clear()
+        channel.dataReceived(self.head("GET", "/healthz", "Host: 127.0.0.1"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+
+    @inlineCallbacks
+    def test_other_methods_are_405(self) -> None:
+        """The API only reads: a POST is a JSON 405 that names the methods."""
+        response, body = yield self.get("/api/recordings", method=b"POST")
+        self.assertEqual(response.code, 405)
+        self.assertEqual(response.headers.getRawHeaders(b"allow"), [b"GET, HEAD"])
+        self.assertIn("GET and HEAD", json.loads(body)["error"])
+
+
+class BodyAuthTests(BodyTestsMixin, TestCase):
+    auth = HttpAuthConfig(users=(BasicUser("ann", hash_password("s3cret", iterations=1000)),),
+                          token=TOKEN)
+
+    def test_a_small_body_before_authentication_is_not_read(self) -> None:
+        """Without credentials known at once, a body is not read: the
+        request is answered (401 here) and the connection closed."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
+                                       "Content-Length: 10"))
+        self.assertIn("authentication", self.assertAnsweredUnread(transport, 401)["error"])
+
+    def test_a_small_body_with_the_token_is_read(self) -> None:
+        """With the bearer token, a body within the limit is read and ignored."""
+        channel, transport = self.connect()
+        channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
+                                       f"Authorization: Bearer {TOKEN}", "Content-Length: 5")
+                             + b"hello")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertFalse(transport.disconnecting)
+
+
 class NumberPlanTests(HttpTestsMixin, TestCase):
     """With numbers.country_code and numbers.trunk_prefix, the API finds a
     number by its national and its international form alike."""
@@ -458,6 +667,25 @@ class AuthTests(HttpTestsMixin, TestCase):
         self.assertEqual(health["status"], "ok")
 
 
+class SignInLimitEndToEndTests(HttpTestsMixin, TestCase):
+    auth = HttpAuthConfig(users=(BasicUser("ann", hash_password("s3cret", iterations=1000)),),
+                          max_failures_per_minute=2)
+    basic = AuthTests.basic
+
+    @inlineCallbacks
+    def test_too_many_failures_from_an_address(self) -> None:
+        """Past http.auth.max_failures_per_minute wrong passwords from an
+        address, it gets 429 with Retry-After, its passwords unchecked."""
+        for guess in ("a", "b"):
+            yield self.get_json("/api/recordings", 401, authorization=self.basic("ann", guess))
+        response, body = yield self.get("/api/recordings",
+                                        authorization=self.basic("ann", "s3cret"))
+        self.assertEqual(response.code, 429)
+        self.assertEqual(response.headers.getRawHeaders(b"retry-after"), [b"60"])
+        self.assertIn("too many failed sign-ins", json.loads(body)["error"])
+        self.assertEqual(self.blocking_calls.count("verify_password"), 2)
+
+
 class GateTests(SynchronousTestCase):
     def test_busy_beyond_the_checks_allowed(self) -> None:
         """At most MAX_CHECKING password checks wait or run at once; beyond
@@ -468,15 +696,155 @@ class GateTests(SynchronousTestCase):
             held.append(Deferred())
             return held[-1]
         hashed = hash_password("s3cret", iterations=1000)
-        gate = Gate({"ann": hashed}, None, hold)
-        request = DummyRequest([b"api"])
-        request.requestHeaders.setRawHeaders(
-            b"authorization", [b"Basic " + base64.b64encode(b"ann:guess")])
-        waiting = [gate.admits(request) for _ in range(MAX_CHECKING)]
-        self.failureResultOf(gate.admits(request), Busy)
+        gate = Gate({"ann": hashed}, None, hold, now=Clock().seconds)
+
+        def request(n: int) -> DummyRequest:
+            request = DummyRequest([b"api"])
+            request.client = IPv4Address("TCP", f"10.0.0.{n}", 50000)
+            request.requestHeaders.setRawHeaders(
+                b"authorization", [b"Basic " + base64.b64encode(f"ann:guess{n}".encode())])
+            return request
+        waiting = [gate.admits(request(n)) for n in range(MAX_CHECKING)]
+        self.failureResultOf(gate.admits(request(MAX_CHECKING)), Busy)
         held[0].callback(False)
         self.assertFalse(self.successResultOf(waiting[0]))
-        self.assertNoResult(gate.admits(request))  # room for one more
+        self.assertNoResult(gate.admits(request(MAX_CHECKING + 1)))  # room for one more
+
+
+class SignInLimitTests(SynchronousTestCase):
+    """Guessers cannot lock out the users: one address holds at most
+    MAX_CHECKING_PER_ADDRESS password checks at once and gets
+    max_failures_per_minute wrong ones a minute (then 429); a password
+    checked before, and the token, never wait behind them."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.held: list[tuple[Deferred, str]] = []
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+        def hold(f, password, hashed):
+            self.held.append((Deferred(), password))
+            return self.held[-1][0]
+        self.gate = Gate({"ann": hash_password("s3cret", iterations=1000)}, TOKEN, hold,
+                         now=self.clock.seconds, max_failures_per_minute=3)
+
+    def request(self, address: str, credentials: str) -> DummyRequest:
+        request = DummyRequest([b"api"])
+        request.client = IPv4Address("TCP", address, 50000)
+        request.requestHeaders.setRawHeaders(b"authorization", [credentials.encode()])
+        return request
+
+    def basic(self, user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+    def answer_all(self) -> None:
+        while self.held:
+            waiting, password = self.held.pop(0)
+            waiting.callback(password == "s3cret")
+
+    def test_failures_are_limited_per_address(self) -> None:
+        """After max_failures_per_minute wrong passwords (or tokens) in a
+        minute, an address is refused without a check until the oldest is
+        a minute old, with the seconds to wait; other addresses are not."""
+        for guess in ("a", "b"):
+            answer = self.gate.admits(self.request("10.0.0.1", self.basic("ann", guess)))
+            self.answer_all()
+            self.assertIsNone(self.successResultOf(answer))
+            self.clock.advance(10)
+        self.assertIsNone(self.successResultOf(self.gate.admits(
+            self.request("10.0.0.1", f"Bearer {TOKEN}x"))))
+        refused = self.failureResultOf(self.gate.admits(
+            self.request("10.0.0.1", self.basic("ann", "s3cret"))), TooManyFailures)
+        self.assertEqual(refused.value.retry_after, 40)
+        self.assertEqual(self.held, [])  # not checked
+        other = self.gate.admits(self.request("10.0.0.2", self.basic("ann", "s3cret")))
+        self.answer_all()
+        self.assertEqual(self.successResultOf(other), Identity("ann", "basic"))
+        self.clock.advance(40)
+        again = self.gate.admits(self.request("10.0.0.1", self.basic("ann", "c")))
+        self.assertEqual(len(self.held), 1)
+        self.answer_all()
+        self.assertIsNone(self.successResultOf(again))
+
+    def test_guessers_leave_room_for_a_first_login(self) -> None:
+        """Sixteen guesses at once from one address take two checks (the
+        rest are 429 at once): a first login from elsewhere is checked, not
+        answered "busy"."""
+        guesses = [self.gate.admits(self.request("10.0.0.1", self.basic("ann", f"g{n}")))
+                   for n in range(16)]
+        self.assertEqual(len(self.held), MAX_CHECKING_PER_ADDRESS)
+        for refused in guesses[MAX_CHECKING_PER_ADDRESS:]:
+            self.assertEqual(self.failureResultOf(refused, TooManyFailures).value.retry_after, 1)
+        first = self.gate.admits(self.request("10.0.0.2", self.basic("ann", "s3cret")))
+        self.answer_all()
+        self.assertEqual(self.successResultOf(first), Identity("ann", "basic"))
+
+    def test_known_credentials_never_wait(self) -> None:
+        """With every check taken by guessers (from many addresses), and
+        from an address refused for its failures, a password checked
+        before and the token are admitted at once."""
+        self.successResultOf(self.login("10.0.0.9"))
+        for guess in "abc":
+            self.gate.admits(self.request("10.0.0.1", self.basic("ann", guess)))
+            self.answer_all()
+        for n in range(MAX_CHECKING):
+            self.gate.admits(self.request(f"10.0.1.{n}", self.basic("ann", f"g{n}")))
+        self.failureResultOf(self.gate.admits(self.request("10.0.2.1", self.basic("ann", "x"))),
+                             Busy)
+        for address in ("10.0.0.1", "10.0.0.9"):
+            self.assertEqual(self.successResultOf(self.gate.admits(
+                self.request(address, self.basic("ann", "s3cret")))), Identity("ann", "basic"))
+            self.assertEqual(self.successResultOf(self.gate.admits(
+                self.request(address, f"Bearer {TOKEN}"))), httpauth.TOKEN_HOLDER)
+        self.answer_all()
+
+    def login(self, address: str) -> Deferred:
+        answer = self.gate.admits(self.request(address, self.basic("ann", "s3cret")))
+        self.answer_all()
+        return answer
+
+    def test_the_same_credentials_are_checked_once(self) -> None:
+        """A browser's requests at once with the same new password share
+        one check (they do not count against the address twice)."""
+        answers = [self.gate.admits(self.request("10.0.0.1", self.basic("ann", "s3cret")))
+                   for _ in range(5)]
+        self.assertEqual(len(self.held), 1)
+        self.answer_all()
+        for answer in answers:
+            self.assertEqual(self.successResultOf(answer), Identity("ann", "basic"))
+
+    def test_refusals_logged_once_a_minute(self) -> None:
+        """An address refused over and over is one line a minute, with how
+        many refusals it stands for."""
+        resource = GuardedResource(Resource(), self.gate, frozenset(), webapi.ErrorResource)
+
+        def refused(request: DummyRequest) -> None:
+            request.prepath = [b"api"]
+            resource.getChildWithDefault(b"api", request).render(request)
+        for guess in "abc":
+            self.gate.admits(self.request("10.0.0.1", self.basic("ann", guess)))
+            self.answer_all()
+            self.clock.advance(1)
+        for _ in range(20):
+            request = self.request("10.0.0.1", self.basic("ann", "d"))
+            refused(request)
+            self.assertEqual(request.responseCode, 429)
+            self.assertEqual(request.responseHeaders.getRawHeaders(b"retry-after"), [b"57"])
+        lines = [event for event in self.events if event.get("reason") == "too many failures"]
+        self.assertEqual([(event["peer"], event["count"]) for event in lines], [("10.0.0.1", 1)])
+        # A minute on, still guessing (a new guess as each old one is a
+        # minute old): the next line says the 19 refusals kept silent too.
+        self.clock.advance(56.5)
+        for guess in "egh":
+            self.clock.advance(1)
+            self.gate.admits(self.request("10.0.0.1", self.basic("ann", guess)))
+            self.answer_all()
+        self.clock.advance(0.5)
+        refused(self.request("10.0.0.1", self.basic("ann", "f")))
+        lines = [event for event in self.events if event.get("reason") == "too many failures"]
+        self.assertEqual([event["count"] for event in lines], [1, 20])
 
 
 class PasswordTests(SynchronousTestCase):
@@ -513,6 +881,9 @@ class HttpConfigTests(SynchronousTestCase):
         self.assertEqual(config.http.auth.users, (BasicUser("ann", hashed),))
         self.assertEqual(config.http.auth.token, TOKEN)
         self.assertTrue(config.http.auth.enabled)
+        self.assertEqual(config.http.auth.max_failures_per_minute, 10)
+        config = parse_config({"http": {"auth": {"token": TOKEN, "max_failures_per_minute": 3}}})
+        self.assertEqual(config.http.auth.max_failures_per_minute, 3)
 
     def test_errors_name_the_key(self) -> None:
         for data, key in [
@@ -520,6 +891,10 @@ class HttpConfigTests(SynchronousTestCase):
             ({"http": {"auth": {"users": ["ann"]}}}, "http.auth.users"),
             ({"http": {"auth": {"token": "short"}}}, "http.auth.token"),
             ({"http": {"auth": {"passwd": "x"}}}, "http.auth.passwd"),
+            ({"http": {"auth": {"max_failures_per_minute": 0}}},
+             "http.auth.max_failures_per_minute"),
+            ({"http": {"auth": {"max_failures_per_minute": "10"}}},
+             "http.auth.max_failures_per_minute"),
             ({"http": {"listen": ""}}, "http.listen"),
             ({"hooks": {"on_finish": "ftp://example.com/"}}, "hooks.on_finish"),
         ]:
