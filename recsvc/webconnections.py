@@ -74,6 +74,7 @@ class DeadlineChannel(HTTPChannel):
 
     def _too_slow(self) -> None:
         self._due = None
+        self.setTimeout(None)  # (closing: the idle timeout has nothing left to do)
         self._expired(self)
         body = json.dumps({"error": f"request not complete within {self._deadline_s:g} s "
                                     "(see http.request_timeout)"}).encode()
