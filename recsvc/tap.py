@@ -463,12 +463,13 @@ def makeService(
                   "recordings. List the phones' networks there.", listen=config.control.listen)
     control_factory = ControlFactory(recorder, config.control.max_message_bytes, connections,
                                      config.control.idle_timeout, reactor)
-    web: WebConnections | None = None
+    web_connections: WebConnections | None = None
 
     def in_use() -> descriptors.InUse:
         return descriptors.InUse(connections.total,
                                  len(recorder.registry) + recorder.starting_count,
-                                 0 if web is None else web.connections.total)
+                                 0 if web_connections is None
+                                 else web_connections.connections.total)
 
     held_back = descriptors.DescriptorRoom(budget, limit, time.monotonic, in_use)
     control_factory.room = held_back.for_idle_control
@@ -486,13 +487,14 @@ def makeService(
         if warning is not None:
             # (Not a "warning" key: the legacy log takes that for a Python warning.)
             _log.critical("WARNING: {reason}", reason=warning)
-        web = WebConnections(make_site(
+        web_connections = WebConnections(make_site(
             recorder, indexer.run, config.storage.root, run_web, metrics,
             config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
             numbers=config.numbers.plan),
             ConnectionLimits(config.http.max_connections, config.http.max_connections_per_ip),
             config.http.request_timeout, reactor, held_back.for_web, metrics)
-        http = Listener(http_endpoint, web, "HTTP", "http.listen", screen=web.admit)
+        http = Listener(http_endpoint, web_connections, "HTTP", "http.listen",
+                        screen=web_connections.admit)
         http.setName("http")
         http.setServiceParent(root)
     if webhook is not None:

@@ -1,7 +1,17 @@
 """Tests for recsvc.webconnections: the web port's request deadline and
-connection limits, on a task.Clock and StringTransports."""
+connection limits, on a task.Clock and StringTransports; and end to end,
+over loopback, a slow request closed at its deadline and connections
+beyond the limits refused while a phone records."""
 
 from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
@@ -17,6 +27,8 @@ from twisted.web.static import Data
 from recsvc.admission import TOO_FEW_DESCRIPTORS, TOO_MANY, TOO_MANY_FROM_IP, ConnectionLimits
 from recsvc.metrics import Metrics
 from recsvc.webconnections import TOO_SLOW, WebConnections
+from tests.test_accepting import is_refused
+from tests.test_endtoend import LoopbackServiceMixin, audio
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -198,3 +210,102 @@ class LimitTests(SynchronousTestCase):
         transport = StringTransport()
         protocol.makeConnection(transport)
         self.assertTrue(transport.disconnecting)
+
+
+def trickle(port: int, seconds: float) -> tuple[bytes, bool]:
+    """A request sent a byte every 0.2 s for up to ``seconds`` (blocking):
+    what the server answered, and whether it closed the connection first."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        sock.settimeout(0.2)
+        answer = b""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                sock.sendall(b"x")
+                data = sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:  # (reset, or a broken pipe)
+                return answer, True
+            if not data:
+                return answer, True
+            answer += data
+        return answer, False
+
+
+def half_sent(port: int, source: str) -> socket.socket:
+    """A connection from ``source`` (an address of 127.0.0.0/8) that has
+    begun a request and goes no further."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5,
+                                    source_address=(source, 0))
+    sock.sendall(b"GET /api/active HTTP/1.1\r\n")
+    return sock
+
+
+class WebPortDeadlineEndToEndTests(LoopbackServiceMixin, TestCase):
+    """The service on loopback with http.request_timeout at 1 s."""
+
+    def more_config(self) -> dict:
+        return {"http": {"listen": "tcp:0:interface=127.0.0.1", "request_timeout": 1}}
+
+    @inlineCallbacks
+    def test_slow_request_closed_at_deadline(self):
+        """A request whose bytes trickle in is answered 408 and closed
+        (within the 8 s it would go on for), and counted."""
+        http = yield self.tree.getServiceNamed("http").whenListening()
+        answer, closed = yield deferToThread(trickle, http.getHost().port, 8)
+        self.assertTrue(closed, "the slow request's connection was kept open")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer)
+        metrics = yield deferToThread(
+            lambda: urllib.request.urlopen(
+                f"http://127.0.0.1:{http.getHost().port}/metrics", timeout=5).read())
+        self.assertIn(b'recsvc_http_connections_closed_total{reason="request too slow"} 1.0',
+                      metrics)
+
+
+class WebPortLimitsEndToEndTests(LoopbackServiceMixin, TestCase):
+    """The service on loopback with http.max_connections 4, 2 per address."""
+
+    def more_config(self) -> dict:
+        return {"http": {"listen": "tcp:0:interface=127.0.0.1", "max_connections": 4,
+                         "max_connections_per_ip": 2, "request_timeout": 60}}
+
+    @inlineCallbacks
+    def test_refused_beyond_limits_while_a_phone_records(self):
+        """Beyond two half-sent requests from one address, and four in all,
+        HTTP connections are reset at once and counted; a phone on the
+        control port still starts, records and stops its call."""
+        http = yield self.tree.getServiceNamed("http").whenListening()
+        port = http.getHost().port
+        web = self.tree.getServiceNamed("http")._factory
+        held: list[socket.socket] = []
+
+        @inlineCallbacks
+        def connect(source: str, taken: bool):
+            sock = yield deferToThread(half_sent, port, source)
+            self.addCleanup(sock.close)
+            if taken:
+                held.append(sock)
+                yield self.wait_for(lambda: web.connections.total == len(held))
+            else:
+                refused = yield deferToThread(is_refused, sock)
+                self.assertTrue(refused, f"a connection from {source} was taken")
+
+        for source, taken in [("127.0.0.1", True), ("127.0.0.1", True), ("127.0.0.2", True),
+                              ("127.0.0.1", False), ("127.0.0.3", True), ("127.0.0.4", False)]:
+            yield connect(source, taken)
+        self.assertEqual(web.connections.total, 4)
+
+        sound = audio(1, seed=16)
+        started, stopped = yield deferToThread(self.call, "bare", "web-full", sound)
+        self.assertEqual((started.result, stopped.result), ("success", "success"))
+
+        for sock in held:
+            sock.close()
+        yield self.wait_for(lambda: web.connections.total == 0)
+        metrics = yield deferToThread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read())
+        for reason in (b"too many connections from this address", b"too many connections"):
+            self.assertIn(b'recsvc_http_connections_refused_total{reason="%s"} 1.0' % reason,
+                          metrics)
