@@ -5,7 +5,11 @@ beyond the limits refused while a phone records."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -26,6 +30,7 @@ from twisted.web.static import Data
 
 from recsvc.admission import TOO_FEW_DESCRIPTORS, TOO_MANY, TOO_MANY_FROM_IP, ConnectionLimits
 from recsvc.metrics import Metrics
+from recsvc.phone import SimulatedPhone, rtp_packets, send_rtp
 from recsvc.webconnections import TOO_SLOW, WebConnections
 from tests.test_accepting import is_refused
 from tests.test_endtoend import LoopbackServiceMixin, audio
@@ -309,3 +314,76 @@ class WebPortLimitsEndToEndTests(LoopbackServiceMixin, TestCase):
         for reason in (b"too many connections from this address", b"too many connections"):
             self.assertIn(b'recsvc_http_connections_refused_total{reason="%s"} 1.0' % reason,
                           metrics)
+
+
+# The service in a process of its own whose descriptor limit is 400 (the
+# soft and the hard one): it prints its ports, then runs until killed.
+SERVE_WITH_400 = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
+from recsvc import makeService
+tree = makeService(json.loads(sys.argv[1]))
+tree.startService()
+listening = [tree.getServiceNamed(name).whenListening() for name in ("control", "http")]
+gatherResults(listening).addCallback(
+    lambda ports: print(json.dumps([p.getHost().port for p in ports]), flush=True))
+reactor.run()
+"""
+
+
+class DescriptorReserveEndToEndTests(SynchronousTestCase):
+    """The issue's case: the descriptor limit at 400 and 400 half-sent HTTP
+    requests (HTTP's own limits set far above that)."""
+
+    timeout = 60
+
+    def serve(self) -> tuple[int, int]:
+        root = os.path.abspath(self.mktemp())
+        config = {
+            "control": {"listen": "tcp:0:interface=127.0.0.1"},
+            "http": {"listen": "tcp:0:interface=127.0.0.1", "max_connections": 1000,
+                     "max_connections_per_ip": 1000, "request_timeout": 300},
+            "rtp": {"interface": "127.0.0.1", "port_range": [43000, 43049]},
+            "storage": {"root": root, "min_free_mb": 1},
+            "index": {"database": root + ".sqlite3"},
+        }
+        server = subprocess.Popen([sys.executable, "-c", SERVE_WITH_400, json.dumps(config)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.addCleanup(server.wait)
+        self.addCleanup(server.kill)
+        line = server.stdout.readline()
+        self.assertTrue(line, "the service did not start")
+        control, http = json.loads(line)
+        return control, http
+
+    def test_phone_records_while_http_is_flooded(self):
+        """Of 400 half-sent HTTP requests, those that would take the
+        descriptors held back for the phones are refused; a phone then
+        connects, starts, records and stops its call."""
+        control, http = self.serve()
+        flood = []
+        refused = 0
+        for _ in range(400):
+            sock = half_sent(http, "127.0.0.1")
+            flood.append(sock)
+            self.addCleanup(sock.close)
+        time.sleep(0.5)  # (the server accepts them in its own time)
+        for sock in flood:
+            sock.setblocking(False)
+            try:
+                refused += sock.recv(1) == b""
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                refused += 1
+        self.assertTrue(100 < refused < 400, refused)
+        phone = SimulatedPhone("127.0.0.1", control)
+        self.addCleanup(phone.close)
+        phone.connect()
+        started = phone.start("flooded-1")
+        self.assertEqual(started.result, "success", started)
+        send_rtp(rtp_packets(audio(1, seed=4)), started.server, started.port)
+        self.assertEqual(phone.stop("flooded-1").result, "success")
