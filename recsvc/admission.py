@@ -83,6 +83,8 @@ NOT_ALLOWED = "address not allowed"
 TOO_MANY = "too many connections"
 TOO_MANY_FROM_IP = "too many connections from this address"
 NOT_CONTROL = "not a control message"
+# The descriptors left are held back for the recordings (recsvc.descriptors).
+TOO_FEW_DESCRIPTORS = "too few free descriptors"
 
 
 @attrs.define

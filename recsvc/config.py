@@ -410,6 +410,14 @@ class HttpConfig:
     # Without auth, only requests for an IP address, localhost or one of
     # these host names are answered (a guard against DNS rebinding).
     allowed_hosts: tuple[str, ...] = attrs.field(default=(), converter=_host_names)
+    # Connections at once, in all and from one address (or IPv6 /64): a
+    # browser opens up to 6, so the second leaves room for a few behind one
+    # address. More are closed at once.
+    max_connections: int = attrs.field(default=256, converter=_integer(1, 100_000))
+    max_connections_per_ip: int = attrs.field(default=32, converter=_integer(1, 100_000))
+    # Seconds a request has to arrive in full (from the connection's opening,
+    # or a later request's first byte); a slower one is answered 408 and closed.
+    request_timeout: float = attrs.field(default=10.0, converter=_seconds(1, 300))
 
 
 def _url_or_none(value: Any) -> str | None:

@@ -88,6 +88,12 @@ class Metrics:
         self.connections_closed = Counter(
             "recsvc_connections_closed", "Control connections the server closed, by reason",
             ["reason"], registry=registry)
+        self.web_connections_refused = Counter(
+            "recsvc_http_connections_refused", "HTTP connections closed at once, by reason",
+            ["reason"], registry=registry)
+        self.web_connections_closed = Counter(
+            "recsvc_http_connections_closed", "HTTP connections the server closed, by reason",
+            ["reason"], registry=registry)
         self.recordings_started = Counter(
             "recsvc_recordings_started", "Recordings begun", registry=registry)
         self.recordings_finished = Counter(
@@ -125,6 +131,12 @@ class Metrics:
 
     def connection_closed(self, reason: str) -> None:
         self.connections_closed.labels(reason).inc()
+
+    def web_connection_refused(self, reason: str) -> None:
+        self.web_connections_refused.labels(reason).inc()
+
+    def web_connection_closed(self, reason: str) -> None:
+        self.web_connections_closed.labels(reason).inc()
 
     def recording_started(self) -> None:
         self.recordings_started.inc()

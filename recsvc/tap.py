@@ -40,6 +40,7 @@ from recsvc.indexing import Indexer
 from recsvc.metrics import Metrics, live_figures
 from recsvc.observers import IRecordingObserver, RecordingObservers, checked_observers
 from recsvc.webapi import make_site
+from recsvc.webconnections import WebConnections
 from recsvc.webhook import Webhook
 from recsvc.protocol.accepting import screen_accepts
 from recsvc.protocol.control import ControlFactory
@@ -341,10 +342,20 @@ def makeService(
     low, high = config.rtp.port_range
     # Room for a recording on every port, made now (see recsvc.descriptors),
     # and again once the reactor runs: a daemon's forked child starts with a
-    # table only as large as its open descriptors need.
-    limit, table = descriptors.reserve(high - low + 1)
+    # table only as large as its open descriptors need. The limit is raised
+    # as far as the control port, the recordings and the web port need.
+    budget = descriptor_budget(config)
+    limit, table = descriptors.reserve(high - low + 1, budget.total)
     room = min(descriptors.wanted(high - low + 1), limit)
     _log.info("File descriptors: limit {limit}, room for {table} now", limit=limit, table=table)
+    if budget.within(limit) != budget:
+        _log.warn("File descriptors: the limit {limit} is below the {needed} that "
+                  "control.max_connections, rtp.port_range and http.max_connections need: "
+                  "{connections} control connections are held room for. Raise the hard "
+                  "limit (LimitNOFILE=) or lower control.max_connections.",
+                  limit=limit, needed=budget.total,
+                  connections=budget.within(limit).control_connections)
+        budget = budget.within(limit)
 
     # Blocking work runs on recsvc's own pools of low-priority threads
     # (recsvc.threads), not the reactor's (which an embedding application
@@ -454,6 +465,16 @@ def makeService(
                   "recordings. List the phones' networks there.", listen=config.control.listen)
     control_factory = ControlFactory(recorder, config.control.max_message_bytes, connections,
                                      config.control.idle_timeout, reactor)
+    web_connections: WebConnections | None = None
+
+    def in_use() -> descriptors.InUse:
+        return descriptors.InUse(connections.total,
+                                 len(recorder.registry) + recorder.starting_count,
+                                 0 if web_connections is None
+                                 else web_connections.connections.total)
+
+    held_back = descriptors.DescriptorRoom(budget, limit, time.monotonic, in_use)
+    control_factory.room = held_back.for_idle_control
     control = Listener(control_endpoint, control_factory, screen=control_factory.admit)
     # MultiService stops children in reverse: the listener closes first, then
     # the recorder drains its recordings.
@@ -468,11 +489,14 @@ def makeService(
         if warning is not None:
             # (Not a "warning" key: the legacy log takes that for a Python warning.)
             _log.critical("WARNING: {reason}", reason=warning)
-        http = Listener(http_endpoint, make_site(
+        web_connections = WebConnections(make_site(
             recorder, indexer.run, config.storage.root, run_web, metrics,
             config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
             numbers=config.numbers.plan),
-            "HTTP", "http.listen")
+            ConnectionLimits(config.http.max_connections, config.http.max_connections_per_ip),
+            config.http.request_timeout, reactor, held_back.for_web, metrics)
+        http = Listener(http_endpoint, web_connections, "HTTP", "http.listen",
+                        screen=web_connections.admit)
         http.setName("http")
         http.setServiceParent(root)
     if webhook is not None:
@@ -592,6 +616,18 @@ class AccessReload:
             if closed and opens and not gives_key(data, key):
                 raise ConfigError(key, "not in the file, which would let anyone in; write "
                                        "allow: [] in its section to mean that")
+
+
+def descriptor_budget(config: Config) -> descriptors.Budget:
+    """The descriptors the control port, the recordings (as many as the
+    ports, or recordings.max_active if fewer) and the web port may hold."""
+    low, high = config.rtp.port_range
+    recordings = high - low + 1
+    if config.recordings.max_active:
+        recordings = min(recordings, config.recordings.max_active)
+    return descriptors.Budget(
+        config.control.max_connections, recordings,
+        0 if config.http.listen == "off" else config.http.max_connections)
 
 
 def access_policy(config: Config) -> AccessPolicy:

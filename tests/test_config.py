@@ -214,6 +214,22 @@ class ErrorTests(SynchronousTestCase):
         ]:
             self.assertConfigError(data, key, problem)
 
+    def test_http_connection_keys(self) -> None:
+        """http.max_connections, http.max_connections_per_ip and
+        http.request_timeout have defaults that leave room for a few
+        browsers behind one address; bad values name their key."""
+        http = parse_config({}).http
+        self.assertEqual((http.max_connections, http.max_connections_per_ip,
+                          http.request_timeout), (256, 32, 10.0))
+        for data, key, problem in [
+            ({"http": {"max_connections": 0}}, "http.max_connections", "outside"),
+            ({"http": {"max_connections_per_ip": "many"}}, "http.max_connections_per_ip",
+             "whole number"),
+            ({"http": {"request_timeout": 0.5}}, "http.request_timeout", "outside"),
+            ({"http": {"request_timeout": "10s"}}, "http.request_timeout", "seconds"),
+        ]:
+            self.assertConfigError(data, key, problem)
+
     def test_numbers_keys(self) -> None:
         """numbers.*: a country code of digits (49 or "49"), prefixes of
         digits in quotes (a bare 00 or 011 is another number to YAML), and

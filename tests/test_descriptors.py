@@ -93,3 +93,98 @@ class DescriptorTests(SynchronousTestCase):
         limit, size = descriptors.reserve(100)
         self.assertGreaterEqual(limit, min(descriptors.wanted(100), self.hard))
         self.assertEqual(size, min(descriptors.wanted(100), limit))
+
+
+class BudgetTests(SynchronousTestCase):
+    def test_arithmetic(self) -> None:
+        """The control side needs its connections, an RTP socket and a file
+        a recording, the index and a margin; the web port two a connection;
+        SPARE the rest."""
+        budget = descriptors.Budget(5000, 1000, 256)
+        self.assertEqual(budget.control_side, 5000 + 2000 + 4 + 32)
+        self.assertEqual(budget.total, 7036 + 512 + 64)
+        self.assertEqual(budget.held_back(control_open=10, recordings_open=100),
+                         4990 + 1800 + 36)
+        self.assertEqual(budget.held_back(control_open=6000, recordings_open=2000), 36)
+
+    def test_within_a_lower_limit(self) -> None:
+        """Under a lower limit the control port is held room for fewer
+        connections, never fewer than one a recording."""
+        budget = descriptors.Budget(5000, 1000, 256)
+        self.assertIs(budget.within(budget.total), budget)
+        self.assertEqual(budget.within(budget.total - 100).control_connections, 4900)
+        self.assertEqual(budget.within(1024).control_connections, 1000)
+
+
+class DescriptorRoomTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.now = 0.0
+        self.open = 100
+        self.counts = 0
+        self.using = descriptors.InUse(0, 0, 0)
+
+        def count() -> int:
+            self.counts += 1
+            return self.open
+
+        self.room = descriptors.DescriptorRoom(descriptors.Budget(50, 20, 10), 300,
+                                               lambda: self.now, lambda: self.using, count)
+
+    def test_web_refused_at_the_reserve(self) -> None:
+        """A web connection is taken while the free descriptors stay above
+        what the control side may still open (50 + 2 x 20 + 36 = 126) by
+        two; the recordings begun and the connections made use theirs."""
+        self.open = 300 - 126 - 2
+        self.assertTrue(self.room.for_web())
+        self.open += 1
+        self.now += descriptors.RECOUNT_EVERY_S
+        self.assertFalse(self.room.for_web())
+        # Twenty calls begun: their descriptors are no longer held back.
+        self.open += 60
+        self.using = descriptors.InUse(20, 20, 0)
+        self.now += descriptors.RECOUNT_EVERY_S
+        self.assertFalse(self.room.for_web())
+        self.open -= 2
+        self.now += descriptors.RECOUNT_EVERY_S
+        self.assertTrue(self.room.for_web())
+
+    def test_idle_control_keeps_the_recordings_room(self) -> None:
+        """A control connection without a Start is taken while the free
+        descriptors stay above what the recordings not begun may open."""
+        self.open = 300 - (40 + 36) - 1
+        self.assertTrue(self.room.for_idle_control())
+        self.assertFalse(self.room.for_web())
+        self.open += 1
+        self.now += descriptors.RECOUNT_EVERY_S
+        self.assertFalse(self.room.for_idle_control())
+
+    def test_counted_once_a_second(self) -> None:
+        """Within a second the last count is used, with what is known to
+        have opened since added: two a recording, one a connection."""
+        self.open = 100
+        self.assertEqual(self.room.free(), 200)
+        self.using = descriptors.InUse(3, 2, 4)
+        self.open = 0  # (not looked at again within the second)
+        self.assertEqual(self.room.free(), 200 - 3 - 4 - 4)
+        self.assertEqual(self.counts, 1)
+        self.now += descriptors.RECOUNT_EVERY_S
+        self.assertEqual(self.room.free(), 300)
+        self.assertEqual(self.counts, 2)
+
+    def test_uncountable(self) -> None:
+        """Where the descriptors cannot be counted, nothing is refused."""
+        self.room.count = lambda: None
+        self.assertIsNone(self.room.free())
+        self.assertTrue(self.room.for_web())
+        self.assertTrue(self.room.for_idle_control())
+
+    def test_count_open(self) -> None:
+        """count_open sees a descriptor opened and closed."""
+        before = descriptors.count_open()
+        if before is None:
+            raise self.skipTest("descriptors cannot be listed here")
+        read, write = os.pipe()
+        self.assertEqual(descriptors.count_open(), before + 2)
+        os.close(read)
+        os.close(write)
+        self.assertEqual(descriptors.count_open(), before)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -11,7 +11,8 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from recsvc.admission import NOT_CONTROL, OTHERS, TOO_MANY, TOO_MANY_FROM_IP, Connections, Place
+from recsvc.admission import (NOT_CONTROL, OTHERS, TOO_FEW_DESCRIPTORS, TOO_MANY,
+                              TOO_MANY_FROM_IP, Connections, Place)
 from recsvc.logs import Logger
 from recsvc.protocol.commands import (
     FAILED,
@@ -314,6 +315,9 @@ class ControlFactory(Factory):
     log = Logger()
     noisy = False
     protocol = ControlProtocol  # (for Factory's repr)
+    # Whether a connection that brings no Start may take a descriptor (see
+    # recsvc.descriptors.DescriptorRoom); None: always.
+    room: Callable[[], bool] | None = None
 
     def __init__(self, service: RecorderService, max_message_bytes: int = 4096,
                  connections: Connections | None = None, idle_timeout: float | None = None,
@@ -342,12 +346,17 @@ class ControlFactory(Factory):
             self._refused(host, NOT_CONTROL)
             return None
         place = None
+        starting = first is not None and begins_with_start(first)
         if self.connections is not None:
-            place = self.connections.admit(
-                host, starting=first is not None and begins_with_start(first))
+            place = self.connections.admit(host, starting=starting)
             if isinstance(place, str):
                 self._refused(host, place)
                 return None
+        if not starting and self.room is not None and not self.room():
+            if place is not None:
+                place.release()
+            self._refused(host, TOO_FEW_DESCRIPTORS)
+            return None
         protocol = ControlProtocol(self.service, self.max_message_bytes, self.idle_timeout,
                                    self.clock, self.notices)
         protocol.factory = self
@@ -356,8 +365,9 @@ class ControlFactory(Factory):
 
     def _refused(self, host: str, reason: str) -> None:
         self.service.connection_refused(reason)
-        # The overall limit is nobody's in particular: one line for all.
-        logged = self.refusals.note(OTHERS if reason == TOO_MANY else host, reason)
+        # The overall limits are nobody's in particular: one line for all.
+        logged = self.refusals.note(
+            OTHERS if reason in (TOO_MANY, TOO_FEW_DESCRIPTORS) else host, reason)
         if logged is not None:
             self._summarise_refusals(logged[0], reason, logged[1])
 
