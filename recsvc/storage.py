@@ -137,6 +137,14 @@ class Storage:
         return path
 
 
+    def remove_audio(self, wav_path: str) -> None:
+        """Remove a finished WAV that holds no audio (its sidecar stays,
+        naming no file). Blocking."""
+        if self.open_writer is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(wav_path)
+
+
 def sidecar_path(wav_path: str) -> str:
     base, _ = os.path.splitext(wav_path)
     return base + ".json"

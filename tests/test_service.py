@@ -1344,3 +1344,31 @@ class PendingRtpTests(ServiceTestsMixin, SynchronousTestCase):
         # 100 devices named, the rest in a line when they begin and a summary.
         self.assertLessEqual(len(counts), 102)
         self.assertEqual(sum(counts), 2000)
+
+
+class NoAudioTests(ServiceTestsMixin, SynchronousTestCase):
+    """A recording that never received RTP keeps no WAV, only its sidecar."""
+
+    def test_no_wav_without_rtp(self) -> None:
+        """A recording that times out without a packet leaves its sidecar
+        (stop_reason "no RTP received", no file) and no WAV; one that had
+        audio keeps its WAV."""
+        from recsvc.storage import Storage
+        self.make_service()
+        self.service.storage = Storage(self.root)
+        silent = self.start(start_request("1"))
+        heard = self.start(start_request("2", device="00a859000002"))
+        self.ports.deliver(heard.port, rtp(0, b"\xd5" * 160))
+        self.service.clock.advance(Limits().first_packet_timeout)
+        self.successResultOf(self.service.stop_recording(StopRequest("2", "hangup")))
+        self.assertEqual(silent.result, "success")
+        wavs, sidecars = [], []
+        for folder, _, names in os.walk(self.root):
+            wavs += [name for name in names if name.endswith(".wav")]
+            sidecars += [os.path.join(folder, name) for name in names if name.endswith(".json")]
+        self.assertEqual([name.endswith("_2.wav") for name in wavs], [True])
+        [sidecar] = [path for path in sidecars if path.endswith("_1.json")]
+        with open(sidecar, encoding="utf-8") as handle:
+            data = json.load(handle)
+        self.assertEqual((data["stop_reason"], data["file"], data["bytes"], data["status"]),
+                         ("no RTP received", None, 0, "finished"))
