@@ -594,8 +594,10 @@ class Recording:
         summary = self._summary(part, cause, error or close_error, next_file, stats)
         # A recording that never had audio (its phone sent no RTP) keeps
         # its sidecar, which says so, but not an empty WAV: a client making
-        # Starts it never means to use cannot fill the disk with them.
-        silent = part.number == 1 and next_file is None and part.writer.data_bytes == 0
+        # Starts it never means to use cannot fill the disk with them. (A
+        # file with an error stays, for the sidecar that names it.)
+        silent = (part.number == 1 and next_file is None and part.writer.data_bytes == 0
+                  and error is None and close_error is None)
         if silent:
             summary = attrs.evolve(summary, file=None)
         self._storage.write_sidecar(part.writer.path, summary.to_json())
