@@ -158,7 +158,10 @@ def _open_index(config: Config, args: argparse.Namespace,
 
 def _full_path(row: dict[str, Any], config: Config) -> dict[str, Any]:
     """An index row with its WAV's path under storage.root (the index keeps
-    it relative to the root)."""
+    it relative to the root); None for a recording that received no audio
+    (no WAV was kept)."""
+    if row.get("file") is None:
+        return dict(row, path=None)
     return dict(row, path=os.path.join(config.storage.root, row["path"]))
 
 
@@ -225,7 +228,7 @@ def _search(args: argparse.Namespace) -> int:
         print(printable("  ".join([
             row.get("started_at", ""), direction_and_parties(row),
             row.get("device", ""), f"{row.get('duration_s', 0):.1f} s",
-            row.get("stop_reason", "") or "-", row.get("id", ""), row["path"],
+            row.get("stop_reason", "") or "-", row.get("id", ""), row["path"] or "-",
         ])))
     if next_page is not None:
         # The options that show it: a page's number means nothing without its size.
@@ -243,7 +246,7 @@ def _show(args: argparse.Namespace) -> int:
             recording_id=args.id, page_size=index.MAX_PAGE_SIZE)), config)
     if not found:
         raise CommandError(f"no finished recording with id {args.id!r} in the index")
-    found.sort(key=lambda row: (row.get("part") or 1, row["path"]))
+    found.sort(key=lambda row: (row.get("part") or 1, row["path"] or ""))
     print(json_text(found))
     return 0
 

@@ -216,6 +216,10 @@ class RecordingsConfig:
     max_per_device: int = attrs.field(default=4, converter=_integer(1, 1000))
     # Starts one phone may make in any minute.
     max_starts_per_minute: int = attrs.field(default=60, converter=_integer(1, 100_000))
+    # Recordings without RTP yet from one address (or IPv6 /64), whatever
+    # their devices: a site of 500 phones behind one NAT address can start
+    # all its calls at once.
+    max_pending_per_address: int = attrs.field(default=500, converter=_integer(1, 1_000_000))
 
 
 @attrs.frozen

@@ -103,10 +103,12 @@ def entry_from_sidecar(data: Any, sidecar_relpath: str, mtime_ns: int) -> IndexE
             raise NotIndexable(f"{key}: expected text, got {value!r}")
         return value
 
-    wav = text("file", required=True)
     # Written by recsvc, but read from disk: it must name the WAV file the
-    # sidecar belongs to (the same name beside it), nothing else.
+    # sidecar belongs to (the same name beside it), nothing else; or, for
+    # a recording that received no audio, null: no WAV was kept, and the
+    # entry is keyed by the name it would have had.
     own = os.path.splitext(os.path.basename(sidecar_relpath))[0] + ".wav"
+    wav = own if "file" in data and data["file"] is None else text("file", required=True)
     if wav != own:
         raise NotIndexable(f"file: {wav!r} is not this sidecar's WAV file ({own})")
     try:

@@ -82,6 +82,9 @@ class Metrics:
         self.starts_refused = Counter(
             "recsvc_starts_refused", "Starts answered with result=failed, by reason",
             ["reason"], registry=registry)
+        self.stops_refused = Counter(
+            "recsvc_stops_refused", "Stops answered with result=failed, by reason",
+            ["reason"], registry=registry)
         self.connections_refused = Counter(
             "recsvc_connections_refused", "Control connections closed at once, by reason",
             ["reason"], registry=registry)
@@ -120,6 +123,9 @@ class Metrics:
 
     def start_refused(self, reason: str) -> None:
         self.starts_refused.labels(reason_label(reason)).inc()
+
+    def stop_refused(self, reason: str) -> None:
+        self.stops_refused.labels(reason_label(reason)).inc()
 
     def connection_refused(self, reason: str) -> None:
         # (A flood is refused thousands of times a second: each reason's

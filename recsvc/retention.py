@@ -5,17 +5,19 @@ the storage root, oldest first, and deletes each WAV with its sidecar until
 every rule holds: no recording older than max_age_days, the archive no
 larger than max_total_gb, at least min_free_gb free. A recording in
 progress (a ``.part`` file, a sidecar still "recording", or one this run
-is writing) is never touched.
+is writing) is never touched. A recording that received no audio is its
+sidecar alone (naming no file), and goes the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Callable
 
 import attrs
-from twisted.logger import Logger
+from recsvc.logs import Logger
 
 from recsvc.storage import no_follow, walk_files
 from recsvc.wav import PARTIAL_SUFFIX
@@ -49,6 +51,11 @@ def finished_recordings(root: str, is_active: Callable[[str], bool]) -> list[Sto
     found = []
     for folder, files in walk_files(root, _left_link):
         for name, entry in files.items():
+            if name.endswith(".json") and name[: -len(".json")] + ".wav" not in files:
+                silent = _without_audio(entry)
+                if silent is not None:
+                    found.append(silent)
+                continue
             if not name.endswith(".wav"):
                 continue
             wav = entry.path
@@ -72,14 +79,33 @@ def _left_link(path: str) -> None:
              file=path, reason="symbolic link")
 
 
+def _without_audio(sidecar: os.DirEntry[str]) -> StoredRecording | None:
+    """The recording of a finished sidecar that names no file (it received
+    no audio, and no WAV was kept), if that is what it is."""
+    data = _read(sidecar.path)
+    if not (isinstance(data, dict) and data.get("status") == "finished"
+            and "file" in data and data["file"] is None):
+        return None  # (a WAV that went missing is left for a person)
+    try:
+        stats = sidecar.stat(follow_symlinks=False)
+    except OSError:
+        return None
+    return StoredRecording(sidecar.path[: -len(".json")] + ".wav", sidecar.path,
+                           stats.st_size, stats.st_mtime)
+
+
+def _read(sidecar: str) -> object:
+    try:
+        with open(sidecar, encoding="utf-8", opener=no_follow) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
 def _still_recording(sidecar: str | None) -> bool:
     if sidecar is None:
         return False
-    try:
-        with open(sidecar, encoding="utf-8", opener=no_follow) as handle:
-            data = json.load(handle)
-    except (OSError, ValueError):
-        return False
+    data = _read(sidecar)
     return isinstance(data, dict) and data.get("status") == "recording"
 
 
@@ -105,12 +131,11 @@ def sweep(
         too_full = bool(policy.min_free_bytes) and free < policy.min_free_bytes
         if not (too_old or too_big or too_full):
             break  # the rest are newer: every rule holds
-        try:
-            os.unlink(recording.wav)
-            if recording.sidecar is not None:
-                os.unlink(recording.sidecar)
-        except FileNotFoundError:
-            pass
+        # (A recording without audio has no WAV to remove.)
+        for path in (recording.wav, recording.sidecar):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         total -= recording.size
         free += recording.size
         removed.append(recording)

@@ -13,7 +13,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from recsvc.admission import OTHERS, AccessPolicy, StartRate, device_key
+from recsvc.admission import OTHERS, AccessPolicy, RefusalLog, StartRate, device_key, source_of
 from recsvc.codec import CODECS, Codec
 from recsvc.diskspace import DiskSpace, free_bytes
 from recsvc.indexing import Indexer
@@ -28,7 +28,7 @@ from recsvc.protocol.commands import (
     StartResponse,
     StopRequest,
 )
-from recsvc.protocol.rtp import RtpReceiver
+from recsvc.protocol.rtp import PacketSink, RtpReceiver
 from recsvc.refusals import RefusalLines
 from recsvc.recovery import CRASH_REASON, Recovered, recover_all
 from recsvc.retention import RetentionPolicy, StoredRecording
@@ -61,10 +61,27 @@ SYNC_TURNS = 4
 # shorten them too, but each turn ends with a filesystem sync: sixteen cost
 # up to a tenth more CPU a packet at 250 calls.
 HAND_OVERS_AT_ONCE = 128
+# Devices (or addresses) named in refusal lines a minute at most; the rest
+# are summed up in one line a reason ("many devices"): a flood of Starts
+# with made-up MACs must not write a line for each.
+REFUSALS_NAMED = 100
+
+# Why a Stop, or a Start of a running id, from another phone is refused.
+NOT_ITS_PHONE = "not this phone's recording"
+# Why a Start is refused by recordings.max_pending_per_address.
+TOO_MANY_PENDING = "too many recordings without RTP from this address"
 
 
 class UnknownRecording(KeyError):
     """A Stop named an id that is not recording."""
+
+
+class StopRefused(Exception):
+    """A Stop that is not honoured; ``reason`` is for the phone's reply."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @attrs.define(eq=False)
@@ -122,9 +139,17 @@ class RecorderService(Service):
     max_per_device: int = 1_000_000
     # Starts a device may make a minute (recordings.max_starts_per_minute).
     start_rate: StartRate | None = None
+    # Recordings (and Starts being created) that have had no RTP yet, from
+    # one address or IPv6 /64 (recordings.max_pending_per_address).
+    max_pending_per_address: int = 500
     registry: Registry = attrs.field(factory=Registry)
     # Refused Starts, logged once a minute per device (the rest summed up).
     _refusals: RefusalLines = attrs.field(init=False)
+    # Refused Stops, logged once a minute per address.
+    _stop_refusals: RefusalLines = attrs.field(init=False)
+    # How many recordings each address (see admission.source_of) has
+    # waiting for their first RTP packet.
+    _awaiting_rtp: dict[str, int] = attrs.field(factory=dict)
     _links: set[PhoneLink] = attrs.field(factory=set)
     # The links that carry recordings or Starts being created, with how many.
     _carried: dict[PhoneLink, int] = attrs.field(factory=dict)
@@ -150,7 +175,10 @@ class RecorderService(Service):
 
     def __attrs_post_init__(self) -> None:
         Service.__init__(self)
-        self._refusals = RefusalLines(self.clock, self._summarise_refusals)
+        self._refusals = RefusalLines(self.clock, self._summarise_refusals,
+                                      RefusalLog(max_peers=REFUSALS_NAMED))
+        self._stop_refusals = RefusalLines(self.clock, self._summarise_stop_refusals,
+                                           RefusalLog(max_peers=REFUSALS_NAMED))
 
     def link_connected(self, link: PhoneLink) -> None:
         self._links.add(link)
@@ -200,8 +228,10 @@ class RecorderService(Service):
         recording_id = request.recording_id
         existing = self.registry.get(recording_id)
         if existing is not None:
-            if existing.info.device != request.device:
+            if device_key(existing.info.device) != device_key(request.device):
                 return succeed(self._refused(request, "id already recording"))
+            if not _its_phone(existing.link, existing.info.peer, link, peer):
+                return succeed(self._refused(request, NOT_ITS_PHONE))
             if existing.state != RECORDING:
                 return succeed(self._refused(request, "id still stopping"))
             # The phone retried: same answer, and its newest connection is
@@ -210,14 +240,17 @@ class RecorderService(Service):
             return succeed(self._accepted(existing, local_host))
         pending = self._starting.get(recording_id)
         if pending is not None:
-            if pending.device != request.device:
+            if device_key(pending.device) != device_key(request.device):
                 return succeed(self._refused(request, "id already recording"))
+            if not _its_phone(pending.link, pending.peer, link, peer):
+                return succeed(self._refused(request, NOT_ITS_PHONE))
             self._relink(pending, link)  # retried while its file is being created
             pending.link_lost = False  # (the connection that broke is no longer its)
             return pending.when_done()
         if not self._accepting:
             return succeed(self._refused(request, "server shutting down"))
-        refusal = self._over_limit(request.device)
+        source = source_of(peer)
+        refusal = self._over_limit(request.device, source)
         if refusal is not None:
             return succeed(self._refused(request, refusal))
         if self.disk is not None and self.disk.low:
@@ -240,16 +273,17 @@ class RecorderService(Service):
             if self.start_rate is not None:
                 self.start_rate.refund(device_key(request.device))
             return succeed(self._refused(request, "no free port"))
-        pending = self._starting[recording_id] = _PendingStart(request.device, link)
+        awaiting = _AwaitingRtp(self._awaiting_rtp, source)
+        pending = self._starting[recording_id] = _PendingStart(request.device, peer, link)
         self._carry(link, 1)
         Deferred.fromCoroutine(
-            self._open(request, pending, peer, local_host, codec, receiver, port)
+            self._open(request, pending, peer, local_host, codec, receiver, port, awaiting)
         )
         return pending.when_done()
 
     async def _open(
         self, request: StartRequest, pending: _PendingStart, peer: str, local_host: str,
-        codec: Codec, receiver: RtpReceiver, port: RtpPort,
+        codec: Codec, receiver: RtpReceiver, port: RtpPort, awaiting: _AwaitingRtp,
     ) -> None:
         recording_id = request.recording_id
         started_at = self.clock.seconds()
@@ -268,6 +302,7 @@ class RecorderService(Service):
             return writer
 
         def stopped(recording: Recording) -> None:
+            awaiting.release()
             self.registry.remove(recording)
             self._carry(recording.link, -1)
             self._active_paths.difference_update(paths)
@@ -303,7 +338,7 @@ class RecorderService(Service):
                 if self._accepting:
                     response = self._begin(
                         request, pending.link, peer, local_host, codec, receiver, port, writer,
-                        opening, started_at, open_part, stopped,
+                        opening, started_at, open_part, stopped, awaiting,
                     )
                     if pending.link_lost:
                         # The phone's connection broke while the file was made.
@@ -327,6 +362,8 @@ class RecorderService(Service):
                                  recordingId=recording_id)
                 self._undo_begin(recording_id, port, opening)
         finally:
+            if self.registry.get(recording_id) is None:
+                awaiting.release()  # (no recording began)
             del self._starting[recording_id]
             self._carry(pending.link, -1)
             pending.done(response or self._refused(request, "internal error"))
@@ -352,9 +389,10 @@ class RecorderService(Service):
         self._creating_fails = isinstance(result, Failure) and result.check(OSError) is not None
         return result
 
-    def _over_limit(self, device: str) -> str | None:
-        """Why a new Start of ``device`` is refused by devices.allow or the
-        recording limits, if it is."""
+    def _over_limit(self, device: str, source: str) -> str | None:
+        """Why a new Start of ``device`` from ``source`` (an address, see
+        admission.source_of) is refused by devices.allow or the recording
+        limits, if it is."""
         if not self.access.allows_device(device):
             return "device not allowed"
         if self.max_active and len(self.registry) + len(self._starting) >= self.max_active:
@@ -363,6 +401,11 @@ class RecorderService(Service):
                        if device_key(pending.device) == device_key(device))
         if self.registry.count_of(device) + starting >= self.max_per_device:
             return "too many recordings for this device"
+        # Not per device, which a client can make up for each Start: per
+        # address, and only those without RTP yet (a NAT address in front
+        # of a whole site records all its calls).
+        if self._awaiting_rtp.get(source, 0) >= self.max_pending_per_address:
+            return TOO_MANY_PENDING
         return None
 
     def _begin(
@@ -370,6 +413,7 @@ class RecorderService(Service):
         receiver: RtpReceiver, port: RtpPort, writer: AudioWriter | None,
         opening: Deferred[AudioWriter] | None, started_at: float,
         open_part: Callable[[int], AudioWriter], stopped: Callable[[Recording], None],
+        awaiting: _AwaitingRtp,
     ) -> StartResponse:
         recording = Recording(
             info=RecordingInfo(
@@ -401,7 +445,8 @@ class RecorderService(Service):
             # The turn that has just been: its next comes a whole interval on.
             sync_turn=(self._next_turn - 1) % SYNC_TURNS,
         )
-        receiver.sink = recording
+        # Its first packet ends its wait (and later ones go to it directly).
+        receiver.sink = _FirstPacket(receiver, recording, awaiting.release)
         self.registry.add(recording)
         self._carry(link, 1)
         if self.metrics is not None:
@@ -443,16 +488,45 @@ class RecorderService(Service):
                       device="many devices" if device == OTHERS else device, reason=reason,
                       count=count)
 
-    def stop_recording(self, request: StopRequest) -> Deferred[RecordingSummary]:
-        """Answer a RecordStopRequest from a phone; fails with UnknownRecording."""
+    def stop_recording(
+        self, request: StopRequest, link: PhoneLink | None = None, peer: str | None = None,
+    ) -> Deferred[RecordingSummary]:
+        """Answer a RecordStopRequest; fails with UnknownRecording, or with
+        StopRefused if it came on ``link`` from ``peer`` and the recording
+        is another phone's: neither that connection's nor its address's.
+        (No link: the server's own Stop, an embedding application's.)"""
         pending = self._starting.get(request.recording_id)
         if pending is not None:
+            if link is not None and not _its_phone(pending.link, pending.peer, link, peer):
+                return fail(self._stop_refused(request, peer))
             # A Stop right behind its Start: once the file exists, stop it.
-            return pending.when_done().addCallback(lambda _: self.stop_recording(request))
+            return pending.when_done().addCallback(
+                lambda _: self.stop_recording(request, link, peer))
         recording = self.registry.get(request.recording_id)
         if recording is None:
             return fail(UnknownRecording(request.recording_id))
+        if link is not None and not _its_phone(recording.link, recording.info.peer, link, peer):
+            return fail(self._stop_refused(request, peer))
         return recording.stop(request.reason or "stopped by phone", BY_PHONE, request.updates)
+
+    def _stop_refused(self, request: StopRequest, peer: str | None) -> StopRefused:
+        """Count and (once a minute per address) log a Stop for another
+        phone's recording; it changes nothing."""
+        if self.metrics is not None:
+            self.metrics.stop_refused(NOT_ITS_PHONE)
+        address = peer or "?"
+        logged = self._stop_refusals.note(address, NOT_ITS_PHONE)
+        if logged is not None:
+            self.log.warn(
+                "Stop of {recordingId} refused: {reason} ({count} from {peer} since the "
+                "last line)", recordingId=request.recording_id, reason=NOT_ITS_PHONE,
+                peer=address, count=logged[1])
+        return StopRefused(NOT_ITS_PHONE)
+
+    def _summarise_stop_refusals(self, peer: str, reason: str, count: int) -> None:
+        self.log.warn("Stops refused: {reason} ({count} more from {peer} since the last line)",
+                      peer="many addresses" if peer == OTHERS else peer, reason=reason,
+                      count=count)
 
     def startService(self) -> None:
         self._accepting = True
@@ -731,6 +805,7 @@ class RecorderService(Service):
 
     def _drained(self, result: Any) -> Any:
         self._refusals.flush()
+        self._stop_refusals.flush()
         waiting, self._stop_waiters = self._stop_waiters, []
         for waiter in waiting:
             waiter.callback(None)
@@ -744,11 +819,62 @@ class RecorderService(Service):
         return waiter
 
 
+def _its_phone(own_link: PhoneLink | None, own_peer: str, link: PhoneLink,
+               peer: str | None) -> bool:
+    """Whether a command on ``link`` from ``peer`` comes from the phone of a
+    recording (or pending Start) carried by ``own_link`` for ``own_peer``:
+    on its connection, or on another from its address (it reconnected)."""
+    if link is own_link:
+        return True
+    return peer is not None and normalize_ip(peer) == normalize_ip(own_peer)
+
+
+@attrs.define(eq=False)
+class _AwaitingRtp:
+    """A Start's place among its address's recordings that have had no RTP
+    yet (recordings.max_pending_per_address): taken when the Start is
+    accepted, given back once, at its first packet or when it ends."""
+
+    _counts: dict[str, int]
+    _source: str
+    _held: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        self._counts[self._source] = self._counts.get(self._source, 0) + 1
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        count = self._counts.pop(self._source) - 1
+        if count > 0:
+            self._counts[self._source] = count
+
+
+@attrs.define(eq=False)
+class _FirstPacket:
+    """A recording's packet sink until its first packet: that packet ends
+    its wait for RTP, and the receiver hands the rest to the recording."""
+
+    _receiver: RtpReceiver
+    _recording: PacketSink
+    _arrived: Callable[[], None]
+
+    def packet_received(self, packet: Any, source: tuple[str, int]) -> None:
+        self._receiver.sink = self._recording
+        self._arrived()
+        self._recording.packet_received(packet, source)
+
+    def datagram_invalid(self) -> None:
+        self._recording.datagram_invalid()
+
+
 @attrs.define(eq=False)
 class _PendingStart:
     """A Start whose file is being created: retries and Stops wait for it."""
 
     device: str
+    peer: str
     link: PhoneLink
     link_lost: bool = False
     _waiting: list[Deferred[StartResponse]] = attrs.field(factory=list)

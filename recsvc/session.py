@@ -592,7 +592,17 @@ class Recording:
         except OSError as failed:
             close_error = failed
         summary = self._summary(part, cause, error or close_error, next_file, stats)
+        # A recording that never had audio (its phone sent no RTP) keeps
+        # its sidecar, which says so, but not an empty WAV: a client making
+        # Starts it never means to use cannot fill the disk with them. (A
+        # file with an error stays, for the sidecar that names it.)
+        silent = (part.number == 1 and next_file is None and part.writer.data_bytes == 0
+                  and error is None and close_error is None)
+        if silent:
+            summary = attrs.evolve(summary, file=None)
         self._storage.write_sidecar(part.writer.path, summary.to_json())
+        if silent:
+            self._storage.remove_audio(part.writer.path)
         if close_error is not None and close_error is not error:
             raise StorageError(f"could not finish {summary.file}: {summary.error}")
         return summary

@@ -137,6 +137,14 @@ class Storage:
         return path
 
 
+    def remove_audio(self, wav_path: str) -> None:
+        """Remove a finished WAV that holds no audio (its sidecar stays,
+        naming no file). Blocking."""
+        if self.open_writer is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(wav_path)
+
+
 def no_follow(path: str, flags: int) -> int:
     """An ``opener`` for `open` that refuses a symbolic link (OSError,
     ELOOP): below the storage root, a link may point anywhere, and the

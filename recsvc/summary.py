@@ -109,7 +109,7 @@ class RecordingSummary:
 
     info: RecordingInfo
     audio_format: str
-    file: str
+    file: str | None  # None: no audio was received, and no WAV kept
     started_at: float
     stopped_at: float | None  # None while recording
     stop_reason: str

@@ -449,6 +449,7 @@ def makeService(
         max_active=config.recordings.max_active,
         max_per_device=config.recordings.max_per_device,
         start_rate=StartRate(config.recordings.max_starts_per_minute),
+        max_pending_per_address=config.recordings.max_pending_per_address,
         disk=DiskSpace(
             root=config.storage.root,
             min_free=config.storage.min_free_mb * 1_000_000,

@@ -195,8 +195,10 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     """An index row as the API shows it: the sidecar, and where its audio is."""
     shown = dict(row)
     shown.pop("path", None)
-    shown["audio_url"] = (f"/api/recordings/{quote(row['id'], safe='')}/audio"
-                          f"?file={quote(row.get('file', ''), safe='')}")
+    # None: a recording that received no audio (its WAV was not kept).
+    shown["audio_url"] = None if row.get("file") is None else (
+        f"/api/recordings/{quote(row['id'], safe='')}/audio"
+        f"?file={quote(row['file'], safe='')}")
     return shown
 
 
@@ -261,6 +263,9 @@ class AudioResource(_Async):
                 raise ApiError(404, f"recording {self.recording_id!r} has no file {wanted!r}")
         # Without ?file=, a recording of several files plays from its first.
         row = min(rows, key=lambda row: row.get("part") or 1)
+        if row.get("file") is None:
+            raise ApiError(404, f"recording {self.recording_id!r} has no audio: "
+                                f"{row.get('stop_reason') or 'none was received'}")
         return self.api.run_blocking(self.api.playable_of, row).addCallbacks(
             self._send, self._unreadable, (request, audio_format, row))
 

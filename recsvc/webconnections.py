@@ -9,13 +9,13 @@ from typing import Any, Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
 from recsvc.admission import (OTHERS, TOO_FEW_DESCRIPTORS, TOO_MANY, ConnectionLimits,
                               Connections, Place)
+from recsvc.logs import Logger
 from recsvc.refusals import RefusalLines
 
 # Why a web connection was closed (its counter's label, the log's reason).

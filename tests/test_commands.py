@@ -153,6 +153,26 @@ class DecodeMessageTests(SynchronousTestCase):
         self.assertEqual((error.reason, error.cmd, error.recording_id), ("empty cmd", None, "3"))
 
 
+    def test_invalid_utf8_ids_stay_distinct(self) -> None:
+        """
+        Bytes that are not UTF-8 in a value, raw or percent-encoded, become
+        ``%XX`` (their hex) rather than all one U+FFFD: two different raw
+        ids stay two ids, and valid text around them is kept as it is.
+        """
+        ids = [parse(b"cmd=RecordStopRequest&id=" + raw).recording_id
+               for raw in (b"\xff1", b"\xfe1", b"%FF1", b"%FE1", b"\xc3\xa91\xff")]
+        self.assertEqual(ids, ["%FF1", "%FE1", "%FF1", "%FE1", "\u00e91%FF"])
+
+    def test_invalid_utf8_in_other_fields(self) -> None:
+        """
+        Invalid bytes in a name, or in a field's key, never raise anything
+        but MessageError, and a name keeps its valid characters.
+        """
+        start = parse(b"cmd=RecordStartRequest&id=1&codec=PCMA&remote_name=Jo\xe9")
+        self.assertEqual(start.parties.remote_name, "Jo%E9")
+        parse_error(self, b"cmd=RecordStopRequest&i\xffd=1")
+
+
 class ParseStartTests(SynchronousTestCase):
     """parse_command on RecordStartRequest."""
 

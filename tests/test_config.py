@@ -209,6 +209,10 @@ class ErrorTests(SynchronousTestCase):
             ({"recordings": {"max_per_device": 0}}, "recordings.max_per_device", "outside"),
             ({"recordings": {"max_starts_per_minute": True}},
              "recordings.max_starts_per_minute", "whole number"),
+            ({"recordings": {"max_pending_per_address": 0}},
+             "recordings.max_pending_per_address", "outside"),
+            ({"recordings": {"max_pending_per_address": "lots"}},
+             "recordings.max_pending_per_address", "whole number"),
             ({"http": {"allowed_hosts": ["bad host"]}}, "http.allowed_hosts", "host name"),
             ({"http": {"allowed_hosts": "x.example"}}, "http.allowed_hosts", "a list"),
         ]:

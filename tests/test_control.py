@@ -229,6 +229,30 @@ class CommandTests(ControlTestsMixin, SynchronousTestCase):
         self.assertTrue(self.sent(transport).endswith(STARTED + b"\n"))
 
 
+class OtherPhoneTests(ControlTestsMixin, SynchronousTestCase):
+    def test_stop_from_another_address_answered_failed(self) -> None:
+        """A Stop of a recording from a connection of another address is
+        answered failed, naming why; the phone is told nothing, and its
+        recording and sidecar are unchanged."""
+        protocol, transport = self.connect()
+        protocol.dataReceived(START)
+        self.runner.run_pending()
+        self.sent(transport)
+        stranger = self.factory.buildProtocol(None)
+        other = StringTransport(hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
+                                peerAddress=IPv4Address("TCP", "127.0.0.66", 40405))
+        stranger.makeConnection(other)
+        stranger.dataReceived(b"cmd=RecordStopRequest&id=7&remote_number=%3D666"
+                              b"&remote_name=Evil&reason=tampered")
+        self.assertEqual(self.sent(other), b"cmd=RecordStopResponse&id=7&result=failed"
+                                           b"&reason=not this phone's recording")
+        self.assertEqual(self.sent(transport), b"")
+        [path] = self.writers.writers
+        with open(sidecar_path(path), encoding="utf-8") as handle:
+            self.assertEqual(json.load(handle)["remote_number"], "+8613800138000")
+        self.assertEqual(self.service.registry.get("7").state, "recording")
+
+
 class ConnectionTests(ControlTestsMixin, SynchronousTestCase):
     def test_connection_lost_stops_recordings(self) -> None:
         """A broken connection stops the recordings it started; their files

@@ -60,6 +60,19 @@ class EntryTests(SynchronousTestCase):
                          ("7", 60.0, 5))
         self.assertEqual(json.loads(entry.sidecar), sidecar())
 
+    def test_sidecar_without_audio_indexed(self) -> None:
+        """The sidecar of a recording that received no RTP names no file:
+        it is indexed under the name its WAV would have had, its row saying
+        no file and why."""
+        data = sidecar(file=None, stop_reason="no RTP received", duration_s=0.0)
+        relpath = "dev/2026/20261124T100000Z_out_13800138000_7.json"
+        entry = index.entry_from_sidecar(data, relpath, 5)
+        self.assertEqual((entry.path, entry.stop_reason),
+                         ("dev/2026/20261124T100000Z_out_13800138000_7.wav", "no RTP received"))
+        self.assertIsNone(json.loads(entry.sidecar)["file"])
+        with self.assertRaises(index.NotIndexable):
+            index.entry_from_sidecar({k: v for k, v in data.items() if k != "file"}, relpath, 5)
+
     def test_start_time_kept_in_utc(self) -> None:
         """A start time with an offset is kept as UTC, as searches compare it."""
         entry = index.entry_from_sidecar(sidecar(started_at="2026-11-24T10:00:00+01:00"),
@@ -421,6 +434,24 @@ class CommandTests(SynchronousTestCase):
         [shown] = json.loads(out)
         self.assertEqual(shown["id"], "1")
         self.assertTrue(os.path.exists(shown["path"]))
+
+    def test_recording_without_audio_shown_without_path(self) -> None:
+        """A recording that received no RTP (a sidecar naming no file) is
+        found, with no path: ``-`` in the text, null in JSON, an empty
+        cell in the export."""
+        data = sidecar("1", stop_reason="no RTP received", duration_s=0.0)
+        self.root.write(data)
+        wav = os.path.join(self.root.root, "00a859000001/2026/11/24", data["file"])
+        os.unlink(wav)
+        with open(os.path.splitext(wav)[0] + ".json", "w", encoding="utf-8") as handle:
+            json.dump(dict(data, file=None), handle)
+        self.assertEqual(self.run_command("reindex")[0], 0)
+        status, out, _ = self.run_command("search", "--number", "138")
+        self.assertEqual((status, out.split()[-2:]), (0, ["1", "-"]))
+        [shown] = json.loads(self.run_command("show", "1")[1])
+        self.assertEqual((shown["file"], shown["path"]), (None, None))
+        [_, cells] = list(csv.reader(io.StringIO(self.run_command("export")[1])))
+        self.assertEqual(cells[-1], "")
 
     def test_search_and_export_by_either_form(self) -> None:
         """With numbers.country_code and numbers.trunk_prefix in the config,

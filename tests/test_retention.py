@@ -48,6 +48,24 @@ class SweepTests(SynchronousTestCase):
         os.makedirs(root)
         return Archive(root)
 
+    def test_sidecar_without_audio_swept(self) -> None:
+        """
+        A recording that received no RTP (a finished sidecar naming no
+        file, no WAV) ages like the others and goes with its sidecar; one
+        whose sidecar names a file but lost its WAV is left alone.
+        """
+        archive = self.archive()
+        silent = archive.add("2020s", 400)
+        os.unlink(silent)
+        with open(silent[:-len(".wav")] + ".json", "w", encoding="utf-8") as handle:
+            json.dump({"id": "s", "status": "finished", "file": None}, handle)
+        os.utime(silent[:-len(".wav")] + ".json", (NOW - 400 * DAY, NOW - 400 * DAY))
+        lost = archive.add("2020l", 400)
+        os.unlink(lost)
+        removed = sweep(archive.root, RetentionPolicy(max_age_days=90), NOW, lambda root: 10**12)
+        self.assertEqual([os.path.basename(r.wav) for r in removed], ["2020s.wav"])
+        self.assertEqual(archive.names(), ["2020l.json"])
+
     def test_maxAge(self) -> None:
         """
         Recordings older than max_age_days go, with their sidecars; newer

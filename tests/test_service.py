@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
 from recsvc.rtp import RtpPacket, build_rtp
 from recsvc.diskspace import DiskSpace
-from recsvc.service import HAND_OVERS_AT_ONCE, SYNC_TURNS, UnknownRecording
+from recsvc.service import HAND_OVERS_AT_ONCE, SYNC_TURNS, StopRefused, UnknownRecording
 from recsvc.session import RECORDING, Limits, Recording
 from recsvc.storage import sidecar_path
 from recsvc.testing import (
@@ -1184,3 +1184,191 @@ class LimitTests(ServiceTestsMixin, SynchronousTestCase):
                     if "refused" in event.get("log_format", "")]
         self.assertEqual(refusals, [(1, "00a859000002"), (4, "00a859000002"),
                                     (1, "00a859000002")])
+
+
+class PhoneBindingTests(ServiceTestsMixin, SynchronousTestCase):
+    """A recording answers to its phone: the connection that carries it,
+    or another one from the same address (the phone reconnected)."""
+
+    def foreign_stop(self, peer: str = "127.0.0.66", recording_id: str = "7"):
+        stranger = FakePhoneLink()
+        self.service.link_connected(stranger)
+        return self.service.stop_recording(
+            StopRequest(recording_id, "tampered",
+                        (("remote_number", "=666"), ("remote_name", "Evil"))),
+            stranger, peer)
+
+    def test_stop_from_another_address_refused(self) -> None:
+        """A Stop (with party fields) from a connection of another address
+        is refused with its reason and changes nothing: the recording goes
+        on, and its phone's own Stop finishes it with the Start's parties."""
+        self.make_service()
+        self.start()
+        failure = self.failureResultOf(self.foreign_stop(), StopRefused)
+        self.assertEqual(failure.value.reason, "not this phone's recording")
+        self.assertEqual(self.service.registry.get("7").state, RECORDING)
+        summary = self.successResultOf(self.service.stop_recording(
+            StopRequest("7", "hangup"), self.link, "127.0.0.1"))
+        self.assertEqual((summary.stop_reason, summary.stopped_by), ("hangup", "phone"))
+        sidecar = self.sidecar_of("7")
+        self.assertEqual((sidecar["remote_number"], sidecar["remote_name"]),
+                         ("13800138000", "Bob"))
+
+    def test_stop_while_file_created_refused(self) -> None:
+        """A foreign Stop right behind the Start (its file still being
+        created) is refused too, before it waits for anything."""
+        self.make_service(runner=ManualRunner())
+        self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.failureResultOf(self.foreign_stop(), StopRefused)
+        self.runner.run_pending()
+        self.assertEqual(self.service.registry.get("7").state, RECORDING)
+
+    def test_stop_from_the_phone_reconnected(self) -> None:
+        """A Stop from another connection of the recording's address (the
+        phone reconnected) is the phone's."""
+        self.make_service()
+        self.start()
+        summary = self.successResultOf(self.foreign_stop(peer="::ffff:127.0.0.1"))
+        self.assertEqual(summary.stop_reason, "tampered")
+
+    def test_start_from_another_address_cannot_take_the_recording(self) -> None:
+        """A Start of the same id and device from another address is
+        refused; the recording keeps its connection (told at shutdown)."""
+        self.make_service()
+        self.start()
+        stranger = FakePhoneLink()
+        answer = self.successResultOf(self.service.start_recording(
+            start_request(), stranger, "127.0.0.66", "127.0.0.9"))
+        self.assertEqual((answer.result, answer.reason),
+                         ("failed", "not this phone's recording"))
+        self.successResultOf(self.service.stopService())
+        self.assertEqual((self.link.stop_requests, stranger.stop_requests),
+                         ([("7", "shutdown")], []))
+
+    def test_foreign_stops_counted_and_logged_once_a_minute(self) -> None:
+        """Refused Stops are counted by reason in the metrics and logged
+        once a minute per address, the rest summed up at shutdown."""
+        from recsvc.metrics import Metrics
+        self.make_service()
+        self.service.metrics = metrics = Metrics()
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.start()
+        for _ in range(3):
+            self.failureResultOf(self.foreign_stop(), StopRefused)
+        self.successResultOf(self.service.stopService())
+        self.assertEqual(metrics.registry.get_sample_value(
+            "recsvc_stops_refused_total", {"reason": "not this phone's recording"}), 3)
+        lines = [(event["count"], event["peer"]) for event in events
+                 if event.get("reason") == "not this phone's recording"]
+        self.assertEqual(lines, [(1, "127.0.0.66"), (2, "127.0.0.66")])
+
+
+class DeviceSpellingTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_retry_in_another_spelling_is_the_same_device(self) -> None:
+        """A Start repeated with the device's MAC spelt another way is the
+        same phone's retry, while the file is made and after."""
+        self.make_service(runner=ManualRunner())
+        first = self.service.start_recording(start_request(device="00:a8:59:00:02:01"),
+                                             self.link, "127.0.0.1", "127.0.0.9")
+        retry = self.service.start_recording(start_request(device="00a859000201"),
+                                             self.link, "127.0.0.1", "127.0.0.9")
+        self.runner.run_pending()
+        answer = self.successResultOf(first)
+        self.assertEqual((answer.result, self.successResultOf(retry)), ("success", answer))
+        self.assertEqual(self.start(start_request(device="00-A8-59-00-02-01")), answer)
+
+
+class PendingRtpTests(ServiceTestsMixin, SynchronousTestCase):
+    """recordings.max_pending_per_address: Starts whose phone sends no RTP
+    cannot take every port, however many devices a client makes up."""
+
+    def start_from(self, recording_id: str, peer: str = "127.0.0.1"):
+        device = "02%010x" % int(recording_id)
+        return self.successResultOf(self.service.start_recording(
+            start_request(recording_id, device=device), self.link, peer, "127.0.0.9"))
+
+    def test_starts_without_rtp_bounded_per_address(self) -> None:
+        """Beyond the bound an address's Starts are refused naming the
+        limit, whatever the device; another address is not held back, and
+        a recording's first packet gives its place back."""
+        self.make_service()
+        self.service.max_pending_per_address = 3
+        answers = [self.start_from(str(number)) for number in range(3)]
+        self.assertEqual([answer.result for answer in answers], ["success"] * 3)
+        refused = self.start_from("3")
+        self.assertEqual((refused.result, refused.reason),
+                         ("failed", "too many recordings without RTP from this address"))
+        self.assertEqual(self.start_from("4", peer="127.0.0.2").result, "success")
+        self.ports.deliver(answers[0].port, rtp(0, b"\xd5" * 160))
+        self.assertEqual(self.start_from("5").result, "success")
+        self.assertEqual(self.start_from("6").reason,
+                         "too many recordings without RTP from this address")
+
+    def test_place_given_back_when_it_ends(self) -> None:
+        """A recording that ends without RTP (stopped, or timed out) gives
+        its place back, once."""
+        self.make_service()
+        self.service.max_pending_per_address = 1
+        self.start_from("1")
+        self.successResultOf(self.service.stop_recording(StopRequest("1")))
+        self.start_from("2")
+        self.service.clock.advance(Limits().first_packet_timeout)
+        self.assertEqual(self.start_from("3").result, "success")
+        self.assertEqual(self.start_from("4").result, "failed")
+
+    def test_five_hundred_phones_behind_one_address(self) -> None:
+        """With the defaults, 500 phones behind one NAT address each
+        starting a call within a second all record."""
+        self.make_service(ports=FakePortPool(41000, 41999))
+        self.service.start_rate = StartRate(60)
+        results = []
+        for number in range(500):
+            self.service.clock.advance(0.002)
+            results.append(self.start_from(str(number)).result)
+        self.assertEqual(results, ["success"] * 500)
+
+    def test_refusal_lines_bounded_over_made_up_devices(self) -> None:
+        """2,000 refused Starts with 2,000 made-up MACs make a bounded
+        number of lines, and every refusal is counted in one of them."""
+        self.make_service()
+        self.service.access = policy_of([], ["00a859000001"])
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for number in range(2000):
+            self.start_from(str(number))
+        self.successResultOf(self.service.stopService())
+        counts = [event["count"] for event in events if "refused" in event.get("log_format", "")]
+        # 100 devices named, the rest in a line when they begin and a summary.
+        self.assertLessEqual(len(counts), 102)
+        self.assertEqual(sum(counts), 2000)
+
+
+class NoAudioTests(ServiceTestsMixin, SynchronousTestCase):
+    """A recording that never received RTP keeps no WAV, only its sidecar."""
+
+    def test_no_wav_without_rtp(self) -> None:
+        """A recording that times out without a packet leaves its sidecar
+        (stop_reason "no RTP received", no file) and no WAV; one that had
+        audio keeps its WAV."""
+        from recsvc.storage import Storage
+        self.make_service()
+        self.service.storage = Storage(self.root)
+        silent = self.start(start_request("1"))
+        heard = self.start(start_request("2", device="00a859000002"))
+        self.ports.deliver(heard.port, rtp(0, b"\xd5" * 160))
+        self.service.clock.advance(Limits().first_packet_timeout)
+        self.successResultOf(self.service.stop_recording(StopRequest("2", "hangup")))
+        self.assertEqual(silent.result, "success")
+        wavs, sidecars = [], []
+        for folder, _, names in os.walk(self.root):
+            wavs += [name for name in names if name.endswith(".wav")]
+            sidecars += [os.path.join(folder, name) for name in names if name.endswith(".json")]
+        self.assertEqual([name.endswith("_2.wav") for name in wavs], [True])
+        [sidecar] = [path for path in sidecars if path.endswith("_1.json")]
+        with open(sidecar, encoding="utf-8") as handle:
+            data = json.load(handle)
+        self.assertEqual((data["stop_reason"], data["file"], data["bytes"], data["status"]),
+                         ("no RTP received", None, 0, "finished"))

@@ -625,12 +625,13 @@ class MakeServiceTests(SynchronousTestCase):
                                   max_connections_per_ip=3, idle_timeout=42)
         mapping["devices"] = {"allow": ["00:A8:59:00:00:01"]}
         mapping["recordings"] = {"max_active": 5, "max_per_device": 2,
-                                 "max_starts_per_minute": 9}
+                                 "max_starts_per_minute": 9, "max_pending_per_address": 11}
         service = makeService(mapping, reactor=MemoryReactorClock())
         recorder = service.getServiceNamed("recorder")
         factory = service.getServiceNamed("control")._factory
         self.assertEqual((recorder.max_active, recorder.max_per_device,
-                          recorder.start_rate.per_minute), (5, 2, 9))
+                          recorder.start_rate.per_minute, recorder.max_pending_per_address),
+                         (5, 2, 9, 11))
         self.assertTrue(recorder.access.allows_device("00a859000001"))
         self.assertFalse(recorder.access.allows_device("00a859000002"))
         self.assertIs(factory.connections.policy, recorder.access)

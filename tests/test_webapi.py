@@ -292,6 +292,23 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertIn("gone", error["error"])
 
     @inlineCallbacks
+    def test_recording_without_audio(self) -> None:
+        """A recording that received no RTP (its sidecar alone, naming no
+        file) is listed without an audio URL, and asking for its audio is
+        a 404 saying why, not an error."""
+        data = sidecar("9", started_at="2026-11-24T12:00:00.000Z", file=None,
+                       stop_reason="no RTP received")
+        name = "20261124T120000Z_out_13800138000_9.json"
+        with open(os.path.join(self.root, FOLDER, name), "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        index.catch_up(self.connection, self.root)
+        found = yield self.get_json("/api/recordings/9")
+        [row] = found["files"]
+        self.assertEqual((row["file"], row["audio_url"]), (None, None))
+        error = yield self.get_json("/api/recordings/9/audio", 404)
+        self.assertEqual(error["error"], "recording '9' has no audio: no RTP received")
+
+    @inlineCallbacks
     def test_active(self) -> None:
         found = yield self.get_json("/api/active")
         [row] = found["active"]

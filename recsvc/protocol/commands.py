@@ -6,9 +6,10 @@ the first pair ``cmd=...``; values are percent-decoded with ``%XX`` rules only.
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Union
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 import attrs
 
@@ -30,6 +31,20 @@ _KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 # Characters a value may not carry raw: the separators, the escape itself,
 # the framing terminators and other control characters.
 _MUST_ESCAPE = re.compile(r"[&=%\x00-\x1f\x7f]")
+
+
+def _percent_invalid(error: UnicodeError) -> tuple[str, int]:
+    """A codecs error handler: bytes that are not UTF-8 become ``%XX``, so
+    that two different raw values (ids above all) stay different, where
+    U+FFFD would make them one."""
+    assert isinstance(error, UnicodeDecodeError)
+    bad = error.object[error.start:error.end]
+    return "".join(f"%{byte:02X}" for byte in bad), error.end
+
+
+# (Registered once, by this name, for bytes.decode and unquote.)
+PERCENT_INVALID = "recsvc.percent-invalid"
+codecs.register_error(PERCENT_INVALID, _percent_invalid)
 
 
 class MessageError(ValueError):
@@ -67,8 +82,18 @@ class Message:
 
 
 def decode_message(data: bytes) -> Message:
-    """Parse one framed message. Raises `MessageError`, and nothing else."""
-    text = data.decode("utf-8", errors="replace").strip(_BLANKS)
+    """Parse one framed message. Raises `MessageError`, and nothing else.
+
+    Bytes that are not UTF-8, raw or percent-encoded, are kept as ``%XX``
+    in the values (see `PERCENT_INVALID`)."""
+    try:
+        text = data.decode("utf-8").strip(_BLANKS)
+        unescape = _unescape
+    except UnicodeDecodeError:
+        # Raw bytes that are not UTF-8 are carried through the splitting
+        # as surrogates, and become %XX with the value's own escapes.
+        text = data.decode("utf-8", errors="surrogateescape").strip(_BLANKS)
+        unescape = _unescape_raw
     if not text:
         raise MessageError("empty message")
     pairs: list[tuple[str, str]] = []
@@ -79,13 +104,23 @@ def decode_message(data: bytes) -> Message:
         key = key.strip(_BLANKS)
         if not sep or not _KEY.fullmatch(key):
             raise MessageError(f"malformed field {part.strip()[:40]!r}", *_salvage(pairs))
-        pairs.append((key, unquote(value.strip(_BLANKS), errors="replace")))
+        pairs.append((key, unescape(value.strip(_BLANKS))))
     if not pairs or pairs[0][0] != "cmd":
         raise MessageError("message does not begin with cmd=", *_salvage(pairs))
     cmd = pairs[0][1]
     if not cmd:
         raise MessageError("empty cmd", None, _salvage(pairs)[1])
     return Message(cmd=cmd, fields=tuple(pairs[1:]))
+
+
+def _unescape(value: str) -> str:
+    return unquote(value, errors=PERCENT_INVALID)
+
+
+def _unescape_raw(value: str) -> str:
+    """As `_unescape`, for a value holding raw bytes as surrogates."""
+    raw = unquote_to_bytes(value.encode("utf-8", errors="surrogateescape"))
+    return raw.decode("utf-8", errors=PERCENT_INVALID)
 
 
 def _salvage(pairs: list[tuple[str, str]]) -> tuple[str | None, str | None]:

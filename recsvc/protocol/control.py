@@ -38,7 +38,7 @@ from recsvc.protocol.framing import (
     could_begin_messages,
 )
 from recsvc.refusals import RefusalLines
-from recsvc.service import RecorderService, UnknownRecording
+from recsvc.service import RecorderService, StopRefused, UnknownRecording
 from recsvc.session import RecordingSummary
 
 
@@ -233,7 +233,7 @@ class ControlProtocol(Protocol, TimeoutMixin):
                 command, self, self.peer, self.transport.getHost().host
             ).addCallback(self._send)
         elif isinstance(command, StopRequest):
-            self._service.stop_recording(command).addCallbacks(
+            self._service.stop_recording(command, self, self.peer).addCallbacks(
                 self._stopped, self._stop_failed, errbackArgs=(command.recording_id,)
             )
         elif isinstance(command, StopResponse):
@@ -279,6 +279,8 @@ class ControlProtocol(Protocol, TimeoutMixin):
     def _stop_failed(self, failure: Failure, recording_id: str) -> None:
         if failure.check(UnknownRecording):
             reason = "unknown id"
+        elif failure.check(StopRefused):
+            reason = failure.value.reason
         else:
             reason = "storage error"
         self._send(StopResponse(recording_id, FAILED, reason))
