@@ -267,15 +267,17 @@ class AuthenticatedAccessLogTests(_SiteMixin, SynchronousTestCase):
         self.assertIn('HTTP 127.0.0.7 ann "GET /metrics" 200', formatEvent(self.events[0]))
 
     def test_refused_credentials_line_escapes_the_target(self) -> None:
-        """The line about wrong credentials names the request target, which
-        the client chose: a control character in it (DEL; Twisted answers
-        400 to the C0 ones before any of this) is escaped in the text log,
-        and percent-escaped in the access event's path."""
+        """A request target the client chose with a control character in it
+        (DEL; Twisted answers 400 to the C0 ones before any of this) and
+        wrong credentials: the once-a-minute line about refused sign-ins
+        names the address and the reason, not the target, and the access
+        event's path is percent-escaped."""
         everything: list[dict] = []
         globalLogPublisher.addObserver(everything.append)
         self.addCleanup(globalLogPublisher.removeObserver, everything.append)
         self.request("/metrics?x=\x7f[2J", Authorization=self.basic("ann", "guess"))
         [refused] = [event for event in everything if event.get("reason") == "wrong credentials"]
         self.assertEqual(formatEvent(refused),
-                         "HTTP GET /metrics?x=\\x7f[2J from 127.0.0.7 refused: wrong credentials")
+                         "HTTP sign-ins from 127.0.0.7 refused: wrong credentials "
+                         "(1 since the last such line)")
         self.assertEqual([event["path"] for event in self.events], ["/metrics?x=%7F[2J"])
