@@ -36,6 +36,9 @@ INDEX = 4
 MARGIN = 32
 # What one web connection may take: itself and a recording it plays.
 PER_WEB_CONNECTION = 2
+# Web connections always left room for, however low the limit: a few
+# people on the page, /healthz and /metrics.
+WEB_FLOOR = 8
 # How often, at most, the open descriptors are counted again (seconds):
 # counting 3,000 of them takes a millisecond or more; in between, what
 # is known to have opened or closed since (connections, recordings) is
@@ -115,15 +118,24 @@ class Budget:
         return self.control_side + PER_WEB_CONNECTION * self.web_connections + SPARE
 
     def within(self, limit: int) -> Budget:
-        """The budget a soft limit of ``limit`` allows: the control port's
-        connections are fewer, as far as it takes (down to one a
-        recording); the recordings and the web port keep theirs."""
+        """The budget a soft limit of ``limit`` allows. The control port's
+        connections are fewer first, as far as it takes (down to one a
+        recording); if that is not enough to leave WEB_FLOOR web
+        connections and SPARE their room, the recordings held room for are
+        fewer too (each with its connection), so that the web port and a
+        phone's next connection are never refused for good. The web port
+        keeps its limit (what it may use when the control side is idle)."""
         over = self.total - limit
         if over <= 0:
             return self
         fewer = max(min(self.recordings, self.control_connections),
                     self.control_connections - over)
-        return attrs.evolve(self, control_connections=fewer)
+        budget = attrs.evolve(self, control_connections=fewer)
+        room = limit - PER_WEB_CONNECTION * min(WEB_FLOOR, self.web_connections) - SPARE
+        if budget.control_side <= room:
+            return budget
+        recordings = max(0, (room - INDEX - MARGIN) // PER_RECORDING)
+        return attrs.evolve(self, control_connections=recordings, recordings=recordings)
 
     def held_back(self, control_open: int, recordings_open: int) -> int:
         """Descriptors the control side may still open: the connections

@@ -349,13 +349,15 @@ def makeService(
     room = min(descriptors.wanted(high - low + 1), limit)
     _log.info("File descriptors: limit {limit}, room for {table} now", limit=limit, table=table)
     if budget.within(limit) != budget:
+        held = budget.within(limit)
         _log.warn("File descriptors: the limit {limit} is below the {needed} that "
                   "control.max_connections, rtp.port_range and http.max_connections need: "
-                  "{connections} control connections are held room for. Raise the hard "
-                  "limit (LimitNOFILE=) or lower control.max_connections.",
-                  limit=limit, needed=budget.total,
-                  connections=budget.within(limit).control_connections)
-        budget = budget.within(limit)
+                  "{connections} control connections and {recordings} recordings are held "
+                  "room for. Raise the hard limit (LimitNOFILE=) or lower "
+                  "control.max_connections (or narrow rtp.port_range).",
+                  limit=limit, needed=budget.total, connections=held.control_connections,
+                  recordings=held.recordings)
+        budget = held
 
     # Blocking work runs on recsvc's own pools of low-priority threads
     # (recsvc.threads), not the reactor's (which an embedding application

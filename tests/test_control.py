@@ -333,20 +333,22 @@ class DescriptorReserveTests(ControlTestsMixin, SynchronousTestCase):
     def test_idle_refused_start_taken(self) -> None:
         """While the free descriptors are down to what the recordings not
         begun need (recsvc.descriptors), a control connection that brings
-        no Start is refused, counted and its place given back; one whose
-        first bytes are a Start is taken."""
+        neither a Start nor a Stop is refused, counted and its place given
+        back; one whose first bytes are a Start, or a Stop (a phone that
+        reconnected to stop its recording), is taken."""
         from recsvc.admission import TOO_FEW_DESCRIPTORS, ConnectionLimits, Connections
         from recsvc.metrics import Metrics
 
         self.service.metrics = metrics = Metrics()
         self.factory.connections = Connections(ConnectionLimits(10, 10))
         self.factory.room = lambda: False
-        self.assertIsNone(self.factory.admit("10.0.0.1", b"cmd=RecordStopRequest&id=x\n"))
+        self.assertIsNone(self.factory.admit("10.0.0.1", b"cmd=RecordKeepAlive&id=x\n"))
         self.assertIsNone(self.factory.admit("10.0.0.1"))
         self.assertEqual(self.factory.connections.total, 0)
         self.assertEqual(metrics.registry.get_sample_value(
             "recsvc_connections_refused_total", {"reason": TOO_FEW_DESCRIPTORS}), 2)
         self.assertIsNotNone(self.factory.admit(
             "10.0.0.1", b"cmd=RecordStartRequest&id=x&device=00a859000001&codec=PCMA\n"))
+        self.assertIsNotNone(self.factory.admit("10.0.0.1", b"cmd=RecordStopRequest&id=x\n"))
         self.factory.room = lambda: True
         self.assertIsNotNone(self.factory.admit("10.0.0.1"))

@@ -113,7 +113,29 @@ class BudgetTests(SynchronousTestCase):
         budget = descriptors.Budget(5000, 1000, 256)
         self.assertIs(budget.within(budget.total), budget)
         self.assertEqual(budget.within(budget.total - 100).control_connections, 4900)
-        self.assertEqual(budget.within(1024).control_connections, 1000)
+        self.assertEqual(budget.within(3200).control_connections, 1000)
+        self.assertEqual(budget.within(3200).recordings, 1000)
+
+    def test_within_a_limit_below_the_recordings(self) -> None:
+        """Under a limit too low for every recording (1,000 ports, a hard
+        limit of 1,024), fewer recordings are held room for, each with its
+        connection, so that the web port keeps WEB_FLOOR connections' room
+        and the control side leaves room for a phone's next connection."""
+        budget = descriptors.Budget(5000, 1000, 256).within(1024)
+        floor = descriptors.PER_WEB_CONNECTION * descriptors.WEB_FLOOR + descriptors.SPARE
+        self.assertEqual(budget.recordings, (1024 - floor - 36) // 3)
+        self.assertEqual(budget.control_connections, budget.recordings)
+        self.assertLessEqual(budget.control_side, 1024 - floor)
+        # Nothing open yet but the listeners and logs (30): a web connection
+        # and an idle control connection are taken.
+        room = descriptors.DescriptorRoom(budget, 1024, lambda: 0.0,
+                                          lambda: descriptors.InUse(0, 0, 0), lambda: 30)
+        self.assertTrue(room.for_web())
+        self.assertTrue(room.for_idle_control())
+        # Web connections only: they stop at the reserve.
+        self.assertFalse(descriptors.DescriptorRoom(
+            budget, 1024, lambda: 0.0, lambda: descriptors.InUse(0, 0, 0),
+            lambda: 1024 - budget.control_side - 1).for_web())
 
 
 class DescriptorRoomTests(SynchronousTestCase):

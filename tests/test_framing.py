@@ -11,6 +11,7 @@ from recsvc.protocol.framing import (
     MessageFramer,
     MessageTooLong,
     begins_with_start,
+    begins_with_stop,
     could_begin_messages,
     split_messages,
 )
@@ -323,3 +324,13 @@ class FirstBytesTests(SynchronousTestCase):
         for first in (b"cmd=RecordStartRequestX&id=1", b"cmd=RecordStopRequest&id=1",
                       b"cmd=RecordStartReq", b"xcmd=RecordStartRequest"):
             self.assertFalse(begins_with_start(first), first)
+
+    def test_a_stop_is_told_from_its_first_bytes(self) -> None:
+        """A first message that is a RecordStopRequest is recognised (a
+        phone that reconnected to stop its recording), nothing else."""
+        for first in (b"cmd=RecordStopRequest&id=1", b"\r\ncmd = RecordStopRequest\n",
+                      b"cmd=RecordStopRequest"):
+            self.assertTrue(begins_with_stop(first), first)
+        for first in (b"cmd=RecordStopRequestX&id=1", b"cmd=RecordStartRequest&id=1",
+                      b"cmd=RecordStopReq", b"xcmd=RecordStopRequest"):
+            self.assertFalse(begins_with_stop(first), first)

@@ -318,9 +318,9 @@ class WebPortLimitsEndToEndTests(LoopbackServiceMixin, TestCase):
 
 # The service in a process of its own whose descriptor limit is 400 (the
 # soft and the hard one): it prints its ports, then runs until killed.
-SERVE_WITH_400 = """
+SERVE_WITH_LIMIT = """
 import json, resource, sys
-resource.setrlimit(resource.RLIMIT_NOFILE, (400, 400))
+resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[2]), int(sys.argv[2])))
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
 from recsvc import makeService
@@ -334,30 +334,56 @@ reactor.run()
 
 
 class DescriptorReserveEndToEndTests(SynchronousTestCase):
-    """The issue's case: the descriptor limit at 400 and 400 half-sent HTTP
-    requests (HTTP's own limits set far above that)."""
+    """The service in a process of its own with a low descriptor limit: the
+    issue's case (400, and 400 half-sent HTTP requests; HTTP's own limits
+    set far above that), and a limit below what every RTP port needs."""
 
     timeout = 60
 
-    def serve(self) -> tuple[int, int]:
+    def serve(self, limit: int = 400, port_range: tuple[int, int] = (43000, 43049),
+              ) -> tuple[int, int]:
         root = os.path.abspath(self.mktemp())
         config = {
             "control": {"listen": "tcp:0:interface=127.0.0.1"},
             "http": {"listen": "tcp:0:interface=127.0.0.1", "max_connections": 1000,
                      "max_connections_per_ip": 1000, "request_timeout": 300},
-            "rtp": {"interface": "127.0.0.1", "port_range": [43000, 43049]},
+            "rtp": {"interface": "127.0.0.1", "port_range": list(port_range)},
             "storage": {"root": root, "min_free_mb": 1},
             "index": {"database": root + ".sqlite3"},
         }
-        server = subprocess.Popen([sys.executable, "-c", SERVE_WITH_400, json.dumps(config)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVE_WITH_LIMIT, json.dumps(config), str(limit)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.addCleanup(server.wait)
         self.addCleanup(server.kill)
         line = server.stdout.readline()
         self.assertTrue(line, "the service did not start")
         control, http = json.loads(line)
         return control, http
+
+    def test_a_limit_below_what_every_port_needs(self):
+        """A hard limit of 1,024 and 1,000 RTP ports (3 descriptors a
+        recording would need 3,000): the service still answers /healthz, and
+        takes a phone's second connection, idle or bringing its Stop."""
+        control, http = self.serve(limit=1024, port_range=(44000, 44999))
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=10) as answer:
+            self.assertEqual(answer.status, 200)
+        phone = SimulatedPhone("127.0.0.1", control)
+        self.addCleanup(phone.close)
+        phone.connect()
+        started = phone.start("low-limit-1")
+        self.assertEqual(started.result, "success", started)
+        send_rtp(rtp_packets(audio(0.2, seed=5)), started.server, started.port)
+        idle = socket.create_connection(("127.0.0.1", control), timeout=5)
+        self.addCleanup(idle.close)
+        again = SimulatedPhone("127.0.0.1", control)
+        self.addCleanup(again.close)
+        again.connect()
+        self.assertEqual(again.stop("low-limit-1").result, "success")
+        idle.settimeout(0.5)
+        with self.assertRaises(socket.timeout):
+            idle.recv(1)  # (still open: neither reset nor closed)
 
     def test_phone_records_while_http_is_flooded(self):
         """Of 400 half-sent HTTP requests, those that would take the

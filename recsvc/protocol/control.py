@@ -35,6 +35,7 @@ from recsvc.protocol.framing import (
     MessageFramer,
     MessageTooLong,
     begins_with_start,
+    begins_with_stop,
     could_begin_messages,
 )
 from recsvc.refusals import RefusalLines
@@ -343,7 +344,9 @@ class ControlFactory(Factory):
         bytes already waiting on it, where the listener could look (see
         recsvc.protocol.accepting): a connection that does not begin with
         control messages is refused, one that begins with a Start is taken
-        even when its address has its limit of idle connections."""
+        even when its address has its limit of idle connections, and one
+        that begins with a Start or a Stop (a phone that reconnected to stop
+        its recording) even when the descriptors are down to the reserve."""
         if first is not None and not could_begin_messages(first):
             self._refused(host, NOT_CONTROL)
             return None
@@ -354,7 +357,8 @@ class ControlFactory(Factory):
             if isinstance(place, str):
                 self._refused(host, place)
                 return None
-        if not starting and self.room is not None and not self.room():
+        recording_command = starting or (first is not None and begins_with_stop(first))
+        if not recording_command and self.room is not None and not self.room():
             if place is not None:
                 place.release()
             self._refused(host, TOO_FEW_DESCRIPTORS)

@@ -19,6 +19,7 @@ MESSAGE_START = re.compile(rb"cmd[ \t]*=")
 # blanks, then "cmd=", or as much of it as has come.
 _FIRST_BYTES = re.compile(rb"[ \t\r\n\x00]*(?:cmd[ \t]*=|(?:cmd[ \t]*|cm|c)?\Z)")
 _FIRST_START = re.compile(rb"[ \t\r\n\x00]*cmd[ \t]*=[ \t]*RecordStartRequest(?:[ \t]*[&\r\n\x00]|\Z)")
+_FIRST_STOP = re.compile(rb"[ \t\r\n\x00]*cmd[ \t]*=[ \t]*RecordStopRequest(?:[ \t]*[&\r\n\x00]|\Z)")
 
 
 class MessageTooLong(ValueError):
@@ -73,6 +74,12 @@ def could_begin_messages(first: bytes) -> bool:
 def begins_with_start(first: bytes) -> bool:
     """Whether a connection's first bytes begin with a RecordStartRequest."""
     return _FIRST_START.match(first) is not None
+
+
+def begins_with_stop(first: bytes) -> bool:
+    """Whether a connection's first bytes begin with a RecordStopRequest
+    (a phone that reconnected to stop its recording)."""
+    return _FIRST_STOP.match(first) is not None
 
 
 def split_messages(frame: bytes) -> list[bytes]:
