@@ -853,17 +853,21 @@ class _AwaitingRtp:
 
 @attrs.define(eq=False)
 class _FirstPacket:
-    """A recording's packet sink until its first packet: that packet ends
-    its wait for RTP, and the receiver hands the rest to the recording."""
+    """A recording's packet sink until its call's first packet is admitted
+    (from its source, of its payload types and size: a stray or foreign
+    datagram does not count): that packet ends its wait for RTP, and the
+    receiver hands the rest straight to the recording."""
 
     _receiver: RtpReceiver
-    _recording: PacketSink
+    _recording: Recording
     _arrived: Callable[[], None]
 
     def packet_received(self, packet: Any, source: tuple[str, int]) -> None:
-        self._receiver.sink = self._recording
-        self._arrived()
-        self._recording.packet_received(packet, source)
+        recording = self._recording
+        recording.packet_received(packet, source)
+        if recording.media_arrived:
+            self._receiver.sink = recording
+            self._arrived()
 
     def datagram_invalid(self) -> None:
         self._recording.datagram_invalid()

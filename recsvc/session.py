@@ -174,6 +174,12 @@ class Recording:
     def rtp_port(self) -> int | None:
         return self._rtp_port
 
+    @property
+    def media_arrived(self) -> bool:
+        """Whether a packet of its call has been admitted: from its source,
+        of its payload types and size (stray datagrams do not count)."""
+        return self._media.last_admitted is not None
+
     def progress(self) -> MediaStats:
         """How its RTP has arrived so far (the packets waiting in its fast
         lane taken in first)."""

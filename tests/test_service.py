@@ -1306,6 +1306,22 @@ class PendingRtpTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.start_from("6").reason,
                          "too many recordings without RTP from this address")
 
+    def test_stray_datagrams_keep_the_place(self) -> None:
+        """Only a packet of the call gives the place back: a datagram from
+        another address, of another payload type or too long for a packet
+        (all rejected, never written) leaves the recording waiting for
+        RTP, so a client cannot free its places with junk."""
+        self.make_service()
+        self.service.max_pending_per_address = 1
+        first = self.start_from("1")
+        self.ports.deliver(first.port, rtp(0, b"\xd5" * 160), ("10.9.9.9", 4000))
+        self.ports.deliver(first.port, rtp(1, b"\xd5" * 160, payload_type=99))
+        self.ports.deliver(first.port, rtp(2, b"\xd5" * 1601))
+        self.assertEqual(self.start_from("2").reason,
+                         "too many recordings without RTP from this address")
+        self.ports.deliver(first.port, rtp(3, b"\xd5" * 160))
+        self.assertEqual(self.start_from("3").result, "success")
+
     def test_place_given_back_when_it_ends(self) -> None:
         """A recording that ends without RTP (stopped, or timed out) gives
         its place back, once."""
