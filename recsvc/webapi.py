@@ -16,6 +16,7 @@ decoding recsvc.playback's; blocking work runs in threads.
 
 from __future__ import annotations
 
+import errno
 import io
 import ipaddress
 import json
@@ -180,13 +181,22 @@ class Api:
     def playable_of(self, row: dict[str, Any]) -> playback.Playable:
         """The audio of an index row's file. Blocking. Raises ApiError,
         NotAWav, OSError."""
-        return playback.open_playable(self.path_of(row))
+        try:
+            return playback.open_playable(self.path_of(row))
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise ApiError(404, "the recording's file is a symbolic link, not followed")
+            raise
 
     def path_of(self, row: dict[str, Any]) -> str:
-        """The WAV file of an index row, which must be under the root. Blocking."""
+        """The WAV file of an index row, which must be under the root: its
+        folder resolved, its own name not (it is opened with O_NOFOLLOW, so
+        a link in its place is refused even if it points inside the root).
+        Blocking."""
         root = os.path.realpath(self.root)
-        path = os.path.realpath(os.path.join(root, row["path"]))
-        if not path.startswith(root + os.sep):
+        folder, name = os.path.split(os.path.join(root, row["path"]))
+        path = os.path.join(os.path.realpath(folder), name)
+        if not path.startswith(root + os.sep) or name in ("", ".", ".."):
             raise ApiError(404, "the recording's file is outside the recordings folder")
         return path
 

@@ -398,7 +398,17 @@ class AudioStreamTests(HttpTestsMixin, TestCase):
         os.rename(self.wav, outside)
         os.symlink(outside, self.wav)
         error = yield self.get_json("/api/recordings/7/audio", 404)
-        self.assertIn("outside", error["error"])
+        self.assertIn("symbolic link", error["error"])
+
+    @inlineCallbacks
+    def test_link_within_the_root(self) -> None:
+        """A recording's file swapped for a link to another file inside the
+        recordings folder is not served either."""
+        other = os.path.join(os.path.dirname(self.wav), "other.wav")
+        os.rename(self.wav, other)
+        os.symlink(other, self.wav)
+        error = yield self.get_json("/api/recordings/7/audio", 404)
+        self.assertIn("symbolic link", error["error"])
 
 
 class HostTests(HttpTestsMixin, TestCase):
