@@ -53,7 +53,7 @@ class IRecordingObserver(Interface):
         ``remote_number``, ``remote_name``) and ``peer`` (the phone's IP).
         """
 
-    def recording_finished(sidecar: dict[str, Any], wav_path: str) -> Any:
+    def recording_finished(sidecar: dict[str, Any], wav_path: str | None) -> Any:
         """A file of a recording is finished: the WAV and its JSON sidecar
         are on disk under their final names. Called for each file: a
         recording longer than ``storage.max_duration`` has several (the
@@ -61,7 +61,10 @@ class IRecordingObserver(Interface):
         index may not have the file yet.
 
         ``sidecar``: the sidecar's JSON as a dict, the observer's own copy;
-        ``wav_path``: the full (absolute) path of the WAV file.
+        ``wav_path``: the full (absolute) path of the WAV file, or None for
+        a recording that received no audio, whose WAV is not kept (its
+        sidecar says ``"file": null`` and why it ended, e.g. ``no RTP
+        received``; only the sidecar is on disk).
         """
 
     def recording_failed(info: RecordingInfo, reason: str) -> Any:
@@ -109,7 +112,7 @@ class RecordingObservers:
     def finished(self, summary: RecordingSummary, wav_path: str) -> None:
         if not self.observers:
             return
-        full_path = os.path.abspath(wav_path)
+        full_path = None if summary.file is None else os.path.abspath(wav_path)
         for observer in self.observers:
             self._tell(observer, "recording_finished", summary.info.recording_id,
                        summary.to_json(), full_path)

@@ -298,6 +298,16 @@ class RecorderObserversTests(SynchronousTestCase):
         self.assertEqual(wav_path, os.path.abspath(path))
         self.assertTrue(os.path.isabs(wav_path))
 
+    def test_no_audio_no_path(self) -> None:
+        """A recording that received no audio keeps no WAV: the observers
+        get its sidecar (``file`` null) and None for the path."""
+        noting = NotingObserver()
+        self.make_service(noting)
+        self.successResultOf(self.start())
+        self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
+        [(_, sidecar, wav_path)] = [call for call in noting.calls if call[0] == "finished"]
+        self.assertEqual((sidecar["file"], sidecar["bytes"], wav_path), (None, 0, None))
+
     def test_each_part_finished(self) -> None:
         """A recording longer than max_duration: one finished call per file,
         in order; the last one's sidecar has no next."""
