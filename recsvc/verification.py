@@ -71,10 +71,11 @@ def _iso(moment: float) -> str:
 @attrs.frozen(eq=False)
 class FoundFile:
     """A finished file of a recording: its sidecar, and where its WAV is
-    (a path, or the API's path of the stored file)."""
+    (a path, or the API's path of the stored file; None for a recording
+    that received no audio, whose WAV the server did not keep)."""
 
     sidecar: dict[str, Any]
-    location: str
+    location: str | None
 
 
 def started_at(sidecar: dict[str, Any]) -> float | None:
@@ -252,9 +253,13 @@ def finished_sidecars(root: str, since: float | None = None) -> list[FoundFile]:
             if not isinstance(sidecar, dict):
                 continue
             wav = sidecar.get("file")
+            if sidecar.get("status") != "finished":
+                continue
+            if wav is None:
+                found.append(FoundFile(sidecar, None))  # (no audio, no WAV kept)
             # The file beside its sidecar, never elsewhere.
-            if sidecar.get("status") == "finished" and isinstance(wav, str) \
-                    and wav == os.path.basename(wav) and wav not in ("", ".", ".."):
+            elif isinstance(wav, str) and wav == os.path.basename(wav) \
+                    and wav not in ("", ".", ".."):
                 found.append(FoundFile(sidecar, os.path.join(folder, wav)))
     return found
 
@@ -315,8 +320,9 @@ class ApiRecordings:
         except (ValueError, KeyError, TypeError) as error:
             raise VerificationUnavailable(
                 f"{self.url}{path}: not recsvc's answer ({error})") from None
-        return [FoundFile(row, f"{path}/audio?format=original&file="
-                               f"{quote(str(row.get('file')), safe='')}")
+        return [FoundFile(row, None if row.get("file") is None else
+                          f"{path}/audio?format=original&file="
+                          f"{quote(str(row.get('file')), safe='')}")
                 for row in rows if isinstance(row, dict)]
 
     def read(self, found: FoundFile) -> Deferred[bytes]:
@@ -407,6 +413,9 @@ async def verify_run(
         files = chosen[recording_id]
         blobs = []
         for found in files:
+            if found.location is None:
+                reason = _printable(str(found.sidecar.get("stop_reason")))
+                return f"no audio kept: the recording ended ({reason}) having received none"
             blobs.append(await recordings.read(found))
         return compare(started[recording_id], codec, files, blobs)
 

@@ -257,6 +257,19 @@ class StorageFolderTests(TestCase):
         self.assertIn("the first difference at byte 10", problems[SETUP.recording_id])
 
     @inlineCallbacks
+    def test_recording_without_audio(self):
+        """A recording the server kept no WAV for (it received no audio:
+        its sidecar names no file) is reported as that call's fault, with
+        its stop reason; the others are still checked."""
+        with open(os.path.join(self.root, "mine.json"), "w", encoding="utf-8") as handle:
+            json.dump(sidecar(file=None, stop_reason="no RTP received",
+                              started=self.window.began + 1), handle)
+        problems = yield self.verify(result())
+        self.assertEqual(problems, {SETUP.recording_id:
+                                    "no audio kept: the recording ended (no RTP received) "
+                                    "having received none"})
+
+    @inlineCallbacks
     def test_waits_for_a_late_recording(self):
         """A recording not there yet (the server finishes it just after the
         Stop) is looked for again until it is."""
