@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import attrs
 
 from recsvc.codec import Codec, SegmentEncoder
+from recsvc.logs import Logger
 from recsvc.naming import PathTemplate
 from recsvc.wav import (
     AudioWriter,
@@ -22,6 +23,8 @@ from recsvc.wav import (
 FORMATS = ("g711", "pcm16")
 
 WriterOpener = Callable[[str, WavFormat], AudioWriter]
+
+_log = Logger()
 
 
 class StorageError(Exception):
@@ -141,8 +144,14 @@ class Storage:
         """Remove a finished WAV that holds no audio (its sidecar stays,
         naming no file). Blocking."""
         if self.open_writer is None:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(wav_path)
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                # The recording is finished all the same: its sidecar says so.
+                _log.warn("Could not remove {file}, the empty WAV of a recording that "
+                          "received no audio: {error}", file=wav_path, error=str(error))
 
 
 def no_follow(path: str, flags: int) -> int:

@@ -11,6 +11,7 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc import storage as storage_module
@@ -369,6 +370,31 @@ class SidecarLinkTests(StorageTestCase):
                           sidecar_path(self.writer.path), b"{}")
         with open(self.victim, "rb") as handle:
             self.assertEqual(handle.read(), b"precious")
+
+
+class RemoveAudioTests(StorageTestCase):
+    def test_removed(self) -> None:
+        """The empty WAV of a recording that received no audio is removed;
+        one already gone is no error."""
+        root = self.makeRoot()
+        wav = os.path.join(root, "silent.wav")
+        with open(wav, "wb"):
+            pass
+        Storage(root).remove_audio(wav)
+        self.assertFalse(os.path.exists(wav))
+        Storage(root).remove_audio(wav)
+
+    def test_cannot_be_removed(self) -> None:
+        """A WAV that cannot be removed (here: a folder in its place) is
+        left with a warning; the recording, whose sidecar is written, is
+        not failed for it."""
+        root = self.makeRoot()
+        wav = os.path.join(root, "silent.wav")
+        os.mkdir(wav)
+        with capturedLogs() as events:
+            Storage(root).remove_audio(wav)
+        [warning] = [event for event in events if event.get("file") == wav]
+        self.assertIn("Could not remove", formatEvent(warning))
 
 
 class WalkFilesTests(StorageTestCase):
