@@ -362,6 +362,18 @@ class DescriptorReserveEndToEndTests(SynchronousTestCase):
         control, http = json.loads(line)
         return control, http
 
+    def start_recording(self, control: int, recording_id: str, seconds: float,
+                        ) -> SimulatedPhone:
+        """A phone connected to ``control`` that has started a recording and
+        sent it ``seconds`` of audio."""
+        phone = SimulatedPhone("127.0.0.1", control)
+        self.addCleanup(phone.close)
+        phone.connect()
+        started = phone.start(recording_id)
+        self.assertEqual(started.result, "success", started)
+        send_rtp(rtp_packets(audio(seconds, seed=4)), started.server, started.port)
+        return phone
+
     def test_a_limit_below_what_every_port_needs(self):
         """A hard limit of 1,024 and 1,000 RTP ports (3 descriptors a
         recording would need 3,000): the service still answers /healthz, and
@@ -369,12 +381,7 @@ class DescriptorReserveEndToEndTests(SynchronousTestCase):
         control, http = self.serve(limit=1024, port_range=(44000, 44999))
         with urllib.request.urlopen(f"http://127.0.0.1:{http}/healthz", timeout=10) as answer:
             self.assertEqual(answer.status, 200)
-        phone = SimulatedPhone("127.0.0.1", control)
-        self.addCleanup(phone.close)
-        phone.connect()
-        started = phone.start("low-limit-1")
-        self.assertEqual(started.result, "success", started)
-        send_rtp(rtp_packets(audio(0.2, seed=5)), started.server, started.port)
+        self.start_recording(control, "low-limit-1", 0.2)
         idle = socket.create_connection(("127.0.0.1", control), timeout=5)
         self.addCleanup(idle.close)
         again = SimulatedPhone("127.0.0.1", control)
@@ -406,10 +413,5 @@ class DescriptorReserveEndToEndTests(SynchronousTestCase):
             except ConnectionResetError:
                 refused += 1
         self.assertTrue(100 < refused < 400, refused)
-        phone = SimulatedPhone("127.0.0.1", control)
-        self.addCleanup(phone.close)
-        phone.connect()
-        started = phone.start("flooded-1")
-        self.assertEqual(started.result, "success", started)
-        send_rtp(rtp_packets(audio(1, seed=4)), started.server, started.port)
+        phone = self.start_recording(control, "flooded-1", 1)
         self.assertEqual(phone.stop("flooded-1").result, "success")
