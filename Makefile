@@ -13,7 +13,7 @@ venv: $(VENV)/.installed
 # sys.path: twistd finds the plugin from any working directory (the default
 # mode hides it). A file added to or removed from a package folder changes
 # the folder's time and reinstalls, so the link tree follows.
-$(VENV)/.installed: setup.cfg pyproject.toml recsvc recsvc/protocol twisted/plugins
+$(VENV)/.installed: setup.cfg pyproject.toml recsvc $(wildcard recsvc/*/) twisted/plugins
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet --config-settings editable_mode=strict -e '.[test]'

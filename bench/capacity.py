@@ -41,8 +41,8 @@ import threading
 import time
 from typing import Any
 
-from recsvc.simulator import call_audio, percentile
-from recsvc.wav import NotAWav, read_audio
+from recsvc.phonesim.simulator import call_audio, percentile
+from recsvc.storage.wav import NotAWav, read_audio
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)

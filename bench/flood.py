@@ -3,7 +3,7 @@
 `twistd -n recsvc` (pinned to CPU 0) records calls from one well-behaved
 phone (this process), one call at a time, each on a new control
 connection from 127.0.0.1: connect, Start, half a second of PCMA, Stop.
-Meanwhile `python -m recsvc.abuse` (pinned to CPU 1) hammers the same port
+Meanwhile `python -m recsvc.phonesim.abuse` (pinned to CPU 1) hammers the same port
 from 127.0.0.2.. with one kind of abuse, then with all of them at once;
 a first phase has no abuse, for comparison. The "spray" phase is harsher
 and measured by a stricter rule: three addresses open connections as fast
@@ -32,11 +32,11 @@ from typing import Any
 
 from capacity import BIN, DOCS, PYTHON, Lines, commit, memory_kb, pinned, wait_listening
 
-from recsvc.abuse import KINDS
-from recsvc.phone import timed_call
-from recsvc.simulator import finished_recordings, percentile, tone
-from recsvc.status import fetch_status
-from recsvc.wav import read_audio
+from recsvc.phonesim.abuse import KINDS
+from recsvc.phonesim.phone import timed_call
+from recsvc.phonesim.simulator import finished_recordings, percentile, tone
+from recsvc.cli.status import fetch_status
+from recsvc.storage.wav import read_audio
 
 CONTROL_PORT, HTTP_PORT = 10910, 10911
 TARGET_MS = 100.0  # each of connect + Start, and Stop
@@ -80,7 +80,7 @@ def phase(name: str, kinds: list[str], calls: int, work: str, audio: bytes,
     abuser = lines = None
     if kinds:
         abuser = subprocess.Popen(
-            pinned(1, PYTHON, "-m", "recsvc.abuse", "--port", str(CONTROL_PORT),
+            pinned(1, PYTHON, "-m", "recsvc.phonesim.abuse", "--port", str(CONTROL_PORT),
                    "--seconds", "3600", "--sources", str(sources), "--kinds", *kinds),
             stdout=subprocess.PIPE, text=True)
         lines = Lines(abuser)

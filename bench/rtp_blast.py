@@ -3,7 +3,7 @@ N phones for receivers that are not recsvc (the bare loop, ffmpeg).
 
 Call i sends to BASE+i from its own socket, the starts spread evenly over
 ``--spread`` seconds, 20 ms PCMA packets of the audio recsvc-phone sends
-(`recsvc.simulator.call_audio`: no two calls send the same bytes).
+(`recsvc.phonesim.simulator.call_audio`: no two calls send the same bytes).
 
     python bench/rtp_blast.py --calls 1000 --base 40000 --seconds 30
 """
@@ -14,8 +14,8 @@ import argparse
 import json
 import time
 
-from recsvc.pacer import LeanStream, Pacer, udp_socket
-from recsvc.simulator import call_audio
+from recsvc.phonesim.pacer import LeanStream, Pacer, udp_socket
+from recsvc.phonesim.simulator import call_audio
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -19,7 +19,7 @@ from typing import Iterator
 import atheris
 
 with atheris.instrument_imports(include=["recsvc"]):
-    from recsvc.protocol.commands import (
+    from recsvc.control.commands import (
         MessageError,
         decode_message,
         encode_command,
@@ -27,7 +27,7 @@ with atheris.instrument_imports(include=["recsvc"]):
         failure_reply,
         parse_command,
     )
-    from recsvc.protocol.framing import MessageFramer, MessageTooLong
+    from recsvc.control.framing import MessageFramer, MessageTooLong
 
 MAX_MESSAGE_BYTES = 4096
 

@@ -22,12 +22,12 @@ from typing import Iterator
 import atheris
 
 with atheris.instrument_imports(include=["recsvc"]):
-    from recsvc.codec import CODECS
-    from recsvc.dtmf import DtmfError, parse_event
-    from recsvc.pipeline import MediaPipeline, MediaPolicy
-    from recsvc.rtp import RtpError, build_rtp, parse_rtp
-    from recsvc.source import ANY
-    from recsvc.storage import Storage
+    from recsvc.media.codec import CODECS
+    from recsvc.media.dtmf import DtmfError, parse_event
+    from recsvc.media.pipeline import MediaPipeline, MediaPolicy
+    from recsvc.media.rtp import RtpError, build_rtp, parse_rtp
+    from recsvc.media.source import ANY
+    from recsvc.storage.folder import Storage
 
 PCMA = CODECS["PCMA"]
 POLICY = MediaPolicy(reorder_window_ms=200, max_gap_fill=2.0, source=ANY)

@@ -12,8 +12,8 @@ import random
 import struct
 import sys
 
-from recsvc.phone import FRAMINGS, SAMPLE_CALL, plan_call
-from recsvc.protocol.commands import (
+from recsvc.phonesim.phone import FRAMINGS, SAMPLE_CALL, plan_call
+from recsvc.control.commands import (
     FAILED,
     SUCCESS,
     StartRequest,
@@ -22,8 +22,8 @@ from recsvc.protocol.commands import (
     StopResponse,
     encode_command,
 )
-from recsvc.rtp import build_rtp
-from recsvc.simulator import tone
+from recsvc.media.rtp import build_rtp
+from recsvc.phonesim.simulator import tone
 
 RECORD = struct.Struct("!HH")  # as fuzz/rtp.py reads them
 

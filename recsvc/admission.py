@@ -12,7 +12,7 @@ from typing import Iterable
 
 import attrs
 
-from recsvc.naming import device_key, parse_mac
+from recsvc.storage.naming import device_key, parse_mac
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -83,7 +83,7 @@ NOT_ALLOWED = "address not allowed"
 TOO_MANY = "too many connections"
 TOO_MANY_FROM_IP = "too many connections from this address"
 NOT_CONTROL = "not a control message"
-# The descriptors left are held back for the recordings (recsvc.descriptors).
+# The descriptors left are held back for the recordings (recsvc.application.descriptors).
 TOO_FEW_DESCRIPTORS = "too few free descriptors"
 
 

@@ -15,11 +15,11 @@ import attrs
 import yaml
 
 from recsvc.admission import parse_network
-from recsvc.endpoints import files_from
-from recsvc.naming import DEFAULT_TEMPLATE, PathTemplate, parse_mac
-from recsvc.numberplan import NumberPlan
-from recsvc.source import ANY, PEER, STRICT, SourcePolicy
-from recsvc.storage import FORMATS
+from recsvc.application.endpoints import files_from
+from recsvc.storage.naming import DEFAULT_TEMPLATE, PathTemplate, parse_mac
+from recsvc.index.numberplan import NumberPlan
+from recsvc.media.source import ANY, PEER, STRICT, SourcePolicy
+from recsvc.storage.folder import FORMATS
 
 
 class ConfigError(ValueError):
@@ -240,7 +240,7 @@ class RtpConfig:
     max_packet_ms: int = attrs.field(default=200, converter=_integer(20, 1000))
     source: SourcePolicy = attrs.field(default=PEER, converter=_source)
     # All RTP sockets are read together this often (ms); packets wait in
-    # the kernel meanwhile (see recsvc.drain).
+    # the kernel meanwhile (see recsvc.media.drain).
     read_interval_ms: int = attrs.field(default=5, converter=_integer(1, 100))
     # Each RTP socket's kernel receive buffer (KB; capped by net.core.rmem_max).
     receive_buffer_kb: int = attrs.field(default=512, converter=_integer(64, 65536))
@@ -337,12 +337,12 @@ def _endpoint(value: Any) -> str:
 @attrs.frozen
 class BasicUser:
     name: str
-    # A hash from `recsvc hash-password` (see recsvc.httpauth).
+    # A hash from `recsvc hash-password` (see recsvc.web.auth).
     password_hash: str
 
 
 def _users(value: Any) -> tuple[BasicUser, ...]:
-    from recsvc.httpauth import check_password_hash
+    from recsvc.web.auth import check_password_hash
 
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a mapping of user name to password hash, got {value!r}")

@@ -14,25 +14,25 @@ from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
 from recsvc.admission import OTHERS, AccessPolicy, RefusalLog, StartRate, device_key, source_of
-from recsvc.codec import CODECS, Codec
-from recsvc.diskspace import DiskSpace, free_bytes
-from recsvc.indexing import Indexer
+from recsvc.media.codec import CODECS, Codec
+from recsvc.storage.diskspace import DiskSpace, free_bytes
+from recsvc.index.indexer import Indexer
 from recsvc.logs import Logger
 from recsvc.observers import RecordingObservers
-from recsvc.pipeline import MediaPipeline, MediaPolicy
-from recsvc.ports import NoFreePort, RtpPort, RtpPortPool
-from recsvc.protocol.commands import (
+from recsvc.media.pipeline import MediaPipeline, MediaPolicy
+from recsvc.media.ports import NoFreePort, RtpPort, RtpPortPool
+from recsvc.control.commands import (
     FAILED,
     SUCCESS,
     StartRequest,
     StartResponse,
     StopRequest,
 )
-from recsvc.protocol.rtp import PacketSink, RtpReceiver
+from recsvc.media.receiver import PacketSink, RtpReceiver
 from recsvc.refusals import RefusalLines
-from recsvc.recovery import CRASH_REASON, Recovered, recover_all
-from recsvc.retention import RetentionPolicy, StoredRecording
-from recsvc.retention import sweep as retention_sweep
+from recsvc.storage.recovery import CRASH_REASON, Recovered, recover_all
+from recsvc.storage.retention import RetentionPolicy, StoredRecording
+from recsvc.storage.retention import sweep as retention_sweep
 from recsvc.session import (
     BY_CONNECTION,
     BY_PHONE,
@@ -44,10 +44,10 @@ from recsvc.session import (
     Registry,
     RunBlocking,
 )
-from recsvc.source import normalize_ip
-from recsvc.storage import Storage
+from recsvc.media.source import normalize_ip
+from recsvc.storage.folder import Storage
 from recsvc.summary import RecordingInfo, RecordingSummary
-from recsvc.wav import AudioWriter
+from recsvc.storage.wav import AudioWriter
 
 if TYPE_CHECKING:
     from recsvc.metrics import Metrics
@@ -100,7 +100,7 @@ class RecorderService(Service):
     storage: Storage
     run_blocking: RunBlocking
     # The recordings' own file work (hand-overs, sidecars, finishing), which
-    # comes in bursts: may gather calls (recsvc.batching); None: run_blocking.
+    # comes in bursts: may gather calls (recsvc.application.batching); None: run_blocking.
     run_recording: RunBlocking | None = None
     # Creating a Start's file, which the phone waits for: kept apart from
     # the writing (None: run_blocking too).
@@ -170,7 +170,7 @@ class RecorderService(Service):
     _after_recovery: list[Deferred[None]] = attrs.field(factory=list)
     _sweep_running: bool = False
     _stop_waiters: list[Deferred[None]] = attrs.field(factory=list)
-    # Fires with what start-up recovered from a crash (see recsvc.recovery).
+    # Fires with what start-up recovered from a crash (see recsvc.storage.recovery).
     recovery: Deferred[list[Recovered]] | None = None
 
     def __attrs_post_init__(self) -> None:

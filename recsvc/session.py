@@ -17,15 +17,15 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from recsvc.admission import device_key
-from recsvc.lane import FastLane
+from recsvc.media.lane import FastLane
 from recsvc.logs import Logger
-from recsvc.pipeline import MediaPipeline
-from recsvc.ports import RtpPort
-from recsvc.rtp import RtpPacket
-from recsvc.source import Address
-from recsvc.storage import Storage, StorageError
+from recsvc.media.pipeline import MediaPipeline
+from recsvc.media.ports import RtpPort
+from recsvc.media.rtp import RtpPacket
+from recsvc.media.source import Address
+from recsvc.storage.folder import Storage, StorageError
 from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary
-from recsvc.wav import AudioWriter
+from recsvc.storage.wav import AudioWriter
 
 # Who ended a recording, as the sidecar's stopped_by says.
 BY_PHONE = "phone"
@@ -118,7 +118,7 @@ class Recording:
     link: PhoneLink | None = None
     port: RtpPort | None = None
     # Where the port's reader puts the packets that only continue the
-    # stream (see recsvc.lane); None: every packet comes to packet_received.
+    # stream (see recsvc.media.lane); None: every packet comes to packet_received.
     lane: FastLane | None = None
     # Whether every other hand-over also fdatasyncs the file; False when
     # the service makes the whole filesystem durable at once instead.

@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 
-from recsvc.codec import Codec
-from recsvc.protocol.commands import CallParties
+from recsvc.media.codec import Codec
+from recsvc.control.commands import CallParties
 
 
 @attrs.frozen

@@ -25,30 +25,30 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from recsvc import descriptors
+from recsvc.application import descriptors
 from recsvc.config import (
     Config, ConfigError, as_config, config_of_file, gives_key, load_config, read_config_file)
-from recsvc.diskspace import DiskSpace
-from recsvc.endpoints import listen_failure, only_this_host, with_backlog
+from recsvc.storage.diskspace import DiskSpace
+from recsvc.application.endpoints import listen_failure, only_this_host, with_backlog
 from recsvc.logs import Logger
-from recsvc.pipeline import MediaPolicy
-from recsvc.batching import BatchedRunner
-from recsvc.wav import sync_filesystem
-from recsvc.drain import RtpDrain
+from recsvc.media.pipeline import MediaPolicy
+from recsvc.application.batching import BatchedRunner
+from recsvc.storage.wav import sync_filesystem
+from recsvc.media.drain import RtpDrain
 from recsvc.admission import AccessPolicy, ConnectionLimits, Connections, StartRate, policy_of
-from recsvc.indexing import Indexer
+from recsvc.index.indexer import Indexer
 from recsvc.metrics import Metrics, live_figures
 from recsvc.observers import IRecordingObserver, RecordingObservers, checked_observers
-from recsvc.webapi import make_site
-from recsvc.webconnections import WebConnections
+from recsvc.web.site import make_site
+from recsvc.web.connections import WebConnections
 from recsvc.webhook import Webhook
-from recsvc.protocol.accepting import screen_accepts
-from recsvc.protocol.control import ControlFactory
-from recsvc.retention import RetentionPolicy
+from recsvc.control.accepting import screen_accepts
+from recsvc.control.protocol import ControlFactory
+from recsvc.storage.retention import RetentionPolicy
 from recsvc.service import RecorderService
 from recsvc.session import Limits
-from recsvc.storage import Storage
-from recsvc.threads import background_pool, start_until_shutdown
+from recsvc.storage.folder import Storage
+from recsvc.application.threads import background_pool, start_until_shutdown
 
 
 class StartupRefused(SystemExit):
@@ -196,7 +196,7 @@ class Listener(Service):
     """Listens on an endpoint; fails start-up if it cannot (and logs why,
     naming ``key``, its config key).
 
-    With ``screen`` (see recsvc.protocol.accepting), a plain TCP port
+    With ``screen`` (see recsvc.control.accepting), a plain TCP port
     (not one behind TLS or another wrapper) has each new connection
     screened by it before anything is built for it."""
 
@@ -340,7 +340,7 @@ def makeService(
     # way, and the folders are there before anything needs them.
     check_config(config, reactor)
     low, high = config.rtp.port_range
-    # Room for a recording on every port, made now (see recsvc.descriptors),
+    # Room for a recording on every port, made now (see recsvc.application.descriptors),
     # and again once the reactor runs: a daemon's forked child starts with a
     # table only as large as its open descriptors need. The limit is raised
     # as far as the control port, the recordings and the web port need.
@@ -360,7 +360,7 @@ def makeService(
         budget = held
 
     # Blocking work runs on recsvc's own pools of low-priority threads
-    # (recsvc.threads), not the reactor's (which an embedding application
+    # (recsvc.application.threads), not the reactor's (which an embedding application
     # may use for its own): the recordings' file work gathered into a few
     # jobs per reactor turn, on as many threads as Twisted's own pool (a
     # burst of Stops waits on fsyncs, which run side by side; with four,

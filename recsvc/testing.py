@@ -12,8 +12,8 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 
-from recsvc.ports import NoFreePort
-from recsvc.wav import AudioWriter, WavFormat, header_patches, wav_header
+from recsvc.media.ports import NoFreePort
+from recsvc.storage.wav import AudioWriter, WavFormat, header_patches, wav_header
 
 
 def run_now(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
@@ -200,7 +200,7 @@ class FakePhoneLink:
 
 @attrs.define
 class FakeIndexer:
-    """Notes what the service asks of the index (see recsvc.indexing)."""
+    """Notes what the service asks of the index (see recsvc.index.indexer)."""
 
     calls: list[tuple[str, Any]] = attrs.field(factory=list)
 
@@ -250,10 +250,10 @@ def memory_recorder(
     20 ms unless told otherwise, so in-order audio is written as it comes."""
     from twisted.internet.task import Clock
 
-    from recsvc.pipeline import MediaPolicy
+    from recsvc.media.pipeline import MediaPolicy
     from recsvc.service import RecorderService
     from recsvc.session import Limits
-    from recsvc.storage import Storage
+    from recsvc.storage.folder import Storage
 
     clock = Clock() if clock is None else clock
     if ports is None:

@@ -1,4 +1,4 @@
-"""The control port's screening accept loop (recsvc.protocol.accepting),
+"""The control port's screening accept loop (recsvc.control.accepting),
 over real loopback sockets: phones behind one address record more calls at
 once than control.max_connections_per_ip, and a connection that is no
 phone is refused before anything is built for it; and, on a fake port, what
@@ -17,11 +17,11 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from recsvc.admission import NOT_CONTROL, TOO_MANY_FROM_IP
-from recsvc.phone import rtp_packets, send_rtp
-from recsvc.protocol.accepting import screen_accepts
-from recsvc.protocol.commands import StartResponse, StopResponse, decode_message, parse_command
-from recsvc.protocol.framing import MessageFramer
-from recsvc.simulator import finished_recordings
+from recsvc.phonesim.phone import rtp_packets, send_rtp
+from recsvc.control.accepting import screen_accepts
+from recsvc.control.commands import StartResponse, StopResponse, decode_message, parse_command
+from recsvc.control.framing import MessageFramer
+from recsvc.phonesim.simulator import finished_recordings
 from recsvc.tap import accept_with_data
 from tests.test_endtoend import LoopbackServiceMixin, audio
 from tests.test_metrics import samples

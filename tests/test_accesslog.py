@@ -1,6 +1,6 @@
-"""Tests for recsvc.accesslog: the HTTP side's access log, one event a
+"""Tests for recsvc.web.accesslog: the HTTP side's access log, one event a
 request with its user, and the status polls counted instead of logged one
-by one; through a real Site (recsvc.webapi.make_site) over StringTransport."""
+by one; through a real Site (recsvc.web.site.make_site) over StringTransport."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
-from recsvc.accesslog import (
+from recsvc.web.accesslog import (
     POLL_SUMMARY_INTERVAL,
     PollTally,
     access_of,
@@ -27,11 +27,11 @@ from recsvc.accesslog import (
     shown,
 )
 from recsvc.config import BasicUser, HttpAuthConfig
-from recsvc.httpauth import Identity, hash_password
+from recsvc.web.auth import Identity, hash_password
 from recsvc.logs import json_lines
 from recsvc.metrics import Metrics
 from recsvc.testing import memory_recorder
-from recsvc.webapi import make_site
+from recsvc.web.site import make_site
 
 TOKEN = "a-long-bearer-token-0123456789"
 PEER = IPv4Address("TCP", "127.0.0.7", 50123)

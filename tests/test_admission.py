@@ -33,7 +33,7 @@ from recsvc.admission import (
     parse_network,
     policy_of,
 )
-from recsvc.protocol.control import ControlFactory, ControlProtocol, _Refusal
+from recsvc.control.protocol import ControlFactory, ControlProtocol, _Refusal
 from recsvc.refusals import RefusalLines
 from recsvc.tap import AccessReload
 from recsvc.testing import memory_recorder, run_now

@@ -1,4 +1,4 @@
-"""Tests for recsvc.batching.BatchedRunner: the calls of one reactor turn
+"""Tests for recsvc.application.batching.BatchedRunner: the calls of one reactor turn
 run in a few thread jobs, each call still getting its own result."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.batching import BatchedRunner
+from recsvc.application.batching import BatchedRunner
 
 
 class ThreadedClock(Clock):

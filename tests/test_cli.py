@@ -1,4 +1,4 @@
-"""Tests for the ``recsvc`` command (recsvc.cli) as people use it: the config
+"""Tests for the ``recsvc`` command (recsvc.cli.commands) as people use it: the config
 file before or after the subcommand and its paths from its own folder,
 --version, option errors in the options' own names, pages, one shape for
 ``show``, descriptions in every --help, a closed pipe, and calls shown the
@@ -19,10 +19,12 @@ from contextlib import closing
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import __version__, index
-from recsvc.cli import main, parser
-from recsvc.listing import direction_and_parties
-from recsvc.status import Status, format_status
+from recsvc import __version__
+
+from recsvc.index import store as index
+from recsvc.cli.commands import main, parser
+from recsvc.cli.listing import direction_and_parties
+from recsvc.cli.status import Status, format_status
 from tests.support.pipes import status_when_reader_leaves
 
 RECSVC = os.path.join(os.path.dirname(sys.executable), "recsvc")

@@ -1,4 +1,4 @@
-"""Tests for recsvc.protocol.commands: control messages <-> frozen commands."""
+"""Tests for recsvc.control.commands: control messages <-> frozen commands."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.protocol.commands import (
+from recsvc.control.commands import (
     FAILED,
     START_REQUEST,
     START_RESPONSE,

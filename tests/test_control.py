@@ -1,4 +1,4 @@
-"""Tests for recsvc.protocol.control over StringTransport."""
+"""Tests for recsvc.control.protocol over StringTransport."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from twisted.python.failure import Failure
 from twisted.internet.error import ConnectionLost
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.protocol.control import ControlFactory
-from recsvc.storage import sidecar_path
+from recsvc.control.protocol import ControlFactory
+from recsvc.storage.folder import sidecar_path
 from recsvc.testing import FakePortPool, ManualRunner, MemoryWriters, memory_recorder
 
 START = (
@@ -332,7 +332,7 @@ class ConnectionTests(ControlTestsMixin, SynchronousTestCase):
 class DescriptorReserveTests(ControlTestsMixin, SynchronousTestCase):
     def test_idle_refused_start_taken(self) -> None:
         """While the free descriptors are down to what the recordings not
-        begun need (recsvc.descriptors), a control connection that brings
+        begun need (recsvc.application.descriptors), a control connection that brings
         neither a Start nor a Stop is refused, counted and its place given
         back; one whose first bytes are a Start, or a Stop (a phone that
         reconnected to stop its recording), is taken."""

@@ -1,4 +1,4 @@
-"""Tests for recsvc.descriptors: the descriptor limit and table, grown at start."""
+"""Tests for recsvc.application.descriptors: the descriptor limit and table, grown at start."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import resource
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import descriptors
+from recsvc.application import descriptors
 
 
 class DescriptorTests(SynchronousTestCase):

@@ -1,11 +1,11 @@
-"""Tests for recsvc.diskspace: the free-space watch."""
+"""Tests for recsvc.storage.diskspace: the free-space watch."""
 
 from __future__ import annotations
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.diskspace import DiskSpace, free_bytes
+from recsvc.storage.diskspace import DiskSpace, free_bytes
 from recsvc.testing import ManualRunner, run_now
 
 

@@ -1,4 +1,4 @@
-"""Tests for recsvc.drain: the recordings' UDP ports, read together each tick.
+"""Tests for recsvc.media.drain: the recordings' UDP ports, read together each tick.
 
 Real sockets on 127.0.0.1 (loopback delivery is synchronous on Linux: a
 datagram sent is waiting at once); the reactor is a task.Clock, so no tick
@@ -14,13 +14,13 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import drain as drain_module
-from recsvc.drain import CONNECTED_SILENCE, MAX_ROUNDS, DrainPort, RtpDrain, disconnect
-from recsvc.lane import FastLane
-from recsvc.pipeline import Continuation
-from recsvc.ports import NoFreePort
-from recsvc.protocol.rtp import RtpReceiver
-from recsvc.rtp import RtpPacket, build_rtp
+from recsvc.media import drain as drain_module
+from recsvc.media.drain import CONNECTED_SILENCE, MAX_ROUNDS, DrainPort, RtpDrain, disconnect
+from recsvc.media.lane import FastLane
+from recsvc.media.pipeline import Continuation
+from recsvc.media.ports import NoFreePort
+from recsvc.media.receiver import RtpReceiver
+from recsvc.media.rtp import RtpPacket, build_rtp
 
 NOW = 123.25  # the drain's clock, as the lane sees it
 # The tests' port range: wide, as other programs' sockets may take some of

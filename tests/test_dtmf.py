@@ -1,4 +1,4 @@
-"""Tests for recsvc.dtmf: RFC 4733 telephone-events and the log of digits pressed."""
+"""Tests for recsvc.media.dtmf: RFC 4733 telephone-events and the log of digits pressed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.dtmf import (
+from recsvc.media.dtmf import (
     MAX_DIGITS,
     Digit,
     DtmfError,

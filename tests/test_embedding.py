@@ -23,9 +23,9 @@ import recsvc
 from recsvc import observers as observers_module
 from recsvc import tap
 from recsvc.config import ConfigError
-from recsvc.phone import timed_call
-from recsvc.simulator import finished_recordings
-from recsvc.storage import sidecar_path
+from recsvc.phonesim.phone import timed_call
+from recsvc.phonesim.simulator import finished_recordings
+from recsvc.storage.folder import sidecar_path
 from tests.support.output import OutputLines
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""Tests for recsvc.endpoints: listener descriptions read without a
+"""Tests for recsvc.application.endpoints: listener descriptions read without a
 reactor, checked against what Twisted builds from them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.endpoints import (
+from recsvc.application.endpoints import (
     LISTEN_BACKLOG, POSITIONAL_WITH_FILES, arguments, files_from, listen_failure, only_this_host, tcp_address,
     with_backlog)
 

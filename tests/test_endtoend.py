@@ -25,15 +25,19 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from recsvc import g711, makeService, wav
-from recsvc import index as recording_index
-from recsvc.phone import SAMPLE_CALL, SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
-from recsvc.protocol.commands import CallParties, StopRequest, StopResponse
-from recsvc.rtp import build_rtp
-from recsvc.simulator import finished_recordings
-from recsvc.storage import sidecar_path
+from recsvc import makeService
+
+from recsvc.media import g711
+
+from recsvc.storage import wav
+from recsvc.index import store as recording_index
+from recsvc.phonesim.phone import SAMPLE_CALL, SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
+from recsvc.control.commands import CallParties, StopRequest, StopResponse
+from recsvc.media.rtp import build_rtp
+from recsvc.phonesim.simulator import finished_recordings
+from recsvc.storage.folder import sidecar_path
 from recsvc.testing import FailingWriter
-from recsvc.wav import WavFileWriter
+from recsvc.storage.wav import WavFileWriter
 from tests.support.output import OutputLines
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""Tests for recsvc.fleet: who the simulated phones of a run are (ids,
+"""Tests for recsvc.phonesim.fleet: who the simulated phones of a run are (ids,
 MAC addresses, numbers, directions, source addresses, key presses)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.fleet import (
+from recsvc.phonesim.fleet import (
     KEY_PRESS_TICKS,
     AddressRange,
     DevicePrefix,
@@ -23,7 +23,7 @@ from recsvc.fleet import (
     parse_source_addresses,
     run_prefix,
 )
-from recsvc.naming import safe_component
+from recsvc.storage.naming import safe_component
 
 
 class RunPrefixTests(SynchronousTestCase):

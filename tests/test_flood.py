@@ -27,22 +27,22 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsvc.abuse import KINDS, Abuser
+from recsvc.phonesim.abuse import KINDS, Abuser
 from recsvc.admission import Connections
 from recsvc.config import Config
 from recsvc.metrics import Metrics
-from recsvc.phone import timed_call
-from recsvc.protocol.commands import decode_message
-from recsvc.protocol.control import (
+from recsvc.phonesim.phone import timed_call
+from recsvc.control.commands import decode_message
+from recsvc.control.protocol import (
     MAX_BAD_MESSAGES,
     MESSAGES_PER_TURN,
     ControlFactory,
 )
-from recsvc.protocol.framing import MessageFramer
+from recsvc.control.framing import MessageFramer
 from recsvc.session import Limits
-from recsvc.simulator import finished_recordings, tone
+from recsvc.phonesim.simulator import finished_recordings, tone
 from recsvc.testing import FakePortPool, ManualRunner, memory_recorder
-from recsvc.wav import read_audio
+from recsvc.storage.wav import read_audio
 from tests.test_control import ControlTestsMixin
 from tests.test_endtoend import LoopbackServiceMixin, _reap
 from tests.test_metrics import samples
@@ -422,7 +422,7 @@ class FloodEndToEndTests(LoopbackServiceMixin, TestCase):
         control.max_connections_per_ip connections and refuses it more.
         """
         abuser = subprocess.Popen(
-            [sys.executable, "-m", "recsvc.abuse", "--port", str(self.port), "--seconds", "60",
+            [sys.executable, "-m", "recsvc.phonesim.abuse", "--port", str(self.port), "--seconds", "60",
              "--sources", str(len(KINDS)), "--kinds", *KINDS],
             stdout=subprocess.PIPE, text=True)
         self.addCleanup(abuser.stdout.close)

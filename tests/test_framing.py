@@ -1,4 +1,4 @@
-"""Tests for recsvc.protocol.framing: the control byte stream cut into messages."""
+"""Tests for recsvc.control.framing: the control byte stream cut into messages."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.protocol.commands import Message, encode_message
-from recsvc.protocol.framing import (
+from recsvc.control.commands import Message, encode_message
+from recsvc.control.framing import (
     MessageFramer,
     MessageTooLong,
     begins_with_start,

@@ -1,4 +1,4 @@
-"""Tests for recsvc.g711: A-law and mu-law decoding to 16-bit PCM."""
+"""Tests for recsvc.media.g711: A-law and mu-law decoding to 16-bit PCM."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import g711
-from recsvc.g711 import alaw_to_linear, decode_alaw, decode_ulaw, ulaw_to_linear
+from recsvc.media import g711
+from recsvc.media.g711 import alaw_to_linear, decode_alaw, decode_ulaw, ulaw_to_linear
 
 with warnings.catch_warnings():
     # audioop is deprecated (gone in 3.13), but it is the reference we have.

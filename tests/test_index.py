@@ -1,4 +1,4 @@
-"""Tests for recsvc.index: the entries sidecars make, searches, catching up
+"""Tests for recsvc.index.store: the entries sidecars make, searches, catching up
 with the sidecars on disk; and the ``recsvc`` commands that use it."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sqlite3
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import index
-from recsvc.cli import main
-from recsvc.numberplan import NumberPlan
+from recsvc.index import store as index
+from recsvc.cli.commands import main
+from recsvc.index.numberplan import NumberPlan
 
 
 def sidecar(recording_id: str = "7", **fields) -> dict:

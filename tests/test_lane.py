@@ -1,4 +1,4 @@
-"""Tests for recsvc.lane, and the hand-over it relies on
+"""Tests for recsvc.media.lane, and the hand-over it relies on
 (`MediaPipeline.expected` and `MediaPipeline.continued`): packets taken by the
 fast lane and handed over together must make the same file and the same
 statistics as the same packets taken one by one (jitter aside)."""
@@ -12,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.codec import CODECS, SegmentEncoder
-from recsvc.dtmf import TelephoneEvent, build_event
-from recsvc.lane import MAX_RUN, FastLane
-from recsvc.pipeline import Continuation, MediaPipeline, MediaPolicy
-from recsvc.rtp import RtpPacket, build_rtp, parse_rtp
+from recsvc.media.codec import CODECS, SegmentEncoder
+from recsvc.media.dtmf import TelephoneEvent, build_event
+from recsvc.media.lane import MAX_RUN, FastLane
+from recsvc.media.pipeline import Continuation, MediaPipeline, MediaPolicy
+from recsvc.media.rtp import RtpPacket, build_rtp, parse_rtp
 from recsvc.summary import MediaStats
-from recsvc.timeline import RECENT
+from recsvc.media.timeline import RECENT
 
 PCMA = CODECS["PCMA"]
 PEER_IP = "127.0.0.1"

@@ -26,7 +26,7 @@ import recsvc
 import recsvc.logs
 from recsvc.logs import Logger as RecsvcLogger
 from recsvc.logs import escaped, escaped_fields, event_as_json_line, json_lines, plain
-from recsvc.protocol.control import ControlFactory
+from recsvc.control.protocol import ControlFactory
 from recsvc.testing import ManualRunner, MemoryWriters, memory_recorder
 
 # 2026-12-06T11:00:00.25Z

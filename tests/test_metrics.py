@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.metrics import Metrics, live_figures, reason_label, rejected_label
-from recsvc.protocol.commands import StopRequest
+from recsvc.control.commands import StopRequest
 from recsvc.summary import MediaStats
 from recsvc.service import SYNC_TURNS
 from recsvc.testing import MemoryWriters
@@ -88,8 +88,8 @@ class MetricsTests(SynchronousTestCase):
 
 
 def summary_of(data_bytes: int, error: str | None = None):
-    from recsvc.codec import CODECS
-    from recsvc.protocol.commands import CallParties
+    from recsvc.media.codec import CODECS
+    from recsvc.control.commands import CallParties
     from recsvc.summary import RecordingInfo, RecordingSummary
 
     info = RecordingInfo("7", "00a859000001", CODECS["PCMA"], "out",

@@ -1,4 +1,4 @@
-"""Tests for recsvc.naming: safe path components and the recording layout."""
+"""Tests for recsvc.storage.naming: safe path components and the recording layout."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.naming import (
+from recsvc.storage.naming import (
     MAX_COMPONENT,
     TEMPLATE_FIELDS,
     PathTemplate,

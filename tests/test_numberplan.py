@@ -1,4 +1,4 @@
-"""Tests for recsvc.numberplan: the forms of a number a search looks for,
+"""Tests for recsvc.index.numberplan: the forms of a number a search looks for,
 so that national and international forms find each other."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.numberplan import NumberPlan, digits_of
+from recsvc.index.numberplan import NumberPlan, digits_of
 
 GERMANY = NumberPlan("49", "0", "00")
 ITALY = NumberPlan("39", None, "00")

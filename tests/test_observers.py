@@ -15,13 +15,13 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from recsvc.codec import CODECS
+from recsvc.media.codec import CODECS
 from recsvc.observers import IRecordingObserver, RecordingObservers, checked_observers
-from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
-from recsvc.rtp import RtpPacket, build_rtp
+from recsvc.control.commands import CallParties, StartRequest, StopRequest
+from recsvc.media.rtp import RtpPacket, build_rtp
 from recsvc.service import SYNC_TURNS
 from recsvc.session import Limits
-from recsvc.storage import sidecar_path
+from recsvc.storage.folder import sidecar_path
 from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary
 from recsvc.testing import (
     FailingWriter,

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from recsvc.admission import policy_of
 from recsvc.logs import json_lines
-from recsvc.protocol.commands import CallParties, StartRequest
+from recsvc.control.commands import CallParties, StartRequest
 from recsvc.testing import FakePhoneLink, memory_recorder
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

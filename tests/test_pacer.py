@@ -1,4 +1,4 @@
-"""Tests for recsvc.pacer: the phone simulator's RTP, sent on time.
+"""Tests for recsvc.phonesim.pacer: the phone simulator's RTP, sent on time.
 
 The pacer is driven with made-up times (binary fractions, so that sums are
 exact) and fake sockets that note when each datagram went out; one test
@@ -12,9 +12,9 @@ from typing import Sequence
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.pacer import LeanStream, Pacer, Send, udp_socket
-from recsvc.rtp import parse_rtp
-from recsvc.simulator import call_audio
+from recsvc.phonesim.pacer import LeanStream, Pacer, Send, udp_socket
+from recsvc.media.rtp import parse_rtp
+from recsvc.phonesim.simulator import call_audio
 
 
 class Wire:

@@ -13,11 +13,11 @@ from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from recsvc import index
+from recsvc.index import store as index
 from recsvc.config import HttpAuthConfig
 from recsvc.metrics import Metrics
 from recsvc.testing import memory_recorder
-from recsvc.webapi import make_site
+from recsvc.web.site import make_site
 from tests import browser
 
 ZONE = "Pacific/Kiritimati"  # UTC+14 all year

@@ -1,4 +1,4 @@
-"""Tests for recsvc.pipeline: RTP as real networks deliver it in, the bytes of
+"""Tests for recsvc.media.pipeline: RTP as real networks deliver it in, the bytes of
 the WAV file out."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import g711
-from recsvc.codec import CODECS, SegmentEncoder
-from recsvc.dtmf import TelephoneEvent, build_event
-from recsvc.pipeline import MediaPipeline, MediaPolicy
-from recsvc.rtp import RtpPacket
-from recsvc.source import ANY
-from recsvc.storage import Storage
+from recsvc.media import g711
+from recsvc.media.codec import CODECS, SegmentEncoder
+from recsvc.media.dtmf import TelephoneEvent, build_event
+from recsvc.media.pipeline import MediaPipeline, MediaPolicy
+from recsvc.media.rtp import RtpPacket
+from recsvc.media.source import ANY
+from recsvc.storage.folder import Storage
 from recsvc.summary import DigitPressed, Discontinuity
 
 PCMA = CODECS["PCMA"]

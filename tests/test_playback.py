@@ -1,4 +1,4 @@
-"""Tests for recsvc.playback: stored G.711 served as 16-bit PCM WAV, by
+"""Tests for recsvc.web.playback: stored G.711 served as 16-bit PCM WAV, by
 byte ranges."""
 
 from __future__ import annotations
@@ -10,9 +10,11 @@ import attrs
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import g711, playback
-from recsvc.codec import WAVE_FORMAT_ALAW, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM
-from recsvc.wav import NotAWav, WavFileWriter, WavFormat, parse_header, read_audio
+from recsvc.media import g711
+
+from recsvc.web import playback
+from recsvc.media.codec import WAVE_FORMAT_ALAW, WAVE_FORMAT_MULAW, WAVE_FORMAT_PCM
+from recsvc.storage.wav import NotAWav, WavFileWriter, WavFormat, parse_header, read_audio
 
 
 class RangeTests(SynchronousTestCase):

@@ -1,4 +1,4 @@
-"""Tests for recsvc.recovery: the recordings a crash left behind are repaired,
+"""Tests for recsvc.storage.recovery: the recordings a crash left behind are repaired,
 renamed and their sidecars finished at start-up, and nothing is ever lost."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.codec import CODECS
-from recsvc.protocol.commands import CallParties
-from recsvc.recovery import CRASH_REASON, DamagedFile, Recovered, recover_all, repair_wav
-from recsvc.storage import Storage, sidecar_path
+from recsvc.media.codec import CODECS
+from recsvc.control.commands import CallParties
+from recsvc.storage.recovery import CRASH_REASON, DamagedFile, Recovered, recover_all, repair_wav
+from recsvc.storage.folder import Storage, sidecar_path
 from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary, iso_utc
-from recsvc.wav import WRITE_BATCH_BYTES, WavFileWriter, WavFormat
+from recsvc.storage.wav import WRITE_BATCH_BYTES, WavFileWriter, WavFormat
 from tests.test_wav import check_wav
 
 PCMA = CODECS["PCMA"]
@@ -524,9 +524,9 @@ class LiveFileTests(SynchronousTestCase):
         A partial file whose writer is still open (a recording in progress,
         whatever its modification time) is not touched by recovery.
         """
-        from recsvc.storage import Storage
-        from recsvc.codec import CODECS
-        from recsvc.wav import WavFileWriter, WavFormat, partial_path as partial
+        from recsvc.storage.folder import Storage
+        from recsvc.media.codec import CODECS
+        from recsvc.storage.wav import WavFileWriter, WavFormat, partial_path as partial
 
         root = self.mktemp()
         os.makedirs(root)

@@ -1,4 +1,4 @@
-"""Tests for recsvc.retention and the service's periodic sweep."""
+"""Tests for recsvc.storage.retention and the service's periodic sweep."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.retention import RetentionPolicy, finished_recordings, sweep
+from recsvc.storage.retention import RetentionPolicy, finished_recordings, sweep
 from recsvc.testing import FakeIndexer, memory_recorder
 
 DAY = 86400.0

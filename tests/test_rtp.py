@@ -1,4 +1,4 @@
-"""Tests for recsvc.rtp: RTP header parsing and the reorder window."""
+"""Tests for recsvc.media.rtp: RTP header parsing and the reorder window."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.rtp import RtpError, RtpPacket, build_rtp, parse_rtp
+from recsvc.media.rtp import RtpError, RtpPacket, build_rtp, parse_rtp
 
 _SETTINGS = settings(max_examples=200, deadline=None)
 

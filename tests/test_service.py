@@ -12,12 +12,12 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.protocol.commands import CallParties, StartRequest, StopRequest
-from recsvc.rtp import RtpPacket, build_rtp
-from recsvc.diskspace import DiskSpace
+from recsvc.control.commands import CallParties, StartRequest, StopRequest
+from recsvc.media.rtp import RtpPacket, build_rtp
+from recsvc.storage.diskspace import DiskSpace
 from recsvc.service import HAND_OVERS_AT_ONCE, SYNC_TURNS, StopRefused, UnknownRecording
 from recsvc.session import RECORDING, Limits, Recording
-from recsvc.storage import sidecar_path
+from recsvc.storage.folder import sidecar_path
 from recsvc.testing import (
     FakeIndexer,
     FakePhoneLink,
@@ -585,7 +585,7 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
 
 
 class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
-    """The service tells the index (recsvc.indexing) what it needs to know."""
+    """The service tells the index (recsvc.index.indexer) what it needs to know."""
 
     def test_each_finished_file_indexed(self) -> None:
         """A file is indexed once finished, its sidecar written: not before."""
@@ -1369,7 +1369,7 @@ class NoAudioTests(ServiceTestsMixin, SynchronousTestCase):
         """A recording that times out without a packet leaves its sidecar
         (stop_reason "no RTP received", no file) and no WAV; one that had
         audio keeps its WAV."""
-        from recsvc.storage import Storage
+        from recsvc.storage.folder import Storage
         self.make_service()
         self.service.storage = Storage(self.root)
         silent = self.start(start_request("1"))

@@ -13,11 +13,11 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.codec import CODECS
-from recsvc.dtmf import TelephoneEvent, build_event
-from recsvc.pipeline import MediaPipeline, MediaPolicy
-from recsvc.protocol.commands import CallParties
-from recsvc.rtp import RtpPacket
+from recsvc.media.codec import CODECS
+from recsvc.media.dtmf import TelephoneEvent, build_event
+from recsvc.media.pipeline import MediaPipeline, MediaPolicy
+from recsvc.control.commands import CallParties
+from recsvc.media.rtp import RtpPacket
 from recsvc.session import (
     BY_CONNECTION,
     BY_PHONE,
@@ -29,7 +29,7 @@ from recsvc.session import (
     Recording,
     Registry,
 )
-from recsvc.storage import Storage, StorageError, sidecar_path
+from recsvc.storage.folder import Storage, StorageError, sidecar_path
 from recsvc.summary import RecordingInfo
 from recsvc.testing import (
     FailingWriter,

@@ -1,4 +1,4 @@
-"""Tests for recsvc.simulator and recsvc-phone: simulated phones on the
+"""Tests for recsvc.phonesim.simulator and recsvc-phone: simulated phones on the
 reactor, what they send, the command's options, and runs against the
 service over loopback checked through its HTTP API or its folder."""
 
@@ -18,14 +18,16 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from recsvc import g711, phonecli
-from recsvc.dtmf import parse_event
-from recsvc.fleet import Fleet, key_presses, parse_source_addresses
-from recsvc.httpauth import hash_password
-from recsvc.phone import expected_keys, plan_call, restart_tick
-from recsvc.phonecli import audio_from_wav, options, parser, run_phones
-from recsvc.rtp import parse_rtp
-from recsvc.simulator import (
+from recsvc.media import g711
+
+from recsvc.phonesim import cli as phonecli
+from recsvc.media.dtmf import parse_event
+from recsvc.phonesim.fleet import Fleet, key_presses, parse_source_addresses
+from recsvc.web.auth import hash_password
+from recsvc.phonesim.phone import expected_keys, plan_call, restart_tick
+from recsvc.phonesim.cli import audio_from_wav, options, parser, run_phones
+from recsvc.media.rtp import parse_rtp
+from recsvc.phonesim.simulator import (
     Faults,
     PlannedStream,
     call_audio,
@@ -33,7 +35,7 @@ from recsvc.simulator import (
     run_calls,
     tone,
 )
-from recsvc.verification import ApiRecordings, RunWindow, StorageFolder, verify_run
+from recsvc.phonesim.verification import ApiRecordings, RunWindow, StorageFolder, verify_run
 from tests.test_endtoend import LoopbackServiceMixin, recordings, sidecar_of
 from tests.support.pipes import status_when_reader_leaves
 

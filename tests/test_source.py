@@ -1,4 +1,4 @@
-"""Tests for recsvc.source: which packets may enter a recording (anti-injection)."""
+"""Tests for recsvc.media.source: which packets may enter a recording (anti-injection)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.rtp import RtpPacket
+from recsvc.media.rtp import RtpPacket
 from recsvc.config import parse_config
-from recsvc.source import ANY, PEER, PROBATION_PACKETS, STRICT, SourceGuard, normalize_ip
+from recsvc.media.source import ANY, PEER, PROBATION_PACKETS, STRICT, SourceGuard, normalize_ip
 
 PHONE = "192.0.2.10"
 PHONE_RTP = (PHONE, 4000)

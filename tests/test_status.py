@@ -1,4 +1,4 @@
-"""Tests for ``recsvc status`` (recsvc.status): where it asks, what it
+"""Tests for ``recsvc status`` (recsvc.cli.status): where it asks, what it
 shows, and, over loopback, the running service's answer to it (with and
 without http.auth)."""
 
@@ -14,8 +14,8 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from recsvc.config import parse_config
-from recsvc.phone import rtp_packets, send_rtp
-from recsvc.status import Status, StatusError, api_url, format_status, parse_metrics
+from recsvc.phonesim.phone import rtp_packets, send_rtp
+from recsvc.cli.status import Status, StatusError, api_url, format_status, parse_metrics
 from tests.test_endtoend import LoopbackServiceMixin, audio
 
 METRICS = """\
@@ -108,7 +108,7 @@ class NamesTests(SynchronousTestCase):
         from prometheus_client import generate_latest
 
         from recsvc.metrics import LiveFigures, Metrics
-        from recsvc.status import BY_LABEL, COUNTERS, GAUGES
+        from recsvc.cli.status import BY_LABEL, COUNTERS, GAUGES
         from recsvc.summary import MediaStats
 
         metrics = Metrics()
@@ -146,7 +146,7 @@ class StatusEndToEndTests(LoopbackServiceMixin, TestCase):
         with open(path, "w", encoding="utf-8") as handle:
             yaml.safe_dump(self.config if config is None else config, handle)
         return subprocess.run(
-            [sys.executable, "-m", "recsvc.cli", "-c", path, "status", "--url", url or self.url,
+            [sys.executable, "-m", "recsvc.cli.commands", "-c", path, "status", "--url", url or self.url,
              *arguments], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
 
     @inlineCallbacks

@@ -1,4 +1,4 @@
-"""Tests for recsvc.storage: where recordings' files go and how they are written."""
+"""Tests for recsvc.storage.folder: where recordings' files go and how they are written."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import storage as storage_module
-from recsvc.codec import CODECS
-from recsvc.naming import PathTemplate
-from recsvc.storage import Storage, open_wav_file, sidecar_path
+from recsvc.storage import folder as storage_module
+from recsvc.media.codec import CODECS
+from recsvc.storage.naming import PathTemplate
+from recsvc.storage.folder import Storage, open_wav_file, sidecar_path
 from recsvc.testing import MemoryWavWriter, MemoryWriters
-from recsvc.wav import AudioWriter, WavFileWriter, WavFormat, partial_path, wav_header
+from recsvc.storage.wav import AudioWriter, WavFileWriter, WavFormat, partial_path, wav_header
 
 PCMA = CODECS["PCMA"]
 PCMU = CODECS["PCMU"]

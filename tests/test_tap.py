@@ -22,11 +22,11 @@ from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import wav
-from recsvc.batching import BatchedRunner
+from recsvc.storage import wav
+from recsvc.application.batching import BatchedRunner
 from recsvc.config import (
     Config, ConfigError, ControlConfig, HttpConfig, IndexConfig, RtpConfig, StorageConfig, parse_config)
-from recsvc.protocol.control import ControlFactory
+from recsvc.control.protocol import ControlFactory
 from recsvc.service import RecorderService
 from twisted.logger import LogLevel, capturedLogs
 

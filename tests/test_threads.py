@@ -1,4 +1,4 @@
-"""Tests for recsvc.threads: worker threads below the reactor's priority."""
+"""Tests for recsvc.application.threads: worker threads below the reactor's priority."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.threads import (
+from recsvc.application.threads import (
     BACKGROUND_NICE,
     BackgroundThread,
     background_pool,

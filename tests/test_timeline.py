@@ -1,4 +1,4 @@
-"""Tests for recsvc.timeline: where each RTP payload lands in the file.
+"""Tests for recsvc.media.timeline: where each RTP payload lands in the file.
 
 Pure and table-driven: packets carry their arrival time, a small recorder
 feeds them through a `StreamClock` and a `Timeline` as the media pipeline
@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.timeline import (
+from recsvc.media.timeline import (
     Audio,
     LongGap,
     Segment,

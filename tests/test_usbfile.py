@@ -1,4 +1,4 @@
-"""Tests for recsvc.usbfile and ``recsvc convert``: the phone's USB recordings."""
+"""Tests for recsvc.storage.usbfile and ``recsvc convert``: the phone's USB recordings."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import g711
-from recsvc.cli import convert_file, main
-from recsvc.rtp import RtpPacket, build_rtp
-from recsvc.usbfile import NotAPhoneRecording, parse_phone_recording
+from recsvc.media import g711
+from recsvc.cli.commands import convert_file, main
+from recsvc.media.rtp import RtpPacket, build_rtp
+from recsvc.storage.usbfile import NotAPhoneRecording, parse_phone_recording
 
 PACKET = 12 + 160
 

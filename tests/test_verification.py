@@ -1,4 +1,4 @@
-"""Tests for recsvc.verification: each recording of a recsvc-phone run is
+"""Tests for recsvc.phonesim.verification: each recording of a recsvc-phone run is
 found by its id and its start within the run (never an earlier run's file
 with the same id) and compared with what its phone sent."""
 
@@ -15,11 +15,11 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from recsvc import g711
-from recsvc.codec import CODECS
-from recsvc.fleet import CallSetup
-from recsvc.simulator import CallResult
-from recsvc.verification import (
+from recsvc.media import g711
+from recsvc.media.codec import CODECS
+from recsvc.phonesim.fleet import CallSetup
+from recsvc.phonesim.simulator import CallResult
+from recsvc.phonesim.verification import (
     ApiRecordings,
     FoundFile,
     RunWindow,
@@ -30,7 +30,7 @@ from recsvc.verification import (
     finished_sidecars,
     verify_run,
 )
-from recsvc.wav import WavFormat, wav_header
+from recsvc.storage.wav import WavFormat, wav_header
 
 RUN = RunWindow(1_790_000_000.0, 1_790_000_030.0)
 SETUP = CallSetup("k3x9a7qz-3", "00:a8:59:00:00:03", "out", "13800000003")

@@ -1,4 +1,4 @@
-"""Tests for recsvc.wav (header and file writer) and the writer fakes in
+"""Tests for recsvc.storage.wav (header and file writer) and the writer fakes in
 recsvc.testing, held to one contract."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc import wav
-from recsvc.codec import CODECS
+from recsvc.storage import wav
+from recsvc.media.codec import CODECS
 from recsvc.testing import FailingWriter, MemoryWavWriter
-from recsvc.wav import (
+from recsvc.storage.wav import (
     DIRECT_WRITE_BYTES,
     WRITE_BATCH_BYTES,
     AudioWriter,
@@ -459,7 +459,7 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         self.assertEqual(self.fileBytes(writer), wav_header(ALAW).header)
 
     def _fillDisk(self, room: int) -> list[int]:
-        """Make recsvc.wav's os.write accept ``room`` more bytes (cutting the
+        """Make recsvc.storage.wav's os.write accept ``room`` more bytes (cutting the
         write that reaches the limit short), then fail with ENOSPC.
         Returns the list of attempted write lengths."""
         attempts: list[int] = []

@@ -20,9 +20,9 @@ from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.server import Site
 
-from recsvc.phone import rtp_packets, send_rtp
+from recsvc.phonesim.phone import rtp_packets, send_rtp
 from tests import browser
-from recsvc.protocol.commands import CallParties
+from recsvc.control.commands import CallParties
 from tests.test_endtoend import LoopbackServiceMixin, audio
 from tests.test_webhook import RecordingResource
 
@@ -105,7 +105,7 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
         with open(config, "w", encoding="utf-8") as handle:
             yaml.safe_dump({key: self.config[key] for key in ("storage", "index")}, handle)
         found = yield deferToThread(subprocess.run, [
-            sys.executable, "-m", "recsvc.cli", "-c", config, "search", "--number",
+            sys.executable, "-m", "recsvc.cli.commands", "-c", config, "search", "--number",
             NUMBER_AS_TYPED, "--json"], capture_output=True, text=True, timeout=30)
         self.assertEqual(found.returncode, 0, found.stderr)
         self.assertEqual([entry["id"] for entry in json.loads(found.stdout)["recordings"]],

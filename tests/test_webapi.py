@@ -1,4 +1,4 @@
-"""Tests for recsvc.webapi and recsvc.httpauth: the HTTP side over a real
+"""Tests for recsvc.web.site and recsvc.web.auth: the HTTP side over a real
 loopback socket (the JSON API, audio with byte ranges, the recordings in
 progress, /healthz, /metrics, the page, and http.auth)."""
 
@@ -28,10 +28,18 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
-from recsvc import g711, httpauth, index, playback, webapi
-from recsvc.codec import WAVE_FORMAT_ALAW
+from recsvc.media import g711
+
+from recsvc.web import auth as httpauth
+
+from recsvc.index import store as index
+
+from recsvc.web import playback
+
+from recsvc.web import site as webapi
+from recsvc.media.codec import WAVE_FORMAT_ALAW
 from recsvc.config import BasicUser, ConfigError, HttpAuthConfig, parse_config
-from recsvc.httpauth import (
+from recsvc.web.auth import (
     MAX_CHECKING,
     MAX_CHECKING_PER_ADDRESS,
     Busy,
@@ -45,16 +53,16 @@ from recsvc.httpauth import (
     hash_password,
     verify_password,
 )
-from recsvc.cli import main
+from recsvc.cli.commands import main
 from recsvc.metrics import Metrics, live_figures
-from recsvc.numberplan import NumberPlan
-from recsvc.storage import sidecar_path
+from recsvc.index.numberplan import NumberPlan
+from recsvc.storage.folder import sidecar_path
 from recsvc.tap import http_endpoint_for, open_http_warning
-from recsvc.diskspace import DiskSpace
+from recsvc.storage.diskspace import DiskSpace
 from recsvc.testing import FakePhoneLink, FakePortPool, memory_recorder, run_now
 from tests.test_endtoend import read_wav
-from recsvc.wav import WavFileWriter, WavFormat
-from recsvc.webapi import make_site
+from recsvc.storage.wav import WavFileWriter, WavFormat
+from recsvc.web.site import make_site
 from tests.test_index import sidecar
 from tests.test_service import rtp, start_request
 

@@ -1,4 +1,4 @@
-"""Tests for recsvc.webconnections: the web port's request deadline and
+"""Tests for recsvc.web.connections: the web port's request deadline and
 connection limits, on a task.Clock and StringTransports; and end to end,
 over loopback, a slow request closed at its deadline and connections
 beyond the limits refused while a phone records."""
@@ -30,8 +30,8 @@ from twisted.web.static import Data
 
 from recsvc.admission import TOO_FEW_DESCRIPTORS, TOO_MANY, TOO_MANY_FROM_IP, ConnectionLimits
 from recsvc.metrics import Metrics
-from recsvc.phone import SimulatedPhone, rtp_packets, send_rtp
-from recsvc.webconnections import TOO_SLOW, WebConnections
+from recsvc.phonesim.phone import SimulatedPhone, rtp_packets, send_rtp
+from recsvc.web.connections import TOO_SLOW, WebConnections
 from tests.test_accepting import is_refused
 from tests.test_endtoend import LoopbackServiceMixin, audio
 

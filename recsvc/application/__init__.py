@@ -1,0 +1,1 @@
+"""What the process needs: listeners' endpoints, thread pools, batching and file descriptors."""

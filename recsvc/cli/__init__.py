@@ -1,0 +1,1 @@
+"""The ``recsvc`` command: its subcommands, ``recsvc status`` and how recordings are listed."""

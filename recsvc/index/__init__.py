@@ -1,0 +1,1 @@
+"""The searchable index of recordings: its SQL (store), its thread (indexer) and how numbers are matched."""

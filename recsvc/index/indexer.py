@@ -1,0 +1,83 @@
+"""The service's side of the index (recsvc.index.store): one SQLite connection,
+used only by a thread of its own (so the index's work is done in order and
+never on the reactor thread), fed as files are finished and removed. The
+index is a convenience over the sidecars: a failure here is logged and never
+touches a recording.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any, Callable
+
+import attrs
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from recsvc.index import store as index
+from recsvc.logs import Logger
+from recsvc.storage.folder import sidecar_path
+from recsvc.application.threads import background_pool, start_until_shutdown
+
+
+@attrs.define(eq=False)
+class Indexer:
+    """Keeps ``database`` in step with the finished recordings under ``root``."""
+
+    log = Logger()
+
+    database: str
+    root: str
+    reactor: Any
+    _pool: ThreadPool | None = None
+    # Opened, and used, only in the pool's one thread.
+    _connection: sqlite3.Connection | None = None
+
+    def start(self) -> None:
+        """Start the index's thread (it opens the index with its first job)
+        until the reactor shuts down."""
+        if self._pool is None:
+            self._pool = background_pool("recsvc-index", maxthreads=1, minthreads=1)
+        start_until_shutdown(self.reactor, self._pool)
+
+    def run(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """``f(connection, *args)`` on the index's connection, in its thread."""
+        if self._pool is None:
+            return fail(RuntimeError("the index is not started"))
+        return deferToThreadPool(self.reactor, self._pool, self._call, f, args)
+
+    def _call(self, f: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        if self._connection is None:
+            self._connection = index.connect(self.database)
+        return f(self._connection, *args)
+
+    def file_finished(self, wav_path: str) -> Deferred[None]:
+        """Index a file whose final sidecar has just been written."""
+        sidecar = sidecar_path(wav_path)
+        return self.run(index.add_sidecar, self.root, sidecar).addCallbacks(
+            lambda entry: None, self._failed, errbackArgs=("indexing " + sidecar,))
+
+    def forget(self, wav_paths: list[str]) -> Deferred[None]:
+        """Drop removed files from the index."""
+        relative = [os.path.relpath(path, self.root) for path in wav_paths]
+        return self.run(index.remove, relative).addErrback(self._failed, "forgetting removed files")
+
+    def catch_up(self) -> Deferred[index.CaughtUp | None]:
+        """Index the sidecars the index missed, forget the files that are
+        gone (at start-up, after recovery)."""
+        return self.run(index.catch_up, self.root).addCallbacks(
+            self._caught_up, self._failed, errbackArgs=("catching up with the sidecars",))
+
+    def _caught_up(self, result: index.CaughtUp) -> index.CaughtUp:
+        self.log.info("Index: {added} files added, {removed} forgotten, {unchanged} as they were",
+                      added=result.added, removed=result.removed, unchanged=result.unchanged)
+        for path, reason in result.skipped:
+            self.log.warn("Index: {sidecar} not indexed: {reason}", sidecar=path, reason=reason)
+        return result
+
+    def _failed(self, failure: Failure, doing: str) -> None:
+        self.log.error("Index ({database}): {doing} failed: {reason}", database=self.database,
+                       doing=doing, reason=failure.getErrorMessage())

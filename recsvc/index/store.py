@@ -1,0 +1,433 @@
+"""The recordings' index: every finished recording's sidecar, searchable, in
+SQLite.
+
+The sidecars stay the source of truth: `catch_up` adds to the index what it
+missed and drops what is gone (at start-up), `catch_up(full=True)` reads
+every sidecar again (`recsvc reindex`). The functions taking a connection
+block; the service runs them on one connection, in a thread of its own
+(recsvc.index.indexer). Pure: the entry a sidecar makes, the query a search makes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import sqlite3
+from typing import Any, Iterator
+from urllib.parse import quote
+
+import attrs
+
+from recsvc.storage.naming import device_key
+from recsvc.index.numberplan import NumberPlan, digits_of
+from recsvc.storage.folder import no_follow, walk_files
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS recordings (
+    path TEXT PRIMARY KEY,          -- the WAV file, relative to the storage root
+    recording_id TEXT NOT NULL,
+    device TEXT NOT NULL,           -- the MAC address, 12 lower-case hex digits
+    direction TEXT NOT NULL,
+    local_number TEXT NOT NULL,
+    local_name TEXT NOT NULL,
+    remote_number TEXT NOT NULL,
+    remote_name TEXT NOT NULL,
+    numbers TEXT NOT NULL,          -- both numbers' digits, for substring search
+    started_at TEXT NOT NULL,       -- ISO 8601 UTC, as in the sidecar: sorts as time
+    duration_s REAL NOT NULL,
+    stop_reason TEXT NOT NULL,
+    sidecar TEXT NOT NULL,          -- the sidecar's JSON
+    sidecar_mtime_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_by_start ON recordings (started_at DESC, path);
+CREATE INDEX IF NOT EXISTS recordings_by_id ON recordings (recording_id);
+"""
+
+DIRECTIONS = ("in", "out")
+MAX_PAGE_SIZE = 500
+MAX_PAGE = 1_000_000  # far beyond any archive; keeps the offset a 64-bit integer
+_MAC_SEPARATORS = re.compile(r"[\s:.\-]")
+_HEX_DIGIT = re.compile(r"[0-9a-f]")
+# A time, a space, then what can only be an offset whose "+" a URL's
+# query turned into a space: 2026-12-07T00:00:00 14:00.
+_OFFSET_AFTER_SPACE = re.compile(r"^(.*\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)$")
+# A column with the MAC separators taken out, as device_search_key takes them out.
+_WITHOUT_SEPARATORS = "REPLACE(REPLACE(REPLACE({}, ':', ''), '-', ''), '.', '')"
+
+
+class NotIndexable(ValueError):
+    """A sidecar the index cannot take (the message says why)."""
+
+
+class NotFinished(NotIndexable):
+    """The sidecar of a recording still going on (or that a crash cut
+    short, until start-up recovery finishes it)."""
+
+
+@attrs.frozen
+class IndexEntry:
+    """What the index keeps of one finished recording's file."""
+
+    path: str  # the WAV file, relative to the storage root
+    recording_id: str
+    device: str
+    direction: str
+    local_number: str
+    local_name: str
+    remote_number: str
+    remote_name: str
+    started_at: str  # as parse_time gives it: UTC, to the millisecond
+    duration_s: float
+    stop_reason: str
+    sidecar: str  # the sidecar's JSON
+    sidecar_mtime_ns: int
+
+
+def entry_from_sidecar(data: Any, sidecar_relpath: str, mtime_ns: int) -> IndexEntry:
+    """The entry of a finished recording's sidecar (``sidecar_relpath``:
+    where it is under the storage root). Raises NotIndexable."""
+    if not isinstance(data, dict):
+        raise NotIndexable("not a JSON object")
+    if data.get("status") != "finished":
+        raise NotFinished(f"status is {data.get('status')!r}, not 'finished'")
+
+    def text(key: str, required: bool = False) -> str:
+        value = data.get(key, "")
+        if value is None:
+            value = ""
+        if not isinstance(value, str) or (required and not value):
+            raise NotIndexable(f"{key}: expected text, got {value!r}")
+        return value
+
+    # Written by recsvc, but read from disk: it must name the WAV file the
+    # sidecar belongs to (the same name beside it), nothing else; or, for
+    # a recording that received no audio, null: no WAV was kept, and the
+    # entry is keyed by the name it would have had.
+    own = os.path.splitext(os.path.basename(sidecar_relpath))[0] + ".wav"
+    wav = own if "file" in data and data["file"] is None else text("file", required=True)
+    if wav != own:
+        raise NotIndexable(f"file: {wav!r} is not this sidecar's WAV file ({own})")
+    try:
+        started_at = parse_time(text("started_at", required=True))
+    except ValueError:
+        raise NotIndexable(f"started_at: {data.get('started_at')!r} is not a time") from None
+    duration = data.get("duration_s")
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0:
+        raise NotIndexable(f"duration_s: expected seconds, got {duration!r}")
+    return IndexEntry(
+        path=os.path.join(os.path.dirname(sidecar_relpath), wav),
+        recording_id=text("id", required=True),
+        device=device_key(text("device")),
+        direction=text("direction"),
+        local_number=text("local_number"),
+        local_name=text("local_name"),
+        remote_number=text("remote_number"),
+        remote_name=text("remote_name"),
+        started_at=started_at,
+        duration_s=float(duration),
+        stop_reason=text("stop_reason"),
+        sidecar=json.dumps(data, ensure_ascii=False),
+        sidecar_mtime_ns=mtime_ns,
+    )
+
+
+def device_search_key(device: str) -> str:
+    """What a device search looks for: the text lower-cased, without the
+    separators a MAC may be written with (so any part of a MAC, in any
+    spelling, is found in the indexed device_key)."""
+    return _MAC_SEPARATORS.sub("", device.lower())
+
+
+def parse_time(text: str, end_of_day: bool = False) -> str:
+    """A date or time (ISO 8601; UTC unless it says otherwise) as the index
+    compares times. A date alone is its midnight in UTC, or with
+    ``end_of_day`` the next midnight (so that "until 2026-11-24" takes in
+    all of that day). A time's offset may come after a space instead of "+"
+    (an unescaped "+" in a URL's query reads as a space). Raises ValueError."""
+    value = _OFFSET_AFTER_SPACE.sub(r"\1+\2", text.strip())
+    try:
+        if not any(mark in value for mark in "T :"):
+            day = datetime.date.fromisoformat(value)
+            if end_of_day:
+                day += datetime.timedelta(days=1)
+            moment = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc)
+        else:
+            moment = datetime.datetime.fromisoformat(value.replace("z", "Z"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.timezone.utc)
+        utc = moment.astimezone(datetime.timezone.utc)
+    except OverflowError:
+        # The day after 9999-12-31, or an offset that moves a time out of
+        # years 1 to 9999 in UTC.
+        end = ", to the end of its day" if end_of_day else ""
+        raise ValueError(f"{text!r} is outside the years 0001 to 9999 (in UTC{end})") from None
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (YYYY-MM-DD) or time "
+                         "(YYYY-MM-DDTHH:MM[:SS][Z or +HH:MM])") from None
+    # Four digits of year always (strftime's %Y gives "999"): the index
+    # compares these strings.
+    return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+            f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z")
+
+
+@attrs.frozen
+class Search:
+    """What to look for; every field given must match. Newest first, paged."""
+
+    number: str | None = None  # digits found in the local or the remote number
+    name: str | None = None  # text found in the local or the remote name
+    device: str | None = None  # hex digits found in the MAC address
+    direction: str | None = None
+    since: str | None = None  # started at or after (see parse_time)
+    until: str | None = None  # started before
+    min_duration_s: float | None = None
+    stop_reason: str | None = None
+    recording_id: str | None = None
+    page: int = 1
+    page_size: int = 50
+    # How the number's national and international forms relate (numbers.*):
+    # either form finds the other. The default: digits as typed.
+    plan: NumberPlan = NumberPlan()
+
+    def __attrs_post_init__(self) -> None:
+        if self.number is not None and not digits_of(self.number):
+            raise ValueError(f"number: {self.number!r} has no digits")
+        if self.device is not None and not _HEX_DIGIT.search(device_search_key(self.device)):
+            raise ValueError(f"device: {self.device!r} has no hex digits")
+        if self.direction is not None and self.direction not in DIRECTIONS:
+            raise ValueError(f"direction: {self.direction!r} is not one of {', '.join(DIRECTIONS)}")
+        for key in ("since", "until"):
+            value = getattr(self, key)
+            if value is not None:
+                try:
+                    parse_time(value, end_of_day=key == "until")  # as search_sql reads it
+                except ValueError as error:
+                    raise ValueError(f"{key}: {error}") from None
+        if self.min_duration_s is not None and not self.min_duration_s >= 0:
+            raise ValueError(f"min_duration_s: {self.min_duration_s!r} is not a duration")
+        if not 1 <= self.page <= MAX_PAGE:
+            raise ValueError(f"page: {self.page} is outside 1..{MAX_PAGE}")
+        if not 1 <= self.page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size: {self.page_size} is outside 1..{MAX_PAGE_SIZE}")
+
+
+def search_sql(search: Search, paged: bool = True) -> tuple[str, list[Any]]:
+    """The query (and its parameters) of a search: the matching rows'
+    sidecars and paths, newest first, one page (or, not ``paged``, all)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if search.number is not None:
+        forms = search.plan.forms(search.number)
+        where.append("(" + " OR ".join(["numbers LIKE ? ESCAPE '\\'"] * len(forms)) + ")")
+        params += [_containing(form) for form in forms]
+    if search.name is not None:
+        where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
+        params += [_containing(search.name)] * 2
+    if search.device is not None:
+        where.append(f"{_WITHOUT_SEPARATORS.format('device')} LIKE ? ESCAPE '\\'")
+        params.append(_containing(device_search_key(search.device)))
+    for column, value in (("direction", search.direction), ("stop_reason", search.stop_reason),
+                          ("recording_id", search.recording_id)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if search.since is not None:
+        where.append("started_at >= ?")
+        params.append(parse_time(search.since))
+    if search.until is not None:
+        where.append("started_at < ?")
+        params.append(parse_time(search.until, end_of_day=True))
+    if search.min_duration_s is not None:
+        where.append("duration_s >= ?")
+        params.append(search.min_duration_s)
+    sql = "SELECT path, sidecar FROM recordings"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY started_at DESC, path"
+    if paged:
+        sql += " LIMIT ? OFFSET ?"
+        params += [search.page_size, (search.page - 1) * search.page_size]
+    return sql, params
+
+
+def _containing(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# Blocking: on the index's connection.
+
+# How long (seconds) a write waits for another's (a reindex beside the
+# service): catch_up commits every COMMIT_EVERY entries, so waits are short.
+BUSY_TIMEOUT = 30.0
+COMMIT_EVERY = 200
+# Why catch_up skips a symbolic link below the storage root.
+LINK_SKIPPED = "a symbolic link, not followed"
+
+
+def connect(database: str, read_only: bool = False) -> sqlite3.Connection:
+    """Open (creating it and its folder if need be) the index at
+    ``database``, in WAL mode; ``read_only``: open it as it is, for
+    searching, without writing to it. Raises sqlite3.Error, OSError."""
+    if read_only:
+        connection = sqlite3.connect(f"file:{quote(os.path.abspath(database))}?mode=ro",
+                                     uri=True, timeout=BUSY_TIMEOUT)
+        try:
+            _check_version(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+    folder = os.path.dirname(database)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    connection = sqlite3.connect(database, check_same_thread=False, timeout=BUSY_TIMEOUT)
+    try:
+        prepare(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def prepare(connection: sqlite3.Connection) -> None:
+    """WAL mode and the schema, on a fresh connection."""
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; the sidecars are the truth
+    _check_version(connection)
+    connection.executescript(_SCHEMA)
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    connection.commit()
+
+
+def _check_version(connection: sqlite3.Connection) -> None:
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version not in (0, SCHEMA_VERSION):
+        raise sqlite3.DatabaseError(
+            f"the index has schema version {version}, this recsvc knows {SCHEMA_VERSION}: "
+            "move it aside and run recsvc reindex")
+
+
+def add(connection: sqlite3.Connection, entry: IndexEntry) -> None:
+    """Index (or index again) one file."""
+    _insert(connection, entry)
+    connection.commit()
+
+
+def _insert(connection: sqlite3.Connection, entry: IndexEntry) -> None:
+    connection.execute(
+        "INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (entry.path, entry.recording_id, entry.device, entry.direction, entry.local_number,
+         entry.local_name, entry.remote_number, entry.remote_name,
+         digits_of(entry.local_number) + " " + digits_of(entry.remote_number),
+         entry.started_at, entry.duration_s, entry.stop_reason, entry.sidecar,
+         entry.sidecar_mtime_ns),
+    )
+
+
+def add_sidecar(connection: sqlite3.Connection, root: str, sidecar: str) -> IndexEntry:
+    """Index the finished recording whose sidecar is at ``sidecar`` (under
+    ``root``). Raises NotIndexable, OSError."""
+    entry = _read_entry(root, os.path.relpath(sidecar, root))
+    add(connection, entry)
+    return entry
+
+
+def remove(connection: sqlite3.Connection, paths: list[str]) -> None:
+    """Forget files (paths relative to the storage root)."""
+    connection.executemany("DELETE FROM recordings WHERE path = ?", [(path,) for path in paths])
+    connection.commit()
+
+
+def search(connection: sqlite3.Connection, query: Search) -> list[dict[str, Any]]:
+    """The sidecars of the recordings found (one page), each with its ``path``."""
+    return list(_found(connection, *search_sql(query)))
+
+
+def search_all(connection: sqlite3.Connection, query: Search) -> Iterator[dict[str, Any]]:
+    """All the recordings a search finds (its page ignored), read as they
+    are used: one statement, so one state of the index however long the
+    reading takes."""
+    return _found(connection, *search_sql(query, paged=False))
+
+
+def _found(connection: sqlite3.Connection, sql: str,
+           params: list[Any]) -> Iterator[dict[str, Any]]:
+    for path, sidecar in connection.execute(sql, params):
+        yield dict(json.loads(sidecar), path=path)
+
+
+@attrs.frozen
+class CaughtUp:
+    """What `catch_up` did."""
+
+    added: int
+    removed: int
+    unchanged: int
+    # Sidecars that could not be indexed: (path under the root, why).
+    skipped: tuple[tuple[str, str], ...]
+
+
+def catch_up(connection: sqlite3.Connection, root: str, full: bool = False) -> CaughtUp:
+    """Make the index match the finished recordings' sidecars under
+    ``root``: index those it lacks (or that changed since), forget the
+    files that are gone. ``full``: read every sidecar again."""
+    indexed = dict(connection.execute("SELECT path, sidecar_mtime_ns FROM recordings"))
+    found: set[str] = set()
+    added = unchanged = 0
+    skipped: list[tuple[str, str]] = []
+    for relpath, mtime_ns in _sidecars(root, skipped):
+        wav = os.path.splitext(relpath)[0] + ".wav"
+        if not full and indexed.get(wav) == mtime_ns:
+            found.add(wav)
+            unchanged += 1
+            continue
+        try:
+            entry = _read_entry(root, relpath)
+        except NotFinished:
+            continue  # indexed when it is finished
+        except (NotIndexable, OSError) as error:
+            skipped.append((relpath, str(error)))
+            continue
+        found.add(entry.path)
+        _insert(connection, entry)
+        added += 1
+        if added % COMMIT_EVERY == 0:
+            connection.commit()  # others (the service's writes) wait only briefly
+    gone = [path for path in indexed if path not in found]
+    remove(connection, gone)  # commits the additions too
+    return CaughtUp(added, len(gone), unchanged, tuple(skipped))
+
+
+def _read_entry(root: str, relpath: str) -> IndexEntry:
+    path = os.path.join(root, relpath)
+    with open(path, "rb", opener=no_follow) as handle:
+        mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
+        raw = handle.read()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise NotIndexable(f"not JSON: {error}") from None
+    return entry_from_sidecar(data, relpath, mtime_ns)
+
+
+def _sidecars(root: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, int]]:
+    """Every sidecar under ``root``: (its path under root, its mtime in ns).
+    A symbolic link below root is not followed (it could show a file from
+    anywhere as a recording): it goes to ``skipped``."""
+    def found_link(path: str) -> None:
+        skipped.append((os.path.relpath(path, root), LINK_SKIPPED))
+
+    for folder, files in walk_files(root, found_link):
+        for name in sorted(files):
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                mtime_ns = files[name].stat(follow_symlinks=False).st_mtime_ns
+            except OSError:
+                continue  # removed meanwhile
+            yield os.path.relpath(os.path.join(folder, name), root), mtime_ns

@@ -1,0 +1,1 @@
+"""Simulated phones and load tools (``recsvc-phone``); the server never imports these."""

@@ -1,0 +1,154 @@
+"""Retention: the oldest finished recordings go when the archive's policy says so.
+
+A sweep (blocking: run it in a thread) lists the finished recordings under
+the storage root, oldest first, and deletes each WAV with its sidecar until
+every rule holds: no recording older than max_age_days, the archive no
+larger than max_total_gb, at least min_free_gb free. A recording in
+progress (a ``.part`` file, a sidecar still "recording", or one this run
+is writing) is never touched. A recording that received no audio is its
+sidecar alone (naming no file), and goes the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Callable
+
+import attrs
+from recsvc.logs import Logger
+
+from recsvc.storage.folder import no_follow, walk_files
+from recsvc.storage.wav import PARTIAL_SUFFIX
+
+log = Logger()
+
+
+@attrs.frozen
+class RetentionPolicy:
+    max_age_days: float = 0.0  # 0: no age limit
+    max_total_bytes: int = 0  # 0: no size limit
+    min_free_bytes: int = 0  # 0: no free-space floor
+
+    @property
+    def active(self) -> bool:
+        return bool(self.max_age_days or self.max_total_bytes or self.min_free_bytes)
+
+
+@attrs.frozen
+class StoredRecording:
+    wav: str
+    sidecar: str | None
+    size: int  # bytes of the WAV and its sidecar
+    modified: float  # when it was finished (the WAV's mtime)
+
+
+def finished_recordings(root: str, is_active: Callable[[str], bool]) -> list[StoredRecording]:
+    """The finished recordings under ``root``, oldest first. A symbolic link
+    below root is not followed (what it points at is not the archive's to
+    count or delete): it is left, with a warning."""
+    found = []
+    for folder, files in walk_files(root, _left_link):
+        for name, entry in files.items():
+            if name.endswith(".json") and name[: -len(".json")] + ".wav" not in files:
+                silent = _without_audio(entry)
+                if silent is not None:
+                    found.append(silent)
+                continue
+            if not name.endswith(".wav"):
+                continue
+            wav = entry.path
+            sidecar_entry = files.get(name[: -len(".wav")] + ".json")
+            sidecar = None if sidecar_entry is None else sidecar_entry.path
+            if name + PARTIAL_SUFFIX in files or is_active(wav) or _still_recording(sidecar):
+                continue
+            try:
+                stats = entry.stat(follow_symlinks=False)
+                size = stats.st_size + (
+                    sidecar_entry.stat(follow_symlinks=False).st_size if sidecar_entry else 0)
+            except OSError:
+                continue  # removed meanwhile
+            found.append(StoredRecording(wav, sidecar, size, stats.st_mtime))
+    found.sort(key=lambda recording: (recording.modified, recording.wav))
+    return found
+
+
+def _left_link(path: str) -> None:
+    log.warn("Retention: {file} is a symbolic link, not followed (left for a person)",
+             file=path, reason="symbolic link")
+
+
+def _without_audio(sidecar: os.DirEntry[str]) -> StoredRecording | None:
+    """The recording of a finished sidecar that names no file (it received
+    no audio, and no WAV was kept), if that is what it is."""
+    data = _read(sidecar.path)
+    if not (isinstance(data, dict) and data.get("status") == "finished"
+            and "file" in data and data["file"] is None):
+        return None  # (a WAV that went missing is left for a person)
+    try:
+        stats = sidecar.stat(follow_symlinks=False)
+    except OSError:
+        return None
+    return StoredRecording(sidecar.path[: -len(".json")] + ".wav", sidecar.path,
+                           stats.st_size, stats.st_mtime)
+
+
+def _read(sidecar: str) -> object:
+    try:
+        with open(sidecar, encoding="utf-8", opener=no_follow) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def _still_recording(sidecar: str | None) -> bool:
+    if sidecar is None:
+        return False
+    data = _read(sidecar)
+    return isinstance(data, dict) and data.get("status") == "recording"
+
+
+def sweep(
+    root: str,
+    policy: RetentionPolicy,
+    now: float,
+    free_bytes: Callable[[str], int],
+    is_active: Callable[[str], bool] = lambda path: False,
+) -> list[StoredRecording]:
+    """Delete the oldest finished recordings until the policy holds; returns
+    what was deleted, oldest first. Blocking."""
+    if not policy.active or not os.path.isdir(root):
+        return []
+    recordings = finished_recordings(root, is_active)
+    total = sum(recording.size for recording in recordings)
+    free = free_bytes(root) if policy.min_free_bytes else 0
+    oldest_allowed = now - policy.max_age_days * 86400
+    removed = []
+    for recording in recordings:
+        too_old = bool(policy.max_age_days) and recording.modified < oldest_allowed
+        too_big = bool(policy.max_total_bytes) and total > policy.max_total_bytes
+        too_full = bool(policy.min_free_bytes) and free < policy.min_free_bytes
+        if not (too_old or too_big or too_full):
+            break  # the rest are newer: every rule holds
+        # (A recording without audio has no WAV to remove.)
+        for path in (recording.wav, recording.sidecar):
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        total -= recording.size
+        free += recording.size
+        removed.append(recording)
+        _remove_empty_folders(os.path.dirname(recording.wav), root)
+    return removed
+
+
+def _remove_empty_folders(folder: str, root: str) -> None:
+    root = os.path.abspath(root)
+    folder = os.path.abspath(folder)
+    while folder != root and folder.startswith(root + os.sep):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return  # not empty (or in use): stop here
+        folder = os.path.dirname(folder)

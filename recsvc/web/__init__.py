@@ -1,0 +1,1 @@
+"""The HTTP API, playback, sign-in, the access log, connection limits and the page's files."""

@@ -1,0 +1,681 @@
+"""The HTTP side (twisted.web, in the service's process): the JSON API over
+the index and the recordings in progress, the recordings' audio, the health
+check, the metrics and the web page. Thin: searching is recsvc.index.store's,
+decoding recsvc.web.playback's; blocking work runs in threads.
+
+    GET /api/recordings?number=&name=&device=&direction=&since=&until=
+                        &min_duration=&stop_reason=&page=&page_size=
+    GET /api/recordings/{id}                the files of a recording
+    GET /api/recordings/{id}/audio          16-bit PCM WAV (Range works);
+        ?format=original                    the stored bytes; ?file=NAME one file
+    GET /api/active                         the recordings in progress
+    GET /healthz
+    GET /metrics                            Prometheus
+    GET /                                   the web page
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import ipaddress
+import json
+import os
+import re
+from typing import Any, Callable
+from urllib.parse import quote
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.python.failure import Failure
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
+from twisted.web import server, static
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
+
+from recsvc.index import store as index
+
+from recsvc.web import playback
+from recsvc.web.accesslog import AccessLog
+from recsvc.config import HttpAuthConfig
+from recsvc.web.auth import Gate, GuardedResource, Identity
+from recsvc.logs import Logger
+from recsvc.metrics import Metrics
+from recsvc.index.numberplan import NumberPlan
+from recsvc.session import RECORDING
+from recsvc.summary import iso_utc
+from recsvc.storage.wav import NotAWav
+
+PAGE = os.path.dirname(os.path.abspath(__file__))
+# Output bytes read and decoded in one thread job while sending audio.
+AUDIO_CHUNK = 256 * 1024
+
+# The API takes no request bodies: a larger one is refused (413) unread.
+MAX_BODY_BYTES = 1024
+# The methods answered: the API only reads (any other: 405, naming these).
+READ_METHODS = frozenset({b"GET", b"HEAD"})
+
+_log = Logger()
+_SEARCH_PARAMETERS = {
+    "number": "number", "name": "name", "device": "device", "direction": "direction",
+    "since": "since", "until": "until", "min_duration": "min_duration_s",
+    "stop_reason": "stop_reason", "page": "page", "page_size": "page_size",
+}
+_NUMBERS = {"min_duration_s": float, "page": int, "page_size": int}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def send_json(request: Request, body: Any, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.setHeader(b"cache-control", b"no-store")
+    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _argument(request: Request, name: str) -> str | None:
+    values = request.args.get(name.encode("ascii"))
+    if not values:
+        return None
+    try:
+        return values[-1].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"{name}: not UTF-8 text") from None
+
+
+def search_of(request: Request, plan: NumberPlan = NumberPlan()) -> index.Search:
+    """The search a request's query asks for (a number in either form, as
+    ``plan`` relates them). Raises ApiError (400)."""
+    fields: dict[str, Any] = {"plan": plan}
+    for parameter, field in _SEARCH_PARAMETERS.items():
+        value = _argument(request, parameter)
+        if value is None or value == "":
+            continue
+        if field in _NUMBERS:
+            try:
+                fields[field] = _NUMBERS[field](value)
+            except ValueError:
+                raise ApiError(400, f"{parameter}: {value!r} is not a number") from None
+        else:
+            fields[field] = value
+    try:
+        return index.Search(**fields)
+    except ValueError as error:
+        raise ApiError(400, str(error).replace("min_duration_s:", "min_duration:")) from None
+
+
+class _Async(Resource):
+    """A resource whose GET answers later: ``answer(request)`` returns a
+    Deferred of the JSON body (or of None: it wrote the answer itself)."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> Any:
+        try:
+            waiting = self.answer(request)
+        except ApiError as error:
+            return send_json(request, {"error": str(error)}, error.status)
+
+        def done(body: Any) -> None:
+            if body is not None and _still_there(request):
+                request.write(body)
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            if failure.check(ApiError):
+                status, message = failure.value.status, str(failure.value)
+            else:
+                _log.failure("HTTP {uri} failed", failure, uri=request.uri)
+                status, message = 500, "internal error (logged)"
+            if not _still_there(request):
+                return
+            if request.startedWriting:
+                request.loseConnection()  # too late for an error response
+                return
+            for header in (b"content-length", b"content-range", b"content-disposition"):
+                request.responseHeaders.removeHeader(header)
+            request.write(send_json(request, {"error": message}, status))
+            request.finish()
+
+        waiting.addCallbacks(done, failed).addErrback(_answering_failed, request)
+        return NOT_DONE_YET
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        raise NotImplementedError
+
+
+def _answering_failed(failure: Failure, request: Request) -> None:
+    """The last resort: a bug while answering. Logged; the connection is
+    closed rather than left waiting."""
+    _log.failure("HTTP {uri}: answering failed", failure, uri=request.uri)
+    if _still_there(request):
+        request.loseConnection()
+
+
+class Api:
+    """What the resources share: the index, the recorder, the files."""
+
+    def __init__(self, run_index: Callable[..., Deferred[Any]], recorder: Any, root: str,
+                 run_blocking: Callable[..., Deferred[Any]],
+                 numbers: NumberPlan = NumberPlan()) -> None:
+        self.run_index = run_index
+        self.recorder = recorder
+        self.root = root
+        self.run_blocking = run_blocking
+        self.numbers = numbers
+
+    def find(self, search: index.Search) -> Deferred[list[dict[str, Any]]]:
+        return self.run_index(index.search, search)
+
+    def files_of(self, recording_id: str) -> Deferred[list[dict[str, Any]]]:
+        def found(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            if not rows:
+                raise ApiError(404, f"no finished recording with id {recording_id!r}")
+            return rows
+        return self.find(index.Search(recording_id=recording_id,
+                                      page_size=index.MAX_PAGE_SIZE)).addCallback(found)
+
+    def playable_of(self, row: dict[str, Any]) -> playback.Playable:
+        """The audio of an index row's file. Blocking. Raises ApiError,
+        NotAWav, OSError."""
+        try:
+            return playback.open_playable(self.path_of(row))
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise ApiError(404, "the recording's file is a symbolic link, not followed")
+            raise
+
+    def path_of(self, row: dict[str, Any]) -> str:
+        """The WAV file of an index row, which must be under the root: its
+        folder resolved, its own name not (it is opened with O_NOFOLLOW, so
+        a link in its place is refused even if it points inside the root).
+        Blocking."""
+        root = os.path.realpath(self.root)
+        folder, name = os.path.split(os.path.join(root, row["path"]))
+        path = os.path.join(os.path.realpath(folder), name)
+        if not path.startswith(root + os.sep) or name in ("", ".", ".."):
+            raise ApiError(404, "the recording's file is outside the recordings folder")
+        return path
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    """An index row as the API shows it: the sidecar, and where its audio is."""
+    shown = dict(row)
+    shown.pop("path", None)
+    # None: a recording that received no audio (its WAV was not kept).
+    shown["audio_url"] = None if row.get("file") is None else (
+        f"/api/recordings/{quote(row['id'], safe='')}/audio"
+        f"?file={quote(row['file'], safe='')}")
+    return shown
+
+
+class RecordingsResource(_Async):
+    isLeaf = False
+
+    def __init__(self, api: Api) -> None:
+        super().__init__()
+        self.api = api
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        try:
+            recording_id = path.decode("utf-8")
+        except UnicodeDecodeError:
+            return ErrorResource(404, "not a recording id")
+        if request.postpath == [b"audio"]:
+            request.postpath.pop()
+            return AudioResource(self.api, recording_id)
+        if request.postpath in ([], [b""]):
+            return RecordingResource(self.api, recording_id)
+        return ErrorResource(404, "no such resource")
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        search = search_of(request, self.api.numbers)
+        return self.api.find(search).addCallback(lambda rows: send_json(request, {
+            "recordings": [public(row) for row in rows],
+            "page": search.page, "page_size": search.page_size,
+        }))
+
+
+class RecordingResource(_Async):
+    def __init__(self, api: Api, recording_id: str) -> None:
+        super().__init__()
+        self.api, self.recording_id = api, recording_id
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        return self.api.files_of(self.recording_id).addCallback(lambda rows: send_json(
+            request, {"id": self.recording_id, "files": [public(row) for row in rows]}))
+
+
+class AudioResource(_Async):
+    """A recording's audio: decoded to 16-bit PCM (byte ranges served), or
+    with ``format=original`` the stored file."""
+
+    def __init__(self, api: Api, recording_id: str) -> None:
+        super().__init__()
+        self.api, self.recording_id = api, recording_id
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        audio_format = _argument(request, "format") or "pcm16"
+        if audio_format not in ("pcm16", "original"):
+            raise ApiError(400, f"format: {audio_format!r} is not pcm16 or original")
+        wanted = _argument(request, "file")
+        return self.api.files_of(self.recording_id).addCallback(
+            self._chosen, request, wanted, audio_format)
+
+    def _chosen(self, rows: list[dict[str, Any]], request: Request, wanted: str | None,
+                audio_format: str) -> Deferred[Any]:
+        if wanted:
+            rows = [row for row in rows if row.get("file") == wanted]
+            if not rows:
+                raise ApiError(404, f"recording {self.recording_id!r} has no file {wanted!r}")
+        # Without ?file=, a recording of several files plays from its first.
+        row = min(rows, key=lambda row: row.get("part") or 1)
+        if row.get("file") is None:
+            raise ApiError(404, f"recording {self.recording_id!r} has no audio: "
+                                f"{row.get('stop_reason') or 'none was received'}")
+        return self.api.run_blocking(self.api.playable_of, row).addCallbacks(
+            self._send, self._unreadable, (request, audio_format, row))
+
+    def _unreadable(self, failure: Failure) -> None:
+        if failure.check(FileNotFoundError):
+            raise ApiError(404, "the recording's file is gone")
+        if failure.check(NotAWav, OSError):
+            raise ApiError(500, f"the recording's file cannot be read: {failure.getErrorMessage()}")
+        failure.raiseException()
+
+    def _send(self, playable: playback.Playable, request: Request, audio_format: str,
+              row: dict[str, Any]) -> None:
+        if not _still_there(request):
+            return None
+        name = os.path.splitext(row.get("file") or "recording.wav")[0]
+        if audio_format == "original" or not playable.decoded:
+            size, read, shown = playable.file_size, playback.read_stored, f"{name}.wav"
+        else:
+            size, read, shown = playable.size, playback.read_decoded, f"{name}.pcm16.wav"
+        request.setHeader(b"accept-ranges", b"bytes")
+        # Private recordings stay out of the browser's disk cache.
+        request.setHeader(b"cache-control", b"no-store")
+        try:
+            wanted = playback.byte_range(_header(request, b"range"), size)
+        except playback.Unsatisfiable:
+            request.setHeader(b"content-range", f"bytes */{size}".encode("ascii"))
+            request.write(send_json(request, {"error": f"range: beyond the {size} bytes"}, 416))
+            request.finish()
+            return None
+        request.setHeader(b"content-type", b"audio/wav")
+        request.setHeader(b"content-disposition",
+                          f'inline; filename="{quote(shown)}"'.encode("ascii"))
+        if wanted is None:
+            start, end = 0, size - 1
+        else:
+            start, end = wanted
+            request.setResponseCode(206)
+            request.setHeader(b"content-range", f"bytes {start}-{end}/{size}".encode("ascii"))
+        request.setHeader(b"content-length", str(end - start + 1).encode("ascii"))
+        if request.method == b"HEAD" or end < start:
+            request.finish()
+            return None
+        _RangeSender(request, playable, read, start, end, self.api.run_blocking).begin()
+        return None
+
+
+def _header(request: Request, name: bytes) -> str | None:
+    value = request.getHeader(name)
+    if value is None:
+        return None
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
+def _still_there(request: Request) -> bool:
+    """Whether the client still waits for an answer (it may have gone while
+    a thread worked for it)."""
+    return not request.finished and not getattr(request, "_disconnected", False)
+
+
+@implementer(IPushProducer)
+class _RangeSender:
+    """Sends bytes ``start`` to ``end`` of a recording as ``read`` gives
+    them, a chunk at a time, each read (and decoded) in a thread; the next
+    chunk is read once the last is written, unless the connection asked to
+    pause."""
+
+    def __init__(self, request: Request, playable: playback.Playable,
+                 read: Callable[[playback.Playable, int, int], bytes], start: int, end: int,
+                 run_blocking: Callable[..., Deferred[Any]]) -> None:
+        self.request, self.playable, self.read = request, playable, read
+        self.next, self.end = start, end
+        self.run_blocking = run_blocking
+        self.busy = self.paused = self.stopped = False
+
+    def begin(self) -> None:
+        self.request.notifyFinish().addErrback(lambda _: self.stopProducing())
+        self.request.registerProducer(self, True)
+        self._read_next()
+
+    def _read_next(self) -> None:
+        if self.busy or self.paused or self.stopped:
+            return
+        self.busy = True
+        last = min(self.next + AUDIO_CHUNK - 1, self.end)
+        self.run_blocking(self.read, self.playable, self.next, last).addCallbacks(
+            self._got, self._failed, (last,)).addErrback(
+            lambda failure: _log.failure("Sending {path} failed", failure,
+                                         path=self.playable.path))
+
+    def _got(self, data: bytes, last: int) -> None:
+        self.busy = False
+        if self.stopped:
+            return
+        if len(data) != last - self.next + 1:
+            # The file shrank or went while it was sent (retention): the
+            # promised length cannot be kept, so the connection is closed.
+            self._abandon(f"the file ended early ({len(data)} of {last - self.next + 1} bytes)")
+            return
+        self.next = last + 1
+        self.request.write(data)
+        if self.next > self.end:
+            self.stopped = True
+            self.request.unregisterProducer()
+            self.request.finish()
+        else:
+            self._read_next()
+
+    def _failed(self, failure: Failure) -> None:
+        self.busy = False
+        if not self.stopped:
+            self._abandon(failure.getErrorMessage())
+
+    def _abandon(self, reason: str) -> None:
+        _log.warn("Sending {path} stopped: {reason}", path=self.playable.path, reason=reason)
+        self.stopped = True
+        self.request.unregisterProducer()
+        self.request.loseConnection()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._read_next()
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+
+
+class ActiveResource(Resource):
+    """The recordings in progress."""
+
+    isLeaf = True
+
+    def __init__(self, api: Api, now: Callable[[], float]) -> None:
+        super().__init__()
+        self.api, self.now = api, now
+
+    def render_GET(self, request: Request) -> bytes:
+        now = self.now()
+        active = []
+        for recording in self.api.recorder.registry:
+            if recording.state != RECORDING:
+                continue
+            info, stats = recording.info, recording.progress()
+            active.append({
+                "id": info.recording_id, "device": info.device, "direction": info.direction,
+                "local_number": info.parties.local_number, "local_name": info.parties.local_name,
+                "remote_number": info.parties.remote_number,
+                "remote_name": info.parties.remote_name, "codec": info.codec.name,
+                "started_at": iso_utc(recording.started_at),
+                "seconds": round(max(0.0, now - recording.started_at), 1),
+                "packets_received": stats.received, "packets_lost": stats.lost,
+                "rtp_port": recording.rtp_port,
+            })
+        active.sort(key=lambda row: row["started_at"], reverse=True)
+        return send_json(request, {"active": active})
+
+
+class HealthResource(Resource):
+    isLeaf = True
+
+    def __init__(self, recorder: Any) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def render_GET(self, request: Request) -> bytes:
+        recorder = self.recorder
+        problems = []
+        if not recorder.running or not recorder.accepting:
+            problems.append("shutting down")
+        if recorder.disk is not None and recorder.disk.low:
+            problems.append("disk full")
+        body = {"status": "ok" if not problems else ", ".join(problems),
+                "active": len(recorder.registry)}
+        return send_json(request, body, 200 if not problems else 503)
+
+
+class ErrorResource(Resource):
+    isLeaf = True
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__()
+        self.status, self.message = status, message
+
+    def render(self, request: Request) -> bytes:
+        return send_json(request, {"error": self.message}, self.status)
+
+
+class ApiRoot(Resource):
+    def __init__(self, api: Api, now: Callable[[], float]) -> None:
+        super().__init__()
+        self.putChild(b"recordings", RecordingsResource(api))
+        self.putChild(b"active", ActiveResource(api, now))
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        return ErrorResource(404, "no such resource")
+
+
+class MetricsResource(Resource):
+    """/metrics, rendered on the reactor thread (they read the recordings;
+    the free space is the recorder's disk watch's last reading)."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:
+        try:
+            encoder, content_type = choose_encoder(
+                (_header(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
+        except (TypeError, ValueError):  # an Accept the client library cannot read
+            encoder, content_type = generate_latest, CONTENT_TYPE_LATEST
+        request.setHeader(b"content-type", content_type.encode("ascii"))
+        return encoder(self.metrics.registry)
+
+
+class WebRoot(Resource):
+    """/: the page; /static/: its files; /api/, /healthz, /metrics."""
+
+    def __init__(self, api: Api, now: Callable[[], float], metrics: Resource | None) -> None:
+        super().__init__()
+        self.putChild(b"api", ApiRoot(api, now))
+        self.putChild(b"healthz", HealthResource(api.recorder))
+        if metrics is not None:
+            self.putChild(b"metrics", metrics)
+        self.putChild(b"static", PageFiles(os.path.join(PAGE, "static")))
+        self.page = PageFiles(os.path.join(PAGE, "index.html"), defaultType="text/html")
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"":
+            return self.page
+        return ErrorResource(404, "no such page")
+
+
+class PageFiles(static.File):
+    """The page (/) and its files (/static/): a name that is not a plain file name
+    (letters, digits, ``.``, ``-``, ``_``) is not found, before Twisted
+    would look for it (a NUL in it made os.stat raise: a 500); no listing
+    of the folder; served whole, whatever a Range says (they are small, and
+    Twisted's Range parsing logs a traceback for non-ASCII bytes)."""
+
+    _NAME = re.compile(rb"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.childNotFound = ErrorResource(404, "no such file")
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if not self._NAME.match(path):
+            return self.childNotFound
+        return super().getChild(path, request)
+
+    def directoryListing(self) -> Resource:
+        return self.childNotFound
+
+    def render_GET(self, request: Request) -> Any:
+        request.requestHeaders.removeHeader(b"range")
+        return super().render_GET(request)
+
+
+class _Request(server.Request):
+    """A request that knows, for the access log, when it began and who
+    http.auth let in (set by GuardedResource); whose body is read only if
+    the site says so when its headers are in (`_Site.reads_body`), and
+    otherwise answered without it, on a connection then closed."""
+
+    began: float | None = None
+    identity: Identity | None = None
+    # Why the request's body is refused (413), if it is.
+    body_refused: str | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        if self.channel.site.reads_body(self, length):
+            super().gotLength(length)
+            return
+        self.content = io.BytesIO()
+        # The channel takes the request as complete with its headers: the
+        # body is never read, and the connection, whose next bytes are that
+        # body, ends with the answer (and no "100 Continue" asks for it).
+        self.channel.length = 0
+        self.channel.persistent = False
+        self.requestHeaders.removeHeader(b"expect")
+        self.setHeader(b"connection", b"close")
+
+
+class _Site(server.Site):
+    # Recordings are listened to in full: the default 12 hours would keep
+    # idle keep-alive connections around for nothing.
+    timeOut = 300
+    noisy = False
+    # Without http.auth, the Host names answered besides IP addresses and
+    # localhost (None: any; see `host_allowed`).
+    allowed_hosts: frozenset[str] | None = None
+    # With http.auth, who may send a (small) request body (see `reads_body`).
+    gate: Gate | None = None
+
+    def __init__(self, resource: Resource, now: Callable[[], float]) -> None:
+        super().__init__(resource, requestFactory=_Request)
+        self.now = now
+        self.access = AccessLog(now)
+
+    def log(self, request: Request) -> None:
+        """One access event a request answered (Twisted's combined-log
+        line is not written)."""
+        self.access.ended(request, self._began(request))
+
+    def _lost(self, reason: Failure, request: Request) -> None:
+        self.access.ended(request, self._began(request), finished=False)
+
+    def _began(self, request: Request) -> float:
+        began = getattr(request, "began", None)
+        return self.now() if began is None else began
+
+    def stopFactory(self) -> None:
+        self.access.flush()
+        super().stopFactory()
+
+    def reads_body(self, request: _Request, length: int | None) -> bool:
+        """Whether a request's body of ``length`` bytes (None: chunked, a
+        length not known) is read, decided when its headers are in: only a
+        small one (the API takes none), from a client whose Host is
+        answered and, with http.auth, whose credentials are good without a
+        password check. A larger one is refused (413)."""
+        if length == 0:
+            return True
+        if length is None or length > MAX_BODY_BYTES:
+            request.body_refused = (f"this API takes no request bodies: at most "
+                                    f"{MAX_BODY_BYTES} bytes, with a Content-Length")
+            return False
+        return self._host_answered(request) and (
+            self.gate is None or self.gate.admits_at_once(request))
+
+    def _host_answered(self, request: Request) -> bool:
+        return self.allowed_hosts is None or host_allowed(request.getHeader(b"host"),
+                                                          self.allowed_hosts)
+
+    def getResourceFor(self, request: Request) -> Resource:
+        request.began = self.now()
+        request.notifyFinish().addErrback(self._lost, request)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        if request.body_refused is not None:
+            return ErrorResource(413, request.body_refused)
+        if not self._host_answered(request):
+            return ErrorResource(421, "this server does not answer for that host name "
+                                      "(see http.allowed_hosts)")
+        if request.method not in READ_METHODS:
+            request.setHeader(b"allow", b"GET, HEAD")
+            return ErrorResource(405, "this API is read-only: GET and HEAD only")
+        return super().getResourceFor(request)
+
+
+def host_allowed(host: bytes | str | None, names: frozenset[str]) -> bool:
+    """Whether a Host header names this server as a page on this machine
+    may: an IP address, localhost, or one of ``names``. Without http.auth,
+    this is what keeps a web page elsewhere from reading the recordings
+    through a browser here (a name of its own turned to 127.0.0.1, "DNS
+    rebinding"). No Host at all (HTTP/1.0) is let through."""
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("latin-1")
+    host = host.strip().lower()
+    if host.startswith("["):  # [v6]:port
+        name = host[1:host.find("]")] if "]" in host else host
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.rstrip(".")
+    if name == "localhost" or name in names:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
+              run_blocking: Callable[..., Deferred[Any]], metrics: Metrics,
+              auth: HttpAuthConfig, now: Callable[[], float],
+              allowed_hosts: tuple[str, ...] = (),
+              numbers: NumberPlan = NumberPlan()) -> server.Site:
+    """The HTTP side as a Site: guarded by http.auth where it is set
+    (/healthz stays open, for load balancers and monitors); searches by
+    number find either form as ``numbers`` relates them."""
+    api = Api(run_index, recorder, root, run_blocking, numbers)
+    resource: Resource = WebRoot(api, now, MetricsResource(metrics))
+    if auth.enabled:
+        gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
+                    run_blocking, now, auth.max_failures_per_minute)
+        resource = GuardedResource(resource, gate, frozenset({b"healthz"}), ErrorResource)
+    site = _Site(resource, now)
+    if auth.enabled:
+        site.gate = gate
+    site.displayTracebacks = False
+    if not auth.enabled:
+        site.allowed_hosts = frozenset(allowed_hosts)  # (as config normalised them)
+    return site
+
