@@ -360,20 +360,13 @@ def makeService(
         budget = held
 
     # Blocking work runs on recsvc's own pools of low-priority threads
-    # (recsvc.application.threads), not the reactor's (which an embedding application
-    # may use for its own): the recordings' file work gathered into a few
-    # jobs per reactor turn, on as many threads as Twisted's own pool (a
-    # burst of Stops waits on fsyncs, which run side by side; with four,
-    # 2,000 Stops in a second took a median 0.67 s, with ten 0.5 s). A
-    # Start's file is created behind its answer on a thread of its own: one,
-    # as threads that take turns at the GIL with every system call starve
-    # the reactor (500 Starts in a second took a median 200 ms with eight,
-    # and a p99 of 90-100 ms with two or four; 5 ms with one). A stopped
-    # recording's files are finished (fsyncs and renames, while its phone
-    # waits for the Stop's answer) on a pool of their own, whose threads
-    # mostly wait for the disk side by side: behind the hand-overs in the
-    # disk pool, 500 Stops a second at 2,000 calls waited up to 1.4 s for a
-    # thread (p99 of the stop in recsvc 2 s; 0.2-0.5 s on their own pool).
+    # (recsvc.application.threads), not the reactor's (which an embedding
+    # application may use for its own): the recordings' file work gathered
+    # into a few jobs per reactor turn (fsyncs side by side); a Start's file
+    # created on one thread of its own (more starve the reactor of the GIL);
+    # a stopped recording's files finished on a pool of their own, whose
+    # threads mostly wait for the disk. The measurements behind each size
+    # are in docs/benchmarks.md ("Thread pools: how many, and why").
     disk = background_pool("recsvc-disk", maxthreads=10)
     opening = background_pool("recsvc-open", maxthreads=1, minthreads=1)
     finishing = background_pool("recsvc-finish", maxthreads=FINISHING_THREADS)
