@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+# (twisted.application.service does not import the reactor: an embedding
+# application may still install its own after importing recsvc.)
+from twisted.application.service import IService
+
 from recsvc.observers import IRecordingObserver
 
 __version__ = "0.1.0"
@@ -12,7 +16,7 @@ __all__ = ["IRecordingObserver", "__version__", "makeService"]
 
 
 def makeService(config: Any = None, reactor: Any = None, *,
-                observers: Iterable[IRecordingObserver] = ()) -> Any:
+                observers: Iterable[IRecordingObserver] = ()) -> IService:
     """The recorder as an IService for an existing Twisted application.
 
     ``config`` is a `recsvc.config.Config` or a mapping shaped like the YAML
@@ -30,6 +34,7 @@ def makeService(config: Any = None, reactor: Any = None, *,
     turn, after their first data (``TCP_DEFER_ACCEPT``). It leaves the
     process's signals alone.
     """
+    # Imported on call: recsvc.tap imports the whole server.
     from recsvc.tap import makeService as make
 
     return make(config, reactor, observers=observers)

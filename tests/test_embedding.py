@@ -1,10 +1,9 @@
 """Embedding recsvc in a Twisted application: makeService's observers and
-folders, the public names, and the README's own `.tac` run under
-`twistd -ny` recording a call over loopback."""
+folders, and the README's own `.tac` run under `twistd -ny` recording a
+call over loopback. (The public names: tests/test_exports.py.)"""
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import random
@@ -20,8 +19,6 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 import recsvc
-from recsvc import observers as observers_module
-from recsvc import tap
 from recsvc.config import ConfigError
 from recsvc.phonesim.phone import timed_call
 from recsvc.phonesim.simulator import finished_recordings
@@ -45,27 +42,6 @@ class QuietObserver:
 
     def recording_failed(self, info: Any, reason: str) -> None:
         pass
-
-
-class PublicNamesTests(SynchronousTestCase):
-    """What an embedding application imports from recsvc."""
-
-    def test_all(self) -> None:
-        """recsvc's __all__ names makeService, IRecordingObserver and
-        __version__, each the object it should be."""
-        self.assertEqual(sorted(recsvc.__all__), ["IRecordingObserver", "__version__", "makeService"])
-        self.assertIs(recsvc.IRecordingObserver, observers_module.IRecordingObserver)
-        self.assertTrue(callable(recsvc.makeService))
-        self.assertRegex(recsvc.__version__, r"^\d+\.\d+\.\d+")
-
-    def test_makeService_signature_compatible(self) -> None:
-        """makeService still takes (config, reactor) by position, as before
-        observers came; observers is keyword-only and optional."""
-        for function in (recsvc.makeService, tap.makeService):
-            parameters = inspect.signature(function).parameters
-            self.assertEqual(list(parameters)[:2], ["config", "reactor"])
-            self.assertEqual(parameters["observers"].kind, inspect.Parameter.KEYWORD_ONLY)
-            self.assertEqual(parameters["observers"].default, ())
 
 
 class MakeServiceEmbeddedTests(SynchronousTestCase):

@@ -1,1 +1,3 @@
 """The searchable index of recordings: its SQL (store), its thread (indexer) and how numbers are matched."""
+
+__all__ = ["store", "indexer", "numberplan"]

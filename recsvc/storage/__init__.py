@@ -1,1 +1,10 @@
 """Files on disk: the recordings folder, WAV files, names, crash recovery, retention, free space and the phones' USB files."""
+
+from recsvc.storage.folder import Storage
+
+# The recordings folder at a path that stays when its module changes (the
+# archive backends come beside it); then the package's modules.
+__all__ = [
+    "Storage",
+    "folder", "wav", "naming", "recovery", "retention", "diskspace", "usbfile",
+]
