@@ -19,6 +19,7 @@ from recsvc.application.endpoints import files_from
 from recsvc.storage.naming import DEFAULT_TEMPLATE, PathTemplate, parse_mac
 from recsvc.index.numberplan import NumberPlan
 from recsvc.media.source import ANY, PEER, STRICT, SourcePolicy
+from recsvc.passwords import check_password_hash
 from recsvc.storage.folder import FORMATS
 
 
@@ -342,8 +343,6 @@ class BasicUser:
 
 
 def _users(value: Any) -> tuple[BasicUser, ...]:
-    from recsvc.web.auth import check_password_hash
-
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a mapping of user name to password hash, got {value!r}")
     users = []

@@ -376,7 +376,7 @@ def _read_password(confirm: bool) -> str:
 
 def _hash_password(args: argparse.Namespace) -> int:
     """A hash for http.auth.users."""
-    from recsvc.web.auth import hash_password
+    from recsvc.passwords import hash_password
 
     password = _read_password(confirm=True)
     if len(password) < 8:
