@@ -16,7 +16,8 @@ import yaml
 
 from recsvc.admission import parse_network
 from recsvc.application.endpoints import files_from
-from recsvc.storage.naming import DEFAULT_TEMPLATE, PathTemplate, parse_mac
+from recsvc.devices import parse_mac
+from recsvc.storage.naming import DEFAULT_TEMPLATE, PathTemplate
 from recsvc.index.numberplan import NumberPlan
 from recsvc.media.source import ANY, PEER, STRICT, SourcePolicy
 from recsvc.passwords import check_password_hash
