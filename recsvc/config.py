@@ -22,6 +22,7 @@ from recsvc.index.numberplan import NumberPlan
 from recsvc.media.source import ANY, PEER, STRICT, SourcePolicy
 from recsvc.passwords import check_password_hash
 from recsvc.storage.folder import FORMATS
+from recsvc.urls import check_url
 
 
 class ConfigError(ValueError):
@@ -425,8 +426,6 @@ class HttpConfig:
 
 
 def _url_or_none(value: Any) -> str | None:
-    from recsvc.webhook import check_url
-
     if value is None:
         return None
     return check_url(_text(value))
