@@ -340,7 +340,7 @@ def _endpoint(value: Any) -> str:
 @attrs.frozen
 class BasicUser:
     name: str
-    # A hash from `recsvc hash-password` (see recsvc.web.auth).
+    # A hash from `recsvc hash-password` (see recsvc.passwords).
     password_hash: str
 
 

@@ -27,7 +27,7 @@ def check_url(url: str) -> str:
         # The client sends no credentials from the URL: it would quietly
         # mistake them for part of the host.
         raise ValueError(
-            f"credentials in the URL are not supported, got {_without_secrets(url)!r}: "
+            f"credentials in the URL are not supported, got {without_secrets(url)!r}: "
             "put a token in the path or query instead"
         )
     try:
@@ -37,7 +37,7 @@ def check_url(url: str) -> str:
     return url
 
 
-def _without_secrets(url: str) -> str:
+def without_secrets(url: str) -> str:
     """The URL as logs show it: no user info, no query (either may carry a token)."""
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]

@@ -21,7 +21,7 @@ from zope.interface import implementer
 
 import recsvc
 from recsvc.logs import Logger
-from recsvc.urls import check_url, _without_secrets
+from recsvc.urls import check_url, without_secrets
 
 
 def retry_delay(attempt: int, max_delay: float) -> float:
@@ -134,7 +134,7 @@ class Webhook:
 
     @property
     def _logged_url(self) -> str:
-        return _without_secrets(self.url)
+        return without_secrets(self.url)
 
     def deliver(self, sidecar: dict[str, Any]) -> None:
         """Announce a finished recording; returns at once and never raises."""

@@ -1,6 +1,6 @@
 """Who may use the HTTP side (http.auth): basic-auth users with hashed
-passwords, or a bearer token. Password hashes are PBKDF2-SHA256 made by
-`recsvc hash-password`; checking one takes tens of milliseconds, so it runs
+passwords, or a bearer token. Password hashes are recsvc.passwords'
+(PBKDF2-SHA256); checking one takes tens of milliseconds, so it runs
 in a thread and a password once checked is remembered for the process
 (keyed by a keyed hash, never the password itself)."""
 
