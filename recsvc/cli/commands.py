@@ -336,12 +336,12 @@ def _check_config(args: argparse.Namespace) -> int:
     """The config file as the service reads it at start-up: OK, or the one
     line saying what is wrong. A port taken now (by the running service,
     most likely) is noted, not an error."""
-    from recsvc.tap import _global_reactor, check_config, http_endpoint_for, open_http_warning
+    from recsvc.tap import check_config, global_reactor, http_endpoint_for, open_http_warning
 
     path = _checked_file(args)
     try:
         config = load_config(path) if path is not None else Config()
-        reactor = _global_reactor()
+        reactor = global_reactor()
         check_config(config, reactor)
         if os.path.exists(config.index.database):
             # (An index made here would be an empty second one, which a
