@@ -12,7 +12,7 @@ from typing import Iterable
 
 import attrs
 
-from recsvc.storage.naming import device_key, parse_mac
+from recsvc.devices import device_key, parse_mac
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

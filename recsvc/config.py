@@ -16,10 +16,13 @@ import yaml
 
 from recsvc.admission import parse_network
 from recsvc.application.endpoints import files_from
-from recsvc.storage.naming import DEFAULT_TEMPLATE, PathTemplate, parse_mac
+from recsvc.devices import parse_mac
+from recsvc.storage.naming import DEFAULT_TEMPLATE, PathTemplate
 from recsvc.index.numberplan import NumberPlan
 from recsvc.media.source import ANY, PEER, STRICT, SourcePolicy
+from recsvc.passwords import check_password_hash
 from recsvc.storage.folder import FORMATS
+from recsvc.urls import check_url
 
 
 class ConfigError(ValueError):
@@ -337,13 +340,11 @@ def _endpoint(value: Any) -> str:
 @attrs.frozen
 class BasicUser:
     name: str
-    # A hash from `recsvc hash-password` (see recsvc.web.auth).
+    # A hash from `recsvc hash-password` (see recsvc.passwords).
     password_hash: str
 
 
 def _users(value: Any) -> tuple[BasicUser, ...]:
-    from recsvc.web.auth import check_password_hash
-
     if not isinstance(value, Mapping):
         raise ValueError(f"expected a mapping of user name to password hash, got {value!r}")
     users = []
@@ -425,8 +426,6 @@ class HttpConfig:
 
 
 def _url_or_none(value: Any) -> str | None:
-    from recsvc.webhook import check_url
-
     if value is None:
         return None
     return check_url(_text(value))

@@ -13,7 +13,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from recsvc.admission import OTHERS, AccessPolicy, RefusalLog, StartRate, device_key, source_of
+from recsvc.admission import OTHERS, AccessPolicy, RefusalLog, StartRate, source_of
+from recsvc.devices import device_key
 from recsvc.media.codec import CODECS, Codec
 from recsvc.storage.diskspace import DiskSpace, free_bytes
 from recsvc.index.indexer import Indexer

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from recsvc.admission import device_key
+from recsvc.devices import device_key
 from recsvc.media.lane import FastLane
 from recsvc.logs import Logger
 from recsvc.media.pipeline import MediaPipeline

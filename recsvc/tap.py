@@ -72,7 +72,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             config = load_config(self["config"]) if self["config"] else Config()
-            check_config(config, _global_reactor())
+            check_config(config, global_reactor())
         except ConfigError as error:
             raise StartupRefused(error.in_file(self["config"])) from None
         # Kept for SIGHUP, which reads the access lists from it again.
@@ -335,7 +335,7 @@ def makeService(
     config = as_config(config)
     told = RecordingObservers(checked_observers(observers))
     if reactor is None:
-        reactor = _global_reactor()
+        reactor = global_reactor()
     # As twistd's Options do: an application's config is checked the same
     # way, and the folders are there before anything needs them.
     check_config(config, reactor)
@@ -642,7 +642,9 @@ def advertised_address(config: Config) -> str | None:
     return config.rtp.interface
 
 
-def _global_reactor() -> Any:
+def global_reactor() -> Any:
+    """The global reactor, imported only when asked for (this module is its
+    one importer; `recsvc check-config` checks endpoints against it too)."""
     from twisted.internet import reactor
 
     return reactor

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections import deque
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
@@ -22,36 +21,7 @@ from zope.interface import implementer
 
 import recsvc
 from recsvc.logs import Logger
-
-
-def check_url(url: str) -> str:
-    """``url`` stripped of surrounding blanks, if it is an http:// or https://
-    URL with a host that the HTTP client can use; ValueError saying what is
-    wrong otherwise."""
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # "http://[::1" and the like
-        raise ValueError(f"expected an http:// or https:// URL, got {url!r}") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
-    if not url.isascii() or any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in url):
-        raise ValueError(
-            f"the URL {url!r} has spaces, control or non-ASCII characters: "
-            "percent-encode them (and write the host name in its xn-- form)"
-        )
-    if "@" in parts.netloc:
-        # The client sends no credentials from the URL: it would quietly
-        # mistake them for part of the host.
-        raise ValueError(
-            f"credentials in the URL are not supported, got {_without_secrets(url)!r}: "
-            "put a token in the path or query instead"
-        )
-    try:
-        parts.port
-    except ValueError:
-        raise ValueError(f"the URL {url!r} has a bad port number") from None
-    return url
+from recsvc.urls import check_url, without_secrets
 
 
 def retry_delay(attempt: int, max_delay: float) -> float:
@@ -60,13 +30,6 @@ def retry_delay(attempt: int, max_delay: float) -> float:
     if attempt >= 64:  # 2.0 ** 1024 overflows; far beyond any cap anyway
         return float(max_delay)
     return float(min(2.0 ** (attempt - 1), max_delay))
-
-
-def _without_secrets(url: str) -> str:
-    """The URL as logs show it: no user info, no query (either may carry a token)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _describe(exception: BaseException) -> str:
@@ -171,7 +134,7 @@ class Webhook:
 
     @property
     def _logged_url(self) -> str:
-        return _without_secrets(self.url)
+        return without_secrets(self.url)
 
     def deliver(self, sidecar: dict[str, Any]) -> None:
         """Announce a finished recording; returns at once and never raises."""

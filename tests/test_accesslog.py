@@ -27,7 +27,8 @@ from recsvc.web.accesslog import (
     shown,
 )
 from recsvc.config import BasicUser, HttpAuthConfig
-from recsvc.web.auth import Identity, hash_password
+from recsvc.passwords import hash_password
+from recsvc.web.auth import Identity
 from recsvc.logs import json_lines
 from recsvc.metrics import Metrics
 from recsvc.testing import memory_recorder

@@ -23,7 +23,7 @@ from recsvc.media import g711
 from recsvc.phonesim import cli as phonecli
 from recsvc.media.dtmf import parse_event
 from recsvc.phonesim.fleet import Fleet, key_presses, parse_source_addresses
-from recsvc.web.auth import hash_password
+from recsvc.passwords import hash_password
 from recsvc.phonesim.phone import expected_keys, plan_call, restart_tick
 from recsvc.phonesim.cli import audio_from_wav, options, parser, run_phones
 from recsvc.media.rtp import parse_rtp

@@ -49,10 +49,8 @@ from recsvc.web.auth import (
     TooManyFailures,
     basic_credentials,
     bearer_token,
-    check_password_hash,
-    hash_password,
-    verify_password,
 )
+from recsvc.passwords import check_password_hash, hash_password, verify_password
 from recsvc.cli.commands import main
 from recsvc.metrics import Metrics, live_figures
 from recsvc.index.numberplan import NumberPlan

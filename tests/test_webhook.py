@@ -19,7 +19,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from recsvc.webhook import Webhook, check_url, retry_delay
+from recsvc.urls import check_url
+from recsvc.webhook import Webhook, retry_delay
 
 URL = "http://hooks.example/recorded"
 SIDECAR = {"id": "rec-1", "device": "fanvil-7", "file": "2024/05/01/rec-1.wav",

@@ -336,12 +336,12 @@ def _check_config(args: argparse.Namespace) -> int:
     """The config file as the service reads it at start-up: OK, or the one
     line saying what is wrong. A port taken now (by the running service,
     most likely) is noted, not an error."""
-    from recsvc.tap import _global_reactor, check_config, http_endpoint_for, open_http_warning
+    from recsvc.tap import check_config, global_reactor, http_endpoint_for, open_http_warning
 
     path = _checked_file(args)
     try:
         config = load_config(path) if path is not None else Config()
-        reactor = _global_reactor()
+        reactor = global_reactor()
         check_config(config, reactor)
         if os.path.exists(config.index.database):
             # (An index made here would be an empty second one, which a
@@ -376,7 +376,7 @@ def _read_password(confirm: bool) -> str:
 
 def _hash_password(args: argparse.Namespace) -> int:
     """A hash for http.auth.users."""
-    from recsvc.web.auth import hash_password
+    from recsvc.passwords import hash_password
 
     password = _read_password(confirm=True)
     if len(password) < 8:

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import attrs
 
-from recsvc.storage.naming import device_key
+from recsvc.devices import device_key
 from recsvc.index.numberplan import NumberPlan, digits_of
 from recsvc.storage.folder import no_follow, walk_files
 

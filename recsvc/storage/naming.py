@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
+from recsvc.devices import parse_mac
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9+_.-]+")
-_MAC = re.compile(r"[0-9a-f]{2}(?:[:\-.]?[0-9a-f]{2}){5}")  # (lower case)
 MAX_COMPONENT = 48
 MAX_NAME = 200  # one folder or file name made from a template
 
@@ -23,24 +24,6 @@ def safe_component(value: str, fallback: str = "unknown", max_length: int = MAX_
     ``.``/``..`` or hidden, at most ``max_length`` characters."""
     cleaned = _UNSAFE.sub("_", value)[:max_length].strip("._")
     return cleaned or fallback
-
-
-def parse_mac(text: str) -> str:
-    """A MAC address in any common spelling (00:A8:59:.., 00-a8-.., 00a859..,
-    00a8.5900.0001) as 12 lower-case hex digits. Raises ValueError."""
-    value = text.strip().lower()
-    if not _MAC.fullmatch(value):
-        raise ValueError(f"{text!r} is not a MAC address")
-    return re.sub(r"[^0-9a-f]", "", value)
-
-
-def device_key(device: str) -> str:
-    """What a device is compared and indexed as: its MAC's 12 hex digits,
-    or (for a device field that is no MAC) the text itself, lower-cased."""
-    try:
-        return parse_mac(device)
-    except ValueError:
-        return device.strip().lower()
 
 
 def device_folder(device: str) -> str:

@@ -1,6 +1,6 @@
 """Who may use the HTTP side (http.auth): basic-auth users with hashed
-passwords, or a bearer token. Password hashes are PBKDF2-SHA256 made by
-`recsvc hash-password`; checking one takes tens of milliseconds, so it runs
+passwords, or a bearer token. Password hashes are recsvc.passwords'
+(PBKDF2-SHA256); checking one takes tens of milliseconds, so it runs
 in a thread and a password once checked is remembered for the process
 (keyed by a keyed hash, never the password itself)."""
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
-import hashlib
 import hmac
 import math
 import os
@@ -24,9 +23,8 @@ from twisted.web.util import DeferredResource
 
 from recsvc.admission import RefusalLog, source_of
 from recsvc.logs import Logger
+from recsvc.passwords import ITERATIONS, check_password_hash, hash_password, verify_password
 
-SCHEME = "pbkdf2_sha256"
-ITERATIONS = 200_000
 # At most this many checked passwords are remembered (then it starts over).
 REMEMBERED = 1024
 # At most this many password checks wait or run at once; beyond them a
@@ -47,45 +45,11 @@ MAX_ADDRESSES = 10_000
 _log = Logger()
 
 
-def hash_password(password: str, iterations: int = ITERATIONS, salt: bytes | None = None) -> str:
-    """``pbkdf2_sha256$ITERATIONS$SALT$HASH`` (base64), as http.auth.users wants."""
-    salt = os.urandom(16) if salt is None else salt
-    digest = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    return "$".join((SCHEME, str(iterations), _b64(salt), _b64(digest)))
-
-
-def check_password_hash(hashed: str) -> tuple[int, bytes, bytes]:
-    """The iterations, salt and digest of a hash. Raises ValueError."""
-    parts = hashed.split("$")
-    if len(parts) != 4 or parts[0] != SCHEME:
-        raise ValueError(f"not a {SCHEME}$... hash (make one with `recsvc hash-password`)")
-    try:
-        iterations = int(parts[1])
-        salt, digest = base64.b64decode(parts[2], validate=True), base64.b64decode(
-            parts[3], validate=True)
-    except (ValueError, binascii.Error):
-        raise ValueError("the hash is damaged (make one with `recsvc hash-password`)") from None
-    if not 1_000 <= iterations <= 10_000_000 or len(salt) < 8 or len(digest) != 32:
-        raise ValueError("the hash is damaged (make one with `recsvc hash-password`)")
-    return iterations, salt, digest
-
-
-def verify_password(password: str, hashed: str) -> bool:
-    """Whether ``password`` matches ``hashed``. Blocking (tens of ms)."""
-    iterations, salt, digest = check_password_hash(hashed)
-    candidate = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    return hmac.compare_digest(candidate, digest)
-
-
 def _iterations(users: dict[str, str]) -> int:
     """The iterations of the users' hashes (the decoy's costs as much)."""
     for hashed in users.values():
         return check_password_hash(hashed)[0]
     return ITERATIONS
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def basic_credentials(header: bytes | None) -> tuple[str, str] | None:
