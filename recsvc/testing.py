@@ -107,8 +107,10 @@ class FakeListeningPort:
     clock: IReactorTime | None = None
 
     def drain(self) -> None:
-        waiting, self.waiting = self.waiting, []
-        for datagram, source in waiting:
+        """Deliver the waiting datagrams, as the drain reads a socket: none
+        once the port is closed, even by the receiver of one of them."""
+        while self.listening and self.waiting:
+            datagram, source = self.waiting.pop(0)
             self.receive(datagram, source)
 
     def receive(self, datagram: bytes, source: tuple[str, int]) -> None:
@@ -121,8 +123,9 @@ class FakeListeningPort:
         self.protocol.datagramReceived(datagram, source)
 
     def stopListening(self) -> None:
+        # As RtpDrain's ports: closing twice is harmless, and the protocol
+        # is neither started nor stopped by the pool.
         self.listening = False
-        self.protocol.doStop()
 
 
 @attrs.define
@@ -142,10 +145,9 @@ class FakePortPool:
         for number in range(self.low, self.high + 1):
             port = self.open.get(number)
             if port is None or not port.listening:
-                protocol.doStart()
                 self.open[number] = FakeListeningPort(number, protocol, clock=self.clock)
                 return self.open[number]
-        raise NoFreePort(f"all of {self.low}-{self.high} in use")
+        raise NoFreePort(f"all {self.high - self.low + 1} ports of {self.low}-{self.high} are in use")
 
     def deliver(self, number: int, datagram: bytes, source: tuple[str, int] = ("127.0.0.1", 5004)) -> None:
         """Hand a datagram to whatever listens on ``number``."""
