@@ -1,5 +1,6 @@
 """Fakes shipped with the package, for recsvc's tests and for applications
-that embed it: an in-memory WAV writer, a writer that fails, a port pool."""
+that embed it: an in-memory WAV writer, a writer that fails, a port pool,
+an index that works on the calling thread."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any, Callable
 
 import attrs
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 
+from recsvc.index.indexer import Indexer
+from recsvc.index.store import CaughtUp
 from recsvc.media.ports import NoFreePort
 from recsvc.storage.wav import AudioWriter, WavFormat, header_patches, wav_header
 
@@ -107,8 +110,10 @@ class FakeListeningPort:
     clock: IReactorTime | None = None
 
     def drain(self) -> None:
-        waiting, self.waiting = self.waiting, []
-        for datagram, source in waiting:
+        """Deliver the waiting datagrams, as the drain reads a socket: none
+        once the port is closed, even by the receiver of one of them."""
+        while self.listening and self.waiting:
+            datagram, source = self.waiting.pop(0)
             self.receive(datagram, source)
 
     def receive(self, datagram: bytes, source: tuple[str, int]) -> None:
@@ -121,8 +126,9 @@ class FakeListeningPort:
         self.protocol.datagramReceived(datagram, source)
 
     def stopListening(self) -> None:
+        # As RtpDrain's ports: closing twice is harmless, and the protocol
+        # is neither started nor stopped by the pool.
         self.listening = False
-        self.protocol.doStop()
 
 
 @attrs.define
@@ -142,10 +148,9 @@ class FakePortPool:
         for number in range(self.low, self.high + 1):
             port = self.open.get(number)
             if port is None or not port.listening:
-                protocol.doStart()
                 self.open[number] = FakeListeningPort(number, protocol, clock=self.clock)
                 return self.open[number]
-        raise NoFreePort(f"all of {self.low}-{self.high} in use")
+        raise NoFreePort(f"all {self.high - self.low + 1} ports of {self.low}-{self.high} are in use")
 
     def deliver(self, number: int, datagram: bytes, source: tuple[str, int] = ("127.0.0.1", 5004)) -> None:
         """Hand a datagram to whatever listens on ``number``."""
@@ -198,20 +203,38 @@ class FakePhoneLink:
         self.carrying = carrying
 
 
-@attrs.define
-class FakeIndexer:
-    """Notes what the service asks of the index (see recsvc.index.indexer)."""
+@attrs.define(eq=False, kw_only=True)
+class FakeIndexer(Indexer):
+    """The service's index (recsvc.index.indexer) with its work done at
+    once, on the calling thread, in an in-memory SQLite database unless
+    given one; `calls` notes what it was asked, in order. As the real one,
+    it does nothing until started (each request is logged as failed)."""
 
+    root: str
+    database: str = ":memory:"
+    reactor: Any = None
     calls: list[tuple[str, Any]] = attrs.field(factory=list)
+    _started: bool = False
 
-    def file_finished(self, wav_path: str) -> None:
+    def start(self) -> None:
+        self._started = True
+
+    def run(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        if not self._started:
+            return fail(RuntimeError("the index is not started"))
+        return maybeDeferred(self._call, f, args)
+
+    def file_finished(self, wav_path: str) -> Deferred[None]:
         self.calls.append(("file_finished", wav_path))
+        return super().file_finished(wav_path)
 
-    def forget(self, wav_paths: list[str]) -> None:
+    def forget(self, wav_paths: list[str]) -> Deferred[None]:
         self.calls.append(("forget", wav_paths))
+        return super().forget(wav_paths)
 
-    def catch_up(self) -> None:
+    def catch_up(self) -> Deferred[CaughtUp | None]:
         self.calls.append(("catch_up", None))
+        return super().catch_up()
 
 
 @attrs.define

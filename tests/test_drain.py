@@ -18,9 +18,10 @@ from recsvc.media import drain as drain_module
 from recsvc.media.drain import CONNECTED_SILENCE, MAX_ROUNDS, DrainPort, RtpDrain, disconnect
 from recsvc.media.lane import FastLane
 from recsvc.media.pipeline import Continuation
-from recsvc.media.ports import NoFreePort
+from recsvc.media.ports import NoFreePort, RtpPort, RtpPortPool
 from recsvc.media.receiver import RtpReceiver
 from recsvc.media.rtp import RtpPacket, build_rtp
+from recsvc.testing import FakePortPool
 
 NOW = 123.25  # the drain's clock, as the lane sees it
 # The tests' port range: wide, as other programs' sockets may take some of
@@ -56,8 +57,13 @@ def rtp(sequence: int, marker: bool = False, ssrc: int = 0x5EED) -> bytes:
 
 def free_pair() -> int:
     """The first of two neighbouring loopback UDP ports free right now."""
-    for first in range(HIGH - 1, LOW, -2):
-        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    return free_run(2)
+
+
+def free_run(count: int) -> int:
+    """The first of ``count`` neighbouring loopback UDP ports free right now."""
+    for first in range(HIGH - count + 1, LOW, -count):
+        socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
         try:
             for offset, sock in enumerate(socks):
                 sock.bind(("127.0.0.1", first + offset))
@@ -67,7 +73,7 @@ def free_pair() -> int:
             for sock in socks:
                 sock.close()
         return first
-    raise RuntimeError(f"no two neighbouring ports free in {LOW}-{HIGH}")
+    raise RuntimeError(f"no {count} neighbouring ports free in {LOW}-{HIGH}")
 
 
 def taken_port() -> socket.socket:
@@ -633,3 +639,113 @@ class ConnectFaultTests(ConnectedPortTests):
             drain.connect_ports(self.time)
         self.assertEqual(len(tries), 1)
         self.assertIsNotNone(port.peer)
+
+
+class PortPoolContract:
+    """What the service relies on from its RTP port pool, run against
+    RtpDrain on loopback sockets and against `recsvc.testing.FakePortPool`,
+    so the fake cannot drift. Neither picks its ports in a promised order
+    (the drain starts at a random one, the fake at the lowest)."""
+
+    def makePool(self, count: int) -> tuple[RtpPortPool, int]:
+        """A pool of ``count`` ports, and the first of them."""
+        raise NotImplementedError
+
+    def send(self, pool: RtpPortPool, port: RtpPort, datagram: bytes) -> tuple[str, int]:
+        """Leave ``datagram`` waiting in ``port``'s socket, not yet read;
+        return the source it comes from."""
+        raise NotImplementedError
+
+    def listen(self, pool: RtpPortPool) -> tuple[RtpPort, Sink]:
+        sink = Sink()
+        receiver = RtpReceiver()
+        receiver.sink = sink
+        port = pool.listen(receiver)
+        self.addCleanup(port.stopListening)
+        return port, sink
+
+    def test_contractPortsInTheRange(self) -> None:
+        """
+        Each port is a UDP port of the range on the interface, its own;
+        with the range used up, listen raises NoFreePort saying which.
+        """
+        pool, low = self.makePool(2)
+        first, _ = self.listen(pool)
+        second, _ = self.listen(pool)
+        hosts = [port.getHost() for port in (first, second)]
+        for host in hosts:
+            self.assertEqual((host.type, host.host), ("UDP", "127.0.0.1"))
+            self.assertIn(host.port, (low, low + 1))
+        self.assertNotEqual(hosts[0].port, hosts[1].port)
+        error = self.assertRaises(NoFreePort, pool.listen, RtpReceiver())
+        self.assertEqual(str(error), f"all 2 ports of {low}-{low + 1} are in use")
+
+    def test_contractClosedPortReused(self) -> None:
+        """
+        A closed port can be had again; closing it twice is harmless.
+        """
+        pool, low = self.makePool(1)
+        port, _ = self.listen(pool)
+        self.assertEqual(port.getHost().port, low)
+        port.stopListening()
+        port.stopListening()
+        again, _ = self.listen(pool)
+        self.assertEqual(again.getHost().port, low)
+
+    def test_contractDrainDelivers(self) -> None:
+        """
+        A datagram waits until the port is drained, then reaches the
+        receiver once, with its source.
+        """
+        pool, _ = self.makePool(1)
+        port, sink = self.listen(pool)
+        source = self.send(pool, port, rtp(1))
+        self.send(pool, port, b"not rtp")
+        self.assertEqual((sink.packets, sink.invalid), ([], 0))
+        port.drain()
+        self.assertEqual(sink.sequences, [1])
+        self.assertEqual(sink.packets[0][1], source)
+        self.assertEqual(sink.invalid, 1)
+        port.drain()
+        self.assertEqual(len(sink.packets), 1)
+
+    def test_contractClosedPortDeliversNothing(self) -> None:
+        """
+        A closed port hands nothing more to its receiver, even what
+        waited; a receiver that closes it is handed no more.
+        """
+        pool, _ = self.makePool(2)
+        closed, closed_sink = self.listen(pool)
+        self.send(pool, closed, rtp(1))
+        closed.stopListening()
+        closed.drain()
+        self.assertEqual(closed_sink.packets, [])
+        stopping, stopping_sink = self.listen(pool)
+        stopping_sink.stops = stopping
+        self.send(pool, stopping, rtp(2))
+        self.send(pool, stopping, rtp(3))
+        stopping.drain()
+        self.assertEqual(stopping_sink.sequences, [2])
+
+
+class RtpDrainPortPoolContractTests(PortPoolContract, SynchronousTestCase):
+    def makePool(self, count: int) -> tuple[RtpDrain, int]:
+        low = free_run(count)
+        return RtpDrain(Clock(), "127.0.0.1", low, low + count - 1, now=lambda: NOW), low
+
+    def send(self, pool: RtpDrain, port: RtpPort, datagram: bytes) -> tuple[str, int]:
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        sender.bind(("127.0.0.1", 0))
+        sender.sendto(datagram, ("127.0.0.1", port.getHost().port))
+        return sender.getsockname()
+
+
+class FakePortPoolContractTests(PortPoolContract, SynchronousTestCase):
+    def makePool(self, count: int) -> tuple[FakePortPool, int]:
+        return FakePortPool(LOW, LOW + count - 1), LOW
+
+    def send(self, pool: FakePortPool, port: RtpPort, datagram: bytes) -> tuple[str, int]:
+        source = ("127.0.0.1", 5004)
+        pool.queue(port.getHost().port, datagram, source)
+        return source

@@ -590,7 +590,8 @@ class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
     def test_each_finished_file_indexed(self) -> None:
         """A file is indexed once finished, its sidecar written: not before."""
         self.make_service()
-        self.service.index = indexer = FakeIndexer()
+        self.service.index = indexer = FakeIndexer(root=self.root)
+        indexer.start()
         port = self.start().port
         self.ports.deliver(port, rtp(1, b"a" * 160))
         self.assertEqual(indexer.calls, [])
@@ -603,7 +604,8 @@ class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
         """A recording that goes on in a second file has each file indexed
         as it is finished, the first before the second."""
         self.make_service(limits=Limits(max_duration=1.0))
-        self.service.index = indexer = FakeIndexer()
+        self.service.index = indexer = FakeIndexer(root=self.root)
+        indexer.start()
         port = self.start().port
         for sequence in range(60):
             self.ports.deliver(port, rtp(sequence, bytes([sequence]) * 160))
@@ -621,7 +623,8 @@ class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
             def file_finished(self, wav_path: str) -> None:
                 raise RuntimeError("index broken")
 
-        self.service.index = BrokenIndexer()
+        self.service.index = broken = BrokenIndexer(root=self.root)
+        broken.start()
         port = self.start().port
         self.ports.deliver(port, rtp(1, b"a" * 160))
         summary = self.successResultOf(self.service.stop_recording(StopRequest("7")))
@@ -633,7 +636,8 @@ class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
         after recovery has finished what a crash left."""
         runner = ManualRunner()
         self.make_service(runner=runner)
-        self.service.index = indexer = FakeIndexer()
+        self.service.index = indexer = FakeIndexer(root=self.root)
+        indexer.start()
         self.service.reactor_running()
         self.assertEqual(indexer.calls, [])  # recovery is held
         runner.run_pending()

@@ -1,0 +1,165 @@
+"""Tests for recsvc.index.indexer: the service's index, kept in its own
+thread; one contract run against it (over a SQLite file) and against
+`recsvc.testing.FakeIndexer`, so the fake cannot drift."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import attrs
+from twisted.internet import reactor
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from recsvc.index import store as index
+from recsvc.index.indexer import Indexer
+from recsvc.testing import FakeIndexer
+
+FOLDER = "00a859000001/2026/11/24"
+
+
+def write_sidecar(root: str, recording_id: str, **fields: Any) -> str:
+    """A finished recording's sidecar (and its empty WAV) under ``root``;
+    returns the WAV's path."""
+    wav = os.path.join(root, FOLDER, f"20261124T10000{recording_id}Z_out_{recording_id}.wav")
+    data = {
+        "id": recording_id, "device": "00:a8:59:00:00:01", "direction": "out",
+        "local_number": "2001", "local_name": "Desk", "remote_number": "13800138000",
+        "remote_name": "Bob", "status": "finished", "duration_s": 60.0,
+        "started_at": f"2026-11-24T10:00:0{recording_id}.000Z", "stop_reason": "hangup",
+        "file": os.path.basename(wav),
+    }
+    data.update(fields)
+    os.makedirs(os.path.dirname(wav), exist_ok=True)
+    with open(wav[:-4] + ".json", "w", encoding="utf-8") as handle:
+        json.dump(data, handle)
+    open(wav, "wb").close()
+    return wav
+
+
+class IndexerContract:
+    """What the service (and the web's searches, through ``run``) rely on
+    from the index. The contract runs on the real reactor: the real
+    indexer's work is done in a thread."""
+
+    def makeIndexer(self, root: str) -> Indexer:
+        raise NotImplementedError
+
+    def setUp(self) -> None:
+        self.root = self.mktemp()
+        os.makedirs(self.root)
+        self.errors: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_level") is not None and event["log_level"].name == "error":
+                self.errors.append(event["reason"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+
+    def started(self) -> Indexer:
+        indexer = self.makeIndexer(self.root)
+        indexer.start()
+        return indexer
+
+    async def ids(self, indexer: Indexer, **search: Any) -> list[str]:
+        """The ids of the recordings a search finds, newest first."""
+        found = await indexer.run(index.search, index.Search(**search))
+        return [entry["id"] for entry in found]
+
+    async def test_contractFinishedFileFound(self) -> None:
+        """
+        A finished file is found by number, device, time and id, with its
+        path under the root; a forgotten one is found no more.
+        """
+        indexer = self.started()
+        first = write_sidecar(self.root, "1")
+        second = write_sidecar(self.root, "2", remote_number="4930123", device="00:a8:59:00:00:02")
+        self.assertIsNone(await indexer.file_finished(first))
+        self.assertIsNone(await indexer.file_finished(second))
+        self.assertEqual(await self.ids(indexer), ["2", "1"])
+        self.assertEqual(await self.ids(indexer, number="138"), ["1"])
+        self.assertEqual(await self.ids(indexer, device="00a859000002"), ["2"])
+        self.assertEqual(await self.ids(indexer, since="2026-11-24T10:00:02Z"), ["2"])
+        [found] = await indexer.run(index.search, index.Search(recording_id="1"))
+        self.assertEqual(found["path"], os.path.relpath(first, self.root))
+        self.assertIsNone(await indexer.forget([first]))
+        self.assertEqual(await self.ids(indexer), ["2"])
+
+    async def test_contractCatchUp(self) -> None:
+        """
+        Catching up adds the sidecars on disk, says which it could not
+        read and why, keeps what did not change and forgets what is gone.
+        """
+        indexer = self.started()
+        first = write_sidecar(self.root, "1")
+        write_sidecar(self.root, "2")
+        bad = write_sidecar(self.root, "3", duration_s="long")
+        result = await indexer.catch_up()
+        bad_sidecar = os.path.relpath(bad[:-4] + ".json", self.root)
+        self.assertEqual(
+            result,
+            index.CaughtUp(2, 0, 0, ((bad_sidecar, "duration_s: expected seconds, got 'long'"),)),
+        )
+        self.assertEqual(await self.ids(indexer), ["2", "1"])
+        os.remove(first[:-4] + ".json")
+        again = await indexer.catch_up()
+        self.assertEqual((again.added, again.removed, again.unchanged), (0, 1, 1))
+        self.assertEqual(await self.ids(indexer), ["2"])
+
+    async def test_contractBadSidecarLogged(self) -> None:
+        """
+        A finished file whose sidecar cannot be indexed is logged, never
+        raised, and not found.
+        """
+        indexer = self.started()
+        wav = write_sidecar(self.root, "1", started_at="yesterday")
+        self.assertIsNone(await indexer.file_finished(wav))
+        self.assertEqual(self.errors, ["started_at: 'yesterday' is not a time"])
+        self.assertEqual(await self.ids(indexer), [])
+
+    async def test_contractNothingBeforeStart(self) -> None:
+        """
+        Before it is started the index does nothing: each request is
+        logged as failed, and work asked of it fails.
+        """
+        indexer = self.makeIndexer(self.root)
+        self.assertIsNone(await indexer.file_finished(write_sidecar(self.root, "1")))
+        self.assertIsNone(await indexer.catch_up())
+        self.assertEqual(self.errors, ["the index is not started"] * 2)
+        with self.assertRaises(RuntimeError):
+            await indexer.run(index.search, index.Search())
+
+
+@attrs.define
+class ThreadResults:
+    """The reactor an Indexer under test is given: results come back from
+    its thread through the real reactor; the stop of its thread at
+    shutdown is kept, for the test's clean-up."""
+
+    at_shutdown: list[tuple[Any, tuple[Any, ...]]] = attrs.field(factory=list)
+
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        reactor.callFromThread(f, *args, **kwargs)
+
+    def addSystemEventTrigger(self, phase: str, event: str, f: Any, *args: Any) -> None:
+        self.at_shutdown.append((f, args))
+
+    def shut_down(self) -> None:
+        while self.at_shutdown:
+            f, args = self.at_shutdown.pop()
+            f(*args)
+
+
+class IndexerContractTests(IndexerContract, TestCase):
+    def makeIndexer(self, root: str) -> Indexer:
+        results = ThreadResults()
+        self.addCleanup(results.shut_down)
+        return Indexer(os.path.join(self.mktemp(), "index.sqlite"), root, results)
+
+
+class FakeIndexerContractTests(IndexerContract, TestCase):
+    def makeIndexer(self, root: str) -> Indexer:
+        return FakeIndexer(root=root)
