@@ -29,6 +29,7 @@ from recsvc.control.commands import (
     StartResponse,
     StopRequest,
 )
+from recsvc.control.interfaces import PhoneLink, StopRefused, UnknownRecording
 from recsvc.media.receiver import PacketSink, RtpReceiver
 from recsvc.refusals import RefusalLines
 from recsvc.storage.recovery import CRASH_REASON, Recovered, recover_all
@@ -40,7 +41,6 @@ from recsvc.session import (
     BY_SERVER,
     RECORDING,
     Limits,
-    PhoneLink,
     Recording,
     Registry,
     RunBlocking,
@@ -71,18 +71,6 @@ REFUSALS_NAMED = 100
 NOT_ITS_PHONE = "not this phone's recording"
 # Why a Start is refused by recordings.max_pending_per_address.
 TOO_MANY_PENDING = "too many recordings without RTP from this address"
-
-
-class UnknownRecording(KeyError):
-    """A Stop named an id that is not recording."""
-
-
-class StopRefused(Exception):
-    """A Stop that is not honoured; ``reason`` is for the phone's reply."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @attrs.define(eq=False)

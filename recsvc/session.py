@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
+from recsvc.control.interfaces import PhoneLink
 from recsvc.devices import device_key
 from recsvc.media.lane import FastLane
 from recsvc.logs import Logger
@@ -38,20 +39,6 @@ STOPPED = "stopped"
 
 RunBlocking = Callable[..., Deferred]
 OpenPart = Callable[[int], AudioWriter]  # part number -> the writer of that file
-
-
-class PhoneLink(Protocol):
-    """The control connection a recording answers to."""
-
-    def send_stop_request(self, recording_id: str, reason: str) -> None:
-        """Tell the phone the server has stopped this recording."""
-
-    def disconnect(self) -> None:
-        """Close the connection (the service is shutting down)."""
-
-    def now_carrying(self, carrying: bool) -> None:
-        """The connection now carries a recording (or a Start whose file is
-        being created), or no longer carries any."""
 
 
 @attrs.frozen

@@ -39,7 +39,8 @@ from recsvc.control.framing import (
     could_begin_messages,
 )
 from recsvc.refusals import RefusalLines
-from recsvc.service import RecorderService, StopRefused, UnknownRecording
+from recsvc.control.interfaces import StopRefused, UnknownRecording
+from recsvc.service import RecorderService
 from recsvc.session import RecordingSummary
 
 
