@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from recsvc.admission import OTHERS, AccessPolicy, RefusalLog, StartRate, source_of
 from recsvc.devices import device_key
@@ -29,7 +30,7 @@ from recsvc.control.commands import (
     StartResponse,
     StopRequest,
 )
-from recsvc.control.interfaces import PhoneLink, StopRefused, UnknownRecording
+from recsvc.control.interfaces import IPhoneLink, IRecorder, StopRefused, UnknownRecording
 from recsvc.media.receiver import PacketSink, RtpReceiver
 from recsvc.refusals import RefusalLines
 from recsvc.storage.recovery import CRASH_REASON, Recovered, recover_all
@@ -73,6 +74,7 @@ NOT_ITS_PHONE = "not this phone's recording"
 TOO_MANY_PENDING = "too many recordings without RTP from this address"
 
 
+@implementer(IRecorder)
 @attrs.define(eq=False)
 class RecorderService(Service):
     """Starts and stops recordings for the control connections.
@@ -139,9 +141,9 @@ class RecorderService(Service):
     # How many recordings each address (see admission.source_of) has
     # waiting for their first RTP packet.
     _awaiting_rtp: dict[str, int] = attrs.field(factory=dict)
-    _links: set[PhoneLink] = attrs.field(factory=set)
+    _links: set[IPhoneLink] = attrs.field(factory=set)
     # The links that carry recordings or Starts being created, with how many.
-    _carried: dict[PhoneLink, int] = attrs.field(factory=dict)
+    _carried: dict[IPhoneLink, int] = attrs.field(factory=dict)
     _accepting: bool = True
     _syncing: LoopingCall | None = None
     # The hand-over turn that comes next (see `sync_turns`).
@@ -169,10 +171,10 @@ class RecorderService(Service):
         self._stop_refusals = RefusalLines(self.clock, self._summarise_stop_refusals,
                                            RefusalLog(max_peers=REFUSALS_NAMED))
 
-    def link_connected(self, link: PhoneLink) -> None:
+    def link_connected(self, link: IPhoneLink) -> None:
         self._links.add(link)
 
-    def link_lost(self, link: PhoneLink) -> None:
+    def link_lost(self, link: IPhoneLink) -> None:
         """A control connection is gone: its recordings end, keeping what arrived."""
         self._links.discard(link)
         if link not in self._carried:
@@ -186,7 +188,7 @@ class RecorderService(Service):
                 recording.link = None
                 recording.stop("connection lost", BY_CONNECTION).addErrback(lambda f: None)
 
-    def _carry(self, link: PhoneLink | None, change: int) -> None:
+    def _carry(self, link: IPhoneLink | None, change: int) -> None:
         """Count a recording (or a Start being created) onto ``link``, or
         off it; the link is told when it begins or ends carrying any."""
         if link is None:
@@ -200,14 +202,14 @@ class RecorderService(Service):
         if (before > 0) != (after > 0):
             link.now_carrying(after > 0)
 
-    def _relink(self, holder: Recording | _PendingStart, link: PhoneLink) -> None:
+    def _relink(self, holder: Recording | _PendingStart, link: IPhoneLink) -> None:
         """The connection that now answers for a recording or a pending Start."""
         self._carry(link, 1)
         self._carry(holder.link, -1)
         holder.link = link
 
     def start_recording(
-        self, request: StartRequest, link: PhoneLink, peer: str, local_host: str
+        self, request: StartRequest, link: IPhoneLink, peer: str, local_host: str
     ) -> Deferred[StartResponse]:
         """Answer a RecordStartRequest: open a port and a file, or say why not.
         The answer comes once the port is open; the file is created behind it,
@@ -398,7 +400,7 @@ class RecorderService(Service):
         return None
 
     def _begin(
-        self, request: StartRequest, link: PhoneLink, peer: str, local_host: str, codec: Codec,
+        self, request: StartRequest, link: IPhoneLink, peer: str, local_host: str, codec: Codec,
         receiver: RtpReceiver, port: RtpPort, writer: AudioWriter | None,
         opening: Deferred[AudioWriter] | None, started_at: float,
         open_part: Callable[[int], AudioWriter], stopped: Callable[[Recording], None],
@@ -478,7 +480,7 @@ class RecorderService(Service):
                       count=count)
 
     def stop_recording(
-        self, request: StopRequest, link: PhoneLink | None = None, peer: str | None = None,
+        self, request: StopRequest, link: IPhoneLink | None = None, peer: str | None = None,
     ) -> Deferred[RecordingSummary]:
         """Answer a RecordStopRequest; fails with UnknownRecording, or with
         StopRefused if it came on ``link`` from ``peer`` and the recording
@@ -606,7 +608,7 @@ class RecorderService(Service):
         self.metrics.recording_finished(cause.reason, cause.stopped_by,
                                         cause.at - recording.started_at, recording.progress())
 
-    def carries_recordings(self, link: PhoneLink) -> bool:
+    def carries_recordings(self, link: IPhoneLink) -> bool:
         """Whether a control connection has a recording running or starting."""
         return link in self._carried
 
@@ -808,7 +810,7 @@ class RecorderService(Service):
         return waiter
 
 
-def _its_phone(own_link: PhoneLink | None, own_peer: str, link: PhoneLink,
+def _its_phone(own_link: IPhoneLink | None, own_peer: str, link: IPhoneLink,
                peer: str | None) -> bool:
     """Whether a command on ``link`` from ``peer`` comes from the phone of a
     recording (or pending Start) carried by ``own_link`` for ``own_peer``:
@@ -868,7 +870,7 @@ class _PendingStart:
 
     device: str
     peer: str
-    link: PhoneLink
+    link: IPhoneLink
     link_lost: bool = False
     _waiting: list[Deferred[StartResponse]] = attrs.field(factory=list)
     _response: StartResponse | None = None

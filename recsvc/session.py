@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-from recsvc.control.interfaces import PhoneLink
+from recsvc.control.interfaces import IPhoneLink
 from recsvc.devices import device_key
 from recsvc.media.lane import FastLane
 from recsvc.logs import Logger
@@ -102,7 +102,7 @@ class Recording:
     _on_started: Callable[[Recording], None] = lambda recording: None
     # Each file, once finished and its sidecar written: its path and sidecar.
     _on_file_finished: Callable[[str, RecordingSummary], None] = lambda path, summary: None
-    link: PhoneLink | None = None
+    link: IPhoneLink | None = None
     port: RtpPort | None = None
     # Where the port's reader puts the packets that only continue the
     # stream (see recsvc.media.lane); None: every packet comes to packet_received.

@@ -12,7 +12,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
+from zope.interface import implementer
 
+from recsvc.control.interfaces import IPhoneLink
 from recsvc.index.indexer import Indexer
 from recsvc.index.store import CaughtUp
 from recsvc.media.ports import NoFreePort
@@ -185,6 +187,7 @@ class MemoryWriters:
         return writer
 
 
+@implementer(IPhoneLink)
 @attrs.define(eq=False)
 class FakePhoneLink:
     """A control connection that records what the service asked of it."""

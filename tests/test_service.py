@@ -15,7 +15,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc.control.commands import CallParties, StartRequest, StopRequest
 from recsvc.media.rtp import RtpPacket, build_rtp
 from recsvc.storage.diskspace import DiskSpace
-from recsvc.service import HAND_OVERS_AT_ONCE, SYNC_TURNS, StopRefused, UnknownRecording
+from recsvc.control.interfaces import StopRefused, UnknownRecording
+from recsvc.service import HAND_OVERS_AT_ONCE, SYNC_TURNS
 from recsvc.session import RECORDING, Limits, Recording
 from recsvc.storage.folder import sidecar_path
 from recsvc.testing import (

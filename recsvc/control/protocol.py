@@ -1,4 +1,5 @@
-"""The TCP control connection: framing and dispatch only; the service decides."""
+"""The TCP control connection: framing and dispatch only; the recorder, known
+here only as an `IRecorder` (recsvc.control.interfaces), decides."""
 
 from __future__ import annotations
 
@@ -39,9 +40,8 @@ from recsvc.control.framing import (
     could_begin_messages,
 )
 from recsvc.refusals import RefusalLines
-from recsvc.control.interfaces import StopRefused, UnknownRecording
-from recsvc.service import RecorderService
-from recsvc.session import RecordingSummary
+from recsvc.control.interfaces import IPhoneLink, IRecorder, StopRefused, UnknownRecording
+from recsvc.summary import RecordingSummary
 
 
 # Fairness: each connection's messages are handled at most this many a
@@ -54,7 +54,7 @@ MESSAGES_PER_TURN = 8
 MAX_BAD_MESSAGES = 10
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IPhoneLink)
 class ControlProtocol(Protocol, TimeoutMixin):
     """One phone's control connection. Replies in the framing the phone uses.
     With ``idle_timeout``, it is closed after that long without a message,
@@ -71,11 +71,11 @@ class ControlProtocol(Protocol, TimeoutMixin):
 
     log = Logger()
 
-    def __init__(self, service: RecorderService, max_message_bytes: int,
+    def __init__(self, recorder: IRecorder, max_message_bytes: int,
                  idle_timeout: float | None = None, clock: IReactorTime | None = None,
                  notices: RefusalLines | None = None) -> None:
-        self._service = service
-        self._clock = clock or service.clock
+        self._recorder = recorder
+        self._clock = clock or recorder.clock
         # Bad messages and closed connections are logged once a minute per
         # peer, with a count (shared by a factory's connections): a client
         # reconnecting to send garbage does not fill the log.
@@ -105,7 +105,7 @@ class ControlProtocol(Protocol, TimeoutMixin):
             set_no_delay(True)
         self.transport.registerProducer(self, True)
         self.peer = self.transport.getPeer().host
-        self._service.link_connected(self)
+        self._recorder.link_connected(self)
 
     def connectionLost(self, reason: Failure) -> None:
         self._connected = False
@@ -115,10 +115,10 @@ class ControlProtocol(Protocol, TimeoutMixin):
             self._next_turn.cancel()
         if self.place is not None:
             self.place.release()
-        self._service.link_lost(self)
+        self._recorder.link_lost(self)
 
     def timeoutConnection(self) -> None:
-        if self._service.carries_recordings(self):
+        if self._recorder.carries_recordings(self):
             self.setTimeout(self._idle_timeout)  # never idle while recording
             return
         self._close("idle", f"no message for {self._idle_timeout:g} s")
@@ -142,7 +142,7 @@ class ControlProtocol(Protocol, TimeoutMixin):
             self.log.info("Closing control connection from {peer}: {reason}: it carries no "
                           "recording ({count} since the last line)", peer=self.peer,
                           reason=TOO_MANY_FROM_IP, count=count)
-        self._service.connection_closed(TOO_MANY_FROM_IP)
+        self._recorder.connection_closed(TOO_MANY_FROM_IP)
         self.disconnect()
         self._connected = False
 
@@ -154,7 +154,7 @@ class ControlProtocol(Protocol, TimeoutMixin):
             self.log.info("Closing control connection from {peer}: {reason} "
                           "({count} since the last line)", peer=self.peer, reason=why,
                           count=count)
-        self._service.connection_closed(reason)
+        self._recorder.connection_closed(reason)
         self._connected = False
         self.transport.abortConnection()
 
@@ -231,11 +231,11 @@ class ControlProtocol(Protocol, TimeoutMixin):
             return
         self._bad_in_a_row = 0
         if isinstance(command, StartRequest):
-            self._service.start_recording(
+            self._recorder.start_recording(
                 command, self, self.peer, self.transport.getHost().host
             ).addCallback(self._send)
         elif isinstance(command, StopRequest):
-            self._service.stop_recording(command, self, self.peer).addCallbacks(
+            self._recorder.stop_recording(command, self, self.peer).addCallbacks(
                 self._stopped, self._stop_failed, errbackArgs=(command.recording_id,)
             )
         elif isinstance(command, StopResponse):
@@ -263,11 +263,11 @@ class ControlProtocol(Protocol, TimeoutMixin):
         reply = failure_reply(error)
         if reply is not None:
             if error.cmd == START_REQUEST:
-                self._service.bad_start_request()
+                self._recorder.bad_start_request()
             self._send_message(reply)
         # Not while it carries a recording: closing would stop the call.
         if (self._bad_in_a_row >= MAX_BAD_MESSAGES
-                and not self._service.carries_recordings(self)):
+                and not self._recorder.carries_recordings(self)):
             self._close("bad messages", f"{self._bad_in_a_row} bad messages in a row")
 
     def _noticed(self, what: str) -> int | None:
@@ -323,14 +323,14 @@ class ControlFactory(Factory):
     # recsvc.application.descriptors.DescriptorRoom); None: always.
     room: Callable[[], bool] | None = None
 
-    def __init__(self, service: RecorderService, max_message_bytes: int = 4096,
+    def __init__(self, recorder: IRecorder, max_message_bytes: int = 4096,
                  connections: Connections | None = None, idle_timeout: float | None = None,
                  clock: IReactorTime | None = None) -> None:
-        self.service = service
+        self.recorder = recorder
         self.max_message_bytes = max_message_bytes
         self.connections = connections
         self.idle_timeout = idle_timeout
-        self.clock = clock or service.clock
+        self.clock = clock or recorder.clock
         self.refusals = RefusalLines(self.clock, self._summarise_refusals)
         self.notices = RefusalLines(self.clock, summarise_notices)  # bad messages, closings
 
@@ -364,14 +364,14 @@ class ControlFactory(Factory):
                 place.release()
             self._refused(host, TOO_FEW_DESCRIPTORS)
             return None
-        protocol = ControlProtocol(self.service, self.max_message_bytes, self.idle_timeout,
+        protocol = ControlProtocol(self.recorder, self.max_message_bytes, self.idle_timeout,
                                    self.clock, self.notices)
         protocol.factory = self
         protocol.place = place
         return protocol
 
     def _refused(self, host: str, reason: str) -> None:
-        self.service.connection_refused(reason)
+        self.recorder.connection_refused(reason)
         # The overall limits are nobody's in particular: one line for all.
         logged = self.refusals.note(
             OTHERS if reason in (TOO_MANY, TOO_FEW_DESCRIPTORS) else host, reason)
@@ -391,7 +391,7 @@ class ControlFactory(Factory):
         listener stops first, while the recordings end after it)."""
         self.refusals.flush()
         self.notices.flush()
-        self.service.when_stopped().addCallback(lambda _: self.notices.flush())
+        self.recorder.when_stopped().addCallback(lambda _: self.notices.flush())
 
 
 def summarise_notices(peer: str, reason: str, count: int) -> None:
