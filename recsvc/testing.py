@@ -1,6 +1,7 @@
 """Fakes shipped with the package, for recsvc's tests and for applications
 that embed it: an in-memory WAV writer, a writer that fails, a port pool,
-an index that works on the calling thread."""
+an index that works on the calling thread, a recorder for the control
+protocol alone."""
 
 from __future__ import annotations
 
@@ -9,16 +10,20 @@ from typing import Any, Callable
 
 import attrs
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from recsvc.control.interfaces import IPhoneLink
+from recsvc.control.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
+from recsvc.control.interfaces import IPhoneLink, IRecorder, UnknownRecording
 from recsvc.index.indexer import Indexer
 from recsvc.index.store import CaughtUp
+from recsvc.media.codec import CODECS
 from recsvc.media.ports import NoFreePort
 from recsvc.storage.wav import AudioWriter, WavFormat, header_patches, wav_header
+from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary
 
 
 def run_now(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
@@ -204,6 +209,146 @@ class FakePhoneLink:
 
     def now_carrying(self, carrying: bool) -> None:
         self.carrying = carrying
+
+
+@attrs.frozen
+class _FakeRecording:
+    """A Start the `FakeRecorder` accepted."""
+
+    request: StartRequest
+    link: IPhoneLink
+    peer: str
+    port: int
+    started_at: float
+
+
+@implementer(IRecorder)
+@attrs.define(eq=False)
+class FakeRecorder:
+    """An `IRecorder` that notes what the control protocol asked of it and
+    answers as told, so the protocol can be tested without a service.
+
+    A Start is accepted (the server is the connection's local address, the
+    ports 41000 on, in turn) unless ``start_refusal`` gives a reason; its
+    link carries it (and is told so) until its Stop is answered. A Stop of
+    an id not recording fails with UnknownRecording; else with
+    ``stop_failure`` if set; else it fires with the recording's summary, at
+    once, or with ``hold_stops`` when `finish` is called."""
+
+    clock: IReactorTime = attrs.field(factory=Clock)
+    start_refusal: str | None = None
+    stop_failure: Exception | None = None
+    hold_stops: bool = False
+    links: list[IPhoneLink] = attrs.field(factory=list)  # connected, oldest first
+    starts: list[tuple[StartRequest, IPhoneLink, str, str]] = attrs.field(factory=list)
+    stops: list[tuple[StopRequest, IPhoneLink, str]] = attrs.field(factory=list)
+    refused: list[str] = attrs.field(factory=list)  # connection_refused's reasons
+    closed: list[str] = attrs.field(factory=list)  # connection_closed's reasons
+    bad_starts: int = 0
+    _recordings: dict[str, _FakeRecording] = attrs.field(factory=dict)
+    _held: list[tuple[_FakeRecording, StopRequest, Deferred[RecordingSummary]]] = attrs.field(
+        factory=list)
+    _carried: dict[IPhoneLink, int] = attrs.field(factory=dict)
+    _stop_waiters: list[Deferred[None]] = attrs.field(factory=list)
+    _next_port: int = 41000
+
+    def link_connected(self, link: IPhoneLink) -> None:
+        self.links.append(link)
+
+    def link_lost(self, link: IPhoneLink) -> None:
+        """The link is forgotten, and so are the recordings it carried."""
+        if link in self.links:
+            self.links.remove(link)
+        for recording_id, recording in list(self._recordings.items()):
+            if recording.link is link:
+                del self._recordings[recording_id]
+        self._carried.pop(link, None)
+
+    def carries_recordings(self, link: IPhoneLink) -> bool:
+        return link in self._carried
+
+    def start_recording(self, request: StartRequest, link: IPhoneLink, peer: str,
+                        local_host: str) -> Deferred[StartResponse]:
+        self.starts.append((request, link, peer, local_host))
+        if self.start_refusal is not None:
+            return succeed(StartResponse(request.recording_id, FAILED, self.start_refusal))
+        recording = self._recordings.get(request.recording_id)
+        if recording is None:
+            recording = _FakeRecording(request, link, peer, self._next_port,
+                                       self.clock.seconds())
+            self._recordings[request.recording_id] = recording
+            self._next_port += 1
+            self._carry(link, 1)
+        return succeed(StartResponse(request.recording_id, SUCCESS, server=local_host,
+                                     port=recording.port))
+
+    def stop_recording(self, request: StopRequest, link: IPhoneLink | None = None,
+                       peer: str | None = None) -> Deferred[RecordingSummary]:
+        self.stops.append((request, link, peer))
+        recording = self._recordings.get(request.recording_id)
+        if recording is None:
+            return fail(UnknownRecording(request.recording_id))
+        if self.stop_failure is not None:
+            return fail(self.stop_failure)
+        waiter: Deferred[RecordingSummary] = Deferred()
+        self._held.append((recording, request, waiter))
+        if not self.hold_stops:
+            self.finish(request.recording_id)
+        return waiter
+
+    def finish(self, recording_id: str) -> None:
+        """Answer the Stops of ``recording_id`` held so far: the recording
+        ends, and its link no longer carries it."""
+        recording = self._recordings.pop(recording_id, None)
+        if recording is not None:
+            self._carry(recording.link, -1)
+        answering = [held for held in self._held if held[0].request.recording_id == recording_id]
+        self._held = [held for held in self._held if held not in answering]
+        for stopped, request, waiter in answering:
+            waiter.callback(self._summary(stopped, request))
+
+    def _summary(self, recording: _FakeRecording, stop: StopRequest) -> RecordingSummary:
+        start = recording.request
+        codec = CODECS.get(start.codec, CODECS["PCMA"])
+        info = RecordingInfo(recording_id=start.recording_id, device=start.device, codec=codec,
+                             direction=start.direction,
+                             parties=start.parties.updated(stop.updates), peer=recording.peer)
+        return RecordingSummary(
+            info=info, audio_format="g711", file=None, started_at=recording.started_at,
+            stopped_at=self.clock.seconds(), stop_reason=stop.reason or "stopped by phone",
+            stopped_by="phone", data_bytes=0, frames=0, sample_rate=codec.decoded_rate,
+            stats=MediaStats(), rtp_port=recording.port,
+        )
+
+    def _carry(self, link: IPhoneLink, change: int) -> None:
+        before = self._carried.get(link, 0)
+        after = before + change
+        if after > 0:
+            self._carried[link] = after
+        else:
+            self._carried.pop(link, None)
+        if (before > 0) != (after > 0):
+            link.now_carrying(after > 0)
+
+    def bad_start_request(self) -> None:
+        self.bad_starts += 1
+
+    def connection_refused(self, reason: str) -> None:
+        self.refused.append(reason)
+
+    def connection_closed(self, reason: str) -> None:
+        self.closed.append(reason)
+
+    def when_stopped(self) -> Deferred[None]:
+        waiter: Deferred[None] = Deferred()
+        self._stop_waiters.append(waiter)
+        return waiter
+
+    def stop_finished(self) -> None:
+        """As the recorder's stopService finishing: `when_stopped` fires."""
+        waiting, self._stop_waiters = self._stop_waiters, []
+        for waiter in waiting:
+            waiter.callback(None)
 
 
 @attrs.define(eq=False, kw_only=True)
