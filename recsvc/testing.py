@@ -241,14 +241,13 @@ class FakeRecorder:
     hold_stops: bool = False
     links: list[IPhoneLink] = attrs.field(factory=list)  # connected, oldest first
     starts: list[tuple[StartRequest, IPhoneLink, str, str]] = attrs.field(factory=list)
-    stops: list[tuple[StopRequest, IPhoneLink, str]] = attrs.field(factory=list)
+    stops: list[tuple[StopRequest, IPhoneLink | None, str | None]] = attrs.field(factory=list)
     refused: list[str] = attrs.field(factory=list)  # connection_refused's reasons
     closed: list[str] = attrs.field(factory=list)  # connection_closed's reasons
     bad_starts: int = 0
     _recordings: dict[str, _FakeRecording] = attrs.field(factory=dict)
     _held: list[tuple[_FakeRecording, StopRequest, Deferred[RecordingSummary]]] = attrs.field(
         factory=list)
-    _carried: dict[IPhoneLink, int] = attrs.field(factory=dict)
     _stop_waiters: list[Deferred[None]] = attrs.field(factory=list)
     _next_port: int = 41000
 
@@ -259,13 +258,15 @@ class FakeRecorder:
         """The link is forgotten, and so are the recordings it carried."""
         if link in self.links:
             self.links.remove(link)
-        for recording_id, recording in list(self._recordings.items()):
-            if recording.link is link:
-                del self._recordings[recording_id]
-        self._carried.pop(link, None)
+        carried = self.carries_recordings(link)
+        self._recordings = {recording_id: recording
+                            for recording_id, recording in self._recordings.items()
+                            if recording.link is not link}
+        if carried:
+            link.now_carrying(False)
 
     def carries_recordings(self, link: IPhoneLink) -> bool:
-        return link in self._carried
+        return any(recording.link is link for recording in self._recordings.values())
 
     def start_recording(self, request: StartRequest, link: IPhoneLink, peer: str,
                         local_host: str) -> Deferred[StartResponse]:
@@ -274,11 +275,12 @@ class FakeRecorder:
             return succeed(StartResponse(request.recording_id, FAILED, self.start_refusal))
         recording = self._recordings.get(request.recording_id)
         if recording is None:
+            if not self.carries_recordings(link):
+                link.now_carrying(True)
             recording = _FakeRecording(request, link, peer, self._next_port,
                                        self.clock.seconds())
             self._recordings[request.recording_id] = recording
             self._next_port += 1
-            self._carry(link, 1)
         return succeed(StartResponse(request.recording_id, SUCCESS, server=local_host,
                                      port=recording.port))
 
@@ -300,8 +302,8 @@ class FakeRecorder:
         """Answer the Stops of ``recording_id`` held so far: the recording
         ends, and its link no longer carries it."""
         recording = self._recordings.pop(recording_id, None)
-        if recording is not None:
-            self._carry(recording.link, -1)
+        if recording is not None and not self.carries_recordings(recording.link):
+            recording.link.now_carrying(False)
         answering = [held for held in self._held if held[0].request.recording_id == recording_id]
         self._held = [held for held in self._held if held not in answering]
         for stopped, request, waiter in answering:
@@ -319,16 +321,6 @@ class FakeRecorder:
             stopped_by="phone", data_bytes=0, frames=0, sample_rate=codec.decoded_rate,
             stats=MediaStats(), rtp_port=recording.port,
         )
-
-    def _carry(self, link: IPhoneLink, change: int) -> None:
-        before = self._carried.get(link, 0)
-        after = before + change
-        if after > 0:
-            self._carried[link] = after
-        else:
-            self._carried.pop(link, None)
-        if (before > 0) != (after > 0):
-            link.now_carrying(after > 0)
 
     def bad_start_request(self) -> None:
         self.bad_starts += 1

@@ -157,27 +157,21 @@ class DispatchTests(FakeRecorderMixin, SynchronousTestCase):
         self.recorder.finish("7")
         self.assertEqual(self.sent(transport), b"cmd=RecordStopResponse&id=7&result=success")
 
-    def test_refused_stop_answered_with_reason(self) -> None:
+    def test_failed_stop_answered_with_reason(self) -> None:
         """A Stop the recorder refuses (StopRefused) is answered failed with
-        the refusal's reason."""
-        self.recorder.stop_failure = StopRefused("not this phone's recording")
-        protocol, transport = self.connect()
-        protocol.dataReceived(START)
-        self.sent(transport)
-        protocol.dataReceived(b"cmd=RecordStopRequest&id=7")
-        self.assertEqual(self.sent(transport), b"cmd=RecordStopResponse&id=7&result=failed"
-                                               b"&reason=not this phone's recording")
-
-    def test_failed_stop_answered_storage_error(self) -> None:
-        """A Stop that fails otherwise (the file could not be finished) is
-        answered failed, storage error."""
-        self.recorder.stop_failure = OSError(5, "Input/output error")
-        protocol, transport = self.connect()
-        protocol.dataReceived(START)
-        self.sent(transport)
-        protocol.dataReceived(b"cmd=RecordStopRequest&id=7")
-        self.assertEqual(self.sent(transport), b"cmd=RecordStopResponse&id=7&result=failed"
-                                               b"&reason=storage error")
+        the refusal's reason; one that fails otherwise (the file could not
+        be finished), failed with storage error."""
+        for failure, reason in ((StopRefused("not this phone's recording"),
+                                 b"not this phone's recording"),
+                                (OSError(5, "Input/output error"), b"storage error")):
+            self.setUp()
+            self.recorder.stop_failure = failure
+            protocol, transport = self.connect()
+            protocol.dataReceived(START)
+            self.sent(transport)
+            protocol.dataReceived(b"cmd=RecordStopRequest&id=7")
+            self.assertEqual(self.sent(transport),
+                             b"cmd=RecordStopResponse&id=7&result=failed&reason=" + reason)
 
     def test_lost_connection_told_to_recorder(self) -> None:
         """A connection that breaks is handed to the recorder as lost."""
@@ -495,11 +489,12 @@ class RecorderContract:
             UnknownRecording)
 
     def test_lost_link_ends_its_recordings(self) -> None:
-        """Once its link is lost, a recording is no longer carried and a
-        Stop of it fails with UnknownRecording."""
+        """Once its link is lost, a recording is no longer carried (the
+        link is told) and a Stop of it fails with UnknownRecording."""
         self.start()
         self.recorder.link_lost(self.link)
         self.assertFalse(self.recorder.carries_recordings(self.link))
+        self.assertFalse(self.link.carrying)
         self.failureResultOf(
             self.recorder.stop_recording(StopRequest("7"), FakePhoneLink(), "127.0.0.1"),
             UnknownRecording)
