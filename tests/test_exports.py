@@ -201,8 +201,8 @@ class TestingTests(SynchronousTestCase):
     """recsvc.testing: the fakes shipped with the package."""
 
     FAKES = ("FailingWriter", "FakeIndexer", "FakeListeningPort", "FakePhoneLink",
-             "FakePortPool", "ManualRunner", "MemoryWavWriter", "MemoryWriters",
-             "memory_recorder", "run_now")
+             "FakePortPool", "FakeRecorder", "ManualRunner", "MemoryWavWriter",
+             "MemoryWriters", "memory_recorder", "run_now")
 
     def test_fakes(self) -> None:
         """Each fake is recsvc.testing's own."""

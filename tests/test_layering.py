@@ -57,12 +57,7 @@ PURE_MODULES = (
 # Imports that break a rule today, as (importing module, forbidden module).
 # Each entry must still be needed: the test fails once the import is gone,
 # so that the entry is deleted with it.
-KNOWN_EXCEPTIONS = frozenset({
-    # removed by issue 17's Recorder interface
-    ("recsvc.control.protocol", "recsvc.service"),
-    # removed by issue 17's Recorder interface
-    ("recsvc.control.protocol", "recsvc.session"),
-})
+KNOWN_EXCEPTIONS: frozenset[tuple[str, str]] = frozenset()
 
 
 @attrs.frozen
