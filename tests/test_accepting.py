@@ -23,8 +23,9 @@ from recsvc.control.commands import StartResponse, StopResponse, decode_message,
 from recsvc.control.framing import MessageFramer
 from recsvc.phonesim.simulator import finished_recordings
 from recsvc.tap import accept_with_data
-from tests.test_endtoend import LoopbackServiceMixin, audio
-from tests.test_metrics import samples
+from tests.support.builders import audio
+from tests.support.loopback import LoopbackServiceMixin, is_refused
+from tests.support.scrape import samples
 
 PER_ADDRESS = 2
 PHONES = 12
@@ -55,14 +56,6 @@ def exchange(port: int, first: bytes) -> bytes | None:
             return sock.recv(100)
         except ConnectionResetError:
             return None
-
-
-def is_refused(sock: socket.socket) -> bool:
-    """Whether the server closed ``sock`` without a word (a reset)."""
-    try:
-        return sock.recv(4096) == b""
-    except ConnectionResetError:
-        return True
 
 
 class BehindOneAddressEndToEndTests(LoopbackServiceMixin, TestCase):

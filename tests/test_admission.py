@@ -36,8 +36,9 @@ from recsvc.control.protocol import ControlFactory, ControlProtocol, _Refusal
 from recsvc.refusals import RefusalLines
 from recsvc.tap import AccessReload
 from recsvc.testing import memory_recorder, run_now
-from tests.test_flood import DefendedServerMixin, start
-from tests.test_metrics import samples
+from tests.support.builders import start
+from tests.support.control import DefendedServerMixin
+from tests.support.scrape import samples
 
 
 def _spelt(mac: bytes, style: str, upper: bool) -> str:

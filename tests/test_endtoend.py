@@ -11,7 +11,6 @@ import random
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -31,38 +30,17 @@ from recsvc.media import g711
 
 from recsvc.storage import wav
 from recsvc.index import store as recording_index
-from recsvc.phonesim.phone import SAMPLE_CALL, SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
-from recsvc.control.commands import CallParties, StopRequest, StopResponse
+from recsvc.phonesim.phone import SimulatedPhone, expected_recording, plan_call, rtp_packets, send_rtp
+from recsvc.control.commands import StopRequest, StopResponse
 from recsvc.media.rtp import build_rtp
-from recsvc.phonesim.simulator import finished_recordings
-from recsvc.storage.folder import sidecar_path
 from recsvc.testing import FailingWriter
 from recsvc.storage.wav import WavFileWriter
+from tests.support.builders import audio
+from tests.support.loopback import LoopbackServiceMixin, _reap
 from tests.support.output import OutputLines
+from tests.support.recordings import read_wav, recordings, sidecar_of
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def read_wav(path: str) -> tuple[dict[str, int], bytes, int]:
-    """(fmt fields, data chunk bytes, RIFF size) of a WAV file, checking the
-    chunk sizes add up to the file length."""
-    with open(path, "rb") as handle:
-        blob = handle.read()
-    assert blob[:4] == b"RIFF" and blob[8:12] == b"WAVE", path
-    riff_size = struct.unpack_from("<I", blob, 4)[0]
-    assert riff_size + 8 == len(blob), (riff_size + 8, len(blob))
-    offset, fmt, data = 12, {}, None
-    while offset < len(blob):
-        name, size = blob[offset:offset + 4], struct.unpack_from("<I", blob, offset + 4)[0]
-        body = blob[offset + 8:offset + 8 + size]
-        if name == b"fmt ":
-            tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", body)
-            fmt = {"tag": tag, "channels": channels, "rate": rate, "bits": bits}
-        elif name == b"data":
-            data = body
-        offset += 8 + size + (size & 1)
-    assert data is not None, "no data chunk"
-    return fmt, data, riff_size
 
 
 def ffprobe(path: str) -> dict:
@@ -86,81 +64,6 @@ def sox_info(path: str) -> dict[str, str]:
         key.strip(): value.strip()
         for key, _, value in (line.partition(":") for line in output.splitlines()) if value
     }
-
-
-def recordings(root: str) -> dict[str, str]:
-    """Recording id -> WAV path of the finished recordings under root."""
-    return finished_recordings(root)
-
-
-def sidecar_of(wav_path: str) -> dict:
-    with open(sidecar_path(wav_path), encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def audio(seconds: float, seed: int) -> bytes:
-    return random.Random(seed).randbytes(int(8000 * seconds))
-
-
-class LoopbackServiceMixin:
-    """The service tree from recsvc.makeService on the running reactor,
-    listening on 127.0.0.1."""
-
-    timeout = 30
-
-    @inlineCallbacks
-    def setUp(self):
-        self.root = os.path.abspath(self.mktemp())
-        self.config = {
-            "control": {"listen": "tcp:0:interface=127.0.0.1"},
-            "http": {"listen": "tcp:0:interface=127.0.0.1"},
-            "rtp": {"interface": "127.0.0.1", "port_range": [42000, 42999]},
-            # Tests must not depend on how full this machine's disk is.
-            "storage": {"root": self.root, "min_free_mb": 1},
-            "index": {"database": os.path.join(self.root + "-index", "recsvc.sqlite3")},
-            **self.more_config(),
-        }
-        self.tree = makeService(self.config)
-        self.recorder = self.tree.getServiceNamed("recorder")
-        self.tree.startService()
-        self.addCleanup(self._stop_tree)
-        port = yield self.tree.getServiceNamed("control").whenListening()
-        self.port = port.getHost().port
-
-    def more_config(self) -> dict:
-        """Sections to add to the service's config."""
-        return {}
-
-    def _stop_tree(self):
-        if self.tree.running:
-            return self.tree.stopService()
-
-    def phone(self, framing: str = "bare") -> SimulatedPhone:
-        phone = SimulatedPhone("127.0.0.1", self.port, framing=framing)
-        self.addCleanup(phone.close)
-        return phone
-
-    @inlineCallbacks
-    def wait_for(self, predicate, seconds: float = 5.0):
-        deadline = time.monotonic() + seconds
-        while not predicate():
-            if time.monotonic() > deadline:
-                self.fail("condition not reached in time")
-            yield deferLater(reactor, 0.01, lambda: None)
-
-    def call(self, framing: str, recording_id: str, sound: bytes, codec: str = "PCMA",
-             parties: CallParties = SAMPLE_CALL):
-        """A whole call in a thread: start, RTP, stop. Returns the replies."""
-        phone = self.phone(framing)
-        phone.connect()
-        started = phone.start(recording_id, codec=codec, parties=parties)
-        assert started.result == "success", started
-        send_rtp(rtp_packets(sound, codec), started.server, started.port)
-        # No pause: the Stop may be read before the last datagrams are.
-        stopped = phone.stop(recording_id, updates=(("remote_name", "Transferred"),))
-        phone.close()
-        return started, stopped
-
 
 
 class ServiceEndToEndTests(LoopbackServiceMixin, TestCase):
@@ -429,12 +332,6 @@ class FullDiskEndToEndTests(TestCase):
         while recording_id not in recordings(root):
             self.assertLess(time.monotonic(), deadline)
             yield deferLater(reactor, 0.05, lambda: None)
-
-
-def _reap(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait()
 
 
 class TwistdEndToEndTests(TestCase):

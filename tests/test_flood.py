@@ -9,7 +9,6 @@ import json
 import socket
 import subprocess
 import sys
-from typing import Any
 
 from twisted.internet.address import IPv4Address
 from twisted.internet import reactor
@@ -28,7 +27,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from recsvc.phonesim.abuse import KINDS, Abuser
-from recsvc.admission import Connections
 from recsvc.config import Config
 from recsvc.metrics import Metrics
 from recsvc.phonesim.phone import timed_call
@@ -39,40 +37,13 @@ from recsvc.control.protocol import (
     ControlFactory,
 )
 from recsvc.control.framing import MessageFramer
-from recsvc.session import Limits
 from recsvc.phonesim.simulator import finished_recordings, tone
-from recsvc.testing import FakePortPool, ManualRunner, memory_recorder
+from recsvc.testing import ManualRunner, memory_recorder
 from recsvc.storage.wav import read_audio
-from tests.test_control import ControlTestsMixin
-from tests.test_endtoend import LoopbackServiceMixin, _reap
-from tests.test_metrics import samples
-
-
-def start(number: int) -> bytes:
-    """A good Start, each from its own phone (the per-device caps stay out of it)."""
-    return b"cmd=RecordStartRequest&id=%d&device=00a859%06x&codec=PCMA\n" % (number, number)
-
-
-class DefendedServerMixin(ControlTestsMixin):
-    """The control tests' connections to a recorder on a Clock, with
-    metrics, room for many recordings and an idle timeout."""
-
-    def setUp(self) -> None:
-        self.build()
-
-    def build(self, max_message_bytes: int = 4096, connections: Connections | None = None,
-              runner: Any = None) -> ControlFactory:
-        self.clock = Clock()
-        self.runner = ManualRunner() if runner is None else runner
-        # (No RTP comes in these tests: it must not stop their recordings.)
-        self.recorder = memory_recorder(self.mktemp(), clock=self.clock, run_blocking=self.runner,
-                                        ports=FakePortPool(high=41099),
-                                        limits=Limits(first_packet_timeout=7200, timeout=7200))
-        self.recorder.metrics = Metrics()
-        self.recorder.startService()
-        self.factory = ControlFactory(self.recorder, max_message_bytes, connections,
-                                      idle_timeout=300, clock=self.clock)
-        return self.factory
+from tests.support.builders import start
+from tests.support.control import DefendedServerMixin
+from tests.support.loopback import LoopbackServiceMixin, _reap
+from tests.support.scrape import samples
 
 
 class DefenceTests(DefendedServerMixin, SynchronousTestCase):

@@ -15,20 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc.index import store as index
 from recsvc.cli.commands import main
 from recsvc.index.numberplan import NumberPlan
-
-
-def sidecar(recording_id: str = "7", **fields) -> dict:
-    data = {
-        "id": recording_id, "device": "00:a8:59:00:00:01", "codec": "PCMA", "format": "g711",
-        "direction": "out", "local_number": "2001", "local_name": "Desk",
-        "remote_number": "13800138000", "remote_name": "Bob", "status": "finished",
-        "started_at": "2026-11-24T10:00:00.000Z", "stopped_at": "2026-11-24T10:01:00.000Z",
-        "duration_s": 60.0, "stop_reason": "hangup", "stopped_by": "phone", "part": 1,
-        "packets_received": 3000, "packets_lost": 0,
-        "file": f"20261124T100000Z_out_13800138000_{recording_id}.wav",
-    }
-    data.update(fields)
-    return data
+from tests.support.builders import sidecar
 
 
 def sidecar_name(data: dict, folder: str = "d") -> str:

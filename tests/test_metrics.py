@@ -3,8 +3,6 @@ figures read at a scrape, as Prometheus sees them."""
 
 from __future__ import annotations
 
-from prometheus_client.exposition import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.metrics import Metrics, live_figures, reason_label, rejected_label
@@ -12,17 +10,9 @@ from recsvc.control.commands import StopRequest
 from recsvc.summary import MediaStats
 from recsvc.service import SYNC_TURNS
 from recsvc.testing import MemoryWriters
-from tests.test_service import ServiceTestsMixin, rtp, start_request
-
-
-def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a scrape, by name and labels."""
-    text = generate_latest(metrics.registry).decode("utf-8")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+from tests.support.builders import rtp, start_request
+from tests.support.scrape import samples
+from tests.support.service import ServiceTestsMixin
 
 
 class ReasonLabelTests(SynchronousTestCase):

@@ -20,7 +20,7 @@ from recsvc.storage.recovery import CRASH_REASON, DamagedFile, Recovered, recove
 from recsvc.storage.folder import Storage, sidecar_path
 from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary, iso_utc
 from recsvc.storage.wav import WRITE_BATCH_BYTES, WavFileWriter, WavFormat
-from tests.test_wav import check_wav
+from tests.support.recordings import check_wav
 
 PCMA = CODECS["PCMA"]
 ALAW = WavFormat.stored(PCMA)

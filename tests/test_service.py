@@ -12,8 +12,7 @@ from twisted.internet.defer import maybeDeferred
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.control.commands import CallParties, StartRequest, StopRequest
-from recsvc.media.rtp import RtpPacket, build_rtp
+from recsvc.control.commands import StopRequest
 from recsvc.storage.diskspace import DiskSpace
 from recsvc.control.interfaces import StopRefused, UnknownRecording
 from recsvc.service import HAND_OVERS_AT_ONCE, SYNC_TURNS
@@ -25,59 +24,12 @@ from recsvc.testing import (
     FakePortPool,
     ManualRunner,
     MemoryWriters,
-    memory_recorder,
     run_now,
 )
 from recsvc.admission import StartRate, policy_of
-from tests.test_session import spy_syncs
-
-
-def start_request(recording_id: str = "7", device: str = "00a859000001", codec: str = "PCMA"):
-    return StartRequest(
-        recording_id, device, codec, "out", CallParties("2001", "Desk", "13800138000", "Bob")
-    )
-
-
-def rtp(sequence: int, payload: bytes, payload_type: int = 8) -> bytes:
-    return build_rtp(RtpPacket(payload_type, sequence, sequence * 160, 99, payload))
-
-
-class ServiceTestsMixin:
-    def make_service(self, fail_at=None, runner=run_now, ports=None, writers=None, **kwargs):
-        """A started service on fakes, with one phone link connected."""
-        self.root = self.mktemp()
-        self.runner = runner
-        self.writers = writers or MemoryWriters(fail_at=fail_at)
-        self.ports = ports or FakePortPool()
-        self.service = memory_recorder(
-            self.root, writers=self.writers, ports=self.ports, run_blocking=runner, **kwargs
-        )
-        self.service.startService()
-        self.link = FakePhoneLink()
-        self.service.link_connected(self.link)
-        return self.service
-
-    def start(self, request=None, link=None):
-        """Start a recording and return the answer (its file is created
-        off the reactor thread: a held runner is run for it)."""
-        answer = self.service.start_recording(
-            request or start_request(), link or self.link, "127.0.0.1", "127.0.0.9"
-        )
-        if isinstance(self.runner, ManualRunner):
-            self.runner.run_pending()
-        return self.successResultOf(answer)
-
-    def sidecar_of(self, recording_id: str) -> dict:
-        [path] = [p for p in self.writers.writers if p.endswith(f"_{recording_id}.wav")]
-        with open(sidecar_path(path), encoding="utf-8") as handle:
-            return json.load(handle)
-
-    def sidecars(self) -> list[dict]:
-        result = []
-        for path in self.writers.writers:
-            with open(sidecar_path(path), encoding="utf-8") as handle:
-                result.append(json.load(handle))
-        return result
+from tests.support.builders import rtp, start_request
+from tests.support.service import ServiceTestsMixin
+from tests.support.syncs import spy_syncs
 
 
 class StartTests(ServiceTestsMixin, SynchronousTestCase):

@@ -38,6 +38,7 @@ from recsvc.testing import (
     MemoryWavWriter,
     run_now,
 )
+from tests.support.syncs import spy_syncs
 
 
 def packet(sequence: int, payload: bytes = b"\x01" * 160, payload_type: int = 8) -> RtpPacket:
@@ -596,19 +597,6 @@ class WriteErrorLogTests(RecordingTestsMixin, SynchronousTestCase):
         failures = [e for e in events if e.get("failed") == "write error"]
         self.assertEqual(len(failures), 1)
         self.assertEqual(failures[0]["recordingId"], "42")
-
-
-def spy_syncs(testCase: SynchronousTestCase) -> list[bool]:
-    """Patch MemoryWavWriter.sync to note each call's ``durable``."""
-    durable: list[bool] = []
-    original = MemoryWavWriter.sync
-
-    def sync(writer: MemoryWavWriter, durable_: bool = True) -> None:
-        durable.append(durable_)
-        original(writer, durable_)
-
-    testCase.patch(MemoryWavWriter, "sync", sync)
-    return durable
 
 
 class SyncTests(RecordingTestsMixin, SynchronousTestCase):

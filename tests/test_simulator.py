@@ -36,7 +36,8 @@ from recsvc.phonesim.simulator import (
     tone,
 )
 from recsvc.phonesim.verification import ApiRecordings, RunWindow, StorageFolder, verify_run
-from tests.test_endtoend import LoopbackServiceMixin, recordings, sidecar_of
+from tests.support.loopback import LoopbackServiceMixin
+from tests.support.recordings import recordings, sidecar_of
 from tests.support.pipes import status_when_reader_leaves
 
 

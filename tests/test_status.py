@@ -16,7 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from recsvc.config import parse_config
 from recsvc.phonesim.phone import rtp_packets, send_rtp
 from recsvc.cli.status import Status, StatusError, api_url, format_status, parse_metrics
-from tests.test_endtoend import LoopbackServiceMixin, audio
+from tests.support.builders import audio
+from tests.support.loopback import LoopbackServiceMixin
 
 METRICS = """\
 # HELP recsvc_active_recordings Recordings in progress (stopping included)

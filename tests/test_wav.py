@@ -32,61 +32,11 @@ from recsvc.storage.wav import (
     sync_filesystem,
     wav_header,
 )
+from tests.support.recordings import check_wav
 
 ALAW = WavFormat.stored(CODECS["PCMA"])
 ULAW = WavFormat.stored(CODECS["PCMU"])
 PCM16 = WavFormat.pcm16(CODECS["PCMA"])
-
-
-def parse_wav(testCase: SynchronousTestCase, data: bytes) -> dict[bytes, bytes]:
-    """Walk the RIFF chunks of ``data`` with struct, asserting the sizes add
-    up to exactly the file; returns chunk id -> body (pad byte excluded)."""
-    testCase.assertGreaterEqual(len(data), 12)
-    riff, riff_size, wave_id = struct.unpack_from("<4sI4s", data)
-    testCase.assertEqual((riff, wave_id), (b"RIFF", b"WAVE"))
-    testCase.assertEqual(riff_size, len(data) - 8, "RIFF size is not the file size - 8")
-    chunks: dict[bytes, bytes] = {}
-    order = []
-    offset = 12
-    while offset < len(data):
-        testCase.assertLessEqual(offset + 8, len(data), "truncated chunk header")
-        chunk_id, size = struct.unpack_from("<4sI", data, offset)
-        offset += 8
-        testCase.assertLessEqual(offset + size, len(data), f"chunk {chunk_id!r} overruns the file")
-        chunks[chunk_id] = data[offset:offset + size]
-        order.append(chunk_id)
-        offset += size
-        if size & 1:
-            testCase.assertEqual(data[offset:offset + 1], b"\0", "missing pad byte")
-            offset += 1
-    testCase.assertEqual(offset, len(data))
-    testCase.assertEqual(order[0], b"fmt ")
-    testCase.assertEqual(order[-1], b"data")
-    return chunks
-
-
-def check_wav(testCase: SynchronousTestCase, data: bytes, fmt: WavFormat) -> bytes:
-    """Assert ``data`` is a valid WAV file of ``fmt``; return its audio."""
-    chunks = parse_wav(testCase, data)
-    tag, channels, rate, byte_rate, align, bits = struct.unpack_from("<HHIIHH", chunks[b"fmt "])
-    testCase.assertEqual(
-        (tag, channels, rate, byte_rate, align, bits),
-        (fmt.format_tag, fmt.channels, fmt.sample_rate,
-         fmt.sample_rate * fmt.block_align, fmt.block_align, fmt.bits_per_sample),
-    )
-    audio = chunks[b"data"]
-    testCase.assertEqual(len(audio) % fmt.block_align, 0, "partial sample in data")
-    if fmt.format_tag == 1:
-        testCase.assertEqual(len(chunks[b"fmt "]), 16)
-        testCase.assertNotIn(b"fact", chunks)
-        with wave.open(io.BytesIO(data)) as reader:
-            testCase.assertEqual(reader.getnframes(), len(audio) // 2)
-            testCase.assertEqual(reader.readframes(reader.getnframes()), audio)
-    else:
-        testCase.assertEqual(len(chunks[b"fmt "]), 18)
-        testCase.assertEqual(chunks[b"fmt "][16:], b"\0\0")
-        testCase.assertEqual(struct.unpack("<I", chunks[b"fact"]), (len(audio) // fmt.block_align,))
-    return audio
 
 
 class HeaderTests(SynchronousTestCase):

@@ -23,8 +23,9 @@ from twisted.web.server import Site
 from recsvc.phonesim.phone import rtp_packets, send_rtp
 from tests import browser
 from recsvc.control.commands import CallParties
-from tests.test_endtoend import LoopbackServiceMixin, audio
-from tests.test_webhook import RecordingResource
+from tests.support.builders import audio
+from tests.support.loopback import LoopbackServiceMixin
+from tests.support.webhook import RecordingResource
 
 NUMBER_AS_TYPED = "138 0013 8000"
 

@@ -58,11 +58,11 @@ from recsvc.storage.folder import sidecar_path
 from recsvc.tap import http_endpoint_for, open_http_warning
 from recsvc.storage.diskspace import DiskSpace
 from recsvc.testing import FakePhoneLink, FakePortPool, memory_recorder, run_now
-from tests.test_endtoend import read_wav
+from tests.support.recordings import read_wav
 from recsvc.storage.wav import WavFileWriter, WavFormat
 from recsvc.web.site import make_site
-from tests.test_index import sidecar
-from tests.test_service import rtp, start_request
+from tests.support.builders import sidecar
+from tests.support.builders import rtp, start_request
 
 FOLDER = "00a859000001/2026/11/24"
 TOKEN = "a-long-bearer-token-0123456789"

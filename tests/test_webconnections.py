@@ -32,8 +32,8 @@ from recsvc.admission import TOO_FEW_DESCRIPTORS, TOO_MANY, TOO_MANY_FROM_IP, Co
 from recsvc.metrics import Metrics
 from recsvc.phonesim.phone import SimulatedPhone, rtp_packets, send_rtp
 from recsvc.web.connections import TOO_SLOW, WebConnections
-from tests.test_accepting import is_refused
-from tests.test_endtoend import LoopbackServiceMixin, audio
+from tests.support.builders import audio
+from tests.support.loopback import LoopbackServiceMixin, is_refused
 
 REQUEST = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -21,6 +21,7 @@ from twisted.web.server import Site
 
 from recsvc.urls import check_url
 from recsvc.webhook import Webhook, retry_delay
+from tests.support.webhook import RecordingResource
 
 URL = "http://hooks.example/recorded"
 SIDECAR = {"id": "rec-1", "device": "fanvil-7", "file": "2024/05/01/rec-1.wav",
@@ -393,21 +394,6 @@ class RetryDelayTests(SynchronousTestCase):
                          [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0])
         self.assertEqual(retry_delay(3, 2.5), 2.5)
         self.assertEqual(retry_delay(10_000, 300.0), 300.0)
-
-
-class RecordingResource(Resource):
-    """Keeps each POST's content type and body; answers 204."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.received: DeferredQueue = DeferredQueue()
-
-    def render_POST(self, request: Any) -> bytes:
-        request.setResponseCode(204)
-        self.received.put((request.getHeader(b"content-type"), request.content.read()))
-        return b""
 
 
 class ClosingSite(Site):
