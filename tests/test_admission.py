@@ -36,7 +36,7 @@ from recsvc.control.protocol import ControlFactory, ControlProtocol, _Refusal
 from recsvc.refusals import RefusalLines
 from recsvc.tap import AccessReload
 from recsvc.testing import memory_recorder, run_now
-from tests.support.builders import start
+from tests.support.builders import start_line
 from tests.support.control import DefendedServerMixin
 from tests.support.scrape import samples
 
@@ -534,13 +534,13 @@ class SiteBehindOneAddressTests(DefendedServerMixin, SynchronousTestCase):
         for number in range(10):  # one after another, each sending its Start
             protocol, transport = self.open(factory, "192.0.2.1")
             self.assertIsInstance(protocol, ControlProtocol)
-            protocol.dataReceived(start(number))
+            protocol.dataReceived(start_line(number))
             connections.append((protocol, transport, number))
-        burst = [(*self.open(factory, "192.0.2.1", start(number)), number)
+        burst = [(*self.open(factory, "192.0.2.1", start_line(number)), number)
                  for number in range(10, 20)]  # all at once: their Starts seen waiting
         self.assertTrue(all(isinstance(protocol, ControlProtocol) for protocol, _, _ in burst))
         for protocol, _, number in burst:
-            protocol.dataReceived(start(number))
+            protocol.dataReceived(start_line(number))
         connections += burst
         self.clock.advance(0)
         self.assertEqual(len(self.recorder.registry), 20)
@@ -578,9 +578,9 @@ class SiteBehindOneAddressTests(DefendedServerMixin, SynchronousTestCase):
         """
         factory = self.make(per_ip=1)
         first, first_transport = self.open(factory, "192.0.2.1")
-        first.dataReceived(start(1))
-        second, second_transport = self.open(factory, "192.0.2.1", start(2))
-        second.dataReceived(start(2))
+        first.dataReceived(start_line(1))
+        second, second_transport = self.open(factory, "192.0.2.1", start_line(2))
+        second.dataReceived(start_line(2))
         second.dataReceived(b"cmd=RecordStopRequest&id=2\n")
         self.clock.advance(0)
         self.assertIn(b"RecordStopResponse&id=2&result=success", second_transport.value())
@@ -638,8 +638,8 @@ class SiteBehindOneAddressTests(DefendedServerMixin, SynchronousTestCase):
         factory.doStart()  # (as a listening port does)
         opened = [self.open(factory, "192.0.2.1")]  # idle: the address's one
         for number in range(3):
-            protocol, transport = self.open(factory, "192.0.2.1", start(number))
-            protocol.dataReceived(start(number))
+            protocol, transport = self.open(factory, "192.0.2.1", start_line(number))
+            protocol.dataReceived(start_line(number))
             opened.append((protocol, transport))
         self.runner.run_pending()
         lost: set[ControlProtocol] = set()

@@ -36,7 +36,7 @@ from recsvc.media.rtp import build_rtp
 from recsvc.testing import FailingWriter
 from recsvc.storage.wav import WavFileWriter
 from tests.support.builders import audio
-from tests.support.loopback import LoopbackServiceMixin, _reap
+from tests.support.loopback import LoopbackServiceMixin, reap
 from tests.support.output import OutputLines
 from tests.support.recordings import read_wav, recordings, sidecar_of
 
@@ -369,7 +369,7 @@ class TwistdEndToEndTests(TestCase):
             [twistd, "-n", "--pidfile=", "--logfile=-", "recsvc", "--config", "recsvc.yaml"],
             cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        self.addCleanup(_reap, process)
+        self.addCleanup(reap, process)
         output = process.output_lines = OutputLines(process.stdout)  # type: ignore[attr-defined]
         match = output.wait_for(r"Listening for control connections on 127\.0\.0\.1:(\d+)")
         if match:

@@ -40,9 +40,9 @@ from recsvc.control.framing import MessageFramer
 from recsvc.phonesim.simulator import finished_recordings, tone
 from recsvc.testing import ManualRunner, memory_recorder
 from recsvc.storage.wav import read_audio
-from tests.support.builders import start
+from tests.support.builders import start_line
 from tests.support.control import DefendedServerMixin
-from tests.support.loopback import LoopbackServiceMixin, _reap
+from tests.support.loopback import LoopbackServiceMixin, reap
 from tests.support.scrape import samples
 
 
@@ -60,12 +60,12 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
         read again once all have been handled.
         """
         protocol, transport = self.connect()
-        protocol.dataReceived(b"".join(start(n) for n in range(3 * MESSAGES_PER_TURN + 1)))
+        protocol.dataReceived(b"".join(start_line(n) for n in range(3 * MESSAGES_PER_TURN + 1)))
         self.runner.run_pending()
         self.assertEqual(len(self.answers(transport)), MESSAGES_PER_TURN)
         self.assertEqual(transport.producerState, "paused")
         other, other_transport = self.connect()
-        other.dataReceived(start(1000))
+        other.dataReceived(start_line(1000))
         self.runner.run_pending()
         self.assertEqual(len(self.answers(other_transport)), 1)
         self.clock.advance(0)  # (Clock runs the turns one after another)
@@ -95,7 +95,7 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
         """
         protocol, transport = self.connect()
         protocol.pauseProducing()
-        protocol.dataReceived(b"".join(start(n) for n in range(MESSAGES_PER_TURN + 1)))
+        protocol.dataReceived(b"".join(start_line(n) for n in range(MESSAGES_PER_TURN + 1)))
         protocol.resumeProducing()
         self.assertEqual(transport.producerState, "paused")
         self.clock.advance(0)
@@ -152,7 +152,7 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
         for number in range(3):
             for _ in range(MAX_BAD_MESSAGES - 1):
                 protocol.dataReceived(b"\x00\xffnot a message\n")
-            protocol.dataReceived(start(number))
+            protocol.dataReceived(start_line(number))
         self.runner.run_pending()
         self.assertFalse(transport.disconnecting)
         self.assertEqual(len(self.recorder.registry), 3)
@@ -178,7 +178,7 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
         logged.
         """
         protocol, transport = self.connect()
-        protocol.dataReceived(start(1))
+        protocol.dataReceived(start_line(1))
         self.runner.run_pending()
         for _ in range(3 * MAX_BAD_MESSAGES):
             protocol.dataReceived(b"\x00\xffnot a message\n")
@@ -193,8 +193,8 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
         turn handles more than MESSAGES_PER_TURN.
         """
         protocol, transport = self.connect()
-        protocol.dataReceived(b"".join(start(n) for n in range(MESSAGES_PER_TURN + 1)))
-        protocol.dataReceived(b"".join(start(n) for n in range(100, 105)))
+        protocol.dataReceived(b"".join(start_line(n) for n in range(MESSAGES_PER_TURN + 1)))
+        protocol.dataReceived(b"".join(start_line(n) for n in range(100, 105)))
         self.runner.run_pending()
         self.assertEqual(len(self.answers(transport)), MESSAGES_PER_TURN)
         self.clock.advance(0)
@@ -208,7 +208,7 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
         """
         protocol, transport = self.connect()
         protocol.pauseProducing()
-        protocol.dataReceived(start(1) + start(2))
+        protocol.dataReceived(start_line(1) + start_line(2))
         self.clock.advance(0)
         self.runner.run_pending()
         self.assertEqual(self.answers(transport), [])
@@ -230,7 +230,7 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
         """Messages still waiting when the connection is lost are dropped,
         and their turn with them."""
         protocol, transport = self.connect()
-        protocol.dataReceived(b"".join(start(n) for n in range(2 * MESSAGES_PER_TURN)))
+        protocol.dataReceived(b"".join(start_line(n) for n in range(2 * MESSAGES_PER_TURN)))
         self.runner.run_pending()
         self.assertEqual(len(self.answers(transport)), MESSAGES_PER_TURN)
         protocol.connectionLost(None)
@@ -247,7 +247,7 @@ class DefenceTests(DefendedServerMixin, SynchronousTestCase):
 # escapes, and plain junk.
 _PIECES = st.lists(
     st.sampled_from([
-        start(1), start(2)[:-1], b"cmd=RecordStopRequest&id=1&reason=hangup",
+        start_line(1), start_line(2)[:-1], b"cmd=RecordStopRequest&id=1&reason=hangup",
         b"cmd=RecordStopResponse&id=9&result=success", b"cmd=RecordStartRequest&id=",
         b"cmd=FooRequest&id=3", b"\n", b"\r\n", b"\x00", b"cmd=", b"&", b"=", b"%", b"%zz",
         b"codec=G729", b"id=" + b"9" * 600,
@@ -329,7 +329,7 @@ class TlsShutdownTests(SynchronousTestCase):
                 clock.advance(0)
                 pump.flush()
 
-        client.write(start(7))
+        client.write(start_line(7))
         flush()
         runner.run_pending()
         flush()
@@ -366,7 +366,7 @@ class SilentConnectionEndToEndTests(LoopbackServiceMixin, TestCase):
         self.addCleanup(client.close)
         yield deferLater(reactor, 0.3, lambda: None)
         self.assertEqual(self.recorder.connection_count, 0)
-        client.sendall(start(1))
+        client.sendall(start_line(1))
         answer = yield deferToThread(client.recv, 1024)
         self.assertIn(b"result=success", answer)
         self.assertEqual(self.recorder.connection_count, 1)
@@ -397,7 +397,7 @@ class FloodEndToEndTests(LoopbackServiceMixin, TestCase):
              "--sources", str(len(KINDS)), "--kinds", *KINDS],
             stdout=subprocess.PIPE, text=True)
         self.addCleanup(abuser.stdout.close)
-        self.addCleanup(_reap, abuser)
+        self.addCleanup(reap, abuser)
         first = yield deferToThread(abuser.stdout.readline)
         self.assertEqual(json.loads(first), {"abusing": list(KINDS)})
         audio = tone(0.5, noise=300)

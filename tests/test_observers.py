@@ -17,8 +17,7 @@ from zope.interface import implementer
 
 from recsvc.media.codec import CODECS
 from recsvc.observers import IRecordingObserver, RecordingObservers, checked_observers
-from recsvc.control.commands import CallParties, StartRequest, StopRequest
-from recsvc.media.rtp import RtpPacket, build_rtp
+from recsvc.control.commands import CallParties, StopRequest
 from recsvc.service import SYNC_TURNS
 from recsvc.session import Limits
 from recsvc.storage.folder import sidecar_path
@@ -32,6 +31,7 @@ from recsvc.testing import (
     memory_recorder,
     run_now,
 )
+from tests.support.builders import rtp, start_request
 
 PARTIES = CallParties("2001", "Desk", "13800138000", "Bob")
 
@@ -77,14 +77,6 @@ def summary(recording_id: str = "7") -> RecordingSummary:
         started_at=1.0, stopped_at=2.0, stop_reason="hangup", stopped_by="phone",
         data_bytes=8000, frames=8000, sample_rate=8000, stats=MediaStats(), rtp_port=41000,
     )
-
-
-def start_request(recording_id: str = "7") -> StartRequest:
-    return StartRequest(recording_id, "00a859000001", "PCMA", "out", PARTIES)
-
-
-def rtp(sequence: int, payload: bytes) -> bytes:
-    return build_rtp(RtpPacket(8, sequence, sequence * 160, 99, payload))
 
 
 class CheckedObserversTests(SynchronousTestCase):

@@ -5,17 +5,37 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 
 from recsvc.admission import Connections
 from recsvc.control.protocol import ControlFactory
 from recsvc.metrics import Metrics
 from recsvc.session import Limits
 from recsvc.testing import FakePortPool, ManualRunner, memory_recorder
-from tests.test_control import ControlTestsMixin
 
 
-class DefendedServerMixin(ControlTestsMixin):
+class ControlConnections:
+    """Connections made by ``self.factory`` (a ControlFactory) over
+    StringTransport, as from a phone at 127.0.0.1 to the server at 127.0.0.9."""
+
+    def connect(self):
+        protocol = self.factory.buildProtocol(None)
+        transport = StringTransport(
+            hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
+            peerAddress=IPv4Address("TCP", "127.0.0.1", 40404),
+        )
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def sent(self, transport: StringTransport) -> bytes:
+        value = transport.value()
+        transport.clear()
+        return value
+
+
+class DefendedServerMixin(ControlConnections):
     """The control tests' connections to a recorder on a Clock, with
     metrics, room for many recordings and an idle timeout."""
 

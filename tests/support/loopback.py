@@ -77,7 +77,8 @@ class LoopbackServiceMixin:
         return started, stopped
 
 
-def _reap(process: subprocess.Popen) -> None:
+def reap(process: subprocess.Popen) -> None:
+    """Kill ``process`` if it still runs, and wait for it."""
     if process.poll() is None:
         process.kill()
     process.wait()

@@ -94,5 +94,6 @@ def recordings(root: str) -> dict[str, str]:
 
 
 def sidecar_of(wav_path: str) -> dict:
+    """The sidecar of the WAV file at ``wav_path``."""
     with open(sidecar_path(wav_path), encoding="utf-8") as handle:
         return json.load(handle)

@@ -11,6 +11,9 @@ from tests.support.builders import start_request
 
 
 class ServiceTestsMixin:
+    """A RecorderService on the fakes of recsvc.testing (made by
+    ``make_service``), its recordings started and their sidecars read."""
+
     def make_service(self, fail_at=None, runner=run_now, ports=None, writers=None, **kwargs):
         """A started service on fakes, with one phone link connected."""
         self.root = self.mktemp()
