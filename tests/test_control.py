@@ -22,6 +22,8 @@ from recsvc.storage.folder import sidecar_path
 from recsvc.testing import (FakePhoneLink, FakePortPool, FakeRecorder, ManualRunner,
                             MemoryWriters, memory_recorder)
 
+from tests.support.control import ControlConnections
+
 START = (
     b"cmd=RecordStartRequest&id=7&device=00:a8:59:00:00:01&remote_number=+8613800138000"
     b"&remote_name=%E5%BC%A0%E4%B8%89&local_number=2001&local_name=Desk&dir=in&codec=pcma"
@@ -29,22 +31,8 @@ START = (
 STARTED = b"cmd=RecordStartResponse&id=7&result=success&reason=&server=127.0.0.9&port=41000"
 
 
-class ControlTestsMixin:
+class ControlTestsMixin(ControlConnections):
     """Connections to ``self.factory`` over StringTransport."""
-
-    def connect(self):
-        protocol = self.factory.buildProtocol(None)
-        transport = StringTransport(
-            hostAddress=IPv4Address("TCP", "127.0.0.9", 10000),
-            peerAddress=IPv4Address("TCP", "127.0.0.1", 40404),
-        )
-        protocol.makeConnection(transport)
-        return protocol, transport
-
-    def sent(self, transport: StringTransport) -> bytes:
-        value = transport.value()
-        transport.clear()
-        return value
 
 
 class FakeRecorderMixin(ControlTestsMixin):
