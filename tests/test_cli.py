@@ -200,7 +200,7 @@ class OptionErrorTests(CommandCase):
     """A bad option value names the option as it is typed, after the
     subcommand's usage, with argparse's exit status (2)."""
 
-    def assertOptionError(self, argv: list[str], expected: str, internal: str = "") -> None:
+    def assert_option_error(self, argv: list[str], expected: str, internal: str = "") -> None:
         status, out, err = self.recsvc(*argv)
         self.assertEqual((status, out), (2, ""), err)
         self.assertTrue(err.startswith(f"usage: recsvc {argv[0]} "), err)
@@ -222,21 +222,21 @@ class OptionErrorTests(CommandCase):
                 (["--number", "abc"], "--number: 'abc' has no digits", ""),
                 (["--device", "zz"], "--device: 'zz' has no hex digits", ""),
                 (["--limit", "x"], "--limit: invalid int value: 'x'", "")):
-            self.assertOptionError(["search", "-c", self.config, *argv], expected, internal)
-        self.assertOptionError(["export", "-c", self.config, "--until", "someday"],
+            self.assert_option_error(["search", "-c", self.config, *argv], expected, internal)
+        self.assert_option_error(["export", "-c", self.config, "--until", "someday"],
                                "--until: 'someday' is not a date")
 
     def test_other_commands_options(self) -> None:
         """status's --timeout, --url and --user, convert's -o/--output-dir."""
-        self.assertOptionError(["status", "--timeout", "0"], "--timeout: '0' is not above 0")
-        self.assertOptionError(["status", "--timeout", "soon"], "--timeout: 'soon' is not a number")
-        self.assertOptionError(["status", "--url", "localhost:8080"],
+        self.assert_option_error(["status", "--timeout", "0"], "--timeout: '0' is not above 0")
+        self.assert_option_error(["status", "--timeout", "soon"], "--timeout: 'soon' is not a number")
+        self.assert_option_error(["status", "--url", "localhost:8080"],
                                "--url: 'localhost:8080' is not http://HOST:PORT")
-        self.assertOptionError(["status", "--user", "ann:secret"],
+        self.assert_option_error(["status", "--user", "ann:secret"],
                                "--user: 'ann:secret' is not a user name (no colon)")
         occupied = os.path.abspath(self.mktemp())
         open(occupied, "w").close()
-        self.assertOptionError(["convert", "-o", occupied, "x.wav"],
+        self.assert_option_error(["convert", "-o", occupied, "x.wav"],
                                f"-o/--output-dir: cannot make the folder {occupied}")
 
 

@@ -57,7 +57,7 @@ def parse_error(testCase: SynchronousTestCase, data: bytes) -> MessageError:
 class DecodeMessageTests(SynchronousTestCase):
     """decode_message: the key=value&... wire form into a Message."""
 
-    def test_guideStart(self) -> None:
+    def test_guide_start(self) -> None:
         """
         The Start request printed in the guide decodes to its cmd and the
         other fields in the order they were sent.
@@ -76,7 +76,7 @@ class DecodeMessageTests(SynchronousTestCase):
             )),
         )
 
-    def test_plusStaysPlus(self) -> None:
+    def test_plus_stays_plus(self) -> None:
         """
         A C{+} is not a space (this is not form encoding): it begins
         international numbers and survives decoding.
@@ -84,7 +84,7 @@ class DecodeMessageTests(SynchronousTestCase):
         message = decode_message(b"cmd=RecordStartRequest&id=1&remote_number=+49+30")
         self.assertEqual(message.get("remote_number"), "+49+30")
 
-    def test_percentDecoded(self) -> None:
+    def test_percent_decoded(self) -> None:
         """
         C{%XX} escapes are decoded, as UTF-8 where they spell multi-byte
         characters, and an escaped C{&} or C{=} does not split the message.
@@ -94,7 +94,7 @@ class DecodeMessageTests(SynchronousTestCase):
         )
         self.assertEqual(message.get("remote_name"), "J\u00fcrgen & Co=%")
 
-    def test_spacesAroundKeysAndValues(self) -> None:
+    def test_spaces_around_keys_and_values(self) -> None:
         """
         Blanks around keys, values and the whole message are ignored.
         """
@@ -103,21 +103,21 @@ class DecodeMessageTests(SynchronousTestCase):
             message, Message(STOP_REQUEST, (("id", "42"), ("reason", "hangup")))
         )
 
-    def test_spaceBeforeEquals(self) -> None:
+    def test_space_before_equals(self) -> None:
         """
         C{port =123}, as the guide prints it, is the field C{port}.
         """
         message = decode_message(b"cmd=RecordStartResponse&id=1&server=192.0.2.1&port =123")
         self.assertEqual(message.get("port"), "123")
 
-    def test_innerSpacesKept(self) -> None:
+    def test_inner_spaces_kept(self) -> None:
         """
         Spaces inside a value are the value's own and are kept.
         """
         message = decode_message(b"cmd=RecordStopRequest&id=1&reason=disk  full")
         self.assertEqual(message.get("reason"), "disk  full")
 
-    def test_emptyMessage(self) -> None:
+    def test_empty_message(self) -> None:
         """
         A message of nothing but blanks is a MessageError, not an empty
         Message.
@@ -125,7 +125,7 @@ class DecodeMessageTests(SynchronousTestCase):
         error = self.assertRaises(MessageError, decode_message, b" \r\n\x00")
         self.assertEqual(error.reason, "empty message")
 
-    def test_notBeginningWithCmd(self) -> None:
+    def test_not_beginning_with_cmd(self) -> None:
         """
         A message whose first field is not C{cmd} is refused; the id it
         carries is still salvaged.
@@ -134,7 +134,7 @@ class DecodeMessageTests(SynchronousTestCase):
         self.assertEqual(error.reason, "message does not begin with cmd=")
         self.assertEqual(error.recording_id, "5")
 
-    def test_fieldWithoutEquals(self) -> None:
+    def test_field_without_equals(self) -> None:
         """
         A field with no C{=} is malformed; the cmd and id read before it are
         salvaged so that a failed reply can name the recording.
@@ -145,7 +145,7 @@ class DecodeMessageTests(SynchronousTestCase):
         self.assertIn("malformed field", error.reason)
         self.assertEqual((error.cmd, error.recording_id), (STOP_REQUEST, "9"))
 
-    def test_emptyCmd(self) -> None:
+    def test_empty_cmd(self) -> None:
         """
         An empty cmd is refused, keeping the id.
         """
@@ -176,7 +176,7 @@ class DecodeMessageTests(SynchronousTestCase):
 class ParseStartTests(SynchronousTestCase):
     """parse_command on RecordStartRequest."""
 
-    def test_guideStart(self) -> None:
+    def test_guide_start(self) -> None:
         """
         The guide's Start request becomes a StartRequest with every field in
         its place.
@@ -197,7 +197,7 @@ class ParseStartTests(SynchronousTestCase):
             ),
         )
 
-    def test_missingId(self) -> None:
+    def test_missing_id(self) -> None:
         """
         A Start with no id is a MessageError C{"missing id"} that still says
         which command it was.
@@ -207,14 +207,14 @@ class ParseStartTests(SynchronousTestCase):
         self.assertEqual((error.reason, error.cmd, error.recording_id),
                          ("missing id", START_REQUEST, None))
 
-    def test_blankIdIsMissing(self) -> None:
+    def test_blank_id_is_missing(self) -> None:
         """
         An id of only blanks is no id.
         """
         error = parse_error(self, b"cmd=RecordStartRequest&id=%20%09&dir=in&codec=PCMA")
         self.assertEqual(error.reason, "missing id")
 
-    def test_unknownCommand(self) -> None:
+    def test_unknown_command(self) -> None:
         """
         An unknown cmd is a MessageError that names it and salvages the id.
         """
@@ -222,14 +222,14 @@ class ParseStartTests(SynchronousTestCase):
         self.assertEqual(error.reason, "unknown command RecordPauseRequest")
         self.assertEqual((error.cmd, error.recording_id), ("RecordPauseRequest", "77"))
 
-    def test_unknownCommandWithoutId(self) -> None:
+    def test_unknown_command_without_id(self) -> None:
         """
         An unknown cmd without an id is refused with no id to salvage.
         """
         error = parse_error(self, b"cmd=Hello")
         self.assertEqual((error.cmd, error.recording_id), ("Hello", None))
 
-    def test_codecUpperCased(self) -> None:
+    def test_codec_upper_cased(self) -> None:
         """
         The codec is matched case-insensitively: it is stored upper-cased.
         """
@@ -237,7 +237,7 @@ class ParseStartTests(SynchronousTestCase):
             command = parse(b"cmd=RecordStartRequest&id=1&dir=in&codec=" + raw)
             self.assertEqual(command.codec, codec)
 
-    def test_missingCodec(self) -> None:
+    def test_missing_codec(self) -> None:
         """
         A Start without a codec is refused (the stream could not be decoded),
         keeping the id for the failed reply.
@@ -253,7 +253,7 @@ class ParseStartTests(SynchronousTestCase):
             command = parse(b"cmd=RecordStartRequest&id=1&codec=PCMA&dir=" + raw)
             self.assertEqual(command.direction, direction)
 
-    def test_missingDirIsUnknown(self) -> None:
+    def test_missing_dir_is_unknown(self) -> None:
         """
         A missing or empty dir does not lose the call: it is recorded as
         C{"unknown"}.
@@ -262,7 +262,7 @@ class ParseStartTests(SynchronousTestCase):
                      b"cmd=RecordStartRequest&id=1&codec=PCMA&dir="]:
             self.assertEqual(parse(data).direction, "unknown")
 
-    def test_badDir(self) -> None:
+    def test_bad_dir(self) -> None:
         """
         A dir that is present but neither in nor out is refused, naming it.
         """
@@ -274,7 +274,7 @@ class ParseStartTests(SynchronousTestCase):
 class ParseStopTests(SynchronousTestCase):
     """parse_command on RecordStopRequest and the responses."""
 
-    def test_guideStop(self) -> None:
+    def test_guide_stop(self) -> None:
         """
         The guide's Stop request carries its reason and every party field as
         an update, in the order of PARTY_FIELDS.
@@ -293,7 +293,7 @@ class ParseStopTests(SynchronousTestCase):
             ),
         )
 
-    def test_onlyPresentFieldsUpdate(self) -> None:
+    def test_only_present_fields_update(self) -> None:
         """
         Only the party fields the Stop carries are updates: applied to the
         Start's parties they replace those and keep the rest.
@@ -307,27 +307,27 @@ class ParseStopTests(SynchronousTestCase):
             CallParties("201", "Bob", "+4989777", "Alice"),
         )
 
-    def test_bareStop(self) -> None:
+    def test_bare_stop(self) -> None:
         """
         A Stop with only cmd and id is valid and updates nothing.
         """
         self.assertEqual(parse(b"cmd=RecordStopRequest&id=5"), StopRequest("5"))
 
-    def test_stopReasonDecoded(self) -> None:
+    def test_stop_reason_decoded(self) -> None:
         """
         The Stop's reason is percent-decoded.
         """
         command = parse(b"cmd=RecordStopRequest&id=5&reason=user%20hung%20up")
         self.assertEqual(command.reason, "user hung up")
 
-    def test_stopMissingId(self) -> None:
+    def test_stop_missing_id(self) -> None:
         """
         A Stop without an id is refused with C{"missing id"}.
         """
         error = parse_error(self, b"cmd=RecordStopRequest&reason=x")
         self.assertEqual((error.reason, error.cmd), ("missing id", STOP_REQUEST))
 
-    def test_stopResponse(self) -> None:
+    def test_stop_response(self) -> None:
         """
         The phone's RecordStopResponse parses with its result lower-cased.
         """
@@ -336,7 +336,7 @@ class ParseStopTests(SynchronousTestCase):
             StopResponse("5", SUCCESS),
         )
 
-    def test_startResponse(self) -> None:
+    def test_start_response(self) -> None:
         """
         A RecordStartResponse parses, including the guide's C{port =xxx}.
         """
@@ -346,14 +346,14 @@ class ParseStopTests(SynchronousTestCase):
             StartResponse("5", SUCCESS, "", "192.0.2.1", 41000),
         )
 
-    def test_startResponseNonNumericPort(self) -> None:
+    def test_start_response_non_numeric_port(self) -> None:
         """
         A port that is not a number is no port (None), not an exception.
         """
         command = parse(b"cmd=RecordStartResponse&id=5&result=success&port=abc")
         self.assertIsNone(command.port)
 
-    def test_startResponseSuperscriptPort(self) -> None:
+    def test_start_response_superscript_port(self) -> None:
         """
         A port made of characters that C{str.isdigit} accepts but C{int}
         does not (superscript two) is no port either: parsing raises nothing
@@ -371,7 +371,7 @@ class FailureReplyTests(SynchronousTestCase):
     def reply(self, data: bytes) -> Message | None:
         return failure_reply(parse_error(self, data))
 
-    def test_startWithoutId(self) -> None:
+    def test_start_without_id(self) -> None:
         """
         A Start with no id still gets a failed RecordStartResponse (with an
         empty id) so the phone shows its prompt, giving the reason.
@@ -389,14 +389,14 @@ class FailureReplyTests(SynchronousTestCase):
             b"cmd=RecordStartResponse&id=&result=failed&reason=missing id&server=&port=",
         )
 
-    def test_startRefusedWithId(self) -> None:
+    def test_start_refused_with_id(self) -> None:
         """
         A refused Start with an id gets a failed RecordStartResponse naming it.
         """
         reply = self.reply(b"cmd=RecordStartRequest&id=12&dir=up&codec=PCMA")
         self.assertEqual(reply, to_message(StartResponse("12", FAILED, "bad dir up")))
 
-    def test_unknownRequestWithId(self) -> None:
+    def test_unknown_request_with_id(self) -> None:
         """
         An unknown C{<X>Request} with an id is answered by a failed
         C{<X>Response} for that id.
@@ -409,7 +409,7 @@ class FailureReplyTests(SynchronousTestCase):
             )),
         )
 
-    def test_unknownCommandWithId(self) -> None:
+    def test_unknown_command_with_id(self) -> None:
         """
         An unknown cmd not ending in Request is answered by C{<cmd>Response}.
         """
@@ -418,20 +418,20 @@ class FailureReplyTests(SynchronousTestCase):
         self.assertEqual(reply.get("id"), "3")
         self.assertEqual(reply.get("result"), FAILED)
 
-    def test_unknownCommandWithoutId(self) -> None:
+    def test_unknown_command_without_id(self) -> None:
         """
         An unknown command without an id gets no reply: there is nothing to
         name.
         """
         self.assertIsNone(self.reply(b"cmd=RecordPauseRequest"))
 
-    def test_stopWithoutId(self) -> None:
+    def test_stop_without_id(self) -> None:
         """
         A Stop without an id gets no reply.
         """
         self.assertIsNone(self.reply(b"cmd=RecordStopRequest&reason=x"))
 
-    def test_responsesGetNoReply(self) -> None:
+    def test_responses_get_no_reply(self) -> None:
         """
         A refused response, known or not, is never answered (no reply loops).
         """
@@ -439,7 +439,7 @@ class FailureReplyTests(SynchronousTestCase):
         self.assertIsNone(self.reply(b"cmd=RecordStartResponse&result=success"))
         self.assertIsNone(self.reply(b"cmd=RecordPauseResponse&id=4"))
 
-    def test_undecodableGetsNoReply(self) -> None:
+    def test_undecodable_gets_no_reply(self) -> None:
         """
         A message with no readable cmd gets no reply.
         """
@@ -451,7 +451,7 @@ class FailureReplyTests(SynchronousTestCase):
 class EncodeTests(SynchronousTestCase):
     """encode_value, encode_message, to_message and encode_command."""
 
-    def test_readableValue(self) -> None:
+    def test_readable_value(self) -> None:
         """
         A plain value with inner spaces and a C{+} is written as it is.
         """
@@ -464,7 +464,7 @@ class EncodeTests(SynchronousTestCase):
         """
         self.assertEqual(encode_value("a&b=c%d\re\nf\x00g"), "a%26b%3Dc%25d%0De%0Af%00g")
 
-    def test_surroundingSpacesEscaped(self) -> None:
+    def test_surrounding_spaces_escaped(self) -> None:
         """
         Leading and trailing spaces are escaped, which the peer's parser
         would otherwise strip; inner ones are not.
@@ -472,7 +472,7 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(encode_value("  a b "), "%20%20a b%20")
         self.assertEqual(encode_value(" "), "%20")
 
-    def test_startResponseFieldOrder(self) -> None:
+    def test_start_response_field_order(self) -> None:
         """
         A StartResponse is written with the guide's field order.
         """
@@ -482,7 +482,7 @@ class EncodeTests(SynchronousTestCase):
             b"&server=192.0.2.10&port=41000",
         )
 
-    def test_stopRequestReason(self) -> None:
+    def test_stop_request_reason(self) -> None:
         """
         A server-side Stop carries its reason, readable.
         """
@@ -491,7 +491,7 @@ class EncodeTests(SynchronousTestCase):
             b"cmd=RecordStopRequest&id=9&reason=disk full",
         )
 
-    def test_stopResponse(self) -> None:
+    def test_stop_response(self) -> None:
         """
         A StopResponse is C{cmd&id&result}, with a reason only if there is one.
         """
@@ -500,7 +500,7 @@ class EncodeTests(SynchronousTestCase):
         self.assertEqual(encode_command(StopResponse("9", FAILED, "unknown id")),
                          b"cmd=RecordStopResponse&id=9&result=failed&reason=unknown id")
 
-    def test_commandsRoundTrip(self) -> None:
+    def test_commands_round_trip(self) -> None:
         """
         Every command written by encode_command is parsed back to itself.
         """
@@ -547,7 +547,7 @@ class PropertyTests(SynchronousTestCase):
     @example(Message(" ", (("a", " \t\r\n\x00 x \x00\t "),)))
     @example(Message("cmd", (("cmd", "%41+%"), ("id", "a=b&c"))))
     @example(Message("\u00e9", (("x", "\x85\u00a0\u3000"),)))
-    def test_roundTrip(self, message: Message) -> None:
+    def test_round_trip(self, message: Message) -> None:
         """
         Any message with non-empty cmd, word keys and arbitrary text values
         decodes back to itself from its encoded form.
@@ -558,7 +558,7 @@ class PropertyTests(SynchronousTestCase):
     @given(st.binary(max_size=200))
     @example(b"cmd=RecordStartRequest&id=1&codec=%FF%FE&dir=%C0")
     @example(b"\xff\xfe&&&===%%%")
-    def test_arbitraryBytesDecode(self, data: bytes) -> None:
+    def test_arbitrary_bytes_decode(self, data: bytes) -> None:
         """
         decode_message raises nothing but MessageError, whatever the bytes.
         """
@@ -569,7 +569,7 @@ class PropertyTests(SynchronousTestCase):
 
     @PARSER_SETTINGS
     @given(st.binary(max_size=200))
-    def test_arbitraryBytesParse(self, data: bytes) -> None:
+    def test_arbitrary_bytes_parse(self, data: bytes) -> None:
         """
         decode_message then parse_command raise nothing but MessageError,
         whatever the bytes.
@@ -582,7 +582,7 @@ class PropertyTests(SynchronousTestCase):
     @PARSER_SETTINGS
     @given(known_messages)
     @example(Message(START_RESPONSE, (("id", "1"), ("port", "\u00b2"))))
-    def test_arbitraryFieldsParse(self, message: Message) -> None:
+    def test_arbitrary_fields_parse(self, message: Message) -> None:
         """
         parse_command raises nothing but MessageError for a known command
         with any fields and values.
@@ -595,7 +595,7 @@ class PropertyTests(SynchronousTestCase):
     @PARSER_SETTINGS
     @given(known_messages)
     @example(Message(START_REQUEST, (("id", "1"), ("codec", "PCMA"))))  # (atheris found it)
-    def test_parsedCommandReencodes(self, message: Message) -> None:
+    def test_parsed_command_reencodes(self, message: Message) -> None:
         """
         A command that parses is sent as a message that parses back to the
         same command: what the simulated phones send is what they mean. (A

@@ -66,25 +66,25 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.storage.root, "var/recordings")
         self.assertEqual(config.storage.format, "g711")
 
-    def test_noneIsDefaults(self) -> None:
+    def test_none_is_defaults(self) -> None:
         """An empty YAML document (None) parses to the all-defaults Config."""
         self.assertEqual(parse_config(None), Config())
 
-    def test_emptyMappingIsDefaults(self) -> None:
+    def test_empty_mapping_is_defaults(self) -> None:
         """An empty top-level mapping parses to the all-defaults Config."""
         self.assertEqual(parse_config({}), Config())
 
-    def test_noneSectionIsDefaults(self) -> None:
+    def test_none_section_is_defaults(self) -> None:
         """A section present but empty in YAML (None) means that section's defaults."""
         config = parse_config({"control": None, "rtp": None, "storage": None})
         self.assertEqual(config, Config())
 
-    def test_emptySectionIsDefaults(self) -> None:
+    def test_empty_section_is_defaults(self) -> None:
         """A section given as an empty mapping means that section's defaults."""
         config = parse_config({"control": {}, "rtp": {}, "storage": {}})
         self.assertEqual(config, Config())
 
-    def test_partialSectionKeepsOtherDefaults(self) -> None:
+    def test_partial_section_keeps_other_defaults(self) -> None:
         """Setting one key of a section leaves its other keys at their defaults."""
         config = parse_config({"rtp": {"advertise": "192.0.2.10"}})
         self.assertEqual(
@@ -94,7 +94,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(config.rtp.port_range, (41000, 41999))
         self.assertEqual(config.control, ControlConfig())
 
-    def test_sampleEqualsDefaults(self) -> None:
+    def test_sample_equals_defaults(self) -> None:
         """
         etc/recsvc.yaml, the sample `make run` uses, spells out the defaults
         but for its paths, which name the checkout's var/ from etc/.
@@ -122,7 +122,7 @@ class DefaultsTests(SynchronousTestCase):
 class ValuesTests(SynchronousTestCase):
     """Values that are accepted come out as given (normalised where documented)."""
 
-    def test_everyKeySet(self) -> None:
+    def test_every_key_set(self) -> None:
         """Every key set in the mapping shows in the Config."""
         config = parse_config(
             {
@@ -146,30 +146,30 @@ class ValuesTests(SynchronousTestCase):
             ),
         )
 
-    def test_portRangeIsTuple(self) -> None:
+    def test_port_range_is_tuple(self) -> None:
         """A YAML list [low, high] becomes a (low, high) tuple, so Config stays hashable."""
         config = parse_config({"rtp": {"port_range": [1, 65535]}})
         self.assertEqual(config.rtp.port_range, (1, 65535))
         self.assertIsInstance(config.rtp.port_range, tuple)
         hash(config)
 
-    def test_singlePortRange(self) -> None:
+    def test_single_port_range(self) -> None:
         """A range of one port (low == high) is allowed."""
         config = parse_config({"rtp": {"port_range": [42000, 42000]}})
         self.assertEqual(config.rtp.port_range, (42000, 42000))
 
-    def test_interfaceNormalised(self) -> None:
+    def test_interface_normalised(self) -> None:
         """The RTP interface is stripped and written the canonical way (IPv6 too)."""
         self.assertEqual(parse_config({"rtp": {"interface": " 127.0.0.1 "}}).rtp.interface, "127.0.0.1")
         self.assertEqual(parse_config({"rtp": {"interface": "0:0::1"}}).rtp.interface, "::1")
 
-    def test_textStripped(self) -> None:
+    def test_text_stripped(self) -> None:
         """Surrounding blanks are dropped from string values."""
         config = parse_config({"control": {"listen": "  tcp:1234 "}, "storage": {"root": " r "}})
         self.assertEqual(config.control.listen, "tcp:1234")
         self.assertEqual(config.storage.root, "r")
 
-    def test_maxMessageBytesBounds(self) -> None:
+    def test_max_message_bytes_bounds(self) -> None:
         """max_message_bytes accepts 256 through 1 MiB inclusive."""
         self.assertEqual(
             parse_config({"control": {"max_message_bytes": 256}}).control.max_message_bytes, 256
@@ -183,7 +183,7 @@ class ValuesTests(SynchronousTestCase):
 class ErrorTests(SynchronousTestCase):
     """Every error is a ConfigError whose message begins with the key path."""
 
-    def assertConfigError(self, data: Any, key: str, problem: str | None = None) -> ConfigError:
+    def assert_config_error(self, data: Any, key: str, problem: str | None = None) -> ConfigError:
         error = self.assertRaises(ConfigError, parse_config, data)
         self.assertEqual(error.key, key)
         self.assertTrue(
@@ -216,7 +216,7 @@ class ErrorTests(SynchronousTestCase):
             ({"http": {"allowed_hosts": ["bad host"]}}, "http.allowed_hosts", "host name"),
             ({"http": {"allowed_hosts": "x.example"}}, "http.allowed_hosts", "a list"),
         ]:
-            self.assertConfigError(data, key, problem)
+            self.assert_config_error(data, key, problem)
 
     def test_http_connection_keys(self) -> None:
         """http.max_connections, http.max_connections_per_ip and
@@ -232,7 +232,7 @@ class ErrorTests(SynchronousTestCase):
             ({"http": {"request_timeout": 0.5}}, "http.request_timeout", "outside"),
             ({"http": {"request_timeout": "10s"}}, "http.request_timeout", "seconds"),
         ]:
-            self.assertConfigError(data, key, problem)
+            self.assert_config_error(data, key, problem)
 
     def test_numbers_keys(self) -> None:
         """numbers.*: a country code of digits (49 or "49"), prefixes of
@@ -255,14 +255,14 @@ class ErrorTests(SynchronousTestCase):
              "needs numbers.country_code"),
             ({"numbers": {"country": 49}}, "numbers.country", "unknown key"),
         ]:
-            self.assertConfigError(data, key, problem)
+            self.assert_config_error(data, key, problem)
         numbers = yaml.safe_load('numbers: {country_code: 49, trunk_prefix: "0"}')
         plan = parse_config(numbers).numbers.plan
         self.assertEqual((plan.country_code, plan.trunk_prefix, plan.international_prefix),
                          ("49", "0", "00"))
         self.assertIsNone(parse_config(None).numbers.plan.country_code)
 
-    def test_configErrorIsValueError(self) -> None:
+    def test_config_error_is_value_error(self) -> None:
         """ConfigError is a ValueError, with the key and the problem as attributes."""
         error = ConfigError("rtp.port_range", "low port above high port")
         self.assertIsInstance(error, ValueError)
@@ -270,129 +270,129 @@ class ErrorTests(SynchronousTestCase):
         self.assertEqual(error.key, "rtp.port_range")
         self.assertEqual(error.problem, "low port above high port")
 
-    def test_unknownSection(self) -> None:
+    def test_unknown_section(self) -> None:
         """An unknown section is an error naming it and listing the known ones."""
-        error = self.assertConfigError({"rpt": {}}, "rpt", "unknown section")
+        error = self.assert_config_error({"rpt": {}}, "rpt", "unknown section")
         for name in SECTIONS:
             self.assertIn(name, str(error))
 
-    def test_unknownKey(self) -> None:
+    def test_unknown_key(self) -> None:
         """A misspelt key is an error naming its full path, never silently ignored."""
-        error = self.assertConfigError({"rtp": {"prot_range": [1, 2]}}, "rtp.prot_range")
+        error = self.assert_config_error({"rtp": {"prot_range": [1, 2]}}, "rtp.prot_range")
         self.assertTrue(str(error).startswith("rtp.prot_range: unknown key"), str(error))
         self.assertIn("port_range", str(error))
 
-    def test_indexDatabase(self) -> None:
+    def test_index_database(self) -> None:
         """index.database must be a path: anything else names the key."""
-        self.assertConfigError({"index": {"database": 5}}, "index.database", "expected a non-empty string")
-        self.assertConfigError({"index": {"database": " "}}, "index.database")
+        self.assert_config_error({"index": {"database": 5}}, "index.database", "expected a non-empty string")
+        self.assert_config_error({"index": {"database": " "}}, "index.database")
         self.assertEqual(parse_config({"index": {"database": "/srv/i.db"}}).index.database, "/srv/i.db")
 
-    def test_unknownKeyBesideGoodKeys(self) -> None:
+    def test_unknown_key_beside_good_keys(self) -> None:
         """An unknown key is reported even when valid keys come before it."""
-        self.assertConfigError(
+        self.assert_config_error(
             {"storage": {"root": "r", "format": "g711", "fromat": "pcm16"}},
             "storage.fromat",
             "unknown key",
         )
 
-    def test_lowPortAboveHigh(self) -> None:
+    def test_low_port_above_high(self) -> None:
         """A reversed port range names rtp.port_range and says what is wrong."""
-        error = self.assertConfigError({"rtp": {"port_range": [42000, 41000]}}, "rtp.port_range")
+        error = self.assert_config_error({"rtp": {"port_range": [42000, 41000]}}, "rtp.port_range")
         self.assertEqual(str(error), "rtp.port_range: low port above high port")
 
-    def test_portZero(self) -> None:
+    def test_port_zero(self) -> None:
         """Port 0 is outside 1..65535."""
-        self.assertConfigError({"rtp": {"port_range": [0, 10]}}, "rtp.port_range", "outside")
+        self.assert_config_error({"rtp": {"port_range": [0, 10]}}, "rtp.port_range", "outside")
 
-    def test_portAbove65535(self) -> None:
+    def test_port_above_65535(self) -> None:
         """Port 65536 is outside 1..65535."""
-        self.assertConfigError({"rtp": {"port_range": [1, 65536]}}, "rtp.port_range", "outside")
+        self.assert_config_error({"rtp": {"port_range": [1, 65536]}}, "rtp.port_range", "outside")
 
-    def test_negativePort(self) -> None:
+    def test_negative_port(self) -> None:
         """A negative port is outside 1..65535."""
-        self.assertConfigError({"rtp": {"port_range": [-5, 10]}}, "rtp.port_range")
+        self.assert_config_error({"rtp": {"port_range": [-5, 10]}}, "rtp.port_range")
 
-    def test_portRangeShape(self) -> None:
+    def test_port_range_shape(self) -> None:
         """The port range must be a two-element list."""
         for bad in ([41000], [1, 2, 3], "41000-41999", 41000, {"low": 1, "high": 2}, None):
-            self.assertConfigError({"rtp": {"port_range": bad}}, "rtp.port_range")
+            self.assert_config_error({"rtp": {"port_range": bad}}, "rtp.port_range")
 
-    def test_portNotAWholeNumber(self) -> None:
+    def test_port_not_a_whole_number(self) -> None:
         """Ports given as floats or strings are rejected."""
         for bad in ([1.0, 2], ["1", 2], [1, None]):
-            self.assertConfigError({"rtp": {"port_range": bad}}, "rtp.port_range")
+            self.assert_config_error({"rtp": {"port_range": bad}}, "rtp.port_range")
 
-    def test_boolPortIsNotInt(self) -> None:
+    def test_bool_port_is_not_int(self) -> None:
         """YAML true is not port 1, though bool is an int subclass in Python."""
-        self.assertConfigError(
+        self.assert_config_error(
             {"rtp": {"port_range": [True, 10]}}, "rtp.port_range", "whole number"
         )
 
-    def test_boolMaxMessageBytesIsNotInt(self) -> None:
+    def test_bool_max_message_bytes_is_not_int(self) -> None:
         """max_message_bytes: true is rejected, not read as 1."""
-        self.assertConfigError(
+        self.assert_config_error(
             {"control": {"max_message_bytes": True}}, "control.max_message_bytes", "whole number"
         )
 
-    def test_maxMessageBytesOutOfRange(self) -> None:
+    def test_max_message_bytes_out_of_range(self) -> None:
         """max_message_bytes below 256 or above 1 MiB is rejected."""
-        self.assertConfigError({"control": {"max_message_bytes": 255}}, "control.max_message_bytes")
-        self.assertConfigError(
+        self.assert_config_error({"control": {"max_message_bytes": 255}}, "control.max_message_bytes")
+        self.assert_config_error(
             {"control": {"max_message_bytes": (1 << 20) + 1}}, "control.max_message_bytes"
         )
 
-    def test_interfaceNotAnAddress(self) -> None:
+    def test_interface_not_an_address(self) -> None:
         """An interface name or host name is not an IP address."""
         for bad in ("eth0", "localhost", "256.0.0.1", ""):
-            self.assertConfigError({"rtp": {"interface": bad}}, "rtp.interface")
+            self.assert_config_error({"rtp": {"interface": bad}}, "rtp.interface")
 
-    def test_interfaceNotAString(self) -> None:
+    def test_interface_not_a_string(self) -> None:
         """An interface given as a number is rejected."""
-        self.assertConfigError({"rtp": {"interface": 127}}, "rtp.interface")
+        self.assert_config_error({"rtp": {"interface": 127}}, "rtp.interface")
 
-    def test_advertiseJunk(self) -> None:
+    def test_advertise_junk(self) -> None:
         """An advertise value with blanks or URL characters is rejected."""
         for bad in ("a b", "host&x=1", "50%", ""):
-            self.assertConfigError({"rtp": {"advertise": bad}}, "rtp.advertise")
+            self.assert_config_error({"rtp": {"advertise": bad}}, "rtp.advertise")
 
-    def test_formatNotKnown(self) -> None:
+    def test_format_not_known(self) -> None:
         """Only g711 and pcm16 are formats; the error lists them."""
-        error = self.assertConfigError({"storage": {"format": "mp3"}}, "storage.format")
+        error = self.assert_config_error({"storage": {"format": "mp3"}}, "storage.format")
         self.assertIn("g711", str(error))
         self.assertIn("pcm16", str(error))
 
-    def test_formatCaseSensitive(self) -> None:
+    def test_format_case_sensitive(self) -> None:
         """Format names are exact: G711 is rejected."""
-        self.assertConfigError({"storage": {"format": "G711"}}, "storage.format")
+        self.assert_config_error({"storage": {"format": "G711"}}, "storage.format")
 
-    def test_emptyListen(self) -> None:
+    def test_empty_listen(self) -> None:
         """An empty or blank control.listen is rejected."""
         for bad in ("", "   ", None, 10000):
-            self.assertConfigError({"control": {"listen": bad}}, "control.listen")
+            self.assert_config_error({"control": {"listen": bad}}, "control.listen")
 
-    def test_emptyRoot(self) -> None:
+    def test_empty_root(self) -> None:
         """An empty storage.root is rejected."""
-        self.assertConfigError({"storage": {"root": ""}}, "storage.root")
+        self.assert_config_error({"storage": {"root": ""}}, "storage.root")
 
-    def test_sectionNotAMapping(self) -> None:
+    def test_section_not_a_mapping(self) -> None:
         """A section given as a list or a scalar names the section."""
         for bad in ([1, 2], "tcp:10000", 5, True):
-            self.assertConfigError({"control": bad}, "control", "expected a mapping")
+            self.assert_config_error({"control": bad}, "control", "expected a mapping")
 
-    def test_topLevelNotAMapping(self) -> None:
+    def test_top_level_not_a_mapping(self) -> None:
         """A document that is a list or a scalar is a ConfigError, not a crash."""
         for bad in ([1, 2], "text", 5):
             error = self.assertRaises(ConfigError, parse_config, bad)
             self.assertIn("expected a mapping", str(error))
 
-    def test_nonStringSectionName(self) -> None:
+    def test_non_string_section_name(self) -> None:
         """A section name that is not a string (YAML `1:`) is rejected, naming it."""
-        self.assertConfigError({1: {}}, "1", "keys must be names")
+        self.assert_config_error({1: {}}, "1", "keys must be names")
 
-    def test_nonStringKey(self) -> None:
+    def test_non_string_key(self) -> None:
         """A key that is not a string inside a section is rejected with its path."""
-        self.assertConfigError({"rtp": {5: 1}}, "rtp.5", "keys must be names")
+        self.assert_config_error({"rtp": {5: 1}}, "rtp.5", "keys must be names")
 
 
 class LoadConfigTests(SynchronousTestCase):
@@ -413,7 +413,7 @@ class LoadConfigTests(SynchronousTestCase):
                        os.path.dirname(os.path.abspath(path))),
         )
 
-    def test_givesKey(self) -> None:
+    def test_gives_key(self) -> None:
         """gives_key tells a key the file writes (even as an empty list or
         an empty section's child) from one left to its default."""
         data = yaml.safe_load("control:\n  allow: []\ndevices:\nrtp: {}\n")
@@ -423,13 +423,13 @@ class LoadConfigTests(SynchronousTestCase):
             self.assertFalse(gives_key(data, key), key)
         self.assertFalse(gives_key(None, "control.allow"))
 
-    def test_emptyFile(self) -> None:
+    def test_empty_file(self) -> None:
         """An empty file means all defaults (their paths in its folder)."""
         path = self.write(b"")
         self.assertEqual(load_config(path),
                          paths_from(Config(), os.path.dirname(os.path.abspath(path))))
 
-    def test_missingFile(self) -> None:
+    def test_missing_file(self) -> None:
         """A missing file is a ConfigError naming the file."""
         path = self.mktemp()
         error = self.assertRaises(ConfigError, load_config, path)
@@ -442,20 +442,20 @@ class LoadConfigTests(SynchronousTestCase):
         error = self.assertRaises(ConfigError, load_config, path)
         self.assertIn(path, str(error))
 
-    def test_invalidYaml(self) -> None:
+    def test_invalid_yaml(self) -> None:
         """Broken YAML is a ConfigError naming the file."""
         path = self.write(b"rtp:\n  port_range: [1, 2\n")
         error = self.assertRaises(ConfigError, load_config, path)
         self.assertIn(path, str(error))
         self.assertIn("not valid YAML", str(error))
 
-    def test_tabIndentedYaml(self) -> None:
+    def test_tab_indented_yaml(self) -> None:
         """YAML indented with a tab (a common hand-editing slip) names the file."""
         path = self.write(b"rtp:\n\tadvertise: auto\n")
         error = self.assertRaises(ConfigError, load_config, path)
         self.assertIn(path, str(error))
 
-    def test_yamlErrorOnOneLine(self) -> None:
+    def test_yaml_error_on_one_line(self) -> None:
         """Broken YAML is told on one line (start-up's "one clear line"):
         the file, where (line and column) and what PyYAML found, instead of
         PyYAML's three lines."""
@@ -469,7 +469,7 @@ class LoadConfigTests(SynchronousTestCase):
             error = self.assertRaises(ConfigError, load_config, path)
             self.assertEqual(str(error), path + said)
 
-    def test_keysAndValuesOnOneLine(self) -> None:
+    def test_keys_and_values_on_one_line(self) -> None:
         """A key or value spelt with a new line or an escape character is
         shown escaped: the error stays one line of printable text, which no
         file can use to add a line to the log or send the terminal an
@@ -485,7 +485,7 @@ class LoadConfigTests(SynchronousTestCase):
                         str(error))
         self.assertEqual(error.key, "rtp.port\u2028range\r")
 
-    def test_notUtf8(self) -> None:
+    def test_not_utf8(self) -> None:
         """
         A file that is not UTF-8 (saved as Latin-1, say) is a ConfigError
         naming the file, not a UnicodeDecodeError traceback from twistd.
@@ -494,13 +494,13 @@ class LoadConfigTests(SynchronousTestCase):
         error = self.assertRaises(ConfigError, load_config, path)
         self.assertIn(path, str(error))
 
-    def test_badValueNamesKey(self) -> None:
+    def test_bad_value_names_key(self) -> None:
         """A bad value in a file is reported with its key path."""
         path = self.write(b"rtp:\n  port_range: [42000, 41000]\n")
         error = self.assertRaises(ConfigError, load_config, path)
         self.assertEqual(str(error), "rtp.port_range: low port above high port")
 
-    def test_yamlBoolIsNotInt(self) -> None:
+    def test_yaml_bool_is_not_int(self) -> None:
         """YAML `yes`/`true` as a port reaches the converter as a bool and is refused."""
         path = self.write(b"rtp:\n  port_range: [true, 10]\n")
         error = self.assertRaises(ConfigError, load_config, path)
@@ -510,7 +510,7 @@ class LoadConfigTests(SynchronousTestCase):
 class AsConfigTests(SynchronousTestCase):
     """as_config takes a Config or the parsed mapping an embedding application has."""
 
-    def test_configPassesThrough(self) -> None:
+    def test_config_passes_through(self) -> None:
         """A Config is returned as it is."""
         config = Config(storage=StorageConfig(format="pcm16"))
         self.assertIs(as_config(config), config)
@@ -526,7 +526,7 @@ class AsConfigTests(SynchronousTestCase):
         """None means all defaults."""
         self.assertEqual(as_config(None), Config())
 
-    def test_badMapping(self) -> None:
+    def test_bad_mapping(self) -> None:
         """A bad mapping raises the same ConfigError parse_config would."""
         error = self.assertRaises(ConfigError, as_config, {"rtp": {"prot_range": [1, 2]}})
         self.assertEqual(error.key, "rtp.prot_range")
@@ -577,7 +577,7 @@ class ArbitraryDataTests(SynchronousTestCase):
 
     @settings(max_examples=300, deadline=None)
     @given(_yamlish | _configShaped)
-    def test_onlyConfigError(self, data: Any) -> None:
+    def test_only_config_error(self, data: Any) -> None:
         """Arbitrary nested data never raises anything but ConfigError, with a key path."""
         try:
             config = parse_config(data)
@@ -589,7 +589,7 @@ class ArbitraryDataTests(SynchronousTestCase):
 
     @settings(max_examples=50, deadline=None)
     @given(st.text(max_size=200))
-    def test_arbitraryFileOnlyConfigError(self, text: str) -> None:
+    def test_arbitrary_file_only_config_error(self, text: str) -> None:
         """Any UTF-8 file loads to a Config or raises ConfigError, never another error."""
         path = self.mktemp()
         with open(path, "w", encoding="utf-8") as handle:
@@ -618,7 +618,7 @@ class MediaSettingsTests(SynchronousTestCase):
         )
         self.assertEqual(Config().storage.max_duration, 14400.0)
 
-    def test_sourceChoices(self) -> None:
+    def test_source_choices(self) -> None:
         """
         rtp.source takes peer, strict, any, or a list of CIDRs (parsed to
         networks; host bits tolerated).
@@ -628,7 +628,7 @@ class MediaSettingsTests(SynchronousTestCase):
         networks = parse_config({"rtp": {"source": ["192.0.2.0/24", "198.51.100.7/24"]}}).rtp.source
         self.assertEqual([str(n) for n in networks], ["192.0.2.0/24", "198.51.100.0/24"])
 
-    def test_badSource(self) -> None:
+    def test_bad_source(self) -> None:
         """
         A source that is none of those names the key and the bad item.
         """
@@ -637,7 +637,7 @@ class MediaSettingsTests(SynchronousTestCase):
             self.assertEqual(error.key, "rtp.source")
             self.assertIn(fragment, str(error))
 
-    def test_badNumbers(self) -> None:
+    def test_bad_numbers(self) -> None:
         """
         Out-of-range or non-numeric timing settings name their key.
         """
@@ -650,7 +650,7 @@ class MediaSettingsTests(SynchronousTestCase):
             error = self.assertRaises(ConfigError, parse_config, {section: {key: value}})
             self.assertEqual(error.key, f"{section}.{key}")
 
-    def test_secondsAcceptFractions(self) -> None:
+    def test_seconds_accept_fractions(self) -> None:
         """
         Second-valued settings accept whole and fractional numbers.
         """
@@ -684,7 +684,7 @@ class ThroughputSettingsTests(SynchronousTestCase):
             data = yaml.safe_load(f"storage:\n  sync_each_file: {text}\n")
             self.assertIs(parse_config(data).storage.sync_each_file, expected)
 
-    def test_outOfRange(self) -> None:
+    def test_out_of_range(self) -> None:
         """
         Values out of range or not whole numbers (a bool included) are a
         ConfigError naming the key.
@@ -699,7 +699,7 @@ class ThroughputSettingsTests(SynchronousTestCase):
             self.assertEqual(error.key, f"rtp.{key}", (key, value))
             self.assertTrue(str(error).startswith(f"rtp.{key}: "), str(error))
 
-    def test_syncEachFileOnlyBool(self) -> None:
+    def test_sync_each_file_only_bool(self) -> None:
         """
         storage.sync_each_file takes true or false only: a string such as
         "yes", or 1, is a ConfigError naming the key and the value.
@@ -710,7 +710,7 @@ class ThroughputSettingsTests(SynchronousTestCase):
             self.assertIn("true or false", str(error))
             self.assertIn(repr(value), str(error))
 
-    def test_sampleSpellsThemOut(self) -> None:
+    def test_sample_spells_them_out(self) -> None:
         """
         etc/recsvc.yaml sets each of these keys itself (to the default), so
         the sample documents them.
@@ -723,7 +723,7 @@ class ThroughputSettingsTests(SynchronousTestCase):
 
 
 class FileModeConfigTests(SynchronousTestCase):
-    def test_fileModes(self) -> None:
+    def test_file_modes(self) -> None:
         """
         storage.file_mode is read as octal from YAML numbers (0640) and
         strings ("0640", "640"); a mode the service could not write its own
@@ -740,7 +740,7 @@ class FileModeConfigTests(SynchronousTestCase):
 
 
 class PathConfigTests(SynchronousTestCase):
-    def test_pathAndTimezone(self) -> None:
+    def test_path_and_timezone(self) -> None:
         """
         storage.path and storage.timezone become the storage's template; a
         bad one names its key.

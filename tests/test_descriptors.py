@@ -22,7 +22,7 @@ class DescriptorTests(SynchronousTestCase):
         """
         self.assertEqual(descriptors.wanted(1000), 3064)
 
-    def test_raiseLimit(self) -> None:
+    def test_raise_limit(self) -> None:
         """
         The soft limit is raised to what is asked (up to the hard limit)
         and never lowered.
@@ -33,7 +33,7 @@ class DescriptorTests(SynchronousTestCase):
         self.assertEqual(resource.getrlimit(resource.RLIMIT_NOFILE)[0], min(lower + 100, self.hard))
         self.assertEqual(descriptors.raise_limit(10), min(lower + 100, self.hard))
 
-    def test_raiseLimitCappedByHard(self) -> None:
+    def test_raise_limit_capped_by_hard(self) -> None:
         """
         Beyond the hard limit the soft limit stops at it.
         """
@@ -41,7 +41,7 @@ class DescriptorTests(SynchronousTestCase):
             raise self.skipTest("no hard limit here")
         self.assertEqual(descriptors.raise_limit(self.hard + 1000), self.hard)
 
-    def test_raiseLimitUnlimited(self) -> None:
+    def test_raise_limit_unlimited(self) -> None:
         """
         An unlimited soft limit is left as it is.
         """
@@ -51,7 +51,7 @@ class DescriptorTests(SynchronousTestCase):
         self.assertEqual(descriptors.raise_limit(5000), 5000)
         self.assertEqual(calls, [])
 
-    def test_growTableGrowsTheTable(self) -> None:
+    def test_grow_table_grows_the_table(self) -> None:
         """
         After grow_table(n) the kernel's table holds n descriptors (FDSize).
         """
@@ -61,7 +61,7 @@ class DescriptorTests(SynchronousTestCase):
         self.assertGreaterEqual(fdsize, size)
         self.assertEqual(size, min(self.soft, 4096))
 
-    def test_growTableTouchesNothingOpen(self) -> None:
+    def test_grow_table_touches_nothing_open(self) -> None:
         """
         Growing the table leaves every open descriptor open and takes none
         for good.
@@ -79,7 +79,7 @@ class DescriptorTests(SynchronousTestCase):
         os.close(probe)
         self.assertEqual(probe, lowest)  # the lowest free one, as before
 
-    def test_growTableBeyondLimit(self) -> None:
+    def test_grow_table_beyond_limit(self) -> None:
         """
         A table beyond the soft limit cannot be had: 0.
         """

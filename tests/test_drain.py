@@ -120,7 +120,7 @@ class RtpDrainTests(SynchronousTestCase):
         for datagram in datagrams:
             sender.sendto(datagram, ("127.0.0.1", port.getHost().port))
 
-    def test_portInRange(self) -> None:
+    def test_port_in_range(self) -> None:
         """
         Ports are bound on the interface, within the range, each its own.
         """
@@ -134,7 +134,7 @@ class RtpDrainTests(SynchronousTestCase):
             self.assertEqual(port.sock.getsockname(), ("127.0.0.1", host.port))
         self.assertNotEqual(first.getHost().port, second.getHost().port)
 
-    def test_randomStart(self) -> None:
+    def test_random_start(self) -> None:
         """
         The first port tried is random, so ports cannot be guessed in turn.
         """
@@ -145,7 +145,7 @@ class RtpDrainTests(SynchronousTestCase):
             port.stopListening()
         self.assertGreater(len(chosen), 3)
 
-    def test_takenPortSkippedThenNoneFree(self) -> None:
+    def test_taken_port_skipped_then_none_free(self) -> None:
         """
         A port in use by someone else is skipped; with none left the drain
         raises NoFreePort.
@@ -163,7 +163,7 @@ class RtpDrainTests(SynchronousTestCase):
                 raise self.skipTest(f"port {number + 1} is taken too")
             self.assertEqual(port.getHost().port, number + 1)
 
-    def test_fullRange(self) -> None:
+    def test_full_range(self) -> None:
         """
         With every port of the range its own, the drain raises NoFreePort;
         a port closed can be had again.
@@ -178,7 +178,7 @@ class RtpDrainTests(SynchronousTestCase):
         again, _ = self.listen(drain)
         self.assertEqual(again.getHost().port, number)
 
-    def test_drainDeliversWaitingDatagrams(self) -> None:
+    def test_drain_delivers_waiting_datagrams(self) -> None:
         """
         drain() hands over, at once and in order, the datagrams waiting in
         the socket that no tick has read yet, with the sender's address.
@@ -194,7 +194,7 @@ class RtpDrainTests(SynchronousTestCase):
         port.drain()
         self.assertEqual(len(sink.packets), 5)
 
-    def test_readReadyDeliversToEachReceiver(self) -> None:
+    def test_read_ready_delivers_to_each_receiver(self) -> None:
         """
         A tick hands each port's datagrams to its own receiver, in order:
         RTP as packets, anything else as invalid.
@@ -211,7 +211,7 @@ class RtpDrainTests(SynchronousTestCase):
         drain.read_ready()
         self.assertEqual(len(first_sink.packets) + len(second_sink.packets), 3)
 
-    def test_laneFirst(self) -> None:
+    def test_lane_first(self) -> None:
         """
         A datagram the receiver's fast lane takes goes to the lane (with the
         drain's time), not to the receiver; the others go to the receiver.
@@ -226,7 +226,7 @@ class RtpDrainTests(SynchronousTestCase):
         self.assertEqual((count, bytes(payload), arrivals), (2, b"\x55" * 320, [NOW, NOW]))
         self.assertEqual(sink.sequences, [12, 13, 12])
 
-    def test_laneFirstInDrain(self) -> None:
+    def test_lane_first_in_drain(self) -> None:
         """
         drain() offers each datagram to the fast lane first too.
         """
@@ -255,7 +255,7 @@ class RtpDrainTests(SynchronousTestCase):
         self.clock.advance(0.5)
         self.assertEqual(sink.sequences, [1, 2])
 
-    def test_stopListening(self) -> None:
+    def test_stop_listening(self) -> None:
         """
         stopListening closes the socket and takes it out of the drain:
         datagrams sent to it are never delivered, and reading, draining or
@@ -274,7 +274,7 @@ class RtpDrainTests(SynchronousTestCase):
         port.stopListening()
         self.assertEqual(sink.packets, [])
 
-    def test_tickStopsWithLastPort(self) -> None:
+    def test_tick_stops_with_last_port(self) -> None:
         """
         The tick runs while any port is open: it stops when the last one
         closes (no reactor call left) and starts again with a new port.
@@ -294,7 +294,7 @@ class RtpDrainTests(SynchronousTestCase):
         self.clock.advance(drain.tick)
         self.assertEqual(sink.sequences, [3])
 
-    def test_receiverClosesItsPort(self) -> None:
+    def test_receiver_closes_its_port(self) -> None:
         """
         A recording that stops (closing its port) while its datagrams are
         read gets no more of them, and the other ports are read on.
@@ -310,7 +310,7 @@ class RtpDrainTests(SynchronousTestCase):
         self.assertEqual(sink.sequences, [1])
         self.assertEqual(other_sink.sequences, [4, 5])
 
-    def test_receiverClosesItsPortInDrain(self) -> None:
+    def test_receiver_closes_its_port_in_drain(self) -> None:
         """
         drain() stops reading a port closed by the datagram it delivered.
         """
@@ -322,7 +322,7 @@ class RtpDrainTests(SynchronousTestCase):
         self.assertEqual(sink.sequences, [1])
         self.assertEqual(port.sock.fileno(), -1)
 
-    def test_floodBoundedPerTick(self) -> None:
+    def test_flood_bounded_per_tick(self) -> None:
         """
         A tick reads at most MAX_ROUNDS datagrams a port, one a round from
         each port that has any: a flood on one port leaves the rest for the
@@ -340,7 +340,7 @@ class RtpDrainTests(SynchronousTestCase):
         drain.read_ready()
         self.assertEqual(flooded_sink.sequences, list(range(MAX_ROUNDS + 10)))
 
-    def test_receiveBuffer(self) -> None:
+    def test_receive_buffer(self) -> None:
         """
         receive_buffer sets each socket's kernel receive buffer.
         """
@@ -352,7 +352,7 @@ class RtpDrainTests(SynchronousTestCase):
         self.assertLess(sizes[0], 65536)
         self.assertLess(sizes[0], sizes[1])
 
-    def test_failedTickLogged(self) -> None:
+    def test_failed_tick_logged(self) -> None:
         """
         A tick that fails (a bug) is logged, and reading goes on.
         """
@@ -379,7 +379,7 @@ class RtpDrainTests(SynchronousTestCase):
         self.clock.advance(0.5)
         self.assertEqual(sink.sequences, [2])
 
-    def test_laneOverIpv6(self) -> None:
+    def test_lane_over_ipv6(self) -> None:
         """
         On an IPv6 interface the fast lane takes the packets that continue
         the stream too (the socket gives a 4-tuple address).
@@ -440,7 +440,7 @@ class ConnectedPortTests(SynchronousTestCase):
         self.assertEqual(port.sock.getpeername(), phone.getsockname())
         return port, sink, phone
 
-    def test_connectedToThePhone(self) -> None:
+    def test_connected_to_the_phone(self) -> None:
         """
         After the lane took the phone's packet the socket is connected to
         the phone: the phone's next packets still arrive (through the lane,
@@ -456,7 +456,7 @@ class ConnectedPortTests(SynchronousTestCase):
         self.assertEqual(sink.packets, [(RtpPacket(8, 12, 1920, 0x5EED, b"\x55" * 160, True),
                                          phone.getsockname())])
 
-    def test_waitingBeforeConnectKeepsSources(self) -> None:
+    def test_waiting_before_connect_keeps_sources(self) -> None:
         """
         Datagrams that were waiting when the socket was connected are read
         with their own senders' addresses, then the connected read goes on.
@@ -476,7 +476,7 @@ class ConnectedPortTests(SynchronousTestCase):
                          [(50, other.getsockname())])
         self.assertEqual(port.receiver.lane.count, 2)
 
-    def test_disconnectedWhenSilent(self) -> None:
+    def test_disconnected_when_silent(self) -> None:
         """
         A connected port whose lane took nothing for CONNECTED_SILENCE is
         disconnected (checked each CONNECTED_SILENCE): another source is
@@ -498,7 +498,7 @@ class ConnectedPortTests(SynchronousTestCase):
         self.assertEqual(sink.packets[-1][1], other.getsockname())
         self.assertEqual(port.getHost().port, port.sock.getsockname()[1])
 
-    def test_reconnectedWhenHeardAgain(self) -> None:
+    def test_reconnected_when_heard_again(self) -> None:
         """
         A disconnected port is connected again once its lane takes the
         phone's packets again.
@@ -513,7 +513,7 @@ class ConnectedPortTests(SynchronousTestCase):
         drain.read_ready()
         self.assertEqual(port.peer, phone.getsockname())
 
-    def test_wildcardConnectedOnlyFromWhereThePhoneSends(self) -> None:
+    def test_wildcard_connected_only_from_where_the_phone_sends(self) -> None:
         """
         A socket bound to a wildcard address takes the source address of
         its route to the peer when connected; it is connected only when that
@@ -536,7 +536,7 @@ class ConnectedPortTests(SynchronousTestCase):
         })
         self.assertFalse(ports["192.0.2.1"].connectable)
 
-    def test_lookedAtInShares(self) -> None:
+    def test_looked_at_in_shares(self) -> None:
         """
         The ports are looked at a share each tick, all of them within
         CONNECTED_SILENCE: connecting many sockets at once would hold up the
@@ -557,7 +557,7 @@ class ConnectedPortTests(SynchronousTestCase):
         self.assertEqual(connected[:3], [3, 6, 9])
         self.assertEqual(connected[-1], 80)
 
-    def test_notConnectedWithoutLane(self) -> None:
+    def test_not_connected_without_lane(self) -> None:
         """
         A port whose lane takes nothing (packets only on the full path) is
         not connected: the source check sees every sender.
@@ -569,7 +569,7 @@ class ConnectedPortTests(SynchronousTestCase):
         self.assertEqual(sink.sequences, [1, 2])
         self.assertIsNone(port.peer)
 
-    def test_stopDrainsConnected(self) -> None:
+    def test_stop_drains_connected(self) -> None:
         """
         drain() (at a Stop) reads a connected socket too.
         """
@@ -598,7 +598,7 @@ class ConnectedPortTests(SynchronousTestCase):
 class ConnectFaultTests(ConnectedPortTests):
     """What connecting does when reading or disconnecting goes wrong."""
 
-    def test_notConnectedWithDatagramsLeft(self) -> None:
+    def test_not_connected_with_datagrams_left(self) -> None:
         """
         If more datagrams wait at the connect than a port reads at once,
         the socket is disconnected again (the rest would pass as the
@@ -620,7 +620,7 @@ class ConnectFaultTests(ConnectedPortTests):
         self.assertEqual(port.peer, phone.getsockname())
         self.assertEqual([source for _, source in sink.packets], [other.getsockname()] * 3)
 
-    def test_failedDisconnectNotRetried(self) -> None:
+    def test_failed_disconnect_not_retried(self) -> None:
         """
         A socket that cannot be disconnected stays on the connected read
         and is not tried again (nor logged again) every round.
@@ -647,7 +647,7 @@ class PortPoolContract:
     so the fake cannot drift. Neither picks its ports in a promised order
     (the drain starts at a random one, the fake at the lowest)."""
 
-    def makePool(self, count: int) -> tuple[RtpPortPool, int]:
+    def make_pool(self, count: int) -> tuple[RtpPortPool, int]:
         """A pool of ``count`` ports, and the first of them."""
         raise NotImplementedError
 
@@ -664,12 +664,12 @@ class PortPoolContract:
         self.addCleanup(port.stopListening)
         return port, sink
 
-    def test_contractPortsInTheRange(self) -> None:
+    def test_contract_ports_in_the_range(self) -> None:
         """
         Each port is a UDP port of the range on the interface, its own;
         with the range used up, listen raises NoFreePort saying which.
         """
-        pool, low = self.makePool(2)
+        pool, low = self.make_pool(2)
         first, _ = self.listen(pool)
         second, _ = self.listen(pool)
         hosts = [port.getHost() for port in (first, second)]
@@ -680,11 +680,11 @@ class PortPoolContract:
         error = self.assertRaises(NoFreePort, pool.listen, RtpReceiver())
         self.assertEqual(str(error), f"all 2 ports of {low}-{low + 1} are in use")
 
-    def test_contractClosedPortReused(self) -> None:
+    def test_contract_closed_port_reused(self) -> None:
         """
         A closed port can be had again; closing it twice is harmless.
         """
-        pool, low = self.makePool(1)
+        pool, low = self.make_pool(1)
         port, _ = self.listen(pool)
         self.assertEqual(port.getHost().port, low)
         port.stopListening()
@@ -692,12 +692,12 @@ class PortPoolContract:
         again, _ = self.listen(pool)
         self.assertEqual(again.getHost().port, low)
 
-    def test_contractDrainDelivers(self) -> None:
+    def test_contract_drain_delivers(self) -> None:
         """
         A datagram waits until the port is drained, then reaches the
         receiver once, with its source.
         """
-        pool, _ = self.makePool(1)
+        pool, _ = self.make_pool(1)
         port, sink = self.listen(pool)
         source = self.send(pool, port, rtp(1))
         self.send(pool, port, b"not rtp")
@@ -709,12 +709,12 @@ class PortPoolContract:
         port.drain()
         self.assertEqual(len(sink.packets), 1)
 
-    def test_contractClosedPortDeliversNothing(self) -> None:
+    def test_contract_closed_port_delivers_nothing(self) -> None:
         """
         A closed port hands nothing more to its receiver, even what
         waited; a receiver that closes it is handed no more.
         """
-        pool, _ = self.makePool(2)
+        pool, _ = self.make_pool(2)
         closed, closed_sink = self.listen(pool)
         self.send(pool, closed, rtp(1))
         closed.stopListening()
@@ -729,7 +729,7 @@ class PortPoolContract:
 
 
 class RtpDrainPortPoolContractTests(PortPoolContract, SynchronousTestCase):
-    def makePool(self, count: int) -> tuple[RtpDrain, int]:
+    def make_pool(self, count: int) -> tuple[RtpDrain, int]:
         low = free_run(count)
         return RtpDrain(Clock(), "127.0.0.1", low, low + count - 1, now=lambda: NOW), low
 
@@ -742,7 +742,7 @@ class RtpDrainPortPoolContractTests(PortPoolContract, SynchronousTestCase):
 
 
 class FakePortPoolContractTests(PortPoolContract, SynchronousTestCase):
-    def makePool(self, count: int) -> tuple[FakePortPool, int]:
+    def make_pool(self, count: int) -> tuple[FakePortPool, int]:
         return FakePortPool(LOW, LOW + count - 1), LOW
 
     def send(self, pool: FakePortPool, port: RtpPort, datagram: bytes) -> tuple[str, int]:

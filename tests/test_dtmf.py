@@ -29,7 +29,7 @@ _EVENTS = st.builds(
 
 
 class ParseTests(SynchronousTestCase):
-    def test_knownBytes(self) -> None:
+    def test_known_bytes(self) -> None:
         """
         The RFC 4733 layout: event, E bit, reserved bit, 6-bit volume, 16-bit
         big-endian duration.
@@ -43,7 +43,7 @@ class ParseTests(SynchronousTestCase):
             TelephoneEvent(event=11, end=False, volume=63, duration=160),
         )
 
-    def test_reservedBitIgnored(self) -> None:
+    def test_reserved_bit_ignored(self) -> None:
         """
         The reserved bit (0x40) is neither the end bit nor part of the volume.
         """
@@ -52,7 +52,7 @@ class ParseTests(SynchronousTestCase):
             TelephoneEvent(event=1, end=False, volume=0, duration=1),
         )
 
-    def test_firstEventOfSeveral(self) -> None:
+    def test_first_event_of_several(self) -> None:
         """
         A payload carrying several events (redundancy) yields the first.
         """
@@ -62,7 +62,7 @@ class ParseTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(_EVENTS)
-    def test_roundTrip(self, event: TelephoneEvent) -> None:
+    def test_round_trip(self, event: TelephoneEvent) -> None:
         """
         Any event survives build_event then parse_event, in four bytes.
         """
@@ -72,7 +72,7 @@ class ParseTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(st.binary(max_size=3))
-    def test_shortPayload(self, data: bytes) -> None:
+    def test_short_payload(self, data: bytes) -> None:
         """
         A payload shorter than one event raises DtmfError.
         """
@@ -80,7 +80,7 @@ class ParseTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(st.binary(min_size=4, max_size=40))
-    def test_arbitraryBytes(self, data: bytes) -> None:
+    def test_arbitrary_bytes(self, data: bytes) -> None:
         """
         Any four or more bytes parse to an event whose fields are in range,
         and building it gives back the first four bytes but for the reserved
@@ -90,7 +90,7 @@ class ParseTests(SynchronousTestCase):
         self.assertTrue(0 <= event.volume <= 63)
         self.assertEqual(build_event(event), bytes([data[0], data[1] & 0xBF]) + data[2:4])
 
-    def test_dtmfErrorIsValueError(self) -> None:
+    def test_dtmf_error_is_value_error(self) -> None:
         """
         DtmfError is a ValueError, so callers catching parse errors broadly
         still catch it.
@@ -99,7 +99,7 @@ class ParseTests(SynchronousTestCase):
 
 
 class EventNameTests(SynchronousTestCase):
-    def test_digitsAndLetters(self) -> None:
+    def test_digits_and_letters(self) -> None:
         """
         Events 0-15 are 0-9, *, #, A-D (RFC 4733 table 3).
         """
@@ -114,7 +114,7 @@ class EventNameTests(SynchronousTestCase):
         """
         self.assertEqual(event_name(16), "flash")
 
-    def test_otherEvents(self) -> None:
+    def test_other_events(self) -> None:
         """
         Events beyond flash are named by their number.
         """
@@ -140,7 +140,7 @@ def _press(
 
 
 class DtmfLogTests(SynchronousTestCase):
-    def test_onePressOneDigit(self) -> None:
+    def test_one_press_one_digit(self) -> None:
         """
         The packets of one key press (same timestamp, growing durations, the
         end packet retransmitted) are one digit with the final duration; only
@@ -151,7 +151,7 @@ class DtmfLogTests(SynchronousTestCase):
         self.assertEqual(results, [True] + [False] * 6)
         self.assertEqual(log.digits, [Digit("5", 800, 800)])
 
-    def test_longestDurationKept(self) -> None:
+    def test_longest_duration_kept(self) -> None:
         """
         Packets reordered on the way (a shorter duration after a longer one)
         do not shorten the digit.
@@ -161,7 +161,7 @@ class DtmfLogTests(SynchronousTestCase):
             log.event(1, 0, 0, TelephoneEvent(9, False, 10, duration))
         self.assertEqual(log.digits, [Digit("9", 0, 640)])
 
-    def test_firstOffsetKept(self) -> None:
+    def test_first_offset_kept(self) -> None:
         """
         The digit's offset is the one given with its first packet.
         """
@@ -170,7 +170,7 @@ class DtmfLogTests(SynchronousTestCase):
         log.event(1, 500, 1999, TelephoneEvent(1, True, 10, 320))
         self.assertEqual(log.digits, [Digit("1", 1000, 320)])
 
-    def test_samePressTwiceDistinguished(self) -> None:
+    def test_same_press_twice_distinguished(self) -> None:
         """
         The same digit pressed twice (two timestamps) is listed twice.
         """
@@ -179,7 +179,7 @@ class DtmfLogTests(SynchronousTestCase):
         _press(log, 7, 16000, 8000, [160, 480])
         self.assertEqual(log.digits, [Digit("7", 0, 400), Digit("7", 8000, 480)])
 
-    def test_sequenceOfDigits(self) -> None:
+    def test_sequence_of_digits(self) -> None:
         """
         A number dialled during the call is listed in the order pressed,
         with * # and letters named.
@@ -193,7 +193,7 @@ class DtmfLogTests(SynchronousTestCase):
         self.assertEqual([digit.offset_ticks for digit in log.digits],
                          [0, 1000, 2000, 3000, 4000, 5000])
 
-    def test_sameTimestampOtherSsrc(self) -> None:
+    def test_same_timestamp_other_ssrc(self) -> None:
         """
         Presses are told apart by SSRC too: a restarted stream that reuses a
         timestamp starts a new digit.
@@ -203,7 +203,7 @@ class DtmfLogTests(SynchronousTestCase):
         self.assertTrue(log.event(2, 100, 50, TelephoneEvent(2, False, 10, 160)))
         self.assertEqual(len(log.digits), 2)
 
-    def test_digitsIsACopy(self) -> None:
+    def test_digits_is_a_copy(self) -> None:
         """
         The digits listed are a snapshot: changing the list changes nothing.
         """
@@ -212,7 +212,7 @@ class DtmfLogTests(SynchronousTestCase):
         log.digits.clear()
         self.assertEqual(len(log.digits), 1)
 
-    def test_manyPresses(self) -> None:
+    def test_many_presses(self) -> None:
         """
         A long call with many presses keeps all of them (the memory of
         recent presses is bounded, the list is not).
@@ -252,7 +252,7 @@ class DtmfLogTests(SynchronousTestCase):
 
 
 class DigitCapTests(SynchronousTestCase):
-    def test_digitsCapped(self) -> None:
+    def test_digits_capped(self) -> None:
         """
         A sender that makes every packet a new key press cannot grow the
         digit log without bound: beyond MAX_DIGITS presses are counted, not

@@ -71,7 +71,7 @@ class PublicNamesTests(SynchronousTestCase):
         self.assertTrue(callable(recsvc.makeService))
         self.assertRegex(recsvc.__version__, r"^\d+\.\d+\.\d+")
 
-    def test_makeService_signature_compatible(self) -> None:
+    def test_make_service_signature_compatible(self) -> None:
         """makeService still takes (config, reactor) by position, as before
         observers came; observers is keyword-only and optional."""
         for function in (recsvc.makeService, tap.makeService):
@@ -80,13 +80,13 @@ class PublicNamesTests(SynchronousTestCase):
             self.assertEqual(parameters["observers"].kind, inspect.Parameter.KEYWORD_ONLY)
             self.assertEqual(parameters["observers"].default, ())
 
-    def test_makeServiceReturnsIService(self) -> None:
+    def test_make_service_returns_iservice(self) -> None:
         """recsvc.makeService is declared to return an IService, as
         recsvc.tap.makeService is."""
         for function in (recsvc.makeService, tap.makeService):
             self.assertIs(typing.get_type_hints(function)["return"], IService)
 
-    def test_makeServiceIsTaps(self) -> None:
+    def test_make_service_is_taps(self) -> None:
         """recsvc.makeService hands its arguments to recsvc.tap.makeService
         (the function twistd's plugin calls) and returns its tree."""
         calls = []
@@ -101,11 +101,11 @@ class PublicNamesTests(SynchronousTestCase):
         self.assertIs(recsvc.makeService(config, reactor, observers=observers), tree)
         self.assertEqual(calls, [(config, reactor, observers)])
 
-    def test_versionIsSetupCfgs(self) -> None:
+    def test_version_is_setup_cfgs(self) -> None:
         """recsvc.__version__ is the version setup.cfg gives the distribution."""
         self.assertEqual(recsvc.__version__, setup_cfg()["metadata"]["version"])
 
-    def test_importingDoesNotStartTheServer(self) -> None:
+    def test_importing_does_not_start_the_server(self) -> None:
         """Importing recsvc and every subpackage imports neither the reactor
         (an application may still install its own) nor the server's modules."""
         script = ("import sys, recsvc; "
@@ -126,7 +126,7 @@ class SubpackageTests(SynchronousTestCase):
             package = importlib.import_module(f"recsvc.{name}")
             self.assertTrue((package.__doc__ or "").strip(), f"recsvc.{name} has no docstring")
 
-    def test_allNamesTheModules(self) -> None:
+    def test_all_names_the_modules(self) -> None:
         """A subpackage's __all__ names each of its public modules (and what
         it re-exports), and each name there imports."""
         for name in SUBPACKAGES:
@@ -184,7 +184,7 @@ class ConfigTests(SynchronousTestCase):
 class LogsTests(SynchronousTestCase):
     """recsvc.logs: ``twistd --logger recsvc.logs.json_lines`` and the Logger."""
 
-    def test_jsonLines(self) -> None:
+    def test_json_lines(self) -> None:
         """json_lines, called as twistd's --logger calls it (without
         arguments) or given a file, is a log observer."""
         self.assertTrue(ILogObserver.providedBy(recsvc.logs.json_lines()))
@@ -209,7 +209,7 @@ class TestingTests(SynchronousTestCase):
         for name in self.FAKES:
             self.assertEqual(getattr(recsvc.testing, name).__module__, "recsvc.testing", name)
 
-    def test_memoryRecorder(self) -> None:
+    def test_memory_recorder(self) -> None:
         """memory_recorder gives a RecorderService on the fakes."""
         recorder = recsvc.testing.memory_recorder(self.mktemp())
         self.assertIsInstance(recorder, RecorderService)
@@ -219,7 +219,7 @@ class TestingTests(SynchronousTestCase):
 class ConsoleScriptsTests(SynchronousTestCase):
     """The commands setup.cfg installs."""
 
-    def test_entryPoints(self) -> None:
+    def test_entry_points(self) -> None:
         """``recsvc`` and ``recsvc-phone`` (and nothing else) are installed,
         each pointing at a function."""
         scripts = {}
@@ -237,7 +237,7 @@ class ConsoleScriptsTests(SynchronousTestCase):
 class ServiceTreeTests(SynchronousTestCase):
     """The names makeService gives its children (getServiceNamed)."""
 
-    def test_childNames(self) -> None:
+    def test_child_names(self) -> None:
         """Started by twistd from a config file, with HTTP on, the tree's
         children are, in order: "recorder", "control", "http", "reload" and
         "background"; "recorder" is the RecorderService."""

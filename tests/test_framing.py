@@ -31,7 +31,7 @@ def terminated_framer(terminator: bytes = b"\r\n", **kwargs) -> MessageFramer:
 class BareTests(SynchronousTestCase):
     """Peers that send one message per write with no terminator."""
 
-    def test_oneMessagePerFeed(self) -> None:
+    def test_one_message_per_feed(self) -> None:
         """
         Each read of a bare peer is a whole message, handed over at once.
         """
@@ -41,7 +41,7 @@ class BareTests(SynchronousTestCase):
         self.assertEqual(framer.feed(b"cmd=RecordStopRequest&id=1"),
                          [b"cmd=RecordStopRequest&id=1"])
 
-    def test_bareTerminator(self) -> None:
+    def test_bare_terminator(self) -> None:
         """
         A peer that has never sent a terminator is answered with none.
         """
@@ -49,7 +49,7 @@ class BareTests(SynchronousTestCase):
         framer.feed(b"cmd=A&id=1")
         self.assertEqual(framer.terminator, b"")
 
-    def test_runTogether(self) -> None:
+    def test_run_together(self) -> None:
         """
         Several messages in one read with no separator are cut where each
         C{cmd=} begins.
@@ -57,27 +57,27 @@ class BareTests(SynchronousTestCase):
         self.assertEqual(MessageFramer().feed(b"cmd=A&id=1cmd=B&id=2"),
                          [b"cmd=A&id=1", b"cmd=B&id=2"])
 
-    def test_runTogetherWithAmpersand(self) -> None:
+    def test_run_together_with_ampersand(self) -> None:
         """
         Messages joined by C{&} are cut too, the joining C{&} dropped.
         """
         self.assertEqual(MessageFramer().feed(b"cmd=A&id=1&cmd=B&id=2"),
                          [b"cmd=A&id=1", b"cmd=B&id=2"])
 
-    def test_spaceBeforeEqualsStartsMessage(self) -> None:
+    def test_space_before_equals_starts_message(self) -> None:
         """
         C{cmd =} (blank before the C{=}) also begins a message.
         """
         self.assertEqual(MessageFramer().feed(b"cmd=A&id=1cmd =B&id=2"),
                          [b"cmd=A&id=1", b"cmd =B&id=2"])
 
-    def test_emptyFeed(self) -> None:
+    def test_empty_feed(self) -> None:
         """
         An empty read yields no message.
         """
         self.assertEqual(MessageFramer().feed(b""), [])
 
-    def test_longBareMessage(self) -> None:
+    def test_long_bare_message(self) -> None:
         """
         A single bare message over max_length is MessageTooLong.
         """
@@ -85,7 +85,7 @@ class BareTests(SynchronousTestCase):
         self.assertEqual(framer.feed(b"cmd=A&id=" + b"1" * 11), [b"cmd=A&id=" + b"1" * 11])
         self.assertRaises(MessageTooLong, framer.feed, b"cmd=A&id=" + b"1" * 12)
 
-    def test_runTogetherShortMessages(self) -> None:
+    def test_run_together_short_messages(self) -> None:
         """
         The limit applies per message: short messages run together into a
         longer read are accepted.
@@ -108,7 +108,7 @@ class TerminatedTests(SynchronousTestCase):
             self.assertEqual(framer.feed(b"cmd=A&id=1" + terminator), [b"cmd=A&id=1"])
             self.assertEqual(framer.terminator, terminator)
 
-    def test_severalInOneRead(self) -> None:
+    def test_several_in_one_read(self) -> None:
         """
         Several terminated messages in one read are all handed over, in order.
         """
@@ -117,14 +117,14 @@ class TerminatedTests(SynchronousTestCase):
             self.assertEqual(MessageFramer().feed(data),
                              [b"cmd=A&id=1", b"cmd=B&id=2", b"cmd=C&id=3"])
 
-    def test_runTogetherThenTerminated(self) -> None:
+    def test_run_together_then_terminated(self) -> None:
         """
         Messages run together in one terminated line are cut at C{cmd=}.
         """
         self.assertEqual(MessageFramer().feed(b"cmd=A&id=1cmd=B&id=2\n"),
                          [b"cmd=A&id=1", b"cmd=B&id=2"])
 
-    def test_splitMessageReassembled(self) -> None:
+    def test_split_message_reassembled(self) -> None:
         """
         Once the peer is known to use terminators, a message split across
         reads waits for its terminator and is handed over whole.
@@ -137,7 +137,7 @@ class TerminatedTests(SynchronousTestCase):
                              [b"cmd=RecordStopRequest&id=7"])
             self.assertEqual(framer.feed(b"&id=8" + terminator), [b"cmd=B&id=8"])
 
-    def test_splitInsideCRLF(self) -> None:
+    def test_split_inside_crlf(self) -> None:
         """
         A CRLF whose CR and LF arrive in different reads yields the message
         once, and no empty message for the LF.
@@ -147,7 +147,7 @@ class TerminatedTests(SynchronousTestCase):
         messages += framer.feed(b"\ncmd=B&id=2\r\n")
         self.assertEqual(messages, [b"cmd=A&id=1", b"cmd=B&id=2"])
 
-    def test_splitInsideCRLFKeepsStyle(self) -> None:
+    def test_split_inside_crlf_keeps_style(self) -> None:
         """
         A CRLF peer whose CR and LF arrive in different reads is still
         answered in CRLF: a lone CR at the end of a read is not taken as the
@@ -161,7 +161,7 @@ class TerminatedTests(SynchronousTestCase):
         self.assertEqual(messages, [b"cmd=A&id=1"])
         self.assertEqual(framer.terminator, b"\r\n")
 
-    def test_blankFramesIgnored(self) -> None:
+    def test_blank_frames_ignored(self) -> None:
         """
         Empty lines and runs of terminators yield no empty messages.
         """
@@ -170,7 +170,7 @@ class TerminatedTests(SynchronousTestCase):
         self.assertEqual(framer.feed(b"\r\ncmd=A&id=1\r\n\r\n  \r\ncmd=B&id=2\n\n"),
                          [b"cmd=A&id=1", b"cmd=B&id=2"])
 
-    def test_unterminatedRunTooLong(self) -> None:
+    def test_unterminated_run_too_long(self) -> None:
         """
         For a terminated peer, unterminated bytes beyond max_length are
         MessageTooLong; up to max_length they wait.
@@ -179,7 +179,7 @@ class TerminatedTests(SynchronousTestCase):
         self.assertEqual(framer.feed(b"x" * 20), [])
         self.assertRaises(MessageTooLong, framer.feed, b"x")
 
-    def test_longTerminatedMessage(self) -> None:
+    def test_long_terminated_message(self) -> None:
         """
         A single terminated message over max_length, arriving in one read, is
         MessageTooLong.
@@ -193,14 +193,14 @@ class TerminatedTests(SynchronousTestCase):
 class SplitMessagesTests(SynchronousTestCase):
     """split_messages on one frame."""
 
-    def test_leadingJunkKept(self) -> None:
+    def test_leading_junk_kept(self) -> None:
         """
         Bytes before the first C{cmd=} are kept as a piece of their own, for
         the decoder to refuse, rather than silently dropped.
         """
         self.assertEqual(split_messages(b"junk cmd=A&id=1"), [b"junk", b"cmd=A&id=1"])
 
-    def test_escapedEqualsNotCut(self) -> None:
+    def test_escaped_equals_not_cut(self) -> None:
         """
         A value spelling C{cmd%3D} (an escaped C{=}) is not a message start.
         """
@@ -243,7 +243,7 @@ class FramerPropertyTests(SynchronousTestCase):
     @FRAMER_SETTINGS
     @given(chunk_lists, st.integers(1, 100))
     @example([b"\r", b"\n" * 200, b"cmd=" * 40], 10)
-    def test_arbitraryChunks(self, chunks: list[bytes], max_length: int) -> None:
+    def test_arbitrary_chunks(self, chunks: list[bytes], max_length: int) -> None:
         """
         Feeding any bytes in any chunks raises nothing but MessageTooLong,
         and every message handed over is non-empty and within max_length.
@@ -260,7 +260,7 @@ class FramerPropertyTests(SynchronousTestCase):
     @FRAMER_SETTINGS
     @given(st.sampled_from(TERMINATORS), streams_and_cuts())
     @example(b"\r\n", (b"cmd=A&id=1\r\ncmd=B&id=2\r\n", [11, 12, 13]))
-    def test_splitAnywhere(self, terminator: bytes, stream_and_cuts) -> None:
+    def test_split_anywhere(self, terminator: bytes, stream_and_cuts) -> None:
         """
         For a peer known to use terminators, cutting the stream at any points
         gives the same messages as feeding it whole (once a final terminator
@@ -277,7 +277,7 @@ class FramerPropertyTests(SynchronousTestCase):
     @FRAMER_SETTINGS
     @given(st.sampled_from(TERMINATORS), st.lists(encoded_messages, min_size=1, max_size=6),
            st.data())
-    def test_encodedMessagesFramed(self, terminator: bytes, wire: list[bytes], data) -> None:
+    def test_encoded_messages_framed(self, terminator: bytes, wire: list[bytes], data) -> None:
         """
         For a peer known to use terminators, messages written by
         encode_message and ended by a terminator come out of the framer byte

@@ -49,7 +49,7 @@ class AgainstAudioopTests(SynchronousTestCase):
 
 
 class KnownValueTests(SynchronousTestCase):
-    def test_alawKnown(self) -> None:
+    def test_alaw_known(self) -> None:
         """
         A-law 0xD5 (silence) is +8, 0x55 is -8, 0xAA and 0x2A the extremes
         +/-32256.
@@ -57,7 +57,7 @@ class KnownValueTests(SynchronousTestCase):
         self.assertEqual(_samples(decode_alaw(b"\xd5\x55\xaa\x2a")), (8, -8, 32256, -32256))
         self.assertEqual(alaw_to_linear(0xD5), 8)
 
-    def test_ulawKnown(self) -> None:
+    def test_ulaw_known(self) -> None:
         """
         mu-law 0xFF and 0x7F (silence) are 0; 0x80 and 0x00 are the extremes
         +/-32124.
@@ -65,7 +65,7 @@ class KnownValueTests(SynchronousTestCase):
         self.assertEqual(_samples(decode_ulaw(b"\xff\x7f\x80\x00")), (0, 0, 32124, -32124))
         self.assertEqual(ulaw_to_linear(0xFF), 0)
 
-    def test_littleEndian(self) -> None:
+    def test_little_endian(self) -> None:
         """
         The output is little-endian whatever the machine.
         """
@@ -89,7 +89,7 @@ class KnownValueTests(SynchronousTestCase):
 
     @settings(max_examples=100, deadline=None)
     @given(st.binary(max_size=400))
-    def test_sampleBySample(self, data: bytes) -> None:
+    def test_sample_by_sample(self, data: bytes) -> None:
         """
         Decoding a buffer gives two bytes per input byte, each the decode of
         that byte alone.
@@ -104,7 +104,7 @@ class EncoderTests(SynchronousTestCase):
     if audioop is None:
         skip = "the audioop module is not available"
 
-    def test_everySample(self) -> None:
+    def test_every_sample(self) -> None:
         """
         Encoding every 16-bit sample gives what the standard library's
         reference encoder gives, for A-law and mu-law.
@@ -115,7 +115,7 @@ class EncoderTests(SynchronousTestCase):
 
 
 class EncodeDecodeTests(SynchronousTestCase):
-    def test_codesRoundTrip(self) -> None:
+    def test_codes_round_trip(self) -> None:
         """
         Every code decodes to a sample that encodes back to the same code
         (but mu-law's two zeros, 0x7F and 0xFF, which both mean 0).

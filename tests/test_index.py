@@ -347,7 +347,7 @@ class SymbolicLinkTests(IndexTestsMixin, SynchronousTestCase):
             json.dump(data, handle)
         return path
 
-    def test_linkedSidecarNotIndexed(self) -> None:
+    def test_linked_sidecar_not_indexed(self) -> None:
         """catch_up, as at start-up and in `recsvc reindex`."""
         self.root.write(sidecar("1"))
         link = os.path.join(self.root.root, sidecar_name(sidecar("2")))
@@ -360,7 +360,7 @@ class SymbolicLinkTests(IndexTestsMixin, SynchronousTestCase):
             self.assertEqual(path, sidecar_name(sidecar("2")))
             self.assertIn("symbolic link", reason)
 
-    def test_linkedFolderNotWalked(self) -> None:
+    def test_linked_folder_not_walked(self) -> None:
         """A folder that is a link is not walked into."""
         target = self.outside(sidecar("2"))
         os.rename(target, os.path.join(os.path.dirname(target), sidecar("2")["file"][:-4] + ".json"))
@@ -369,7 +369,7 @@ class SymbolicLinkTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ids(), [])
         self.assertEqual([path for path, _ in done.skipped], ["d"])
 
-    def test_linkedSidecarFinishedNotAdded(self) -> None:
+    def test_linked_sidecar_finished_not_added(self) -> None:
         """add_sidecar, as when a file is finished, refuses a link."""
         link = os.path.join(self.root.root, sidecar_name(sidecar("2")))
         os.makedirs(os.path.dirname(link))

@@ -44,7 +44,7 @@ class IndexerContract:
     from the index. The contract runs on the real reactor: the real
     indexer's work is done in a thread."""
 
-    def makeIndexer(self, root: str) -> Indexer:
+    def make_indexer(self, root: str) -> Indexer:
         raise NotImplementedError
 
     def setUp(self) -> None:
@@ -60,7 +60,7 @@ class IndexerContract:
         self.addCleanup(globalLogPublisher.removeObserver, observe)
 
     def started(self) -> Indexer:
-        indexer = self.makeIndexer(self.root)
+        indexer = self.make_indexer(self.root)
         indexer.start()
         return indexer
 
@@ -69,7 +69,7 @@ class IndexerContract:
         found = await indexer.run(index.search, index.Search(**search))
         return [entry["id"] for entry in found]
 
-    async def test_contractFinishedFileFound(self) -> None:
+    async def test_contract_finished_file_found(self) -> None:
         """
         A finished file is found by number, device, time and id, with its
         path under the root; a forgotten one is found no more.
@@ -88,7 +88,7 @@ class IndexerContract:
         self.assertIsNone(await indexer.forget([first]))
         self.assertEqual(await self.ids(indexer), ["2"])
 
-    async def test_contractCatchUp(self) -> None:
+    async def test_contract_catch_up(self) -> None:
         """
         Catching up adds the sidecars on disk, says which it could not
         read and why, keeps what did not change and forgets what is gone.
@@ -109,7 +109,7 @@ class IndexerContract:
         self.assertEqual((again.added, again.removed, again.unchanged), (0, 1, 1))
         self.assertEqual(await self.ids(indexer), ["2"])
 
-    async def test_contractBadSidecarLogged(self) -> None:
+    async def test_contract_bad_sidecar_logged(self) -> None:
         """
         A finished file whose sidecar cannot be indexed is logged, never
         raised, and not found.
@@ -120,12 +120,12 @@ class IndexerContract:
         self.assertEqual(self.errors, ["started_at: 'yesterday' is not a time"])
         self.assertEqual(await self.ids(indexer), [])
 
-    async def test_contractNothingBeforeStart(self) -> None:
+    async def test_contract_nothing_before_start(self) -> None:
         """
         Before it is started the index does nothing: each request is
         logged as failed, and work asked of it fails.
         """
-        indexer = self.makeIndexer(self.root)
+        indexer = self.make_indexer(self.root)
         self.assertIsNone(await indexer.file_finished(write_sidecar(self.root, "1")))
         self.assertIsNone(await indexer.catch_up())
         self.assertEqual(self.errors, ["the index is not started"] * 2)
@@ -154,12 +154,12 @@ class ThreadResults:
 
 
 class IndexerContractTests(IndexerContract, TestCase):
-    def makeIndexer(self, root: str) -> Indexer:
+    def make_indexer(self, root: str) -> Indexer:
         results = ThreadResults()
         self.addCleanup(results.shut_down)
         return Indexer(os.path.join(self.mktemp(), "index.sqlite"), root, results)
 
 
 class FakeIndexerContractTests(IndexerContract, TestCase):
-    def makeIndexer(self, root: str) -> Indexer:
+    def make_indexer(self, root: str) -> Indexer:
         return FakeIndexer(root=root)

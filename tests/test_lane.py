@@ -69,7 +69,7 @@ def _armed(expected: Continuation = EXPECTED) -> FastLane:
 
 
 class FastLaneTests(SynchronousTestCase):
-    def test_takesExpectedPacket(self) -> None:
+    def test_takes_expected_packet(self) -> None:
         """
         The packet the lane was armed for is taken: its payload (not its
         header) is kept, with the count and the arrival time.
@@ -78,7 +78,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertTrue(_offer(lane, _datagram(), now=START + 0.5))
         self.assertEqual(lane.take(), (1, bytearray(b"\0" * 160), [START + 0.5]))
 
-    def test_takesEachContinuation(self) -> None:
+    def test_takes_each_continuation(self) -> None:
         """
         After a taken packet the lane expects the next sequence number and
         the timestamp one packet on; the payloads are joined in order, and
@@ -92,7 +92,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertEqual(bytes(payload), b"".join(bytes([n]) * 160 for n in range(5)))
         self.assertEqual(arrivals, [START + step / 50 for step in range(5)])
 
-    def test_copiesOutOfTheBuffer(self) -> None:
+    def test_copies_out_of_the_buffer(self) -> None:
         """
         What the lane took is its own: the drain's buffer is overwritten by
         the next datagram, and the lane only reads the ``size`` bytes it is
@@ -104,7 +104,7 @@ class FastLaneTests(SynchronousTestCase):
         _BUFFER[:200] = b"\x77" * 200
         self.assertEqual(bytes(lane.take()[1]), b"\0" * 160)
 
-    def test_refusesAnyOtherPacket(self) -> None:
+    def test_refuses_any_other_packet(self) -> None:
         """
         Anything but exactly the expected packet is refused, and leaves the
         lane as it was: another length, the marker bit, another payload
@@ -141,7 +141,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertTrue(_offer(lane, expected))
         self.assertEqual(lane.count, 1)
 
-    def test_refusesRepeat(self) -> None:
+    def test_refuses_repeat(self) -> None:
         """
         A packet the lane has just taken, arriving again, is refused (the
         full path counts it as a duplicate).
@@ -150,7 +150,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertTrue(_offer(lane, _datagram()))
         self.assertFalse(_offer(lane, _datagram()))
 
-    def test_unarmedTakesNothing(self) -> None:
+    def test_unarmed_takes_nothing(self) -> None:
         """
         A new lane takes nothing, not even a packet with an all-zero header
         of its (zero) expected length.
@@ -161,7 +161,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertFalse(lane.offer(b"\0" * 12, 0, None, START))
         self.assertEqual(lane.count, 0)
 
-    def test_armNoneDisarms(self) -> None:
+    def test_arm_none_disarms(self) -> None:
         """
         arm(None) stops the lane: the packet it expected is refused.
         """
@@ -172,7 +172,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertFalse(_offer(lane, _datagram(step=1)))
         self.assertEqual(lane.count, 0)
 
-    def test_disarmKeepsTaken(self) -> None:
+    def test_disarm_keeps_taken(self) -> None:
         """
         A lane disarmed while it holds packets keeps them to be taken:
         Recording.stop drains the port (into the lane), disarms the lane,
@@ -184,7 +184,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertFalse(_offer(lane, _datagram(step=1)))
         self.assertEqual(lane.take(), (1, bytearray(b"\0" * 160), [START + 1]))
 
-    def test_rearmReplacesExpectation(self) -> None:
+    def test_rearm_replaces_expectation(self) -> None:
         """
         Arming again expects the new continuation only.
         """
@@ -195,7 +195,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertTrue(_offer(lane, _datagram(moved)))
         self.assertEqual(lane.take()[:2], (1, bytearray(b"\0" * 80)))
 
-    def test_takeResets(self) -> None:
+    def test_take_resets(self) -> None:
         """
         take() hands over what was taken and starts afresh, still armed:
         the next packet is taken into a new buffer, the one handed over is
@@ -211,7 +211,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertEqual(len(payload), 320)
         self.assertEqual(lane.take()[:2], (1, bytearray(b"\2" * 160)))
 
-    def test_stopsBeforeSequenceWrap(self) -> None:
+    def test_stops_before_sequence_wrap(self) -> None:
         """
         The lane stops at sequence number 65535: the packet numbered 0 that
         follows goes to the full path (which unwraps it).
@@ -223,7 +223,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertFalse(_offer(lane, _datagram(wrapping, step=2)))
         self.assertEqual(lane.count, 2)
 
-    def test_stopsBeforeTimestampWrap(self) -> None:
+    def test_stops_before_timestamp_wrap(self) -> None:
         """
         The lane stops at the last packet whose timestamp does not wrap,
         even when the wrap falls inside a packet's ticks.
@@ -234,7 +234,7 @@ class FastLaneTests(SynchronousTestCase):
             results = [_offer(lane, _datagram(expected, step=step)) for step in range(taken + 1)]
             self.assertEqual(results, [True] * taken + [False], hex(first))
 
-    def test_wrapDoesNotCarry(self) -> None:
+    def test_wrap_does_not_carry(self) -> None:
         """
         Past a wrap the lane takes nothing, not even the packet its header
         arithmetic would carry into: after sequence number 65535 one of the
@@ -253,7 +253,7 @@ class FastLaneTests(SynchronousTestCase):
         carried = _datagram(expected, step=1, sequence=expected.sequence + 2)
         self.assertFalse(_offer(lane, carried))
 
-    def test_stopsAfterMaxRun(self) -> None:
+    def test_stops_after_max_run(self) -> None:
         """
         At most MAX_RUN packets are taken after an arm: then the full path
         looks again.
@@ -265,7 +265,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertFalse(_offer(lane, _datagram(expected, step=MAX_RUN)))
         self.assertEqual(lane.count, MAX_RUN)
 
-    def test_peerWhileArmed(self) -> None:
+    def test_peer_while_armed(self) -> None:
         """
         peer is the address the expected packet comes from while the lane
         takes packets; None unarmed, disarmed or run out.
@@ -281,7 +281,7 @@ class FastLaneTests(SynchronousTestCase):
         self.assertTrue(_offer(lane, _datagram(expected)))
         self.assertIsNone(lane.peer)
 
-    def test_lastArrival(self) -> None:
+    def test_last_arrival(self) -> None:
         """
         last_arrival is when the lane last took a packet, across a take;
         None before any.
@@ -485,7 +485,7 @@ def _networks(payload_type: int) -> st.SearchStrategy[_Network]:
 
 
 class HandOverTests(SynchronousTestCase):
-    def assertSameRecording(
+    def assert_same_recording(
         self, deliveries: list[Delivery], syncs: frozenset[int] = frozenset(), **pipeline
     ) -> tuple[int, MediaStats]:
         """The deliveries make the same file and stats through the lane as
@@ -507,7 +507,7 @@ class HandOverTests(SynchronousTestCase):
         st.sampled_from([40, 100, 300]),
         st.integers(0, 2**32 - 1),
     )
-    def test_sameAsOneByOne(self, call: tuple, window: int, seed: int) -> None:
+    def test_same_as_one_by_one(self, call: tuple, window: int, seed: int) -> None:
         """
         Whatever the network does to a call (loss, reordering, duplicates,
         stalls, comfort noise, key presses, stream restarts, packets from
@@ -520,11 +520,11 @@ class HandOverTests(SynchronousTestCase):
         (codec, decoded), network = call
         deliveries = _call(network, rng)
         syncs = frozenset(i for i in range(len(deliveries)) if rng.random() < 0.05)
-        self.assertSameRecording(
+        self.assert_same_recording(
             deliveries, syncs, codec=codec, decoded=decoded, reorder_window_ms=window
         )
 
-    def test_realNetworkExample(self) -> None:
+    def test_real_network_example(self) -> None:
         """
         A call with every fault at once (a lost packet, two swapped, a
         duplicate, comfort noise, a key press, a stranger's packets, an SSRC
@@ -568,13 +568,13 @@ class HandOverTests(SynchronousTestCase):
             if slot % 20 == 5:
                 send(RtpPacket(8, slot, slot * 160, 0xBAD, b"\x99" * 160), source=STRANGER)
             phone.timestamp += 160
-        taken, stats = self.assertSameRecording(sent, reorder_window_ms=100)
+        taken, stats = self.assert_same_recording(sent, reorder_window_ms=100)
         self.assertGreater(taken, 80)
         self.assertEqual((stats.lost, stats.duplicate, stats.comfort_noise, stats.dtmf_packets),
                          (1, 1, 1, 3))
         self.assertEqual((stats.stream_restarts, stats.rejected), (1, {"foreign address": 8}))
 
-    def test_cleanStreamTakenByLane(self) -> None:
+    def test_clean_stream_taken_by_lane(self) -> None:
         """
         In a clean in-order call the lane takes nearly every packet: all
         but those of the first reorder window (held before the file
@@ -582,11 +582,11 @@ class HandOverTests(SynchronousTestCase):
         of the sequence number and the timestamp.
         """
         deliveries = _clean(2500, sequence=65000, timestamp=2**32 - 100 * 160)
-        taken, stats = self.assertSameRecording(deliveries)
+        taken, stats = self.assert_same_recording(deliveries)
         self.assertGreater(taken, 2500 - 60)
         self.assertEqual((stats.received, stats.lost, stats.gaps), (2500, 0, 0))
 
-    def test_expectedSteadyState(self) -> None:
+    def test_expected_steady_state(self) -> None:
         """
         In the steady state the pipeline expects the packet after the
         newest: same SSRC and payload type, next sequence number, timestamp
@@ -601,7 +601,7 @@ class HandOverTests(SynchronousTestCase):
             Continuation(8, 0x5EED, 3, 7 + 5 * 240, 240, PHONE),
         )
 
-    def test_expectedNoneUnlessSteady(self) -> None:
+    def test_expected_none_unless_steady(self) -> None:
         """
         Nothing is expected before the first packet, while the first reorder
         window holds anything but one run of audio in order, while audio is
@@ -637,7 +637,7 @@ class HandOverTests(SynchronousTestCase):
         pipeline.packet(RtpPacket(13, 13, 13 * 160, 0x5EED, b"\x40"), PHONE, deliveries[13][2])
         self.assertIsNone(pipeline.expected())  # comfort noise
 
-    def test_continuedAdvancesExpectation(self) -> None:
+    def test_continued_advances_expectation(self) -> None:
         """
         After ``count`` packets handed over, the next expected packet is
         ``count`` on; received and last_admitted count them.
@@ -655,7 +655,7 @@ class HandOverTests(SynchronousTestCase):
         self.assertEqual(pipeline.stats().received, 8)
         self.assertEqual(pipeline.last_admitted, START + 1.0)
 
-    def test_duplicateOfTakenPacket(self) -> None:
+    def test_duplicate_of_taken_packet(self) -> None:
         """
         A packet the lane took, arriving again, is a duplicate (dropped,
         counted) up to RECENT sequence numbers behind the newest; further
@@ -671,7 +671,7 @@ class HandOverTests(SynchronousTestCase):
             stats = pipeline.stats()
             self.assertEqual((stats.duplicate, stats.late), counted, behind)
 
-    def test_stragglerAfterHandOver(self) -> None:
+    def test_straggler_after_hand_over(self) -> None:
         """
         Once the lane's packets are handed over, the source check knows the
         newest of them: a repeat of one of them, arriving while another
@@ -687,11 +687,11 @@ class HandOverTests(SynchronousTestCase):
                 build_rtp(RtpPacket(8, 500 + index, 90000 + 160 * index, 0xB, b"\x33" * 160)),
                 OTHER_PORT, START + 1.70 + 0.01 * index,
             ))
-        taken, stats = self.assertSameRecording(deliveries, reorder_window_ms=100)
+        taken, stats = self.assert_same_recording(deliveries, reorder_window_ms=100)
         self.assertGreater(taken, 60)
         self.assertEqual((stats.source_switches, stats.duplicate), (1, 1))
 
-    def test_cadenceKeptThroughLane(self) -> None:
+    def test_cadence_kept_through_lane(self) -> None:
         """
         The source check judges the locked source silent by its own recent
         cadence, packet by packet: one long interval among the packets the
@@ -709,14 +709,14 @@ class HandOverTests(SynchronousTestCase):
                 build_rtp(RtpPacket(8, 500 + index, 90000 + 160 * index, 0xB, b"\x33" * 160)),
                 OTHER_PORT, START + 1.37 + 0.01 * index,
             ))
-        self.assertSameRecording(deliveries)
+        self.assert_same_recording(deliveries)
 
-    def test_g722HandOver(self) -> None:
+    def test_g722_hand_over(self) -> None:
         """
         G.722 (always stored decoded) is recorded the same through the lane:
         the decoder gets the handed-over audio as bytes.
         """
-        taken, _ = self.assertSameRecording(
+        taken, _ = self.assert_same_recording(
             _clean(100, payload_type=9), codec=CODECS["G722"], decoded=True, reorder_window_ms=20
         )
         self.assertGreater(taken, 90)

@@ -35,7 +35,7 @@ def default_path(started_at, device, direction, remote_number, recording_id):
     })
 
 class SafeComponentTests(SynchronousTestCase):
-    def assertSafe(self, component: str, max_length: int = MAX_COMPONENT) -> None:
+    def assert_safe(self, component: str, max_length: int = MAX_COMPONENT) -> None:
         self.assertNotIn(component, ("", ".", ".."))
         self.assertNotIn("/", component)
         self.assertNotIn("\\", component)
@@ -46,26 +46,26 @@ class SafeComponentTests(SynchronousTestCase):
 
     @settings(max_examples=300, deadline=None)
     @given(_HOSTILE)
-    def test_alwaysSafe(self, value: str) -> None:
+    def test_always_safe(self, value: str) -> None:
         """
         Whatever the text, the component is non-empty, not ``.``/``..``,
         not hidden, has no path separator, uses only ``[A-Za-z0-9+_.-]``, and
         is at most MAX_COMPONENT characters.
         """
-        self.assertSafe(safe_component(value))
+        self.assert_safe(safe_component(value))
 
     @settings(max_examples=100, deadline=None)
     @given(_HOSTILE, st.integers(8, 100))
-    def test_boundedByMaxLength(self, value: str, max_length: int) -> None:
+    def test_bounded_by_max_length(self, value: str, max_length: int) -> None:
         """
         A smaller or larger max_length bounds the component just the same.
         """
-        self.assertSafe(safe_component(value, max_length=max_length), max_length)
+        self.assert_safe(safe_component(value, max_length=max_length), max_length)
 
     @settings(max_examples=100, deadline=None)
     @given(st.text(alphabet="abcXYZ019+_-", min_size=1, max_size=MAX_COMPONENT).filter(
         lambda value: value.strip("_") == value))
-    def test_safeTextKept(self, value: str) -> None:
+    def test_safe_text_kept(self, value: str) -> None:
         """
         Text that is already safe comes back unchanged.
         """
@@ -86,7 +86,7 @@ class SafeComponentTests(SynchronousTestCase):
 
 
 class DeviceFolderTests(SynchronousTestCase):
-    def test_macSpellings(self) -> None:
+    def test_mac_spellings(self) -> None:
         """
         A MAC address with colons, dashes, dots or nothing between its bytes,
         in either case, files into the same 12 lower-case hex digits.
@@ -102,7 +102,7 @@ class DeviceFolderTests(SynchronousTestCase):
             with self.subTest(spelling=spelling):
                 self.assertEqual(device_folder(spelling), "00a859123456")
 
-    def test_notAMac(self) -> None:
+    def test_not_a_mac(self) -> None:
         """
         Anything that is not a MAC address is made safe, not treated as one.
         """
@@ -113,7 +113,7 @@ class DeviceFolderTests(SynchronousTestCase):
 
     @settings(max_examples=200, deadline=None)
     @given(_HOSTILE)
-    def test_alwaysSafe(self, value: str) -> None:
+    def test_always_safe(self, value: str) -> None:
         """
         device_folder is as safe as safe_component for any text.
         """
@@ -134,7 +134,7 @@ class RecordingStemTests(SynchronousTestCase):
             ("00a859123456", "2024", "03", "09", "20240309T070503Z_in_+4930123_abc-1"),
         )
 
-    def test_utcWhateverTheLocalZone(self) -> None:
+    def test_utc_whatever_the_local_zone(self) -> None:
         """
         The date folders and time stamp are UTC even when the local zone
         puts the moment on another day.
@@ -157,7 +157,7 @@ class RecordingStemTests(SynchronousTestCase):
             ("dev", "2023", "12", "31", "20231231T220000Z_out_100_r1"),
         )
 
-    def test_hostileFields(self) -> None:
+    def test_hostile_fields(self) -> None:
         """
         Hostile direction, number and id cannot add path parts; an empty
         number reads "none".
@@ -169,7 +169,7 @@ class RecordingStemTests(SynchronousTestCase):
 
 
 class PathTemplateTests(SynchronousTestCase):
-    def test_defaultLayout(self) -> None:
+    def test_default_layout(self) -> None:
         """
         The default template is device/YYYY/MM/DD/stamp_dir_remote_id in UTC.
         """
@@ -178,7 +178,7 @@ class PathTemplateTests(SynchronousTestCase):
         })
         self.assertEqual(parts, ("00a859123456", "2024", "05", "17", "20240517T093015Z_in_+4930123_7"))
 
-    def test_fieldsAndTimezone(self) -> None:
+    def test_fields_and_timezone(self) -> None:
         """
         Any recording field may be used, and strftime fields follow
         storage.timezone.
@@ -189,14 +189,14 @@ class PathTemplateTests(SynchronousTestCase):
         })
         self.assertEqual(parts, ("2001", "2024-05-17", "1130_Jane_Doe_PCMA"))
 
-    def test_clientPercentIsNotAFormat(self) -> None:
+    def test_client_percent_is_not_a_format(self) -> None:
         """
         A value a phone sends is never read as a strftime format.
         """
         parts = PathTemplate("{id}").build(0.0, {"id": "%Y%m%d"})
         self.assertEqual(parts, ("Y_m_d",))
 
-    def test_badTemplates(self) -> None:
+    def test_bad_templates(self) -> None:
         """
         Absolute paths, '..' or empty folders, unknown fields and unknown
         time zones are refused with a reason.
@@ -215,7 +215,7 @@ class PathTemplateTests(SynchronousTestCase):
 
     @settings(max_examples=200, deadline=None)
     @given(st.dictionaries(st.sampled_from(TEMPLATE_FIELDS), st.text(max_size=80)))
-    def test_neverEscapes(self, fields: dict) -> None:
+    def test_never_escapes(self, fields: dict) -> None:
         """
         Whatever the fields, every part is a safe, non-empty name: nothing
         can climb out of the storage root or name a hidden file.

@@ -106,7 +106,7 @@ class LeanStreamTests(SynchronousTestCase):
         self.assertEqual([p.sequence for p in packets], [0xFFFE, 0xFFFF, 0, 1])
         self.assertEqual([p.timestamp for p in packets], [2**32 - 200, 2**32 - 40, 120, 280])
 
-    def test_lastPacketShort(self) -> None:
+    def test_last_packet_short(self) -> None:
         """
         Audio that is not a whole number of packets ends with a short one,
         whose timestamp follows from the full ones; then the stream ends,
@@ -120,7 +120,7 @@ class LeanStreamTests(SynchronousTestCase):
         self.assertEqual(b"".join(p.payload for p in packets), bytes(audio))
         self.assertIsNone(stream.next_slot())
 
-    def test_wholePackets(self) -> None:
+    def test_whole_packets(self) -> None:
         """
         Audio of whole packets ends without an empty packet; no audio, no
         packet.
@@ -128,7 +128,7 @@ class LeanStreamTests(SynchronousTestCase):
         self.assertEqual(len(self.packets(LeanStream(b"\x55" * 320, 8, 1, 0, 0))), 2)
         self.assertEqual(self.packets(LeanStream(b"", 8, 1, 0, 0)), [])
 
-    def test_datagramsKept(self) -> None:
+    def test_datagrams_kept(self) -> None:
         """
         A datagram handed out stays as it was while the next are written
         (the stream reuses its own buffer).
@@ -142,7 +142,7 @@ class LeanStreamTests(SynchronousTestCase):
 
 
 class PacerTests(SynchronousTestCase):
-    def test_slotsIntervalApart(self) -> None:
+    def test_slots_interval_apart(self) -> None:
         """
         Each stream's slots are served ``interval`` apart from its own
         start, the streams' in the order they fall due.
@@ -159,7 +159,7 @@ class PacerTests(SynchronousTestCase):
         self.assertEqual(pacer.late_max, 0.0)
         self.assertEqual(pacer.sent, 6)
 
-    def test_sameDueInOrderAdded(self) -> None:
+    def test_same_due_in_order_added(self) -> None:
         """
         Slots due at the same time are served in the order the streams were
         added.
@@ -170,7 +170,7 @@ class PacerTests(SynchronousTestCase):
         run_until(pacer, wire, 2.0)
         self.assertEqual(wire.datagrams(), [b"c0", b"a0", b"b0", b"c1", b"a1", b"b1"])
 
-    def test_runDueSendsOnlyWhatIsDue(self) -> None:
+    def test_run_due_sends_only_what_is_due(self) -> None:
         """
         run_due sends what is due by ``now`` and nothing later; a late
         wake-up sends everything overdue at once, in order, and late_max
@@ -192,7 +192,7 @@ class PacerTests(SynchronousTestCase):
         self.assertEqual(pacer.late_max, 0.625)
         self.assertEqual(pacer.next_due(), 1.875)
 
-    def test_delayedDatagrams(self) -> None:
+    def test_delayed_datagrams(self) -> None:
         """
         A datagram with a delay goes out that long after its slot: after
         the next slot's if the delay is longer than the interval.
@@ -212,7 +212,7 @@ class PacerTests(SynchronousTestCase):
             (1.625, "a", b"later than the next"),
         ])
 
-    def test_doneWithCount(self) -> None:
+    def test_done_with_count(self) -> None:
         """
         When a stream ends, ``done`` is called once with the datagrams it
         sent (lost slots send none, duplicates count twice); the pacer has
@@ -231,7 +231,7 @@ class PacerTests(SynchronousTestCase):
         self.assertEqual(pacer.active, 0)
         self.assertIsNone(pacer.next_due())
 
-    def test_doneCountsDelayed(self) -> None:
+    def test_done_counts_delayed(self) -> None:
         """
         Datagrams still delayed when the stream ends are counted in what
         ``done`` is told; the pacer stays active until they are sent.
@@ -244,7 +244,7 @@ class PacerTests(SynchronousTestCase):
         pacer.run_due(0.5)
         self.assertEqual((wire.datagrams(), pacer.active), ([b"late"], 0))
 
-    def test_refusedDatagramLost(self) -> None:
+    def test_refused_datagram_lost(self) -> None:
         """
         A datagram the socket refuses (nobody listening) is lost, as on a
         network: not counted, and the stream goes on.
@@ -280,7 +280,7 @@ class PacerTests(SynchronousTestCase):
 
 
 class UdpSocketTests(SynchronousTestCase):
-    def test_loopbackPair(self) -> None:
+    def test_loopback_pair(self) -> None:
         """
         udp_socket gives a non-blocking UDP socket bound on loopback and
         connected to the address: what it sends arrives there, from it.
@@ -298,7 +298,7 @@ class UdpSocketTests(SynchronousTestCase):
         sock.send(b"hello")
         self.assertEqual(receiver.recvfrom(100), (b"hello", sock.getsockname()))
 
-    def test_sourceAddress(self) -> None:
+    def test_source_address(self) -> None:
         """
         udp_socket with a source sends from that address (a phone of a
         fleet, each from its own address).
@@ -311,7 +311,7 @@ class UdpSocketTests(SynchronousTestCase):
         sock.send(b"hello")
         self.assertEqual(receiver.recvfrom(100), (b"hello", ("127.0.0.7", sock.getsockname()[1])))
 
-    def test_pacedLeanStream(self) -> None:
+    def test_paced_lean_stream(self) -> None:
         """
         A LeanStream paced over a real socket arrives whole and in order.
         """

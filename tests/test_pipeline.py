@@ -119,7 +119,7 @@ def _stream(ptime: int, count: int, ssrc: int = 0x1234, sequence: int = 0, times
 
 
 class InOrderTests(SynchronousTestCase):
-    def test_storageEncoder(self) -> None:
+    def test_storage_encoder(self) -> None:
         """
         With the storage's own encoder (g711 format keeps A-law as received),
         an in-order stream comes out as the concatenated payloads.
@@ -130,7 +130,7 @@ class InOrderTests(SynchronousTestCase):
         stats = pipeline.stats()
         self.assertEqual((stats.received, stats.lost, stats.gaps, stats.rejected), (100, 0, 0, {}))
 
-    def test_packetTimesFromTimestamps(self) -> None:
+    def test_packet_times_from_timestamps(self) -> None:
         """
         Packet time is read from the timestamps: 10, 20, 30, 40, 60 ms and
         large packets all come out as their payloads back to back, also when
@@ -147,7 +147,7 @@ class InOrderTests(SynchronousTestCase):
                 position += ptime
         self.assertEqual(_run(_pipeline(), deliveries), _expected(position, pieces))
 
-    def test_wrappingCounters(self) -> None:
+    def test_wrapping_counters(self) -> None:
         """
         Sequence numbers and timestamps wrapping at 2^16 and 2^32 do not
         glitch the file.
@@ -160,7 +160,7 @@ class InOrderTests(SynchronousTestCase):
 
 
 class LossTests(SynchronousTestCase):
-    def test_lossFilledWithSilence(self) -> None:
+    def test_loss_filled_with_silence(self) -> None:
         """
         A lost packet becomes A-law silence (0xD5) for exactly its duration,
         counted as a gap, and the packets after it sit at their offsets.
@@ -177,7 +177,7 @@ class LossTests(SynchronousTestCase):
         self.assertEqual((stats.lost, stats.gaps, stats.gap_ms), (3, 2, 60.0))
         self.assertEqual(stats.comfort_noise_ms, 0.0)
 
-    def test_muLawSilence(self) -> None:
+    def test_mu_law_silence(self) -> None:
         """
         For PCMU the filled silence is 0xFF.
         """
@@ -189,7 +189,7 @@ class LossTests(SynchronousTestCase):
         data = _run(_pipeline(PCMU), deliveries)
         self.assertEqual(data, b"\x01" * 320 + b"\xff" * 160 + b"\x01" * 160)
 
-    def test_longGapCapped(self) -> None:
+    def test_long_gap_capped(self) -> None:
         """
         A gap longer than max_gap_fill (a call on hold) is filled only up to
         the cap, and the discontinuity is reported with its length by the
@@ -217,7 +217,7 @@ class LossTests(SynchronousTestCase):
         st.sampled_from([80, 160, 240, 320, 480]),
         st.lists(st.booleans(), min_size=2, max_size=60),
     )
-    def test_anyLossPattern(self, ptime: int, received: list[bool]) -> None:
+    def test_any_loss_pattern(self, ptime: int, received: list[bool]) -> None:
         """
         Whatever packets are lost (the first and last arrive), the file is as
         long as the timestamps say and every payload is at its offset.
@@ -232,7 +232,7 @@ class LossTests(SynchronousTestCase):
 
 
 class ReorderTests(SynchronousTestCase):
-    def test_reorderedAndDuplicated(self) -> None:
+    def test_reordered_and_duplicated(self) -> None:
         """
         Packets swapped on the way are written in timestamp order; a
         duplicate is dropped and counted; nothing is late.
@@ -247,7 +247,7 @@ class ReorderTests(SynchronousTestCase):
 
     @settings(max_examples=40, deadline=None)
     @given(st.randoms(use_true_random=False))
-    def test_permutationWithinWindow(self, rng: random.Random) -> None:
+    def test_permutation_within_window(self, rng: random.Random) -> None:
         """
         Any shuffling of arrival order within 200 ms (well inside the 1 s
         reorder window) yields the same file as the in-order stream.
@@ -262,7 +262,7 @@ class ReorderTests(SynchronousTestCase):
 
 
 class ComfortNoiseTests(SynchronousTestCase):
-    def test_comfortNoiseIsSilence(self) -> None:
+    def test_comfort_noise_is_silence(self) -> None:
         """
         Comfort noise (payload type 13) becomes silence until the next audio,
         reported as comfort_noise_ms and not as a gap.
@@ -281,7 +281,7 @@ class ComfortNoiseTests(SynchronousTestCase):
         self.assertEqual(stats.comfort_noise_ms, 500.0)
         self.assertEqual((stats.gaps, stats.gap_ms, stats.lost), (0, 0.0, 0))
 
-    def test_comfortNoiseMuLaw(self) -> None:
+    def test_comfort_noise_mu_law(self) -> None:
         """
         For PCMU comfort noise is 0xFF silence.
         """
@@ -321,7 +321,7 @@ class DtmfTests(SynchronousTestCase):
             pieces.append((position, payload))
         return deliveries, _expected(2 * RATE, pieces)
 
-    def test_dtmfNotAudio(self) -> None:
+    def test_dtmf_not_audio(self) -> None:
         """
         Telephone-events are not written as audio: the press is silence of
         its length, counted as dtmf_ms, not as loss.
@@ -333,7 +333,7 @@ class DtmfTests(SynchronousTestCase):
         self.assertEqual((stats.gaps, stats.lost, stats.dtmf_ms), (0, 0, 100.0))
         self.assertEqual(stats.dtmf_packets, 5)
 
-    def test_digitListedOnceWithOffset(self) -> None:
+    def test_digit_listed_once_with_offset(self) -> None:
         """
         The press is listed once, with its offset in the recording in
         seconds and its duration.
@@ -343,7 +343,7 @@ class DtmfTests(SynchronousTestCase):
         _run(pipeline, deliveries)
         self.assertEqual(pipeline.stats().dtmf, (DigitPressed("#", 1.5, 100.0),))
 
-    def test_digitEarlyInCall(self) -> None:
+    def test_digit_early_in_call(self) -> None:
         """
         A digit pressed within the first reorder window of the recording
         (before anything has been written) still gets its true offset.
@@ -353,7 +353,7 @@ class DtmfTests(SynchronousTestCase):
         self.assertEqual(_run(pipeline, deliveries), expected)
         self.assertEqual(pipeline.stats().dtmf, (DigitPressed("#", 0.3, 100.0),))
 
-    def test_customPayloadType(self) -> None:
+    def test_custom_payload_type(self) -> None:
         """
         The DTMF payload type is the configured one: 96 is DTMF with
         dtmf_payload_type=96, and 101 is then an unknown payload type.
@@ -374,7 +374,7 @@ class DtmfTests(SynchronousTestCase):
         self.assertEqual(stats.dtmf_ms, 20.0)
         self.assertEqual(stats.rejected, {"payload type 101": 1})
 
-    def test_badTelephoneEvent(self) -> None:
+    def test_bad_telephone_event(self) -> None:
         """
         A telephone-event too short to parse is rejected, not raised.
         """
@@ -386,7 +386,7 @@ class DtmfTests(SynchronousTestCase):
 
 
 class RejectTests(SynchronousTestCase):
-    def test_foreignSenderNeverInFile(self) -> None:
+    def test_foreign_sender_never_in_file(self) -> None:
         """
         A stranger sending well-formed, in-sequence RTP with the phone's SSRC
         from another IP never gets a byte into the file; each of its packets
@@ -406,7 +406,7 @@ class RejectTests(SynchronousTestCase):
         self.assertNotIn(b"\x99" * 4, data)
         self.assertEqual(pipeline.stats().rejected, {"foreign address": 51})
 
-    def test_otherPayloadType(self) -> None:
+    def test_other_payload_type(self) -> None:
         """
         A payload type that is neither the codec, comfort noise nor DTMF is
         rejected as "payload type N" and nothing of it is written.
@@ -421,7 +421,7 @@ class RejectTests(SynchronousTestCase):
         )
         self.assertEqual(pipeline.stats().received, 0)
 
-    def test_invalidCounted(self) -> None:
+    def test_invalid_counted(self) -> None:
         """
         Datagrams that are not RTP are counted as "not rtp", alongside the
         source guard's reasons.
@@ -432,7 +432,7 @@ class RejectTests(SynchronousTestCase):
         pipeline.packet(RtpPacket(8, 0, 0, 7, b"\x01"), STRANGER, _at(0))
         self.assertEqual(pipeline.stats().rejected, {"not rtp": 2, "foreign address": 1})
 
-    def test_anyPolicy(self) -> None:
+    def test_any_policy(self) -> None:
         """
         With source: any, RTP from another IP than the control connection
         (an SBC) is recorded.
@@ -443,7 +443,7 @@ class RejectTests(SynchronousTestCase):
         self.assertEqual(_run(pipeline, deliveries), b"".join(p for _, p in pieces))
         self.assertEqual(pipeline.stats().rejected, {})
 
-    def test_floodFromSecondPort(self) -> None:
+    def test_flood_from_second_port(self) -> None:
         """
         Asterisk's strict-RTP flood test, at a realistic flood rate: while the
         phone keeps sending every 20 ms, an attacker on the phone's IP
@@ -485,7 +485,7 @@ class SsrcChangeTests(SynchronousTestCase):
             pieces.append((position, payload))
         return deliveries, _expected(2 * RATE, pieces)
 
-    def test_newSsrcContinuesTimeline(self) -> None:
+    def test_new_ssrc_continues_timeline(self) -> None:
         """
         A new SSRC mid-call continues the same file where the wall clock says:
         the new stream's payloads (its probation packets included) follow
@@ -500,7 +500,7 @@ class SsrcChangeTests(SynchronousTestCase):
         self.assertEqual((stats.received, stats.lost, stats.gaps), (100, 0, 0))
         self.assertEqual(stats.source_switches, 1)
 
-    def test_newSsrcCountedAsRestart(self) -> None:
+    def test_new_ssrc_counted_as_restart(self) -> None:
         """
         The sidecar's stream_restarts counts SSRC changes as well as
         timestamp jumps (see summary.MediaStats).
@@ -512,7 +512,7 @@ class SsrcChangeTests(SynchronousTestCase):
 
 
 class DecodedTests(SynchronousTestCase):
-    def test_pcm16DoublesBytes(self) -> None:
+    def test_pcm16_doubles_bytes(self) -> None:
         """
         Decoded to 16-bit PCM, each A-law byte becomes its two-byte sample,
         and lost audio becomes zero samples.
@@ -526,7 +526,7 @@ class DecodedTests(SynchronousTestCase):
         self.assertEqual(data, g711.decode_alaw(_expected(20 * 160, pieces))[:7 * 320]
                          + b"\0" * 320 + g711.decode_alaw(b"".join(p for _, p in pieces[7:])))
 
-    def test_pcm16ComfortNoiseIsZeros(self) -> None:
+    def test_pcm16_comfort_noise_is_zeros(self) -> None:
         """
         Decoded, comfort noise is zero samples too.
         """
@@ -552,7 +552,7 @@ class G722Tests(SynchronousTestCase):
         encoded = G722.G722(16000, 64000).encode(_tone(2 * ticks * packets))
         return [encoded[i * ticks:(i + 1) * ticks] for i in range(packets)]
 
-    def test_lengthIsFourBytesPerTick(self) -> None:
+    def test_length_is_four_bytes_per_tick(self) -> None:
         """
         G.722 is decoded to 16 kHz 16-bit PCM: 4 output bytes per RTP tick,
         the same as a fresh decoder gives for the payloads in order.
@@ -570,7 +570,7 @@ class G722Tests(SynchronousTestCase):
         self.assertEqual(data, reference.tobytes())
         self.assertNotEqual(data, b"\0" * len(data))
 
-    def test_lossIsZeroSamples(self) -> None:
+    def test_loss_is_zero_samples(self) -> None:
         """
         A lost G.722 packet becomes zero samples for its duration; the file
         is still 4 bytes per tick of the whole call.
@@ -594,7 +594,7 @@ class G722Tests(SynchronousTestCase):
 
 
 class RealNetworkTests(SynchronousTestCase):
-    def test_everythingAtOnce(self) -> None:
+    def test_everything_at_once(self) -> None:
         """
         The issue's "done when": 30 ms packets with loss, reordering, a
         duplicate, comfort noise, a DTMF press, a mid-call SSRC change (to
@@ -690,7 +690,7 @@ class RealNetworkTests(SynchronousTestCase):
 
 
 class HostileEventTests(SynchronousTestCase):
-    def test_wildDtmfTimestamp(self) -> None:
+    def test_wild_dtmf_timestamp(self) -> None:
         """
         A telephone-event whose timestamp lies ten minutes away is listed
         where the stream is now, and puts no silence into the file.
@@ -713,7 +713,7 @@ class HostileEventTests(SynchronousTestCase):
         self.assertLess(abs(digit.offset_s - 51 * 0.02), 0.05)
         self.assertEqual(pipeline.stats().discontinuities, ())
 
-    def test_otherPayloadTypeDoesNotLockSource(self) -> None:
+    def test_other_payload_type_does_not_lock_source(self) -> None:
         """
         A packet of a payload type the call does not use, even arriving
         first, does not lock the source: the phone's audio that follows from
@@ -731,7 +731,7 @@ class HostileEventTests(SynchronousTestCase):
 class PacketLengthTests(SynchronousTestCase):
     """rtp.max_packet_ms: a payload longer than that much audio is junk."""
 
-    def test_hugePacketNeverWritten(self) -> None:
+    def test_huge_packet_never_written(self) -> None:
         """
         One 65,000-byte packet with a valid header from the phone, taking the
         place of the next real packet, is rejected as "payload too long":
@@ -749,7 +749,7 @@ class PacketLengthTests(SynchronousTestCase):
         self.assertEqual(stats.rejected, {"payload too long": 1})
         self.assertEqual((stats.received, stats.late, stats.duplicate), (100, 0, 0))
 
-    def test_limitIsInclusive(self) -> None:
+    def test_limit_is_inclusive(self) -> None:
         """
         With the default 200 ms, a PCMA payload of 1,600 bytes (200 ms) is
         recorded and one of 1,601 is rejected; the limit is configurable
@@ -766,7 +766,7 @@ class PacketLengthTests(SynchronousTestCase):
             self.assertEqual((stats.received, stats.rejected), (1, {"payload too long": 1}),
                              codec.name)
 
-    def test_tooLongDoesNotLockSource(self) -> None:
+    def test_too_long_does_not_lock_source(self) -> None:
         """
         An oversized packet arriving first from another port on the phone's
         IP does not lock the source (nor count towards a probation): the
@@ -793,7 +793,7 @@ class StartRaceTests(SynchronousTestCase):
         pipeline = _pipeline(**policy)
         return pipeline, _run(pipeline, early + deliveries), b"".join(p for _, p in pieces)
 
-    def test_phoneStreamWinsOverStrayPackets(self) -> None:
+    def test_phone_stream_wins_over_stray_packets(self) -> None:
         """
         The stray packets (their own SSRC) are never recorded: the file is the
         phone's stream, byte-exact from its first packet; the strays are
@@ -807,7 +807,7 @@ class StartRaceTests(SynchronousTestCase):
         self.assertEqual((stats.source_switches, stats.stream_restarts), (1, 0))
         self.assertEqual((stats.received, stats.duplicate, stats.late), (100, 0, 0))
 
-    def test_strayWithPhoneNumberingIsNoDuplicate(self) -> None:
+    def test_stray_with_phone_numbering_is_no_duplicate(self) -> None:
         """
         Strays that copy the phone's SSRC and sequence numbers do not make
         the phone's own packets duplicates: the file is still its stream,
@@ -819,7 +819,7 @@ class StartRaceTests(SynchronousTestCase):
         self.assertEqual((stats.received, stats.duplicate, stats.late), (100, 0, 0))
         self.assertEqual(stats.rejected, {"unconfirmed source": 3})
 
-    def test_writtenStrayStays(self) -> None:
+    def test_written_stray_stays(self) -> None:
         """
         With a reorder window shorter than the strays (20 ms), they are in
         the file before the race is decided: they stay (nothing written is
@@ -829,7 +829,7 @@ class StartRaceTests(SynchronousTestCase):
         self.assertTrue(data.endswith(phone))
         self.assertEqual(pipeline.stats().received, 103)
 
-    def test_laterTakeoverKeepsBoth(self) -> None:
+    def test_later_takeover_keeps_both(self) -> None:
         """
         Once the first source has proven a stream (4 packets), a takeover is
         an ordinary one: what it sent stays in the file, the newcomer's

@@ -112,11 +112,11 @@ class SymbolicLinkTests(SynchronousTestCase):
         self.link = os.path.abspath(self.mktemp() + ".wav")
         os.symlink(self.target, self.link)
 
-    def test_linkNotOpened(self) -> None:
+    def test_link_not_opened(self) -> None:
         """open_playable refuses a link instead of reading the header it points at."""
         self.assertRaises(OSError, playback.open_playable, self.link)
 
-    def test_linkNotRead(self) -> None:
+    def test_link_not_read(self) -> None:
         """Bytes are read again for each range: a file swapped for a link
         meanwhile is refused."""
         playable = attrs.evolve(playback.open_playable(self.target), path=self.link)

@@ -56,7 +56,7 @@ print(json.dumps({
 """
 
 
-def _cleanEnvironment() -> dict[str, str]:
+def _clean_environment() -> dict[str, str]:
     """The environment without anything that would put the checkout on sys.path."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
@@ -64,7 +64,7 @@ def _cleanEnvironment() -> dict[str, str]:
     return env
 
 
-def _freshDirectory(testCase: SynchronousTestCase) -> str:
+def _fresh_directory(testCase: SynchronousTestCase) -> str:
     """A new directory outside the checkout (the trial temp folder is inside it)."""
     path = tempfile.mkdtemp(prefix="recsvc-plugin-test-")
     testCase.addCleanup(shutil.rmtree, path, True)
@@ -75,7 +75,7 @@ def _run(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         argv,
         cwd=cwd,
-        env=_cleanEnvironment() if env is None else env,
+        env=_clean_environment() if env is None else env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -88,7 +88,7 @@ def _run(argv: list[str], cwd: str, env: dict[str, str] | None = None) -> str:
     return result.stdout
 
 
-def _recsvcPlugins() -> list[IServiceMaker]:
+def _recsvc_plugins() -> list[IServiceMaker]:
     return [p for p in getPlugins(IServiceMaker) if p.tapname == "recsvc"]
 
 
@@ -100,13 +100,13 @@ class InProcessTests(SynchronousTestCase):
         tapnames = [plugin.tapname for plugin in getPlugins(IServiceMaker)]
         self.assertIn("recsvc", tapnames)
 
-    def test_foundOnce(self) -> None:
+    def test_found_once(self) -> None:
         """Exactly one recsvc plugin is found (no stale copy shadows or doubles it)."""
-        self.assertEqual(len(_recsvcPlugins()), 1)
+        self.assertEqual(len(_recsvc_plugins()), 1)
 
-    def test_pointsAtTap(self) -> None:
+    def test_points_at_tap(self) -> None:
         """The plugin's options and makeService are recsvc.tap's."""
-        [plugin] = _recsvcPlugins()
+        [plugin] = _recsvc_plugins()
         self.assertIs(plugin.options, recsvc.tap.Options)
         self.assertIs(plugin.makeService, recsvc.tap.makeService)
         self.assertEqual(plugin.description, "Call recorder for Fanvil phones")
@@ -115,18 +115,18 @@ class InProcessTests(SynchronousTestCase):
 class FreshDirectoryTests(SynchronousTestCase):
     """twistd finds the plugin when run from a directory other than the checkout."""
 
-    def test_getPlugins(self) -> None:
+    def test_get_plugins(self) -> None:
         """A Python started in an unrelated directory lists recsvc among the tapnames."""
-        output = _run([sys.executable, "-c", LIST_TAPNAMES], cwd=_freshDirectory(self))
+        output = _run([sys.executable, "-c", LIST_TAPNAMES], cwd=_fresh_directory(self))
         self.assertIn("'recsvc'", output)
 
-    def test_twistdHelp(self) -> None:
+    def test_twistd_help(self) -> None:
         """`twistd --help` run from an unrelated directory lists the recsvc command."""
-        output = _run([TWISTD, "--help"], cwd=_freshDirectory(self))
+        output = _run([TWISTD, "--help"], cwd=_fresh_directory(self))
         self.assertIn("recsvc", output)
         self.assertIn("Call recorder for Fanvil phones", output)
 
-    def test_listingDoesNotImportApplication(self) -> None:
+    def test_listing_does_not_import_application(self) -> None:
         """
         Listing plugins (as `twistd --help` does) imports the dropin but not
         recsvc itself: the dropin names the module instead of importing it.
@@ -136,7 +136,7 @@ class FreshDirectoryTests(SynchronousTestCase):
             + "; import sys; print('twisted.plugins.recsvc_plugin' in sys.modules,"
             " sorted(m for m in sys.modules if m == 'recsvc' or m.startswith('recsvc.')))"
         )
-        output = _run([sys.executable, "-c", script], cwd=_freshDirectory(self))
+        output = _run([sys.executable, "-c", script], cwd=_fresh_directory(self))
         self.assertIn("'recsvc'", output)
         self.assertTrue(output.rstrip().endswith("True []"), output)
 
@@ -144,13 +144,13 @@ class FreshDirectoryTests(SynchronousTestCase):
 class InstalledWheelTests(SynchronousTestCase):
     """The project as a wheel: the dropin ships and works without the checkout."""
 
-    def buildWheel(self) -> str:
+    def build_wheel(self) -> str:
         """
         Build the project's wheel from a copy of the checkout, so the build's
         own build/ and egg-info litter neither the checkout nor leftovers from
         earlier builds in it leak into the wheel.
         """
-        work = _freshDirectory(self)
+        work = _fresh_directory(self)
         source = os.path.join(work, "source")
         shutil.copytree(
             CHECKOUT,
@@ -171,13 +171,13 @@ class InstalledWheelTests(SynchronousTestCase):
         self.assertTrue(name.endswith(".whl"), name)
         return os.path.join(wheels, name)
 
-    def test_wheelContents(self) -> None:
+    def test_wheel_contents(self) -> None:
         """
         The wheel carries the dropin but no twisted/__init__.py nor
         twisted/plugins/__init__.py, which would replace Twisted's own when
         installed.
         """
-        with zipfile.ZipFile(self.buildWheel()) as wheel:
+        with zipfile.ZipFile(self.build_wheel()) as wheel:
             names = set(wheel.namelist())
         self.assertIn("twisted/plugins/recsvc_plugin.py", names)
         self.assertIn("recsvc/tap.py", names)
@@ -188,23 +188,23 @@ class InstalledWheelTests(SynchronousTestCase):
             ["twisted/plugins/recsvc_plugin.py"],
         )
 
-    def test_installedTarget(self) -> None:
+    def test_installed_target(self) -> None:
         """
         Installed with `pip install --target T` and found through PYTHONPATH=T,
         with the checkout off sys.path, getPlugins finds recsvc in T's
         twisted/plugins and twistd's recsvc comes from T.
         """
-        wheel = self.buildWheel()
-        target = os.path.join(_freshDirectory(self), "target")
+        wheel = self.build_wheel()
+        target = os.path.join(_fresh_directory(self), "target")
         _run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
              "--no-index", "--target", target, wheel],
             cwd=os.path.dirname(target),
         )
-        env = _cleanEnvironment()
+        env = _clean_environment()
         env["PYTHONPATH"] = target
         output = _run(
-            [sys.executable, "-c", FROM_TARGET, target], cwd=_freshDirectory(self), env=env
+            [sys.executable, "-c", FROM_TARGET, target], cwd=_fresh_directory(self), env=env
         )
         found = json.loads(output.strip().splitlines()[-1])
         self.assertIn("recsvc", found["tapnames"])

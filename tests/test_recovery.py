@@ -103,15 +103,15 @@ def tree(root: str) -> dict[str, bytes]:
 
 
 class RecoveryTestCase(SynchronousTestCase):
-    def makeRoot(self) -> str:
+    def make_root(self) -> str:
         root = self.mktemp()
         os.makedirs(os.path.join(root, *FOLDER))
         return root
 
-    def wavPath(self, root: str, stem: str = STEM) -> str:
+    def wav_path(self, root: str, stem: str = STEM) -> str:
         return os.path.join(root, *FOLDER, stem + ".wav")
 
-    def crashedPartial(self, fmt: WavFormat, plan: list) -> tuple[bytes, bytes]:
+    def crashed_partial(self, fmt: WavFormat, plan: list) -> tuple[bytes, bytes]:
         """Record ``plan`` with the real writer; returns what its partial file
         held at that moment (what a crash leaves) and all the audio written."""
         folder = self.mktemp()
@@ -129,12 +129,12 @@ class RecoveryTestCase(SynchronousTestCase):
         finally:
             writer.close()
 
-    def recordedPartial(self, fmt: WavFormat, audio: bytes) -> bytes:
+    def recorded_partial(self, fmt: WavFormat, audio: bytes) -> bytes:
         """The partial file of a recording that wrote ``audio`` and synced."""
-        partial, _ = self.crashedPartial(fmt, [audio, SYNC])
+        partial, _ = self.crashed_partial(fmt, [audio, SYNC])
         return partial
 
-    def finishedWav(self, fmt: WavFormat, audio: bytes) -> bytes:
+    def finished_wav(self, fmt: WavFormat, audio: bytes) -> bytes:
         """The file the writer finishes after writing ``audio``."""
         folder = self.mktemp()
         os.makedirs(folder)
@@ -143,12 +143,12 @@ class RecoveryTestCase(SynchronousTestCase):
         writer.close()
         return read(writer.path)
 
-    def assertValidWav(self, data: bytes, fmt: WavFormat) -> bytes:
+    def assert_valid_wav(self, data: bytes, fmt: WavFormat) -> bytes:
         """The chunks add up to exactly the file, odd chunks are padded, the
         format is ``fmt`` with its fact chunk. Returns the data chunk."""
         return check_wav(self, data, fmt)
 
-    def assertFinishedSidecar(self, wav: str, fmt: WavFormat, audio: bytes) -> dict:
+    def assert_finished_sidecar(self, wav: str, fmt: WavFormat, audio: bytes) -> dict:
         """The sidecar beside ``wav`` says a server crash ended a recording
         of ``audio``; returns it."""
         sidecar = read_json(sidecar_path(wav))
@@ -175,7 +175,7 @@ class RecoveryTestCase(SynchronousTestCase):
 class RepairWavTests(RecoveryTestCase):
     @CRASH_SETTINGS
     @given(fmt=st.sampled_from([ALAW, PCM16]), plan=steps, data=st.data())
-    def test_crashAnywhereLeavesAPlayablePrefix(self, fmt, plan, data):
+    def test_crash_anywhere_leaves_a_playable_prefix(self, fmt, plan, data):
         """
         A partial file cut at any byte, synced or not, is repaired into a valid
         WAV (RIFF size + 8 is the length, the data size the bytes present less
@@ -184,7 +184,7 @@ class RepairWavTests(RecoveryTestCase):
         written; `repair_wav` returns its data size. Cut inside the header,
         it raises `DamagedFile` and leaves the file as it was.
         """
-        partial, written = self.crashedPartial(fmt, plan)
+        partial, written = self.crashed_partial(fmt, plan)
         cut = data.draw(st.integers(0, len(partial)), label="cut")
         path = self.mktemp()
         write(path, partial[:cut])
@@ -196,25 +196,25 @@ class RepairWavTests(RecoveryTestCase):
         present = cut - header
         expected = written[:present - present % fmt.block_align]
         size = repair_wav(path)
-        audio = self.assertValidWav(read(path), fmt)
+        audio = self.assert_valid_wav(read(path), fmt)
         self.assertEqual(audio, expected)
         self.assertEqual(size, len(expected))
 
-    def test_headerOnly(self):
+    def test_header_only(self):
         """
         A partial file cut right after its header is a valid, empty WAV; one
         byte shorter, it is damaged.
         """
         for fmt in (ALAW, PCM16):
-            partial = self.recordedPartial(fmt, b"\x01\x02\x03\x04")
+            partial = self.recorded_partial(fmt, b"\x01\x02\x03\x04")
             path = self.mktemp()
             write(path, partial[:HEADER_LENGTH[fmt]])
             self.assertEqual(repair_wav(path), 0)
-            self.assertEqual(self.assertValidWav(read(path), fmt), b"")
+            self.assertEqual(self.assert_valid_wav(read(path), fmt), b"")
             write(path, partial[:HEADER_LENGTH[fmt] - 1])
             self.assertRaises(DamagedFile, repair_wav, path)
 
-    def test_notAWav(self):
+    def test_not_a_wav(self):
         """
         An empty file and one without a RIFF/WAVE header raise `DamagedFile`.
         """
@@ -224,30 +224,30 @@ class RepairWavTests(RecoveryTestCase):
             self.assertRaises(DamagedFile, repair_wav, path)
             self.assertEqual(read(path), content)
 
-    def test_oddAlawIsPadded(self):
+    def test_odd_alaw_is_padded(self):
         """
         An odd number of A-law bytes stays odd in the data chunk and gets a
         pad byte after it; the stale sizes a sync wrote are corrected.
         """
-        partial = self.recordedPartial(ALAW, b"\x11\x22") + b"\x33"
+        partial = self.recorded_partial(ALAW, b"\x11\x22") + b"\x33"
         path = self.mktemp()
         write(path, partial)
         self.assertEqual(repair_wav(path), 3)
         data = read(path)
         self.assertEqual(len(data), HEADER_LENGTH[ALAW] + 4)
-        self.assertEqual(self.assertValidWav(data, ALAW), b"\x11\x22\x33")
+        self.assertEqual(self.assert_valid_wav(data, ALAW), b"\x11\x22\x33")
 
-    def test_trailingPartialSampleDropped(self):
+    def test_trailing_partial_sample_dropped(self):
         """
         A 16-bit file cut in the middle of a sample loses that half sample.
         """
-        partial = self.recordedPartial(PCM16, b"\x01\x02\x03\x04\x05\x06")[:-1]
+        partial = self.recorded_partial(PCM16, b"\x01\x02\x03\x04\x05\x06")[:-1]
         path = self.mktemp()
         write(path, partial)
         self.assertEqual(repair_wav(path), 4)
-        self.assertEqual(self.assertValidWav(read(path), PCM16), b"\x01\x02\x03\x04")
+        self.assertEqual(self.assert_valid_wav(read(path), PCM16), b"\x01\x02\x03\x04")
 
-    def test_crashWhileClosing(self):
+    def test_crash_while_closing(self):
         """
         A crash after the writer finished the file but before it was renamed
         (the pad byte of odd A-law already written) still yields a valid WAV
@@ -256,9 +256,9 @@ class RepairWavTests(RecoveryTestCase):
         """
         for fmt, audio in ((ALAW, b"\x10\x20\x30"), (ALAW, b"\x10\x20"), (PCM16, b"\x10\x20\x30\x40")):
             path = self.mktemp()
-            write(path, self.finishedWav(fmt, audio))
+            write(path, self.finished_wav(fmt, audio))
             size = repair_wav(path)
-            kept = self.assertValidWav(read(path), fmt)
+            kept = self.assert_valid_wav(read(path), fmt)
             self.assertEqual(size, len(kept))
             self.assertEqual(kept[:len(audio)], audio)
             self.assertLessEqual(len(kept) - len(audio), 1)
@@ -270,7 +270,7 @@ class RecoverAllTests(RecoveryTestCase):
         fmt=st.sampled_from([ALAW, PCM16]), plan=steps, withSidecar=st.booleans(),
         data=st.data(),
     )
-    def test_crashAnywhereIsRecoveredOnce(self, fmt, plan, withSidecar, data):
+    def test_crash_anywhere_is_recovered_once(self, fmt, plan, withSidecar, data):
         """
         Whatever byte a crash cut a partial file at, `recover_all` leaves it
         as NAME.wav, a valid WAV holding a prefix of the audio with a finished
@@ -278,10 +278,10 @@ class RecoverAllTests(RecoveryTestCase):
         the bytes it had; no partial file remains and running it again
         changes nothing.
         """
-        partial, written = self.crashedPartial(fmt, plan)
+        partial, written = self.crashed_partial(fmt, plan)
         cut = data.draw(st.integers(0, len(partial)), label="cut")
-        root = self.makeRoot()
-        wav = self.wavPath(root)
+        root = self.make_root()
+        wav = self.wav_path(root)
         write(wav + ".part", partial[:cut])
         if withSidecar:
             Storage(root).write_sidecar(wav, provisional_sidecar(fmt, wav))
@@ -294,8 +294,8 @@ class RecoverAllTests(RecoveryTestCase):
         else:
             present = cut - HEADER_LENGTH[fmt]
             expected = written[:present - present % fmt.block_align]
-            self.assertEqual(self.assertValidWav(read(wav), fmt), expected)
-            sidecar = self.assertFinishedSidecar(wav, fmt, expected)
+            self.assertEqual(self.assert_valid_wav(read(wav), fmt), expected)
+            sidecar = self.assert_finished_sidecar(wav, fmt, expected)
             self.assertEqual(recovered, [Recovered(wav, len(expected), sidecar["duration_s"])])
             if withSidecar:
                 self.assertEqual((sidecar["id"], sidecar["remote_number"]), ("rec-42", "+4930123"))
@@ -303,23 +303,23 @@ class RecoverAllTests(RecoveryTestCase):
         self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
         self.assertEqual(tree(root), before)
 
-    def test_provisionalSidecarFinished(self):
+    def test_provisional_sidecar_finished(self):
         """
         A partial file with the sidecar written at Start becomes NAME.wav; its
         sidecar is finished as interrupted by a server crash, with the size
         and duration of the repaired file, and keeps what the phone told us
         at Start (id, device, direction, numbers, names, start time).
         """
-        root = self.makeRoot()
-        wav = self.wavPath(root)
+        root = self.make_root()
+        wav = self.wav_path(root)
         audio = bytes(range(256)) * 40  # 1.28 s of A-law
-        write(wav + ".part", self.recordedPartial(ALAW, audio))
+        write(wav + ".part", self.recorded_partial(ALAW, audio))
         Storage(root).write_sidecar(wav, provisional_sidecar(ALAW, wav))
         recovered = recover_all(root, Storage(root).write_sidecar)
         self.assertEqual(recovered, [Recovered(wav, len(audio), 1.28)])
-        self.assertEqual(self.assertValidWav(read(wav), ALAW), audio)
+        self.assertEqual(self.assert_valid_wav(read(wav), ALAW), audio)
         self.assertFalse(os.path.exists(wav + ".part"))
-        sidecar = self.assertFinishedSidecar(wav, ALAW, audio)
+        sidecar = self.assert_finished_sidecar(wav, ALAW, audio)
         self.assertEqual(
             {key: sidecar[key] for key in (
                 "id", "device", "codec", "format", "direction", "local_number",
@@ -334,44 +334,44 @@ class RecoverAllTests(RecoveryTestCase):
             },
         )
 
-    def test_stoppedAtIsWhenTheFileWasLastWritten(self):
+    def test_stopped_at_is_when_the_file_was_last_written(self):
         """
         The finished sidecar says the recording stopped when its partial file
         was last written before the crash, not when it was recovered.
         """
-        root = self.makeRoot()
-        wav = self.wavPath(root)
-        write(wav + ".part", self.recordedPartial(ALAW, b"\x55" * 800))
+        root = self.make_root()
+        wav = self.wav_path(root)
+        write(wav + ".part", self.recorded_partial(ALAW, b"\x55" * 800))
         Storage(root).write_sidecar(wav, provisional_sidecar(ALAW, wav))
         crashedAt = STARTED + 42
         os.utime(wav + ".part", (crashedAt, crashedAt))
         recover_all(root, Storage(root).write_sidecar)
         self.assertEqual(read_json(sidecar_path(wav))["stopped_at"], iso_utc(crashedAt))
 
-    def test_partialWithoutSidecarGetsOne(self):
+    def test_partial_without_sidecar_gets_one(self):
         """
         A partial file whose Start sidecar was never written (crash right
         after Start) gets a finished sidecar of its own.
         """
-        root = self.makeRoot()
-        wav = self.wavPath(root)
+        root = self.make_root()
+        wav = self.wav_path(root)
         audio = b"\x01\x02" * 4000  # 0.5 s of 16-bit PCM
-        write(wav + ".part", self.recordedPartial(PCM16, audio))
+        write(wav + ".part", self.recorded_partial(PCM16, audio))
         self.assertEqual(recover_all(root, Storage(root).write_sidecar), [Recovered(wav, len(audio), 0.5)])
-        self.assertEqual(self.assertValidWav(read(wav), PCM16), audio)
-        self.assertFinishedSidecar(wav, PCM16, audio)
+        self.assertEqual(self.assert_valid_wav(read(wav), PCM16), audio)
+        self.assert_finished_sidecar(wav, PCM16, audio)
 
-    def test_recoverTwiceChangesNothing(self):
+    def test_recover_twice_changes_nothing(self):
         """
         A second recovery finds nothing to do: it returns [], repairs nothing
         again and rewrites no sidecar; the recovered files are all still there.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         for stem, fmt in (("a", ALAW), ("b", PCM16)):
-            wav = self.wavPath(root, stem)
-            write(wav + ".part", self.recordedPartial(fmt, b"\x07" * 1001))
+            wav = self.wav_path(root, stem)
+            write(wav + ".part", self.recorded_partial(fmt, b"\x07" * 1001))
             Storage(root).write_sidecar(wav, provisional_sidecar(fmt, wav))
-        write(self.wavPath(root, "c") + ".part", b"RIFF")
+        write(self.wav_path(root, "c") + ".part", b"RIFF")
         self.assertEqual(len(recover_all(root, Storage(root).write_sidecar)), 2)
         first = tree(root)
         self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
@@ -381,46 +381,46 @@ class RecoverAllTests(RecoveryTestCase):
             ["a.json", "a.wav", "b.json", "b.wav", "c.wav.damaged"],
         )
 
-    def test_sidecarRecordingBesideFinishedWav(self):
+    def test_sidecar_recording_beside_finished_wav(self):
         """
         A crash between renaming the finished WAV and writing its sidecar
         leaves a "recording" sidecar beside NAME.wav: the sidecar is finished
         with the file's data size and the WAV is left untouched.
         """
         for fmt, audio in ((PCM16, b"\x01\x02" * 8000), (ALAW, b"\x03" * 8000)):
-            root = self.makeRoot()
-            wav = self.wavPath(root)
-            write(wav, self.finishedWav(fmt, audio))
+            root = self.make_root()
+            wav = self.wav_path(root)
+            write(wav, self.finished_wav(fmt, audio))
             Storage(root).write_sidecar(wav, provisional_sidecar(fmt, wav))
             finished = read(wav)
             self.assertEqual(recover_all(root, Storage(root).write_sidecar), [Recovered(wav, len(audio), 1.0)])
             self.assertEqual(read(wav), finished)
-            sidecar = self.assertFinishedSidecar(wav, fmt, audio)
+            sidecar = self.assert_finished_sidecar(wav, fmt, audio)
             self.assertEqual(sidecar["id"], "rec-42")
             self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
 
-    def test_sidecarRecordingBesideFinishedOddWav(self):
+    def test_sidecar_recording_beside_finished_odd_wav(self):
         """
         For a finished A-law file with an odd number of samples, the pad byte
         after its data chunk is not counted as audio in the finished sidecar.
         """
-        root = self.makeRoot()
-        wav = self.wavPath(root)
+        root = self.make_root()
+        wav = self.wav_path(root)
         audio = b"\x03" * 8001
-        write(wav, self.finishedWav(ALAW, audio))
+        write(wav, self.finished_wav(ALAW, audio))
         Storage(root).write_sidecar(wav, provisional_sidecar(ALAW, wav))
         self.assertEqual(recover_all(root, Storage(root).write_sidecar), [Recovered(wav, 8001, 1.0)])
-        self.assertFinishedSidecar(wav, ALAW, audio)
+        self.assert_finished_sidecar(wav, ALAW, audio)
 
-    def test_headerlessPartialBecomesDamaged(self):
+    def test_headerless_partial_becomes_damaged(self):
         """
         A partial file with no complete header (empty, or cut inside it) is
         renamed NAME.wav.damaged with its bytes, never deleted, never made a
         WAV; the sidecar beside it is kept.
         """
-        for content in (b"", self.recordedPartial(ALAW, b"\x01" * 10)[:30]):
-            root = self.makeRoot()
-            wav = self.wavPath(root)
+        for content in (b"", self.recorded_partial(ALAW, b"\x01" * 10)[:30]):
+            root = self.make_root()
+            wav = self.wav_path(root)
             write(wav + ".part", content)
             Storage(root).write_sidecar(wav, provisional_sidecar(ALAW, wav))
             self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
@@ -429,23 +429,23 @@ class RecoverAllTests(RecoveryTestCase):
             )
             self.assertEqual(read(wav + ".damaged"), content)
 
-    def test_damagedFileDoesNotStopTheOthers(self):
+    def test_damaged_file_does_not_stop_the_others(self):
         """
         A partial file that cannot be repaired does not keep the ones beside
         it (in any folder) from being recovered.
         """
-        root = self.makeRoot()
-        write(self.wavPath(root, "a") + ".part", b"")
+        root = self.make_root()
+        write(self.wav_path(root, "a") + ".part", b"")
         elsewhere = os.path.join(root, "other-device")
         os.makedirs(elsewhere)
-        write(os.path.join(elsewhere, "z.wav.part"), self.recordedPartial(ALAW, b"\x09" * 80))
-        write(self.wavPath(root, "b") + ".part", self.recordedPartial(ALAW, b"\x09" * 80))
+        write(os.path.join(elsewhere, "z.wav.part"), self.recorded_partial(ALAW, b"\x09" * 80))
+        write(self.wav_path(root, "b") + ".part", self.recorded_partial(ALAW, b"\x09" * 80))
         recovered = recover_all(root, Storage(root).write_sidecar)
         self.assertEqual(
             sorted(each.path for each in recovered),
-            sorted([os.path.join(elsewhere, "z.wav"), self.wavPath(root, "b")]),
+            sorted([os.path.join(elsewhere, "z.wav"), self.wav_path(root, "b")]),
         )
-        self.assertTrue(os.path.exists(self.wavPath(root, "a") + ".damaged"))
+        self.assertTrue(os.path.exists(self.wav_path(root, "a") + ".damaged"))
 
     @CRASH_SETTINGS
     @given(
@@ -454,7 +454,7 @@ class RecoverAllTests(RecoveryTestCase):
         ]),
         value=st.integers(0, 2**32 - 1),
     )
-    def test_nonsenseHeaderNeverStopsRecovery(self, field, value):
+    def test_nonsense_header_never_stops_recovery(self, field, value):
         """
         Whatever a partial file's fmt fields say (tag, channels, rate, byte
         rate, alignment, bits), `recover_all` does not raise and leaves it as
@@ -463,34 +463,34 @@ class RecoverAllTests(RecoveryTestCase):
         """
         code, offset = field
         value %= 2 ** (8 * struct.calcsize(code))
-        partial = bytearray(self.recordedPartial(ALAW, b"\x09" * 801))
+        partial = bytearray(self.recorded_partial(ALAW, b"\x09" * 801))
         struct.pack_into(code, partial, offset, value)
-        root = self.makeRoot()
-        wav = self.wavPath(root, "a")
+        root = self.make_root()
+        wav = self.wav_path(root, "a")
         write(wav + ".part", bytes(partial))
-        write(self.wavPath(root, "b") + ".part", self.recordedPartial(PCM16, b"\x01\x02" * 8))
+        write(self.wav_path(root, "b") + ".part", self.recorded_partial(PCM16, b"\x01\x02" * 8))
         recovered = recover_all(root, Storage(root).write_sidecar)
-        self.assertIn(self.wavPath(root, "b"), [each.path for each in recovered])
+        self.assertIn(self.wav_path(root, "b"), [each.path for each in recovered])
         self.assertFalse(os.path.exists(wav + ".part"))
         if os.path.exists(wav):
             tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", partial, 20)
             fmt = WavFormat(tag, rate, bits, channels)
-            self.assertValidWav(read(wav), fmt)
+            self.assert_valid_wav(read(wav), fmt)
             self.assertEqual(read_json(sidecar_path(wav))["status"], "finished")
         else:
             self.assertEqual(read(wav + ".damaged"), bytes(partial))
 
-    def test_activeRecordingsLeftAlone(self):
+    def test_active_recordings_left_alone(self):
         """
         A partial file, or a "recording" sidecar beside a NAME.wav, that
         `is_active` says belongs to this run is not touched.
         """
-        root = self.makeRoot()
-        partialWav = self.wavPath(root, "a")
-        write(partialWav + ".part", self.recordedPartial(ALAW, b"\x01" * 99))
+        root = self.make_root()
+        partialWav = self.wav_path(root, "a")
+        write(partialWav + ".part", self.recorded_partial(ALAW, b"\x01" * 99))
         Storage(root).write_sidecar(partialWav, provisional_sidecar(ALAW, partialWav))
-        finalWav = self.wavPath(root, "b")
-        write(finalWav, self.finishedWav(ALAW, b"\x01" * 99))
+        finalWav = self.wav_path(root, "b")
+        write(finalWav, self.finished_wav(ALAW, b"\x01" * 99))
         Storage(root).write_sidecar(finalWav, provisional_sidecar(ALAW, finalWav))
         before = tree(root)
         active = {partialWav, finalWav}
@@ -498,17 +498,17 @@ class RecoverAllTests(RecoveryTestCase):
         self.assertEqual(tree(root), before)
         self.assertEqual(len(recover_all(root, Storage(root).write_sidecar)), 2)
 
-    def test_existingWavNeverOverwritten(self):
+    def test_existing_wav_never_overwritten(self):
         """
         A NAME.wav that already exists beside a NAME.wav.part is never
         overwritten, and the partial file's audio is kept beside it.
         """
-        root = self.makeRoot()
-        wav = self.wavPath(root)
-        existing = self.finishedWav(ALAW, b"\x42" * 500)
+        root = self.make_root()
+        wav = self.wav_path(root)
+        existing = self.finished_wav(ALAW, b"\x42" * 500)
         write(wav, existing)
         audio = b"\x17" * 300
-        write(wav + ".part", self.recordedPartial(ALAW, audio))
+        write(wav + ".part", self.recorded_partial(ALAW, audio))
         recover_all(root, Storage(root).write_sidecar)
         self.assertEqual(read(wav), existing)
         self.assertFalse(os.path.exists(wav + ".part"))
@@ -519,7 +519,7 @@ class RecoverAllTests(RecoveryTestCase):
 
 
 class LiveFileTests(SynchronousTestCase):
-    def test_lockedPartialLeftAlone(self) -> None:
+    def test_locked_partial_left_alone(self) -> None:
         """
         A partial file whose writer is still open (a recording in progress,
         whatever its modification time) is not touched by recovery.
@@ -545,21 +545,21 @@ class SymbolicLinkTests(RecoveryTestCase):
     left for a person with a line in the log. The root itself may be a link
     (an admin's mounted disk)."""
 
-    def outsideFile(self, content: bytes) -> str:
+    def outside_file(self, content: bytes) -> str:
         folder = self.mktemp()
         os.makedirs(folder)
         path = os.path.abspath(os.path.join(folder, "victim.wav"))
         write(path, content)
         return path
 
-    def test_linkedPartialNotRepaired(self) -> None:
+    def test_linked_partial_not_repaired(self) -> None:
         """A NAME.wav.part that is a link to a damaged WAV outside the root:
         the WAV is not repaired (not truncated, its header not patched), the
         link is neither renamed nor finished, its sidecar stays unfinished."""
-        victim = self.outsideFile(self.recordedPartial(PCM16, b"\x01\x02" * 40) + b"\x03")
+        victim = self.outside_file(self.recorded_partial(PCM16, b"\x01\x02" * 40) + b"\x03")
         before = read(victim)
-        root = self.makeRoot()
-        wav = self.wavPath(root)
+        root = self.make_root()
+        wav = self.wav_path(root)
         os.symlink(victim, wav + ".part")
         Storage(root).write_sidecar(wav, provisional_sidecar(PCM16, wav))
         with capturedLogs() as events:
@@ -571,23 +571,23 @@ class SymbolicLinkTests(RecoveryTestCase):
         [said] = [event for event in events if event.get("file") == wav + ".part"]
         self.assertEqual(said["log_level"], LogLevel.warn)
 
-    def test_linkedFinishedWavNotRead(self) -> None:
+    def test_linked_finished_wav_not_read(self) -> None:
         """A NAME.wav that is a link beside an unfinished sidecar (as a
         crash between the two leaves them): the sidecar is not finished from
         the linked file's header."""
-        victim = self.outsideFile(self.finishedWav(ALAW, b"\xd5" * 80))
-        root = self.makeRoot()
-        wav = self.wavPath(root)
+        victim = self.outside_file(self.finished_wav(ALAW, b"\xd5" * 80))
+        root = self.make_root()
+        wav = self.wav_path(root)
         os.symlink(victim, wav)
         Storage(root).write_sidecar(wav, provisional_sidecar(ALAW, wav))
         self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
         self.assertEqual(read_json(sidecar_path(wav))["status"], "recording")
 
-    def test_linkedFolderNotWalked(self) -> None:
+    def test_linked_folder_not_walked(self) -> None:
         """A folder below the root that is a link is not walked into."""
-        outside = self.makeRoot()
-        wav = self.wavPath(outside)
-        partial = self.recordedPartial(PCM16, b"\x01\x02" * 40) + b"\x03"
+        outside = self.make_root()
+        wav = self.wav_path(outside)
+        partial = self.recorded_partial(PCM16, b"\x01\x02" * 40) + b"\x03"
         write(wav + ".part", partial)
         root = self.mktemp()
         os.makedirs(root)
@@ -595,11 +595,11 @@ class SymbolicLinkTests(RecoveryTestCase):
         self.assertEqual(recover_all(root, Storage(root).write_sidecar), [])
         self.assertEqual(read(wav + ".part"), partial)
 
-    def test_linkedRootIsFollowed(self) -> None:
+    def test_linked_root_is_followed(self) -> None:
         """The root itself may be a link: what is below it is recovered."""
-        real = self.makeRoot()
-        wav = self.wavPath(real)
-        write(wav + ".part", self.recordedPartial(PCM16, b"\x01\x02" * 40))
+        real = self.make_root()
+        wav = self.wav_path(real)
+        write(wav + ".part", self.recorded_partial(PCM16, b"\x01\x02" * 40))
         root = self.mktemp()
         os.symlink(os.path.abspath(real), root)
         [recovered] = recover_all(root, Storage(root).write_sidecar)

@@ -66,7 +66,7 @@ class SweepTests(SynchronousTestCase):
         self.assertEqual([os.path.basename(r.wav) for r in removed], ["2020s.wav"])
         self.assertEqual(archive.names(), ["2020l.json"])
 
-    def test_maxAge(self) -> None:
+    def test_max_age(self) -> None:
         """
         Recordings older than max_age_days go, with their sidecars; newer
         ones stay; an emptied folder is removed.
@@ -80,7 +80,7 @@ class SweepTests(SynchronousTestCase):
         self.assertEqual(archive.names(), ["2021c.json", "2021c.wav"])
         self.assertFalse(os.path.exists(os.path.join(archive.root, "00a859123456", "2020")))
 
-    def test_maxTotal(self) -> None:
+    def test_max_total(self) -> None:
         """
         While the archive is larger than max_total_bytes the oldest go,
         and no more than needed.
@@ -93,7 +93,7 @@ class SweepTests(SynchronousTestCase):
                         lambda root: 10**12)
         self.assertEqual([os.path.basename(r.wav) for r in removed], ["r0.wav", "r1.wav"])
 
-    def test_freeFloor(self) -> None:
+    def test_free_floor(self) -> None:
         """
         While less than min_free_bytes would be free, the oldest go; each
         deletion counts as freed space.
@@ -104,7 +104,7 @@ class SweepTests(SynchronousTestCase):
         removed = sweep(archive.root, RetentionPolicy(min_free_bytes=10_000), NOW, lambda root: 1000)
         self.assertEqual(len(removed), 2)
 
-    def test_neverInProgress(self) -> None:
+    def test_never_in_progress(self) -> None:
         """
         A partial file, a sidecar still "recording" and a recording of this
         run are never deleted, however old.
@@ -119,7 +119,7 @@ class SweepTests(SynchronousTestCase):
         self.assertEqual([os.path.basename(r.wav) for r in removed], ["gone.wav"])
         self.assertEqual([r.wav for r in finished_recordings(archive.root, lambda path: False)], [active])
 
-    def test_noPolicyNoSweep(self) -> None:
+    def test_no_policy_no_sweep(self) -> None:
         """
         Without any rule nothing is even listed, let alone deleted.
         """
@@ -130,7 +130,7 @@ class SweepTests(SynchronousTestCase):
 
 
 class ServiceSweepTests(SynchronousTestCase):
-    def test_periodicSweep(self) -> None:
+    def test_periodic_sweep(self) -> None:
         """
         The service sweeps when the reactor runs and then every interval,
         with the clock's time: a recording that ages past max_age_days is
@@ -153,7 +153,7 @@ class ServiceSweepTests(SynchronousTestCase):
         self.successResultOf(service.stopService())
         self.assertEqual(clock.getDelayedCalls(), [])
 
-    def test_sweepLogsWhatItRemoved(self) -> None:
+    def test_sweep_logs_what_it_removed(self) -> None:
         """
         Each recording a sweep deletes is logged by file name.
         """
@@ -201,7 +201,7 @@ class SymbolicLinkTests(SynchronousTestCase):
         os.makedirs(self.root)
         self.outside = Archive(os.path.abspath(self.mktemp()))
 
-    def test_linkedWavNeitherCountedNorDeleted(self) -> None:
+    def test_linked_wav_neither_counted_nor_deleted(self) -> None:
         """A link to a big file outside the root does not make the archive
         "too big": the recording that is there stays, and so do the link
         and its target."""
@@ -218,7 +218,7 @@ class SymbolicLinkTests(SynchronousTestCase):
         self.assertEqual(os.path.getsize(target), 100_000)
         self.assertEqual([event["file"] for event in events if "file" in event], [link])
 
-    def test_oldLinkNotRemoved(self) -> None:
+    def test_old_link_not_removed(self) -> None:
         """A link to an old file is not taken for an old recording."""
         target = self.outside.add("2020a", 400)
         link = os.path.join(self.root, "old.wav")
@@ -228,7 +228,7 @@ class SymbolicLinkTests(SynchronousTestCase):
         self.assertTrue(os.path.islink(link))
         self.assertTrue(os.path.exists(target))
 
-    def test_linkedFolderNotWalked(self) -> None:
+    def test_linked_folder_not_walked(self) -> None:
         """Old recordings in a folder the root links to are not deleted."""
         target = self.outside.add("2020a", 400)
         os.symlink(self.outside.root, os.path.join(self.root, "elsewhere"))
@@ -236,7 +236,7 @@ class SymbolicLinkTests(SynchronousTestCase):
                                lambda root: 10**12), [])
         self.assertTrue(os.path.exists(target))
 
-    def test_linkedRootIsFollowed(self) -> None:
+    def test_linked_root_is_followed(self) -> None:
         """The root itself may be a link (an admin's mounted disk)."""
         old = self.outside.add("2020a", 400)
         root = self.mktemp()

@@ -37,7 +37,7 @@ _PACKETS = st.builds(
 
 
 class ParseTests(SynchronousTestCase):
-    def test_minimalHeader(self) -> None:
+    def test_minimal_header(self) -> None:
         """
         A 12-byte header with no CSRC, extension or padding yields its fields
         and everything after the header as the payload.
@@ -51,7 +51,7 @@ class ParseTests(SynchronousTestCase):
             ),
         )
 
-    def test_markerClearAndPayloadTypeMasked(self) -> None:
+    def test_marker_clear_and_payload_type_masked(self) -> None:
         """
         The marker is the top bit of the second byte only; the payload type
         is the low seven bits.
@@ -60,7 +60,7 @@ class ParseTests(SynchronousTestCase):
         self.assertFalse(packet.marker)
         self.assertEqual(packet.payload_type, 127)
 
-    def test_emptyPayload(self) -> None:
+    def test_empty_payload(self) -> None:
         """
         A bare header is a valid packet with an empty payload.
         """
@@ -86,7 +86,7 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(packet.extension, (0xBEDE, b"ABCDEFGH"))
         self.assertEqual(packet.payload, b"audio")
 
-    def test_emptyExtension(self) -> None:
+    def test_empty_extension(self) -> None:
         """
         An extension of zero words is present but empty.
         """
@@ -102,14 +102,14 @@ class ParseTests(SynchronousTestCase):
         packet = parse_rtp(_header(first=0xA0) + b"audio" + b"\0\0\3")
         self.assertEqual(packet.payload, b"audio")
 
-    def test_paddingEatsWholePayload(self) -> None:
+    def test_padding_eats_whole_payload(self) -> None:
         """
         Padding may cover everything after the header, leaving no payload.
         """
         packet = parse_rtp(_header(first=0xA0) + b"\0\0\0\4")
         self.assertEqual(packet.payload, b"")
 
-    def test_everythingAtOnce(self) -> None:
+    def test_everything_at_once(self) -> None:
         """
         CSRCs, an extension and padding together: the payload is exactly the
         bytes between the extension and the padding.
@@ -126,7 +126,7 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(packet.extension, (1, b"EXT!"))
         self.assertEqual(packet.payload, b"payload")
 
-    def test_badVersion(self) -> None:
+    def test_bad_version(self) -> None:
         """
         Any version other than 2 is refused.
         """
@@ -135,7 +135,7 @@ class ParseTests(SynchronousTestCase):
                 with self.assertRaises(RtpError):
                     parse_rtp(_header(first=version << 6) + b"audio")
 
-    def test_truncatedHeader(self) -> None:
+    def test_truncated_header(self) -> None:
         """
         A datagram shorter than the 12-byte fixed header is refused.
         """
@@ -144,35 +144,35 @@ class ParseTests(SynchronousTestCase):
                 with self.assertRaises(RtpError):
                     parse_rtp(_header()[:length])
 
-    def test_truncatedCsrcs(self) -> None:
+    def test_truncated_csrcs(self) -> None:
         """
         A CSRC count larger than the bytes that follow is refused.
         """
         with self.assertRaises(RtpError):
             parse_rtp(_header(first=0x83) + struct.pack("!II", 1, 2) + b"\0\0\0")
 
-    def test_truncatedExtensionHeader(self) -> None:
+    def test_truncated_extension_header(self) -> None:
         """
         The X bit without room for the 4-byte extension header is refused.
         """
         with self.assertRaises(RtpError):
             parse_rtp(_header(first=0x90) + b"\0\1")
 
-    def test_truncatedExtensionData(self) -> None:
+    def test_truncated_extension_data(self) -> None:
         """
         An extension length larger than the bytes that follow is refused.
         """
         with self.assertRaises(RtpError):
             parse_rtp(_header(first=0x90) + struct.pack("!HH", 1, 2) + b"ABCDE")
 
-    def test_zeroPadding(self) -> None:
+    def test_zero_padding(self) -> None:
         """
         The P bit with a padding count of zero is refused.
         """
         with self.assertRaises(RtpError):
             parse_rtp(_header(first=0xA0) + b"audio\0")
 
-    def test_paddingLongerThanPayload(self) -> None:
+    def test_padding_longer_than_payload(self) -> None:
         """
         Padding that would reach back into the header (or the CSRCs or
         extension) is refused.
@@ -182,7 +182,7 @@ class ParseTests(SynchronousTestCase):
         with self.assertRaises(RtpError):
             parse_rtp(_header(first=0xA1) + struct.pack("!I", 5) + b"\x02")
 
-    def test_rtpErrorIsValueError(self) -> None:
+    def test_rtp_error_is_value_error(self) -> None:
         """
         RtpError is a ValueError, so callers catching ValueError see it.
         """
@@ -190,7 +190,7 @@ class ParseTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(_PACKETS)
-    def test_roundTrip(self, packet: RtpPacket) -> None:
+    def test_round_trip(self, packet: RtpPacket) -> None:
         """
         Any packet survives build_rtp then parse_rtp unchanged.
         """
@@ -198,7 +198,7 @@ class ParseTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(_PACKETS, st.binary(max_size=20))
-    def test_roundTripWithPadding(self, packet: RtpPacket, filler: bytes) -> None:
+    def test_round_trip_with_padding(self, packet: RtpPacket, filler: bytes) -> None:
         """
         Adding padding (P bit and a trailing count) to a built packet does not
         change what parses out of it.
@@ -208,7 +208,7 @@ class ParseTests(SynchronousTestCase):
         wire += filler + bytes([len(filler) + 1])
         self.assertEqual(parse_rtp(bytes(wire)), packet)
 
-    def test_buildRefusesRaggedExtension(self) -> None:
+    def test_build_refuses_ragged_extension(self) -> None:
         """
         build_rtp refuses extension data that is not whole 32-bit words, which
         it could not express on the wire.
@@ -218,7 +218,7 @@ class ParseTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(st.binary(max_size=80))
-    def test_arbitraryBytes(self, data: bytes) -> None:
+    def test_arbitrary_bytes(self, data: bytes) -> None:
         """
         Arbitrary bytes either parse or raise RtpError, never anything else.
         """
@@ -229,7 +229,7 @@ class ParseTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(st.integers(0x80, 0xBF), st.binary(max_size=80))
-    def test_arbitraryVersion2Bytes(self, first: int, rest: bytes) -> None:
+    def test_arbitrary_version2_bytes(self, first: int, rest: bytes) -> None:
         """
         Arbitrary bytes behind a version-2 first byte (so CSRC, extension and
         padding parsing are reached) either parse or raise RtpError; what

@@ -34,7 +34,7 @@ def _locked(policy=PEER, peer_ip: str = PHONE) -> SourceGuard:
 
 
 class NormalizeIpTests(SynchronousTestCase):
-    def test_mappedIpv4(self) -> None:
+    def test_mapped_ipv4(self) -> None:
         """
         An IPv4-mapped IPv6 address (what a dual-stack socket reports) is the
         plain IPv4 address.
@@ -42,13 +42,13 @@ class NormalizeIpTests(SynchronousTestCase):
         self.assertEqual(normalize_ip("::ffff:192.0.2.10"), "192.0.2.10")
         self.assertEqual(normalize_ip("::FFFF:c000:020a"), "192.0.2.10")
 
-    def test_ipv6Canonical(self) -> None:
+    def test_ipv6_canonical(self) -> None:
         """
         Two spellings of one IPv6 address normalize to the same string.
         """
         self.assertEqual(normalize_ip("2001:0DB8:0:0::1"), normalize_ip("2001:db8::1"))
 
-    def test_notAnAddress(self) -> None:
+    def test_not_an_address(self) -> None:
         """
         Something that is not an IP address is returned as given.
         """
@@ -56,7 +56,7 @@ class NormalizeIpTests(SynchronousTestCase):
 
 
 class PeerPolicyTests(SynchronousTestCase):
-    def test_firstPacketFromPeerAdmitted(self) -> None:
+    def test_first_packet_from_peer_admitted(self) -> None:
         """
         The first packet from the control connection's IP is recorded at
         once, and later ones from the same source too.
@@ -67,7 +67,7 @@ class PeerPolicyTests(SynchronousTestCase):
         self.assertEqual(guard.rejected, {})
         self.assertEqual(guard.switches, 0)
 
-    def test_foreignAddressRejected(self) -> None:
+    def test_foreign_address_rejected(self) -> None:
         """
         Packets from any other IP are rejected as "foreign address", before
         and after the lock, however many arrive in sequence.
@@ -82,7 +82,7 @@ class PeerPolicyTests(SynchronousTestCase):
         # The phone is still the locked source.
         self.assertEqual(list(guard.admit(_packet(3), PHONE_RTP)), [_packet(3)])
 
-    def test_foreignFirstDoesNotLock(self) -> None:
+    def test_foreign_first_does_not_lock(self) -> None:
         """
         A foreign packet arriving before the phone's first packet does not
         lock the source: the phone's first packet is still admitted at once.
@@ -91,7 +91,7 @@ class PeerPolicyTests(SynchronousTestCase):
         guard.admit(_packet(1, ssrc=99), ("198.51.100.1", 4000))
         self.assertEqual(list(guard.admit(_packet(7), PHONE_RTP)), [_packet(7)])
 
-    def test_ipv4MappedSourceIsPeer(self) -> None:
+    def test_ipv4_mapped_source_is_peer(self) -> None:
         """
         A packet whose source is the peer's IPv4 address in IPv4-mapped IPv6
         form is from the peer, and is the same locked source as the plain form.
@@ -103,7 +103,7 @@ class PeerPolicyTests(SynchronousTestCase):
         self.assertEqual(list(guard.admit(_packet(2), PHONE_RTP)), [_packet(2)])
         self.assertEqual(guard.rejected, {})
 
-    def test_ipv4MappedPeer(self) -> None:
+    def test_ipv4_mapped_peer(self) -> None:
         """
         A control connection reported in IPv4-mapped form accepts RTP from
         the plain IPv4 address.
@@ -113,7 +113,7 @@ class PeerPolicyTests(SynchronousTestCase):
         guard.admit(_packet(2), ("::ffff:192.0.2.11", 4000))
         self.assertEqual(guard.rejected, {"foreign address": 1})
 
-    def test_ipv6SpellingsAreOneAddress(self) -> None:
+    def test_ipv6_spellings_are_one_address(self) -> None:
         """
         An IPv6 peer spelled differently by the control connection and the
         RTP socket is still the peer.
@@ -124,7 +124,7 @@ class PeerPolicyTests(SynchronousTestCase):
 
 
 class ProbationTests(SynchronousTestCase):
-    def test_newPortConfirmedAfterProbation(self) -> None:
+    def test_new_port_confirmed_after_probation(self) -> None:
         """
         A new port on the peer's IP is held back for PROBATION_PACKETS - 1
         in-sequence packets while the locked source is silent; the next one
@@ -144,7 +144,7 @@ class ProbationTests(SynchronousTestCase):
         # The new source is now the locked one.
         self.assertEqual(list(guard.admit(_packet(504), moved)), [_packet(504)])
 
-    def test_newSsrcConfirmedAfterProbation(self) -> None:
+    def test_new_ssrc_confirmed_after_probation(self) -> None:
         """
         A new SSRC from the same address and port (the phone restarted its
         stream) goes through the same probation and then loses nothing.
@@ -157,7 +157,7 @@ class ProbationTests(SynchronousTestCase):
         self.assertEqual(list(guard.admit(last, PHONE_RTP)), held + [last])
         self.assertEqual(guard.switches, 1)
 
-    def test_probationAcrossSequenceWrap(self) -> None:
+    def test_probation_across_sequence_wrap(self) -> None:
         """
         Sequence numbers that wrap from 65535 to 0 are still in sequence.
         """
@@ -168,7 +168,7 @@ class ProbationTests(SynchronousTestCase):
         self.assertEqual(len(guard.admit(_packet(0), moved)), 4)
         self.assertEqual(guard.switches, 1)
 
-    def test_oldSourceMustPassProbationToComeBack(self) -> None:
+    def test_old_source_must_pass_probation_to_come_back(self) -> None:
         """
         After a switch the old source is a stranger: it needs its own
         probation to come back.
@@ -182,7 +182,7 @@ class ProbationTests(SynchronousTestCase):
         self.assertEqual(len(guard.admit(_packet(104), PHONE_RTP)), 4)
         self.assertEqual(guard.switches, 2)
 
-    def test_outOfSequenceRestartsProbation(self) -> None:
+    def test_out_of_sequence_restarts_probation(self) -> None:
         """
         A candidate packet far out of sequence (a jump) restarts the
         probation; the packets held so far are rejected as "unconfirmed source".
@@ -201,7 +201,7 @@ class ProbationTests(SynchronousTestCase):
         )
         self.assertEqual(guard.rejected, {"unconfirmed source": 2})
 
-    def test_lossAndReorderingKeepProbation(self) -> None:
+    def test_loss_and_reordering_keep_probation(self) -> None:
         """
         A little loss or reordering among a candidate's packets does not
         break its run: all its packets are kept once it is confirmed.
@@ -216,7 +216,7 @@ class ProbationTests(SynchronousTestCase):
         )
         self.assertEqual(guard.rejected, {})
 
-    def test_repeatedSequenceDoesNotCount(self) -> None:
+    def test_repeated_sequence_does_not_count(self) -> None:
         """
         A repeated sequence number does not count towards probation: a
         replayed packet alone never takes over, however often it is sent.
@@ -231,7 +231,7 @@ class ProbationTests(SynchronousTestCase):
         self.assertEqual(len(guard.admit(_packet(503), moved)), 13)
         self.assertEqual(guard.switches, 1)
 
-    def test_otherCandidateRestartsProbation(self) -> None:
+    def test_other_candidate_restarts_probation(self) -> None:
         """
         Two candidates taking turns never confirm each other's probation.
         """
@@ -242,7 +242,7 @@ class ProbationTests(SynchronousTestCase):
         self.assertEqual(guard.switches, 0)
         self.assertEqual(guard.rejected, {"unconfirmed source": 19})
 
-    def test_lockedSourceInterruptsProbation(self) -> None:
+    def test_locked_source_interrupts_probation(self) -> None:
         """
         A packet from the locked source during probation means it is not
         silent: the candidate's held packets are rejected and its count
@@ -259,7 +259,7 @@ class ProbationTests(SynchronousTestCase):
         self.assertEqual(len(guard.admit(_packet(506), moved)), 4)
         self.assertEqual(guard.rejected, {"unconfirmed source": 3})
 
-    def test_floodFromSecondPortNeverTakesOver(self) -> None:
+    def test_flood_from_second_port_never_takes_over(self) -> None:
         """
         Asterisk's strict-RTP flood test, by sequence numbers alone: while
         the locked source keeps sending (PROBATION_PACKETS - 1 flood packets
@@ -283,7 +283,7 @@ class ProbationTests(SynchronousTestCase):
 
     @settings(max_examples=100, deadline=None)
     @given(st.lists(st.booleans(), min_size=1, max_size=60))
-    def test_interleavedFloodProperty(self, pattern: list[bool]) -> None:
+    def test_interleaved_flood_property(self, pattern: list[bool]) -> None:
         """
         Whatever the interleaving, a second source that never sends
         PROBATION_PACKETS in a row without the locked source in between is
@@ -308,7 +308,7 @@ class ProbationTests(SynchronousTestCase):
 
 
 class StrictPolicyTests(SynchronousTestCase):
-    def test_strictNeverSwitches(self) -> None:
+    def test_strict_never_switches(self) -> None:
         """
         With rtp.source: strict the first source is locked for good: another
         port or SSRC on the peer's IP is rejected as "strict source" however
@@ -323,7 +323,7 @@ class StrictPolicyTests(SynchronousTestCase):
         self.assertEqual(guard.rejected, {"strict source": 30})
         self.assertEqual(list(guard.admit(_packet(101), PHONE_RTP)), [_packet(101)])
 
-    def test_strictForeignAddress(self) -> None:
+    def test_strict_foreign_address(self) -> None:
         """
         Strict also accepts only the peer's IP: others are "foreign address".
         """
@@ -331,7 +331,7 @@ class StrictPolicyTests(SynchronousTestCase):
         guard.admit(_packet(1), ("203.0.113.5", 4000))
         self.assertEqual(guard.rejected, {"foreign address": 1})
 
-    def test_strictLocksFirstPacket(self) -> None:
+    def test_strict_locks_first_packet(self) -> None:
         """
         Under strict, whatever source sends first from the peer's IP is the
         one that is locked.
@@ -343,7 +343,7 @@ class StrictPolicyTests(SynchronousTestCase):
 
 
 class AnyPolicyTests(SynchronousTestCase):
-    def test_anyAddressAccepted(self) -> None:
+    def test_any_address_accepted(self) -> None:
         """
         With rtp.source: any the first packet from any address is admitted
         and locks the source, whatever the control connection's IP.
@@ -354,7 +354,7 @@ class AnyPolicyTests(SynchronousTestCase):
         self.assertEqual(list(guard.admit(_packet(2), sbc)), [_packet(2)])
         self.assertEqual(guard.rejected, {})
 
-    def test_anyStillLocks(self) -> None:
+    def test_any_still_locks(self) -> None:
         """
         Any address may send, but once locked another source (even the
         peer's own IP) must pass probation, and a flood interleaved with the
@@ -380,7 +380,7 @@ class NetworkPolicyTests(SynchronousTestCase):
         ipaddress.ip_network("2001:db8:1::/48"),
     )
 
-    def test_insideAccepted(self) -> None:
+    def test_inside_accepted(self) -> None:
         """
         With a list of networks, an address inside one of them is accepted,
         including the IPv4-mapped form of an IPv4 address inside.
@@ -390,7 +390,7 @@ class NetworkPolicyTests(SynchronousTestCase):
             self.assertEqual(list(guard.admit(_packet(1), (host, 4000))), [_packet(1)], host)
             self.assertEqual(guard.rejected, {}, host)
 
-    def test_outsideRejected(self) -> None:
+    def test_outside_rejected(self) -> None:
         """
         An address outside every network is rejected as "foreign address",
         even the control connection's own IP.
@@ -400,7 +400,7 @@ class NetworkPolicyTests(SynchronousTestCase):
             self.assertEqual(list(guard.admit(_packet(1), (host, 4000))), [], host)
         self.assertEqual(guard.rejected, {"foreign address": 4})
 
-    def test_mappedNetworksAsControlAllowReadsThem(self) -> None:
+    def test_mapped_networks_as_control_allow_reads_them(self) -> None:
         """
         rtp.source networks are read as control.allow's are: one written in
         its IPv4-mapped form holds the IPv4 phone, and ::/0 holds an IPv4
@@ -412,7 +412,7 @@ class NetworkPolicyTests(SynchronousTestCase):
             guard = SourceGuard(policy, PHONE)
             self.assertEqual(list(guard.admit(_packet(1), (host, 4000))), [_packet(1)], networks)
 
-    def test_networksStillLock(self) -> None:
+    def test_networks_still_lock(self) -> None:
         """
         A second address inside the networks must pass probation like any
         other new source.
@@ -424,7 +424,7 @@ class NetworkPolicyTests(SynchronousTestCase):
 
 
 class RejectedCountTests(SynchronousTestCase):
-    def test_countsByReason(self) -> None:
+    def test_counts_by_reason(self) -> None:
         """
         Rejections are counted exactly, each under its own reason.
         """
@@ -439,7 +439,7 @@ class RejectedCountTests(SynchronousTestCase):
 
 
 class StragglerTests(SynchronousTestCase):
-    def test_lockedStragglerKeepsProbation(self) -> None:
+    def test_locked_straggler_keeps_probation(self) -> None:
         """
         A late or repeated packet of the locked source (behind its newest
         sequence number) is admitted but does not break a new source's
@@ -455,7 +455,7 @@ class StragglerTests(SynchronousTestCase):
         self.assertEqual(len(guard.admit(_packet(503), moved)), 4)
         self.assertEqual(guard.rejected, {})
 
-    def test_freshLockedPacketDropsCandidate(self) -> None:
+    def test_fresh_locked_packet_drops_candidate(self) -> None:
         """
         A fresh packet of the locked source drops the candidate's packets.
         """
@@ -466,7 +466,7 @@ class StragglerTests(SynchronousTestCase):
         guard.admit(_packet(101), PHONE_RTP)
         self.assertEqual(guard.rejected, {"unconfirmed source": 2})
 
-    def test_finishRejectsCandidate(self) -> None:
+    def test_finish_rejects_candidate(self) -> None:
         """
         A candidate still on probation when the recording ends is counted
         as rejected.
@@ -484,7 +484,7 @@ class ContinuedTests(SynchronousTestCase):
         st.one_of(st.none(), st.floats(0, 1000, allow_nan=False)),
         st.lists(st.floats(0, 1, allow_nan=False), max_size=8),
     )
-    def test_sameAsOneByOne(self, arrivals, locked_last, intervals) -> None:
+    def test_same_as_one_by_one(self, arrivals, locked_last, intervals) -> None:
         """
         continued() leaves the cadence (the recent intervals and the last
         arrival) as hearing each arrival in turn would.

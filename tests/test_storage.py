@@ -31,7 +31,7 @@ FIELDS = dict(
 
 
 class StorageTestCase(SynchronousTestCase):
-    def makeRoot(self) -> str:
+    def make_root(self) -> str:
         root = self.mktemp()
         os.makedirs(root)
         return root
@@ -41,7 +41,7 @@ class StorageTestCase(SynchronousTestCase):
         self.addCleanup(writer.close)
         return writer
 
-    def assertUnder(self, path: str, root: str) -> None:
+    def assert_under(self, path: str, root: str) -> None:
         real, realRoot = os.path.realpath(path), os.path.realpath(root)
         self.assertEqual(os.path.commonpath([real, realRoot]), realRoot, f"{real} escaped {realRoot}")
 
@@ -52,7 +52,7 @@ class CreateTests(StorageTestCase):
         create makes the device/YYYY/MM/DD folders under the root and a WAV
         file named after the recording in them.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         writer = self.create(Storage(root))
         self.assertIsInstance(writer, WavFileWriter)
         expected = os.path.join(
@@ -64,23 +64,23 @@ class CreateTests(StorageTestCase):
         with open(partial_path(expected), "rb") as handle:
             self.assertEqual(handle.read(4), b"RIFF")
 
-    def test_existingFoldersReused(self) -> None:
+    def test_existing_folders_reused(self) -> None:
         """
         A second recording the same day goes into the folders already there.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         first = self.create(storage)
         second = self.create(storage, recording_id="rec2")
         self.assertEqual(os.path.dirname(first.path), os.path.dirname(second.path))
         self.assertNotEqual(first.path, second.path)
 
-    def test_hostileFieldsStayUnderRoot(self) -> None:
+    def test_hostile_fields_stay_under_root(self) -> None:
         """
         Ids, devices, directions and numbers built to climb out of the root
         or name absolute paths still land under the root.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         for hostile in ("../../x", "/etc/passwd", "..", ".", "", "a/../../../b", "\0", "../" * 20):
             with self.subTest(hostile=hostile):
@@ -88,17 +88,17 @@ class CreateTests(StorageTestCase):
                     storage, device=hostile, recording_id=hostile,
                     direction=hostile, remote_number=hostile,
                 )
-                self.assertUnder(writer.path, root)
+                self.assert_under(writer.path, root)
                 self.assertTrue(os.path.isfile(partial_path(writer.path)))
                 relative = os.path.relpath(os.path.realpath(writer.path), os.path.realpath(root))
                 self.assertEqual(len(relative.split(os.sep)), 5)
 
-    def test_removedFolderMadeAgain(self) -> None:
+    def test_removed_folder_made_again(self) -> None:
         """
         A folder removed after a recording was created in it (emptied and
         removed by an administrator, say) is checked and made again.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         first = self.create(storage)
         first.close()
@@ -108,24 +108,24 @@ class CreateTests(StorageTestCase):
         self.assertEqual(os.path.dirname(second.path), folder)
         self.assertTrue(os.path.isfile(partial_path(second.path)))
 
-    def test_partialFileTakesName(self) -> None:
+    def test_partial_file_takes_name(self) -> None:
         """
         A name whose partial file exists (a recording in progress, or left
         by a crash) is not reused.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         first = self.create(storage)
         second = self.create(storage)
         self.assertEqual(second.path, first.path[:-len(".wav")] + "-1.wav")
         self.assertTrue(os.path.isfile(partial_path(first.path)))
 
-    def test_sameFieldsGetSuffix(self) -> None:
+    def test_same_fields_get_suffix(self) -> None:
         """
         A second create with identical fields gets a "-1" name (then "-2")
         and leaves the first file alone.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         first = self.create(storage)
         first.write(b"first")
@@ -140,11 +140,11 @@ class CreateTests(StorageTestCase):
         with open(first.path, "rb") as handle:
             self.assertEqual(handle.read(), before)
 
-    def test_sidecarTakesName(self) -> None:
+    def test_sidecar_takes_name(self) -> None:
         """
         A name whose sidecar exists (its WAV gone) is not reused.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         first = self.create(storage)
         storage.write_sidecar(first.path, {"id": "rec1"})
@@ -153,41 +153,41 @@ class CreateTests(StorageTestCase):
         second = self.create(storage)
         self.assertEqual(second.path, first.path[:-len(".wav")] + "-1.wav")
 
-    def test_escapingSymlinkRefused(self) -> None:
+    def test_escaping_symlink_refused(self) -> None:
         """
         A device folder that is a symlink out of the root is refused with
         PermissionError, and nothing is created where it points.
         """
-        root = self.makeRoot()
-        outside = self.makeRoot()
+        root = self.make_root()
+        outside = self.make_root()
         os.symlink(os.path.abspath(outside), os.path.join(root, "00a859123456"))
         self.assertRaises(PermissionError, Storage(root).create, PCMA, **FIELDS)
         self.assertEqual(os.listdir(outside), [])
 
-    def test_rootThroughSymlink(self) -> None:
+    def test_root_through_symlink(self) -> None:
         """
         A root that is itself a symlink (say to a mounted volume) is a
         valid root: recordings go into the folder it points to.
         """
-        target = self.makeRoot()
+        target = self.make_root()
         link = self.mktemp()
         os.symlink(os.path.abspath(target), link)
         writer = self.create(Storage(link))
-        self.assertUnder(writer.path, target)
+        self.assert_under(writer.path, target)
         self.assertTrue(os.path.isfile(os.path.join(
             target, "00a859123456", "2024", "05", "17", os.path.basename(partial_path(writer.path)),
         )))
 
-    def test_relativeRoot(self) -> None:
+    def test_relative_root(self) -> None:
         """
         A relative root is resolved once, so writer paths are absolute.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         self.assertFalse(os.path.isabs(root))
         writer = self.create(Storage(root))
         self.assertTrue(os.path.isabs(writer.path))
 
-    def test_openerReceivesFormat(self) -> None:
+    def test_opener_receives_format(self) -> None:
         """
         create hands the path and the storage's WAV format to the writer
         opener, so a fake writer can stand in for the file.
@@ -198,34 +198,34 @@ class CreateTests(StorageTestCase):
             opened.append((path, fmt))
             return MemoryWavWriter(path, fmt)
 
-        root = self.makeRoot()
+        root = self.make_root()
         writer = Storage(root, "pcm16", opener).create(PCMU, **FIELDS)
         self.assertIsInstance(writer, MemoryWavWriter)
         self.assertEqual(opened, [(writer.path, WavFormat(1, 8000, 16))])
 
-    def test_pcm16File(self) -> None:
+    def test_pcm16_file(self) -> None:
         """
         With audio_format "pcm16" the file created is 16-bit PCM WAV.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         writer = self.create(Storage(root, "pcm16"))
         writer.close()
         with open(writer.path, "rb") as handle:
             header = handle.read()
         self.assertEqual(struct.unpack_from("<HHIIHH", header, 20), (1, 1, 8000, 16000, 2, 16))
 
-    def test_openWavFile(self) -> None:
+    def test_open_wav_file(self) -> None:
         """
         The default opener creates a real WavFileWriter.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         writer = open_wav_file(os.path.join(root, "x.wav"), WavFormat.stored(PCMA))
         self.addCleanup(writer.close)
         self.assertIsInstance(writer, WavFileWriter)
 
 
 class FormatTests(SynchronousTestCase):
-    def test_g711Stored(self) -> None:
+    def test_g711_stored(self) -> None:
         """
         "g711" stores the codec's own bytes: A-law or mu-law WAV, 8-bit, and
         no transcoding.
@@ -237,7 +237,7 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(storage.encoder(PCMA).silence(3), b"\xd5" * 3)
         self.assertEqual(storage.encoder(PCMU).silence(2), b"\xff" * 2)
 
-    def test_defaultIsG711(self) -> None:
+    def test_default_is_g711(self) -> None:
         """
         Storage stores G.711 as received unless told otherwise.
         """
@@ -254,7 +254,7 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(storage.encoder(PCMU).audio(b"\xff\x80"), struct.pack("<2h", 0, 32124))
         self.assertEqual(storage.encoder(PCMA).silence(2), b"\0" * 4)
 
-    def test_g722AlwaysDecoded(self) -> None:
+    def test_g722_always_decoded(self) -> None:
         """
         G.722 has no stored form: whatever the format, it is decoded to
         16 kHz 16-bit PCM, four bytes (two samples) per RTP tick of silence.
@@ -268,18 +268,18 @@ class FormatTests(SynchronousTestCase):
 
 
 class SidecarTests(StorageTestCase):
-    def test_sidecarPath(self) -> None:
+    def test_sidecar_path(self) -> None:
         """
         The sidecar is the WAV's name with .json for .wav.
         """
         self.assertEqual(sidecar_path("/r/a/b.c.wav"), "/r/a/b.c.json")
 
-    def test_writeSidecar(self) -> None:
+    def test_write_sidecar(self) -> None:
         """
         write_sidecar writes pretty, UTF-8 JSON beside the WAV as NAME.json,
         ending in a newline, and returns its path; no temporary file stays.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         writer = self.create(storage)
         data = {"id": "rec1", "remote": "Müller", "lost": 0, "codecs": ["PCMA"]}
@@ -296,12 +296,12 @@ class SidecarTests(StorageTestCase):
             sorted([os.path.basename(partial_path(writer.path)), os.path.basename(path)]),
         )
 
-    def test_durableOrNot(self) -> None:
+    def test_durable_or_not(self) -> None:
         """
         A durable sidecar is fsynced with its folder; one that is not (left
         to the filesystem sync) is written whole all the same, with no fsync.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         writer = self.create(storage)
         synced: list[int] = []
@@ -313,12 +313,12 @@ class SidecarTests(StorageTestCase):
         storage.write_sidecar(writer.path, {"id": "b"})
         self.assertEqual(len(synced), 2)  # the file, then its folder
 
-    def test_rewriteReplaces(self) -> None:
+    def test_rewrite_replaces(self) -> None:
         """
         Writing the sidecar again replaces it whole (a shorter document
         leaves none of the longer one behind).
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         writer = self.create(storage)
         storage.write_sidecar(writer.path, {"notes": "x" * 1000})
@@ -326,12 +326,12 @@ class SidecarTests(StorageTestCase):
         with open(path, encoding="utf-8") as handle:
             self.assertEqual(json.load(handle), {"notes": "short"})
 
-    def test_failedWriteKeepsOldSidecar(self) -> None:
+    def test_failed_write_keeps_old_sidecar(self) -> None:
         """
         A sidecar that cannot be written (data JSON cannot express) raises,
         leaves the previous sidecar intact, and leaves no temporary file.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root)
         writer = self.create(storage)
         path = storage.write_sidecar(writer.path, {"id": "rec1"})
@@ -353,17 +353,17 @@ class SidecarLinkTests(StorageTestCase):
         self.victim = os.path.abspath(self.mktemp())
         with open(self.victim, "wb") as handle:
             handle.write(b"precious")
-        self.storage = Storage(self.makeRoot())
+        self.storage = Storage(self.make_root())
         self.writer = self.create(self.storage)
 
-    def test_temporaryFileLink(self) -> None:
+    def test_temporary_file_link(self) -> None:
         """A NAME.json.tmp link makes the sidecar's write fail, not write through it."""
         os.symlink(self.victim, sidecar_path(self.writer.path) + ".tmp")
         self.assertRaises(OSError, self.storage.write_sidecar, self.writer.path, {"id": "1"})
         with open(self.victim, "rb") as handle:
             self.assertEqual(handle.read(), b"precious")
 
-    def test_overwrittenInPlaceLink(self) -> None:
+    def test_overwritten_in_place_link(self) -> None:
         """The full-disk rewrite in place refuses a sidecar that is a link."""
         os.symlink(self.victim, sidecar_path(self.writer.path))
         self.assertRaises(OSError, storage_module._overwrite_in_place,
@@ -376,7 +376,7 @@ class RemoveAudioTests(StorageTestCase):
     def test_removed(self) -> None:
         """The empty WAV of a recording that received no audio is removed;
         one already gone is no error."""
-        root = self.makeRoot()
+        root = self.make_root()
         wav = os.path.join(root, "silent.wav")
         with open(wav, "wb"):
             pass
@@ -388,7 +388,7 @@ class RemoveAudioTests(StorageTestCase):
         """A WAV that cannot be removed (here: a folder in its place) is
         left with a warning; the recording, whose sidecar is written, is
         not failed for it."""
-        root = self.makeRoot()
+        root = self.make_root()
         wav = os.path.join(root, "silent.wav")
         os.mkdir(wav)
         with capturedLogs() as events:
@@ -398,13 +398,13 @@ class RemoveAudioTests(StorageTestCase):
 
 
 class WalkFilesTests(StorageTestCase):
-    def test_regularFilesOnlyLinksTold(self) -> None:
+    def test_regular_files_only_links_told(self) -> None:
         """walk_files gives each folder (root first, then by name, depth
         first) with its regular files; links below the root, to files or
         folders, are told and neither listed nor walked into; a root that
         is itself a link is walked."""
-        real = os.path.abspath(self.makeRoot())
-        outside = os.path.abspath(self.makeRoot())
+        real = os.path.abspath(self.make_root())
+        outside = os.path.abspath(self.make_root())
         for path in ("b/x.wav", "a/y.json", "a/c/z.wav", "top.json"):
             os.makedirs(os.path.dirname(os.path.join(real, path)), exist_ok=True)
             open(os.path.join(real, path), "wb").close()
@@ -423,35 +423,35 @@ class WalkFilesTests(StorageTestCase):
 
 
 class FullDiskSidecarTests(StorageTestCase):
-    def fullDisk(self, path: str, text: bytes, file_mode: int, durable: bool) -> None:
+    def full_disk(self, path: str, text: bytes, file_mode: int, durable: bool) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    def test_fullDiskOverwritesInPlace(self) -> None:
+    def test_full_disk_overwrites_in_place(self) -> None:
         """
         When the disk is too full for a new file, the sidecar written at Start
         is overwritten in place with the finished one.
         """
-        storage = Storage(self.makeRoot())
+        storage = Storage(self.make_root())
         writer = self.create(storage)
         path = storage.write_sidecar(writer.path, {"status": "recording", "id": "rec1"})
-        self.patch(storage_module, "_replace_whole", self.fullDisk)
+        self.patch(storage_module, "_replace_whole", self.full_disk)
         storage.write_sidecar(writer.path, {"status": "finished", "id": "rec1", "bytes": 8000})
         with open(path, encoding="utf-8") as handle:
             self.assertEqual(json.load(handle), {"status": "finished", "id": "rec1", "bytes": 8000})
 
-    def test_fullDiskWithoutSidecarRaises(self) -> None:
+    def test_full_disk_without_sidecar_raises(self) -> None:
         """
         With no sidecar to overwrite, a full disk is an error for the caller.
         """
-        storage = Storage(self.makeRoot())
+        storage = Storage(self.make_root())
         writer = self.create(storage)
-        self.patch(storage_module, "_replace_whole", self.fullDisk)
+        self.patch(storage_module, "_replace_whole", self.full_disk)
         error = self.assertRaises(OSError, storage.write_sidecar, writer.path, {"id": "x"})
         self.assertEqual(error.errno, errno.ENOSPC)
 
 
 class FileModeTests(StorageTestCase):
-    def test_modeWhateverTheUmask(self) -> None:
+    def test_mode_whatever_the_umask(self) -> None:
         """
         Recordings and sidecars get storage.file_mode even under a umask
         that would take bits away or grant more.
@@ -460,7 +460,7 @@ class FileModeTests(StorageTestCase):
             with self.subTest(mode=oct(mode), umask=oct(umask)):
                 previous = os.umask(umask)
                 try:
-                    storage = Storage(self.makeRoot(), file_mode=mode)
+                    storage = Storage(self.make_root(), file_mode=mode)
                     writer = self.create(storage)
                     sidecar = storage.write_sidecar(writer.path, {"id": "rec1"})
                     writer.close()
@@ -474,20 +474,20 @@ class StorageContract:
     """What the service relies on from its storage, run against the real
     file system and against the in-memory writers the tests use."""
 
-    def makeStorage(self, root: str) -> Storage:
+    def make_storage(self, root: str) -> Storage:
         raise NotImplementedError
 
-    def audioOf(self, writer: AudioWriter) -> bytes:
+    def audio_of(self, writer: AudioWriter) -> bytes:
         raise NotImplementedError
 
-    def test_contractNamesAndCollisions(self) -> None:
+    def test_contract_names_and_collisions(self) -> None:
         """
         create names the file by the template, under the root; the same
         fields again get a suffixed name, never the same file.
         """
         root = self.mktemp()
         os.makedirs(root)
-        storage = self.makeStorage(root)
+        storage = self.make_storage(root)
         first = storage.create(PCMA, **FIELDS)
         second = storage.create(PCMA, **FIELDS)
         self.assertEqual(os.path.basename(first.path), "20240517T093015Z_in_+4930123_rec1.wav")
@@ -496,20 +496,20 @@ class StorageContract:
             self.assertTrue(os.path.abspath(writer.path).startswith(os.path.abspath(root)))
             writer.close()
 
-    def test_contractAudioAndSidecar(self) -> None:
+    def test_contract_audio_and_sidecar(self) -> None:
         """
         What is written, synced and closed is the file's audio; the sidecar
         goes beside it as NAME.json.
         """
         root = self.mktemp()
         os.makedirs(root)
-        storage = self.makeStorage(root)
+        storage = self.make_storage(root)
         writer = storage.create(PCMA, **FIELDS)
         writer.write(b"\x01" * 100)
         writer.sync()
         writer.write(b"\x02" * 50)
         writer.close()
-        self.assertEqual(self.audioOf(writer), b"\x01" * 100 + b"\x02" * 50)
+        self.assertEqual(self.audio_of(writer), b"\x01" * 100 + b"\x02" * 50)
         self.assertEqual(writer.data_bytes, 150)
         sidecar = storage.write_sidecar(writer.path, {"id": "rec1"})
         self.assertEqual(sidecar, writer.path[:-4] + ".json")
@@ -518,20 +518,20 @@ class StorageContract:
 
 
 class RealStorageContractTests(StorageContract, SynchronousTestCase):
-    def makeStorage(self, root: str) -> Storage:
+    def make_storage(self, root: str) -> Storage:
         return Storage(root)
 
-    def audioOf(self, writer: AudioWriter) -> bytes:
+    def audio_of(self, writer: AudioWriter) -> bytes:
         with open(writer.path, "rb") as handle:
             blob = handle.read()
         return blob[len(wav_header(WavFormat.stored(PCMA)).header):]
 
 
 class MemoryStorageContractTests(StorageContract, SynchronousTestCase):
-    def makeStorage(self, root: str) -> Storage:
+    def make_storage(self, root: str) -> Storage:
         return Storage(root, open_writer=MemoryWriters())
 
-    def audioOf(self, writer: AudioWriter) -> bytes:
+    def audio_of(self, writer: AudioWriter) -> bytes:
         return writer.contents()[len(wav_header(WavFormat.stored(PCMA)).header):]
 
 
@@ -561,12 +561,12 @@ class PathPropertyTests(StorageTestCase):
         is created on the real filesystem, inside storage.root, and every
         name on its way is a valid, visible, short name of safe characters.
         """
-        root = self.makeRoot()
+        root = self.make_root()
         storage = Storage(root) if template is None else Storage(
             root, path_template=PathTemplate(template))
         writer = storage.create(PCMA, started_at=started_at, part=part, **fields)
         try:
-            self.assertUnder(writer.path, root)
+            self.assert_under(writer.path, root)
             self.assertTrue(os.path.exists(partial_path(writer.path)))
             names = os.path.relpath(writer.path, os.path.realpath(root)).split(os.sep)
             self.assertTrue(names[-1].endswith(".wav"))

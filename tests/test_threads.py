@@ -22,7 +22,7 @@ def own_nice() -> int:
 
 
 class ThreadPriorityTests(SynchronousTestCase):
-    def test_lowerPriority(self) -> None:
+    def test_lower_priority(self) -> None:
         """
         lower_priority() lowers the calling thread's priority only: its
         nice value rises to BACKGROUND_NICE, the other threads' stays.
@@ -39,7 +39,7 @@ class ThreadPriorityTests(SynchronousTestCase):
         self.assertEqual(seen, [(True, max(before, BACKGROUND_NICE))])
         self.assertEqual(own_nice(), before)
 
-    def test_neverRaised(self) -> None:
+    def test_never_raised(self) -> None:
         """
         A thread already below BACKGROUND_NICE stays there.
         """
@@ -55,7 +55,7 @@ class ThreadPriorityTests(SynchronousTestCase):
         thread.join()
         self.assertEqual(seen, [(True, BACKGROUND_NICE + 5)])
 
-    def test_backgroundThread(self) -> None:
+    def test_background_thread(self) -> None:
         """
         A BackgroundThread runs its target at the lowered priority.
         """
@@ -65,7 +65,7 @@ class ThreadPriorityTests(SynchronousTestCase):
         thread.join()
         self.assertEqual(seen, [max(own_nice(), BACKGROUND_NICE)])
 
-    def test_backgroundPool(self) -> None:
+    def test_background_pool(self) -> None:
         """
         A background pool's workers are BackgroundThreads: work runs at the
         lowered priority.
@@ -85,7 +85,7 @@ class ThreadPriorityTests(SynchronousTestCase):
         self.assertTrue(done.wait(10))
         self.assertEqual(seen, [max(own_nice(), BACKGROUND_NICE)])
 
-    def test_startUntilShutdown(self) -> None:
+    def test_start_until_shutdown(self) -> None:
         """
         start_until_shutdown() starts the pool and has it stopped after the
         reactor's shutdown, once however often it is called.

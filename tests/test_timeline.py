@@ -159,7 +159,7 @@ def _record(packets: Iterable[_Packet], **kwargs: int) -> tuple[bytes, _Recorder
 
 
 class InOrderTests(SynchronousTestCase):
-    def test_passThroughOnceStarted(self) -> None:
+    def test_pass_through_once_started(self) -> None:
         """
         The file starts once a reorder window of audio has arrived (the
         earliest packet of that first window opens it); from then on every
@@ -177,7 +177,7 @@ class InOrderTests(SynchronousTestCase):
         self.assertEqual(recorder.timeline.flush(), [])
         self.assertEqual(recorder.timeline.file_ticks, 80 * 160)
 
-    def test_packetTimes(self) -> None:
+    def test_packet_times(self) -> None:
         """
         Packet time comes from the timestamps: 10, 20, 30, 40, 60 ms and
         large 200 ms packets all give the payloads back to back, no silence
@@ -195,7 +195,7 @@ class InOrderTests(SynchronousTestCase):
                     (0, 0, 0),
                 )
 
-    def test_packetTimeChangesMidCall(self) -> None:
+    def test_packet_time_changes_mid_call(self) -> None:
         """
         The packet time may change during the call, in either direction,
         without a gap or an overlap.
@@ -206,7 +206,7 @@ class InOrderTests(SynchronousTestCase):
         self.assertEqual(data, _concat(packets))
         self.assertEqual(recorder.timeline.silence_ticks, {})
 
-    def test_payloadsAtTimestampOffsets(self) -> None:
+    def test_payloads_at_timestamp_offsets(self) -> None:
         """
         With mixed packet times, loss and reordering together, every payload
         received lands at the byte offset its timestamp gives, counted from
@@ -221,7 +221,7 @@ class InOrderTests(SynchronousTestCase):
 
 
 class ReorderTests(SynchronousTestCase):
-    def test_reorderWithinWindowRestored(self) -> None:
+    def test_reorder_within_window_restored(self) -> None:
         """
         Packets reordered within the reorder window come out in timestamp
         order, byte for byte as if they had arrived in order; nothing is
@@ -244,7 +244,7 @@ class ReorderTests(SynchronousTestCase):
                     (0, 0, 0),
                 )
 
-    def test_firstPacketReordered(self) -> None:
+    def test_first_packet_reordered(self) -> None:
         """
         When the first packets arrive out of order the file starts at the
         earliest packet of the first window, so the first packet sent is not
@@ -264,7 +264,7 @@ class ReorderTests(SynchronousTestCase):
                 self.assertEqual(data, _concat(packets))
                 self.assertEqual(recorder.timeline.late, 0)
 
-    def test_laterThanWindowDropped(self) -> None:
+    def test_later_than_window_dropped(self) -> None:
         """
         A packet that arrives after the window has given up on its hole is
         counted late and dropped: its place stays silence (one loss gap of
@@ -278,7 +278,7 @@ class ReorderTests(SynchronousTestCase):
         self.assertEqual((recorder.timeline.gaps, recorder.timeline.gap_ticks), (1, 160))
         self.assertEqual(recorder.clock.lost, 0)
 
-    def test_muchLaterThanWindowDropped(self) -> None:
+    def test_much_later_than_window_dropped(self) -> None:
         """
         A straggler arriving seconds after its time (far beyond the window
         and the jump slack) is still just a late packet: dropped and counted
@@ -292,7 +292,7 @@ class ReorderTests(SynchronousTestCase):
         self.assertEqual(recorder.timeline.late, 1)
         self.assertEqual(recorder.clock.restarts, 0)
 
-    def test_duplicatesDropped(self) -> None:
+    def test_duplicates_dropped(self) -> None:
         """
         A second copy of a packet (same sequence number) is dropped and
         counted as a duplicate by the stream clock, whether it arrives at
@@ -320,7 +320,7 @@ class ReorderTests(SynchronousTestCase):
                 self.assertEqual(recorder.clock.duplicates, len(copies))
                 self.assertEqual((recorder.timeline.late, recorder.clock.lost), (0, 0))
 
-    def test_overlapKeepsNewPart(self) -> None:
+    def test_overlap_keeps_new_part(self) -> None:
         """
         A payload that overlaps what was already written keeps only its new
         part, whether the older payload was written before it arrived or
@@ -351,7 +351,7 @@ class ReorderTests(SynchronousTestCase):
         data, _ = _record([overlapping, first, second])
         self.assertEqual(data, first.payload + overlapping.payload[80:] + second.payload[80:])
 
-    def test_payloadWhollyWrittenIsLate(self) -> None:
+    def test_payload_wholly_written_is_late(self) -> None:
         """
         A payload whose every tick was already written (a re-sent packet
         under a new sequence number) adds nothing and is counted late.
@@ -367,7 +367,7 @@ class ReorderTests(SynchronousTestCase):
         self.assertEqual(recorder.timeline.late, 1)
 
 
-    def test_secondPayloadForWaitingTicksIsLate(self) -> None:
+    def test_second_payload_for_waiting_ticks_is_late(self) -> None:
         """
         A second payload for ticks whose first payload is still waiting in
         the window is counted late; the first one is kept.
@@ -380,7 +380,7 @@ class ReorderTests(SynchronousTestCase):
 
 
 class WrapTests(SynchronousTestCase):
-    def test_wrapsWithoutGlitch(self) -> None:
+    def test_wraps_without_glitch(self) -> None:
         """
         Sequence numbers wrap at 2**16 and timestamps at 2**32 without a
         glitch, also with packets reordered and duplicated across the wrap:
@@ -409,7 +409,7 @@ class WrapTests(SynchronousTestCase):
 
 
 class LossTests(SynchronousTestCase):
-    def test_lossFilledExactly(self) -> None:
+    def test_loss_filled_exactly(self) -> None:
         """
         Lost packets become silence of exactly their duration, so the
         payloads after them stay at their timestamp offsets; each run of
@@ -438,7 +438,7 @@ class LossTests(SynchronousTestCase):
                 )
                 self.assertEqual(recorder.timeline.discontinuities, [])
 
-    def test_holeHeldForExactlyTheWindow(self) -> None:
+    def test_hole_held_for_exactly_the_window(self) -> None:
         """
         Audio after a hole waits until a window of audio beyond the hole has
         arrived, and not one packet longer: then the hole becomes silence
@@ -454,7 +454,7 @@ class LossTests(SynchronousTestCase):
             outs[111], [Silence(160)] + [Audio(p.payload) for p in packets[61:112]]
         )
 
-    def test_reorderRightAfterLongLoss(self) -> None:
+    def test_reorder_right_after_long_loss(self) -> None:
         """
         After a loss burst longer than the window, the first packets after
         it may still arrive out of order: the hole is given up only for what
@@ -478,7 +478,7 @@ class LossTests(SynchronousTestCase):
                 self.assertEqual(data, _expected(kept, packets[0].timestamp))
                 self.assertEqual((recorder.timeline.late, recorder.timeline.gaps), (0, 1))
 
-    def test_gapOverCapFilledToCap(self) -> None:
+    def test_gap_over_cap_filled_to_cap(self) -> None:
         """
         A gap up to max_fill_ticks is filled in full; a longer one only up
         to the cap, and one LongGap records where it is in the file,
@@ -529,7 +529,7 @@ class RestartTests(SynchronousTestCase):
             )
         return old, new
 
-    def test_reanchoredOnArrival(self) -> None:
+    def test_reanchored_on_arrival(self) -> None:
         """
         A new SSRC, or a timestamp jump the wall clock does not explain,
         re-anchors the timeline on arrival time: the new stream follows the
@@ -554,7 +554,7 @@ class RestartTests(SynchronousTestCase):
                 self.assertEqual(recorder.clock.restarts, 1)
                 self.assertEqual(recorder.clock.lost, 0)
 
-    def test_newSsrcReorderedAtItsStart(self) -> None:
+    def test_new_ssrc_reordered_at_its_start(self) -> None:
         """
         The old stream's last packet arriving after a new SSRC has started
         still goes to its place, and the new stream's second packet arriving
@@ -566,7 +566,7 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(data, _concat(old) + _concat(new))
         self.assertEqual(recorder.timeline.late, 0)
 
-    def test_restartWithSequenceStartingOver(self) -> None:
+    def test_restart_with_sequence_starting_over(self) -> None:
         """
         A stream restarted on the same SSRC with a timestamp jump and its
         sequence numbers starting over from the same values is a restart,
@@ -578,7 +578,7 @@ class RestartTests(SynchronousTestCase):
         self.assertEqual(data, _concat(old) + _concat(new))
         self.assertEqual((recorder.clock.restarts, recorder.clock.duplicates), (1, 0))
 
-    def test_holdIsCappedGap(self) -> None:
+    def test_hold_is_capped_gap(self) -> None:
         """
         A pause the wall clock explains (on hold: timestamps and arrival
         both advance 60 s) is not a restart but an ordinary gap, filled up
@@ -597,7 +597,7 @@ class RestartTests(SynchronousTestCase):
             ),
         ])
 
-    def test_lostAcrossChanges(self) -> None:
+    def test_lost_across_changes(self) -> None:
         """
         ``lost`` counts the sequence numbers never seen over the whole
         call: across SSRC changes, restarts and SSRCs the clock no longer
@@ -632,7 +632,7 @@ class RestartTests(SynchronousTestCase):
 
 
 class JitterTests(SynchronousTestCase):
-    def test_pacedArrivalHasNoJitter(self) -> None:
+    def test_paced_arrival_has_no_jitter(self) -> None:
         """
         Packets arriving exactly as their timestamps are paced give an
         interarrival jitter of 0, whatever the packet time.
@@ -642,7 +642,7 @@ class JitterTests(SynchronousTestCase):
                 _, recorder = _record(_paced(ptimes, start=12.5))
                 self.assertEqual(recorder.clock.jitter_ms, 0.0)
 
-    def test_rfc3550Jitter(self) -> None:
+    def test_rfc3550_jitter(self) -> None:
         """
         Jitter is RFC 3550's running estimate J += (|D| - J) / 16 of the
         transit-time differences, in timestamp units and as milliseconds.
@@ -656,7 +656,7 @@ class JitterTests(SynchronousTestCase):
         self.assertAlmostEqual(recorder.clock.jitter_ticks, 9.6875)
         self.assertEqual(recorder.clock.jitter_ms, 1.211)
 
-    def test_jitterGrowsWithIrregularArrival(self) -> None:
+    def test_jitter_grows_with_irregular_arrival(self) -> None:
         """
         The more irregular the arrival, the larger the jitter.
         """
@@ -680,7 +680,7 @@ class MarkerTests(SynchronousTestCase):
         )
         return talk, marker, resumed
 
-    def test_markedSilenceIsNotLoss(self) -> None:
+    def test_marked_silence_is_not_loss(self) -> None:
         """
         After a comfort-noise or DTMF marker, the silence until audio
         resumes is of exactly the missing duration and counted under the
@@ -704,7 +704,7 @@ class MarkerTests(SynchronousTestCase):
                     self.assertEqual(recorder.timeline.silence_ticks, {kind: pause_ms * 8})
                     self.assertEqual((recorder.timeline.gaps, recorder.clock.lost), (0, 0))
 
-    def test_markerReorderedStillApplies(self) -> None:
+    def test_marker_reordered_still_applies(self) -> None:
         """
         A comfort-noise marker that arrives before the last audio packet
         ahead of it still marks the silence after that audio.
@@ -721,7 +721,7 @@ class MarkerTests(SynchronousTestCase):
         self.assertEqual(recorder.finish(), _concat(talk) + SILENCE * 4000 + _concat(resumed))
         self.assertEqual(recorder.timeline.silence_ticks, {"comfort_noise": 4000})
 
-    def test_lossAfterMarkedSilenceIsLoss(self) -> None:
+    def test_loss_after_marked_silence_is_loss(self) -> None:
         """
         Once audio resumes after a marker, a later hole is loss again.
         """
@@ -737,7 +737,7 @@ class MarkerTests(SynchronousTestCase):
         self.assertEqual(recorder.timeline.silence_ticks, {"comfort_noise": 4000, "loss": 160})
         self.assertEqual(recorder.timeline.gaps, 1)
 
-    def test_dtmfEventsCountedNotPlaced(self) -> None:
+    def test_dtmf_events_counted_not_placed(self) -> None:
         """
         Telephone-event packets noted with ``count`` use up their sequence
         numbers (no loss counted for them, repeats are duplicates) and
@@ -762,7 +762,7 @@ class MarkerTests(SynchronousTestCase):
 
 
 class FileOffsetTests(SynchronousTestCase):
-    def test_offsetBeforeFileStarts(self) -> None:
+    def test_offset_before_file_starts(self) -> None:
         """
         Before the file starts, a position's offset counts from the earliest
         packet held, where the file will start.
@@ -774,7 +774,7 @@ class FileOffsetTests(SynchronousTestCase):
         position = recorder.clock.position_of(SSRC, packets[3].timestamp + 7)
         self.assertEqual(recorder.timeline.file_offset(position), 3 * 160 + 7)
 
-    def test_offsetAfterCappedHole(self) -> None:
+    def test_offset_after_capped_hole(self) -> None:
         """
         The offset of a position after a gap longer than the cap counts the
         gap only up to the cap, as it will be filled, whether or not the
@@ -823,7 +823,7 @@ def _delays(count: int) -> st.SearchStrategy[list[float]]:
 class PropertyTests(SynchronousTestCase):
     @_SETTINGS
     @given(st.data())
-    def test_anyReorderWithinWindowSameFile(self, data: st.DataObject) -> None:
+    def test_any_reorder_within_window_same_file(self, data: st.DataObject) -> None:
         """
         Any arrival order that jitter smaller than the window can produce
         yields the same bytes as delivery in order, nothing late.
@@ -838,7 +838,7 @@ class PropertyTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(st.data())
-    def test_anyLossRightLengthAndOffsets(self, data: st.DataObject) -> None:
+    def test_any_loss_right_length_and_offsets(self, data: st.DataObject) -> None:
         """
         Whatever packets are lost (the first and last arrive), the file is
         exactly as long as the timestamps span and every surviving payload
@@ -856,7 +856,7 @@ class PropertyTests(SynchronousTestCase):
 
     @_SETTINGS
     @given(st.data())
-    def test_duplicatesChangeNothing(self, data: st.DataObject) -> None:
+    def test_duplicates_change_nothing(self, data: st.DataObject) -> None:
         """
         Duplicates of any packets, arriving at any time up to the window
         after their originals were sent, leave the file unchanged and are
@@ -878,7 +878,7 @@ class PropertyTests(SynchronousTestCase):
 
 
 class SequenceResyncTests(SynchronousTestCase):
-    def test_sequenceJumpNotLoss(self) -> None:
+    def test_sequence_jump_not_loss(self) -> None:
         """
         Sequence numbers that jump by thousands while the timestamps go on
         (a renumbered stream) are not counted as thousands of lost packets;
@@ -893,7 +893,7 @@ class SequenceResyncTests(SynchronousTestCase):
         self.assertEqual(positions, [160 * i for i in range(20)])
         self.assertEqual((clock.lost, clock.restarts, clock.duplicates), (0, 0, 0))
 
-    def test_lossCountedAcrossResync(self) -> None:
+    def test_loss_counted_across_resync(self) -> None:
         """
         Loss before and after a renumbering is still counted.
         """
@@ -906,7 +906,7 @@ class SequenceResyncTests(SynchronousTestCase):
 
 
 class StallTests(SynchronousTestCase):
-    def test_stallThenBurstKeepsTimeline(self) -> None:
+    def test_stall_then_burst_keeps_timeline(self) -> None:
         """
         A network stall of 3 s followed by a burst of the held packets
         (continuous sequence numbers and timestamps) is not a restart: the
@@ -920,7 +920,7 @@ class StallTests(SynchronousTestCase):
         self.assertEqual(data, _concat(packets))
         self.assertEqual(recorder.clock.restarts, 0)
 
-    def test_veryLateStragglerIsLate(self) -> None:
+    def test_very_late_straggler_is_late(self) -> None:
         """
         A packet more than 512 packets and several seconds late is late, not
         a restart: it is dropped, nothing else moves.
@@ -932,7 +932,7 @@ class StallTests(SynchronousTestCase):
         self.assertEqual(data, expected)
         self.assertEqual((recorder.clock.restarts, recorder.timeline.late), (0, 1))
 
-    def test_markerDoesNotMoveWindow(self) -> None:
+    def test_marker_does_not_move_window(self) -> None:
         """
         A marker with a far-away position does not count as audio having
         arrived: a hole before it is still held for its packet.

@@ -47,7 +47,7 @@ def wav_data(path: str) -> tuple[int, bytes]:
 
 
 class ParseTests(SynchronousTestCase):
-    def test_byteOrderDetected(self) -> None:
+    def test_byte_order_detected(self) -> None:
         """
         Little- and big-endian headers are both read, the byte order told
         by which one gives a plausible RTP packet length.
@@ -61,14 +61,14 @@ class ParseTests(SynchronousTestCase):
             )
             self.assertEqual(b"".join(p.payload for p in recording.packets()), audio[:1600])
 
-    def test_codecAliases(self) -> None:
+    def test_codec_aliases(self) -> None:
         """
         The codec names firmware writes map to recsvc's codecs.
         """
         for name, codec in ((b"g711a", "PCMA"), (b"G.711U", "PCMU"), (b"PCMU", "PCMU"), (b"G722", "G722")):
             self.assertEqual(parse_phone_recording(phone_file(bytes(320), name)).codec, codec)
 
-    def test_notAPhoneRecording(self) -> None:
+    def test_not_a_phone_recording(self) -> None:
         """
         Other files are refused with the reason: too short, already a WAV,
         an unknown codec, nonsense lengths.
@@ -86,7 +86,7 @@ class ParseTests(SynchronousTestCase):
 
     @settings(max_examples=200, deadline=None)
     @given(st.binary(max_size=400))
-    def test_arbitraryBytes(self, blob: bytes) -> None:
+    def test_arbitrary_bytes(self, blob: bytes) -> None:
         """
         Arbitrary bytes never raise anything but NotAPhoneRecording.
         """
@@ -106,7 +106,7 @@ class ConvertTests(SynchronousTestCase):
             handle.write(blob)
         return path
 
-    def test_convertByteExact(self) -> None:
+    def test_convert_byte_exact(self) -> None:
         """
         A USB recording becomes an A-law WAV holding the payloads byte for
         byte, lost packets as silence, beside the source.
@@ -128,7 +128,7 @@ class ConvertTests(SynchronousTestCase):
         done = convert_file(source, source + ".out.wav", "pcm16")
         self.assertEqual(wav_data(done.output), (1, g711.decode_ulaw(audio)))
 
-    def test_commandLine(self) -> None:
+    def test_command_line(self) -> None:
         """
         ``recsvc convert`` converts each file, reports it, refuses to
         overwrite, and exits non-zero naming a file that is not a phone
@@ -146,7 +146,7 @@ class ConvertTests(SynchronousTestCase):
         self.assertEqual(status, 1)
         self.assertTrue(os.path.exists(good[:-4] + ".converted.wav"))
 
-    def test_consoleScript(self) -> None:
+    def test_console_script(self) -> None:
         """
         The installed ``recsvc`` console script runs convert.
         """

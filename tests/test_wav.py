@@ -88,7 +88,7 @@ class HeaderTests(SynchronousTestCase):
             )
             self.assertEqual(reader.readframes(4), audio)
 
-    def test_oddSizeCountsPad(self) -> None:
+    def test_odd_size_counts_pad(self) -> None:
         """
         An odd data size leaves the data chunk size odd but counts the pad
         byte in the RIFF size.
@@ -98,7 +98,7 @@ class HeaderTests(SynchronousTestCase):
         self.assertEqual(struct.unpack_from("<I", header, 54), (7,))
         check_wav(self, header + b"\1" * 7 + b"\0", ALAW)
 
-    def test_layoutOffsets(self) -> None:
+    def test_layout_offsets(self) -> None:
         """
         The layout points at the RIFF size, the fact sample count and the
         data size in the header (and at no fact chunk for PCM).
@@ -113,7 +113,7 @@ class HeaderTests(SynchronousTestCase):
 
     @settings(max_examples=100, deadline=None)
     @given(st.sampled_from([ALAW, ULAW, PCM16]), st.integers(0, 2**31))
-    def test_patchesBringHeaderUpToSize(self, fmt: WavFormat, size: int) -> None:
+    def test_patches_bring_header_up_to_size(self, fmt: WavFormat, size: int) -> None:
         """
         Applying header_patches to the zero-size header gives exactly the
         header built for that size.
@@ -127,7 +127,7 @@ class HeaderTests(SynchronousTestCase):
 
     @settings(max_examples=50, deadline=None)
     @given(st.sampled_from([ALAW, ULAW, PCM16]), st.lists(st.integers(0, 2**31), min_size=1, max_size=4))
-    def test_writerHeaderAtEachSize(self, fmt: WavFormat, sizes: list[int]) -> None:
+    def test_writer_header_at_each_size(self, fmt: WavFormat, sizes: list[int]) -> None:
         """
         A file writer's header at each sync (patched in place, size after
         size) is exactly the header built for that size.
@@ -160,75 +160,75 @@ def _chunks(total: int, step: int = 997) -> list[bytes]:
 
 class WriterContract:
     """Behaviour every AudioWriter has; mixed into a SynchronousTestCase that
-    provides ``makeWriter`` and ``fileBytes``."""
+    provides ``make_writer`` and ``file_bytes``."""
 
-    def makeWriter(self, fmt: WavFormat) -> AudioWriter:
+    def make_writer(self, fmt: WavFormat) -> AudioWriter:
         raise NotImplementedError
 
-    def fileBytes(self, writer: AudioWriter) -> bytes:
+    def file_bytes(self, writer: AudioWriter) -> bytes:
         """What the finished file holds."""
         raise NotImplementedError
 
 
-    def test_emptyRecording(self) -> None:
+    def test_empty_recording(self) -> None:
         """
         A writer closed without audio leaves a valid WAV with an empty data
         chunk.
         """
-        writer = self.makeWriter(ALAW)
+        writer = self.make_writer(ALAW)
         writer.close()
-        self.assertEqual(check_wav(self, self.fileBytes(writer), ALAW), b"")
+        self.assertEqual(check_wav(self, self.file_bytes(writer), ALAW), b"")
         self.assertEqual(writer.data_bytes, 0)
 
-    def test_manyWrites(self) -> None:
+    def test_many_writes(self) -> None:
         """
         The data chunk holds exactly the bytes written, in order, across many
         writes adding up to several write batches; data_bytes counts them.
         """
         pieces = _chunks(3 * WRITE_BATCH_BYTES + 1234)
-        writer = self.makeWriter(ALAW)
+        writer = self.make_writer(ALAW)
         for piece in pieces:
             writer.write(piece)
         expected = b"".join(pieces)
         self.assertEqual(writer.data_bytes, len(expected))
         writer.close()
-        self.assertEqual(check_wav(self, self.fileBytes(writer), ALAW), expected)
+        self.assertEqual(check_wav(self, self.file_bytes(writer), ALAW), expected)
         self.assertEqual(writer.data_bytes, len(expected))
 
-    def test_oneBigWrite(self) -> None:
+    def test_one_big_write(self) -> None:
         """
         A single write larger than a batch lands whole.
         """
         audio = bytes(range(256)) * (WRITE_BATCH_BYTES // 256 * 2 + 1)
-        writer = self.makeWriter(ULAW)
+        writer = self.make_writer(ULAW)
         writer.write(audio)
         writer.close()
-        self.assertEqual(check_wav(self, self.fileBytes(writer), ULAW), audio)
+        self.assertEqual(check_wav(self, self.file_bytes(writer), ULAW), audio)
 
-    def test_sizesAfterClose(self) -> None:
+    def test_sizes_after_close(self) -> None:
         """
         After close the RIFF size, fact sample count and data size agree with
         the audio written and the file length.
         """
-        writer = self.makeWriter(ALAW)
+        writer = self.make_writer(ALAW)
         writer.write(b"\x55" * 4000)
         writer.close()
-        data = self.fileBytes(writer)
+        data = self.file_bytes(writer)
         self.assertEqual(len(data), 58 + 4000)
         self.assertEqual(struct.unpack_from("<I", data, 4), (len(data) - 8,))
         self.assertEqual(struct.unpack_from("<I", data, 46), (4000,))
         self.assertEqual(struct.unpack_from("<I", data, 54), (4000,))
 
-    def test_oddLengthPadded(self) -> None:
+    def test_odd_length_padded(self) -> None:
         """
         An odd amount of audio gets a zero pad byte after the data chunk,
         counted in the RIFF size but not in the data size.
         """
-        writer = self.makeWriter(ALAW)
+        writer = self.make_writer(ALAW)
         writer.write(b"\x01" * 1000)
         writer.write(b"\x02")
         writer.close()
-        data = self.fileBytes(writer)
+        data = self.file_bytes(writer)
         self.assertEqual(len(data), 58 + 1001 + 1)
         self.assertEqual(data[-1:], b"\0")
         self.assertEqual(struct.unpack_from("<I", data, 54), (1001,))
@@ -241,35 +241,35 @@ class WriterContract:
         reads back.
         """
         samples = struct.pack("<6000h", *((i * 37) % 65536 - 32768 for i in range(6000)))
-        writer = self.makeWriter(PCM16)
+        writer = self.make_writer(PCM16)
         for start in range(0, len(samples), 320):
             writer.write(samples[start:start + 320])
         writer.close()
-        self.assertEqual(check_wav(self, self.fileBytes(writer), PCM16), samples)
+        self.assertEqual(check_wav(self, self.file_bytes(writer), PCM16), samples)
 
-    def test_closeTwice(self) -> None:
+    def test_close_twice(self) -> None:
         """
         A second close is harmless and changes nothing.
         """
-        writer = self.makeWriter(ALAW)
+        writer = self.make_writer(ALAW)
         writer.write(b"abc")
         writer.close()
-        first = self.fileBytes(writer)
+        first = self.file_bytes(writer)
         writer.close()
-        self.assertEqual(self.fileBytes(writer), first)
+        self.assertEqual(self.file_bytes(writer), first)
 
-    def test_failingWriterPassesPath(self) -> None:
+    def test_failing_writer_passes_path(self) -> None:
         """
         A FailingWriter shows the wrapped writer's path and data_bytes.
         """
-        inner = self.makeWriter(ALAW)
+        inner = self.make_writer(ALAW)
         failing = FailingWriter(inner, fail_at=3)
         failing.write(b"12345")
         self.assertEqual(failing.path, inner.path)
         self.assertEqual(failing.data_bytes, 5)
         failing.close()
 
-    def test_failingWriter(self) -> None:
+    def test_failing_writer(self) -> None:
         """
         Wrapped in a FailingWriter that fails write N with ENOSPC: write N
         (and every later one) raises OSError(ENOSPC), and close still gives a
@@ -278,7 +278,7 @@ class WriterContract:
         pieces = _chunks(2 * WRITE_BATCH_BYTES + 500)
         failAt = len(pieces) - 2
         self.assertGreater(sum(map(len, pieces[:failAt - 1])), WRITE_BATCH_BYTES)
-        writer = FailingWriter(self.makeWriter(ALAW), fail_at=failAt)
+        writer = FailingWriter(self.make_writer(ALAW), fail_at=failAt)
         for piece in pieces[:failAt - 1]:
             writer.write(piece)
         for piece in pieces[failAt - 1:]:
@@ -286,18 +286,18 @@ class WriterContract:
             self.assertEqual(error.errno, errno.ENOSPC)
         writer.close()
         self.assertEqual(
-            check_wav(self, self.fileBytes(writer.inner), ALAW), b"".join(pieces[:failAt - 1])
+            check_wav(self, self.file_bytes(writer.inner), ALAW), b"".join(pieces[:failAt - 1])
         )
 
-    def test_failingFirstWrite(self) -> None:
+    def test_failing_first_write(self) -> None:
         """
         A FailingWriter failing its first write leaves a valid, empty file.
         """
-        writer = FailingWriter(self.makeWriter(PCM16), fail_at=1)
+        writer = FailingWriter(self.make_writer(PCM16), fail_at=1)
         error = self.assertRaises(OSError, writer.write, b"\0\0")
         self.assertEqual(error.errno, errno.ENOSPC)
         writer.close()
-        self.assertEqual(check_wav(self, self.fileBytes(writer.inner), PCM16), b"")
+        self.assertEqual(check_wav(self, self.file_bytes(writer.inner), PCM16), b"")
 
     # One function run by two test classes is what a contract mixin is;
     # each class's examples stand on their own.
@@ -309,24 +309,24 @@ class WriterContract:
         st.sampled_from([ALAW, ULAW]),
         st.lists(st.binary(max_size=WRITE_BATCH_BYTES // 2), max_size=8),
     )
-    def test_anyWrites(self, fmt: WavFormat, pieces: list[bytes]) -> None:
+    def test_any_writes(self, fmt: WavFormat, pieces: list[bytes]) -> None:
         """
         Whatever the sizes of the writes, the file holds their concatenation.
         """
-        writer = self.makeWriter(fmt)
+        writer = self.make_writer(fmt)
         for piece in pieces:
             writer.write(piece)
         writer.close()
-        self.assertEqual(check_wav(self, self.fileBytes(writer), fmt), b"".join(pieces))
+        self.assertEqual(check_wav(self, self.file_bytes(writer), fmt), b"".join(pieces))
 
 
 class MemoryWavWriterTests(WriterContract, SynchronousTestCase):
     """The fake writer keeps the contract."""
 
-    def makeWriter(self, fmt: WavFormat) -> MemoryWavWriter:
+    def make_writer(self, fmt: WavFormat) -> MemoryWavWriter:
         return MemoryWavWriter("/nowhere/recording.wav", fmt)
 
-    def fileBytes(self, writer: AudioWriter) -> bytes:
+    def file_bytes(self, writer: AudioWriter) -> bytes:
         assert isinstance(writer, MemoryWavWriter)
         return writer.contents()
 
@@ -335,20 +335,20 @@ class MemoryWavWriterTests(WriterContract, SynchronousTestCase):
 class WavFileWriterTests(WriterContract, SynchronousTestCase):
     """The real writer keeps the contract, and more that only a file can."""
 
-    def makeWriter(self, fmt: WavFormat) -> WavFileWriter:
+    def make_writer(self, fmt: WavFormat) -> WavFileWriter:
         directory = self.mktemp()
         os.makedirs(directory)
         writer = WavFileWriter(os.path.join(directory, "recording.wav"), fmt)
         self.addCleanup(writer.close)
         return writer
 
-    def test_handOverWrittenAtOnce(self) -> None:
+    def test_hand_over_written_at_once(self) -> None:
         """
         A write of a recording's hand-over (at least DIRECT_WRITE_BYTES, with
         nothing buffered) reaches the file at once, unbuffered; smaller writes
         are buffered and follow it in order.
         """
-        writer = self.makeWriter(ALAW)
+        writer = self.make_writer(ALAW)
         header = os.path.getsize(partial_path(writer.path))
         writer.write(bytearray(b"\x01" * DIRECT_WRITE_BYTES))
         self.assertEqual(os.path.getsize(partial_path(writer.path)), header + DIRECT_WRITE_BYTES)
@@ -358,11 +358,11 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         self.assertEqual(writer.data_bytes, 2 * DIRECT_WRITE_BYTES + 10)
         writer.close()
         self.assertEqual(
-            check_wav(self, self.fileBytes(writer), ALAW),
+            check_wav(self, self.file_bytes(writer), ALAW),
             b"\x01" * DIRECT_WRITE_BYTES + b"\x02" * 10 + b"\x03" * DIRECT_WRITE_BYTES,
         )
 
-    def fileBytes(self, writer: AudioWriter) -> bytes:
+    def file_bytes(self, writer: AudioWriter) -> bytes:
         """The file as it stands: the partial one while recording, the
         finished one once closed."""
         path = partial_path(writer.path)
@@ -372,7 +372,7 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
             return handle.read()
 
 
-    def test_neverOverwrites(self) -> None:
+    def test_never_overwrites(self) -> None:
         """
         Creating a writer over an existing file raises FileExistsError and
         leaves the file as it was.
@@ -386,7 +386,7 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         with open(path, "rb") as handle:
             self.assertEqual(handle.read(), b"precious")
 
-    def test_fileMode(self) -> None:
+    def test_file_mode(self) -> None:
         """
         The file is created with mode 0640 whatever the umask.
         """
@@ -394,21 +394,21 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
             with self.subTest(umask=oct(mask)):
                 previous = os.umask(mask)
                 try:
-                    writer = self.makeWriter(ALAW)
+                    writer = self.make_writer(ALAW)
                 finally:
                     os.umask(previous)
                 writer.close()
                 self.assertEqual(stat.S_IMODE(os.stat(writer.path).st_mode), 0o640)
 
-    def test_headerOnDiskAtOnce(self) -> None:
+    def test_header_on_disk_at_once(self) -> None:
         """
         The file holds a valid empty WAV header as soon as it is created, so
         a crash before close leaves a readable (if short-sized) file.
         """
-        writer = self.makeWriter(ALAW)
-        self.assertEqual(self.fileBytes(writer), wav_header(ALAW).header)
+        writer = self.make_writer(ALAW)
+        self.assertEqual(self.file_bytes(writer), wav_header(ALAW).header)
 
-    def _fillDisk(self, room: int) -> list[int]:
+    def _fill_disk(self, room: int) -> list[int]:
         """Make recsvc.storage.wav's os.write accept ``room`` more bytes (cutting the
         write that reaches the limit short), then fail with ENOSPC.
         Returns the list of attempted write lengths."""
@@ -431,15 +431,15 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         self.patch(wav, "os", FullDiskOs())
         return attempts
 
-    def test_diskFullMidBatch(self) -> None:
+    def test_disk_full_mid_batch(self) -> None:
         """
         When the disk fills part way through a batch, the write that
         triggered it raises ENOSPC, later writes raise too, and close leaves
         a valid file holding exactly the bytes that reached the disk.
         """
-        writer = self.makeWriter(ALAW)
+        writer = self.make_writer(ALAW)
         room = 10001
-        attempts = self._fillDisk(room)
+        attempts = self._fill_disk(room)
         pieces = _chunks(WRITE_BATCH_BYTES + 3000)
         error = None
         for piece in pieces:
@@ -454,46 +454,46 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         later = self.assertRaises(OSError, writer.write, b"more")
         self.assertEqual(later.errno, errno.ENOSPC)
         writer.close()
-        audio = check_wav(self, self.fileBytes(writer), ALAW)
+        audio = check_wav(self, self.file_bytes(writer), ALAW)
         self.assertEqual(audio, b"".join(pieces)[:room])
         self.assertEqual(writer.data_bytes, room)
 
-    def test_diskFullMidSample(self) -> None:
+    def test_disk_full_mid_sample(self) -> None:
         """
         A 16-bit PCM write cut off in the middle of a sample leaves a file
         with whole samples only: the half sample is dropped.
         """
-        writer = self.makeWriter(PCM16)
+        writer = self.make_writer(PCM16)
         room = 10001
-        self._fillDisk(room)
+        self._fill_disk(room)
         samples = struct.pack(f"<{WRITE_BATCH_BYTES}h", *range(WRITE_BATCH_BYTES))
         error = self.assertRaises(OSError, writer.write, samples)
         self.assertEqual(error.errno, errno.ENOSPC)
         writer.close()
-        audio = check_wav(self, self.fileBytes(writer), PCM16)
+        audio = check_wav(self, self.file_bytes(writer), PCM16)
         self.assertEqual(audio, samples[:room - 1])
         self.assertEqual(writer.data_bytes, room - 1)
 
-    def test_diskFullOnClose(self) -> None:
+    def test_disk_full_on_close(self) -> None:
         """
         When the final flush in close hits a full disk, close raises ENOSPC
         but still leaves a valid file with what reached the disk, and a
         second close does nothing.
         """
-        writer = self.makeWriter(ALAW)
-        self._fillDisk(300)
+        writer = self.make_writer(ALAW)
+        self._fill_disk(300)
         writer.write(b"\x11" * 1000)
         error = self.assertRaises(OSError, writer.close)
         self.assertEqual(error.errno, errno.ENOSPC)
-        self.assertEqual(check_wav(self, self.fileBytes(writer), ALAW), b"\x11" * 300)
+        self.assertEqual(check_wav(self, self.file_bytes(writer), ALAW), b"\x11" * 300)
         writer.close()
 
-    def test_diskFullForPadByte(self) -> None:
+    def test_disk_full_for_pad_byte(self) -> None:
         """
         If even the pad byte after odd-length audio cannot be written, the
         last byte is dropped rather than leaving a broken file.
         """
-        writer = self.makeWriter(ALAW)
+        writer = self.make_writer(ALAW)
         writer.write(b"\x22" * 101)
         dataStart = len(wav_header(ALAW).header)
         realPwrite = os.pwrite
@@ -510,9 +510,9 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
 
         self.patch(wav, "os", PadFailsOs())
         writer.close()
-        self.assertEqual(check_wav(self, self.fileBytes(writer), ALAW), b"\x22" * 100)
+        self.assertEqual(check_wav(self, self.file_bytes(writer), ALAW), b"\x22" * 100)
 
-    def test_diskFullWritingHeader(self) -> None:
+    def test_disk_full_writing_header(self) -> None:
         """
         A full disk while the header is written raises the plain ENOSPC
         OSError and leaves no file behind.
@@ -520,7 +520,7 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
         directory = self.mktemp()
         os.makedirs(directory)
         path = os.path.join(directory, "recording.wav")
-        self._fillDisk(10)
+        self._fill_disk(10)
         error = self.assertRaises(OSError, WavFileWriter, path, ALAW)
         self.assertEqual(error.errno, errno.ENOSPC)
         self.assertIs(type(error), OSError)
@@ -528,17 +528,17 @@ class WavFileWriterTests(WriterContract, SynchronousTestCase):
 
 
 class PartialFileTests(SynchronousTestCase):
-    def makeWriter(self) -> WavFileWriter:
+    def make_writer(self) -> WavFileWriter:
         directory = self.mktemp()
         os.makedirs(directory)
         return WavFileWriter(os.path.join(directory, "call.wav"), ALAW)
 
-    def test_recordsUnderPartialName(self) -> None:
+    def test_records_under_partial_name(self) -> None:
         """
         While recording, the file is NAME.wav.part; closing renames it to
         NAME.wav and leaves no partial file.
         """
-        writer = self.makeWriter()
+        writer = self.make_writer()
         self.assertTrue(os.path.exists(partial_path(writer.path)))
         self.assertFalse(os.path.exists(writer.path))
         writer.write(b"\x01" * 100)
@@ -547,12 +547,12 @@ class PartialFileTests(SynchronousTestCase):
         with open(writer.path, "rb") as handle:
             self.assertEqual(check_wav(self, handle.read(), ALAW), b"\x01" * 100)
 
-    def test_syncLeavesPlayablePartialFile(self) -> None:
+    def test_sync_leaves_playable_partial_file(self) -> None:
         """
         After sync the partial file is a valid WAV whose sizes cover all that
         was written: a crash right then loses nothing written before.
         """
-        writer = self.makeWriter()
+        writer = self.make_writer()
         self.addCleanup(writer.close)
         writer.write(b"\x02" * 1000)
         writer.sync()
@@ -561,28 +561,28 @@ class PartialFileTests(SynchronousTestCase):
         with open(partial_path(writer.path), "rb") as handle:
             self.assertEqual(check_wav(self, handle.read(), ALAW), b"\x02" * 1000 + b"\x03" * 500)
 
-    def test_finalNameTaken(self) -> None:
+    def test_final_name_taken(self) -> None:
         """
         A writer is never created over a finished recording of that name.
         """
-        writer = self.makeWriter()
+        writer = self.make_writer()
         writer.close()
         self.assertRaises(FileExistsError, WavFileWriter, writer.path, ALAW)
 
 
 class FailingFinishTests(SynchronousTestCase):
-    def makeWriter(self) -> WavFileWriter:
+    def make_writer(self) -> WavFileWriter:
         directory = self.mktemp()
         os.makedirs(directory)
         return WavFileWriter(os.path.join(directory, "call.wav"), ALAW)
 
-    def test_renamedEvenIfFsyncFails(self) -> None:
+    def test_renamed_even_if_fsync_fails(self) -> None:
         """
         A close whose fsync fails raises, but the file still takes its final
         name (its sidecar names it); no partial file is left for recovery to
         mistake for a crash.
         """
-        writer = self.makeWriter()
+        writer = self.make_writer()
         writer.write(b"\x01" * 10)
 
         def failing_fsync(fd: int) -> None:
@@ -593,13 +593,13 @@ class FailingFinishTests(SynchronousTestCase):
         self.assertTrue(os.path.exists(writer.path))
         self.assertFalse(os.path.exists(partial_path(writer.path)))
 
-    def test_vanishedFileFailsSync(self) -> None:
+    def test_vanished_file_fails_sync(self) -> None:
         """
         If the recording's file (or folder) is removed, the next sync fails
         with ENOENT, so the recording stops at once rather than recording
         into nothing.
         """
-        writer = self.makeWriter()
+        writer = self.make_writer()
 
         def close_quietly() -> None:
             try:
@@ -631,7 +631,7 @@ class SyncFilesystemTests(SynchronousTestCase):
         """
         self.assertIsNone(sync_filesystem(self.directory))
 
-    def test_syncfsOnTheDirectory(self) -> None:
+    def test_syncfs_on_the_directory(self) -> None:
         """
         syncfs is called once, on a descriptor of the directory given (so
         it is that directory's filesystem that is flushed), which is closed
@@ -652,7 +652,7 @@ class SyncFilesystemTests(SynchronousTestCase):
         error = self.assertRaises(OSError, os.fstat, fd)
         self.assertEqual(error.errno, errno.EBADF)
 
-    def test_fallbackToSync(self) -> None:
+    def test_fallback_to_sync(self) -> None:
         """
         Without syncfs (not Linux, or an old libc) the whole system is
         synced instead, once.
@@ -663,7 +663,7 @@ class SyncFilesystemTests(SynchronousTestCase):
         sync_filesystem(self.directory)
         self.assertEqual(len(calls), 1)
 
-    def test_syncfsFails(self) -> None:
+    def test_syncfs_fails(self) -> None:
         """
         A syncfs that fails (-1) raises OSError with its errno, its message
         and the path, and the descriptor is still closed.
@@ -684,7 +684,7 @@ class SyncFilesystemTests(SynchronousTestCase):
         [fd] = opened
         self.assertRaises(OSError, os.fstat, fd)
 
-    def test_missingDirectory(self) -> None:
+    def test_missing_directory(self) -> None:
         """
         A directory that does not exist is an OSError naming it, before any
         sync is attempted.
@@ -700,7 +700,7 @@ class SyncFilesystemTests(SynchronousTestCase):
 
 
 class ReadAudioTests(SynchronousTestCase):
-    def test_readsWhatWasWritten(self) -> None:
+    def test_reads_what_was_written(self) -> None:
         """
         read_audio gives back the format and exactly the audio written,
         without the pad byte of odd 8-bit data.
@@ -712,7 +712,7 @@ class ReadAudioTests(SynchronousTestCase):
         writer.close()
         self.assertEqual(read_audio(writer.path), (ALAW, b"\x05" * 101))
 
-    def test_notAWav(self) -> None:
+    def test_not_a_wav(self) -> None:
         """
         Bytes that are not a WAV with a data chunk raise NotAWav.
         """

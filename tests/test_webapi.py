@@ -143,7 +143,7 @@ class HttpTestsMixin:
         body = yield readBody(response)
         return response, body
 
-    def assertServedDecoded(self, body: bytes) -> None:
+    def assert_served_decoded(self, body: bytes) -> None:
         """``body`` is a whole 16-bit PCM WAV of recording 7's A-law audio
         (read by the end-to-end tests' own WAV reader, not the server's)."""
         path = self.mktemp()
@@ -250,7 +250,7 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertEqual(response.code, 200)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"audio/wav"])
         self.assertEqual(response.headers.getRawHeaders(b"accept-ranges"), [b"bytes"])
-        self.assertServedDecoded(body)
+        self.assert_served_decoded(body)
         playable = playback.open_playable(self.wav)
         response, part = yield self.get("/api/recordings/7/audio", range="bytes=1000-1999")
         self.assertEqual(response.code, 206)
@@ -377,7 +377,7 @@ class AudioStreamTests(HttpTestsMixin, TestCase):
     @inlineCallbacks
     def test_chunks(self) -> None:
         response, body = yield self.get("/api/recordings/7/audio")
-        self.assertServedDecoded(body)
+        self.assert_served_decoded(body)
         self.assertEqual(self.blocking_calls.count("read_decoded"), -(-len(body) // 3999))
         response, part = yield self.get("/api/recordings/7/audio", range="bytes=3990-12009")
         self.assertEqual(part, body[3990:12010])
@@ -506,7 +506,7 @@ class NastyInputTests(HttpTestsMixin, TestCase):
         self.assertIn("range", error["error"])
         response, body = yield self.get("/api/recordings/7/audio", range="bytes=-" + "9" * 5000)
         self.assertEqual(response.code, 206)
-        self.assertServedDecoded(body)
+        self.assert_served_decoded(body)
 
     @inlineCallbacks
     def test_a_nul_in_a_static_file_name(self) -> None:
@@ -533,7 +533,7 @@ class BodyTestsMixin(HttpTestsMixin):
         return "".join([f"{method} {path} HTTP/1.1\r\n"] + [f"{line}\r\n" for line in headers]
                        + ["\r\n"]).encode("latin-1")
 
-    def assertAnsweredUnread(self, transport: StringTransport, status: int) -> dict:
+    def assert_answered_unread(self, transport: StringTransport, status: int) -> dict:
         """The answer is there (before the body was sent) and the connection
         is closing: the body is never read."""
         answer = transport.value()
@@ -552,7 +552,7 @@ class BodyTests(BodyTestsMixin, TestCase):
         channel.dataReceived(self.head("POST", "/api/recordings", "Host: evil.com",
                                        "Content-Length: 10000000000",
                                        "Expect: 100-continue"))
-        error = self.assertAnsweredUnread(transport, 413)
+        error = self.assert_answered_unread(transport, 413)
         self.assertIn(f"at most {webapi.MAX_BODY_BYTES} bytes", error["error"])
         self.assertNotIn(b"100 Continue", transport.value())
 
@@ -562,7 +562,7 @@ class BodyTests(BodyTestsMixin, TestCase):
         channel, transport = self.connect()
         channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
                                        "Transfer-Encoding: chunked"))
-        error = self.assertAnsweredUnread(transport, 413)
+        error = self.assert_answered_unread(transport, 413)
         self.assertIn("Content-Length", error["error"])
 
     def test_a_small_body_for_another_host_is_not_read(self) -> None:
@@ -571,7 +571,7 @@ class BodyTests(BodyTestsMixin, TestCase):
         channel, transport = self.connect()
         channel.dataReceived(self.head("GET", "/api/active", "Host: evil.com",
                                        "Content-Length: 10"))
-        self.assertIn("http.allowed_hosts", self.assertAnsweredUnread(transport, 421)["error"])
+        self.assertIn("http.allowed_hosts", self.assert_answered_unread(transport, 421)["error"])
 
     def test_a_small_body_is_read_and_ignored(self) -> None:
         """A body within the limit, from a client allowed in, is read and
@@ -604,7 +604,7 @@ class BodyAuthTests(BodyTestsMixin, TestCase):
         channel, transport = self.connect()
         channel.dataReceived(self.head("GET", "/api/active", "Host: 127.0.0.1",
                                        "Content-Length: 10"))
-        self.assertIn("authentication", self.assertAnsweredUnread(transport, 401)["error"])
+        self.assertIn("authentication", self.assert_answered_unread(transport, 401)["error"])
 
     def test_a_small_body_with_the_token_is_read(self) -> None:
         """With the bearer token, a body within the limit is read and ignored."""
