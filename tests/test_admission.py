@@ -103,11 +103,15 @@ class AdmissionPropertyTests(SynchronousTestCase):
 
 class PolicyTests(SynchronousTestCase):
     def test_everyone_when_empty(self) -> None:
+        """With no lists every peer and every device is allowed."""
         policy = AccessPolicy()
         self.assertTrue(policy.allows_peer("203.0.113.9"))
         self.assertTrue(policy.allows_device("anything"))
 
     def test_networks(self) -> None:
+        """A peer is allowed only within the listed networks or addresses,
+        IPv4 or IPv6, an IPv4 phone on an IPv6 socket included; text that is
+        no address is not allowed."""
         policy = policy_of(["10.0.0.0/8", "192.168.1.5", "fd00::/8"], [])
         self.assertTrue(policy.allows_peer("10.1.2.3"))
         self.assertTrue(policy.allows_peer("192.168.1.5"))
@@ -118,11 +122,15 @@ class PolicyTests(SynchronousTestCase):
         self.assertFalse(policy.allows_peer("not an address"))
 
     def test_devices(self) -> None:
+        """A device is allowed if its MAC, in any spelling, is on the list,
+        and only then."""
         policy = policy_of([], ["00:A8:59:00:00:01"])
         self.assertTrue(policy.allows_device("00-a8-59-00-00-01"))
         self.assertFalse(policy.allows_device("00a859000002"))
 
     def test_mapped_networks_are_ipv4(self) -> None:
+        """An IPv4-mapped IPv6 network is read as its IPv4 network and
+        allows the address in both forms."""
         self.assertEqual(str(parse_network("::ffff:10.0.0.0/104")), "10.0.0.0/8")
         policy = policy_of(["::ffff:10.0.0.0/104"], [])
         self.assertTrue(policy.allows_peer("10.0.0.1"))
@@ -139,6 +147,8 @@ class PolicyTests(SynchronousTestCase):
         self.assertFalse(policy_of(["2001:db8::/32"], []).allows_peer("192.0.2.7"))
 
     def test_bad_networks(self) -> None:
+        """A prefix too long for its address, a word or empty text is not a
+        network: ValueError."""
         for text in ("10.0.0.0/33", "ten", ""):
             self.assertRaises(ValueError, parse_network, text)
 
@@ -233,6 +243,8 @@ class ConnectionsTests(SynchronousTestCase):
 
 class StartRateTests(SynchronousTestCase):
     def test_per_device_sliding_minute(self) -> None:
+        """Each device may start per_minute recordings in any sliding
+        minute, counted apart from other devices."""
         rate = StartRate(per_minute=2)
         self.assertTrue(rate.allow("a", 0))
         self.assertTrue(rate.allow("a", 10))
@@ -253,6 +265,7 @@ class StartRateTests(SynchronousTestCase):
         self.assertEqual(list(rate._starts), ["device-new"])  # all others quiet
 
     def test_refund(self) -> None:
+        """A refunded start gives its place back within the minute."""
         rate = StartRate(per_minute=1)
         self.assertTrue(rate.allow("a", 0))
         rate.refund("a")
@@ -672,6 +685,9 @@ class SiteBehindOneAddressTests(DefendedServerMixin, SynchronousTestCase):
 
 class ReloadTests(SynchronousTestCase):
     def test_reload_applies_new_lists_and_keeps_old_on_error(self) -> None:
+        """A reload applies the file's new control and device lists to the
+        recorder and the connections alike; a file with a bad list is
+        refused, logged naming the key, and the old lists stay."""
         path = os.path.abspath(self.mktemp())
         recorder = memory_recorder(self.mktemp())
         connections = Connections(ConnectionLimits(10, 10))

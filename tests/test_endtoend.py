@@ -624,6 +624,9 @@ class RefusedAddressEndToEndTests(LoopbackServiceMixin, TestCase):
 
     @inlineCallbacks
     def test_connection_refused(self):
+        """Over a real socket, a connection from an address not in
+        control.allow is closed before anything is answered, and nothing is
+        recorded."""
         def talk():
             # Closed at once (reset): whether at connect, send or read.
             try:
@@ -644,6 +647,9 @@ class DeviceAllowEndToEndTests(LoopbackServiceMixin, TestCase):
 
     @inlineCallbacks
     def test_disallowed_mac_gets_a_clear_failure(self):
+        """Over a real socket, a phone on devices.allow (spelt another way)
+        records, and one not on it is answered failed with reason "device
+        not allowed"."""
         def calls():
             allowed = SimulatedPhone("127.0.0.1", self.port, device="00:a8:59:12:34:56")
             other = SimulatedPhone("127.0.0.1", self.port, device="00:a8:59:99:99:99")

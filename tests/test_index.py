@@ -40,6 +40,8 @@ class SidecarRoot:
 
 class EntryTests(SynchronousTestCase):
     def test_entry_from_finished_sidecar(self) -> None:
+        """A finished sidecar becomes an entry with its WAV's path beside
+        it, its device, id, duration and mtime, and the sidecar kept whole."""
         entry = index.entry_from_sidecar(sidecar(), sidecar_name(sidecar(), "dev/2026"), 5)
         self.assertEqual(entry.path, "dev/2026/20261124T100000Z_out_13800138000_7.wav")
         self.assertEqual(entry.device, "00a859000001")
@@ -67,10 +69,14 @@ class EntryTests(SynchronousTestCase):
         self.assertEqual(entry.started_at, "2026-11-24T09:00:00.000Z")
 
     def test_unfinished_sidecar(self) -> None:
+        """A sidecar still recording is not indexed: NotFinished."""
         with self.assertRaises(index.NotFinished):
             index.entry_from_sidecar(sidecar(status="recording"), "x.json", 0)
 
     def test_bad_sidecars_say_which_field(self) -> None:
+        """A sidecar with a bad field (a file outside its folder or not its
+        own WAV, a bad time, duration, id or number) is refused naming that
+        field; a sidecar that is not an object is refused too."""
         for data, field in [
             (sidecar(file="../../etc/passwd.wav"), "file"),
             (sidecar(file="x.mp3"), "file"),
@@ -91,6 +97,9 @@ class EntryTests(SynchronousTestCase):
 
 class TimeTests(SynchronousTestCase):
     def test_forms(self) -> None:
+        """A date, a date and time, and a time in UTC or with an offset are
+        each read as UTC; a date taken to its end of day is the next
+        midnight, across a year's end."""
         self.assertEqual(index.parse_time("2026-11-24"), "2026-11-24T00:00:00.000Z")
         self.assertEqual(index.parse_time("2026-11-24", end_of_day=True), "2026-11-25T00:00:00.000Z")
         self.assertEqual(index.parse_time("2026-11-24T10:30"), "2026-11-24T10:30:00.000Z")
@@ -114,6 +123,8 @@ class TimeTests(SynchronousTestCase):
         self.assertEqual(index.parse_time("2026-12-07 14:00"), "2026-12-07T14:00:00.000Z")
 
     def test_not_times(self) -> None:
+        """Empty text, impossible dates and times, other date orders, words
+        and trailing junk are ValueErrors."""
         for text in ("", "2026-13-01", "24.11.2026", "last tuesday", "2026-11-24T25:00",
                      "2026-12-07T00:00 99:00", "2026-12-07 14:00x"):
             self.assertRaises(ValueError, index.parse_time, text)
@@ -141,6 +152,8 @@ class TimeTests(SynchronousTestCase):
 
 class SearchValidationTests(SynchronousTestCase):
     def test_bad_searches_name_the_field(self) -> None:
+        """A search with a bad number, device, direction, time, duration,
+        page or page size is refused naming that field."""
         for kwargs, field in [
             ({"number": "abc"}, "number"), ({"device": "xyz"}, "device"),
             ({"direction": "sideways"}, "direction"), ({"since": "soon"}, "since"),
@@ -179,13 +192,17 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
                          remote_number="555", device="00-A8-59-00-00-02"))
 
     def test_wal_mode_in_a_new_folder(self) -> None:
+        """A new index, in a folder that did not exist, is made in WAL mode."""
         mode = self.connection.execute("PRAGMA journal_mode").fetchone()[0]
         self.assertEqual(mode, "wal")
 
     def test_newest_first(self) -> None:
+        """A search without filters finds every recording, newest first."""
         self.assertEqual(self.ids(), ["c", "b", "a"])
 
     def test_number_digits_anywhere_either_side(self) -> None:
+        """A number is searched by its digits, anywhere in the local or the
+        remote number, whatever their spelling."""
         self.assertEqual(self.ids(number="138 0013 8000"), ["b", "a"])
         self.assertEqual(self.ids(number="8613800"), ["a"])
         self.assertEqual(self.ids(number="2002"), ["c"])
@@ -211,6 +228,8 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ids(number="+86 138", plan=germany), ["a"])
 
     def test_name_case_and_wildcards(self) -> None:
+        """A name is found in any case, as part of the local or the remote
+        name; "%" and "_" are literal characters, not wildcards."""
         self.assertEqual(self.ids(name="alice"), ["b"])
         self.assertEqual(self.ids(name="100%"), ["b"])
         self.assertEqual(self.ids(name="0%"), ["b"])
@@ -239,10 +258,13 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ids(device="00a859"), ["c", "b", "a"])  # not "d"
 
     def test_device_any_separators(self) -> None:
+        """A device is found by its MAC in any case and with any separators."""
         self.assertEqual(self.ids(device="00:a8:59:00:00:02"), ["c"])
         self.assertEqual(self.ids(device="00A859000001"), ["b", "a"])
 
     def test_date_range_takes_whole_days(self) -> None:
+        """since and until as dates take in whole UTC days; as times with
+        offsets, they compare in UTC."""
         self.assertEqual(self.ids(since="2026-11-24", until="2026-11-24"), ["b"])
         self.assertEqual(self.ids(until="2026-11-23"), ["a"])
         self.assertEqual(self.ids(since="2026-11-24T08:00:00Z"), ["c", "b"])
@@ -258,6 +280,8 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
                                   until="2026-11-26T00:00:00+14:00"), ["c"])
 
     def test_other_fields(self) -> None:
+        """Minimum duration, direction, stop reason and id filter the
+        search, and filters combine."""
         self.assertEqual(self.ids(min_duration_s=10), ["c", "a"])
         self.assertEqual(self.ids(direction="in"), ["b"])
         self.assertEqual(self.ids(stop_reason="connection lost"), ["b"])
@@ -265,22 +289,30 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(self.ids(number="138", direction="out"), ["a"])
 
     def test_pages(self) -> None:
+        """Results come in pages of page_size; a page past the last is
+        empty."""
         self.assertEqual(self.ids(page_size=2), ["c", "b"])
         self.assertEqual(self.ids(page_size=2, page=2), ["a"])
         self.assertEqual(self.ids(page_size=2, page=3), [])
 
     def test_rows_are_the_sidecars_with_their_path(self) -> None:
+        """A found row is the sidecar's fields with the WAV's path relative
+        to the root."""
         [row] = index.search(self.connection, index.Search(recording_id="b"))
         self.assertEqual(row.pop("path"), "d/" + sidecar("b")["file"])
         self.assertEqual(row["remote_name"], "Alice 100%")
 
     def test_indexed_again_replaces(self) -> None:
+        """A recording indexed again replaces its row rather than adding a
+        second one."""
         self.add(sidecar("b", duration_s=99.0))
         [row] = index.search(self.connection, index.Search(recording_id="b"))
         self.assertEqual(row["duration_s"], 99.0)
         self.assertEqual(len(index.search(self.connection, index.Search())), 3)
 
     def test_schema_of_another_version_refused(self) -> None:
+        """An index of another schema version is refused with an error that
+        says to reindex."""
         self.connection.execute("PRAGMA user_version=99")
         self.connection.commit()
         with self.assertRaises(sqlite3.DatabaseError) as caught:
@@ -290,6 +322,8 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
 
 class CatchUpTests(IndexTestsMixin, SynchronousTestCase):
     def test_adds_new_forgets_gone_keeps_unchanged(self) -> None:
+        """Catching up adds new sidecars, forgets those gone from disk and
+        leaves the unchanged ones, counting each."""
         first = self.root.write(sidecar("1"))
         self.root.write(sidecar("2"), folder="00a859000002/2026/11/24")
         done = index.catch_up(self.connection, self.root.root)
@@ -302,6 +336,8 @@ class CatchUpTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(sorted(self.ids()), ["2", "3"])
 
     def test_changed_sidecar_read_again(self) -> None:
+        """A sidecar whose modification time changed is read again and its
+        row updated."""
         path = self.root.write(sidecar("1", duration_s=1.0))
         index.catch_up(self.connection, self.root.root)
         self.root.write(sidecar("1", duration_s=2.0))
@@ -313,12 +349,16 @@ class CatchUpTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(row["duration_s"], 2.0)
 
     def test_full_reads_every_sidecar(self) -> None:
+        """A full catch-up reads every sidecar again, unchanged ones
+        included."""
         self.root.write(sidecar("1"))
         index.catch_up(self.connection, self.root.root)
         done = index.catch_up(self.connection, self.root.root, full=True)
         self.assertEqual((done.added, done.unchanged), (1, 0))
 
     def test_unreadable_skipped_with_reason_unfinished_left_alone(self) -> None:
+        """Sidecars that are not JSON or not indexable are skipped and named
+        with the reason; unfinished ones are left alone, not reported."""
         self.root.write(sidecar("1"))
         self.root.write(sidecar("2", status="recording"))
         bad = os.path.join(self.root.root, "00a859000001", "broken.json")
@@ -397,12 +437,17 @@ class CommandTests(SynchronousTestCase):
         return status, out.getvalue(), err.getvalue()
 
     def test_search_without_index_says_so(self) -> None:
+        """`recsvc search` without an index fails saying there is none, and
+        makes none."""
         status, _, err = self.run_command("search", "--number", "138")
         self.assertEqual(status, 1)
         self.assertIn("no index at", err)
         self.assertFalse(os.path.exists(self.database))
 
     def test_reindex_then_find(self) -> None:
+        """`recsvc reindex` indexes the sidecars under the root; `search`
+        then finds them (as text ending in the file, or as JSON with full
+        paths) and `show` shows one by id."""
         self.root.write(sidecar("1", remote_number="13800138000"))
         self.root.write(sidecar("2", remote_number="555", direction="in"))
         status, out, _ = self.run_command("reindex")
@@ -461,12 +506,16 @@ class CommandTests(SynchronousTestCase):
                          ["1", "2"])
 
     def test_show_unknown_id(self) -> None:
+        """`recsvc show` of an id with no finished recording fails naming
+        the id."""
         self.run_command("reindex")
         status, _, err = self.run_command("show", "nope")
         self.assertEqual(status, 1)
         self.assertIn("no finished recording with id 'nope'", err)
 
     def test_export_csv(self) -> None:
+        """`recsvc export --csv` writes a header and one row per match,
+        commas in names quoted."""
         for number in range(3):
             self.root.write(sidecar(str(number), remote_name=f"Name, {number}"))
         self.run_command("reindex")
@@ -478,12 +527,16 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("Name, 1", [line[8] for line in lines[1:]])
 
     def test_bad_search_names_the_option(self) -> None:
+        """A search option that does not parse is a usage error (status 2)
+        naming the option."""
         self.run_command("reindex")
         status, _, err = self.run_command("search", "--since", "2026-13-01")
         self.assertEqual(status, 2)
         self.assertIn("argument --since:", err)
 
     def test_reindex_reports_unreadable_sidecars(self) -> None:
+        """`recsvc reindex` indexes what it can, names each unreadable
+        sidecar and why, and exits 1."""
         self.root.write(sidecar("1"))
         with open(os.path.join(self.root.root, "broken.json"), "w") as handle:
             handle.write("[")
@@ -493,6 +546,8 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("broken.json: not indexed: not JSON", err)
 
     def test_check_config(self) -> None:
+        """`recsvc check-config` says OK for a good config, and fails naming
+        the key for an index it cannot open and for an unknown key."""
         status, out, _ = self.run_command("check-config", self.config)
         self.assertEqual(status, 0)
         self.assertIn("OK", out)

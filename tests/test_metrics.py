@@ -55,6 +55,8 @@ class MetricsTests(SynchronousTestCase):
         self.assertEqual(scrape[("recsvc_files_finished_total", ())], 2)
 
     def test_gauges_read_at_scrape(self) -> None:
+        """The active recordings, control connections and free storage
+        gauges are read from the live figures when scraped."""
         metrics = Metrics()
         metrics.watch(lambda: live_now(active=3, connections=2, free=12345))
         scrape = samples(metrics)
@@ -104,6 +106,9 @@ class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):
         self.metrics.watch(lambda: live_figures(self.service))
 
     def test_a_recording_counted_from_start_to_finish(self) -> None:
+        """A recording is counted as started and active while it runs, its
+        packets as they come, and once stopped as finished by reason, with
+        its file, bytes and duration."""
         response = self.start()
         for sequence in range(10):
             self.ports.deliver(response.port, rtp(sequence, b"\xd5" * 160))
@@ -124,6 +129,7 @@ class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(scrape[("recsvc_write_errors_total", ())], 0)
 
     def test_refusals_by_reason(self) -> None:
+        """Refused Starts are counted by their reason."""
         self.start()
         self.start(start_request(device="00a859000002"))  # the same id, another phone
         self.start(start_request("8", codec="G729"))
@@ -134,6 +140,8 @@ class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):
                                  (("reason", "unsupported codec"),))], 1)
 
     def test_rejected_packets_by_reason(self) -> None:
+        """Rejected datagrams are counted by reason: not RTP, or an
+        unexpected payload type."""
         response = self.start()
         self.ports.deliver(response.port, b"junk")
         self.ports.deliver(response.port, rtp(1, b"\xd5" * 160, payload_type=96))

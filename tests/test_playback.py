@@ -19,6 +19,9 @@ from recsvc.storage.wav import NotAWav, WavFileWriter, WavFormat, parse_header, 
 
 class RangeTests(SynchronousTestCase):
     def test_forms(self) -> None:
+        """No Range header serves the whole file; a start, a start and end
+        (cut at the file's end) and a suffix each give their first and last
+        byte."""
         self.assertIsNone(playback.byte_range(None, 100))
         self.assertEqual(playback.byte_range("bytes=0-", 100), (0, 99))
         self.assertEqual(playback.byte_range("bytes=10-19", 100), (10, 19))
@@ -33,6 +36,8 @@ class RangeTests(SynchronousTestCase):
             self.assertIsNone(playback.byte_range(header, 100), header)
 
     def test_unsatisfiable(self) -> None:
+        """A range that starts at or past the end, ends before it starts,
+        asks for no bytes, or any range of an empty file is Unsatisfiable."""
         for header in ("bytes=100-", "bytes=100-200", "bytes=20-10", "bytes=-0"):
             self.assertRaises(playback.Unsatisfiable, playback.byte_range, header, 100)
         self.assertRaises(playback.Unsatisfiable, playback.byte_range, "bytes=-5", 0)
@@ -80,6 +85,7 @@ class DecodedTests(SynchronousTestCase):
                                  whole[start:end + 1], (start, end))
 
     def test_pcm_served_as_stored(self) -> None:
+        """A 16-bit PCM WAV is served as stored, not decoded."""
         playable = playback.open_playable(self.write(WAVE_FORMAT_PCM, b"\x01\x02" * 10, bits=16))
         self.assertFalse(playable.decoded)
 
@@ -93,6 +99,7 @@ class DecodedTests(SynchronousTestCase):
         self.assertEqual(len(read_audio(path)[1]), 60)
 
     def test_not_a_wav(self) -> None:
+        """A file that is not a WAV is refused with NotAWav."""
         path = self.mktemp()
         with open(path, "wb") as handle:
             handle.write(b"hello")

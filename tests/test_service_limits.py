@@ -24,6 +24,9 @@ class LimitTests(ServiceTestsMixin, SynchronousTestCase):
         return answer.reason
 
     def test_device_not_allowed(self) -> None:
+        """A Start from a device not on devices.allow is refused with reason
+        "device not allowed" and opens no port; one on it, in any spelling,
+        records."""
         self.make_service()
         self.service.access = policy_of([], ["00:A8:59:00:00:01"])
         self.assertEqual(self.start(start_request("1", device="00-a8-59-00-00-01")).result,
@@ -33,6 +36,8 @@ class LimitTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertFalse(self.ports.open.get(41001))  # no port was opened for it
 
     def test_server_busy(self) -> None:
+        """At max_active recordings a Start is refused as "server busy";
+        once one stops, it is taken."""
         self.make_service()
         self.service.max_active = 2
         self.start(start_request("1", device="00a859000001"))
@@ -42,6 +47,8 @@ class LimitTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.start(start_request("3", device="00a859000003")).result, "success")
 
     def test_per_device_cap(self) -> None:
+        """At max_per_device recordings a device's next Start is refused,
+        naming the cause; another device still records."""
         self.make_service()
         self.service.max_per_device = 2
         self.start(start_request("1"))
@@ -50,6 +57,9 @@ class LimitTests(ServiceTestsMixin, SynchronousTestCase):
         self.assertEqual(self.start(start_request("4", device="00a859000009")).result, "success")
 
     def test_start_rate(self) -> None:
+        """Beyond its starts per minute a device's Start is refused, naming
+        the cause, even when the earlier recordings have stopped; a minute
+        later it is taken."""
         self.make_service()
         self.service.start_rate = StartRate(per_minute=2)
         for recording_id in "12":

@@ -195,6 +195,9 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_search_filters_and_order(self) -> None:
+        """The search lists recordings newest first and filters them by
+        direction, days, device, number, minimum duration and stop reason, a
+        page at a time."""
         everything = yield self.get_json("/api/recordings")
         self.assertEqual([row["id"] for row in everything["recordings"]], ["8", "7"])
         incoming = yield self.get_json("/api/recordings?direction=in&since=2026-11-24"
@@ -223,6 +226,8 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_bad_searches_are_400_naming_the_parameter(self) -> None:
+        """A search parameter that does not parse or is out of range is a
+        400 whose error starts with the parameter's name."""
         for query, starts in [("since=tuesday", "since:"), ("page=abc", "page:"),
                               ("min_duration=-3", "min_duration:"), ("number=abc", "number:"),
                               ("page_size=100000", "page_size:"),
@@ -233,6 +238,8 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_one_recording(self) -> None:
+        """/api/recordings/ID shows the recording with its files; an unknown
+        id or path under it is a 404 with an error."""
         found = yield self.get_json("/api/recordings/7")
         self.assertEqual(found["id"], "7")
         self.assertEqual([row["file"] for row in found["files"]],
@@ -267,6 +274,9 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_audio_original(self) -> None:
+        """?format=original serves the stored file byte for byte; another
+        format is a 400 and a file not the recording's a 404, each naming
+        what was wrong."""
         response, body = yield self.get("/api/recordings/7/audio?format=original")
         self.assertEqual(response.code, 200)
         with open(self.wav, "rb") as handle:
@@ -293,6 +303,7 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_audio_file_gone(self) -> None:
+        """A recording whose file has gone from disk is a 404 saying so."""
         os.remove(self.wav)
         error = yield self.get_json("/api/recordings/7/audio", 404)
         self.assertIn("gone", error["error"])
@@ -316,6 +327,8 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_active(self) -> None:
+        """/api/active lists the recordings in progress with their numbers,
+        packets received and seconds so far."""
         found = yield self.get_json("/api/active")
         [row] = found["active"]
         self.assertEqual((row["id"], row["remote_number"], row["packets_received"],
@@ -323,6 +336,8 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_healthz(self) -> None:
+        """/healthz is 200 "ok" with the active count, and 503 naming the
+        cause when the disk is below its minimum and when shutting down."""
         health = yield self.get_json("/healthz")
         self.assertEqual(health, {"status": "ok", "active": 1})
         self.recorder.disk.min_free = 10**12  # (more than was measured free)
@@ -334,6 +349,8 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_metrics_whatever_the_accept_header(self) -> None:
+        """/metrics is served whatever the Accept header asks for,
+        OpenMetrics versions unknown or malformed included."""
         for accept in ("text/plain; version=x.y", "application/openmetrics-text; version=junk",
                        "application/openmetrics-text; version=1.0.0"):
             response, body = yield self.get("/metrics", accept=accept)
@@ -342,6 +359,7 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_metrics(self) -> None:
+        """/metrics serves the Prometheus text format with the live figures."""
         response, body = yield self.get("/metrics")
         self.assertEqual(response.code, 200)
         self.assertTrue(response.headers.getRawHeaders(b"content-type")[0].startswith(
@@ -353,6 +371,8 @@ class ApiTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_page_and_its_files(self) -> None:
+        """/ serves the page, /static/ its script and style sheet; unknown
+        files, folders and paths are JSON 404s."""
         response, body = yield self.get("/")
         self.assertEqual(response.code, 200)
         self.assertIn(b'id="results"', body)
@@ -376,6 +396,9 @@ class AudioStreamTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_chunks(self) -> None:
+        """Audio longer than a chunk is decoded and served a chunk at a
+        time, one blocking read per chunk, whole or by range, decoded or
+        original."""
         response, body = yield self.get("/api/recordings/7/audio")
         self.assert_served_decoded(body)
         self.assertEqual(self.blocking_calls.count("read_decoded"), -(-len(body) // 3999))
@@ -389,6 +412,8 @@ class AudioStreamTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_head(self) -> None:
+        """A HEAD for the audio gives its decoded size and no body, without
+        decoding anything."""
         response, body = yield self.get("/api/recordings/7/audio", method=b"HEAD")
         self.assertEqual(response.code, 200)
         self.assertEqual(body, b"")
@@ -425,6 +450,9 @@ class HostTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_hosts(self) -> None:
+        """Without auth, requests for an IP address, localhost or an allowed
+        name are answered; any other Host gets 421 naming
+        http.allowed_hosts, with nosniff."""
         for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "LOCALHOST",
                      "recordings.example", "recordings.example.:80"):
             yield self.get_json("/api/active", host=host)
@@ -485,6 +513,8 @@ class NastyInputTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_no_request_input_gets_a_5xx(self) -> None:
+        """Every route, with bad paths, query values, headers and methods,
+        is answered below 500 and logs no failure."""
         events: list[dict] = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
@@ -648,6 +678,8 @@ class AuthTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_refused_without_credentials(self) -> None:
+        """With http.auth, the page, the API, the audio, the metrics and the
+        static files are 401 without credentials, offering Basic."""
         for path in ("/", "/api/recordings", "/api/recordings/7/audio", "/metrics",
                      "/static/app.js"):
             response, body = yield self.get(path)
@@ -670,6 +702,9 @@ class AuthTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_basic_user(self) -> None:
+        """A basic user's right password is let in and remembered after one
+        check; wrong passwords, unknown users and bad headers are 401, and
+        an unknown user's password is checked too."""
         found = yield self.get_json("/api/recordings?number=13800138000",
                                     authorization=self.basic("ann", "s3cret"))
         self.assertEqual(len(found["recordings"]), 1)
@@ -685,17 +720,20 @@ class AuthTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_any_host_with_auth(self) -> None:
+        """With http.auth any Host header is answered."""
         yield self.get_json("/api/active", host="recordings.example",
                             authorization=f"Bearer {TOKEN}")
 
     @inlineCallbacks
     def test_bearer_token(self) -> None:
+        """The bearer token lets a request in; any other token is 401."""
         response, _ = yield self.get("/api/recordings/7/audio", authorization=f"Bearer {TOKEN}")
         self.assertEqual(response.code, 200)
         yield self.get_json("/api/active", 401, authorization=f"Bearer {TOKEN}x")
 
     @inlineCallbacks
     def test_healthz_open(self) -> None:
+        """/healthz answers without credentials."""
         health = yield self.get_json("/healthz")
         self.assertEqual(health["status"], "ok")
 
@@ -882,6 +920,8 @@ class SignInLimitTests(SynchronousTestCase):
 
 class PasswordTests(SynchronousTestCase):
     def test_hash_and_verify(self) -> None:
+        """A hashed password names its method and iterations, verifies the
+        right password only, and is salted."""
         hashed = hash_password("pässword", iterations=1000)
         self.assertTrue(hashed.startswith("pbkdf2_sha256$1000$"))
         self.assertTrue(verify_password("pässword", hashed))
@@ -889,11 +929,15 @@ class PasswordTests(SynchronousTestCase):
         self.assertNotEqual(hashed, hash_password("pässword", iterations=1000))  # salted
 
     def test_damaged_hashes(self) -> None:
+        """Text that is not a whole hash in the known form is a ValueError."""
         for text in ("", "secret", "pbkdf2_sha256$x$AAAA$AAAA", "md5$1$2$3",
                      hash_password("x", iterations=1000)[:-4]):
             self.assertRaises(ValueError, check_password_hash, text)
 
     def test_headers(self) -> None:
+        """Basic credentials split at the first colon and none without one
+        or without a header; a bearer token is read in any case, and not
+        from another scheme."""
         self.assertEqual(basic_credentials(b"Basic " + base64.b64encode(b"a:b:c")), ("a", "b:c"))
         self.assertIsNone(basic_credentials(b"Basic " + base64.b64encode(b"nocolon")))
         self.assertIsNone(basic_credentials(None))
@@ -903,12 +947,16 @@ class PasswordTests(SynchronousTestCase):
 
 class HttpConfigTests(SynchronousTestCase):
     def test_defaults(self) -> None:
+        """Without an http section the API listens on localhost port 8080,
+        without auth or a hook."""
         config = parse_config(None)
         self.assertEqual(config.http.listen, "tcp:8080:interface=127.0.0.1")
         self.assertFalse(config.http.auth.enabled)
         self.assertIsNone(config.hooks.on_finish)
 
     def test_auth(self) -> None:
+        """http.auth takes hashed users and a token, which turn auth on;
+        max_failures_per_minute is 10 unless set."""
         hashed = hash_password("pw", iterations=1000)
         config = parse_config({"http": {"auth": {"users": {"ann": hashed}, "token": TOKEN}}})
         self.assertEqual(config.http.auth.users, (BasicUser("ann", hashed),))
@@ -919,6 +967,7 @@ class HttpConfigTests(SynchronousTestCase):
         self.assertEqual(config.http.auth.max_failures_per_minute, 3)
 
     def test_errors_name_the_key(self) -> None:
+        """A bad http or hooks setting is a ConfigError naming its key."""
         for data, key in [
             ({"http": {"auth": {"users": {"ann": "plain-text"}}}}, "http.auth.users"),
             ({"http": {"auth": {"users": ["ann"]}}}, "http.auth.users"),
@@ -955,6 +1004,8 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("at least 8 characters", err)
 
     def test_check_config_warns_of_open_http(self) -> None:
+        """`recsvc check-config` of HTTP reachable from other machines
+        without auth passes but warns, naming http.listen."""
         root = os.path.abspath(self.mktemp())
         config = os.path.abspath(self.mktemp() + ".yaml")
         with open(config, "w", encoding="utf-8") as handle:
@@ -973,6 +1024,9 @@ class OpenHttpWarningTests(SynchronousTestCase):
         return open_http_warning(config, http_endpoint_for(config, MemoryReactor()))
 
     def test_only_beyond_this_host_without_auth(self) -> None:
+        """The open-HTTP warning is given for listening beyond this host
+        without auth, and not on loopback, a Unix socket, with auth or with
+        HTTP off."""
         self.assertIsNotNone(self.warning("tcp:8080"))
         self.assertIsNotNone(self.warning("tcp:8080:interface=192.168.1.5"))
         self.assertIsNotNone(self.warning("tcp6:8080:interface=\\:\\:"))

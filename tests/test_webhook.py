@@ -292,6 +292,9 @@ class WebhookTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])  # its timeout was cancelled
 
     def test_settled_gives_up_waiting(self) -> None:
+        """settled stops waiting after its timeout while a delivery is still
+        under way, and that delivery, answered later, still counts without
+        error."""
         webhook = self.make()
         webhook.deliver(SIDECAR)
         settled = webhook.settled(5)
