@@ -1,11 +1,10 @@
-"""Tests for recsvc.tap: twistd's Options, check_config, makeService and the
-control listener, plus twistd itself run as a subprocess."""
+"""Tests for recsvc.tap: twistd's Options, makeService and the reload it
+wires, plus twistd itself run as a subprocess."""
 
 from __future__ import annotations
 
 import errno
 import functools
-import gc
 import os
 import signal
 import socket
@@ -14,11 +13,8 @@ import sys
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -31,9 +27,8 @@ from recsvc.service import RecorderService
 from twisted.logger import LogLevel, capturedLogs
 
 from recsvc.admission import ConnectionLimits
-from recsvc.tap import (
-    ACCEPTS_PER_TURN, FULL_COLLECTION_AFTER, WEBHOOK_GRACE, Listener, Options, StartupRefused,
-    check_config, makeService, tune_garbage_collector)
+from recsvc.application.listener import Listener
+from recsvc.tap import WEBHOOK_GRACE, Options, StartupRefused, makeService
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
@@ -198,194 +193,12 @@ class OptionsTests(SynchronousTestCase):
         self.addCleanup(os.chmod, root, 0o700)
         if os.geteuid() == 0:
             # root may write anywhere: make the permission check say no.
-            import recsvc.tap as tap_module
+            import recsvc.application.startup as startup_module
 
-            self.patch(tap_module.os, "access", lambda path, mode: False)
+            self.patch(startup_module.os, "access", lambda path, mode: False)
         path = _writeConfig(self, _goodConfigText(root))
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertTrue(error.reason.startswith(f"{path}: storage.root: "), error.reason)
-
-
-class CheckConfigTests(SynchronousTestCase):
-    """check_config checks against the machine but starts nothing."""
-
-    def test_doesNotListen(self) -> None:
-        """Checking the endpoint only parses it: nothing listens on the reactor."""
-        reactor = MemoryReactorClock()
-        root = os.path.abspath(self.mktemp())
-        check_config(parse_config({"control": {"listen": "tcp:10000"}, "storage": {"root": root}}), reactor)
-        self.assertEqual(reactor.tcpServers, [])
-
-    def test_badEndpoint(self) -> None:
-        """A bad endpoint is a ConfigError with key control.listen."""
-        config = parse_config({"control": {"listen": "bogus:1"}})
-        error = self.assertRaises(ConfigError, check_config, config, MemoryReactorClock())
-        self.assertEqual(error.key, "control.listen")
-
-    def test_endpointThatCannotBeBuilt(self) -> None:
-        """
-        An endpoint whose parser fails for a reason other than syntax (an ssl:
-        endpoint without pyOpenSSL, or whose key file is missing) is still a
-        ConfigError naming control.listen, not a traceback from twistd.
-        """
-        missing = os.path.abspath(self.mktemp())
-        config = parse_config(
-            {"control": {"listen": f"ssl:10443:privateKey={missing}:certKey={missing}"}}
-        )
-        error = self.assertRaises(ConfigError, check_config, config, MemoryReactorClock())
-        self.assertEqual(error.key, "control.listen")
-
-
-class FakePort:
-    """An IListeningPort that remembers being stopped."""
-
-    def __init__(self) -> None:
-        self.stopped = 0
-        self.stopping: Deferred[None] = Deferred()
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("TCP", "127.0.0.1", 10000)
-
-    def stopListening(self) -> Deferred[None]:
-        self.stopped += 1
-        return self.stopping
-
-
-class FakeEndpoint:
-    """An IStreamServerEndpoint whose listen returns the Deferred it is given."""
-
-    def __init__(self, result: Deferred[Any]) -> None:
-        self.result = result
-        self.factories: list[Factory] = []
-
-    def listen(self, factory: Factory) -> Deferred[Any]:
-        self.factories.append(factory)
-        return self.result
-
-
-class AcceptingPort(FakePort):
-    """A TCP port's accepting: numberAccepts, grown by 20 while saturated."""
-
-    numberAccepts = 100
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tries: list[int] = []
-
-    def doRead(self) -> None:
-        self.tries.append(self.numberAccepts)
-        self.numberAccepts += 20  # (always saturated)
-
-
-class ControlListenerTests(SynchronousTestCase):
-    """Listener listens on start, fails start-up if it cannot, stops the port on stop."""
-
-    def test_acceptsAtMostAFewATurn(self) -> None:
-        """
-        Under a flood of connections a TCP port would accept more each turn
-        without bound (and hold up every other socket); the listener caps
-        it at ACCEPTS_PER_TURN. Ports that do not accept that way are left
-        as they are.
-        """
-        port = AcceptingPort()
-        listener = Listener(FakeEndpoint(succeed(port)), Factory())
-        listener.startService()
-        for _ in range(5):
-            port.doRead()
-        self.assertEqual(port.tries, [ACCEPTS_PER_TURN] * 5)
-        plain = FakePort()
-        Listener(FakeEndpoint(succeed(plain)), Factory()).startService()
-        self.assertFalse(hasattr(plain, "doRead"))
-
-    def test_listensOnStart(self) -> None:
-        """On a MemoryReactor the listener listens with its factory and whenListening has the port."""
-        reactor = MemoryReactorClock()
-        factory = Factory()
-        listener = Listener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), factory)
-        listener.startService()
-        self.assertTrue(listener.running)
-        [(port, usedFactory, _, interface)] = reactor.tcpServers
-        self.assertEqual((port, interface), (0, "127.0.0.1"))
-        self.assertIs(usedFactory, factory)
-        listening = self.successResultOf(listener.whenListening())
-        self.assertIsInstance(listening.getHost(), IPv4Address)
-
-    def test_notListeningBeforeStart(self) -> None:
-        """Building the listener does not listen yet."""
-        endpoint = FakeEndpoint(succeed(FakePort()))
-        Listener(endpoint, Factory())
-        self.assertEqual(endpoint.factories, [])
-
-    def test_whenListeningWaits(self) -> None:
-        """whenListening has no result until the endpoint listens, then the port."""
-        pending: Deferred[FakePort] = Deferred()
-        listener = Listener(FakeEndpoint(pending), Factory())
-        listener.startService()
-        first = listener.whenListening()
-        self.assertNoResult(first)
-        port = FakePort()
-        pending.callback(port)
-        self.assertIs(self.successResultOf(first), port)
-
-    def test_whenListeningEveryCaller(self) -> None:
-        """Every whenListening call gets its own Deferred, each firing with the port."""
-        port = FakePort()
-        listener = Listener(FakeEndpoint(succeed(port)), Factory())
-        listener.startService()
-        first = listener.whenListening()
-        second = listener.whenListening()
-        self.assertIsNot(first, second)
-        self.assertIs(self.successResultOf(first), port)
-        self.assertIs(self.successResultOf(second), port)
-        # A caller adding callbacks to its Deferred does not change what the next one sees.
-        first.addCallback(lambda _: None)
-        self.assertIs(self.successResultOf(listener.whenListening()), port)
-
-    def test_listenFailureFailsStart(self) -> None:
-        """An endpoint whose listen has already failed makes startService raise that error."""
-        error = CannotListenError("127.0.0.1", 10000, OSError("in use"))
-        listener = Listener(FakeEndpoint(fail(error)), Factory())
-        raised = self.assertRaises(CannotListenError, listener.startService)
-        self.assertIs(raised, error)
-
-    def test_reactorListenFailureFailsStart(self) -> None:
-        """A reactor that cannot listen (the real endpoint path) makes startService raise."""
-        reactor = RaisingMemoryReactor(listenException=CannotListenError("", 10000, OSError("in use")))
-        listener = Listener(TCP4ServerEndpoint(reactor, 10000), Factory())
-        self.assertRaises(CannotListenError, listener.startService)
-
-    def test_laterListenFailureFailsWhenListening(self) -> None:
-        """
-        An endpoint that fails after startService returned fails whenListening
-        with that error rather than firing it with None as if it were a port.
-        """
-        pending: Deferred[FakePort] = Deferred()
-        listener = Listener(FakeEndpoint(pending), Factory())
-        listener.startService()
-        waiting = listener.whenListening()
-        pending.errback(CannotListenError("127.0.0.1", 10000, OSError("in use")))
-        self.failureResultOf(waiting, CannotListenError)
-
-    def test_stopStopsPort(self) -> None:
-        """stopService stops the listening port and returns its stopListening Deferred."""
-        port = FakePort()
-        listener = Listener(FakeEndpoint(succeed(port)), Factory())
-        listener.startService()
-        stopping = listener.stopService()
-        self.assertEqual(port.stopped, 1)
-        self.assertFalse(listener.running)
-        self.assertNoResult(stopping)
-        port.stopping.callback(None)
-        self.assertIsNone(self.successResultOf(stopping))
-
-    def test_stopTwice(self) -> None:
-        """A second stopService does not stop the port again."""
-        port = FakePort()
-        listener = Listener(FakeEndpoint(succeed(port)), Factory())
-        listener.startService()
-        listener.stopService()
-        listener.stopService()
-        self.assertEqual(port.stopped, 1)
 
 
 class MakeServiceTests(SynchronousTestCase):
@@ -852,23 +665,6 @@ class TwistdTests(SynchronousTestCase):
             code, output = self.twistd("--config", path)
         self.assertEqual(code, 1, output)
         self.assertRefusedOnce(output, f"http.listen: 127.0.0.1:{port} is taken")
-
-
-class GarbageCollectorTests(SynchronousTestCase):
-    def test_full_collections_come_rarely(self) -> None:
-        """Once the reactor runs, what exists is frozen and a full
-        collection waits for FULL_COLLECTION_AFTER middle ones (a host
-        application's higher setting is kept); the other thresholds stay."""
-        before = gc.get_threshold()
-        self.addCleanup(gc.set_threshold, *before)
-        self.addCleanup(gc.unfreeze)
-        gc.set_threshold(700, 10, 10)
-        tune_garbage_collector()
-        self.assertEqual(gc.get_threshold(), (700, 10, FULL_COLLECTION_AFTER))
-        self.assertGreater(gc.get_freeze_count(), 0)
-        gc.set_threshold(500, 20, 1000)
-        tune_garbage_collector()
-        self.assertEqual(gc.get_threshold(), (500, 20, 1000))
 
 
 class AccessReloadTests(SynchronousTestCase):
