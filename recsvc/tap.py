@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 
 from recsvc.application import descriptors
 from recsvc.application.descriptors import descriptor_budget
@@ -97,23 +99,63 @@ def makeService(
     recovery and the free-space watch ("background").
     Raises ConfigError for a bad config, TypeError for a bad observer.
     """
-    config_path = None
-    root = MultiService()
-    if isinstance(config, usage.Options):
-        root = StartedByTwistd(config)
-        config, config_path = config["config"], config.get("config_path")
-    config = as_config(config)
+    root, config, config_path = _root(config)
     told = RecordingObservers(checked_observers(observers))
     if reactor is None:
         reactor = global_reactor()
     # As twistd's Options do: an application's config is checked the same
     # way, and the folders are there before anything needs them.
     check_config(config, reactor)
+    budget, limit, wanted = _descriptors(config)
+    pools = _thread_pools()
+    indexer = Indexer(config.index.database, config.storage.root, reactor)
+    metrics = Metrics()
+    webhook = None if config.hooks.on_finish is None else Webhook(config.hooks.on_finish, reactor)
+    recorder = _recorder(config, reactor, pools, indexer, metrics, webhook, told)
+    connections = Connections(
+        ConnectionLimits(config.control.max_connections, config.control.max_connections_per_ip),
+        recorder.access)
+    control = _control(config, reactor, recorder, connections)
+    http = _http(config, reactor, recorder, indexer, pools.web, metrics)
+    room = descriptors.DescriptorRoom(budget, limit, time.monotonic, functools.partial(
+        _in_use, connections, recorder, None if http is None else http[1]))
+    # MultiService stops children in reverse: the listener closes first, then
+    # the recorder drains its recordings.
+    _add(root, "recorder", recorder)
+    _add(root, "control", _listener(control, room.for_idle_control))
+    if http is not None:
+        _add(root, "http", _listener(http, room.for_web, purpose="HTTP", key="http.listen"))
+    if webhook is not None:
+        _after_recorder(recorder, webhook).setServiceParent(root)
+    if config_path is not None:
+        _add(root, "reload", _reload(config_path, recorder, connections, reactor))
+    _add(root, "background", _background(reactor, pools, indexer, recorder, wanted))
+    return root
+
+
+def _root(
+    config: Config | Mapping[str, Any] | usage.Options | None,
+) -> tuple[MultiService, Config, str | None]:
+    """The tree's root, the Config, and the file it was read from (twistd's
+    Options keep it, for SIGHUP; None when built from a mapping or Config)."""
+    if isinstance(config, usage.Options):
+        return StartedByTwistd(config), as_config(config["config"]), config.get("config_path")
+    return MultiService(), as_config(config), None
+
+
+def _add(root: MultiService, name: str, service: Service) -> None:
+    service.setName(name)
+    service.setServiceParent(root)
+
+
+def _descriptors(config: Config) -> tuple[descriptors.Budget, int, int]:
+    """Room for a recording on every port, made now (see recsvc.application.descriptors),
+    and again once the reactor runs: a daemon's forked child starts with a
+    table only as large as its open descriptors need. The limit is raised
+    as far as the control port, the recordings and the web port need.
+    Returns the budget that fits the limit, the limit, and the size the
+    table grows to once the reactor runs."""
     low, high = config.rtp.port_range
-    # Room for a recording on every port, made now (see recsvc.application.descriptors),
-    # and again once the reactor runs: a daemon's forked child starts with a
-    # table only as large as its open descriptors need. The limit is raised
-    # as far as the control port, the recordings and the web port need.
     budget = descriptor_budget(config)
     limit, table = descriptors.reserve(high - low + 1, budget.total)
     room = min(descriptors.wanted(high - low + 1), limit)
@@ -128,42 +170,45 @@ def makeService(
                   limit=limit, needed=budget.total, connections=held.control_connections,
                   recordings=held.recordings)
         budget = held
+    return budget, limit, room
 
-    # Blocking work runs on recsvc's own pools of low-priority threads
-    # (recsvc.application.threads), not the reactor's (which an embedding
-    # application may use for its own): the recordings' file work gathered
-    # into a few jobs per reactor turn (fsyncs side by side); a Start's file
-    # created on one thread of its own (more starve the reactor of the GIL);
-    # a stopped recording's files finished on a pool of their own, whose
-    # threads mostly wait for the disk. The measurements behind each size
-    # are in docs/benchmarks.md ("Thread pools: how many, and why").
-    disk = background_pool("recsvc-disk", maxthreads=10)
-    opening = background_pool("recsvc-open", maxthreads=1, minthreads=1)
-    finishing = background_pool("recsvc-finish", maxthreads=FINISHING_THREADS)
 
-    def run_blocking(f: Any, *args: Any) -> Any:
-        return deferToThreadPool(reactor, disk, f, *args)
+class _Pools(NamedTuple):
+    """Blocking work runs on recsvc's own pools of low-priority threads
+    (recsvc.application.threads), not the reactor's (which an embedding
+    application may use for its own): the recordings' file work gathered
+    into a few jobs per reactor turn (fsyncs side by side, ``disk``); a
+    Start's file created on one thread of its own (more starve the reactor
+    of the GIL, ``opening``); a stopped recording's files finished on a
+    pool of their own, whose threads mostly wait for the disk
+    (``finishing``). The measurements behind each size are in
+    docs/benchmarks.md ("Thread pools: how many, and why").
 
-    run_recording = BatchedRunner(reactor, lambda: disk)
+    The HTTP side's blocking work (password checks, reading and decoding
+    audio, measuring the free space) on a small pool of its own (``web``):
+    however many people listen (or guess passwords), the recordings'
+    threads are never theirs."""
 
-    def run_opening(f: Any, *args: Any) -> Any:
-        return deferToThreadPool(reactor, opening, f, *args)
+    disk: ThreadPool
+    opening: ThreadPool
+    finishing: ThreadPool
+    web: ThreadPool
 
-    def run_finishing(f: Any, *args: Any) -> Any:
-        return deferToThreadPool(reactor, finishing, f, *args)
 
-    # The HTTP side's blocking work (password checks, reading and decoding
-    # audio, measuring the free space) on a small pool of its own: however
-    # many people listen (or guess passwords), the recordings' threads are
-    # never theirs.
-    web = background_pool("recsvc-http", maxthreads=2)
+def _thread_pools() -> _Pools:
+    return _Pools(
+        disk=background_pool("recsvc-disk", maxthreads=10),
+        opening=background_pool("recsvc-open", maxthreads=1, minthreads=1),
+        finishing=background_pool("recsvc-finish", maxthreads=FINISHING_THREADS),
+        web=background_pool("recsvc-http", maxthreads=2),
+    )
 
-    def run_web(f: Any, *args: Any) -> Any:
-        return deferToThreadPool(reactor, web, f, *args)
 
-    indexer = Indexer(config.index.database, config.storage.root, reactor)
-    metrics = Metrics()
-    webhook = None if config.hooks.on_finish is None else Webhook(config.hooks.on_finish, reactor)
+def _recorder(config: Config, reactor: Any, pools: _Pools, indexer: Indexer, metrics: Metrics,
+              webhook: Webhook | None, observers: RecordingObservers) -> RecorderService:
+    """The recorder, its RTP ports and its storage, as the config says."""
+    low, high = config.rtp.port_range
+    run_blocking = functools.partial(deferToThreadPool, reactor, pools.disk)
     recorder = RecorderService(
         clock=reactor,
         ports=RtpDrain(
@@ -179,9 +224,9 @@ def makeService(
             path_template=config.storage.path_template,
         ),
         run_blocking=run_blocking,
-        run_recording=run_recording,
-        run_opening=run_opening,
-        run_finishing=run_finishing,
+        run_recording=BatchedRunner(reactor, lambda: pools.disk),
+        run_opening=functools.partial(deferToThreadPool, reactor, pools.opening),
+        run_finishing=functools.partial(deferToThreadPool, reactor, pools.finishing),
         advertise=advertised_address(config),
         media_policy=MediaPolicy(
             reorder_window_ms=config.rtp.reorder_window_ms,
@@ -209,7 +254,7 @@ def makeService(
         index=indexer,
         metrics=metrics,
         webhook=webhook,
-        observers=told,
+        observers=observers,
         access=access_policy(config),
         max_active=config.recordings.max_active,
         max_per_device=config.recordings.max_per_device,
@@ -222,84 +267,95 @@ def makeService(
             run_blocking=run_blocking,
         ),
     )
-    connections = Connections(
-        ConnectionLimits(config.control.max_connections, config.control.max_connections_per_ip),
-        recorder.access)
-    control_endpoint = endpoint_for(config, reactor)
+    metrics.watch(functools.partial(live_figures, recorder))
+    return recorder
+
+
+def _control(config: Config, reactor: Any, recorder: RecorderService,
+             connections: Connections) -> tuple[IStreamServerEndpoint, ControlFactory]:
+    """The phones' control port: its endpoint and factory (and a warning
+    when any machine that reaches it may start recordings)."""
+    endpoint = endpoint_for(config, reactor)
     if not config.control.allow and not only_this_host(config.control.listen):
         _log.warn("control.allow is empty: any machine that reaches {listen} may start "
                   "recordings. List the phones' networks there.", listen=config.control.listen)
-    control_factory = ControlFactory(recorder, config.control.max_message_bytes, connections,
-                                     config.control.idle_timeout, reactor)
-    web_connections: WebConnections | None = None
+    return endpoint, ControlFactory(recorder, config.control.max_message_bytes, connections,
+                                    config.control.idle_timeout, reactor)
 
-    def in_use() -> descriptors.InUse:
-        return descriptors.InUse(connections.total,
-                                 len(recorder.registry) + recorder.starting_count,
-                                 0 if web_connections is None
-                                 else web_connections.connections.total)
 
-    held_back = descriptors.DescriptorRoom(budget, limit, time.monotonic, in_use)
-    control_factory.room = held_back.for_idle_control
-    control = Listener(control_endpoint, control_factory, screen=control_factory.admit)
-    # MultiService stops children in reverse: the listener closes first, then
-    # the recorder drains its recordings.
-    recorder.setName("recorder")
-    recorder.setServiceParent(root)
-    control.setName("control")
-    control.setServiceParent(root)
-    metrics.watch(functools.partial(live_figures, recorder))
-    http_endpoint = http_endpoint_for(config, reactor)
-    if http_endpoint is not None:
-        warning = open_http_warning(config, http_endpoint)
-        if warning is not None:
-            # (Not a "warning" key: the legacy log takes that for a Python warning.)
-            _log.critical("WARNING: {reason}", reason=warning)
-        web_connections = WebConnections(make_site(
-            recorder, indexer.run, config.storage.root, run_web, metrics,
-            config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
-            numbers=config.numbers.plan),
-            ConnectionLimits(config.http.max_connections, config.http.max_connections_per_ip),
-            config.http.request_timeout, reactor, held_back.for_web, metrics)
-        http = Listener(http_endpoint, web_connections, "HTTP", "http.listen",
-                        screen=web_connections.admit)
-        http.setName("http")
-        http.setServiceParent(root)
-    if webhook is not None:
-        # The last recordings' sidecars go out as the recorder finishes them.
-        # They are given WEBHOOK_GRACE seconds; what is left is logged.
-        AfterRecorder(recorder, lambda: webhook.settled(WEBHOOK_GRACE).addBoth(
-            lambda _: webhook.stop())).setServiceParent(root)
+def _http(config: Config, reactor: Any, recorder: RecorderService, indexer: Indexer,
+          pool: ThreadPool, metrics: Metrics) -> tuple[IStreamServerEndpoint, WebConnections] | None:
+    """The HTTP side's endpoint and connections (None when http.listen is
+    "off"), with the loud warning owed when it is open to the network."""
+    endpoint = http_endpoint_for(config, reactor)
+    if endpoint is None:
+        return None
+    warning = open_http_warning(config, endpoint)
+    if warning is not None:
+        # (Not a "warning" key: the legacy log takes that for a Python warning.)
+        _log.critical("WARNING: {reason}", reason=warning)
+    return endpoint, WebConnections(make_site(
+        recorder, indexer.run, config.storage.root,
+        functools.partial(deferToThreadPool, reactor, pool), metrics,
+        config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
+        numbers=config.numbers.plan),
+        ConnectionLimits(config.http.max_connections, config.http.max_connections_per_ip),
+        config.http.request_timeout, reactor, None, metrics)
 
-    if config_path is not None:
-        # SIGHUP: control.allow and devices.allow read again; recordings in
-        # progress go on. From the tree's start (before the reactor runs),
-        # so that a reload never finds SIGHUP's default, which ends the process.
-        hangup = ReloadOnHangup(AccessReload(config_path, recorder, connections), reactor)
-        hangup.setName("reload")
-        hangup.setServiceParent(root)
+
+def _in_use(connections: Connections, recorder: RecorderService,
+            web: WebConnections | None) -> descriptors.InUse:
+    """What holds descriptors now, as `descriptors.DescriptorRoom` counts them."""
+    return descriptors.InUse(connections.total,
+                             len(recorder.registry) + recorder.starting_count,
+                             0 if web is None else web.connections.total)
+
+
+def _listener(side: tuple[IStreamServerEndpoint, ControlFactory | WebConnections],
+              room: Callable[[], bool], **how: str) -> Listener:
+    """A side's listener, its new connections screened and given descriptors
+    only while ``room`` says the recordings keep theirs."""
+    endpoint, factory = side
+    factory.room = room
+    return Listener(endpoint, factory, screen=factory.admit, **how)
+
+
+def _after_recorder(recorder: RecorderService, webhook: Webhook) -> Service:
+    """The last recordings' sidecars go out as the recorder finishes them.
+    They are given WEBHOOK_GRACE seconds; what is left is logged."""
+    return AfterRecorder(recorder, lambda: webhook.settled(WEBHOOK_GRACE).addBoth(
+        lambda _: webhook.stop()))
+
+
+def _reload(config_path: str, recorder: RecorderService, connections: Connections,
+            reactor: Any) -> Service:
+    """SIGHUP: control.allow and devices.allow read again; recordings in
+    progress go on. From the tree's start (before the reactor runs), so
+    that a reload never finds SIGHUP's default, which ends the process."""
+    return ReloadOnHangup(AccessReload(config_path, recorder, connections), reactor)
+
+
+def _background(reactor: Any, pools: _Pools, indexer: Indexer, recorder: RecorderService,
+                wanted: int) -> Service:
+    """Once the reactor runs (and only if the listener could start): the
+    threads, the index and the descriptor table; finish the recordings a
+    crash left behind, and watch the free space."""
 
     def reactor_running() -> None:
         if not background.running:
             return  # the tree was stopped before the reactor ran (embedded)
         tune_garbage_collector()
-        descriptors.grow_table(room)
-        start_until_shutdown(reactor, disk)
-        start_until_shutdown(reactor, opening)
-        start_until_shutdown(reactor, finishing)
-        start_until_shutdown(reactor, web)
+        descriptors.grow_table(wanted)
+        for pool in pools:
+            start_until_shutdown(reactor, pool)
         # The index's thread (and its connection) lasts until the reactor has
         # stopped, after the recordings have finished; a problem with the
         # index is logged and never stops the recorder.
         indexer.start()
         recorder.reactor_running()
 
-    # Once the reactor runs (and only if the listener could start): finish
-    # the recordings a crash left behind, and watch the free space.
     background = AtStart(lambda: reactor.callWhenRunning(reactor_running))
-    background.setName("background")
-    background.setServiceParent(root)
-    return root
+    return background
 
 
 def global_reactor() -> Any:
