@@ -80,7 +80,7 @@ class Options(usage.Options):
 _log = Logger()
 # Seconds a shutdown waits for the last sidecars to reach hooks.on_finish.
 WEBHOOK_GRACE = 5.0
-# Threads finishing stopped recordings' files (see makeService): mostly
+# Threads finishing stopped recordings' files (see _Pools): mostly
 # waiting for fsyncs, which the filesystem's journal commits together.
 FINISHING_THREADS = 32
 

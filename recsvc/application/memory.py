@@ -9,7 +9,7 @@ import gc
 # Middle-generation collections between two full ones, at least (Python's
 # default: 10). A full collection goes over every recording's objects: at
 # 2,000 recordings it held the reactor, and every thread, for 50 to 110 ms,
-# and with the default came every 5 to 8 s (see makeService).
+# and with the default came every 5 to 8 s (tuned once the reactor runs: recsvc.tap).
 FULL_COLLECTION_AFTER = 100
 
 
