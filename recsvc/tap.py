@@ -300,7 +300,7 @@ def _http(config: Config, reactor: Any, recorder: RecorderService, indexer: Inde
         config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
         numbers=config.numbers.plan),
         ConnectionLimits(config.http.max_connections, config.http.max_connections_per_ip),
-        config.http.request_timeout, reactor, None, metrics)
+        config.http.request_timeout, reactor, metrics=metrics)  # (its room: see _listener)
 
 
 def _in_use(connections: Connections, recorder: RecorderService,
