@@ -61,7 +61,7 @@ class AcceptingPort(FakePort):
 class ControlListenerTests(SynchronousTestCase):
     """Listener listens on start, fails start-up if it cannot, stops the port on stop."""
 
-    def test_acceptsAtMostAFewATurn(self) -> None:
+    def test_accepts_at_most_a_few_a_turn(self) -> None:
         """
         Under a flood of connections a TCP port would accept more each turn
         without bound (and hold up every other socket); the listener caps
@@ -78,7 +78,7 @@ class ControlListenerTests(SynchronousTestCase):
         Listener(FakeEndpoint(succeed(plain)), Factory()).startService()
         self.assertFalse(hasattr(plain, "doRead"))
 
-    def test_listensOnStart(self) -> None:
+    def test_listens_on_start(self) -> None:
         """On a MemoryReactor the listener listens with its factory and whenListening has the port."""
         reactor = MemoryReactorClock()
         factory = Factory()
@@ -91,13 +91,13 @@ class ControlListenerTests(SynchronousTestCase):
         listening = self.successResultOf(listener.whenListening())
         self.assertIsInstance(listening.getHost(), IPv4Address)
 
-    def test_notListeningBeforeStart(self) -> None:
+    def test_not_listening_before_start(self) -> None:
         """Building the listener does not listen yet."""
         endpoint = FakeEndpoint(succeed(FakePort()))
         Listener(endpoint, Factory())
         self.assertEqual(endpoint.factories, [])
 
-    def test_whenListeningWaits(self) -> None:
+    def test_when_listening_waits(self) -> None:
         """whenListening has no result until the endpoint listens, then the port."""
         pending: Deferred[FakePort] = Deferred()
         listener = Listener(FakeEndpoint(pending), Factory())
@@ -108,7 +108,7 @@ class ControlListenerTests(SynchronousTestCase):
         pending.callback(port)
         self.assertIs(self.successResultOf(first), port)
 
-    def test_whenListeningEveryCaller(self) -> None:
+    def test_when_listening_every_caller(self) -> None:
         """Every whenListening call gets its own Deferred, each firing with the port."""
         port = FakePort()
         listener = Listener(FakeEndpoint(succeed(port)), Factory())
@@ -122,20 +122,20 @@ class ControlListenerTests(SynchronousTestCase):
         first.addCallback(lambda _: None)
         self.assertIs(self.successResultOf(listener.whenListening()), port)
 
-    def test_listenFailureFailsStart(self) -> None:
+    def test_listen_failure_fails_start(self) -> None:
         """An endpoint whose listen has already failed makes startService raise that error."""
         error = CannotListenError("127.0.0.1", 10000, OSError("in use"))
         listener = Listener(FakeEndpoint(fail(error)), Factory())
         raised = self.assertRaises(CannotListenError, listener.startService)
         self.assertIs(raised, error)
 
-    def test_reactorListenFailureFailsStart(self) -> None:
+    def test_reactor_listen_failure_fails_start(self) -> None:
         """A reactor that cannot listen (the real endpoint path) makes startService raise."""
         reactor = RaisingMemoryReactor(listenException=CannotListenError("", 10000, OSError("in use")))
         listener = Listener(TCP4ServerEndpoint(reactor, 10000), Factory())
         self.assertRaises(CannotListenError, listener.startService)
 
-    def test_laterListenFailureFailsWhenListening(self) -> None:
+    def test_later_listen_failure_fails_when_listening(self) -> None:
         """
         An endpoint that fails after startService returned fails whenListening
         with that error rather than firing it with None as if it were a port.
@@ -147,7 +147,7 @@ class ControlListenerTests(SynchronousTestCase):
         pending.errback(CannotListenError("127.0.0.1", 10000, OSError("in use")))
         self.failureResultOf(waiting, CannotListenError)
 
-    def test_stopStopsPort(self) -> None:
+    def test_stop_stops_port(self) -> None:
         """stopService stops the listening port and returns its stopListening Deferred."""
         port = FakePort()
         listener = Listener(FakeEndpoint(succeed(port)), Factory())
@@ -159,7 +159,7 @@ class ControlListenerTests(SynchronousTestCase):
         port.stopping.callback(None)
         self.assertIsNone(self.successResultOf(stopping))
 
-    def test_stopTwice(self) -> None:
+    def test_stop_twice(self) -> None:
         """A second stopService does not stop the port again."""
         port = FakePort()
         listener = Listener(FakeEndpoint(succeed(port)), Factory())
