@@ -22,7 +22,7 @@ from recsvc.control.accepting import screen_accepts
 from recsvc.control.commands import StartResponse, StopResponse, decode_message, parse_command
 from recsvc.control.framing import MessageFramer
 from recsvc.phonesim.simulator import finished_recordings
-from recsvc.tap import accept_with_data
+from recsvc.application.listener import accept_with_data
 from tests.support.builders import audio
 from tests.support.loopback import LoopbackServiceMixin, is_refused
 from tests.support.scrape import samples

@@ -34,7 +34,7 @@ from recsvc.admission import (
 from recsvc.devices import device_key, parse_mac
 from recsvc.control.protocol import ControlFactory, ControlProtocol, _Refusal
 from recsvc.refusals import RefusalLines
-from recsvc.tap import AccessReload
+from recsvc.application.reload import AccessReload
 from recsvc.testing import memory_recorder, run_now
 from tests.support.builders import start_line
 from tests.support.control import DefendedServerMixin

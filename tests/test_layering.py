@@ -21,6 +21,7 @@ PACKAGE = ROOT / "recsvc"
 PURE_MODULES = (
     "recsvc.admission",
     "recsvc.application.descriptors",
+    "recsvc.application.memory",
     "recsvc.cli.listing",
     "recsvc.cli.status",
     "recsvc.config",

@@ -1,11 +1,10 @@
-"""Tests for recsvc.tap: twistd's Options, check_config, makeService and the
-control listener, plus twistd itself run as a subprocess."""
+"""Tests for recsvc.tap: twistd's Options, makeService and the reload it
+wires, plus twistd itself run as a subprocess."""
 
 from __future__ import annotations
 
 import errno
 import functools
-import gc
 import os
 import signal
 import socket
@@ -14,11 +13,8 @@ import sys
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, RaisingMemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -31,22 +27,21 @@ from recsvc.service import RecorderService
 from twisted.logger import LogLevel, capturedLogs
 
 from recsvc.admission import ConnectionLimits
-from recsvc.tap import (
-    ACCEPTS_PER_TURN, FULL_COLLECTION_AFTER, WEBHOOK_GRACE, Listener, Options, StartupRefused,
-    check_config, makeService, tune_garbage_collector)
+from recsvc.application.listener import Listener
+from recsvc.tap import WEBHOOK_GRACE, Options, StartupRefused, makeService
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
 
 
-def _writeConfig(testCase: SynchronousTestCase, text: str) -> str:
+def _write_config(testCase: SynchronousTestCase, text: str) -> str:
     path = os.path.abspath(testCase.mktemp())
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
     return path
 
 
-def _goodConfigText(root: str, listen: str = LOOPBACK_LISTEN) -> str:
+def _good_config_text(root: str, listen: str = LOOPBACK_LISTEN) -> str:
     return (f'control:\n  listen: "{listen}"\nstorage:\n  root: "{root}"\n'
             'http:\n  listen: "off"\n')
 
@@ -60,12 +55,12 @@ class OptionsTests(SynchronousTestCase):
         options.parseOptions(list(argv))
         return options
 
-    def test_configFile(self) -> None:
+    def test_config_file(self) -> None:
         """--config FILE leaves the parsed Config under options["config"]
         (the default index.database in the file's folder)."""
         root = os.path.abspath(self.mktemp())
-        path = _writeConfig(
-            self, _goodConfigText(root) + "rtp:\n  port_range: [45000, 45010]\n"
+        path = _write_config(
+            self, _good_config_text(root) + "rtp:\n  port_range: [45000, 45010]\n"
         )
         options = self.parse("--config", path)
         self.assertEqual(
@@ -80,13 +75,13 @@ class OptionsTests(SynchronousTestCase):
             ),
         )
 
-    def test_shortOption(self) -> None:
+    def test_short_option(self) -> None:
         """-c is the short form of --config."""
         root = os.path.abspath(self.mktemp())
-        options = self.parse("-c", _writeConfig(self, _goodConfigText(root)))
+        options = self.parse("-c", _write_config(self, _good_config_text(root)))
         self.assertEqual(options["config"].storage.root, root)
 
-    def test_noConfigMeansDefaults(self) -> None:
+    def test_no_config_means_defaults(self) -> None:
         """Without --config the built-in defaults are used (and checked)."""
         here = os.getcwd()
         work = os.path.abspath(self.mktemp())
@@ -97,7 +92,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["config"], Config())
         self.assertTrue(os.path.isdir(os.path.join(work, "var", "recordings")))
 
-    def test_relativePathsFromTheConfigFilesFolder(self) -> None:
+    def test_relative_paths_from_the_config_files_folder(self) -> None:
         """
         A config file's relative storage.root (and default index.database)
         are its folder's, not the working directory's: the service started
@@ -111,7 +106,7 @@ class OptionsTests(SynchronousTestCase):
         os.mkdir(elsewhere)
         path = os.path.join(folder, "etc", "recsvc.yaml")
         with open(path, "w", encoding="utf-8") as handle:
-            handle.write(_goodConfigText("../var/recordings"))
+            handle.write(_good_config_text("../var/recordings"))
         os.chdir(elsewhere)
         options = self.parse("--config", os.path.relpath(path))
         self.assertTrue(os.path.isdir(os.path.join(folder, "var", "recordings")))
@@ -120,55 +115,55 @@ class OptionsTests(SynchronousTestCase):
                          os.path.join(folder, "etc", "var", "recsvc.sqlite3"))
         self.assertEqual(options["config_path"], path)
 
-    def test_createsStorageRoot(self) -> None:
+    def test_creates_storage_root(self) -> None:
         """A storage root that does not exist yet is created while checking the options."""
         root = os.path.join(os.path.abspath(self.mktemp()), "a", "b")
-        self.parse("--config", _writeConfig(self, _goodConfigText(root)))
+        self.parse("--config", _write_config(self, _good_config_text(root)))
         self.assertTrue(os.path.isdir(root))
 
-    def test_unknownKey(self) -> None:
+    def test_unknown_key(self) -> None:
         """A config with an unknown key refuses start-up naming the file and the key path."""
-        path = _writeConfig(self, "rtp:\n  prot_range: [41000, 41999]\n")
+        path = _write_config(self, "rtp:\n  prot_range: [41000, 41999]\n")
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertTrue(error.reason.startswith(f"{path}: rtp.prot_range: unknown key"),
                         error.reason)
         self.assertEqual((error.code, error.reason), (f"recsvc: {error.reason}", error.reason))
 
-    def test_badValue(self) -> None:
+    def test_bad_value(self) -> None:
         """A bad value refuses start-up naming the file, the key and the problem."""
-        path = _writeConfig(self, "rtp:\n  port_range: [42000, 41000]\n")
+        path = _write_config(self, "rtp:\n  port_range: [42000, 41000]\n")
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertEqual(error.reason, f"{path}: rtp.port_range: low port above high port")
 
-    def test_missingFile(self) -> None:
+    def test_missing_file(self) -> None:
         """A missing config file refuses start-up naming the file."""
         path = os.path.abspath(self.mktemp())
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertIn(path, error.reason)
 
-    def test_invalidYaml(self) -> None:
+    def test_invalid_yaml(self) -> None:
         """A file that is not YAML refuses start-up naming the file."""
-        path = _writeConfig(self, "control: [\n")
+        path = _write_config(self, "control: [\n")
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertIn(path, error.reason)
 
-    def test_badEndpoint(self) -> None:
+    def test_bad_endpoint(self) -> None:
         """An endpoint string Twisted cannot parse refuses start-up naming control.listen."""
         root = os.path.abspath(self.mktemp())
-        path = _writeConfig(self, _goodConfigText(root, listen="bogus:1"))
+        path = _write_config(self, _good_config_text(root, listen="bogus:1"))
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertTrue(error.reason.startswith(f"{path}: control.listen: "), error.reason)
         self.assertIn("bogus", error.reason)
 
-    def test_badEndpointArguments(self) -> None:
+    def test_bad_endpoint_arguments(self) -> None:
         """An endpoint with a bad port or an unknown argument names control.listen."""
         root = os.path.abspath(self.mktemp())
         for listen in ("tcp:http", "tcp:10000:colour=blue"):
-            path = _writeConfig(self, _goodConfigText(root, listen=listen))
+            path = _write_config(self, _good_config_text(root, listen=listen))
             error = self.assertRaises(StartupRefused, self.parse, "--config", path)
             self.assertTrue(error.reason.startswith(f"{path}: control.listen: "), error.reason)
 
-    def test_storageRootUnderAFile(self) -> None:
+    def test_storage_root_under_a_file(self) -> None:
         """
         A storage root that cannot be created (its parent is a regular file,
         which fails even for root) refuses start-up naming storage.root.
@@ -177,215 +172,33 @@ class OptionsTests(SynchronousTestCase):
         with open(parent, "w"):
             pass
         root = os.path.join(parent, "x")
-        path = _writeConfig(self, _goodConfigText(root))
+        path = _write_config(self, _good_config_text(root))
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertTrue(error.reason.startswith(f"{path}: storage.root: "), error.reason)
         self.assertIn(root, error.reason)
 
-    def test_storageRootIsAFile(self) -> None:
+    def test_storage_root_is_a_file(self) -> None:
         """A storage root that is an existing regular file refuses start-up naming storage.root."""
         root = os.path.abspath(self.mktemp())
         with open(root, "w"):
             pass
-        path = _writeConfig(self, _goodConfigText(root))
+        path = _write_config(self, _good_config_text(root))
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertTrue(error.reason.startswith(f"{path}: storage.root: "), error.reason)
 
-    def test_storageRootNotWritable(self) -> None:
+    def test_storage_root_not_writable(self) -> None:
         """An existing storage root without write permission refuses start-up naming storage.root."""
         root = os.path.abspath(self.mktemp())
         os.mkdir(root, 0o500)
         self.addCleanup(os.chmod, root, 0o700)
         if os.geteuid() == 0:
             # root may write anywhere: make the permission check say no.
-            import recsvc.tap as tap_module
+            import recsvc.application.startup as startup_module
 
-            self.patch(tap_module.os, "access", lambda path, mode: False)
-        path = _writeConfig(self, _goodConfigText(root))
+            self.patch(startup_module.os, "access", lambda path, mode: False)
+        path = _write_config(self, _good_config_text(root))
         error = self.assertRaises(StartupRefused, self.parse, "--config", path)
         self.assertTrue(error.reason.startswith(f"{path}: storage.root: "), error.reason)
-
-
-class CheckConfigTests(SynchronousTestCase):
-    """check_config checks against the machine but starts nothing."""
-
-    def test_doesNotListen(self) -> None:
-        """Checking the endpoint only parses it: nothing listens on the reactor."""
-        reactor = MemoryReactorClock()
-        root = os.path.abspath(self.mktemp())
-        check_config(parse_config({"control": {"listen": "tcp:10000"}, "storage": {"root": root}}), reactor)
-        self.assertEqual(reactor.tcpServers, [])
-
-    def test_badEndpoint(self) -> None:
-        """A bad endpoint is a ConfigError with key control.listen."""
-        config = parse_config({"control": {"listen": "bogus:1"}})
-        error = self.assertRaises(ConfigError, check_config, config, MemoryReactorClock())
-        self.assertEqual(error.key, "control.listen")
-
-    def test_endpointThatCannotBeBuilt(self) -> None:
-        """
-        An endpoint whose parser fails for a reason other than syntax (an ssl:
-        endpoint without pyOpenSSL, or whose key file is missing) is still a
-        ConfigError naming control.listen, not a traceback from twistd.
-        """
-        missing = os.path.abspath(self.mktemp())
-        config = parse_config(
-            {"control": {"listen": f"ssl:10443:privateKey={missing}:certKey={missing}"}}
-        )
-        error = self.assertRaises(ConfigError, check_config, config, MemoryReactorClock())
-        self.assertEqual(error.key, "control.listen")
-
-
-class FakePort:
-    """An IListeningPort that remembers being stopped."""
-
-    def __init__(self) -> None:
-        self.stopped = 0
-        self.stopping: Deferred[None] = Deferred()
-
-    def getHost(self) -> IPv4Address:
-        return IPv4Address("TCP", "127.0.0.1", 10000)
-
-    def stopListening(self) -> Deferred[None]:
-        self.stopped += 1
-        return self.stopping
-
-
-class FakeEndpoint:
-    """An IStreamServerEndpoint whose listen returns the Deferred it is given."""
-
-    def __init__(self, result: Deferred[Any]) -> None:
-        self.result = result
-        self.factories: list[Factory] = []
-
-    def listen(self, factory: Factory) -> Deferred[Any]:
-        self.factories.append(factory)
-        return self.result
-
-
-class AcceptingPort(FakePort):
-    """A TCP port's accepting: numberAccepts, grown by 20 while saturated."""
-
-    numberAccepts = 100
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tries: list[int] = []
-
-    def doRead(self) -> None:
-        self.tries.append(self.numberAccepts)
-        self.numberAccepts += 20  # (always saturated)
-
-
-class ControlListenerTests(SynchronousTestCase):
-    """Listener listens on start, fails start-up if it cannot, stops the port on stop."""
-
-    def test_acceptsAtMostAFewATurn(self) -> None:
-        """
-        Under a flood of connections a TCP port would accept more each turn
-        without bound (and hold up every other socket); the listener caps
-        it at ACCEPTS_PER_TURN. Ports that do not accept that way are left
-        as they are.
-        """
-        port = AcceptingPort()
-        listener = Listener(FakeEndpoint(succeed(port)), Factory())
-        listener.startService()
-        for _ in range(5):
-            port.doRead()
-        self.assertEqual(port.tries, [ACCEPTS_PER_TURN] * 5)
-        plain = FakePort()
-        Listener(FakeEndpoint(succeed(plain)), Factory()).startService()
-        self.assertFalse(hasattr(plain, "doRead"))
-
-    def test_listensOnStart(self) -> None:
-        """On a MemoryReactor the listener listens with its factory and whenListening has the port."""
-        reactor = MemoryReactorClock()
-        factory = Factory()
-        listener = Listener(TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1"), factory)
-        listener.startService()
-        self.assertTrue(listener.running)
-        [(port, usedFactory, _, interface)] = reactor.tcpServers
-        self.assertEqual((port, interface), (0, "127.0.0.1"))
-        self.assertIs(usedFactory, factory)
-        listening = self.successResultOf(listener.whenListening())
-        self.assertIsInstance(listening.getHost(), IPv4Address)
-
-    def test_notListeningBeforeStart(self) -> None:
-        """Building the listener does not listen yet."""
-        endpoint = FakeEndpoint(succeed(FakePort()))
-        Listener(endpoint, Factory())
-        self.assertEqual(endpoint.factories, [])
-
-    def test_whenListeningWaits(self) -> None:
-        """whenListening has no result until the endpoint listens, then the port."""
-        pending: Deferred[FakePort] = Deferred()
-        listener = Listener(FakeEndpoint(pending), Factory())
-        listener.startService()
-        first = listener.whenListening()
-        self.assertNoResult(first)
-        port = FakePort()
-        pending.callback(port)
-        self.assertIs(self.successResultOf(first), port)
-
-    def test_whenListeningEveryCaller(self) -> None:
-        """Every whenListening call gets its own Deferred, each firing with the port."""
-        port = FakePort()
-        listener = Listener(FakeEndpoint(succeed(port)), Factory())
-        listener.startService()
-        first = listener.whenListening()
-        second = listener.whenListening()
-        self.assertIsNot(first, second)
-        self.assertIs(self.successResultOf(first), port)
-        self.assertIs(self.successResultOf(second), port)
-        # A caller adding callbacks to its Deferred does not change what the next one sees.
-        first.addCallback(lambda _: None)
-        self.assertIs(self.successResultOf(listener.whenListening()), port)
-
-    def test_listenFailureFailsStart(self) -> None:
-        """An endpoint whose listen has already failed makes startService raise that error."""
-        error = CannotListenError("127.0.0.1", 10000, OSError("in use"))
-        listener = Listener(FakeEndpoint(fail(error)), Factory())
-        raised = self.assertRaises(CannotListenError, listener.startService)
-        self.assertIs(raised, error)
-
-    def test_reactorListenFailureFailsStart(self) -> None:
-        """A reactor that cannot listen (the real endpoint path) makes startService raise."""
-        reactor = RaisingMemoryReactor(listenException=CannotListenError("", 10000, OSError("in use")))
-        listener = Listener(TCP4ServerEndpoint(reactor, 10000), Factory())
-        self.assertRaises(CannotListenError, listener.startService)
-
-    def test_laterListenFailureFailsWhenListening(self) -> None:
-        """
-        An endpoint that fails after startService returned fails whenListening
-        with that error rather than firing it with None as if it were a port.
-        """
-        pending: Deferred[FakePort] = Deferred()
-        listener = Listener(FakeEndpoint(pending), Factory())
-        listener.startService()
-        waiting = listener.whenListening()
-        pending.errback(CannotListenError("127.0.0.1", 10000, OSError("in use")))
-        self.failureResultOf(waiting, CannotListenError)
-
-    def test_stopStopsPort(self) -> None:
-        """stopService stops the listening port and returns its stopListening Deferred."""
-        port = FakePort()
-        listener = Listener(FakeEndpoint(succeed(port)), Factory())
-        listener.startService()
-        stopping = listener.stopService()
-        self.assertEqual(port.stopped, 1)
-        self.assertFalse(listener.running)
-        self.assertNoResult(stopping)
-        port.stopping.callback(None)
-        self.assertIsNone(self.successResultOf(stopping))
-
-    def test_stopTwice(self) -> None:
-        """A second stopService does not stop the port again."""
-        port = FakePort()
-        listener = Listener(FakeEndpoint(succeed(port)), Factory())
-        listener.startService()
-        listener.stopService()
-        listener.stopService()
-        self.assertEqual(port.stopped, 1)
 
 
 class MakeServiceTests(SynchronousTestCase):
@@ -407,7 +220,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(service.getServiceNamed("recorder"), RecorderService)
         self.assertIsInstance(service.getServiceNamed("control"), Listener)
 
-    def test_listenerStopsFirst(self) -> None:
+    def test_listener_stops_first(self) -> None:
         """
         The recorder is added before the listener, so MultiService (which stops
         children in reverse) closes the listener before the recorder drains.
@@ -415,7 +228,7 @@ class MakeServiceTests(SynchronousTestCase):
         service = makeService(self.mapping(), reactor=MemoryReactorClock())
         self.assertEqual([child.name for child in service], ["recorder", "control", "background"])
 
-    def test_buildingDoesNotListen(self) -> None:
+    def test_building_does_not_listen(self) -> None:
         """Building the tree touches no socket; starting it listens."""
         reactor = MemoryReactorClock()
         service = makeService(self.mapping(), reactor=reactor)
@@ -429,7 +242,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertIsInstance(factory, ControlFactory)
         self.successResultOf(service.getServiceNamed("control").whenListening())
 
-    def test_startAndStop(self) -> None:
+    def test_start_and_stop(self) -> None:
         """The tree starts and stops on a MemoryReactor; with no recordings stopping is immediate."""
         service = makeService(self.mapping(), reactor=MemoryReactorClock())
         service.startService()
@@ -439,7 +252,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertFalse(service.getServiceNamed("recorder").running)
         self.assertFalse(service.getServiceNamed("control").running)
 
-    def test_recorderWiring(self) -> None:
+    def test_recorder_wiring(self) -> None:
         """The recorder gets the reactor as its clock and the config's ports, storage and advertise."""
         reactor = MemoryReactorClock()
         mapping = self.mapping(advertise="192.0.2.10")
@@ -454,7 +267,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(recorder.storage.audio_format, "pcm16")
         self.assertEqual(recorder.advertise, "192.0.2.10")
 
-    def test_advertiseAuto(self) -> None:
+    def test_advertise_auto(self) -> None:
         """advertise: auto with RTP on a wildcard address gives the recorder
         None: each phone's own local address is used. With RTP bound to one
         address, auto advertises that address."""
@@ -466,7 +279,7 @@ class MakeServiceTests(SynchronousTestCase):
         recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
         self.assertEqual(recorder.advertise, "127.0.0.2")
 
-    def test_mediaSettingsWired(self) -> None:
+    def test_media_settings_wired(self) -> None:
         """Every rtp.* timeline, source and timeout setting and
         storage.max_duration reach the recorder under their own names."""
         mapping = self.mapping(
@@ -485,7 +298,7 @@ class MakeServiceTests(SynchronousTestCase):
             (limits.first_packet_timeout, limits.timeout, limits.max_duration), (4.0, 45.0, 600.0)
         )
 
-    def test_rtpReadingWired(self) -> None:
+    def test_rtp_reading_wired(self) -> None:
         """rtp.read_interval_ms becomes the RTP drain's tick (in seconds) and
         rtp.receive_buffer_kb its sockets' receive buffer (in bytes)."""
         mapping = self.mapping(read_interval_ms=20, receive_buffer_kb=128)
@@ -494,7 +307,7 @@ class MakeServiceTests(SynchronousTestCase):
         drain = makeService(self.mapping(), reactor=MemoryReactorClock()).getServiceNamed("recorder").ports
         self.assertEqual((drain.tick, drain.receive_buffer), (0.005, 512 * 1024))
 
-    def test_syncEachFile(self) -> None:
+    def test_sync_each_file(self) -> None:
         """storage.sync_each_file: true leaves each recording to make its own
         file durable (no filesystem sync)."""
         mapping = self.mapping()
@@ -502,7 +315,7 @@ class MakeServiceTests(SynchronousTestCase):
         recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
         self.assertIsNone(recorder.sync_filesystem)
 
-    def test_syncFilesystem(self) -> None:
+    def test_sync_filesystem(self) -> None:
         """storage.sync_each_file: false (the default) gives the recorder a
         filesystem sync, and it is the storage root's filesystem it syncs."""
         mapping = self.mapping()
@@ -522,7 +335,7 @@ class MakeServiceTests(SynchronousTestCase):
         expected = os.stat(root)
         self.assertEqual(synced, [(expected.st_dev, expected.st_ino)])
 
-    def test_blockingWorkBatched(self) -> None:
+    def test_blocking_work_batched(self) -> None:
         """The recordings write through a BatchedRunner on the reactor; the
         service's own blocking work does not, and Starts' files are created,
         and stopped recordings' files finished, through runners of their own."""
@@ -536,17 +349,17 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertNotIn(recorder.run_finishing, (None, recorder.run_blocking,
                                                   recorder.run_recording, recorder.run_opening))
 
-    def test_acceptsConfig(self) -> None:
+    def test_accepts_config(self) -> None:
         """A Config works as well as a mapping."""
         mapping = self.mapping()
         service = makeService(parse_config(mapping), reactor=MemoryReactorClock())
         self.assertEqual(service.getServiceNamed("recorder").storage.root, mapping["storage"]["root"])
 
-    def test_acceptsOptions(self) -> None:
+    def test_accepts_options(self) -> None:
         """makeService takes twistd's parsed Options, as the plugin hands them over."""
         root = os.path.abspath(self.mktemp())
         options = Options()
-        options.parseOptions(["--config", _writeConfig(self, _goodConfigText(root))])
+        options.parseOptions(["--config", _write_config(self, _good_config_text(root))])
         reactor = MemoryReactorClock()
         service = makeService(options, reactor=reactor)
         self.assertEqual(service.getServiceNamed("recorder").storage.root, root)
@@ -555,7 +368,7 @@ class MakeServiceTests(SynchronousTestCase):
         [(port, _, _, interface)] = reactor.tcpServers
         self.assertEqual((port, interface), (0, "127.0.0.1"))
 
-    def test_hangupReloadsFromTheStart(self) -> None:
+    def test_hangup_reloads_from_the_start(self) -> None:
         """
         Launched with a config file, the tree handles SIGHUP from its start
         (twistd starts it before the reactor runs, and SIGHUP's default
@@ -565,7 +378,7 @@ class MakeServiceTests(SynchronousTestCase):
         reactor has shut down.
         """
         root = os.path.abspath(self.mktemp())
-        path = _writeConfig(self, _goodConfigText(root))
+        path = _write_config(self, _good_config_text(root))
         options = Options()
         options.parseOptions(["--config", path])
 
@@ -597,7 +410,7 @@ class MakeServiceTests(SynchronousTestCase):
                 call(*args, **kwargs)
         self.assertEqual(signal.getsignal(signal.SIGHUP), before)
 
-    def test_stoppedBeforeTheReactorRuns(self) -> None:
+    def test_stopped_before_the_reactor_runs(self) -> None:
         """An embedded tree started and stopped before the reactor runs
         starts nothing when it does run: no disk watch, no timers."""
         reactor = MemoryReactorClock()
@@ -608,7 +421,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(reactor.getDelayedCalls(), [])
         self.assertIsNone(service.getServiceNamed("recorder").disk._loop)
 
-    def test_noHangupHandlerWhenEmbedded(self) -> None:
+    def test_no_hangup_handler_when_embedded(self) -> None:
         """Built from a mapping (embedded in another application), the tree
         leaves the process's SIGHUP alone."""
         before = signal.getsignal(signal.SIGHUP)
@@ -617,7 +430,7 @@ class MakeServiceTests(SynchronousTestCase):
         self.addCleanup(service.stopService)
         self.assertEqual(signal.getsignal(signal.SIGHUP), before)
 
-    def test_accessAndLimitsFromConfig(self) -> None:
+    def test_access_and_limits_from_config(self) -> None:
         """control.allow, devices.allow and the limits reach the recorder and
         the control factory (one policy, which a reload replaces in both)."""
         mapping = self.mapping()
@@ -639,7 +452,7 @@ class MakeServiceTests(SynchronousTestCase):
                          (ConnectionLimits(7, 3), 42))
         self.assertFalse(recorder.access.allows_peer("192.0.2.1"))
 
-    def test_loudWarnings(self) -> None:
+    def test_loud_warnings(self) -> None:
         """Start-up warns when the recordings can be listed from other
         machines (HTTP beyond loopback without http.auth) and when any
         machine may start recordings (control.allow empty, listener not
@@ -658,7 +471,7 @@ class MakeServiceTests(SynchronousTestCase):
             makeService(mapping, reactor=MemoryReactorClock())
         self.assertFalse([e for e in events if e["log_level"] >= LogLevel.warn])
 
-    def test_webhookStopsAfterTheRecorder(self) -> None:
+    def test_webhook_stops_after_the_recorder(self) -> None:
         """With hooks.on_finish, the webhook is stopped only once the
         recorder has finished its recordings at shutdown (their sidecars
         still go out), after a grace for deliveries under way."""
@@ -681,20 +494,20 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertTrue(webhook._stopped)
         self.successResultOf(stopping)
 
-    def test_badMapping(self) -> None:
+    def test_bad_mapping(self) -> None:
         """A bad mapping is a ConfigError naming the key, before anything is built."""
         mapping = self.mapping()
         mapping["rtp"]["prot_range"] = [1, 2]
         error = self.assertRaises(ConfigError, makeService, mapping, reactor=MemoryReactorClock())
         self.assertEqual(error.key, "rtp.prot_range")
 
-    def test_listenFailureFailsStart(self) -> None:
+    def test_listen_failure_fails_start(self) -> None:
         """If the control port cannot be had, starting the tree raises."""
         reactor = RaisingMemoryReactor(listenException=CannotListenError("", 0, OSError("in use")))
         service = makeService(self.mapping(), reactor=reactor)
         self.assertRaises(CannotListenError, service.startService)
 
-    def test_listenFailureUnderTwistdExits(self) -> None:
+    def test_listen_failure_under_twistd_exits(self) -> None:
         """
         The tree twistd runs (built from its Options) ends start-up with
         exit status 1 when a port cannot be had: the one line logged says
@@ -703,7 +516,7 @@ class MakeServiceTests(SynchronousTestCase):
         """
         root = os.path.abspath(self.mktemp())
         options = Options()
-        options.parseOptions(["--config", _writeConfig(self, _goodConfigText(root))])
+        options.parseOptions(["--config", _write_config(self, _good_config_text(root))])
         taken = CannotListenError("127.0.0.1", 10000, OSError(errno.EADDRINUSE, "in use"))
         service = makeService(options, reactor=RaisingMemoryReactor(listenException=taken))
         with capturedLogs() as events:
@@ -714,7 +527,7 @@ class MakeServiceTests(SynchronousTestCase):
                          "recsvc running?): stop what listens there, or set another port in "
                          "control.listen")
 
-    def test_listenFailureOfADaemonLeftToTwistd(self) -> None:
+    def test_listen_failure_of_a_daemon_left_to_twistd(self) -> None:
         """
         Under twistd as a daemon (no --nodaemon), the CannotListenError
         itself reaches twistd, which hands it to the parent process waiting
@@ -723,14 +536,14 @@ class MakeServiceTests(SynchronousTestCase):
         """
         root = os.path.abspath(self.mktemp())
         options = Options()
-        options.parseOptions(["--config", _writeConfig(self, _goodConfigText(root))])
+        options.parseOptions(["--config", _write_config(self, _good_config_text(root))])
         options.parent = {"nodaemon": False}  # (twistd's ServerOptions, as it sets it)
         taken = CannotListenError("127.0.0.1", 10000, OSError(errno.EADDRINUSE, "in use"))
         service = makeService(options, reactor=RaisingMemoryReactor(listenException=taken))
         self.assertRaises(CannotListenError, service.startService)
 
 
-def _freePort() -> int:
+def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -755,15 +568,15 @@ class TwistdTests(SynchronousTestCase):
             self.fail(f"twistd kept running (it started serving): {timeout.output!r}")
         return result.returncode, result.stdout
 
-    def test_unknownKey(self) -> None:
+    def test_unknown_key(self) -> None:
         """
         With an unknown key twistd exits non-zero at once (it never starts
         serving, so never listens), says which key, and creates no storage root.
         """
         root = os.path.abspath(self.mktemp())
-        path = _writeConfig(
+        path = _write_config(
             self,
-            _goodConfigText(root, listen=f"tcp:{_freePort()}:interface=127.0.0.1")
+            _good_config_text(root, listen=f"tcp:{_free_port()}:interface=127.0.0.1")
             + "rtp:\n  prot_range: [41000, 41999]\n",
         )
         code, output = self.twistd("--config", path)
@@ -773,7 +586,7 @@ class TwistdTests(SynchronousTestCase):
         self.assertTrue(line.startswith(f"recsvc: {path}: rtp.prot_range: unknown key"), line)
         self.assertFalse(os.path.exists(root))
 
-    def test_missingFile(self) -> None:
+    def test_missing_file(self) -> None:
         """With a missing config file twistd exits with status 1 and one
         line naming the file."""
         path = os.path.abspath(self.mktemp())
@@ -782,7 +595,7 @@ class TwistdTests(SynchronousTestCase):
         self.assertEqual(output.splitlines(),
                          [f"recsvc: cannot read config file {path}: No such file or directory"])
 
-    def test_badOptionStillShowsUsage(self) -> None:
+    def test_bad_option_still_shows_usage(self) -> None:
         """An option twistd's recsvc does not know is a usage error: the
         usage, then the option (not a config problem)."""
         code, output = self.twistd("--colour")
@@ -790,13 +603,13 @@ class TwistdTests(SynchronousTestCase):
         self.assertIn("--config", output)
         self.assertIn("option --colour not recognized", output)
 
-    def assertRefusedOnce(self, output: str, reason: str) -> None:
+    def assert_refused_once(self, output: str, reason: str) -> None:
         """``output`` (twistd's log) says ``reason`` on one line, with no traceback."""
         self.assertNotIn("Traceback", output)
         self.assertEqual(len([line for line in output.splitlines() if reason in line]), 1,
                          output)
 
-    def test_portInUse(self) -> None:
+    def test_port_in_use(self) -> None:
         """If the control port is taken twistd exits with status 1 at once
         (not hangs), the one line naming the key, the address and the remedy."""
         with socket.socket() as taken:
@@ -804,16 +617,16 @@ class TwistdTests(SynchronousTestCase):
             taken.listen(1)
             port = taken.getsockname()[1]
             root = os.path.abspath(self.mktemp())
-            path = _writeConfig(
-                self, _goodConfigText(root, listen=f"tcp:{port}:interface=127.0.0.1")
+            path = _write_config(
+                self, _good_config_text(root, listen=f"tcp:{port}:interface=127.0.0.1")
             )
             code, output = self.twistd("--config", path)
         self.assertEqual(code, 1, output)
-        self.assertRefusedOnce(output, f"control.listen: 127.0.0.1:{port} is taken (another "
+        self.assert_refused_once(output, f"control.listen: 127.0.0.1:{port} is taken (another "
                                "recsvc running?): stop what listens there, or set another "
                                "port in control.listen")
 
-    def test_portInUseAsADaemon(self) -> None:
+    def test_port_in_use_as_a_daemon(self) -> None:
         """
         A daemonizing twistd (no --nodaemon) whose control port is taken
         exits with status 1 at once, its parent saying why on standard
@@ -826,7 +639,7 @@ class TwistdTests(SynchronousTestCase):
             taken.bind(("127.0.0.1", 0))
             taken.listen(1)
             port = taken.getsockname()[1]
-            path = _writeConfig(self, _goodConfigText(
+            path = _write_config(self, _good_config_text(
                 os.path.join(folder, "recordings"), listen=f"tcp:{port}:interface=127.0.0.1"))
             try:
                 result = subprocess.run(
@@ -840,35 +653,18 @@ class TwistdTests(SynchronousTestCase):
         with open(log, encoding="utf-8") as handle:
             self.assertIn(f"control.listen: 127.0.0.1:{port} is taken", handle.read())
 
-    def test_httpPortInUse(self) -> None:
+    def test_http_port_in_use(self) -> None:
         """A taken HTTP port ends start-up the same way, naming http.listen."""
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen(1)
             port = taken.getsockname()[1]
             root = os.path.abspath(self.mktemp())
-            path = _writeConfig(self, _goodConfigText(root).replace(
+            path = _write_config(self, _good_config_text(root).replace(
                 '"off"', f'"tcp:{port}:interface=127.0.0.1"'))
             code, output = self.twistd("--config", path)
         self.assertEqual(code, 1, output)
-        self.assertRefusedOnce(output, f"http.listen: 127.0.0.1:{port} is taken")
-
-
-class GarbageCollectorTests(SynchronousTestCase):
-    def test_full_collections_come_rarely(self) -> None:
-        """Once the reactor runs, what exists is frozen and a full
-        collection waits for FULL_COLLECTION_AFTER middle ones (a host
-        application's higher setting is kept); the other thresholds stay."""
-        before = gc.get_threshold()
-        self.addCleanup(gc.set_threshold, *before)
-        self.addCleanup(gc.unfreeze)
-        gc.set_threshold(700, 10, 10)
-        tune_garbage_collector()
-        self.assertEqual(gc.get_threshold(), (700, 10, FULL_COLLECTION_AFTER))
-        self.assertGreater(gc.get_freeze_count(), 0)
-        gc.set_threshold(500, 20, 1000)
-        tune_garbage_collector()
-        self.assertEqual(gc.get_threshold(), (500, 20, 1000))
+        self.assert_refused_once(output, f"http.listen: 127.0.0.1:{port} is taken")
 
 
 class AccessReloadTests(SynchronousTestCase):
@@ -881,7 +677,7 @@ class AccessReloadTests(SynchronousTestCase):
               "devices:\n  allow: [00a859000001]\nhttp:\n  listen: \"off\"\n")
 
     def setUp(self) -> None:
-        self.path = _writeConfig(self, self.CLOSED + f"storage:\n  root: \"{self.mktemp()}\"\n")
+        self.path = _write_config(self, self.CLOSED + f"storage:\n  root: \"{self.mktemp()}\"\n")
         options = Options()
         options.parseOptions(["--config", self.path])
         tree = makeService(options, reactor=MemoryReactorClock())
@@ -897,22 +693,22 @@ class AccessReloadTests(SynchronousTestCase):
             done = self.reload()
         return done, events
 
-    def assertClosed(self) -> None:
+    def assert_closed(self) -> None:
         self.assertFalse(self.recorder.access.allows_peer("192.0.2.1"))
         self.assertFalse(self.recorder.access.allows_device("00a859000002"))
 
-    def test_emptyFileKeepsBothLists(self) -> None:
+    def test_empty_file_keeps_both_lists(self) -> None:
         """An empty file (a truncated write, `> recsvc.yaml`) opens nothing:
         both lists stay closed, and the error names both keys."""
         for text in ("", "# all commented out\n"):
             done, events = self.rewrite(text)
             self.assertFalse(done)
-            self.assertClosed()
+            self.assert_closed()
             [error] = [event for event in events if event["log_level"] == LogLevel.error]
             self.assertIn("control.allow", error["reason"])
             self.assertIn("devices.allow", error["reason"])
 
-    def test_missingSectionKeepsTheLists(self) -> None:
+    def test_missing_section_keeps_the_lists(self) -> None:
         """A file without the control section (or without its allow key)
         would open control.allow: refused, naming control.allow, and
         devices.allow, which the file does give, is not applied either."""
@@ -920,7 +716,7 @@ class AccessReloadTests(SynchronousTestCase):
                      "control:\n  listen: tcp:10000\ndevices:\n  allow: [00a859000003]\n"):
             done, events = self.rewrite(text)
             self.assertFalse(done)
-            self.assertClosed()
+            self.assert_closed()
             self.assertFalse(self.recorder.access.allows_device("00a859000003"))
             [error] = [event for event in events if event["log_level"] == LogLevel.error]
             self.assertTrue(error["reason"].startswith("control.allow:"), error["reason"])
@@ -929,7 +725,7 @@ class AccessReloadTests(SynchronousTestCase):
         [error] = [event for event in events if event["log_level"] == LogLevel.error]
         self.assertTrue(error["reason"].startswith("devices.allow:"), error["reason"])
 
-    def test_listOpensWhenTheFileSaysSo(self) -> None:
+    def test_list_opens_when_the_file_says_so(self) -> None:
         """`allow: []` written in the file does open a list."""
         done, _ = self.rewrite("control:\n  allow: []\ndevices:\n  allow: [00a859000001]\n")
         self.assertTrue(done)
@@ -939,7 +735,7 @@ class AccessReloadTests(SynchronousTestCase):
         self.assertTrue(done)
         self.assertTrue(self.recorder.access.allows_device("00a859000002"))
 
-    def test_openListsNeedNoKey(self) -> None:
+    def test_open_lists_need_no_key(self) -> None:
         """Lists that are open already stay open with a file that leaves
         them out (the default), and the reload goes through."""
         self.rewrite("control:\n  allow: []\ndevices:\n  allow: []\n")
@@ -951,10 +747,10 @@ class AccessReloadTests(SynchronousTestCase):
         self.assertTrue(self.recorder.access.allows_peer("192.0.2.1"))
         self.assertFalse(self.recorder.access.allows_device("00a859000002"))
 
-    def test_unparsableFileKeepsTheLists(self) -> None:
+    def test_unparsable_file_keeps_the_lists(self) -> None:
         """A file that is not YAML changes nothing and says so."""
         done, events = self.rewrite("control: [unclosed\n")
         self.assertFalse(done)
-        self.assertClosed()
+        self.assert_closed()
         [error] = [event for event in events if event["log_level"] == LogLevel.error]
         self.assertIn("not valid YAML", error["reason"])

@@ -55,7 +55,7 @@ from recsvc.cli.commands import main
 from recsvc.metrics import Metrics, live_figures
 from recsvc.index.numberplan import NumberPlan
 from recsvc.storage.folder import sidecar_path
-from recsvc.tap import http_endpoint_for, open_http_warning
+from recsvc.application.startup import http_endpoint_for, open_http_warning
 from recsvc.storage.diskspace import DiskSpace
 from recsvc.testing import FakePhoneLink, FakePortPool, memory_recorder, run_now
 from tests.support.recordings import read_wav

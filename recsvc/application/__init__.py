@@ -1,3 +1,5 @@
-"""What the process needs: listeners' endpoints, thread pools, batching and file descriptors."""
+"""What the process needs: listeners and their endpoints, the service tree's own services,
+signals (reload), thread pools, batching, file descriptors and the garbage collector."""
 
-__all__ = ["endpoints", "threads", "batching", "descriptors"]
+__all__ = ["endpoints", "listener", "startup", "tree", "reload", "threads", "batching",
+           "descriptors", "memory"]

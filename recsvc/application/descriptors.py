@@ -23,9 +23,12 @@ from __future__ import annotations
 import fcntl
 import os
 import resource
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import attrs
+
+if TYPE_CHECKING:
+    from recsvc.config import Config
 
 PER_RECORDING = 3
 SPARE = 64  # listeners, logs, the reactor's own
@@ -222,3 +225,15 @@ class DescriptorRoom:
         if free is None:
             return True
         return free - self.budget.for_recordings(using.recordings) >= 1
+
+
+def descriptor_budget(config: Config) -> Budget:
+    """The descriptors the control port, the recordings (as many as the
+    ports, or recordings.max_active if fewer) and the web port may hold."""
+    low, high = config.rtp.port_range
+    recordings = high - low + 1
+    if config.recordings.max_active:
+        recordings = min(recordings, config.recordings.max_active)
+    return Budget(
+        config.control.max_connections, recordings,
+        0 if config.http.listen == "off" else config.http.max_connections)

@@ -336,7 +336,8 @@ def _check_config(args: argparse.Namespace) -> int:
     """The config file as the service reads it at start-up: OK, or the one
     line saying what is wrong. A port taken now (by the running service,
     most likely) is noted, not an error."""
-    from recsvc.tap import check_config, global_reactor, http_endpoint_for, open_http_warning
+    from recsvc.application.startup import check_config, http_endpoint_for, open_http_warning
+    from recsvc.tap import global_reactor
 
     path = _checked_file(args)
     try:
