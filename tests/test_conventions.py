@@ -15,12 +15,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
-# Exempt from the snake_case rule, not from the docstring rule: test_tap.py
-# was being changed on another branch when the suite was renamed (issue 17),
-# so renaming its tests here would have collided with that work. Rename them
-# with the same script once it has landed, and empty this.
-CAMEL_CASE_ALLOWED = frozenset({"test_tap.py"})
-
 SNAKE_CASE = re.compile(r"\Atest(_[a-z0-9]+)+\Z")
 
 
@@ -63,10 +57,9 @@ def undocumented(methods: Iterable[TestMethod]) -> list[str]:
 
 
 def not_snake_case(methods: Iterable[TestMethod]) -> list[str]:
-    """The tests not named test_words_in_lower_case, outside the exempt modules."""
+    """The tests not named test_words_in_lower_case."""
     return [str(method) for method in methods
-            if method.path not in CAMEL_CASE_ALLOWED
-            and not SNAKE_CASE.match(method.name.split(".")[-1])]
+            if not SNAKE_CASE.match(method.name.split(".")[-1])]
 
 
 SAMPLE = '''
@@ -97,7 +90,7 @@ class SuiteConventionTests(SynchronousTestCase):
         self.assertEqual(undocumented(suite()), [])
 
     def test_every_test_is_snake_case(self) -> None:
-        """Every test outside CAMEL_CASE_ALLOWED is named in snake_case."""
+        """Every test is named in snake_case."""
         self.assertEqual(not_snake_case(suite()), [])
 
     def test_the_whole_suite_is_read(self) -> None:
@@ -121,11 +114,3 @@ class SuiteConventionTests(SynchronousTestCase):
         self.assertEqual(not_snake_case(methods),
                          ["tests/test_sample.py:12 SampleTests.test_camelCase",
                           "tests/test_sample.py:15 SampleTests.testNoUnderscore"])
-
-    def test_exempt_modules_only_from_the_names(self) -> None:
-        """A module in CAMEL_CASE_ALLOWED may keep camelCase names, but its
-        tests still need their docstrings."""
-        [exempt] = CAMEL_CASE_ALLOWED
-        methods = list(test_methods(SAMPLE, exempt))
-        self.assertEqual(not_snake_case(methods), [])
-        self.assertEqual(len(undocumented(methods)), 2)
