@@ -36,6 +36,7 @@ from recsvc.refusals import RefusalLines
 from recsvc.storage.recovery import CRASH_REASON, Recovered, recover_all
 from recsvc.storage.retention import RetentionPolicy, StoredRecording
 from recsvc.storage.retention import sweep as retention_sweep
+from recsvc.storage.syncing import SyncTurns
 from recsvc.session import (
     BY_CONNECTION,
     BY_PHONE,
@@ -55,14 +56,6 @@ if TYPE_CHECKING:
     from recsvc.metrics import Metrics
     from recsvc.webhook import Webhook
 
-# Hand-over turns a storage.sync_interval (see RecorderService._keep_syncing).
-SYNC_TURNS = 4
-# Hand-overs made in one go on the reactor at most; a turn's others wait for
-# the reactor's next round (at 2,000 recordings a turn's 500 hand-overs took
-# 8 ms together, and a Start or Stop waited behind them). More turns would
-# shorten them too, but each turn ends with a filesystem sync: sixteen cost
-# up to a tenth more CPU a packet at 250 calls.
-HAND_OVERS_AT_ONCE = 128
 # Devices (or addresses) named in refusal lines a minute at most; the rest
 # are summed up in one line a reason ("many devices"): a flood of Starts
 # with made-up MACs must not write a line for each.
@@ -105,12 +98,12 @@ class RecorderService(Service):
     # The clock RTP arrival times are read from (monotonic in production);
     # None: the reactor's clock, as tests with task.Clock want.
     now: Callable[[], float] | None = None
-    # How often (seconds) recorded audio reaches the disk (storage.sync_interval).
-    sync_interval: float = 1.0
-    # Blocking: makes everything written to the recordings' filesystem
-    # durable at once (storage.sync_each_file off), after each turn's
-    # hand-overs; None: each recording fdatasyncs its own file.
-    sync_filesystem: Callable[[], None] | None = None
+    # What `syncing` starts with: see recsvc.storage.syncing.SyncTurns
+    # (storage.sync_interval; storage.sync_each_file off: the blocking sync
+    # of the recordings' whole filesystem, None: each file fdatasync'd).
+    _sync_interval: float = attrs.field(default=1.0, alias="sync_interval")
+    _sync_filesystem: Callable[[], None] | None = attrs.field(
+        default=None, alias="sync_filesystem")
     # Watches the free space (storage.min_free_mb); None: not watched.
     disk: DiskSpace | None = None
     retention: RetentionPolicy = RetentionPolicy()
@@ -145,16 +138,10 @@ class RecorderService(Service):
     # The links that carry recordings or Starts being created, with how many.
     _carried: dict[IPhoneLink, int] = attrs.field(factory=dict)
     _accepting: bool = True
-    _syncing: LoopingCall | None = None
-    # The hand-over turn that comes next (see `sync_turns`).
-    _next_turn: int = 0
     # The WAV paths of this run's recordings, which recovery must not touch
     # (read from its thread: set membership is atomic).
     _active_paths: set[str] = attrs.field(factory=set)
     _sweeping: LoopingCall | None = None
-    _filesystem_syncing: bool = False
-    # Hand-overs no filesystem sync has been started after yet.
-    _unsynced: list[Deferred[Any]] = attrs.field(factory=list)
     _starting: dict[str, _PendingStart] = attrs.field(factory=dict)
     _creating_fails: bool = False  # the last Start's file could not be created
     _recovering: bool = False
@@ -163,6 +150,8 @@ class RecorderService(Service):
     _stop_waiters: list[Deferred[None]] = attrs.field(factory=list)
     # Fires with what start-up recovered from a crash (see recsvc.storage.recovery).
     recovery: Deferred[list[Recovered]] | None = None
+    # The recordings' sync turns.
+    syncing: SyncTurns = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         Service.__init__(self)
@@ -170,6 +159,8 @@ class RecorderService(Service):
                                       RefusalLog(max_peers=REFUSALS_NAMED))
         self._stop_refusals = RefusalLines(self.clock, self._summarise_stop_refusals,
                                            RefusalLog(max_peers=REFUSALS_NAMED))
+        self.syncing = SyncTurns(self.clock, self.run_blocking, self.registry,
+                                 self._sync_interval, self._sync_filesystem)
 
     def link_connected(self, link: IPhoneLink) -> None:
         self._links.add(link)
@@ -432,9 +423,8 @@ class RecorderService(Service):
             link=link,
             port=port,
             lane=receiver.lane,
-            sync_files=self.sync_filesystem is None,
-            # The turn that has just been: its next comes a whole interval on.
-            sync_turn=(self._next_turn - 1) % SYNC_TURNS,
+            sync_files=self.syncing.sync_filesystem is None,
+            sync_turn=self.syncing.new_turn,
         )
         # Its first packet ends its wait (and later ones go to it directly).
         receiver.sink = _FirstPacket(receiver, recording, awaiting.release)
@@ -443,7 +433,7 @@ class RecorderService(Service):
         if self.metrics is not None:
             self.metrics.recording_started()
         recording.begin()
-        self._keep_syncing()
+        self.syncing.keep_syncing()
         self.log.info(
             "Recording {recordingId} started from {device} ({codec}) on port {port}"
             " in {startMs} ms",
@@ -681,94 +671,6 @@ class RecorderService(Service):
         self.log.failure("Recovering interrupted recordings failed", failure)
         return []
 
-    def _keep_syncing(self) -> None:
-        """Sync recordings every storage.sync_interval while there are
-        any: a file is never further behind than that, and every other
-        hand-over is made durable. An idle server does not wake up.
-
-        The recordings take turns, SYNC_TURNS an interval, each in its own
-        (the one that has just been when it starts): their hand-overs, and
-        the audio that waits for them, spread over the interval instead of
-        coming all at once."""
-        if self._syncing is not None and self._syncing.running:
-            return
-        # Restarted, the loop's first call is `_next_turn`'s, an interval
-        # after that turn last came: as if it had gone on.
-        self._syncing = LoopingCall.withCount(self.sync_turns)
-        self._syncing.clock = self.clock
-        self._syncing.start(self.sync_interval / SYNC_TURNS, now=False).addErrback(
-            lambda failure: self.log.failure("Syncing recordings failed", failure)
-        )
-
-    def sync_turns(self, count: int) -> None:
-        """Hand the audio of the recordings whose turn it is to their files:
-        ``count`` turns have come (more than one if the reactor was held up;
-        SYNC_TURNS or more: every recording's)."""
-        turns = {(self._next_turn + step) % SYNC_TURNS for step in range(min(count, SYNC_TURNS))}
-        self._next_turn = (self._next_turn + count) % SYNC_TURNS
-        if not len(self.registry):
-            if self._syncing is not None and self._syncing.running:
-                self._syncing.stop()
-            return
-        self._sync([recording for recording in self.registry if recording.sync_turn in turns])
-
-    def _sync(self, recordings: list[Recording], storing: list[Deferred[Any]] | None = None,
-              ) -> None:
-        """Hand these recordings' audio over (HAND_OVERS_AT_ONCE a round of
-        the reactor), then make it durable."""
-        if not recordings:
-            return
-        storing = [] if storing is None else storing
-        now, later = recordings[:HAND_OVERS_AT_ONCE], recordings[HAND_OVERS_AT_ONCE:]
-        for recording in now:
-            try:
-                stored = recording.sync()
-            except Exception:
-                # One recording's fault must not keep the others from disk.
-                self.log.failure("Recording {recordingId}: syncing failed",
-                                 recordingId=recording.recording_id)
-                continue
-            if stored is not None:
-                storing.append(stored)
-        if later:
-            # (A recording stopped meanwhile hands nothing more over: its
-            # finishing does.)
-            self.clock.callLater(0, self._sync, later, storing)
-            return
-        if self.sync_filesystem is None:
-            return
-        # Every turn that has recordings (their Start sidecars too), after
-        # the hand-overs not yet covered: those made while a filesystem
-        # sync ran wait for the next one, started as soon as it is done.
-        self._unsynced.extend(storing)
-        self._sync_filesystem_after_hand_overs()
-
-    def _sync_filesystem_after_hand_overs(self) -> None:
-        if self._filesystem_syncing or self.sync_filesystem is None:
-            return
-        self._filesystem_syncing = True
-        waiting, self._unsynced = self._unsynced, []
-        # After these hand-overs (failures are the recordings' own).
-        DeferredList(waiting, consumeErrors=True).addCallback(
-            lambda _: self.run_blocking(self.sync_filesystem)
-        ).addErrback(self._filesystem_sync_failed).addBoth(self._filesystem_synced)
-
-    def _filesystem_sync_failed(self, failure: Failure) -> None:
-        """The filesystem reported a write error, which it cannot pin on a
-        file: from now on each recording syncs its own file, whose fdatasync
-        reports the error to (and stops) the recordings it hit."""
-        self.log.error("Syncing the recordings' filesystem failed: {reason}; "
-                       "syncing each recording's file from now on",
-                       reason=failure.getErrorMessage())
-        self.sync_filesystem = None
-        for recording in self.registry:
-            recording.sync_files = True
-
-    def _filesystem_synced(self, result: object) -> None:
-        self._filesystem_syncing = False
-        if self._unsynced and len(self.registry):
-            self._sync_filesystem_after_hand_overs()
-
     async def _drain(self) -> None:
         self._accepting = False
         # Starts whose files are being created finish first (refused now).
@@ -777,8 +679,7 @@ class RecorderService(Service):
             self.disk.stop()
         if self._sweeping is not None and self._sweeping.running:
             self._sweeping.stop()
-        if self._syncing is not None and self._syncing.running:
-            self._syncing.stop()
+        self.syncing.stop()
         stops = [
             recording.stop("shutdown", BY_SERVER) for recording in self.registry
         ]

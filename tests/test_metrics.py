@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc.metrics import Metrics, live_figures, reason_label, rejected_label
 from recsvc.control.commands import StopRequest
 from recsvc.summary import MediaStats
-from recsvc.service import SYNC_TURNS
+from recsvc.storage.syncing import SYNC_TURNS
 from recsvc.testing import MemoryWriters
 from tests.support.builders import rtp, start_request
 from tests.support.scrape import samples
@@ -167,7 +167,7 @@ class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):
         port = self.start().port
         for sequence in range(5):
             self.ports.deliver(port, rtp(sequence, b"\xd5" * 160))
-        self.service.sync_turns(SYNC_TURNS)  # the first write fails
+        self.service.syncing.sync_turns(SYNC_TURNS)  # the first write fails
         scrape = samples(self.metrics)
         self.assertEqual(scrape[("recsvc_write_errors_total", ())], 1)
         self.assertEqual(scrape[("recsvc_recordings_finished_total",

@@ -18,7 +18,7 @@ from zope.interface import implementer
 from recsvc.media.codec import CODECS
 from recsvc.observers import IRecordingObserver, RecordingObservers, checked_observers
 from recsvc.control.commands import CallParties, StopRequest
-from recsvc.service import SYNC_TURNS
+from recsvc.storage.syncing import SYNC_TURNS
 from recsvc.session import Limits
 from recsvc.storage.folder import sidecar_path
 from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary
@@ -382,7 +382,7 @@ class RecorderObserversTests(SynchronousTestCase):
         self.make_service(RaisingObserver(), noting)
         port = self.successResultOf(self.start()).port
         self.ports.deliver(port, rtp(1, b"a" * 160))
-        self.service.sync_turns(SYNC_TURNS)
+        self.service.syncing.sync_turns(SYNC_TURNS)
         result = self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
         self.assertEqual((result.stop_reason, result.stats.received), ("hangup", 1))
         self.assertTrue(self.writers.only().contents().endswith(b"a" * 160))

@@ -165,7 +165,7 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
             start_request(), self.link, "127.0.0.1", "127.0.0.9"))
         for sequence in range(5):
             self.ports.deliver(answer.port, rtp(sequence, bytes([sequence]) * 160))
-        self.service.clock.advance(self.service.sync_interval)
+        self.service.clock.advance(self.service.syncing.interval)
         stop = self.service.stop_recording(StopRequest("7", "hangup"))
         runner.run_pending()
         self.assertEqual(self.successResultOf(stop).duration_s, 0.1)

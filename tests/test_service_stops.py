@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.control.commands import StopRequest
 from recsvc.control.interfaces import UnknownRecording
-from recsvc.service import SYNC_TURNS
+from recsvc.storage.syncing import SYNC_TURNS
 from recsvc.session import Limits
 from recsvc.storage.folder import sidecar_path
 from recsvc.testing import FakePhoneLink, ManualRunner, MemoryWriters
@@ -53,7 +53,7 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         # Only the first packets (until the reorder window has let audio
         # through) take the full path.
         self.assertGreater(recording.lane.count, 190)
-        self.service.sync_turns(SYNC_TURNS)
+        self.service.syncing.sync_turns(SYNC_TURNS)
         self.assertEqual(recording.lane.count, 0)
         summary = self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
         self.assertEqual(summary.stats.received, 200)
@@ -80,7 +80,7 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         port = self.start().port
         self.ports.deliver(port, rtp(1, b"a" * 160))
         self.ports.deliver(port, rtp(2, b"b" * 160))
-        self.service.sync_turns(SYNC_TURNS)  # the first write: both packets
+        self.service.syncing.sync_turns(SYNC_TURNS)  # the first write: both packets
         self.ports.queue(port, rtp(3, b"c" * 160))
         summary = self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
         self.assertEqual((summary.stopped_by, summary.stop_reason), ("phone", "hangup"))
@@ -140,7 +140,7 @@ class StopTests(ServiceTestsMixin, SynchronousTestCase):
         second = self.start(start_request("2")).port
         for sequence in (1, 2, 3):  # the window opens at the second packet
             self.ports.deliver(first, rtp(sequence, bytes([sequence]) * 160))
-            self.service.sync_turns(SYNC_TURNS)
+            self.service.syncing.sync_turns(SYNC_TURNS)
         self.assertIsNone(self.service.registry.get("1"))
         self.assertEqual(len(self.link.stop_requests), 1)
         self.assertEqual(self.link.stop_requests[0][0], "1")

@@ -10,7 +10,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.control.commands import StopRequest
-from recsvc.service import HAND_OVERS_AT_ONCE, SYNC_TURNS
+from recsvc.storage.syncing import HAND_OVERS_AT_ONCE, SYNC_TURNS
 from recsvc.session import Recording
 from recsvc.testing import ManualRunner, run_now
 from tests.support.builders import rtp, start_request
@@ -39,7 +39,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
                 raise error
 
         if filesystem:
-            self.service.sync_filesystem = sync_filesystem
+            self.service.syncing.sync_filesystem = sync_filesystem
         return runner
 
     def talk(self, port: int, packets: int = 3) -> None:
@@ -50,7 +50,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         self.sequences[port] = first + packets
 
     def held_filesystem_syncs(self) -> int:
-        return sum(1 for _, f, _ in self.runner.pending if f is self.service.sync_filesystem)
+        return sum(1 for _, f, _ in self.runner.pending if f is self.service.syncing.sync_filesystem)
 
     def run_held(self, filesystem: bool = False, count: int | None = None) -> None:
         """Run the held hand-overs (or, with ``filesystem``, the held
@@ -58,7 +58,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         for entry in list(self.runner.pending):
             if count == 0:
                 return
-            if (entry[1] is self.service.sync_filesystem) is filesystem:
+            if (entry[1] is self.service.syncing.sync_filesystem) is filesystem:
                 self.runner.pending.remove(entry)
                 waiter, f, args = entry
                 maybeDeferred(f, *args).chainDeferred(waiter)
@@ -75,7 +75,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         """Recordings hand their audio over once per storage.sync_interval
         (not every half of it)."""
         self.make_syncing(filesystem=False)
-        self.service.sync_interval = 2.0
+        self.service.syncing.interval = 2.0
         port = self.start().port
         self.talk(port)
         self.service.clock.advance(1.0)
@@ -92,7 +92,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
     def handing_over(self) -> list[str]:
         """The recordings (by id) whose hand-overs are held, in order."""
         return [args[0].path.rsplit("_", 1)[1].removesuffix(".wav")
-                for _, f, args in self.runner.pending if f is not self.service.sync_filesystem]
+                for _, f, args in self.runner.pending if f is not self.service.syncing.sync_filesystem]
 
     def test_hand_overs_take_turns(self) -> None:
         """The recordings hand their audio over in turns spread over the
@@ -129,7 +129,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         self.run_held()  # (their Start sidecars)
         for port in ports:
             self.talk(port)
-        self.service.sync_turns(SYNC_TURNS)  # (as the loop does, without the clock's rounds)
+        self.service.syncing.sync_turns(SYNC_TURNS)  # (as the loop does, without the clock's rounds)
         self.assertEqual(len(self.handing_over()), HAND_OVERS_AT_ONCE)
         self.run_held()
         self.assertEqual(self.held_filesystem_syncs(), 0)
@@ -318,7 +318,7 @@ class SyncTests(ServiceTestsMixin, SynchronousTestCase):
         """With sync_filesystem None (storage.sync_each_file), every
         hand-over makes its own file durable and nothing else is run."""
         self.make_syncing(filesystem=False)
-        self.assertIsNone(self.service.sync_filesystem)
+        self.assertIsNone(self.service.syncing.sync_filesystem)
         ports = [self.start(start_request(str(n))).port for n in (1, 2)]
         for _ in range(2):
             for port in ports:
@@ -336,7 +336,7 @@ class SyncRunnerTests(ServiceTestsMixin, SynchronousTestCase):
         turn's hand-overs followed by a filesystem sync."""
         self.make_service(runner=run_now)
         syncs = []
-        self.service.sync_filesystem = lambda: syncs.append(None)
+        self.service.syncing.sync_filesystem = lambda: syncs.append(None)
         port = self.start().port
         for sequence in range(3):
             self.ports.deliver(port, rtp(sequence, b"x" * 160))

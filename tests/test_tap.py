@@ -313,7 +313,7 @@ class MakeServiceTests(SynchronousTestCase):
         mapping = self.mapping()
         mapping["storage"]["sync_each_file"] = True
         recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
-        self.assertIsNone(recorder.sync_filesystem)
+        self.assertIsNone(recorder.syncing.sync_filesystem)
 
     def test_sync_filesystem(self) -> None:
         """storage.sync_each_file: false (the default) gives the recorder a
@@ -322,7 +322,7 @@ class MakeServiceTests(SynchronousTestCase):
         root = mapping["storage"]["root"]
         os.makedirs(root)
         recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
-        self.assertTrue(callable(recorder.sync_filesystem))
+        self.assertTrue(callable(recorder.syncing.sync_filesystem))
         synced: list[tuple[int, int]] = []
 
         def syncfs(fd: int) -> int:
@@ -331,7 +331,7 @@ class MakeServiceTests(SynchronousTestCase):
             return 0
 
         self.patch(wav, "_syncfs", syncfs)
-        recorder.sync_filesystem()
+        recorder.syncing.sync_filesystem()
         expected = os.stat(root)
         self.assertEqual(synced, [(expected.st_dev, expected.st_ino)])
 
