@@ -198,6 +198,42 @@ class Metrics:
         yield rejected
 
 
+class NoMetrics:
+    """The counters of a server without metrics: told everything Metrics
+    is, and keeps nothing (so the service never asks whether it has any)."""
+
+    def start_refused(self, reason: str) -> None:
+        pass
+
+    def stop_refused(self, reason: str) -> None:
+        pass
+
+    def connection_refused(self, reason: str) -> None:
+        pass
+
+    def connection_closed(self, reason: str) -> None:
+        pass
+
+    def web_connection_refused(self, reason: str) -> None:
+        pass
+
+    def web_connection_closed(self, reason: str) -> None:
+        pass
+
+    def recording_started(self) -> None:
+        pass
+
+    def file_finished(self, summary: RecordingSummary) -> None:
+        pass
+
+    def file_unfinished(self) -> None:
+        pass
+
+    def recording_finished(self, reason: str, stopped_by: str, seconds: float,
+                           stats: MediaStats) -> None:
+        pass
+
+
 @attrs.define
 class _Totals:
     """The packets and bytes of finished recordings, and the last value each

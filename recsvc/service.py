@@ -18,8 +18,9 @@ from recsvc.admission import OTHERS, AccessPolicy, RefusalLog, StartRate, source
 from recsvc.devices import device_key
 from recsvc.media.codec import CODECS, Codec
 from recsvc.storage.diskspace import DiskSpace, free_bytes
-from recsvc.index.indexer import Indexer
+from recsvc.index.indexer import Indexer, NoIndex
 from recsvc.logs import Logger
+from recsvc.metrics import Metrics, NoMetrics
 from recsvc.observers import RecordingObservers
 from recsvc.media.pipeline import MediaPipeline, MediaPolicy
 from recsvc.media.ports import NoFreePort, RtpPort, RtpPortPool
@@ -53,7 +54,6 @@ from recsvc.summary import RecordingInfo, RecordingSummary
 from recsvc.storage.wav import AudioWriter
 
 if TYPE_CHECKING:
-    from recsvc.metrics import Metrics
     from recsvc.webhook import Webhook
 
 # Devices (or addresses) named in refusal lines a minute at most; the rest
@@ -108,10 +108,10 @@ class RecorderService(Service):
     disk: DiskSpace | None = None
     retention: RetentionPolicy = RetentionPolicy()
     retention_interval: float = 600.0
-    # Keeps the index of finished recordings (index.database); None: none.
-    index: Indexer | None = None
-    # Told of Starts, recordings and files (recsvc.metrics); None: nobody.
-    metrics: Metrics | None = None
+    # Keeps the index of finished recordings (index.database); NoIndex: none.
+    index: Indexer | NoIndex = attrs.field(factory=NoIndex)
+    # Told of Starts, recordings and files (recsvc.metrics); NoMetrics: nobody.
+    metrics: Metrics | NoMetrics = attrs.field(factory=NoMetrics)
     # Each finished file's sidecar goes to it (hooks.on_finish); None: none.
     webhook: Webhook | None = None
     # The embedding application's IRecordingObservers (makeService's observers).
@@ -430,8 +430,7 @@ class RecorderService(Service):
         receiver.sink = _FirstPacket(receiver, recording, awaiting.release)
         self.registry.add(recording)
         self._carry(link, 1)
-        if self.metrics is not None:
-            self.metrics.recording_started()
+        self.metrics.recording_started()
         recording.begin()
         self.syncing.keep_syncing()
         self.log.info(
@@ -453,8 +452,7 @@ class RecorderService(Service):
         )
 
     def _refused(self, request: StartRequest, reason: str) -> StartResponse:
-        if self.metrics is not None:
-            self.metrics.start_refused(reason)
+        self.metrics.start_refused(reason)
         # A phone retrying against a limit is named once a minute, not each time.
         logged = self._refusals.note(device_key(request.device), reason)
         if logged is not None:
@@ -493,8 +491,7 @@ class RecorderService(Service):
     def _stop_refused(self, request: StopRequest, peer: str | None) -> StopRefused:
         """Count and (once a minute per address) log a Stop for another
         phone's recording; it changes nothing."""
-        if self.metrics is not None:
-            self.metrics.stop_refused(NOT_ITS_PHONE)
+        self.metrics.stop_refused(NOT_ITS_PHONE)
         address = peer or "?"
         logged = self._stop_refusals.note(address, NOT_ITS_PHONE)
         if logged is not None:
@@ -517,8 +514,7 @@ class RecorderService(Service):
         """What needs threads and timers once the reactor runs (makeService
         arranges the call): finish what a crash left behind, watch the disk."""
         recovered = self.recover()
-        if self.index is not None:
-            recovered.addBoth(self._catch_up_index)
+        recovered.addBoth(self._catch_up_index)
         if self.disk is not None:
             self.disk.on_critical = self._disk_critical
             self.disk.start()
@@ -545,7 +541,7 @@ class RecorderService(Service):
 
         def swept(removed: list[StoredRecording]) -> list[StoredRecording]:
             self._sweep_running = False
-            if removed and self.index is not None:
+            if removed:
                 self.index.forget([recording.wav for recording in removed])
             for recording in removed:
                 self.log.info("Retention removed {file}", file=recording.wav, reason="retention")
@@ -568,8 +564,7 @@ class RecorderService(Service):
     def _catch_up_index(self, result: Any) -> Any:
         """Once recovery is done: index what the index missed (recovered
         files among them)."""
-        if self.index is not None:
-            self.index.catch_up()
+        self.index.catch_up()
         return result
 
     def _recording_started(self, recording: Recording) -> None:
@@ -577,10 +572,8 @@ class RecorderService(Service):
         self.observers.started(recording.info)
 
     def _file_finished(self, path: str, summary: RecordingSummary) -> None:
-        if self.index is not None:
-            self.index.file_finished(path)
-        if self.metrics is not None:
-            self.metrics.file_finished(summary)
+        self.index.file_finished(path)
+        self.metrics.file_finished(summary)
         if self.webhook is not None:
             self.webhook.deliver(summary.to_json())
         self.observers.finished(summary, path)
@@ -589,8 +582,6 @@ class RecorderService(Service):
         outcome = recording.outcome
         if isinstance(outcome, Failure):
             self.observers.failed(recording.info, outcome.getErrorMessage())
-        if self.metrics is None:
-            return
         cause = recording.stop_cause
         assert cause is not None
         if isinstance(outcome, Failure):
@@ -603,18 +594,15 @@ class RecorderService(Service):
         return link in self._carried
 
     def connection_refused(self, reason: str) -> None:
-        if self.metrics is not None:
-            self.metrics.connection_refused(reason)
+        self.metrics.connection_refused(reason)
 
     def connection_closed(self, reason: str) -> None:
         """The server closed a control connection (``idle``)."""
-        if self.metrics is not None:
-            self.metrics.connection_closed(reason)
+        self.metrics.connection_closed(reason)
 
     def bad_start_request(self) -> None:
         """A RecordStartRequest that could not be read was refused."""
-        if self.metrics is not None:
-            self.metrics.start_refused("bad request")
+        self.metrics.start_refused("bad request")
 
     @property
     def accepting(self) -> bool:

@@ -4,6 +4,7 @@ thread; one contract run against it (over a SQLite file) and against
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from typing import Any
@@ -11,10 +12,10 @@ from typing import Any
 import attrs
 from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from recsvc.index import store as index
-from recsvc.index.indexer import Indexer
+from recsvc.index.indexer import Indexer, NoIndex
 from recsvc.testing import FakeIndexer
 
 FOLDER = "00a859000001/2026/11/24"
@@ -163,3 +164,20 @@ class IndexerContractTests(IndexerContract, TestCase):
 class FakeIndexerContractTests(IndexerContract, TestCase):
     def make_indexer(self, root: str) -> Indexer:
         return FakeIndexer(root=root)
+
+
+class NoIndexTests(SynchronousTestCase):
+    """NoIndex, a server's index when it keeps none, is told what the
+    service tells Indexer, and keeps nothing."""
+
+    def test_told_what_the_indexer_is(self) -> None:
+        """NoIndex has the Indexer methods the service calls, with the same
+        parameters, each fired at once with None."""
+        for name in ("file_finished", "forget", "catch_up"):
+            self.assertEqual(
+                list(inspect.signature(getattr(NoIndex, name)).parameters),
+                list(inspect.signature(getattr(Indexer, name)).parameters), name)
+        empty = NoIndex()
+        self.assertIsNone(self.successResultOf(empty.file_finished("/r/a.wav")))
+        self.assertIsNone(self.successResultOf(empty.forget(["/r/a.wav"])))
+        self.assertIsNone(self.successResultOf(empty.catch_up()))

@@ -3,9 +3,11 @@ figures read at a scrape, as Prometheus sees them."""
 
 from __future__ import annotations
 
+import inspect
+
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.metrics import Metrics, live_figures, reason_label, rejected_label
+from recsvc.metrics import Metrics, NoMetrics, live_figures, reason_label, rejected_label
 from recsvc.control.commands import StopRequest
 from recsvc.summary import MediaStats
 from recsvc.storage.syncing import SYNC_TURNS
@@ -95,6 +97,25 @@ def live_now(active: int = 0, connections: int = 0, received: int = 0, written: 
     from recsvc.metrics import LiveFigures
 
     return LiveFigures(active, 0, connections, received, 0, 0, {}, written, free)
+
+
+class NoMetricsTests(SynchronousTestCase):
+    """NoMetrics, a server's metrics when it keeps none, is told all that
+    Metrics is told, and keeps nothing."""
+
+    def test_told_what_metrics_is(self) -> None:
+        """Each of Metrics' reporting methods (all but where the live figures
+        come from and how they are read) is NoMetrics' too, with the same
+        parameters, and does nothing."""
+        reporting = {name for name, f in vars(Metrics).items()
+                     if callable(f) and not name.startswith("_")} - {"watch", "collect_live"}
+        self.assertEqual(
+            {name for name in vars(NoMetrics) if not name.startswith("_")}, reporting)
+        for name in reporting:
+            self.assertEqual(
+                list(inspect.signature(getattr(NoMetrics, name)).parameters),
+                list(inspect.signature(getattr(Metrics, name)).parameters), name)
+        self.assertIsNone(NoMetrics().recording_finished("hangup", "phone", 1.0, MediaStats()))
 
 
 class RecorderMetricsTests(ServiceTestsMixin, SynchronousTestCase):

@@ -12,7 +12,7 @@ import sqlite3
 from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -81,3 +81,18 @@ class Indexer:
     def _failed(self, failure: Failure, doing: str) -> None:
         self.log.error("Index ({database}): {doing} failed: {reason}", database=self.database,
                        doing=doing, reason=failure.getErrorMessage())
+
+
+class NoIndex:
+    """The index of a server without one: told what Indexer is of the
+    finished and removed files, and keeps nothing (so the service never
+    asks whether it has one)."""
+
+    def file_finished(self, wav_path: str) -> Deferred[None]:
+        return succeed(None)
+
+    def forget(self, wav_paths: list[str]) -> Deferred[None]:
+        return succeed(None)
+
+    def catch_up(self) -> Deferred[index.CaughtUp | None]:
+        return succeed(None)
