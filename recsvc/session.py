@@ -25,6 +25,7 @@ from recsvc.media.ports import RtpPort
 from recsvc.media.rtp import RtpPacket
 from recsvc.media.source import Address
 from recsvc.storage.folder import Storage, StorageError
+from recsvc.storage.parts import OpenPart, StopCause, _Part, _store
 from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary
 from recsvc.storage.wav import AudioWriter
 
@@ -38,7 +39,6 @@ STOPPING = "stopping"
 STOPPED = "stopped"
 
 RunBlocking = Callable[..., Deferred]
-OpenPart = Callable[[int], AudioWriter]  # part number -> the writer of that file
 
 
 @attrs.frozen
@@ -50,32 +50,6 @@ class Limits:
     max_duration: float = 4 * 3600.0
     # Audio held in memory while the disk is slow, at most (seconds).
     max_buffer_s: float = 30.0
-
-
-@attrs.frozen
-class StopCause:
-    reason: str
-    stopped_by: str
-    at: float
-
-
-@attrs.define(eq=False)
-class _Part:
-    """One file of the recording."""
-
-    number: int
-    writer: AudioWriter | None  # None while the file is being created
-    started_at: float
-    start_ticks: int  # where in the recording's timeline the file begins
-    previous: str | None = None
-    ticks: int = 0  # how much of the timeline the file holds
-    # Audio not yet handed to the writer (which works in a thread), and the
-    # hand-over under way, if any: one at a time, in order.
-    pending: bytearray = attrs.field(factory=bytearray)
-    storing: Deferred[Any] | None = None
-    # The sidecar written when the file began: the final one must come after.
-    provisional: Deferred[Any] | None = None
-    opening: Deferred[Any] | None = None  # the file being created, off the reactor
 
 
 @attrs.define(eq=False, repr=False)
@@ -599,12 +573,6 @@ class Recording:
         if close_error is not None and close_error is not error:
             raise StorageError(f"could not finish {summary.file}: {summary.error}")
         return summary
-
-
-def _store(writer: AudioWriter, data: bytes, durable: bool) -> None:
-    """Hand audio to the file. Blocking: runs in a thread."""
-    writer.write(data)
-    writer.sync(durable)
 
 
 def _fire(waiter: Deferred, result: RecordingSummary | Failure) -> None:

@@ -1,4 +1,4 @@
-"""Files on disk: the recordings folder, WAV files, names, crash recovery, retention, free space and the phones' USB files."""
+"""Files on disk: the recordings folder, WAV files, names, a recording's parts, crash recovery, retention, free space and the phones' USB files."""
 
 from recsvc.storage.folder import Storage
 
@@ -6,5 +6,5 @@ from recsvc.storage.folder import Storage
 # archive backends come beside it); then the package's modules.
 __all__ = [
     "Storage",
-    "folder", "wav", "naming", "recovery", "retention", "diskspace", "usbfile",
+    "folder", "wav", "naming", "parts", "recovery", "retention", "diskspace", "usbfile",
 ]
