@@ -72,7 +72,11 @@ class Recording:
     # The first file; None while it is being created (``opening``).
     _writer: AudioWriter | None
     _storage: Storage
-    _media: MediaPipeline
+    # Read through _caught_up(), which hands in its fast lane first; but
+    # for what the lane cannot hold back (the encoder, whether a packet was
+    # admitted, the count of junk) and the files' sidecars (a file may end
+    # while the lane is being handed in: they take the stats as they are).
+    _pipeline: MediaPipeline = attrs.field(alias="media")
     _clock: IReactorTime
     _run_blocking: RunBlocking
     _limits: Limits = Limits()
@@ -119,10 +123,10 @@ class Recording:
         # Per recording, not per packet: bytes a tick, ticks a file, bytes
         # that may wait for the disk.
         rate = self.info.codec.clock_rate
-        per_tick = self._media.encoder.bytes_per_tick
+        per_tick = self._pipeline.encoder.bytes_per_tick
         self._files = RecordingFiles(
             info=self.info, storage=self._storage, run_blocking=self._run_blocking,
-            clock=self._clock, stats=self._media.stats, failed=self._failed,
+            clock=self._clock, stats=self._pipeline.stats, failed=self._failed,
             started=self._started, file_finished=self._on_file_finished,
             part=Part(1, self._writer, self.started_at, 0),
             per_tick=per_tick,
@@ -154,14 +158,13 @@ class Recording:
     def media_arrived(self) -> bool:
         """Whether a packet of its call has been admitted: from its source,
         of its payload types and size (stray datagrams do not count)."""
-        return self._media.last_admitted is not None
+        # The lane takes packets only after one was admitted.
+        return self._pipeline.last_admitted is not None
 
     def progress(self) -> MediaStats:
         """How its RTP has arrived so far (the packets waiting in its fast
         lane taken in first)."""
-        if self._state == RECORDING:
-            self._take_lane()
-        return self._media.stats()
+        return self._caught_up().stats()
 
     @property
     def sync_files(self) -> bool:
@@ -202,20 +205,26 @@ class Recording:
         """An RTP packet arrived on this recording's port."""
         if self._state != RECORDING:
             return
-        self._take_lane()
-        self._write(self._media.packet(packet, source, self._arrival_time()))
+        media = self._caught_up(True)
+        self._write(media.packet(packet, source, self._arrival_time()))
         if self.lane is not None:
-            self.lane.arm(self._media.expected() if self._state == RECORDING else None)
+            self.lane.arm(media.expected() if self._state == RECORDING else None)
 
-    def _take_lane(self) -> None:
-        """Hand what the fast lane took to the media pipeline and the file."""
-        if self.lane is not None and self.lane.count:
-            count, payload, arrivals = self.lane.take()
-            self._write(self._media.continued(count, payload, arrivals))
+    def _caught_up(self, taking: bool = False) -> MediaPipeline:
+        """Its media pipeline, with what the fast lane took handed in (and
+        its audio written) first: the one way to media state the lane may
+        be holding back, so no reader can forget the lane. The lane is
+        taken in while it records, or when ``taking`` says so (the packet
+        path, which has checked that it records, and the close)."""
+        lane = self.lane
+        if lane is not None and lane.count and (taking or self._state == RECORDING):
+            count, payload, arrivals = lane.take()
+            self._write(self._pipeline.continued(count, payload, arrivals))
+        return self._pipeline
 
     def datagram_invalid(self) -> None:
         """Something that is not RTP arrived on this recording's port."""
-        self._media.invalid()
+        self._pipeline.invalid()
 
     def _arrival_time(self) -> float:
         return self._clock.seconds() if self._now is None else self._now()
@@ -227,7 +236,7 @@ class Recording:
         every storage.sync_interval, so the file on disk is never further
         behind. Returns the hand-over under way, if any."""
         if self._state == RECORDING:
-            self._take_lane()
+            self._caught_up()
             started = self._files.store()
             if started is not None:
                 # Even if it is done already (a runner that runs at once):
@@ -251,8 +260,7 @@ class Recording:
         self._timeout_call = None
         if self._state != RECORDING:
             return
-        self._take_lane()
-        last = self._media.last_admitted
+        last = self._caught_up().last_admitted
         if last is None:
             self.stop("no RTP received", BY_SERVER).addErrback(lambda failure: None)
             return
@@ -341,8 +349,7 @@ class Recording:
             except Exception:
                 self.log.failure("Recording {recordingId}: closing the RTP port failed",
                                  recordingId=self.recording_id)
-        self._take_lane()
-        self._write(self._media.flush())
+        self._write(self._caught_up(True).flush())
         return await self._files.finish(cause)
 
 
