@@ -570,7 +570,7 @@ class RotationTests(RecordingTestsMixin, SynchronousTestCase):
         def no_room(number: int):
             raise OSError(28, "No space left on device")
 
-        recording._open_part = no_room
+        recording._files._open_part = no_room
         recording.begin()
         for sequence in range(60):
             self.feed(recording, sequence)

@@ -1,4 +1,4 @@
-"""Files on disk: the recordings folder, WAV files, names, sync turns, crash recovery, retention, free space and the phones' USB files."""
+"""Files on disk: the recordings folder, WAV files, names, a recording's parts, sync turns, crash recovery, retention, free space and the phones' USB files."""
 
 from recsvc.storage.folder import Storage
 
@@ -6,5 +6,6 @@ from recsvc.storage.folder import Storage
 # archive backends come beside it); then the package's modules.
 __all__ = [
     "Storage",
-    "folder", "wav", "naming", "syncing", "recovery", "retention", "diskspace", "usbfile",
+    "folder", "wav", "naming", "parts", "syncing", "recovery", "retention", "diskspace",
+    "usbfile",
 ]
