@@ -1,14 +1,16 @@
 """The walk of one packet and one Stop through recsvc (issue 17): the modules
 crossed, in order, by calls of recsvc's own functions (sys.setprofile), on
 the fakes of recsvc.testing. On demand: `.venv/bin/python bench/walk.py`."""
-import os, sys, tempfile
+import sys
+import tempfile
+
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from recsvc.testing import memory_recorder, FakePortPool
 try:
     from recsvc.control.protocol import ControlFactory
     from recsvc.media.rtp import RtpPacket, build_rtp
-except ImportError:
+except ImportError:  # the flat layout before issue 17, to compare
     from recsvc.protocol.control import ControlFactory
     from recsvc.rtp import RtpPacket, build_rtp
 
@@ -25,7 +27,6 @@ protocol.dataReceived(b"cmd=RecordStartRequest&id=7&device=00a859000001&codec=PC
 port = int(transport.value().split(b"port=")[1].split(b"\r")[0].split(b"&")[0])
 for seq in range(10):
     ports.deliver(port, build_rtp(RtpPacket(8, seq, seq * 160, 99, bytes([seq]) * 160)))
-service.clock.advance(1) if hasattr(service, "clock") else None
 
 def walk(action):
     calls = []
@@ -55,7 +56,7 @@ def summary(name, calls, crossings):
     print("  order:", " > ".join(m.replace("recsvc.", "") for m in crossings))
 
 calls, crossings = walk(lambda: ports.deliver(port, build_rtp(RtpPacket(8, 10, 1600, 99, b"\x0a" * 160))))
-summary("one packet (full path, delivered by the port)", calls, crossings)
+summary("one packet (the steady state: it continues its stream, the fast lane takes it)", calls, crossings)
 calls, crossings = walk(lambda: protocol.dataReceived(b"cmd=RecordStopRequest&id=7\r\n"))
 summary("one Stop (control bytes in, to the finished file and the answer)", calls, crossings)
 print("  answer:", transport.value().splitlines()[-1][:80])
