@@ -10,14 +10,14 @@ import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from recsvc.admission import OTHERS, AccessPolicy, RefusalLog, StartRate, source_of
+from recsvc.archive import Archive
 from recsvc.devices import device_key
 from recsvc.media.codec import CODECS, Codec
-from recsvc.storage.diskspace import DiskSpace, free_bytes
+from recsvc.storage.diskspace import DiskSpace
 from recsvc.index.indexer import Indexer, NoIndex
 from recsvc.logs import Logger
 from recsvc.metrics import Metrics, NoMetrics
@@ -34,9 +34,7 @@ from recsvc.control.commands import (
 from recsvc.control.interfaces import IPhoneLink, IRecorder, StopRefused, UnknownRecording
 from recsvc.media.receiver import PacketSink, RtpReceiver
 from recsvc.refusals import RefusalLines
-from recsvc.storage.recovery import CRASH_REASON, Recovered, recover_all
-from recsvc.storage.retention import RetentionPolicy, StoredRecording
-from recsvc.storage.retention import sweep as retention_sweep
+from recsvc.storage.retention import RetentionPolicy
 from recsvc.storage.syncing import SyncTurns
 from recsvc.session import (
     BY_CONNECTION,
@@ -104,12 +102,14 @@ class RecorderService(Service):
     _sync_interval: float = attrs.field(default=1.0, alias="sync_interval")
     _sync_filesystem: Callable[[], None] | None = attrs.field(
         default=None, alias="sync_filesystem")
-    # Watches the free space (storage.min_free_mb); None: not watched.
-    disk: DiskSpace | None = None
-    retention: RetentionPolicy = RetentionPolicy()
-    retention_interval: float = 600.0
-    # Keeps the index of finished recordings (index.database); NoIndex: none.
-    index: Indexer | NoIndex = attrs.field(factory=NoIndex)
+    # Handed to the archive, which holds them (the disk and the index are
+    # reached through the properties below): the free space watch
+    # (storage.min_free_mb; None: not watched), the retention sweeps, and the
+    # index of finished recordings (index.database; NoIndex: none).
+    _disk: DiskSpace | None = attrs.field(default=None, alias="disk")
+    _retention: RetentionPolicy = attrs.field(default=RetentionPolicy(), alias="retention")
+    _retention_interval: float = attrs.field(default=600.0, alias="retention_interval")
+    _index: Indexer | NoIndex = attrs.field(factory=NoIndex, alias="index")
     # Told of Starts, recordings and files (recsvc.metrics); NoMetrics: nobody.
     metrics: Metrics | NoMetrics = attrs.field(factory=NoMetrics)
     # Each finished file's sidecar goes to it (hooks.on_finish); None: none.
@@ -141,17 +141,13 @@ class RecorderService(Service):
     # The WAV paths of this run's recordings, which recovery must not touch
     # (read from its thread: set membership is atomic).
     _active_paths: set[str] = attrs.field(factory=set)
-    _sweeping: LoopingCall | None = None
     _starting: dict[str, _PendingStart] = attrs.field(factory=dict)
     _creating_fails: bool = False  # the last Start's file could not be created
-    _recovering: bool = False
-    _after_recovery: list[Deferred[None]] = attrs.field(factory=list)
-    _sweep_running: bool = False
     _stop_waiters: list[Deferred[None]] = attrs.field(factory=list)
-    # Fires with what start-up recovered from a crash (see recsvc.storage.recovery).
-    recovery: Deferred[list[Recovered]] | None = None
     # The recordings' sync turns.
     syncing: SyncTurns = attrs.field(init=False)
+    # Start-up recovery, retention, the index catching up, the disk watch.
+    archive: Archive = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         Service.__init__(self)
@@ -161,6 +157,30 @@ class RecorderService(Service):
                                            RefusalLog(max_peers=REFUSALS_NAMED))
         self.syncing = SyncTurns(self.clock, self.run_blocking, self.registry,
                                  self._sync_interval, self._sync_filesystem)
+        self.archive = Archive(
+            self.clock, self.storage, self.run_blocking,
+            in_use=self._active_paths.__contains__, running=lambda: bool(self.running),
+            disk_critical=self._disk_critical, disk=self._disk, retention=self._retention,
+            retention_interval=self._retention_interval, index=self._index,
+        )
+
+    @property
+    def disk(self) -> DiskSpace | None:
+        """The free space watch (the archive's); Starts are refused when low."""
+        return self.archive.disk
+
+    @disk.setter
+    def disk(self, disk: DiskSpace | None) -> None:
+        self.archive.disk = disk
+
+    @property
+    def index(self) -> Indexer | NoIndex:
+        """The index of finished recordings (the archive's)."""
+        return self.archive.index
+
+    @index.setter
+    def index(self, index: Indexer | NoIndex) -> None:
+        self.archive.index = index
 
     def link_connected(self, link: IPhoneLink) -> None:
         self._links.add(link)
@@ -296,7 +316,7 @@ class RecorderService(Service):
         try:
             # New files are made only once start-up recovery is done: it
             # must never see (and finish) a file that is being created.
-            await self._recovery_done()
+            await self.archive.recovery_done()
             opening = (self.run_opening or self.run_blocking)(open_part, 1)
             opening.addBoth(self._file_created)
             if self._creating_fails:
@@ -512,60 +532,8 @@ class RecorderService(Service):
 
     def reactor_running(self) -> None:
         """What needs threads and timers once the reactor runs (makeService
-        arranges the call): finish what a crash left behind, watch the disk."""
-        recovered = self.recover()
-        recovered.addBoth(self._catch_up_index)
-        if self.disk is not None:
-            self.disk.on_critical = self._disk_critical
-            self.disk.start()
-        if self.retention.active and self._sweeping is None:
-            # Sweeps begin once recovery is done: a recovered file without
-            # its sidecar yet must not look like a finished one.
-            self._sweeping = LoopingCall(self.sweep)
-            self._sweeping.clock = self.clock
-            recovered.addBoth(lambda _: self._start_sweeping())
-
-    def _start_sweeping(self) -> None:
-        if self._sweeping is None or self._sweeping.running or not self.running:
-            return
-        self._sweeping.start(self.retention_interval, now=True).addErrback(
-            lambda failure: self.log.failure("Retention sweeps failed", failure)
-        )
-
-    def sweep(self) -> Deferred[list[StoredRecording]] | None:
-        """Delete the oldest finished recordings the retention policy no
-        longer keeps (in a thread); one sweep at a time."""
-        if self._sweep_running:
-            return None
-        self._sweep_running = True
-
-        def swept(removed: list[StoredRecording]) -> list[StoredRecording]:
-            self._sweep_running = False
-            if removed:
-                self.index.forget([recording.wav for recording in removed])
-            for recording in removed:
-                self.log.info("Retention removed {file}", file=recording.wav, reason="retention")
-            if removed:
-                self.log.info("Retention sweep removed {count} recordings ({megabytes} MB)",
-                              count=len(removed),
-                              megabytes=round(sum(r.size for r in removed) / 1e6, 1))
-            return removed
-
-        def failed(failure: Failure) -> list[StoredRecording]:
-            self._sweep_running = False
-            self.log.failure("Retention sweep failed", failure)
-            return []
-
-        return self.run_blocking(
-            retention_sweep, self.storage.root, self.retention, self.clock.seconds(),
-            free_bytes, self._active_paths.__contains__,
-        ).addCallbacks(swept, failed)
-
-    def _catch_up_index(self, result: Any) -> Any:
-        """Once recovery is done: index what the index missed (recovered
-        files among them)."""
-        self.index.catch_up()
-        return result
+        arranges the call): the archive's recovery, sweeps and disk watch."""
+        self.archive.reactor_running()
 
     def _recording_started(self, recording: Recording) -> None:
         """A recording's first file exists."""
@@ -622,51 +590,11 @@ class RecorderService(Service):
             if recording.state == RECORDING:
                 recording.stop("disk full", BY_SERVER).addErrback(lambda failure: None)
 
-    def recover(self) -> Deferred[list[Recovered]]:
-        """Finish the recordings a crash left behind (in a thread); fires
-        with what was recovered. Files for new recordings wait for it."""
-        self._recovering = True
-        self.recovery = self.run_blocking(
-            recover_all, self.storage.root, self.storage.write_sidecar,
-            self._active_paths.__contains__,
-        ).addCallbacks(self._recovered, self._recovery_failed)
-        self.recovery.addBoth(self._recovery_finished)
-        return self.recovery
-
-    def _recovery_finished(self, result: Any) -> Any:
-        self._recovering = False
-        waiting, self._after_recovery = self._after_recovery, []
-        for waiter in waiting:
-            waiter.callback(None)
-        return result
-
-    def _recovery_done(self) -> Deferred[None]:
-        if not self._recovering:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._after_recovery.append(waiter)
-        return waiter
-
-    def _recovered(self, recovered: list[Recovered]) -> list[Recovered]:
-        for each in recovered:
-            self.log.warn(
-                "Recovered {file} ({duration} s) left by a crash",
-                file=each.path, duration=each.duration_s, reason=CRASH_REASON,
-            )
-        return recovered
-
-    def _recovery_failed(self, failure: Failure) -> list[Recovered]:
-        self.log.failure("Recovering interrupted recordings failed", failure)
-        return []
-
     async def _drain(self) -> None:
         self._accepting = False
         # Starts whose files are being created finish first (refused now).
         await DeferredList([pending.when_done() for pending in self._starting.values()])
-        if self.disk is not None:
-            self.disk.stop()
-        if self._sweeping is not None and self._sweeping.running:
-            self._sweeping.stop()
+        self.archive.stop()
         self.syncing.stop()
         stops = [
             recording.stop("shutdown", BY_SERVER) for recording in self.registry

@@ -62,7 +62,7 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.make_service(runner=ManualRunner())
-        self.service.recover()
+        self.service.archive.recover()
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
         self.service.clock.advance(0.0125)
         waiter, recover, args = self.runner.pending.pop(0)
@@ -361,7 +361,7 @@ class CreationRaceTests(ServiceTestsMixin, SynchronousTestCase):
         recovery never sees a file being made); it is once recovery is done."""
         runner = ManualRunner()
         self.make_service(runner=runner)
-        self.service.recover()
+        self.service.archive.recover()
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
         self.assertEqual(len(runner.pending), 1)  # only recovery
         waiter, recover, args = runner.pending.pop(0)

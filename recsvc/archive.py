@@ -1,0 +1,156 @@
+"""The recordings already on disk: start-up recovery (which new files wait
+for), the retention sweeps, the index catching up, and the disk watch."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from recsvc.index.indexer import Indexer, NoIndex
+from recsvc.logs import Logger
+from recsvc.session import RunBlocking
+from recsvc.storage.diskspace import DiskSpace, free_bytes
+from recsvc.storage.folder import Storage
+from recsvc.storage.recovery import CRASH_REASON, Recovered, recover_all
+from recsvc.storage.retention import RetentionPolicy, StoredRecording
+from recsvc.storage.retention import sweep as retention_sweep
+
+
+@attrs.define(eq=False)
+class Archive:
+    """What the service does with the finished recordings below the storage
+    root, once the reactor runs (see ``reactor_running``) until ``stop``.
+
+    ``in_use`` says whether a WAV path is one of this run's recordings,
+    which recovery and retention must not touch (called from their thread);
+    ``running`` whether the service still runs (sweeps begin only if so);
+    ``disk_critical`` is called when the free space runs critically low.
+    """
+
+    log = Logger()
+
+    clock: IReactorTime
+    storage: Storage
+    run_blocking: RunBlocking
+    in_use: Callable[[str], bool]
+    running: Callable[[], bool]
+    disk_critical: Callable[[], None]
+    # Watches the free space (storage.min_free_mb); None: not watched.
+    disk: DiskSpace | None = None
+    retention: RetentionPolicy = RetentionPolicy()
+    retention_interval: float = 600.0
+    # Keeps the index of finished recordings (index.database); NoIndex: none.
+    index: Indexer | NoIndex = attrs.field(factory=NoIndex)
+    # Fires with what start-up recovered from a crash (see recsvc.storage.recovery).
+    recovery: Deferred[list[Recovered]] | None = None
+    _sweeping: LoopingCall | None = None
+    _sweep_running: bool = False
+    _recovering: bool = False
+    _after_recovery: list[Deferred[None]] = attrs.field(factory=list)
+
+    def reactor_running(self) -> None:
+        """What needs threads and timers once the reactor runs: finish what
+        a crash left behind, watch the disk."""
+        recovered = self.recover()
+        recovered.addBoth(self._catch_up_index)
+        if self.disk is not None:
+            self.disk.on_critical = self.disk_critical
+            self.disk.start()
+        if self.retention.active and self._sweeping is None:
+            # Sweeps begin once recovery is done: a recovered file without
+            # its sidecar yet must not look like a finished one.
+            self._sweeping = LoopingCall(self.sweep)
+            self._sweeping.clock = self.clock
+            recovered.addBoth(lambda _: self._start_sweeping())
+
+    def stop(self) -> None:
+        """Stop watching the disk and sweeping (the service is shutting down)."""
+        if self.disk is not None:
+            self.disk.stop()
+        if self._sweeping is not None and self._sweeping.running:
+            self._sweeping.stop()
+
+    def _start_sweeping(self) -> None:
+        if self._sweeping is None or self._sweeping.running or not self.running():
+            return
+        self._sweeping.start(self.retention_interval, now=True).addErrback(
+            lambda failure: self.log.failure("Retention sweeps failed", failure)
+        )
+
+    def sweep(self) -> Deferred[list[StoredRecording]] | None:
+        """Delete the oldest finished recordings the retention policy no
+        longer keeps (in a thread); one sweep at a time."""
+        if self._sweep_running:
+            return None
+        self._sweep_running = True
+
+        def swept(removed: list[StoredRecording]) -> list[StoredRecording]:
+            self._sweep_running = False
+            if removed:
+                self.index.forget([recording.wav for recording in removed])
+            for recording in removed:
+                self.log.info("Retention removed {file}", file=recording.wav, reason="retention")
+            if removed:
+                self.log.info("Retention sweep removed {count} recordings ({megabytes} MB)",
+                              count=len(removed),
+                              megabytes=round(sum(r.size for r in removed) / 1e6, 1))
+            return removed
+
+        def failed(failure: Failure) -> list[StoredRecording]:
+            self._sweep_running = False
+            self.log.failure("Retention sweep failed", failure)
+            return []
+
+        return self.run_blocking(
+            retention_sweep, self.storage.root, self.retention, self.clock.seconds(),
+            free_bytes, self.in_use,
+        ).addCallbacks(swept, failed)
+
+    def _catch_up_index(self, result: Any) -> Any:
+        """Once recovery is done: index what the index missed (recovered
+        files among them)."""
+        self.index.catch_up()
+        return result
+
+    def recover(self) -> Deferred[list[Recovered]]:
+        """Finish the recordings a crash left behind (in a thread); fires
+        with what was recovered. Files for new recordings wait for it."""
+        self._recovering = True
+        self.recovery = self.run_blocking(
+            recover_all, self.storage.root, self.storage.write_sidecar, self.in_use,
+        ).addCallbacks(self._recovered, self._recovery_failed)
+        self.recovery.addBoth(self._recovery_finished)
+        return self.recovery
+
+    def _recovery_finished(self, result: Any) -> Any:
+        self._recovering = False
+        waiting, self._after_recovery = self._after_recovery, []
+        for waiter in waiting:
+            waiter.callback(None)
+        return result
+
+    def recovery_done(self) -> Deferred[None]:
+        """Fires once start-up recovery is done (at once if none is under
+        way): it must never see (and finish) a file being created."""
+        if not self._recovering:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._after_recovery.append(waiter)
+        return waiter
+
+    def _recovered(self, recovered: list[Recovered]) -> list[Recovered]:
+        for each in recovered:
+            self.log.warn(
+                "Recovered {file} ({duration} s) left by a crash",
+                file=each.path, duration=each.duration_s, reason=CRASH_REASON,
+            )
+        return recovered
+
+    def _recovery_failed(self, failure: Failure) -> list[Recovered]:
+        self.log.failure("Recovering interrupted recordings failed", failure)
+        return []
