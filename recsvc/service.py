@@ -32,7 +32,7 @@ from recsvc.control.commands import (
     StopRequest,
 )
 from recsvc.control.interfaces import IPhoneLink, IRecorder, StopRefused, UnknownRecording
-from recsvc.media.receiver import PacketSink, RtpReceiver
+from recsvc.media.receiver import RtpReceiver
 from recsvc.refusals import RefusalLines
 from recsvc.storage.retention import RetentionPolicy
 from recsvc.storage.syncing import SyncTurns
