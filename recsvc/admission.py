@@ -234,6 +234,19 @@ class StartRate:
 
 # The "peer" of a RefusalLog line that stands for many.
 OTHERS = "*"
+# Refusals that are nobody's in particular: the overall limits.
+OVERALL = frozenset({TOO_MANY, TOO_FEW_DESCRIPTORS})
+
+
+def refused_peer(host: str, reason: str) -> str:
+    """Whom a refusal is counted under in a RefusalLog: its address, or
+    OTHERS for the overall limits (one line for all)."""
+    return OTHERS if reason in OVERALL else host
+
+
+def shown_peer(peer: str) -> str:
+    """A RefusalLog peer as a log line names it."""
+    return "many addresses" if peer == OTHERS else peer
 # How often, at most, a full RefusalLog looks through its peers for ones to
 # forget (seconds): under a flood from more addresses than it names, a look
 # for each refusal would cost far more than the refusal itself.

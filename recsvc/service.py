@@ -13,7 +13,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from recsvc.admission import OTHERS, AccessPolicy, RefusalLog, StartRate, source_of
+from recsvc.admission import (OTHERS, AccessPolicy, RefusalLog, StartRate, shown_peer,
+                              source_of)
 from recsvc.archive import Archive
 from recsvc.devices import device_key
 from recsvc.media.codec import CODECS, Codec
@@ -523,7 +524,7 @@ class RecorderService(Service):
 
     def _summarise_stop_refusals(self, peer: str, reason: str, count: int) -> None:
         self.log.warn("Stops refused: {reason} ({count} more from {peer} since the last line)",
-                      peer="many addresses" if peer == OTHERS else peer, reason=reason,
+                      peer=shown_peer(peer), reason=reason,
                       count=count)
 
     def startService(self) -> None:

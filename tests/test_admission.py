@@ -704,3 +704,16 @@ class ReloadTests(SynchronousTestCase):
             self.assertFalse(reload())
         self.assertIn("devices.allow", events[-1]["reason"])
         self.assertFalse(recorder.access.allows_device("00a859000002"))  # as it was
+
+
+class RefusalPeerTests(SynchronousTestCase):
+    def test_overall_limits_are_nobodys(self) -> None:
+        """A refusal by an overall limit is counted under OTHERS, shown as
+        "many addresses"; one by an address's own limit under its address."""
+        from recsvc.admission import (OTHERS, TOO_FEW_DESCRIPTORS, TOO_MANY, TOO_MANY_FROM_IP,
+                                      refused_peer, shown_peer)
+        self.assertEqual([refused_peer("10.0.0.1", reason)
+                          for reason in (TOO_MANY, TOO_FEW_DESCRIPTORS, TOO_MANY_FROM_IP)],
+                         [OTHERS, OTHERS, "10.0.0.1"])
+        self.assertEqual((shown_peer(OTHERS), shown_peer("10.0.0.1")),
+                         ("many addresses", "10.0.0.1"))

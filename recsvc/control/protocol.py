@@ -12,8 +12,8 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from recsvc.admission import (NOT_CONTROL, OTHERS, TOO_FEW_DESCRIPTORS, TOO_MANY,
-                              TOO_MANY_FROM_IP, Connections, Place)
+from recsvc.admission import (NOT_CONTROL, TOO_FEW_DESCRIPTORS, TOO_MANY_FROM_IP, Connections,
+                              Place, refused_peer, shown_peer)
 from recsvc.logs import Logger
 from recsvc.control.commands import (
     FAILED,
@@ -373,15 +373,14 @@ class ControlFactory(Factory):
     def _refused(self, host: str, reason: str) -> None:
         self.recorder.connection_refused(reason)
         # The overall limits are nobody's in particular: one line for all.
-        logged = self.refusals.note(
-            OTHERS if reason in (TOO_MANY, TOO_FEW_DESCRIPTORS) else host, reason)
+        logged = self.refusals.note(refused_peer(host, reason), reason)
         if logged is not None:
             self._summarise_refusals(logged[0], reason, logged[1])
 
     def _summarise_refusals(self, peer: str, reason: str, count: int) -> None:
         self.log.warn("Refused control connections from {peer}: {reason} "
                       "({count} since the last line)",
-                      peer="many addresses" if peer == OTHERS else peer,
+                      peer=shown_peer(peer),
                       reason=reason, count=count)
 
     def stopFactory(self) -> None:
@@ -398,7 +397,7 @@ def summarise_notices(peer: str, reason: str, count: int) -> None:
     """A summary line of a control connection's bad messages or closings."""
     ControlProtocol.log.info("Control connections from {peer}: {reason} "
                              "({count} more since the last line)",
-                             peer="many addresses" if peer == OTHERS else peer,
+                             peer=shown_peer(peer),
                              reason=reason, count=count)
 
 

@@ -13,8 +13,8 @@ from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
-from recsvc.admission import (OTHERS, TOO_FEW_DESCRIPTORS, TOO_MANY, ConnectionLimits,
-                              Connections, Place)
+from recsvc.admission import (TOO_FEW_DESCRIPTORS, ConnectionLimits, Connections, Place,
+                              refused_peer, shown_peer)
 from recsvc.logs import Logger
 from recsvc.refusals import RefusalLines
 
@@ -147,8 +147,7 @@ class WebConnections(Factory):
         if self.metrics is not None:
             self.metrics.web_connection_refused(reason)
         # The overall limits are nobody's in particular: one line for all.
-        peer = host if reason not in (TOO_MANY, TOO_FEW_DESCRIPTORS) else OTHERS
-        logged = self.refusals.note(peer, reason)
+        logged = self.refusals.note(refused_peer(host, reason), reason)
         if logged is not None:
             self._summarise_refusals(logged[0], reason, logged[1])
 
@@ -163,13 +162,13 @@ class WebConnections(Factory):
     def _summarise_refusals(self, peer: str, reason: str, count: int) -> None:
         self.log.warn("Refused HTTP connections from {peer}: {reason} "
                       "({count} since the last line)",
-                      peer="many addresses" if peer == OTHERS else peer,
+                      peer=shown_peer(peer),
                       reason=reason, count=count)
 
     def _summarise_closings(self, peer: str, reason: str, count: int) -> None:
         self.log.info("Closed HTTP connections from {peer}: {reason}: not complete within "
                       "{seconds:g} s ({count} since the last line)",
-                      peer="many addresses" if peer == OTHERS else peer,
+                      peer=shown_peer(peer),
                       reason=reason, seconds=self.deadline, count=count)
 
 
