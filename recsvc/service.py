@@ -42,8 +42,10 @@ from recsvc.session import (
     BY_PHONE,
     BY_SERVER,
     RECORDING,
+    IRecordingEvents,
     Limits,
     Recording,
+    RecordingContext,
     Registry,
     RunBlocking,
 )
@@ -290,27 +292,7 @@ class RecorderService(Service):
     ) -> None:
         recording_id = request.recording_id
         started_at = self.clock.seconds()
-        paths: list[str] = []
-
-        def open_part(part: int) -> AudioWriter:
-            parties = request.parties
-            writer = self.storage.create(
-                codec, started_at, request.device, request.direction,
-                parties.remote_number, recording_id, part,
-                remote_name=parties.remote_name, local_number=parties.local_number,
-                local_name=parties.local_name,
-            )
-            paths.append(writer.path)
-            self._active_paths.add(writer.path)
-            return writer
-
-        def stopped(recording: Recording) -> None:
-            awaiting.release()
-            self.registry.remove(recording)
-            self._carry(recording.link, -1)
-            self._active_paths.difference_update(paths)
-            self._recording_finished(recording)
-
+        events = _RecordingEvents(self, request, codec, started_at, awaiting)
         response: StartResponse | None = None  # None: a bug (refused, logged)
         writer: AudioWriter | None = None
         opening: Deferred[AudioWriter] | None = None
@@ -318,7 +300,7 @@ class RecorderService(Service):
             # New files are made only once start-up recovery is done: it
             # must never see (and finish) a file that is being created.
             await self.archive.recovery_done()
-            opening = (self.run_opening or self.run_blocking)(open_part, 1)
+            opening = (self.run_opening or self.run_blocking)(events.open_part, 1)
             opening.addBoth(self._file_created)
             if self._creating_fails:
                 # The last file could not be created: wait for this one, so
@@ -340,8 +322,9 @@ class RecorderService(Service):
             try:
                 if self._accepting:
                     response = self._begin(
-                        request, pending.link, peer, local_host, codec, receiver, port, writer,
-                        opening, started_at, open_part, stopped, awaiting,
+                        request, pending.link, peer, local_host, codec, receiver, port,
+                        writer if writer is not None else opening,  # type: ignore[arg-type]
+                        started_at, events,
                     )
                     if pending.link_lost:
                         # The phone's connection broke while the file was made.
@@ -359,7 +342,7 @@ class RecorderService(Service):
                     except Exception as error:
                         self.log.warn("Recording {recordingId}: removing its unused file failed: {reason}",
                                       recordingId=recording_id, reason=str(error))
-                    self._active_paths.difference_update(paths)
+                    events.forget_paths()
             except Exception:
                 self.log.failure("Recording {recordingId} could not begin",
                                  recordingId=recording_id)
@@ -413,10 +396,8 @@ class RecorderService(Service):
 
     def _begin(
         self, request: StartRequest, link: IPhoneLink, peer: str, local_host: str, codec: Codec,
-        receiver: RtpReceiver, port: RtpPort, writer: AudioWriter | None,
-        opening: Deferred[AudioWriter] | None, started_at: float,
-        open_part: Callable[[int], AudioWriter], stopped: Callable[[Recording], None],
-        awaiting: _AwaitingRtp,
+        receiver: RtpReceiver, port: RtpPort, first_file: AudioWriter | Deferred[AudioWriter],
+        started_at: float, events: _RecordingEvents,
     ) -> StartResponse:
         recording = Recording(
             info=RecordingInfo(
@@ -428,32 +409,25 @@ class RecorderService(Service):
                 peer=peer,
             ),
             started_at=started_at,
-            writer=writer,
-            opening=opening,
-            storage=self.storage,
+            first_file=first_file,
             media=MediaPipeline(codec, self.storage.encoder(codec), peer, self.media_policy),
-            clock=self.clock,
-            run_blocking=self.run_recording or self.run_blocking,
-            run_finishing=self.run_finishing,
-            limits=self.limits,
-            open_part=open_part,
-            now=self.now,
-            on_stopped=stopped,
-            on_started=self._recording_started,
-            on_file_finished=self._file_finished,
+            context=RecordingContext(
+                storage=self.storage, clock=self.clock,
+                run_blocking=self.run_recording or self.run_blocking,
+                run_finishing=self.run_finishing, limits=self.limits, now=self.now,
+            ),
+            events=events,
             link=link,
             port=port,
             lane=receiver.lane,
-            sync_files=self.syncing.sync_filesystem is None,
-            sync_turn=self.syncing.new_turn,
         )
+        self.syncing.enrol(recording)
         # Its first packet ends its wait (and later ones go to it directly).
-        receiver.sink = _FirstPacket(receiver, recording, awaiting.release)
+        receiver.sink = _FirstPacket(receiver, recording, events.awaiting.release)
         self.registry.add(recording)
         self._carry(link, 1)
         self.metrics.recording_started()
         recording.begin()
-        self.syncing.keep_syncing()
         self.log.info(
             "Recording {recordingId} started from {device} ({codec}) on port {port}"
             " in {startMs} ms",
@@ -536,6 +510,15 @@ class RecorderService(Service):
         arranges the call): the archive's recovery, sweeps and disk watch."""
         self.archive.reactor_running()
 
+    def _file_opened(self, path: str) -> None:
+        """A recording's file is created (in a thread: set.add is atomic):
+        recovery and retention leave it alone."""
+        self._active_paths.add(path)
+
+    def _files_closed(self, paths: list[str]) -> None:
+        """A recording's files are finished, or were never used."""
+        self._active_paths.difference_update(paths)
+
     def _recording_started(self, recording: Recording) -> None:
         """A recording's first file exists."""
         self.observers.started(recording.info)
@@ -546,6 +529,12 @@ class RecorderService(Service):
         if self.webhook is not None:
             self.webhook.deliver(summary.to_json())
         self.observers.finished(summary, path)
+
+    def _recording_stopped(self, recording: Recording) -> None:
+        """A recording has stopped: it leaves the registry and its link."""
+        self.registry.remove(recording)
+        self._carry(recording.link, -1)
+        self._recording_finished(recording)
 
     def _recording_finished(self, recording: Recording) -> None:
         outcome = recording.outcome
@@ -658,6 +647,48 @@ class _AwaitingRtp:
         count = self._counts.pop(self._source) - 1
         if count > 0:
             self._counts[self._source] = count
+
+
+@implementer(IRecordingEvents)
+@attrs.define(eq=False)
+class _RecordingEvents:
+    """The recorder's side of one recording: it creates the recording's
+    files (and keeps their paths from recovery), holds its place among its
+    address's recordings without RTP, and hears what becomes of it."""
+
+    _recorder: RecorderService
+    _request: StartRequest
+    _codec: Codec
+    _started_at: float
+    awaiting: _AwaitingRtp
+    _paths: list[str] = attrs.field(factory=list)
+
+    def open_part(self, number: int) -> AudioWriter:
+        request, parties = self._request, self._request.parties
+        writer = self._recorder.storage.create(
+            self._codec, self._started_at, request.device, request.direction,
+            parties.remote_number, request.recording_id, number,
+            remote_name=parties.remote_name, local_number=parties.local_number,
+            local_name=parties.local_name,
+        )
+        self._paths.append(writer.path)
+        self._recorder._file_opened(writer.path)
+        return writer
+
+    def forget_paths(self) -> None:
+        """Its files are done with: recovery and retention may have them."""
+        self._recorder._files_closed(self._paths)
+
+    def started(self, recording: Recording) -> None:
+        self._recorder._recording_started(recording)
+
+    def file_finished(self, recording: Recording, path: str, summary: RecordingSummary) -> None:
+        self._recorder._file_finished(path, summary)
+
+    def stopped(self, recording: Recording) -> None:
+        self.awaiting.release()
+        self.forget_paths()
+        self._recorder._recording_stopped(recording)
 
 
 @attrs.define(eq=False)

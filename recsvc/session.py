@@ -7,13 +7,13 @@ and gives each caller its own Deferred for the finished recording's summary.
 
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable, Iterator
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
+from zope.interface import Interface
 
 from recsvc.control.interfaces import IPhoneLink
 from recsvc.devices import device_key
@@ -42,7 +42,8 @@ from recsvc.storage.wav import AudioWriter
 # named here too for the recording's callers.
 __all__ = [
     "BY_CONNECTION", "BY_PHONE", "BY_SERVER", "RECORDING", "STOPPING", "STOPPED",
-    "Limits", "OpenPart", "Recording", "Registry", "RunBlocking", "StopCause",
+    "IRecordingEvents", "Limits", "OpenPart", "Recording", "RecordingContext", "Registry",
+    "RunBlocking", "StopCause",
 ]
 
 RECORDING = "recording"
@@ -61,6 +62,43 @@ class Limits:
     max_buffer_s: float = 30.0
 
 
+@attrs.frozen
+class RecordingContext:
+    """What the recordings of one recorder share: where their files go and
+    the threads that write them, the clocks, the limits."""
+
+    storage: Storage
+    clock: IReactorTime
+    # The recordings' file work: hand-overs, sidecars, new files.
+    run_blocking: RunBlocking
+    # Finishing a stopped recording's files (None: run_blocking).
+    run_finishing: RunBlocking | None = None
+    limits: Limits = Limits()
+    # Arrival times come from a monotonic clock (a wall-clock step must not
+    # look like a pause in the RTP); None means the reactor's clock.
+    now: Callable[[], float] | None = None
+
+
+class IRecordingEvents(Interface):
+    """What a Recording tells the one that runs it (the recorder, which
+    answers for each recording through one of these), and the one thing it
+    asks of it: its next file. Called on the reactor thread, but for
+    ``open_part``."""
+
+    def open_part(number: int) -> AudioWriter:
+        """Create the recording's file ``number`` (1 is its first) and
+        return its writer. Blocking: runs in a thread of run_blocking."""
+
+    def started(recording: Recording) -> None:
+        """Its first file exists (the Start's sidecar is on its way)."""
+
+    def file_finished(recording: Recording, path: str, summary: RecordingSummary) -> None:
+        """A file of it is finished and its sidecar written."""
+
+    def stopped(recording: Recording) -> None:
+        """It has stopped, its files finished (``outcome``) or not."""
+
+
 @attrs.define(eq=False, repr=False)
 class Recording:
     """A call being recorded: takes RTP packets, writes audio, stops once."""
@@ -69,48 +107,34 @@ class Recording:
 
     info: RecordingInfo
     started_at: float
-    # The first file; None while it is being created (``opening``).
-    _writer: AudioWriter | None
-    _storage: Storage
+    # Its first file, or the file being created off the reactor: the phone
+    # is answered at once and its audio waits meanwhile.
+    _first_file: AudioWriter | Deferred[AudioWriter] = attrs.field(alias="first_file")
     # Read through _caught_up(), which hands in its fast lane first; but
     # for what the lane cannot hold back (the encoder, whether a packet was
     # admitted, the count of junk) and the files' sidecars (a file may end
     # while the lane is being handed in: they take the stats as they are).
     _pipeline: MediaPipeline = attrs.field(alias="media")
-    _clock: IReactorTime
-    _run_blocking: RunBlocking
-    _limits: Limits = Limits()
-    _open_part: OpenPart | None = None
-    # The first file being created, off the reactor (when ``writer`` is
-    # None): the phone is answered at once and its audio waits meanwhile.
-    _opening: Deferred[AudioWriter] | None = None
-    _on_stopped: Callable[[Recording], None] = lambda recording: None
-    # Once its first file exists (the Start's sidecar on its way to disk).
-    _on_started: Callable[[Recording], None] = lambda recording: None
-    # Each file, once finished and its sidecar written: its path and sidecar.
-    _on_file_finished: Callable[[str, RecordingSummary], None] = lambda path, summary: None
+    _context: RecordingContext = attrs.field(alias="context")
+    _events: IRecordingEvents = attrs.field(alias="events")
     link: IPhoneLink | None = None
     port: RtpPort | None = None
     # Where the port's reader puts the packets that only continue the
     # stream (see recsvc.media.lane); None: every packet comes to packet_received.
     lane: FastLane | None = None
-    # Whether every other hand-over also fdatasyncs the file, at first
-    # (then its files': see the property).
-    _sync_files: bool = True
-    # Where its files are finished once stopped (None: run_blocking).
-    run_finishing: RunBlocking | None = None
-    # Which of the service's hand-over turns is this recording's (see
-    # recsvc.storage.syncing.SyncTurns.sync_turns).
+    # Which of the recorder's hand-over turns is this recording's (see
+    # recsvc.storage.syncing.SyncTurns, which sets it).
     sync_turn: int = 0
     _state: str = RECORDING
+    # The context's, read on every packet or timeout.
+    _clock: IReactorTime = attrs.field(init=False)
+    _limits: Limits = attrs.field(init=False)
+    _now: Callable[[], float] | None = attrs.field(init=False)
     # Its files: the audio waiting for the disk, the parts, the sidecars.
     _files: RecordingFiles = attrs.field(init=False)
     # _files.write, bound once: the packet path calls it directly.
     _write: Callable[[list[bytes]], None] = attrs.field(init=False)
     _drained: bool = False
-    # Arrival times come from a monotonic clock (a wall-clock step must not
-    # look like a pause in the RTP); None means the reactor's clock.
-    _now: Callable[[], float] | None = None
     _timeout_call: IDelayedCall | None = None
     _waiting: list[Deferred] = attrs.field(factory=list)
     _result: RecordingSummary | Failure | None = None
@@ -118,24 +142,26 @@ class Recording:
     _rtp_port: int | None = None
 
     def __attrs_post_init__(self) -> None:
+        context = self._context
+        self._clock, self._limits, self._now = context.clock, context.limits, context.now
         if self.port is not None:
             self._rtp_port = self.port.getHost().port
+        first = self._first_file
+        writer = None if isinstance(first, Deferred) else first
         # Per recording, not per packet: bytes a tick, ticks a file, bytes
         # that may wait for the disk.
         rate = self.info.codec.clock_rate
         per_tick = self._pipeline.encoder.bytes_per_tick
         self._files = RecordingFiles(
-            info=self.info, storage=self._storage, run_blocking=self._run_blocking,
+            info=self.info, storage=context.storage, run_blocking=context.run_blocking,
             clock=self._clock, stats=self._pipeline.stats, failed=self._failed,
-            started=self._started, file_finished=self._on_file_finished,
-            part=Part(1, self._writer, self.started_at, 0),
+            started=self._started, file_finished=self._file_finished,
+            part=Part(1, writer, self.started_at, 0),
             per_tick=per_tick,
-            # Without a way to open further files, the one file goes on.
-            part_limit=(int(self._limits.max_duration * rate)
-                        if self._open_part is not None else sys.maxsize),
+            part_limit=int(self._limits.max_duration * rate),
             pending_limit=int(self._limits.max_buffer_s * rate * per_tick),
-            open_part=self._open_part, run_finishing=self.run_finishing,
-            sync_files=self._sync_files, rtp_port=self._rtp_port,
+            open_part=self._events.open_part, run_finishing=context.run_finishing,
+            rtp_port=self._rtp_port,
         )
         self._write = self._files.write
 
@@ -196,7 +222,8 @@ class Recording:
         """Persist what the phone told us at Start (a sidecar marked
         ``recording``, once the file exists) and start waiting for the
         first RTP packet."""
-        self._files.begin(self._opening)
+        first = self._first_file
+        self._files.begin(first if isinstance(first, Deferred) else None)
         self._timeout_call = self._clock.callLater(
             self._limits.first_packet_timeout, self._check_timeout
         )
@@ -251,10 +278,13 @@ class Recording:
 
     def _started(self) -> None:
         try:
-            self._on_started(self)
+            self._events.started(self)
         except Exception:
             self.log.failure("Recording {recordingId}: reporting its start failed",
                              recordingId=self.recording_id)
+
+    def _file_finished(self, path: str, summary: RecordingSummary) -> None:
+        self._events.file_finished(self, path, summary)
 
     def _check_timeout(self) -> None:
         self._timeout_call = None
@@ -323,7 +353,7 @@ class Recording:
         self._result = result
         self._state = STOPPED
         try:
-            self._on_stopped(self)
+            self._events.stopped(self)
         finally:
             waiting, self._waiting = self._waiting, []
             for waiter in waiting:

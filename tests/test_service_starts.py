@@ -9,8 +9,10 @@ import attrs
 
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from recsvc.control.commands import StopRequest
+from recsvc.session import IRecordingEvents
 from recsvc.testing import (
     FakePhoneLink,
     FakePortPool,
@@ -22,6 +24,18 @@ from tests.support.service import ServiceTestsMixin
 
 
 class StartTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_a_recording_reports_through_its_events(self) -> None:
+        """The service answers for each recording through an object that
+        declares IRecordingEvents and has every method of it; the recording
+        is the service's until it has stopped."""
+        self.make_service()
+        self.start()
+        recording = self.service.registry.get("7")
+        self.assertTrue(verifyObject(IRecordingEvents, recording._events))
+        self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
+        self.assertIsNone(self.service.registry.get("7"))
+        self.assertFalse(self.service.carries_recordings(self.link))
+
     def test_accepted_start_logs_no_refusal(self) -> None:
         """A Start that succeeds logs that it started, and nothing about a
         refusal."""

@@ -12,6 +12,7 @@ import attrs
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
 
 from recsvc.media.codec import CODECS
 from recsvc.media.dtmf import TelephoneEvent, build_event
@@ -26,7 +27,9 @@ from recsvc.session import (
     STOPPED,
     STOPPING,
     Limits,
+    IRecordingEvents,
     Recording,
+    RecordingContext,
     Registry,
 )
 from recsvc.storage.folder import Storage, StorageError, sidecar_path
@@ -38,6 +41,7 @@ from recsvc.testing import (
     MemoryWavWriter,
     run_now,
 )
+from tests.support.events import KeptEvents, no_file
 from tests.support.syncs import spy_syncs
 
 
@@ -68,7 +72,6 @@ class RecordingTestsMixin:
             os.path.join(self.root, "call.wav"), self.storage.wav_format(codec)
         )
         self.link = FakePhoneLink()
-        self.stopped: list[Recording] = []
         self.parts: list[MemoryWavWriter] = []
 
         def open_part(number: int) -> MemoryWavWriter:
@@ -78,7 +81,9 @@ class RecordingTestsMixin:
             self.parts.append(writer)
             return writer
 
-        return Recording(
+        self.events = KeptEvents(make_part=open_part if parts else no_file)
+        self.stopped = self.events.stopped_recordings
+        recording = Recording(
             info=RecordingInfo(
                 recording_id="42",
                 device="00:a8:59:00:00:01",
@@ -88,19 +93,19 @@ class RecordingTestsMixin:
                 peer="127.0.0.1",
             ),
             started_at=self.clock.seconds(),
-            writer=FailingWriter(self.memory, fail_at=fail_at, close_error=close_error),
-            storage=self.storage,
+            first_file=FailingWriter(self.memory, fail_at=fail_at, close_error=close_error),
             media=MediaPipeline(
                 codec, self.storage.encoder(codec), "127.0.0.1", MediaPolicy(reorder_window_ms=window_ms)
             ),
-            clock=self.clock,
-            run_blocking=runner,
-            limits=limits or Limits(),
-            open_part=open_part if parts else None,
-            on_stopped=self.stopped.append,
+            context=RecordingContext(
+                storage=self.storage, clock=self.clock, run_blocking=runner,
+                limits=limits or Limits(),
+            ),
+            events=self.events,
             link=self.link,
-            sync_files=sync_files,
         )
+        recording.sync_files = sync_files
+        return recording
 
     def feed(self, recording: Recording, sequence: int, payload: bytes = b"\x01" * 160,
              payload_type: int = 8, timestamp: int | None = None) -> None:
@@ -116,6 +121,34 @@ class RecordingTestsMixin:
     def sidecar(self) -> dict:
         with open(sidecar_path(self.memory.path), encoding="utf-8") as handle:
             return json.load(handle)
+
+
+class RecordingEventsTests(RecordingTestsMixin, SynchronousTestCase):
+    def test_kept_events_provide_the_interface(self) -> None:
+        """The tests' events declare IRecordingEvents and have every
+        method, so they cannot drift from what a recording calls."""
+        self.assertTrue(verifyObject(IRecordingEvents, KeptEvents()))
+
+    def test_events_in_order(self) -> None:
+        """A recording tells its events that it started (once its first
+        file exists), then of each finished file with its summary, then
+        that it stopped, once, after the files."""
+        recording = self.make_recording(limits=Limits(max_duration=1.0), parts=True)
+        self.assertEqual(self.events.started_recordings, [])
+        recording.begin()
+        self.assertEqual(self.events.started_recordings, [recording])
+        for sequence in range(60):
+            self.feed(recording, sequence)
+        self.assertEqual([path for path, _ in self.events.finished_files],
+                         [self.memory.path])
+        self.assertEqual(self.events.stopped_recordings, [])
+        self.successResultOf(recording.stop("hangup", BY_PHONE))
+        self.successResultOf(recording.stop("again", BY_PHONE))
+        self.assertEqual([path for path, _ in self.events.finished_files],
+                         [self.memory.path, self.parts[0].path])
+        self.assertEqual([summary.part for _, summary in self.events.finished_files], [1, 2])
+        self.assertEqual(self.events.stopped_recordings, [recording])
+        self.assertEqual(self.events.started_recordings, [recording])
 
 
 class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
@@ -570,7 +603,7 @@ class RotationTests(RecordingTestsMixin, SynchronousTestCase):
         def no_room(number: int):
             raise OSError(28, "No space left on device")
 
-        recording._files._open_part = no_room
+        self.events.make_part = no_room
         recording.begin()
         for sequence in range(60):
             self.feed(recording, sequence)

@@ -63,11 +63,13 @@ class SyncTurns:
     # Hand-overs no filesystem sync has been started after yet.
     _unsynced: list[Deferred[Any]] = attrs.field(factory=list)
 
-    @property
-    def new_turn(self) -> int:
-        """The turn of a recording that starts now: the one that has just
-        been, so that its next comes a whole interval on."""
-        return (self._next_turn - 1) % SYNC_TURNS
+    def enrol(self, recording: Syncable) -> None:
+        """A recording that starts now takes its turns: the one that has
+        just been, so that its next comes a whole interval on. It syncs its
+        own file unless the whole filesystem is synced after each turn."""
+        recording.sync_turn = (self._next_turn - 1) % SYNC_TURNS
+        recording.sync_files = self.sync_filesystem is None
+        self.keep_syncing()
 
     def keep_syncing(self) -> None:
         """Sync recordings every storage.sync_interval while there are
