@@ -1,7 +1,7 @@
 """The ceiling: a bare Python epoll loop that only receives RTP and appends
 it to files, over N UDP sockets (ports BASE .. BASE+N-1 on 127.0.0.1).
 
-Every ``--tick-ms`` it drains all ready sockets (one datagram per ready
+Every ``--tick-ms`` it reads all ready sockets (one datagram per ready
 socket per poll, level-triggered, into one preallocated buffer), appends
 each datagram's payload to its socket's bytearray, and once a second
 appends those to one file per socket. No parsing, no checks: what a

@@ -243,7 +243,7 @@ class RtpConfig:
     max_packet_ms: int = attrs.field(default=200, converter=_integer(20, 1000))
     source: SourcePolicy = attrs.field(default=PEER, converter=_source)
     # All RTP sockets are read together this often (ms); packets wait in
-    # the kernel meanwhile (see recsvc.media.drain).
+    # the kernel meanwhile (see recsvc.media.sockets).
     read_interval_ms: int = attrs.field(default=5, converter=_integer(1, 100))
     # Each RTP socket's kernel receive buffer (KB; capped by net.core.rmem_max).
     receive_buffer_kb: int = attrs.field(default=512, converter=_integer(64, 65536))

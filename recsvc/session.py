@@ -134,7 +134,7 @@ class Recording:
     _files: RecordingFiles = attrs.field(init=False)
     # _files.write, bound once: the packet path calls it directly.
     _write: Callable[[list[bytes]], None] = attrs.field(init=False)
-    _drained: bool = False
+    _waiting_read: bool = False
     _timeout_call: IDelayedCall | None = None
     _waiting: list[Deferred] = attrs.field(factory=list)
     _result: RecordingSummary | Failure | None = None
@@ -319,12 +319,12 @@ class Recording:
             self.info = attrs.evolve(self.info, parties=self.info.parties.updated(updates))
             self._files.info = self.info
         self._waiting.append(waiter)
-        if self._state == RECORDING and not self._drained:
-            # Audio already in the socket belongs to the call. Draining may
+        if self._state == RECORDING and not self._waiting_read:
+            # Audio already in the socket belongs to the call. Reading it may
             # itself stop the recording (a write error): hence the flag.
-            self._drained = True
+            self._waiting_read = True
             if self.port is not None:
-                self.port.drain()
+                self.port.read_waiting()
         if self._state == RECORDING:
             if self.lane is not None:
                 self.lane.arm(None)

@@ -32,7 +32,7 @@ from recsvc.logs import Logger
 from recsvc.media.pipeline import MediaPolicy
 from recsvc.application.batching import BatchedRunner
 from recsvc.storage.wav import sync_filesystem
-from recsvc.media.drain import RtpDrain
+from recsvc.media.sockets import RtpSockets
 from recsvc.admission import ConnectionLimits, Connections, StartRate
 from recsvc.index.indexer import Indexer
 from recsvc.metrics import Metrics, live_figures
@@ -211,7 +211,7 @@ def _recorder(config: Config, reactor: Any, pools: _Pools, indexer: Indexer, met
     run_blocking = functools.partial(deferToThreadPool, reactor, pools.disk)
     recorder = RecorderService(
         clock=reactor,
-        ports=RtpDrain(
+        ports=RtpSockets(
             reactor, config.rtp.interface, low, high,
             tick=config.rtp.read_interval_ms / 1000,
             receive_buffer=config.rtp.receive_buffer_kb * 1024,

@@ -108,7 +108,7 @@ class FakeListeningPort:
     number: int
     protocol: DatagramProtocol
     listening: bool = True
-    # Datagrams "in the socket buffer": delivered by drain(), not before.
+    # Datagrams "in the socket buffer": delivered by read_waiting(), not before.
     waiting: list[tuple[bytes, tuple[str, int]]] = attrs.field(factory=list)
 
     def getHost(self) -> IPv4Address:
@@ -116,15 +116,15 @@ class FakeListeningPort:
 
     clock: IReactorTime | None = None
 
-    def drain(self) -> None:
-        """Deliver the waiting datagrams, as the drain reads a socket: none
+    def read_waiting(self) -> None:
+        """Deliver the waiting datagrams, as the RTP reader reads a socket: none
         once the port is closed, even by the receiver of one of them."""
         while self.listening and self.waiting:
             datagram, source = self.waiting.pop(0)
             self.receive(datagram, source)
 
     def receive(self, datagram: bytes, source: tuple[str, int]) -> None:
-        """As the RTP drain reads: the fast lane first (given a clock for
+        """As the RTP reader reads: the fast lane first (given a clock for
         its arrival times), else the protocol."""
         lane = getattr(self.protocol, "lane", None)
         if lane is not None and self.clock is not None:
@@ -133,7 +133,7 @@ class FakeListeningPort:
         self.protocol.datagramReceived(datagram, source)
 
     def stopListening(self) -> None:
-        # As RtpDrain's ports: closing twice is harmless, and the protocol
+        # As RtpSockets's ports: closing twice is harmless, and the protocol
         # is neither started nor stopped by the pool.
         self.listening = False
 
@@ -142,7 +142,7 @@ class FakeListeningPort:
 class FakePortPool:
     """Hands out ports from a range in order; `open` maps port -> protocol.
     With a ``clock``, datagrams go through the recordings' fast lanes as the
-    RTP drain sends them (arrival times from the clock)."""
+    RTP reader sends them (arrival times from the clock)."""
 
     low: int = 41000
     high: int = 41009
@@ -166,7 +166,7 @@ class FakePortPool:
             port.receive(datagram, source)
 
     def queue(self, number: int, datagram: bytes, source: tuple[str, int] = ("127.0.0.1", 5004)) -> None:
-        """Leave a datagram waiting in the port's socket, for `drain`."""
+        """Leave a datagram waiting in the port's socket, for `read_waiting`."""
         self.open[number].waiting.append((datagram, source))
 
 

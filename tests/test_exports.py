@@ -43,7 +43,7 @@ REEXPORTED = {"storage": {"Storage": recsvc.storage.folder.Storage}}
 
 # Importing these means importing the server (or choosing the reactor).
 SERVER_MODULES = ("twisted.internet.reactor", "recsvc.tap", "recsvc.service", "recsvc.session",
-                  "recsvc.control.protocol", "recsvc.media.drain", "recsvc.web.site")
+                  "recsvc.control.protocol", "recsvc.media.sockets", "recsvc.web.site")
 
 
 def setup_cfg() -> configparser.ConfigParser:

@@ -33,7 +33,7 @@ EXPECTED = Continuation(
     payload_type=8, ssrc=0x1234, sequence=100, timestamp=16000, ticks=160, source=PHONE
 )
 
-# Where the drain reads every datagram into: the lane must copy what it takes.
+# Where the RTP reader reads every datagram into: the lane must copy what it takes.
 _BUFFER = bytearray(65536)
 
 
@@ -57,7 +57,7 @@ def _flip(datagram: bytes, first_byte: int) -> bytes:
 
 
 def _offer(lane: FastLane, datagram: bytes, source=PHONE, now: float = START) -> bool:
-    """Offer a datagram as the drain does: in a large reused buffer, with its size."""
+    """Offer a datagram as the RTP reader does: in a large reused buffer, with its size."""
     _BUFFER[:len(datagram)] = datagram
     return lane.offer(memoryview(_BUFFER), len(datagram), source, now)
 
@@ -94,7 +94,7 @@ class FastLaneTests(SynchronousTestCase):
 
     def test_copies_out_of_the_buffer(self) -> None:
         """
-        What the lane took is its own: the drain's buffer is overwritten by
+        What the lane took is its own: the RTP reader's buffer is overwritten by
         the next datagram, and the lane only reads the ``size`` bytes it is
         told of.
         """
@@ -175,7 +175,7 @@ class FastLaneTests(SynchronousTestCase):
     def test_disarm_keeps_taken(self) -> None:
         """
         A lane disarmed while it holds packets keeps them to be taken:
-        Recording.stop drains the port (into the lane), disarms the lane,
+        Recording.stop reads what waits in the port (into the lane), disarms the lane,
         and hands its packets over when the files are finished.
         """
         lane = _armed()
@@ -319,7 +319,7 @@ def _one_by_one(pipeline: MediaPipeline, deliveries: list[Delivery]) -> bytes:
 def _through_lane(
     pipeline: MediaPipeline, deliveries: list[Delivery], syncs: frozenset[int] = frozenset()
 ) -> tuple[bytes, int]:
-    """Every datagram offered to a fast lane first, as the drain and the
+    """Every datagram offered to a fast lane first, as the RTP reader and the
     recording do: one the lane refuses goes to `MediaPipeline.packet`, after
     the lane's packets are handed over, and the lane is armed again. After
     the deliveries numbered in ``syncs`` the lane is also handed over (a
@@ -409,7 +409,7 @@ class _Network:
     restarts: float
     comfort_noise: float
     jitter: float
-    tick: float | None  # the drain's: arrivals rounded to it
+    tick: float | None  # the RTP reader's: arrivals rounded to it
 
 
 def _call(network: _Network, rng: random.Random) -> list[Delivery]:

@@ -299,13 +299,13 @@ class MakeServiceTests(SynchronousTestCase):
         )
 
     def test_rtp_reading_wired(self) -> None:
-        """rtp.read_interval_ms becomes the RTP drain's tick (in seconds) and
+        """rtp.read_interval_ms becomes the RTP reader's tick (in seconds) and
         rtp.receive_buffer_kb its sockets' receive buffer (in bytes)."""
         mapping = self.mapping(read_interval_ms=20, receive_buffer_kb=128)
-        drain = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder").ports
-        self.assertEqual((drain.tick, drain.receive_buffer), (0.02, 128 * 1024))
-        drain = makeService(self.mapping(), reactor=MemoryReactorClock()).getServiceNamed("recorder").ports
-        self.assertEqual((drain.tick, drain.receive_buffer), (0.005, 512 * 1024))
+        sockets = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder").ports
+        self.assertEqual((sockets.tick, sockets.receive_buffer), (0.02, 128 * 1024))
+        sockets = makeService(self.mapping(), reactor=MemoryReactorClock()).getServiceNamed("recorder").ports
+        self.assertEqual((sockets.tick, sockets.receive_buffer), (0.005, 512 * 1024))
 
     def test_sync_each_file(self) -> None:
         """storage.sync_each_file: true leaves each recording to make its own

@@ -6,7 +6,7 @@ number and timestamp, same length. Such a packet needs no parsing and no
 decision, only its payload appended; the lane takes it with one header
 unpack and a few comparisons, and the recording hands what gathered to the
 pipeline later, in one go (`MediaPipeline.continued`). Any other packet
-takes the full path. Pure code: the RTP drain feeds it.
+takes the full path. Pure code: the RTP reader feeds it.
 """
 
 from __future__ import annotations

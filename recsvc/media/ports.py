@@ -1,6 +1,6 @@
 """How a recording gets its own UDP port: the interfaces.
 
-`recsvc.media.drain.RtpDrain` is the pool the service uses (ports picked at random
+`recsvc.media.sockets.RtpSockets` is the pool the service uses (ports picked at random
 from a range, all read together); `recsvc.testing.FakePortPool` the fake.
 Kept behind `RtpPortPool` and `RtpPort` so the way sockets are opened and
 read can change without touching the RTP protocol or the recording.
@@ -23,7 +23,7 @@ class RtpPort(Protocol):
     def getHost(self) -> Any:
         """The bound address (``.port`` is the number)."""
 
-    def drain(self) -> None:
+    def read_waiting(self) -> None:
         """Deliver the datagrams already waiting in the socket, now."""
 
     def stopListening(self) -> Any:

@@ -15,7 +15,7 @@ source check would reject anyway) and a read needs no source address. When
 the phone falls silent for CONNECTED_SILENCE the socket is disconnected, so
 that another source can take over as the source check allows.
 
-This is the thin edge that does socket I/O; `RtpDrain` is the port pool
+This is the thin edge that does socket I/O; `RtpSockets` is the port pool
 the service opens recordings' ports from.
 """
 
@@ -53,10 +53,10 @@ _WILDCARDS = ("0.0.0.0", "::")
 
 
 @attrs.define(eq=False)
-class DrainPort:
-    """One recording's UDP socket in the drain."""
+class SocketPort:
+    """One recording's UDP socket among them."""
 
-    drain_set: RtpDrain
+    sockets: RtpSockets
     sock: socket.socket
     receiver: RtpReceiver
     # Where the phone sends this port's RTP, if known: a socket bound to a
@@ -78,19 +78,19 @@ class DrainPort:
             self._host = address("UDP", host, port)
         return self._host
 
-    def drain(self) -> None:
+    def read_waiting(self) -> None:
         """Deliver the datagrams already waiting in the socket, now."""
         if self.open:
-            self.drain_set.read_all(self)
+            self.sockets.read_all(self)
 
     def stopListening(self) -> None:
         if self.open:
             self.open = False
-            self.drain_set.forget(self)
+            self.sockets.forget(self)
 
 
 @attrs.define(eq=False)
-class RtpDrain:
+class RtpSockets:
     """Opens each recording's port from a range (starting at a random point,
     so a port cannot be guessed from the last) and reads them all, every
     ``tick`` seconds while any is open."""
@@ -109,7 +109,7 @@ class RtpDrain:
     now: Callable[[], float] | None = None
     random: random.Random = attrs.field(factory=random.SystemRandom)
     _epoll: Any = attrs.field(init=False, factory=select.epoll)
-    _ports: dict[int, DrainPort] = attrs.field(init=False, factory=dict)
+    _ports: dict[int, SocketPort] = attrs.field(init=False, factory=dict)
     # fd -> what reading a datagram needs, bound once: (receive, the fast
     # lane's offer, the receiver's datagramReceived, the connected peer).
     # Unconnected, receive is recvfrom_into and the peer None; connected,
@@ -118,7 +118,7 @@ class RtpDrain:
     _next_sweep: float = attrs.field(init=False, default=0.0)
     # The ports still to be looked at in this round (see `_look_at_some`),
     # and how many a tick.
-    _to_look_at: list[DrainPort] = attrs.field(init=False, factory=list)
+    _to_look_at: list[SocketPort] = attrs.field(init=False, factory=list)
     _share: int = attrs.field(init=False, default=1)
     _loop: LoopingCall | None = attrs.field(init=False, default=None)
     _buffer: bytearray = attrs.field(init=False, factory=lambda: bytearray(_BUFFER_SIZE))
@@ -129,7 +129,7 @@ class RtpDrain:
         if self.now is None:
             self.now = self.reactor.seconds
 
-    def listen(self, receiver: RtpReceiver, local_host: str | None = None) -> DrainPort:
+    def listen(self, receiver: RtpReceiver, local_host: str | None = None) -> SocketPort:
         """Bind a free port of the range for ``receiver``; ``local_host``:
         where the phone will send to, if known. Raises `NoFreePort`."""
         count = self.high - self.low + 1
@@ -152,7 +152,7 @@ class RtpDrain:
             except BaseException:
                 sock.close()
                 raise
-            port = DrainPort(self, sock, receiver, local_host)
+            port = SocketPort(self, sock, receiver, local_host)
             self._ports[sock.fileno()] = port
             self._reading[sock.fileno()] = (
                 sock.recvfrom_into, receiver.lane.offer, receiver.datagramReceived, None
@@ -201,7 +201,7 @@ class RtpDrain:
         del self._to_look_at[-self._share:]
         self.connect_ports(now, share)
 
-    def connect_ports(self, now: float, ports: list[DrainPort] | None = None) -> None:
+    def connect_ports(self, now: float, ports: list[SocketPort] | None = None) -> None:
         """Connect the sockets (of ``ports``, else all) whose lanes take
         their phones' packets; disconnect those whose phones fell silent."""
         for port in list(self._ports.values()) if ports is None else ports:
@@ -216,7 +216,7 @@ class RtpDrain:
             elif not heard and port.disconnectable:
                 self._disconnect(port)
 
-    def _connect(self, port: DrainPort, peer: Any) -> None:
+    def _connect(self, port: SocketPort, peer: Any) -> None:
         sock = port.sock
         if self.interface in _WILDCARDS and not self._routed_from(port, peer):
             port.connectable = False
@@ -238,7 +238,7 @@ class RtpDrain:
             return
         self._read_from(port, peer)
 
-    def _routed_from(self, port: DrainPort, peer: Any) -> bool:
+    def _routed_from(self, port: SocketPort, peer: Any) -> bool:
         """Whether the route to ``peer`` leaves from where the phone sends
         (a wildcard-bound socket takes that route's source address)."""
         if port.local_host is None:
@@ -256,7 +256,7 @@ class RtpDrain:
             probe.close()
         return normalize_ip(source) == normalize_ip(port.local_host)
 
-    def _disconnect(self, port: DrainPort) -> None:
+    def _disconnect(self, port: SocketPort) -> None:
         try:
             disconnect(port.sock)
         except OSError as error:
@@ -267,7 +267,7 @@ class RtpDrain:
             return
         self._read_from(port, None)
 
-    def _read_from(self, port: DrainPort, peer: Any) -> None:
+    def _read_from(self, port: SocketPort, peer: Any) -> None:
         """Read ``port`` as connected to ``peer`` (recv_into, the source
         known) or, with None, as open to anyone (recvfrom_into)."""
         sock = port.sock
@@ -276,7 +276,7 @@ class RtpDrain:
         self._reading[sock.fileno()] = (receive, offer, deliver, peer)
         port.peer = peer
 
-    def read_all(self, port: DrainPort) -> bool:
+    def read_all(self, port: SocketPort) -> bool:
         """What is waiting in one port's socket, now (at most what a full
         receive buffer holds: a flood must not keep the reactor here).
         True if the socket was emptied (or closed meanwhile)."""
@@ -296,7 +296,7 @@ class RtpDrain:
                 deliver(view[:size].tobytes(), source)
         return False
 
-    def forget(self, port: DrainPort) -> None:
+    def forget(self, port: SocketPort) -> None:
         """Close a port; the tick stops with the last one."""
         fd = port.sock.fileno()
         if self._ports.get(fd) is port:

@@ -1,4 +1,4 @@
-"""Tests for recsvc.media.drain: the recordings' UDP ports, read together each tick.
+"""Tests for recsvc.media.sockets: the recordings' UDP ports, read together each tick.
 
 Real sockets on 127.0.0.1 (loopback delivery is synchronous on Linux: a
 datagram sent is waiting at once); the reactor is a task.Clock, so no tick
@@ -14,8 +14,8 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.media import drain as drain_module
-from recsvc.media.drain import CONNECTED_SILENCE, MAX_ROUNDS, DrainPort, RtpDrain, disconnect
+from recsvc.media import sockets as sockets_module
+from recsvc.media.sockets import CONNECTED_SILENCE, MAX_ROUNDS, SocketPort, RtpSockets, disconnect
 from recsvc.media.lane import FastLane
 from recsvc.media.pipeline import Continuation
 from recsvc.media.ports import NoFreePort, RtpPort, RtpPortPool
@@ -23,7 +23,7 @@ from recsvc.media.receiver import RtpReceiver
 from recsvc.media.rtp import RtpPacket, build_rtp
 from recsvc.testing import FakePortPool
 
-NOW = 123.25  # the drain's clock, as the lane sees it
+NOW = 123.25  # the RTP reader's clock, as the lane sees it
 # The tests' port range: wide, as other programs' sockets may take some of
 # it (it lies among the kernel's ephemeral ports), clear of test_tap's.
 LOW, HIGH = 45100, 45999
@@ -36,7 +36,7 @@ class Sink:
         self.packets: list[tuple[RtpPacket, Any]] = []
         self.invalid = 0
         # Closed at the first packet, as a recording that stops closes its port.
-        self.stops: DrainPort | None = None
+        self.stops: SocketPort | None = None
 
     def packet_received(self, packet: RtpPacket, source: Any) -> None:
         self.packets.append((packet, source))
@@ -83,12 +83,12 @@ def taken_port() -> socket.socket:
     return sock
 
 
-class RtpDrainTests(SynchronousTestCase):
-    def make_drain(
+class RtpSocketsTests(SynchronousTestCase):
+    def make_sockets(
         self, low: int = LOW, high: int = HIGH, seed: int = 0, **kwargs: Any
-    ) -> RtpDrain:
+    ) -> RtpSockets:
         self.clock = Clock()
-        return RtpDrain(self.clock, "127.0.0.1", low, high, random=random.Random(seed),
+        return RtpSockets(self.clock, "127.0.0.1", low, high, random=random.Random(seed),
                         now=lambda: NOW, **kwargs)
 
     def test_reactor_clock_by_default(self) -> None:
@@ -96,17 +96,17 @@ class RtpDrainTests(SynchronousTestCase):
         as they do for a service built without one: the lane's packets and
         the full path's must be timed alike."""
         clock = Clock()
-        drain = RtpDrain(clock, "127.0.0.1", LOW, HIGH)
+        sockets = RtpSockets(clock, "127.0.0.1", LOW, HIGH)
         clock.advance(12.5)
-        self.assertEqual(drain.now(), 12.5)
+        self.assertEqual(sockets.now(), 12.5)
 
-    def listen(self, drain: RtpDrain, receiver: Any = None) -> tuple[DrainPort, Sink]:
+    def listen(self, sockets: RtpSockets, receiver: Any = None) -> tuple[SocketPort, Sink]:
         """A port with an RtpReceiver handing packets to a new Sink."""
         sink = Sink()
         if receiver is None:
             receiver = RtpReceiver()
             receiver.sink = sink
-        port = drain.listen(receiver)
+        port = sockets.listen(receiver)
         self.addCleanup(port.stopListening)
         return port, sink
 
@@ -116,7 +116,7 @@ class RtpDrainTests(SynchronousTestCase):
         self.addCleanup(sock.close)
         return sock
 
-    def send(self, sender: socket.socket, port: DrainPort, *datagrams: bytes) -> None:
+    def send(self, sender: socket.socket, port: SocketPort, *datagrams: bytes) -> None:
         for datagram in datagrams:
             sender.sendto(datagram, ("127.0.0.1", port.getHost().port))
 
@@ -124,9 +124,9 @@ class RtpDrainTests(SynchronousTestCase):
         """
         Ports are bound on the interface, within the range, each its own.
         """
-        drain = self.make_drain(45500, 45599, seed=1)
-        first, _ = self.listen(drain)
-        second, _ = self.listen(drain)
+        sockets = self.make_sockets(45500, 45599, seed=1)
+        first, _ = self.listen(sockets)
+        second, _ = self.listen(sockets)
         for port in (first, second):
             host = port.getHost()
             self.assertEqual((host.type, host.host), ("UDP", "127.0.0.1"))
@@ -140,58 +140,58 @@ class RtpDrainTests(SynchronousTestCase):
         """
         chosen = set()
         for seed in range(6):
-            port, _ = self.listen(self.make_drain(seed=seed))
+            port, _ = self.listen(self.make_sockets(seed=seed))
             chosen.add(port.getHost().port)
             port.stopListening()
         self.assertGreater(len(chosen), 3)
 
     def test_taken_port_skipped_then_none_free(self) -> None:
         """
-        A port in use by someone else is skipped; with none left the drain
+        A port in use by someone else is skipped; with none left the RTP reader
         raises NoFreePort.
         """
         blocker = taken_port()
         self.addCleanup(blocker.close)
         number = blocker.getsockname()[1]
-        drain = self.make_drain(number, number)
-        self.assertRaises(NoFreePort, drain.listen, RtpReceiver())
+        sockets = self.make_sockets(number, number)
+        self.assertRaises(NoFreePort, sockets.listen, RtpReceiver())
         if number < 65535:
-            drain = self.make_drain(number, number + 1)
+            sockets = self.make_sockets(number, number + 1)
             try:
-                port, _ = self.listen(drain)
+                port, _ = self.listen(sockets)
             except NoFreePort:
                 raise self.skipTest(f"port {number + 1} is taken too")
             self.assertEqual(port.getHost().port, number + 1)
 
     def test_full_range(self) -> None:
         """
-        With every port of the range its own, the drain raises NoFreePort;
+        With every port of the range its own, the sockets raises NoFreePort;
         a port closed can be had again.
         """
         low = free_pair()
-        drain = self.make_drain(low, low + 1)
-        first, _ = self.listen(drain)
-        self.listen(drain)
-        self.assertRaises(NoFreePort, drain.listen, RtpReceiver())
+        sockets = self.make_sockets(low, low + 1)
+        first, _ = self.listen(sockets)
+        self.listen(sockets)
+        self.assertRaises(NoFreePort, sockets.listen, RtpReceiver())
         number = first.getHost().port
         first.stopListening()
-        again, _ = self.listen(drain)
+        again, _ = self.listen(sockets)
         self.assertEqual(again.getHost().port, number)
 
-    def test_drain_delivers_waiting_datagrams(self) -> None:
+    def test_read_waiting_delivers_waiting_datagrams(self) -> None:
         """
-        drain() hands over, at once and in order, the datagrams waiting in
+        read_waiting() hands over, at once and in order, the datagrams waiting in
         the socket that no tick has read yet, with the sender's address.
         """
-        drain = self.make_drain()
-        port, sink = self.listen(drain)
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets)
         sender = self.sender()
         self.send(sender, port, *(rtp(n) for n in range(5)))
         self.assertEqual(sink.packets, [])
-        port.drain()
+        port.read_waiting()
         self.assertEqual(sink.sequences, [0, 1, 2, 3, 4])
         self.assertEqual({source for _, source in sink.packets}, {sender.getsockname()})
-        port.drain()
+        port.read_waiting()
         self.assertEqual(len(sink.packets), 5)
 
     def test_read_ready_delivers_to_each_receiver(self) -> None:
@@ -199,53 +199,53 @@ class RtpDrainTests(SynchronousTestCase):
         A tick hands each port's datagrams to its own receiver, in order:
         RTP as packets, anything else as invalid.
         """
-        drain = self.make_drain()
-        first, first_sink = self.listen(drain)
-        second, second_sink = self.listen(drain)
+        sockets = self.make_sockets()
+        first, first_sink = self.listen(sockets)
+        second, second_sink = self.listen(sockets)
         sender = self.sender()
         self.send(sender, first, rtp(1), b"not rtp", rtp(2))
         self.send(sender, second, rtp(7))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual((first_sink.sequences, first_sink.invalid), ([1, 2], 1))
         self.assertEqual((second_sink.sequences, second_sink.invalid), ([7], 0))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(len(first_sink.packets) + len(second_sink.packets), 3)
 
     def test_lane_first(self) -> None:
         """
         A datagram the receiver's fast lane takes goes to the lane (with the
-        drain's time), not to the receiver; the others go to the receiver.
+        reader's time), not to the receiver; the others go to the receiver.
         """
-        drain = self.make_drain()
-        port, sink = self.listen(drain)
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets)
         sender = self.sender()
         port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, sender.getsockname()))
         self.send(sender, port, rtp(10), rtp(11), rtp(12, marker=True), rtp(13), rtp(12, ssrc=1))
-        drain.read_ready()
+        sockets.read_ready()
         count, payload, arrivals = port.receiver.lane.take()
         self.assertEqual((count, bytes(payload), arrivals), (2, b"\x55" * 320, [NOW, NOW]))
         self.assertEqual(sink.sequences, [12, 13, 12])
 
-    def test_lane_first_in_drain(self) -> None:
+    def test_lane_first_in_read_waiting(self) -> None:
         """
-        drain() offers each datagram to the fast lane first too.
+        read_waiting() offers each datagram to the fast lane first too.
         """
-        drain = self.make_drain()
-        port, sink = self.listen(drain)
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets)
         sender = self.sender()
         port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, sender.getsockname()))
         self.send(sender, port, rtp(10), rtp(12))
-        port.drain()
+        port.read_waiting()
         self.assertEqual(port.receiver.lane.count, 1)
         self.assertEqual(sink.sequences, [12])
 
     def test_tick(self) -> None:
         """
-        While a port is open the drain reads every ``tick`` seconds on its
+        While a port is open the RTP reader reads every ``tick`` seconds on its
         reactor, not before.
         """
-        drain = self.make_drain(tick=0.5)
-        port, sink = self.listen(drain)
+        sockets = self.make_sockets(tick=0.5)
+        port, sink = self.listen(sockets)
         self.send(self.sender(), port, rtp(1))
         self.clock.advance(0.25)
         self.assertEqual(sink.packets, [])
@@ -257,20 +257,20 @@ class RtpDrainTests(SynchronousTestCase):
 
     def test_stop_listening(self) -> None:
         """
-        stopListening closes the socket and takes it out of the drain:
-        datagrams sent to it are never delivered, and reading, draining or
+        stopListening closes the socket and takes it out of the sockets:
+        datagrams sent to it are never delivered, and reading, read_waiting() or
         stopping again raises nothing.
         """
-        drain = self.make_drain()
-        port, sink = self.listen(drain)
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets)
         sender = self.sender()
         self.send(sender, port, rtp(1))
         number = port.getHost().port
         port.stopListening()
         self.assertEqual(port.sock.fileno(), -1)
         sender.sendto(rtp(2), ("127.0.0.1", number))
-        drain.read_ready()
-        port.drain()
+        sockets.read_ready()
+        port.read_waiting()
         port.stopListening()
         self.assertEqual(sink.packets, [])
 
@@ -279,19 +279,19 @@ class RtpDrainTests(SynchronousTestCase):
         The tick runs while any port is open: it stops when the last one
         closes (no reactor call left) and starts again with a new port.
         """
-        drain = self.make_drain()
-        self.assertIsNone(drain._loop)
-        first, _ = self.listen(drain)
-        second, _ = self.listen(drain)
+        sockets = self.make_sockets()
+        self.assertIsNone(sockets._loop)
+        first, _ = self.listen(sockets)
+        second, _ = self.listen(sockets)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         first.stopListening()
-        self.assertIsNotNone(drain._loop)
+        self.assertIsNotNone(sockets._loop)
         second.stopListening()
-        self.assertIsNone(drain._loop)
+        self.assertIsNone(sockets._loop)
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        third, sink = self.listen(drain)
+        third, sink = self.listen(sockets)
         self.send(self.sender(), third, rtp(3))
-        self.clock.advance(drain.tick)
+        self.clock.advance(sockets.tick)
         self.assertEqual(sink.sequences, [3])
 
     def test_receiver_closes_its_port(self) -> None:
@@ -299,26 +299,26 @@ class RtpDrainTests(SynchronousTestCase):
         A recording that stops (closing its port) while its datagrams are
         read gets no more of them, and the other ports are read on.
         """
-        drain = self.make_drain()
-        port, sink = self.listen(drain)
-        other, other_sink = self.listen(drain)
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets)
+        other, other_sink = self.listen(sockets)
         sink.stops = port
         sender = self.sender()
         self.send(sender, port, rtp(1), rtp(2), rtp(3))
         self.send(sender, other, rtp(4), rtp(5))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(sink.sequences, [1])
         self.assertEqual(other_sink.sequences, [4, 5])
 
-    def test_receiver_closes_its_port_in_drain(self) -> None:
+    def test_receiver_closes_its_port_in_read_waiting(self) -> None:
         """
-        drain() stops reading a port closed by the datagram it delivered.
+        read_waiting() stops reading a port closed by the datagram it delivered.
         """
-        drain = self.make_drain()
-        port, sink = self.listen(drain)
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets)
         sink.stops = port
         self.send(self.sender(), port, rtp(1), rtp(2))
-        port.drain()
+        port.read_waiting()
         self.assertEqual(sink.sequences, [1])
         self.assertEqual(port.sock.fileno(), -1)
 
@@ -328,24 +328,24 @@ class RtpDrainTests(SynchronousTestCase):
         each port that has any: a flood on one port leaves the rest for the
         next tick and does not hold up another port.
         """
-        drain = self.make_drain()
-        flooded, flooded_sink = self.listen(drain)
-        quiet, quiet_sink = self.listen(drain)
+        sockets = self.make_sockets()
+        flooded, flooded_sink = self.listen(sockets)
+        quiet, quiet_sink = self.listen(sockets)
         sender = self.sender()
         self.send(sender, flooded, *(rtp(n) for n in range(MAX_ROUNDS + 10)))
         self.send(sender, quiet, rtp(1), rtp(2), rtp(3))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(flooded_sink.sequences, list(range(MAX_ROUNDS)))
         self.assertEqual(quiet_sink.sequences, [1, 2, 3])
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(flooded_sink.sequences, list(range(MAX_ROUNDS + 10)))
 
     def test_receive_buffer(self) -> None:
         """
         receive_buffer sets each socket's kernel receive buffer.
         """
-        small, _ = self.listen(self.make_drain(receive_buffer=4096))
-        large, _ = self.listen(self.make_drain(receive_buffer=256 * 1024))
+        small, _ = self.listen(self.make_sockets(receive_buffer=4096))
+        large, _ = self.listen(self.make_sockets(receive_buffer=256 * 1024))
         sizes = [
             port.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) for port in (small, large)
         ]
@@ -366,11 +366,11 @@ class RtpDrainTests(SynchronousTestCase):
                     raise ZeroDivisionError("bug")
                 return super().offer(*args)
 
-        drain = self.make_drain(tick=0.5)
+        sockets = self.make_sockets(tick=0.5)
         receiver = RtpReceiver()
         receiver.lane = BrokenOnce()
         receiver.sink = sink = Sink()
-        port, _ = self.listen(drain, receiver)
+        port, _ = self.listen(sockets, receiver)
         sender = self.sender()
         self.send(sender, port, rtp(1))
         self.clock.advance(0.5)
@@ -390,12 +390,12 @@ class RtpDrainTests(SynchronousTestCase):
         except OSError:
             raise self.skipTest("no IPv6 loopback")
         self.addCleanup(sender.close)
-        drain = RtpDrain(Clock(), "::1", LOW, HIGH, now=lambda: NOW)
-        port, sink = self.listen(drain)
+        sockets = RtpSockets(Clock(), "::1", LOW, HIGH, now=lambda: NOW)
+        port, sink = self.listen(sockets)
         source = ("::1", sender.getsockname()[1])
         port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, source))
         sender.sendto(rtp(10), ("::1", port.getHost().port))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(sink.packets, [])
         self.assertEqual(port.receiver.lane.count, 1)
 
@@ -408,14 +408,14 @@ class ConnectedPortTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.time = NOW
 
-    def make_drain(self, interface: str = "127.0.0.1") -> RtpDrain:
-        return RtpDrain(Clock(), interface, LOW, HIGH, random=random.Random(0),
+    def make_sockets(self, interface: str = "127.0.0.1") -> RtpSockets:
+        return RtpSockets(Clock(), interface, LOW, HIGH, random=random.Random(0),
                         now=lambda: self.time)
 
-    def listen(self, drain: RtpDrain, local_host: str | None = None) -> tuple[DrainPort, Sink]:
+    def listen(self, sockets: RtpSockets, local_host: str | None = None) -> tuple[SocketPort, Sink]:
         receiver = RtpReceiver()
         receiver.sink = sink = Sink()
-        port = drain.listen(receiver, local_host)
+        port = sockets.listen(receiver, local_host)
         self.addCleanup(port.stopListening)
         return port, sink
 
@@ -425,17 +425,17 @@ class ConnectedPortTests(SynchronousTestCase):
         self.addCleanup(sock.close)
         return sock
 
-    def send(self, sender: socket.socket, port: DrainPort, *datagrams: bytes) -> None:
+    def send(self, sender: socket.socket, port: SocketPort, *datagrams: bytes) -> None:
         for datagram in datagrams:
             sender.sendto(datagram, ("127.0.0.1", port.getHost().port))
 
-    def connected(self, drain: RtpDrain, first: int = 10) -> tuple[DrainPort, Sink, socket.socket]:
+    def connected(self, sockets: RtpSockets, first: int = 10) -> tuple[SocketPort, Sink, socket.socket]:
         """A port connected to its phone after the lane took packet ``first``."""
-        port, sink = self.listen(drain, "127.0.0.1")
+        port, sink = self.listen(sockets, "127.0.0.1")
         phone = self.sender()
         port.receiver.lane.arm(Continuation(8, 0x5EED, first, first * 160, 160, phone.getsockname()))
         self.send(phone, port, rtp(first))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(port.peer, phone.getsockname())
         self.assertEqual(port.sock.getpeername(), phone.getsockname())
         return port, sink, phone
@@ -447,11 +447,11 @@ class ConnectedPortTests(SynchronousTestCase):
         and the full path with the phone's address), another sender's are
         dropped by the kernel.
         """
-        drain = self.make_drain()
-        port, sink, phone = self.connected(drain)
+        sockets = self.make_sockets()
+        port, sink, phone = self.connected(sockets)
         self.send(self.sender("127.0.0.2"), port, rtp(11, ssrc=7))
         self.send(phone, port, rtp(11), rtp(12, marker=True))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(port.receiver.lane.count, 2)
         self.assertEqual(sink.packets, [(RtpPacket(8, 12, 1920, 0x5EED, b"\x55" * 160, True),
                                          phone.getsockname())])
@@ -461,16 +461,16 @@ class ConnectedPortTests(SynchronousTestCase):
         Datagrams that were waiting when the socket was connected are read
         with their own senders' addresses, then the connected read goes on.
         """
-        drain = self.make_drain()
-        port, sink = self.listen(drain, "127.0.0.1")
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets, "127.0.0.1")
         phone, other = self.sender(), self.sender("127.0.0.2")
         port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, phone.getsockname()))
         self.send(phone, port, rtp(10))
-        port.drain()  # the lane takes it (no tick: not connected yet)
+        port.read_waiting()  # the lane takes it (no tick: not connected yet)
         self.assertIsNone(port.peer)
         self.send(other, port, rtp(50, ssrc=7))
         self.send(phone, port, rtp(11))
-        drain.connect_ports(self.time)
+        sockets.connect_ports(self.time)
         self.assertEqual(port.peer, phone.getsockname())
         self.assertEqual([(packet.sequence, source) for packet, source in sink.packets],
                          [(50, other.getsockname())])
@@ -482,19 +482,19 @@ class ConnectedPortTests(SynchronousTestCase):
         disconnected (checked each CONNECTED_SILENCE): another source is
         heard again, as the source check may let it take over.
         """
-        drain = self.make_drain()
-        port, sink, _ = self.connected(drain)
+        sockets = self.make_sockets()
+        port, sink, _ = self.connected(sockets)
         self.time += CONNECTED_SILENCE / 2
-        drain.read_ready()
-        drain.connect_ports(self.time)
+        sockets.read_ready()
+        sockets.connect_ports(self.time)
         self.assertIsNotNone(port.peer)
         self.time += CONNECTED_SILENCE * 3 / 4
-        drain.read_ready()
+        sockets.read_ready()
         self.assertIsNone(port.peer)
         self.assertRaises(OSError, port.sock.getpeername)
         other = self.sender("127.0.0.2")
         self.send(other, port, rtp(99, ssrc=7))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(sink.packets[-1][1], other.getsockname())
         self.assertEqual(port.getHost().port, port.sock.getsockname()[1])
 
@@ -503,14 +503,14 @@ class ConnectedPortTests(SynchronousTestCase):
         A disconnected port is connected again once its lane takes the
         phone's packets again.
         """
-        drain = self.make_drain()
-        port, _, phone = self.connected(drain)
+        sockets = self.make_sockets()
+        port, _, phone = self.connected(sockets)
         self.time += 2 * CONNECTED_SILENCE
-        drain.read_ready()
+        sockets.read_ready()
         self.assertIsNone(port.peer)
         self.send(phone, port, rtp(11))
         self.time += CONNECTED_SILENCE
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(port.peer, phone.getsockname())
 
     def test_wildcard_connected_only_from_where_the_phone_sends(self) -> None:
@@ -520,16 +520,16 @@ class ConnectedPortTests(SynchronousTestCase):
         is where the phone sends (the address given at listen), never when
         that is unknown or elsewhere.
         """
-        drain = self.make_drain("0.0.0.0")
+        sockets = self.make_sockets("0.0.0.0")
         phone = self.sender()
         ports = {}
         for local_host in ("127.0.0.1", "::ffff:127.0.0.1", "192.0.2.1", None):
-            port, _ = self.listen(drain, local_host)
+            port, _ = self.listen(sockets, local_host)
             port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, phone.getsockname()))
             self.send(phone, port, rtp(10))
             ports[local_host] = port
-        drain.read_ready()
-        drain.connect_ports(self.time)
+        sockets.read_ready()
+        sockets.connect_ports(self.time)
         self.assertEqual({host: port.peer for host, port in ports.items()}, {
             "127.0.0.1": phone.getsockname(), "::ffff:127.0.0.1": phone.getsockname(),
             "192.0.2.1": None, None: None,
@@ -542,17 +542,17 @@ class ConnectedPortTests(SynchronousTestCase):
         CONNECTED_SILENCE: connecting many sockets at once would hold up the
         reactor.
         """
-        drain = self.make_drain()  # a 5 ms tick: 39 ticks a round
+        sockets = self.make_sockets()  # a 5 ms tick: 39 ticks a round
         phone = self.sender()
         ports = []
         for _ in range(80):
-            port, _ = self.listen(drain, "127.0.0.1")
+            port, _ = self.listen(sockets, "127.0.0.1")
             port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, phone.getsockname()))
             self.send(phone, port, rtp(10))
             ports.append(port)
         connected = []
         for _ in range(39):
-            drain.read_ready()
+            sockets.read_ready()
             connected.append(sum(1 for port in ports if port.peer is not None))
         self.assertEqual(connected[:3], [3, 6, 9])
         self.assertEqual(connected[-1], 80)
@@ -562,21 +562,21 @@ class ConnectedPortTests(SynchronousTestCase):
         A port whose lane takes nothing (packets only on the full path) is
         not connected: the source check sees every sender.
         """
-        drain = self.make_drain()
-        port, sink = self.listen(drain, "127.0.0.1")
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets, "127.0.0.1")
         self.send(self.sender(), port, rtp(1), rtp(2))
-        drain.read_ready()
+        sockets.read_ready()
         self.assertEqual(sink.sequences, [1, 2])
         self.assertIsNone(port.peer)
 
-    def test_stop_drains_connected(self) -> None:
+    def test_stop_reads_connected(self) -> None:
         """
-        drain() (at a Stop) reads a connected socket too.
+        read_waiting() (at a Stop) reads a connected socket too.
         """
-        drain = self.make_drain()
-        port, sink, phone = self.connected(drain)
+        sockets = self.make_sockets()
+        port, sink, phone = self.connected(sockets)
         self.send(phone, port, rtp(11), rtp(13))
-        port.drain()
+        port.read_waiting()
         self.assertEqual(port.receiver.lane.count, 2)
         self.assertEqual(sink.sequences, [13])
 
@@ -604,19 +604,19 @@ class ConnectFaultTests(ConnectedPortTests):
         the socket is disconnected again (the rest would pass as the
         phone's) and connected at a later round, once they are read.
         """
-        self.patch(drain_module, "MAX_WAITING", 2)
-        drain = self.make_drain()
-        port, sink = self.listen(drain, "127.0.0.1")
+        self.patch(sockets_module, "MAX_WAITING", 2)
+        sockets = self.make_sockets()
+        port, sink = self.listen(sockets, "127.0.0.1")
         phone, other = self.sender(), self.sender("127.0.0.2")
         port.receiver.lane.arm(Continuation(8, 0x5EED, 10, 1600, 160, phone.getsockname()))
         self.send(phone, port, rtp(10))
-        port.drain()
+        port.read_waiting()
         self.send(other, port, rtp(50, ssrc=7), rtp(51, ssrc=7), rtp(52, ssrc=7))
-        drain.connect_ports(self.time)
+        sockets.connect_ports(self.time)
         self.assertIsNone(port.peer)
         self.assertRaises(OSError, port.sock.getpeername)
         self.assertEqual([source for _, source in sink.packets], [other.getsockname()] * 2)
-        drain.connect_ports(self.time)
+        sockets.connect_ports(self.time)
         self.assertEqual(port.peer, phone.getsockname())
         self.assertEqual([source for _, source in sink.packets], [other.getsockname()] * 3)
 
@@ -625,27 +625,27 @@ class ConnectFaultTests(ConnectedPortTests):
         A socket that cannot be disconnected stays on the connected read
         and is not tried again (nor logged again) every round.
         """
-        drain = self.make_drain()
-        port, _, _ = self.connected(drain)
+        sockets = self.make_sockets()
+        port, _, _ = self.connected(sockets)
         tries = []
 
         def failing(sock):
             tries.append(sock)
             raise OSError(22, "Invalid argument")
 
-        self.patch(drain_module, "disconnect", failing)
+        self.patch(sockets_module, "disconnect", failing)
         for _ in range(3):
             self.time += 2 * CONNECTED_SILENCE
-            drain.connect_ports(self.time)
+            sockets.connect_ports(self.time)
         self.assertEqual(len(tries), 1)
         self.assertIsNotNone(port.peer)
 
 
 class PortPoolContract:
     """What the service relies on from its RTP port pool, run against
-    RtpDrain on loopback sockets and against `recsvc.testing.FakePortPool`,
+    RtpSockets on loopback sockets and against `recsvc.testing.FakePortPool`,
     so the fake cannot drift. Neither picks its ports in a promised order
-    (the drain starts at a random one, the fake at the lowest)."""
+    (the sockets starts at a random one, the fake at the lowest)."""
 
     def make_pool(self, count: int) -> tuple[RtpPortPool, int]:
         """A pool of ``count`` ports, and the first of them."""
@@ -692,9 +692,9 @@ class PortPoolContract:
         again, _ = self.listen(pool)
         self.assertEqual(again.getHost().port, low)
 
-    def test_contract_drain_delivers(self) -> None:
+    def test_contract_read_waiting_delivers(self) -> None:
         """
-        A datagram waits until the port is drained, then reaches the
+        A datagram waits until the port reads what waits, then reaches the
         receiver once, with its source.
         """
         pool, _ = self.make_pool(1)
@@ -702,11 +702,11 @@ class PortPoolContract:
         source = self.send(pool, port, rtp(1))
         self.send(pool, port, b"not rtp")
         self.assertEqual((sink.packets, sink.invalid), ([], 0))
-        port.drain()
+        port.read_waiting()
         self.assertEqual(sink.sequences, [1])
         self.assertEqual(sink.packets[0][1], source)
         self.assertEqual(sink.invalid, 1)
-        port.drain()
+        port.read_waiting()
         self.assertEqual(len(sink.packets), 1)
 
     def test_contract_closed_port_delivers_nothing(self) -> None:
@@ -718,22 +718,22 @@ class PortPoolContract:
         closed, closed_sink = self.listen(pool)
         self.send(pool, closed, rtp(1))
         closed.stopListening()
-        closed.drain()
+        closed.read_waiting()
         self.assertEqual(closed_sink.packets, [])
         stopping, stopping_sink = self.listen(pool)
         stopping_sink.stops = stopping
         self.send(pool, stopping, rtp(2))
         self.send(pool, stopping, rtp(3))
-        stopping.drain()
+        stopping.read_waiting()
         self.assertEqual(stopping_sink.sequences, [2])
 
 
-class RtpDrainPortPoolContractTests(PortPoolContract, SynchronousTestCase):
-    def make_pool(self, count: int) -> tuple[RtpDrain, int]:
+class RtpSocketsPortPoolContractTests(PortPoolContract, SynchronousTestCase):
+    def make_pool(self, count: int) -> tuple[RtpSockets, int]:
         low = free_run(count)
-        return RtpDrain(Clock(), "127.0.0.1", low, low + count - 1, now=lambda: NOW), low
+        return RtpSockets(Clock(), "127.0.0.1", low, low + count - 1, now=lambda: NOW), low
 
-    def send(self, pool: RtpDrain, port: RtpPort, datagram: bytes) -> tuple[str, int]:
+    def send(self, pool: RtpSockets, port: RtpPort, datagram: bytes) -> tuple[str, int]:
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(sender.close)
         sender.bind(("127.0.0.1", 0))
