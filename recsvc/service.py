@@ -1,10 +1,10 @@
-"""RecorderService: owns the recordings and their ports; shutdown drains them."""
+"""RecorderService: starts and stops recordings, keeps them by id (Registry); shutdown drains them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import attrs
 from twisted.application.service import Service
@@ -46,7 +46,6 @@ from recsvc.session import (
     Limits,
     Recording,
     RecordingContext,
-    Registry,
     RunBlocking,
 )
 from recsvc.media.source import normalize_ip
@@ -66,6 +65,43 @@ REFUSALS_NAMED = 100
 NOT_ITS_PHONE = "not this phone's recording"
 # Why a Start is refused by recordings.max_pending_per_address.
 TOO_MANY_PENDING = "too many recordings without RTP from this address"
+
+
+@attrs.define(eq=False)
+class Registry:
+    """The recordings that are running or stopping, by recording id."""
+
+    _recordings: dict[str, Recording] = attrs.field(factory=dict)
+    # How many each device has (by recsvc.admission.device_key).
+    _by_device: dict[str, int] = attrs.field(factory=dict)
+
+    def add(self, recording: Recording) -> None:
+        if recording.info.recording_id in self._recordings:
+            raise KeyError(f"recording {recording.info.recording_id} exists")
+        self._recordings[recording.info.recording_id] = recording
+        key = device_key(recording.info.device)
+        self._by_device[key] = self._by_device.get(key, 0) + 1
+
+    def count_of(self, device: str) -> int:
+        """The recordings of ``device`` (running or stopping)."""
+        return self._by_device.get(device_key(device), 0)
+
+    def get(self, recording_id: str) -> Recording | None:
+        return self._recordings.get(recording_id)
+
+    def remove(self, recording: Recording) -> None:
+        if self._recordings.get(recording.info.recording_id) is recording:
+            del self._recordings[recording.info.recording_id]
+            key = device_key(recording.info.device)
+            count = self._by_device.pop(key, 0)
+            if count > 1:
+                self._by_device[key] = count - 1
+
+    def __iter__(self) -> Iterator[Recording]:
+        return iter(list(self._recordings.values()))
+
+    def __len__(self) -> int:
+        return len(self._recordings)
 
 
 @implementer(IRecorder)

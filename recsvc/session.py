@@ -1,4 +1,4 @@
-"""One recording's life (recording -> stopping -> stopped) and the registry by id.
+"""One recording's life: recording -> stopping -> stopped.
 
 Every way a recording ends (the phone's Stop, a lost connection, a write
 error, no RTP, shutdown) goes through `Recording.stop`, which is idempotent
@@ -7,7 +7,7 @@ and gives each caller its own Deferred for the finished recording's summary.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -16,7 +16,6 @@ from twisted.python.failure import Failure
 from zope.interface import Interface
 
 from recsvc.control.interfaces import IPhoneLink
-from recsvc.devices import device_key
 from recsvc.media.lane import FastLane
 from recsvc.logs import Logger
 from recsvc.media.pipeline import MediaPipeline
@@ -42,8 +41,8 @@ from recsvc.storage.wav import AudioWriter
 # named here too for the recording's callers.
 __all__ = [
     "BY_CONNECTION", "BY_PHONE", "BY_SERVER", "RECORDING", "STOPPING", "STOPPED",
-    "IRecordingEvents", "Limits", "OpenPart", "Recording", "RecordingContext", "Registry",
-    "RunBlocking", "StopCause",
+    "IRecordingEvents", "Limits", "OpenPart", "Recording", "RecordingContext", "RunBlocking",
+    "StopCause",
 ]
 
 RECORDING = "recording"
@@ -388,40 +387,3 @@ def _fire(waiter: Deferred, result: RecordingSummary | Failure) -> None:
         waiter.errback(result)
     else:
         waiter.callback(result)
-
-
-@attrs.define(eq=False)
-class Registry:
-    """The recordings that are running or stopping, by recording id."""
-
-    _recordings: dict[str, Recording] = attrs.field(factory=dict)
-    # How many each device has (by recsvc.admission.device_key).
-    _by_device: dict[str, int] = attrs.field(factory=dict)
-
-    def add(self, recording: Recording) -> None:
-        if recording.recording_id in self._recordings:
-            raise KeyError(f"recording {recording.recording_id} exists")
-        self._recordings[recording.recording_id] = recording
-        key = device_key(recording.info.device)
-        self._by_device[key] = self._by_device.get(key, 0) + 1
-
-    def count_of(self, device: str) -> int:
-        """The recordings of ``device`` (running or stopping)."""
-        return self._by_device.get(device_key(device), 0)
-
-    def get(self, recording_id: str) -> Recording | None:
-        return self._recordings.get(recording_id)
-
-    def remove(self, recording: Recording) -> None:
-        if self._recordings.get(recording.recording_id) is recording:
-            del self._recordings[recording.recording_id]
-            key = device_key(recording.info.device)
-            count = self._by_device.pop(key, 0)
-            if count > 1:
-                self._by_device[key] = count - 1
-
-    def __iter__(self) -> Iterator[Recording]:
-        return iter(list(self._recordings.values()))
-
-    def __len__(self) -> int:
-        return len(self._recordings)

@@ -37,7 +37,7 @@ class Syncable(Protocol):
 
 
 class Recordings(Iterable[Syncable], Sized, Protocol):
-    """The recordings running (recsvc.session.Registry)."""
+    """The recordings running (recsvc.service.Registry)."""
 
 
 @attrs.define(eq=False)
