@@ -123,8 +123,8 @@ class Recording:
     lane: FastLane | None = None
     # Which of the recorder's hand-over turns is this recording's (see
     # recsvc.storage.syncing.SyncTurns, which sets it).
-    sync_turn: int = 0
-    _state: str = RECORDING
+    sync_turn: int = attrs.field(init=False, default=0)
+    _state: str = attrs.field(init=False, default=RECORDING)
     # The context's, read on every packet or timeout.
     _clock: IReactorTime = attrs.field(init=False)
     _limits: Limits = attrs.field(init=False)
@@ -133,12 +133,12 @@ class Recording:
     _files: RecordingFiles = attrs.field(init=False)
     # _files.write, bound once: the packet path calls it directly.
     _write: Callable[[list[bytes]], None] = attrs.field(init=False)
-    _waiting_read: bool = False
-    _timeout_call: IDelayedCall | None = None
-    _waiting: list[Deferred] = attrs.field(factory=list)
-    _result: RecordingSummary | Failure | None = None
-    _stop: StopCause | None = None
-    _rtp_port: int | None = None
+    _waiting_read: bool = attrs.field(init=False, default=False)
+    _timeout_call: IDelayedCall | None = attrs.field(init=False, default=None)
+    _waiting: list[Deferred] = attrs.field(init=False, factory=list)
+    _result: RecordingSummary | Failure | None = attrs.field(init=False, default=None)
+    _stop: StopCause | None = attrs.field(init=False, default=None)
+    _rtp_port: int | None = attrs.field(init=False, default=None)
 
     def __attrs_post_init__(self) -> None:
         context = self._context
