@@ -57,6 +57,9 @@ def summary(name, calls, crossings):
 
 calls, crossings = walk(lambda: ports.deliver(port, build_rtp(RtpPacket(8, 10, 1600, 99, b"\x0a" * 160))))
 summary("one packet (the steady state: it continues its stream, the fast lane takes it)", calls, crossings)
+# Sequence 12 after 10: a gap, which the lane leaves to the full path.
+calls, crossings = walk(lambda: ports.deliver(port, build_rtp(RtpPacket(8, 12, 1920, 99, b"\x0c" * 160))))
+summary("one packet on the full path (after a gap: receiver, recording, media pipeline)", calls, crossings)
 calls, crossings = walk(lambda: protocol.dataReceived(b"cmd=RecordStopRequest&id=7\r\n"))
 summary("one Stop (control bytes in, to the finished file and the answer)", calls, crossings)
 print("  answer:", transport.value().splitlines()[-1][:80])

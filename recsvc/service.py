@@ -328,7 +328,7 @@ class RecorderService(Service):
     ) -> None:
         recording_id = request.recording_id
         started_at = self.clock.seconds()
-        events = _RecordingEvents(self, request, codec, started_at, awaiting)
+        events = _RecordingEvents(self, self._active_paths, request, codec, started_at, awaiting)
         response: StartResponse | None = None  # None: a bug (refused, logged)
         writer: AudioWriter | None = None
         opening: Deferred[AudioWriter] | None = None
@@ -357,11 +357,10 @@ class RecorderService(Service):
         else:
             try:
                 if self._accepting:
-                    response = self._begin(
-                        request, pending.link, peer, local_host, codec, receiver, port,
-                        writer if writer is not None else opening,  # type: ignore[arg-type]
-                        started_at, events,
-                    )
+                    first_file = writer if writer is not None else opening
+                    assert first_file is not None
+                    response = self._begin(request, pending.link, peer, local_host, codec,
+                                           receiver, port, first_file, started_at, events)
                     if pending.link_lost:
                         # The phone's connection broke while the file was made.
                         self.registry.get(recording_id).stop(  # type: ignore[union-attr]
@@ -382,7 +381,7 @@ class RecorderService(Service):
             except Exception:
                 self.log.failure("Recording {recordingId} could not begin",
                                  recordingId=recording_id)
-                self._undo_begin(recording_id, port, opening)
+                self._undo_begin(recording_id, port, writer, opening, events)
         finally:
             if self.registry.get(recording_id) is None:
                 awaiting.release()  # (no recording began)
@@ -391,20 +390,24 @@ class RecorderService(Service):
             pending.done(response or self._refused(request, "internal error"))
 
     def _undo_begin(
-        self, recording_id: str, port: RtpPort, opening: Deferred[AudioWriter] | None
+        self, recording_id: str, port: RtpPort, writer: AudioWriter | None,
+        opening: Deferred[AudioWriter] | None, events: _RecordingEvents,
     ) -> None:
         """A Start that failed to begin (a bug): its recording stopped if it
-        exists, else its port closed and its file, once made, removed."""
+        exists, else its port closed and its file, once made, removed (and
+        left to recovery and retention again)."""
         recording = self.registry.get(recording_id)
         if recording is not None:
             recording.stop("internal error", BY_SERVER).addErrback(lambda failure: None)
             return
         port.stopListening()
-        if opening is not None:
-            opening.addCallback(lambda writer: self.run_blocking(_abandon, writer)).addErrback(
+        made = opening if writer is None else succeed(writer)
+        if made is not None:
+            made.addCallback(lambda writer: self.run_blocking(_abandon, writer)).addErrback(
                 lambda failure: self.log.failure(
                     "Recording {recordingId}: removing its unused file failed", failure,
-                    recordingId=recording_id))
+                    recordingId=recording_id)
+            ).addBoth(lambda _: events.forget_paths())
 
     def _file_created(self, result: Any) -> Any:
         """Note whether creating a Start's file failed (see start_recording)."""
@@ -459,7 +462,7 @@ class RecorderService(Service):
         )
         self.syncing.enrol(recording)
         # Its first packet ends its wait (and later ones go to it directly).
-        receiver.sink = _FirstPacket(receiver, recording, events.awaiting.release)
+        receiver.sink = _FirstPacket(receiver, recording, events.rtp_arrived)
         self.registry.add(recording)
         self._carry(link, 1)
         self.metrics.recording_started()
@@ -545,15 +548,6 @@ class RecorderService(Service):
         """What needs threads and timers once the reactor runs (makeService
         arranges the call): the archive's recovery, sweeps and disk watch."""
         self.archive.reactor_running()
-
-    def _file_opened(self, path: str) -> None:
-        """A recording's file is created (in a thread: set.add is atomic):
-        recovery and retention leave it alone."""
-        self._active_paths.add(path)
-
-    def _files_closed(self, paths: list[str]) -> None:
-        """A recording's files are finished, or were never used."""
-        self._active_paths.difference_update(paths)
 
     def _recording_started(self, recording: Recording) -> None:
         """A recording's first file exists."""
@@ -690,13 +684,17 @@ class _AwaitingRtp:
 class _RecordingEvents:
     """The recorder's side of one recording: it creates the recording's
     files (and keeps their paths from recovery), holds its place among its
-    address's recordings without RTP, and hears what becomes of it."""
+    address's recordings without RTP, and tells the recorder what becomes
+    of it (through the recorder's own, module-internal, methods)."""
 
     _recorder: RecorderService
+    # The recorder's paths in use, which recovery and retention leave alone:
+    # added to from open_part's thread (set.add is atomic).
+    _active_paths: set[str]
     _request: StartRequest
     _codec: Codec
     _started_at: float
-    awaiting: _AwaitingRtp
+    _awaiting: _AwaitingRtp
     _paths: list[str] = attrs.field(factory=list)
 
     def open_part(self, number: int) -> AudioWriter:
@@ -708,12 +706,16 @@ class _RecordingEvents:
             local_name=parties.local_name,
         )
         self._paths.append(writer.path)
-        self._recorder._file_opened(writer.path)
+        self._active_paths.add(writer.path)
         return writer
+
+    def rtp_arrived(self) -> None:
+        """Its call's first packet is admitted: it no longer waits for RTP."""
+        self._awaiting.release()
 
     def forget_paths(self) -> None:
         """Its files are done with: recovery and retention may have them."""
-        self._recorder._files_closed(self._paths)
+        self._active_paths.difference_update(self._paths)
 
     def started(self, recording: Recording) -> None:
         self._recorder._recording_started(recording)
@@ -722,9 +724,9 @@ class _RecordingEvents:
         self._recorder._file_finished(path, summary)
 
     def stopped(self, recording: Recording) -> None:
-        self.awaiting.release()
-        self.forget_paths()
+        self._awaiting.release()
         self._recorder._recording_stopped(recording)
+        self.forget_paths()
 
 
 @attrs.define(eq=False)

@@ -27,7 +27,6 @@ from recsvc.storage.parts import (
     BY_CONNECTION,
     BY_PHONE,
     BY_SERVER,
-    OpenPart,
     RecordingFiles,
     RunBlocking,
     StopCause,
@@ -41,8 +40,7 @@ from recsvc.storage.wav import AudioWriter
 # named here too for the recording's callers.
 __all__ = [
     "BY_CONNECTION", "BY_PHONE", "BY_SERVER", "RECORDING", "STOPPING", "STOPPED",
-    "IRecordingEvents", "Limits", "OpenPart", "Recording", "RecordingContext", "RunBlocking",
-    "StopCause",
+    "IRecordingEvents", "Limits", "Recording", "RecordingContext", "RunBlocking", "StopCause",
 ]
 
 RECORDING = "recording"
@@ -63,8 +61,9 @@ class Limits:
 
 @attrs.frozen
 class RecordingContext:
-    """What the recordings of one recorder share: where their files go and
-    the threads that write them, the clocks, the limits."""
+    """What a recording is given by the recorder, as all its recordings
+    are: where their files go and the threads that write them, the clocks,
+    the limits (built for each Start from the recorder's current ones)."""
 
     storage: Storage
     clock: IReactorTime
@@ -85,8 +84,10 @@ class IRecordingEvents(Interface):
     ``open_part``."""
 
     def open_part(number: int) -> AudioWriter:
-        """Create the recording's file ``number`` (1 is its first) and
-        return its writer. Blocking: runs in a thread of run_blocking."""
+        """Create the recording's file ``number`` and return its writer.
+        A recording asks for its further files (2 and on, one each
+        max_duration), blocking, in a thread of its context's run_blocking;
+        its first comes from whoever builds it (``first_file``)."""
 
     def started(recording: Recording) -> None:
         """Its first file exists (the Start's sidecar is on its way)."""

@@ -141,6 +141,9 @@ RULES: tuple[Rule, ...] = (
      "the config imports neither the web nor the webhook"),
     (lambda m: m != "recsvc.tap", ("twisted.internet.reactor",),
      "only recsvc.tap imports the global reactor"),
+    (lambda m: m == "recsvc.session" or within(m, "recsvc.storage") or within(m, "recsvc.media"),
+     ("recsvc.service",),
+     "a recording, its files and its media reach the recorder only through IRecordingEvents"),
 )
 
 
@@ -234,3 +237,15 @@ class LayeringTests(SynchronousTestCase):
         names = {name for _, name, _ in modules()}
         for expected in ("recsvc.tap", "recsvc.control.protocol", "recsvc.phonesim.phone"):
             self.assertIn(expected, names)
+
+    def test_every_folder_is_a_package(self) -> None:
+        """Every folder of code under recsvc/ has an __init__.py: setup.cfg
+        finds the packages as namespaces, so one that lost it would still
+        ship, without its __all__ (the page's static/ is data)."""
+        data = {PACKAGE / "web" / "static"}
+        folders = [path for path in PACKAGE.rglob("*") if path.is_dir()
+                   and path.name != "__pycache__" and path not in data]
+        self.assertGreater(len(folders), 5)
+        without = [str(path.relative_to(ROOT)) for path in folders
+                   if not (path / "__init__.py").exists()]
+        self.assertEqual(without, [])

@@ -65,6 +65,32 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
         runner.run_pending()  # the file is made, then removed
         [writer] = self.writers.writers.values()
         self.assertTrue(writer.closed)
+        self.assertFalse(os.path.exists(writer.path))
+        self.assertEqual(self.service._active_paths, set())
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_begin_bug_after_waiting_for_the_file(self) -> None:
+        """After a Start's file could not be created the next Start waits
+        for its file before it begins; if beginning then fails (a bug), that
+        file is removed too and left to recovery and retention again."""
+        runner = ManualRunner()
+        self.make_service(runner=runner)
+        self.service._creating_fails = True
+
+        def broken(*args):
+            raise ZeroDivisionError("a bug")
+
+        self.service._begin = broken
+        answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
+        self.assertNoResult(answer)
+        runner.run_pending()  # the file is made; beginning fails; it is removed
+        refused = self.successResultOf(answer)
+        self.assertEqual((refused.result, refused.reason), ("failed", "internal error"))
+        runner.run_pending()
+        [writer] = self.writers.writers.values()
+        self.assertTrue(writer.closed)
+        self.assertFalse(os.path.exists(writer.path))
+        self.assertEqual(self.service._active_paths, set())
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     def test_start_logs_its_time(self) -> None:

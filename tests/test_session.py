@@ -1,7 +1,6 @@
-"""Tests for recsvc.session: the recording state machine and the registry."""
+"""Tests for recsvc.session: the recording state machine and its events."""
 
 from __future__ import annotations
-
 
 import errno
 import json
@@ -25,8 +24,8 @@ from recsvc.session import (
     RECORDING,
     STOPPED,
     STOPPING,
-    Limits,
     IRecordingEvents,
+    Limits,
     Recording,
     RecordingContext,
 )

@@ -54,7 +54,7 @@ _WILDCARDS = ("0.0.0.0", "::")
 
 @attrs.define(eq=False)
 class SocketPort:
-    """One recording's UDP socket among them."""
+    """One recording's UDP socket, read with the others by RtpSockets."""
 
     sockets: RtpSockets
     sock: socket.socket

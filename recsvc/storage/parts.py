@@ -81,10 +81,11 @@ class RecordingFiles:
     # Each file, once finished and its sidecar written: its path and sidecar.
     _file_finished: Callable[[str, RecordingSummary], None]
     _part: Part
+    # Creates the recording's next file (blocking: run on run_blocking).
+    _open_part: OpenPart
     _per_tick: int  # bytes a tick
     _part_limit: int  # ticks a file
     _pending_limit: int  # bytes that may wait for the disk
-    _open_part: OpenPart | None = None
     run_finishing: RunBlocking | None = None
     sync_files: bool = True
     _rtp_port: int | None = None
@@ -187,7 +188,6 @@ class RecordingFiles:
     def _next_part(self) -> None:
         """The file is as long as a file may be: go on in a new one (opened
         when there is audio for it, so no part is ever empty)."""
-        assert self._open_part is not None
         done = self._part
         assert done.writer is not None
         now = self._clock.seconds()
