@@ -24,16 +24,20 @@ run: venv
 	$(BIN)/twistd --nodaemon --pidfile= recsvc --config $(CONFIG)
 
 # Debian tools the tests use: ffmpeg and sox check the files as other
-# programs read them; chromium and chromium-driver play them in the web page.
-# Best effort: where they cannot be installed (not root, not Debian) the tests
-# that need them skip and say why.
+# programs read them; chromium and chromium-driver play them in the web page;
+# postgresql is the server the tests start a throwaway cluster of
+# (tests/support/postgres.py: its programs are in /usr/lib/postgresql/*/bin,
+# not on the PATH). Best effort: where they cannot be installed (not root,
+# not Debian) the tests that need them skip and say why.
 TEST_TOOLS := ffprobe sox chromium chromedriver
 test-tools:
 	@for tool in $(TEST_TOOLS); do command -v $$tool >/dev/null || missing=1; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing ffmpeg, sox, chromium and chromium-driver (Debian) for the tests"; \
+	  echo "installing ffmpeg, sox, chromium, chromium-driver and postgresql (Debian) for the tests"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends ffmpeg sox chromium chromium-driver >/dev/null; } \
+	    apt-get install -y -qq --no-install-recommends ffmpeg sox chromium chromium-driver \
+	      postgresql >/dev/null; } \
 	  || echo "could not install them: the tests that use them will skip"; \
 	fi
 

@@ -8,13 +8,14 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from typing import Any
+
+from tests.support.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -43,12 +44,6 @@ def unavailable() -> str | None:
 
 
 PORT_ATTEMPTS = 3
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Browser:
@@ -85,7 +80,7 @@ class Browser:
             raise
 
     def _start_driver(self) -> None:
-        port = _free_port()
+        port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.driver = subprocess.Popen(
             [CHROMEDRIVER, f"--port={port}", "--allowed-ips=127.0.0.1",

@@ -29,6 +29,7 @@ from twisted.logger import LogLevel, capturedLogs
 from recsvc.admission import ConnectionLimits
 from recsvc.application.listener import Listener
 from recsvc.tap import WEBHOOK_GRACE, Options, StartupRefused, makeService
+from tests.support.servers import free_port
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 LOOPBACK_LISTEN = "tcp:0:interface=127.0.0.1"
@@ -543,12 +544,6 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertRaises(CannotListenError, service.startService)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class TwistdTests(SynchronousTestCase):
     """twistd itself, as a user runs it (real reactor, subprocess)."""
 
@@ -576,7 +571,7 @@ class TwistdTests(SynchronousTestCase):
         root = os.path.abspath(self.mktemp())
         path = _write_config(
             self,
-            _good_config_text(root, listen=f"tcp:{_free_port()}:interface=127.0.0.1")
+            _good_config_text(root, listen=f"tcp:{free_port()}:interface=127.0.0.1")
             + "rtp:\n  prot_range: [41000, 41999]\n",
         )
         code, output = self.twistd("--config", path)

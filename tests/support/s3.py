@@ -1,0 +1,91 @@
+"""A real S3 API for the tests: moto in server mode, a process of its own
+on a free port of 127.0.0.1, stopped when the test process ends.
+
+``RECSVC_TEST_S3_ENDPOINT`` (with the standard AWS variables for its
+credentials) runs the same tests against another S3-compatible endpoint
+instead: MinIO, Ceph RGW, AWS. Each test takes a bucket of its own
+(``S3Server.bucket``)."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+from twisted.trial.unittest import SkipTest
+
+from tests.support.servers import free_port, stop_process, wait_until_listening
+
+ENDPOINT_VARIABLE = "RECSVC_TEST_S3_ENDPOINT"
+# What moto accepts (any keys do); a real endpoint uses the AWS chain's.
+_MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+REGION = "us-east-1"
+
+
+class S3Server:
+    """An S3 endpoint: moto's server, started here, or the one named by
+    RECSVC_TEST_S3_ENDPOINT."""
+
+    def __init__(self) -> None:
+        self.endpoint_url = os.environ.get(ENDPOINT_VARIABLE, "")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def external(self) -> bool:
+        return bool(os.environ.get(ENDPOINT_VARIABLE))
+
+    def start(self) -> None:
+        if self.external:
+            return
+        server = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+        if server is None:
+            raise SkipTest("moto's server is not installed (the test extra: make test installs it)")
+        for attempt in range(5):
+            port = free_port()
+            self._process = subprocess.Popen(
+                [server, "-H", "127.0.0.1", "-p", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if wait_until_listening(self._process, port):
+                self.endpoint_url = f"http://127.0.0.1:{port}"
+                atexit.register(self.stop)
+                return
+            stop_process(self._process)
+        raise RuntimeError("moto's S3 server did not start on a free port of 127.0.0.1")
+
+    def client_settings(self) -> dict[str, Any]:
+        """What boto3's client needs for this endpoint (credentials only for
+        moto: a real endpoint's come from the AWS chain)."""
+        settings: dict[str, Any] = {"endpoint_url": self.endpoint_url, "region_name": REGION}
+        if not self.external:
+            settings.update(_MOTO_CREDENTIALS)
+        return settings
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client("s3", **self.client_settings())
+
+    def bucket(self) -> str:
+        """A new, empty bucket of its own: its name."""
+        name = "recsvc-test-" + uuid.uuid4().hex[:16]
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            stop_process(process)
+
+
+@functools.cache
+def server() -> S3Server:
+    """This test process's S3 endpoint, started at its first
+    use (one that failed to start is tried again at the next)."""
+    started = S3Server()
+    started.start()
+    return started
