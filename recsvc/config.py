@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import socket
 from typing import Any, Callable, Mapping
 
 import attrs
@@ -482,8 +484,30 @@ class NumbersConfig:
         return NumberPlan(self.country_code, self.trunk_prefix, self.international_prefix)
 
 
+# A node's name: it goes into every sidecar, the index, logs and the API.
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def check_node(value: Any) -> str:
+    """A node name as the config takes it. Raises ValueError."""
+    if not isinstance(value, str) or not _NODE_NAME.fullmatch(value):
+        raise ValueError(f"expected a name of 1 to 63 letters, digits, '.', '_' or '-' "
+                         f"(starting with a letter or digit), got {value!r}")
+    return value
+
+
+def default_node() -> str:
+    """This machine's host name, as a node name (its first label, what a
+    node name cannot hold taken out; "recsvc" if nothing is left)."""
+    first = socket.gethostname().split(".")[0]
+    name = re.sub(r"[^A-Za-z0-9._-]", "", first).lstrip("._-")[:63]
+    return name or "recsvc"
+
+
 @attrs.frozen
 class Config:
+    # The recorder node's name (several nodes share one index and archive).
+    node: str = attrs.field(factory=default_node, validator=lambda _, __, value: check_node(value))
     control: ControlConfig = ControlConfig()
     rtp: RtpConfig = RtpConfig()
     storage: StorageConfig = StorageConfig()
@@ -502,6 +526,14 @@ def parse_config(data: Any) -> Config:
     sections = _mapping(data, "")
     values = {}
     for name, section in sections.items():
+        if name == "node":
+            if section is None:
+                continue  # (empty, as a section may be: the default)
+            try:
+                values[name] = check_node(section)
+            except ValueError as error:
+                raise ConfigError("node", str(error)) from None
+            continue
         section_type = _field_types(Config).get(name)
         if section_type is None:
             raise ConfigError(str(name), f"unknown section (known: {', '.join(_field_types(Config))})")

@@ -130,6 +130,8 @@ class RecorderService(Service):
     # kept apart from the hand-overs (None: as the recordings' file work).
     run_finishing: RunBlocking | None = None
     advertise: str | None = None
+    # The recorder node's name, in every sidecar (the config's node).
+    node: str = ""
     media_policy: MediaPolicy = MediaPolicy()
     limits: Limits = Limits()
     # The clock RTP arrival times are read from (monotonic in production);
@@ -446,6 +448,7 @@ class RecorderService(Service):
                 direction=request.direction,
                 parties=request.parties,
                 peer=peer,
+                node=self.node,
             ),
             started_at=started_at,
             first_file=first_file,

@@ -22,6 +22,8 @@ class RecordingInfo:
     direction: str
     parties: CallParties
     peer: str  # the phone's IP, from its control connection
+    # The recorder node it is recorded on (the config's node; "" for none).
+    node: str = ""
 
 
 @attrs.frozen
@@ -133,6 +135,7 @@ class RecordingSummary:
         info = self.info
         data: dict[str, Any] = {
             "id": info.recording_id,
+            "node": info.node,
             "device": info.device,
             "codec": info.codec.name,
             "format": self.audio_format,

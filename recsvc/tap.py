@@ -228,6 +228,7 @@ def _recorder(config: Config, reactor: Any, pools: _Pools, indexer: Indexer, met
         run_opening=functools.partial(deferToThreadPool, reactor, pools.opening),
         run_finishing=functools.partial(deferToThreadPool, reactor, pools.finishing),
         advertise=advertised_address(config),
+        node=config.node,
         media_policy=MediaPolicy(
             reorder_window_ms=config.rtp.reorder_window_ms,
             max_gap_fill=config.rtp.max_gap_fill,

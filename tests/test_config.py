@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
 import attrs
@@ -44,7 +45,8 @@ def _keys(section: Any) -> list[str]:
 
 # Every section and key the loader knows, read from the Config classes: the
 # arbitrary-data properties below reach every converter, new ones included.
-SECTIONS = [field.name for field in attrs.fields(Config)]
+SECTIONS = [field.name for field in attrs.fields(Config)
+            if attrs.has(type(getattr(Config(), field.name)))]
 KEYS = sorted({key for name in SECTIONS for key in _keys(getattr(Config(), name))})
 
 
@@ -830,3 +832,33 @@ class ErrorInFileTests(SynchronousTestCase):
                          "rtp.timeout: too long")
         self.assertEqual(ConfigError("", "cannot read config file x.yaml").in_file("x.yaml"),
                          "cannot read config file x.yaml")
+
+
+class NodeTests(SynchronousTestCase):
+    """The top-level key ``node``: the recorder node's name."""
+
+    def test_default_is_the_host_name(self) -> None:
+        """Without ``node``, the host name's first label is the node's name;
+        what a name cannot hold is taken out."""
+        self.patch(socket, "gethostname", lambda: "rec-01.site.example")
+        self.assertEqual(parse_config({}).node, "rec-01")
+        self.patch(socket, "gethostname", lambda: "_odd host!")
+        self.assertEqual(parse_config({}).node, "oddhost")
+        self.patch(socket, "gethostname", lambda: "")
+        self.assertEqual(parse_config({}).node, "recsvc")
+
+    def test_given_name(self) -> None:
+        """A name of letters, digits, '.', '_' and '-' is taken as it is;
+        ``node:`` left empty is the default."""
+        self.assertEqual(parse_config({"node": "berlin-2.a_b"}).node, "berlin-2.a_b")
+        self.patch(socket, "gethostname", lambda: "rec-01")
+        self.assertEqual(parse_config({"node": None}).node, "rec-01")  # empty: the default
+
+    def test_bad_names_name_the_key(self) -> None:
+        """Anything else is a ConfigError naming ``node``: no path, log or
+        spreadsheet ever sees it."""
+        for bad in ("", "-x", "a/b", "a b", "x" * 64, "=cmd()", 7, ["a"], {"a": 1}):
+            with self.assertRaises(ConfigError) as raised:
+                parse_config({"node": bad})
+            self.assertEqual(raised.exception.key, "node")
+

@@ -95,6 +95,18 @@ class EntryTests(SynchronousTestCase):
             index.entry_from_sidecar([], "x.json", 0)
 
 
+class NodeEntryTests(SynchronousTestCase):
+    def test_the_entry_keeps_the_node(self) -> None:
+        """The entry keeps the node its sidecar names; a sidecar without
+        one (an earlier recsvc's) has none; one that is not text is refused."""
+        entry = index.entry_from_sidecar(sidecar("a", node="rec-a"), sidecar_name(sidecar("a")), 0)
+        self.assertEqual(entry.node, "rec-a")
+        self.assertEqual(index.entry_from_sidecar(sidecar("a"), sidecar_name(sidecar("a")), 0).node, "")
+        with self.assertRaises(index.NotIndexable) as caught:
+            index.entry_from_sidecar(sidecar("a", node=5), sidecar_name(sidecar("a")), 0)
+        self.assertIn("node", str(caught.exception))
+
+
 class TimeTests(SynchronousTestCase):
     def test_forms(self) -> None:
         """A date, a date and time, and a time in UTC or with an offset are
@@ -310,14 +322,99 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         self.assertEqual(row["duration_s"], 99.0)
         self.assertEqual(len(index.search(self.connection, index.Search())), 3)
 
-    def test_schema_of_another_version_refused(self) -> None:
-        """An index of another schema version is refused with an error that
-        says to reindex."""
-        self.connection.execute("PRAGMA user_version=99")
+    def test_schema_of_a_newer_version_refused(self) -> None:
+        """An index of a newer schema version (a later recsvc's) is refused,
+        opened to write or to read, with an error that says what to do."""
+        self.connection.execute("UPDATE schema_version SET version = 99")
         self.connection.commit()
+        for read_only in (False, True):
+            with self.assertRaises(sqlite3.DatabaseError) as caught:
+                index.connect(self.database, read_only=read_only)
+            self.assertIn("version 99, newer", str(caught.exception))
+            self.assertIn("reindex", str(caught.exception))
+
+
+# The schema of version 1, as recsvc made it before the node column: an
+# index it left must be migrated in place, keeping its rows.
+_VERSION_1 = """
+CREATE TABLE recordings (
+    path TEXT PRIMARY KEY, recording_id TEXT NOT NULL, device TEXT NOT NULL,
+    direction TEXT NOT NULL, local_number TEXT NOT NULL, local_name TEXT NOT NULL,
+    remote_number TEXT NOT NULL, remote_name TEXT NOT NULL, numbers TEXT NOT NULL,
+    started_at TEXT NOT NULL, duration_s REAL NOT NULL, stop_reason TEXT NOT NULL,
+    sidecar TEXT NOT NULL, sidecar_mtime_ns INTEGER NOT NULL
+);
+CREATE INDEX recordings_by_start ON recordings (started_at DESC, path);
+CREATE INDEX recordings_by_id ON recordings (recording_id);
+PRAGMA user_version=1;
+"""
+
+
+class MigrationTests(SynchronousTestCase):
+    """An index made by an earlier recsvc is brought to this schema in place."""
+
+    def setUp(self) -> None:
+        self.database = os.path.join(self.mktemp(), "index.sqlite3")
+        os.makedirs(os.path.dirname(self.database))
+
+    def version_1_index(self) -> None:
+        """An index as version 1 left it: a recording with a node in its
+        sidecar (as a later recsvc writes them) and one without."""
+        old = sqlite3.connect(self.database)
+        old.executescript(_VERSION_1)
+        for data, mtime in ((sidecar("a", node="rec-a"), 11), (sidecar("b"), 12)):
+            old.execute("INSERT INTO recordings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (sidecar_name(data)[:-5] + ".wav", data["id"], "00a859000001", "out",
+                         "2001", "Desk", "13800138000", "Bob", "2001 13800138000",
+                         data["started_at"], 60.0, "hangup", json.dumps(data), mtime))
+        old.commit()
+        old.close()
+
+    def test_a_new_index_is_made_at_this_version(self) -> None:
+        """A new index has this recsvc's schema, its version in the
+        schema_version table."""
+        connection = index.connect(self.database)
+        self.addCleanup(connection.close)
+        self.assertEqual(index.schema_version(connection), index.SCHEMA_VERSION)
+        self.assertEqual(connection.execute("SELECT version FROM schema_version").fetchall(),
+                         [(index.SCHEMA_VERSION,)])
+
+    def test_version_1_migrated_in_place(self) -> None:
+        """Opening a version 1 index migrates it: its rows stay (nothing to
+        reindex: catching up finds them unchanged), each gets the node its
+        sidecar names, or none, and is searched as before."""
+        self.version_1_index()
+        connection = index.connect(self.database)
+        self.addCleanup(connection.close)
+        self.assertEqual(index.schema_version(connection), 2)
+        rows = connection.execute(
+            "SELECT recording_id, node, sidecar_mtime_ns FROM recordings ORDER BY recording_id")
+        self.assertEqual(rows.fetchall(), [("a", "rec-a", 11), ("b", "", 12)])
+        found = index.search(connection, index.Search(number="138"))
+        self.assertEqual(sorted(row["id"] for row in found), ["a", "b"])
+        # Opened again: already migrated, left as it is.
+        index.connect(self.database).close()
+        self.assertEqual(index.schema_version(connection), 2)
+
+    def test_read_only_open_of_an_older_index_says_how(self) -> None:
+        """A read-only connection (recsvc search) cannot migrate: it says
+        that the service or recsvc reindex will."""
+        self.version_1_index()
         with self.assertRaises(sqlite3.DatabaseError) as caught:
-            index.connect(self.database)
-        self.assertIn("reindex", str(caught.exception))
+            index.connect(self.database, read_only=True)
+        self.assertIn("migrated in place", str(caught.exception))
+
+    def test_a_failed_migration_changes_nothing(self) -> None:
+        """A migration that fails part way leaves the index as it was (one
+        transaction), to be tried again at the next opening."""
+        self.version_1_index()
+        self.patch(index, "_MIGRATIONS", {2: index._MIGRATIONS[2] + ("NOT SQL",)})
+        self.assertRaises(sqlite3.OperationalError, index.connect, self.database)
+        old = sqlite3.connect(self.database)
+        self.addCleanup(old.close)
+        self.assertEqual(index.schema_version(old), 1)
+        columns = [row[1] for row in old.execute("PRAGMA table_info(recordings)")]
+        self.assertNotIn("node", columns)
 
 
 class CatchUpTests(IndexTestsMixin, SynchronousTestCase):
@@ -515,16 +612,17 @@ class CommandTests(SynchronousTestCase):
 
     def test_export_csv(self) -> None:
         """`recsvc export --csv` writes a header and one row per match,
-        commas in names quoted."""
+        commas in names quoted, the node that recorded it last."""
         for number in range(3):
-            self.root.write(sidecar(str(number), remote_name=f"Name, {number}"))
+            self.root.write(sidecar(str(number), remote_name=f"Name, {number}", node="rec-a"))
         self.run_command("reindex")
         status, out, _ = self.run_command("export", "--csv", "--name", "name")
         self.assertEqual(status, 0)
         lines = list(csv.reader(io.StringIO(out)))
-        self.assertEqual(lines[0][:2], ["id", "started_at"])
+        self.assertEqual((lines[0][:2], lines[0][-1]), (["id", "started_at"], "node"))
         self.assertEqual(sorted(line[0] for line in lines[1:]), ["0", "1", "2"])
         self.assertIn("Name, 1", [line[8] for line in lines[1:]])
+        self.assertEqual({line[-1] for line in lines[1:]}, {"rec-a"})
 
     def test_bad_search_names_the_option(self) -> None:
         """A search option that does not parse is a usage error (status 2)

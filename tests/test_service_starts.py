@@ -24,6 +24,18 @@ from tests.support.service import ServiceTestsMixin
 
 
 class StartTests(ServiceTestsMixin, SynchronousTestCase):
+    def test_the_sidecar_names_the_node(self) -> None:
+        """Every sidecar names the node the call was recorded on, from the
+        Start's provisional one to the finished one (the index and the
+        other nodes read it there)."""
+        self.make_service()
+        self.service.node = "rec-a"
+        self.start()
+        self.assertEqual(self.sidecar_of("7")["node"], "rec-a")
+        self.successResultOf(self.service.stop_recording(StopRequest("7", "hangup")))
+        self.assertEqual((self.sidecar_of("7")["node"], self.sidecar_of("7")["status"]),
+                         ("rec-a", "finished"))
+
     def test_a_recording_reports_through_its_events(self) -> None:
         """The service answers for each recording through an object that
         declares IRecordingEvents and has every method of it; the recording

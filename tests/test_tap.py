@@ -299,6 +299,12 @@ class MakeServiceTests(SynchronousTestCase):
             (limits.first_packet_timeout, limits.timeout, limits.max_duration), (4.0, 45.0, 600.0)
         )
 
+    def test_node_wired(self) -> None:
+        """The config's node is the recorder's, for its sidecars."""
+        mapping = dict(self.mapping(), node="berlin-1")
+        recorder = makeService(mapping, reactor=MemoryReactorClock()).getServiceNamed("recorder")
+        self.assertEqual(recorder.node, "berlin-1")
+
     def test_rtp_reading_wired(self) -> None:
         """rtp.read_interval_ms becomes the RTP reader's tick (in seconds) and
         rtp.receive_buffer_kb its sockets' receive buffer (in bytes)."""

@@ -255,7 +255,8 @@ def _show(args: argparse.Namespace) -> int:
 
 EXPORT_COLUMNS = ("id", "started_at", "stopped_at", "duration_s", "direction", "local_number",
                   "local_name", "remote_number", "remote_name", "device", "stop_reason",
-                  "stopped_by", "codec", "part", "packets_received", "packets_lost", "path")
+                  "stopped_by", "codec", "part", "packets_received", "packets_lost", "path",
+                  "node")
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -24,8 +24,12 @@ from recsvc.devices import device_key
 from recsvc.index.numberplan import NumberPlan, digits_of
 from recsvc.storage.folder import no_follow, walk_files
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# The schema of a new index, at SCHEMA_VERSION. An existing index is brought
+# to it in place by _MIGRATIONS, never by a reindex. Its version is kept in
+# the schema_version table (an index of version 1 has none: its
+# PRAGMA user_version says 1).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS recordings (
     path TEXT PRIMARY KEY,          -- the WAV file, relative to the storage root
@@ -41,11 +45,23 @@ CREATE TABLE IF NOT EXISTS recordings (
     duration_s REAL NOT NULL,
     stop_reason TEXT NOT NULL,
     sidecar TEXT NOT NULL,          -- the sidecar's JSON
-    sidecar_mtime_ns INTEGER NOT NULL
+    sidecar_mtime_ns INTEGER NOT NULL,
+    node TEXT NOT NULL DEFAULT ''   -- the recorder node it was recorded on (version 2)
 );
 CREATE INDEX IF NOT EXISTS recordings_by_start ON recordings (started_at DESC, path);
 CREATE INDEX IF NOT EXISTS recordings_by_id ON recordings (recording_id);
 """
+
+# The statements that take an index from the version before to each
+# version, run in order, all in one transaction.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE recordings ADD COLUMN node TEXT NOT NULL DEFAULT ''",
+        "UPDATE recordings SET node = json_extract(sidecar, '$.node') "
+        "WHERE json_valid(sidecar) AND json_type(sidecar, '$.node') = 'text'",
+    ),
+}
+_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
 
 DIRECTIONS = ("in", "out")
 MAX_PAGE_SIZE = 500
@@ -85,6 +101,7 @@ class IndexEntry:
     stop_reason: str
     sidecar: str  # the sidecar's JSON
     sidecar_mtime_ns: int
+    node: str = ""  # the recorder node it was recorded on ("": not said)
 
 
 def entry_from_sidecar(data: Any, sidecar_relpath: str, mtime_ns: int) -> IndexEntry:
@@ -132,6 +149,7 @@ def entry_from_sidecar(data: Any, sidecar_relpath: str, mtime_ns: int) -> IndexE
         stop_reason=text("stop_reason"),
         sidecar=json.dumps(data, ensure_ascii=False),
         sidecar_mtime_ns=mtime_ns,
+        node=text("node"),
     )
 
 
@@ -295,21 +313,66 @@ def connect(database: str, read_only: bool = False) -> sqlite3.Connection:
 
 
 def prepare(connection: sqlite3.Connection) -> None:
-    """WAL mode and the schema, on a fresh connection."""
+    """WAL mode and the schema, on a fresh connection: a new index made at
+    SCHEMA_VERSION, an older one migrated in place (one transaction, which
+    a second process opening it meanwhile waits for), a newer one refused."""
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; the sidecars are the truth
-    _check_version(connection)
-    connection.executescript(_SCHEMA)
-    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     connection.commit()
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(connection)
+        _refuse_newer(version)
+        if version == 0:
+            statements = _statements(_SCHEMA)  # made at SCHEMA_VERSION
+        else:
+            statements = [statement for step in range(version + 1, SCHEMA_VERSION + 1)
+                          for statement in _MIGRATIONS[step]]
+        for statement in statements:
+            connection.execute(statement)
+        if version != SCHEMA_VERSION:
+            connection.execute(_VERSION_TABLE)
+            connection.execute("DELETE FROM schema_version")
+            connection.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    return [statement.strip() for statement in script.split(";") if statement.strip()]
+
+
+def schema_version(connection: sqlite3.Connection) -> int:
+    """The index's schema version: 0 for a new, empty database."""
+    has_table = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if has_table:
+        row = connection.execute("SELECT version FROM schema_version").fetchone()
+        if row is not None:
+            return int(row[0])
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"the index has schema version {version}, newer than this recsvc's "
+            f"{SCHEMA_VERSION}: run the recsvc that made it, or move it aside and run "
+            "recsvc reindex")
 
 
 def _check_version(connection: sqlite3.Connection) -> None:
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    """For a read-only connection, which cannot migrate: the version must be
+    this recsvc's (or the index empty)."""
+    version = schema_version(connection)
+    _refuse_newer(version)
     if version not in (0, SCHEMA_VERSION):
         raise sqlite3.DatabaseError(
             f"the index has schema version {version}, this recsvc knows {SCHEMA_VERSION}: "
-            "move it aside and run recsvc reindex")
+            "it is migrated in place when the service, or recsvc reindex, next opens it")
 
 
 def add(connection: sqlite3.Connection, entry: IndexEntry) -> None:
@@ -320,12 +383,15 @@ def add(connection: sqlite3.Connection, entry: IndexEntry) -> None:
 
 def _insert(connection: sqlite3.Connection, entry: IndexEntry) -> None:
     connection.execute(
-        "INSERT OR REPLACE INTO recordings VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "INSERT OR REPLACE INTO recordings (path, recording_id, device, direction, "
+        "local_number, local_name, remote_number, remote_name, numbers, started_at, "
+        "duration_s, stop_reason, sidecar, sidecar_mtime_ns, node) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (entry.path, entry.recording_id, entry.device, entry.direction, entry.local_number,
          entry.local_name, entry.remote_number, entry.remote_name,
          digits_of(entry.local_number) + " " + digits_of(entry.remote_number),
          entry.started_at, entry.duration_s, entry.stop_reason, entry.sidecar,
-         entry.sidecar_mtime_ns),
+         entry.sidecar_mtime_ns, entry.node),
     )
 
 
