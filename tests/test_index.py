@@ -543,9 +543,9 @@ class CommandTests(SynchronousTestCase):
 
     def test_reindex_then_find(self) -> None:
         """`recsvc reindex` indexes the sidecars under the root; `search`
-        then finds them (as text ending in the file, or as JSON with full
-        paths) and `show` shows one by id."""
-        self.root.write(sidecar("1", remote_number="13800138000"))
+        then finds them (as text naming the node and ending in the file, or
+        as JSON with full paths) and `show` shows one by id."""
+        self.root.write(sidecar("1", remote_number="13800138000", node="rec-b"))
         self.root.write(sidecar("2", remote_number="555", direction="in"))
         status, out, _ = self.run_command("reindex")
         self.assertEqual(status, 0)
@@ -554,6 +554,7 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(status, 0)
         [line] = out.splitlines()
         self.assertIn("13800138000", line)
+        self.assertIn("  rec-b  ", line)  # the node that recorded it
         self.assertTrue(line.endswith(sidecar("1")["file"]), line)
         status, out, _ = self.run_command("search", "--direction", "in", "--json")
         [row] = json.loads(out)["recordings"]

@@ -116,7 +116,8 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
     def test_page_finds_and_plays(self):
         """In headless Chromium: the number typed into the search form finds
         the call, its row plays in the audio player (a duration, playing,
-        no media error), and the live panel shows a call in progress."""
+        no media error) and its details name the node that recorded it, and
+        the live panel shows a call in progress."""
         why = browser.unavailable()
         if why is not None:
             raise SkipTest(why)
@@ -138,6 +139,9 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
         self.assertTrue(played["src"].startswith(self.base + "/api/recordings/web-2/audio"))
         self.assertEqual(seen["download"], self.base + row["audio_url"] + "&format=original")
         self.assertEqual(seen["live"], {"ids": ["web-live"], "heading": "Recording now: 1"})
+        # Its details name the node that recorded it, as the API does.
+        self.assertTrue(row["node"])
+        self.assertEqual((seen["details"]["ID"], seen["details"]["Node"]), ("web-2", row["node"]))
 
     def use_page(self, page: browser.Browser, row: dict) -> dict:
         """What a supervisor does, in a thread (the reactor serves the page)."""
@@ -153,6 +157,8 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
         linked_rows = page.run_async(WAIT_FOR_SEARCH)
         page.click(page.find(f'#results tbody tr[data-id="{row["id"]}"]'))
         played = page.run_async(WAIT_FOR_PLAYING)
+        details = page.run("return Object.fromEntries([...document.querySelectorAll('#details dt')]"
+                           ".map(dt => [dt.textContent, dt.nextElementSibling.textContent]))")
         # A call that starts while the page is open appears by itself.
         live_phone = self.phone()
         live_phone.connect()
@@ -166,7 +172,7 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
                 handle.write(page.screenshot())
         return {
             "all_rows": all_rows, "linked_rows": linked_rows,
-            "rows": rows, "played": played, "live": live,
+            "rows": rows, "played": played, "live": live, "details": details,
             "url_query": page.run("return location.search"),
             "download": page.run("return document.getElementById('download').href"),
         }

@@ -229,7 +229,7 @@ def _search(args: argparse.Namespace) -> int:
     for row in found:
         print(printable("  ".join([
             row.get("started_at", ""), direction_and_parties(row),
-            row.get("device", ""), f"{row.get('duration_s', 0):.1f} s",
+            row.get("device", ""), row.get("node") or "-", f"{row.get('duration_s', 0):.1f} s",
             row.get("stop_reason", "") or "-", row.get("id", ""), row["path"] or "-",
         ])))
     if next_page is not None:

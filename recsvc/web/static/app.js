@@ -421,6 +421,7 @@
     const local = [row.local_number, row.local_name].filter(Boolean).join(" · ");
     const items = [
       ["ID", row.id, true],
+      ["Node", row.node, true],
       ["Local", local],
       ["Device", row.device, true],
       ["Codec", row.codec],
