@@ -8,10 +8,14 @@ import csv
 import io
 import json
 import os
+import re
 import sqlite3
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from recsvc.devices import device_key
 from recsvc.index import store as index
 from recsvc.cli.commands import main
 from recsvc.index.numberplan import NumberPlan
@@ -382,11 +386,11 @@ class MigrationTests(SynchronousTestCase):
     def test_version_1_migrated_in_place(self) -> None:
         """Opening a version 1 index migrates it: its rows stay (nothing to
         reindex: catching up finds them unchanged), each gets the node its
-        sidecar names, or none, and is searched as before."""
+        sidecar names, or none, and is found through the text index."""
         self.version_1_index()
         connection = index.connect(self.database)
         self.addCleanup(connection.close)
-        self.assertEqual(index.schema_version(connection), 2)
+        self.assertEqual(index.schema_version(connection), index.SCHEMA_VERSION)
         rows = connection.execute(
             "SELECT recording_id, node, sidecar_mtime_ns FROM recordings ORDER BY recording_id")
         self.assertEqual(rows.fetchall(), [("a", "rec-a", 11), ("b", "", 12)])
@@ -394,7 +398,7 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(sorted(row["id"] for row in found), ["a", "b"])
         # Opened again: already migrated, left as it is.
         index.connect(self.database).close()
-        self.assertEqual(index.schema_version(connection), 2)
+        self.assertEqual(index.schema_version(connection), index.SCHEMA_VERSION)
 
     def test_read_only_open_of_an_older_index_says_how(self) -> None:
         """A read-only connection (recsvc search) cannot migrate: it says
@@ -408,7 +412,9 @@ class MigrationTests(SynchronousTestCase):
         """A migration that fails part way leaves the index as it was (one
         transaction), to be tried again at the next opening."""
         self.version_1_index()
-        self.patch(index, "_MIGRATIONS", {2: index._MIGRATIONS[2] + ("NOT SQL",)})
+        last = index.SCHEMA_VERSION  # the earlier steps have run when it fails
+        self.patch(index, "_MIGRATIONS", {
+            **index._MIGRATIONS, last: index._MIGRATIONS[last] + ("NOT SQL",)})
         self.assertRaises(sqlite3.OperationalError, index.connect, self.database)
         old = sqlite3.connect(self.database)
         self.addCleanup(old.close)
@@ -662,3 +668,107 @@ class CommandTests(SynchronousTestCase):
         status, _, err = self.run_command("check-config", self.config)
         self.assertEqual(status, 1)
         self.assertIn("index.colour: unknown key", err)
+
+
+_NAME_LETTERS = "abcAB C%_\"'-.:09ü"
+
+
+class TextIndexTests(SynchronousTestCase):
+    """Numbers, names and devices of three characters or more are found
+    through the trigram index, exactly as a scan of every row finds them."""
+
+    def setUp(self) -> None:
+        self.connection = index.connect(os.path.join(self.mktemp(), "index.sqlite3"))
+        self.addCleanup(self.connection.close)
+
+    def plan_of(self, search: index.Search) -> str:
+        sql, params = index.search_sql(search)
+        return " ".join(row[-1] for row in self.connection.execute(
+            "EXPLAIN QUERY PLAN " + sql, params))
+
+    def test_long_text_through_the_index_short_text_by_scan(self) -> None:
+        """A number, name or device of three characters or more is looked up
+        in the text index; a shorter one is compared row by row."""
+        for long in (index.Search(number="138"), index.Search(name="Ali"),
+                     index.Search(device="a8:59")):
+            self.assertIn("recordings_text", self.plan_of(long))
+        for short in (index.Search(number="13"), index.Search(name="Al"),
+                      index.Search(device="a8")):
+            self.assertNotIn("recordings_text", self.plan_of(short))
+
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(rows=st.lists(st.tuples(
+               st.text("0123456789", max_size=12), st.text(_NAME_LETTERS, max_size=10),
+               st.text(_NAME_LETTERS, max_size=10),
+               st.text("0123456789abcdefABCDEF:-.", max_size=17)), max_size=12),
+           number=st.text("0123456789", min_size=1, max_size=6),
+           name=st.text(_NAME_LETTERS, min_size=1, max_size=5),
+           device=st.text("0123456789abcdef:-", min_size=1, max_size=8))
+    def test_found_as_a_scan_finds(self, rows, number, name, device) -> None:
+        """Whatever the rows hold and the search asks (quotes, % and _,
+        separators, text of any length), the index finds the rows a scan
+        of every row finds, and no other (ASCII letters in any case; a
+        letter beyond ASCII as it is written)."""
+        self.connection.execute("DELETE FROM recordings")
+        for number_of_row, (remote, local_name, remote_name, mac) in enumerate(rows):
+            data = sidecar(str(number_of_row), remote_number=remote, local_name=local_name,
+                           remote_name=remote_name, device=mac)
+            index.add(self.connection, index.entry_from_sidecar(
+                data, sidecar_name(data), 0))
+
+        def ascii_lower(text: str) -> str:
+            return "".join(c.lower() if c.isascii() else c for c in text)
+
+        def found(**search) -> list[str]:
+            if "device" in search and not re.search("[0-9a-f]", search["device"]):
+                return []
+            try:
+                query = index.Search(page_size=index.MAX_PAGE_SIZE, **search)
+            except ValueError:
+                return []
+            return sorted(row["id"] for row in index.search(self.connection, query))
+
+        def scanned(test) -> list[str]:
+            return sorted(str(i) for i, row in enumerate(rows) if test(*row))
+
+        self.assertEqual(found(number=number), scanned(
+            lambda remote, *_: number in "2001 " + remote))
+        self.assertEqual(found(name=name), scanned(
+            lambda _, local, remote, __: any(
+                ascii_lower(name) in ascii_lower(text) for text in (local, remote))))
+        key = index.device_search_key(device)
+        self.assertEqual(found(device=device), scanned(
+            lambda *row: key in re.sub("[:.-]", "", device_key(row[3]).lower())))
+
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(rows=st.lists(st.tuples(
+               st.sampled_from(["13800138000", "13900000000", "555"]),
+               st.sampled_from(["2026-11-24T10:00:00.000Z", "2026-11-24T11:00:00.000Z",
+                                "2026-11-25T09:00:00.000Z"])), max_size=14),
+           number=st.sampled_from(["138", "139", "555", "000"]),
+           newest=st.integers(0, 6), page_size=st.integers(1, 4))
+    def test_pages_whether_the_newest_rows_hold_them_or_not(
+            self, rows, number, newest, page_size) -> None:
+        """Every page is the one the order gives, whether the newest rows
+        read first hold it (ties of start time at their edge included) or
+        the text index is asked."""
+        self.patch(index, "SCAN_NEWEST", newest)
+        self.connection.execute("DELETE FROM recordings")
+        for number_of_row, (remote, started_at) in enumerate(rows):
+            data = sidecar(str(number_of_row), remote_number=remote, started_at=started_at)
+            index.add(self.connection, index.entry_from_sidecar(data, sidecar_name(data), 0))
+        ordered = sorted(
+            ((started_at, "d/" + sidecar(str(i))["file"], str(i))
+             for i, (remote, started_at) in enumerate(rows) if number in "2001 " + remote),
+            key=lambda row: (_reversed(row[0]), row[1]))
+        expected = [row[2] for row in ordered]
+        for page in range(1, len(expected) // page_size + 2):
+            found = index.search(self.connection, index.Search(
+                number=number, page=page, page_size=page_size))
+            self.assertEqual([row["id"] for row in found],
+                             expected[(page - 1) * page_size:page * page_size])
+
+
+def _reversed(text: str) -> tuple[int, ...]:
+    """A key that sorts ``text`` (an ISO time) newest first."""
+    return tuple(-ord(character) for character in text)

@@ -24,15 +24,11 @@ from recsvc.devices import device_key
 from recsvc.index.numberplan import NumberPlan, digits_of
 from recsvc.storage.folder import no_follow, walk_files
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-# The schema of a new index, at SCHEMA_VERSION. An existing index is brought
-# to it in place by _MIGRATIONS, never by a reindex. Its version is kept in
-# the schema_version table (an index of version 1 has none: its
-# PRAGMA user_version says 1).
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS recordings (
-    path TEXT PRIMARY KEY,          -- the WAV file, relative to the storage root
+_RECORDINGS = """CREATE TABLE {name} (
+    id INTEGER PRIMARY KEY,         -- stable (VACUUM keeps it): the text index's rowid
+    path TEXT NOT NULL UNIQUE,      -- the WAV file, relative to the storage root
     recording_id TEXT NOT NULL,
     device TEXT NOT NULL,           -- the MAC address, 12 lower-case hex digits
     direction TEXT NOT NULL,
@@ -46,22 +42,75 @@ CREATE TABLE IF NOT EXISTS recordings (
     stop_reason TEXT NOT NULL,
     sidecar TEXT NOT NULL,          -- the sidecar's JSON
     sidecar_mtime_ns INTEGER NOT NULL,
-    node TEXT NOT NULL DEFAULT ''   -- the recorder node it was recorded on (version 2)
-);
-CREATE INDEX IF NOT EXISTS recordings_by_start ON recordings (started_at DESC, path);
-CREATE INDEX IF NOT EXISTS recordings_by_id ON recordings (recording_id);
-"""
+    node TEXT NOT NULL DEFAULT ''   -- the recorder node it was recorded on
+)"""
+# What a search finds text in: numbers (digits anywhere), names and devices,
+# through trigrams (any substring of three characters or more, found without
+# reading every row). Kept in step with the table by its triggers.
+_TEXT_COLUMNS = "numbers, local_name, remote_name, device"
+# What the text index holds of a row (its device without the separators a
+# MAC may be written with, as device_search_key looks for it).
+_TEXT_OF = ("{row}.numbers, {row}.local_name, {row}.remote_name, "
+            "REPLACE(REPLACE(REPLACE({row}.device, ':', ''), '-', ''), '.', '')")
+_TEXT_INDEX = (
+    f"CREATE VIRTUAL TABLE recordings_text USING fts5({_TEXT_COLUMNS}, content='recordings', "
+    "content_rowid='id', tokenize='trigram')",
+    f"CREATE TRIGGER recordings_text_added AFTER INSERT ON recordings BEGIN "
+    f"INSERT INTO recordings_text (rowid, {_TEXT_COLUMNS}) VALUES "
+    f"(new.id, {_TEXT_OF.format(row='new')}); END",
+    f"CREATE TRIGGER recordings_text_removed AFTER DELETE ON recordings BEGIN "
+    f"INSERT INTO recordings_text (recordings_text, rowid, {_TEXT_COLUMNS}) VALUES "
+    f"('delete', old.id, {_TEXT_OF.format(row='old')}); END",
+    f"CREATE TRIGGER recordings_text_changed AFTER UPDATE ON recordings BEGIN "
+    f"INSERT INTO recordings_text (recordings_text, rowid, {_TEXT_COLUMNS}) VALUES "
+    f"('delete', old.id, {_TEXT_OF.format(row='old')}); "
+    f"INSERT INTO recordings_text (rowid, {_TEXT_COLUMNS}) VALUES "
+    f"(new.id, {_TEXT_OF.format(row='new')}); END",
+)
+_ORDER_INDEXES = (
+    # Newest first, with what a search compares: the newest rows are read
+    # from it alone, without the rows' sidecars (see `search`).
+    "CREATE INDEX recordings_by_start ON recordings (started_at DESC, path, numbers, "
+    "local_name, remote_name, device, direction, duration_s, stop_reason, recording_id)",
+    "CREATE INDEX recordings_by_id ON recordings (recording_id)",
+)
+
+# The schema of a new index, at SCHEMA_VERSION. An existing index is brought
+# to it in place by _MIGRATIONS, never by a reindex. Its version is kept in
+# the schema_version table (an index of version 1 has none: its
+# PRAGMA user_version says 1).
+_SCHEMA: tuple[str, ...] = (
+    _RECORDINGS.format(name="recordings"), *_ORDER_INDEXES, *_TEXT_INDEX)
 
 # The statements that take an index from the version before to each
 # version, run in order, all in one transaction.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # The node a recording was recorded on.
     2: (
         "ALTER TABLE recordings ADD COLUMN node TEXT NOT NULL DEFAULT ''",
         "UPDATE recordings SET node = json_extract(sidecar, '$.node') "
         "WHERE json_valid(sidecar) AND json_type(sidecar, '$.node') = 'text'",
     ),
+    # Substring search through trigrams: the rows get a stable id for them.
+    3: (
+        _RECORDINGS.format(name="recordings_3"),
+        "INSERT INTO recordings_3 (path, recording_id, device, direction, local_number, "
+        "local_name, remote_number, remote_name, numbers, started_at, duration_s, stop_reason, "
+        "sidecar, sidecar_mtime_ns, node) SELECT path, recording_id, device, direction, "
+        "local_number, local_name, remote_number, remote_name, numbers, started_at, duration_s, "
+        "stop_reason, sidecar, sidecar_mtime_ns, node FROM recordings",
+        "DROP TABLE recordings",  # (its indexes with it)
+        "ALTER TABLE recordings_3 RENAME TO recordings",
+        *_ORDER_INDEXES,
+        *_TEXT_INDEX,
+        f"INSERT INTO recordings_text (rowid, {_TEXT_COLUMNS}) "
+        f"SELECT id, {_TEXT_OF.format(row='recordings')} FROM recordings",
+    ),
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+# Trigrams find a text of three characters or more; a shorter one is looked
+# for row by row (it is in most rows anyway: the first page comes at once).
+_SHORTEST_INDEXED = 3
 
 DIRECTIONS = ("in", "out")
 MAX_PAGE_SIZE = 500
@@ -233,21 +282,40 @@ class Search:
             raise ValueError(f"page_size: {self.page_size} is outside 1..{MAX_PAGE_SIZE}")
 
 
-def search_sql(search: Search, paged: bool = True) -> tuple[str, list[Any]]:
+def search_sql(search: Search, paged: bool = True,
+               scanned_since: str | None = None) -> tuple[str, list[Any]]:
     """The query (and its parameters) of a search: the matching rows'
-    sidecars and paths, newest first, one page (or, not ``paged``, all)."""
+    sidecars and paths, newest first, one page (or, not ``paged``, all).
+    Text of three characters or more is found through the trigrams; with
+    ``scanned_since``, among the rows started since then only, each
+    compared as it is read, newest first (see `search`)."""
     where: list[str] = []
     params: list[Any] = []
+    matches: list[str] = []  # for the text index, all in one query of it
+    indexed = scanned_since is None
     if search.number is not None:
         forms = search.plan.forms(search.number)
-        where.append("(" + " OR ".join(["numbers LIKE ? ESCAPE '\\'"] * len(forms)) + ")")
-        params += [_containing(form) for form in forms]
+        if indexed and min(len(form) for form in forms) >= _SHORTEST_INDEXED:
+            matches.append("numbers : (" + " OR ".join(_phrase(form) for form in forms) + ")")
+        else:
+            where.append("(" + " OR ".join(["numbers LIKE ? ESCAPE '\\'"] * len(forms)) + ")")
+            params += [_containing(form) for form in forms]
     if search.name is not None:
-        where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
-        params += [_containing(search.name)] * 2
+        if indexed and len(search.name) >= _SHORTEST_INDEXED:
+            matches.append("{local_name remote_name} : " + _phrase(search.name))
+        else:
+            where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
+            params += [_containing(search.name)] * 2
     if search.device is not None:
-        where.append(f"{_WITHOUT_SEPARATORS.format('device')} LIKE ? ESCAPE '\\'")
-        params.append(_containing(device_search_key(search.device)))
+        key = device_search_key(search.device)
+        if indexed and len(key) >= _SHORTEST_INDEXED:
+            matches.append("device : " + _phrase(key))
+        else:
+            where.append(f"{_WITHOUT_SEPARATORS.format('device')} LIKE ? ESCAPE '\\'")
+            params.append(_containing(key))
+    if matches:
+        where.append("id IN (SELECT rowid FROM recordings_text WHERE recordings_text MATCH ?)")
+        params.append(" AND ".join(matches))
     for column, value in (("direction", search.direction), ("stop_reason", search.stop_reason),
                           ("recording_id", search.recording_id)):
         if value is not None:
@@ -262,6 +330,9 @@ def search_sql(search: Search, paged: bool = True) -> tuple[str, list[Any]]:
     if search.min_duration_s is not None:
         where.append("duration_s >= ?")
         params.append(search.min_duration_s)
+    if scanned_since is not None:
+        where.append("started_at >= ?")
+        params.append(scanned_since)
     sql = "SELECT path, sidecar FROM recordings"
     if where:
         sql += " WHERE " + " AND ".join(where)
@@ -270,6 +341,16 @@ def search_sql(search: Search, paged: bool = True) -> tuple[str, list[Any]]:
         sql += " LIMIT ? OFFSET ?"
         params += [search.page_size, (search.page - 1) * search.page_size]
     return sql, params
+
+
+# How many of the newest rows a search reads first, at most (see `search`).
+SCAN_NEWEST = 10_000
+
+
+def _phrase(text: str) -> str:
+    """``text`` as one phrase of the text index's query language: found as
+    it is, whatever it holds (quotes doubled)."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 def _containing(text: str) -> str:
@@ -324,7 +405,7 @@ def prepare(connection: sqlite3.Connection) -> None:
         version = schema_version(connection)
         _refuse_newer(version)
         if version == 0:
-            statements = _statements(_SCHEMA)  # made at SCHEMA_VERSION
+            statements = list(_SCHEMA)  # made at SCHEMA_VERSION
         else:
             statements = [statement for step in range(version + 1, SCHEMA_VERSION + 1)
                           for statement in _MIGRATIONS[step]]
@@ -339,10 +420,6 @@ def prepare(connection: sqlite3.Connection) -> None:
     except BaseException:
         connection.rollback()
         raise
-
-
-def _statements(script: str) -> list[str]:
-    return [statement.strip() for statement in script.split(";") if statement.strip()]
 
 
 def schema_version(connection: sqlite3.Connection) -> int:
@@ -381,12 +458,20 @@ def add(connection: sqlite3.Connection, entry: IndexEntry) -> None:
     connection.commit()
 
 
+_UPDATED = ("recording_id", "device", "direction", "local_number", "local_name", "remote_number",
+            "remote_name", "numbers", "started_at", "duration_s", "stop_reason", "sidecar",
+            "sidecar_mtime_ns", "node")
+
+
 def _insert(connection: sqlite3.Connection, entry: IndexEntry) -> None:
     connection.execute(
-        "INSERT OR REPLACE INTO recordings (path, recording_id, device, direction, "
+        # An upsert, not INSERT OR REPLACE: the row keeps its id, and the
+        # text index's triggers see the change (a REPLACE's delete fires none).
+        "INSERT INTO recordings (path, recording_id, device, direction, "
         "local_number, local_name, remote_number, remote_name, numbers, started_at, "
         "duration_s, stop_reason, sidecar, sidecar_mtime_ns, node) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (path) DO UPDATE SET "
+        + ", ".join(f"{column} = excluded.{column}" for column in _UPDATED),
         (entry.path, entry.recording_id, entry.device, entry.direction, entry.local_number,
          entry.local_name, entry.remote_number, entry.remote_name,
          digits_of(entry.local_number) + " " + digits_of(entry.remote_number),
@@ -410,8 +495,26 @@ def remove(connection: sqlite3.Connection, paths: list[str]) -> None:
 
 
 def search(connection: sqlite3.Connection, query: Search) -> list[dict[str, Any]]:
-    """The sidecars of the recordings found (one page), each with its ``path``."""
-    return list(_found(connection, *search_sql(query)))
+    """The sidecars of the recordings found (one page), each with its ``path``.
+
+    A text that many recordings hold is found at once among the newest
+    rows, read in order until the page is full; one that few hold is looked
+    up in the trigram index (which, for a common text, would hand over
+    every match to be sorted). The newest SCAN_NEWEST rows are read first:
+    if the page is full there, it is the page (they come first in the
+    order); if not, the index is asked."""
+    sql, params = search_sql(query)
+    if "recordings_text" in sql:
+        # The newest rows are those started since the SCAN_NEWEST-th newest
+        # (all of them, in a smaller index: then the scan is the answer).
+        boundary = connection.execute(
+            "SELECT started_at FROM recordings ORDER BY started_at DESC LIMIT 1 OFFSET ?",
+            (SCAN_NEWEST,)).fetchone()
+        page = list(_found(connection, *search_sql(
+            query, scanned_since="" if boundary is None else boundary[0])))
+        if boundary is None or len(page) == query.page_size:
+            return page
+    return list(_found(connection, sql, params))
 
 
 def search_all(connection: sqlite3.Connection, query: Search) -> Iterator[dict[str, Any]]:
