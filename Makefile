@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= etc/recsvc.yaml
 
-.PHONY: venv run test test-tools bench bench-flood fuzz clean
+.PHONY: venv run test test-tools bench bench-flood bench-index fuzz clean
 
 venv: $(VENV)/.installed
 
@@ -57,6 +57,13 @@ bench: venv test-tools $(VENV)/.bench-installed
 # On demand: a good phone's Start and Stop latency while another process
 # abuses the control port (about 5 minutes; rewrites its section of
 # docs/benchmarks.md and the "flood" entry of docs/benchmarks.json).
+# On demand: search latency and indexing throughput at 1, 3 and 10 million
+# synthetic recordings (SQLite; docs/benchmarks.md's "Search at scale").
+# The 10-million index takes about 20 GB of a temporary folder and half an
+# hour to build.
+bench-index: venv
+	$(BIN)/python bench/index.py --sizes 1000000 3000000 10000000 --write-docs
+
 bench-flood: venv
 	cd bench && ../$(BIN)/python flood.py --calls 200 --write-docs
 

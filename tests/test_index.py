@@ -746,12 +746,13 @@ class TextIndexTests(SynchronousTestCase):
                st.sampled_from(["2026-11-24T10:00:00.000Z", "2026-11-24T11:00:00.000Z",
                                 "2026-11-25T09:00:00.000Z"])), max_size=14),
            number=st.sampled_from(["138", "139", "555", "000"]),
-           newest=st.integers(0, 6), page_size=st.integers(1, 4))
+           newest=st.integers(0, 6), page_size=st.integers(1, 4),
+           until=st.sampled_from([None, "2026-11-24T10:30:00Z", "2026-11-24"]))
     def test_pages_whether_the_newest_rows_hold_them_or_not(
-            self, rows, number, newest, page_size) -> None:
+            self, rows, number, newest, page_size, until) -> None:
         """Every page is the one the order gives, whether the newest rows
-        read first hold it (ties of start time at their edge included) or
-        the text index is asked."""
+        (of the time asked for) read first hold it, ties of start time at
+        their edge included, or the text index is asked."""
         self.patch(index, "SCAN_NEWEST", newest)
         self.connection.execute("DELETE FROM recordings")
         for number_of_row, (remote, started_at) in enumerate(rows):
@@ -759,12 +760,13 @@ class TextIndexTests(SynchronousTestCase):
             index.add(self.connection, index.entry_from_sidecar(data, sidecar_name(data), 0))
         ordered = sorted(
             ((started_at, "d/" + sidecar(str(i))["file"], str(i))
-             for i, (remote, started_at) in enumerate(rows) if number in "2001 " + remote),
+             for i, (remote, started_at) in enumerate(rows) if number in "2001 " + remote
+             and (until is None or started_at < index.parse_time(until, end_of_day=True))),
             key=lambda row: (_reversed(row[0]), row[1]))
         expected = [row[2] for row in ordered]
         for page in range(1, len(expected) // page_size + 2):
             found = index.search(self.connection, index.Search(
-                number=number, page=page, page_size=page_size))
+                number=number, page=page, page_size=page_size, until=until))
             self.assertEqual([row["id"] for row in found],
                              expected[(page - 1) * page_size:page * page_size])
 

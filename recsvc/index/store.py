@@ -321,12 +321,9 @@ def search_sql(search: Search, paged: bool = True,
         if value is not None:
             where.append(f"{column} = ?")
             params.append(value)
-    if search.since is not None:
-        where.append("started_at >= ?")
-        params.append(parse_time(search.since))
-    if search.until is not None:
-        where.append("started_at < ?")
-        params.append(parse_time(search.until, end_of_day=True))
+    times, times_params = _time_range(search)
+    where += times
+    params += times_params
     if search.min_duration_s is not None:
         where.append("duration_s >= ?")
         params.append(search.min_duration_s)
@@ -505,16 +502,31 @@ def search(connection: sqlite3.Connection, query: Search) -> list[dict[str, Any]
     order); if not, the index is asked."""
     sql, params = search_sql(query)
     if "recordings_text" in sql:
-        # The newest rows are those started since the SCAN_NEWEST-th newest
-        # (all of them, in a smaller index: then the scan is the answer).
+        # The newest rows (of the time the search asks for) are those
+        # started since the SCAN_NEWEST-th newest; all of them, when there
+        # are fewer: then the scan is the answer.
+        times, times_params = _time_range(query)
+        within = "WHERE " + " AND ".join(times) if times else ""
         boundary = connection.execute(
-            "SELECT started_at FROM recordings ORDER BY started_at DESC LIMIT 1 OFFSET ?",
-            (SCAN_NEWEST,)).fetchone()
+            f"SELECT started_at FROM recordings {within} ORDER BY started_at DESC "
+            "LIMIT 1 OFFSET ?", (*times_params, SCAN_NEWEST)).fetchone()
         page = list(_found(connection, *search_sql(
             query, scanned_since="" if boundary is None else boundary[0])))
         if boundary is None or len(page) == query.page_size:
             return page
     return list(_found(connection, sql, params))
+
+
+def _time_range(search: Search) -> tuple[list[str], list[str]]:
+    """The conditions (and their parameters) of a search's since and until."""
+    where, params = [], []
+    if search.since is not None:
+        where.append("started_at >= ?")
+        params.append(parse_time(search.since))
+    if search.until is not None:
+        where.append("started_at < ?")
+        params.append(parse_time(search.until, end_of_day=True))
+    return where, params
 
 
 def search_all(connection: sqlite3.Connection, query: Search) -> Iterator[dict[str, Any]]:

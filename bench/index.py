@@ -1,0 +1,197 @@
+"""Search at scale (issue 18): an index of N synthetic finished recordings
+(realistic numbers, names and devices over three years), grown in steps,
+and at each size the latency of the searches people make (p50 / p99 of
+``--repeat`` runs each) and how fast finished recordings are indexed as
+the service indexes them (one commit each). On demand, not in `make
+test`: `make bench-index` (SQLite; PostgreSQL joins it with its backend).
+
+    python bench/index.py --sizes 1000000 3000000 10000000 --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any, Iterator
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recsvc.index import store as index  # noqa: E402
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                    "benchmarks.md")
+BEGIN, END = "<!-- index:begin -->", "<!-- index:end -->"
+FIRST_NAMES = ["Alice", "Bob", "Carol", "Dieter", "Eva", "Fatima", "Giulia", "Hans", "Ines",
+               "Jürgen", "Kai", "Li", "Maria", "Nils", "Olga", "Paul", "Qiang", "Rosa", "Sven",
+               "Tanja", "Ute", "Viktor", "Wei", "Xenia", "Yusuf", "Zoe"]
+LAST_NAMES = ["Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker",
+              "Schulz", "Hoffmann", "Wang", "Li", "Zhang", "Liu", "Chen", "Yang", "Garcia",
+              "Rossi", "Novak", "Kowalski", "Smith", "Jones", "Brown", "Taylor"]
+START = 1_700_000_000  # 2023-11-14: three years of calls from here
+SPAN = 3 * 365 * 86400
+DEVICES = 5000
+
+
+def remote_number(rng: random.Random) -> str:
+    """A caller as a call centre sees them: mobiles and landlines, national
+    and international, now and then a short or withheld one."""
+    kind = rng.random()
+    if kind < 0.45:
+        return "1" + rng.choice("3578") + "".join(rng.choice("0123456789") for _ in range(9))
+    if kind < 0.75:
+        return "+49 30 " + "".join(rng.choice("0123456789") for _ in range(7))
+    if kind < 0.95:
+        return "0" + rng.choice("123456789") + "".join(rng.choice("0123456789") for _ in range(8))
+    return rng.choice(["", "112", "anonymous"])
+
+
+def sidecars(rng: random.Random, first: int, count: int) -> Iterator[dict[str, Any]]:
+    for number in range(first, first + count):
+        started = START + rng.randrange(SPAN)
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started))
+        device = "00a859%06x" % rng.randrange(DEVICES)
+        duration = round(rng.expovariate(1 / 180), 1)
+        named = rng.random() < 0.6
+        yield {
+            "id": f"call-{number}", "node": rng.choice(["rec-1", "rec-2"]), "device": device,
+            "codec": "PCMA", "format": "g711", "direction": rng.choice(["in", "out"]),
+            "local_number": str(2000 + rng.randrange(2000)),
+            "local_name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
+            "remote_number": remote_number(rng),
+            "remote_name": (f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}" if named else ""),
+            "status": "finished", "started_at": when + ".000Z",
+            "stopped_at": when + ".000Z", "duration_s": duration,
+            "stop_reason": rng.choice(["hangup", "hangup", "hangup", "connection lost"]),
+            "stopped_by": "phone", "part": 1, "packets_received": int(duration * 50),
+            "packets_lost": 0, "file": f"{when.replace('-', '').replace(':', '')}Z_call-{number}.wav",
+        }
+
+
+def grow(connection: Any, rng: random.Random, first: int, count: int) -> float:
+    """Add ``count`` recordings in large transactions (as a reindex does);
+    the seconds it took."""
+    began = time.perf_counter()
+    for done, data in enumerate(sidecars(rng, first, count), 1):
+        folder = f"{data['device']}/{data['started_at'][:10].replace('-', '/')}"
+        entry = index.entry_from_sidecar(data, f"{folder}/{data['file'][:-4]}.json", 0)
+        index._insert(connection, entry)
+        if done % index.COMMIT_EVERY == 0:
+            connection.commit()
+    connection.commit()
+    return time.perf_counter() - began
+
+
+def timed(connection: Any, search: index.Search, repeat: int) -> tuple[float, float, int]:
+    """p50 and p99 in ms over ``repeat`` runs, and the rows of the page."""
+    took = []
+    found = 0
+    for _ in range(repeat):
+        began = time.perf_counter()
+        found = len(index.search(connection, search))
+        took.append(1000 * (time.perf_counter() - began))
+    took.sort()
+    return statistics.median(took), took[min(len(took) - 1, int(0.99 * len(took)))], found
+
+
+def searches(connection: Any) -> list[tuple[str, index.Search]]:
+    """What people search for, some found in the index itself."""
+    rare_number, name = connection.execute(
+        "SELECT remote_number, remote_name FROM recordings WHERE length(remote_number) > 8 "
+        "AND remote_name != '' ORDER BY id DESC LIMIT 1 OFFSET 1000").fetchone()
+    device = connection.execute("SELECT device FROM recordings LIMIT 1").fetchone()[0]
+    return [
+        ("newest, no filter", index.Search()),
+        ("newest, page 1000", index.Search(page=1000)),
+        ("a common number part (030)", index.Search(number="030")),
+        ("a common number part, page 1000", index.Search(number="030", page=1000)),
+        ("a rare number (one caller)", index.Search(number=rare_number)),
+        ("an absent number", index.Search(number="99999999999")),
+        ("a medium number part (7 digits)", index.Search(number=re.sub(r"\D", "", rare_number)[-7:])),
+        ("a name (surname)", index.Search(name=name.split()[-1])),
+        ("a full name", index.Search(name=name)),
+        ("a device (its MAC)", index.Search(device=device)),
+        ("a month", index.Search(since="2025-06-01", until="2025-06-30")),
+        ("a month and a name", index.Search(since="2025-06-01", until="2025-06-30",
+                                            name=name.split()[-1])),
+    ]
+
+
+def indexing_rate(connection: Any, rng: random.Random, first: int, count: int = 1000) -> float:
+    """Finished recordings a second, each indexed and committed on its own
+    (as the service's index thread does)."""
+    began = time.perf_counter()
+    for data in sidecars(rng, first, count):
+        folder = f"{data['device']}/{data['started_at'][:10].replace('-', '/')}"
+        index.add(connection, index.entry_from_sidecar(
+            data, f"{folder}/{data['file'][:-4]}.json", 0))
+    return count / (time.perf_counter() - began)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    sizes = [result["size"] for result in results]
+    lines = ["| search | " + " | ".join(f"{size:,} recordings: p50 / p99 (ms)" for size in sizes)
+             + " |", "|---|" + "---|" * len(sizes)]
+    for name in results[0]["searches"]:
+        cells = [f"{r['searches'][name]['p50']:.1f} / {r['searches'][name]['p99']:.1f}"
+                 for r in results]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| indexing, one commit each (recordings a second) | "
+                 + " | ".join(f"{r['indexing_per_s']:,.0f}" for r in results) + " |")
+    lines.append("| index file | " + " | ".join(f"{r['file_mb']:,.0f} MB" for r in results) + " |")
+    return "\n".join(lines)
+
+
+def write_docs(results: list[dict[str, Any]], command: str) -> None:
+    with open(DOCS, encoding="utf-8") as handle:
+        text = handle.read()
+    block = (f"{BEGIN}\nRun {time.strftime('%Y-%m-%d')}: `{command}` (SQLite).\n\n"
+             f"{table(results)}\n{END}")
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
+                      flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## Search at scale\n\n" + block + "\n"
+    with open(DOCS, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--folder", help="where the index is built (default: a temporary one)")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    folder = args.folder or tempfile.mkdtemp(prefix="recsvc-bench-index-")
+    database = os.path.join(folder, "index.sqlite3")
+    connection = index.connect(database)
+    rng = random.Random(18)
+    results = []
+    size = 0
+    for target in sorted(args.sizes):
+        built = grow(connection, rng, size, target - size)
+        size = target
+        result: dict[str, Any] = {"size": size, "built_s": round(built, 1), "searches": {}}
+        for name, search in searches(connection):
+            p50, p99, found = timed(connection, search, args.repeat)
+            result["searches"][name] = {"p50": round(p50, 2), "p99": round(p99, 2),
+                                        "found": found}
+        result["indexing_per_s"] = round(indexing_rate(connection, rng, 10 ** 9 + size))
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        result["file_mb"] = round(os.path.getsize(database) / 1e6)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    print(table(results))
+    if args.write_docs:
+        write_docs(results, "python bench/index.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
