@@ -151,7 +151,9 @@ def table(results: list[dict[str, Any]]) -> str:
 def write_docs(results: list[dict[str, Any]], command: str) -> None:
     with open(DOCS, encoding="utf-8") as handle:
         text = handle.read()
-    block = (f"{BEGIN}\nRun {time.strftime('%Y-%m-%d')}: `{command}` (SQLite).\n\n"
+    commit = os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "?"
+    block = (f"{BEGIN}\nRun {time.strftime('%Y-%m-%d')} at commit `{commit}`: `{command}` "
+             f"(SQLite).\n\n"
              f"{table(results)}\n{END}")
     if BEGIN in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
