@@ -16,6 +16,7 @@ import os
 import random
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -151,7 +152,8 @@ def table(results: list[dict[str, Any]]) -> str:
 def write_docs(results: list[dict[str, Any]], command: str) -> None:
     with open(DOCS, encoding="utf-8") as handle:
         text = handle.read()
-    commit = os.popen("git rev-parse --short HEAD 2>/dev/null").read().strip() or "?"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=os.path.dirname(DOCS)).stdout.strip() or "?"
     block = (f"{BEGIN}\nRun {time.strftime('%Y-%m-%d')} at commit `{commit}`: `{command}` "
              f"(SQLite).\n\n"
              f"{table(results)}\n{END}")
