@@ -48,10 +48,12 @@ _RECORDINGS = """CREATE TABLE {name} (
 # through trigrams (any substring of three characters or more, found without
 # reading every row). Kept in step with the table by its triggers.
 _TEXT_COLUMNS = "numbers, local_name, remote_name, device"
-# What the text index holds of a row (its device without the separators a
-# MAC may be written with, as device_search_key looks for it).
+# A column with the MAC separators taken out, as device_search_key takes them out.
+_WITHOUT_SEPARATORS = "REPLACE(REPLACE(REPLACE({}, ':', ''), '-', ''), '.', '')"
+# What the text index holds of a row (its device without those separators,
+# as device_search_key looks for it).
 _TEXT_OF = ("{row}.numbers, {row}.local_name, {row}.remote_name, "
-            "REPLACE(REPLACE(REPLACE({row}.device, ':', ''), '-', ''), '.', '')")
+            + _WITHOUT_SEPARATORS.format("{row}.device"))
 _TEXT_INDEX = (
     f"CREATE VIRTUAL TABLE recordings_text USING fts5({_TEXT_COLUMNS}, content='recordings', "
     "content_rowid='id', tokenize='trigram')",
@@ -120,8 +122,6 @@ _HEX_DIGIT = re.compile(r"[0-9a-f]")
 # A time, a space, then what can only be an offset whose "+" a URL's
 # query turned into a space: 2026-12-07T00:00:00 14:00.
 _OFFSET_AFTER_SPACE = re.compile(r"^(.*\d:\d\d(?::\d\d(?:[.,]\d+)?)?) (\d\d(?::?\d\d)?)$")
-# A column with the MAC separators taken out, as device_search_key takes them out.
-_WITHOUT_SEPARATORS = "REPLACE(REPLACE(REPLACE({}, ':', ''), '-', ''), '.', '')"
 
 
 class NotIndexable(ValueError):

@@ -12,7 +12,6 @@ cannot be found the tests that need it skip, saying why."""
 from __future__ import annotations
 
 import atexit
-import functools
 import glob
 import os
 import pwd
@@ -24,7 +23,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest
 
-from tests.support.servers import free_port, stop_process, wait_until_listening
+from tests.support.servers import free_port, started, stop_process, wait_until_listening
 
 # Where Debian puts the server's programs (they are not on the PATH).
 _DEBIAN_BINARIES = "/usr/lib/postgresql/*/bin"
@@ -129,10 +128,6 @@ class PostgresCluster:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-@functools.cache
 def cluster() -> PostgresCluster:
-    """This test process's cluster, started at its first
-    use (one that failed to start is tried again at the next)."""
-    started = PostgresCluster()
-    started.start()
-    return started
+    """This test process's cluster (see servers.started)."""
+    return started(PostgresCluster)

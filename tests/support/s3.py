@@ -9,7 +9,6 @@ instead: MinIO, Ceph RGW, AWS. Each test takes a bucket of its own
 from __future__ import annotations
 
 import atexit
-import functools
 import os
 import shutil
 import subprocess
@@ -19,7 +18,7 @@ from typing import Any
 
 from twisted.trial.unittest import SkipTest
 
-from tests.support.servers import free_port, stop_process, wait_until_listening
+from tests.support.servers import free_port, started, stop_process, wait_until_listening
 
 ENDPOINT_VARIABLE = "RECSVC_TEST_S3_ENDPOINT"
 # What moto accepts (any keys do); a real endpoint uses the AWS chain's.
@@ -82,10 +81,6 @@ class S3Server:
             stop_process(process)
 
 
-@functools.cache
 def server() -> S3Server:
-    """This test process's S3 endpoint, started at its first
-    use (one that failed to start is tried again at the next)."""
-    started = S3Server()
-    started.start()
-    return started
+    """This test process's S3 endpoint (see servers.started)."""
+    return started(S3Server)

@@ -4,9 +4,11 @@ listens, and a stop that cannot hang."""
 
 from __future__ import annotations
 
+import functools
 import socket
 import subprocess
 import time
+from typing import Protocol, TypeVar
 
 
 def free_port() -> int:
@@ -41,3 +43,19 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+
+_Server = TypeVar("_Server", bound=Startable)
+
+
+@functools.cache
+def started(kind: type[_Server]) -> _Server:
+    """This test process's server of ``kind``, started at its first use
+    (one that failed to start, or skipped, is tried again at the next)."""
+    server = kind()
+    server.start()
+    return server
