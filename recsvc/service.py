@@ -15,7 +15,7 @@ from zope.interface import implementer
 
 from recsvc.admission import (OTHERS, AccessPolicy, RefusalLog, StartRate, shown_peer,
                               source_of)
-from recsvc.archive import Archive
+from recsvc.upkeep import StorageUpkeep
 from recsvc.devices import device_key
 from recsvc.media.codec import CODECS, Codec
 from recsvc.storage.diskspace import DiskSpace
@@ -143,7 +143,7 @@ class RecorderService(Service):
     _sync_interval: float = attrs.field(default=1.0, alias="sync_interval")
     _sync_filesystem: Callable[[], None] | None = attrs.field(
         default=None, alias="sync_filesystem")
-    # Handed to the archive, which holds them (the disk and the index are
+    # Handed to the upkeep, which holds them (the disk and the index are
     # reached through the properties below): the free space watch
     # (storage.min_free_mb; None: not watched), the retention sweeps, and the
     # index of finished recordings (index.database; NoIndex: none).
@@ -188,7 +188,7 @@ class RecorderService(Service):
     # The recordings' sync turns.
     syncing: SyncTurns = attrs.field(init=False)
     # Start-up recovery, retention, the index catching up, the disk watch.
-    archive: Archive = attrs.field(init=False)
+    upkeep: StorageUpkeep = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         Service.__init__(self)
@@ -198,7 +198,7 @@ class RecorderService(Service):
                                            RefusalLog(max_peers=REFUSALS_NAMED))
         self.syncing = SyncTurns(self.clock, self.run_blocking, self.registry,
                                  self._sync_interval, self._sync_filesystem)
-        self.archive = Archive(
+        self.upkeep = StorageUpkeep(
             self.clock, self.storage, self.run_blocking,
             in_use=self._active_paths.__contains__, running=lambda: bool(self.running),
             disk_critical=self._disk_critical, disk=self._disk, retention=self._retention,
@@ -207,21 +207,21 @@ class RecorderService(Service):
 
     @property
     def disk(self) -> DiskSpace | None:
-        """The free space watch (the archive's); Starts are refused when low."""
-        return self.archive.disk
+        """The free space watch (the upkeep's); Starts are refused when low."""
+        return self.upkeep.disk
 
     @disk.setter
     def disk(self, disk: DiskSpace | None) -> None:
-        self.archive.disk = disk
+        self.upkeep.disk = disk
 
     @property
     def index(self) -> Indexer | NoIndex:
-        """The index of finished recordings (the archive's)."""
-        return self.archive.index
+        """The index of finished recordings (the upkeep's)."""
+        return self.upkeep.index
 
     @index.setter
     def index(self, index: Indexer | NoIndex) -> None:
-        self.archive.index = index
+        self.upkeep.index = index
 
     def link_connected(self, link: IPhoneLink) -> None:
         self._links.add(link)
@@ -337,7 +337,7 @@ class RecorderService(Service):
         try:
             # New files are made only once start-up recovery is done: it
             # must never see (and finish) a file that is being created.
-            await self.archive.recovery_done()
+            await self.upkeep.recovery_done()
             opening = (self.run_opening or self.run_blocking)(events.open_part, 1)
             opening.addBoth(self._file_created)
             if self._creating_fails:
@@ -549,8 +549,8 @@ class RecorderService(Service):
 
     def reactor_running(self) -> None:
         """What needs threads and timers once the reactor runs (makeService
-        arranges the call): the archive's recovery, sweeps and disk watch."""
-        self.archive.reactor_running()
+        arranges the call): the upkeep's recovery, sweeps and disk watch."""
+        self.upkeep.reactor_running()
 
     def _recording_started(self, recording: Recording) -> None:
         """A recording's first file exists."""
@@ -617,7 +617,7 @@ class RecorderService(Service):
         self._accepting = False
         # Starts whose files are being created finish first (refused now).
         await DeferredList([pending.when_done() for pending in self._starting.values()])
-        self.archive.stop()
+        self.upkeep.stop()
         self.syncing.stop()
         stops = [
             recording.stop("shutdown", BY_SERVER) for recording in self.registry

@@ -143,8 +143,8 @@ class ServiceSweepTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(NOW)
         service = memory_recorder(root, clock=clock)
-        service.archive.retention = RetentionPolicy(max_age_days=2)
-        service.archive.retention_interval = 3600
+        service.upkeep.retention = RetentionPolicy(max_age_days=2)
+        service.upkeep.retention_interval = 3600
         service.startService()
         service.reactor_running()
         self.assertEqual(len(archive.names()), 2)
@@ -168,8 +168,8 @@ class ServiceSweepTests(SynchronousTestCase):
         clock = Clock()
         clock.advance(NOW)
         service = memory_recorder(root, clock=clock)
-        service.archive.retention = RetentionPolicy(max_age_days=2)
-        self.successResultOf(service.archive.sweep())
+        service.upkeep.retention = RetentionPolicy(max_age_days=2)
+        self.successResultOf(service.upkeep.sweep())
         removed = [e["file"] for e in events if e.get("log_format", "").startswith("Retention removed")]
         self.assertEqual(removed, [wav])
 
@@ -185,9 +185,9 @@ class ServiceSweepTests(SynchronousTestCase):
         service = memory_recorder(root, clock=clock)
         service.index = indexer = FakeIndexer(root=root)
         indexer.start()
-        service.archive.retention = RetentionPolicy(max_age_days=2)
-        self.successResultOf(service.archive.sweep())
-        self.successResultOf(service.archive.sweep())
+        service.upkeep.retention = RetentionPolicy(max_age_days=2)
+        self.successResultOf(service.upkeep.sweep())
+        self.successResultOf(service.upkeep.sweep())
         self.assertEqual(indexer.calls, [("forget", [wav])])
 
 

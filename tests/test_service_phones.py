@@ -69,7 +69,7 @@ class CarryingTests(ServiceTestsMixin, SynchronousTestCase):
         the old one's loss (the phone was answered success).
         """
         self.make_service(runner=ManualRunner())
-        self.service.archive.recover()  # (Starts wait for start-up recovery: held here)
+        self.service.upkeep.recover()  # (Starts wait for start-up recovery: held here)
         self.service.start_recording(start_request("1"), self.link, "127.0.0.1", "127.0.0.9")
         self.assertTrue(self.link.carrying)
         self.service.link_lost(self.link)

@@ -114,7 +114,7 @@ class StartTests(ServiceTestsMixin, SynchronousTestCase):
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
         self.make_service(runner=ManualRunner())
-        self.service.archive.recover()
+        self.service.upkeep.recover()
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
         self.service.clock.advance(0.0125)
         waiter, recover, args = self.runner.pending.pop(0)
@@ -413,7 +413,7 @@ class CreationRaceTests(ServiceTestsMixin, SynchronousTestCase):
         recovery never sees a file being made); it is once recovery is done."""
         runner = ManualRunner()
         self.make_service(runner=runner)
-        self.service.archive.recover()
+        self.service.upkeep.recover()
         answer = self.service.start_recording(start_request(), self.link, "127.0.0.1", "127.0.0.9")
         self.assertEqual(len(runner.pending), 1)  # only recovery
         waiter, recover, args = runner.pending.pop(0)

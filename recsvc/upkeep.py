@@ -22,7 +22,7 @@ from recsvc.storage.retention import sweep as retention_sweep
 
 
 @attrs.define(eq=False)
-class Archive:
+class StorageUpkeep:
     """What the service does with the finished recordings below the storage
     root, once the reactor runs (see ``reactor_running``) until ``stop``.
 
