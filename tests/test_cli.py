@@ -22,6 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from recsvc import __version__
 
 from recsvc.index import store as index
+from recsvc.index.sqlite import SqliteIndex
 from recsvc.cli.commands import main, parser
 from recsvc.cli.listing import direction_and_parties
 from recsvc.cli.status import Status, format_status
@@ -47,7 +48,7 @@ def call(number: int, **fields: object) -> dict:
 
 def index_calls(database: str, calls: list[dict], folder: str = "00a859000001/2026/11/24") -> None:
     """Put the calls' sidecars straight into the index at ``database``."""
-    with closing(index.connect(database)) as connection:
+    with closing(SqliteIndex.open(database)) as connection:
         for data in calls:
             sidecar = os.path.join(folder, os.path.splitext(data["file"])[0] + ".json")
             index.add(connection, index.entry_from_sidecar(data, sidecar, 0))

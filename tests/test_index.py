@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.devices import device_key
+from recsvc.index import sqlite as sqlite_index
 from recsvc.index import store as index
+from recsvc.index.sqlite import SqliteIndex
 from recsvc.cli.commands import main
 from recsvc.index.numberplan import NumberPlan
 from tests.support.builders import sidecar
@@ -188,7 +190,7 @@ class IndexTestsMixin:
         self.root = SidecarRoot(self.mktemp())
         os.makedirs(self.root.root)
         self.database = os.path.join(self.mktemp(), "sub", "index.sqlite3")
-        self.connection = index.connect(self.database)
+        self.connection = SqliteIndex.open(self.database)
         self.addCleanup(self.connection.close)
 
     def add(self, data: dict) -> None:
@@ -209,7 +211,7 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
 
     def test_wal_mode_in_a_new_folder(self) -> None:
         """A new index, in a folder that did not exist, is made in WAL mode."""
-        mode = self.connection.execute("PRAGMA journal_mode").fetchone()[0]
+        mode = self.connection.sqlite.execute("PRAGMA journal_mode").fetchone()[0]
         self.assertEqual(mode, "wal")
 
     def test_newest_first(self) -> None:
@@ -268,7 +270,7 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
         not cut down to its hex letters, and found by its text."""
         self.add(sidecar("d", device="SEP-Desk-7"))
         self.assertEqual(self.ids(device="desk-7"), ["d"])
-        [(stored,)] = self.connection.execute(
+        [(stored,)] = self.connection.sqlite.execute(
             "SELECT device FROM recordings WHERE recording_id = 'd'").fetchall()
         self.assertEqual(stored, "sep-desk-7")
         self.assertEqual(self.ids(device="00a859"), ["c", "b", "a"])  # not "d"
@@ -329,11 +331,11 @@ class SearchTests(IndexTestsMixin, SynchronousTestCase):
     def test_schema_of_a_newer_version_refused(self) -> None:
         """An index of a newer schema version (a later recsvc's) is refused,
         opened to write or to read, with an error that says what to do."""
-        self.connection.execute("UPDATE schema_version SET version = 99")
-        self.connection.commit()
+        self.connection.sqlite.execute("UPDATE schema_version SET version = 99")
+        self.connection.sqlite.commit()
         for read_only in (False, True):
             with self.assertRaises(sqlite3.DatabaseError) as caught:
-                index.connect(self.database, read_only=read_only)
+                SqliteIndex.open(self.database, read_only=read_only)
             self.assertIn("version 99, newer", str(caught.exception))
             self.assertIn("reindex", str(caught.exception))
 
@@ -377,48 +379,48 @@ class MigrationTests(SynchronousTestCase):
     def test_a_new_index_is_made_at_this_version(self) -> None:
         """A new index has this recsvc's schema, its version in the
         schema_version table."""
-        connection = index.connect(self.database)
+        connection = SqliteIndex.open(self.database)
         self.addCleanup(connection.close)
-        self.assertEqual(index.schema_version(connection), index.SCHEMA_VERSION)
-        self.assertEqual(connection.execute("SELECT version FROM schema_version").fetchall(),
-                         [(index.SCHEMA_VERSION,)])
+        self.assertEqual(connection.schema_version(), sqlite_index.SCHEMA_VERSION)
+        self.assertEqual(connection.sqlite.execute("SELECT version FROM schema_version").fetchall(),
+                         [(sqlite_index.SCHEMA_VERSION,)])
 
     def test_version_1_migrated_in_place(self) -> None:
         """Opening a version 1 index migrates it: its rows stay (nothing to
         reindex: catching up finds them unchanged), each gets the node its
         sidecar names, or none, and is found through the text index."""
         self.version_1_index()
-        connection = index.connect(self.database)
+        connection = SqliteIndex.open(self.database)
         self.addCleanup(connection.close)
-        self.assertEqual(index.schema_version(connection), index.SCHEMA_VERSION)
-        rows = connection.execute(
+        self.assertEqual(connection.schema_version(), sqlite_index.SCHEMA_VERSION)
+        rows = connection.sqlite.execute(
             "SELECT recording_id, node, sidecar_mtime_ns FROM recordings ORDER BY recording_id")
         self.assertEqual(rows.fetchall(), [("a", "rec-a", 11), ("b", "", 12)])
         found = index.search(connection, index.Search(number="138"))
         self.assertEqual(sorted(row["id"] for row in found), ["a", "b"])
         # Opened again: already migrated, left as it is.
-        index.connect(self.database).close()
-        self.assertEqual(index.schema_version(connection), index.SCHEMA_VERSION)
+        SqliteIndex.open(self.database).close()
+        self.assertEqual(connection.schema_version(), sqlite_index.SCHEMA_VERSION)
 
     def test_read_only_open_of_an_older_index_says_how(self) -> None:
         """A read-only connection (recsvc search) cannot migrate: it says
         that the service or recsvc reindex will."""
         self.version_1_index()
         with self.assertRaises(sqlite3.DatabaseError) as caught:
-            index.connect(self.database, read_only=True)
+            SqliteIndex.open(self.database, read_only=True)
         self.assertIn("migrated in place", str(caught.exception))
 
     def test_a_failed_migration_changes_nothing(self) -> None:
         """A migration that fails part way leaves the index as it was (one
         transaction), to be tried again at the next opening."""
         self.version_1_index()
-        last = index.SCHEMA_VERSION  # the earlier steps have run when it fails
-        self.patch(index, "_MIGRATIONS", {
-            **index._MIGRATIONS, last: index._MIGRATIONS[last] + ("NOT SQL",)})
-        self.assertRaises(sqlite3.OperationalError, index.connect, self.database)
+        last = sqlite_index.SCHEMA_VERSION  # the earlier steps have run when it fails
+        self.patch(sqlite_index, "_MIGRATIONS", {
+            **sqlite_index._MIGRATIONS, last: sqlite_index._MIGRATIONS[last] + ("NOT SQL",)})
+        self.assertRaises(sqlite3.OperationalError, SqliteIndex.open, self.database)
         old = sqlite3.connect(self.database)
         self.addCleanup(old.close)
-        self.assertEqual(index.schema_version(old), 1)
+        self.assertEqual(sqlite_index.schema_version(old), 1)
         columns = [row[1] for row in old.execute("PRAGMA table_info(recordings)")]
         self.assertNotIn("node", columns)
 
@@ -678,23 +680,26 @@ class TextIndexTests(SynchronousTestCase):
     through the trigram index, exactly as a scan of every row finds them."""
 
     def setUp(self) -> None:
-        self.connection = index.connect(os.path.join(self.mktemp(), "index.sqlite3"))
+        self.connection = SqliteIndex.open(os.path.join(self.mktemp(), "index.sqlite3"))
         self.addCleanup(self.connection.close)
 
     def plan_of(self, search: index.Search) -> str:
-        sql, params = index.search_sql(search)
-        return " ".join(row[-1] for row in self.connection.execute(
+        sql, params = sqlite_index._select(search, sqlite_index._Finding.LOOKED_UP)
+        return " ".join(row[-1] for row in self.connection.sqlite.execute(
             "EXPLAIN QUERY PLAN " + sql, params))
 
     def test_long_text_through_the_index_short_text_by_scan(self) -> None:
-        """A number, name or device of three characters or more is looked up
-        in the text index; a shorter one is compared row by row."""
-        for long in (index.Search(number="138"), index.Search(name="Ali"),
-                     index.Search(device="a8:59")):
+        """A number or name of three characters or more is looked up in the
+        text index, a shorter one compared row by row; a device of any
+        length is looked up among the devices seen, then by its index."""
+        for long in (index.Search(number="138"), index.Search(name="Ali")):
             self.assertIn("recordings_text", self.plan_of(long))
-        for short in (index.Search(number="13"), index.Search(name="Al"),
-                      index.Search(device="a8")):
+        for short in (index.Search(number="13"), index.Search(name="Al")):
             self.assertNotIn("recordings_text", self.plan_of(short))
+        for device in ("a8:59", "a8", "00:a8:59:00:00:02"):
+            plan = self.plan_of(index.Search(device=device))
+            self.assertIn("recordings_by_device", plan)
+            self.assertIn("SCAN devices", plan)
 
     @settings(max_examples=60, deadline=None, derandomize=True)
     @given(rows=st.lists(st.tuples(
@@ -709,7 +714,7 @@ class TextIndexTests(SynchronousTestCase):
         separators, text of any length), the index finds the rows a scan
         of every row finds, and no other (ASCII letters in any case; a
         letter beyond ASCII as it is written)."""
-        self.connection.execute("DELETE FROM recordings")
+        self.connection.sqlite.execute("DELETE FROM recordings")
         for number_of_row, (remote, local_name, remote_name, mac) in enumerate(rows):
             data = sidecar(str(number_of_row), remote_number=remote, local_name=local_name,
                            remote_name=remote_name, device=mac)
@@ -753,8 +758,8 @@ class TextIndexTests(SynchronousTestCase):
         """Every page is the one the order gives, whether the newest rows
         (of the time asked for) read first hold it, ties of start time at
         their edge included, or the text index is asked."""
-        self.patch(index, "SCAN_NEWEST", newest)
-        self.connection.execute("DELETE FROM recordings")
+        self.patch(sqlite_index, "WALK_FIRST", newest)
+        self.connection.sqlite.execute("DELETE FROM recordings")
         for number_of_row, (remote, started_at) in enumerate(rows):
             data = sidecar(str(number_of_row), remote_number=remote, started_at=started_at)
             index.add(self.connection, index.entry_from_sidecar(data, sidecar_name(data), 0))

@@ -14,6 +14,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from recsvc.index import store as index
+from recsvc.index.sqlite import SqliteIndex
 from recsvc.config import HttpAuthConfig
 from recsvc.metrics import Metrics
 from recsvc.testing import memory_recorder
@@ -55,7 +56,7 @@ class PageClockTests(TestCase):
         root = os.path.abspath(self.mktemp())
         for recording_id, started_at in CALLS.items():
             write_sidecar(root, recording_id, started_at)
-        connection = index.connect(os.path.join(root, "index.sqlite3"))
+        connection = SqliteIndex.open(os.path.join(root, "index.sqlite3"))
         self.addCleanup(connection.close)
         index.catch_up(connection, root)
         recorder = memory_recorder(os.path.join(root, "live"))

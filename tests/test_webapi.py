@@ -33,6 +33,7 @@ from recsvc.media import g711
 from recsvc.web import auth as httpauth
 
 from recsvc.index import store as index
+from recsvc.index.sqlite import SqliteIndex
 
 from recsvc.web import playback
 
@@ -82,7 +83,7 @@ class HttpTestsMixin:
         self.wav = self.finished_recording("7", self.audio, "2026-11-24T10:00:00.000Z")
         self.finished_recording("8", b"\xd5" * 800, "2026-11-24T11:00:00.000Z",
                                 remote_number="2002", direction="in")
-        self.connection = index.connect(os.path.join(self.mktemp(), "index.sqlite3"))
+        self.connection = SqliteIndex.open(os.path.join(self.mktemp(), "index.sqlite3"))
         self.addCleanup(self.connection.close)
         index.catch_up(self.connection, self.root)
 

@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import socket
-import sqlite3
 import sys
 from typing import Any, Iterable, Sequence
 
@@ -22,6 +21,7 @@ from twisted.internet.error import CannotListenError
 from recsvc import __version__
 
 from recsvc.index import store as index
+from recsvc.index.backends import CannotOpenIndex, index_errors, is_postgresql, open_index
 from recsvc.media.codec import CODECS
 from recsvc.config import Config, ConfigError, load_config
 from recsvc.application.endpoints import listen_failure, tcp_address
@@ -139,12 +139,11 @@ def _key_of(args: argparse.Namespace, key: str) -> str:
             "-c FILE names the service's")
 
 
-def _open_index(config: Config, args: argparse.Namespace,
-                writable: bool = False) -> sqlite3.Connection:
+def _open_index(config: Config, args: argparse.Namespace, writable: bool = False) -> Any:
     """The index, read-only unless ``writable`` (then created if need be).
     Raises CommandError naming index.database."""
     database = config.index.database
-    if not writable and not os.path.exists(database):
+    if not writable and not is_postgresql(database) and not os.path.exists(database):
         # Without the service's config file, building one here would make a
         # second index, empty, beside the service's.
         advice = (f": the service makes it as it starts, or `recsvc -c "
@@ -153,8 +152,8 @@ def _open_index(config: Config, args: argparse.Namespace,
         raise CommandError(
             f"no index at {database} ({_key_of(args, 'index.database')}){advice}")
     try:
-        return index.connect(database, read_only=not writable)
-    except (OSError, sqlite3.Error) as error:
+        return open_index(database, read_only=not writable)
+    except CannotOpenIndex as error:
         raise CommandError(f"index.database: cannot open {database}: {error}") from None
 
 
@@ -201,7 +200,7 @@ def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
         raise OptionError(SEARCH_OPTIONS[field], problem) from None
 
 
-def _next_page(connection: sqlite3.Connection, query: index.Search,
+def _next_page(connection: Any, query: index.Search,
                found: list[dict[str, Any]]) -> tuple[int, int] | None:
     """The page after ``query``'s and how many recordings it has, if any."""
     if len(found) < query.page_size or query.page >= index.MAX_PAGE:
@@ -345,7 +344,7 @@ def _check_config(args: argparse.Namespace) -> int:
         config = load_config(path) if path is not None else Config()
         reactor = global_reactor()
         check_config(config, reactor)
-        if os.path.exists(config.index.database):
+        if is_postgresql(config.index.database) or os.path.exists(config.index.database):
             # (An index made here would be an empty second one, which a
             # search would then read instead of the service's.)
             _open_index(config, args).close()
@@ -582,7 +581,7 @@ def _run(argv: Sequence[str] | None) -> int:
         message = error.in_file(args.config) if isinstance(error, ConfigError) else str(error)
         print(f"recsvc {args.command}: {message}", file=sys.stderr)
         return 1
-    except sqlite3.Error as error:
+    except index_errors() as error:
         print(f"recsvc {args.command}: the index: {error}", file=sys.stderr)
         return 1
 

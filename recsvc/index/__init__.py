@@ -1,3 +1,6 @@
-"""The searchable index of recordings: its SQL (store), its thread (indexer) and how numbers are matched."""
+"""The searchable index of recordings: what an index is and what searches
+ask (store), its backends (sqlite, the embedded default; postgres, shared by
+several nodes; backends picks one), its thread (indexer) and how numbers
+are matched (numberplan)."""
 
-__all__ = ["store", "indexer", "numberplan"]
+__all__ = ["store", "backends", "sqlite", "indexer", "numberplan"]

@@ -1,4 +1,4 @@
-"""The service's side of the index (recsvc.index.store): one SQLite connection,
+"""The service's side of the index (recsvc.index.store): one connection,
 used only by a thread of its own (so the index's work is done in order and
 never on the reactor thread), fed as files are finished and removed. The
 index is a convenience over the sidecars: a failure here is logged and never
@@ -8,7 +8,6 @@ touches a recording.
 from __future__ import annotations
 
 import os
-import sqlite3
 from typing import Any, Callable
 
 import attrs
@@ -18,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from recsvc.index import store as index
+from recsvc.index.backends import open_index
 from recsvc.logs import Logger
 from recsvc.storage.folder import sidecar_path
 from recsvc.application.threads import background_pool, start_until_shutdown
@@ -34,7 +34,7 @@ class Indexer:
     reactor: Any
     _pool: ThreadPool | None = None
     # Opened, and used, only in the pool's one thread.
-    _connection: sqlite3.Connection | None = None
+    _connection: Any = None  # an IIndex
 
     def start(self) -> None:
         """Start the index's thread (it opens the index with its first job)
@@ -51,7 +51,7 @@ class Indexer:
 
     def _call(self, f: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if self._connection is None:
-            self._connection = index.connect(self.database)
+            self._connection = open_index(self.database)
         return f(self._connection, *args)
 
     def file_finished(self, wav_path: str) -> Deferred[None]:
