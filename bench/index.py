@@ -8,9 +8,10 @@ indexed as the service indexes them (one commit each). On demand, not in
 
     python bench/index.py --sizes 1000000 3000000 10000000 --write-docs
 
-``--folder`` keeps the index there: run again with the same folder, the
-rows already in it are kept (only what is missing to the next size is
-added), so the searches can be timed again on a quiet machine.
+``--folder`` keeps the indexes there (one a size): run again with the same
+folder, the rows already in them are kept (only what is missing is
+added), so that ``--build-only`` builds them now and a later run times
+them on a quiet machine.
 """
 
 from __future__ import annotations
@@ -205,40 +206,58 @@ def write_docs(results: list[dict[str, Any]], command: str) -> None:
         handle.write(text)
 
 
+def build(found_in: Any, size: int) -> float:
+    """Grow ``found_in`` to ``size`` rows, the same rows whatever it holds
+    already (what an earlier run left: the generator is replayed past
+    them); the seconds the growing took."""
+    rng = random.Random(18)
+    there = len(found_in.indexed())
+    for _ in sidecars(rng, 0, min(there, size)):
+        pass
+    return grow(found_in, rng, there, size - there) if size > there else 0.0
+
+
+def measure(found_in: Any, size: int, built: float, repeat: int) -> dict[str, Any]:
+    """The searches' p50 and p99 and the indexing rate at ``size`` rows."""
+    result: dict[str, Any] = {"size": size, "built_s": round(built, 1), "searches": {}}
+    for name, run in searches(found_in):
+        if run is None:
+            continue
+        p50, p99, found = timed(run, repeat)
+        result["searches"][name] = {"p50": round(p50, 2), "p99": round(p99, 2), "found": found}
+    result["indexing_per_s"] = round(indexing_rate(found_in, 10 ** 9 + size))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--folder", help="where the index is built (default: a temporary one)")
+    parser.add_argument("--folder", help="where the indexes are built, one a size (default: a "
+                        "temporary folder); given again, what is there is kept")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build the indexes, time nothing (to time them on a quiet machine)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     folder = args.folder or tempfile.mkdtemp(prefix="recsvc-bench-index-")
-    database = os.path.join(folder, "index.sqlite3")
-    found_in = SqliteIndex.open(database)
-    rng = random.Random(18)
     results = []
-    size = 0
-    there = len(found_in.indexed())  # (a folder given again: what an earlier run built)
-    for target in sorted(args.sizes):
-        # The same rows as a build from nothing (the generator replayed).
-        for _ in sidecars(rng, size, min(there, target) - size):
-            pass
-        built = grow(found_in, rng, max(size, there), target - max(size, there))
-        size = target
-        result: dict[str, Any] = {"size": size, "built_s": round(built, 1), "searches": {}}
-        for name, run in searches(found_in):
-            if run is None:
-                continue
-            p50, p99, found = timed(run, args.repeat)
-            result["searches"][name] = {"p50": round(p50, 2), "p99": round(p99, 2),
-                                        "found": found}
-        result["indexing_per_s"] = round(indexing_rate(found_in, 10 ** 9 + size))
+    for size in sorted(args.sizes):
+        database = os.path.join(folder, str(size), "index.sqlite3")
+        found_in = SqliteIndex.open(database)
+        built = build(found_in, size)
+        if args.build_only:
+            print(json.dumps({"size": size, "built_s": round(built, 1)}), flush=True)
+            found_in.close()
+            continue
+        result = measure(found_in, size, built, args.repeat)
         found_in.sqlite.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         result["file_mb"] = round(os.path.getsize(database) / 1e6)
+        found_in.close()
         results.append(result)
         print(json.dumps(result), flush=True)
-    print(table(results))
-    if args.write_docs:
+    if results:
+        print(table(results))
+    if args.write_docs and results:
         write_docs(results, "python bench/index.py " + " ".join(sys.argv[1:]))
 
 
