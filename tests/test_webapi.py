@@ -278,7 +278,7 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"audio/wav"])
         self.assertEqual(response.headers.getRawHeaders(b"accept-ranges"), [b"bytes"])
         self.assert_served_decoded(body)
-        playable = playback.open_playable(self.wav)
+        playable = playback.open_playable(playback.FileBytes(self.wav))
         response, part = yield self.get("/api/recordings/7/audio", range="bytes=1000-1999")
         self.assertEqual(response.code, 206)
         self.assertEqual(response.headers.getRawHeaders(b"content-range"),
@@ -437,7 +437,7 @@ class AudioStreamTests(HttpTestsMixin, TestCase):
         response, body = yield self.get("/api/recordings/7/audio", method=b"HEAD")
         self.assertEqual(response.code, 200)
         self.assertEqual(body, b"")
-        size = playback.open_playable(self.wav).size
+        size = playback.open_playable(playback.FileBytes(self.wav)).size
         self.assertEqual(response.headers.getRawHeaders(b"content-length"), [str(size).encode()])
         self.assertNotIn("read_decoded", self.blocking_calls)
 

@@ -189,7 +189,7 @@ class Api:
         """The audio of an index row's file. Blocking. Raises ApiError,
         NotAWav, OSError."""
         try:
-            return playback.open_playable(self.path_of(row))
+            return playback.open_playable(playback.FileBytes(self.path_of(row)))
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise ApiError(404, "the recording's file is a symbolic link, not followed")
@@ -375,7 +375,7 @@ class _RangeSender:
         self.run_blocking(self.read, self.playable, self.next, last).addCallbacks(
             self._got, self._failed, (last,)).addErrback(
             lambda failure: _log.failure("Sending {path} failed", failure,
-                                         path=self.playable.path))
+                                         path=str(self.playable.source)))
 
     def _got(self, data: bytes, last: int) -> None:
         self.busy = False
@@ -401,7 +401,8 @@ class _RangeSender:
             self._abandon(failure.getErrorMessage())
 
     def _abandon(self, reason: str) -> None:
-        _log.warn("Sending {path} stopped: {reason}", path=self.playable.path, reason=reason)
+        _log.warn("Sending {path} stopped: {reason}", path=str(self.playable.source),
+                  reason=reason)
         self.stopped = True
         self.request.unregisterProducer()
         self.request.loseConnection()
