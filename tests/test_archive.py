@@ -9,6 +9,8 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -27,6 +29,7 @@ from recsvc.config import ConfigError, parse_config
 from recsvc.metrics import Metrics
 from recsvc.testing import MemoryStore, run_now
 from tests.support import s3
+from tests.support.loopback import reap
 from tests.support.scrape import samples
 from tests.support.servers import free_port
 from tests.support.spool import put_recording
@@ -535,3 +538,179 @@ class ArchiveConfigTests(SynchronousTestCase):
             "archive": {"url": "s3://calls"}, "storage": {"max_duration": 7 * DAY}})
         self.assertEqual(error.key, "storage.max_duration")
         self.assertIn("167772 s", str(error))
+
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+
+
+def _aws_environment(server: s3.S3Server) -> dict[str, str]:
+    """The environment a recsvc process finds the test store's credentials
+    in (the AWS chain's variables; a real endpoint's are there already)."""
+    settings = server.client_settings()
+    environment = dict(os.environ)
+    if "aws_access_key_id" in settings:
+        environment["AWS_ACCESS_KEY_ID"] = settings["aws_access_key_id"]
+        environment["AWS_SECRET_ACCESS_KEY"] = settings["aws_secret_access_key"]
+    return environment
+
+
+def _verified_lines(root: str) -> int:
+    count = 0
+    for folder, _, files in os.walk(os.path.join(root, ".archive")):
+        if journal.JOURNAL_NAME in files:
+            with open(os.path.join(folder, journal.JOURNAL_NAME), "rb") as handle:
+                count += handle.read().count(b"\n")
+    return count
+
+
+class CrashTests(SynchronousTestCase):
+    """A real recsvc (twistd) killed with SIGKILL while it uploads, then
+    started again: every recording is in the bucket exactly once (no other
+    object), each file with the SHA-256 of the original."""
+
+    def setUp(self) -> None:
+        self.server = s3.server()
+        self.bucket = self.server.bucket()
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        self.config = os.path.abspath(self.mktemp())
+        with open(self.config, "w", encoding="utf-8") as handle:
+            handle.write(
+                'control:\n  listen: "tcp:0:interface=127.0.0.1"\nhttp:\n  listen: "off"\n'
+                f'rtp:\n  interface: 127.0.0.1\n  port_range: [43000, 43009]\n'
+                f'storage:\n  root: "{self.root}"\n  min_free_mb: 1\n'
+                f'index:\n  database: "{self.root}-index/recsvc.sqlite3"\n'
+                f'archive:\n  url: "s3://{self.bucket}/node-a"\n'
+                f'  endpoint_url: "{self.server.endpoint_url}"\n  region: us-east-1\n'
+                '  keep_local_days: 0\n')
+
+    def run_recsvc(self, log: str) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [TWISTD, "--nodaemon", "--pidfile=", f"--logfile={log}", "recsvc",
+             "--config", self.config],
+            env=_aws_environment(self.server), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        self.addCleanup(reap, process)
+        return process
+
+    def wait_until(self, predicate: Any, process: subprocess.Popen[bytes], what: str,
+                   seconds: float = 60.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            if process.poll() is not None:
+                self.fail(f"recsvc exited ({process.returncode}) before {what}")
+            if time.monotonic() > deadline:
+                self.fail(f"not reached within {seconds:g} s: {what}")
+            time.sleep(0.01)
+
+    def test_killed_while_uploading(self) -> None:
+        """SIGKILL as soon as the first file is verified (others then under
+        way or waiting), then a restart: uploads resume, the local WAVs go
+        once verified, and the bucket holds each file once, as it was."""
+        originals = {}
+        for n in range(12):
+            audio = b"RIFF" + os.urandom(512 * 1024)
+            wav, sidecar = put_recording(self.root, f"call{n:02d}", audio=audio,
+                                         folder=f"00a859000{n % 3:03d}/2026/11/25")
+            originals[wav] = audio
+            originals[sidecar] = read(self.root, sidecar)
+        first = self.run_recsvc(self.mktemp())
+        self.wait_until(lambda: _verified_lines(self.root) > 0, first, "a file is verified")
+        first.kill()
+        first.wait()
+        second = self.run_recsvc(self.mktemp())
+        self.wait_until(lambda: _verified_lines(self.root) >= len(originals), second,
+                        "every file is verified")
+        self.wait_until(lambda: not any(
+            os.path.exists(os.path.join(self.root, wav)) for wav in originals
+            if wav.endswith(".wav")), second, "the local WAVs are deleted")
+        second.terminate()
+        second.wait()
+        client = self.server.client()
+        listed = client.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        self.assertEqual(sorted(item["Key"] for item in listed),
+                         sorted("node-a/" + relative for relative in originals))
+        for relative, data in originals.items():
+            head = client.head_object(Bucket=self.bucket, Key="node-a/" + relative,
+                                      ChecksumMode="ENABLED")
+            self.assertEqual((head["ContentLength"], head["ChecksumSHA256"]),
+                             (len(data), sha256_of(data)), relative)
+        for relative in originals:
+            if relative.endswith(".json"):
+                self.assertTrue(os.path.exists(os.path.join(self.root, relative)))
+
+
+class StatusTests(SynchronousTestCase):
+    """How far behind the archive is, in /healthz and /metrics."""
+
+    def test_healthz_and_metrics(self) -> None:
+        """/healthz stays 200 "ok" (the service records all the same) and
+        gives the files and bytes waiting, the oldest's age and the causes
+        failing; /metrics has the same gauges and counts failures by cause."""
+        from twisted.web.test.requesthelper import DummyRequest
+
+        from recsvc.web.site import HealthResource
+
+        root = self.mktemp()
+        os.makedirs(root)
+        _, sidecar = put_recording(root, "4711")
+        clock = Clock()
+        clock.advance(os.stat(os.path.join(root, sidecar)).st_mtime)
+        store = MemoryStore(down="AccessDenied")
+        archive, _, metrics = _uploads(store, root, clock)
+        self.successResultOf(archive.start())
+        clock.advance(30)
+
+        class Recorder:
+            running, accepting, disk, registry = True, True, None, ()
+
+        Recorder.archive = archive  # type: ignore[attr-defined]
+        request = DummyRequest([b""])
+        body = json.loads(HealthResource(Recorder()).render_GET(request))
+        self.assertEqual(request.responseCode or 200, 200)
+        self.assertEqual(body["status"], "ok")
+        self.assertEqual(body["archive"]["files_waiting"], 2)
+        self.assertEqual(body["archive"]["failing"], ["AccessDenied"])
+        self.assertGreaterEqual(body["archive"]["oldest_waiting_s"], 30)
+        scraped = samples(metrics)
+        self.assertEqual(scraped[("recsvc_archive_files_waiting", ())], 2)
+        self.assertEqual(scraped[("recsvc_archive_bytes_waiting", ())],
+                         body["archive"]["bytes_waiting"])
+        self.assertGreaterEqual(scraped[("recsvc_archive_oldest_waiting_seconds", ())], 30)
+        self.assertGreater(scraped[("recsvc_archive_failures_total",
+                                    (("cause", "AccessDenied"),))], 1)
+
+    def test_no_archive_no_figures(self) -> None:
+        """Without an archive, neither /healthz nor /metrics speaks of one."""
+        from recsvc.archive.uploader import NoArchive
+
+        self.assertIsNone(NoArchive().status())
+        self.assertFalse([name for name, _ in samples(Metrics()) if "archive_files" in name
+                          and "waiting" in name])
+
+
+class WithoutBoto3Tests(SynchronousTestCase):
+    """boto3 is the archive's alone (the ``archive`` extra)."""
+
+    def test_service_without_boto3(self) -> None:
+        """Without boto3, a service without an archive is built and its
+        config checked; one with archive.url is refused naming the key and
+        the remedy."""
+        root = os.path.abspath(self.mktemp())
+        program = (
+            "import sys\n"
+            "sys.modules['boto3'] = sys.modules['botocore'] = None\n"
+            "from recsvc.config import ConfigError\n"
+            "from recsvc.tap import makeService\n"
+            f"config = {{'storage': {{'root': {root!r}}}, 'http': {{'listen': 'off'}},\n"
+            "          'control': {'listen': 'tcp:0:interface=127.0.0.1'},\n"
+            f"          'index': {{'database': {root + '.sqlite3'!r}}}}}\n"
+            "makeService(config)\n"
+            "try:\n"
+            "    makeService({**config, 'archive': {'url': 's3://calls'}})\n"
+            "except ConfigError as error:\n"
+            "    print(error)\n")
+        output = subprocess.run([sys.executable, "-c", program], capture_output=True,
+                                check=True, timeout=60).stdout.decode()
+        self.assertIn("archive.url: needs boto3", output)
+        self.assertIn("recsvc[archive]", output)
