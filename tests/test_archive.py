@@ -438,6 +438,28 @@ class UploadTests(SynchronousTestCase):
         self.assertEqual(self.store.objects, {})
         self.assertEqual(journal.verified_in(self.root, os.path.dirname(wav)), {})
 
+    def test_retention_while_the_store_is_down(self) -> None:
+        """Objects retention removed while the store refuses are marked for
+        deletion in the journal (not verified any more), and deleted by a
+        later sweep, by a restarted archive too."""
+        wav, sidecar = put_recording(self.root, "4711")
+        archive, _, _ = _uploads(self.store, self.root, self.clock, keep_local_days=30)
+        self.successResultOf(archive.start())
+        self.store.down = "cannot connect to the endpoint"
+        for relative in (wav, sidecar):
+            os.unlink(os.path.join(self.root, relative))
+        self.successResultOf(archive.forget([wav, sidecar]))
+        self.assertEqual(len(self.store.objects), 2)
+        self.assertEqual(journal.verified_in(self.root, os.path.dirname(wav)), {})
+        self.assertEqual(sorted(journal.marked_for_deletion(self.root)),
+                         sorted([(wav, "site-a/" + wav), (sidecar, "site-a/" + sidecar)]))
+        archive.stop()
+        self.store.down = None
+        again, _, _ = _uploads(self.store, self.root, self.clock, keep_local_days=30)
+        self.successResultOf(again.start())
+        self.assertEqual(self.store.objects, {})
+        self.assertEqual(journal.marked_for_deletion(self.root), [])
+
     def test_stopped(self) -> None:
         """Once stopped, nothing more begins: what finishes then waits on
         the disk for the next start."""

@@ -52,18 +52,11 @@ def record_verified(root: str, relative_path: str, local: LocalFile, key: str) -
     line = json.dumps({"file": name, "size": local.size, "sha256": local.sha256, "key": key},
                       ensure_ascii=True) + "\n"
     made = _make_folders(os.path.dirname(path), root)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
-    try:
-        size = os.fstat(fd).st_size
-        # A crash in the middle of a line leaves it without its newline:
-        # the next line must not be glued to it.
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = "\n" + line
-        os.write(fd, line.encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if made or size == 0:  # new names in folders: durable too
+    created = not os.path.exists(path)
+    if created:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640))
+    _append(path, line)
+    if made or created:  # new names in folders: durable too
         fsync_directory(os.path.dirname(path))
         for each in made:
             fsync_directory(os.path.dirname(each))
@@ -85,25 +78,93 @@ def _make_folders(folder: str, root: str) -> list[str]:
 
 def verified_in(root: str, relative_folder: str) -> dict[str, VerifiedFile]:
     """The files of a folder the journal says the store holds, by name (a
-    later line for a name wins; a line a crash cut short is passed over)."""
+    later line for a name wins; a line a crash cut short is passed over;
+    a file marked for deletion is not among them)."""
+    return _read_journal(root, relative_folder)[0]
+
+
+def _read_journal(root: str, relative_folder: str,
+                  ) -> tuple[dict[str, VerifiedFile], dict[str, str]]:
+    """The verified files by name, and the keys of those marked for
+    deletion by name."""
     verified: dict[str, VerifiedFile] = {}
+    deleting: dict[str, str] = {}
     try:
         with open(journal_path(root, relative_folder), "rb", opener=no_follow) as handle:
             lines = handle.read().split(b"\n")
     except FileNotFoundError:
-        return verified
+        return verified, deleting
     except OSError as error:
         log.warn("Archive: cannot read the journal of {folder}: {reason}",
                  folder=relative_folder, reason=error.strerror)
-        return verified
+        return verified, deleting
     for line in lines:
         try:
             entry = json.loads(line)
-            verified[entry["file"]] = VerifiedFile(entry["file"], int(entry["size"]),
-                                                   str(entry["sha256"]), str(entry["key"]))
-        except (ValueError, KeyError, TypeError):
+            name = entry["file"]
+            if entry.get("delete"):
+                verified.pop(name, None)
+                deleting[name] = str(entry["key"])
+                continue
+            verified[name] = VerifiedFile(name, int(entry["size"]), str(entry["sha256"]),
+                                          str(entry["key"]))
+            deleting.pop(name, None)
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue  # (an empty line, or one cut short by a crash)
-    return verified
+    return verified, deleting
+
+
+def mark_for_deletion(root: str, relative_paths: list[str]) -> list[tuple[str, str]]:
+    """Journal that the objects of these removed files (retention) are to
+    be deleted from the store, durably, so that a store down now or a
+    crash does not leave them there for good; those marked, with their
+    keys (a file never verified has no object to delete)."""
+    marked = []
+    for folder, names in _by_folder(relative_paths).items():
+        verified = verified_in(root, folder)
+        lines = []
+        for name in sorted(names & set(verified)):
+            lines.append(json.dumps({"file": name, "delete": True, "key": verified[name].key},
+                                    ensure_ascii=True) + "\n")
+            marked.append((os.path.join(folder, name), verified[name].key))
+        if lines:
+            _append(journal_path(root, folder), "".join(lines))
+    return marked
+
+
+def marked_for_deletion(root: str) -> list[tuple[str, str]]:
+    """The files whose objects are still to be deleted, with their keys."""
+    marked = []
+    journals_root = os.path.join(root, JOURNAL_FOLDER)
+    for folder, files in _journal_folders(root):
+        if JOURNAL_NAME in files:
+            relative = os.path.relpath(folder, journals_root)
+            for name, key in _read_journal(root, relative)[1].items():
+                marked.append((os.path.normpath(os.path.join(relative, name)), key))
+    return marked
+
+
+def _append(path: str, text: str) -> None:
+    """Append lines to a journal and make them durable."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        # A crash in the middle of a line leaves it without its newline:
+        # the next line must not be glued to it.
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            text = "\n" + text
+        os.write(fd, text.encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _by_folder(relative_paths: list[str]) -> dict[str, set[str]]:
+    by_folder: dict[str, set[str]] = {}
+    for relative_path in relative_paths:
+        folder, name = os.path.split(relative_path)
+        by_folder.setdefault(folder, set()).add(name)
+    return by_folder
 
 
 def _journal_folders(root: str) -> Iterator[tuple[str, dict[str, os.DirEntry[str]]]]:
@@ -208,22 +269,22 @@ def delete_local_copies(root: str, finished_before: float) -> list[str]:
 
 
 def forget(root: str, relative_paths: list[str]) -> None:
-    """Take removed files (retention) out of their journals; a journal left
-    empty is removed with its empty folders."""
-    by_folder: dict[str, set[str]] = {}
-    for relative_path in relative_paths:
-        folder, name = os.path.split(relative_path)
-        by_folder.setdefault(folder, set()).add(name)
-    for folder, names in by_folder.items():
+    """Take files whose objects are deleted out of their journals; a journal
+    left empty is removed with its empty folders."""
+    for folder, names in _by_folder(relative_paths).items():
         path = journal_path(root, folder)
-        kept = [entry for entry in verified_in(root, folder).values() if entry.name not in names]
-        if not kept:
+        verified, deleting = _read_journal(root, folder)
+        kept = [entry for entry in verified.values() if entry.name not in names]
+        still = {name: key for name, key in deleting.items() if name not in names}
+        if not kept and not still:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             _remove_empty_folders(os.path.dirname(path), os.path.join(root, JOURNAL_FOLDER))
             continue
         text = "".join(json.dumps({"file": e.name, "size": e.size, "sha256": e.sha256,
                                    "key": e.key}, ensure_ascii=True) + "\n" for e in kept)
+        text += "".join(json.dumps({"file": name, "delete": True, "key": key},
+                                   ensure_ascii=True) + "\n" for name, key in still.items())
         temporary = path + ".tmp"
         with open(temporary, "w", encoding="ascii") as handle:
             handle.write(text)

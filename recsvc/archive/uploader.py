@@ -210,7 +210,8 @@ class Archive:
         sidecar_key = self.location.key(recording.sidecar)
         wav_key = None if recording.wav is None else self.location.key(recording.wav)
         self.log.info("Archive: {file} verified in {url}", file=recording.wav or recording.sidecar,
-                      url=self.location.url, key=wav_key or sidecar_key)
+                      url=self.location.url, key=wav_key or sidecar_key,
+                      recordingId=recording.recording_id)
         if self.announce is not None:
             self.announce({
                 "event": "archived", "id": recording.recording_id,
@@ -235,7 +236,8 @@ class Archive:
             self.log.warn("Archive: uploads to {url} fail: {reason} ({detail}); retrying, "
                           "the recordings wait on the disk", url=self.location.url,
                           reason=failure.cause, detail=failure.detail,
-                          file=recording.wav or recording.sidecar)
+                          file=recording.wav or recording.sidecar,
+                          recordingId=recording.recording_id)
         self._pause()
 
     def _bug(self, failure: Failure, recording: WaitingRecording) -> None:
@@ -256,8 +258,12 @@ class Archive:
 
     def sweep_local_copies(self) -> Deferred[list[str]]:
         """Delete the local WAVs verified in the store whose keep_local_days
-        is over (their sidecars stay)."""
+        is over (their sidecars stay), and the objects retention removed
+        that the store refused to delete before."""
         before = self.reactor.seconds() - self.keep_local_days * 86400
+        self._run(journal.marked_for_deletion, self.root).addCallback(
+            self._delete_objects).addErrback(lambda failure: self.log.failure(
+                "Archive: reading the deletions owed failed", failure))
         return self._run(journal.delete_local_copies, self.root, before).addCallback(
             self._swept)
 
@@ -271,20 +277,29 @@ class Archive:
 
     def forget(self, relative_paths: list[str]) -> Deferred[None]:
         """Retention removed these files (WAVs and sidecars, under root):
-        remove their objects too, and their journal lines."""
-        return self._run(_remove_objects, self.store, self.root, self.location,
-                         relative_paths).addCallbacks(
-            lambda _: None, lambda failure: self.log.warn(
-                "Archive: removing {count} files that retention removed from {url} "
-                "failed: {reason}", count=len(relative_paths), url=self.location.url,
-                reason=failure.getErrorMessage()))
+        their objects are marked for deletion in the journal (durably), then
+        deleted; what the store refuses now is deleted by a later sweep."""
+        return self._run(journal.mark_for_deletion, self.root, relative_paths).addCallbacks(
+            self._delete_objects, lambda failure: self.log.failure(
+                "Archive: marking {count} removed files for deletion failed", failure,
+                count=len(relative_paths)))
+
+    def _delete_objects(self, marked: list[tuple[str, str]]) -> Deferred[None]:
+        if not marked:
+            return succeed(None)
+        return self._run(_delete_objects, self.store, self.root, marked).addCallbacks(
+            lambda _: self.log.info("Archive: {count} objects deleted from {url} (retention)",
+                                    count=len(marked), url=self.location.url),
+            lambda failure: self.log.warn(
+                "Archive: deleting {count} objects that retention removed from {url} "
+                "failed: {reason} (tried again at the next sweep)", count=len(marked),
+                url=self.location.url, reason=failure.getErrorMessage()))
 
 
-def _remove_objects(store: IObjectStore, root: str, location: ArchiveLocation,
-                    relative_paths: list[str]) -> None:
-    for relative in relative_paths:
-        store.delete(location.key(relative))
-    journal.forget(root, relative_paths)
+def _delete_objects(store: IObjectStore, root: str, marked: list[tuple[str, str]]) -> None:
+    for _, key in marked:
+        store.delete(key)
+    journal.forget(root, [relative for relative, _ in marked])
 
 
 @attrs.define
