@@ -264,8 +264,13 @@ class Archive:
         self._run(journal.marked_for_deletion, self.root).addCallback(
             self._delete_objects).addErrback(lambda failure: self.log.failure(
                 "Archive: reading the deletions owed failed", failure))
-        return self._run(journal.delete_local_copies, self.root, before).addCallback(
-            self._swept)
+        return self._run(journal.delete_local_copies, self.root, before).addCallbacks(
+            self._swept, self._sweep_failed)
+
+    def _sweep_failed(self, failure: Failure) -> list[str]:
+        # (Logged, and the sweeps go on: the next may well succeed.)
+        self.log.failure("Archive: deleting the local copies due failed", failure)
+        return []
 
     def _swept(self, deleted: list[str]) -> list[str]:
         if deleted:
