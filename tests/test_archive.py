@@ -170,6 +170,25 @@ class JournalTests(SynchronousTestCase):
             handle.write(b"more")
         self.assertIn(done_sidecar, [w.sidecar for w in journal.waiting_recordings(self.root)])
 
+    def test_wav_deleted_while_looked_at(self) -> None:
+        """A WAV deleted between the folder's listing and its reading (a
+        verified one whose keep_local_days is over) does not hide its
+        recording: the sidecar not verified yet still waits."""
+        wav, sidecar = put_recording(self.root, "one")
+        journal.record_verified(self.root, wav, read_local(os.path.join(self.root, wav)), "k")
+        walk = journal.walk_files
+
+        def listed_then_deleted(root: str, found_link: Any) -> Any:
+            for folder, files in walk(root, found_link):
+                if "one.wav" in files:
+                    os.unlink(os.path.join(folder, "one.wav"))
+                yield folder, files
+
+        self.patch(journal, "walk_files", listed_then_deleted)
+        [waiting] = journal.waiting_recordings(self.root)
+        self.assertEqual((waiting.sidecar, waiting.wav, waiting.verified),
+                         (sidecar, wav, frozenset({wav})))
+
     def test_local_copies_deleted_when_due(self) -> None:
         """Only verified WAVs finished before the cut-off go, as they were
         verified (same size); sidecars and unverified WAVs stay."""

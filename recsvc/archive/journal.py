@@ -196,9 +196,14 @@ def _waiting(root: str, relative: str, name: str, files: dict[str, os.DirEntry[s
     wav_name = name[: -len(".json")] + ".wav"
     try:
         sidecar_stat = files[name].stat(follow_symlinks=False)
-        wav_size = files[wav_name].stat(follow_symlinks=False).st_size if wav_name in files else None
     except OSError:
-        return None  # removed meanwhile
+        return None  # removed meanwhile (retention)
+    wav_size = None
+    if wav_name in files:
+        try:
+            wav_size = files[wav_name].stat(follow_symlinks=False).st_size
+        except OSError:
+            pass  # deleted since the listing (verified, its keep_local_days over)
     sidecar_done = _holds(verified, name, sidecar_stat.st_size)
     wav_done = wav_size is None or _holds(verified, wav_name, wav_size)
     if sidecar_done and wav_done:

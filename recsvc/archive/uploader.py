@@ -109,12 +109,18 @@ class Archive:
         uploading, and sweep the local copies. Fires once they are queued."""
         self._running = True
         self.log.info("Archive: {url}: looking for recordings to upload", url=self.location.url)
-        self._sweeping = LoopingCall(self.sweep_local_copies)
-        self._sweeping.clock = self.reactor
-        self._sweeping.start(self.local_sweep_interval, now=True).addErrback(
-            lambda failure: self.log.failure("Archive: local copies' sweeps failed", failure))
+        # The sweeps begin once the look is over: a WAV a sweep deletes
+        # while it is looked at must not hide its recording's sidecar.
         return self._run(journal.waiting_recordings, self.root).addCallbacks(
-            self._found, self._scan_failed)
+            self._found, self._scan_failed).addBoth(self._start_sweeping)
+
+    def _start_sweeping(self, result: Any) -> Any:
+        if self._running and self._sweeping is None:
+            self._sweeping = LoopingCall(self.sweep_local_copies)
+            self._sweeping.clock = self.reactor
+            self._sweeping.start(self.local_sweep_interval, now=True).addErrback(
+                lambda failure: self.log.failure("Archive: local copies' sweeps failed", failure))
+        return result
 
     def _found(self, waiting: list[WaitingRecording]) -> None:
         added = [recording for recording in waiting if self._backlog.add(recording)]
