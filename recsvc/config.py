@@ -18,6 +18,7 @@ import yaml
 
 from recsvc.admission import parse_network
 from recsvc.application.endpoints import files_from
+from recsvc.archive.layout import ArchiveLocation
 from recsvc.devices import parse_mac
 from recsvc.storage.naming import DEFAULT_TEMPLATE, PathTemplate
 from recsvc.index.numberplan import NumberPlan
@@ -438,6 +439,66 @@ class HooksConfig:
     # Each finished file's sidecar is POSTed here as JSON (retried with
     # backoff); None: no webhook.
     on_finish: str | None = attrs.field(default=None, converter=_url_or_none)
+    # With archive.url: each recording verified in the archive is announced
+    # here ({"event": "archived", "id": ..., "key": ...}); None: not announced.
+    on_archived: str | None = attrs.field(default=None, converter=_url_or_none)
+
+
+def _archive_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _text(value)
+    ArchiveLocation.from_url(text)  # raises ValueError saying why
+    return text
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _endpoint_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _text(value)
+    if not (text.startswith("http://") or text.startswith("https://")) or " " in text:
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def _encryption(value: Any) -> str | None:
+    if value is None:
+        return None
+    return _one_of("AES256", "aws:kms")(value)
+
+
+# One PUT takes up to 5 GiB: the archive sends each file so (see
+# recsvc.archive.s3), and the largest file is storage.max_duration of 16-bit
+# audio at 16 kHz (G.722 decoded), 32,000 bytes a second.
+LARGEST_PUT = 5 * 1024 ** 3
+LARGEST_BYTE_RATE = 32_000
+
+
+@attrs.frozen
+class ArchiveConfig:
+    # s3://bucket/prefix: each finished recording's WAV and sidecar are
+    # uploaded there, under the same path as below storage.root; None: no
+    # archive.
+    url: str | None = attrs.field(default=None, converter=_archive_url)
+    # For MinIO, Ceph RGW and other S3-compatible stores; None: AWS's.
+    endpoint_url: str | None = attrs.field(default=None, converter=_endpoint_url)
+    # None: from the AWS chain (AWS_REGION, ~/.aws/config).
+    region: str | None = attrs.field(default=None, converter=_text_or_none)
+    # A local WAV is deleted this many days after it was finished, once its
+    # upload is verified (0: as soon as it is); its sidecar stays.
+    keep_local_days: float = attrs.field(default=0.0, converter=_amount(36500))
+    # None (the bucket's default), AES256 or aws:kms.
+    server_side_encryption: str | None = attrs.field(default=None, converter=_encryption)
+    # With aws:kms: the key (None: the account's default key for S3).
+    kms_key_id: str | None = attrs.field(default=None, converter=_text_or_none)
+
+    @property
+    def location(self) -> ArchiveLocation | None:
+        return None if self.url is None else ArchiveLocation.from_url(self.url)
 
 
 def _country_code(value: Any) -> str | None:
@@ -517,6 +578,7 @@ class Config:
     devices: DevicesConfig = DevicesConfig()
     recordings: RecordingsConfig = RecordingsConfig()
     numbers: NumbersConfig = NumbersConfig()
+    archive: ArchiveConfig = ArchiveConfig()
 
 
 def parse_config(data: Any) -> Config:
@@ -542,6 +604,14 @@ def parse_config(data: Any) -> Config:
     if config.numbers.trunk_prefix is not None and config.numbers.country_code is None:
         raise ConfigError("numbers.trunk_prefix", "needs numbers.country_code (the "
                           "international form replaces the trunk prefix with it)")
+    archive = config.archive
+    if archive.kms_key_id is not None and archive.server_side_encryption != "aws:kms":
+        raise ConfigError("archive.kms_key_id", "needs archive.server_side_encryption: aws:kms")
+    if archive.url is not None and config.storage.max_duration * LARGEST_BYTE_RATE > LARGEST_PUT:
+        raise ConfigError("storage.max_duration", (
+            f"{config.storage.max_duration:g} s makes files larger than the archive sends in "
+            f"one upload (5 GiB); with archive.url, at most "
+            f"{LARGEST_PUT // LARGEST_BYTE_RATE} s"))
     return config
 
 

@@ -112,6 +112,21 @@ class Metrics:
         self.duration = Histogram(
             "recsvc_recording_duration_seconds", "How long the finished recordings lasted",
             buckets=DURATION_BUCKETS, registry=registry)
+        self.archive_files_verified = Counter(
+            "recsvc_archive_files_verified",
+            "Files (WAVs and sidecars) the archive's store confirmed by size and SHA-256",
+            registry=registry)
+        self.archive_bytes_sent = Counter(
+            "recsvc_archive_bytes_sent", "Bytes of verified files sent to the archive",
+            registry=registry)
+        self.archive_failures = Counter(
+            "recsvc_archive_failures", "Uploads to the archive that failed, by cause",
+            ["cause"], registry=registry)
+        self.archive_local_deleted = Counter(
+            "recsvc_archive_local_copies_deleted",
+            "Local WAVs deleted once verified in the archive and keep_local_days was over",
+            registry=registry)
+        self._archive_status: Callable[[], Any] | None = None
         self._finished = _Totals()
         self._refused_counters: dict[str, Any] = {}
         self._live: Callable[[], LiveFigures] | None = None
@@ -120,6 +135,20 @@ class Metrics:
     def watch(self, live: Callable[[], LiveFigures]) -> None:
         """Where the live figures come from (read on the reactor thread)."""
         self._live = live
+
+    def watch_archive(self, status: Callable[[], Any]) -> None:
+        """Where the archive's backlog is read (an ArchiveStatus or None)."""
+        self._archive_status = status
+
+    def archive_verified(self, files: int, bytes_sent: int) -> None:
+        self.archive_files_verified.inc(files)
+        self.archive_bytes_sent.inc(bytes_sent)
+
+    def archive_failed(self, cause: str) -> None:
+        self.archive_failures.labels(cause[:60]).inc()
+
+    def archive_local_copies_deleted(self, count: int) -> None:
+        self.archive_local_deleted.inc(count)
 
     def start_refused(self, reason: str) -> None:
         self.starts_refused.labels(reason_label(reason)).inc()
@@ -173,6 +202,15 @@ class Metrics:
                      live and live.connections)
         yield _gauge("recsvc_storage_free_bytes", "Free space where the recordings are stored",
                      live and live.free_bytes)
+        archive = self._archive_status() if self._archive_status is not None else None
+        if archive is not None:
+            yield _gauge("recsvc_archive_files_waiting", "Files waiting for their upload",
+                         archive.files_waiting)
+            yield _gauge("recsvc_archive_bytes_waiting", "Bytes waiting for their upload",
+                         archive.bytes_waiting)
+            yield _gauge("recsvc_archive_oldest_waiting_seconds",
+                         "Age of the oldest recording waiting for its upload",
+                         archive.oldest_waiting_s)
         totals = self._finished
         now = totals.plus(live)
         for name, help_text, value in (
@@ -201,6 +239,18 @@ class Metrics:
 class NoMetrics:
     """The counters of a server without metrics: told everything Metrics
     is, and keeps nothing (so the service never asks whether it has any)."""
+
+    def watch_archive(self, status: Callable[[], Any]) -> None:
+        pass
+
+    def archive_verified(self, files: int, bytes_sent: int) -> None:
+        pass
+
+    def archive_failed(self, cause: str) -> None:
+        pass
+
+    def archive_local_copies_deleted(self, count: int) -> None:
+        pass
 
     def start_refused(self, reason: str) -> None:
         pass

@@ -16,6 +16,7 @@ from zope.interface import implementer
 from recsvc.admission import (OTHERS, AccessPolicy, RefusalLog, StartRate, shown_peer,
                               source_of)
 from recsvc.upkeep import StorageUpkeep
+from recsvc.archive.uploader import Archive, NoArchive
 from recsvc.devices import device_key
 from recsvc.media.codec import CODECS, Codec
 from recsvc.storage.diskspace import DiskSpace
@@ -151,6 +152,8 @@ class RecorderService(Service):
     _retention: RetentionPolicy = attrs.field(default=RetentionPolicy(), alias="retention")
     _retention_interval: float = attrs.field(default=600.0, alias="retention_interval")
     _index: Indexer | NoIndex = attrs.field(factory=NoIndex, alias="index")
+    # Uploads the finished recordings to archive.url; NoArchive: none.
+    _archive: Archive | NoArchive = attrs.field(factory=NoArchive, alias="archive")
     # Told of Starts, recordings and files (recsvc.metrics); NoMetrics: nobody.
     metrics: Metrics | NoMetrics = attrs.field(factory=NoMetrics)
     # Each finished file's sidecar goes to it (hooks.on_finish); None: none.
@@ -203,6 +206,7 @@ class RecorderService(Service):
             in_use=self._active_paths.__contains__, running=lambda: bool(self.running),
             disk_critical=self._disk_critical, disk=self._disk, retention=self._retention,
             retention_interval=self._retention_interval, index=self._index,
+            archive=self._archive,
         )
 
     @property
@@ -222,6 +226,11 @@ class RecorderService(Service):
     @index.setter
     def index(self, index: Indexer | NoIndex) -> None:
         self.upkeep.index = index
+
+    @property
+    def archive(self) -> Archive | NoArchive:
+        """The archive of finished recordings (the upkeep's)."""
+        return self.upkeep.archive
 
     def link_connected(self, link: IPhoneLink) -> None:
         self._links.add(link)
@@ -558,6 +567,7 @@ class RecorderService(Service):
 
     def _file_finished(self, path: str, summary: RecordingSummary) -> None:
         self.index.file_finished(path)
+        self.archive.file_finished(path, summary)
         self.metrics.file_finished(summary)
         if self.webhook is not None:
             self.webhook.deliver(summary.to_json())

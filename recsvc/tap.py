@@ -46,6 +46,8 @@ from recsvc.service import RecorderService
 from recsvc.session import Limits
 from recsvc.storage.folder import Storage
 from recsvc.application.threads import background_pool, start_until_shutdown
+from recsvc.archive.s3 import S3Store, client_for
+from recsvc.archive.uploader import UPLOADS_AT_ONCE, Archive, NoArchive
 
 
 class StartupRefused(SystemExit):
@@ -111,7 +113,10 @@ def makeService(
     indexer = Indexer(config.index.database, config.storage.root, reactor)
     metrics = Metrics()
     webhook = None if config.hooks.on_finish is None else Webhook(config.hooks.on_finish, reactor)
-    recorder = _recorder(config, reactor, pools, indexer, metrics, webhook, told)
+    archived_hook = None if config.hooks.on_archived is None or config.archive.url is None \
+        else Webhook(config.hooks.on_archived, reactor)
+    archive = _archive(config, reactor, metrics, archived_hook)
+    recorder = _recorder(config, reactor, pools, indexer, metrics, webhook, told, archive)
     connections = Connections(
         ConnectionLimits(config.control.max_connections, config.control.max_connections_per_ip),
         recorder.access)
@@ -125,8 +130,9 @@ def makeService(
     _add(root, "control", _listener(control, room.for_idle_control))
     if http is not None:
         _add(root, "http", _listener(http, room.for_web, purpose="HTTP", key="http.listen"))
-    if webhook is not None:
-        _after_recorder(recorder, webhook).setServiceParent(root)
+    for hook in (webhook, archived_hook):
+        if hook is not None:
+            _after_recorder(recorder, hook).setServiceParent(root)
     if config_path is not None:
         _add(root, "reload", _reload(config_path, recorder, connections, reactor))
     _add(root, "background", _background(reactor, pools, indexer, recorder, wanted))
@@ -204,8 +210,29 @@ def _thread_pools() -> _Pools:
     )
 
 
+def _archive(config: Config, reactor: Any, metrics: Metrics,
+             announce: Webhook | None) -> Archive | NoArchive:
+    """The archive of archive.url (boto3 on threads of its own, made when
+    the first upload needs it), or none."""
+    location = config.archive.location
+    if location is None:
+        return NoArchive()
+    settings = config.archive
+    store = S3Store(location, make_client=functools.partial(
+        client_for, settings.endpoint_url, settings.region, UPLOADS_AT_ONCE),
+        server_side_encryption=settings.server_side_encryption,
+        kms_key_id=settings.kms_key_id)
+    archive = Archive(reactor, config.storage.root, location, store,
+                      keep_local_days=settings.keep_local_days,
+                      announce=None if announce is None else announce.deliver,
+                      metrics=metrics)
+    metrics.watch_archive(archive.status)
+    return archive
+
+
 def _recorder(config: Config, reactor: Any, pools: _Pools, indexer: Indexer, metrics: Metrics,
-              webhook: Webhook | None, observers: RecordingObservers) -> RecorderService:
+              webhook: Webhook | None, observers: RecordingObservers,
+              archive: Archive | NoArchive) -> RecorderService:
     """The recorder, its RTP ports and its storage, as the config says."""
     low, high = config.rtp.port_range
     run_blocking = functools.partial(deferToThreadPool, reactor, pools.disk)
@@ -253,6 +280,7 @@ def _recorder(config: Config, reactor: Any, pools: _Pools, indexer: Indexer, met
         ),
         retention_interval=config.storage.retention.interval,
         index=indexer,
+        archive=archive,
         metrics=metrics,
         webhook=webhook,
         observers=observers,

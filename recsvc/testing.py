@@ -1,12 +1,13 @@
 """Fakes shipped with the package, for recsvc's tests and for applications
 that embed it: an in-memory WAV writer, a writer that fails, a port pool,
 an index that works on the calling thread, a recorder for the control
-protocol alone."""
+protocol alone, an object store in memory for the archive."""
 
 from __future__ import annotations
 
 import errno
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Mapping
 
 import attrs
 from twisted.internet.address import IPv4Address
@@ -16,6 +17,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
+from recsvc.archive.store import IObjectStore, StoreFailure, StoredObject, sha256_b64
 from recsvc.control.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
 from recsvc.control.interfaces import IPhoneLink, IRecorder, UnknownRecording
 from recsvc.index.indexer import Indexer
@@ -432,3 +434,69 @@ def memory_recorder(
         media_policy=MediaPolicy(reorder_window_ms=20) if media_policy is None else media_policy,
         limits=Limits() if limits is None else limits,
     )
+
+
+@implementer(IObjectStore)
+@attrs.define(eq=False)
+class MemoryStore:
+    """An object store in memory (recsvc.archive.store.IObjectStore), as
+    S3 behaves for the archive (tests/test_archive.py holds both to one
+    contract). ``objects`` maps keys to bytes; ``puts`` lists the keys
+    PUT, in order. Faults on request: with ``down`` set to a cause, every
+    call raises StoreFailure(down); with ``wrong_checksum``, the store
+    reports a SHA-256 other than that of what it holds (as a store that
+    damaged what it received)."""
+
+    objects: dict[str, bytes] = attrs.field(factory=dict)
+    object_metadata: dict[str, dict[str, str]] = attrs.field(factory=dict)
+    content_types: dict[str, str] = attrs.field(factory=dict)
+    puts: list[str] = attrs.field(factory=list)
+    down: str | None = None
+    wrong_checksum: bool = False
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def _check(self) -> None:
+        if self.down is not None:
+            raise StoreFailure(self.down, "the memory store was told to fail")
+
+    def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str]) -> None:
+        self._check()
+        with open(path, "rb") as handle:
+            data = handle.read()
+        with self._lock:
+            self.objects[key] = data
+            self.object_metadata[key] = dict(metadata)
+            self.content_types[key] = content_type
+            self.puts.append(key)
+
+    def head(self, key: str) -> StoredObject | None:
+        self._check()
+        with self._lock:
+            data = self.objects.get(key)
+        if data is None:
+            return None
+        return StoredObject(len(data), sha256_b64(data + b"!" if self.wrong_checksum else data))
+
+    def metadata(self, key: str) -> dict[str, str]:
+        self._check()
+        with self._lock:
+            if key not in self.objects:
+                raise StoreFailure("404", f"no object {key}")
+            return dict(self.object_metadata[key])
+
+    def get(self, key: str, first: int = 0, last: int | None = None) -> bytes:
+        self._check()
+        with self._lock:
+            data = self.objects.get(key)
+        if data is None:
+            raise StoreFailure("NoSuchKey", f"no object {key}")
+        if first >= len(data):
+            raise StoreFailure("InvalidRange", f"{first} is beyond the object's {len(data)} bytes")
+        return data[first:None if last is None else last + 1]
+
+    def delete(self, key: str) -> None:
+        self._check()
+        with self._lock:
+            self.objects.pop(key, None)
+            self.object_metadata.pop(key, None)
+            self.content_types.pop(key, None)

@@ -3,6 +3,7 @@ for), the retention sweeps, the index catching up, and the disk watch."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import attrs
@@ -11,6 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from recsvc.archive.uploader import Archive, NoArchive
 from recsvc.index.indexer import Indexer, NoIndex
 from recsvc.logs import Logger
 from recsvc.session import RunBlocking
@@ -46,6 +48,8 @@ class StorageUpkeep:
     retention_interval: float = 600.0
     # Keeps the index of finished recordings (index.database); NoIndex: none.
     index: Indexer | NoIndex = attrs.field(factory=NoIndex)
+    # Uploads the finished recordings (archive.url); NoArchive: none.
+    archive: Archive | NoArchive = attrs.field(factory=NoArchive)
     # Fires with what start-up recovered from a crash (see recsvc.storage.recovery).
     recovery: Deferred[list[Recovered]] | None = None
     _sweeping: LoopingCall | None = None
@@ -58,6 +62,9 @@ class StorageUpkeep:
         a crash left behind, watch the disk."""
         recovered = self.recover()
         recovered.addBoth(self._catch_up_index)
+        # The archive looks for what waits once recovery has finished the
+        # recordings a crash cut short (they wait too).
+        recovered.addBoth(self._start_archive)
         if self.disk is not None:
             self.disk.on_critical = self.disk_critical
             self.disk.start()
@@ -72,6 +79,7 @@ class StorageUpkeep:
         """Stop watching the disk and sweeping (the service is shutting down)."""
         if self.disk is not None:
             self.disk.stop()
+        self.archive.stop()
         if self._sweeping is not None and self._sweeping.running:
             self._sweeping.stop()
 
@@ -93,6 +101,10 @@ class StorageUpkeep:
             self._sweep_running = False
             if removed:
                 self.index.forget([recording.wav for recording in removed])
+                # Retention applies to the archive too.
+                self.archive.forget([
+                    os.path.relpath(path, self.storage.root) for recording in removed
+                    for path in (recording.wav, recording.sidecar) if path is not None])
             for recording in removed:
                 self.log.info("Retention removed {file}", file=recording.wav, reason="retention")
             if removed:
@@ -108,8 +120,13 @@ class StorageUpkeep:
 
         return self.run_blocking(
             retention_sweep, self.storage.root, self.retention, self.clock.seconds(),
-            free_bytes, self.in_use,
+            free_bytes, self.in_use, isinstance(self.archive, Archive),
         ).addCallbacks(swept, failed)
+
+    def _start_archive(self, result: Any) -> Any:
+        if self.running():
+            self.archive.start()
+        return result
 
     def _catch_up_index(self, result: Any) -> Any:
         """Once recovery is done: index what the index missed (recovered

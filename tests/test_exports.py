@@ -36,7 +36,7 @@ from recsvc.service import RecorderService
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETUP_CFG = os.path.join(CHECKOUT, "setup.cfg")
 
-SUBPACKAGES = ("application", "cli", "control", "index", "media", "phonesim", "storage", "web")
+SUBPACKAGES = ("application", "archive", "cli", "control", "index", "media", "phonesim", "storage", "web")
 
 # What a subpackage gives besides its modules, by package.
 REEXPORTED = {"storage": {"Storage": recsvc.storage.folder.Storage}}
@@ -201,7 +201,7 @@ class TestingTests(SynchronousTestCase):
     """recsvc.testing: the fakes shipped with the package."""
 
     FAKES = ("FailingWriter", "FakeIndexer", "FakeListeningPort", "FakePhoneLink",
-             "FakePortPool", "FakeRecorder", "ManualRunner", "MemoryWavWriter",
+             "FakePortPool", "FakeRecorder", "ManualRunner", "MemoryStore", "MemoryWavWriter",
              "MemoryWriters", "memory_recorder", "run_now")
 
     def test_fakes(self) -> None:

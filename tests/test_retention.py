@@ -23,14 +23,14 @@ class Archive:
         self.root = root
 
     def add(self, name: str, age_days: float, size: int = 1000, status: str = "finished",
-            partial: bool = False) -> str:
+            partial: bool = False, **fields: object) -> str:
         folder = os.path.join(self.root, "00a859123456", name[:4])
         os.makedirs(folder, exist_ok=True)
         wav = os.path.join(folder, name + ".wav")
         with open(wav + (".part" if partial else ""), "wb") as handle:
             handle.write(b"\0" * size)
         with open(os.path.join(folder, name + ".json"), "w", encoding="utf-8") as handle:
-            json.dump({"id": name, "status": status}, handle)
+            json.dump({"id": name, "status": status, **fields}, handle)
         moment = NOW - age_days * DAY
         for path in (wav + (".part" if partial else ""), os.path.join(folder, name + ".json")):
             os.utime(path, (moment, moment))
@@ -65,6 +65,20 @@ class SweepTests(SynchronousTestCase):
         removed = sweep(archive.root, RetentionPolicy(max_age_days=90), NOW, lambda root: 10**12)
         self.assertEqual([os.path.basename(r.wav) for r in removed], ["2020s.wav"])
         self.assertEqual(archive.names(), ["2020l.json"])
+
+    def test_archived_audio_swept(self) -> None:
+        """
+        With the archive on, a finished sidecar whose WAV was deleted once
+        archived is a recording: it ages and goes like the others.
+        """
+        archive = self.archive()
+        archived = archive.add("2020x", 400, file="2020x.wav")
+        os.unlink(archived)
+        policy = RetentionPolicy(max_age_days=90)
+        self.assertEqual(sweep(archive.root, policy, NOW, lambda root: 10**12), [])
+        removed = sweep(archive.root, policy, NOW, lambda root: 10**12, audio_archived=True)
+        self.assertEqual([os.path.basename(r.wav) for r in removed], ["2020x.wav"])
+        self.assertEqual(archive.names(), [])
 
     def test_max_age(self) -> None:
         """
@@ -243,4 +257,32 @@ class SymbolicLinkTests(SynchronousTestCase):
         os.symlink(self.outside.root, root)
         [removed] = sweep(root, RetentionPolicy(max_age_days=90), NOW, lambda root: 10**12)
         self.assertEqual(os.path.basename(removed.wav), "2020a.wav")
+        self.assertFalse(os.path.exists(old))
+
+
+class ArchiveSweepTests(SynchronousTestCase):
+    def test_sweep_removes_archived_objects(self) -> None:
+        """Retention applies to the archive too: what a sweep deletes is
+        deleted from the store; newer recordings' objects stay."""
+        from recsvc.archive.layout import ArchiveLocation
+        from recsvc.archive.uploader import Archive as Uploads
+        from recsvc.testing import MemoryStore, run_now
+
+        root = self.mktemp()
+        os.makedirs(root)
+        archive = Archive(root)
+        old = archive.add("old", 10, file="old.wav")
+        new = archive.add("new", 1, file="new.wav")
+        clock = Clock()
+        clock.advance(NOW)
+        store = MemoryStore()
+        service = memory_recorder(root, clock=clock)
+        service.upkeep.archive = Uploads(clock, root, ArchiveLocation("calls"), store,
+                                         keep_local_days=30, run_blocking=run_now)
+        self.successResultOf(service.upkeep.archive.start())
+        self.assertEqual(len(store.objects), 4)
+        service.upkeep.retention = RetentionPolicy(max_age_days=2)
+        self.successResultOf(service.upkeep.sweep())
+        self.assertEqual(sorted(store.objects), sorted(
+            os.path.relpath(path, root) for path in (new, new[:-len(".wav")] + ".json")))
         self.assertFalse(os.path.exists(old))

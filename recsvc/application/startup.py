@@ -20,6 +20,19 @@ def check_config(config: Config, reactor: Any) -> None:
     endpoint_for(config, reactor)
     http_endpoint_for(config, reactor)
     create_folders(config)
+    check_archive_library(config)
+
+
+def check_archive_library(config: Config) -> None:
+    """An archive needs boto3 (the ``archive`` extra); without one, recsvc
+    runs without it. Raises ConfigError."""
+    if config.archive.url is None:
+        return
+    try:
+        import boto3  # noqa: F401
+    except ImportError:
+        raise ConfigError("archive.url", "needs boto3, which is not installed: "
+                          "pip install 'recsvc[archive]' (or boto3)") from None
 
 
 def create_folders(config: Config) -> None:

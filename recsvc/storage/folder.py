@@ -161,6 +161,16 @@ def no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
 
 
+def read_json(path: str) -> object:
+    """A sidecar's JSON (not through a symbolic link); None if it cannot be
+    read or is not JSON. Blocking."""
+    try:
+        with open(path, encoding="utf-8", opener=no_follow) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
 def walk_files(root: str, found_link: Callable[[str], object],
                ) -> Iterator[tuple[str, dict[str, os.DirEntry[str]]]]:
     """Each folder under ``root`` (root first, then its folders by name,

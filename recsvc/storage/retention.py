@@ -12,14 +12,13 @@ sidecar alone (naming no file), and goes the same way.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from typing import Callable
 
 import attrs
 from recsvc.logs import Logger
 
-from recsvc.storage.folder import no_follow, walk_files
+from recsvc.storage.folder import read_json, walk_files
 from recsvc.storage.wav import PARTIAL_SUFFIX
 
 log = Logger()
@@ -44,15 +43,19 @@ class StoredRecording:
     modified: float  # when it was finished (the WAV's mtime)
 
 
-def finished_recordings(root: str, is_active: Callable[[str], bool]) -> list[StoredRecording]:
+def finished_recordings(root: str, is_active: Callable[[str], bool],
+                        audio_archived: bool = False) -> list[StoredRecording]:
     """The finished recordings under ``root``, oldest first. A symbolic link
     below root is not followed (what it points at is not the archive's to
-    count or delete): it is left, with a warning."""
+    count or delete): it is left, with a warning. ``audio_archived``: a
+    finished sidecar whose WAV is gone is a recording whose audio is in the
+    archive (archive.url: the WAV deleted once verified), not a WAV that
+    went missing."""
     found = []
     for folder, files in walk_files(root, _left_link):
         for name, entry in files.items():
             if name.endswith(".json") and name[: -len(".json")] + ".wav" not in files:
-                silent = _without_audio(entry)
+                silent = _without_audio(entry, audio_archived)
                 if silent is not None:
                     found.append(silent)
                 continue
@@ -79,12 +82,13 @@ def _left_link(path: str) -> None:
              file=path, reason="symbolic link")
 
 
-def _without_audio(sidecar: os.DirEntry[str]) -> StoredRecording | None:
+def _without_audio(sidecar: os.DirEntry[str], audio_archived: bool) -> StoredRecording | None:
     """The recording of a finished sidecar that names no file (it received
-    no audio, and no WAV was kept), if that is what it is."""
-    data = _read(sidecar.path)
+    no audio, and no WAV was kept), or whose audio is in the archive, if
+    that is what it is."""
+    data = read_json(sidecar.path)
     if not (isinstance(data, dict) and data.get("status") == "finished"
-            and "file" in data and data["file"] is None):
+            and "file" in data and (data["file"] is None or audio_archived)):
         return None  # (a WAV that went missing is left for a person)
     try:
         stats = sidecar.stat(follow_symlinks=False)
@@ -94,18 +98,10 @@ def _without_audio(sidecar: os.DirEntry[str]) -> StoredRecording | None:
                            stats.st_size, stats.st_mtime)
 
 
-def _read(sidecar: str) -> object:
-    try:
-        with open(sidecar, encoding="utf-8", opener=no_follow) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
-
-
 def _still_recording(sidecar: str | None) -> bool:
     if sidecar is None:
         return False
-    data = _read(sidecar)
+    data = read_json(sidecar)
     return isinstance(data, dict) and data.get("status") == "recording"
 
 
@@ -115,12 +111,14 @@ def sweep(
     now: float,
     free_bytes: Callable[[str], int],
     is_active: Callable[[str], bool] = lambda path: False,
+    audio_archived: bool = False,
 ) -> list[StoredRecording]:
     """Delete the oldest finished recordings until the policy holds; returns
-    what was deleted, oldest first. Blocking."""
+    what was deleted, oldest first (``audio_archived``: see
+    finished_recordings). Blocking."""
     if not policy.active or not os.path.isdir(root):
         return []
-    recordings = finished_recordings(root, is_active)
+    recordings = finished_recordings(root, is_active, audio_archived)
     total = sum(recording.size for recording in recordings)
     free = free_bytes(root) if policy.min_free_bytes else 0
     oldest_allowed = now - policy.max_age_days * 86400

@@ -462,8 +462,14 @@ class HealthResource(Resource):
             problems.append("shutting down")
         if recorder.disk is not None and recorder.disk.low:
             problems.append("disk full")
-        body = {"status": "ok" if not problems else ", ".join(problems),
-                "active": len(recorder.registry)}
+        body: dict[str, Any] = {"status": "ok" if not problems else ", ".join(problems),
+                                "active": len(recorder.registry)}
+        # How far behind the archive is: the service records all the same
+        # (the recordings wait on the disk), so it stays "ok" (200).
+        archive = getattr(recorder, "archive", None)
+        status = None if archive is None else archive.status()
+        if status is not None:
+            body["archive"] = status.to_json()
         return send_json(request, body, 200 if not problems else 503)
 
 
