@@ -121,7 +121,7 @@ def makeService(
         ConnectionLimits(config.control.max_connections, config.control.max_connections_per_ip),
         recorder.access)
     control = _control(config, reactor, recorder, connections)
-    http = _http(config, reactor, recorder, indexer, pools.web, metrics)
+    http = _http(config, reactor, recorder, indexer, pools.web, metrics, archive)
     room = descriptors.DescriptorRoom(budget, limit, time.monotonic, functools.partial(
         _in_use, connections, recorder, None if http is None else http[1]))
     # MultiService stops children in reverse: the listener closes first, then
@@ -313,9 +313,11 @@ def _control(config: Config, reactor: Any, recorder: RecorderService,
 
 
 def _http(config: Config, reactor: Any, recorder: RecorderService, indexer: Indexer,
-          pool: ThreadPool, metrics: Metrics) -> tuple[IStreamServerEndpoint, WebConnections] | None:
+          pool: ThreadPool, metrics: Metrics,
+          archive: Archive | NoArchive) -> tuple[IStreamServerEndpoint, WebConnections] | None:
     """The HTTP side's endpoint and connections (None when http.listen is
-    "off"), with the loud warning owed when it is open to the network."""
+    "off"), with the loud warning owed when it is open to the network; the
+    recordings not on this node's disk play from the archive."""
     endpoint = http_endpoint_for(config, reactor)
     if endpoint is None:
         return None
@@ -327,7 +329,8 @@ def _http(config: Config, reactor: Any, recorder: RecorderService, indexer: Inde
         recorder, indexer.run, config.storage.root,
         functools.partial(deferToThreadPool, reactor, pool), metrics,
         config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
-        numbers=config.numbers.plan),
+        numbers=config.numbers.plan, node=recorder.node,
+        archive=archive if isinstance(archive, Archive) else None),
         ConnectionLimits(config.http.max_connections, config.http.max_connections_per_ip),
         config.http.request_timeout, reactor, metrics=metrics)  # (its room: see _listener)
 

@@ -58,7 +58,9 @@ from recsvc.index.numberplan import NumberPlan
 from recsvc.storage.folder import sidecar_path
 from recsvc.application.startup import http_endpoint_for, open_http_warning
 from recsvc.storage.diskspace import DiskSpace
-from recsvc.testing import FakePhoneLink, FakePortPool, memory_recorder, run_now
+from recsvc.archive.layout import ArchiveLocation
+from recsvc.archive.uploader import Archive
+from recsvc.testing import FakePhoneLink, FakePortPool, MemoryStore, memory_recorder, run_now
 from tests.support.recordings import read_wav
 from recsvc.storage.wav import WavFileWriter, WavFormat
 from recsvc.web.site import make_site
@@ -76,6 +78,11 @@ class HttpTestsMixin:
     auth = HttpAuthConfig()
     allowed_hosts: tuple[str, ...] = ()
     numbers = NumberPlan()
+    node = ""
+
+    def make_archive(self):
+        """The archive the site plays from (None: none)."""
+        return None
 
     def setUp(self) -> None:
         self.root = os.path.abspath(self.mktemp())
@@ -117,7 +124,8 @@ class HttpTestsMixin:
 
         self.site = make_site(self.recorder, run_index, self.root, run_blocking, self.metrics,
                               self.auth, now=self.clock.seconds,
-                              allowed_hosts=self.allowed_hosts, numbers=self.numbers)
+                              allowed_hosts=self.allowed_hosts, numbers=self.numbers,
+                              node=self.node, archive=self.make_archive())
         self.listening = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)
@@ -460,6 +468,84 @@ class AudioStreamTests(HttpTestsMixin, TestCase):
         os.symlink(other, self.wav)
         error = yield self.get_json("/api/recordings/7/audio", 404)
         self.assertIn("symbolic link", error["error"])
+
+
+class ArchivedAudioTests(HttpTestsMixin, TestCase):
+    """Recordings whose file is not on this node's disk (another node's,
+    or this node's once its local copy went) play from the archive, with
+    byte ranges, decoded as from disk."""
+
+    node = "rec-b"
+
+    def make_archive(self):
+        self.store = MemoryStore()
+        return Archive(reactor, self.root, ArchiveLocation("recordings", "calls/"), self.store)
+
+    def archive_recording_7(self) -> bytes:
+        """Put recording 7's WAV in the archive, as its node uploaded it, and
+        take it off this disk; its bytes."""
+        with open(self.wav, "rb") as handle:
+            stored = handle.read()
+        self.store.put("calls/" + os.path.relpath(self.wav, self.root), self.wav, "audio/wav", {})
+        os.remove(self.wav)
+        return stored
+
+    @inlineCallbacks
+    def test_gone_from_disk_plays_from_the_archive(self) -> None:
+        """This node's recording whose WAV went (keep_local_days) plays from
+        the archive: decoded whole, any byte range, and the original."""
+        stored = self.archive_recording_7()
+        response, body = yield self.get("/api/recordings/7/audio")
+        self.assertEqual(response.code, 200)
+        self.assert_served_decoded(body)
+        response, part = yield self.get("/api/recordings/7/audio", range="bytes=1001-5000")
+        self.assertEqual(response.code, 206)
+        self.assertEqual(part, body[1001:5001])
+        response, original = yield self.get("/api/recordings/7/audio?format=original")
+        self.assertEqual(original, stored)
+
+    @inlineCallbacks
+    def test_another_nodes_recording(self) -> None:
+        """Another node's recording plays from the archive (never from a
+        file of the same path on this disk); not archived yet, it is a
+        404 naming the node that has it; the archive down, a 503 saying why."""
+        self.rename_node("7", "rec-a")
+        error = yield self.get_json("/api/recordings/7/audio", 404)
+        self.assertIn("on node 'rec-a'", error["error"])
+        self.assertIn("not in the archive", error["error"])
+        self.archive_recording_7()
+        response, body = yield self.get("/api/recordings/7/audio")
+        self.assertEqual(response.code, 200)
+        self.assert_served_decoded(body)
+        self.store.down = "cannot connect to the endpoint"
+        error = yield self.get_json("/api/recordings/7/audio", 503)
+        self.assertIn("cannot connect to the endpoint", error["error"])
+
+    def rename_node(self, recording_id: str, node: str) -> None:
+        """Index recording ``recording_id`` as recorded on ``node``."""
+        path = sidecar_path(self.wav)
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        data["node"] = node
+        index.add(self.connection, index.entry_from_sidecar(
+            data, os.path.relpath(path, self.root), 0))
+
+
+class NoArchiveTests(HttpTestsMixin, TestCase):
+    node = "rec-b"
+
+    @inlineCallbacks
+    def test_another_nodes_recording_without_an_archive(self) -> None:
+        """Without an archive, another node's recording is a 404 that says
+        which node has it and that this one has no archive."""
+        with open(sidecar_path(self.wav), encoding="utf-8") as handle:
+            data = json.load(handle)
+        data["node"] = "rec-a"
+        index.add(self.connection, index.entry_from_sidecar(
+            data, os.path.relpath(sidecar_path(self.wav), self.root), 0))
+        error = yield self.get_json("/api/recordings/7/audio", 404)
+        self.assertIn("on node 'rec-a'", error["error"])
+        self.assertIn("archive.url", error["error"])
 
 
 class HostTests(HttpTestsMixin, TestCase):

@@ -34,6 +34,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from recsvc.archive.store import StoreFailure
 from recsvc.index import store as index
 
 from recsvc.web import playback
@@ -163,12 +164,18 @@ class Api:
 
     def __init__(self, run_index: Callable[..., Deferred[Any]], recorder: Any, root: str,
                  run_blocking: Callable[..., Deferred[Any]],
-                 numbers: NumberPlan = NumberPlan()) -> None:
+                 numbers: NumberPlan = NumberPlan(), node: str = "",
+                 archive: Any = None) -> None:
         self.run_index = run_index
         self.recorder = recorder
         self.root = root
         self.run_blocking = run_blocking
         self.numbers = numbers
+        # This node's name, and its archive (an Archive: its store and
+        # location), which the recordings of other nodes and those whose
+        # local copy is gone play from; None: none.
+        self.node = node
+        self.archive = archive
 
     def find(self, search: index.Search) -> Deferred[list[dict[str, Any]]]:
         return self.run_index(index.search, search)
@@ -186,14 +193,30 @@ class Api:
                                       page_size=index.MAX_PAGE_SIZE)).addCallback(found)
 
     def playable_of(self, row: dict[str, Any]) -> playback.Playable:
-        """The audio of an index row's file. Blocking. Raises ApiError,
-        NotAWav, OSError."""
-        try:
-            return playback.open_playable(playback.FileBytes(self.path_of(row)))
-        except OSError as error:
-            if error.errno == errno.ELOOP:
-                raise ApiError(404, "the recording's file is a symbolic link, not followed")
-            raise
+        """The audio of an index row's file: from this node's disk when it
+        recorded it and still has it, else from the archive. Blocking.
+        Raises ApiError, NotAWav, OSError, StoreFailure."""
+        node = row.get("node") or ""
+        if node in ("", self.node):  # ("": a sidecar from before nodes had names)
+            try:
+                return playback.open_playable(playback.FileBytes(self.path_of(row)))
+            except FileNotFoundError:
+                if self.archive is None:
+                    raise
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    raise ApiError(404, "the recording's file is a symbolic link, not followed")
+                raise
+        elif self.archive is None:
+            raise ApiError(404, f"the recording is on node {node!r}; this node has no "
+                                "archive (archive.url) to play it from")
+        key = self.archive.location.key(row["path"])
+        stored = self.archive.store.head(key)
+        if stored is None:
+            where = "gone from this node's disk" if node in ("", self.node) else \
+                f"on node {node!r}"
+            raise ApiError(404, f"the recording is {where} and not in the archive (yet)")
+        return playback.open_playable(playback.ArchivedBytes(self.archive.store, key, stored.size))
 
     def path_of(self, row: dict[str, Any]) -> str:
         """The WAV file of an index row, which must be under the root: its
@@ -294,6 +317,8 @@ class AudioResource(_Async):
     def _unreadable(self, failure: Failure) -> None:
         if failure.check(FileNotFoundError):
             raise ApiError(404, "the recording's file is gone")
+        if failure.check(StoreFailure):
+            raise ApiError(503, f"the archive cannot be read: {failure.value.cause}")
         if failure.check(NotAWav, OSError):
             raise ApiError(500, f"the recording's file cannot be read: {failure.getErrorMessage()}")
         failure.raiseException()
@@ -678,11 +703,14 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
               run_blocking: Callable[..., Deferred[Any]], metrics: Metrics,
               auth: HttpAuthConfig, now: Callable[[], float],
               allowed_hosts: tuple[str, ...] = (),
-              numbers: NumberPlan = NumberPlan()) -> server.Site:
+              numbers: NumberPlan = NumberPlan(), node: str = "",
+              archive: Any = None) -> server.Site:
     """The HTTP side as a Site: guarded by http.auth where it is set
     (/healthz stays open, for load balancers and monitors); searches by
-    number find either form as ``numbers`` relates them."""
-    api = Api(run_index, recorder, root, run_blocking, numbers)
+    number find either form as ``numbers`` relates them; the recordings
+    of other nodes than ``node``, and those whose file is gone, play from
+    ``archive`` (an Archive, or None)."""
+    api = Api(run_index, recorder, root, run_blocking, numbers, node, archive)
     resource: Resource = WebRoot(api, now, MetricsResource(metrics))
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
