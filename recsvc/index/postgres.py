@@ -80,10 +80,16 @@ _RECORDINGS = """CREATE TABLE recordings (
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         _RECORDINGS,
-        # The orders (each also read backwards: its exact reverse).
-        "CREATE INDEX recordings_by_start ON recordings (started_at DESC, path, node)",
+        # The orders (each also read backwards: its exact reverse), with
+        # the row's id: a page's rows are found from the index alone, and
+        # only they are read from the table (see _select). By start, the
+        # newest first, with what a search compares too: the common
+        # searches walk it without reading the table.
+        "CREATE INDEX recordings_by_start ON recordings (started_at DESC, path, node) "
+        "INCLUDE (id, numbers, local_name, remote_name, direction, duration_s, "
+        "stop_reason, recording_id)",
         "CREATE INDEX recordings_by_duration ON recordings "
-        "(duration_s DESC, started_at DESC, path, node)",
+        "(duration_s DESC, started_at DESC, path, node) INCLUDE (id)",
         "CREATE INDEX recordings_by_id ON recordings (recording_id)",
         # Text anywhere in a value, through trigrams.
         "CREATE INDEX recordings_numbers ON recordings USING gin (numbers gin_trgm_ops)",
@@ -180,11 +186,8 @@ class PostgresIndex:
                                (self.node, sorted(paths)))
 
     def search(self, query: Search) -> list[dict[str, Any]]:
-        sql, params = _select(query)
         with self.pool.connection() as connection:
-            rows = connection.execute(
-                sql + " LIMIT %s OFFSET %s",
-                [*params, query.page_size, (query.page - 1) * query.page_size]).fetchall()
+            rows = connection.execute(*_page(query)).fetchall()
         return [dict(json.loads(sidecar), path=path) for path, sidecar in rows]
 
     def search_all(self, query: Search) -> Iterator[dict[str, Any]]:
@@ -229,13 +232,30 @@ _UPSERT = (
     + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[2:]))
 
 
+def _order(query: Search, table: str = "") -> str:
+    """The ORDER BY of ``query``'s order (its columns in ``table``)."""
+    return ", ".join(f"{table}{column} {'DESC' if down else 'ASC'}"
+                     for column, down in _ORDER_BY[query.order])
+
+
 def _select(query: Search) -> tuple[str, list[Any]]:
     """The statement of every row ``query`` finds (paths and sidecars), in
-    its order; a page is a LIMIT and OFFSET added to it."""
+    its order."""
     where, params = _conditions(query)
-    order = ", ".join(f"{column} {'DESC' if down else 'ASC'}"
-                      for column, down in _ORDER_BY[query.order])
-    return f"SELECT path, sidecar FROM recordings{where} ORDER BY {order}", params
+    return f"SELECT path, sidecar FROM recordings{where} ORDER BY {_order(query)}", params
+
+
+def _page(query: Search) -> tuple[str, list[Any]]:
+    """The statement of ``query``'s page: its rows found (and the rows
+    before it passed over) from an order's index or the trigram indexes,
+    then only the page's rows read from the table, by id."""
+    where, params = _conditions(query)
+    columns = ", ".join(column for column, _ in _ORDER_BY[query.order])
+    found = (f"SELECT id, {columns} FROM recordings{where} ORDER BY {_order(query)} "
+             "LIMIT %s OFFSET %s")
+    return (f"SELECT recordings.path, recordings.sidecar FROM ({found}) AS page "
+            f"JOIN recordings USING (id) ORDER BY {_order(query, 'page.')}",
+            [*params, query.page_size, (query.page - 1) * query.page_size])
 
 
 def _conditions(query: Search) -> tuple[str, list[Any]]:
