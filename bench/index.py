@@ -1,11 +1,17 @@
 """Search at scale (issue 18): an index of N synthetic finished recordings
 (realistic numbers, names and devices over three years), grown in steps,
 and at each size the latency of the searches people make (p50 / p99 of
-``--repeat`` runs each) and how fast finished recordings are indexed as
-the service indexes them (one commit each). On demand, not in `make
-test`: `make bench-index` (SQLite; PostgreSQL joins it with its backend).
+``--repeat`` runs each; the API's answer, a page with its total and next
+cursor, for the most common ones) and how fast finished recordings are
+indexed as the service indexes them (one commit each). On demand, not in
+`make test`: `make bench-index`.
 
     python bench/index.py --sizes 1000000 3000000 10000000 --write-docs
+
+``--folder`` keeps the indexes there (one a size): run again with the same
+folder, the rows already in them are kept (only what is missing is
+added), so that ``--build-only`` builds them now and a later run times
+them on a quiet machine.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any, Iterator
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recsvc.index import store as index  # noqa: E402
+from recsvc.index.sqlite import SqliteIndex  # noqa: E402
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                     "benchmarks.md")
@@ -75,64 +82,97 @@ def sidecars(rng: random.Random, first: int, count: int) -> Iterator[dict[str, A
         }
 
 
-def grow(connection: Any, rng: random.Random, first: int, count: int) -> float:
+def grow(found_in: Any, rng: random.Random, first: int, count: int) -> float:
     """Add ``count`` recordings in large transactions (as a reindex does);
     the seconds it took."""
     began = time.perf_counter()
-    for done, data in enumerate(sidecars(rng, first, count), 1):
+    batch = []
+    for data in sidecars(rng, first, count):
         folder = f"{data['device']}/{data['started_at'][:10].replace('-', '/')}"
-        entry = index.entry_from_sidecar(data, f"{folder}/{data['file'][:-4]}.json", 0)
-        index._insert(connection, entry)
-        if done % index.COMMIT_EVERY == 0:
-            connection.commit()
-    connection.commit()
+        batch.append(index.entry_from_sidecar(data, f"{folder}/{data['file'][:-4]}.json", 0))
+        if len(batch) == 1000:
+            found_in.put(batch)
+            batch = []
+    if batch:
+        found_in.put(batch)
     return time.perf_counter() - began
 
 
-def timed(connection: Any, search: index.Search, repeat: int) -> tuple[float, float, int]:
-    """p50 and p99 in ms over ``repeat`` runs, and the rows of the page."""
+def timed(run: Any, repeat: int) -> tuple[float, float, int]:
+    """p50 and p99 in ms over ``repeat`` runs of ``run()``, and what it found."""
     took = []
     found = 0
     for _ in range(repeat):
         began = time.perf_counter()
-        found = len(index.search(connection, search))
+        found = run()
         took.append(1000 * (time.perf_counter() - began))
     took.sort()
     return statistics.median(took), took[min(len(took) - 1, int(0.99 * len(took)))], found
 
 
-def searches(connection: Any) -> list[tuple[str, index.Search]]:
-    """What people search for, some found in the index itself."""
-    rare_number, name = connection.execute(
-        "SELECT remote_number, remote_name FROM recordings WHERE length(remote_number) > 8 "
-        "AND remote_name != '' ORDER BY id DESC LIMIT 1 OFFSET 1000").fetchone()
-    device = connection.execute("SELECT device FROM recordings LIMIT 1").fetchone()[0]
+def searches(found_in: Any) -> list[tuple[str, Any]]:
+    """What people search for (values taken from the index itself), each
+    as a function that runs it and says how many rows it gave."""
+    sample = (index.search(found_in, index.Search(page=3, page_size=500))
+              or index.search(found_in, index.Search(page_size=500)))
+    known = next(row for row in sample if len(row["remote_number"]) > 8 and row["remote_name"])
+    rare_number, name = known["remote_number"], known["remote_name"]
+    device = known["device"]
+    surname = name.split()[-1]
+
+    def page(**fields: Any) -> Any:
+        query = index.Search(**fields)
+        return lambda: len(index.search(found_in, query))
+
+    def answer(**fields: Any) -> Any:
+        """As the API answers: the page, its total and the next cursor."""
+        query = index.Search(**fields)
+        return lambda: len(index.page_of(found_in, query).rows)
+
+    def after_page_999(**fields: Any) -> Any:
+        """Page 1000 as Next reaches it: after the last row of page 999."""
+        before = index.search(found_in, index.Search(page=999, **fields))
+        if not before:
+            return None  # (fewer pages: not timed)
+        return page(after=index.cursor_of(before[-1]), **fields)
+
     return [
-        ("newest, no filter", index.Search()),
-        ("newest, page 1000", index.Search(page=1000)),
-        ("a common number part (030)", index.Search(number="030")),
-        ("a common number part, page 1000", index.Search(number="030", page=1000)),
-        ("a rare number (one caller)", index.Search(number=rare_number)),
-        ("an absent number", index.Search(number="99999999999")),
-        ("a medium number part (7 digits)", index.Search(number=re.sub(r"\D", "", rare_number)[-7:])),
-        ("a name (surname)", index.Search(name=name.split()[-1])),
-        ("a full name", index.Search(name=name)),
-        ("a device (its MAC)", index.Search(device=device)),
-        ("a month", index.Search(since="2025-06-01", until="2025-06-30")),
-        ("a month and a name", index.Search(since="2025-06-01", until="2025-06-30",
-                                            name=name.split()[-1])),
+        ("newest, no filter", answer()),
+        ("newest, page 1000 (by its number)", page(page=1000)),
+        ("newest, page 1000 (after page 999)", after_page_999()),
+        ("a common number part (030)", answer(number="030")),
+        ("a common number part, page 1000 (by its number)", page(number="030", page=1000)),
+        ("a common number part, page 1000 (after page 999)", after_page_999(number="030")),
+        ("a rare number (one caller)", answer(number=rare_number)),
+        ("an absent number", answer(number="99999999999")),
+        ("a medium number part (7 digits)",
+         answer(number=re.sub(r"\D", "", rare_number)[-7:])),
+        ("a name (surname)", answer(name=surname)),
+        ("a full name", answer(name=name)),
+        ("a device (its MAC)", answer(device=device)),
+        ("a device (6 digits of its MAC)", answer(device=device[-6:])),
+        ("a month", answer(since="2025-06-01", until="2025-06-30")),
+        ("a month and a name", answer(since="2025-06-01", until="2025-06-30", name=surname)),
+        ("longest first", answer(order="longest")),
+        ("longest first, a name", answer(order="longest", name=surname)),
+        ("a day, shortest first", answer(since="2025-06-02", until="2025-06-02",
+                                         order="shortest")),
     ]
 
 
-def indexing_rate(connection: Any, rng: random.Random, first: int, count: int = 1000) -> float:
+def indexing_rate(found_in: Any, first: int, count: int = 1000) -> float:
     """Finished recordings a second, each indexed and committed on its own
-    (as the service's index thread does)."""
+    (as the service's index thread does); then forgotten again."""
+    added = []
     began = time.perf_counter()
-    for data in sidecars(rng, first, count):
+    for data in sidecars(random.Random(first), first, count):
         folder = f"{data['device']}/{data['started_at'][:10].replace('-', '/')}"
-        index.add(connection, index.entry_from_sidecar(
-            data, f"{folder}/{data['file'][:-4]}.json", 0))
-    return count / (time.perf_counter() - began)
+        entry = index.entry_from_sidecar(data, f"{folder}/{data['file'][:-4]}.json", 0)
+        index.add(found_in, entry)
+        added.append(entry.path)
+    rate = count / (time.perf_counter() - began)
+    found_in.remove(added)
+    return rate
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -141,7 +181,7 @@ def table(results: list[dict[str, Any]]) -> str:
              + " |", "|---|" + "---|" * len(sizes)]
     for name in results[0]["searches"]:
         cells = [f"{r['searches'][name]['p50']:.1f} / {r['searches'][name]['p99']:.1f}"
-                 for r in results]
+                 if name in r["searches"] else "-" for r in results]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| indexing, one commit each (recordings a second) | "
                  + " | ".join(f"{r['indexing_per_s']:,.0f}" for r in results) + " |")
@@ -166,34 +206,58 @@ def write_docs(results: list[dict[str, Any]], command: str) -> None:
         handle.write(text)
 
 
+def build(found_in: Any, size: int) -> float:
+    """Grow ``found_in`` to ``size`` rows, the same rows whatever it holds
+    already (what an earlier run left: the generator is replayed past
+    them); the seconds the growing took."""
+    rng = random.Random(18)
+    there = len(found_in.indexed())
+    for _ in sidecars(rng, 0, min(there, size)):
+        pass
+    return grow(found_in, rng, there, size - there) if size > there else 0.0
+
+
+def measure(found_in: Any, size: int, built: float, repeat: int) -> dict[str, Any]:
+    """The searches' p50 and p99 and the indexing rate at ``size`` rows."""
+    result: dict[str, Any] = {"size": size, "built_s": round(built, 1), "searches": {}}
+    for name, run in searches(found_in):
+        if run is None:
+            continue
+        p50, p99, found = timed(run, repeat)
+        result["searches"][name] = {"p50": round(p50, 2), "p99": round(p99, 2), "found": found}
+    result["indexing_per_s"] = round(indexing_rate(found_in, 10 ** 9 + size))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--folder", help="where the index is built (default: a temporary one)")
+    parser.add_argument("--folder", help="where the indexes are built, one a size (default: a "
+                        "temporary folder); given again, what is there is kept")
+    parser.add_argument("--build-only", action="store_true",
+                        help="build the indexes, time nothing (to time them on a quiet machine)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     folder = args.folder or tempfile.mkdtemp(prefix="recsvc-bench-index-")
-    database = os.path.join(folder, "index.sqlite3")
-    connection = index.connect(database)
-    rng = random.Random(18)
     results = []
-    size = 0
-    for target in sorted(args.sizes):
-        built = grow(connection, rng, size, target - size)
-        size = target
-        result: dict[str, Any] = {"size": size, "built_s": round(built, 1), "searches": {}}
-        for name, search in searches(connection):
-            p50, p99, found = timed(connection, search, args.repeat)
-            result["searches"][name] = {"p50": round(p50, 2), "p99": round(p99, 2),
-                                        "found": found}
-        result["indexing_per_s"] = round(indexing_rate(connection, rng, 10 ** 9 + size))
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for size in sorted(args.sizes):
+        database = os.path.join(folder, str(size), "index.sqlite3")
+        found_in = SqliteIndex.open(database)
+        built = build(found_in, size)
+        if args.build_only:
+            print(json.dumps({"size": size, "built_s": round(built, 1)}), flush=True)
+            found_in.close()
+            continue
+        result = measure(found_in, size, built, args.repeat)
+        found_in.sqlite.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         result["file_mb"] = round(os.path.getsize(database) / 1e6)
+        found_in.close()
         results.append(result)
         print(json.dumps(result), flush=True)
-    print(table(results))
-    if args.write_docs:
+    if results:
+        print(table(results))
+    if args.write_docs and results:
         write_docs(results, "python bench/index.py " + " ".join(sys.argv[1:]))
 
 

@@ -30,6 +30,7 @@ from recsvc.config import BasicUser, HttpAuthConfig
 from recsvc.passwords import hash_password
 from recsvc.web.auth import Identity
 from recsvc.logs import json_lines
+from recsvc.index import store as index
 from recsvc.metrics import Metrics
 from recsvc.testing import memory_recorder
 from recsvc.web.site import make_site
@@ -173,7 +174,7 @@ class SiteAccessLogTests(_SiteMixin, SynchronousTestCase):
         object with those keys."""
         self.request("/api/recordings?number=138")
         self.clock.advance(0.25)
-        self.searches[0].callback([])
+        self.searches[0].callback(index.Page([], index.Total(0, True), None))
         [event] = self.events
         self.assertEqual(
             formatEvent(event),

@@ -256,6 +256,14 @@ class MigrationTests(SynchronousTestCase):
         self.assertEqual(rows.fetchall(), [("a", "rec-a", 11), ("b", "", 12)])
         found = index.search(connection, index.Search(number="138"))
         self.assertEqual(sorted(row["id"] for row in found), ["a", "b"])
+        # Version 4's tables, filled from the rows: the devices seen, the
+        # recordings of each day.
+        self.assertEqual(connection.sqlite.execute("SELECT device FROM devices").fetchall(),
+                         [("00a859000001",)])
+        self.assertEqual(connection.sqlite.execute(
+            "SELECT day, count FROM recordings_per_day").fetchall(), [("2026-11-24", 2)])
+        found = index.search(connection, index.Search(device="a859000001", order="longest"))
+        self.assertEqual(len(found), 2)
         # Opened again: already migrated, left as it is.
         SqliteIndex.open(self.database).close()
         self.assertEqual(connection.schema_version(), sqlite_index.SCHEMA_VERSION)

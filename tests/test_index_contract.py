@@ -318,12 +318,16 @@ class TextIndexTests:
                st.text("0123456789abcdefABCDEF:-.", max_size=17)), max_size=12),
            number=st.text("0123456789", min_size=1, max_size=6),
            name=st.text(_NAME_LETTERS, min_size=1, max_size=5),
-           device=st.text("0123456789abcdef:-", min_size=1, max_size=8))
-    def test_found_as_a_scan_finds(self, rows, number, name, device) -> None:
+           device=st.text("0123456789abcdef:-", min_size=1, max_size=8),
+           walk=st.sampled_from([0, 3, sqlite_index.WALK_FIRST]))
+    def test_found_as_a_scan_finds(self, rows, number, name, device, walk) -> None:
         """Whatever the rows hold and the search asks (quotes, % and _,
         separators, text of any length), the index finds the rows a scan
         of every row finds, and no other (ASCII letters in any case; a
-        letter beyond ASCII as it is written)."""
+        letter beyond ASCII as it is written); on SQLite, compared as the
+        walk reads them, or looked up (none walked, or a few)."""
+        if self.backend == "sqlite":
+            self.patch(sqlite_index, "WALK_FIRST", walk)
         self.empty()
         for number_of_row, (remote, local_name, remote_name, mac) in enumerate(rows):
             data = sidecar(str(number_of_row), remote_number=remote, local_name=local_name,

@@ -68,7 +68,7 @@ class DecodedTests(SynchronousTestCase):
         audio = bytes(random.Random(4).randrange(256) for _ in range(1001))
         for format_tag, decode in ((WAVE_FORMAT_ALAW, g711.decode_alaw),
                                    (WAVE_FORMAT_MULAW, g711.decode_ulaw)):
-            playable = playback.open_playable(self.write(format_tag, audio))
+            playable = playback.open_playable(playback.FileBytes(self.write(format_tag, audio)))
             self.assertTrue(playable.decoded)
             self.assertEqual(playable.data_size, 1001)
             whole = playback.read_decoded(playable, 0, playable.size - 1)
@@ -86,7 +86,8 @@ class DecodedTests(SynchronousTestCase):
 
     def test_pcm_served_as_stored(self) -> None:
         """A 16-bit PCM WAV is served as stored, not decoded."""
-        playable = playback.open_playable(self.write(WAVE_FORMAT_PCM, b"\x01\x02" * 10, bits=16))
+        stored = playback.FileBytes(self.write(WAVE_FORMAT_PCM, b"\x01\x02" * 10, bits=16))
+        playable = playback.open_playable(stored)
         self.assertFalse(playable.decoded)
 
     def test_declared_size_beyond_the_file(self) -> None:
@@ -95,7 +96,7 @@ class DecodedTests(SynchronousTestCase):
         path = self.write(WAVE_FORMAT_ALAW, b"\xd5" * 100)
         with open(path, "r+b") as handle:
             handle.truncate(os.path.getsize(path) - 40)
-        self.assertEqual(playback.open_playable(path).data_size, 60)
+        self.assertEqual(playback.open_playable(playback.FileBytes(path)).data_size, 60)
         self.assertEqual(len(read_audio(path)[1]), 60)
 
     def test_not_a_wav(self) -> None:
@@ -103,7 +104,7 @@ class DecodedTests(SynchronousTestCase):
         path = self.mktemp()
         with open(path, "wb") as handle:
             handle.write(b"hello")
-        self.assertRaises(NotAWav, playback.open_playable, path)
+        self.assertRaises(NotAWav, playback.open_playable, playback.FileBytes(path))
 
 
 class SymbolicLinkTests(SynchronousTestCase):
@@ -121,11 +122,12 @@ class SymbolicLinkTests(SynchronousTestCase):
 
     def test_link_not_opened(self) -> None:
         """open_playable refuses a link instead of reading the header it points at."""
-        self.assertRaises(OSError, playback.open_playable, self.link)
+        self.assertRaises(OSError, playback.open_playable, playback.FileBytes(self.link))
 
     def test_link_not_read(self) -> None:
         """Bytes are read again for each range: a file swapped for a link
         meanwhile is refused."""
-        playable = attrs.evolve(playback.open_playable(self.target), path=self.link)
+        playable = attrs.evolve(playback.open_playable(playback.FileBytes(self.target)),
+                                   source=playback.FileBytes(self.link))
         self.assertRaises(OSError, playback.read_stored, playable, 0, 10)
         self.assertRaises(OSError, playback.read_decoded, playable, 0, playable.size - 1)

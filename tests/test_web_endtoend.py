@@ -115,8 +115,9 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
     @inlineCallbacks
     def test_page_finds_and_plays(self):
         """In headless Chromium: the number typed into the search form finds
-        the call, its row plays in the audio player (a duration, playing,
-        no media error) and its details name the node that recorded it, and
+        the call (the count line says how many in all), the order chosen
+        on the form sorts the rows, its row plays in the audio player (a
+        duration, playing, no media error) and its details name the node that recorded it, and
         the live panel shows a call in progress."""
         why = browser.unavailable()
         if why is not None:
@@ -131,6 +132,11 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
         self.assertEqual(seen["url_query"], "?number=138+0013+8000")
         # The search's URL, opened afresh, finds the same.
         self.assertEqual(seen["linked_rows"], seen["rows"])
+        self.assertEqual(seen["counted"], "Recordings 1–1 of 1, newest first · page 1")
+        # The order chosen on the form: the rows, the count line, the URL.
+        self.assertEqual(seen["oldest_rows"], seen["all_rows"][::-1])
+        self.assertEqual(seen["oldest_counted"], "Recordings 1–2 of 2, oldest first · page 1")
+        self.assertEqual(seen["oldest_query"], "?order=oldest")
         played = seen["played"]
         self.assertIsNone(played["error"], played)
         self.assertAlmostEqual(played["duration"], 3.0, delta=0.05)
@@ -155,6 +161,17 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
         page.run_async(WAIT_FOR_SEARCH)
         page.go(url)
         linked_rows = page.run_async(WAIT_FOR_SEARCH)
+        counted = page.run("return document.getElementById('count').textContent")
+        # Every call, oldest first, through the form's order.
+        page.go(self.base + "/")
+        page.run_async(WAIT_FOR_SEARCH)
+        page.run("document.getElementById('f-order').value = 'oldest'")
+        page.click(page.find('#search button[type="submit"]'))
+        oldest_rows = page.run_async(WAIT_FOR_SEARCH)
+        oldest_counted = page.run("return document.getElementById('count').textContent")
+        oldest_query = page.run("return location.search")
+        page.go(url)
+        page.run_async(WAIT_FOR_SEARCH)
         page.click(page.find(f'#results tbody tr[data-id="{row["id"]}"]'))
         played = page.run_async(WAIT_FOR_PLAYING)
         details = page.run("return Object.fromEntries([...document.querySelectorAll('#details dt')]"
@@ -171,7 +188,9 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
             with open(screenshot, "wb") as handle:
                 handle.write(page.screenshot())
         return {
-            "all_rows": all_rows, "linked_rows": linked_rows,
+            "all_rows": all_rows, "linked_rows": linked_rows, "counted": counted,
+            "oldest_rows": oldest_rows, "oldest_counted": oldest_counted,
+            "oldest_query": oldest_query,
             "rows": rows, "played": played, "live": live, "details": details,
             "url_query": page.run("return location.search"),
             "download": page.run("return document.getElementById('download').href"),

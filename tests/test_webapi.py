@@ -212,6 +212,25 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertEqual([row["id"] for row in paged["recordings"]], ["7"])
 
     @inlineCallbacks
+    def test_order_total_and_next(self) -> None:
+        """A search says how many it finds in all and gives the next page's
+        cursor, which ``after`` takes; ``order`` sorts by duration too."""
+        first = yield self.get_json("/api/recordings?page_size=1")
+        self.assertEqual((first["total"], first["total_exact"], first["order"]),
+                         (2, True, "newest"))
+        self.assertIsNotNone(first["next"])
+        second = yield self.get_json(f"/api/recordings?page_size=1&after={first['next']}")
+        self.assertEqual([row["id"] for row in first["recordings"] + second["recordings"]],
+                         ["8", "7"])
+        self.assertIsNone(second["next"])  # the total says this was the last
+        longest = yield self.get_json("/api/recordings?order=shortest")
+        self.assertEqual([row["id"] for row in longest["recordings"]], ["7", "8"])
+        for query, parameter in (("order=loudest", "order"), ("after=x", "after")):
+            response, body = yield self.get(f"/api/recordings?{query}")
+            self.assertEqual(response.code, 400, query)
+            self.assertIn(parameter, json.loads(body)["error"])
+
+    @inlineCallbacks
     def test_days_as_iso_times_with_offsets(self) -> None:
         """since and until take full ISO times with offsets (the page sends
         the start of its From day and of the day after its To day in its
@@ -259,7 +278,7 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [b"audio/wav"])
         self.assertEqual(response.headers.getRawHeaders(b"accept-ranges"), [b"bytes"])
         self.assert_served_decoded(body)
-        playable = playback.open_playable(self.wav)
+        playable = playback.open_playable(playback.FileBytes(self.wav))
         response, part = yield self.get("/api/recordings/7/audio", range="bytes=1000-1999")
         self.assertEqual(response.code, 206)
         self.assertEqual(response.headers.getRawHeaders(b"content-range"),
@@ -418,7 +437,7 @@ class AudioStreamTests(HttpTestsMixin, TestCase):
         response, body = yield self.get("/api/recordings/7/audio", method=b"HEAD")
         self.assertEqual(response.code, 200)
         self.assertEqual(body, b"")
-        size = playback.open_playable(self.wav).size
+        size = playback.open_playable(playback.FileBytes(self.wav)).size
         self.assertEqual(response.headers.getRawHeaders(b"content-length"), [str(size).encode()])
         self.assertNotIn("read_decoded", self.blocking_calls)
 
@@ -475,7 +494,7 @@ NASTY_VALUES = ("", "%00", "%ff", "9" * 5000, "-1", "0", "1e999", "-1e999", "nan
                 "%EF%BC%91")  # (a full-width 1)
 NASTY_METHODS = ("HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "CONNECT", "BREW", "get")
 NASTY_PARAMETERS = ("number", "name", "device", "direction", "since", "until", "min_duration",
-                    "stop_reason", "page", "page_size", "format", "file")
+                    "stop_reason", "page", "page_size", "format", "file", "order", "after")
 NASTY_HEADERS = (("Range", "bytes=" + "9" * 5000 + "-"), ("Range", "bytes=-" + "9" * 5000),
                  ("Range", "bytes=0-" + "9" * 5000), ("Range", "bytes=99999999999999999999-"),
                  ("Range", "bytes=\xb2-"), ("Range", "bytes=1-0,5-"), ("Range", "bytes=-0"),

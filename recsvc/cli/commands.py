@@ -181,6 +181,7 @@ SEARCH_OPTIONS = {
     "number": "--number", "name": "--name", "device": "--device", "direction": "--direction",
     "since": "--since", "until": "--until", "min_duration_s": "--min-duration",
     "stop_reason": "--stop-reason", "page": "--page", "page_size": "--limit",
+    "order": "--order", "after": "--after",
 }
 
 
@@ -196,7 +197,7 @@ def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
             number=args.number, name=args.name, device=args.device, direction=args.direction,
             since=args.since, until=args.until, min_duration_s=args.min_duration,
             stop_reason=args.stop_reason, page=page, page_size=page_size,
-            plan=config.numbers.plan,
+            order=args.order, after=getattr(args, "after", None), plan=config.numbers.plan,
         )
     except ValueError as error:
         field, _, problem = str(error).partition(": ")
@@ -205,26 +206,19 @@ def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
         raise OptionError(SEARCH_OPTIONS[field], problem) from None
 
 
-def _next_page(connection: Any, query: index.Search,
-               found: list[dict[str, Any]]) -> tuple[int, int] | None:
-    """The page after ``query``'s and how many recordings it has, if any."""
-    if len(found) < query.page_size or query.page >= index.MAX_PAGE:
-        return None
-    following = attrs.evolve(query, page=query.page + 1)
-    count = len(index.search(connection, following))
-    return (following.page, count) if count else None
-
-
 def _search(args: argparse.Namespace) -> int:
     config = _config(args)
     query = _search_of(args, config, args.page, args.limit)
     with closing(_open_index(config, args)) as connection:
-        found = _full_paths(index.search(connection, query), config)
-        next_page = _next_page(connection, query, found)
+        page = index.page_of(connection, query)
+    found = _full_paths(page.rows, config)
+    following = None if page.next is None or query.page >= index.MAX_PAGE else query.page + 1
     if args.json:
-        # The web API's shape (GET /api/recordings), and whether more follow.
+        # The web API's shape (GET /api/recordings), and the next page's number.
         print(json_text({"recordings": found, "page": query.page, "page_size": query.page_size,
-                         "next_page": next_page and next_page[0]}))
+                         "order": query.order, "total": page.total.count,
+                         "total_exact": page.total.exact, "next": page.next,
+                         "next_page": following}))
         return 0
     if not found:
         print("no recordings found" if query.page == 1 else
@@ -236,11 +230,18 @@ def _search(args: argparse.Namespace) -> int:
             row.get("device", ""), row.get("node") or "-", f"{row.get('duration_s', 0):.1f} s",
             row.get("stop_reason", "") or "-", row.get("id", ""), row["path"] or "-",
         ])))
-    if next_page is not None:
+    if following is not None:
         # The options that show it: a page's number means nothing without its size.
-        page, count = next_page
         limit = "" if query.page_size == PAGE_SIZE else f" --limit {query.page_size}"
-        print(f"(more: --page {page}{limit} shows the next {count})", file=sys.stderr)
+        order = "" if query.order == "newest" else f" --order {query.order}"
+        after = "" if query.after is None else f" --after {query.after}"
+        total = page.total
+        if total.exact and query.after is None:
+            rest = min(query.page_size, total.count - query.page * query.page_size)
+            shows = f"the next {rest} of {total.count}"
+        else:
+            shows = f"the next page of {'' if total.exact else 'about '}{total.count}"
+        print(f"(more: --page {following}{limit}{order}{after} shows {shows})", file=sys.stderr)
     return 0
 
 
@@ -458,6 +459,8 @@ def _search_options(command: argparse.ArgumentParser) -> None:
                          help="started before (a day: to its end; or an ISO time)")
     command.add_argument("--min-duration", type=float, metavar="SECONDS")
     command.add_argument("--stop-reason", metavar="REASON")
+    command.add_argument("--order", choices=index.ORDERS, default="newest",
+                         help="newest first (the default), oldest, longest or shortest first")
 
 
 CONFIG_HELP = ("the service's config file; relative paths in it are taken from its folder "
@@ -484,7 +487,8 @@ def parser() -> argparse.ArgumentParser:
 
     search = command(
         "search", "find finished recordings, newest first",
-        "Find finished recordings in the index (index.database), newest first, a page at a "
+        "Find finished recordings in the index (index.database), newest first (or as --order "
+        "says), a page at a "
         "time: every option given must match. Each line: start, direction and parties, "
         "phone, duration, stop reason, id, the WAV file. When more pages follow, a last "
         "line on standard error says so.")
@@ -492,8 +496,11 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--page", type=int, default=1, help="which page (default: 1)")
     search.add_argument("--limit", type=int, default=PAGE_SIZE,
                         help=f"recordings a page (1-{index.MAX_PAGE_SIZE}; default: {PAGE_SIZE})")
+    search.add_argument("--after", metavar="CURSOR",
+                        help="the pages after the one whose \"next\" (--json) this is")
     search.add_argument("--json", action="store_true",
-                        help="as JSON: the sidecars with their paths, the page and next_page")
+                        help="as JSON: the sidecars with their paths, the page, the total, "
+                        "next (the cursor --after takes) and next_page")
     search.set_defaults(run=_search)
     show = command(
         "show", "one recording's files",

@@ -375,6 +375,31 @@ def total(found_in: Any, query: Search, bound: int = COUNT_EXACTLY_TO) -> Total:
     return found_in.total(query, bound)
 
 
+@attrs.frozen
+class Page:
+    """One page of a search's recordings, how many it finds in all, and the
+    cursor of the page after (None: this is the last)."""
+
+    rows: list[dict[str, Any]]
+    total: Total
+    next: str | None
+
+
+def page_of(found_in: Any, query: Search, bound: int = COUNT_EXACTLY_TO) -> Page:
+    """A page of ``query`` with its total (exact up to ``bound``)."""
+    rows = found_in.search(query)
+    found = found_in.total(query, bound)
+    following = None
+    if len(rows) == query.page_size:
+        cursor = cursor_of(rows[-1])
+        if query.after is None and found.exact:
+            more = (query.page - 1) * query.page_size + len(rows) < found.count
+        else:  # (where the page is in all is not known: is a row after it?)
+            more = bool(found_in.search(attrs.evolve(query, after=cursor, page=1, page_size=1)))
+        following = cursor if more else None
+    return Page(rows, found, following)
+
+
 def add_sidecar(found_in: Any, root: str, sidecar: str) -> IndexEntry:
     """Index the finished recording whose sidecar is at ``sidecar`` (under
     ``root``). Raises NotIndexable, OSError."""

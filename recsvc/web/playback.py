@@ -1,8 +1,10 @@
 """A recording as a browser plays it: a 16-bit PCM WAV decoded on the fly
 from the stored G.711 (Chrome plays no A-law WAV), any byte range of it, so
 that the player can seek. Files stored as something else are served as
-they are. Pure, but for `open_playable` and `read_decoded` (blocking reads,
-which refuse a file that is a symbolic link).
+they are. The stored bytes come from a local file (`FileBytes`, never
+through a symbolic link) or from the archive (`ArchivedBytes`, byte ranges
+of an object). Pure, but for the sources' reads and `open_playable`,
+`read_stored` and `read_decoded`, which block.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import re
 import attrs
 
 from recsvc.media.codec import CODECS, WAVE_FORMAT_PCM
+from typing import Any
+
 from recsvc.storage.folder import no_follow
 from recsvc.storage.wav import WavFormat, declared_data_size, parse_header, wav_header
 
@@ -29,11 +33,58 @@ class Unsatisfiable(ValueError):
     """A Range that asks for no byte of the file (HTTP 416)."""
 
 
+# How much of a stored file is read for its header.
+_HEADER_READ = 4096
+
+
 @attrs.frozen
-class Playable:
-    """A stored recording's audio: where it is in its file, and how much."""
+class FileBytes:
+    """A recording stored in a local file (opened without following a
+    symbolic link in its place)."""
 
     path: str
+
+    def head(self) -> tuple[bytes, int]:
+        """The file's first bytes (its header) and its size. Blocking."""
+        with open(self.path, "rb", opener=no_follow) as handle:
+            return handle.read(_HEADER_READ), os.fstat(handle.fileno()).st_size
+
+    def read(self, first: int, last: int) -> bytes:
+        """Bytes ``first`` to ``last`` (inclusive). Blocking."""
+        with open(self.path, "rb", opener=no_follow) as handle:
+            handle.seek(first)
+            return handle.read(last - first + 1)
+
+    def __str__(self) -> str:
+        return self.path
+
+
+@attrs.frozen
+class ArchivedBytes:
+    """A recording as an object of the archive (recsvc.archive), read a
+    byte range at a time; ``store`` is an IObjectStore, ``size`` the
+    object's size as the store said it."""
+
+    store: Any
+    key: str
+    size: int
+
+    def head(self) -> tuple[bytes, int]:
+        return self.read(0, min(_HEADER_READ, self.size) - 1), self.size
+
+    def read(self, first: int, last: int) -> bytes:
+        return self.store.get(self.key, first, last)
+
+    def __str__(self) -> str:
+        return f"archive:{self.key}"
+
+
+@attrs.frozen
+class Playable:
+    """A stored recording's audio: where it is stored (a FileBytes or an
+    ArchivedBytes), where the audio is in it, and how much."""
+
+    source: Any
     stored: WavFormat
     data_offset: int
     data_size: int  # bytes of stored audio
@@ -56,13 +107,12 @@ class Playable:
         return len(self.header) + 2 * self.data_size
 
 
-def open_playable(path: str) -> Playable:
-    """Read a WAV file's header. Blocking. Raises NotAWav, OSError."""
-    with open(path, "rb", opener=no_follow) as handle:
-        head = handle.read(4096)
-        file_size = os.fstat(handle.fileno()).st_size
+def open_playable(source: Any) -> Playable:
+    """Read a stored WAV's header (``source``: a FileBytes or an
+    ArchivedBytes). Blocking. Raises NotAWav, OSError, the store's errors."""
+    head, file_size = source.head()
     fmt, offset = parse_header(head)
-    return Playable(path, fmt, offset, declared_data_size(head, fmt, offset, file_size),
+    return Playable(source, fmt, offset, declared_data_size(head, fmt, offset, file_size),
                     file_size)
 
 
@@ -101,9 +151,7 @@ def _position(digits: str) -> int:
 
 def read_stored(playable: Playable, start: int, end: int) -> bytes:
     """Bytes ``start`` to ``end`` (inclusive) of the stored file. Blocking."""
-    with open(playable.path, "rb", opener=no_follow) as handle:
-        handle.seek(start)
-        return handle.read(end - start + 1)
+    return playable.source.read(start, end)
 
 
 def read_decoded(playable: Playable, start: int, end: int) -> bytes:
@@ -114,8 +162,7 @@ def read_decoded(playable: Playable, start: int, end: int) -> bytes:
         return out
     first = max(start, len(header)) - len(header)  # in the decoded audio
     last = end - len(header)
-    with open(playable.path, "rb", opener=no_follow) as handle:
-        handle.seek(playable.data_offset + first // 2)
-        stored = handle.read(last // 2 - first // 2 + 1)
+    stored = playable.source.read(playable.data_offset + first // 2,
+                                  playable.data_offset + last // 2)
     decoded = _DECODERS[playable.stored.format_tag](stored)
     return out + decoded[first % 2:first % 2 + last - first + 1]

@@ -4,7 +4,7 @@ check, the metrics and the web page. Thin: searching is recsvc.index.store's,
 decoding recsvc.web.playback's; blocking work runs in threads.
 
     GET /api/recordings?number=&name=&device=&direction=&since=&until=
-                        &min_duration=&stop_reason=&page=&page_size=
+                        &min_duration=&stop_reason=&order=&page=&page_size=&after=
     GET /api/recordings/{id}                the files of a recording
     GET /api/recordings/{id}/audio          16-bit PCM WAV (Range works);
         ?format=original                    the stored bytes; ?file=NAME one file
@@ -61,6 +61,7 @@ _SEARCH_PARAMETERS = {
     "number": "number", "name": "name", "device": "device", "direction": "direction",
     "since": "since", "until": "until", "min_duration": "min_duration_s",
     "stop_reason": "stop_reason", "page": "page", "page_size": "page_size",
+    "order": "order", "after": "after",
 }
 _NUMBERS = {"min_duration_s": float, "page": int, "page_size": int}
 
@@ -172,6 +173,10 @@ class Api:
     def find(self, search: index.Search) -> Deferred[list[dict[str, Any]]]:
         return self.run_index(index.search, search)
 
+    def find_page(self, search: index.Search) -> Deferred[index.Page]:
+        """A page of ``search`` with its total and the next page's cursor."""
+        return self.run_index(index.page_of, search)
+
     def files_of(self, recording_id: str) -> Deferred[list[dict[str, Any]]]:
         def found(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not rows:
@@ -184,7 +189,7 @@ class Api:
         """The audio of an index row's file. Blocking. Raises ApiError,
         NotAWav, OSError."""
         try:
-            return playback.open_playable(self.path_of(row))
+            return playback.open_playable(playback.FileBytes(self.path_of(row)))
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise ApiError(404, "the recording's file is a symbolic link, not followed")
@@ -235,9 +240,14 @@ class RecordingsResource(_Async):
 
     def answer(self, request: Request) -> Deferred[Any]:
         search = search_of(request, self.api.numbers)
-        return self.api.find(search).addCallback(lambda rows: send_json(request, {
-            "recordings": [public(row) for row in rows],
-            "page": search.page, "page_size": search.page_size,
+        return self.api.find_page(search).addCallback(lambda found: send_json(request, {
+            "recordings": [public(row) for row in found.rows],
+            "page": search.page, "page_size": search.page_size, "order": search.order,
+            # How many the search finds in all: exact, or beyond the bound
+            # the index counts to, an estimate ("total_exact": false).
+            "total": found.total.count, "total_exact": found.total.exact,
+            # The page after this one, as ``after`` takes it (null: none).
+            "next": found.next,
         }))
 
 
@@ -365,7 +375,7 @@ class _RangeSender:
         self.run_blocking(self.read, self.playable, self.next, last).addCallbacks(
             self._got, self._failed, (last,)).addErrback(
             lambda failure: _log.failure("Sending {path} failed", failure,
-                                         path=self.playable.path))
+                                         path=str(self.playable.source)))
 
     def _got(self, data: bytes, last: int) -> None:
         self.busy = False
@@ -391,7 +401,8 @@ class _RangeSender:
             self._abandon(failure.getErrorMessage())
 
     def _abandon(self, reason: str) -> None:
-        _log.warn("Sending {path} stopped: {reason}", path=self.playable.path, reason=reason)
+        _log.warn("Sending {path} stopped: {reason}", path=str(self.playable.source),
+                  reason=reason)
         self.stopped = True
         self.request.unregisterProducer()
         self.request.loseConnection()

@@ -8,7 +8,9 @@
   const LIVE_MS = 2000;    // refresh of the live panel
   const HEALTH_MS = 15000; // refresh of the health dot
   // The form's inputs, named like the query parameters of /api/recordings.
-  const FIELDS = ["number", "name", "device", "direction", "since", "until", "min_duration", "stop_reason"];
+  const FIELDS = ["number", "name", "device", "direction", "since", "until", "min_duration", "stop_reason", "order"];
+  // How each order reads in the count line (the API's names).
+  const ORDER_WORDS = {newest: "newest first", oldest: "oldest first", longest: "longest first", shortest: "shortest first"};
   // The From / To days: on the form a day in the shown zone, in the URL and
   // to the API the start of that day (of the day after To) with its offset.
   const DAY_FIELDS = ["since", "until"];
@@ -287,7 +289,8 @@
       const data = await getJson(`/api/recordings?${query}`);
       if (seq !== searchSeq) return; // a newer search is on its way
       const rows = Array.isArray(data.recordings) ? data.recordings : [];
-      renderResults(rows, Number(data.page) || page, Number(data.page_size) || PAGE_SIZE);
+      renderResults(rows, Number(data.page) || page, Number(data.page_size) || PAGE_SIZE,
+                    data.total, data.total_exact === true, data.order, Boolean(data.next));
       hideError();
       document.body.dataset.searchState = "done";
     } catch (error) {
@@ -304,17 +307,20 @@
     }
   }
 
-  function renderResults(rows, page, pageSize) {
+  /** Show a page of rows; ``total`` is how many the search finds in all
+      (an estimate unless ``exact``), ``more`` whether a page follows. */
+  function renderResults(rows, page, pageSize, total, exact, order, more) {
     const fragment = document.createDocumentFragment();
     for (const row of rows) fragment.append(resultRow(row));
     results.replaceChildren(fragment);
     $("no-results").hidden = rows.length > 0;
     const first = (page - 1) * pageSize + 1;
+    const count = Number.isFinite(total) ? ` of ${exact ? "" : "about "}${total.toLocaleString("en")}` : "";
     $("count").textContent = rows.length
-      ? `Recordings ${first}–${first + rows.length - 1}, newest first · page ${page}`
+      ? `Recordings ${first}–${first + rows.length - 1}${count}, ${ORDER_WORDS[order] || ORDER_WORDS.newest} · page ${page}`
       : (page > 1 ? `Nothing more on page ${page}.` : "");
     $("prev").disabled = page <= 1;
-    $("next").disabled = rows.length < pageSize;
+    $("next").disabled = !more;
   }
 
   /** One row of the results table. */

@@ -1,0 +1,177 @@
+"""The index contract, for searches: the four orders, pages after a cursor,
+totals; each test case runs against every backend (tests/support/indexes.py)."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.index import sqlite as sqlite_index
+from recsvc.index import store as index
+from tests.support.builders import sidecar
+from tests.support.indexes import OnPostgres, OnSqlite
+
+
+def _add(found_in, data: dict) -> None:
+    name = os.path.join("d", os.path.splitext(data["file"])[0] + ".json")
+    index.add(found_in, index.entry_from_sidecar(data, name, 0))
+
+
+# Rows that tie on what the orders sort by first, and numbers that a few,
+# many or none of them hold.
+_STARTS = ["2026-11-24T10:00:00.000Z", "2026-11-24T11:00:00.000Z", "2026-11-25T09:00:00.000Z"]
+_DURATIONS = [0.0, 5.0, 60.0]
+_NUMBERS = ["13800138000", "13900000000", "555"]
+
+
+def _expected(rows: list[tuple[str, float, str]], order: str, number: str | None) -> list[str]:
+    """The ids of ``rows`` (start, duration, remote number) that ``number``
+    finds, in ``order``, as the orders are defined: ties by path (ids are
+    the rows' numbers, and so in their paths)."""
+    found = [(start, duration, "d/" + sidecar(str(i))["file"], str(i))
+             for i, (start, duration, remote) in enumerate(rows)
+             if number is None or number in "2001 " + remote]
+    newest = sorted(found, key=lambda row: (_descending(row[0]), row[2]))
+    longest = sorted(found, key=lambda row: (-row[1], _descending(row[0]), row[2]))
+    ordered = {"newest": newest, "oldest": newest[::-1],
+               "longest": longest, "shortest": longest[::-1]}[order]
+    return [row[3] for row in ordered]
+
+
+def _descending(text: str) -> tuple[int, ...]:
+    return tuple(-ord(character) for character in text)
+
+
+class OrderAndCursorTests:
+    """Every order gives every row once, page after page, by page number or
+    after the cursor of the page before, whatever the index reads first."""
+
+    def fill(self, found_in, rows) -> None:
+        for i, (started_at, duration_s, remote) in enumerate(rows):
+            _add(found_in, sidecar(str(i), started_at=started_at, duration_s=duration_s,
+                                   remote_number=remote))
+
+    @settings(max_examples=50, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.differing_executors])
+    @given(rows=st.lists(st.tuples(st.sampled_from(_STARTS), st.sampled_from(_DURATIONS),
+                                   st.sampled_from(_NUMBERS)), max_size=12),
+           order=st.sampled_from(index.ORDERS),
+           number=st.sampled_from([None, "138", "139", "555", "000", "13"]),
+           page_size=st.integers(1, 4), walk=st.integers(0, 5))
+    def test_pages_in_every_order(self, rows, order, number, page_size, walk) -> None:
+        """Page by page (by number, and after each page's last row), the
+        rows found come in the order's order, each once."""
+        if self.backend == "sqlite":
+            self.patch(sqlite_index, "WALK_FIRST", walk)
+        found_in = self.open_test_index()
+        self.fill(found_in, rows)
+        expected = _expected(rows, order, number)
+        pages = len(expected) // page_size + 1
+        by_number = []
+        for page in range(1, pages + 1):
+            by_number += [row["id"] for row in index.search(found_in, index.Search(
+                number=number, order=order, page=page, page_size=page_size))]
+        self.assertEqual(by_number, expected)
+        after, by_cursor = None, []
+        for _ in range(pages):
+            page = index.search(found_in, index.Search(
+                number=number, order=order, page_size=page_size, after=after))
+            if not page:
+                break
+            by_cursor += [row["id"] for row in page]
+            after = index.cursor_of(page[-1])
+        self.assertEqual(by_cursor, expected)
+        everything = [row["id"] for row in index.search_all(
+            found_in, index.Search(number=number, order=order))]
+        self.assertEqual(everything, expected)
+
+    def test_a_cursor_of_another_order_still_pages(self) -> None:
+        """A cursor holds the row's start, duration and path: it serves any
+        order (the page after that row in the order asked for)."""
+        found_in = self.open_test_index()
+        self.fill(found_in, [(_STARTS[i % 3], _DURATIONS[i % 3], "555") for i in range(6)])
+        [first] = index.search(found_in, index.Search(order="longest", page_size=1))
+        rest = index.search(found_in, index.Search(order="longest", after=index.cursor_of(first)))
+        self.assertEqual([first["id"]] + [row["id"] for row in rest],
+                         _expected([(_STARTS[i % 3], _DURATIONS[i % 3], "555")
+                                    for i in range(6)], "longest", None))
+
+
+class TotalTests:
+    """A search's total: exact up to the bound asked for, and beyond it an
+    estimate no smaller than the bound."""
+
+    def test_exact_up_to_the_bound(self) -> None:
+        """Up to the bound, the total is the number of recordings found,
+        whatever the page asked for."""
+        found_in = self.open_test_index()
+        for i in range(7):
+            _add(found_in, sidecar(str(i), remote_number="555" if i % 2 else "13800138000"))
+        self.assertEqual(index.total(found_in, index.Search(), bound=10), index.Total(7, True))
+        self.assertEqual(index.total(found_in, index.Search(number="555"), bound=10),
+                         index.Total(3, True))
+        self.assertEqual(index.total(found_in, index.Search(number="999"), bound=10),
+                         index.Total(0, True))
+        # A page or a cursor does not change what the search finds in all.
+        self.assertEqual(index.total(found_in, index.Search(number="138", page=3, page_size=1),
+                                     bound=10), index.Total(4, True))
+
+    def test_beyond_the_bound_an_estimate(self) -> None:
+        """Past the bound, the total says it is not exact, and is at least
+        the bound (close to the truth when the rows are alike)."""
+        found_in = self.open_test_index()
+        for i in range(40):
+            _add(found_in, sidecar(str(i), started_at=f"2026-11-24T10:{i:02}:00.000Z",
+                                   remote_number="555" if i % 4 else "13800138000"))
+        for search, truth in ((index.Search(), 40), (index.Search(number="555"), 30)):
+            total = index.total(found_in, search, bound=5)
+            self.assertFalse(total.exact)
+            self.assertGreater(total.count, 5)
+            self.assertLessEqual(abs(total.count - truth), truth // 2, (search, total))
+
+
+class SearchValidationTests(SynchronousTestCase):
+    def test_order_and_cursor_checked(self) -> None:
+        """An order that is none of the four, or a cursor no search gave,
+        is refused naming the field."""
+        for kwargs, field in (({"order": "loudest"}, "order"), ({"after": "nonsense"}, "after"),
+                              ({"after": "WyJ4IiwxLCJwIl0"}, "after")):
+            with self.assertRaises(ValueError) as caught:
+                index.Search(**kwargs)
+            self.assertTrue(str(caught.exception).startswith(field + ":"), caught.exception)
+
+    def test_cursor_round_trip(self) -> None:
+        """A cursor gives back the row's start (in UTC), duration and path,
+        for each order the columns it sorts by."""
+        row = dict(sidecar("1", started_at="2026-11-24T11:00:00+01:00", duration_s=3),
+                   path="d/é.wav")
+        cursor = index.cursor_of(row)
+        self.assertEqual(index.order_key_of(cursor, "newest"),
+                         ("2026-11-24T10:00:00.000Z", "d/é.wav"))
+        self.assertEqual(index.order_key_of(cursor, "shortest"),
+                         (3.0, "2026-11-24T10:00:00.000Z", "d/é.wav"))
+
+
+class OrderAndCursorOnSqlite(OrderAndCursorTests, OnSqlite, SynchronousTestCase):
+    pass
+
+
+class TotalOnSqlite(TotalTests, OnSqlite, SynchronousTestCase):
+    def setUp(self) -> None:
+        # The estimate samples the first WALK_FIRST rows: fewer than these tests have.
+        self.patch(sqlite_index, "WALK_FIRST", 20)
+
+
+class OrderAndCursorOnPostgres(OrderAndCursorTests, OnPostgres, SynchronousTestCase):
+    pass
+
+
+class TotalOnPostgres(TotalTests, OnPostgres, SynchronousTestCase):
+    def setUp(self) -> None:
+        # The estimate samples the newest SAMPLE rows: fewer than these tests have.
+        from recsvc.index import postgres
+
+        self.patch(postgres, "SAMPLE", 20)
