@@ -21,6 +21,7 @@ from recsvc.application.endpoints import files_from
 from recsvc.archive.layout import ArchiveLocation
 from recsvc.devices import parse_mac
 from recsvc.storage.naming import DEFAULT_TEMPLATE, PathTemplate
+from recsvc.index.backends import is_postgresql
 from recsvc.index.numberplan import NumberPlan
 from recsvc.media.source import ANY, PEER, STRICT, SourcePolicy
 from recsvc.passwords import check_password_hash
@@ -329,8 +330,9 @@ class StorageConfig:
 
 @attrs.frozen
 class IndexConfig:
-    # The SQLite index of the finished recordings (made from their
-    # sidecars, which stay the truth: `recsvc reindex` rebuilds it).
+    # The index of the finished recordings (made from their sidecars, which
+    # stay the truth: `recsvc reindex` rebuilds it): an SQLite file's path,
+    # or a PostgreSQL URL (postgresql://user@host/db) shared by the nodes.
     database: str = attrs.field(default="var/recsvc.sqlite3", converter=_text)
 
 
@@ -700,9 +702,17 @@ def paths_from(config: Config, folder: str) -> Config:
         config,
         control=attrs.evolve(config.control, listen=files_from(config.control.listen, folder)),
         storage=attrs.evolve(config.storage, root=os.path.join(folder, config.storage.root)),
-        index=attrs.evolve(config.index, database=os.path.join(folder, config.index.database)),
+        index=attrs.evolve(config.index, database=_database_from(config.index.database, folder)),
         http=attrs.evolve(config.http, listen=http_listen),
     )
+
+
+def _database_from(database: str, folder: str) -> str:
+    """index.database taken from ``folder``: an SQLite file's path; a
+    PostgreSQL URL as it is."""
+    if is_postgresql(database):
+        return database
+    return os.path.join(folder, database)
 
 
 def as_config(config: Config | Mapping[str, Any] | None) -> Config:

@@ -110,7 +110,7 @@ def makeService(
     check_config(config, reactor)
     budget, limit, wanted = _descriptors(config)
     pools = _thread_pools()
-    indexer = Indexer(config.index.database, config.storage.root, reactor)
+    indexer = Indexer(config.index.database, config.storage.root, reactor, node=config.node)
     metrics = Metrics()
     webhook = None if config.hooks.on_finish is None else Webhook(config.hooks.on_finish, reactor)
     archived_hook = None if config.hooks.on_archived is None or config.archive.url is None \
@@ -326,7 +326,7 @@ def _http(config: Config, reactor: Any, recorder: RecorderService, indexer: Inde
         # (Not a "warning" key: the legacy log takes that for a Python warning.)
         _log.critical("WARNING: {reason}", reason=warning)
     return endpoint, WebConnections(make_site(
-        recorder, indexer.run, config.storage.root,
+        recorder, indexer.run_search, config.storage.root,
         functools.partial(deferToThreadPool, reactor, pool), metrics,
         config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
         numbers=config.numbers.plan, node=recorder.node,

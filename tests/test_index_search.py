@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.index import sqlite as sqlite_index
 from recsvc.index import store as index
 from tests.support.builders import sidecar
-from tests.support.indexes import OnSqlite
+from tests.support.indexes import OnPostgres, OnSqlite
 
 
 def _add(found_in, data: dict) -> None:
@@ -54,7 +54,8 @@ class OrderAndCursorTests:
             _add(found_in, sidecar(str(i), started_at=started_at, duration_s=duration_s,
                                    remote_number=remote))
 
-    @settings(max_examples=50, deadline=None, derandomize=True)
+    @settings(max_examples=50, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.differing_executors])
     @given(rows=st.lists(st.tuples(st.sampled_from(_STARTS), st.sampled_from(_DURATIONS),
                                    st.sampled_from(_NUMBERS)), max_size=12),
            order=st.sampled_from(index.ORDERS),
@@ -63,7 +64,8 @@ class OrderAndCursorTests:
     def test_pages_in_every_order(self, rows, order, number, page_size, walk) -> None:
         """Page by page (by number, and after each page's last row), the
         rows found come in the order's order, each once."""
-        self.patch(sqlite_index, "WALK_FIRST", walk)
+        if self.backend == "sqlite":
+            self.patch(sqlite_index, "WALK_FIRST", walk)
         found_in = self.open_test_index()
         self.fill(found_in, rows)
         expected = _expected(rows, order, number)
@@ -161,3 +163,15 @@ class TotalOnSqlite(TotalTests, OnSqlite, SynchronousTestCase):
     def setUp(self) -> None:
         # The estimate samples the first WALK_FIRST rows: fewer than these tests have.
         self.patch(sqlite_index, "WALK_FIRST", 20)
+
+
+class OrderAndCursorOnPostgres(OrderAndCursorTests, OnPostgres, SynchronousTestCase):
+    pass
+
+
+class TotalOnPostgres(TotalTests, OnPostgres, SynchronousTestCase):
+    def setUp(self) -> None:
+        # The estimate samples the newest SAMPLE rows: fewer than these tests have.
+        from recsvc.index import postgres
+
+        self.patch(postgres, "SAMPLE", 20)

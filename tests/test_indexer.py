@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -41,7 +42,7 @@ def write_sidecar(root: str, recording_id: str, **fields: Any) -> str:
 
 
 class IndexerContract:
-    """What the service (and the web's searches, through ``run``) rely on
+    """What the service (and the web's searches, through ``run_search``) rely on
     from the index. The contract runs on the real reactor: the real
     indexer's work is done in a thread."""
 
@@ -67,7 +68,7 @@ class IndexerContract:
 
     async def ids(self, indexer: Indexer, **search: Any) -> list[str]:
         """The ids of the recordings a search finds, newest first."""
-        found = await indexer.run(index.search, index.Search(**search))
+        found = await indexer.run_search(index.search, index.Search(**search))
         return [entry["id"] for entry in found]
 
     async def test_contract_finished_file_found(self) -> None:
@@ -132,6 +133,8 @@ class IndexerContract:
         self.assertEqual(self.errors, ["the index is not started"] * 2)
         with self.assertRaises(RuntimeError):
             await indexer.run(index.search, index.Search())
+        with self.assertRaises(RuntimeError):
+            await indexer.run_search(index.search, index.Search())
 
 
 @attrs.define
@@ -159,6 +162,32 @@ class IndexerContractTests(IndexerContract, TestCase):
         results = ThreadResults()
         self.addCleanup(results.shut_down)
         return Indexer(os.path.join(self.mktemp(), "index.sqlite"), root, results)
+
+
+class PostgresIndexerContractTests(IndexerContract, TestCase):
+    """The real indexer on a shared index: its searches in threads of
+    their own."""
+
+    def make_indexer(self, root: str) -> Indexer:
+        from tests.support.postgres import cluster
+
+        results = ThreadResults()
+        self.addCleanup(results.shut_down)
+        return Indexer(cluster().database(), root, results, node="node-a")
+
+    async def test_searches_at_once(self) -> None:
+        """
+        Several searches at once each run on a search thread of their
+        own, beside the index's thread, and each finds what it asks.
+        """
+        indexer = self.started()
+        for number in "1234":
+            self.assertIsNone(await indexer.file_finished(write_sidecar(self.root, number)))
+        found = await gatherResults([
+            indexer.run_search(index.search, index.Search(recording_id=number))
+            for number in "1234"])
+        self.assertEqual([[row["id"] for row in rows] for rows in found],
+                         [["1"], ["2"], ["3"], ["4"]])
 
 
 class FakeIndexerContractTests(IndexerContract, TestCase):

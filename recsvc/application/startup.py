@@ -12,6 +12,7 @@ from twisted.internet.interfaces import IStreamServerEndpoint
 
 from recsvc.application.endpoints import only_this_host, with_backlog
 from recsvc.config import Config, ConfigError
+from recsvc.index.backends import is_postgresql
 
 
 def check_config(config: Config, reactor: Any) -> None:
@@ -45,6 +46,8 @@ def create_folders(config: Config) -> None:
         raise ConfigError("storage.root", f"cannot create {root}: {error.strerror}") from None
     if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError("storage.root", f"{root} is not writable")
+    if is_postgresql(config.index.database):
+        return  # a server's database, no folder
     folder = os.path.dirname(config.index.database)
     try:
         if folder:

@@ -21,7 +21,8 @@ from twisted.internet.error import CannotListenError
 from recsvc import __version__
 
 from recsvc.index import store as index
-from recsvc.index.backends import CannotOpenIndex, index_errors, is_postgresql, open_index
+from recsvc.index.backends import (
+    CannotOpenIndex, index_errors, is_postgresql, open_index, shown)
 from recsvc.media.codec import CODECS
 from recsvc.config import Config, ConfigError, load_config
 from recsvc.application.endpoints import listen_failure, tcp_address
@@ -152,9 +153,13 @@ def _open_index(config: Config, args: argparse.Namespace, writable: bool = False
         raise CommandError(
             f"no index at {database} ({_key_of(args, 'index.database')}){advice}")
     try:
-        return open_index(database, read_only=not writable)
+        # Written to, it is this node's: a reindex of a shared index reads
+        # and forgets this node's recordings only.
+        return open_index(database, read_only=not writable, node=config.node)
     except CannotOpenIndex as error:
-        raise CommandError(f"index.database: cannot open {database}: {error}") from None
+        # (A shared index's errors begin with its URL, its password hidden.)
+        where = "" if is_postgresql(database) else f"{database}: "
+        raise CommandError(f"index.database: cannot open {where}{error}") from None
 
 
 def _full_path(row: dict[str, Any], config: Config) -> dict[str, Any]:
@@ -295,7 +300,7 @@ def _reindex(args: argparse.Namespace) -> int:
         raise CommandError(f"no recordings folder at {root} ({_key_of(args, 'storage.root')})")
     with closing(_open_index(config, args, writable=True)) as connection:
         done = index.catch_up(connection, root, full=True)
-    print(f"{config.index.database}: {done.added} recordings indexed, {done.removed} gone "
+    print(f"{shown(config.index.database)}: {done.added} recordings indexed, {done.removed} gone "
           f"from the index")
     for path, reason in done.skipped:
         print(f"{os.path.join(root, path)}: not indexed: {reason}", file=sys.stderr)
@@ -358,7 +363,7 @@ def _check_config(args: argparse.Namespace) -> int:
     for reason in _taken_now(config):
         print(f"recsvc check-config: NOTE, now: {reason}", file=sys.stderr)
     print(f"{path or 'the built-in defaults'}: OK (recordings in {config.storage.root}, "
-          f"index {config.index.database}, control on {config.control.listen}, "
+          f"index {shown(config.index.database)}, control on {config.control.listen}, "
           f"HTTP on {config.http.listen})")
     return 0
 

@@ -3,11 +3,18 @@ used only by a thread of its own (so the index's work is done in order and
 never on the reactor thread), fed as files are finished and removed. The
 index is a convenience over the sidecars: a failure here is logged and never
 touches a recording.
+
+The web's searches of a shared (PostgreSQL) index run on SEARCH_THREADS
+threads of their own, each borrowing a connection from one pool: several
+searches at once wait neither for each other nor for the index's thread
+(a start-up catch-up can take minutes). SQLite's searches go through the
+index's thread: one file, one connection, and its searches are quick.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable
 
 import attrs
@@ -17,10 +24,15 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from recsvc.index import store as index
-from recsvc.index.backends import open_index
+from recsvc.index.backends import is_postgresql, open_index, shown
 from recsvc.logs import Logger
 from recsvc.storage.folder import sidecar_path
 from recsvc.application.threads import background_pool, start_until_shutdown
+
+
+# Searches of a shared index at once (PostgreSQL does the work, in
+# processes of its own; a search mostly waits for it).
+SEARCH_THREADS = 4
 
 
 @attrs.define(eq=False)
@@ -32,16 +44,30 @@ class Indexer:
     database: str
     root: str
     reactor: Any
+    # This recorder node's name: what it indexes is its own (see open_index).
+    node: str = ""
     _pool: ThreadPool | None = None
     # Opened, and used, only in the pool's one thread.
     _connection: Any = None  # an IIndex
+    # A shared index's searches: their threads, and the index (its pool of
+    # connections) they share, opened by the first search.
+    _search_pool: ThreadPool | None = None
+    _searching: Any = None
+    _opening: threading.Lock = attrs.field(factory=threading.Lock)
 
     def start(self) -> None:
         """Start the index's thread (it opens the index with its first job)
-        until the reactor shuts down."""
+        and, for a shared index, the searches' threads, until the reactor
+        shuts down."""
         if self._pool is None:
             self._pool = background_pool("recsvc-index", maxthreads=1, minthreads=1)
         start_until_shutdown(self.reactor, self._pool)
+        if is_postgresql(self.database):
+            if self._search_pool is None:
+                self._search_pool = background_pool("recsvc-search", maxthreads=SEARCH_THREADS)
+            start_until_shutdown(self.reactor, self._search_pool)
+        # Once the threads have stopped (their work done): the connections.
+        self.reactor.addSystemEventTrigger("after", "shutdown", self._close)
 
     def run(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """``f(connection, *args)`` on the index's connection, in its thread."""
@@ -51,8 +77,35 @@ class Indexer:
 
     def _call(self, f: Callable[..., Any], args: tuple[Any, ...]) -> Any:
         if self._connection is None:
-            self._connection = open_index(self.database)
+            self._connection = open_index(self.database, node=self.node)
         return f(self._connection, *args)
+
+    def run_search(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """``f(index, *args)``, a search (it must not write): for a shared
+        index in a search thread, on a connection of the searches' pool;
+        otherwise as `run`, in the index's thread."""
+        if not is_postgresql(self.database):
+            return self.run(f, *args)
+        if self._search_pool is None:
+            return fail(RuntimeError("the index is not started"))
+        return deferToThreadPool(self.reactor, self._search_pool, self._search, f, args)
+
+    def _search(self, f: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        with self._opening:
+            if self._searching is None:
+                # Not read-only: opening waits for (or makes) the schema, as
+                # the index's thread may be migrating it at this moment.
+                self._searching = open_index(self.database, node=self.node,
+                                             connections=SEARCH_THREADS)
+        return f(self._searching, *args)
+
+    def _close(self) -> None:
+        with self._opening:
+            searching, self._searching = self._searching, None
+        connection, self._connection = self._connection, None
+        for opened in (searching, connection):
+            if opened is not None:
+                opened.close()
 
     def file_finished(self, wav_path: str) -> Deferred[None]:
         """Index a file whose final sidecar has just been written."""
@@ -79,8 +132,9 @@ class Indexer:
         return result
 
     def _failed(self, failure: Failure, doing: str) -> None:
-        self.log.error("Index ({database}): {doing} failed: {reason}", database=self.database,
-                       doing=doing, reason=failure.getErrorMessage())
+        self.log.error("Index ({database}): {doing} failed: {reason}",
+                       database=shown(self.database), doing=doing,
+                       reason=failure.getErrorMessage())
 
 
 class NoIndex:

@@ -28,7 +28,8 @@ from zope.interface import implementer
 
 from recsvc.index.numberplan import digits_of
 from recsvc.index.store import (
-    IIndex, IndexEntry, Search, Total, device_search_key, order_key_of, parse_time)
+    IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
+    like_containing, order_key_of, time_bounds, time_conditions)
 
 SCHEMA_VERSION = 4
 
@@ -191,10 +192,12 @@ class SqliteIndex:
     sqlite: sqlite3.Connection
 
     @classmethod
-    def open(cls, database: str, read_only: bool = False) -> "SqliteIndex":
+    def open(cls, database: str, read_only: bool = False, node: str = "") -> "SqliteIndex":
         """Open (creating it and its folder if need be) the index at
         ``database``, in WAL mode, migrated to this schema; ``read_only``:
-        open it as it is, for searching, without writing to it. Raises
+        open it as it is, for searching, without writing to it. An SQLite
+        index is one node's own: every row is ``node``'s (the name is taken
+        for the interface's sake; a shared index keeps it). Raises
         sqlite3.Error, OSError."""
         if read_only:
             connection = sqlite3.connect(f"file:{quote(os.path.abspath(database))}?mode=ro",
@@ -290,7 +293,7 @@ class SqliteIndex:
 
     def _rows_of_days(self, query: Search) -> int:
         """How many recordings the days of the search's since and until have."""
-        since, until = _time_bounds(query)
+        since, until = time_bounds(query)
         where, params = [], []
         if since is not None:
             where.append("day >= ?")
@@ -393,7 +396,7 @@ def _count(query: Search, finding: str, walk: int = 0,
 def _sample(query: Search) -> tuple[str, list[Any]]:
     """A statement of how many of the first WALK_FIRST rows of ``query``'s
     time (newest first) it finds, and how many rows that was."""
-    times = _time_conditions(query)
+    times = time_conditions(query)
     where = " WHERE " + " AND ".join(times[0]) if times[0] else ""
     walked = (f"SELECT {_ORDER_COLUMNS}, direction, stop_reason, recording_id FROM recordings "
               f"INDEXED BY recordings_by_start{where} ORDER BY started_at DESC LIMIT ?")
@@ -405,35 +408,9 @@ def _sample(query: Search) -> tuple[str, list[Any]]:
             [*plain_params, *text_params, *times[1], WALK_FIRST])
 
 
-def _time_conditions(query: Search) -> tuple[list[str], list[Any]]:
-    """The conditions of the search's since and until."""
-    where: list[str] = []
-    params: list[Any] = []
-    since, until = _time_bounds(query)
-    if since is not None:
-        where.append("started_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("started_at < ?")
-        params.append(until)
-    return where, params
-
-
 def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
     """The conditions that are not text: compared as rows are read."""
-    where: list[str] = []
-    params: list[Any] = []
-    for column, value in (("direction", query.direction), ("stop_reason", query.stop_reason),
-                          ("recording_id", query.recording_id)):
-        if value is not None:
-            where.append(f"{column} = ?")
-            params.append(value)
-    times, times_params = _time_conditions(query)
-    where += times
-    params += times_params
-    if query.min_duration_s is not None:
-        where.append("duration_s >= ?")
-        params.append(query.min_duration_s)
+    where, params = field_conditions(query)
     if query.after is not None:
         condition, after_params = _after(query)
         where.append(condition)
@@ -444,20 +421,7 @@ def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
 def _after(query: Search) -> tuple[str, list[Any]]:
     """The condition of the rows after ``query.after`` in its order."""
     columns, _ = _ORDER_BY[query.order]
-    values = order_key_of(query.after, query.order)
-    # (a, b, c) after (x, y, z): a beyond x, or a = x and (b, c) after (y, z).
-    parts: list[str] = []
-    params: list[Any] = []
-    for position in range(len(columns) - 1, -1, -1):
-        column, down = columns[position]
-        beyond = f"{column} {'<' if down else '>'} ?"
-        equal = [f"{name} = ?" for name, _ in columns[:position]]
-        parts.insert(0, "(" + " AND ".join([*equal, beyond]) + ")")
-        params[0:0] = [*values[:position], values[position]]
-    # The first column's bound also as a range the index can start at.
-    first, down = columns[0]
-    return (f"{first} {'<=' if down else '>='} ? AND (" + " OR ".join(parts) + ")",
-            [values[0], *params])
+    return after_condition(columns, order_key_of(query.after, query.order))
 
 
 def _text_conditions(query: Search, finding: str) -> tuple[list[str], list[Any]]:
@@ -473,15 +437,15 @@ def _text_conditions(query: Search, finding: str) -> tuple[list[str], list[Any]]
             matches.append("numbers : (" + " OR ".join(_phrase(form) for form in forms) + ")")
         else:
             where.append("(" + " OR ".join(["numbers LIKE ? ESCAPE '\\'"] * len(forms)) + ")")
-            params += [_containing(form) for form in forms]
+            params += [like_containing(form) for form in forms]
     if query.name is not None:
         if looked_up and len(query.name) >= _SHORTEST_INDEXED:
             matches.append("{local_name remote_name} : " + _phrase(query.name))
         else:
             where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
-            params += [_containing(query.name)] * 2
+            params += [like_containing(query.name)] * 2
     if query.device is not None:
-        key = _containing(device_search_key(query.device))
+        key = like_containing(device_search_key(query.device))
         if looked_up:
             where.append("device IN (SELECT device FROM devices WHERE "
                          f"{_WITHOUT_SEPARATORS.format('device')} LIKE ? ESCAPE '\\')")
@@ -494,22 +458,10 @@ def _text_conditions(query: Search, finding: str) -> tuple[list[str], list[Any]]
     return where, params
 
 
-def _time_bounds(query: Search) -> tuple[str | None, str | None]:
-    """The search's since and until as the index compares times."""
-    since = None if query.since is None else parse_time(query.since)
-    until = None if query.until is None else parse_time(query.until, end_of_day=True)
-    return since, until
-
-
 def _phrase(text: str) -> str:
     """``text`` as one phrase of the text index's query language: found as
     it is, whatever it holds (quotes doubled)."""
     return '"' + text.replace('"', '""') + '"'
-
-
-def _containing(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 _UPDATED = ("recording_id", "device", "direction", "local_number", "local_name", "remote_number",

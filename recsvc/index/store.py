@@ -233,6 +233,77 @@ def order_key_of(cursor: str, order: str) -> tuple[Any, ...]:
     return (float(duration_s), started_at, path)
 
 
+# What the SQL of any index shares: how a search's text, times and cursor
+# become conditions (the backends differ in their placeholder: "?", "%s").
+
+def like_containing(text: str) -> str:
+    """A LIKE pattern (escaped with a backslash) that finds ``text`` as it
+    is anywhere in a value: ``%`` and ``_`` are literal characters."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def time_bounds(query: Search) -> tuple[str | None, str | None]:
+    """The search's since and until as the index compares times (until a
+    date: to the end of its day)."""
+    since = None if query.since is None else parse_time(query.since)
+    until = None if query.until is None else parse_time(query.until, end_of_day=True)
+    return since, until
+
+
+def time_conditions(query: Search, mark: str = "?") -> tuple[list[str], list[Any]]:
+    """The conditions of the search's since and until."""
+    where: list[str] = []
+    params: list[Any] = []
+    since, until = time_bounds(query)
+    if since is not None:
+        where.append(f"started_at >= {mark}")
+        params.append(since)
+    if until is not None:
+        where.append(f"started_at < {mark}")
+        params.append(until)
+    return where, params
+
+
+def field_conditions(query: Search, mark: str = "?") -> tuple[list[str], list[Any]]:
+    """The conditions on the fields a search compares as they are: the
+    direction, stop reason and id, since and until, the least duration."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("direction", query.direction), ("stop_reason", query.stop_reason),
+                          ("recording_id", query.recording_id)):
+        if value is not None:
+            where.append(f"{column} = {mark}")
+            params.append(value)
+    times, times_params = time_conditions(query, mark)
+    where += times
+    params += times_params
+    if query.min_duration_s is not None:
+        where.append(f"duration_s >= {mark}")
+        params.append(query.min_duration_s)
+    return where, params
+
+
+def after_condition(columns: Sequence[tuple[str, bool]], values: Sequence[Any],
+                    mark: str = "?") -> tuple[str, list[Any]]:
+    """The condition of the rows after the row whose order ``values`` are
+    (`order_key_of`) in an order by ``columns`` (each a column and whether
+    it sorts descending), with ``mark`` as the placeholder."""
+    # (a, b, c) after (x, y, z): a beyond x, or a = x and (b, c) after (y, z).
+    parts: list[str] = []
+    params: list[Any] = []
+    for position in range(len(columns) - 1, -1, -1):
+        column, down = columns[position]
+        beyond = f"{column} {'<' if down else '>'} {mark}"
+        equal = [f"{name} = {mark}" for name, _ in columns[:position]]
+        parts.insert(0, "(" + " AND ".join([*equal, beyond]) + ")")
+        params[0:0] = [*values[:position], values[position]]
+    # The first column's bound also as a range an index can start at.
+    first, down = columns[0]
+    return (f"{first} {'<=' if down else '>='} {mark} AND (" + " OR ".join(parts) + ")",
+            [values[0], *params])
+
+
 @attrs.frozen
 class Total:
     """How many recordings a search finds: ``count`` itself when ``exact``;

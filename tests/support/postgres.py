@@ -18,6 +18,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from typing import Any
 
@@ -98,11 +99,26 @@ class PostgresCluster:
                  "-c", "full_page_writes=off"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self._folder,
                 **as_owner)
-            if wait_until_listening(self._process, self.port):
+            if wait_until_listening(self._process, self.port) and self._accepting():
                 atexit.register(self.stop)
                 return
             stop_process(self._process)
         raise RuntimeError("PostgreSQL did not start on a free port of 127.0.0.1")
+
+    def _accepting(self, timeout: float = 30.0) -> bool:
+        """Whether the server, listening, comes to take connections (it
+        refuses them while it starts up) within ``timeout`` seconds."""
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=5).close()
+                return True
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    return False
+                time.sleep(0.05)
 
     def url(self, database: str = "postgres") -> str:
         """The URL of ``database`` on this server, as the config takes it."""

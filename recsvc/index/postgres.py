@@ -1,0 +1,389 @@
+"""The index in PostgreSQL, shared by several recorder nodes: each node
+writes its own recordings, every node searches them all.
+
+A row is keyed by the node that indexed it and the file's path under that
+node's storage root (two nodes may have the same relative path: the same
+phone, second and call id, or a ``storage.path`` without ``{device}``);
+``indexed``, ``remove`` and so `catch_up` see only the opening node's rows,
+so a node's catch-up never forgets another node's recordings. Searches
+find every node's.
+
+How a search is answered: numbers (digits anywhere), names and devices
+through pg_trgm's trigram GIN indexes, orders through btree indexes, and
+PostgreSQL's planner choosing between them (walk an order's index and
+compare each row, for text many recordings hold; gather the few rows a
+trigram index finds and sort them, for rare text). Statements are never
+prepared (``prepare_threshold=None``): a plan made for one pattern must
+not serve another, whose share of the rows can be anything.
+
+A total (`PostgresIndex.total`) is counted exactly up to its bound (the
+rows of the search, at most bound + 1); beyond, it is estimated as SQLite
+does: the share of the newest SAMPLE rows of the search's time that it
+finds, times the rows of that time (the planner's estimate of those, a
+range of the index by start; counted while the table was never
+analysed), at least bound + 1. (The planner's own estimate of a search's
+rows was tried first: for text anywhere in a value it can be off by ten
+times or more.)
+
+The schema is migrated in place (`_MIGRATIONS`, its version in the
+``schema_version`` table, each opening for writing in one transaction
+that holds an advisory lock, so that nodes starting together migrate once).
+
+Connections come from a psycopg_pool pool (a lost connection, a server
+restarted, is replaced); an index's methods may be called from several
+threads at once, each borrowing its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Iterator, Sequence
+
+import attrs
+import psycopg
+from psycopg_pool import ConnectionPool
+from zope.interface import implementer
+
+from recsvc.index.backends import CannotOpenIndex, shown
+from recsvc.index.numberplan import digits_of
+from recsvc.index.store import (
+    IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
+    like_containing, order_key_of, time_conditions)
+
+SCHEMA_VERSION = 1
+
+# A device without the separators a MAC may be written with, as
+# device_search_key looks for it (also what its trigram index holds).
+_DEVICE_KEY = "replace(replace(replace(device, ':', ''), '-', ''), '.', '')"
+
+# The text columns compare and sort bytewise ("C"), as SQLite does and
+# whatever the database's locale: paths and times sort the same on both
+# backends, and ILIKE folds ASCII letters only.
+_RECORDINGS = """CREATE TABLE recordings (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    node text COLLATE "C" NOT NULL,           -- the node that indexed it (its storage root)
+    path text COLLATE "C" NOT NULL,           -- the WAV file, relative to that root
+    recording_id text COLLATE "C" NOT NULL,
+    device text COLLATE "C" NOT NULL,         -- the MAC address, 12 lower-case hex digits
+    direction text COLLATE "C" NOT NULL,
+    local_number text COLLATE "C" NOT NULL,
+    local_name text COLLATE "C" NOT NULL,
+    remote_number text COLLATE "C" NOT NULL,
+    remote_name text COLLATE "C" NOT NULL,
+    numbers text COLLATE "C" NOT NULL,        -- both numbers' digits, for substring search
+    started_at text COLLATE "C" NOT NULL,     -- ISO 8601 UTC (parse_time): sorts as time
+    duration_s double precision NOT NULL,
+    stop_reason text COLLATE "C" NOT NULL,
+    sidecar text NOT NULL,                    -- the sidecar's JSON
+    sidecar_mtime_ns bigint NOT NULL,
+    UNIQUE (node, path)
+)"""
+
+# The statements that take the schema from the version before to each
+# version, run in order, all in one transaction. Version 1 is the first
+# (PostgreSQL's schema has a history of its own, apart from SQLite's).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        _RECORDINGS,
+        # The orders (each also read backwards: its exact reverse), with
+        # the row's id: a page's rows are found from the index alone, and
+        # only they are read from the table (see _select). By start, the
+        # newest first, with what a search compares too: the common
+        # searches walk it without reading the table.
+        "CREATE INDEX recordings_by_start ON recordings (started_at DESC, path, node) "
+        "INCLUDE (id, numbers, local_name, remote_name, direction, duration_s, "
+        "stop_reason, recording_id)",
+        "CREATE INDEX recordings_by_duration ON recordings "
+        "(duration_s DESC, started_at DESC, path, node) INCLUDE (id)",
+        "CREATE INDEX recordings_by_id ON recordings (recording_id)",
+        # Text anywhere in a value, through trigrams.
+        "CREATE INDEX recordings_numbers ON recordings USING gin (numbers gin_trgm_ops)",
+        "CREATE INDEX recordings_local_name ON recordings USING gin (local_name gin_trgm_ops)",
+        "CREATE INDEX recordings_remote_name ON recordings USING gin (remote_name gin_trgm_ops)",
+        f"CREATE INDEX recordings_device ON recordings USING gin (({_DEVICE_KEY}) gin_trgm_ops)",
+    ),
+}
+_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
+# The advisory lock a migration holds (any number of recsvc's own).
+_MIGRATION_LOCK = 0x7265637376630001
+
+# Each order: its columns, each descending (True) or not; the path and then
+# the node make it total. The reverse orders are the exact reverses.
+_ORDER_BY: dict[str, tuple[tuple[str, bool], ...]] = {
+    "newest": (("started_at", True), ("path", False), ("node", False)),
+    "oldest": (("started_at", False), ("path", True), ("node", True)),
+    "longest": (("duration_s", True), ("started_at", True), ("path", False), ("node", False)),
+    "shortest": (("duration_s", False), ("started_at", False), ("path", True), ("node", True)),
+}
+
+# Seconds to wait for the server when connecting, and for a pooled connection.
+CONNECT_TIMEOUT = 10
+POOL_TIMEOUT = 30.0
+# Rows a search_all reads from the server at a time.
+ROWS_AT_A_TIME = 500
+# The newest rows (of its time) a total's estimate compares.
+SAMPLE = 10_000
+
+
+@implementer(IIndex)
+@attrs.define(eq=False)
+class PostgresIndex:
+    """The index in the PostgreSQL database whose connections ``pool``
+    gives, kept for the recorder node ``node``."""
+
+    pool: ConnectionPool
+    node: str
+
+    @classmethod
+    def open(cls, database: str, read_only: bool = False, node: str = "",
+             connections: int = 2) -> "PostgresIndex":
+        """Open the index at the URL ``database`` with a pool of at most
+        ``connections`` connections: created or migrated to this schema
+        unless ``read_only`` (then it must be at this schema already).
+        Raises CannotOpenIndex, saying which database and why."""
+        if not read_only and not node:
+            raise CannotOpenIndex(f"{shown(database)}: writing to a shared index needs the "
+                                  "node's name (node in the config)")
+        try:
+            with psycopg.connect(database, connect_timeout=CONNECT_TIMEOUT) as connection:
+                if read_only:
+                    _check_version(connection, database)
+                else:
+                    prepare(connection, database)
+        except psycopg.Error as error:
+            raise CannotOpenIndex(f"{shown(database)}: {_reason(error)}") from None
+
+        def configure(connection: psycopg.Connection[Any]) -> None:
+            connection.read_only = read_only
+
+        pool = ConnectionPool(
+            database, min_size=1, max_size=max(1, connections), timeout=POOL_TIMEOUT,
+            kwargs={"prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT},
+            configure=configure, num_workers=1, name="recsvc-index", open=False)
+        try:
+            pool.open(wait=True, timeout=POOL_TIMEOUT)
+        except psycopg.Error as error:
+            pool.close()
+            raise CannotOpenIndex(f"{shown(database)}: {_reason(error)}") from None
+        return cls(pool, node)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def schema_version(self) -> int:
+        with self.pool.connection() as connection:
+            return schema_version(connection)
+
+    def indexed(self) -> dict[str, int]:
+        with self.pool.connection() as connection:
+            return dict(connection.execute(
+                "SELECT path, sidecar_mtime_ns FROM recordings WHERE node = %s", (self.node,)))
+
+    def put(self, entries: Sequence[IndexEntry]) -> None:
+        # In the paths' order: two writers of one node's rows (the service
+        # and a reindex) lock them in the same order, never each other's.
+        rows = [self._row_of(entry) for entry in sorted(entries, key=lambda entry: entry.path)]
+        with self.pool.connection() as connection:
+            with connection.cursor() as cursor:
+                cursor.executemany(_UPSERT, rows)
+
+    def remove(self, paths: Sequence[str]) -> None:
+        with self.pool.connection() as connection:
+            connection.execute("DELETE FROM recordings WHERE node = %s AND path = ANY(%s)",
+                               (self.node, sorted(paths)))
+
+    def search(self, query: Search) -> list[dict[str, Any]]:
+        with self.pool.connection() as connection:
+            rows = connection.execute(*_page(query)).fetchall()
+        return [dict(json.loads(sidecar), path=path) for path, sidecar in rows]
+
+    def search_all(self, query: Search) -> Iterator[dict[str, Any]]:
+        # One statement through a server-side cursor: one state of the
+        # index however long the reading takes, a few rows in memory.
+        sql, params = _select(query)
+        with self.pool.connection() as connection:
+            with connection.cursor(name="recsvc_search_all") as cursor:
+                cursor.itersize = ROWS_AT_A_TIME
+                cursor.execute(sql, params)
+                for path, sidecar in cursor:
+                    yield dict(json.loads(sidecar), path=path)
+
+    def total(self, query: Search, bound: int) -> Total:
+        """Exact up to ``bound``; beyond, an estimate (see the module's
+        docstring)."""
+        query = attrs.evolve(query, page=1, after=None)
+        where, params = _conditions(query)
+        times, times_params = time_conditions(query, mark="%s")
+        within = " WHERE " + " AND ".join(times) if times else ""
+        with self.pool.connection() as connection:
+            counted = connection.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM recordings{where} LIMIT %s) AS found",
+                [*params, bound + 1]).fetchone()[0]
+            if counted <= bound:
+                return Total(counted, True)
+            # The newest SAMPLE rows of its time, and how many it finds there.
+            matching = where.removeprefix(" WHERE ") or "true"
+            matched, sampled = connection.execute(
+                f"SELECT count(*) FILTER (WHERE {matching}), count(*) FROM (SELECT * FROM "
+                f"recordings{within} ORDER BY started_at DESC LIMIT %s) AS recordings",
+                [*params, *times_params, SAMPLE]).fetchone()
+            if sampled < SAMPLE:
+                return Total(matched, True)  # every row of its time was compared
+            rows = _rows_of_time(connection, within, times_params)
+        return Total(max(math.ceil(matched / sampled * rows), bound + 1), False)
+
+    def _row_of(self, entry: IndexEntry) -> tuple[Any, ...]:
+        return (self.node, entry.path, entry.recording_id, entry.device, entry.direction,
+                entry.local_number, entry.local_name, entry.remote_number, entry.remote_name,
+                digits_of(entry.local_number) + " " + digits_of(entry.remote_number),
+                entry.started_at, entry.duration_s, entry.stop_reason, entry.sidecar,
+                entry.sidecar_mtime_ns)
+
+
+_COLUMNS = ("node", "path", "recording_id", "device", "direction", "local_number", "local_name",
+            "remote_number", "remote_name", "numbers", "started_at", "duration_s",
+            "stop_reason", "sidecar", "sidecar_mtime_ns")
+_UPSERT = (
+    f"INSERT INTO recordings ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_COLUMNS))}) ON CONFLICT (node, path) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _COLUMNS[2:]))
+
+
+def _order(query: Search, table: str = "") -> str:
+    """The ORDER BY of ``query``'s order (its columns in ``table``)."""
+    return ", ".join(f"{table}{column} {'DESC' if down else 'ASC'}"
+                     for column, down in _ORDER_BY[query.order])
+
+
+def _rows_of_time(connection: psycopg.Connection[Any], within: str, params: list[Any]) -> int:
+    """How many rows the table has in a search's time: the planner's
+    estimate, or (a table never analysed, whose estimate means nothing)
+    counted."""
+    analysed = connection.execute(
+        "SELECT reltuples >= 0 FROM pg_class WHERE oid = 'recordings'::regclass").fetchone()[0]
+    if not analysed:
+        return int(connection.execute(f"SELECT count(*) FROM recordings{within}",
+                                      params).fetchone()[0])
+    [[plan]] = connection.execute(
+        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM recordings{within}", params).fetchall()
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+def _select(query: Search) -> tuple[str, list[Any]]:
+    """The statement of every row ``query`` finds (paths and sidecars), in
+    its order."""
+    where, params = _conditions(query)
+    return f"SELECT path, sidecar FROM recordings{where} ORDER BY {_order(query)}", params
+
+
+def _page(query: Search) -> tuple[str, list[Any]]:
+    """The statement of ``query``'s page: its rows found (and the rows
+    before it passed over) from an order's index or the trigram indexes,
+    then only the page's rows read from the table, by id."""
+    where, params = _conditions(query)
+    columns = ", ".join(column for column, _ in _ORDER_BY[query.order])
+    found = (f"SELECT id, {columns} FROM recordings{where} ORDER BY {_order(query)} "
+             "LIMIT %s OFFSET %s")
+    return (f"SELECT recordings.path, recordings.sidecar FROM ({found}) AS page "
+            f"JOIN recordings USING (id) ORDER BY {_order(query, 'page.')}",
+            [*params, query.page_size, (query.page - 1) * query.page_size])
+
+
+def _conditions(query: Search) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``query`` (empty when it asks for everything)."""
+    where, params = field_conditions(query, mark="%s")
+    if query.after is not None:
+        values = order_key_of(query.after, query.order)
+        # The cursor says no node: the order's columns but the last.
+        condition, after_params = after_condition(
+            _ORDER_BY[query.order][:len(values)], values, mark="%s")
+        where.append(condition)
+        params += after_params
+    if query.number is not None:
+        forms = query.plan.forms(query.number)
+        where.append("(" + " OR ".join(["numbers LIKE %s"] * len(forms)) + ")")
+        params += [like_containing(form) for form in forms]
+    if query.name is not None:
+        where.append("(local_name ILIKE %s OR remote_name ILIKE %s)")
+        params += [like_containing(query.name)] * 2
+    if query.device is not None:
+        where.append(f"{_DEVICE_KEY} LIKE %s")
+        params.append(like_containing(device_search_key(query.device)))
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def prepare(connection: psycopg.Connection[Any], database: str) -> None:
+    """The schema, on a fresh connection: made at SCHEMA_VERSION in a new
+    database, an older one migrated in place, a newer one refused; in one
+    transaction that holds _MIGRATION_LOCK (a second node opening it
+    meanwhile waits, then finds it done). Raises CannotOpenIndex,
+    psycopg.Error."""
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        version = schema_version(connection)
+        _refuse_newer(version, database)
+        if version == SCHEMA_VERSION:
+            return
+        _trigrams(connection, database)
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[step]:
+                connection.execute(statement)
+        connection.execute(_VERSION_TABLE)
+        connection.execute("DELETE FROM schema_version")
+        connection.execute("INSERT INTO schema_version VALUES (%s)", (SCHEMA_VERSION,))
+
+
+def _trigrams(connection: psycopg.Connection[Any], database: str) -> None:
+    """pg_trgm in the database, created if need be (a trusted extension:
+    a user who may create in the database may create it)."""
+    if connection.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").fetchone():
+        return
+    try:
+        with connection.transaction():  # a savepoint: the error is ours to word
+            connection.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except psycopg.Error as error:
+        raise CannotOpenIndex(
+            f"{shown(database)}: the index needs the pg_trgm extension, which is not in the "
+            f"database and could not be created ({_reason(error)}): have the database's owner "
+            "or a superuser run CREATE EXTENSION pg_trgm in it (PostgreSQL's contrib "
+            "package provides it)") from None
+
+
+def schema_version(connection: psycopg.Connection[Any]) -> int:
+    """The index's schema version: 0 for a database without one."""
+    if connection.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+        return 0
+    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+def _refuse_newer(version: int, database: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise CannotOpenIndex(
+            f"{shown(database)}: the index has schema version {version}, newer than this "
+            f"recsvc's {SCHEMA_VERSION}: run the recsvc that made it (every node sharing the "
+            "index must be as new)")
+
+
+def _check_version(connection: psycopg.Connection[Any], database: str) -> None:
+    """For a search, which does not migrate: the index must be at this
+    recsvc's version."""
+    version = schema_version(connection)
+    connection.rollback()
+    _refuse_newer(version, database)
+    if version == 0:
+        raise CannotOpenIndex(
+            f"{shown(database)}: no index there yet: the service makes it as it starts, or "
+            "recsvc reindex")
+    if version != SCHEMA_VERSION:
+        raise CannotOpenIndex(
+            f"{shown(database)}: the index has schema version {version}, this recsvc knows "
+            f"{SCHEMA_VERSION}: it is migrated in place when the service, or recsvc reindex, "
+            "next opens it")
+
+
+def _reason(error: psycopg.Error) -> str:
+    """What a psycopg error says, on one line (libpq's messages never hold
+    the password)."""
+    return " ".join(str(error).split()) or type(error).__name__
