@@ -4,7 +4,8 @@ and at each size the latency of the searches people make (p50 / p99 of
 ``--repeat`` runs each; the API's answer, a page with its total and next
 cursor, for the most common ones) and how fast finished recordings are
 indexed as the service indexes them (one commit each). On demand, not in
-`make test`: `make bench-index`.
+`make test`: `make bench-index` (SQLite and PostgreSQL; the PostgreSQL
+cluster, Debian's, is started here in the folder, as the tests start theirs).
 
     python bench/index.py --sizes 1000000 3000000 10000000 --write-docs
 
@@ -189,14 +190,35 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_docs(results: list[dict[str, Any]], command: str) -> None:
+NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+TARGET_MS = 100.0
+
+
+def verdict(results: list[dict[str, Any]]) -> str:
+    """The target at the largest size: every search's p99 within TARGET_MS?"""
+    largest = max(results, key=lambda result: result["size"])
+    worst = max(largest["searches"].items(), key=lambda item: item[1]["p99"])
+    over = [name for name, figures in largest["searches"].items()
+            if figures["p99"] > TARGET_MS]
+    said = (f"At {largest['size']:,} recordings the slowest search is \"{worst[0]}\", "
+            f"{worst[1]['p99']:.1f} ms at p99: ")
+    if not over:
+        return said + f"every search within the {TARGET_MS:.0f} ms target."
+    return said + (f"{len(over)} over the {TARGET_MS:.0f} ms target ("
+                   + "; ".join(f"{name}: {largest['searches'][name]['p99']:.0f} ms, "
+                               f"{largest['searches'][name]['p99'] / TARGET_MS:.1f}x"
+                               for name in over) + ").")
+
+
+def write_docs(results: dict[str, list[dict[str, Any]]], command: str) -> None:
     with open(DOCS, encoding="utf-8") as handle:
         text = handle.read()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=os.path.dirname(DOCS)).stdout.strip() or "?"
-    block = (f"{BEGIN}\nRun {time.strftime('%Y-%m-%d')} at commit `{commit}`: `{command}` "
-             f"(SQLite).\n\n"
-             f"{table(results)}\n{END}")
+    tables = "\n\n".join(f"{NAMES[backend]}:\n\n{table(measured)}\n\n{verdict(measured)}"
+                          for backend, measured in results.items())
+    block = (f"{BEGIN}\nRun {time.strftime('%Y-%m-%d')} at commit `{commit}`: `{command}`.\n\n"
+             f"{tables}\n{END}")
     if BEGIN in text:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
                       flags=re.S)
@@ -229,34 +251,92 @@ def measure(found_in: Any, size: int, built: float, repeat: int) -> dict[str, An
     return result
 
 
+def sqlite_indexes(folder: str) -> Any:
+    """The SQLite index of each size, a file in ``folder``'s own folder."""
+    def open_size(size: int) -> tuple[Any, Any, Any]:
+        database = os.path.join(folder, "sqlite", str(size), "index.sqlite3")
+        found_in = SqliteIndex.open(database)
+
+        def size_mb() -> int:
+            found_in.sqlite.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return round(os.path.getsize(database) / 1e6)
+        return found_in, size_mb, lambda: None
+    return open_size, lambda: None
+
+
+def postgresql_indexes(folder: str) -> Any:
+    """The PostgreSQL index of each size, a database of a cluster kept in
+    ``folder`` (Debian's server, started here as the tests start theirs,
+    but writing as a real server does: fsync on)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import psycopg
+
+    from recsvc.index.postgres import PostgresIndex
+    from tests.support.postgres import PostgresCluster
+
+    cluster = PostgresCluster(os.path.join(folder, "postgresql"), durable=True)
+    cluster.start()
+
+    def open_size(size: int) -> tuple[Any, Any, Any]:
+        name = f"bench_{size}"
+        with psycopg.connect(cluster.url(), autocommit=True) as connection:
+            if not connection.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                      (name,)).fetchone():
+                connection.execute(f'CREATE DATABASE "{name}"')
+        found_in = PostgresIndex.open(cluster.url(name), node="bench")
+
+        def size_mb() -> int:
+            with psycopg.connect(cluster.url(name)) as connection:
+                return round(connection.execute(
+                    "SELECT pg_database_size(current_database())").fetchone()[0] / 1e6)
+
+        def settle() -> None:
+            """What autovacuum does soon after a load: the visibility map
+            (index-only scans) and the planner's statistics."""
+            with psycopg.connect(cluster.url(name), autocommit=True) as connection:
+                connection.execute("VACUUM ANALYZE recordings")
+        return found_in, size_mb, settle
+    return open_size, cluster.stop
+
+
+BACKENDS = {"sqlite": sqlite_indexes, "postgresql": postgresql_indexes}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    parser.add_argument("--backends", nargs="+", choices=sorted(BACKENDS),
+                        default=["sqlite", "postgresql"])
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--folder", help="where the indexes are built, one a size (default: a "
-                        "temporary folder); given again, what is there is kept")
+    parser.add_argument("--folder", help="where the indexes are built, one a size and backend "
+                        "(default: a temporary folder); given again, what is there is kept")
     parser.add_argument("--build-only", action="store_true",
                         help="build the indexes, time nothing (to time them on a quiet machine)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     folder = args.folder or tempfile.mkdtemp(prefix="recsvc-bench-index-")
-    results = []
-    for size in sorted(args.sizes):
-        database = os.path.join(folder, str(size), "index.sqlite3")
-        found_in = SqliteIndex.open(database)
-        built = build(found_in, size)
-        if args.build_only:
-            print(json.dumps({"size": size, "built_s": round(built, 1)}), flush=True)
-            found_in.close()
-            continue
-        result = measure(found_in, size, built, args.repeat)
-        found_in.sqlite.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        result["file_mb"] = round(os.path.getsize(database) / 1e6)
-        found_in.close()
-        results.append(result)
-        print(json.dumps(result), flush=True)
-    if results:
-        print(table(results))
+    results: dict[str, list[dict[str, Any]]] = {}
+    for backend in args.backends:
+        open_size, finish = BACKENDS[backend](folder)
+        try:
+            for size in sorted(args.sizes):
+                found_in, size_mb, settle = open_size(size)
+                built = build(found_in, size)
+                settle()
+                if args.build_only:
+                    print(json.dumps({"backend": backend, "size": size,
+                                      "built_s": round(built, 1)}), flush=True)
+                    found_in.close()
+                    continue
+                result = measure(found_in, size, built, args.repeat)
+                result["file_mb"] = size_mb()
+                found_in.close()
+                results.setdefault(backend, []).append(result)
+                print(json.dumps({"backend": backend, **result}), flush=True)
+        finally:
+            finish()
+    for backend, measured in results.items():
+        print(f"\n{NAMES[backend]}:\n{table(measured)}\n{verdict(measured)}")
     if args.write_docs and results:
         write_docs(results, "python bench/index.py " + " ".join(sys.argv[1:]))
 

@@ -16,12 +16,12 @@ trigram index finds and sort them, for rare text). Statements are never
 prepared (``prepare_threshold=None``): a plan made for one pattern must
 not serve another, whose share of the rows can be anything.
 
-A total (`PostgresIndex.total`) is counted exactly up to its bound (the
-rows of the search, at most bound + 1); beyond, it is estimated as SQLite
-does: the share of the newest SAMPLE rows of the search's time that it
-finds, times the rows of that time (the planner's estimate of those, a
-range of the index by start; counted while the table was never
-analysed), at least bound + 1. (The planner's own estimate of a search's
+A total (`PostgresIndex.total`) is estimated as SQLite's is: the share
+of the newest SAMPLE rows of the search's time that it finds, times the
+rows of that time (the planner's estimate of those, a range of the index
+by start; counted while the table was never analysed). Within the bound,
+the rows are then counted (at most bound + 1), and the total is exact;
+beyond it, the estimate is the total. (The planner's own estimate of a search's
 rows was tried first: for text anywhere in a value it can be off by ten
 times or more.)
 
@@ -216,22 +216,28 @@ class PostgresIndex:
         where, params = _conditions(query)
         times, times_params = time_conditions(query, mark="%s")
         within = " WHERE " + " AND ".join(times) if times else ""
+        matching = where.removeprefix(" WHERE ") or "true"
         with self.pool.connection() as connection:
+            # The newest SAMPLE rows of its time (what the conditions
+            # compare of them, not their sidecars), and how many it finds
+            # there: an estimate beyond the bound is not counted row by row
+            # (for a common text, every match of the trigram index).
+            matched, sampled = connection.execute(
+                f"SELECT count(*) FILTER (WHERE {matching}), count(*) FROM (SELECT "
+                f"{_COMPARED} FROM recordings{within} ORDER BY started_at DESC LIMIT %s) "
+                "AS recordings", [*params, *times_params, SAMPLE]).fetchone()
+            if sampled < SAMPLE:
+                return Total(matched, True)  # every row of its time was compared
+            estimate = math.ceil(matched / sampled * _rows_of_time(connection, within,
+                                                                  times_params))
+            if estimate > bound:
+                return Total(estimate, False)
             counted = connection.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM recordings{where} LIMIT %s) AS found",
                 [*params, bound + 1]).fetchone()[0]
-            if counted <= bound:
-                return Total(counted, True)
-            # The newest SAMPLE rows of its time, and how many it finds there.
-            matching = where.removeprefix(" WHERE ") or "true"
-            matched, sampled = connection.execute(
-                f"SELECT count(*) FILTER (WHERE {matching}), count(*) FROM (SELECT * FROM "
-                f"recordings{within} ORDER BY started_at DESC LIMIT %s) AS recordings",
-                [*params, *times_params, SAMPLE]).fetchone()
-            if sampled < SAMPLE:
-                return Total(matched, True)  # every row of its time was compared
-            rows = _rows_of_time(connection, within, times_params)
-        return Total(max(math.ceil(matched / sampled * rows), bound + 1), False)
+        if counted <= bound:
+            return Total(counted, True)
+        return Total(max(estimate, counted), False)
 
     def _row_of(self, entry: IndexEntry) -> tuple[Any, ...]:
         return (self.node, entry.path, entry.recording_id, entry.device, entry.direction,
@@ -241,6 +247,9 @@ class PostgresIndex:
                 entry.sidecar_mtime_ns)
 
 
+# What a search's conditions compare of a row.
+_COMPARED = ("started_at, path, duration_s, numbers, local_name, remote_name, device, "
+             "direction, stop_reason, recording_id, node")
 _COLUMNS = ("node", "path", "recording_id", "device", "direction", "local_number", "local_name",
             "remote_number", "remote_name", "numbers", "started_at", "duration_s",
             "stop_reason", "sidecar", "sidecar_mtime_ns")

@@ -64,8 +64,14 @@ class PostgresCluster:
     """A PostgreSQL server of its own: ``start`` makes and starts it,
     ``stop`` stops it and removes its folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | None = None, durable: bool = False) -> None:
+        """``folder``: where the cluster is kept (made there the first time,
+        used again after, never removed: the benchmarks' indexes); by
+        default a temporary folder, removed at ``stop``. ``durable``: as a
+        real server writes (fsync on), not as throwaway test data."""
         self.port = 0
+        self._kept = folder
+        self._durable = durable
         self._folder: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -75,28 +81,33 @@ class PostgresCluster:
             raise SkipTest("PostgreSQL's server is not installed (Debian's postgresql: make test "
                            "installs it)")
         owner = _owner()
-        self._folder = tempfile.mkdtemp(prefix="recsvc-postgres-")
+        if self._kept is not None:
+            os.makedirs(self._kept, exist_ok=True)
+            self._folder = self._kept
+        else:
+            self._folder = tempfile.mkdtemp(prefix="recsvc-postgres-")
         data, sockets = os.path.join(self._folder, "data"), os.path.join(self._folder, "sockets")
-        os.mkdir(sockets)
+        os.makedirs(sockets, exist_ok=True)
         if owner is not None:
             for path in (self._folder, sockets):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
         as_owner: dict[str, Any] = {} if owner is None else {
             "user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
-        initdb = subprocess.run(
-            [os.path.join(binaries, "initdb"), "--pgdata", data, "--username", ROLE,
-             "--auth", "trust", "--encoding", "UTF8", "--locale", "C", "--no-sync"],
-            capture_output=True, cwd=self._folder, **as_owner)
-        if initdb.returncode != 0:
-            raise RuntimeError(f"initdb failed: {initdb.stderr.decode(errors='replace')}")
+        if not os.path.exists(os.path.join(data, "PG_VERSION")):
+            initdb = subprocess.run(
+                [os.path.join(binaries, "initdb"), "--pgdata", data, "--username", ROLE,
+                 "--auth", "trust", "--encoding", "UTF8", "--locale", "C", "--no-sync"],
+                capture_output=True, cwd=self._folder, **as_owner)
+            if initdb.returncode != 0:
+                raise RuntimeError(f"initdb failed: {initdb.stderr.decode(errors='replace')}")
+        # Throwaway data: no waiting for the disk.
+        writes = [] if self._durable else [
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         for attempt in range(5):
             self.port = free_port()
             self._process = subprocess.Popen(
                 [os.path.join(binaries, "postgres"), "-D", data, "-p", str(self.port),
-                 "-k", sockets, "-c", "listen_addresses=127.0.0.1",
-                 # Throwaway data: no waiting for the disk.
-                 "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off"],
+                 "-k", sockets, "-c", "listen_addresses=127.0.0.1", *writes],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self._folder,
                 **as_owner)
             if wait_until_listening(self._process, self.port) and self._accepting():
@@ -140,7 +151,7 @@ class PostgresCluster:
             if process.stderr is not None:
                 process.stderr.close()
         folder, self._folder = self._folder, None
-        if folder is not None:
+        if folder is not None and folder != self._kept:
             shutil.rmtree(folder, ignore_errors=True)
 
 
