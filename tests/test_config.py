@@ -112,6 +112,24 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(os.path.realpath(loaded.index.database),
                          os.path.join(os.path.realpath(CHECKOUT), "var", "recsvc.sqlite3"))
 
+    def test_node_sample_loads(self) -> None:
+        """etc/recsvc-node.yaml, the README's sample of one node of several,
+        is a valid config: its node, shared PostgreSQL index and archive,
+        and the README shows it as the file holds it."""
+        sample = os.path.join(os.path.dirname(SAMPLE), "recsvc-node.yaml")
+        config = load_config(sample)
+        self.assertEqual(config.node, "rec-a")
+        self.assertEqual(config.index.database, "postgresql://recsvc@db.lan/recsvc")
+        self.assertEqual((config.archive.url, config.archive.endpoint_url,
+                          config.archive.keep_local_days),
+                         ("s3://recordings/calls", "http://minio.lan:9000", 7))
+        with open(os.path.join(CHECKOUT, "README.md"), encoding="utf-8") as handle:
+            readme = handle.read()
+        shown = readme.split("the tests load it):\n\n```yaml\n", 1)[1].split("```", 1)[0]
+        with open(sample, encoding="utf-8") as handle:
+            self.assertEqual(parse_config(yaml.safe_load(shown)),
+                             parse_config(yaml.safe_load(handle)))
+
     def test_frozen(self) -> None:
         """A Config cannot be changed after it is built."""
         config = Config()
