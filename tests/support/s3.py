@@ -33,6 +33,7 @@ class S3Server:
     def __init__(self) -> None:
         self.endpoint_url = os.environ.get(ENDPOINT_VARIABLE, "")
         self._process: subprocess.Popen[bytes] | None = None
+        self._buckets: list[str] = []  # made on another endpoint: removed at the end
 
     @property
     def external(self) -> bool:
@@ -70,10 +71,29 @@ class S3Server:
         return boto3.client("s3", **self.client_settings())
 
     def bucket(self) -> str:
-        """A new, empty bucket of its own: its name."""
+        """A new, empty bucket of its own: its name. On another endpoint
+        than moto's, it is emptied and removed when the test process ends
+        (an account has only so many buckets)."""
         name = "recsvc-test-" + uuid.uuid4().hex[:16]
         self.client().create_bucket(Bucket=name)
+        if self.external:
+            if not self._buckets:
+                atexit.register(self._remove_buckets)
+            self._buckets.append(name)
         return name
+
+    def _remove_buckets(self) -> None:
+        client = self.client()
+        for name in self._buckets:
+            try:
+                for page in client.get_paginator("list_object_versions").paginate(Bucket=name):
+                    for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                        client.delete_object(Bucket=name, Key=item["Key"],
+                                             VersionId=item["VersionId"])
+                client.delete_bucket(Bucket=name)
+            except Exception as error:  # (the endpoint gone: say so, end anyway)
+                print(f"tests/support/s3.py: bucket {name} not removed: {error}", file=sys.stderr)
+        self._buckets.clear()
 
     def stop(self) -> None:
         process, self._process = self._process, None
