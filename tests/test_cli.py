@@ -242,6 +242,33 @@ class OptionErrorTests(CommandCase):
 
 
 class SearchTests(CommandCase):
+    def test_where_each_file_is(self) -> None:
+        """The path shown is where the WAV is: this node's file when it has
+        it; else its object in the archive (archive.url); without one,
+        another node's file as NODE:PATH."""
+        index_calls(self.database, [call(1, node="rec-b"), call(2, node="rec-a"),
+                                    call(3, node="rec-a")])
+        relative = "00a859000001/2026/11/24/20261124T10_out_{}.wav"
+        here = os.path.join(self.root, relative.format(3))
+        os.makedirs(os.path.dirname(here))
+        open(here, "wb").close()
+        with open(self.config, "a", encoding="utf-8") as handle:
+            handle.write("node: rec-a\n")
+
+        def paths() -> dict[str, str]:
+            status, out, err = self.recsvc("search", "-c", self.config, "--json")
+            self.assertEqual(status, 0, err)
+            return {row["id"]: row["path"] if row["path"].startswith(("s3:", "rec-")) else
+                    os.path.normpath(row["path"]) for row in json.loads(out)["recordings"]}
+        self.assertEqual(paths(), {"call-1": "rec-b:" + relative.format(1),
+                                   "call-2": os.path.join(self.root, relative.format(2)),
+                                   "call-3": here})
+        with open(self.config, "a", encoding="utf-8") as handle:
+            handle.write("archive:\n  url: s3://recordings/calls\n")
+        self.assertEqual(paths(), {"call-1": "s3://recordings/calls/" + relative.format(1),
+                                   "call-2": "s3://recordings/calls/" + relative.format(2),
+                                   "call-3": here})
+
     def test_says_when_more_pages_follow(self) -> None:
         """A full page followed by more recordings ends with a line on
         standard error saying how to get the next page (with --limit, when
