@@ -28,6 +28,9 @@
   const records = new WeakMap(); // result <tr> -> its recording row
 
   let current = new URLSearchParams(); // the search on screen (filters and page)
+  // The cursor after each page of the search on screen seen so far (the
+  // API's "next"), by page number: the page after it is asked for by it.
+  let cursors = {search: null, after: new Map()};
   let searchSeq = 0;                   // only the newest search may render
   let selected = null;                 // {id, file} of the recording in the player
   let selectedRow = null;              // its row, for the player's time line
@@ -275,21 +278,39 @@
 
   // ---------------------------------------------------------------- search
 
+  /** The search of ``params`` but for its page: what its cursors belong to. */
+  function searchKey(params) {
+    const key = new URLSearchParams(params);
+    key.delete("page");
+    return key.toString();
+  }
+
   /** Ask the server for one page of recordings and show them. Never rejects. */
   async function runSearch(params) {
     const seq = ++searchSeq;
     current = params;
     const page = parseInt(params.get("page"), 10) || 1;
     const query = new URLSearchParams(params);
-    query.set("page", String(page));
     query.set("page_size", String(PAGE_SIZE));
+    // A page after one seen: read on from where that one ended (its
+    // cursor), however deep; else by its number.
+    const search = searchKey(params);
+    if (cursors.search !== search) cursors = {search, after: new Map()};
+    const after = cursors.after.get(page - 1);
+    if (page > 1 && after) {
+      query.set("after", after);
+      query.delete("page");
+    } else {
+      query.set("page", String(page));
+    }
     document.body.dataset.searchState = "loading";
     $("results").setAttribute("aria-busy", "true");
     try {
       const data = await getJson(`/api/recordings?${query}`);
       if (seq !== searchSeq) return; // a newer search is on its way
       const rows = Array.isArray(data.recordings) ? data.recordings : [];
-      renderResults(rows, Number(data.page) || page, Number(data.page_size) || PAGE_SIZE,
+      if (typeof data.next === "string") cursors.after.set(page, data.next);
+      renderResults(rows, page, Number(data.page_size) || PAGE_SIZE,
                     data.total, data.total_exact === true, data.order, Boolean(data.next));
       hideError();
       document.body.dataset.searchState = "done";
