@@ -163,16 +163,16 @@ def _open_index(config: Config, args: argparse.Namespace, writable: bool = False
 
 
 def _full_path(row: dict[str, Any], config: Config) -> dict[str, Any]:
-    """An index row with where its WAV is: under storage.root when this
-    node recorded it and still has it (the index keeps the path relative
-    to the root); else its object in the archive (archive.url), or, without
-    one, ``NODE:PATH`` (another node's file); None for a recording that
-    received no audio (no WAV was kept)."""
+    """An index row with where its WAV is: under storage.root when it is
+    there (the index keeps the path relative to the root); else its object
+    in the archive (archive.url), or, without one, ``NODE:PATH`` for
+    another node's file; None for a recording that received no audio (no
+    WAV was kept)."""
     if row.get("file") is None:
         return dict(row, path=None)
     node = row.get("node") or ""
     local = os.path.join(config.storage.root, row["path"])
-    if node in ("", config.node) and os.path.exists(local):
+    if os.path.exists(local):
         return dict(row, path=local)
     location = config.archive.location
     if location is not None:
