@@ -121,7 +121,7 @@ def makeService(
         ConnectionLimits(config.control.max_connections, config.control.max_connections_per_ip),
         recorder.access)
     control = _control(config, reactor, recorder, connections)
-    http = _http(config, reactor, recorder, indexer, pools.web, metrics, archive)
+    http = _http(config, reactor, recorder, indexer, pools, metrics, archive)
     room = descriptors.DescriptorRoom(budget, limit, time.monotonic, functools.partial(
         _in_use, connections, recorder, None if http is None else http[1]))
     # MultiService stops children in reverse: the listener closes first, then
@@ -190,15 +190,21 @@ class _Pools(NamedTuple):
     (``finishing``). The measurements behind each size are in
     docs/benchmarks.md ("Thread pools: how many, and why").
 
-    The HTTP side's blocking work (password checks, reading and decoding
-    audio, measuring the free space) on a small pool of its own (``web``):
-    however many people listen (or guess passwords), the recordings'
-    threads are never theirs."""
+    The HTTP side's blocking work (password checks, measuring the free
+    space) on a small pool of its own (``web``): however many people guess
+    passwords, the recordings' threads are never theirs. Reading and
+    decoding audio on another (``playback``): a store that answers slowly
+    (the archive's ranges) never holds up a sign-in."""
 
     disk: ThreadPool
     opening: ThreadPool
     finishing: ThreadPool
     web: ThreadPool
+    playback: ThreadPool
+
+
+# Recordings read (or fetched from the archive) for players at once.
+PLAYBACK_THREADS = 4
 
 
 def _thread_pools() -> _Pools:
@@ -207,6 +213,7 @@ def _thread_pools() -> _Pools:
         opening=background_pool("recsvc-open", maxthreads=1, minthreads=1),
         finishing=background_pool("recsvc-finish", maxthreads=FINISHING_THREADS),
         web=background_pool("recsvc-http", maxthreads=2),
+        playback=background_pool("recsvc-playback", maxthreads=PLAYBACK_THREADS),
     )
 
 
@@ -313,7 +320,7 @@ def _control(config: Config, reactor: Any, recorder: RecorderService,
 
 
 def _http(config: Config, reactor: Any, recorder: RecorderService, indexer: Indexer,
-          pool: ThreadPool, metrics: Metrics,
+          pools: _Pools, metrics: Metrics,
           archive: Archive | NoArchive) -> tuple[IStreamServerEndpoint, WebConnections] | None:
     """The HTTP side's endpoint and connections (None when http.listen is
     "off"), with the loud warning owed when it is open to the network; the
@@ -327,10 +334,11 @@ def _http(config: Config, reactor: Any, recorder: RecorderService, indexer: Inde
         _log.critical("WARNING: {reason}", reason=warning)
     return endpoint, WebConnections(make_site(
         recorder, indexer.run_search, config.storage.root,
-        functools.partial(deferToThreadPool, reactor, pool), metrics,
+        functools.partial(deferToThreadPool, reactor, pools.web), metrics,
         config.http.auth, now=reactor.seconds, allowed_hosts=config.http.allowed_hosts,
         numbers=config.numbers.plan, node=recorder.node,
-        archive=archive if isinstance(archive, Archive) else None),
+        archive=archive if isinstance(archive, Archive) else None,
+        run_playback=functools.partial(deferToThreadPool, reactor, pools.playback)),
         ConnectionLimits(config.http.max_connections, config.http.max_connections_per_ip),
         config.http.request_timeout, reactor, metrics=metrics)  # (its room: see _listener)
 

@@ -165,11 +165,15 @@ class Api:
     def __init__(self, run_index: Callable[..., Deferred[Any]], recorder: Any, root: str,
                  run_blocking: Callable[..., Deferred[Any]],
                  numbers: NumberPlan = NumberPlan(), node: str = "",
-                 archive: Any = None) -> None:
+                 archive: Any = None,
+                 run_playback: Callable[..., Deferred[Any]] | None = None) -> None:
         self.run_index = run_index
         self.recorder = recorder
         self.root = root
         self.run_blocking = run_blocking
+        # Reading audio for players, from the disk or the archive (a pool
+        # of its own, so that a slow store holds up no other work).
+        self.run_playback = run_playback or run_blocking
         self.numbers = numbers
         # This node's name, and its archive (an Archive: its store and
         # location), which the recordings of other nodes and those whose
@@ -311,7 +315,7 @@ class AudioResource(_Async):
         if row.get("file") is None:
             raise ApiError(404, f"recording {self.recording_id!r} has no audio: "
                                 f"{row.get('stop_reason') or 'none was received'}")
-        return self.api.run_blocking(self.api.playable_of, row).addCallbacks(
+        return self.api.run_playback(self.api.playable_of, row).addCallbacks(
             self._send, self._unreadable, (request, audio_format, row))
 
     def _unreadable(self, failure: Failure) -> None:
@@ -355,7 +359,7 @@ class AudioResource(_Async):
         if request.method == b"HEAD" or end < start:
             request.finish()
             return None
-        _RangeSender(request, playable, read, start, end, self.api.run_blocking).begin()
+        _RangeSender(request, playable, read, start, end, self.api.run_playback).begin()
         return None
 
 
@@ -704,13 +708,15 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
               auth: HttpAuthConfig, now: Callable[[], float],
               allowed_hosts: tuple[str, ...] = (),
               numbers: NumberPlan = NumberPlan(), node: str = "",
-              archive: Any = None) -> server.Site:
+              archive: Any = None,
+              run_playback: Callable[..., Deferred[Any]] | None = None) -> server.Site:
     """The HTTP side as a Site: guarded by http.auth where it is set
     (/healthz stays open, for load balancers and monitors); searches by
     number find either form as ``numbers`` relates them; the recordings
     of other nodes than ``node``, and those whose file is gone, play from
-    ``archive`` (an Archive, or None)."""
-    api = Api(run_index, recorder, root, run_blocking, numbers, node, archive)
+    ``archive`` (an Archive, or None); audio is read by ``run_playback``
+    (``run_blocking`` unless given)."""
+    api = Api(run_index, recorder, root, run_blocking, numbers, node, archive, run_playback)
     resource: Resource = WebRoot(api, now, MetricsResource(metrics))
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
