@@ -230,7 +230,7 @@ def _archive(config: Config, reactor: Any, metrics: Metrics,
         server_side_encryption=settings.server_side_encryption,
         kms_key_id=settings.kms_key_id)
     archive = Archive(reactor, config.storage.root, location, store,
-                      keep_local_days=settings.keep_local_days,
+                      keep_local_days=settings.keep_local_days, node=config.node,
                       announce=None if announce is None else announce.deliver,
                       metrics=metrics)
     metrics.watch_archive(archive.status)

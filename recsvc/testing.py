@@ -445,7 +445,8 @@ class MemoryStore:
     PUT, in order. Faults on request: with ``down`` set to a cause, every
     call raises StoreFailure(down); with ``wrong_checksum``, the store
     reports a SHA-256 other than that of what it holds (as a store that
-    damaged what it received)."""
+    damaged what it received); with ``keeps_checksums`` False, none (as a
+    store that keeps no ChecksumSHA256)."""
 
     objects: dict[str, bytes] = attrs.field(factory=dict)
     object_metadata: dict[str, dict[str, str]] = attrs.field(factory=dict)
@@ -453,6 +454,7 @@ class MemoryStore:
     puts: list[str] = attrs.field(factory=list)
     down: str | None = None
     wrong_checksum: bool = False
+    keeps_checksums: bool = True
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def _check(self) -> None:
@@ -475,6 +477,8 @@ class MemoryStore:
             data = self.objects.get(key)
         if data is None:
             return None
+        if not self.keeps_checksums:
+            return StoredObject(len(data), None)
         return StoredObject(len(data), sha256_b64(data + b"!" if self.wrong_checksum else data))
 
     def metadata(self, key: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from recsvc.session import RunBlocking
 from recsvc.storage.diskspace import DiskSpace, free_bytes
 from recsvc.storage.folder import Storage
 from recsvc.storage.recovery import CRASH_REASON, Recovered, recover_all
-from recsvc.storage.retention import RetentionPolicy, StoredRecording
+from recsvc.storage.retention import TOO_OLD, RetentionPolicy, StoredRecording
 from recsvc.storage.retention import sweep as retention_sweep
 
 
@@ -99,18 +99,30 @@ class StorageUpkeep:
 
         def swept(removed: list[StoredRecording]) -> list[StoredRecording]:
             self._sweep_running = False
-            if removed:
-                self.index.forget([recording.wav for recording in removed])
-                # Retention applies to the archive too.
+            gone = [recording for recording in removed if recording.whole]
+            if gone:
+                self.index.forget([recording.wav for recording in gone])
+                # Only max_age_days reaches into the archive: the size and
+                # free-space rules are about this disk.
                 self.archive.forget([
-                    os.path.relpath(path, self.storage.root) for recording in removed
+                    os.path.relpath(path, self.storage.root) for recording in gone
+                    if recording.why == TOO_OLD
                     for path in (recording.wav, recording.sidecar) if path is not None])
             for recording in removed:
-                self.log.info("Retention removed {file}", file=recording.wav, reason="retention")
+                if recording.whole:
+                    self.log.info("Retention removed {file} ({rule})", file=recording.wav,
+                                  rule=recording.why, reason="retention")
+                else:
+                    self.log.info("Retention removed the local copy of {file} (verified in "
+                                  "the archive)", file=recording.wav, reason="retention")
             if removed:
-                self.log.info("Retention sweep removed {count} recordings ({megabytes} MB)",
-                              count=len(removed),
-                              megabytes=round(sum(r.size for r in removed) / 1e6, 1))
+                self.log.info("Retention sweep removed {count} recordings and {copies} local "
+                              "copies of archived ones ({megabytes} MB)",
+                              count=len(gone), copies=len(removed) - len(gone),
+                              megabytes=round(sum(r.size if r.whole else r.audio_bytes
+                                                  for r in removed) / 1e6, 1))
+            if isinstance(self.archive, Archive) and len(removed) > len(gone):
+                self.archive.metrics.archive_local_copies_deleted(len(removed) - len(gone))
             return removed
 
         def failed(failure: Failure) -> list[StoredRecording]:
@@ -118,9 +130,12 @@ class StorageUpkeep:
             self.log.failure("Retention sweep failed", failure)
             return []
 
+        # With the archive on, a sidecar alone may be an archived recording,
+        # and a WAV verified in the archive can go first to free space.
+        in_archive = self.archive.holds_local_copy if isinstance(self.archive, Archive) else None
         return self.run_blocking(
             retention_sweep, self.storage.root, self.retention, self.clock.seconds(),
-            free_bytes, self.in_use, isinstance(self.archive, Archive),
+            free_bytes, self.in_use, in_archive is not None, in_archive,
         ).addCallbacks(swept, failed)
 
     def _start_archive(self, result: Any) -> Any:

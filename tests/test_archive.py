@@ -11,19 +11,20 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.archive import journal
 from recsvc.archive.backlog import Backlog, FailureCauses, WaitingRecording, retry_delay
-from recsvc.archive.layout import ArchiveLocation, object_metadata
-from recsvc.archive.s3 import CANNOT_CONNECT, S3Store, client_for
+from recsvc.archive.layout import ArchiveLocation, node_of, object_metadata
+from recsvc.archive.s3 import CANNOT_CONNECT, HEAD_FORBIDDEN, S3Store, client_for
 from recsvc.archive.store import LocalFile, StoreFailure, read_local
-from recsvc.archive.transfer import CHECKSUM_MISMATCH
+from recsvc.archive.transfer import CHECKSUM_MISMATCH, NO_CHECKSUMS, OBJECT_IN_THE_WAY
 from recsvc.archive.uploader import Archive, ArchiveStatus
 from recsvc.config import ConfigError, parse_config
 from recsvc.metrics import Metrics
@@ -60,12 +61,23 @@ class LayoutTests(SynchronousTestCase):
             self.assertRaises(ValueError, ArchiveLocation.from_url, bad)
 
     def test_keys_mirror_the_local_tree(self) -> None:
-        """A file's key is its path under storage.root, under the prefix; a
-        path that leaves the root has none."""
-        self.assertEqual(LOCATION.key("00a859123456/2026/11/25/x.wav"),
-                         "site-a/00a859123456/2026/11/25/x.wav")
+        """A file's key is its path under storage.root, in a folder of its
+        node, under the prefix; a path that leaves the root, or a node that
+        is not a folder name, has none."""
+        self.assertEqual(LOCATION.key("rec-a", "00a859123456/2026/11/25/x.wav"),
+                         "site-a/rec-a/00a859123456/2026/11/25/x.wav")
         for bad in ("../x.wav", "/etc/x.wav", "a//x.wav", "a/./x.wav"):
-            self.assertRaises(ValueError, LOCATION.key, bad)
+            self.assertRaises(ValueError, LOCATION.key, "rec-a", bad)
+        for node in ("", ".", "..", "a/b", "a\\b", "x" * 64):
+            self.assertRaises(ValueError, LOCATION.key, node, "x.wav")
+
+    def test_the_node_of_a_recording(self) -> None:
+        """A recording's objects are in the folder of the node its sidecar
+        (or index row) names, else of the node that has it: every node
+        computes the same key from an index row."""
+        self.assertEqual(node_of("rec-a", "rec-b"), "rec-a")
+        for unnamed in (None, "", "a/b", 7):
+            self.assertEqual(node_of(unnamed, "rec-b"), "rec-b")
 
     def test_metadata(self) -> None:
         """The sidecar's chosen fields go along, percent-encoded ASCII; null
@@ -219,6 +231,36 @@ class JournalTests(SynchronousTestCase):
         self.assertEqual(os.listdir(os.path.join(self.root, ".archive")), [])
 
 
+    def test_an_append_during_a_rewrite_is_kept(self) -> None:
+        """A line appended by another thread (a verified upload) while
+        `forget` rewrites the same journal is not lost: the writes take
+        turns, and the rewritten journal's rename is made durable."""
+        folder = "00a859123456/2026/11/25"
+        journal.record_verified(self.root, folder + "/one.wav", LocalFile(1, "x"), "k/one.wav")
+        journal.record_verified(self.root, folder + "/two.wav", LocalFile(2, "y"), "k/two.wav")
+        reading = journal._read_journal
+        appending: list[threading.Thread] = []
+
+        def read_then_append(*args: Any, **kwargs: Any) -> Any:
+            # While forget has read the journal and not yet replaced it,
+            # another thread appends (as an upload's thread would).
+            found = reading(*args, **kwargs)
+            if not appending:
+                appending.append(threading.Thread(target=journal.record_verified, args=(
+                    self.root, folder + "/three.wav", LocalFile(3, "z"), "k/three.wav")))
+                appending[0].start()
+                appending[0].join(0.5)
+            return found
+        self.patch(journal, "_read_journal", read_then_append)
+        synced: list[str] = []
+        self.patch(journal, "fsync_directory", synced.append)
+        journal.forget(self.root, [folder + "/one.wav"])
+        appending[0].join()
+        self.patch(journal, "_read_journal", reading)
+        self.assertEqual(sorted(journal.verified_in(self.root, folder)), ["three.wav", "two.wav"])
+        self.assertIn(os.path.dirname(journal.journal_path(self.root, folder)), synced)
+
+
 class _StoreContract:
     """What the archive relies on of a store: one suite, run against the
     real one (boto3 on moto's S3, or RECSVC_TEST_S3_ENDPOINT) and the
@@ -302,6 +344,22 @@ class S3StoreContractTests(_StoreContract, SynchronousTestCase):
         self.assertEqual(failure.cause, CANNOT_CONNECT)
 
 
+    def test_head_forbidden_names_the_permissions(self) -> None:
+        """A HEAD answered 403 (AWS's answer for a missing key without
+        s3:ListBucket) fails with a cause naming the permissions needed,
+        rather than passing for an absent object."""
+        from botocore.exceptions import ClientError
+
+        class Forbidding:
+            def head_object(self, **arguments: Any) -> Any:
+                raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"}},
+                                  "HeadObject")
+        failure = self.assertRaises(StoreFailure, S3Store(LOCATION, client=Forbidding()).head,
+                                    "k.wav")
+        self.assertEqual(failure.cause, HEAD_FORBIDDEN)
+        self.assertIn("s3:ListBucket", failure.cause)
+
+
 def _uploads(store: Any, root: str, clock: Clock, keep_local_days: float = 0.0,
              **more: Any) -> tuple[Archive, list[dict[str, Any]], Metrics]:
     events: list[dict[str, Any]] = []
@@ -331,17 +389,17 @@ class UploadTests(SynchronousTestCase):
         wav, sidecar = put_recording(self.root, "4711")
         audio = read(self.root, wav)
         archive.queue(os.path.join(self.root, wav), True, "4711")
-        self.assertEqual(self.store.objects["site-a/" + wav], audio)
-        self.assertEqual(self.store.objects["site-a/" + sidecar], read(self.root, sidecar))
-        self.assertEqual(self.store.puts, ["site-a/" + wav, "site-a/" + sidecar])
-        self.assertEqual(self.store.object_metadata["site-a/" + wav]["id"], "4711")
+        self.assertEqual(self.store.objects["site-a/a/" + wav], audio)
+        self.assertEqual(self.store.objects["site-a/a/" + sidecar], read(self.root, sidecar))
+        self.assertEqual(self.store.puts, ["site-a/a/" + wav, "site-a/a/" + sidecar])
+        self.assertEqual(self.store.object_metadata["site-a/a/" + wav]["id"], "4711")
         self.assertFalse(os.path.exists(os.path.join(self.root, wav)))
         self.assertTrue(os.path.exists(os.path.join(self.root, sidecar)))
         self.assertEqual(sorted(journal.verified_in(self.root, os.path.dirname(wav))),
                          ["4711.json", "4711.wav"])
         [event] = events
         self.assertEqual((event["event"], event["id"], event["key"], event["path"]),
-                         ("archived", "4711", "site-a/" + wav, wav))
+                         ("archived", "4711", "site-a/a/" + wav, wav))
         self.assertEqual(archive.status(), ArchiveStatus(0, 0, 0.0, ()))
         scraped = samples(metrics)
         self.assertEqual(scraped[("recsvc_archive_files_verified_total", ())], 2)
@@ -354,7 +412,7 @@ class UploadTests(SynchronousTestCase):
         wav, _ = put_recording(self.root, "4711")
         archive, _, _ = _uploads(self.store, self.root, self.clock, keep_local_days=3)
         self.successResultOf(archive.start())
-        self.assertIn("site-a/" + wav, self.store.objects)
+        self.assertIn("site-a/a/" + wav, self.store.objects)
         self.clock.advance(2 * DAY)
         self.assertTrue(os.path.exists(os.path.join(self.root, wav)))
         self.clock.advance(1.1 * DAY)
@@ -407,7 +465,7 @@ class UploadTests(SynchronousTestCase):
             self.successResultOf(archive.start())
             self.clock.advance(1)
             self.clock.advance(2)
-        self.assertEqual(self.store.puts, ["site-a/" + wav] * 3)
+        self.assertEqual(self.store.puts, ["site-a/a/" + wav] * 3)
         self.assertTrue(os.path.exists(os.path.join(self.root, wav)))
         self.assertEqual(journal.verified_in(self.root, os.path.dirname(wav)), {})
         self.assertEqual(events, [])
@@ -418,7 +476,7 @@ class UploadTests(SynchronousTestCase):
         self.clock.advance(4)
         self.assertFalse(os.path.exists(os.path.join(self.root, wav)))
         self.assertEqual(len(events), 1)
-        self.assertIn("site-a/" + sidecar, self.store.objects)
+        self.assertIn("site-a/a/" + sidecar, self.store.objects)
 
     def test_restart_uploads_nothing_twice(self) -> None:
         """After a restart, verified recordings are not sent again; one
@@ -444,7 +502,7 @@ class UploadTests(SynchronousTestCase):
         _, sidecar = put_recording(self.root, "silent", audio=None)
         archive, events, _ = _uploads(self.store, self.root, self.clock)
         self.successResultOf(archive.start())
-        self.assertEqual(self.store.puts, ["site-a/" + sidecar])
+        self.assertEqual(self.store.puts, ["site-a/a/" + sidecar])
         self.assertEqual(events[0]["key"], None)
 
     def test_retention_removes_objects(self) -> None:
@@ -471,13 +529,122 @@ class UploadTests(SynchronousTestCase):
         self.assertEqual(len(self.store.objects), 2)
         self.assertEqual(journal.verified_in(self.root, os.path.dirname(wav)), {})
         self.assertEqual(sorted(journal.marked_for_deletion(self.root)),
-                         sorted([(wav, "site-a/" + wav), (sidecar, "site-a/" + sidecar)]))
+                         sorted([(wav, "site-a/a/" + wav), (sidecar, "site-a/a/" + sidecar)]))
         archive.stop()
         self.store.down = None
         again, _, _ = _uploads(self.store, self.root, self.clock, keep_local_days=30)
         self.successResultOf(again.start())
         self.assertEqual(self.store.objects, {})
         self.assertEqual(journal.marked_for_deletion(self.root), [])
+
+    def test_two_nodes_one_path_two_objects(self) -> None:
+        """Two nodes sharing one archive.url, each with a recording at the
+        same path below its root, get two objects (the node is in the key:
+        its sidecar's, else the uploading node's name): neither is
+        overwritten, and each is deleted from its node's disk once
+        verified."""
+        location = ArchiveLocation("recordings", "calls/")
+        name = "20261125T093015Z_out_100_1"
+        audio = {"rec-a": b"RIFF" + b"A" * 4000, "rec-b": b"RIFF" + b"B" * 4000,
+                 "rec-c": b"RIFF" + b"C" * 4000}
+        for node in audio:
+            root = os.path.join(self.root, node)
+            os.makedirs(root)
+            archive = Archive(self.clock, root, location, self.store, node=node,
+                              run_blocking=run_now)
+            self.successResultOf(archive.start())
+            # (rec-c's sidecar names no node: from before nodes had names.)
+            wav, _ = put_recording(root, name, audio=audio[node],
+                                   node=None if node == "rec-c" else node)
+            archive.queue(os.path.join(root, wav), True, "1")
+            self.assertFalse(os.path.exists(os.path.join(root, wav)))
+        for node, data in audio.items():
+            self.assertEqual(self.store.objects[f"calls/{node}/{wav}"], data)
+        self.assertEqual(len(self.store.objects), 6)
+
+    def test_a_different_object_is_never_overwritten(self) -> None:
+        """An object at a recording's key that is not its file (nor an
+        earlier upload of it) is left as it is: that recording is not
+        uploaded, its local copy stays, the log says so once (naming the
+        key), and the other recordings upload unpaused; the next start
+        tries it again."""
+        wav, sidecar = put_recording(self.root, "4711")
+        other_wav, _ = put_recording(self.root, "4712")
+        key = "site-a/a/" + wav
+        foreign = os.path.join(self.root, "foreign")
+        with open(foreign, "wb") as handle:
+            handle.write(b"RIFF another recording")
+        self.store.put(key, foreign, "audio/wav", {"id": "someone-else"})
+        archive, events, metrics = _uploads(self.store, self.root, self.clock)
+        with capturedLogs() as logged:
+            self.successResultOf(archive.start())
+        self.assertEqual(read(self.root, "foreign"), self.store.objects[key])
+        self.assertEqual(self.store.puts, [key, "site-a/a/" + other_wav,
+                                           "site-a/a/" + other_wav[:-4] + ".json"])
+        self.assertTrue(os.path.exists(os.path.join(self.root, wav)))
+        self.assertFalse(os.path.exists(os.path.join(self.root, other_wav)))
+        self.assertEqual([event["id"] for event in events], ["4712"])
+        said = [event for event in logged if event.get("reason") == OBJECT_IN_THE_WAY]
+        self.assertEqual(len(said), 1)
+        self.assertIn(f"a different object is already at {key}", said[0]["detail"])
+        self.assertEqual(said[0]["log_level"], LogLevel.error)
+        self.assertIsNone(archive._retry)  # (no pause)
+        self.assertEqual(archive.status(), ArchiveStatus(0, 0, 0.0, ()))
+        self.assertEqual(samples(metrics)[("recsvc_archive_failures_total",
+                                           (("cause", OBJECT_IN_THE_WAY),))], 1)
+        archive.queue(os.path.join(self.root, wav), True, "4711")  # (set aside: not again)
+        self.assertEqual(len(self.store.puts), 3)
+        del self.store.objects[key]
+        again, events, _ = _uploads(self.store, self.root, self.clock)
+        self.successResultOf(again.start())
+        self.assertEqual(self.store.objects[key], b"RIFF" + bytes(range(256)) * 8)
+        self.assertIn("site-a/a/" + sidecar, self.store.objects)
+
+    def test_an_unverified_upload_of_its_own_is_replaced(self) -> None:
+        """An object at the key that is an earlier upload of the same
+        recording's file (its metadata says so: a PUT the store damaged, a
+        file changed since) is replaced, not taken for another's."""
+        wav, _ = put_recording(self.root, "4711")
+        archive, events, _ = _uploads(self.store, self.root, self.clock)
+        truncated = os.path.join(self.root, "truncated")
+        with open(truncated, "wb") as handle:
+            handle.write(read(self.root, wav)[:100])
+        self.store.put("site-a/a/" + wav, truncated, "audio/wav",
+                       object_metadata(json.loads(read(self.root, wav[:-4] + ".json"))))
+        self.successResultOf(archive.start())
+        self.assertEqual(len(events), 1)
+        self.assertFalse(os.path.exists(os.path.join(self.root, wav)))
+
+    def test_a_store_without_checksums_says_so(self) -> None:
+        """A store that keeps no SHA-256 checksums (an older Ceph RGW) makes
+        the uploads fail with a cause that says so, not as a mismatch with
+        None; the local copies stay."""
+        wav, _ = put_recording(self.root, "4711")
+        self.store.keeps_checksums = False
+        archive, events, _ = _uploads(self.store, self.root, self.clock)
+        with capturedLogs() as logged:
+            self.successResultOf(archive.start())
+            self.clock.advance(1)
+        said = [event for event in logged if event.get("reason") == NO_CHECKSUMS]
+        self.assertEqual(len(said), 1)
+        self.assertIn("ChecksumSHA256", NO_CHECKSUMS)
+        self.assertTrue(os.path.exists(os.path.join(self.root, wav)))
+        self.assertEqual(events, [])
+        self.assertEqual(archive.status().failing, (NO_CHECKSUMS,))
+
+    def test_disk_errors_are_errors_not_tracebacks(self) -> None:
+        """The start-up look failing on the disk is logged as an error with
+        the OS's reason (log.failure is for bugs)."""
+        def unreadable(root: str) -> Any:
+            raise PermissionError(13, "Permission denied", root)
+        self.patch(journal, "waiting_recordings", unreadable)
+        archive, _, _ = _uploads(self.store, self.root, self.clock)
+        with capturedLogs() as logged:
+            archive.start()
+        [said] = [event for event in logged if "upload failed" in event.get("log_format", "")]
+        self.assertEqual(said["log_level"], LogLevel.error)
+        self.assertIn("Permission denied", said["reason"])
+        self.assertNotIn("log_failure", said)
 
     def test_stopped(self) -> None:
         """Once stopped, nothing more begins: what finishes then waits on
@@ -517,8 +684,8 @@ class MotoUploadTests(SynchronousTestCase):
         audio = read(self.root, wav)
         store = S3Store(self.location, client=self.server.client())
         self.successResultOf(self.archive(store).start())
-        self.assertEqual(self.keys(), sorted(["site-a/" + wav, "site-a/" + sidecar]))
-        head = self.server.client().head_object(Bucket=self.bucket, Key="site-a/" + wav,
+        self.assertEqual(self.keys(), sorted(["site-a/a/" + wav, "site-a/a/" + sidecar]))
+        head = self.server.client().head_object(Bucket=self.bucket, Key="site-a/a/" + wav,
                                                 ChecksumMode="ENABLED")
         self.assertEqual((head["ContentLength"], head["ChecksumSHA256"]),
                          (len(audio), sha256_of(audio)))
@@ -670,9 +837,9 @@ class CrashTests(SynchronousTestCase):
         client = self.server.client()
         listed = client.list_objects_v2(Bucket=self.bucket).get("Contents", [])
         self.assertEqual(sorted(item["Key"] for item in listed),
-                         sorted("node-a/" + relative for relative in originals))
+                         sorted("node-a/a/" + relative for relative in originals))
         for relative, data in originals.items():
-            head = client.head_object(Bucket=self.bucket, Key="node-a/" + relative,
+            head = client.head_object(Bucket=self.bucket, Key="node-a/a/" + relative,
                                       ChecksumMode="ENABLED")
             self.assertEqual((head["ContentLength"], head["ChecksumSHA256"]),
                              (len(data), sha256_of(data)), relative)

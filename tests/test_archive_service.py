@@ -42,7 +42,7 @@ class ArchiveEndToEndTests(LoopbackServiceMixin, TestCase):
     @inlineCallbacks
     def test_call_archived(self) -> None:
         """The call's WAV and sidecar are in the bucket under the local
-        path; hooks.on_archived hears an `archived` event naming them; the
+        path, in the node's folder; hooks.on_archived hears an `archived` event naming them; the
         local WAV is gone, its sidecar stays."""
         yield deferToThread(self.call, "bare", "arch-1", b"\xd5" * 1600)
         content_type, body = yield self.hook.received.get()
@@ -52,7 +52,9 @@ class ArchiveEndToEndTests(LoopbackServiceMixin, TestCase):
         listed = yield deferToThread(
             self.server.client().list_objects_v2, Bucket=self.bucket)
         keys = sorted(item["Key"] for item in listed.get("Contents", []))
-        self.assertEqual(keys, sorted(["site/" + event["path"], "site/" + event["sidecar"]]))
-        self.assertEqual(event["key"], "site/" + event["path"])
+        with open(os.path.join(self.root, event["sidecar"]), encoding="utf-8") as handle:
+            folder = "site/" + json.load(handle)["node"] + "/"  # (the node's folder)
+        self.assertEqual(keys, sorted([folder + event["path"], folder + event["sidecar"]]))
+        self.assertEqual(event["key"], folder + event["path"])
         self.assertFalse(os.path.exists(os.path.join(self.root, event["path"])))
         self.assertTrue(os.path.exists(os.path.join(self.root, event["sidecar"])))

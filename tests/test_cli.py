@@ -245,7 +245,8 @@ class SearchTests(CommandCase):
     def test_where_each_file_is(self) -> None:
         """The path shown is where the WAV is: this node's file when it has
         it; else its object in the archive (archive.url); without one,
-        another node's file as NODE:PATH."""
+        another node's file as NODE:PATH. An object's key has the node's
+        folder: the row's node, else this node's."""
         index_calls(self.database, [call(1, node="rec-b"), call(2, node="rec-a"),
                                     call(3, node="rec-a")])
         relative = "00a859000001/2026/11/24/20261124T10_out_{}.wav"
@@ -265,8 +266,8 @@ class SearchTests(CommandCase):
                                    "call-3": here})
         with open(self.config, "a", encoding="utf-8") as handle:
             handle.write("archive:\n  url: s3://recordings/calls\n")
-        self.assertEqual(paths(), {"call-1": "s3://recordings/calls/" + relative.format(1),
-                                   "call-2": "s3://recordings/calls/" + relative.format(2),
+        self.assertEqual(paths(), {"call-1": "s3://recordings/calls/rec-b/" + relative.format(1),
+                                   "call-2": "s3://recordings/calls/rec-a/" + relative.format(2),
                                    "call-3": here})
 
     def test_says_when_more_pages_follow(self) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from recsvc.storage.retention import RetentionPolicy, finished_recordings, sweep
+from recsvc import upkeep
+from recsvc.storage.retention import (
+    LOCAL_COPY, TOO_MUCH, RetentionPolicy, finished_recordings, sweep)
 from recsvc.testing import FakeIndexer, memory_recorder
 
 DAY = 86400.0
@@ -79,6 +82,53 @@ class SweepTests(SynchronousTestCase):
         removed = sweep(archive.root, policy, NOW, lambda root: 10**12, audio_archived=True)
         self.assertEqual([os.path.basename(r.wav) for r in removed], ["2020x.wav"])
         self.assertEqual(archive.names(), [])
+
+    def test_size_rules_count_only_local_audio(self) -> None:
+        """
+        max_total_bytes and min_free_bytes are about this disk: they count
+        and delete only recordings whose WAV is here, never a sidecar alone
+        (its audio in the archive, or none), however old.
+        """
+        archive = self.archive()
+        for index in range(5):
+            archived = archive.add(f"a{index}", 30 - index, file=f"a{index}.wav")
+            os.unlink(archived)
+        silent = archive.add("s", 40)
+        os.unlink(silent)
+        archive.add("w0", 2, size=5000)
+        archive.add("w1", 1, size=5000)
+        sidecars = sorted(name for name in archive.names() if name[0] in "as")
+        removed = sweep(archive.root, RetentionPolicy(min_free_bytes=10_000), NOW,
+                        lambda root: 6000, audio_archived=True)
+        self.assertEqual([(os.path.basename(r.wav), r.why) for r in removed],
+                         [("w0.wav", TOO_MUCH)])
+        total_each = 5000 + len(json.dumps({"id": "w1", "status": "finished"}))
+        removed = sweep(archive.root, RetentionPolicy(max_total_bytes=total_each - 1), NOW,
+                        lambda root: 10**12, audio_archived=True)
+        self.assertEqual([os.path.basename(r.wav) for r in removed], ["w1.wav"])
+        self.assertEqual(archive.names(), sidecars)
+
+    def test_verified_local_copies_go_first(self) -> None:
+        """
+        With the archive on, the size and free-space rules first delete the
+        local WAVs verified in the archive, oldest first (their sidecars
+        stay: nothing is lost), and only then, if still needed, whole
+        recordings not yet archived, oldest first.
+        """
+        archive = self.archive()
+        verified = {archive.add("v0", 5, size=5000), archive.add("v1", 1, size=5000)}
+        waiting = archive.add("n0", 3, size=5000)
+        archive.add("n1", 2, size=5000)
+        removed = sweep(archive.root, RetentionPolicy(min_free_bytes=10_000), NOW,
+                        lambda root: 1000, audio_archived=True, in_archive=verified.__contains__)
+        self.assertEqual([(os.path.basename(r.wav), r.why, r.whole) for r in removed],
+                         [("v0.wav", LOCAL_COPY, False), ("v1.wav", LOCAL_COPY, False)])
+        self.assertEqual(archive.names(), ["n0.json", "n0.wav", "n1.json", "n1.wav",
+                                           "v0.json", "v1.json"])
+        removed = sweep(archive.root, RetentionPolicy(min_free_bytes=10_000), NOW,
+                        lambda root: 5000, audio_archived=True, in_archive=verified.__contains__)
+        self.assertEqual([(r.wav, r.why, r.whole) for r in removed], [(waiting, TOO_MUCH, True)])
+        self.assertEqual(archive.names(), ["n1.json", "n1.wav", "v0.json", "v1.json"])
 
     def test_max_age(self) -> None:
         """
@@ -284,5 +334,85 @@ class ArchiveSweepTests(SynchronousTestCase):
         service.upkeep.retention = RetentionPolicy(max_age_days=2)
         self.successResultOf(service.upkeep.sweep())
         self.assertEqual(sorted(store.objects), sorted(
-            os.path.relpath(path, root) for path in (new, new[:-len(".wav")] + ".json")))
+            "recsvc/" + os.path.relpath(path, root)
+            for path in (new, new[:-len(".wav")] + ".json")))
         self.assertFalse(os.path.exists(old))
+
+    def uploads(self, root: str, store: Any, keep_local_days: float) -> Any:
+        """A service on ``root`` whose archive is on ``store``, started."""
+        from recsvc.archive.layout import ArchiveLocation
+        from recsvc.archive.uploader import Archive as Uploads
+        from recsvc.testing import run_now
+
+        clock = Clock()
+        clock.advance(NOW)
+        service = memory_recorder(root, clock=clock)
+        service.upkeep.archive = Uploads(clock, root, ArchiveLocation("calls"), store,
+                                         keep_local_days=keep_local_days, run_blocking=run_now)
+        self.successResultOf(service.upkeep.archive.start())
+        return service
+
+    def test_disk_pressure_never_deletes_the_archive(self) -> None:
+        """Under disk pressure (min_free_bytes) with the store down, the
+        archived recordings (their sidecars here, their audio in the
+        archive) are neither deleted nor counted: the sweep deletes the
+        oldest recording whose WAV is here and not archived, and no object
+        leaves the store, now or when it is back."""
+        from recsvc.testing import MemoryStore
+
+        root = self.mktemp()
+        os.makedirs(root)
+        archive = Archive(root)
+        for index in range(20):
+            archive.add(f"old{index:02}", 40 - index, file=f"old{index:02}.wav")
+        store = MemoryStore()
+        service = self.uploads(root, store, keep_local_days=0)
+
+        def sidecars() -> list[str]:
+            return [name for name in archive.names() if name.endswith(".json")]
+        self.assertEqual(len(store.objects), 40)
+        self.assertEqual(len(sidecars()), 20)
+        store.down = "cannot connect to the endpoint"
+        new = [archive.add(f"new{index}", 1 - index / 10, size=100_000, file=f"new{index}.wav")
+               for index in range(2)]
+        service.index = indexer = FakeIndexer(root=root)
+        indexer.start()
+        service.upkeep.retention = RetentionPolicy(min_free_bytes=10**9)
+        self.patch(upkeep, "free_bytes", lambda root: 10**9 - 60_000)
+        [removed] = self.successResultOf(service.upkeep.sweep())
+        self.assertEqual((removed.wav, removed.why), (new[0], TOO_MUCH))
+        self.assertEqual(indexer.calls, [("forget", [new[0]])])
+        store.down = None
+        self.successResultOf(service.upkeep.archive.sweep_local_copies())
+        self.assertEqual(len(store.objects), 40)
+        self.assertEqual(len(sidecars()), 21)
+
+    def test_disk_pressure_deletes_archived_local_copies_first(self) -> None:
+        """With the archive on, disk pressure first deletes the local WAVs
+        verified in the archive (keep_local_days not over yet): their
+        sidecars and objects stay, the index keeps them (they play from
+        the archive); a recording not archived yet stays on the disk."""
+        from recsvc.testing import MemoryStore
+
+        root = self.mktemp()
+        os.makedirs(root)
+        archive = Archive(root)
+        archived = [archive.add(f"old{index}", 5 - index, size=5000, file=f"old{index}.wav")
+                    for index in range(2)]
+        store = MemoryStore()
+        service = self.uploads(root, store, keep_local_days=30)
+        store.down = "cannot connect to the endpoint"
+        waiting = archive.add("new", 1, size=5000, file="new.wav")
+        service.index = indexer = FakeIndexer(root=root)
+        indexer.start()
+        service.upkeep.retention = RetentionPolicy(min_free_bytes=10_000)
+        self.patch(upkeep, "free_bytes", lambda root: 1000)
+        removed = self.successResultOf(service.upkeep.sweep())
+        self.assertEqual([(r.wav, r.why) for r in removed],
+                         [(wav, LOCAL_COPY) for wav in archived])
+        self.assertEqual(indexer.calls, [])
+        self.assertTrue(os.path.exists(waiting))
+        self.assertFalse(any(os.path.exists(wav) for wav in archived))
+        self.assertTrue(all(os.path.exists(wav[:-4] + ".json") for wav in archived))
+        store.down = None
+        self.assertEqual(len(store.objects), 4)

@@ -173,4 +173,4 @@ class TwoNodesTests(SynchronousTestCase):
         keys = [item["Key"] for item in self.client.list_objects_v2(
             Bucket=self.bucket).get("Contents", [])]
         self.assertEqual(sorted(os.path.splitext(key)[1] for key in keys), [".json", ".wav"])
-        self.assertTrue(all(key.startswith("calls/") for key in keys), keys)
+        self.assertTrue(all(key.startswith("calls/rec-a/") for key in keys), keys)

@@ -491,12 +491,13 @@ class ArchivedAudioTests(HttpTestsMixin, TestCase):
         self.store = MemoryStore()
         return Archive(reactor, self.root, ArchiveLocation("recordings", "calls/"), self.store)
 
-    def archive_recording_7(self) -> bytes:
-        """Put recording 7's WAV in the archive, as its node uploaded it, and
-        take it off this disk; its bytes."""
+    def archive_recording_7(self, node: str = "rec-b") -> bytes:
+        """Put recording 7's WAV in the archive, as its node uploaded it (in
+        that node's folder), and take it off this disk; its bytes."""
         with open(self.wav, "rb") as handle:
             stored = handle.read()
-        self.store.put("calls/" + os.path.relpath(self.wav, self.root), self.wav, "audio/wav", {})
+        self.store.put(f"calls/{node}/" + os.path.relpath(self.wav, self.root), self.wav,
+                       "audio/wav", {})
         os.remove(self.wav)
         return stored
 
@@ -517,13 +518,19 @@ class ArchivedAudioTests(HttpTestsMixin, TestCase):
     @inlineCallbacks
     def test_another_nodes_recording(self) -> None:
         """Another node's recording plays from the archive (never from a
-        file of the same path on this disk); not archived yet, it is a
-        404 naming the node that has it; the archive down, a 503 saying why."""
+        file of the same path on this disk, nor this node's object of that
+        path); not archived yet, it is a 404 naming the node that has it;
+        the archive down, a 503 saying why."""
         self.rename_node("7", "rec-a")
         error = yield self.get_json("/api/recordings/7/audio", 404)
         self.assertIn("on node 'rec-a'", error["error"])
         self.assertIn("not in the archive", error["error"])
-        self.archive_recording_7()
+        # (In this node's folder of the archive: not rec-a's recording.)
+        self.store.put("calls/rec-b/" + os.path.relpath(self.wav, self.root), self.wav,
+                       "audio/wav", {})
+        error = yield self.get_json("/api/recordings/7/audio", 404)
+        self.assertIn("not in the archive", error["error"])
+        self.archive_recording_7("rec-a")
         response, body = yield self.get("/api/recordings/7/audio")
         self.assertEqual(response.code, 200)
         self.assert_served_decoded(body)

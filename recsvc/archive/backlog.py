@@ -49,10 +49,11 @@ class Backlog:
 
     _waiting: dict[str, WaitingRecording] = attrs.field(factory=dict)
     _taken: set[str] = attrs.field(factory=set)
+    _set_aside: set[str] = attrs.field(factory=set)
 
     def add(self, recording: WaitingRecording) -> bool:
-        """False if it is waiting already."""
-        if recording.sidecar in self._waiting:
+        """False if it is waiting already, or set aside."""
+        if recording.sidecar in self._waiting or recording.sidecar in self._set_aside:
             return False
         self._waiting[recording.sidecar] = recording
         return True
@@ -68,6 +69,18 @@ class Backlog:
     def give_back(self, recording: WaitingRecording) -> None:
         """Its upload failed: it waits again, in its place."""
         self._taken.discard(recording.sidecar)
+
+    def set_aside(self, recording: WaitingRecording) -> None:
+        """Its upload cannot succeed as things are (another object is at its
+        key): it waits no more, and is not taken back until the next start
+        (a new Backlog), so that it holds up no other upload."""
+        self.done(recording)
+        self._set_aside.add(recording.sidecar)
+
+    @property
+    def aside(self) -> int:
+        """How many recordings are set aside."""
+        return len(self._set_aside)
 
     def done(self, recording: WaitingRecording) -> None:
         """Verified in the store (or gone): it waits no more."""

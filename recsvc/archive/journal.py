@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from typing import Iterator
 
 import attrs
@@ -27,7 +28,32 @@ from recsvc.storage.wav import fsync_directory
 JOURNAL_FOLDER = ".archive"
 JOURNAL_NAME = "verified.jsonl"
 
-log = Logger()
+
+
+@attrs.define(eq=False)
+class Journals:
+    """A storage root's journals, as the archive's threads share them:
+    every write (an append, a rewrite, a folder made or removed) holds
+    ``lock``, so that a rewrite (`forget`) never loses a line another
+    thread appends meanwhile (`record_verified`, `mark_for_deletion`)."""
+
+    log = Logger()
+
+    root: str
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+
+_journals: dict[str, Journals] = {}
+_journals_lock = threading.Lock()
+
+
+def journals_of(root: str) -> Journals:
+    """The one Journals of a storage root (by its real path)."""
+    real = os.path.realpath(root)
+    with _journals_lock:
+        if real not in _journals:
+            _journals[real] = Journals(real)
+        return _journals[real]
 
 
 @attrs.frozen
@@ -51,15 +77,16 @@ def record_verified(root: str, relative_path: str, local: LocalFile, key: str) -
     path = journal_path(root, folder)
     line = json.dumps({"file": name, "size": local.size, "sha256": local.sha256, "key": key},
                       ensure_ascii=True) + "\n"
-    made = _make_folders(os.path.dirname(path), root)
-    created = not os.path.exists(path)
-    if created:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640))
-    _append(path, line)
-    if made or created:  # new names in folders: durable too
-        fsync_directory(os.path.dirname(path))
-        for each in made:
-            fsync_directory(os.path.dirname(each))
+    with journals_of(root).lock:
+        made = _make_folders(os.path.dirname(path), root)
+        created = not os.path.exists(path)
+        if created:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640))
+        _append(path, line)
+        if made or created:  # new names in folders: durable too
+            fsync_directory(os.path.dirname(path))
+            for each in made:
+                fsync_directory(os.path.dirname(each))
 
 
 def _make_folders(folder: str, root: str) -> list[str]:
@@ -83,10 +110,11 @@ def verified_in(root: str, relative_folder: str) -> dict[str, VerifiedFile]:
     return _read_journal(root, relative_folder)[0]
 
 
-def _read_journal(root: str, relative_folder: str,
+def _read_journal(root: str, relative_folder: str, strict: bool = False,
                   ) -> tuple[dict[str, VerifiedFile], dict[str, str]]:
     """The verified files by name, and the keys of those marked for
-    deletion by name."""
+    deletion by name. A journal that cannot be read counts as empty (said
+    in the log), unless ``strict`` (OSError: it is to be rewritten)."""
     verified: dict[str, VerifiedFile] = {}
     deleting: dict[str, str] = {}
     try:
@@ -95,8 +123,10 @@ def _read_journal(root: str, relative_folder: str,
     except FileNotFoundError:
         return verified, deleting
     except OSError as error:
-        log.warn("Archive: cannot read the journal of {folder}: {reason}",
-                 folder=relative_folder, reason=error.strerror)
+        if strict:
+            raise
+        Journals.log.warn("Archive: cannot read the journal of {folder}: {reason}",
+                          folder=relative_folder, reason=error.strerror)
         return verified, deleting
     for line in lines:
         try:
@@ -120,15 +150,16 @@ def mark_for_deletion(root: str, relative_paths: list[str]) -> list[tuple[str, s
     crash does not leave them there for good; those marked, with their
     keys (a file never verified has no object to delete)."""
     marked = []
-    for folder, names in _by_folder(relative_paths).items():
-        verified = verified_in(root, folder)
-        lines = []
-        for name in sorted(names & set(verified)):
-            lines.append(json.dumps({"file": name, "delete": True, "key": verified[name].key},
-                                    ensure_ascii=True) + "\n")
-            marked.append((os.path.join(folder, name), verified[name].key))
-        if lines:
-            _append(journal_path(root, folder), "".join(lines))
+    with journals_of(root).lock:  # (read and appended to as one)
+        for folder, names in _by_folder(relative_paths).items():
+            verified = verified_in(root, folder)
+            lines = []
+            for name in sorted(names & set(verified)):
+                lines.append(json.dumps({"file": name, "delete": True,
+                                         "key": verified[name].key}, ensure_ascii=True) + "\n")
+                marked.append((os.path.join(folder, name), verified[name].key))
+            if lines:
+                _append(journal_path(root, folder), "".join(lines))
     return marked
 
 
@@ -245,6 +276,18 @@ def delete_local_copy(root: str, relative_path: str, local: LocalFile) -> bool:
     return True
 
 
+def holds_local_copy(root: str, path: str) -> bool:
+    """Whether the journal says the store holds the WAV at ``path`` (under
+    root) as it is now (its size): deleting it loses nothing."""
+    relative = os.path.relpath(path, root)
+    folder, name = os.path.split(relative)
+    entry = verified_in(root, folder).get(name)
+    try:
+        return entry is not None and os.lstat(path).st_size == entry.size
+    except FileNotFoundError:
+        return False
+
+
 def delete_local_copies(root: str, finished_before: float) -> list[str]:
     """Delete the local WAVs that the journal says the store holds, as they
     are (same size), finished before ``finished_before`` (their mtime):
@@ -276,26 +319,32 @@ def delete_local_copies(root: str, finished_before: float) -> list[str]:
 def forget(root: str, relative_paths: list[str]) -> None:
     """Take files whose objects are deleted out of their journals; a journal
     left empty is removed with its empty folders."""
-    for folder, names in _by_folder(relative_paths).items():
-        path = journal_path(root, folder)
-        verified, deleting = _read_journal(root, folder)
-        kept = [entry for entry in verified.values() if entry.name not in names]
-        still = {name: key for name, key in deleting.items() if name not in names}
-        if not kept and not still:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            _remove_empty_folders(os.path.dirname(path), os.path.join(root, JOURNAL_FOLDER))
-            continue
-        text = "".join(json.dumps({"file": e.name, "size": e.size, "sha256": e.sha256,
-                                   "key": e.key}, ensure_ascii=True) + "\n" for e in kept)
-        text += "".join(json.dumps({"file": name, "delete": True, "key": key},
-                                   ensure_ascii=True) + "\n" for name, key in still.items())
-        temporary = path + ".tmp"
-        with open(temporary, "w", encoding="ascii") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+    with journals_of(root).lock:
+        for folder, names in _by_folder(relative_paths).items():
+            _forget_in(root, folder, names)
+
+
+def _forget_in(root: str, folder: str, names: set[str]) -> None:
+    path = journal_path(root, folder)
+    verified, deleting = _read_journal(root, folder, strict=True)
+    kept = [entry for entry in verified.values() if entry.name not in names]
+    still = {name: key for name, key in deleting.items() if name not in names}
+    if not kept and not still:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        _remove_empty_folders(os.path.dirname(path), os.path.join(root, JOURNAL_FOLDER))
+        return
+    text = "".join(json.dumps({"file": e.name, "size": e.size, "sha256": e.sha256,
+                               "key": e.key}, ensure_ascii=True) + "\n" for e in kept)
+    text += "".join(json.dumps({"file": name, "delete": True, "key": key},
+                               ensure_ascii=True) + "\n" for name, key in still.items())
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="ascii") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    fsync_directory(os.path.dirname(path))  # (the rename durable too)
 
 
 def _remove_empty_folders(folder: str, top: str) -> None:

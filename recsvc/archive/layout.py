@@ -1,5 +1,6 @@
-"""Where a recording's files go in the store: the same path under
-storage.root as locally, under the prefix of archive.url, and which of the
+"""Where a recording's files go in the store: under the prefix of
+archive.url, a folder per node, and in it the same path under storage.root
+as locally (two nodes' files at one path are two objects); and which of the
 sidecar's fields go along as object metadata."""
 
 from __future__ import annotations
@@ -50,12 +51,30 @@ class ArchiveLocation:
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
-    def key(self, relative_path: str) -> str:
-        """The object key of a file at ``relative_path`` under storage.root."""
+    def key(self, node: str, relative_path: str) -> str:
+        """The object key of node ``node``'s file at ``relative_path`` under
+        its storage.root: ``<prefix><node>/<path>``. ``node`` is the one
+        `node_of` gives, so that every node computes the same key."""
         parts = relative_path.replace("\\", "/").split("/")
         if relative_path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"{relative_path!r} is not a path below the storage root")
-        return self.prefix + posixpath.join(*parts)
+        if not _is_node(node):
+            raise ValueError(f"{node!r} is not a node name")
+        return self.prefix + posixpath.join(node, *parts)
+
+
+def node_of(named: object, this_node: str) -> str:
+    """The node whose folder holds a recording's objects: the one its
+    sidecar (or index row) names, else ``this_node`` (a sidecar from before
+    nodes had names was written by the node that has it, or indexed it)."""
+    return named if isinstance(named, str) and _is_node(named) else this_node
+
+
+def _is_node(name: str) -> bool:
+    """Whether ``name`` can be a folder of the keys (recsvc.config checks
+    the names it takes more strictly)."""
+    return 0 < len(name) <= 63 and name.isprintable() and name not in (".", "..") \
+        and not any(character in name for character in "/\\")
 
 
 def object_metadata(sidecar: Mapping[str, Any]) -> dict[str, str]:

@@ -28,6 +28,13 @@ CANNOT_CONNECT = "cannot connect to the endpoint"
 TIMED_OUT = "the endpoint did not answer in time"
 NO_CREDENTIALS = "no credentials (the AWS chain found none)"
 _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
+# AWS answers the HEAD of a missing key 403 when the policy does not allow
+# s3:ListBucket. It is not taken for "absent": an object the node may not
+# read would then be overwritten, and a policy short of s3:GetObject hidden.
+# The cause says what the policy needs instead.
+HEAD_FORBIDDEN = ("access denied to HEAD (the policy needs s3:GetObject on the objects and "
+                  "s3:ListBucket on the bucket)")
+_FORBIDDEN = ("403", "Forbidden", "AccessDenied")
 
 
 def client_for(endpoint_url: str | None, region: str | None, threads: int,
@@ -88,6 +95,8 @@ class S3Store:
         except StoreFailure as failure:
             if failure.cause in _NOT_FOUND:
                 return None
+            if failure.cause in _FORBIDDEN:
+                raise StoreFailure(HEAD_FORBIDDEN, f"{key}: {failure.detail}") from None
             raise
         return StoredObject(int(answer["ContentLength"]), answer.get("ChecksumSHA256"))
 

@@ -1,7 +1,8 @@
 """One file's way into the archive, blocking (the archive's threads run
 it): read it (size and SHA-256), skip the upload if the store holds it
-already, else PUT it; then ask the store what it holds and journal the
-file as verified only if the store's size and SHA-256 are the file's."""
+already, refuse it if another object is at its key, else PUT it; then ask
+the store what it holds and journal the file as verified only if the
+store's size and SHA-256 are the file's."""
 
 from __future__ import annotations
 
@@ -10,17 +11,26 @@ import os
 import attrs
 
 from recsvc.archive import journal
-from recsvc.archive.layout import ArchiveLocation, content_type, object_metadata
-from recsvc.archive.store import IObjectStore, LocalFile, StoreFailure, read_local
+from recsvc.archive.layout import ArchiveLocation, content_type, node_of, object_metadata
+from recsvc.archive.store import IObjectStore, LocalFile, StoreFailure, StoredObject, read_local
 from recsvc.storage.folder import read_json
 
 CHECKSUM_MISMATCH = "checksum mismatch"
 SIZE_MISMATCH = "size mismatch"
 MISSING_AFTER_UPLOAD = "object missing after its upload"
+NO_CHECKSUMS = ("the store keeps no SHA-256 checksums (ChecksumSHA256): it cannot verify "
+                "uploads")
+OBJECT_IN_THE_WAY = "a different object is already at its key"
 
 
 class LocalFileGone(Exception):
     """The file is no longer there (retention removed it meanwhile)."""
+
+
+class ObjectInTheWay(StoreFailure):
+    """Another object than this file (not one this node put there) is at
+    its key: it is not overwritten, and the recording is not uploaded (its
+    local copy stays) until the next start looks again."""
 
 
 @attrs.frozen
@@ -32,15 +42,21 @@ class Verified:
     key: str
     local: LocalFile
     sent: bool
+    # The node whose folder of the archive holds it (see layout.node_of).
+    node: str = ""
 
 
 def archive_file(store: IObjectStore, root: str, location: ArchiveLocation,
-                 relative_path: str) -> Verified:
+                 relative_path: str, this_node: str) -> Verified:
     """Put the file at ``relative_path`` (under root) in the store unless it
-    is there already, verify it and journal it. Raises StoreFailure (the
-    store's, or a mismatch) or LocalFileGone."""
+    is there already, verify it and journal it. Its key's node is the one
+    its sidecar names, else ``this_node``. Raises StoreFailure (the store's,
+    or a mismatch; ObjectInTheWay) or LocalFileGone."""
     path = os.path.join(root, relative_path)
-    key = location.key(relative_path)
+    sidecar = read_json(os.path.splitext(path)[0] + ".json")
+    sidecar = sidecar if isinstance(sidecar, dict) else {}
+    node = node_of(sidecar.get("node"), this_node)
+    key = location.key(node, relative_path)
     try:
         local = read_local(path)
     except FileNotFoundError:
@@ -48,23 +64,52 @@ def archive_file(store: IObjectStore, root: str, location: ArchiveLocation,
     except OSError as error:
         raise StoreFailure("cannot read the local file", f"{path}: {error.strerror}") from None
     sent = False
-    if not local.verified_by(store.head(key)):
-        store.put(key, path, content_type(relative_path), _metadata(path))
+    there = store.head(key)
+    if not local.verified_by(there):
+        metadata = object_metadata(sidecar)
+        if there is not None:
+            _check_in_the_way(store, there, local, metadata, root, relative_path, key)
+        store.put(key, path, content_type(relative_path), metadata)
         stored = store.head(key)
         if stored is None:
             raise StoreFailure(MISSING_AFTER_UPLOAD, key)
         if stored.size != local.size:
             raise StoreFailure(SIZE_MISMATCH, f"{key}: the store holds {stored.size} bytes, "
                                               f"the file has {local.size}")
+        if stored.sha256 is None:
+            raise StoreFailure(NO_CHECKSUMS, f"{key}: no ChecksumSHA256 in its HEAD; the "
+                                             f"archive needs a store that keeps the SHA-256 a "
+                                             f"PUT asks for and gives it back")
         if stored.sha256 != local.sha256:
             raise StoreFailure(CHECKSUM_MISMATCH, f"{key}: the store's SHA-256 is "
                                                   f"{stored.sha256}, the file's {local.sha256}")
         sent = True
     journal.record_verified(root, relative_path, local, key)
-    return Verified(relative_path, key, local, sent)
+    return Verified(relative_path, key, local, sent, node)
 
 
-def _metadata(path: str) -> dict[str, str]:
-    """The object metadata of a recording's file: from its sidecar."""
-    data = read_json(os.path.splitext(path)[0] + ".json")
-    return object_metadata(data) if isinstance(data, dict) else {}
+def _check_in_the_way(store: IObjectStore, there: StoredObject, local: LocalFile,
+                      metadata: dict[str, str], root: str, relative_path: str,
+                      key: str) -> None:
+    """An object other than the file is at its key: raise ObjectInTheWay
+    unless it is this recording's own (an earlier upload the store did not
+    verify, by its metadata; or one the journal says this node put there,
+    the file changed since), or the store keeps no checksums to tell."""
+    if there.sha256 is None:
+        raise StoreFailure(NO_CHECKSUMS, f"{key}: no ChecksumSHA256 in its HEAD")
+    folder, name = os.path.split(relative_path)
+    ours = journal.verified_in(root, folder).get(name)
+    if ours is not None and ours.key == key:
+        return
+    theirs = store.metadata(key)
+    if all(theirs.get(field) == metadata.get(field) for field in _IDENTITY) \
+            and metadata.get("id") is not None:
+        return
+    raise ObjectInTheWay(OBJECT_IN_THE_WAY, f"a different object is already at {key} "
+                                            f"({there.size} bytes, SHA-256 {there.sha256}; "
+                                            f"the file: {local.size} bytes, {local.sha256}): "
+                                            f"not overwritten, the local copy kept")
+
+
+# The object metadata that says which recording's file an object is.
+_IDENTITY = ("id", "node", "device", "started_at", "part")

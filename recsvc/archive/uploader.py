@@ -22,7 +22,7 @@ from recsvc.archive import journal
 from recsvc.archive.backlog import Backlog, FailureCauses, WaitingRecording, retry_delay
 from recsvc.archive.layout import ArchiveLocation
 from recsvc.archive.store import IObjectStore, StoreFailure
-from recsvc.archive.transfer import LocalFileGone, Verified, archive_file
+from recsvc.archive.transfer import LocalFileGone, ObjectInTheWay, Verified, archive_file
 from recsvc.logs import Logger
 from recsvc.metrics import Metrics, NoMetrics
 from recsvc.storage.folder import sidecar_path
@@ -72,7 +72,9 @@ class Archive:
     ``location``. ``run_blocking`` runs its blocking work (None: a pool
     ``recsvc-archive`` of its own, started by `start`); ``announce`` is
     given each archived recording's event (the ``hooks.on_archived``
-    webhook's deliver) and ``metrics`` told of uploads."""
+    webhook's deliver) and ``metrics`` told of uploads. ``node`` is this
+    node's name: the folder of the store its recordings go to when their
+    sidecars name none (see layout.node_of)."""
 
     log = Logger()
 
@@ -81,6 +83,7 @@ class Archive:
     location: ArchiveLocation
     store: IObjectStore
     keep_local_days: float = 0.0
+    node: str = "recsvc"
     run_blocking: Callable[..., Deferred[Any]] | None = None
     announce: Callable[[dict[str, Any]], None] | None = None
     metrics: Metrics | NoMetrics = attrs.field(factory=NoMetrics)
@@ -129,7 +132,16 @@ class Archive:
         self._pump()
 
     def _scan_failed(self, failure: Failure) -> None:
-        self.log.failure("Archive: looking for recordings to upload failed", failure)
+        self._disk_failed(failure, "Archive: looking for recordings to upload failed: {reason} "
+                                   "(they are looked for again at the next start)")
+
+    def _disk_failed(self, failure: Failure, message: str, **fields: Any) -> None:
+        """Log a failure of the disk or the store (an error, with its reason);
+        anything else is a bug (a traceback)."""
+        if failure.check(OSError, StoreFailure):
+            self.log.error(message, reason=_reason(failure.value), **fields)
+        else:
+            self.log.failure(message, failure, reason="bug", **fields)
 
     def stop(self) -> None:
         """No more uploads begin (those under way end in their threads; the
@@ -152,8 +164,9 @@ class Archive:
         if not self._running:
             return  # (shutting down: the next start finds it on the disk)
         self._run(_waiting_file, self.root, wav_path, has_audio, recording_id).addCallbacks(
-            self._queue, lambda failure: self.log.failure(
-                "Archive: queueing {file} failed", failure, file=wav_path))
+            self._queue, self._disk_failed,
+            errbackArgs=("Archive: queueing {file} failed: {reason} (it is queued again at "
+                         "the next start)",), errbackKeywords={"file": wav_path})
 
     def _queue(self, recording: WaitingRecording | None) -> None:
         if recording is not None and self._backlog.add(recording):
@@ -188,11 +201,14 @@ class Archive:
                 if relative in recording.verified:
                     continue
                 verified.append(await self._run(archive_file, self.store, self.root,
-                                                self.location, relative))
+                                                self.location, relative, self.node))
         except LocalFileGone as gone:
             self.log.info("Archive: {file} is gone (retention?): not uploaded",
                           file=str(gone), reason="local file gone")
             self._finished(recording)
+            return
+        except ObjectInTheWay as failure:
+            self._in_the_way(recording, failure)
             return
         except StoreFailure as failure:
             self._failed(recording, failure)
@@ -213,8 +229,9 @@ class Archive:
         self._failures = 0
         self.metrics.archive_verified(len(verified), sum(v.local.size for v in verified
                                                          if v.sent))
-        sidecar_key = self.location.key(recording.sidecar)
-        wav_key = None if recording.wav is None else self.location.key(recording.wav)
+        node = verified[0].node if verified else self.node
+        sidecar_key = self.location.key(node, recording.sidecar)
+        wav_key = None if recording.wav is None else self.location.key(node, recording.wav)
         self.log.info("Archive: {file} verified in {url}", file=recording.wav or recording.sidecar,
                       url=self.location.url, key=wav_key or sidecar_key,
                       recordingId=recording.recording_id)
@@ -246,6 +263,18 @@ class Archive:
                           recordingId=recording.recording_id)
         self._pause()
 
+    def _in_the_way(self, recording: WaitingRecording, failure: StoreFailure) -> None:
+        """Another object is at one of its keys: this recording is not
+        uploaded (what is not verified stays on the disk) until the next
+        start; the others go on, unpaused."""
+        self.metrics.archive_failed(failure.cause)
+        self.log.error("Archive: {file} not uploaded: {detail}; left on the disk, tried "
+                       "again at the next start", file=recording.wav or recording.sidecar,
+                       detail=failure.detail, reason=failure.cause,
+                       recordingId=recording.recording_id)
+        self._backlog.set_aside(recording)
+        self._finished(recording)
+
     def _bug(self, failure: Failure, recording: WaitingRecording) -> None:
         self.log.failure("Archive: uploading {file} failed", failure,
                          file=recording.wav or recording.sidecar)
@@ -268,14 +297,15 @@ class Archive:
         that the store refused to delete before."""
         before = self.reactor.seconds() - self.keep_local_days * 86400
         self._run(journal.marked_for_deletion, self.root).addCallback(
-            self._delete_objects).addErrback(lambda failure: self.log.failure(
-                "Archive: reading the deletions owed failed", failure))
+            self._delete_objects).addErrback(
+                self._disk_failed, "Archive: reading the deletions owed failed: {reason} "
+                                   "(tried again at the next sweep)")
         return self._run(journal.delete_local_copies, self.root, before).addCallbacks(
             self._swept, self._sweep_failed)
 
     def _sweep_failed(self, failure: Failure) -> list[str]:
         # (Logged, and the sweeps go on: the next may well succeed.)
-        self.log.failure("Archive: deleting the local copies due failed", failure)
+        self._disk_failed(failure, "Archive: deleting the local copies due failed: {reason}")
         return []
 
     def _swept(self, deleted: list[str]) -> list[str]:
@@ -291,9 +321,15 @@ class Archive:
         their objects are marked for deletion in the journal (durably), then
         deleted; what the store refuses now is deleted by a later sweep."""
         return self._run(journal.mark_for_deletion, self.root, relative_paths).addCallbacks(
-            self._delete_objects, lambda failure: self.log.failure(
-                "Archive: marking {count} removed files for deletion failed", failure,
-                count=len(relative_paths)))
+            self._delete_objects, self._disk_failed,
+            errbackArgs=("Archive: marking {count} removed files for deletion failed: "
+                         "{reason} (their objects stay in the archive)",),
+            errbackKeywords={"count": len(relative_paths)})
+
+    def holds_local_copy(self, path: str) -> bool:
+        """Whether the store holds the WAV at ``path`` as it is on the disk,
+        verified (its local copy can go). Blocking."""
+        return journal.holds_local_copy(self.root, path)
 
     def _delete_objects(self, marked: list[tuple[str, str]]) -> Deferred[None]:
         if not marked:
@@ -305,6 +341,13 @@ class Archive:
                 "Archive: deleting {count} objects that retention removed from {url} "
                 "failed: {reason} (tried again at the next sweep)", count=len(marked),
                 url=self.location.url, reason=failure.getErrorMessage()))
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, for the log: the OS's words for a disk error."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror} ({error.filename})" if error.filename else error.strerror
+    return str(error)
 
 
 def _delete_objects(store: IObjectStore, root: str, marked: list[tuple[str, str]]) -> None:

@@ -24,6 +24,7 @@ from recsvc.index import store as index
 from recsvc.index.backends import (
     CannotOpenIndex, index_errors, is_postgresql, open_index, shown)
 from recsvc.media.codec import CODECS
+from recsvc.archive.layout import node_of
 from recsvc.config import Config, ConfigError, load_config
 from recsvc.application.endpoints import listen_failure, tcp_address
 from recsvc.cli.listing import direction_and_parties, json_text, printable
@@ -176,7 +177,8 @@ def _full_path(row: dict[str, Any], config: Config) -> dict[str, Any]:
         return dict(row, path=local)
     location = config.archive.location
     if location is not None:
-        return dict(row, path=f"s3://{location.bucket}/{location.key(row['path'])}")
+        key = location.key(node_of(row.get("node"), config.node), row["path"])
+        return dict(row, path=f"s3://{location.bucket}/{key}")
     if node in ("", config.node):
         return dict(row, path=local)  # (gone: retention, or by hand)
     return dict(row, path=f"{node}:{row['path']}")

@@ -1,17 +1,22 @@
 """Retention: the oldest finished recordings go when the archive's policy says so.
 
 A sweep (blocking: run it in a thread) lists the finished recordings under
-the storage root, oldest first, and deletes each WAV with its sidecar until
-every rule holds: no recording older than max_age_days, the archive no
-larger than max_total_gb, at least min_free_gb free. A recording in
+the storage root, oldest first. Every recording older than max_age_days
+goes (its WAV and sidecar; with the archive on, its objects too). The size
+and free-space rules (max_total_gb, min_free_gb) are about this disk: they
+count only the recordings whose WAV is here, and free space by deleting
+WAVs, never a sidecar alone (it frees nothing) and never what is only in
+the archive. With the archive on they first delete the local WAVs already
+verified in the archive, oldest first (nothing is lost: the sidecar stays,
+the audio plays from the archive), and only then, if still needed, whole
+recordings not yet archived, as without an archive. A recording in
 progress (a ``.part`` file, a sidecar still "recording", or one this run
 is writing) is never touched. A recording that received no audio is its
-sidecar alone (naming no file), and goes the same way.
+sidecar alone (naming no file), and goes by age the same way.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Callable
 
@@ -35,12 +40,28 @@ class RetentionPolicy:
         return bool(self.max_age_days or self.max_total_bytes or self.min_free_bytes)
 
 
+# Why a sweep removed what it did (StoredRecording.why).
+TOO_OLD = "max_age_days"  # the whole recording, and its objects in the archive
+TOO_MUCH = "disk space"  # the whole recording, never archived (max_total_gb, min_free_gb)
+LOCAL_COPY = "local copy"  # only its WAV, verified in the archive (max_total_gb, min_free_gb)
+
+
 @attrs.frozen
 class StoredRecording:
     wav: str
     sidecar: str | None
-    size: int  # bytes of the WAV and its sidecar
+    size: int  # bytes of the WAV (if on this disk) and its sidecar
     modified: float  # when it was finished (the WAV's mtime)
+    # Bytes of its WAV on this disk: 0 for a recording without audio, or
+    # whose audio is only in the archive.
+    audio_bytes: int = 0
+    # What a sweep did to it (TOO_OLD, TOO_MUCH, LOCAL_COPY); "" if nothing.
+    why: str = ""
+
+    @property
+    def whole(self) -> bool:
+        """Whether the recording went, not only its local copy."""
+        return self.why != LOCAL_COPY
 
 
 def finished_recordings(root: str, is_active: Callable[[str], bool],
@@ -72,7 +93,8 @@ def finished_recordings(root: str, is_active: Callable[[str], bool],
                     sidecar_entry.stat(follow_symlinks=False).st_size if sidecar_entry else 0)
             except OSError:
                 continue  # removed meanwhile
-            found.append(StoredRecording(wav, sidecar, size, stats.st_mtime))
+            found.append(StoredRecording(wav, sidecar, size, stats.st_mtime,
+                                         audio_bytes=stats.st_size))
     found.sort(key=lambda recording: (recording.modified, recording.wav))
     return found
 
@@ -112,33 +134,69 @@ def sweep(
     free_bytes: Callable[[str], int],
     is_active: Callable[[str], bool] = lambda path: False,
     audio_archived: bool = False,
+    in_archive: Callable[[str], bool] | None = None,
 ) -> list[StoredRecording]:
-    """Delete the oldest finished recordings until the policy holds; returns
-    what was deleted, oldest first (``audio_archived``: see
-    finished_recordings). Blocking."""
+    """Apply the policy; returns what was removed, oldest first, each with
+    why (``audio_archived``: see finished_recordings). ``in_archive`` says
+    whether a WAV (its path) is verified in the archive as it is: the size
+    and free-space rules delete those WAVs alone, first. Blocking."""
     if not policy.active or not os.path.isdir(root):
         return []
     recordings = finished_recordings(root, is_active, audio_archived)
-    total = sum(recording.size for recording in recordings)
-    free = free_bytes(root) if policy.min_free_bytes else 0
     oldest_allowed = now - policy.max_age_days * 86400
     removed = []
+    here = []  # (recordings with their WAV on this disk, not too old)
     for recording in recordings:
-        too_old = bool(policy.max_age_days) and recording.modified < oldest_allowed
-        too_big = bool(policy.max_total_bytes) and total > policy.max_total_bytes
-        too_full = bool(policy.min_free_bytes) and free < policy.min_free_bytes
-        if not (too_old or too_big or too_full):
+        if policy.max_age_days and recording.modified < oldest_allowed:
+            _remove(recording, root)
+            removed.append(attrs.evolve(recording, why=TOO_OLD))
+        elif recording.audio_bytes:
+            here.append(recording)
+    total = sum(recording.size for recording in here)
+    free = free_bytes(root) if policy.min_free_bytes else 0
+
+    def short() -> bool:
+        return bool(policy.max_total_bytes and total > policy.max_total_bytes
+                    or policy.min_free_bytes and free < policy.min_free_bytes)
+
+    if in_archive is not None and short():
+        archived = set()
+        for recording in here:
+            if not short():
+                break
+            if in_archive(recording.wav) and _unlink(recording.wav):
+                total -= recording.audio_bytes
+                free += recording.audio_bytes
+                archived.add(recording.wav)
+                removed.append(attrs.evolve(recording, why=LOCAL_COPY))
+        here = [recording for recording in here if recording.wav not in archived]
+    for recording in here:
+        if not short():
             break  # the rest are newer: every rule holds
-        # (A recording without audio has no WAV to remove.)
-        for path in (recording.wav, recording.sidecar):
-            if path is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        _remove(recording, root)
         total -= recording.size
         free += recording.size
-        removed.append(recording)
-        _remove_empty_folders(os.path.dirname(recording.wav), root)
+        removed.append(attrs.evolve(recording, why=TOO_MUCH))
+    removed.sort(key=lambda recording: (recording.modified, recording.wav))
     return removed
+
+
+def _remove(recording: StoredRecording, root: str) -> None:
+    """Delete a recording's WAV and sidecar (a recording without audio, or
+    whose audio is only in the archive, has no WAV here)."""
+    for path in (recording.wav, recording.sidecar):
+        if path is not None:
+            _unlink(path)
+    _remove_empty_folders(os.path.dirname(recording.wav), root)
+
+
+def _unlink(path: str) -> bool:
+    """Whether the file was there to delete."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _remove_empty_folders(folder: str, root: str) -> None:

@@ -34,6 +34,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from recsvc.archive.layout import node_of
 from recsvc.archive.store import StoreFailure
 from recsvc.index import store as index
 
@@ -214,7 +215,7 @@ class Api:
         elif self.archive is None:
             raise ApiError(404, f"the recording is on node {node!r}; this node has no "
                                 "archive (archive.url) to play it from")
-        key = self.archive.location.key(row["path"])
+        key = self.archive.location.key(node_of(row.get("node"), self.node), row["path"])
         stored = self.archive.store.head(key)
         if stored is None:
             where = "gone from this node's disk" if node in ("", self.node) else \
