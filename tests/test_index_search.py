@@ -133,6 +133,26 @@ class TotalTests:
             self.assertLessEqual(abs(total.count - truth), truth // 2, (search, total))
 
 
+    def test_a_days_estimate_counts_that_day(self) -> None:
+        """Past the bound, a search of one day (until: its end, the next
+        midnight, exclusive) estimates from that day's recordings, not the
+        next day's too."""
+        found_in = self.open_test_index()
+        for day in ("24", "25"):
+            for i in range(40):
+                _add(found_in, sidecar(f"{day}-{i}", started_at=f"2026-11-{day}T10:00:{i:02}.000Z"))
+        for search in (index.Search(since="2026-11-24", until="2026-11-24"),
+                       index.Search(since="2026-11-24", until="2026-11-25T00:00:00Z")):
+            total = index.total(found_in, search, bound=5)
+            self.assertFalse(total.exact)
+            self.assertLessEqual(abs(total.count - 40), 4, (search, total))
+        # An until within a day takes in that day's recordings before it.
+        total = index.total(found_in, index.Search(since="2026-11-24",
+                                                   until="2026-11-25T10:00:20Z"), bound=5)
+        self.assertFalse(total.exact)
+        self.assertGreater(total.count, 40)
+
+
 class SearchValidationTests(SynchronousTestCase):
     def test_order_and_cursor_checked(self) -> None:
         """An order that is none of the four, or a cursor no search gave,

@@ -299,7 +299,8 @@ class SqliteIndex:
             where.append("day >= ?")
             params.append(since[:10])
         if until is not None:
-            where.append("day <= ?")
+            # until is exclusive: a midnight (a date's end) takes in none of its day.
+            where.append("day < ?" if until.endswith("T00:00:00.000Z") else "day <= ?")
             params.append(until[:10])
         sql = "SELECT coalesce(sum(count), 0) FROM recordings_per_day"
         if where:
