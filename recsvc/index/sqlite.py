@@ -441,10 +441,12 @@ def _text_conditions(query: Search, finding: str) -> tuple[list[str], list[Any]]
             params += [like_containing(form) for form in forms]
     if query.name is not None:
         if looked_up and len(query.name) >= _SHORTEST_INDEXED:
+            # The trigrams narrow, LIKE decides: they fold the case of
+            # letters beyond ASCII too (É, é), LIKE (as PostgreSQL's ILIKE
+            # under "C") of ASCII letters only.
             matches.append("{local_name remote_name} : " + _phrase(query.name))
-        else:
-            where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
-            params += [like_containing(query.name)] * 2
+        where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
+        params += [like_containing(query.name)] * 2
     if query.device is not None:
         key = like_containing(device_search_key(query.device))
         if looked_up:
