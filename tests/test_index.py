@@ -186,6 +186,19 @@ class SqliteIndexTests(SynchronousTestCase):
             "SELECT device FROM recordings WHERE recording_id = 'd'").fetchall()
         self.assertEqual(stored, "sep-desk-7")
 
+    def test_opened_without_a_node_an_old_sidecar_names_none(self) -> None:
+        """Opened without a node's name, the index gives a sidecar that
+        names no node as it is (without one); opened read-only for a node,
+        as that node's."""
+        data = sidecar("old")
+        index.add(self.connection, index.entry_from_sidecar(data, sidecar_name(data), 0))
+        [row] = index.search(self.connection, index.Search())
+        self.assertNotIn("node", row)
+        reading = SqliteIndex.open(self.database, read_only=True, node="rec-a")
+        self.addCleanup(reading.close)
+        [row] = index.search(reading, index.Search())
+        self.assertEqual(row["node"], "rec-a")
+
     def test_schema_of_a_newer_version_refused(self) -> None:
         """An index of a newer schema version (a later recsvc's) is refused,
         opened to write or to read, with an error that says what to do."""
@@ -356,8 +369,8 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual((status, out.split()[-2:]), (0, ["1", "-"]))
         [shown] = json.loads(self.run_command("show", "1")[1])
         self.assertEqual((shown["file"], shown["path"]), (None, None))
-        [_, cells] = list(csv.reader(io.StringIO(self.run_command("export")[1])))
-        self.assertEqual(cells[-1], "")
+        [columns, cells] = list(csv.reader(io.StringIO(self.run_command("export")[1])))
+        self.assertEqual(cells[columns.index("path")], "")
 
     def test_search_and_export_by_either_form(self) -> None:
         """With numbers.country_code and numbers.trunk_prefix in the config,

@@ -186,6 +186,17 @@ class SearchTests(IndexTestsMixin):
         self.assertEqual(row.pop("path"), "d/" + sidecar("b")["file"])
         self.assertEqual(row["remote_name"], "Alice 100%")
 
+    def test_a_rows_node_is_the_sidecars_or_the_indexing_nodes(self) -> None:
+        """A row's node is its sidecar's; a sidecar that names none (from
+        before nodes had names) is given the node that indexed it (the one
+        this index was opened for), in a page as in search_all."""
+        self.add(sidecar("old"))  # (the builder's sidecars name no node)
+        self.add(sidecar("named", node="rec-z"))
+        for search in (index.search, index.search_all):
+            nodes = {row["id"]: row.get("node")
+                     for row in search(self.connection, index.Search())}
+            self.assertEqual((nodes["old"], nodes["named"]), ("node-a", "rec-z"))
+
     def test_indexed_again_replaces(self) -> None:
         """A recording indexed again replaces its row rather than adding a
         second one."""

@@ -79,6 +79,35 @@ class TwoNodesTests(OnPostgres, SynchronousTestCase):
         [left] = index.search(self.node_b, index.Search(recording_id="same"))
         self.assertEqual((left["node"], left["duration_s"]), ("node-b", 7.0))
 
+    def test_pages_after_a_cursor_give_both_nodes_rows_of_one_path(self) -> None:
+        """Two nodes' recordings of the same start and path (ordered by
+        node after the path) are both found page after page, after each
+        page's cursor, in every order."""
+        for root, found_in, node in ((self.root_a, self.node_a, "node-a"),
+                                     (self.root_b, self.node_b, "node-b")):
+            root.write(sidecar("same", node=node))
+            index.catch_up(found_in, root.root)
+        for order in index.ORDERS:
+            page = index.page_of(self.node_a, index.Search(page_size=1, order=order))
+            self.assertEqual((page.total, len(page.rows)), (index.Total(2, True), 1))
+            second = index.page_of(self.node_a, index.Search(page_size=1, order=order,
+                                                             after=page.next))
+            self.assertEqual(sorted(row["node"] for row in page.rows + second.rows),
+                             ["node-a", "node-b"], order)
+            self.assertIsNone(second.next)
+
+    def test_an_old_sidecars_node_is_the_indexing_nodes(self) -> None:
+        """A sidecar from before nodes had names is found, on any node, as
+        the recording of the node that indexed it (the row's key), not of
+        the node searching: another node's is played from the archive."""
+        self.root_b.write(sidecar("old"))  # (the builder's sidecars name no node)
+        index.catch_up(self.node_b, self.root_b.root)
+        for found_in in (self.node_a, self.node_b):
+            [row] = index.search(found_in, index.Search())
+            self.assertEqual(row["node"], "node-b")
+            [row] = index.search_all(found_in, index.Search())
+            self.assertEqual(row["node"], "node-b")
+
     def test_writing_needs_the_node(self) -> None:
         """An index opened to write names its node; without one it is
         refused, saying so (searching needs none)."""

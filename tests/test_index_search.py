@@ -3,6 +3,7 @@ totals; each test case runs against every backend (tests/support/indexes.py)."""
 
 from __future__ import annotations
 
+import base64
 import os
 
 from hypothesis import HealthCheck, given, settings
@@ -164,15 +165,33 @@ class SearchValidationTests(SynchronousTestCase):
             self.assertTrue(str(caught.exception).startswith(field + ":"), caught.exception)
 
     def test_cursor_round_trip(self) -> None:
-        """A cursor gives back the row's start (in UTC), duration and path,
-        for each order the columns it sorts by."""
+        """A cursor gives back the row's start (in UTC), duration, path and
+        node, for each order the columns it sorts by."""
         row = dict(sidecar("1", started_at="2026-11-24T11:00:00+01:00", duration_s=3),
-                   path="d/é.wav")
+                   path="d/é.wav", node="rec-b")
         cursor = index.cursor_of(row)
         self.assertEqual(index.order_key_of(cursor, "newest"),
-                         ("2026-11-24T10:00:00.000Z", "d/é.wav"))
+                         ("2026-11-24T10:00:00.000Z", "d/é.wav", "rec-b"))
         self.assertEqual(index.order_key_of(cursor, "shortest"),
-                         (3.0, "2026-11-24T10:00:00.000Z", "d/é.wav"))
+                         (3.0, "2026-11-24T10:00:00.000Z", "d/é.wav", "rec-b"))
+
+    def test_hostile_cursors_refused_naming_after(self) -> None:
+        """A cursor no search gave is a ValueError naming "after", whatever
+        it holds: a duration too large for a float, NaN or Infinity (which
+        JSON as Python reads it takes), a cursor without the node (an
+        earlier recsvc's), or a node that is not text."""
+        def cursor(text: str) -> str:
+            return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+        start = '"2026-11-24T10:00:00.000Z"'
+        for text in (f'[{start},1{"0" * 400},"p",""]', f'[{start},NaN,"p",""]',
+                     f'[{start},Infinity,"p",""]', f'[{start},-Infinity,"p",""]',
+                     f'[{start},1e999,"p",""]', f'[{start},1,"p"]', f'[{start},1,"p",7]',
+                     f'[{start},1,"p","",""]'):
+            for order in index.ORDERS:
+                with self.assertRaises(ValueError) as caught:
+                    index.Search(order=order, after=cursor(text))
+                self.assertTrue(str(caught.exception).startswith("after: "), text)
 
 
 class OrderAndCursorOnSqlite(OrderAndCursorTests, OnSqlite, SynchronousTestCase):

@@ -233,7 +233,10 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertIsNone(second["next"])  # the total says this was the last
         longest = yield self.get_json("/api/recordings?order=shortest")
         self.assertEqual([row["id"] for row in longest["recordings"]], ["7", "8"])
-        for query, parameter in (("order=loudest", "order"), ("after=x", "after")):
+        hostile = [f"order={order}&after={cursor}"
+                   for order in ("longest", "newest") for cursor in HOSTILE_CURSORS]
+        for query, parameter in (("order=loudest", "order"), ("after=x", "after"),
+                                 *((query, "after") for query in hostile)):
             response, body = yield self.get(f"/api/recordings?{query}")
             self.assertEqual(response.code, 400, query)
             self.assertIn(parameter, json.loads(body)["error"])
@@ -574,7 +577,16 @@ ROUTES = ("/", "/static/app.js", "/api/recordings", "/api/recordings/7",
           "/metrics", "/api/nothing")
 NASTY_SEGMENTS = ("%00", "%00.css", ".css%00", "%ff", "%c0%ae%c0%ae", "%2e%2e/%2e%2e/etc/passwd",
                   "%2F", "/", "//x", "%5C", "%0d%0aX:%20y", "x" * 5000, "%25", "%", "%zz")
-NASTY_VALUES = ("", "%00", "%ff", "9" * 5000, "-1", "0", "1e999", "-1e999", "nan", "inf",
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+# Cursors no search gave, whose duration no float holds or is none.
+# (With the node, and without it as an earlier recsvc's cursors.)
+HOSTILE_CURSORS = tuple(_cursor(f'["2026-11-24T10:00:00.000Z",{duration},"p"{node}]')
+                        for duration in ("1" + "0" * 400, "NaN", "Infinity", "-Infinity")
+                        for node in (',"n"', ""))
+NASTY_VALUES = HOSTILE_CURSORS + ("", "%00", "%ff", "9" * 5000, "-1", "0", "1e999", "-1e999", "nan", "inf",
                 "99999999999999999999", "-99999999999999999999", "2026-13-45", "2026-02-30",
                 "9999-12-31T23:59:59+23:59", "%27%3B--", "%0d%0a", "x" * 5000, "1_000",
                 "%EF%BC%91")  # (a full-width 1)

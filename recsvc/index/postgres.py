@@ -36,7 +36,6 @@ threads at once, each borrowing its own connection.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Iterator, Sequence
 
@@ -49,7 +48,7 @@ from recsvc.index.backends import CannotOpenIndex, shown
 from recsvc.index.numberplan import digits_of
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
-    like_containing, order_key_of, time_conditions)
+    found_row, like_containing, order_key_of, time_conditions)
 
 SCHEMA_VERSION = 1
 
@@ -196,7 +195,7 @@ class PostgresIndex:
     def search(self, query: Search) -> list[dict[str, Any]]:
         with self.pool.connection() as connection:
             rows = connection.execute(*_page(query)).fetchall()
-        return [dict(json.loads(sidecar), path=path) for path, sidecar in rows]
+        return [found_row(path, sidecar, node) for path, sidecar, node in rows]
 
     def search_all(self, query: Search) -> Iterator[dict[str, Any]]:
         # One statement through a server-side cursor: one state of the
@@ -206,8 +205,8 @@ class PostgresIndex:
             with connection.cursor(name="recsvc_search_all") as cursor:
                 cursor.itersize = ROWS_AT_A_TIME
                 cursor.execute(sql, params)
-                for path, sidecar in cursor:
-                    yield dict(json.loads(sidecar), path=path)
+                for path, sidecar, node in cursor:
+                    yield found_row(path, sidecar, node)
 
     def total(self, query: Search, bound: int) -> Total:
         """Exact up to ``bound``; beyond, an estimate (see the module's
@@ -280,10 +279,11 @@ def _rows_of_time(connection: psycopg.Connection[Any], within: str, params: list
 
 
 def _select(query: Search) -> tuple[str, list[Any]]:
-    """The statement of every row ``query`` finds (paths and sidecars), in
-    its order."""
+    """The statement of every row ``query`` finds (paths, sidecars and
+    nodes), in its order."""
     where, params = _conditions(query)
-    return f"SELECT path, sidecar FROM recordings{where} ORDER BY {_order(query)}", params
+    return (f"SELECT path, sidecar, node FROM recordings{where} ORDER BY {_order(query)}",
+            params)
 
 
 def _page(query: Search) -> tuple[str, list[Any]]:
@@ -294,7 +294,7 @@ def _page(query: Search) -> tuple[str, list[Any]]:
     columns = ", ".join(column for column, _ in _ORDER_BY[query.order])
     found = (f"SELECT id, {columns} FROM recordings{where} ORDER BY {_order(query)} "
              "LIMIT %s OFFSET %s")
-    return (f"SELECT recordings.path, recordings.sidecar FROM ({found}) AS page "
+    return (f"SELECT recordings.path, recordings.sidecar, recordings.node FROM ({found}) AS page "
             f"JOIN recordings USING (id) ORDER BY {_order(query, 'page.')}",
             [*params, query.page_size, (query.page - 1) * query.page_size])
 
@@ -303,10 +303,8 @@ def _conditions(query: Search) -> tuple[str, list[Any]]:
     """The WHERE clause of ``query`` (empty when it asks for everything)."""
     where, params = field_conditions(query, mark="%s")
     if query.after is not None:
-        values = order_key_of(query.after, query.order)
-        # The cursor says no node: the order's columns but the last.
         condition, after_params = after_condition(
-            _ORDER_BY[query.order][:len(values)], values, mark="%s")
+            _ORDER_BY[query.order], order_key_of(query.after, query.order), mark="%s")
         where.append(condition)
         params += after_params
     if query.number is not None:
