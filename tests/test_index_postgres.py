@@ -11,12 +11,13 @@ import io
 import json
 import os
 import threading
+from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.cli.commands import main
 from recsvc.index import store as index
-from recsvc.index.backends import CannotOpenIndex, open_index
+from recsvc.index.backends import CannotOpenIndex, open_index, shown
 from tests.support.builders import sidecar
 from tests.support.indexes import OnPostgres
 from tests.support.sidecars import SidecarRoot
@@ -200,6 +201,49 @@ class OpeningTests(OnPostgres, SynchronousTestCase):
         self.assertNotIn("s3cret", message)
         self.assertIn("postgresql://recsvc:***@127.0.0.1:", message)
         self.assertIn("refused", message)
+
+    def test_cannot_open_never_says_the_password(self) -> None:
+        """Whatever the password holds (#, ?, a space, a % libpq cannot
+        decode, a /), and whether in the user part or a password=
+        parameter, an opening that fails names the URL with the password
+        hidden, and its reason (libpq's, which may quote the URL's parts)
+        never holds the password, raw or percent-decoded."""
+        from tests.support.servers import free_port
+
+        port = free_port()
+        for url, password in (
+                (f"postgresql://rec:pa#ss@127.0.0.1:{port}/db", "pa#ss"),
+                (f"postgresql://rec:pa?ss@127.0.0.1:{port}/db", "pa?ss"),
+                (f"postgresql://rec:my secret@127.0.0.1:{port}/db", "my secret"),
+                (f"postgresql://rec:hunter2%zz@127.0.0.1:{port}/db", "hunter2"),
+                (f"postgresql://rec:pa/ss@127.0.0.1:{port}/db", "pa/ss"),
+                (f"postgresql://rec:s%40cret@127.0.0.1:{port}/db", "s@cret"),
+                (f"postgresql://rec@127.0.0.1:{port}/db?password=hunter2", "hunter2"),
+                (f"postgresql://rec@127.0.0.1:{port}/db?pass%77ord=p%40ss", "p@ss")):
+            with self.assertRaises(CannotOpenIndex) as caught:
+                open_index(url, node="node-a")
+            message = str(caught.exception)
+            for part in (password, quote(password, safe="")):
+                self.assertNotIn(part, message, url)
+            self.assertIn("***", message)
+            self.assertIn(f"@127.0.0.1:{port}/db", message)
+
+    def test_shown_hides_any_password(self) -> None:
+        """shown() keeps the user, hosts, database and parameters of a URL
+        and hides its password, whatever it holds (libpq reads #, ? and a
+        space in it), and a password= parameter's value, however its name
+        is percent-encoded."""
+        for url, expected in (
+                ("postgresql://rec:pa#ss@h/db", "postgresql://rec:***@h/db"),
+                ("postgresql://rec:pa?ss@h:5432/db", "postgresql://rec:***@h:5432/db"),
+                ("postgresql://rec:my secret@h/db", "postgresql://rec:***@h/db"),
+                ("postgresql://rec:a@b@h/db", "postgresql://rec:***@h/db"),
+                ("postgres://rec@h/db?sslmode=require&password=p@ss",
+                 "postgres://rec@h/db?sslmode=require&password=***"),
+                ("postgresql://h/db?pass%77ord=x", "postgresql://h/db?pass%77ord=***"),
+                ("postgresql://rec@h1:5432,h2/db", "postgresql://rec@h1:5432,h2/db"),
+                ("var/recsvc.sqlite3", "var/recsvc.sqlite3")):
+            self.assertEqual(shown(url), expected)
 
     def test_without_pg_trgm_says_what_to_do(self) -> None:
         """A user who may not create pg_trgm in a database without it is

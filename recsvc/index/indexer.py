@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from recsvc.index import store as index
-from recsvc.index.backends import is_postgresql, open_index, shown
+from recsvc.index.backends import is_postgresql, open_index, shown, without_password
 from recsvc.logs import Logger
 from recsvc.storage.folder import sidecar_path
 from recsvc.application.threads import background_pool, start_until_shutdown
@@ -134,7 +134,7 @@ class Indexer:
     def _failed(self, failure: Failure, doing: str) -> None:
         self.log.error("Index ({database}): {doing} failed: {reason}",
                        database=shown(self.database), doing=doing,
-                       reason=failure.getErrorMessage())
+                       reason=without_password(failure.getErrorMessage(), self.database))
 
 
 class NoIndex:

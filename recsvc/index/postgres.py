@@ -44,7 +44,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from zope.interface import implementer
 
-from recsvc.index.backends import CannotOpenIndex, shown
+from recsvc.index.backends import CannotOpenIndex, shown, without_password
 from recsvc.index.numberplan import digits_of
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
@@ -151,7 +151,7 @@ class PostgresIndex:
                 else:
                     prepare(connection, database)
         except psycopg.Error as error:
-            raise CannotOpenIndex(f"{shown(database)}: {_reason(error)}") from None
+            raise CannotOpenIndex(f"{shown(database)}: {_reason(error, database)}") from None
 
         def configure(connection: psycopg.Connection[Any]) -> None:
             connection.read_only = read_only
@@ -164,7 +164,7 @@ class PostgresIndex:
             pool.open(wait=True, timeout=POOL_TIMEOUT)
         except psycopg.Error as error:
             pool.close()
-            raise CannotOpenIndex(f"{shown(database)}: {_reason(error)}") from None
+            raise CannotOpenIndex(f"{shown(database)}: {_reason(error, database)}") from None
         return cls(pool, node)
 
     def close(self) -> None:
@@ -352,9 +352,9 @@ def _trigrams(connection: psycopg.Connection[Any], database: str) -> None:
     except psycopg.Error as error:
         raise CannotOpenIndex(
             f"{shown(database)}: the index needs the pg_trgm extension, which is not in the "
-            f"database and could not be created ({_reason(error)}): have the database's owner "
-            "or a superuser run CREATE EXTENSION pg_trgm in it (PostgreSQL's contrib "
-            "package provides it)") from None
+            f"database and could not be created ({_reason(error, database)}): have the "
+            "database's owner or a superuser run CREATE EXTENSION pg_trgm in it "
+            "(PostgreSQL's contrib package provides it)") from None
 
 
 def schema_version(connection: psycopg.Connection[Any]) -> int:
@@ -390,7 +390,7 @@ def _check_version(connection: psycopg.Connection[Any], database: str) -> None:
             "next opens it")
 
 
-def _reason(error: psycopg.Error) -> str:
-    """What a psycopg error says, on one line (libpq's messages never hold
-    the password)."""
-    return " ".join(str(error).split()) or type(error).__name__
+def _reason(error: psycopg.Error, database: str) -> str:
+    """What a psycopg error says, on one line, without ``database``'s
+    password (a URL libpq cannot read is quoted in its message)."""
+    return without_password(" ".join(str(error).split()), database) or type(error).__name__
