@@ -18,6 +18,7 @@ from recsvc.index import sqlite as sqlite_index
 from recsvc.index import store as index
 from recsvc.index.sqlite import SqliteIndex
 from recsvc.cli.commands import main
+from recsvc.storage import folder
 from tests.support.builders import sidecar
 from tests.support.sidecars import SidecarRoot, sidecar_name
 
@@ -432,6 +433,36 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(status, 1)
         self.assertIn("1 recordings indexed", out)
         self.assertIn("broken.json: not indexed: not JSON", err)
+
+    def test_reindex_of_a_root_without_sidecars_forgets_nothing(self) -> None:
+        """`recsvc reindex` over a root that has no sidecar (a disk not
+        mounted) while the index has recordings keeps them, says why and
+        exits 1; over a root it cannot list, it says so and exits 1, the
+        index as it was (never a traceback)."""
+        self.root.write(sidecar("1"))
+        self.assertEqual(self.run_command("reindex")[0], 0)
+        real = os.path.abspath(self.root.root)
+        os.rename(real, real + ".unmounted")
+        os.makedirs(real)
+        status, out, err = self.run_command("reindex")
+        self.assertEqual(status, 1)
+        self.assertIn("0 gone from the index", out)
+        self.assertIn("they are kept", err)
+        scandir = os.scandir
+
+        def refused(path: str):
+            if os.path.abspath(path) == real:
+                raise PermissionError(13, "Permission denied", path)
+            return scandir(path)
+
+        self.patch(folder.os, "scandir", refused)
+        status, out, err = self.run_command("reindex")
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("cannot read the recordings folder", err)
+        self.assertIn("Permission denied; the index is left as it was", err)
+        self.patch(folder.os, "scandir", scandir)
+        status, out, _ = self.run_command("search", "--json")
+        self.assertEqual([row["id"] for row in json.loads(out)["recordings"]], ["1"])
 
     def test_check_config(self) -> None:
         """`recsvc check-config` says OK for a good config, and fails naming

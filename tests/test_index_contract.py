@@ -18,6 +18,7 @@ from recsvc.devices import device_key
 from recsvc.index import sqlite as sqlite_index
 from recsvc.index import store as index
 from recsvc.index.numberplan import NumberPlan
+from recsvc.storage import folder
 from tests.support.builders import sidecar
 from tests.support.indexes import OnPostgres, OnSqlite
 from tests.support.sidecars import SidecarRoot, sidecar_name
@@ -241,6 +242,56 @@ class CatchUpTests(IndexTestsMixin):
         index.catch_up(self.connection, self.root.root)
         done = index.catch_up(self.connection, self.root.root, full=True)
         self.assertEqual((done.added, done.unchanged), (1, 0))
+
+    def test_a_root_that_cannot_be_listed_forgets_nothing(self) -> None:
+        """A storage root that cannot be listed (gone, or one this user may
+        not read) raises its OSError, and nothing is forgotten."""
+        self.root.write(sidecar("1"))
+        index.catch_up(self.connection, self.root.root)
+        real = os.path.abspath(self.root.root)
+        scandir = os.scandir
+
+        def refused(path: str):
+            if os.path.abspath(path) == real:
+                raise PermissionError(13, "Permission denied", path)
+            return scandir(path)
+
+        os.rename(real, real + ".moved")
+        self.assertRaises(FileNotFoundError, index.catch_up, self.connection, self.root.root,
+                          full=True)
+        self.assertEqual(self.ids(), ["1"])
+        os.rename(real + ".moved", real)
+        self.patch(folder.os, "scandir", refused)
+        self.assertRaises(PermissionError, index.catch_up, self.connection, self.root.root)
+        self.assertEqual(self.ids(), ["1"])
+
+    def test_no_sidecar_at_all_forgets_nothing(self) -> None:
+        """A root without a sidecar that can be indexed (a disk not
+        mounted: the service made an empty root; sidecars this user may
+        not read), while the index holds the node's recordings, forgets
+        none of them and says why; once one is there again, those gone
+        are forgotten."""
+        self.root.write(sidecar("1"))
+        self.root.write(sidecar("2"), folder="00a859000002/2026/11/24")
+        index.catch_up(self.connection, self.root.root)
+        real = os.path.abspath(self.root.root)
+        os.rename(real, real + ".unmounted")
+        os.makedirs(real)
+        for full in (False, True):
+            done = index.catch_up(self.connection, self.root.root, full=full)
+            self.assertEqual((done.added, done.removed), (0, 0))
+            self.assertIn("kept", done.kept)
+            self.assertEqual(sorted(self.ids()), ["1", "2"])
+        with open(os.path.join(real, "unreadable.json"), "w") as handle:
+            handle.write("{")
+        done = index.catch_up(self.connection, self.root.root)
+        self.assertEqual((done.removed, len(done.skipped)), (0, 1))
+        self.assertIsNotNone(done.kept)
+        os.unlink(os.path.join(real, "unreadable.json"))
+        self.root.write(sidecar("3"))
+        done = index.catch_up(self.connection, self.root.root)
+        self.assertEqual((done.added, done.removed, done.kept), (1, 2, None))
+        self.assertEqual(self.ids(), ["3"])
 
     def test_unreadable_skipped_with_reason_unfinished_left_alone(self) -> None:
         """Sidecars that are not JSON or not indexable are skipped and named

@@ -111,6 +111,28 @@ class IndexerContract:
         self.assertEqual((again.added, again.removed, again.unchanged), (0, 1, 1))
         self.assertEqual(await self.ids(indexer), ["2"])
 
+    async def test_contract_a_root_unmounted_or_unreadable_forgets_nothing(self) -> None:
+        """
+        A catch-up over a root without any sidecar (the service started
+        before its disk was mounted) keeps the recordings and logs why; over
+        a root it cannot list, it fails, logged, and keeps them too.
+        """
+        indexer = self.started()
+        write_sidecar(self.root, "1")
+        write_sidecar(self.root, "2")
+        await indexer.catch_up()
+        os.rename(self.root, self.root + ".unmounted")
+        os.makedirs(self.root)
+        result = await indexer.catch_up()
+        self.assertEqual((result.removed, len(self.errors)), (0, 1))
+        self.assertIn("they are kept", self.errors[0])
+        self.assertEqual(await self.ids(indexer), ["2", "1"])
+        os.rmdir(self.root)
+        self.assertIsNone(await indexer.catch_up())
+        self.assertEqual(len(self.errors), 2)
+        self.assertIn("No such file or directory", self.errors[1])
+        self.assertEqual(await self.ids(indexer), ["2", "1"])
+
     async def test_contract_bad_sidecar_logged(self) -> None:
         """
         A finished file whose sidecar cannot be indexed is logged, never

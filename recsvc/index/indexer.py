@@ -129,6 +129,8 @@ class Indexer:
                       added=result.added, removed=result.removed, unchanged=result.unchanged)
         for path, reason in result.skipped:
             self.log.warn("Index: {sidecar} not indexed: {reason}", sidecar=path, reason=reason)
+        if result.kept is not None:
+            self.log.error("Index: files not forgotten: {reason}", reason=result.kept)
         return result
 
     def _failed(self, failure: Failure, doing: str) -> None:

@@ -454,12 +454,22 @@ class CaughtUp:
     unchanged: int
     # Sidecars that could not be indexed: (path under the root, why).
     skipped: tuple[tuple[str, str], ...]
+    # Why the files not found were kept in the index, not forgotten (None:
+    # those gone were forgotten).
+    kept: str | None = None
 
 
 def catch_up(found_in: Any, root: str, full: bool = False) -> CaughtUp:
     """Make the index match the finished recordings' sidecars under
     ``root``: index those it lacks (or that changed since), forget the
-    files that are gone. ``full``: read every sidecar again."""
+    files that are gone. ``full``: read every sidecar again.
+
+    A root that cannot be listed raises its OSError, and nothing is
+    forgotten; nor when no sidecar at all is found there while the index
+    holds this node's recordings: a disk not mounted (the service makes
+    an empty root), or a root this user may not read, looks so, and
+    forgetting them would take every recording out of a shared index
+    (``kept`` says why)."""
     indexed = found_in.indexed()
     found: set[str] = set()
     unchanged = 0
@@ -488,6 +498,13 @@ def catch_up(found_in: Any, root: str, full: bool = False) -> CaughtUp:
     if waiting:
         found_in.put(waiting)
     gone = [path for path in indexed if path not in found]
+    if gone and not found:
+        return CaughtUp(added, 0, unchanged, tuple(skipped), kept=(
+            f"no sidecar could be indexed under {root}, where the index has {len(gone)} "
+            "recordings of this node: they are kept, as a disk not mounted or a folder this "
+            "user cannot read looks so (if they are all gone indeed, forget them by indexing "
+            "anew: an SQLite index moved aside, a PostgreSQL index's rows of this node "
+            "deleted)"))
     if gone:
         found_in.remove(gone)
     return CaughtUp(added, len(gone), unchanged, tuple(skipped))
@@ -512,7 +529,7 @@ def _sidecars(root: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, 
     def found_link(path: str) -> None:
         skipped.append((os.path.relpath(path, root), LINK_SKIPPED))
 
-    for folder, files in walk_files(root, found_link):
+    for folder, files in walk_files(root, found_link, root_listed=True):
         for name in sorted(files):
             if not name.endswith(".json") or name.startswith("."):
                 continue
