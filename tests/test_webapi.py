@@ -10,6 +10,7 @@ import io
 import json
 import os
 import random
+import sqlite3
 import sys
 from typing import Any
 
@@ -21,7 +22,7 @@ from twisted.internet.task import Clock
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -33,6 +34,7 @@ from recsvc.media import g711
 from recsvc.web import auth as httpauth
 
 from recsvc.index import store as index
+from recsvc.index.backends import CannotOpenIndex
 from recsvc.index.sqlite import SqliteIndex
 
 from recsvc.web import playback
@@ -187,6 +189,44 @@ class HttpTestsMixin:
                 answered.callback(b"".join(received))
         ClientCreator(reactor, Client).connectTCP("127.0.0.1", self.listening.getHost().port)
         return answered
+
+
+class IndexOutageTests(HttpTestsMixin, TestCase):
+    """An index that cannot be reached (its database down) is a 503 saying
+    so, logged a line per cause a minute, never as a bug."""
+
+    @inlineCallbacks
+    def test_a_503_logged_once_a_minute(self) -> None:
+        """Searches and a recording's files are answered 503 with the
+        cause; the log has one error line per cause a minute (the next
+        saying how many it stood for), and no failure (traceback)."""
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        causes = [sqlite3.OperationalError("database is locked"),
+                  CannotOpenIndex("postgresql://rec@db/x: connection refused")]
+
+        def unreachable(*args: Any) -> None:
+            raise causes[0]
+
+        self.patch(SqliteIndex, "search", unreachable)
+        for path in ("/api/recordings?number=138", "/api/recordings/7",
+                     "/api/recordings/7/audio"):
+            error = yield self.get_json(path, 503)
+            self.assertEqual(error, {"error": "the index cannot be reached: database is locked"})
+        self.clock.advance(61)
+        yield self.get_json("/api/recordings", 503)
+        causes.pop(0)
+        error = yield self.get_json("/api/recordings", 503)
+        self.assertIn("connection refused", error["error"])
+        said = [formatEvent(event) for event in events
+                if event.get("log_level") is not None and event["log_level"].name == "error"]
+        self.assertEqual(len(said), 3, said)
+        self.assertIn("the index cannot be reached: database is locked", said[0])
+        self.assertNotIn("more requests", said[0])
+        self.assertIn("(2 more requests failed so in the minute before)", said[1])
+        self.assertIn("connection refused", said[2])
+        self.assertEqual([event for event in events if "log_failure" in event], [])
 
 
 class ApiTests(HttpTestsMixin, TestCase):

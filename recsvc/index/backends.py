@@ -87,14 +87,15 @@ class CannotOpenIndex(Exception):
 
 
 def open_index(database: str, read_only: bool = False, node: str = "",
-               connections: int = 2) -> Any:
+               connections: int = 2, wait: float | None = None) -> Any:
     """The index (an IIndex) at ``database``, opened (and, unless
     ``read_only``, created or migrated) for the recorder node ``node``:
     what it indexes, and what `catch_up` sees and forgets, is that node's
     own (a shared PostgreSQL index holds every node's; an SQLite file is
     one node's). A PostgreSQL index keeps a pool of up to ``connections``
     connections, for as many threads at once (an SQLite index is used by
-    one thread at a time). Raises CannotOpenIndex."""
+    one thread at a time), each waited for ``wait`` seconds at most (None:
+    the backend's default). Raises CannotOpenIndex."""
     if is_postgresql(database):
         try:
             from recsvc.index.postgres import PostgresIndex
@@ -102,8 +103,9 @@ def open_index(database: str, read_only: bool = False, node: str = "",
             raise CannotOpenIndex(
                 f"{shown(database)}: a PostgreSQL index needs psycopg 3 and psycopg_pool "
                 f"(pip install 'recsvc[postgresql]'): {error}") from None
+        waiting = {} if wait is None else {"wait": wait}
         return PostgresIndex.open(database, read_only=read_only, node=node,
-                                  connections=connections)
+                                  connections=connections, **waiting)
     from recsvc.index.sqlite import SqliteIndex
 
     try:

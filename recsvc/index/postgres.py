@@ -136,11 +136,12 @@ class PostgresIndex:
 
     @classmethod
     def open(cls, database: str, read_only: bool = False, node: str = "",
-             connections: int = 2) -> "PostgresIndex":
+             connections: int = 2, wait: float = POOL_TIMEOUT) -> "PostgresIndex":
         """Open the index at the URL ``database`` with a pool of at most
-        ``connections`` connections: created or migrated to this schema
-        unless ``read_only`` (then it must be at this schema already).
-        Raises CannotOpenIndex, saying which database and why."""
+        ``connections`` connections, each borrowed within ``wait`` seconds
+        or a PoolTimeout (a psycopg.Error): created or migrated to this
+        schema unless ``read_only`` (then it must be at this schema
+        already). Raises CannotOpenIndex, saying which database and why."""
         if not read_only and not node:
             raise CannotOpenIndex(f"{shown(database)}: writing to a shared index needs the "
                                   "node's name (node in the config)")
@@ -157,7 +158,7 @@ class PostgresIndex:
             connection.read_only = read_only
 
         pool = ConnectionPool(
-            database, min_size=1, max_size=max(1, connections), timeout=POOL_TIMEOUT,
+            database, min_size=1, max_size=max(1, connections), timeout=wait,
             kwargs={"prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT},
             configure=configure, num_workers=1, name="recsvc-index", open=False)
         try:
