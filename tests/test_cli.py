@@ -6,9 +6,11 @@ same way by ``search`` and ``status``."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import socket
@@ -226,6 +228,20 @@ class OptionErrorTests(CommandCase):
             self.assert_option_error(["search", "-c", self.config, *argv], expected, internal)
         self.assert_option_error(["export", "-c", self.config, "--until", "someday"],
                                "--until: 'someday' is not a date")
+
+    def test_a_hostile_cursor(self) -> None:
+        """--after with a cursor no search gave (a duration no float holds,
+        NaN, Infinity) is an option error naming --after, in any order,
+        never a traceback."""
+        index_calls(self.database, [call(1)])
+        for duration, node in itertools.product(("1" + "0" * 400, "NaN", "Infinity"),
+                                                (',"n"', "")):
+            cursor = base64.urlsafe_b64encode(
+                f'["2026-11-24T10:00:00.000Z",{duration},"p"{node}]'.encode()).decode()
+            for order in ("longest", "newest"):
+                self.assert_option_error(
+                    ["search", "-c", self.config, "--order", order, "--after", cursor],
+                    "--after: ", "Traceback")
 
     def test_other_commands_options(self) -> None:
         """status's --timeout, --url and --user, convert's -o/--output-dir."""

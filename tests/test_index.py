@@ -18,6 +18,7 @@ from recsvc.index import sqlite as sqlite_index
 from recsvc.index import store as index
 from recsvc.index.sqlite import SqliteIndex
 from recsvc.cli.commands import main
+from recsvc.storage import folder
 from tests.support.builders import sidecar
 from tests.support.sidecars import SidecarRoot, sidecar_name
 
@@ -185,6 +186,19 @@ class SqliteIndexTests(SynchronousTestCase):
         [(stored,)] = self.connection.sqlite.execute(
             "SELECT device FROM recordings WHERE recording_id = 'd'").fetchall()
         self.assertEqual(stored, "sep-desk-7")
+
+    def test_opened_without_a_node_an_old_sidecar_names_none(self) -> None:
+        """Opened without a node's name, the index gives a sidecar that
+        names no node as it is (without one); opened read-only for a node,
+        as that node's."""
+        data = sidecar("old")
+        index.add(self.connection, index.entry_from_sidecar(data, sidecar_name(data), 0))
+        [row] = index.search(self.connection, index.Search())
+        self.assertNotIn("node", row)
+        reading = SqliteIndex.open(self.database, read_only=True, node="rec-a")
+        self.addCleanup(reading.close)
+        [row] = index.search(reading, index.Search())
+        self.assertEqual(row["node"], "rec-a")
 
     def test_schema_of_a_newer_version_refused(self) -> None:
         """An index of a newer schema version (a later recsvc's) is refused,
@@ -356,8 +370,8 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual((status, out.split()[-2:]), (0, ["1", "-"]))
         [shown] = json.loads(self.run_command("show", "1")[1])
         self.assertEqual((shown["file"], shown["path"]), (None, None))
-        [_, cells] = list(csv.reader(io.StringIO(self.run_command("export")[1])))
-        self.assertEqual(cells[-1], "")
+        [columns, cells] = list(csv.reader(io.StringIO(self.run_command("export")[1])))
+        self.assertEqual(cells[columns.index("path")], "")
 
     def test_search_and_export_by_either_form(self) -> None:
         """With numbers.country_code and numbers.trunk_prefix in the config,
@@ -419,6 +433,36 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(status, 1)
         self.assertIn("1 recordings indexed", out)
         self.assertIn("broken.json: not indexed: not JSON", err)
+
+    def test_reindex_of_a_root_without_sidecars_forgets_nothing(self) -> None:
+        """`recsvc reindex` over a root that has no sidecar (a disk not
+        mounted) while the index has recordings keeps them, says why and
+        exits 1; over a root it cannot list, it says so and exits 1, the
+        index as it was (never a traceback)."""
+        self.root.write(sidecar("1"))
+        self.assertEqual(self.run_command("reindex")[0], 0)
+        real = os.path.abspath(self.root.root)
+        os.rename(real, real + ".unmounted")
+        os.makedirs(real)
+        status, out, err = self.run_command("reindex")
+        self.assertEqual(status, 1)
+        self.assertIn("0 gone from the index", out)
+        self.assertIn("they are kept", err)
+        scandir = os.scandir
+
+        def refused(path: str):
+            if os.path.abspath(path) == real:
+                raise PermissionError(13, "Permission denied", path)
+            return scandir(path)
+
+        self.patch(folder.os, "scandir", refused)
+        status, out, err = self.run_command("reindex")
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("cannot read the recordings folder", err)
+        self.assertIn("Permission denied; the index is left as it was", err)
+        self.patch(folder.os, "scandir", scandir)
+        status, out, _ = self.run_command("search", "--json")
+        self.assertEqual([row["id"] for row in json.loads(out)["recordings"]], ["1"])
 
     def test_check_config(self) -> None:
         """`recsvc check-config` says OK for a good config, and fails naming

@@ -11,12 +11,13 @@ import io
 import json
 import os
 import threading
+from urllib.parse import quote
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.cli.commands import main
 from recsvc.index import store as index
-from recsvc.index.backends import CannotOpenIndex, open_index
+from recsvc.index.backends import CannotOpenIndex, open_index, shown
 from tests.support.builders import sidecar
 from tests.support.indexes import OnPostgres
 from tests.support.sidecars import SidecarRoot
@@ -78,6 +79,35 @@ class TwoNodesTests(OnPostgres, SynchronousTestCase):
         self.node_a.remove([path])
         [left] = index.search(self.node_b, index.Search(recording_id="same"))
         self.assertEqual((left["node"], left["duration_s"]), ("node-b", 7.0))
+
+    def test_pages_after_a_cursor_give_both_nodes_rows_of_one_path(self) -> None:
+        """Two nodes' recordings of the same start and path (ordered by
+        node after the path) are both found page after page, after each
+        page's cursor, in every order."""
+        for root, found_in, node in ((self.root_a, self.node_a, "node-a"),
+                                     (self.root_b, self.node_b, "node-b")):
+            root.write(sidecar("same", node=node))
+            index.catch_up(found_in, root.root)
+        for order in index.ORDERS:
+            page = index.page_of(self.node_a, index.Search(page_size=1, order=order))
+            self.assertEqual((page.total, len(page.rows)), (index.Total(2, True), 1))
+            second = index.page_of(self.node_a, index.Search(page_size=1, order=order,
+                                                             after=page.next))
+            self.assertEqual(sorted(row["node"] for row in page.rows + second.rows),
+                             ["node-a", "node-b"], order)
+            self.assertIsNone(second.next)
+
+    def test_an_old_sidecars_node_is_the_indexing_nodes(self) -> None:
+        """A sidecar from before nodes had names is found, on any node, as
+        the recording of the node that indexed it (the row's key), not of
+        the node searching: another node's is played from the archive."""
+        self.root_b.write(sidecar("old"))  # (the builder's sidecars name no node)
+        index.catch_up(self.node_b, self.root_b.root)
+        for found_in in (self.node_a, self.node_b):
+            [row] = index.search(found_in, index.Search())
+            self.assertEqual(row["node"], "node-b")
+            [row] = index.search_all(found_in, index.Search())
+            self.assertEqual(row["node"], "node-b")
 
     def test_writing_needs_the_node(self) -> None:
         """An index opened to write names its node; without one it is
@@ -171,6 +201,49 @@ class OpeningTests(OnPostgres, SynchronousTestCase):
         self.assertNotIn("s3cret", message)
         self.assertIn("postgresql://recsvc:***@127.0.0.1:", message)
         self.assertIn("refused", message)
+
+    def test_cannot_open_never_says_the_password(self) -> None:
+        """Whatever the password holds (#, ?, a space, a % libpq cannot
+        decode, a /), and whether in the user part or a password=
+        parameter, an opening that fails names the URL with the password
+        hidden, and its reason (libpq's, which may quote the URL's parts)
+        never holds the password, raw or percent-decoded."""
+        from tests.support.servers import free_port
+
+        port = free_port()
+        for url, password in (
+                (f"postgresql://rec:pa#ss@127.0.0.1:{port}/db", "pa#ss"),
+                (f"postgresql://rec:pa?ss@127.0.0.1:{port}/db", "pa?ss"),
+                (f"postgresql://rec:my secret@127.0.0.1:{port}/db", "my secret"),
+                (f"postgresql://rec:hunter2%zz@127.0.0.1:{port}/db", "hunter2"),
+                (f"postgresql://rec:pa/ss@127.0.0.1:{port}/db", "pa/ss"),
+                (f"postgresql://rec:s%40cret@127.0.0.1:{port}/db", "s@cret"),
+                (f"postgresql://rec@127.0.0.1:{port}/db?password=hunter2", "hunter2"),
+                (f"postgresql://rec@127.0.0.1:{port}/db?pass%77ord=p%40ss", "p@ss")):
+            with self.assertRaises(CannotOpenIndex) as caught:
+                open_index(url, node="node-a")
+            message = str(caught.exception)
+            for part in (password, quote(password, safe="")):
+                self.assertNotIn(part, message, url)
+            self.assertIn("***", message)
+            self.assertIn(f"@127.0.0.1:{port}/db", message)
+
+    def test_shown_hides_any_password(self) -> None:
+        """shown() keeps the user, hosts, database and parameters of a URL
+        and hides its password, whatever it holds (libpq reads #, ? and a
+        space in it), and a password= parameter's value, however its name
+        is percent-encoded."""
+        for url, expected in (
+                ("postgresql://rec:pa#ss@h/db", "postgresql://rec:***@h/db"),
+                ("postgresql://rec:pa?ss@h:5432/db", "postgresql://rec:***@h:5432/db"),
+                ("postgresql://rec:my secret@h/db", "postgresql://rec:***@h/db"),
+                ("postgresql://rec:a@b@h/db", "postgresql://rec:***@h/db"),
+                ("postgres://rec@h/db?sslmode=require&password=p@ss",
+                 "postgres://rec@h/db?sslmode=require&password=***"),
+                ("postgresql://h/db?pass%77ord=x", "postgresql://h/db?pass%77ord=***"),
+                ("postgresql://rec@h1:5432,h2/db", "postgresql://rec@h1:5432,h2/db"),
+                ("var/recsvc.sqlite3", "var/recsvc.sqlite3")):
+            self.assertEqual(shown(url), expected)
 
     def test_without_pg_trgm_says_what_to_do(self) -> None:
         """A user who may not create pg_trgm in a database without it is

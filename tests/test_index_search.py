@@ -3,6 +3,7 @@ totals; each test case runs against every backend (tests/support/indexes.py)."""
 
 from __future__ import annotations
 
+import base64
 import os
 
 from hypothesis import HealthCheck, given, settings
@@ -133,6 +134,26 @@ class TotalTests:
             self.assertLessEqual(abs(total.count - truth), truth // 2, (search, total))
 
 
+    def test_a_days_estimate_counts_that_day(self) -> None:
+        """Past the bound, a search of one day (until: its end, the next
+        midnight, exclusive) estimates from that day's recordings, not the
+        next day's too."""
+        found_in = self.open_test_index()
+        for day in ("24", "25"):
+            for i in range(40):
+                _add(found_in, sidecar(f"{day}-{i}", started_at=f"2026-11-{day}T10:00:{i:02}.000Z"))
+        for search in (index.Search(since="2026-11-24", until="2026-11-24"),
+                       index.Search(since="2026-11-24", until="2026-11-25T00:00:00Z")):
+            total = index.total(found_in, search, bound=5)
+            self.assertFalse(total.exact)
+            self.assertLessEqual(abs(total.count - 40), 4, (search, total))
+        # An until within a day takes in that day's recordings before it.
+        total = index.total(found_in, index.Search(since="2026-11-24",
+                                                   until="2026-11-25T10:00:20Z"), bound=5)
+        self.assertFalse(total.exact)
+        self.assertGreater(total.count, 40)
+
+
 class SearchValidationTests(SynchronousTestCase):
     def test_order_and_cursor_checked(self) -> None:
         """An order that is none of the four, or a cursor no search gave,
@@ -144,15 +165,33 @@ class SearchValidationTests(SynchronousTestCase):
             self.assertTrue(str(caught.exception).startswith(field + ":"), caught.exception)
 
     def test_cursor_round_trip(self) -> None:
-        """A cursor gives back the row's start (in UTC), duration and path,
-        for each order the columns it sorts by."""
+        """A cursor gives back the row's start (in UTC), duration, path and
+        node, for each order the columns it sorts by."""
         row = dict(sidecar("1", started_at="2026-11-24T11:00:00+01:00", duration_s=3),
-                   path="d/é.wav")
+                   path="d/é.wav", node="rec-b")
         cursor = index.cursor_of(row)
         self.assertEqual(index.order_key_of(cursor, "newest"),
-                         ("2026-11-24T10:00:00.000Z", "d/é.wav"))
+                         ("2026-11-24T10:00:00.000Z", "d/é.wav", "rec-b"))
         self.assertEqual(index.order_key_of(cursor, "shortest"),
-                         (3.0, "2026-11-24T10:00:00.000Z", "d/é.wav"))
+                         (3.0, "2026-11-24T10:00:00.000Z", "d/é.wav", "rec-b"))
+
+    def test_hostile_cursors_refused_naming_after(self) -> None:
+        """A cursor no search gave is a ValueError naming "after", whatever
+        it holds: a duration too large for a float, NaN or Infinity (which
+        JSON as Python reads it takes), a cursor without the node (an
+        earlier recsvc's), or a node that is not text."""
+        def cursor(text: str) -> str:
+            return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+        start = '"2026-11-24T10:00:00.000Z"'
+        for text in (f'[{start},1{"0" * 400},"p",""]', f'[{start},NaN,"p",""]',
+                     f'[{start},Infinity,"p",""]', f'[{start},-Infinity,"p",""]',
+                     f'[{start},1e999,"p",""]', f'[{start},1,"p"]', f'[{start},1,"p",7]',
+                     f'[{start},1,"p","",""]'):
+            for order in index.ORDERS:
+                with self.assertRaises(ValueError) as caught:
+                    index.Search(order=order, after=cursor(text))
+                self.assertTrue(str(caught.exception).startswith("after: "), text)
 
 
 class OrderAndCursorOnSqlite(OrderAndCursorTests, OnSqlite, SynchronousTestCase):

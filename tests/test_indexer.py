@@ -7,16 +7,19 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import sqlite3
 from typing import Any
 
 import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
-from twisted.logger import globalLogPublisher
+from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from recsvc.index import store as index
 from recsvc.index.indexer import Indexer, NoIndex
+from recsvc.index.sqlite import SqliteIndex
 from recsvc.testing import FakeIndexer
 
 FOLDER = "00a859000001/2026/11/24"
@@ -111,6 +114,28 @@ class IndexerContract:
         self.assertEqual((again.added, again.removed, again.unchanged), (0, 1, 1))
         self.assertEqual(await self.ids(indexer), ["2"])
 
+    async def test_contract_a_root_unmounted_or_unreadable_forgets_nothing(self) -> None:
+        """
+        A catch-up over a root without any sidecar (the service started
+        before its disk was mounted) keeps the recordings and logs why; over
+        a root it cannot list, it fails, logged, and keeps them too.
+        """
+        indexer = self.started()
+        write_sidecar(self.root, "1")
+        write_sidecar(self.root, "2")
+        await indexer.catch_up()
+        os.rename(self.root, self.root + ".unmounted")
+        os.makedirs(self.root)
+        result = await indexer.catch_up()
+        self.assertEqual((result.removed, len(self.errors)), (0, 1))
+        self.assertIn("they are kept", self.errors[0])
+        self.assertEqual(await self.ids(indexer), ["2", "1"])
+        os.rmdir(self.root)
+        self.assertIsNone(await indexer.catch_up())
+        self.assertEqual(len(self.errors), 2)
+        self.assertIn("No such file or directory", self.errors[1])
+        self.assertEqual(await self.ids(indexer), ["2", "1"])
+
     async def test_contract_bad_sidecar_logged(self) -> None:
         """
         A finished file whose sidecar cannot be indexed is logged, never
@@ -193,6 +218,77 @@ class PostgresIndexerContractTests(IndexerContract, TestCase):
 class FakeIndexerContractTests(IndexerContract, TestCase):
     def make_indexer(self, root: str) -> Indexer:
         return FakeIndexer(root=root)
+
+
+@attrs.define
+class ThreadResultsAndClock(ThreadResults):
+    """ThreadResults whose delayed calls wait for ``clock``."""
+
+    clock: Clock = attrs.field(factory=Clock)
+
+    def callLater(self, delay: float, f: Any, *args: Any) -> Any:
+        return self.clock.callLater(delay, f, *args)
+
+
+@attrs.define
+class FlakyIndex:
+    """An index whose ``put`` fails (as a database that cannot be
+    reached) the next ``failures`` times, then works."""
+
+    found_in: Any
+    failures: int
+
+    def put(self, entries: Any) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("the database cannot be reached")
+        self.found_in.put(entries)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.found_in, name)
+
+
+class RetryTests(TestCase):
+    """A finished file the index's database failed to take (an outage) is
+    indexed again later, without a restart: after RETRY_AFTER seconds,
+    then twice as long each time it fails again."""
+
+    async def test_indexed_once_the_database_is_back(self) -> None:
+        """The file is tried again after 5 s, then 10 s; once the database
+        takes it, it is found. A sidecar that is not indexable is not
+        tried again."""
+        root = self.mktemp()
+        os.makedirs(root)
+        results = ThreadResultsAndClock()
+        self.addCleanup(results.shut_down)
+        real = SqliteIndex.open(os.path.join(self.mktemp(), "index.sqlite"))
+        flaky = FlakyIndex(real, failures=2)
+        indexer = Indexer("unused.sqlite", root, results, connection=flaky)
+        indexer.start()
+        errors: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_level") is not None and event["log_level"].name == "error":
+                errors.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.assertIsNone(await indexer.file_finished(write_sidecar(root, "1")))
+        self.assertIsNone(await indexer.file_finished(write_sidecar(root, "2", started_at="x")))
+        self.assertEqual(len(errors), 2)
+        self.assertEqual(index.search(real, index.Search()), [])
+        [waiting] = results.clock.getDelayedCalls()
+        self.assertEqual(waiting.getTime(), 5.0)
+        results.clock.advance(5)
+        await indexer.run(lambda found_in: None)  # (the retry's job is done)
+        self.assertIn("1 finished files not indexed yet, tried again in 10 s", errors[-1])
+        [waiting] = results.clock.getDelayedCalls()
+        self.assertEqual(waiting.getTime(), 15.0)
+        results.clock.advance(10)
+        await indexer.run(lambda found_in: None)
+        self.assertEqual([row["id"] for row in index.search(real, index.Search())], ["1"])
+        self.assertEqual(results.clock.getDelayedCalls(), [])
+        self.assertEqual(len(errors), 3)
 
 
 class NoIndexTests(SynchronousTestCase):

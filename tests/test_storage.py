@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import struct
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -420,6 +421,30 @@ class WalkFilesTests(StorageTestCase):
                                   ("b", ["x.wav"])])
         self.assertEqual(sorted(os.path.relpath(link, root) for link in links),
                          ["a/elsewhere", "b/link.wav"])
+
+
+    def test_a_root_that_cannot_be_listed(self) -> None:
+        """A root that cannot be listed (gone, or not readable) is left out
+        as any folder is, walking nothing (recovery, retention, the
+        archive's journal); with ``root_listed`` its OSError is raised
+        (the index's catch-up, which would forget what it does not find)."""
+        missing = os.path.abspath(self.mktemp())
+        self.assertEqual(list(storage_module.walk_files(missing, print)), [])
+        with self.assertRaises(FileNotFoundError):
+            list(storage_module.walk_files(missing, print, root_listed=True))
+        root = os.path.abspath(self.make_root())
+        os.makedirs(os.path.join(root, "a"))
+        scandir = os.scandir
+
+        def refused(path: str) -> Any:
+            if path == root:
+                raise PermissionError(13, "Permission denied", path)
+            return scandir(path)
+
+        self.patch(storage_module.os, "scandir", refused)
+        self.assertEqual(list(storage_module.walk_files(root, print)), [])
+        with self.assertRaises(PermissionError):
+            list(storage_module.walk_files(root, print, root_listed=True))
 
 
 class FullDiskSidecarTests(StorageTestCase):

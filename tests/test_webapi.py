@@ -10,6 +10,7 @@ import io
 import json
 import os
 import random
+import sqlite3
 import sys
 from typing import Any
 
@@ -21,7 +22,7 @@ from twisted.internet.task import Clock
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.internet.threads import deferToThread
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
@@ -33,6 +34,7 @@ from recsvc.media import g711
 from recsvc.web import auth as httpauth
 
 from recsvc.index import store as index
+from recsvc.index.backends import CannotOpenIndex
 from recsvc.index.sqlite import SqliteIndex
 
 from recsvc.web import playback
@@ -196,6 +198,44 @@ class HttpTestsMixin:
         return answered
 
 
+class IndexOutageTests(HttpTestsMixin, TestCase):
+    """An index that cannot be reached (its database down) is a 503 saying
+    so, logged a line per cause a minute, never as a bug."""
+
+    @inlineCallbacks
+    def test_a_503_logged_once_a_minute(self) -> None:
+        """Searches and a recording's files are answered 503 with the
+        cause; the log has one error line per cause a minute (the next
+        saying how many it stood for), and no failure (traceback)."""
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        causes = [sqlite3.OperationalError("database is locked"),
+                  CannotOpenIndex("postgresql://rec@db/x: connection refused")]
+
+        def unreachable(*args: Any) -> None:
+            raise causes[0]
+
+        self.patch(SqliteIndex, "search", unreachable)
+        for path in ("/api/recordings?number=138", "/api/recordings/7",
+                     "/api/recordings/7/audio"):
+            error = yield self.get_json(path, 503)
+            self.assertEqual(error, {"error": "the index cannot be reached: database is locked"})
+        self.clock.advance(61)
+        yield self.get_json("/api/recordings", 503)
+        causes.pop(0)
+        error = yield self.get_json("/api/recordings", 503)
+        self.assertIn("connection refused", error["error"])
+        said = [formatEvent(event) for event in events
+                if event.get("log_level") is not None and event["log_level"].name == "error"]
+        self.assertEqual(len(said), 3, said)
+        self.assertIn("the index cannot be reached: database is locked", said[0])
+        self.assertNotIn("more requests", said[0])
+        self.assertIn("(2 more requests failed so in the minute before)", said[1])
+        self.assertIn("connection refused", said[2])
+        self.assertEqual([event for event in events if "log_failure" in event], [])
+
+
 class ApiTests(HttpTestsMixin, TestCase):
     @inlineCallbacks
     def test_search_by_number(self) -> None:
@@ -240,7 +280,10 @@ class ApiTests(HttpTestsMixin, TestCase):
         self.assertIsNone(second["next"])  # the total says this was the last
         longest = yield self.get_json("/api/recordings?order=shortest")
         self.assertEqual([row["id"] for row in longest["recordings"]], ["7", "8"])
-        for query, parameter in (("order=loudest", "order"), ("after=x", "after")):
+        hostile = [f"order={order}&after={cursor}"
+                   for order in ("longest", "newest") for cursor in HOSTILE_CURSORS]
+        for query, parameter in (("order=loudest", "order"), ("after=x", "after"),
+                                 *((query, "after") for query in hostile)):
             response, body = yield self.get(f"/api/recordings?{query}")
             self.assertEqual(response.code, 400, query)
             self.assertIn(parameter, json.loads(body)["error"])
@@ -591,7 +634,16 @@ ROUTES = ("/", "/static/app.js", "/api/recordings", "/api/recordings/7",
           "/metrics", "/api/nothing")
 NASTY_SEGMENTS = ("%00", "%00.css", ".css%00", "%ff", "%c0%ae%c0%ae", "%2e%2e/%2e%2e/etc/passwd",
                   "%2F", "/", "//x", "%5C", "%0d%0aX:%20y", "x" * 5000, "%25", "%", "%zz")
-NASTY_VALUES = ("", "%00", "%ff", "9" * 5000, "-1", "0", "1e999", "-1e999", "nan", "inf",
+def _cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+# Cursors no search gave, whose duration no float holds or is none.
+# (With the node, and without it as an earlier recsvc's cursors.)
+HOSTILE_CURSORS = tuple(_cursor(f'["2026-11-24T10:00:00.000Z",{duration},"p"{node}]')
+                        for duration in ("1" + "0" * 400, "NaN", "Infinity", "-Infinity")
+                        for node in (',"n"', ""))
+NASTY_VALUES = HOSTILE_CURSORS + ("", "%00", "%ff", "9" * 5000, "-1", "0", "1e999", "-1e999", "nan", "inf",
                 "99999999999999999999", "-99999999999999999999", "2026-13-45", "2026-02-30",
                 "9999-12-31T23:59:59+23:59", "%27%3B--", "%0d%0a", "x" * 5000, "1_000",
                 "%EF%BC%91")  # (a full-width 1)

@@ -312,12 +312,19 @@ def _reindex(args: argparse.Namespace) -> int:
     if not os.path.isdir(root):
         raise CommandError(f"no recordings folder at {root} ({_key_of(args, 'storage.root')})")
     with closing(_open_index(config, args, writable=True)) as connection:
-        done = index.catch_up(connection, root, full=True)
+        try:
+            done = index.catch_up(connection, root, full=True)
+        except OSError as error:  # (the root itself: nothing was forgotten)
+            raise CommandError(f"cannot read the recordings folder {root} "
+                               f"({_key_of(args, 'storage.root')}): {error.strerror or error}; "
+                               "the index is left as it was") from None
     print(f"{shown(config.index.database)}: {done.added} recordings indexed, {done.removed} gone "
           f"from the index")
     for path, reason in done.skipped:
         print(f"{os.path.join(root, path)}: not indexed: {reason}", file=sys.stderr)
-    return 1 if done.skipped else 0
+    if done.kept is not None:
+        print(f"recsvc reindex: {done.kept}", file=sys.stderr)
+    return 1 if done.skipped or done.kept is not None else 0
 
 
 def _checked_file(args: argparse.Namespace) -> str | None:

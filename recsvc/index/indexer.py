@@ -24,7 +24,8 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from recsvc.index import store as index
-from recsvc.index.backends import is_postgresql, open_index, shown
+from recsvc.index.backends import (
+    CannotOpenIndex, index_errors, is_postgresql, open_index, shown, without_password)
 from recsvc.logs import Logger
 from recsvc.storage.folder import sidecar_path
 from recsvc.application.threads import background_pool, start_until_shutdown
@@ -33,6 +34,14 @@ from recsvc.application.threads import background_pool, start_until_shutdown
 # Searches of a shared index at once (PostgreSQL does the work, in
 # processes of its own; a search mostly waits for it).
 SEARCH_THREADS = 4
+# Seconds a search waits for a connection of its pool: a database that
+# cannot be reached is said to the user soon (the index's thread waits
+# longer, see postgres.POOL_TIMEOUT: its work is not waited for).
+SEARCH_WAIT = 5.0
+# Seconds before finished files the index's database failed to take (an
+# outage) are indexed again; twice as long after each failure, up to the last.
+RETRY_AFTER = 5.0
+RETRY_AT_MOST = 300.0
 
 
 @attrs.define(eq=False)
@@ -54,6 +63,11 @@ class Indexer:
     _search_pool: ThreadPool | None = None
     _searching: Any = None
     _opening: threading.Lock = attrs.field(factory=threading.Lock)
+    # Finished files (WAV paths) the index's database failed to take, and
+    # when they are tried again (an IDelayedCall of the reactor), after how long.
+    _unindexed: set[str] = attrs.field(factory=set)
+    _retry: Any = None
+    _retry_after: float = RETRY_AFTER
 
     def start(self) -> None:
         """Start the index's thread (it opens the index with its first job)
@@ -96,7 +110,7 @@ class Indexer:
                 # Not read-only: opening waits for (or makes) the schema, as
                 # the index's thread may be migrating it at this moment.
                 self._searching = open_index(self.database, node=self.node,
-                                             connections=SEARCH_THREADS)
+                                             connections=SEARCH_THREADS, wait=SEARCH_WAIT)
         return f(self._searching, *args)
 
     def _close(self) -> None:
@@ -108,10 +122,46 @@ class Indexer:
                 opened.close()
 
     def file_finished(self, wav_path: str) -> Deferred[None]:
-        """Index a file whose final sidecar has just been written."""
+        """Index a file whose final sidecar has just been written; if the
+        index's database fails it (an outage), again later, until it
+        takes it (or the next start-up's catch-up does)."""
         sidecar = sidecar_path(wav_path)
         return self.run(index.add_sidecar, self.root, sidecar).addCallbacks(
-            lambda entry: None, self._failed, errbackArgs=("indexing " + sidecar,))
+            lambda entry: None, self._not_indexed, errbackArgs=(wav_path,))
+
+    def _not_indexed(self, failure: Failure, wav_path: str) -> None:
+        self._failed(failure, "indexing " + sidecar_path(wav_path))
+        if failure.check(CannotOpenIndex, *index_errors()):
+            self._unindexed.add(wav_path)
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        if self._retry is None or not self._retry.active():
+            self._retry = self.reactor.callLater(self._retry_after, self._index_again)
+
+    def _index_again(self) -> Deferred[None]:
+        """Index the files the database failed to take (in one job of the
+        index's thread); if it fails again, all of them later."""
+        self._retry = None
+        waiting, self._unindexed = sorted(self._unindexed), set()
+        return self.run(_add_each, self.root, waiting).addCallbacks(
+            self._indexed_again, self._still_not_indexed, errbackArgs=(waiting,))
+
+    def _indexed_again(self, skipped: list[tuple[str, str]]) -> None:
+        self._retry_after = RETRY_AFTER
+        self.log.info("Index: the files it failed to take are indexed")
+        for sidecar, reason in skipped:
+            self.log.warn("Index: {sidecar} not indexed: {reason}", sidecar=sidecar,
+                          reason=reason)
+
+    def _still_not_indexed(self, failure: Failure, waiting: list[str]) -> None:
+        self._unindexed.update(waiting)
+        self._retry_after = min(self._retry_after * 2, RETRY_AT_MOST)
+        self.log.error("Index ({database}): {count} finished files not indexed yet, tried "
+                       "again in {seconds:.0f} s: {reason}", database=shown(self.database),
+                       count=len(self._unindexed), seconds=self._retry_after,
+                       reason=without_password(failure.getErrorMessage(), self.database))
+        self._retry_later()
 
     def forget(self, wav_paths: list[str]) -> Deferred[None]:
         """Drop removed files from the index."""
@@ -129,12 +179,27 @@ class Indexer:
                       added=result.added, removed=result.removed, unchanged=result.unchanged)
         for path, reason in result.skipped:
             self.log.warn("Index: {sidecar} not indexed: {reason}", sidecar=path, reason=reason)
+        if result.kept is not None:
+            self.log.error("Index: files not forgotten: {reason}", reason=result.kept)
         return result
 
     def _failed(self, failure: Failure, doing: str) -> None:
         self.log.error("Index ({database}): {doing} failed: {reason}",
                        database=shown(self.database), doing=doing,
-                       reason=failure.getErrorMessage())
+                       reason=without_password(failure.getErrorMessage(), self.database))
+
+
+def _add_each(found_in: Any, root: str, wav_paths: list[str]) -> list[tuple[str, str]]:
+    """Index the finished files ``wav_paths``: the sidecars that cannot
+    be (gone, not indexable), with why. Raises what the index raises."""
+    skipped = []
+    for wav_path in wav_paths:
+        sidecar = sidecar_path(wav_path)
+        try:
+            index.add_sidecar(found_in, root, sidecar)
+        except (index.NotIndexable, OSError) as error:
+            skipped.append((sidecar, str(error)))
+    return skipped
 
 
 class NoIndex:

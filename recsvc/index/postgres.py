@@ -36,7 +36,6 @@ threads at once, each borrowing its own connection.
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any, Iterator, Sequence
 
@@ -45,11 +44,11 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from zope.interface import implementer
 
-from recsvc.index.backends import CannotOpenIndex, shown
+from recsvc.index.backends import CannotOpenIndex, shown, without_password
 from recsvc.index.numberplan import digits_of
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
-    like_containing, order_key_of, time_conditions)
+    found_row, like_containing, order_key_of, time_conditions)
 
 SCHEMA_VERSION = 1
 
@@ -137,11 +136,12 @@ class PostgresIndex:
 
     @classmethod
     def open(cls, database: str, read_only: bool = False, node: str = "",
-             connections: int = 2) -> "PostgresIndex":
+             connections: int = 2, wait: float = POOL_TIMEOUT) -> "PostgresIndex":
         """Open the index at the URL ``database`` with a pool of at most
-        ``connections`` connections: created or migrated to this schema
-        unless ``read_only`` (then it must be at this schema already).
-        Raises CannotOpenIndex, saying which database and why."""
+        ``connections`` connections, each borrowed within ``wait`` seconds
+        or a PoolTimeout (a psycopg.Error): created or migrated to this
+        schema unless ``read_only`` (then it must be at this schema
+        already). Raises CannotOpenIndex, saying which database and why."""
         if not read_only and not node:
             raise CannotOpenIndex(f"{shown(database)}: writing to a shared index needs the "
                                   "node's name (node in the config)")
@@ -152,20 +152,20 @@ class PostgresIndex:
                 else:
                     prepare(connection, database)
         except psycopg.Error as error:
-            raise CannotOpenIndex(f"{shown(database)}: {_reason(error)}") from None
+            raise CannotOpenIndex(f"{shown(database)}: {_reason(error, database)}") from None
 
         def configure(connection: psycopg.Connection[Any]) -> None:
             connection.read_only = read_only
 
         pool = ConnectionPool(
-            database, min_size=1, max_size=max(1, connections), timeout=POOL_TIMEOUT,
+            database, min_size=1, max_size=max(1, connections), timeout=wait,
             kwargs={"prepare_threshold": None, "connect_timeout": CONNECT_TIMEOUT},
             configure=configure, num_workers=1, name="recsvc-index", open=False)
         try:
             pool.open(wait=True, timeout=POOL_TIMEOUT)
         except psycopg.Error as error:
             pool.close()
-            raise CannotOpenIndex(f"{shown(database)}: {_reason(error)}") from None
+            raise CannotOpenIndex(f"{shown(database)}: {_reason(error, database)}") from None
         return cls(pool, node)
 
     def close(self) -> None:
@@ -196,7 +196,7 @@ class PostgresIndex:
     def search(self, query: Search) -> list[dict[str, Any]]:
         with self.pool.connection() as connection:
             rows = connection.execute(*_page(query)).fetchall()
-        return [dict(json.loads(sidecar), path=path) for path, sidecar in rows]
+        return [found_row(path, sidecar, node) for path, sidecar, node in rows]
 
     def search_all(self, query: Search) -> Iterator[dict[str, Any]]:
         # One statement through a server-side cursor: one state of the
@@ -206,8 +206,8 @@ class PostgresIndex:
             with connection.cursor(name="recsvc_search_all") as cursor:
                 cursor.itersize = ROWS_AT_A_TIME
                 cursor.execute(sql, params)
-                for path, sidecar in cursor:
-                    yield dict(json.loads(sidecar), path=path)
+                for path, sidecar, node in cursor:
+                    yield found_row(path, sidecar, node)
 
     def total(self, query: Search, bound: int) -> Total:
         """Exact up to ``bound``; beyond, an estimate (see the module's
@@ -280,10 +280,11 @@ def _rows_of_time(connection: psycopg.Connection[Any], within: str, params: list
 
 
 def _select(query: Search) -> tuple[str, list[Any]]:
-    """The statement of every row ``query`` finds (paths and sidecars), in
-    its order."""
+    """The statement of every row ``query`` finds (paths, sidecars and
+    nodes), in its order."""
     where, params = _conditions(query)
-    return f"SELECT path, sidecar FROM recordings{where} ORDER BY {_order(query)}", params
+    return (f"SELECT path, sidecar, node FROM recordings{where} ORDER BY {_order(query)}",
+            params)
 
 
 def _page(query: Search) -> tuple[str, list[Any]]:
@@ -294,7 +295,7 @@ def _page(query: Search) -> tuple[str, list[Any]]:
     columns = ", ".join(column for column, _ in _ORDER_BY[query.order])
     found = (f"SELECT id, {columns} FROM recordings{where} ORDER BY {_order(query)} "
              "LIMIT %s OFFSET %s")
-    return (f"SELECT recordings.path, recordings.sidecar FROM ({found}) AS page "
+    return (f"SELECT recordings.path, recordings.sidecar, recordings.node FROM ({found}) AS page "
             f"JOIN recordings USING (id) ORDER BY {_order(query, 'page.')}",
             [*params, query.page_size, (query.page - 1) * query.page_size])
 
@@ -303,10 +304,8 @@ def _conditions(query: Search) -> tuple[str, list[Any]]:
     """The WHERE clause of ``query`` (empty when it asks for everything)."""
     where, params = field_conditions(query, mark="%s")
     if query.after is not None:
-        values = order_key_of(query.after, query.order)
-        # The cursor says no node: the order's columns but the last.
         condition, after_params = after_condition(
-            _ORDER_BY[query.order][:len(values)], values, mark="%s")
+            _ORDER_BY[query.order], order_key_of(query.after, query.order), mark="%s")
         where.append(condition)
         params += after_params
     if query.number is not None:
@@ -354,9 +353,9 @@ def _trigrams(connection: psycopg.Connection[Any], database: str) -> None:
     except psycopg.Error as error:
         raise CannotOpenIndex(
             f"{shown(database)}: the index needs the pg_trgm extension, which is not in the "
-            f"database and could not be created ({_reason(error)}): have the database's owner "
-            "or a superuser run CREATE EXTENSION pg_trgm in it (PostgreSQL's contrib "
-            "package provides it)") from None
+            f"database and could not be created ({_reason(error, database)}): have the "
+            "database's owner or a superuser run CREATE EXTENSION pg_trgm in it "
+            "(PostgreSQL's contrib package provides it)") from None
 
 
 def schema_version(connection: psycopg.Connection[Any]) -> int:
@@ -392,7 +391,7 @@ def _check_version(connection: psycopg.Connection[Any], database: str) -> None:
             "next opens it")
 
 
-def _reason(error: psycopg.Error) -> str:
-    """What a psycopg error says, on one line (libpq's messages never hold
-    the password)."""
-    return " ".join(str(error).split()) or type(error).__name__
+def _reason(error: psycopg.Error, database: str) -> str:
+    """What a psycopg error says, on one line, without ``database``'s
+    password (a URL libpq cannot read is quoted in its message)."""
+    return without_password(" ".join(str(error).split()), database) or type(error).__name__

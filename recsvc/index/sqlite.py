@@ -16,7 +16,6 @@ needs, up to WALK_AT_MOST rows; a page reached from the one before it
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sqlite3
@@ -29,7 +28,7 @@ from zope.interface import implementer
 from recsvc.index.numberplan import digits_of
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
-    like_containing, order_key_of, time_bounds, time_conditions)
+    found_row, like_containing, order_key_of, time_bounds, time_conditions)
 
 SCHEMA_VERSION = 4
 
@@ -161,6 +160,10 @@ _SHORTEST_INDEXED = 3
 # Each order: the columns it sorts by, each ascending (False) or descending
 # (True); the last, the path, makes it total. The reverse orders are the
 # exact reverses, so one index serves both. With the index each is read from.
+# (The orders of any index end with the node after the path: here the path
+# is unique, one node's file, so no two rows tie there and the node is left
+# out, of the ORDER BY as of a cursor's condition: the walks read the
+# order's index alone, which has no node.)
 _ORDER_BY: dict[str, tuple[tuple[tuple[str, bool], ...], str]] = {
     "newest": ((("started_at", True), ("path", False)), "recordings_by_start"),
     "oldest": ((("started_at", False), ("path", True)), "recordings_by_start"),
@@ -187,17 +190,19 @@ class IndexVersionError(sqlite3.DatabaseError):
 @implementer(IIndex)
 @attrs.define(eq=False)
 class SqliteIndex:
-    """The index in the SQLite database ``sqlite`` (its connection)."""
+    """The index in the SQLite database ``sqlite`` (its connection), the
+    recorder node ``node``'s own ("": not said)."""
 
     sqlite: sqlite3.Connection
+    node: str = ""
 
     @classmethod
     def open(cls, database: str, read_only: bool = False, node: str = "") -> "SqliteIndex":
         """Open (creating it and its folder if need be) the index at
         ``database``, in WAL mode, migrated to this schema; ``read_only``:
         open it as it is, for searching, without writing to it. An SQLite
-        index is one node's own: every row is ``node``'s (the name is taken
-        for the interface's sake; a shared index keeps it). Raises
+        index is one node's own: every row is ``node``'s (what a search
+        gives as the node of a sidecar that names none). Raises
         sqlite3.Error, OSError."""
         if read_only:
             connection = sqlite3.connect(f"file:{quote(os.path.abspath(database))}?mode=ro",
@@ -207,7 +212,7 @@ class SqliteIndex:
             except BaseException:
                 connection.close()
                 raise
-            return cls(connection)
+            return cls(connection, node)
         folder = os.path.dirname(database)
         if folder:
             os.makedirs(folder, exist_ok=True)
@@ -217,7 +222,7 @@ class SqliteIndex:
         except BaseException:
             connection.close()
             raise
-        return cls(connection)
+        return cls(connection, node)
 
     def close(self) -> None:
         self.sqlite.close()
@@ -299,7 +304,8 @@ class SqliteIndex:
             where.append("day >= ?")
             params.append(since[:10])
         if until is not None:
-            where.append("day <= ?")
+            # until is exclusive: a midnight (a date's end) takes in none of its day.
+            where.append("day < ?" if until.endswith("T00:00:00.000Z") else "day <= ?")
             params.append(until[:10])
         sql = "SELECT coalesce(sum(count), 0) FROM recordings_per_day"
         if where:
@@ -317,7 +323,7 @@ class SqliteIndex:
 
     def _rows(self, statement: tuple[str, list[Any]]) -> Iterator[dict[str, Any]]:
         for path, sidecar in self.sqlite.execute(*statement):
-            yield dict(json.loads(sidecar), path=path)
+            yield found_row(path, sidecar, self.node)
 
 
 class _Finding:
@@ -421,7 +427,8 @@ def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
 def _after(query: Search) -> tuple[str, list[Any]]:
     """The condition of the rows after ``query.after`` in its order."""
     columns, _ = _ORDER_BY[query.order]
-    return after_condition(columns, order_key_of(query.after, query.order))
+    *key, _node = order_key_of(query.after, query.order)  # (see _ORDER_BY)
+    return after_condition(columns, key)
 
 
 def _text_conditions(query: Search, finding: str) -> tuple[list[str], list[Any]]:
@@ -440,10 +447,12 @@ def _text_conditions(query: Search, finding: str) -> tuple[list[str], list[Any]]
             params += [like_containing(form) for form in forms]
     if query.name is not None:
         if looked_up and len(query.name) >= _SHORTEST_INDEXED:
+            # The trigrams narrow, LIKE decides: they fold the case of
+            # letters beyond ASCII too (É, é), LIKE (as PostgreSQL's ILIKE
+            # under "C") of ASCII letters only.
             matches.append("{local_name remote_name} : " + _phrase(query.name))
-        else:
-            where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
-            params += [like_containing(query.name)] * 2
+        where.append("(local_name LIKE ? ESCAPE '\\' OR remote_name LIKE ? ESCAPE '\\')")
+        params += [like_containing(query.name)] * 2
     if query.device is not None:
         key = like_containing(device_search_key(query.device))
         if looked_up:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import math
 import os
 import re
 from typing import Any, Iterator, Sequence
@@ -29,7 +30,8 @@ from recsvc.storage.folder import no_follow, walk_files
 
 DIRECTIONS = ("in", "out")
 # The orders a search's results come in, and what each sorts by; ties in
-# the last place by the file's path, so that pages never overlap.
+# the last places by the file's path and the node that indexed it (two
+# nodes may file recordings under one path), so that pages never overlap.
 ORDERS = ("newest", "oldest", "longest", "shortest")
 MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000  # far beyond any archive; keeps the offset a 64-bit integer
@@ -208,9 +210,12 @@ class Search:
 
 
 def cursor_of(row: dict[str, Any]) -> str:
-    """Where a found row (a sidecar with its ``path``) is in any order, as
-    the text a search's ``after`` takes: its start, duration and path."""
-    key = [parse_time(row["started_at"]), float(row["duration_s"]), row["path"]]
+    """Where a found row (a sidecar with its ``path``, as a search gives
+    it) is in any order, as the text a search's ``after`` takes: its
+    start, duration, path and node (the one that indexed it, as
+    IIndex.search gives it)."""
+    key = [parse_time(row["started_at"]), float(row["duration_s"]), row["path"],
+           row.get("node") or ""]
     return base64.urlsafe_b64encode(
         json.dumps(key, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     ).decode("ascii").rstrip("=")
@@ -218,19 +223,25 @@ def cursor_of(row: dict[str, Any]) -> str:
 
 def order_key_of(cursor: str, order: str) -> tuple[Any, ...]:
     """The values ``order`` sorts by of the row a cursor was made of
-    (`cursor_of`), in its order's columns. Raises ValueError."""
+    (`cursor_of`), in its order's columns (the node last). Raises
+    ValueError naming "after" (a cursor of an earlier recsvc, without the
+    node, among the refused)."""
     try:
-        started_at, duration_s, path = json.loads(
+        started_at, duration_s, path, node = json.loads(
             base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8"))
         if not (isinstance(started_at, str) and parse_time(started_at) == started_at
                 and isinstance(duration_s, (int, float)) and not isinstance(duration_s, bool)
-                and isinstance(path, str)):
+                and isinstance(path, str) and isinstance(node, str)):
             raise ValueError
-    except (ValueError, TypeError, UnicodeDecodeError):
+        # (json.loads takes NaN and Infinity, and an integer of any size.)
+        duration = float(duration_s)
+        if not math.isfinite(duration):
+            raise ValueError
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
         raise ValueError(f"after: {cursor[:40]!r} is not a cursor a search gave") from None
     if order in ("newest", "oldest"):
-        return (started_at, path)
-    return (float(duration_s), started_at, path)
+        return (started_at, path, node)
+    return (duration, started_at, path, node)
 
 
 # What the SQL of any index shares: how a search's text, times and cursor
@@ -336,17 +347,34 @@ class IIndex(Interface):
         """Forget files (paths relative to the storage root), in one transaction."""
 
     def search(query: Search) -> list[dict[str, Any]]:
-        """The sidecars of one page of the recordings found, each with its ``path``."""
+        """The sidecars of one page of the recordings found, each with its
+        ``path`` (under the storage root of the node that indexed it) and
+        each row's ``node``: the sidecar's, or the node that indexed it
+        when the sidecar names none (one from before nodes had names):
+        PostgreSQL's row key; an SQLite index is one node's own, the node
+        it was opened for (open_index's ``node``; opened without one, such
+        a sidecar is given as it is, without a node)."""
 
     def search_all(query: Search) -> Iterator[dict[str, Any]]:
         """All the recordings found (the page ignored), read as they are
-        used, from one state of the index."""
+        used, from one state of the index; rows as `search` gives them."""
 
     def total(query: Search, bound: int) -> Total:
         """How many recordings ``query`` finds: exact up to ``bound``."""
 
     def close() -> None:
         """Let the connection go."""
+
+
+def found_row(path: str, sidecar: str, node: str) -> dict[str, Any]:
+    """A row as a search gives it (see IIndex.search): the sidecar's JSON
+    with the file's ``path``, and ``node``, the node that indexed it, when
+    the sidecar names none."""
+    data = json.loads(sidecar)
+    row = dict(data, path=path)
+    if node and not data.get("node"):
+        row["node"] = node
+    return row
 
 
 def add(found_in: Any, entry: IndexEntry) -> None:
@@ -426,12 +454,22 @@ class CaughtUp:
     unchanged: int
     # Sidecars that could not be indexed: (path under the root, why).
     skipped: tuple[tuple[str, str], ...]
+    # Why the files not found were kept in the index, not forgotten (None:
+    # those gone were forgotten).
+    kept: str | None = None
 
 
 def catch_up(found_in: Any, root: str, full: bool = False) -> CaughtUp:
     """Make the index match the finished recordings' sidecars under
     ``root``: index those it lacks (or that changed since), forget the
-    files that are gone. ``full``: read every sidecar again."""
+    files that are gone. ``full``: read every sidecar again.
+
+    A root that cannot be listed raises its OSError, and nothing is
+    forgotten; nor when no sidecar at all is found there while the index
+    holds this node's recordings: a disk not mounted (the service makes
+    an empty root), or a root this user may not read, looks so, and
+    forgetting them would take every recording out of a shared index
+    (``kept`` says why)."""
     indexed = found_in.indexed()
     found: set[str] = set()
     unchanged = 0
@@ -460,6 +498,13 @@ def catch_up(found_in: Any, root: str, full: bool = False) -> CaughtUp:
     if waiting:
         found_in.put(waiting)
     gone = [path for path in indexed if path not in found]
+    if gone and not found:
+        return CaughtUp(added, 0, unchanged, tuple(skipped), kept=(
+            f"no sidecar could be indexed under {root}, where the index has {len(gone)} "
+            "recordings of this node: they are kept, as a disk not mounted or a folder this "
+            "user cannot read looks so (if they are all gone indeed, forget them by indexing "
+            "anew: an SQLite index moved aside, a PostgreSQL index's rows of this node "
+            "deleted)"))
     if gone:
         found_in.remove(gone)
     return CaughtUp(added, len(gone), unchanged, tuple(skipped))
@@ -484,7 +529,7 @@ def _sidecars(root: str, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, 
     def found_link(path: str) -> None:
         skipped.append((os.path.relpath(path, root), LINK_SKIPPED))
 
-    for folder, files in walk_files(root, found_link):
+    for folder, files in walk_files(root, found_link, root_listed=True):
         for name in sorted(files):
             if not name.endswith(".json") or name.startswith("."):
                 continue

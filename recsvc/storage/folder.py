@@ -171,7 +171,7 @@ def read_json(path: str) -> object:
         return None
 
 
-def walk_files(root: str, found_link: Callable[[str], object],
+def walk_files(root: str, found_link: Callable[[str], object], root_listed: bool = False,
                ) -> Iterator[tuple[str, dict[str, os.DirEntry[str]]]]:
     """Each folder under ``root`` (root first, then its folders by name,
     depth first) with its regular files by name. A symbolic link below
@@ -179,7 +179,9 @@ def walk_files(root: str, found_link: Callable[[str], object],
     ``found_link(path)`` is told of it; root itself may be a link (a disk
     mounted elsewhere). One listing per folder, no syscall per file (the
     kinds come with the listing); a folder that cannot be listed is left
-    out, as os.walk does."""
+    out, as os.walk does, and so is root itself unless ``root_listed``:
+    then its OSError is raised (for a caller that takes what it does not
+    find as gone, an unreadable root is not an empty one)."""
     pending = [root]
     while pending:
         folder = pending.pop()
@@ -187,6 +189,8 @@ def walk_files(root: str, found_link: Callable[[str], object],
             with os.scandir(folder) as listing:
                 entries = list(listing)
         except OSError:
+            if root_listed and folder is root:
+                raise
             continue
         files, folders = {}, []
         for entry in entries:

@@ -22,6 +22,7 @@ import ipaddress
 import json
 import os
 import re
+import time
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -37,6 +38,7 @@ from zope.interface import implementer
 from recsvc.archive.layout import node_of
 from recsvc.archive.store import StoreFailure
 from recsvc.index import store as index
+from recsvc.index.backends import CannotOpenIndex, index_errors
 
 from recsvc.web import playback
 from recsvc.web.accesslog import AccessLog
@@ -114,9 +116,12 @@ def search_of(request: Request, plan: NumberPlan = NumberPlan()) -> index.Search
 
 class _Async(Resource):
     """A resource whose GET answers later: ``answer(request)`` returns a
-    Deferred of the JSON body (or of None: it wrote the answer itself)."""
+    Deferred of the JSON body (or of None: it wrote the answer itself).
+    An index that cannot be reached is a 503 saying why (logged as
+    `_OutageLog` says), not a bug's 500."""
 
     isLeaf = True
+    api: "Api"
 
     def render_GET(self, request: Request) -> Any:
         try:
@@ -132,6 +137,11 @@ class _Async(Resource):
         def failed(failure: Failure) -> None:
             if failure.check(ApiError):
                 status, message = failure.value.status, str(failure.value)
+            elif failure.check(CannotOpenIndex, *index_errors()):
+                # (Not a bug: the database is down, or not reachable from here.)
+                reason = " ".join(failure.getErrorMessage().split()) or failure.type.__name__
+                status, message = 503, f"the index cannot be reached: {reason}"
+                self.api.outages.note(reason, request.uri)
             else:
                 _log.failure("HTTP {uri} failed", failure, uri=request.uri)
                 status, message = 500, "internal error (logged)"
@@ -160,6 +170,31 @@ def _answering_failed(failure: Failure, request: Request) -> None:
         request.loseConnection()
 
 
+class _OutageLog:
+    """The searches the index failed, in the log: a line per cause a
+    minute, with how many searches it stands for (an outage fails every
+    search until it ends)."""
+
+    EVERY = 60.0
+
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self.now = now
+        self._said: dict[str, tuple[float, int]] = {}  # cause: when said, how many since
+
+    def note(self, reason: str, uri: bytes) -> None:
+        now = self.now()
+        said, since = self._said.get(reason, (None, 0))
+        if said is not None and now - said < self.EVERY:
+            self._said[reason] = (said, since + 1)
+            return
+        self._said = {cause: seen for cause, seen in self._said.items()
+                      if now - seen[0] < self.EVERY}
+        self._said[reason] = (now, 0)
+        _log.error("HTTP {uri}: the index cannot be reached: {reason}{more}", uri=uri,
+                   reason=reason, more=f" ({since} more requests failed so in the minute "
+                                         "before)" if since else "")
+
+
 class Api:
     """What the resources share: the index, the recorder, the files."""
 
@@ -181,6 +216,7 @@ class Api:
         # local copy is gone play from; None: none.
         self.node = node
         self.archive = archive
+        self.outages = _OutageLog()
 
     def find(self, search: index.Search) -> Deferred[list[dict[str, Any]]]:
         return self.run_index(index.search, search)
@@ -718,6 +754,7 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     ``archive`` (an Archive, or None); audio is read by ``run_playback``
     (``run_blocking`` unless given)."""
     api = Api(run_index, recorder, root, run_blocking, numbers, node, archive, run_playback)
+    api.outages = _OutageLog(now)
     resource: Resource = WebRoot(api, now, MetricsResource(metrics))
     if auth.enabled:
         gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
