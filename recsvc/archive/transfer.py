@@ -17,6 +17,7 @@ from recsvc.storage.folder import read_json
 CHECKSUM_MISMATCH = "checksum mismatch"
 SIZE_MISMATCH = "size mismatch"
 MISSING_AFTER_UPLOAD = "object missing after its upload"
+CANNOT_JOURNAL = "cannot write the journal"
 
 
 class LocalFileGone(Exception):
@@ -60,7 +61,11 @@ def archive_file(store: IObjectStore, root: str, location: ArchiveLocation,
             raise StoreFailure(CHECKSUM_MISMATCH, f"{key}: the store's SHA-256 is "
                                                   f"{stored.sha256}, the file's {local.sha256}")
         sent = True
-    journal.record_verified(root, relative_path, local, key)
+    try:
+        journal.record_verified(root, relative_path, local, key)
+    except OSError as error:
+        # (A full disk without the reserve, say: the file waits, tried again.)
+        raise StoreFailure(CANNOT_JOURNAL, f"{relative_path}: {error.strerror}") from None
     return Verified(relative_path, key, local, sent)
 
 
