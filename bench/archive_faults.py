@@ -494,6 +494,14 @@ class Scenario:
         expected = set(recordings) | {wav for wav in recordings.values() if wav is not None}
         self.result["recordings"] = len(recordings)
         self.result["bucket"] = check_bucket(self.client, self.bucket, self.originals, expected)
+        # What the sidecars of recordings missing from the bucket say.
+        missing = {key[len(PREFIX):] for key in self.result["bucket"]["missing"]}
+        for sidecar in sorted(set(recordings) & missing):
+            with open(os.path.join(self.root, sidecar), encoding="utf-8") as handle:
+                data = json.load(handle)
+            self.result.setdefault("not_archived", []).append(
+                f"{sidecar}: stop_reason {data.get('stop_reason')!r}, "
+                f"error {data.get('error')!r}")
         return self.result
 
     def close(self) -> None:
