@@ -90,9 +90,22 @@ class _OutageMixin(LoopbackServiceMixin):
                 for path in (wav_path, sidecar)}
 
     @inlineCallbacks
-    def drained(self, seconds: float = 20.0):
-        """Until nothing waits for its upload."""
-        yield self.wait_for(lambda: self.archive.status().files_waiting == 0, seconds)
+    def archived(self, root: str, *recording_ids: str, seconds: float = 20.0):
+        """Until these recordings' WAVs and sidecars are journaled as
+        verified (a file just finished is queued from a thread: until then
+        nothing waits, and files_waiting is 0)."""
+        def done() -> bool:
+            found = recordings(root)
+            for recording_id in recording_ids:
+                if recording_id not in found:
+                    return False
+                folder, name = os.path.split(os.path.relpath(found[recording_id], root))
+                stem = os.path.splitext(name)[0]
+                if not {stem + ".wav", stem + ".json"} <= set(journal.verified_in(root, folder)):
+                    return False
+            return True
+
+        yield self.wait_for(done, seconds)
 
 
 class StoreDownTests(_OutageMixin, TestCase):
@@ -107,7 +120,7 @@ class StoreDownTests(_OutageMixin, TestCase):
         sounds = {name: audio(1, seed=n) for n, name in enumerate(
             ("before", "during-1", "during-2", "after"))}
         yield deferToThread(self.call, "bare", "before", sounds["before"])
-        yield self.drained()
+        yield self.archived(self.root, "before")
         yield self.store.down()
         for name in ("during-1", "during-2"):
             yield deferToThread(self.call, "bare", name, sounds[name])
@@ -117,7 +130,8 @@ class StoreDownTests(_OutageMixin, TestCase):
         self.assertGreater(status.bytes_waiting, 2 * 8000)
         self.store.up()
         yield deferToThread(self.call, "bare", "after", sounds["after"])
-        yield self.drained()
+        yield self.archived(self.root, *sounds)
+        self.assertEqual(self.archive.status().files_waiting, 0)
         self.assertEqual(self.archive.status().failing, ())
         found = recordings(self.root)
         self.assertEqual(sorted(found), sorted(sounds))
@@ -188,18 +202,18 @@ class FullDiskTests(_OutageMixin, TestCase):
         self.assertEqual(self.archive.status().files_waiting, 2)
         full = self.free()
         self.store.up()
-        yield self.drained()
-        self.assertFalse(os.path.exists(wav))
+        yield self.archived(root, "full-1")
+        # (Deleted once both files are journaled.)
+        yield self.wait_for(lambda: not os.path.exists(wav), 10)
         self.assertGreater(self.free(), full + originals["site/" + os.path.relpath(wav, root)][0]
                            - 8192)
         # The disk watch sees the room again within its interval.
         yield deferLater(reactor, 1.5, lambda: None)
         sound = audio(1, seed=4)
         yield deferToThread(self.call, "bare", "after", sound)
-        yield self.wait_for(lambda: "after" in recordings(root), 10)
-        yield self.drained()
+        yield self.archived(root, "after")
         after = recordings(root)["after"]
-        self.assertFalse(os.path.exists(after))
+        yield self.wait_for(lambda: not os.path.exists(after), 10)
         # Its WAV was deleted once verified: its object holds what was sent.
         key = "site/" + os.path.relpath(after, root)
         blob = yield deferToThread(lambda: self.server.client().get_object(
