@@ -143,9 +143,14 @@ def pinned(cpu: int, *command: str) -> list[str]:
     return ["taskset", "-c", str(cpu), *command]
 
 
-def wait_listening(port: int, timeout: float = 20.0) -> None:
+def wait_listening(port: int, timeout: float = 20.0,
+                   process: subprocess.Popen | None = None) -> None:
+    """Until something accepts connections on 127.0.0.1:port (an error if
+    ``process`` exits first)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited ({process.returncode})")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -549,8 +554,7 @@ def plot(results: dict[str, Any], path: str) -> None:
 
 
 def write_docs(results: dict[str, Any], command: str) -> None:
-    with open(os.path.join(DOCS, "benchmarks.json"), "w") as handle:
-        json.dump(results, handle, indent=1)
+    save_json(results)
     plot(results, os.path.join(DOCS, "capacity.png"))
     path = os.path.join(DOCS, "benchmarks.md")
     with open(path) as handle:
@@ -565,6 +569,21 @@ def write_docs(results: dict[str, Any], command: str) -> None:
     _, _, after = rest.partition(MARK_END)
     with open(path, "w") as handle:
         handle.write(before + section + after)
+
+
+def save_json(results: dict[str, Any]) -> None:
+    """docs/benchmarks.json: these results, and the entries other
+    benchmarks keep there (bench/flood.py's "flood", bench/archive.py's
+    "archive")."""
+    path = os.path.join(DOCS, "benchmarks.json")
+    try:
+        with open(path) as handle:
+            kept = {key: value for key, value in json.load(handle).items()
+                    if key in ("flood", "archive")}
+    except (OSError, ValueError):
+        kept = {}
+    with open(path, "w") as handle:
+        json.dump({**results, **kept}, handle, indent=1)
 
 
 def commit() -> str:
@@ -611,8 +630,7 @@ def main() -> None:
                 runs.append(run)
                 print(json.dumps({k: v for k, v in run.items() if k != "report"}), flush=True)
                 if not args.no_docs:
-                    with open(os.path.join(DOCS, "benchmarks.json"), "w") as handle:
-                        json.dump(results, handle, indent=1)  # so far, should a later run fail
+                    save_json(results)  # so far, should a later run fail
                 if not args.no_bare:
                     ceiling = run_bare(calls, args.duration, args.read_interval_ms)
                     results["bare"].append(ceiling)

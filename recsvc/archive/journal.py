@@ -10,6 +10,7 @@ these in a thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import threading
@@ -27,6 +28,13 @@ from recsvc.storage.wav import fsync_directory
 # and retention look only at .json, .wav and .part files below it.
 JOURNAL_FOLDER = ".archive"
 JOURNAL_NAME = "verified.jsonl"
+# Room kept for the journal on a disk that fills up: ROOT/.archive/reserve,
+# this many bytes, given back when a journal line finds the disk full. A
+# full disk must not keep the archive from journaling what it verified:
+# nothing local is deleted before it is journaled, so without the room the
+# space would never come back.
+RESERVE_NAME = "reserve"
+RESERVE_BYTES = 128 * 1024
 
 
 
@@ -72,7 +80,61 @@ def journal_path(root: str, relative_folder: str) -> str:
 
 def record_verified(root: str, relative_path: str, local: LocalFile, key: str) -> None:
     """Journal that the store holds the file at ``relative_path`` (under
-    root) as ``local`` says, under ``key``: durable when this returns."""
+    root) as ``local`` says, under ``key``: durable when this returns. On
+    a full disk the reserve is given back for it (see `keep_reserve`)."""
+    try:
+        _record_verified(root, relative_path, local, key)
+    except OSError as error:
+        if error.errno != errno.ENOSPC or not release_reserve(root):
+            raise
+        _record_verified(root, relative_path, local, key)
+
+
+def _reserve_path(root: str) -> str:
+    return os.path.join(root, JOURNAL_FOLDER, RESERVE_NAME)
+
+
+def keep_reserve(root: str) -> bool:
+    """Make the journal's reserve whole again if the disk has the room;
+    whether it is whole."""
+    path = _reserve_path(root)
+    with contextlib.suppress(FileNotFoundError):
+        if os.lstat(path).st_size == RESERVE_BYTES:
+            return True
+    try:
+        _make_folders(os.path.dirname(path), root)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+        try:
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            except OSError as error:
+                if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                os.pwrite(fd, b"\0" * RESERVE_BYTES, 0)  # (no fallocate on this file system)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        # (Best effort: no room now, or a folder it cannot write; tried
+        # again after the next deletion.)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return False
+    return True
+
+
+def release_reserve(root: str) -> bool:
+    """Give the reserve's room back to the disk; whether there was one."""
+    try:
+        os.unlink(_reserve_path(root))
+    except FileNotFoundError:
+        return False
+    log.warn("Archive: the disk of {root} is full: the journal's reserve is used up (made "
+             "again once verified local copies are deleted)", root=root, reason="disk full")
+    return True
+
+
+def _record_verified(root: str, relative_path: str, local: LocalFile, key: str) -> None:
     folder, name = os.path.split(relative_path)
     path = journal_path(root, folder)
     line = json.dumps({"file": name, "size": local.size, "sha256": local.sha256, "key": key},
@@ -184,7 +246,11 @@ def _append(path: str, text: str) -> None:
         # the next line must not be glued to it.
         if size and os.pread(fd, 1, size - 1) != b"\n":
             text = "\n" + text
-        os.write(fd, text.encode("ascii"))
+        data = text.encode("ascii")
+        while data:
+            # (A short write on a full disk: the next one says ENOSPC, and
+            # the line cut short is passed over when read.)
+            data = data[os.write(fd, data):]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -21,6 +21,7 @@ MISSING_AFTER_UPLOAD = "object missing after its upload"
 NO_CHECKSUMS = ("the store keeps no SHA-256 checksums (ChecksumSHA256): it cannot verify "
                 "uploads")
 OBJECT_IN_THE_WAY = "a different object is already at its key"
+CANNOT_JOURNAL = "cannot write the journal"
 
 
 class LocalFileGone(Exception):
@@ -84,7 +85,11 @@ def archive_file(store: IObjectStore, root: str, location: ArchiveLocation,
             raise StoreFailure(CHECKSUM_MISMATCH, f"{key}: the store's SHA-256 is "
                                                   f"{stored.sha256}, the file's {local.sha256}")
         sent = True
-    journal.record_verified(root, relative_path, local, key)
+    try:
+        journal.record_verified(root, relative_path, local, key)
+    except OSError as error:
+        # (A full disk without the reserve, say: the file waits, tried again.)
+        raise StoreFailure(CANNOT_JOURNAL, f"{relative_path}: {error.strerror}") from None
     return Verified(relative_path, key, local, sent, node)
 
 

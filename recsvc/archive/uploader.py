@@ -114,7 +114,7 @@ class Archive:
         self.log.info("Archive: {url}: looking for recordings to upload", url=self.location.url)
         # The sweeps begin once the look is over: a WAV a sweep deletes
         # while it is looked at must not hide its recording's sidecar.
-        return self._run(journal.waiting_recordings, self.root).addCallbacks(
+        return self._run(_look, self.root).addCallbacks(
             self._found, self._scan_failed).addBoth(self._start_sweeping)
 
     def _start_sweeping(self, result: Any) -> Any:
@@ -216,7 +216,7 @@ class Archive:
         if self.keep_local_days == 0 and recording.wav is not None:
             wav = next((each for each in verified if each.relative_path == recording.wav), None)
             if wav is not None:
-                deleted = await self._run(journal.delete_local_copy, self.root, wav.relative_path,
+                deleted = await self._run(_delete_local_copy, self.root, wav.relative_path,
                                           wav.local)
                 if deleted:
                     self.metrics.archive_local_copies_deleted(1)
@@ -300,7 +300,7 @@ class Archive:
             self._delete_objects).addErrback(
                 self._disk_failed, "Archive: reading the deletions owed failed: {reason} "
                                    "(tried again at the next sweep)")
-        return self._run(journal.delete_local_copies, self.root, before).addCallbacks(
+        return self._run(_delete_local_copies, self.root, before).addCallbacks(
             self._swept, self._sweep_failed)
 
     def _sweep_failed(self, failure: Failure) -> list[str]:
@@ -348,6 +348,26 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return f"{error.strerror} ({error.filename})" if error.filename else error.strerror
     return str(error)
+
+
+def _look(root: str) -> list[WaitingRecording]:
+    """The start-up look, with the journal's room on a full disk kept."""
+    journal.keep_reserve(root)
+    return journal.waiting_recordings(root)
+
+
+def _delete_local_copy(root: str, relative_path: str, local: Any) -> bool:
+    deleted = journal.delete_local_copy(root, relative_path, local)
+    if deleted:
+        journal.keep_reserve(root)  # (the room it freed, when the disk was full)
+    return deleted
+
+
+def _delete_local_copies(root: str, finished_before: float) -> list[str]:
+    deleted = journal.delete_local_copies(root, finished_before)
+    if deleted:
+        journal.keep_reserve(root)
+    return deleted
 
 
 def _delete_objects(store: IObjectStore, root: str, marked: list[tuple[str, str]]) -> None:

@@ -15,7 +15,10 @@ import subprocess
 import sys
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.protocols.portforward import ProxyFactory, ProxyServer
 from twisted.trial.unittest import SkipTest
 
 from tests.support.servers import free_port, started, stop_process, wait_until_listening
@@ -104,3 +107,57 @@ class S3Server:
 def server() -> S3Server:
     """This test process's S3 endpoint (see servers.started)."""
     return started(S3Server)
+
+
+class _CutProxyFactory(ProxyFactory):
+    """portforward's proxy, keeping its connections so they can be cut."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self.connections: set[ProxyServer] = set()
+
+    def buildProtocol(self, addr: Any) -> ProxyServer:
+        protocol = super().buildProtocol(addr)
+        connectionLost = protocol.connectionLost
+
+        def lost(reason: Any) -> None:
+            self.connections.discard(protocol)
+            connectionLost(reason)
+
+        protocol.connectionLost = lost  # type: ignore[method-assign]
+        self.connections.add(protocol)
+        return protocol
+
+
+class StoreOutage:
+    """The S3 endpoint behind a TCP proxy of 127.0.0.1 on the running
+    reactor (``endpoint_url``): `down` closes its port (connections are
+    refused) and cuts the connections it carries, as when a store goes
+    away; `up` opens the same port again. The store behind keeps what it
+    holds (moto keeps its objects in memory only: restarting it would lose
+    them)."""
+
+    def __init__(self, server: S3Server) -> None:
+        parts = urlsplit(server.endpoint_url)
+        self._factory = _CutProxyFactory(parts.hostname or "127.0.0.1", parts.port or 80)
+        self._port: Any = None
+        self.port = 0
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        from twisted.internet import reactor
+
+        self._port = reactor.listenTCP(self.port, self._factory, interface="127.0.0.1")
+        self.port = self._port.getHost().port
+
+    def down(self) -> Deferred[None]:
+        """(Nothing if it is down already.)"""
+        port, self._port = self._port, None
+        if port is None:
+            return succeed(None)
+        for connection in list(self._factory.connections):
+            connection.transport.abortConnection()
+        return maybeDeferred(port.stopListening)
