@@ -59,7 +59,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from capacity import wait_listening  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
-PREFIX = "node-a/"
+# The archive's url is s3://BUCKET/calls; the node's objects are below its name.
+NODE = "node-a"
+PREFIX = f"calls/{NODE}/"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 REGION = "us-east-1"
 KEEP_WORK = False  # --keep: the work folders (logs, config) are kept
@@ -190,11 +192,12 @@ class Recsvc:
         self.work, self.root = work, root
         self.control_port, self.http_port = free_port(), free_port()
         self.config = os.path.join(work, "recsvc.yaml")
-        archive_section = (f'archive:\n  url: "s3://{bucket}/{PREFIX.rstrip("/")}"\n'
+        archive_section = (f'archive:\n  url: "s3://{bucket}/calls"\n'
                            f'  endpoint_url: "{endpoint}"\n  region: {REGION}\n'
                            f'  keep_local_days: {keep_local_days}\n') if archive else ""
         with open(self.config, "w", encoding="utf-8") as handle:
             handle.write(
+                f'node: {NODE}\n'
                 f'control:\n  listen: "tcp:{self.control_port}:interface=127.0.0.1"\n'
                 # All the phones are 127.0.0.1: those whose recording the
                 # server stopped (disk full) keep their connections.

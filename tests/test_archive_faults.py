@@ -73,6 +73,11 @@ class _OutageMixin(LoopbackServiceMixin):
     def archive(self) -> Any:
         return self.recorder.archive
 
+    @property
+    def prefix(self) -> str:
+        """What this node's keys begin with: the url's prefix, its name."""
+        return f"site/{self.recorder.node}/"
+
     def bucket_objects(self) -> dict[str, tuple[int, str]]:
         """Each object's key: its size and the SHA-256 the store computed."""
         client = self.server.client()
@@ -86,7 +91,7 @@ class _OutageMixin(LoopbackServiceMixin):
     def files_of(self, root: str, wav_path: str) -> dict[str, tuple[int, str]]:
         """A recording's WAV and sidecar, by their keys: size and SHA-256."""
         sidecar = os.path.splitext(wav_path)[0] + ".json"
-        return {"site/" + os.path.relpath(path, root): sha256_of(path)
+        return {self.prefix + os.path.relpath(path, root): sha256_of(path)
                 for path in (wav_path, sidecar)}
 
     @inlineCallbacks
@@ -205,7 +210,7 @@ class FullDiskTests(_OutageMixin, TestCase):
         yield self.archived(root, "full-1")
         # (Deleted once both files are journaled.)
         yield self.wait_for(lambda: not os.path.exists(wav), 10)
-        self.assertGreater(self.free(), full + originals["site/" + os.path.relpath(wav, root)][0]
+        self.assertGreater(self.free(), full + originals[self.prefix + os.path.relpath(wav, root)][0]
                            - 8192)
         # The disk watch sees the room again within its interval.
         yield deferLater(reactor, 1.5, lambda: None)
@@ -215,13 +220,13 @@ class FullDiskTests(_OutageMixin, TestCase):
         after = recordings(root)["after"]
         yield self.wait_for(lambda: not os.path.exists(after), 10)
         # Its WAV was deleted once verified: its object holds what was sent.
-        key = "site/" + os.path.relpath(after, root)
+        key = self.prefix + os.path.relpath(after, root)
         blob = yield deferToThread(lambda: self.server.client().get_object(
             Bucket=self.bucket, Key=key)["Body"].read())
         self.assertEqual(audio_in(blob)[1], sound)
         originals[key] = (len(blob), base64.b64encode(hashlib.sha256(blob).digest()).decode())
         sidecar = os.path.splitext(after)[0] + ".json"
-        originals["site/" + os.path.relpath(sidecar, root)] = sha256_of(sidecar)
+        originals[self.prefix + os.path.relpath(sidecar, root)] = sha256_of(sidecar)
         self.assertEqual(self.bucket_objects(), originals)
 
 

@@ -129,8 +129,9 @@ def release_reserve(root: str) -> bool:
         os.unlink(_reserve_path(root))
     except FileNotFoundError:
         return False
-    log.warn("Archive: the disk of {root} is full: the journal's reserve is used up (made "
-             "again once verified local copies are deleted)", root=root, reason="disk full")
+    Journals.log.warn("Archive: the disk of {root} is full: the journal's reserve is used up (made "
+                      "again once verified local copies are deleted)", root=root,
+                      reason="disk full")
     return True
 
 
