@@ -120,6 +120,24 @@ class TotalTests:
         self.assertEqual(index.total(found_in, index.Search(number="138", page=3, page_size=1),
                                      bound=10), index.Total(4, True))
 
+    def test_within_the_bound_counted_beyond_the_sample(self) -> None:
+        """A search with more rows in its time than the sample, whose
+        estimate is within the bound, is counted exactly: by comparing every
+        row of a short time, or through the text index."""
+        found_in = self.open_test_index()
+        for i in range(45):
+            _add(found_in, sidecar(str(i), started_at=f"2026-11-{24 + i % 3}T10:{i:02}:00.000Z",
+                                   remote_number="555" if i % 5 else "13800138000"))
+        for compared_at_most in (None, 10):  # (10: through the text index)
+            if compared_at_most is not None:
+                self.compare_at_most(compared_at_most)
+            for search, truth in ((index.Search(number="138"), 9),
+                                  (index.Search(number="555", since="2026-11-24",
+                                                until="2026-11-25"), 24),
+                                  (index.Search(number="138", since="2026-11-26"), 3)):
+                self.assertEqual(index.total(found_in, search, bound=40),
+                                 index.Total(truth, True), (search, compared_at_most))
+
     def test_beyond_the_bound_an_estimate(self) -> None:
         """Past the bound, the total says it is not exact, and is at least
         the bound (close to the truth when the rows are alike)."""
@@ -203,6 +221,9 @@ class TotalOnSqlite(TotalTests, OnSqlite, SynchronousTestCase):
         # The estimate samples the first WALK_FIRST rows: fewer than these tests have.
         self.patch(sqlite_index, "WALK_FIRST", 20)
 
+    def compare_at_most(self, rows: int) -> None:
+        self.patch(sqlite_index, "WALK_AT_MOST", rows)
+
 
 class OrderAndCursorOnPostgres(OrderAndCursorTests, OnPostgres, SynchronousTestCase):
     pass
@@ -214,3 +235,8 @@ class TotalOnPostgres(TotalTests, OnPostgres, SynchronousTestCase):
         from recsvc.index import postgres
 
         self.patch(postgres, "SAMPLE", 20)
+
+    def compare_at_most(self, rows: int) -> None:
+        from recsvc.index import postgres
+
+        self.patch(postgres, "COMPARED_AT_MOST", rows)

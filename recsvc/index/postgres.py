@@ -123,6 +123,9 @@ POOL_TIMEOUT = 30.0
 ROWS_AT_A_TIME = 500
 # The newest rows (of its time) a total's estimate compares.
 SAMPLE = 10_000
+# A total within its bound is counted by comparing every row of the
+# search's time when it has no more rows than this (see `total`).
+COMPARED_AT_MOST = 200_000
 
 
 @implementer(IIndex)
@@ -222,16 +225,24 @@ class PostgresIndex:
             # compare of them, not their sidecars), and how many it finds
             # there: an estimate beyond the bound is not counted row by row
             # (for a common text, every match of the trigram index).
+            sample = (f"SELECT count(*) FILTER (WHERE {matching}), count(*) FROM (SELECT "
+                      f"{_COMPARED} FROM recordings{within} ORDER BY started_at DESC LIMIT %s) "
+                      "AS recordings")
             matched, sampled = connection.execute(
-                f"SELECT count(*) FILTER (WHERE {matching}), count(*) FROM (SELECT "
-                f"{_COMPARED} FROM recordings{within} ORDER BY started_at DESC LIMIT %s) "
-                "AS recordings", [*params, *times_params, SAMPLE]).fetchone()
+                sample, [*params, *times_params, SAMPLE]).fetchone()
             if sampled < SAMPLE:
                 return Total(matched, True)  # every row of its time was compared
-            estimate = math.ceil(matched / sampled * _rows_of_time(connection, within,
-                                                                  times_params))
+            rows = _rows_of_time(connection, within, times_params)
+            estimate = math.ceil(matched / sampled * rows)
             if estimate > bound:
                 return Total(estimate, False)
+            if rows <= COMPARED_AT_MOST:
+                # Few rows in its time: every one compared, read by start,
+                # costs less than the trigram index's matches of all time.
+                matched, sampled = connection.execute(
+                    sample, [*params, *times_params, COMPARED_AT_MOST]).fetchone()
+                if sampled < COMPARED_AT_MOST:
+                    return Total(matched, matched <= bound)
             counted = connection.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM recordings{where} LIMIT %s) AS found",
                 [*params, bound + 1]).fetchone()[0]

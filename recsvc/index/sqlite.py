@@ -285,11 +285,18 @@ class SqliteIndex:
         matched, walked = self.sqlite.execute(*_sample(query)).fetchone()
         if walked < WALK_FIRST:
             return Total(matched, True)  # every row of its time was compared
-        estimate = math.ceil(matched / walked * self._rows_of_days(query))
+        rows = self._rows_of_days(query)
+        estimate = math.ceil(matched / walked * rows)
         if estimate > bound:
             # (Counting them would read them all: for a common text, every
             # match in the trigram index.)
             return Total(estimate, False)
+        if rows <= WALK_AT_MOST:
+            # Few days: every row of them compared, from the index by start,
+            # costs less than the trigram index's matches of every day.
+            matched, walked = self.sqlite.execute(*_sample(query, WALK_AT_MOST)).fetchone()
+            if walked < WALK_AT_MOST:
+                return Total(matched, True) if matched <= bound else Total(matched, False)
         finding = _Finding.LOOKED_UP if _has_text(query) else _Finding.ALL
         counted = self.sqlite.execute(*_count(query, finding, up_to=bound + 1)).fetchone()[0]
         if counted <= bound:
@@ -399,9 +406,10 @@ def _count(query: Search, finding: str, walk: int = 0,
     return f"SELECT count(*) FROM ({sql})", params
 
 
-def _sample(query: Search) -> tuple[str, list[Any]]:
-    """A statement of how many of the first WALK_FIRST rows of ``query``'s
-    time (newest first) it finds, and how many rows that was."""
+def _sample(query: Search, rows: int | None = None) -> tuple[str, list[Any]]:
+    """A statement of how many of the first ``rows`` (WALK_FIRST unless
+    given) of ``query``'s time (newest first) it finds, and how many rows
+    that was."""
     times = time_conditions(query)
     where = " WHERE " + " AND ".join(times[0]) if times[0] else ""
     walked = (f"SELECT {_ORDER_COLUMNS}, direction, stop_reason, recording_id FROM recordings "
@@ -411,7 +419,7 @@ def _sample(query: Search) -> tuple[str, list[Any]]:
     conditions = plain + text
     matching = " AND ".join(conditions) if conditions else "1"
     return (f"SELECT coalesce(sum({matching}), 0), count(*) FROM ({walked})",
-            [*plain_params, *text_params, *times[1], WALK_FIRST])
+            [*plain_params, *text_params, *times[1], WALK_FIRST if rows is None else rows])
 
 
 def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
