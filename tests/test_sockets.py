@@ -24,9 +24,11 @@ from recsvc.media.rtp import RtpPacket, build_rtp
 from recsvc.testing import FakePortPool
 
 NOW = 123.25  # the RTP reader's clock, as the lane sees it
-# The tests' port range: wide, as other programs' sockets may take some of
-# it (it lies among the kernel's ephemeral ports), clear of test_tap's.
-LOW, HIGH = 45100, 45999
+# The tests' port range: below Linux's ephemeral ports (32768-60999), so
+# that a socket bound to port 0 elsewhere (another test, a process) never
+# takes one between a test's closing a port and its taking it again (a
+# clean clone's make test once met that at 45999); clear of test_tap's.
+LOW, HIGH = 31100, 31999
 
 
 class Sink:
