@@ -5,7 +5,6 @@ in that zone, sent to the API as ISO times with their offset."""
 
 from __future__ import annotations
 
-import json
 import os
 
 from twisted.internet import reactor
@@ -20,6 +19,7 @@ from recsvc.metrics import Metrics
 from recsvc.testing import memory_recorder
 from recsvc.web.site import make_site
 from tests import browser
+from tests.support.sidecars import write_sidecar
 
 ZONE = "Pacific/Kiritimati"  # UTC+14 all year
 # Recordings and the day each began on, in UTC+14 and in UTC.
@@ -28,22 +28,6 @@ CALLS = {
     "listed-dec-7": "2026-12-06T11:00:00.000Z",  # Dec 7, 01:00 in UTC+14; Dec 6 in UTC
     "after": "2026-12-07T10:30:00.000Z",  # Dec 8, 00:30 in UTC+14; Dec 7 in UTC
 }
-
-
-def write_sidecar(root: str, recording_id: str, started_at: str) -> None:
-    """A finished recording's sidecar (its WAV is not needed to list it)."""
-    stamp = started_at[:19].replace("-", "").replace(":", "") + "Z"
-    name = f"{stamp}_out_2002_{recording_id}"
-    folder = os.path.join(root, "00a859000001", started_at[:4])
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, name + ".json"), "w", encoding="utf-8") as handle:
-        json.dump({
-            "id": recording_id, "device": "00:a8:59:00:00:01", "codec": "PCMA",
-            "direction": "out", "local_number": "2001", "local_name": "Desk",
-            "remote_number": "2002", "remote_name": "", "status": "finished",
-            "started_at": started_at, "duration_s": 60.0, "stop_reason": "hangup",
-            "stopped_by": "phone", "part": 1, "file": name + ".wav",
-        }, handle)
 
 
 class PageClockTests(TestCase):

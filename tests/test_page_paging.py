@@ -5,7 +5,6 @@ count line says which recordings of how many."""
 
 from __future__ import annotations
 
-import json
 import os
 
 from twisted.internet import reactor
@@ -20,24 +19,9 @@ from recsvc.metrics import Metrics
 from recsvc.testing import memory_recorder
 from recsvc.web.site import make_site
 from tests import browser
+from tests.support.sidecars import write_sidecar
 
 CALLS = 120  # two full pages of 50 and one of 20
-
-
-def write_sidecar(root: str, number: int) -> None:
-    """The sidecar of call ``number`` (later numbers started later)."""
-    started_at = f"2026-12-06T10:{number // 60:02d}:{number % 60:02d}.000Z"
-    name = f"20261206T10{number:04d}Z_out_2002_call-{number}"
-    folder = os.path.join(root, "00a859000001", "2026")
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, name + ".json"), "w", encoding="utf-8") as handle:
-        json.dump({
-            "id": f"call-{number}", "device": "00:a8:59:00:00:01", "codec": "PCMA",
-            "direction": "out", "local_number": "2001", "local_name": "Desk",
-            "remote_number": "2002", "remote_name": "", "status": "finished",
-            "started_at": started_at, "duration_s": 60.0, "stop_reason": "hangup",
-            "stopped_by": "phone", "part": 1, "file": name + ".wav",
-        }, handle)
 
 
 class PagePagingTests(TestCase):
@@ -49,7 +33,8 @@ class PagePagingTests(TestCase):
             raise SkipTest(why)
         root = os.path.abspath(self.mktemp())
         for number in range(CALLS):
-            write_sidecar(root, number)
+            write_sidecar(root, f"call-{number}",
+                          f"2026-12-06T10:{number // 60:02d}:{number % 60:02d}.000Z")
         connection = SqliteIndex.open(os.path.join(root, "index.sqlite3"))
         self.addCleanup(connection.close)
         index.catch_up(connection, root)

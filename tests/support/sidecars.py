@@ -1,5 +1,5 @@
-"""Sidecars on disk for the index's tests: a storage root with sidecars
-(and empty WAVs) in folders, as the recorder leaves them."""
+"""Sidecars on disk for the index's and the page's tests: a storage root
+with sidecars (and empty WAVs) in folders, as the recorder leaves them."""
 
 from __future__ import annotations
 
@@ -25,3 +25,19 @@ class SidecarRoot:
             json.dump(data, handle)
         open(os.path.splitext(path)[0] + ".wav", "wb").close()
         return path
+
+
+def write_sidecar(root: str, recording_id: str, started_at: str) -> None:
+    """A finished recording's sidecar (its WAV is not needed to list it)."""
+    stamp = started_at[:19].replace("-", "").replace(":", "") + "Z"
+    name = f"{stamp}_out_2002_{recording_id}"
+    folder = os.path.join(root, "00a859000001", started_at[:4])
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name + ".json"), "w", encoding="utf-8") as handle:
+        json.dump({
+            "id": recording_id, "device": "00:a8:59:00:00:01", "codec": "PCMA",
+            "direction": "out", "local_number": "2001", "local_name": "Desk",
+            "remote_number": "2002", "remote_name": "", "status": "finished",
+            "started_at": started_at, "duration_s": 60.0, "stop_reason": "hangup",
+            "stopped_by": "phone", "part": 1, "file": name + ".wav",
+        }, handle)
