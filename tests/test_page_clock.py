@@ -7,19 +7,12 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, maybeDeferred
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from recsvc.index import store as index
-from recsvc.index.sqlite import SqliteIndex
-from recsvc.config import HttpAuthConfig
-from recsvc.metrics import Metrics
-from recsvc.testing import memory_recorder
-from recsvc.web.site import make_site
 from tests import browser
-from tests.support.sidecars import write_sidecar
+from tests.support.sidecars import serve_page, write_sidecar
 
 ZONE = "Pacific/Kiritimati"  # UTC+14 all year
 # Recordings and the day each began on, in UTC+14 and in UTC.
@@ -40,16 +33,7 @@ class PageClockTests(TestCase):
         root = os.path.abspath(self.mktemp())
         for recording_id, started_at in CALLS.items():
             write_sidecar(root, recording_id, started_at)
-        connection = SqliteIndex.open(os.path.join(root, "index.sqlite3"))
-        self.addCleanup(connection.close)
-        index.catch_up(connection, root)
-        recorder = memory_recorder(os.path.join(root, "live"))
-        recorder.startService()
-        site = make_site(recorder, lambda f, *args: maybeDeferred(f, connection, *args), root,
-                         deferToThread, Metrics(), HttpAuthConfig(), now=reactor.seconds)
-        listening = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(listening.stopListening)
-        self.base = f"http://127.0.0.1:{listening.getHost().port}"
+        self.base = serve_page(self, root)
 
     @inlineCallbacks
     def test_days_in_the_shown_zone(self):

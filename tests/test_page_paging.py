@@ -7,19 +7,13 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import reactor
-from twisted.internet.defer import inlineCallbacks, maybeDeferred
+from twisted.internet.defer import inlineCallbacks
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from recsvc.config import HttpAuthConfig
 from recsvc.index import store as index
-from recsvc.index.sqlite import SqliteIndex
-from recsvc.metrics import Metrics
-from recsvc.testing import memory_recorder
-from recsvc.web.site import make_site
 from tests import browser
-from tests.support.sidecars import write_sidecar
+from tests.support.sidecars import serve_page, write_sidecar
 
 CALLS = 120  # two full pages of 50 and one of 20
 
@@ -35,22 +29,8 @@ class PagePagingTests(TestCase):
         for number in range(CALLS):
             write_sidecar(root, f"call-{number}",
                           f"2026-12-06T10:{number // 60:02d}:{number % 60:02d}.000Z")
-        connection = SqliteIndex.open(os.path.join(root, "index.sqlite3"))
-        self.addCleanup(connection.close)
-        index.catch_up(connection, root)
         self.asked: list[index.Search] = []
-
-        def run_index(f, search, *args):
-            self.asked.append(search)
-            return maybeDeferred(f, connection, search, *args)
-
-        recorder = memory_recorder(os.path.join(root, "live"))
-        recorder.startService()
-        site = make_site(recorder, run_index, root, deferToThread, Metrics(), HttpAuthConfig(),
-                         now=reactor.seconds)
-        listening = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(listening.stopListening)
-        self.base = f"http://127.0.0.1:{listening.getHost().port}"
+        self.base = serve_page(self, root, self.asked)
 
     @inlineCallbacks
     def test_next_reads_on_after_the_page_before(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 
 def sidecar_name(data: dict, folder: str = "d") -> str:
@@ -41,3 +42,36 @@ def write_sidecar(root: str, recording_id: str, started_at: str) -> None:
             "started_at": started_at, "duration_s": 60.0, "stop_reason": "hangup",
             "stopped_by": "phone", "part": 1, "file": name + ".wav",
         }, handle)
+
+
+def serve_page(test: Any, root: str, asked: list[Any] | None = None) -> str:
+    """The web page and API on 127.0.0.1 over the sidecars under ``root``
+    (indexed in SQLite there), stopped at the test's end: its base URL.
+    ``asked``: each search the index is asked, appended to it."""
+    from twisted.internet import reactor
+    from twisted.internet.defer import maybeDeferred
+    from twisted.internet.threads import deferToThread
+
+    from recsvc.config import HttpAuthConfig
+    from recsvc.index import store as index
+    from recsvc.index.sqlite import SqliteIndex
+    from recsvc.metrics import Metrics
+    from recsvc.testing import memory_recorder
+    from recsvc.web.site import make_site
+
+    connection = SqliteIndex.open(os.path.join(root, "index.sqlite3"))
+    test.addCleanup(connection.close)
+    index.catch_up(connection, root)
+
+    def run_index(f: Any, search: Any, *args: Any) -> Any:
+        if asked is not None:
+            asked.append(search)
+        return maybeDeferred(f, connection, search, *args)
+
+    recorder = memory_recorder(os.path.join(root, "live"))
+    recorder.startService()
+    site = make_site(recorder, run_index, root, deferToThread, Metrics(), HttpAuthConfig(),
+                     now=reactor.seconds)
+    listening = reactor.listenTCP(0, site, interface="127.0.0.1")
+    test.addCleanup(listening.stopListening)
+    return f"http://127.0.0.1:{listening.getHost().port}"
