@@ -573,6 +573,13 @@ class RecorderService(Service):
             self.webhook.deliver(summary.to_json())
         self.observers.finished(summary, path)
 
+    def _file_kept(self, path: str, summary: RecordingSummary) -> None:
+        """A file that could not be finished cleanly is on disk with its
+        sidecar: the index and the archive take it now, not at the next
+        start (its recording fails: the observers and webhook hear that)."""
+        self.index.file_finished(path)
+        self.archive.file_finished(path, summary)
+
     def _recording_stopped(self, recording: Recording) -> None:
         """A recording has stopped: it leaves the registry and its link."""
         self.registry.remove(recording)
@@ -735,6 +742,9 @@ class _RecordingEvents:
 
     def file_finished(self, recording: Recording, path: str, summary: RecordingSummary) -> None:
         self._recorder._file_finished(path, summary)
+
+    def file_kept(self, recording: Recording, path: str, summary: RecordingSummary) -> None:
+        self._recorder._file_kept(path, summary)
 
     def stopped(self, recording: Recording) -> None:
         self._awaiting.release()

@@ -95,6 +95,11 @@ class IRecordingEvents(Interface):
     def file_finished(recording: Recording, path: str, summary: RecordingSummary) -> None:
         """A file of it is finished and its sidecar written."""
 
+    def file_kept(recording: Recording, path: str, summary: RecordingSummary) -> None:
+        """A file of it could not be finished cleanly (its close failed)
+        but is on disk with what it holds, its sidecar written and naming
+        the error: the recording will fail, the file is still a recording's."""
+
     def stopped(recording: Recording) -> None:
         """It has stopped, its files finished (``outcome``) or not."""
 
@@ -156,6 +161,7 @@ class Recording:
             info=self.info, storage=context.storage, run_blocking=context.run_blocking,
             clock=self._clock, stats=self._pipeline.stats, failed=self._failed,
             started=self._started, file_finished=self._file_finished,
+            file_kept=self._file_kept,
             part=Part(1, writer, self.started_at, 0),
             per_tick=per_tick,
             part_limit=int(self._limits.max_duration * rate),
@@ -285,6 +291,9 @@ class Recording:
 
     def _file_finished(self, path: str, summary: RecordingSummary) -> None:
         self._events.file_finished(self, path, summary)
+
+    def _file_kept(self, path: str, summary: RecordingSummary) -> None:
+        self._events.file_kept(self, path, summary)
 
     def _check_timeout(self) -> None:
         self._timeout_call = None

@@ -3,16 +3,31 @@ catch-up after start-up recovery."""
 
 from __future__ import annotations
 
+import errno
 import os
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.control.commands import StopRequest
 from recsvc.session import Limits
 from recsvc.storage.folder import sidecar_path
-from recsvc.testing import FakeIndexer, ManualRunner
+from recsvc.archive.uploader import NoArchive
+from recsvc.storage.folder import StorageError
+from recsvc.summary import RecordingSummary
+from recsvc.testing import FailingWriter, FakeIndexer, ManualRunner, MemoryWriters
 from tests.support.builders import rtp
 from tests.support.service import ServiceTestsMixin
+
+
+@attrs.define
+class NotingArchive(NoArchive):
+    """An archive that notes each file it is told of."""
+
+    files: list[tuple[str, RecordingSummary]] = attrs.field(factory=list)
+
+    def file_finished(self, wav_path: str, summary: RecordingSummary) -> None:
+        self.files.append((wav_path, summary))
 
 
 class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
@@ -44,6 +59,31 @@ class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
         first, second = sorted(self.writers.writers)
         self.assertTrue(second.endswith("_7_part2.wav"), second)
         self.assertEqual(indexer.calls, [("file_finished", first), ("file_finished", second)])
+
+    def test_file_kept_with_an_error_indexed_and_archived_at_once(self) -> None:
+        """A file whose close fails (a full disk at the Stop) but which is
+        on disk with its sidecar is told to the index and the archive at
+        once, not at the next start; the Stop still fails."""
+        writers = MemoryWriters()
+
+        def closing_fails(path, fmt):
+            return FailingWriter(writers(path, fmt),
+                                 close_error=OSError(errno.ENOSPC, "No space left on device"))
+
+        self.make_service(writers=writers)
+        self.service.storage = attrs.evolve(self.service.storage, open_writer=closing_fails)
+        self.service.index = indexer = FakeIndexer(root=self.root)
+        indexer.start()
+        self.service.upkeep.archive = archive = NotingArchive()
+        port = self.start().port
+        self.ports.deliver(port, rtp(1, b"a" * 160))
+        self.failureResultOf(self.service.stop_recording(StopRequest("7")), StorageError)
+        [path] = writers.writers
+        self.assertEqual(indexer.calls, [("file_finished", path)])
+        [(archived, summary)] = archive.files
+        self.assertEqual((archived, summary.error, summary.data_bytes),
+                         (path, "No space left on device", 160))
+        self.flushLoggedErrors()
 
     def test_index_failure_spares_the_recording(self) -> None:
         """An index that fails when told of a finished file is logged; the

@@ -31,6 +31,17 @@ class StorageError(Exception):
     """A recording's files could not be finished."""
 
 
+class FileKeptWithError(StorageError):
+    """A file that could not be finished cleanly (its close failed: a full
+    disk, an I/O error) but is on disk under its name with what it holds,
+    its sidecar naming the error: the recording failed, yet the file is
+    one to index and archive."""
+
+    def __init__(self, message: str, summary: Any) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 def open_wav_file(path: str, fmt: WavFormat, file_mode: int = 0o640) -> AudioWriter:
     return WavFileWriter(path, fmt, file_mode)
 
@@ -139,6 +150,11 @@ class Storage:
             _overwrite_in_place(path, text)
         return path
 
+
+    def has_audio(self, wav_path: str) -> bool:
+        """Whether a WAV is there under its final name (one that could not
+        be closed cleanly may be, or may not). Blocking."""
+        return self.open_writer is not None or os.path.exists(wav_path)
 
     def remove_audio(self, wav_path: str) -> None:
         """Remove a finished WAV that holds no audio (its sidecar stays,

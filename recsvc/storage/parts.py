@@ -12,7 +12,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from recsvc.logs import Logger
-from recsvc.storage.folder import Storage, StorageError
+from recsvc.storage.folder import FileKeptWithError, Storage, StorageError
 from recsvc.storage.wav import AudioWriter
 from recsvc.summary import MediaStats, RecordingInfo, RecordingSummary
 
@@ -80,6 +80,9 @@ class RecordingFiles:
     _started: Callable[[], None]
     # Each file, once finished and its sidecar written: its path and sidecar.
     _file_finished: Callable[[str, RecordingSummary], None]
+    # Each file that could not be finished cleanly yet is on disk with its
+    # sidecar (which names the error): its path and sidecar.
+    _file_kept: Callable[[str, RecordingSummary], None]
     _part: Part
     # Creates the recording's next file (blocking: run on run_blocking).
     _open_part: OpenPart
@@ -285,13 +288,21 @@ class RecordingFiles:
         data = bytes(part.pending)
         part.pending.clear()
         finish = self.run_finishing or self._run_blocking
-        summary = await finish(self._finish_files, part, cause, next_file, stats, data)
         try:
-            self._file_finished(part.writer.path, summary)
-        except Exception:
-            self.log.failure("Recording {recordingId}: reporting its finished file failed",
-                             recordingId=self.info.recording_id)
+            summary = await finish(self._finish_files, part, cause, next_file, stats, data)
+        except FileKeptWithError as kept:
+            self._report(self._file_kept, part.writer.path, kept.summary)
+            raise
+        self._report(self._file_finished, part.writer.path, summary)
         return summary
+
+    def _report(self, event: Callable[[str, RecordingSummary], None], path: str,
+                summary: RecordingSummary) -> None:
+        try:
+            event(path, summary)
+        except Exception:
+            self.log.failure("Recording {recordingId}: reporting its file {file} failed",
+                             recordingId=self.info.recording_id, file=summary.file)
 
     def _log_storage_failure(self, failure: Failure) -> Failure:
         self.log.error(
@@ -349,7 +360,8 @@ class RecordingFiles:
 
         A write that fails now, like one that failed before, leaves a
         finished file with what it has (the sidecar names the error); only a
-        file that cannot be closed is a StorageError."""
+        file that cannot be closed is a StorageError: FileKeptWithError if
+        it is there all the same, with its sidecar."""
         error = self._write_error if next_file is None else None
         try:
             if data and self._write_error is None:
@@ -374,5 +386,8 @@ class RecordingFiles:
         if silent:
             self._storage.remove_audio(part.writer.path)
         if close_error is not None and close_error is not error:
-            raise StorageError(f"could not finish {summary.file}: {summary.error}")
+            message = f"could not finish {summary.file}: {summary.error}"
+            if self._storage.has_audio(part.writer.path):
+                raise FileKeptWithError(message, summary)
+            raise StorageError(message)
         return summary

@@ -20,12 +20,14 @@ def no_file(number: int) -> AudioWriter:
 @implementer(IRecordingEvents)
 @attrs.define(eq=False)
 class KeptEvents:
-    """The recordings started and stopped and the files finished, in order;
+    """The recordings started and stopped and the files finished (or kept
+    with an error), in order;
     ``make_part`` creates each file asked for."""
 
     make_part: Callable[[int], AudioWriter] = no_file
     started_recordings: list[Recording] = attrs.field(factory=list)
     finished_files: list[tuple[str, RecordingSummary]] = attrs.field(factory=list)
+    kept_files: list[tuple[str, RecordingSummary]] = attrs.field(factory=list)
     stopped_recordings: list[Recording] = attrs.field(factory=list)
 
     def open_part(self, number: int) -> AudioWriter:
@@ -36,6 +38,9 @@ class KeptEvents:
 
     def file_finished(self, recording: Recording, path: str, summary: RecordingSummary) -> None:
         self.finished_files.append((path, summary))
+
+    def file_kept(self, recording: Recording, path: str, summary: RecordingSummary) -> None:
+        self.kept_files.append((path, summary))
 
     def stopped(self, recording: Recording) -> None:
         self.stopped_recordings.append(recording)
