@@ -15,7 +15,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from recsvc.devices import device_key
-from recsvc.index import sqlite as sqlite_index
 from recsvc.index import store as index
 from recsvc.index.numberplan import NumberPlan
 from recsvc.storage import folder
@@ -383,15 +382,14 @@ class TextIndexTests:
            number=st.text("0123456789", min_size=1, max_size=6),
            name=st.text(_NAME_LETTERS, min_size=1, max_size=5),
            device=st.text("0123456789abcdef:-", min_size=1, max_size=8),
-           walk=st.sampled_from([0, 3, sqlite_index.WALK_FIRST]))
+           walk=st.sampled_from([0, 3, index.WALK_FIRST]))
     def test_found_as_a_scan_finds(self, rows, number, name, device, walk) -> None:
         """Whatever the rows hold and the search asks (quotes, % and _,
         separators, text of any length), the index finds the rows a scan
         of every row finds, and no other (ASCII letters in any case; a
         letter beyond ASCII as it is written); on SQLite, compared as the
         walk reads them, or looked up (none walked, or a few)."""
-        if self.backend == "sqlite":
-            self.patch(sqlite_index, "WALK_FIRST", walk)
+        self.patch(index, "WALK_FIRST", walk)
         self.empty()
         for number_of_row, (remote, local_name, remote_name, mac) in enumerate(rows):
             data = sidecar(str(number_of_row), remote_number=remote, local_name=local_name,
@@ -432,9 +430,8 @@ class TextIndexTests:
         "Émile Zola", "ÉMILE" and "ZOLA" do."""
         data = sidecar("x1", remote_name="Émile Zola")
         index.add(self.connection, index.entry_from_sidecar(data, sidecar_name(data), 0))
-        for walk in (0, sqlite_index.WALK_FIRST):
-            if self.backend == "sqlite":
-                self.patch(sqlite_index, "WALK_FIRST", walk)
+        for walk in (0, index.WALK_FIRST):
+            self.patch(index, "WALK_FIRST", walk)
             for name, expected in (("émile", []), ("éMILE", []), ("ÉMILE", ["x1"]),
                                    ("ZOLA", ["x1"]), ("mile z", ["x1"])):
                 found = [row["id"] for row in index.search(self.connection,
@@ -455,8 +452,7 @@ class TextIndexTests:
         """Every page is the one the order gives, whether the newest rows
         (of the time asked for) read first hold it, ties of start time at
         their edge included, or the text index is asked."""
-        if self.backend == "sqlite":
-            self.patch(sqlite_index, "WALK_FIRST", newest)
+        self.patch(index, "WALK_FIRST", newest)
         self.empty()
         for number_of_row, (remote, started_at) in enumerate(rows):
             data = sidecar(str(number_of_row), remote_number=remote, started_at=started_at)

@@ -142,31 +142,41 @@ class OpeningTests(OnPostgres, SynchronousTestCase):
         for found_in in opened:
             self.addCleanup(found_in.close)
         self.assertEqual((len(opened), failed), (4, []))
-        with opened[0].pool.connection() as connection:
-            self.assertEqual(connection.execute("SELECT version FROM schema_version").fetchall(),
-                             [(1,)])
-
-    def test_a_later_version_migrates_in_place(self) -> None:
-        """A schema change (a migration step) is applied in place when the
-        index is next opened to write, its rows kept (no reindex); a search
-        of an older schema says how it will be migrated."""
         from recsvc.index import postgres
 
+        with opened[0].pool.connection() as connection:
+            self.assertEqual(connection.execute("SELECT version FROM schema_version").fetchall(),
+                             [(postgres.SCHEMA_VERSION,)])
+
+    def test_a_later_version_migrates_in_place(self) -> None:
+        """An index of version 1 is brought to this version in place when it
+        is next opened to write, its rows kept (no reindex) and found
+        through the new indexes (a number by its pieces, a device through
+        the devices seen); a search of an older schema says how it will be
+        migrated."""
+        from recsvc.index import postgres
+
+        self.assertEqual(postgres.SCHEMA_VERSION, 2)
         database = self.new_database()
+        at_version_1 = self.patch(postgres, "SCHEMA_VERSION", 1)
         found_in = self.open_test_index("node-a", database)
+        self.assertEqual(found_in.schema_version(), 1)
         data = sidecar("kept")
-        index.add(found_in, index.entry_from_sidecar(data, "d/" + data["file"][:-4] + ".json", 5))
-        self.patch(postgres, "SCHEMA_VERSION", 2)
-        self.patch(postgres, "_MIGRATIONS", {
-            **postgres._MIGRATIONS, 2: ("ALTER TABLE recordings ADD COLUMN extra text",)})
+        entry = index.entry_from_sidecar(data, "d/" + data["file"][:-4] + ".json", 5)
+        with found_in.pool.connection() as connection:  # as version 1 wrote rows
+            connection.execute(postgres._UPSERT, found_in._row_of(entry))
+        at_version_1.restore()
         with self.assertRaises(CannotOpenIndex) as caught:
             open_index(database, read_only=True)
         self.assertIn("migrated in place", str(caught.exception))
         migrated = self.open_test_index("node-a", database)
         self.assertEqual(migrated.schema_version(), 2)
         self.assertEqual(list(migrated.indexed().values()), [5])
-        self.assertEqual([row["id"] for row in migrated.search(index.Search(number="138"))],
-                         ["kept"])
+        self.patch(index, "WALK_FIRST", 0)  # looked up, not walked
+        for search in (index.Search(number="138"), index.Search(number="00138"),
+                       index.Search(device="00:a8:59:00:00:01"), index.Search(device="0001")):
+            self.assertEqual([row["id"] for row in migrated.search(search)], ["kept"], search)
+        self.assertEqual(migrated.search(index.Search(number="00139")), [])
 
     def test_a_newer_schema_refused(self) -> None:
         """An index of a later recsvc is refused, to write or to search,

@@ -8,16 +8,21 @@ phone, second and call id, or a ``storage.path`` without ``{device}``);
 so a node's catch-up never forgets another node's recordings. Searches
 find every node's.
 
-How a search is answered: numbers (digits anywhere), names and devices
-through pg_trgm's trigram GIN indexes, orders through btree indexes, and
-PostgreSQL's planner choosing between them (walk an order's index and
-compare each row, for text many recordings hold; gather the few rows a
-trigram index finds and sort them, for rare text). Statements are never
-prepared (``prepare_threshold=None``): a plan made for one pattern must
-not serve another, whose share of the rows can be anything.
+How a search is answered (`PostgresIndex.search`), as on SQLite
+(`recsvc.index.store.walk_then_look_up`): text many recordings hold is
+found by walking the order's index (it holds what a search compares: no
+row is read) and comparing each row until the page is full; text that few
+hold is looked up: numbers of DIGIT_GRAM digits or more by the GIN index of
+each number's DIGIT_GRAM-digit pieces (``recsvc_digit_grams``; pg_trgm's
+trigrams of digits are too few to tell numbers apart: "99999" is one
+trigram, in one row of ten), shorter ones and names by pg_trgm's GIN
+indexes, devices in the table of the devices seen, and the rows found
+sorted. Statements are never prepared (``prepare_threshold=None``): a plan
+made for one pattern must not serve another, whose share of the rows can
+be anything.
 
 A total (`PostgresIndex.total`) is estimated as SQLite's is: the share
-of the newest SAMPLE rows of the search's time that it finds, times the
+of the newest WALK_FIRST rows of the search's time that it finds, times the
 rows of that time (the planner's estimate of those, a range of the index
 by start; counted while the table was never analysed). Within the bound,
 the rows are then counted (at most bound + 1), and the total is exact;
@@ -44,13 +49,17 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from zope.interface import implementer
 
+from recsvc.index import store
 from recsvc.index.backends import CannotOpenIndex, shown, without_password
 from recsvc.index.numberplan import digits_of
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
-    found_row, like_containing, order_key_of, time_conditions)
+    found_row, like_containing, order_key_of, time_conditions, walk_then_look_up)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# A number's digits are looked up by their pieces of this many digits.
+DIGIT_GRAM = 5
 
 # A device without the separators a MAC may be written with, as
 # device_search_key looks for it (also what its trigram index holds).
@@ -79,6 +88,11 @@ _RECORDINGS = """CREATE TABLE recordings (
     UNIQUE (node, path)
 )"""
 
+# What a search compares of a row beside the orders' columns (in the
+# orders' indexes: a walk reads no row).
+_ALSO_COMPARED = ("numbers, local_name, remote_name, device, direction, stop_reason, "
+                  "recording_id")
+
 # The statements that take the schema from the version before to each
 # version, run in order, all in one transaction. Version 1 is the first
 # (PostgreSQL's schema has a history of its own, apart from SQLite's).
@@ -102,6 +116,30 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX recordings_remote_name ON recordings USING gin (remote_name gin_trgm_ops)",
         f"CREATE INDEX recordings_device ON recordings USING gin (({_DEVICE_KEY}) gin_trgm_ops)",
     ),
+    # Numbers by their pieces; devices through a table of those seen and
+    # an index of their own; the orders' indexes hold what a search
+    # compares (the walks read no row).
+    2: (
+        "CREATE FUNCTION recsvc_digit_grams(numbers text) RETURNS text[] "
+        "LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ "
+        f"SELECT coalesce(array_agg(DISTINCT substr(word, i, {DIGIT_GRAM})), '{{}}') "
+        "FROM unnest(string_to_array(numbers, ' ')) AS word, "
+        f"generate_series(1, length(word) - {DIGIT_GRAM - 1}) AS i $$",
+        "SET LOCAL maintenance_work_mem = '256MB'",
+        "CREATE INDEX recordings_number_grams ON recordings "
+        "USING gin (recsvc_digit_grams(numbers))",
+        'CREATE TABLE devices (device text COLLATE "C" PRIMARY KEY)',
+        "INSERT INTO devices SELECT DISTINCT device FROM recordings",
+        "CREATE INDEX recordings_by_device ON recordings (device, started_at DESC, path, node) "
+        "INCLUDE (id, duration_s)",
+        "DROP INDEX recordings_device",
+        "DROP INDEX recordings_by_start",
+        f"CREATE INDEX recordings_by_start ON recordings (started_at DESC, path, node) "
+        f"INCLUDE (id, duration_s, {_ALSO_COMPARED})",
+        "DROP INDEX recordings_by_duration",
+        "CREATE INDEX recordings_by_duration ON recordings "
+        f"(duration_s DESC, started_at DESC, path, node) INCLUDE (id, {_ALSO_COMPARED})",
+    ),
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
 # The advisory lock a migration holds (any number of recsvc's own).
@@ -121,11 +159,6 @@ CONNECT_TIMEOUT = 10
 POOL_TIMEOUT = 30.0
 # Rows a search_all reads from the server at a time.
 ROWS_AT_A_TIME = 500
-# The newest rows (of its time) a total's estimate compares.
-SAMPLE = 10_000
-# A total within its bound is counted by comparing every row of the
-# search's time when it has no more rows than this (see `total`).
-COMPARED_AT_MOST = 200_000
 
 
 @implementer(IIndex)
@@ -187,8 +220,11 @@ class PostgresIndex:
         # In the paths' order: two writers of one node's rows (the service
         # and a reindex) lock them in the same order, never each other's.
         rows = [self._row_of(entry) for entry in sorted(entries, key=lambda entry: entry.path)]
+        devices = sorted({entry.device for entry in entries})
         with self.pool.connection() as connection:
             with connection.cursor() as cursor:
+                cursor.execute("INSERT INTO devices SELECT unnest(%s::text[]) "
+                               "ON CONFLICT DO NOTHING", (devices,))
                 cursor.executemany(_UPSERT, rows)
 
     def remove(self, paths: Sequence[str]) -> None:
@@ -197,9 +233,23 @@ class PostgresIndex:
                                (self.node, sorted(paths)))
 
     def search(self, query: Search) -> list[dict[str, Any]]:
+        """One page of the recordings found (see the module's docstring)."""
         with self.pool.connection() as connection:
-            rows = connection.execute(*_page(query)).fetchall()
-        return [found_row(path, sidecar, node) for path, sidecar, node in rows]
+            def found(statement: tuple[str, list[Any]]) -> list[dict[str, Any]]:
+                return [found_row(path, sidecar, node)
+                        for path, sidecar, node in connection.execute(*statement)]
+
+            def one(statement: tuple[str, list[Any]]) -> Any:
+                return connection.execute(*statement).fetchone()[0]
+
+            if not _has_text(query):
+                return found(_page(query))
+            return walk_then_look_up(
+                query,
+                walk=lambda rows: found(_walk_page(query, rows)),
+                walked_all=lambda rows: one(_walk_length(query, rows + 1)) <= rows,
+                matches_in=lambda rows: one(_walk_matches(query, rows)),
+                look_up=lambda: found(_looked_up_page(query)))
 
     def search_all(self, query: Search) -> Iterator[dict[str, Any]]:
         # One statement through a server-side cursor: one state of the
@@ -217,11 +267,12 @@ class PostgresIndex:
         docstring)."""
         query = attrs.evolve(query, page=1, after=None)
         where, params = _conditions(query)
+        compared, compared_params = _conditions(query, looked_up=False)
+        matching = compared.removeprefix(" WHERE ") or "true"
         times, times_params = time_conditions(query, mark="%s")
         within = " WHERE " + " AND ".join(times) if times else ""
-        matching = where.removeprefix(" WHERE ") or "true"
         with self.pool.connection() as connection:
-            # The newest SAMPLE rows of its time (what the conditions
+            # The newest WALK_FIRST rows of its time (what the conditions
             # compare of them, not their sidecars), and how many it finds
             # there: an estimate beyond the bound is not counted row by row
             # (for a common text, every match of the trigram index).
@@ -229,19 +280,19 @@ class PostgresIndex:
                       f"{_COMPARED} FROM recordings{within} ORDER BY started_at DESC LIMIT %s) "
                       "AS recordings")
             matched, sampled = connection.execute(
-                sample, [*params, *times_params, SAMPLE]).fetchone()
-            if sampled < SAMPLE:
+                sample, [*compared_params, *times_params, store.WALK_FIRST]).fetchone()
+            if sampled < store.WALK_FIRST:
                 return Total(matched, True)  # every row of its time was compared
             rows = _rows_of_time(connection, within, times_params)
             estimate = math.ceil(matched / sampled * rows)
             if estimate > bound:
                 return Total(estimate, False)
-            if rows <= COMPARED_AT_MOST:
+            if rows <= store.WALK_AT_MOST:
                 # Few rows in its time: every one compared, read by start,
                 # costs less than the trigram index's matches of all time.
                 matched, sampled = connection.execute(
-                    sample, [*params, *times_params, COMPARED_AT_MOST]).fetchone()
-                if sampled < COMPARED_AT_MOST:
+                    sample, [*compared_params, *times_params, store.WALK_AT_MOST]).fetchone()
+                if sampled < store.WALK_AT_MOST:
                     return Total(matched, matched <= bound)
             counted = connection.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM recordings{where} LIMIT %s) AS found",
@@ -290,6 +341,17 @@ def _rows_of_time(connection: psycopg.Connection[Any], within: str, params: list
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
+def _has_text(query: Search) -> bool:
+    """Whether ``query`` looks for text its indexes could look up."""
+    return any(value is not None for value in (query.number, query.name, query.device))
+
+
+def digit_grams(digits: str) -> list[str]:
+    """The pieces of DIGIT_GRAM digits of ``digits`` (as recsvc_digit_grams
+    makes them of a row's numbers)."""
+    return sorted({digits[i:i + DIGIT_GRAM] for i in range(len(digits) - DIGIT_GRAM + 1)})
+
+
 def _select(query: Search) -> tuple[str, list[Any]]:
     """The statement of every row ``query`` finds (paths, sidecars and
     nodes), in its order."""
@@ -298,38 +360,127 @@ def _select(query: Search) -> tuple[str, list[Any]]:
             params)
 
 
-def _page(query: Search) -> tuple[str, list[Any]]:
-    """The statement of ``query``'s page: its rows found (and the rows
-    before it passed over) from an order's index or the trigram indexes,
-    then only the page's rows read from the table, by id."""
-    where, params = _conditions(query)
-    columns = ", ".join(column for column, _ in _ORDER_BY[query.order])
-    found = (f"SELECT id, {columns} FROM recordings{where} ORDER BY {_order(query)} "
-             "LIMIT %s OFFSET %s")
+def _columns(query: Search) -> str:
+    return ", ".join(column for column, _ in _ORDER_BY[query.order])
+
+
+def _limit(query: Search) -> list[int]:
+    return [query.page_size, (query.page - 1) * query.page_size]
+
+
+def _rows_of_page(found: str, query: Search) -> str:
+    """The statement reading the rows (paths, sidecars, nodes) of a page
+    that ``found`` (ids and the order's columns) finds, by id: only the
+    page's rows are read from the table."""
     return (f"SELECT recordings.path, recordings.sidecar, recordings.node FROM ({found}) AS page "
-            f"JOIN recordings USING (id) ORDER BY {_order(query, 'page.')}",
-            [*params, query.page_size, (query.page - 1) * query.page_size])
+            f"JOIN recordings USING (id) ORDER BY {_order(query, 'page.')}")
 
 
-def _conditions(query: Search) -> tuple[str, list[Any]]:
-    """The WHERE clause of ``query`` (empty when it asks for everything)."""
+def _page(query: Search) -> tuple[str, list[Any]]:
+    """The statement of the page of a ``query`` without text: its rows
+    (and those before it passed over) from an order's index."""
+    where, params = _conditions(query)
+    found = (f"SELECT id, {_columns(query)} FROM recordings{where} ORDER BY {_order(query)} "
+             "LIMIT %s OFFSET %s")
+    return _rows_of_page(found, query), [*params, *_limit(query)]
+
+
+def _walked(query: Search, rows: int) -> tuple[str, list[Any]]:
+    """The first ``rows`` rows of ``query``'s order (within the conditions
+    that are not text), with what the text conditions compare: from the
+    order's index alone."""
+    where, params = _plain_conditions(query)
+    return (f"SELECT id, {_COMPARED} FROM recordings"
+            f"{' WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY {_order(query)} LIMIT %s", [*params, rows])
+
+
+def _walk_page(query: Search, rows: int) -> tuple[str, list[Any]]:
+    """The statement of ``query``'s page among the first ``rows`` rows of
+    its order, each compared as read."""
+    walked, params = _walked(query, rows)
+    text, text_params = _text_conditions(query, looked_up=False)
+    found = (f"SELECT id, {_columns(query)} FROM ({walked}) AS walked "
+             f"WHERE {' AND '.join(text)} ORDER BY {_order(query)} LIMIT %s OFFSET %s")
+    return _rows_of_page(found, query), [*params, *text_params, *_limit(query)]
+
+
+def _walk_length(query: Search, rows: int) -> tuple[str, list[Any]]:
+    """The statement of how many rows (at most ``rows``) a walk has."""
+    where, params = _plain_conditions(query)
+    return (f"SELECT count(*) FROM (SELECT 1 FROM recordings"
+            f"{' WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY {_order(query)} LIMIT %s) AS walked", [*params, rows])
+
+
+def _walk_matches(query: Search, rows: int) -> tuple[str, list[Any]]:
+    """The statement of how many of the first ``rows`` rows ``query`` finds."""
+    walked, params = _walked(query, rows)
+    text, text_params = _text_conditions(query, looked_up=False)
+    return (f"SELECT count(*) FROM ({walked}) AS walked WHERE {' AND '.join(text)}",
+            [*params, *text_params])
+
+
+def _looked_up_page(query: Search) -> tuple[str, list[Any]]:
+    """The statement of ``query``'s page, its text looked up in its
+    indexes: every row found gathered first (MATERIALIZED: the planner may
+    not walk the order's index instead), then sorted."""
+    where, params = _conditions(query)
+    columns = _columns(query)
+    found = f"SELECT id, {columns} FROM found ORDER BY {_order(query)} LIMIT %s OFFSET %s"
+    return (f"WITH found AS MATERIALIZED (SELECT id, {columns} FROM recordings{where}) "
+            + _rows_of_page(found, query), [*params, *_limit(query)])
+
+
+def _conditions(query: Search, looked_up: bool = True) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``query`` (empty when it asks for everything):
+    its text looked up in the indexes, or (not ``looked_up``) compared as
+    each row is read."""
+    where, params = _plain_conditions(query)
+    text, text_params = _text_conditions(query, looked_up)
+    where += text
+    return (" WHERE " + " AND ".join(where) if where else ""), params + text_params
+
+
+def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
+    """The conditions that are not text, and the cursor's."""
     where, params = field_conditions(query, mark="%s")
     if query.after is not None:
         condition, after_params = after_condition(
             _ORDER_BY[query.order], order_key_of(query.after, query.order), mark="%s")
         where.append(condition)
         params += after_params
+    return where, params
+
+
+def _text_conditions(query: Search, looked_up: bool) -> tuple[list[str], list[Any]]:
+    """The conditions on numbers, names and devices: as the indexes look
+    them up (numbers by their pieces, devices in the devices' table), or
+    as compared on each row."""
+    where: list[str] = []
+    params: list[Any] = []
     if query.number is not None:
-        forms = query.plan.forms(query.number)
-        where.append("(" + " OR ".join(["numbers LIKE %s"] * len(forms)) + ")")
-        params += [like_containing(form) for form in forms]
+        forms = []
+        for form in query.plan.forms(query.number):
+            if looked_up and len(form) >= DIGIT_GRAM and form.isdigit():
+                # The pieces narrow, LIKE decides (pieces anywhere in a row
+                # need not be one run of digits).
+                forms.append("(recsvc_digit_grams(numbers) @> %s::text[] AND numbers LIKE %s)")
+                params.append(digit_grams(form))
+            else:
+                forms.append("numbers LIKE %s")
+            params.append(like_containing(form))
+        where.append("(" + " OR ".join(forms) + ")")
     if query.name is not None:
         where.append("(local_name ILIKE %s OR remote_name ILIKE %s)")
         params += [like_containing(query.name)] * 2
     if query.device is not None:
-        where.append(f"{_DEVICE_KEY} LIKE %s")
+        if looked_up:
+            where.append(f"device IN (SELECT device FROM devices WHERE {_DEVICE_KEY} LIKE %s)")
+        else:
+            where.append(f"{_DEVICE_KEY} LIKE %s")
         params.append(like_containing(device_search_key(query.device)))
-    return (" WHERE " + " AND ".join(where) if where else ""), params
+    return where, params
 
 
 def prepare(connection: psycopg.Connection[Any], database: str) -> None:

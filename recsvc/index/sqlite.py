@@ -10,8 +10,10 @@ row, so after WALK_FIRST rows without a full page the rows holding it are
 looked up instead (numbers and names in an FTS5 trigram index, devices in
 the table of the devices seen) and sorted. A page far down the order (by
 its number) widens the walk as far as the matches seen so far say it
-needs, up to WALK_AT_MOST rows; a page reached from the one before it
-(``Search.after``) walks from where that one ended.
+needs, up to WALK_AT_MOST rows (further for text many rows hold:
+`recsvc.index.store.walk_then_look_up`, which PostgreSQL's searches share);
+a page reached from the one before it (``Search.after``) walks from where
+that one ended.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import attrs
 from zope.interface import implementer
 
 from recsvc.index.numberplan import digits_of
+from recsvc.index import store
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
-    found_row, like_containing, order_key_of, time_bounds, time_conditions)
+    found_row, like_containing, order_key_of, time_bounds, time_conditions, walk_then_look_up)
 
 SCHEMA_VERSION = 4
 
@@ -173,10 +176,6 @@ _ORDER_BY: dict[str, tuple[tuple[tuple[str, bool], ...], str]] = {
                  "recordings_by_duration"),
 }
 
-# How many rows, in the order, a search compares before it looks the text
-# up instead (see the module's docstring); how far a deep page's walk may go.
-WALK_FIRST = 10_000
-WALK_AT_MOST = 200_000
 
 # How long (seconds) a write waits for another's (a reindex beside the
 # service): catch_up commits every COMMIT_EVERY entries, so waits are short.
@@ -252,23 +251,15 @@ class SqliteIndex:
 
     def search(self, query: Search) -> list[dict[str, Any]]:
         """One page of the recordings found (see the module's docstring)."""
-        wanted = query.page * query.page_size
         if not _has_text(query):
             return self._found(_select(query, _Finding.ALL))
-        walked = WALK_FIRST
-        while True:
-            page = self._found(_select(query, _Finding.WALK, walk=walked))
-            if len(page) == query.page_size or not self._walk_stopped_short(query, walked):
-                return page  # in the first rows of the order, or every row was walked
-            # How far the page is, going by the matches the walk saw.
-            seen = self.sqlite.execute(*_count(query, _Finding.WALK, walk=walked)).fetchone()[0]
-            if walked >= WALK_AT_MOST or not seen:
-                break
-            further = math.ceil(wanted * walked / seen * 1.25)
-            if further > WALK_AT_MOST:
-                break
-            walked = max(further, walked * 2)
-        return self._found(_select(query, _Finding.LOOKED_UP))
+        return walk_then_look_up(
+            query,
+            walk=lambda rows: self._found(_select(query, _Finding.WALK, walk=rows)),
+            walked_all=lambda rows: not self._walk_stopped_short(query, rows),
+            matches_in=lambda rows: self.sqlite.execute(
+                *_count(query, _Finding.WALK, walk=rows)).fetchone()[0],
+            look_up=lambda: self._found(_select(query, _Finding.LOOKED_UP)))
 
     def search_all(self, query: Search) -> Iterator[dict[str, Any]]:
         # One statement, so one state of the index however long the reading
@@ -283,7 +274,7 @@ class SqliteIndex:
         when that estimate is within the bound."""
         query = attrs.evolve(query, page=1, after=None)
         matched, walked = self.sqlite.execute(*_sample(query)).fetchone()
-        if walked < WALK_FIRST:
+        if walked < store.WALK_FIRST:
             return Total(matched, True)  # every row of its time was compared
         rows = self._rows_of_days(query)
         estimate = math.ceil(matched / walked * rows)
@@ -291,11 +282,12 @@ class SqliteIndex:
             # (Counting them would read them all: for a common text, every
             # match in the trigram index.)
             return Total(estimate, False)
-        if rows <= WALK_AT_MOST:
+        if rows <= store.WALK_AT_MOST:
             # Few days: every row of them compared, from the index by start,
             # costs less than the trigram index's matches of every day.
-            matched, walked = self.sqlite.execute(*_sample(query, WALK_AT_MOST)).fetchone()
-            if walked < WALK_AT_MOST:
+            matched, walked = self.sqlite.execute(
+                *_sample(query, store.WALK_AT_MOST)).fetchone()
+            if walked < store.WALK_AT_MOST:
                 return Total(matched, True) if matched <= bound else Total(matched, False)
         finding = _Finding.LOOKED_UP if _has_text(query) else _Finding.ALL
         counted = self.sqlite.execute(*_count(query, finding, up_to=bound + 1)).fetchone()[0]
@@ -419,7 +411,8 @@ def _sample(query: Search, rows: int | None = None) -> tuple[str, list[Any]]:
     conditions = plain + text
     matching = " AND ".join(conditions) if conditions else "1"
     return (f"SELECT coalesce(sum({matching}), 0), count(*) FROM ({walked})",
-            [*plain_params, *text_params, *times[1], WALK_FIRST if rows is None else rows])
+            [*plain_params, *text_params, *times[1],
+             store.WALK_FIRST if rows is None else rows])
 
 
 def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
