@@ -17,7 +17,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from recsvc.archive.store import IObjectStore, StoreFailure, StoredObject, sha256_b64
+from recsvc.archive.store import IObjectStore, KeyTaken, StoreFailure, StoredObject, sha256_b64
 from recsvc.control.commands import FAILED, SUCCESS, StartRequest, StartResponse, StopRequest
 from recsvc.control.interfaces import IPhoneLink, IRecorder, UnknownRecording
 from recsvc.index.indexer import Indexer
@@ -446,7 +446,9 @@ class MemoryStore:
     call raises StoreFailure(down); with ``wrong_checksum``, the store
     reports a SHA-256 other than that of what it holds (as a store that
     damaged what it received); with ``keeps_checksums`` False, none (as a
-    store that keeps no ChecksumSHA256)."""
+    store that keeps no ChecksumSHA256); with ``conditional_puts`` False,
+    a put only_if_absent replaces what is there (as a store that ignores
+    If-None-Match). ``heads`` counts the HEADs asked."""
 
     objects: dict[str, bytes] = attrs.field(factory=dict)
     object_metadata: dict[str, dict[str, str]] = attrs.field(factory=dict)
@@ -455,31 +457,48 @@ class MemoryStore:
     down: str | None = None
     wrong_checksum: bool = False
     keeps_checksums: bool = True
+    conditional_puts: bool = True
+    heads: int = 0
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def _check(self) -> None:
         if self.down is not None:
             raise StoreFailure(self.down, "the memory store was told to fail")
 
-    def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str]) -> None:
+    def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str],
+            sha256: str | None = None, only_if_absent: bool = False) -> str | None:
         self._check()
         with open(path, "rb") as handle:
             data = handle.read()
+        if sha256 is not None and sha256 != sha256_b64(data):
+            raise StoreFailure("BadDigest", f"{key}: the body's SHA-256 is not {sha256}")
         with self._lock:
+            if only_if_absent and self.conditional_puts and key in self.objects:
+                raise KeyTaken(key)
             self.objects[key] = data
             self.object_metadata[key] = dict(metadata)
             self.content_types[key] = content_type
             self.puts.append(key)
+        return self._checksum(data)
+
+    def honours_only_if_absent(self) -> bool:
+        self._check()
+        return self.conditional_puts
 
     def head(self, key: str) -> StoredObject | None:
         self._check()
         with self._lock:
+            self.heads += 1
             data = self.objects.get(key)
         if data is None:
             return None
+        return StoredObject(len(data), self._checksum(data))
+
+    def _checksum(self, data: bytes) -> str | None:
+        """The SHA-256 the store gives for ``data`` (see the class's faults)."""
         if not self.keeps_checksums:
-            return StoredObject(len(data), None)
-        return StoredObject(len(data), sha256_b64(data + b"!" if self.wrong_checksum else data))
+            return None
+        return sha256_b64(data + b"!" if self.wrong_checksum else data)
 
     def metadata(self, key: str) -> dict[str, str]:
         self._check()

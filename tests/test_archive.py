@@ -23,7 +23,7 @@ from recsvc.archive import journal
 from recsvc.archive.backlog import Backlog, FailureCauses, WaitingRecording, retry_delay
 from recsvc.archive.layout import ArchiveLocation, node_of, object_metadata
 from recsvc.archive.s3 import CANNOT_CONNECT, HEAD_FORBIDDEN, S3Store, client_for
-from recsvc.archive.store import LocalFile, StoreFailure, read_local
+from recsvc.archive.store import KeyTaken, LocalFile, StoreFailure, read_local
 from recsvc.archive.transfer import CHECKSUM_MISMATCH, NO_CHECKSUMS, OBJECT_IN_THE_WAY
 from recsvc.archive.uploader import Archive, ArchiveStatus
 from recsvc.config import ConfigError, parse_config
@@ -312,6 +312,34 @@ class _StoreContract:
         self.store.put("k.wav", self.path, "audio/wav", {"id": "7", "remote-number": "%2B86"})
         self.assertEqual(self.store.metadata("k.wav"), {"id": "7", "remote-number": "%2B86"})
 
+    def test_put_gives_back_the_checksum(self) -> None:
+        """A PUT's answer gives the SHA-256 the store keeps: the file's,
+        whether the PUT sent it or asked the store to compute it."""
+        self.assertEqual(self.store.put("k.wav", self.path, "audio/wav", {},
+                                        sha256_of(self.data)), sha256_of(self.data))
+        self.assertEqual(self.store.put("j.wav", self.path, "audio/wav", {}),
+                         sha256_of(self.data))
+        self.assertEqual(self.store.head("k.wav").sha256, sha256_of(self.data))
+
+    def test_put_only_if_absent(self) -> None:
+        """A PUT only if absent stores at a free key; at a taken one it is
+        refused (KeyTaken) and the object stays as it was."""
+        self.store.put("k.wav", self.path, "audio/wav", {"id": "1"}, only_if_absent=True)
+        other = self.mktemp()
+        with open(other, "wb") as handle:
+            handle.write(b"other")
+        self.assertRaises(KeyTaken, self.store.put, "k.wav", other, "audio/wav", {"id": "2"},
+                          only_if_absent=True)
+        self.assertEqual(self.store.get("k.wav"), self.data)
+        self.assertEqual(self.store.metadata("k.wav"), {"id": "1"})
+
+    def test_honours_only_if_absent(self) -> None:
+        """The store says it honours PUTs only if absent (moto, S3, the
+        fake), and asking leaves no object behind."""
+        self.assertTrue(self.store.honours_only_if_absent())
+        self.assertTrue(self.store.honours_only_if_absent())
+        self.assertEqual(self.keys(), [])
+
     def test_delete(self) -> None:
         """A deleted object is gone; deleting nothing is no error."""
         self.store.put("k.wav", self.path, "audio/wav", {})
@@ -326,13 +354,36 @@ class MemoryStoreContractTests(_StoreContract, SynchronousTestCase):
     def make_store(self) -> Any:
         return MemoryStore()
 
+    def keys(self) -> list[str]:
+        return sorted(self.store.objects)
+
 
 class S3StoreContractTests(_StoreContract, SynchronousTestCase):
     """recsvc.archive.s3.S3Store (boto3) on a real S3 API keeps the contract."""
 
     def make_store(self) -> Any:
         server = s3.server()
-        return S3Store(ArchiveLocation(server.bucket(), "p/"), client=server.client())
+        self.client = server.client()
+        return S3Store(ArchiveLocation(server.bucket(), "p/"), client=self.client)
+
+    def keys(self) -> list[str]:
+        listed = self.client.list_objects_v2(Bucket=self.store.location.bucket)
+        return sorted(item["Key"] for item in listed.get("Contents", []))
+
+    def test_a_store_ignoring_the_condition(self) -> None:
+        """A store that takes a PUT only if absent at a taken key (one that
+        ignores If-None-Match) is found out, and its probe deleted."""
+        real = self.client
+
+        class Ignoring:
+            def put_object(self, IfNoneMatch: str = "", **arguments: Any) -> Any:
+                return real.put_object(**arguments)
+
+            def delete_object(self, **arguments: Any) -> Any:
+                return real.delete_object(**arguments)
+        self.store.client = Ignoring()
+        self.assertFalse(self.store.honours_only_if_absent())
+        self.assertEqual(self.keys(), [])
 
     def test_endpoint_down(self) -> None:
         """An endpoint that refuses connections is one cause, whatever the
@@ -562,12 +613,39 @@ class UploadTests(SynchronousTestCase):
             self.assertEqual(self.store.objects[f"calls/{node}/{wav}"], data)
         self.assertEqual(len(self.store.objects), 6)
 
+    def test_a_new_file_costs_one_request(self) -> None:
+        """A recording's files, new to the store, are each sent with one PUT
+        (only if absent), verified by the SHA-256 its answer gives: no HEAD."""
+        wav, sidecar = put_recording(self.root, "4711")
+        archive, events, _ = _uploads(self.store, self.root, self.clock)
+        self.successResultOf(archive.start())
+        self.assertEqual(self.store.puts, ["site-a/a/" + wav, "site-a/a/" + sidecar])
+        self.assertEqual((self.store.heads, len(events)), (0, 1))
+
+    def test_a_store_ignoring_conditions_is_asked_first(self) -> None:
+        """A store that would replace an object at a PUT only if absent is
+        asked (HEAD) before each PUT instead."""
+        self.store.conditional_puts = False
+        wav, sidecar = put_recording(self.root, "4711")
+        archive, events, _ = _uploads(self.store, self.root, self.clock)
+        self.successResultOf(archive.start())
+        self.assertEqual(self.store.puts, ["site-a/a/" + wav, "site-a/a/" + sidecar])
+        self.assertEqual((self.store.heads, len(events)), (2, 1))
+
     def test_a_different_object_is_never_overwritten(self) -> None:
         """An object at a recording's key that is not its file (nor an
         earlier upload of it) is left as it is: that recording is not
         uploaded, its local copy stays, the log says so once (naming the
         key), and the other recordings upload unpaused; the next start
         tries it again."""
+        self.check_never_overwritten()
+
+    def test_never_overwritten_where_conditions_are_ignored(self) -> None:
+        """The same on a store that ignores PUTs only if absent (asked first)."""
+        self.store.conditional_puts = False
+        self.check_never_overwritten()
+
+    def check_never_overwritten(self) -> None:
         wav, sidecar = put_recording(self.root, "4711")
         other_wav, _ = put_recording(self.root, "4712")
         key = "site-a/a/" + wav

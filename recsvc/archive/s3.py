@@ -4,23 +4,30 @@ share one. boto3 is imported only when an archive is configured (the
 ``archive`` extra), so the service runs without it otherwise.
 
 Every object is sent in one PUT (S3 takes up to 5 GB so; the config keeps
-a file below that, see recsvc.config) with ``ChecksumAlgorithm=SHA256``:
-the store then keeps the SHA-256 of what it received and gives it back in
-``head_object(ChecksumMode=ENABLED)``, which the archive compares with its
-own reading of the file. (A multipart object's checksum is one of its
-parts' checksums, which would need the part sizes to compare.)
+a file below that, see recsvc.config) with the file's SHA-256 as the
+archive read it (``ChecksumSHA256``): S3 refuses a body that does not
+match it (BadDigest), keeps it, and gives it back in the PUT's answer and
+in ``head_object(ChecksumMode=ENABLED)``, which the archive compares with
+its own reading. (A multipart object's checksum is one of its parts'
+checksums, which would need the part sizes to compare.) A new file is
+sent with ``IfNoneMatch="*"`` (S3's conditional write: refused, 412, if
+an object is at the key), so that it needs no HEAD before it, where the
+store honours the condition: the first upload tries it on an object of its
+own (`S3Store.honours_only_if_absent`), since a store that ignores the
+header would replace what is there.
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any, Mapping
 
 import attrs
 from zope.interface import implementer
 
 from recsvc.archive.layout import ArchiveLocation
-from recsvc.archive.store import IObjectStore, StoreFailure, StoredObject
+from recsvc.archive.store import IObjectStore, KeyTaken, StoreFailure, StoredObject
 from recsvc.storage.folder import no_follow
 
 # What botocore says when the endpoint does not answer, as a cause.
@@ -35,6 +42,11 @@ _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 HEAD_FORBIDDEN = ("access denied to HEAD (the policy needs s3:GetObject on the objects and "
                   "s3:ListBucket on the bucket)")
 _FORBIDDEN = ("403", "Forbidden", "AccessDenied")
+# A conditional PUT refused: an object is at the key (409: another
+# conditional write to it is under way).
+_TAKEN = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+# Where the store says it does not know conditional writes.
+_NOT_KNOWN = ("NotImplemented", "501", "InvalidArgument", "InvalidRequest")
 
 
 def client_for(endpoint_url: str | None, region: str | None, threads: int,
@@ -69,6 +81,9 @@ class S3Store:
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
+    # Whether the store refuses a conditional PUT at a taken key: tried
+    # once, at the first upload (None: not yet).
+    _conditional: bool | None = None
 
     def _s3(self) -> Any:
         with self._lock:  # (a client is thread-safe; making one is not)
@@ -76,17 +91,57 @@ class S3Store:
                 self.client = self.make_client()
             return self.client
 
-    def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str]) -> None:
+    def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str],
+            sha256: str | None = None, only_if_absent: bool = False) -> str | None:
+        with open(path, "rb", opener=no_follow) as body:
+            answer = self._put(key, body, content_type, metadata, sha256, only_if_absent)
+        return answer.get("ChecksumSHA256")
+
+    def _put(self, key: str, body: Any, content_type: str, metadata: Mapping[str, str],
+             sha256: str | None, only_if_absent: bool) -> Any:
         extra: dict[str, Any] = {}
         if self.server_side_encryption:
             extra["ServerSideEncryption"] = self.server_side_encryption
             if self.kms_key_id:
                 extra["SSEKMSKeyId"] = self.kms_key_id
-        s3 = self._s3()
-        with open(path, "rb", opener=no_follow) as body:
-            self._call(s3.put_object, Bucket=self.location.bucket, Key=key, Body=body,
-                       ContentType=content_type, Metadata=dict(metadata),
-                       ChecksumAlgorithm="SHA256", **extra)
+        if sha256 is not None:
+            extra["ChecksumSHA256"] = sha256  # (botocore then computes none)
+        if only_if_absent:
+            extra["IfNoneMatch"] = "*"
+        try:
+            return self._call(self._s3().put_object, Bucket=self.location.bucket, Key=key,
+                              Body=body, ContentType=content_type, Metadata=dict(metadata),
+                              ChecksumAlgorithm="SHA256", **extra)
+        except StoreFailure as failure:
+            if only_if_absent and failure.cause in _TAKEN:
+                raise KeyTaken(key) from None
+            raise
+
+    def honours_only_if_absent(self) -> bool:
+        """Tried once on an object of its own under the prefix, put twice
+        only if absent then deleted: True if the second put is refused.
+        StoreFailure if the store cannot be asked (tried again next time)."""
+        with self._lock:
+            known = self._conditional
+        if known is not None:
+            return known
+        key = f"{self.location.prefix}.recsvc-probe/{uuid.uuid4().hex}"
+        try:
+            self._put(key, b"", "application/octet-stream", {}, None, True)
+            try:
+                self._put(key, b"", "application/octet-stream", {}, None, True)
+                honoured = False
+            except KeyTaken:
+                honoured = True
+        except StoreFailure as failure:
+            if failure.cause not in _NOT_KNOWN:
+                raise
+            honoured = False
+        finally:
+            self.delete(key)
+        with self._lock:
+            self._conditional = honoured
+        return honoured
 
     def head(self, key: str) -> StoredObject | None:
         try:

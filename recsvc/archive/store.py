@@ -66,13 +66,31 @@ class StoreFailure(Exception):
         self.detail = detail
 
 
+class KeyTaken(StoreFailure):
+    """A put ``only_if_absent`` found an object at its key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__("an object is already at its key", key)
+
+
 class IObjectStore(Interface):
     """An object store the archive writes to. Every method blocks (the
     archive calls them on its own threads) and raises StoreFailure."""
 
-    def put(key: str, path: str, content_type: str, metadata: Mapping[str, str]) -> None:
+    def put(key: str, path: str, content_type: str, metadata: Mapping[str, str],
+            sha256: str | None = None, only_if_absent: bool = False) -> str | None:
         """Store the file at ``path`` under ``key`` (replacing any object
-        there), asking the store to compute its SHA-256."""
+        there, but with ``only_if_absent``: then KeyTaken if there is one,
+        where `honours_only_if_absent`), asking the store to keep its
+        SHA-256: to check what it receives against ``sha256`` (the file's,
+        base64; S3 refuses a body that does not match, BadDigest), or to
+        compute it. Returns the SHA-256 the store's answer gives for what it
+        now holds, or None if the answer gives none (ask `head`)."""
+
+    def honours_only_if_absent() -> bool:
+        """Whether the store refuses a put ``only_if_absent`` at a taken key
+        (S3's conditional write, If-None-Match; a store that ignores it
+        would replace the object)."""
 
     def head(key: str) -> StoredObject | None:
         """The object under ``key`` as the store describes it; None if there

@@ -1,8 +1,11 @@
 """One file's way into the archive, blocking (the archive's threads run
-it): read it (size and SHA-256), skip the upload if the store holds it
-already, refuse it if another object is at its key, else PUT it; then ask
-the store what it holds and journal the file as verified only if the
-store's size and SHA-256 are the file's."""
+it): read it (size and SHA-256), PUT it only if no object is at its key
+(where the store honours that condition; else, and when one is there,
+HEAD first: skip the upload if the store holds the file already, refuse
+it if another object is at its key); the store checks what it receives
+against the file's SHA-256 and gives it back; journal the file as
+verified only if the store's SHA-256 (and, asked by a HEAD, its size) is
+the file's. A new file so costs one request."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ import attrs
 
 from recsvc.archive import journal
 from recsvc.archive.layout import ArchiveLocation, content_type, node_of, object_metadata
-from recsvc.archive.store import IObjectStore, LocalFile, StoreFailure, StoredObject, read_local
+from recsvc.archive.store import (
+    IObjectStore, KeyTaken, LocalFile, StoreFailure, StoredObject, read_local)
 from recsvc.storage.folder import read_json
 
 CHECKSUM_MISMATCH = "checksum mismatch"
@@ -64,33 +68,63 @@ def archive_file(store: IObjectStore, root: str, location: ArchiveLocation,
         raise LocalFileGone(relative_path) from None
     except OSError as error:
         raise StoreFailure("cannot read the local file", f"{path}: {error.strerror}") from None
-    sent = False
-    there = store.head(key)
-    if not local.verified_by(there):
-        metadata = object_metadata(sidecar)
-        if there is not None:
-            _check_in_the_way(store, there, local, metadata, root, relative_path, key)
-        store.put(key, path, content_type(relative_path), metadata)
-        stored = store.head(key)
-        if stored is None:
-            raise StoreFailure(MISSING_AFTER_UPLOAD, key)
-        if stored.size != local.size:
-            raise StoreFailure(SIZE_MISMATCH, f"{key}: the store holds {stored.size} bytes, "
-                                              f"the file has {local.size}")
-        if stored.sha256 is None:
-            raise StoreFailure(NO_CHECKSUMS, f"{key}: no ChecksumSHA256 in its HEAD; the "
-                                             f"archive needs a store that keeps the SHA-256 a "
-                                             f"PUT asks for and gives it back")
-        if stored.sha256 != local.sha256:
-            raise StoreFailure(CHECKSUM_MISMATCH, f"{key}: the store's SHA-256 is "
-                                                  f"{stored.sha256}, the file's {local.sha256}")
-        sent = True
+    metadata = object_metadata(sidecar)
+    if store.honours_only_if_absent():
+        try:
+            _send(store, key, path, relative_path, local, metadata, only_if_absent=True)
+            sent = True
+        except KeyTaken:
+            sent = _send_unless_there(store, root, key, path, relative_path, local, metadata)
+    else:
+        sent = _send_unless_there(store, root, key, path, relative_path, local, metadata)
     try:
         journal.record_verified(root, relative_path, local, key)
     except OSError as error:
         # (A full disk without the reserve, say: the file waits, tried again.)
         raise StoreFailure(CANNOT_JOURNAL, f"{relative_path}: {error.strerror}") from None
     return Verified(relative_path, key, local, sent, node)
+
+
+def _send_unless_there(store: IObjectStore, root: str, key: str, path: str,
+                       relative_path: str, local: LocalFile, metadata: dict[str, str]) -> bool:
+    """Put the file unless the store holds it already (then False), or
+    another object is at its key (ObjectInTheWay)."""
+    there = store.head(key)
+    if local.verified_by(there):
+        return False
+    if there is not None:
+        _check_in_the_way(store, there, local, metadata, root, relative_path, key)
+    _send(store, key, path, relative_path, local, metadata, only_if_absent=False)
+    return True
+
+
+def _send(store: IObjectStore, key: str, path: str, relative_path: str, local: LocalFile,
+          metadata: dict[str, str], only_if_absent: bool) -> None:
+    """PUT the file and verify what the store says it holds: the SHA-256
+    its answer gives, or (none given) what a HEAD gives."""
+    confirmed = store.put(key, path, content_type(relative_path), metadata, local.sha256,
+                          only_if_absent=only_if_absent)
+    if confirmed is None:
+        _verify(key, local, store.head(key))
+    elif confirmed != local.sha256:
+        raise StoreFailure(CHECKSUM_MISMATCH, f"{key}: the store's SHA-256 is {confirmed}, "
+                                              f"the file's {local.sha256}")
+
+
+def _verify(key: str, local: LocalFile, stored: StoredObject | None) -> None:
+    """Raise StoreFailure unless ``stored`` is the file, by size and SHA-256."""
+    if stored is None:
+        raise StoreFailure(MISSING_AFTER_UPLOAD, key)
+    if stored.size != local.size:
+        raise StoreFailure(SIZE_MISMATCH, f"{key}: the store holds {stored.size} bytes, "
+                                          f"the file has {local.size}")
+    if stored.sha256 is None:
+        raise StoreFailure(NO_CHECKSUMS, f"{key}: no ChecksumSHA256 in its HEAD; the "
+                                         f"archive needs a store that keeps the SHA-256 a "
+                                         f"PUT asks for and gives it back")
+    if stored.sha256 != local.sha256:
+        raise StoreFailure(CHECKSUM_MISMATCH, f"{key}: the store's SHA-256 is "
+                                              f"{stored.sha256}, the file's {local.sha256}")
 
 
 def _check_in_the_way(store: IObjectStore, there: StoredObject, local: LocalFile,
