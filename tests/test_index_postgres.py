@@ -295,6 +295,28 @@ class CommandTests(OnPostgres, SynchronousTestCase):
             status = main(["--config", self.configs[node], *argv])
         return status, out.getvalue(), err.getvalue()
 
+    def test_an_index_error_never_says_the_password(self) -> None:
+        """A search the database fails is said in one line, the URL's
+        password hidden should the database's message quote it."""
+        import psycopg
+
+        from recsvc.index.postgres import PostgresIndex
+
+        url = self.database + "?password=hunter2"
+        with open(self.configs["node-a"]) as handle:
+            text = handle.read()
+        with open(self.configs["node-a"], "w") as handle:
+            handle.write(text.replace(f"database: {self.database}", f"database: {url}"))
+        self.assertEqual(self.run_command("node-a", "reindex")[0], 0)
+
+        def failing(found_in: object, query: object) -> None:
+            raise psycopg.OperationalError(f"lost the server\nwhile asking {url}")
+        self.patch(PostgresIndex, "search", failing)
+        status, _, err = self.run_command("node-a", "search")
+        self.assertEqual(status, 1)
+        self.assertNotIn("hunter2", err)
+        self.assertIn("recsvc search: the index: lost the server while asking ", err)
+
     def test_reindex_each_node_search_all(self) -> None:
         """`recsvc reindex` on a node indexes its recordings and leaves the
         other node's; `search`, `show` and `export` on either find them all."""

@@ -22,7 +22,7 @@ from recsvc import __version__
 
 from recsvc.index import store as index
 from recsvc.index.backends import (
-    CannotOpenIndex, index_errors, is_postgresql, open_index, shown)
+    CannotOpenIndex, index_errors, is_postgresql, open_index, shown, without_password)
 from recsvc.media.codec import CODECS
 from recsvc.archive.layout import node_of
 from recsvc.config import Config, ConfigError, load_config
@@ -144,7 +144,7 @@ def _key_of(args: argparse.Namespace, key: str) -> str:
 def _open_index(config: Config, args: argparse.Namespace, writable: bool = False) -> Any:
     """The index, read-only unless ``writable`` (then created if need be).
     Raises CommandError naming index.database."""
-    database = config.index.database
+    database = args.index_database = config.index.database
     if not writable and not is_postgresql(database) and not os.path.exists(database):
         # Without the service's config file, building one here would make a
         # second index, empty, beside the service's.
@@ -614,7 +614,10 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"recsvc {args.command}: {message}", file=sys.stderr)
         return 1
     except index_errors() as error:
-        print(f"recsvc {args.command}: the index: {error}", file=sys.stderr)
+        # (What the database said: without its URL's password, should it quote it.)
+        reason = without_password(" ".join(str(error).split()) or type(error).__name__,
+                                  getattr(args, "index_database", ""))
+        print(f"recsvc {args.command}: the index: {reason}", file=sys.stderr)
         return 1
 
 
