@@ -211,6 +211,9 @@ class Metrics:
             yield _gauge("recsvc_archive_oldest_waiting_seconds",
                          "Age of the oldest recording waiting for its upload",
                          archive.oldest_waiting_s)
+            yield _gauge("recsvc_archive_recordings_set_aside",
+                         "Recordings not uploaded until the next start: another object is at "
+                         "their key", archive.set_aside)
         totals = self._finished
         now = totals.plus(live)
         for name, help_text, value in (

@@ -667,9 +667,11 @@ class UploadTests(SynchronousTestCase):
         self.assertIn(f"a different object is already at {key}", said[0]["detail"])
         self.assertEqual(said[0]["log_level"], LogLevel.error)
         self.assertIsNone(archive._retry)  # (no pause)
-        self.assertEqual(archive.status(), ArchiveStatus(0, 0, 0.0, ()))
+        self.assertEqual(archive.status(), ArchiveStatus(0, 0, 0.0, (), set_aside=1))
+        self.assertEqual(archive.status().to_json()["set_aside"], 1)
         self.assertEqual(samples(metrics)[("recsvc_archive_failures_total",
                                            (("cause", OBJECT_IN_THE_WAY),))], 1)
+        self.assertEqual(samples(metrics)[("recsvc_archive_recordings_set_aside", ())], 1)
         archive.queue(os.path.join(self.root, wav), True, "4711")  # (set aside: not again)
         self.assertEqual(len(self.store.puts), 3)
         del self.store.objects[key]

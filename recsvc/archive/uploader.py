@@ -44,11 +44,14 @@ class ArchiveStatus:
     oldest_waiting_s: float
     # The causes of the failures since the last verified upload.
     failing: tuple[str, ...] = ()
+    # Recordings not uploaded until the next start: another object is at
+    # their key (they wait no more; their local copies stay).
+    set_aside: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"files_waiting": self.files_waiting, "bytes_waiting": self.bytes_waiting,
                 "oldest_waiting_s": round(self.oldest_waiting_s, 1),
-                "failing": list(self.failing)}
+                "failing": list(self.failing), "set_aside": self.set_aside}
 
 
 def _waiting_file(root: str, wav_path: str, has_audio: bool,
@@ -175,7 +178,8 @@ class Archive:
     def status(self, now: float | None = None) -> ArchiveStatus:
         now = self.reactor.seconds() if now is None else now
         return ArchiveStatus(self._backlog.files, self._backlog.bytes,
-                             self._backlog.oldest_age(now), self._causes.ongoing)
+                             self._backlog.oldest_age(now), self._causes.ongoing,
+                             self._backlog.aside)
 
     def idle(self) -> Deferred[None]:
         """Fires once nothing waits (for tests and tools)."""
