@@ -70,20 +70,21 @@ bench-archive: venv
 archive-faults: venv
 	$(BIN)/python bench/archive_faults.py
 
-# On demand: a good phone's Start and Stop latency while another process
-# abuses the control port (about 5 minutes; rewrites its section of
-# docs/benchmarks.md and the "flood" entry of docs/benchmarks.json).
 # On demand: search latency and indexing throughput at 1, 3 and 10 million
 # synthetic recordings, on SQLite and on PostgreSQL (Debian's, started by
 # the script in its folder; docs/benchmarks.md's "Search at scale"). The
 # indexes are kept in BENCH_INDEX_FOLDER and grown from what is there (3
-# million rows: 4.9 GB and 4.8 GB; 10 million, about three times that, and
-# hours to build here); `bench/index.py --build-only` builds them ahead.
+# million rows: 4.9 GB and 4.8 GB; 10 million: about 16 GB each, and an
+# hour or more each to build here); `bench/index.py --build-only` builds
+# them ahead.
 BENCH_INDEX_FOLDER ?= /var/tmp/recsvc-bench-index
 bench-index: venv test-tools
 	$(BIN)/python bench/index.py --sizes 1000000 3000000 10000000 \
 	  --folder $(BENCH_INDEX_FOLDER) --write-docs
 
+# On demand: a good phone's Start and Stop latency while another process
+# abuses the control port (about 5 minutes; rewrites its section of
+# docs/benchmarks.md and the "flood" entry of docs/benchmarks.json).
 bench-flood: venv
 	cd bench && ../$(BIN)/python flood.py --calls 200 --write-docs
 
