@@ -575,10 +575,13 @@ class RecorderService(Service):
 
     def _file_kept(self, path: str, summary: RecordingSummary) -> None:
         """A file that could not be finished cleanly is on disk with its
-        sidecar: the index and the archive take it now, not at the next
-        start (its recording fails: the observers and webhook hear that)."""
+        sidecar (which names the error): the index, the archive and the
+        webhook take it now, not at the next start; its recording fails
+        (the observers hear that, not of the file)."""
         self.index.file_finished(path)
         self.archive.file_finished(path, summary)
+        if self.webhook is not None:
+            self.webhook.deliver(summary.to_json())
 
     def _recording_stopped(self, recording: Recording) -> None:
         """A recording has stopped: it leaves the registry and its link."""

@@ -4,6 +4,7 @@ catch-up after start-up recovery."""
 from __future__ import annotations
 
 import errno
+import glob
 import os
 
 import attrs
@@ -11,9 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from recsvc.control.commands import StopRequest
 from recsvc.session import Limits
-from recsvc.storage.folder import sidecar_path
 from recsvc.archive.uploader import NoArchive
-from recsvc.storage.folder import StorageError
+from recsvc.storage.folder import StorageError, sidecar_path
+from recsvc.storage.wav import WavFileWriter, partial_path
 from recsvc.summary import RecordingSummary
 from recsvc.testing import FailingWriter, FakeIndexer, ManualRunner, MemoryWriters
 from tests.support.builders import rtp
@@ -28,6 +29,16 @@ class NotingArchive(NoArchive):
 
     def file_finished(self, wav_path: str, summary: RecordingSummary) -> None:
         self.files.append((wav_path, summary))
+
+
+@attrs.define
+class NotingWebhook:
+    """A webhook that notes each sidecar it is given to deliver."""
+
+    delivered: list[dict] = attrs.field(factory=list)
+
+    def deliver(self, sidecar: dict) -> None:
+        self.delivered.append(sidecar)
 
 
 class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
@@ -83,6 +94,56 @@ class IndexHookTests(ServiceTestsMixin, SynchronousTestCase):
         [(archived, summary)] = archive.files
         self.assertEqual((archived, summary.error, summary.data_bytes),
                          (path, "No space left on device", 160))
+        self.flushLoggedErrors()
+
+    def record_on_disk(self) -> tuple[FakeIndexer, NotingArchive]:
+        """A recording in real WAV files, its index, archive and webhook
+        (self.delivered) noting what they are told; started, with one packet."""
+        self.make_service()
+        self.service.webhook = NotingWebhook()
+        self.delivered = self.service.webhook.delivered
+        self.service.storage = attrs.evolve(self.service.storage, open_writer=None)
+        self.service.index = indexer = FakeIndexer(root=self.root)
+        indexer.start()
+        self.service.upkeep.archive = archive = NotingArchive()
+        port = self.start().port
+        self.ports.deliver(port, rtp(1, b"a" * 160))
+        return indexer, archive
+
+    def test_a_wav_kept_on_a_full_disk_is_reported(self) -> None:
+        """A real WAV whose last audio meets a full disk as it is closed is
+        on disk under its name all the same: the index and the archive are
+        told of it; the Stop fails."""
+        indexer, archive = self.record_on_disk()
+
+        def disk_full(writer: WavFileWriter) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.patch(WavFileWriter, "_flush", disk_full)
+        self.failureResultOf(self.service.stop_recording(StopRequest("7")), StorageError)
+        [wav] = glob.glob(os.path.join(os.path.abspath(self.root), "**", "*.wav"),
+                          recursive=True)
+        self.assertEqual([(call, os.path.abspath(path)) for call, path in indexer.calls],
+                         [("file_finished", wav)])
+        self.assertEqual([os.path.abspath(path) for path, _ in archive.files], [wav])
+        [sidecar] = self.delivered
+        self.assertEqual((sidecar["file"], sidecar["error"]),
+                         (os.path.basename(wav), "No space left on device"))
+        self.flushLoggedErrors()
+
+    def test_a_wav_not_under_its_name_is_not_reported(self) -> None:
+        """A WAV that could not take its final name (its rename failed) is
+        not told to the index or the archive: start-up recovery finishes
+        what is left."""
+        indexer, archive = self.record_on_disk()
+        finish_header = WavFileWriter._finish_header
+
+        def partial_file_gone(writer: WavFileWriter) -> None:
+            finish_header(writer)
+            os.rename(partial_path(writer.path), partial_path(writer.path) + ".elsewhere")
+        self.patch(WavFileWriter, "_finish_header", partial_file_gone)
+        self.failureResultOf(self.service.stop_recording(StopRequest("7")), StorageError)
+        self.assertEqual(glob.glob(os.path.join(self.root, "**", "*.wav"), recursive=True), [])
+        self.assertEqual((indexer.calls, archive.files, self.delivered), ([], [], []))
         self.flushLoggedErrors()
 
     def test_index_failure_spares_the_recording(self) -> None:
