@@ -466,12 +466,10 @@ class MemoryStore:
             raise StoreFailure(self.down, "the memory store was told to fail")
 
     def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str],
-            sha256: str | None = None, only_if_absent: bool = False) -> str | None:
+            only_if_absent: bool = False) -> str | None:
         self._check()
         with open(path, "rb") as handle:
             data = handle.read()
-        if sha256 is not None and sha256 != sha256_b64(data):
-            raise StoreFailure("BadDigest", f"{key}: the body's SHA-256 is not {sha256}")
         with self._lock:
             if only_if_absent and self.conditional_puts and key in self.objects:
                 raise KeyTaken(key)

@@ -24,7 +24,8 @@ from recsvc.archive.backlog import Backlog, FailureCauses, WaitingRecording, ret
 from recsvc.archive.layout import ArchiveLocation, node_of, object_metadata
 from recsvc.archive.s3 import CANNOT_CONNECT, HEAD_FORBIDDEN, S3Store, client_for
 from recsvc.archive.store import KeyTaken, LocalFile, StoreFailure, read_local
-from recsvc.archive.transfer import CHECKSUM_MISMATCH, NO_CHECKSUMS, OBJECT_IN_THE_WAY
+from recsvc.archive.transfer import (
+    CHECKSUM_MISMATCH, NO_CHECKSUMS, OBJECT_APPEARED, OBJECT_IN_THE_WAY)
 from recsvc.archive.uploader import Archive, ArchiveStatus
 from recsvc.config import ConfigError, parse_config
 from recsvc.metrics import Metrics
@@ -313,11 +314,11 @@ class _StoreContract:
         self.assertEqual(self.store.metadata("k.wav"), {"id": "7", "remote-number": "%2B86"})
 
     def test_put_gives_back_the_checksum(self) -> None:
-        """A PUT's answer gives the SHA-256 the store keeps: the file's,
-        whether the PUT sent it or asked the store to compute it."""
-        self.assertEqual(self.store.put("k.wav", self.path, "audio/wav", {},
-                                        sha256_of(self.data)), sha256_of(self.data))
-        self.assertEqual(self.store.put("j.wav", self.path, "audio/wav", {}),
+        """A PUT's answer gives the SHA-256 the store keeps of what it
+        received, as its HEAD does."""
+        self.assertEqual(self.store.put("k.wav", self.path, "audio/wav", {}),
+                         sha256_of(self.data))
+        self.assertEqual(self.store.put("j.wav", self.path, "audio/wav", {}, only_if_absent=True),
                          sha256_of(self.data))
         self.assertEqual(self.store.head("k.wav").sha256, sha256_of(self.data))
 
@@ -384,6 +385,29 @@ class S3StoreContractTests(_StoreContract, SynchronousTestCase):
         self.store.client = Ignoring()
         self.assertFalse(self.store.honours_only_if_absent())
         self.assertEqual(self.keys(), [])
+
+    def test_asked_once_though_the_probe_cannot_be_deleted(self) -> None:
+        """A policy without s3:DeleteObject (the uploads need none): the
+        answer is kept all the same, the store asked once, the probe left
+        said in the log."""
+        real = self.client
+        puts: list[str] = []
+
+        class NoDeleting:
+            def put_object(self, **arguments: Any) -> Any:
+                puts.append(arguments["Key"])
+                return real.put_object(**arguments)
+
+            def delete_object(self, **arguments: Any) -> Any:
+                from botocore.exceptions import ClientError
+                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}},
+                                  "DeleteObject")
+        self.store.client = NoDeleting()
+        with capturedLogs() as logged:
+            self.assertTrue(self.store.honours_only_if_absent())
+            self.assertTrue(self.store.honours_only_if_absent())
+        self.assertEqual(len(puts), 2)
+        self.assertIn("AccessDenied", [event.get("reason") for event in logged])
 
     def test_endpoint_down(self) -> None:
         """An endpoint that refuses connections is one cause, whatever the
@@ -632,6 +656,36 @@ class UploadTests(SynchronousTestCase):
         self.assertEqual(self.store.puts, ["site-a/a/" + wav, "site-a/a/" + sidecar])
         self.assertEqual((self.store.heads, len(events)), (2, 1))
 
+    def test_an_object_gone_meanwhile_is_put_only_if_absent_still(self) -> None:
+        """A PUT only if absent refused, then nothing there at the HEAD (an
+        object deleted meanwhile): the file is put only if absent again; an
+        object that appears at that moment is never replaced (the upload
+        fails, tried again later)."""
+        class Racing(MemoryStore):
+            refusals = 1
+            asked: list[bool] = []
+
+            def put(self, key: str, path: str, content_type: str, metadata: Any,
+                    only_if_absent: bool = False) -> Any:
+                self.asked.append(only_if_absent)
+                if self.refusals and only_if_absent:
+                    self.refusals -= 1
+                    raise KeyTaken(key)
+                return super().put(key, path, content_type, metadata, only_if_absent)
+        store = Racing()
+        wav, _ = put_recording(self.root, "4711")
+        archive, events, _ = _uploads(store, self.root, self.clock)
+        self.successResultOf(archive.start())
+        self.assertEqual((store.asked, len(events)), ([True, True, True], 1))
+        store.asked.clear()
+        store.refusals = 2
+        other, _ = put_recording(self.root, "4712")
+        with capturedLogs() as logged:
+            archive.queue(os.path.join(self.root, other), True, "4712")
+        self.assertEqual(store.asked, [True, True])
+        self.assertIn(OBJECT_APPEARED, [event.get("reason") for event in logged])
+        self.assertEqual(archive.status().failing, (OBJECT_APPEARED,))
+
     def test_a_different_object_is_never_overwritten(self) -> None:
         """An object at a recording's key that is not its file (nor an
         earlier upload of it) is left as it is: that recording is not
@@ -674,6 +728,8 @@ class UploadTests(SynchronousTestCase):
         self.assertEqual(samples(metrics)[("recsvc_archive_recordings_set_aside", ())], 1)
         archive.queue(os.path.join(self.root, wav), True, "4711")  # (set aside: not again)
         self.assertEqual(len(self.store.puts), 3)
+        archive.forget([wav, sidecar])  # (retention: set aside no more)
+        self.assertEqual(archive.status().set_aside, 0)
         del self.store.objects[key]
         again, events, _ = _uploads(self.store, self.root, self.clock)
         self.successResultOf(again.start())

@@ -302,7 +302,7 @@ class CommandTests(OnPostgres, SynchronousTestCase):
 
         from recsvc.index.postgres import PostgresIndex
 
-        url = self.database + "?password=hunter2"
+        url = self.database + "?password=hunter%20%202"  # (two spaces in it)
         with open(self.configs["node-a"]) as handle:
             text = handle.read()
         with open(self.configs["node-a"], "w") as handle:
@@ -310,11 +310,12 @@ class CommandTests(OnPostgres, SynchronousTestCase):
         self.assertEqual(self.run_command("node-a", "reindex")[0], 0)
 
         def failing(found_in: object, query: object) -> None:
-            raise psycopg.OperationalError(f"lost the server\nwhile asking {url}")
+            raise psycopg.OperationalError(
+                f"lost the server\nwhile asking {url} (password 'hunter  2')")
         self.patch(PostgresIndex, "search", failing)
         status, _, err = self.run_command("node-a", "search")
         self.assertEqual(status, 1)
-        self.assertNotIn("hunter2", err)
+        self.assertNotIn("hunter", err)
         self.assertIn("recsvc search: the index: lost the server while asking ", err)
 
     def test_reindex_each_node_search_all(self) -> None:

@@ -4,6 +4,8 @@ which failure causes are still unsaid or ongoing."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import attrs
 
 # The first pause after a failure, and the longest (seconds): a store that
@@ -76,6 +78,11 @@ class Backlog:
         (a new Backlog), so that it holds up no other upload."""
         self.done(recording)
         self._set_aside.add(recording.sidecar)
+
+    def removed(self, relative_paths: Sequence[str]) -> None:
+        """Retention removed these files: a recording set aside whose
+        sidecar is among them is set aside no more."""
+        self._set_aside.difference_update(relative_paths)
 
     @property
     def aside(self) -> int:

@@ -4,17 +4,18 @@ share one. boto3 is imported only when an archive is configured (the
 ``archive`` extra), so the service runs without it otherwise.
 
 Every object is sent in one PUT (S3 takes up to 5 GB so; the config keeps
-a file below that, see recsvc.config) with the file's SHA-256 as the
-archive read it (``ChecksumSHA256``): S3 refuses a body that does not
-match it (BadDigest), keeps it, and gives it back in the PUT's answer and
-in ``head_object(ChecksumMode=ENABLED)``, which the archive compares with
-its own reading. (A multipart object's checksum is one of its parts'
-checksums, which would need the part sizes to compare.) A new file is
-sent with ``IfNoneMatch="*"`` (S3's conditional write: refused, 412, if
-an object is at the key), so that it needs no HEAD before it, where the
-store honours the condition: the first upload tries it on an object of its
-own (`S3Store.honours_only_if_absent`), since a store that ignores the
-header would replace what is there.
+a file below that, see recsvc.config) with ``ChecksumAlgorithm=SHA256``:
+botocore computes the SHA-256 of the bytes it sends, S3 refuses a body
+that does not match it (BadDigest), keeps it, and gives it back in the
+PUT's answer and in ``head_object(ChecksumMode=ENABLED)``; the archive
+compares it with its own, earlier reading of the file (two readings, and
+on S3 the store's check between them). (A multipart object's checksum is
+one of its parts' checksums, which would need the part sizes to compare.)
+A new file is sent with ``IfNoneMatch="*"`` (S3's conditional write:
+refused, 412, if an object is at the key), so that it needs no HEAD
+before it, where the store honours the condition: it is tried once on an
+object of its own (`S3Store.honours_only_if_absent`), since a store that
+ignores the header would replace what is there.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import uuid
 from typing import Any, Mapping
 
 import attrs
+from twisted.logger import Logger
 from zope.interface import implementer
 
 from recsvc.archive.layout import ArchiveLocation
@@ -42,9 +44,10 @@ _NOT_FOUND = ("404", "NoSuchKey", "NotFound")
 HEAD_FORBIDDEN = ("access denied to HEAD (the policy needs s3:GetObject on the objects and "
                   "s3:ListBucket on the bucket)")
 _FORBIDDEN = ("403", "Forbidden", "AccessDenied")
-# A conditional PUT refused: an object is at the key (409: another
-# conditional write to it is under way).
-_TAKEN = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409")
+# A conditional PUT refused: an object is at the key. (A 409,
+# ConditionalRequestConflict, another conditional write to it under way,
+# is a failure like any other: tried again later.)
+_TAKEN = ("PreconditionFailed", "412")
 # Where the store says it does not know conditional writes.
 _NOT_KNOWN = ("NotImplemented", "501", "InvalidArgument", "InvalidRequest")
 
@@ -73,6 +76,8 @@ class S3Store:
     """Objects in ``location``'s bucket, through a boto3 client (made at
     the first call by ``make_client`` when not given)."""
 
+    log = Logger()
+
     location: ArchiveLocation
     client: Any = None
     make_client: Any = None
@@ -82,8 +87,9 @@ class S3Store:
     kms_key_id: str | None = None
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
     # Whether the store refuses a conditional PUT at a taken key: tried
-    # once, at the first upload (None: not yet).
+    # once, at the first upload (None: not yet), the other threads waiting.
     _conditional: bool | None = None
+    _probing: threading.Lock = attrs.field(factory=threading.Lock)
 
     def _s3(self) -> Any:
         with self._lock:  # (a client is thread-safe; making one is not)
@@ -92,20 +98,18 @@ class S3Store:
             return self.client
 
     def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str],
-            sha256: str | None = None, only_if_absent: bool = False) -> str | None:
+            only_if_absent: bool = False) -> str | None:
         with open(path, "rb", opener=no_follow) as body:
-            answer = self._put(key, body, content_type, metadata, sha256, only_if_absent)
+            answer = self._put(key, body, content_type, metadata, only_if_absent)
         return answer.get("ChecksumSHA256")
 
     def _put(self, key: str, body: Any, content_type: str, metadata: Mapping[str, str],
-             sha256: str | None, only_if_absent: bool) -> Any:
+             only_if_absent: bool) -> Any:
         extra: dict[str, Any] = {}
         if self.server_side_encryption:
             extra["ServerSideEncryption"] = self.server_side_encryption
             if self.kms_key_id:
                 extra["SSEKMSKeyId"] = self.kms_key_id
-        if sha256 is not None:
-            extra["ChecksumSHA256"] = sha256  # (botocore then computes none)
         if only_if_absent:
             extra["IfNoneMatch"] = "*"
         try:
@@ -118,30 +122,43 @@ class S3Store:
             raise
 
     def honours_only_if_absent(self) -> bool:
-        """Tried once on an object of its own under the prefix, put twice
-        only if absent then deleted: True if the second put is refused.
-        StoreFailure if the store cannot be asked (tried again next time)."""
-        with self._lock:
-            known = self._conditional
-        if known is not None:
-            return known
+        """Tried once (the other threads wait for it) on an object of its
+        own under the prefix, put twice only if absent, then deleted: True
+        if the second put is refused. StoreFailure if the store could not
+        be asked (asked again next time)."""
+        with self._probing:
+            if self._conditional is None:
+                self._conditional = self._probe()
+            return self._conditional
+
+    def _probe(self) -> bool:
         key = f"{self.location.prefix}.recsvc-probe/{uuid.uuid4().hex}"
         try:
-            self._put(key, b"", "application/octet-stream", {}, None, True)
-            try:
-                self._put(key, b"", "application/octet-stream", {}, None, True)
-                honoured = False
-            except KeyTaken:
-                honoured = True
+            self._put(key, b"", "application/octet-stream", {}, True)
+        except StoreFailure as failure:
+            if failure.cause in _NOT_KNOWN:
+                return False
+            raise
+        try:
+            self._put(key, b"", "application/octet-stream", {}, True)
+            honoured = False
+        except KeyTaken:
+            honoured = True
         except StoreFailure as failure:
             if failure.cause not in _NOT_KNOWN:
+                self._delete_probe(key)
                 raise
             honoured = False
-        finally:
-            self.delete(key)
-        with self._lock:
-            self._conditional = honoured
+        self._delete_probe(key)
         return honoured
+
+    def _delete_probe(self, key: str) -> None:
+        try:
+            self.delete(key)
+        except StoreFailure as failure:
+            # (Without s3:DeleteObject, say: the uploads need it not.)
+            self.log.warn("Could not delete {key}, the object that tried whether the store "
+                          "honours If-None-Match: {reason}", key=key, reason=failure.cause)
 
     def head(self, key: str) -> StoredObject | None:
         try:

@@ -78,14 +78,14 @@ class IObjectStore(Interface):
     archive calls them on its own threads) and raises StoreFailure."""
 
     def put(key: str, path: str, content_type: str, metadata: Mapping[str, str],
-            sha256: str | None = None, only_if_absent: bool = False) -> str | None:
+            only_if_absent: bool = False) -> str | None:
         """Store the file at ``path`` under ``key`` (replacing any object
         there, but with ``only_if_absent``: then KeyTaken if there is one,
-        where `honours_only_if_absent`), asking the store to keep its
-        SHA-256: to check what it receives against ``sha256`` (the file's,
-        base64; S3 refuses a body that does not match, BadDigest), or to
-        compute it. Returns the SHA-256 the store's answer gives for what it
-        now holds, or None if the answer gives none (ask `head`)."""
+        where `honours_only_if_absent`), the store keeping the SHA-256 of
+        what it received (S3: the client computes it of the bytes it sends,
+        and S3 refuses a body that does not match, BadDigest). Returns the
+        SHA-256 the store's answer gives, or None if it gives none (ask
+        `head`)."""
 
     def honours_only_if_absent() -> bool:
         """Whether the store refuses a put ``only_if_absent`` at a taken key

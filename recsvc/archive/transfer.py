@@ -2,10 +2,10 @@
 it): read it (size and SHA-256), PUT it only if no object is at its key
 (where the store honours that condition; else, and when one is there,
 HEAD first: skip the upload if the store holds the file already, refuse
-it if another object is at its key); the store checks what it receives
-against the file's SHA-256 and gives it back; journal the file as
-verified only if the store's SHA-256 (and, asked by a HEAD, its size) is
-the file's. A new file so costs one request."""
+it if another object is at its key); journal the file as verified only if
+the SHA-256 the store keeps of what it received (given back by the PUT,
+else by a HEAD, with its size) is the file's. A new file so costs one
+request."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ MISSING_AFTER_UPLOAD = "object missing after its upload"
 NO_CHECKSUMS = ("the store keeps no SHA-256 checksums (ChecksumSHA256): it cannot verify "
                 "uploads")
 OBJECT_IN_THE_WAY = "a different object is already at its key"
+OBJECT_APPEARED = "an object appeared at its key during its upload"
 CANNOT_JOURNAL = "cannot write the journal"
 
 
@@ -69,14 +70,15 @@ def archive_file(store: IObjectStore, root: str, location: ArchiveLocation,
     except OSError as error:
         raise StoreFailure("cannot read the local file", f"{path}: {error.strerror}") from None
     metadata = object_metadata(sidecar)
-    if store.honours_only_if_absent():
-        try:
-            _send(store, key, path, relative_path, local, metadata, only_if_absent=True)
-            sent = True
-        except KeyTaken:
-            sent = _send_unless_there(store, root, key, path, relative_path, local, metadata)
-    else:
-        sent = _send_unless_there(store, root, key, path, relative_path, local, metadata)
+    conditional = store.honours_only_if_absent()
+    try:
+        sent = conditional and _send(store, key, path, relative_path, local, metadata,
+                                     only_if_absent=True)
+    except KeyTaken:
+        sent = False
+    if not sent:
+        sent = _send_unless_there(store, root, key, path, relative_path, local, metadata,
+                                  conditional)
     try:
         journal.record_verified(root, relative_path, local, key)
     except OSError as error:
@@ -86,29 +88,38 @@ def archive_file(store: IObjectStore, root: str, location: ArchiveLocation,
 
 
 def _send_unless_there(store: IObjectStore, root: str, key: str, path: str,
-                       relative_path: str, local: LocalFile, metadata: dict[str, str]) -> bool:
+                       relative_path: str, local: LocalFile, metadata: dict[str, str],
+                       conditional: bool) -> bool:
     """Put the file unless the store holds it already (then False), or
-    another object is at its key (ObjectInTheWay)."""
+    another object is at its key (ObjectInTheWay). Nothing there: put only
+    if absent still, where the store honours that (another writer may be
+    putting something there: StoreFailure, tried again later); this
+    recording's own object there: replaced."""
     there = store.head(key)
     if local.verified_by(there):
         return False
     if there is not None:
         _check_in_the_way(store, there, local, metadata, root, relative_path, key)
-    _send(store, key, path, relative_path, local, metadata, only_if_absent=False)
+    try:
+        _send(store, key, path, relative_path, local, metadata,
+              only_if_absent=conditional and there is None)
+    except KeyTaken:
+        raise StoreFailure(OBJECT_APPEARED, key) from None
     return True
 
 
 def _send(store: IObjectStore, key: str, path: str, relative_path: str, local: LocalFile,
-          metadata: dict[str, str], only_if_absent: bool) -> None:
+          metadata: dict[str, str], only_if_absent: bool) -> bool:
     """PUT the file and verify what the store says it holds: the SHA-256
-    its answer gives, or (none given) what a HEAD gives."""
-    confirmed = store.put(key, path, content_type(relative_path), metadata, local.sha256,
+    its answer gives, or (none given) what a HEAD gives. True once it is."""
+    confirmed = store.put(key, path, content_type(relative_path), metadata,
                           only_if_absent=only_if_absent)
     if confirmed is None:
         _verify(key, local, store.head(key))
     elif confirmed != local.sha256:
         raise StoreFailure(CHECKSUM_MISMATCH, f"{key}: the store's SHA-256 is {confirmed}, "
                                               f"the file's {local.sha256}")
+    return True
 
 
 def _verify(key: str, local: LocalFile, stored: StoredObject | None) -> None:

@@ -324,6 +324,7 @@ class Archive:
         """Retention removed these files (WAVs and sidecars, under root):
         their objects are marked for deletion in the journal (durably), then
         deleted; what the store refuses now is deleted by a later sweep."""
+        self._backlog.removed(relative_paths)
         return self._run(journal.mark_for_deletion, self.root, relative_paths).addCallbacks(
             self._delete_objects, self._disk_failed,
             errbackArgs=("Archive: marking {count} removed files for deletion failed: "

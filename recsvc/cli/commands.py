@@ -615,8 +615,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return 1
     except index_errors() as error:
         # (What the database said: without its URL's password, should it quote it.)
-        reason = without_password(" ".join(str(error).split()) or type(error).__name__,
-                                  getattr(args, "index_database", ""))
+        reason = " ".join(without_password(str(error), getattr(args, "index_database", ""))
+                          .split()) or type(error).__name__
         print(f"recsvc {args.command}: the index: {reason}", file=sys.stderr)
         return 1
 

@@ -556,4 +556,5 @@ def _check_version(connection: psycopg.Connection[Any], database: str) -> None:
 def _reason(error: psycopg.Error, database: str) -> str:
     """What a psycopg error says, on one line, without ``database``'s
     password (a URL libpq cannot read is quoted in its message)."""
-    return without_password(" ".join(str(error).split()), database) or type(error).__name__
+    # (The password hidden first: it may hold spaces the joining would change.)
+    return " ".join(without_password(str(error), database).split()) or type(error).__name__
