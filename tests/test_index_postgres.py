@@ -177,6 +177,12 @@ class OpeningTests(OnPostgres, SynchronousTestCase):
                        index.Search(device="00:a8:59:00:00:01"), index.Search(device="0001")):
             self.assertEqual([row["id"] for row in migrated.search(search)], ["kept"], search)
         self.assertEqual(migrated.search(index.Search(number="00139")), [])
+        with found_in.pool.connection() as connection:  # a node still at schema 1 writes on
+            data = sidecar("other", device="00:a8:59:00:00:99")
+            other = index.entry_from_sidecar(data, "d/" + data["file"][:-4] + ".json", 5)
+            connection.execute(postgres._UPSERT, found_in._row_of(other))
+        self.assertEqual([row["id"] for row in migrated.search(index.Search(device="0099"))],
+                         ["other"])
 
     def test_a_newer_schema_refused(self) -> None:
         """An index of a later recsvc is refused, to write or to search,

@@ -60,11 +60,16 @@ class OrderAndCursorTests:
                                    st.sampled_from(_NUMBERS)), max_size=12),
            order=st.sampled_from(index.ORDERS),
            number=st.sampled_from([None, "138", "139", "555", "000", "13"]),
-           page_size=st.integers(1, 4), walk=st.integers(0, 5))
-    def test_pages_in_every_order(self, rows, order, number, page_size, walk) -> None:
+           page_size=st.integers(1, 4), walk=st.integers(0, 5),
+           at_most=st.integers(0, 8), furthest=st.integers(0, 16))
+    def test_pages_in_every_order(self, rows, order, number, page_size, walk, at_most,
+                                  furthest) -> None:
         """Page by page (by number, and after each page's last row), the
-        rows found come in the order's order, each once."""
+        rows found come in the order's order, each once, however far the
+        walk may go (for rare text, and for common text) before the lookup."""
         self.patch(index, "WALK_FIRST", walk)
+        self.patch(index, "WALK_AT_MOST", at_most)
+        self.patch(index, "WALK_FURTHEST", furthest)
         found_in = self.open_test_index()
         self.fill(found_in, rows)
         expected = _expected(rows, order, number)
@@ -97,6 +102,62 @@ class OrderAndCursorTests:
         self.assertEqual([first["id"]] + [row["id"] for row in rest],
                          _expected([(_STARTS[i % 3], _DURATIONS[i % 3], "555")
                                     for i in range(6)], "longest", None))
+
+
+class WalkThenLookUpTests(SynchronousTestCase):
+    """How a search for text finds its page: the decisions of
+    index.walk_then_look_up, on rows that hold the text or not."""
+
+    def setUp(self) -> None:
+        self.patch(index, "WALK_FIRST", 100)
+        self.patch(index, "WALK_AT_MOST", 200)
+        self.patch(index, "WALK_FURTHEST", 2000)
+
+    def find(self, holds: list[bool], page: int, page_size: int = 5) -> tuple[list[int], list]:
+        """The page found and how (the walks' lengths, or "look up")."""
+        asked: list = []
+        matching = [i for i, held in enumerate(holds) if held]
+        first = (page - 1) * page_size
+
+        def walk(rows: int) -> list[int]:
+            asked.append(rows)
+            return [i for i in matching if i < rows][first:first + page_size]
+
+        def walked(rows: int) -> tuple[int, int]:
+            return min(rows, len(holds)), sum(holds[:rows])
+
+        def look_up() -> list[int]:
+            asked.append("look up")
+            return matching[first:first + page_size]
+        found = index.walk_then_look_up(index.Search(page=page, page_size=page_size),
+                                        walk, walked, look_up)
+        self.assertEqual(found, matching[first:first + page_size])
+        return found, asked
+
+    def test_common_text_on_the_first_rows(self) -> None:
+        """Text one row in four holds: the first rows' walk fills page 1."""
+        self.assertEqual(self.find([i % 4 == 0 for i in range(10_000)], 1)[1], [100])
+
+    def test_a_deep_page_of_common_text_walks_on(self) -> None:
+        """A deep page of text one row in four holds: the walk goes past
+        WALK_AT_MOST as far as the matches say (a lookup would gather them
+        all), but not past WALK_FURTHEST."""
+        self.assertEqual(self.find([i % 4 == 0 for i in range(10_000)], 60)[1], [100, 1500])
+        self.assertEqual(self.find([i % 4 == 0 for i in range(10_000)], 120)[1],
+                         [100, "look up"])
+
+    def test_rare_text_is_looked_up(self) -> None:
+        """Text one row in fifty holds, a page the first rows do not fill:
+        beyond WALK_AT_MOST, looked up."""
+        self.assertEqual(self.find([i % 50 == 0 for i in range(10_000)], 1)[1],
+                         [100, "look up"])
+
+    def test_absent_text_is_looked_up_at_once(self) -> None:
+        self.assertEqual(self.find([False] * 10_000, 1)[1], [100, "look up"])
+
+    def test_every_row_walked(self) -> None:
+        """Fewer rows than the walk: what it found is the page, short or not."""
+        self.assertEqual(self.find([i % 50 == 0 for i in range(80)], 1)[1], [100])
 
 
 class TotalTests:

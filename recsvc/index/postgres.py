@@ -130,6 +130,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "USING gin (recsvc_digit_grams(numbers))",
         'CREATE TABLE devices (device text COLLATE "C" PRIMARY KEY)',
         "INSERT INTO devices SELECT DISTINCT device FROM recordings",
+        # (A trigger, not the writer: a node still at schema 1 that writes
+        # on while another migrates adds its devices too.)
+        "CREATE FUNCTION recsvc_device_seen() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN INSERT INTO devices VALUES (NEW.device) ON CONFLICT DO NOTHING; "
+        "RETURN NULL; END $$",
+        "CREATE TRIGGER devices_seen AFTER INSERT OR UPDATE OF device ON recordings "
+        "FOR EACH ROW EXECUTE FUNCTION recsvc_device_seen()",
         "CREATE INDEX recordings_by_device ON recordings (device, started_at DESC, path, node) "
         "INCLUDE (id, duration_s)",
         "DROP INDEX recordings_device",
@@ -220,11 +227,8 @@ class PostgresIndex:
         # In the paths' order: two writers of one node's rows (the service
         # and a reindex) lock them in the same order, never each other's.
         rows = [self._row_of(entry) for entry in sorted(entries, key=lambda entry: entry.path)]
-        devices = sorted({entry.device for entry in entries})
         with self.pool.connection() as connection:
             with connection.cursor() as cursor:
-                cursor.execute("INSERT INTO devices SELECT unnest(%s::text[]) "
-                               "ON CONFLICT DO NOTHING", (devices,))
                 cursor.executemany(_UPSERT, rows)
 
     def remove(self, paths: Sequence[str]) -> None:
@@ -239,16 +243,12 @@ class PostgresIndex:
                 return [found_row(path, sidecar, node)
                         for path, sidecar, node in connection.execute(*statement)]
 
-            def one(statement: tuple[str, list[Any]]) -> Any:
-                return connection.execute(*statement).fetchone()[0]
-
             if not _has_text(query):
                 return found(_page(query))
             return walk_then_look_up(
                 query,
                 walk=lambda rows: found(_walk_page(query, rows)),
-                walked_all=lambda rows: one(_walk_length(query, rows + 1)) <= rows,
-                matches_in=lambda rows: one(_walk_matches(query, rows)),
+                walked=lambda rows: connection.execute(*_walked_counts(query, rows)).fetchone(),
                 look_up=lambda: found(_looked_up_page(query)))
 
     def search_all(self, query: Search) -> Iterator[dict[str, Any]]:
@@ -405,20 +405,14 @@ def _walk_page(query: Search, rows: int) -> tuple[str, list[Any]]:
     return _rows_of_page(found, query), [*params, *text_params, *_limit(query)]
 
 
-def _walk_length(query: Search, rows: int) -> tuple[str, list[Any]]:
-    """The statement of how many rows (at most ``rows``) a walk has."""
-    where, params = _plain_conditions(query)
-    return (f"SELECT count(*) FROM (SELECT 1 FROM recordings"
-            f"{' WHERE ' + ' AND '.join(where) if where else ''} "
-            f"ORDER BY {_order(query)} LIMIT %s) AS walked", [*params, rows])
-
-
-def _walk_matches(query: Search, rows: int) -> tuple[str, list[Any]]:
-    """The statement of how many of the first ``rows`` rows ``query`` finds."""
+def _walked_counts(query: Search, rows: int) -> tuple[str, list[Any]]:
+    """The statement of how many rows the walk of the first ``rows`` of
+    ``query``'s order reads, and how many of them it finds."""
     walked, params = _walked(query, rows)
     text, text_params = _text_conditions(query, looked_up=False)
-    return (f"SELECT count(*) FROM ({walked}) AS walked WHERE {' AND '.join(text)}",
-            [*params, *text_params])
+    # (The select list's parameters come first, as its marks do.)
+    return (f"SELECT count(*), count(*) FILTER (WHERE {' AND '.join(text)}) "
+            f"FROM ({walked}) AS walked", [*text_params, *params])
 
 
 def _looked_up_page(query: Search) -> tuple[str, list[Any]]:

@@ -256,9 +256,7 @@ class SqliteIndex:
         return walk_then_look_up(
             query,
             walk=lambda rows: self._found(_select(query, _Finding.WALK, walk=rows)),
-            walked_all=lambda rows: not self._walk_stopped_short(query, rows),
-            matches_in=lambda rows: self.sqlite.execute(
-                *_count(query, _Finding.WALK, walk=rows)).fetchone()[0],
+            walked=lambda rows: self.sqlite.execute(*_walked(query, rows)).fetchone(),
             look_up=lambda: self._found(_select(query, _Finding.LOOKED_UP)))
 
     def search_all(self, query: Search) -> Iterator[dict[str, Any]]:
@@ -310,12 +308,6 @@ class SqliteIndex:
         if where:
             sql += " WHERE " + " AND ".join(where)
         return int(self.sqlite.execute(sql, params).fetchone()[0])
-
-    def _walk_stopped_short(self, query: Search, walked: int) -> bool:
-        """Whether the order has more rows than a walk of ``walked`` read."""
-        sql, params = _select(query, _Finding.WALK, walk=walked + 1, only_walk=True)
-        return self.sqlite.execute(
-            f"SELECT count(*) FROM ({sql})", params).fetchone()[0] > walked
 
     def _found(self, statement: tuple[str, list[Any]]) -> list[dict[str, Any]]:
         return list(self._rows(statement))
@@ -387,6 +379,17 @@ def _select(query: Search, finding: str, paged: bool = True, walk: int = 0,
 # columns and what the text conditions compare.
 _KEY_COLUMNS = "started_at, path, duration_s"
 _ORDER_COLUMNS = (f"{_KEY_COLUMNS}, numbers, local_name, remote_name, device")
+
+
+def _walked(query: Search, rows: int) -> tuple[str, list[Any]]:
+    """A statement of how many rows the walk of the first ``rows`` of
+    ``query``'s order reads, and how many of them it finds."""
+    walked, walked_params = _select(query, _Finding.WALK, walk=rows, only_walk=True)
+    text, text_params = _text_conditions(query, _Finding.WALK)
+    matching = " AND ".join(text) if text else "1"
+    # (The select list's parameters come first, as its marks do.)
+    return (f"SELECT count(*), coalesce(sum({matching}), 0) FROM ({walked})",
+            [*text_params, *walked_params])
 
 
 def _count(query: Search, finding: str, walk: int = 0,

@@ -325,14 +325,15 @@ class Total:
     exact: bool
 
 
-# A search's total is counted exactly up to this many; beyond, estimated.
 # How a search for text finds its page (both backends): the first
 # WALK_FIRST rows of the order are read from its index and compared, and
 # the walk widened as far as the matches seen say the page needs (to
-# WALK_AT_MOST rows; further for text COMMON_SHARE of the rows or more hold,
-# which a lookup would gather by the million); else the text is looked up.
+# WALK_AT_MOST rows; for text COMMON_SHARE of the rows or more hold, which
+# a lookup would gather by the hundred thousand, to WALK_FURTHEST); else
+# the text is looked up.
 WALK_FIRST = 10_000
 WALK_AT_MOST = 200_000
+WALK_FURTHEST = 2_000_000
 COMMON_SHARE = 0.05
 
 Row = TypeVar("Row")
@@ -341,30 +342,34 @@ Row = TypeVar("Row")
 def walk_then_look_up(
     query: Search,
     walk: Callable[[int], list[Row]],
-    walked_all: Callable[[int], bool],
-    matches_in: Callable[[int], int],
+    walked: Callable[[int], tuple[int, int]],
     look_up: Callable[[], list[Row]],
 ) -> list[Row]:
     """``query``'s page: as ``walk(rows)`` finds it in the first ``rows``
-    of the order, if it is there or those were every row
-    (``walked_all(rows)``); else widened by how many matches
-    ``matches_in(rows)`` said the walk saw; else as ``look_up()`` finds it."""
+    of the order, if it is there or those were every row; else widened by
+    how many matches the walk saw (``walked(rows)``: how many rows it read,
+    at most ``rows``, and how many of them matched); else as
+    ``look_up()`` finds it."""
     wanted = query.page * query.page_size
-    walked = WALK_FIRST
+    rows = WALK_FIRST
     while True:
-        page = walk(walked)
-        if len(page) == query.page_size or walked_all(walked):
+        page = walk(rows)
+        if len(page) == query.page_size:
             return page
-        seen = matches_in(walked)
+        read, seen = walked(rows)
+        if read < rows:
+            return page  # every row of the order was read
         if not seen:
             break
-        further = math.ceil(wanted * walked / seen * 1.25)
-        if further > WALK_AT_MOST and (walked >= WALK_AT_MOST or seen / walked < COMMON_SHARE):
+        further = math.ceil(wanted * rows / seen * 1.25)
+        if further > WALK_AT_MOST and (rows >= WALK_AT_MOST or further > WALK_FURTHEST
+                                       or seen / rows < COMMON_SHARE):
             break
-        walked = max(further, walked * 2)
+        rows = max(further, rows * 2)
     return look_up()
 
 
+# A search's total is counted exactly up to this many; beyond, estimated.
 COUNT_EXACTLY_TO = 10_000
 
 
