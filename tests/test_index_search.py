@@ -153,6 +153,7 @@ class WalkThenLookUpTests(SynchronousTestCase):
                          [100, "look up"])
 
     def test_absent_text_is_looked_up_at_once(self) -> None:
+        """Text no row of the first walk holds: looked up at once."""
         self.assertEqual(self.find([False] * 10_000, 1)[1], [100, "look up"])
 
     def test_every_row_walked(self) -> None:

@@ -25,11 +25,11 @@ import uuid
 from typing import Any, Mapping
 
 import attrs
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from recsvc.archive.layout import ArchiveLocation
 from recsvc.archive.store import IObjectStore, KeyTaken, StoreFailure, StoredObject
+from recsvc.logs import Logger
 from recsvc.storage.folder import no_follow
 
 # What botocore says when the endpoint does not answer, as a cause.
