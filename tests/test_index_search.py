@@ -161,6 +161,43 @@ class WalkThenLookUpTests(SynchronousTestCase):
         self.assertEqual(self.find([i % 50 == 0 for i in range(80)], 1)[1], [100])
 
 
+class PageOfTests(SynchronousTestCase):
+    """index.page_of asks the index for a total only when the page does not say it."""
+
+    def page(self, rows: list[dict], **search) -> tuple[index.Page, list[str]]:
+        asked: list[str] = []
+
+        class Index:
+            def search(self, query: index.Search) -> list[dict]:
+                asked.append("search")
+                return rows if query.page_size == search.get("page_size", 2) else []
+
+            def total(self, query: index.Search, bound: int) -> index.Total:
+                asked.append("total")
+                return index.Total(99, True)
+        return index.page_of(Index(), index.Search(page_size=2, **search)), asked
+
+    def test_a_short_page_says_the_total(self) -> None:
+        """A short first page, or a short later one with rows, ends the
+        rows found: its total is exact without asking."""
+        row = {"path": "a.wav", "started_at": "2026-11-24T10:00:00.000Z", "duration_s": 1.0,
+               "node": "n"}
+        self.assertEqual(self.page([row]), (index.Page([row], index.Total(1, True), None),
+                                            ["search"]))
+        self.assertEqual(self.page([])[0].total, index.Total(0, True))
+        self.assertEqual(self.page([row], page=3)[0].total, index.Total(5, True))
+
+    def test_otherwise_the_index_is_asked(self) -> None:
+        """An empty later page, or a page after a cursor, says nothing of
+        the total: the index is asked."""
+        self.assertEqual(self.page([], page=3), (index.Page([], index.Total(99, True), None),
+                                                 ["search", "total"]))
+        row = {"path": "a.wav", "started_at": "2026-11-24T10:00:00.000Z", "duration_s": 1.0,
+               "node": "n"}
+        after = index.cursor_of(row)
+        self.assertEqual(self.page([row], after=after)[1], ["search", "total"])
+
+
 class TotalTests:
     """A search's total: exact up to the bound asked for, and beyond it an
     estimate no smaller than the bound."""

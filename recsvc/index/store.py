@@ -458,9 +458,14 @@ class Page:
 
 
 def page_of(found_in: Any, query: Search, bound: int = COUNT_EXACTLY_TO) -> Page:
-    """A page of ``query`` with its total (exact up to ``bound``)."""
+    """A page of ``query`` with its total (exact up to ``bound``): a page
+    that ends the rows found (short, and the first or not empty) says it,
+    without asking the index again (for rare text, a second lookup)."""
     rows = found_in.search(query)
-    found = found_in.total(query, bound)
+    if query.after is None and len(rows) < query.page_size and (rows or query.page == 1):
+        found = Total((query.page - 1) * query.page_size + len(rows), True)
+    else:
+        found = found_in.total(query, bound)
     following = None
     if len(rows) == query.page_size:
         cursor = cursor_of(rows[-1])
