@@ -386,6 +386,15 @@ class S3StoreContractTests(_StoreContract, SynchronousTestCase):
         self.assertFalse(self.store.honours_only_if_absent())
         self.assertEqual(self.keys(), [])
 
+    def test_a_probe_left_by_a_crash(self) -> None:
+        """A probe object a crash left (or another node's, under way)
+        refuses the first put: the store honours the condition; the probe
+        is deleted."""
+        self.client.put_object(Bucket=self.store.location.bucket, Key="p/.recsvc-probe",
+                               Body=b"")
+        self.assertTrue(self.store.honours_only_if_absent())
+        self.assertEqual(self.keys(), [])
+
     def test_asked_once_though_the_probe_cannot_be_deleted(self) -> None:
         """A policy without s3:DeleteObject (the uploads need none): the
         answer is kept all the same, the store asked once, the probe left

@@ -21,7 +21,6 @@ ignores the header would replace what is there.
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any, Mapping
 
 import attrs
@@ -123,8 +122,8 @@ class S3Store:
 
     def honours_only_if_absent(self) -> bool:
         """Tried once (the other threads wait for it) on an object of its
-        own under the prefix, put twice only if absent, then deleted: True
-        if the second put is refused. StoreFailure if the store could not
+        own, ``PREFIX.recsvc-probe``, put twice only if absent, then
+        deleted: True if a put is refused. StoreFailure if the store could not
         be asked (asked again next time)."""
         with self._probing:
             if self._conditional is None:
@@ -132,9 +131,14 @@ class S3Store:
             return self._conditional
 
     def _probe(self) -> bool:
-        key = f"{self.location.prefix}.recsvc-probe/{uuid.uuid4().hex}"
+        # One key for every node: a probe that a crash left, or another
+        # node's under way, refuses the first put, which says as much.
+        key = f"{self.location.prefix}.recsvc-probe"
         try:
             self._put(key, b"", "application/octet-stream", {}, True)
+        except KeyTaken:
+            self._delete_probe(key)
+            return True
         except StoreFailure as failure:
             if failure.cause in _NOT_KNOWN:
                 return False
