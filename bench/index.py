@@ -180,7 +180,10 @@ def table(results: list[dict[str, Any]]) -> str:
     sizes = [result["size"] for result in results]
     lines = ["| search | " + " | ".join(f"{size:,} recordings: p50 / p99 (ms)" for size in sizes)
              + " |", "|---|" + "---|" * len(sizes)]
-    for name in results[0]["searches"]:
+    # Every search of any size (a deep page is not timed where there are
+    # fewer pages), in the order they were run.
+    names = list(dict.fromkeys(name for result in results for name in result["searches"]))
+    for name in names:
         cells = [f"{r['searches'][name]['p50']:.1f} / {r['searches'][name]['p99']:.1f}"
                  if name in r["searches"] else "-" for r in results]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
