@@ -81,6 +81,7 @@ class HttpTestsMixin:
     allowed_hosts: tuple[str, ...] = ()
     numbers = NumberPlan()
     node = ""
+    index_database = ""
 
     def make_archive(self):
         """The archive the site plays from (None: none)."""
@@ -134,7 +135,7 @@ class HttpTestsMixin:
                               self.auth, now=self.clock.seconds,
                               allowed_hosts=self.allowed_hosts, numbers=self.numbers,
                               node=self.node, archive=self.make_archive(),
-                              run_playback=run_playback)
+                              run_playback=run_playback, index_database=self.index_database)
         self.listening = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)
@@ -234,6 +235,28 @@ class IndexOutageTests(HttpTestsMixin, TestCase):
         self.assertIn("(2 more requests failed so in the minute before)", said[1])
         self.assertIn("connection refused", said[2])
         self.assertEqual([event for event in events if "log_failure" in event], [])
+
+
+class IndexOutagePasswordTests(HttpTestsMixin, TestCase):
+    """The 503 of an unreachable index never says its URL's password."""
+
+    index_database = "postgresql://rec:hunter%20%202@db/x"
+
+    @inlineCallbacks
+    def test_the_password_hidden(self) -> None:
+        """Should the database's error quote the password (two spaces in
+        it, as libpq reads it), the answer and the log hide it."""
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def unreachable(*args: Any) -> None:
+            raise sqlite3.OperationalError("no answer (password 'hunter  2')")
+        self.patch(SqliteIndex, "search", unreachable)
+        error = yield self.get_json("/api/recordings?number=138", 503)
+        self.assertNotIn("hunter", error["error"])
+        self.assertIn("the index cannot be reached: no answer (password '", error["error"])
+        self.assertNotIn("hunter", " ".join(formatEvent(event) for event in events))
 
 
 class ApiTests(HttpTestsMixin, TestCase):

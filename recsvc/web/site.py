@@ -38,7 +38,7 @@ from zope.interface import implementer
 from recsvc.archive.layout import node_of
 from recsvc.archive.store import StoreFailure
 from recsvc.index import store as index
-from recsvc.index.backends import CannotOpenIndex, index_errors
+from recsvc.index.backends import CannotOpenIndex, index_errors, without_password
 
 from recsvc.web import playback
 from recsvc.web.accesslog import AccessLog
@@ -139,7 +139,10 @@ class _Async(Resource):
                 status, message = failure.value.status, str(failure.value)
             elif failure.check(CannotOpenIndex, *index_errors()):
                 # (Not a bug: the database is down, or not reachable from here.)
-                reason = " ".join(failure.getErrorMessage().split()) or failure.type.__name__
+                # (Without the database URL's password, should it be quoted.)
+                reason = " ".join(without_password(failure.getErrorMessage(),
+                                                   self.api.index_database).split()
+                                  ) or failure.type.__name__
                 status, message = 503, f"the index cannot be reached: {reason}"
                 self.api.outages.note(reason, request.uri)
             else:
@@ -202,7 +205,8 @@ class Api:
                  run_blocking: Callable[..., Deferred[Any]],
                  numbers: NumberPlan = NumberPlan(), node: str = "",
                  archive: Any = None,
-                 run_playback: Callable[..., Deferred[Any]] | None = None) -> None:
+                 run_playback: Callable[..., Deferred[Any]] | None = None,
+                 index_database: str = "") -> None:
         self.run_index = run_index
         self.recorder = recorder
         self.root = root
@@ -216,6 +220,8 @@ class Api:
         # local copy is gone play from; None: none.
         self.node = node
         self.archive = archive
+        # index.database: its password is never said in an answer or a log line.
+        self.index_database = index_database
         self.outages = _OutageLog()
 
     def find(self, search: index.Search) -> Deferred[list[dict[str, Any]]]:
@@ -746,14 +752,17 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
               allowed_hosts: tuple[str, ...] = (),
               numbers: NumberPlan = NumberPlan(), node: str = "",
               archive: Any = None,
-              run_playback: Callable[..., Deferred[Any]] | None = None) -> server.Site:
+              run_playback: Callable[..., Deferred[Any]] | None = None,
+              index_database: str = "") -> server.Site:
     """The HTTP side as a Site: guarded by http.auth where it is set
     (/healthz stays open, for load balancers and monitors); searches by
     number find either form as ``numbers`` relates them; the recordings
     of other nodes than ``node``, and those whose file is gone, play from
     ``archive`` (an Archive, or None); audio is read by ``run_playback``
-    (``run_blocking`` unless given)."""
-    api = Api(run_index, recorder, root, run_blocking, numbers, node, archive, run_playback)
+    (``run_blocking`` unless given); ``index_database``'s password is
+    hidden from what the index's errors say."""
+    api = Api(run_index, recorder, root, run_blocking, numbers, node, archive, run_playback,
+              index_database)
     api.outages = _OutageLog(now)
     resource: Resource = WebRoot(api, now, MetricsResource(metrics))
     if auth.enabled:
