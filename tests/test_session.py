@@ -317,13 +317,26 @@ class RecordingTests(RecordingTestsMixin, SynchronousTestCase):
 
     def test_close_error_fails_stop(self) -> None:
         """If the file cannot be finished, every waiter gets a StorageError
-        and the sidecar still records what happened."""
+        and the sidecar still records what happened; the file, there with
+        its sidecar, is reported as kept, not as finished."""
         recording = self.make_recording(close_error=OSError(errno.EIO, "Input/output error"))
+        with open(self.memory.path, "wb"):  # (under its name, as a real close leaves it)
+            pass
         failure = self.failureResultOf(recording.stop("hangup", BY_PHONE), StorageError)
         self.assertIn("Input/output error", failure.getErrorMessage())
         self.assertEqual(self.sidecar()["error"], "Input/output error")
+        self.assertEqual([(path, summary.error) for path, summary in self.events.kept_files],
+                         [(self.memory.path, "Input/output error")])
+        self.assertEqual(self.events.finished_files, [])
         self.assertEqual(recording.state, STOPPED)
         self.failureResultOf(recording.stop("again", BY_PHONE), StorageError)
+
+    def test_close_error_without_the_file_reports_nothing(self) -> None:
+        """A file that could not be finished and is not under its name
+        (its rename failed) is reported neither as kept nor as finished."""
+        recording = self.make_recording(close_error=OSError(errno.EIO, "Input/output error"))
+        self.failureResultOf(recording.stop("hangup", BY_PHONE), StorageError)
+        self.assertEqual((self.events.kept_files, self.events.finished_files), ([], []))
 
     def test_pcm16_transcodes(self) -> None:
         """With storage format pcm16, payloads are stored decoded; the

@@ -392,10 +392,10 @@ def _walked(query: Search, rows: int) -> tuple[str, list[Any]]:
             [*text_params, *walked_params])
 
 
-def _count(query: Search, finding: str, walk: int = 0,
-           up_to: int | None = None) -> tuple[str, list[Any]]:
-    """A statement counting the rows ``query`` finds (at most ``up_to``)."""
-    sql, params = _select(attrs.evolve(query, page=1), finding, paged=False, walk=walk)
+def _count(query: Search, finding: str, up_to: int | None = None) -> tuple[str, list[Any]]:
+    """A statement counting the rows ``query`` finds (at most ``up_to``),
+    every one compared (ALL) or its text looked up (LOOKED_UP)."""
+    sql, params = _select(attrs.evolve(query, page=1), finding, paged=False)
     if up_to is not None:
         sql, params = sql + " LIMIT ?", [*params, up_to]
     return f"SELECT count(*) FROM ({sql})", params
