@@ -14,7 +14,8 @@ least-squares slope the backlog's trend. Then no new calls start, every
 phone verifies its recordings byte for byte (the local copies are kept:
 archive.keep_local_days 30), the backlog drains, and every finished
 recording's WAV and sidecar are checked in the bucket: there once, nothing
-else, size and store-computed SHA-256 equal to the local file's.
+else, size and SHA-256 of the bytes served (and the store's checksum)
+equal to the local file's.
 
 moto keeps every object in memory: its RSS is reported (about 8 KB a
 second of call, 2.4 GB for 5 minutes of 1,000 calls).
@@ -42,7 +43,7 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from archive_faults import (  # noqa: E402
-    PREFIX, Moto, Recsvc, finished_recordings, hash_file, list_bucket)
+    PREFIX, Moto, Recsvc, finished_recordings, hash_file, list_bucket, stored_object)
 from capacity import commit, cpu_seconds, memory_kb  # noqa: E402
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,6 +115,17 @@ def files_verified(recsvc: Recsvc) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def cpu_times(cpu: int) -> tuple[int, int]:
+    """CPU ``cpu``'s busy and total ticks so far (/proc/stat)."""
+    with open("/proc/stat") as handle:
+        for line in handle:
+            if line.startswith(f"cpu{cpu} "):
+                ticks = [int(field) for field in line.split()[1:]]
+                idle = ticks[3] + ticks[4]  # idle, iowait
+                return sum(ticks) - idle, sum(ticks)
+    raise ValueError(f"no cpu{cpu} in /proc/stat")
+
+
 def slope(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of y over x (per second of x)."""
     if len(points) < 2:
@@ -126,7 +138,8 @@ def slope(points: list[tuple[float, float]]) -> float | None:
 
 def check_archive(moto: Moto, bucket: str, root: str) -> dict[str, Any]:
     """Every finished recording's files in the bucket once, nothing else,
-    each with the local file's size and SHA-256 (the store's own)."""
+    each with the local file's size and SHA-256 (of the bytes served, and
+    the store's; see archive_faults.stored_object)."""
     client = moto.client()
     recordings = finished_recordings(root)
     expected = set(recordings) | {wav for wav in recordings.values() if wav is not None}
@@ -136,9 +149,8 @@ def check_archive(moto: Moto, bucket: str, root: str) -> dict[str, Any]:
     for relative in expected:
         if PREFIX + relative not in keys:
             continue
-        head = client.head_object(Bucket=bucket, Key=PREFIX + relative, ChecksumMode="ENABLED")
-        size, sha = hash_file(os.path.join(root, relative))
-        verified += (int(head["ContentLength"]), head.get("ChecksumSHA256")) == (size, sha)
+        verified += (stored_object(client, bucket, PREFIX + relative)
+                     == hash_file(os.path.join(root, relative)))
     return {"recordings": len(recordings), "objects_expected": len(wanted),
             "objects_found": len(keys), "missing": len(wanted - set(keys)),
             "other_keys": len(set(keys) - wanted), "verified": verified,
@@ -168,6 +180,7 @@ def run(archive: bool, calls: int, duration: float, every: float, window: float)
         cpu_before = cpu_seconds(recsvc.process.pid)
         verified_before = files_verified(recsvc)
         moto_before = cpu_seconds(moto.process.pid) if moto is not None else 0.0
+        cpu1_before = cpu_times(1)
         samples: list[tuple[float, dict[str, Any]]] = []
         rss = moto_rss = 0
         began = time.monotonic()
@@ -185,6 +198,7 @@ def run(archive: bool, calls: int, duration: float, every: float, window: float)
         wall = time.monotonic() - began
         cpu = cpu_seconds(recsvc.process.pid) - cpu_before
         moto_cpu = cpu_seconds(moto.process.pid) - moto_before if moto is not None else 0.0
+        cpu1_busy, cpu1_total = (now - before for now, before in zip(cpu_times(1), cpu1_before))
         verified_in_window = files_verified(recsvc) - verified_before
         active = len([line for line in recsvc.log().splitlines() if " records to " in line])
         fleet.stop_starting()
@@ -193,6 +207,7 @@ def run(archive: bool, calls: int, duration: float, every: float, window: float)
             "archive": archive, "calls": calls, "call_duration_s": duration,
             "window_s": round(wall, 1), "cpu_share": round(cpu / wall, 4),
             "recsvc_rss_mb": round(rss / 1024, 1), "files_created": active, **phones,
+            "cpu1_busy_share": round(cpu1_busy / max(cpu1_total, 1), 4),
         }
         if archive:
             result["moto_cpu_share"] = round(moto_cpu / wall, 4)

@@ -2,9 +2,8 @@
 a real recsvc (`twistd -n recsvc`), moto's S3 server behind a TCP proxy of
 ours, and `recsvc-phone` making real calls. Each scenario ends by checking
 the bucket: every finished recording's WAV and sidecar there once and
-nothing else, each object's size and the SHA-256 the store computed
-(ChecksumSHA256 of head_object with ChecksumMode=ENABLED) equal to the
-original's.
+nothing else, each object's size and SHA-256 (of the bytes a GET serves,
+and the store's ChecksumSHA256 too) equal to the original's.
 
 1. kill -9 during uploads: calls finish, recsvc is SIGKILLed once some but
    not all files are journaled, then started again.
@@ -403,19 +402,26 @@ def list_bucket(client: Any, bucket: str) -> list[dict[str, Any]]:
     return objects
 
 
+def stored_object(client: Any, bucket: str, key: str) -> tuple[int, str | None]:
+    """An object's size and SHA-256 as the store serves it: of the bytes a
+    GET gives (moto keeps the checksum a PUT sends without checking it),
+    None unless the store's ChecksumSHA256 says the same."""
+    data = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    said = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    digest = sha256_b64(data)
+    return len(data), digest if said.get("ChecksumSHA256") == digest else None
+
+
 def check_bucket(client: Any, bucket: str, originals: dict[str, tuple[int, str]],
                  expected_keys: set[str]) -> dict[str, Any]:
     """The bucket against the originals: every expected key there once,
-    nothing else, each object's size and store-computed SHA-256 the
-    original's; and no content there more often than among the originals
+    nothing else, each object's size and SHA-256 the original's (see
+    stored_object); and no content there more often than among the originals
     (a file uploaded twice under another name)."""
     listed = list_bucket(client, bucket)
     keys = [item["Key"] for item in listed]
     wanted = {PREFIX + relative for relative in expected_keys}
-    stored: dict[str, tuple[int, str | None]] = {}
-    for key in keys:
-        head = client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-        stored[key] = (int(head["ContentLength"]), head.get("ChecksumSHA256"))
+    stored = {key: stored_object(client, bucket, key) for key in keys}
     matches, mismatched = 0, []
     for relative in expected_keys:
         key = PREFIX + relative

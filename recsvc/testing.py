@@ -442,7 +442,8 @@ class MemoryStore:
     """An object store in memory (recsvc.archive.store.IObjectStore), as
     S3 behaves for the archive (tests/test_archive.py holds both to one
     contract). ``objects`` maps keys to bytes; ``puts`` lists the keys
-    PUT, in order. Faults on request: with ``down`` set to a cause, every
+    PUT, in order. A body whose SHA-256 is not the one given with it is
+    refused (StoreFailure("BadDigest")), as S3 does. Faults on request: with ``down`` set to a cause, every
     call raises StoreFailure(down); with ``wrong_checksum``, the store
     reports a SHA-256 other than that of what it holds (as a store that
     damaged what it received); with ``keeps_checksums`` False, none (as a
@@ -466,10 +467,12 @@ class MemoryStore:
             raise StoreFailure(self.down, "the memory store was told to fail")
 
     def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str],
-            only_if_absent: bool = False) -> str | None:
+            sha256: str, only_if_absent: bool = False) -> str | None:
         self._check()
         with open(path, "rb") as handle:
             data = handle.read()
+        if sha256_b64(data) != sha256:
+            raise StoreFailure("BadDigest", f"{key}: the body's SHA-256 is not {sha256}")
         with self._lock:
             if only_if_absent and self.conditional_puts and key in self.objects:
                 raise KeyTaken(key)

@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from recsvc.archive import journal
 from recsvc.archive.backlog import Backlog, FailureCauses, WaitingRecording, retry_delay
@@ -267,6 +267,9 @@ class _StoreContract:
     real one (boto3 on moto's S3, or RECSVC_TEST_S3_ENDPOINT) and the
     memory fake, so that the fake cannot drift."""
 
+    # Whether the store checks a body against the checksum sent with it.
+    checks_checksums = True
+
     def make_store(self) -> Any:
         raise NotImplementedError
 
@@ -276,10 +279,11 @@ class _StoreContract:
         self.data = bytes(range(256)) * 40
         with open(self.path, "wb") as handle:
             handle.write(self.data)
+        self.sha256 = sha256_of(self.data)
 
     def test_put_then_head(self) -> None:
         """The store holds the file and gives back its size and SHA-256."""
-        self.store.put("a/b.wav", self.path, "audio/wav", {"id": "7"})
+        self.store.put("a/b.wav", self.path, "audio/wav", {"id": "7"}, self.sha256)
         stored = self.store.head("a/b.wav")
         self.assertEqual((stored.size, stored.sha256), (len(self.data), sha256_of(self.data)))
         self.assertTrue(read_local(self.path).verified_by(stored))
@@ -291,17 +295,17 @@ class _StoreContract:
     def test_put_replaces(self) -> None:
         """A second PUT of a key replaces the object (the same key after a
         restart is the same object, never a second one)."""
-        self.store.put("k.wav", self.path, "audio/wav", {})
+        self.store.put("k.wav", self.path, "audio/wav", {}, self.sha256)
         with open(self.path, "wb") as handle:
             handle.write(b"other")
-        self.store.put("k.wav", self.path, "audio/wav", {})
+        self.store.put("k.wav", self.path, "audio/wav", {}, sha256_of(b"other"))
         self.assertEqual(self.store.head("k.wav").size, 5)
         self.assertEqual(self.store.get("k.wav"), b"other")
 
     def test_get_ranges(self) -> None:
         """Bytes first to last, inclusive, or to the end, as playback's
         Range asks; a missing object is NoSuchKey."""
-        self.store.put("k.wav", self.path, "audio/wav", {})
+        self.store.put("k.wav", self.path, "audio/wav", {}, self.sha256)
         self.assertEqual(self.store.get("k.wav", 10, 19), self.data[10:20])
         self.assertEqual(self.store.get("k.wav", 100), self.data[100:])
         self.assertEqual(self.store.get("k.wav"), self.data)
@@ -310,27 +314,42 @@ class _StoreContract:
 
     def test_metadata(self) -> None:
         """The metadata given with the PUT comes back."""
-        self.store.put("k.wav", self.path, "audio/wav", {"id": "7", "remote-number": "%2B86"})
+        self.store.put("k.wav", self.path, "audio/wav", {"id": "7", "remote-number": "%2B86"},
+                       self.sha256)
         self.assertEqual(self.store.metadata("k.wav"), {"id": "7", "remote-number": "%2B86"})
 
     def test_put_gives_back_the_checksum(self) -> None:
         """A PUT's answer gives the SHA-256 the store keeps of what it
         received, as its HEAD does."""
-        self.assertEqual(self.store.put("k.wav", self.path, "audio/wav", {}),
-                         sha256_of(self.data))
-        self.assertEqual(self.store.put("j.wav", self.path, "audio/wav", {}, only_if_absent=True),
-                         sha256_of(self.data))
+        self.assertEqual(self.store.put("k.wav", self.path, "audio/wav", {}, self.sha256),
+                         self.sha256)
+        self.assertEqual(self.store.put("j.wav", self.path, "audio/wav", {}, self.sha256,
+                                        only_if_absent=True),
+                         self.sha256)
         self.assertEqual(self.store.head("k.wav").sha256, sha256_of(self.data))
+
+    def test_put_refuses_a_body_not_its_checksum(self) -> None:
+        """A body whose SHA-256 is not the one given with it (the file
+        changed since the archive read it) is refused, BadDigest, and
+        nothing is stored."""
+        if not self.checks_checksums:
+            raise SkipTest("moto keeps the ChecksumSHA256 a PUT sends without checking it; "
+                           "S3 and MinIO check it (RECSVC_TEST_S3_ENDPOINT)")
+        failure = self.assertRaises(StoreFailure, self.store.put, "k.wav", self.path,
+                                    "audio/wav", {}, sha256_of(b"other"))
+        self.assertEqual(failure.cause, "BadDigest")
+        self.assertIsNone(self.store.head("k.wav"))
 
     def test_put_only_if_absent(self) -> None:
         """A PUT only if absent stores at a free key; at a taken one it is
         refused (KeyTaken) and the object stays as it was."""
-        self.store.put("k.wav", self.path, "audio/wav", {"id": "1"}, only_if_absent=True)
+        self.store.put("k.wav", self.path, "audio/wav", {"id": "1"}, self.sha256,
+                       only_if_absent=True)
         other = self.mktemp()
         with open(other, "wb") as handle:
             handle.write(b"other")
         self.assertRaises(KeyTaken, self.store.put, "k.wav", other, "audio/wav", {"id": "2"},
-                          only_if_absent=True)
+                          sha256_of(b"other"), only_if_absent=True)
         self.assertEqual(self.store.get("k.wav"), self.data)
         self.assertEqual(self.store.metadata("k.wav"), {"id": "1"})
 
@@ -343,7 +362,7 @@ class _StoreContract:
 
     def test_delete(self) -> None:
         """A deleted object is gone; deleting nothing is no error."""
-        self.store.put("k.wav", self.path, "audio/wav", {})
+        self.store.put("k.wav", self.path, "audio/wav", {}, self.sha256)
         self.store.delete("k.wav")
         self.assertIsNone(self.store.head("k.wav"))
         self.store.delete("k.wav")
@@ -364,12 +383,28 @@ class S3StoreContractTests(_StoreContract, SynchronousTestCase):
 
     def make_store(self) -> Any:
         server = s3.server()
+        self.checks_checksums = server.external
         self.client = server.client()
         return S3Store(ArchiveLocation(server.bucket(), "p/"), client=self.client)
 
     def keys(self) -> list[str]:
         listed = self.client.list_objects_v2(Bucket=self.store.location.bucket)
         return sorted(item["Key"] for item in listed.get("Contents", []))
+
+    def test_the_checksum_sent_is_the_archives_reading(self) -> None:
+        """The PUT carries the SHA-256 given (the archive's reading of the
+        file) in its signed headers, and botocore hashes the body neither
+        for a checksum nor for the signature: the store checks the body."""
+        store = S3Store(self.store.location, client=client_for(**_settings_of(s3.server())))
+        sent: list[Any] = []
+        store.client.meta.events.register(
+            "before-send.s3.PutObject", lambda request, **_: sent.append(request.headers))
+        self.assertEqual(store.put("k.wav", self.path, "audio/wav", {}, self.sha256),
+                         self.sha256)
+        headers = {name.lower(): value for name, value in sent[0].items()}
+        self.assertEqual(headers["x-amz-checksum-sha256"], self.sha256.encode("ascii"))
+        self.assertEqual(headers["x-amz-content-sha256"], b"UNSIGNED-PAYLOAD")
+        self.assertIn(b"x-amz-checksum-sha256", headers["authorization"])
 
     def test_a_store_ignoring_the_condition(self) -> None:
         """A store that takes a PUT only if absent at a taken key (one that
@@ -442,6 +477,13 @@ class S3StoreContractTests(_StoreContract, SynchronousTestCase):
                                     "k.wav")
         self.assertEqual(failure.cause, HEAD_FORBIDDEN)
         self.assertIn("s3:ListBucket", failure.cause)
+
+
+def _settings_of(server: Any) -> dict[str, Any]:
+    """client_for's arguments for ``server``."""
+    settings = server.client_settings()
+    return dict(endpoint_url=settings.pop("endpoint_url"), region=settings.pop("region_name"),
+                threads=2, **settings)
 
 
 def _uploads(store: Any, root: str, clock: Clock, keep_local_days: float = 0.0,
@@ -674,13 +716,13 @@ class UploadTests(SynchronousTestCase):
             refusals = 1
             asked: list[bool] = []
 
-            def put(self, key: str, path: str, content_type: str, metadata: Any,
+            def put(self, key: str, path: str, content_type: str, metadata: Any, sha256: str,
                     only_if_absent: bool = False) -> Any:
                 self.asked.append(only_if_absent)
                 if self.refusals and only_if_absent:
                     self.refusals -= 1
                     raise KeyTaken(key)
-                return super().put(key, path, content_type, metadata, only_if_absent)
+                return super().put(key, path, content_type, metadata, sha256, only_if_absent)
         store = Racing()
         wav, _ = put_recording(self.root, "4711")
         archive, events, _ = _uploads(store, self.root, self.clock)
@@ -715,7 +757,8 @@ class UploadTests(SynchronousTestCase):
         foreign = os.path.join(self.root, "foreign")
         with open(foreign, "wb") as handle:
             handle.write(b"RIFF another recording")
-        self.store.put(key, foreign, "audio/wav", {"id": "someone-else"})
+        self.store.put(key, foreign, "audio/wav", {"id": "someone-else"},
+                       sha256_of(b"RIFF another recording"))
         archive, events, metrics = _uploads(self.store, self.root, self.clock)
         with capturedLogs() as logged:
             self.successResultOf(archive.start())
@@ -755,7 +798,8 @@ class UploadTests(SynchronousTestCase):
         with open(truncated, "wb") as handle:
             handle.write(read(self.root, wav)[:100])
         self.store.put("site-a/a/" + wav, truncated, "audio/wav",
-                       object_metadata(json.loads(read(self.root, wav[:-4] + ".json"))))
+                       object_metadata(json.loads(read(self.root, wav[:-4] + ".json"))),
+                       sha256_of(read(self.root, wav)[:100]))
         self.successResultOf(archive.start())
         self.assertEqual(len(events), 1)
         self.assertFalse(os.path.exists(os.path.join(self.root, wav)))

@@ -26,6 +26,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from recsvc.archive import journal
 from recsvc.archive.layout import ArchiveLocation
 from recsvc.archive.s3 import CANNOT_CONNECT
+from recsvc.archive.store import sha256_b64
 from recsvc.archive.transfer import CANNOT_JOURNAL
 from recsvc.archive.uploader import Archive
 from recsvc.control.commands import StopResponse
@@ -79,13 +80,17 @@ class _OutageMixin(LoopbackServiceMixin):
         return f"site/{self.recorder.node}/"
 
     def bucket_objects(self) -> dict[str, tuple[int, str]]:
-        """Each object's key: its size and the SHA-256 the store computed."""
+        """Each object's key: its size and SHA-256, of the bytes a GET
+        serves (moto keeps the checksum a PUT sends without checking it),
+        None unless the store's ChecksumSHA256 says the same."""
         client = self.server.client()
         listed = client.list_objects_v2(Bucket=self.bucket).get("Contents", [])
         found = {}
         for item in listed:
+            data = client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
             head = client.head_object(Bucket=self.bucket, Key=item["Key"], ChecksumMode="ENABLED")
-            found[item["Key"]] = (head["ContentLength"], head["ChecksumSHA256"])
+            digest = sha256_b64(data)
+            found[item["Key"]] = (len(data), digest if head["ChecksumSHA256"] == digest else None)
         return found
 
     def files_of(self, root: str, wav_path: str) -> dict[str, tuple[int, str]]:

@@ -61,6 +61,7 @@ from recsvc.storage.folder import sidecar_path
 from recsvc.application.startup import http_endpoint_for, open_http_warning
 from recsvc.storage.diskspace import DiskSpace
 from recsvc.archive.layout import ArchiveLocation
+from recsvc.archive.store import read_local
 from recsvc.archive.uploader import Archive
 from recsvc.testing import FakePhoneLink, FakePortPool, MemoryStore, memory_recorder, run_now
 from tests.support.recordings import read_wav
@@ -563,7 +564,7 @@ class ArchivedAudioTests(HttpTestsMixin, TestCase):
         with open(self.wav, "rb") as handle:
             stored = handle.read()
         self.store.put(f"calls/{node}/" + os.path.relpath(self.wav, self.root), self.wav,
-                       "audio/wav", {})
+                       "audio/wav", {}, read_local(self.wav).sha256)
         os.remove(self.wav)
         return stored
 
@@ -593,7 +594,7 @@ class ArchivedAudioTests(HttpTestsMixin, TestCase):
         self.assertIn("not in the archive", error["error"])
         # (In this node's folder of the archive: not rec-a's recording.)
         self.store.put("calls/rec-b/" + os.path.relpath(self.wav, self.root), self.wav,
-                       "audio/wav", {})
+                       "audio/wav", {}, read_local(self.wav).sha256)
         error = yield self.get_json("/api/recordings/7/audio", 404)
         self.assertIn("not in the archive", error["error"])
         self.archive_recording_7("rec-a")

@@ -4,13 +4,16 @@ share one. boto3 is imported only when an archive is configured (the
 ``archive`` extra), so the service runs without it otherwise.
 
 Every object is sent in one PUT (S3 takes up to 5 GB so; the config keeps
-a file below that, see recsvc.config) with ``ChecksumAlgorithm=SHA256``:
-botocore computes the SHA-256 of the bytes it sends, S3 refuses a body
-that does not match it (BadDigest), keeps it, and gives it back in the
-PUT's answer and in ``head_object(ChecksumMode=ENABLED)``; the archive
-compares it with its own, earlier reading of the file (two readings, and
-on S3 the store's check between them). (A multipart object's checksum is
-one of its parts' checksums, which would need the part sizes to compare.)
+a file below that, see recsvc.config) with ``ChecksumSHA256``, the SHA-256
+the archive read of the file: S3 refuses a body that does not match it
+(BadDigest), keeps it, and gives it back in the PUT's answer and in
+``head_object(ChecksumMode=ENABLED)``, which the archive compares with
+its reading. botocore so hashes nothing itself: neither the checksum nor,
+over plain http, the payload for the signature (``payload_signing_enabled``
+off: the signed checksum header covers the body, as botocore already
+chooses over https), which saves two readings of each file's bytes. (A
+multipart object's checksum is one of its parts' checksums, which would
+need the part sizes to compare.)
 A new file is sent with ``IfNoneMatch="*"`` (S3's conditional write:
 refused, 412, if an object is at the key), so that it needs no HEAD
 before it, where the store honours the condition: it is tried once on an
@@ -27,7 +30,7 @@ import attrs
 from zope.interface import implementer
 
 from recsvc.archive.layout import ArchiveLocation
-from recsvc.archive.store import IObjectStore, KeyTaken, StoreFailure, StoredObject
+from recsvc.archive.store import IObjectStore, KeyTaken, StoreFailure, StoredObject, sha256_b64
 from recsvc.logs import Logger
 from recsvc.storage.folder import no_follow
 
@@ -49,6 +52,8 @@ _FORBIDDEN = ("403", "Forbidden", "AccessDenied")
 _TAKEN = ("PreconditionFailed", "412")
 # Where the store says it does not know conditional writes.
 _NOT_KNOWN = ("NotImplemented", "501", "InvalidArgument", "InvalidRequest")
+# The probe object's checksum: that of no bytes.
+_NOTHING_SHA256 = sha256_b64(b"")
 
 
 def client_for(endpoint_url: str | None, region: str | None, threads: int,
@@ -63,6 +68,9 @@ def client_for(endpoint_url: str | None, region: str | None, threads: int,
         # The archive retries with its own pauses; botocore tries twice.
         retries={"max_attempts": 2, "mode": "standard"},
         connect_timeout=10, read_timeout=120, max_pool_connections=max(threads, 2),
+        # The body is covered by the ChecksumSHA256 header, which is signed
+        # and which S3 checks the body against (see the module's text).
+        s3={"payload_signing_enabled": False},
     )
     return boto3.session.Session().client(
         "s3", endpoint_url=endpoint_url or None, region_name=region or None, config=config,
@@ -97,13 +105,13 @@ class S3Store:
             return self.client
 
     def put(self, key: str, path: str, content_type: str, metadata: Mapping[str, str],
-            only_if_absent: bool = False) -> str | None:
+            sha256: str, only_if_absent: bool = False) -> str | None:
         with open(path, "rb", opener=no_follow) as body:
-            answer = self._put(key, body, content_type, metadata, only_if_absent)
+            answer = self._put(key, body, content_type, metadata, sha256, only_if_absent)
         return answer.get("ChecksumSHA256")
 
     def _put(self, key: str, body: Any, content_type: str, metadata: Mapping[str, str],
-             only_if_absent: bool) -> Any:
+             sha256: str, only_if_absent: bool) -> Any:
         extra: dict[str, Any] = {}
         if self.server_side_encryption:
             extra["ServerSideEncryption"] = self.server_side_encryption
@@ -114,7 +122,7 @@ class S3Store:
         try:
             return self._call(self._s3().put_object, Bucket=self.location.bucket, Key=key,
                               Body=body, ContentType=content_type, Metadata=dict(metadata),
-                              ChecksumAlgorithm="SHA256", **extra)
+                              ChecksumAlgorithm="SHA256", ChecksumSHA256=sha256, **extra)
         except StoreFailure as failure:
             if only_if_absent and failure.cause in _TAKEN:
                 raise KeyTaken(key) from None
@@ -135,7 +143,7 @@ class S3Store:
         # node's under way, refuses the first put, which says as much.
         key = f"{self.location.prefix}.recsvc-probe"
         try:
-            self._put(key, b"", "application/octet-stream", {}, True)
+            self._put(key, b"", "application/octet-stream", {}, _NOTHING_SHA256, True)
         except KeyTaken:
             self._delete_probe(key)
             return True
@@ -144,7 +152,7 @@ class S3Store:
                 return False
             raise
         try:
-            self._put(key, b"", "application/octet-stream", {}, True)
+            self._put(key, b"", "application/octet-stream", {}, _NOTHING_SHA256, True)
             honoured = False
         except KeyTaken:
             honoured = True

@@ -78,14 +78,14 @@ class IObjectStore(Interface):
     archive calls them on its own threads) and raises StoreFailure."""
 
     def put(key: str, path: str, content_type: str, metadata: Mapping[str, str],
-            only_if_absent: bool = False) -> str | None:
+            sha256: str, only_if_absent: bool = False) -> str | None:
         """Store the file at ``path`` under ``key`` (replacing any object
         there, but with ``only_if_absent``: then KeyTaken if there is one,
-        where `honours_only_if_absent`), the store keeping the SHA-256 of
-        what it received (S3: the client computes it of the bytes it sends,
-        and S3 refuses a body that does not match, BadDigest). Returns the
-        SHA-256 the store's answer gives, or None if it gives none (ask
-        `head`)."""
+        where `honours_only_if_absent`), the store keeping ``sha256`` (the
+        file's SHA-256 as the archive read it, base64) as the object's
+        checksum and refusing a body that does not match it (S3:
+        StoreFailure("BadDigest")). Returns the SHA-256 the store's answer
+        gives, or None if it gives none (ask `head`)."""
 
     def honours_only_if_absent() -> bool:
         """Whether the store refuses a put ``only_if_absent`` at a taken key

@@ -112,7 +112,7 @@ def _send(store: IObjectStore, key: str, path: str, relative_path: str, local: L
           metadata: dict[str, str], only_if_absent: bool) -> bool:
     """PUT the file and verify what the store says it holds: the SHA-256
     its answer gives, or (none given) what a HEAD gives. True once it is."""
-    confirmed = store.put(key, path, content_type(relative_path), metadata,
+    confirmed = store.put(key, path, content_type(relative_path), metadata, local.sha256,
                           only_if_absent=only_if_absent)
     if confirmed is None:
         _verify(key, local, store.head(key))
