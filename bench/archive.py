@@ -284,7 +284,9 @@ def table(without: dict[str, Any], with_: dict[str, Any]) -> str:
         f"| {with_.get('uploads_per_s_in_window')} / {with_.get('uploads_per_s_draining')} |",
         f"| drained after the window | | {with_.get('drain_after_window_s')} s |",
         f"| moto's CPU (on CPU 1 with the phones) | | {100 * with_.get('moto_cpu_share', 0):.1f} % |",
-        f"| objects verified in the bucket (size + store's SHA-256 = the file's) | "
+        f"| CPU 1 busy (the phones, and moto) | {100 * without.get('cpu1_busy_share', 0):.1f} % "
+        f"| {100 * with_.get('cpu1_busy_share', 0):.1f} % |",
+        f"| objects verified in the bucket (size + SHA-256 of a GET's bytes = the file's) | "
         f"| {with_.get('verified')} / {with_.get('objects_expected')} "
         f"({with_.get('objects_found')} found, {with_.get('missing')} missing, "
         f"{with_.get('other_keys')} other) |",
@@ -316,6 +318,14 @@ def write_docs(results: dict[str, Any], text_table: str) -> None:
         json.dump(everything, handle, indent=1)
 
 
+def tables_again() -> None:
+    """Write the section again from docs/benchmarks.json's last run (once
+    `table` changes)."""
+    with open(os.path.join(DOCS, "benchmarks.json"), encoding="utf-8") as handle:
+        results = json.load(handle)["archive"]
+    write_docs(results, table(results["without"], results["with"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000, help="concurrent calls, about")
@@ -324,7 +334,12 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=6.0,
                         help="seconds between two recsvc-phone processes")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--tables-again", action="store_true",
+                        help="no run: write the docs' section again from benchmarks.json")
     args = parser.parse_args()
+    if args.tables_again:
+        tables_again()
+        return
     results: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "commit": commit(),
         "command": "python bench/archive.py " + " ".join(sys.argv[1:]), "load_before": load()}
