@@ -49,6 +49,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from zope.interface import implementer
 
+from recsvc.access.users import (
+    COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of)
 from recsvc.index import store
 from recsvc.index.backends import CannotOpenIndex, shown, without_password
 from recsvc.index.numberplan import digits_of
@@ -56,7 +58,7 @@ from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
     found_row, like_containing, order_key_of, time_conditions, walk_then_look_up)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # A number's digits are looked up by their pieces of this many digits.
 DIGIT_GRAM = 5
@@ -147,6 +149,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX recordings_by_duration ON recordings "
         f"(duration_s DESC, started_at DESC, path, node) INCLUDE (id, {_ALSO_COMPARED})",
     ),
+    # Users (recsvc.access.users), shared by every node.
+    3: (
+        "CREATE TABLE users (name text PRIMARY KEY, role text NOT NULL, scopes text NOT NULL, "
+        "password_hash text NOT NULL, created_at text NOT NULL, changed_at text NOT NULL)",
+    ),
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
 # The advisory lock a migration holds (any number of recsvc's own).
@@ -168,7 +175,7 @@ POOL_TIMEOUT = 30.0
 ROWS_AT_A_TIME = 500
 
 
-@implementer(IIndex)
+@implementer(IIndex, IUsers)
 @attrs.define(eq=False)
 class PostgresIndex:
     """The index in the PostgreSQL database whose connections ``pool``
@@ -217,6 +224,40 @@ class PostgresIndex:
     def schema_version(self) -> int:
         with self.pool.connection() as connection:
             return schema_version(connection)
+
+    def users(self) -> list[User]:
+        with self.pool.connection() as connection:
+            return [user_of(row) for row in connection.execute(
+                f"SELECT {', '.join(USER_COLUMNS)} FROM users ORDER BY name")]
+
+    def user(self, name: str) -> User | None:
+        with self.pool.connection() as connection:
+            row = connection.execute(
+                f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE name = %s",
+                (name,)).fetchone()
+        return None if row is None else user_of(row)
+
+    def add_user(self, user: User) -> None:
+        with self.pool.connection() as connection:
+            added = connection.execute(
+                f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
+                f"(%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING", row_of(user)).rowcount
+        if not added:
+            raise UserExists(user.name)
+
+    def replace_user(self, user: User) -> None:
+        with self.pool.connection() as connection:
+            changed = connection.execute(
+                "UPDATE users SET role = %s, scopes = %s, password_hash = %s, created_at = %s, "
+                "changed_at = %s WHERE name = %s", (*row_of(user)[1:], user.name)).rowcount
+        if not changed:
+            raise NoSuchUser(user.name)
+
+    def remove_user(self, name: str) -> None:
+        with self.pool.connection() as connection:
+            removed = connection.execute("DELETE FROM users WHERE name = %s", (name,)).rowcount
+        if not removed:
+            raise NoSuchUser(name)
 
     def indexed(self) -> dict[str, int]:
         with self.pool.connection() as connection:

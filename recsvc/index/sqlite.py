@@ -27,13 +27,15 @@ from urllib.parse import quote
 import attrs
 from zope.interface import implementer
 
+from recsvc.access.users import (
+    COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of)
 from recsvc.index.numberplan import digits_of
 from recsvc.index import store
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
     found_row, like_containing, order_key_of, time_bounds, time_conditions, walk_then_look_up)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _RECORDINGS = """CREATE TABLE {name} (
     id INTEGER PRIMARY KEY,         -- stable (VACUUM keeps it): the text index's rowid
@@ -116,12 +118,21 @@ _DEVICE_AND_DURATION = (
     f"{_DAY_LOST} {_DAY_GAINED} END",
 )
 
+# The users (recsvc.access.users), in the database of the recordings they
+# may hear.
+_USERS = (
+    "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, scopes TEXT NOT NULL, "
+    "password_hash TEXT NOT NULL, created_at TEXT NOT NULL, changed_at TEXT NOT NULL) "
+    "WITHOUT ROWID",
+)
+
 # The schema of a new index, at SCHEMA_VERSION. An existing index is brought
 # to it in place by _MIGRATIONS, never by a reindex. Its version is kept in
 # the schema_version table (an index of version 1 has none: its
 # PRAGMA user_version says 1).
 _SCHEMA: tuple[str, ...] = (
-    _RECORDINGS.format(name="recordings"), *_ORDER_INDEXES, *_TEXT_INDEX, *_DEVICE_AND_DURATION)
+    _RECORDINGS.format(name="recordings"), *_ORDER_INDEXES, *_TEXT_INDEX, *_DEVICE_AND_DURATION,
+    *_USERS)
 
 # The statements that take an index from the version before to each
 # version, run in order, all in one transaction.
@@ -154,6 +165,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "INSERT INTO recordings_per_day SELECT substr(started_at, 1, 10), count(*) "
         "FROM recordings GROUP BY 1",
     ),
+    # Users.
+    5: _USERS,
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
 # Trigrams find a text of three characters or more; a shorter one is
@@ -186,7 +199,7 @@ class IndexVersionError(sqlite3.DatabaseError):
     """The index's schema is one this recsvc cannot use as it is."""
 
 
-@implementer(IIndex)
+@implementer(IIndex, IUsers)
 @attrs.define(eq=False)
 class SqliteIndex:
     """The index in the SQLite database ``sqlite`` (its connection), the
@@ -225,6 +238,37 @@ class SqliteIndex:
 
     def close(self) -> None:
         self.sqlite.close()
+
+    def users(self) -> list[User]:
+        return [user_of(row) for row in self.sqlite.execute(
+            f"SELECT {', '.join(USER_COLUMNS)} FROM users ORDER BY name")]
+
+    def user(self, name: str) -> User | None:
+        row = self.sqlite.execute(f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE name = ?",
+                                  (name,)).fetchone()
+        return None if row is None else user_of(row)
+
+    def add_user(self, user: User) -> None:
+        try:
+            with self.sqlite:
+                self.sqlite.execute(f"INSERT INTO users ({', '.join(USER_COLUMNS)}) "
+                                    f"VALUES (?, ?, ?, ?, ?, ?)", row_of(user))
+        except sqlite3.IntegrityError:
+            raise UserExists(user.name) from None
+
+    def replace_user(self, user: User) -> None:
+        with self.sqlite:
+            changed = self.sqlite.execute(
+                "UPDATE users SET role = ?, scopes = ?, password_hash = ?, created_at = ?, "
+                "changed_at = ? WHERE name = ?", (*row_of(user)[1:], user.name)).rowcount
+        if not changed:
+            raise NoSuchUser(user.name)
+
+    def remove_user(self, name: str) -> None:
+        with self.sqlite:
+            removed = self.sqlite.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
+        if not removed:
+            raise NoSuchUser(name)
 
     def schema_version(self) -> int:
         return schema_version(self.sqlite)

@@ -1,0 +1,117 @@
+"""Users as the index database keeps them (IUsers: SQLite's and
+PostgreSQL's backends), and what makes one valid."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import attrs
+from zope.interface import Interface
+
+from recsvc.access.roles import UNSCOPED, check_role
+from recsvc.access.scopes import ALL, Scope, parse_scopes
+from recsvc.passwords import check_password_hash
+
+# A user's name: what basic authentication and the login page carry (no
+# colon, no space), and what the audit trail shows.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def check_user_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a user name (letters, digits, '.', '_', '@', '-'; "
+                         f"at most 64; a letter or digit first)")
+    return name
+
+
+def check_scopes(role: str, scopes: Sequence[Scope]) -> tuple[Scope, ...]:
+    """The scopes a user of ``role`` may have: none for an admin or an
+    auditor (an admin reaches every recording, an auditor none); at least
+    one for the others (``all`` for every recording)."""
+    if role in UNSCOPED:
+        if scopes:
+            raise ValueError(f"an {role} has no scope (an admin reaches every recording, "
+                             f"an auditor none)")
+        return ()
+    if not scopes:
+        raise ValueError(f"a {role} needs a scope: group:NAME, device:MAC, number:DIGITS or "
+                         f"all")
+    if ALL in scopes and len(scopes) > 1:
+        raise ValueError("the scope all reaches every recording: it goes alone")
+    return tuple(scopes)
+
+
+def _password_hash(value: str) -> str:
+    check_password_hash(value)
+    return value
+
+
+@attrs.frozen
+class User:
+    """A user: ``role`` (recsvc.access.roles), the scopes that say which
+    recordings they reach, their password's hash (recsvc.passwords), and
+    when they were added and last changed (ISO times, UTC)."""
+
+    name: str = attrs.field(converter=check_user_name)
+    role: str = attrs.field(converter=check_role)
+    scopes: tuple[Scope, ...] = attrs.field(converter=tuple)
+    password_hash: str = attrs.field(repr=False, converter=_password_hash)
+    created_at: str
+    changed_at: str
+
+    @scopes.validator
+    def _fit_the_role(self, _: object, scopes: tuple[Scope, ...]) -> None:
+        check_scopes(self.role, scopes)
+
+
+def scopes_text(scopes: Sequence[Scope]) -> str:
+    """Scopes as a backend keeps them: written, space-separated."""
+    return " ".join(str(scope) for scope in scopes)
+
+
+def scopes_of_text(text: str) -> tuple[Scope, ...]:
+    return parse_scopes(text.split())
+
+
+# The columns a backend keeps a user in, in this order (`row_of`, `user_of`).
+COLUMNS = ("name", "role", "scopes", "password_hash", "created_at", "changed_at")
+
+
+def row_of(user: User) -> tuple[str, ...]:
+    return (user.name, user.role, scopes_text(user.scopes), user.password_hash,
+            user.created_at, user.changed_at)
+
+
+def user_of(row: Sequence[str]) -> User:
+    name, role, scopes, password_hash, created_at, changed_at = row
+    return User(name, role, scopes_of_text(scopes), password_hash, created_at, changed_at)
+
+
+class UserExists(Exception):
+    """A user of that name is there already."""
+
+
+class NoSuchUser(Exception):
+    """No user of that name."""
+
+
+class IUsers(Interface):
+    """The users an index database keeps. Every method blocks (the index's
+    thread runs them)."""
+
+    def users() -> list[User]:
+        """Every user, by name."""
+
+    def user(name: str) -> User | None:
+        """The user of that name, or None."""
+
+    def add_user(user: User) -> None:
+        """Keep a new user; UserExists if the name is taken."""
+
+    def replace_user(user: User) -> None:
+        """Keep ``user`` in place of the user of its name (its role, scopes,
+        password or times changed); NoSuchUser if there is none."""
+
+    def remove_user(name: str) -> None:
+        """Forget a user; NoSuchUser if there is none."""
