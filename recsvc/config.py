@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import attrs
 import yaml
 
+from recsvc.access.scopes import Group, check_group_name, parse_scope
 from recsvc.admission import parse_network
 from recsvc.application.endpoints import files_from
 from recsvc.archive.layout import ArchiveLocation
@@ -581,6 +582,13 @@ class Config:
     recordings: RecordingsConfig = RecordingsConfig()
     numbers: NumbersConfig = NumbersConfig()
     archive: ArchiveConfig = ArchiveConfig()
+    # Teams, by name: their devices and local numbers (a user's scope
+    # group:NAME reaches their recordings; recsvc.access.scopes).
+    groups: tuple[Group, ...] = ()
+
+    @property
+    def group_map(self) -> dict[str, Group]:
+        return {group.name: group for group in self.groups}
 
 
 def parse_config(data: Any) -> Config:
@@ -590,6 +598,9 @@ def parse_config(data: Any) -> Config:
     sections = _mapping(data, "")
     values = {}
     for name, section in sections.items():
+        if name == "groups":
+            values[name] = parse_groups(section)
+            continue
         if name == "node":
             if section is None:
                 continue  # (empty, as a section may be: the default)
@@ -615,6 +626,41 @@ def parse_config(data: Any) -> Config:
             f"one upload (5 GiB); with archive.url, at most "
             f"{LARGEST_PUT // LARGEST_BYTE_RATE} s"))
     return config
+
+
+def parse_groups(data: Any) -> tuple[Group, ...]:
+    """``groups:``: each team's name, its ``devices`` (MAC addresses) and
+    its ``numbers`` (local numbers). ConfigError names the key."""
+    if data is None:
+        return ()
+    groups = []
+    for name, group in _mapping(data, "groups").items():
+        try:
+            check_group_name(name)
+        except ValueError as error:
+            raise ConfigError(f"groups.{name}", str(error)) from None
+        if group is None:
+            group = {}
+        for key in _mapping(group, f"groups.{name}"):
+            if key not in ("devices", "numbers"):
+                raise ConfigError(f"groups.{name}.{key}", "unknown key (known: devices, numbers)")
+        try:
+            devices = frozenset(_macs(group.get("devices") or []))
+        except ValueError as error:
+            raise ConfigError(f"groups.{name}.devices", str(error)) from None
+        numbers = group.get("numbers") or []
+        if not isinstance(numbers, list):
+            raise ConfigError(f"groups.{name}.numbers", f"expected a list of numbers, got "
+                                                        f"{numbers!r}")
+        digits = set()
+        for number in numbers:
+            try:
+                digits.add(parse_scope(f"number:{number}").value)
+            except ValueError:
+                raise ConfigError(f"groups.{name}.numbers",
+                                  f"{number!r} is not a number (digits)") from None
+        groups.append(Group(name, devices, frozenset(digits)))
+    return tuple(groups)
 
 
 def _parse_section(section_type: type, data: Any, path: str) -> Any:

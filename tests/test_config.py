@@ -852,6 +852,37 @@ class ErrorInFileTests(SynchronousTestCase):
                          "cannot read config file x.yaml")
 
 
+class GroupsTests(SynchronousTestCase):
+    def test_groups(self) -> None:
+        """Each team's devices (any MAC spelling) and local numbers (digits);
+        a group may be empty."""
+        from recsvc.access.scopes import Group
+
+        config = parse_config({"groups": {
+            "sales": {"devices": ["00:A8:59:00:00:01", "00a859000002"], "numbers": [2001, "+49 2002"]},
+            "support": None}})
+        self.assertEqual(config.group_map, {
+            "sales": Group("sales", frozenset({"00a859000001", "00a859000002"}),
+                           frozenset({"2001", "492002"})),
+            "support": Group("support")})
+        self.assertEqual(parse_config({}).groups, ())
+
+    def test_bad_groups_name_the_key(self) -> None:
+        """Each bad group says which key and what is wrong."""
+        for data, key, said in (
+                (["sales"], "groups", "expected a mapping"),
+                ({"a b": {}}, "groups.a b", "is not a group name"),
+                ({"s": {"phones": []}}, "groups.s.phones", "unknown key (known: devices, numbers)"),
+                ({"s": {"devices": "00a859000001"}}, "groups.s.devices", "expected a list"),
+                ({"s": {"devices": ["nope"]}}, "groups.s.devices", "is not a MAC address"),
+                ({"s": {"numbers": "2001"}}, "groups.s.numbers", "expected a list"),
+                ({"s": {"numbers": ["20x1"]}}, "groups.s.numbers", "is not a number")):
+            with self.assertRaises(ConfigError) as caught:
+                parse_config({"groups": data})
+            self.assertEqual(caught.exception.key, key, data)
+            self.assertIn(said, str(caught.exception), data)
+
+
 class NodeTests(SynchronousTestCase):
     """The top-level key ``node``: the recorder node's name."""
 

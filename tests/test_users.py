@@ -39,6 +39,7 @@ class RoleTests(SynchronousTestCase):
         self.assertFalse(roles.may("nobody", roles.SEARCH))
 
     def test_unknown_role_names_the_roles(self) -> None:
+        """A role that is none says which roles there are."""
         error = self.assertRaises(ValueError, roles.check_role, "boss")
         self.assertIn("admin, supervisor, listener, auditor", str(error))
 
@@ -53,6 +54,7 @@ class ScopeTests(SynchronousTestCase):
         self.assertEqual(str(parse_scope("device:00a8.5900.0001")), "device:00a859000001")
 
     def test_bad_scopes_say_why(self) -> None:
+        """Each bad scope says what is wrong with it."""
         for text, said in (("everything", "is not a scope"), ("team:sales", "is not a scope"),
                            ("group:", "is not a group name"), ("group:a b", "group name"),
                            ("device:zz", "is not a MAC address"),
@@ -62,6 +64,7 @@ class ScopeTests(SynchronousTestCase):
             self.assertIn(said, str(error), text)
 
     def test_all_goes_alone(self) -> None:
+        """``all`` among others is all; the others are kept once each, in order."""
         self.assertEqual(parse_scopes(["group:b", "all", "number:1"]), (ALL,))
         self.assertEqual(parse_scopes(["number:1", "group:b", "group:b"]),
                          (Scope("group", "b"), Scope("number", "1")))
@@ -84,6 +87,7 @@ class ScopeTests(SynchronousTestCase):
 
 class UserTests(SynchronousTestCase):
     def test_a_user(self) -> None:
+        """A user's fields; the password's hash is not in its repr (nor a log line)."""
         alice = user()
         self.assertEqual((alice.name, alice.role, alice.scopes),
                          ("alice", "listener", (Scope("group", "sales"),)))
@@ -102,6 +106,8 @@ class UserTests(SynchronousTestCase):
                           HASH, "t", "t")
 
     def test_bad_names_and_hashes(self) -> None:
+        """A name basic authentication cannot carry, or that is not plain, and
+        a password that is not a hash are refused."""
         for name in ("", "a:b", "a b", "-x", "x" * 65, "é", "a\nb"):
             self.assertRaises(ValueError, user, name=name)
         self.assertRaises(ValueError, user, password_hash="plain text")
@@ -114,9 +120,11 @@ class UsersContract:
         self.users = self.open_test_index()
 
     def test_provides_the_interface(self) -> None:
+        """The backend keeps users (IUsers)."""
         self.assertTrue(verifyObject(IUsers, self.users))
 
     def test_add_then_read(self) -> None:
+        """Users added are read back as they were, by name."""
         self.assertEqual(self.users.users(), [])
         self.users.add_user(user("bob", "supervisor", ("device:00a859000001", "number:2001")))
         self.users.add_user(user("alice"))
@@ -127,11 +135,13 @@ class UsersContract:
         self.assertIsNone(self.users.user("carol"))
 
     def test_a_name_once(self) -> None:
+        """A name taken is refused (UserExists), the user there kept."""
         self.users.add_user(user("alice"))
         self.assertRaises(UserExists, self.users.add_user, user("alice", "admin", ()))
         self.assertEqual(self.users.user("alice").role, "listener")
 
     def test_replace(self) -> None:
+        """A user is replaced whole; replacing a user that is not there fails."""
         self.users.add_user(user("alice"))
         changed = user("alice", "supervisor", ("all",), hash_password("another one", 1000))
         self.users.replace_user(changed)
@@ -139,6 +149,7 @@ class UsersContract:
         self.assertRaises(NoSuchUser, self.users.replace_user, user("nobody"))
 
     def test_remove(self) -> None:
+        """A user removed is gone; removing one that is not there fails."""
         self.users.add_user(user("alice"))
         self.users.remove_user("alice")
         self.assertEqual(self.users.users(), [])

@@ -412,6 +412,36 @@ def _hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user(args: argparse.Namespace) -> int:
+    """``recsvc user ACTION``: the users of index.database (opened to write:
+    a new index is made, an older one migrated, as the service does)."""
+    import time
+
+    from recsvc.cli import users as user_commands
+
+    args.command = f"user {args.action}"  # (what a message begins with)
+    config = _config(args)
+    found_in = _open_index(config, args, writable=args.action != "list")
+    try:
+        if args.action == "add":
+            said = user_commands.add(found_in, args, config.group_map, _read_password,
+                                     time.time())
+        elif args.action == "set":
+            said = user_commands.change(found_in, args, config.group_map, time.time())
+        elif args.action == "passwd":
+            said = user_commands.passwd(found_in, args, _read_password, time.time())
+        elif args.action == "remove":
+            said = user_commands.remove(found_in, args)
+        else:
+            said = user_commands.listing(found_in, args.json)
+    except user_commands.UserCommandError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        found_in.close()
+    print(said)
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     """The running service's recordings in progress and counters, through its
     HTTP API: http.listen from the config (or --url), with the config's
@@ -555,6 +585,13 @@ def parser() -> argparse.ArgumentParser:
         "Print a password hash for http.auth.users. The password is read from the terminal "
         "(asked twice) or the first line of standard input, never the command line.")
     hashing.set_defaults(run=_hash_password)
+    _user_commands(command("user", "add, list, change and remove the users of the page "
+                                   "and the API",
+                           "The users kept in the index database (index.database), each with "
+                           "a role and the scopes that say which recordings they reach. "
+                           "Passwords are read from the terminal (asked twice) or the first "
+                           "line of standard input, never the command line."),
+                   config_after)
     status = command(
         "status", "the running service's recordings in progress and counters",
         "Ask the running service, through its HTTP API (/api/active and /metrics), for the "
@@ -580,6 +617,30 @@ def parser() -> argparse.ArgumentParser:
                          help="g711: the codec's bytes as recorded (default); pcm16: decoded")
     convert.set_defaults(run=_convert)
     return top
+
+
+def _user_commands(user: argparse.ArgumentParser, config_after: argparse.ArgumentParser) -> None:
+    from recsvc.cli.users import ROLE_HELP, ROLE_NAMES, SCOPE_HELP, user_name
+
+    actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, summary: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=summary, description=summary[0].upper() + summary[1:]
+                                 + ".", parents=[config_after])
+        sub.set_defaults(command_parser=sub, run=_user)
+        if name != "list":
+            sub.add_argument("name", type=user_name, help="the user's name")
+        return sub
+    add = action("add", "add a user (the password is asked for)")
+    add.add_argument("--role", required=True, choices=ROLE_NAMES, help=ROLE_HELP)
+    add.add_argument("--scope", action="append", metavar="SCOPE", help=SCOPE_HELP)
+    listed = action("list", "the users, by name, with their roles and scopes")
+    listed.add_argument("--json", action="store_true", help="as JSON")
+    change = action("set", "change a user's role or scopes (--scope given replaces them all)")
+    change.add_argument("--role", choices=ROLE_NAMES, help=ROLE_HELP)
+    change.add_argument("--scope", action="append", metavar="SCOPE", help=SCOPE_HELP)
+    action("passwd", "set a user's password (asked for)")
+    action("remove", "remove a user")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

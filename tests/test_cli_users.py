@@ -1,0 +1,137 @@
+"""``recsvc user add|list|set|passwd|remove`` as an admin uses it: the
+password from standard input (never the command line), each refusal a
+clear message with nothing written, and the same on a shared index."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+from contextlib import closing
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from recsvc.access.scopes import Scope
+from recsvc.cli.commands import main
+from recsvc.index.backends import open_index
+from recsvc.passwords import verify_password
+from tests.support.indexes import OnPostgres
+from tests.test_cli import CommandCase
+
+GROUPS = ("groups:\n  sales:\n    devices: [\"00:a8:59:00:00:01\"]\n    numbers: [2001]\n"
+          "  support:\n    numbers: [\"2100\"]\n")
+
+
+class UserCommandTests(CommandCase):
+    def setUp(self) -> None:
+        super().setUp()
+        with open(self.config, "a", encoding="utf-8") as handle:
+            handle.write(GROUPS)
+
+    def user_command(self, *argv: str, password: str = "") -> tuple[int, str, str]:
+        self.patch(sys, "stdin", io.StringIO(password))
+        return self.recsvc("-c", self.config, "user", *argv)
+
+    def stored(self, name: str):
+        with closing(open_index(self.database, read_only=True)) as found_in:
+            return found_in.user(name)
+
+    def test_add_list_set_passwd_remove(self) -> None:
+        """A user added with a password from standard input, listed, changed
+        (role and scopes, the password kept), given a new password, removed."""
+        status, out, _ = self.user_command("add", "alice", "--role", "listener", "--scope",
+                                           "group:sales", password="correct horse\n")
+        self.assertEqual((status, out), (0, "added alice, listener, scope group:sales\n"))
+        alice = self.stored("alice")
+        self.assertEqual((alice.role, alice.scopes), ("listener", (Scope("group", "sales"),)))
+        self.assertTrue(verify_password("correct horse", alice.password_hash))
+        self.assertEqual(self.user_command("add", "root", "--role", "admin",
+                                           password="battery staple\n")[0], 0)
+        status, out, _ = self.user_command("list")
+        self.assertEqual([line.split()[:3] for line in out.splitlines()],
+                         [["NAME", "ROLE", "SCOPES"], ["alice", "listener", "group:sales"],
+                          ["root", "admin", "-"]])
+        status, out, _ = self.user_command("set", "alice", "--role", "supervisor", "--scope",
+                                           "number:2001", "--scope", "device:00A859000002")
+        self.assertEqual(out, "changed alice, supervisor, scope device:00a859000002 "
+                              "number:2001\n")
+        self.assertTrue(verify_password("correct horse", self.stored("alice").password_hash))
+        self.assertEqual(self.user_command("set", "alice", "--role", "listener")[0], 0)
+        self.assertEqual(self.stored("alice").scopes,
+                         (Scope("device", "00a859000002"), Scope("number", "2001")))
+        self.assertEqual(self.user_command("passwd", "alice", password="a new password\n")[0], 0)
+        self.assertTrue(verify_password("a new password", self.stored("alice").password_hash))
+        listed = json.loads(self.user_command("list", "--json")[1])
+        self.assertEqual([(user["name"], user["role"], user["scopes"]) for user in listed],
+                         [("alice", "listener", ["device:00a859000002", "number:2001"]),
+                          ("root", "admin", [])])
+        self.assertNotIn("hash", json.dumps(listed))
+        self.assertEqual(self.user_command("remove", "alice"), (0, "removed alice\n", ""))
+        self.assertIsNone(self.stored("alice"))
+
+    def test_refusals_write_nothing(self) -> None:
+        """Each bad request says what is wrong (exit status 1; 2 for an
+        option argparse refuses) and changes nothing."""
+        self.user_command("add", "alice", "--role", "listener", "--scope", "group:sales",
+                          password="correct horse\n")
+        before = self.stored("alice")
+        for argv, password, status, said in (
+                (("add", "bob", "--role", "listener", "--scope", "group:sales"), "short\n", 1,
+                 "at least 8 characters"),
+                (("add", "bob", "--role", "listener", "--scope", "group:ops"), "", 1,
+                 "no group 'ops' in the config's groups: (known: sales, support)"),
+                (("add", "bob", "--role", "listener"), "", 1, "a listener needs a scope"),
+                (("add", "bob", "--role", "admin", "--scope", "all"), "", 1, "has no scope"),
+                (("add", "bob", "--role", "listener", "--scope", "device:nope"), "", 1,
+                 "is not a MAC address"),
+                (("add", "alice", "--role", "admin"), "correct horse\n", 1,
+                 "there is a user alice already"),
+                (("add", "a:b", "--role", "admin"), "", 2, "is not a user name"),
+                (("add", "bob", "--role", "boss"), "", 2, "invalid choice: 'boss'"),
+                (("add", "bob", "--role", "admin", "--password", "x"), "", 2,
+                 "unrecognized arguments: --password"),
+                (("set", "carol", "--role", "admin"), "", 1, "no user carol"),
+                (("set", "alice", "--role", "auditor", "--scope", "all"), "", 1, "has no scope"),
+                (("passwd", "carol"), "correct horse\n", 1, "no user carol"),
+                (("passwd", "alice"), "short\n", 1, "at least 8 characters"),
+                (("remove", "carol"), "", 1, "no user carol")):
+            got, out, err = self.user_command(*argv, password=password)
+            self.assertEqual((got, out), (status, ""), argv)
+            self.assertIn(said, err, argv)
+            if status == 1:
+                self.assertTrue(err.startswith(f"recsvc user {argv[0]}: "), err)
+        self.assertEqual(self.stored("alice"), before)
+        self.assertIsNone(self.stored("bob"))
+
+    def test_an_admin_made_a_listener_needs_a_scope(self) -> None:
+        """A role that takes a scope, given to an admin, asks for one; an
+        auditor made from a listener loses the listener's."""
+        self.user_command("add", "root", "--role", "admin", password="correct horse\n")
+        self.assertIn("needs a scope", self.user_command("set", "root", "--role", "listener")[2])
+        self.user_command("add", "ann", "--role", "listener", "--scope", "all",
+                          password="correct horse\n")
+        self.assertEqual(self.user_command("set", "ann", "--role", "auditor")[0], 0)
+        self.assertEqual(self.stored("ann").scopes, ())
+
+
+class UserCommandOnPostgresTests(OnPostgres, SynchronousTestCase):
+    def test_users_of_a_shared_index(self) -> None:
+        """With index.database a PostgreSQL URL, the users are that
+        database's, which every node reads."""
+        database = self.new_database()
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        config = os.path.join(folder, "recsvc.yaml")
+        with open(config, "w", encoding="utf-8") as handle:
+            handle.write(f"index:\n  database: {json.dumps(database)}\nnode: node-a\n")
+        self.patch(sys, "stdin", io.StringIO("correct horse\n"))
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(["-c", config, "user", "add", "ann", "--role", "auditor"])
+        out, err = out.getvalue(), err.getvalue()
+        self.assertEqual((status, out, err), (0, "added ann, auditor\n", ""))
+        found_in = self.open_test_index("node-b", database)
+        self.assertEqual([(user.name, user.role) for user in found_in.users()],
+                         [("ann", "auditor")])
