@@ -24,7 +24,9 @@ GROUPS = ("groups:\n  sales:\n    devices: [\"00:a8:59:00:00:01\"]\n    numbers:
           "  support:\n    numbers: [\"2100\"]\n")
 
 
-class UserCommandTests(CommandCase):
+class UsersCase(CommandCase):
+    """A config with groups; the user commands run in-process."""
+
     def setUp(self) -> None:
         super().setUp()
         with open(self.config, "a", encoding="utf-8") as handle:
@@ -38,6 +40,8 @@ class UserCommandTests(CommandCase):
         with closing(open_index(self.database, read_only=True)) as found_in:
             return found_in.user(name)
 
+
+class UserCommandTests(UsersCase):
     def test_add_list_set_passwd_remove(self) -> None:
         """A user added with a password from standard input, listed, changed
         (role and scopes, the password kept), given a new password, removed."""
@@ -114,6 +118,48 @@ class UserCommandTests(CommandCase):
                           password="correct horse\n")
         self.assertEqual(self.user_command("set", "ann", "--role", "auditor")[0], 0)
         self.assertEqual(self.stored("ann").scopes, ())
+
+
+class AuditCommandTests(UsersCase):
+    def test_user_changes_are_audited_and_verified(self) -> None:
+        """Each change to a user is a row of the audit trail (who ran the
+        command, from the command line); ``audit verify`` says the chain
+        is intact, then, once a row is altered by hand, which row is not
+        (exit status 1); ``audit export`` writes the rows as JSON lines."""
+        import getpass
+        import sqlite3
+
+        self.user_command("add", "alice", "--role", "listener", "--scope", "group:sales",
+                          password="correct horse\n")
+        self.user_command("set", "alice", "--scope", "number:2001")
+        self.user_command("passwd", "alice", password="a new password\n")
+        self.user_command("remove", "alice")
+        self.user_command("remove", "alice")  # (refused: not audited)
+        status, out, err = self.recsvc("-c", self.config, "audit", "export")
+        rows = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual([(row["seq"], row["action"], row["target"], row["source"], row["actor"])
+                          for row in rows],
+                         [(1, "user_add", "alice", "cli", getpass.getuser()),
+                          (2, "user_change", "alice", "cli", getpass.getuser()),
+                          (3, "user_password", "alice", "cli", getpass.getuser()),
+                          (4, "user_remove", "alice", "cli", getpass.getuser())])
+        self.assertEqual(rows[1]["detail"], {"role": "listener", "scopes": ["number:2001"]})
+        self.assertNotIn("horse", out)
+        self.assertEqual(self.recsvc("-c", self.config, "audit", "export", "--after", "3")[1],
+                         out.splitlines(keepends=True)[3])
+        status, out, _ = self.recsvc("-c", self.config, "audit", "verify")
+        self.assertEqual(status, 0)
+        self.assertIn(f"intact: 4 rows, the last 4 (hash {rows[3]['hash']})", out)
+        with closing(sqlite3.connect(self.database)) as connection, connection:
+            self.assertRaises(sqlite3.DatabaseError, connection.execute,
+                              "UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+        with closing(sqlite3.connect(self.database)) as connection, connection:
+            connection.execute("DROP TRIGGER audit_not_changed")
+            connection.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+        status, out, err = self.recsvc("-c", self.config, "audit", "verify")
+        self.assertEqual((status, out), (1, ""))
+        self.assertTrue(err.startswith("the audit trail is broken at row 2: row 2 was changed"),
+                        err)
 
 
 class UserCommandOnPostgresTests(OnPostgres, SynchronousTestCase):

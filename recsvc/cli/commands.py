@@ -431,7 +431,7 @@ def _user(args: argparse.Namespace) -> int:
         elif args.action == "passwd":
             said = user_commands.passwd(found_in, args, _read_password, time.time())
         elif args.action == "remove":
-            said = user_commands.remove(found_in, args)
+            said = user_commands.remove(found_in, args, time.time())
         else:
             said = user_commands.listing(found_in, args.json)
     except user_commands.UserCommandError as error:
@@ -440,6 +440,23 @@ def _user(args: argparse.Namespace) -> int:
         found_in.close()
     print(said)
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """``recsvc audit verify|export``."""
+    from recsvc.cli import audit
+
+    args.command = f"audit {args.action}"  # (what a message begins with)
+    found_in = _open_index(_config(args), args)
+    try:
+        if args.action == "export":
+            audit.export(found_in, sys.stdout, args.after)
+            return 0
+        intact, said = audit.verify_trail(found_in)
+    finally:
+        found_in.close()
+    print(said, file=sys.stdout if intact else sys.stderr)
+    return 0 if intact else 1
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -592,6 +609,11 @@ def parser() -> argparse.ArgumentParser:
                            "Passwords are read from the terminal (asked twice) or the first "
                            "line of standard input, never the command line."),
                    config_after)
+    _audit_commands(command("audit", "check the audit trail, or write it out",
+                            "The audit trail kept in the index database (index.database): "
+                            "who searched, played, downloaded, changed users, and when. Its "
+                            "rows' hashes chain, so that one altered or removed is found."),
+                    config_after)
     status = command(
         "status", "the running service's recordings in progress and counters",
         "Ask the running service, through its HTTP API (/api/active and /metrics), for the "
@@ -641,6 +663,25 @@ def _user_commands(user: argparse.ArgumentParser, config_after: argparse.Argumen
     change.add_argument("--scope", action="append", metavar="SCOPE", help=SCOPE_HELP)
     action("passwd", "set a user's password (asked for)")
     action("remove", "remove a user")
+
+
+def _audit_commands(audit: argparse.ArgumentParser,
+                    config_after: argparse.ArgumentParser) -> None:
+    actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify", help="check every row's hash and its place in the chain",
+        description="Check every row of the audit trail: its hash, and the hash of the row "
+        "before it. Says the rows and the last hash (exit status 0), or the first row that "
+        "was changed, removed or slipped in (exit status 1).", parents=[config_after])
+    verify.set_defaults(command_parser=verify, run=_audit)
+    export = actions.add_parser(
+        "export", help="the rows as JSON lines on standard output",
+        description="Write the audit trail's rows, in order, as JSON lines on standard "
+        "output: seq, at, actor, source, action, target, detail, previous_hash, hash.",
+        parents=[config_after])
+    export.add_argument("--after", type=int, default=0, metavar="SEQ",
+                        help="only the rows after this one (default: all)")
+    export.set_defaults(command_parser=export, run=_audit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -74,6 +74,7 @@ def add(users: Any, args: argparse.Namespace, groups: Mapping[str, Group],
         users.add_user(user)
     except UserExists:
         raise UserCommandError(f"there is a user {args.name} already") from None
+    _audited(users, "user_add", user, now)
     return f"added {describe(user)}"
 
 
@@ -90,6 +91,7 @@ def change(users: Any, args: argparse.Namespace, groups: Mapping[str, Group],
     changed = _valid(lambda: User(user.name, role, scopes, user.password_hash, user.created_at,
                                   iso_utc(now)))
     _replace(users, changed)
+    _audited(users, "user_change", changed, now)
     return f"changed {describe(changed)}"
 
 
@@ -99,14 +101,17 @@ def passwd(users: Any, args: argparse.Namespace, read_password: Callable[[bool],
     changed = User(user.name, user.role, user.scopes,
                    hash_password(_new_password(read_password)), user.created_at, iso_utc(now))
     _replace(users, changed)
+    _audited(users, "user_password", changed, now)
     return f"changed the password of {user.name}"
 
 
-def remove(users: Any, args: argparse.Namespace) -> str:
+def remove(users: Any, args: argparse.Namespace, now: float) -> str:
+    user = _existing(users, args.name)
     try:
         users.remove_user(args.name)
     except NoSuchUser:
         raise UserCommandError(f"no user {args.name}") from None
+    _audited(users, "user_remove", user, now)
     return f"removed {args.name}"
 
 
@@ -125,6 +130,19 @@ def listing(users: Any, as_json: bool) -> str:
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     return "\n".join("  ".join([*(cell.ljust(width) for cell, width in zip(row, widths)),
                                 row[3]]).rstrip() for row in rows)
+
+
+def _audited(trail: Any, action: str, user: User, now: float) -> None:
+    """The change in the audit trail (made after the change itself: a
+    failure here says the change was made but not audited)."""
+    from recsvc.cli.audit import cli_event
+
+    detail = {"role": user.role, "scopes": [str(scope) for scope in user.scopes]}
+    try:
+        trail.append_audit(cli_event(action, user.name, detail, now))
+    except Exception as error:
+        raise UserCommandError(f"{user.name} was changed, but the audit trail could not be "
+                               f"written: {error}") from None
 
 
 def describe(user: User) -> str:

@@ -49,6 +49,9 @@ import psycopg
 from psycopg_pool import ConnectionPool
 from zope.interface import implementer
 
+from recsvc.access.audit import (
+    COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditRow, IAuditTrail, columns_of, next_row,
+    row_of_columns)
 from recsvc.access.users import (
     COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of)
 from recsvc.index import store
@@ -153,11 +156,25 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: (
         "CREATE TABLE users (name text PRIMARY KEY, role text NOT NULL, scopes text NOT NULL, "
         "password_hash text NOT NULL, created_at text NOT NULL, changed_at text NOT NULL)",
+        # The audit trail (recsvc.access.audit): rows are added, never
+        # changed (the trigger refuses it; the hashes' chain finds it if
+        # done anyway).
+        "CREATE TABLE audit (seq bigint PRIMARY KEY, at text NOT NULL, actor text NOT NULL, "
+        "source text NOT NULL, action text NOT NULL, target text NOT NULL, detail text NOT NULL, "
+        "previous_hash text NOT NULL, row_hash text NOT NULL)",
+        "CREATE FUNCTION recsvc_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN RAISE EXCEPTION 'the audit trail is append-only'; END $$",
+        "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+        "FOR EACH ROW EXECUTE FUNCTION recsvc_audit_append_only()",
+        "CREATE TRIGGER audit_not_truncated BEFORE TRUNCATE ON audit "
+        "FOR EACH STATEMENT EXECUTE FUNCTION recsvc_audit_append_only()",
     ),
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
 # The advisory lock a migration holds (any number of recsvc's own).
 _MIGRATION_LOCK = 0x7265637376630001
+# The advisory lock an append to the audit trail holds.
+_AUDIT_LOCK = 0x7265637376630002
 
 # Each order: its columns, each descending (True) or not; the path and then
 # the node make it total. The reverse orders are the exact reverses.
@@ -175,7 +192,7 @@ POOL_TIMEOUT = 30.0
 ROWS_AT_A_TIME = 500
 
 
-@implementer(IIndex, IUsers)
+@implementer(IIndex, IUsers, IAuditTrail)
 @attrs.define(eq=False)
 class PostgresIndex:
     """The index in the PostgreSQL database whose connections ``pool``
@@ -224,6 +241,23 @@ class PostgresIndex:
     def schema_version(self) -> int:
         with self.pool.connection() as connection:
             return schema_version(connection)
+
+    def append_audit(self, event: AuditEvent) -> AuditRow:
+        with self.pool.connection() as connection:
+            # (Every node appends to one trail: one at a time.)
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+            last = connection.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit "
+                                      f"ORDER BY seq DESC LIMIT 1").fetchone()
+            row = next_row(None if last is None else row_of_columns(last), event)
+            connection.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES "
+                               f"({', '.join(['%s'] * len(AUDIT_COLUMNS))})", columns_of(row))
+        return row
+
+    def audit_rows(self, after: int = 0, limit: int | None = None) -> list[AuditRow]:
+        with self.pool.connection() as connection:
+            return [row_of_columns(columns) for columns in connection.execute(
+                f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE seq > %s ORDER BY seq "
+                f"LIMIT %s", (after, limit))]
 
     def users(self) -> list[User]:
         with self.pool.connection() as connection:

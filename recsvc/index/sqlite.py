@@ -27,6 +27,9 @@ from urllib.parse import quote
 import attrs
 from zope.interface import implementer
 
+from recsvc.access.audit import (
+    COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditRow, IAuditTrail, columns_of, next_row,
+    row_of_columns)
 from recsvc.access.users import (
     COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of)
 from recsvc.index.numberplan import digits_of
@@ -119,11 +122,20 @@ _DEVICE_AND_DURATION = (
 )
 
 # The users (recsvc.access.users), in the database of the recordings they
-# may hear.
+# may hear, and the audit trail of what they do.
 _USERS = (
     "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, scopes TEXT NOT NULL, "
     "password_hash TEXT NOT NULL, created_at TEXT NOT NULL, changed_at TEXT NOT NULL) "
     "WITHOUT ROWID",
+    # The audit trail (recsvc.access.audit): rows are added, never changed
+    # (the triggers refuse it; the hashes' chain finds it if done anyway).
+    "CREATE TABLE audit (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, "
+    "source TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL, "
+    "previous_hash TEXT NOT NULL, row_hash TEXT NOT NULL)",
+    "CREATE TRIGGER audit_not_changed BEFORE UPDATE ON audit BEGIN "
+    "SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+    "CREATE TRIGGER audit_not_deleted BEFORE DELETE ON audit BEGIN "
+    "SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
 )
 
 # The schema of a new index, at SCHEMA_VERSION. An existing index is brought
@@ -199,7 +211,7 @@ class IndexVersionError(sqlite3.DatabaseError):
     """The index's schema is one this recsvc cannot use as it is."""
 
 
-@implementer(IIndex, IUsers)
+@implementer(IIndex, IUsers, IAuditTrail)
 @attrs.define(eq=False)
 class SqliteIndex:
     """The index in the SQLite database ``sqlite`` (its connection), the
@@ -238,6 +250,26 @@ class SqliteIndex:
 
     def close(self) -> None:
         self.sqlite.close()
+
+    def append_audit(self, event: AuditEvent) -> AuditRow:
+        # (Another process appending meanwhile waits for this transaction.)
+        self.sqlite.execute("BEGIN IMMEDIATE")
+        try:
+            last = self.sqlite.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit "
+                                       f"ORDER BY seq DESC LIMIT 1").fetchone()
+            row = next_row(None if last is None else row_of_columns(last), event)
+            self.sqlite.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES "
+                                f"({', '.join('?' * len(AUDIT_COLUMNS))})", columns_of(row))
+            self.sqlite.commit()
+        except BaseException:
+            self.sqlite.rollback()
+            raise
+        return row
+
+    def audit_rows(self, after: int = 0, limit: int | None = None) -> list[AuditRow]:
+        return [row_of_columns(columns) for columns in self.sqlite.execute(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after, -1 if limit is None else limit))]
 
     def users(self) -> list[User]:
         return [user_of(row) for row in self.sqlite.execute(
