@@ -86,6 +86,33 @@ class SearchTests(IndexTestsMixin):
         """A search without filters finds every recording, newest first."""
         self.assertEqual(self.ids(), ["c", "b", "a"])
 
+    def test_within_devices_or_local_numbers(self) -> None:
+        """A search within some devices or local numbers (a user's scope)
+        finds only their recordings, with any other filter, by id, in its
+        total and on every page; within nothing, nothing."""
+        self.add(sidecar("d", started_at="2026-11-26T00:00:00.000Z", local_number="+49 2003",
+                         device="00:a8:59:00:00:09"))
+        within = dict(devices_within=frozenset({"00a859000002"}),
+                      numbers_within=frozenset({"492003"}))
+        self.assertEqual(self.ids(**within), ["d", "c"])
+        self.assertEqual(self.ids(devices_within=frozenset({"00a859000001"})), ["b", "a"])
+        self.assertEqual(self.ids(numbers_within=frozenset({"2001"})), ["b", "a"])
+        self.assertEqual(self.ids(number="555", **within), ["c"])
+        self.assertEqual(self.ids(number="138", **within), ["d"])
+        self.assertEqual(self.ids(number="8613800", **within), [])
+        self.assertEqual(self.ids(device="0009", **within), ["d"])
+        self.assertEqual(self.ids(recording_id="a", **within), [])
+        self.assertEqual(self.ids(recording_id="c", **within), ["c"])
+        self.assertEqual(self.ids(page_size=1, page=2, **within), ["c"])
+        self.assertEqual(self.ids(devices_within=frozenset(), numbers_within=frozenset()), [])
+        self.assertEqual(self.ids(order="longest", **within), ["d", "c"])
+        for query, count in ((index.Search(**within), 2), (index.Search(number="555", **within), 1),
+                             (index.Search(devices_within=frozenset()), 0)):
+            self.assertEqual(self.connection.total(query, 10), index.Total(count, True))
+        self.patch(index, "WALK_FIRST", 0)  # (the text looked up, not walked)
+        self.assertEqual(self.ids(number="555", **within), ["c"])
+        self.assertEqual(self.ids(name="Desk", **within), ["d", "c"])
+
     def test_number_digits_anywhere_either_side(self) -> None:
         """A number is searched by its digits, anywhere in the local or the
         remote number, whatever their spelling."""

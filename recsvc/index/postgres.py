@@ -513,7 +513,7 @@ def _conditions(query: Search, looked_up: bool = True) -> tuple[str, list[Any]]:
 
 def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
     """The conditions that are not text, and the cursor's."""
-    where, params = field_conditions(query, mark="%s")
+    where, params = field_conditions(query, mark="%s", local_digits="split_part(numbers, ' ', 1)")
     if query.after is not None:
         condition, after_params = after_condition(
             _ORDER_BY[query.order], order_key_of(query.after, query.order), mark="%s")

@@ -64,6 +64,8 @@ _RECORDINGS = """CREATE TABLE {name} (
 _TEXT_COLUMNS = "numbers, local_name, remote_name, device"
 # A column with the MAC separators taken out, as device_search_key takes them out.
 _WITHOUT_SEPARATORS = "REPLACE(REPLACE(REPLACE({}, ':', ''), '-', ''), '.', '')"
+# A row's local number's digits: the first word of its numbers.
+_LOCAL_DIGITS = "substr(numbers, 1, instr(numbers, ' ') - 1)"
 # What the text index holds of a row (its device without those separators,
 # as device_search_key looks for it).
 _TEXT_OF = ("{row}.numbers, {row}.local_name, {row}.remote_name, "
@@ -496,7 +498,7 @@ def _sample(query: Search, rows: int | None = None) -> tuple[str, list[Any]]:
 
 def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
     """The conditions that are not text: compared as rows are read."""
-    where, params = field_conditions(query)
+    where, params = field_conditions(query, local_digits=_LOCAL_DIGITS)
     if query.after is not None:
         condition, after_params = _after(query)
         where.append(condition)

@@ -182,6 +182,10 @@ class Search:
     # How the number's national and international forms relate (numbers.*):
     # either form finds the other. The default: digits as typed.
     plan: NumberPlan = NumberPlan()
+    # Only the recordings of these devices (device keys) or local numbers
+    # (digits): a user's scope (recsvc.access.scopes.Reach). None: any.
+    devices_within: frozenset[str] | None = None
+    numbers_within: frozenset[str] | None = None
 
     def __attrs_post_init__(self) -> None:
         if self.number is not None and not digits_of(self.number):
@@ -276,11 +280,24 @@ def time_conditions(query: Search, mark: str = "?") -> tuple[list[str], list[Any
     return where, params
 
 
-def field_conditions(query: Search, mark: str = "?") -> tuple[list[str], list[Any]]:
+def field_conditions(query: Search, mark: str = "?",
+                     local_digits: str = "") -> tuple[list[str], list[Any]]:
     """The conditions on the fields a search compares as they are: the
-    direction, stop reason and id, since and until, the least duration."""
+    direction, stop reason and id, since and until, the least duration, and
+    the devices or local numbers it is within (``local_digits``: the
+    backend's expression of a row's local number's digits)."""
     where: list[str] = []
     params: list[Any] = []
+    if query.devices_within is not None or query.numbers_within is not None:
+        devices = sorted(query.devices_within or ())
+        numbers = sorted(query.numbers_within or ())
+        either = []
+        if devices:
+            either.append(f"device IN ({', '.join([mark] * len(devices))})")
+        if numbers:
+            either.append(f"{local_digits} IN ({', '.join([mark] * len(numbers))})")
+        where.append("(" + " OR ".join(either) + ")" if either else "1 = 0")
+        params += devices + numbers
     for column, value in (("direction", query.direction), ("stop_reason", query.stop_reason),
                           ("recording_id", query.recording_id)):
         if value is not None:
