@@ -21,6 +21,12 @@ def hash_password(password: str, iterations: int = ITERATIONS, salt: bytes | Non
     return "$".join((SCHEME, str(iterations), _b64(salt), _b64(digest)))
 
 
+def decoy_hash(iterations: int = ITERATIONS) -> str:
+    """A hash no password matches (a random digest), which costs as much
+    to check as a real one of ``iterations``: made without hashing."""
+    return "$".join((SCHEME, str(iterations), _b64(os.urandom(16)), _b64(os.urandom(32))))
+
+
 def check_password_hash(hashed: str) -> tuple[int, bytes, bytes]:
     """The iterations, salt and digest of a hash. Raises ValueError."""
     parts = hashed.split("$")

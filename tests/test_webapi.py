@@ -83,6 +83,7 @@ class HttpTestsMixin:
     numbers = NumberPlan()
     node = ""
     index_database = ""
+    groups: dict | None = None
 
     def make_archive(self):
         """The archive the site plays from (None: none)."""
@@ -136,7 +137,8 @@ class HttpTestsMixin:
                               self.auth, now=self.clock.seconds,
                               allowed_hosts=self.allowed_hosts, numbers=self.numbers,
                               node=self.node, archive=self.make_archive(),
-                              run_playback=run_playback, index_database=self.index_database)
+                              run_playback=run_playback, index_database=self.index_database,
+                              groups=self.groups)
         self.listening = reactor.listenTCP(0, self.site, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
         pool = HTTPConnectionPool(reactor, persistent=False)

@@ -1,8 +1,11 @@
-"""Who may use the HTTP side (http.auth): basic-auth users with hashed
-passwords, or a bearer token. Password hashes are recsvc.passwords'
-(PBKDF2-SHA256); checking one takes tens of milliseconds, so it runs
-in a thread and a password once checked is remembered for the process
-(keyed by a keyed hash, never the password itself)."""
+"""Who may use the HTTP side: basic-auth users with hashed passwords (the
+index database's users, with their roles and scopes, recsvc.access; and
+http.auth's, admins), or http.auth's bearer token. With none of them, the
+HTTP side is open (the loopback default: see `GuardedResource`). Password
+hashes are recsvc.passwords' (PBKDF2-SHA256); checking one takes tens of
+milliseconds, so it runs in a thread and a password once checked is
+remembered for the process (keyed by a keyed hash, never the password
+itself)."""
 
 from __future__ import annotations
 
@@ -15,15 +18,17 @@ import os
 from typing import Any, Callable
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 from twisted.web.util import DeferredResource
 
+from recsvc.access.scopes import EVERYTHING, Group, Reach, reach_of
+from recsvc.access.users import User
 from recsvc.admission import RefusalLog, source_of
 from recsvc.logs import Logger
-from recsvc.passwords import ITERATIONS, check_password_hash, hash_password, verify_password
+from recsvc.passwords import ITERATIONS, check_password_hash, decoy_hash, verify_password
 
 # At most this many checked passwords are remembered (then it starts over).
 REMEMBERED = 1024
@@ -70,15 +75,81 @@ def bearer_token(header: bytes | None) -> bytes | None:
     return header[7:].strip()
 
 
+# How long the index database's users, once read, are taken as they were
+# (a user added, changed or removed counts that long after at most).
+DIRECTORY_REFRESH = 5.0
+
+
 @attrs.frozen
 class Identity:
-    """Who the gate let in: a user of http.auth.users, or the bearer token."""
+    """Who the gate let in: a user (of the index database, or of
+    http.auth.users: an admin), the bearer token (an admin's rights), or
+    anyone where no credentials are asked for (the open default); with
+    their role and the recordings they reach."""
 
-    user: str  # the user's name; "-" for the token
-    scheme: str  # "basic" or "token"
+    user: str  # the user's name; "-" for the token or the open default
+    scheme: str  # "basic", "token", or "-" (none asked for)
+    role: str = "admin"
+    reach: Reach = EVERYTHING
 
 
 TOKEN_HOLDER = Identity("-", "token")
+# Anyone, where no user and no token is set (the loopback-only default).
+OPEN = Identity("-", "-")
+
+
+class Directory:
+    """The users of the index database (IUsers), as last read: read again
+    when asked for more than ``refresh`` seconds after (one read at a time,
+    shared); a read that fails keeps the users read before (logged once a
+    failure), or fails the first time."""
+
+    def __init__(self, run_index: Callable[..., Deferred[Any]], now: Callable[[], float],
+                 groups: dict[str, Group] | None = None,
+                 refresh: float = DIRECTORY_REFRESH) -> None:
+        self._run_index, self.now, self.refresh = run_index, now, refresh
+        self.groups = groups or {}
+        self.users: dict[str, User] | None = None
+        self._read_at = -math.inf
+        self._waiting: list[Deferred[dict[str, User]]] | None = None
+        self._failing = False
+
+    def current(self) -> Deferred[dict[str, User]]:
+        if self.users is not None and self.now() - self._read_at < self.refresh:
+            return succeed(self.users)
+        mine: Deferred[dict[str, User]] = Deferred()
+        if self._waiting is not None:
+            self._waiting.append(mine)
+            return mine
+        self._waiting = [mine]
+        maybeDeferred(self._run_index, users_by_name).addBoth(self._read)
+        return mine
+
+    def _read(self, result: dict[str, User] | Failure) -> None:
+        waiting, self._waiting = self._waiting or [], None
+        if isinstance(result, Failure):
+            if not self._failing:
+                _log.warn("The users cannot be read from the index: {reason}",
+                          reason=result.getErrorMessage())
+            self._failing = True
+            if self.users is None:
+                for each in waiting:
+                    each.errback(result)
+                return
+            result = self.users
+        else:
+            self._failing = False
+            self.users, self._read_at = result, self.now()
+        for each in waiting:
+            each.callback(result)
+
+    def identity(self, user: User) -> Identity:
+        return Identity(user.name, "basic", user.role, reach_of(user.scopes, self.groups))
+
+
+def users_by_name(found_in: Any) -> dict[str, User]:
+    """The index's users (IUsers), by name: what a Directory reads."""
+    return {user.name: user for user in found_in.users()}
 
 
 class Busy(Exception):
@@ -153,8 +224,11 @@ class Gate:
 
     def __init__(self, users: dict[str, str], token: str | None,
                  run_blocking: Callable[..., Deferred[Any]], now: Callable[[], float],
-                 max_failures_per_minute: int = 10) -> None:
+                 max_failures_per_minute: int = 10, directory: Directory | None = None) -> None:
+        # http.auth.users (admins), by name: their password hashes; they
+        # come before the index database's users of the same name.
         self._users = users
+        self.directory = directory
         self._token = None if token is None else token.encode("ascii")
         self._run_blocking = run_blocking
         self.now = now
@@ -169,12 +243,37 @@ class Gate:
         self.refusals = RefusalLog(interval=FAILURE_WINDOW)
         # Unknown users are checked against this, so that the time taken
         # does not tell which user names exist.
-        self._decoy = hash_password(os.urandom(16).hex(), _iterations(users))
+        self._decoy = decoy_hash(_iterations(users))
+
+    def users_now(self) -> Deferred[dict[str, User]]:
+        """The index database's users (none without a directory)."""
+        return succeed({}) if self.directory is None else self.directory.current()
+
+    def requires_credentials(self, users: dict[str, User]) -> bool:
+        """Whether a request needs credentials, with ``users`` in the index
+        database: once any user or the token is set."""
+        return bool(self._users) or self._token is not None or bool(users)
+
+    def open_now(self) -> bool:
+        """Whether no credentials are needed, as last known (False while
+        the index database's users are not known yet)."""
+        if self.directory is None:
+            return not self.requires_credentials({})
+        known = self.directory.users
+        return known is not None and not self.requires_credentials(known)
+
+    def _hashes(self, users: dict[str, User]) -> dict[str, str]:
+        return {**{name: user.password_hash for name, user in users.items()}, **self._users}
+
+    def _identity(self, name: str, users: dict[str, User]) -> Identity:
+        if name in self._users or self.directory is None:
+            return Identity(name, "basic")
+        return self.directory.identity(users[name])
 
     @property
     def challenge(self) -> bytes:
         schemes = []
-        if self._users:
+        if self._users or (self.directory is not None and self.directory.users):
             schemes.append(b'Basic realm="recsvc", charset="UTF-8"')
         if self._token is not None:
             schemes.append(b'Bearer realm="recsvc"')
@@ -184,16 +283,22 @@ class Gate:
         """Who the request's valid credentials are, or None; fails with
         TooManyFailures when its address must wait, Busy when too many
         passwords are being checked."""
+        return self.users_now().addCallback(lambda users: self.admits_among(users, request))
+
+    def admits_among(self, users: dict[str, User],
+                     request: Request) -> Deferred[Identity | None]:
+        """`admits`, with ``users`` the index database's."""
+        hashes = self._hashes(users)
         header = request.getHeader(b"authorization")  # (bytes for a bytes name)
         source = source_of(getattr(request.getClientAddress(), "host", None) or "-")
         token = bearer_token(header)
         if token is not None and self._token_matches(token):
             return succeed(TOKEN_HOLDER)
         credentials = basic_credentials(header) if token is None else None
-        if token is None and (credentials is None or not self._users):
+        if token is None and (credentials is None or not hashes):
             return succeed(None)  # (no credentials: a browser's first request)
-        if credentials is not None and self._seen(*credentials) in self._remembered:
-            return succeed(Identity(credentials[0], "basic"))
+        if credentials is not None and self._seen(*credentials, hashes) in self._remembered:
+            return succeed(self._identity(credentials[0], users))
         wait = self._failures.retry_after(source, self.now())
         if wait is not None:
             return fail(TooManyFailures(wait))
@@ -201,14 +306,15 @@ class Gate:
             self._failures.failed(source, self.now())
             return succeed(None)
         name, password = credentials
-        return self._check(name, password, source).addCallback(
-            lambda matches: Identity(name, "basic") if matches else None)
+        return self._check(name, password, source, hashes).addCallback(
+            lambda matches: self._identity(name, users) if matches else None)
 
-    def _check(self, name: str, password: str, source: str) -> Deferred[bool]:
+    def _check(self, name: str, password: str, source: str,
+               hashes: dict[str, str]) -> Deferred[bool]:
         """Whether ``password`` is ``name``'s (False for an unknown name,
         checked against the decoy all the same), in a thread; a check of
         the same under way is shared. Fails with Busy."""
-        seen = self._seen(name, password)
+        seen = self._seen(name, password, hashes)
         waiting = self._pending.get(seen)
         mine: Deferred[bool] = Deferred()
         if waiting is not None:
@@ -219,7 +325,7 @@ class Gate:
         self._checking += 1
         self._failures.started(source)
         waiting = self._pending[seen] = [mine]
-        known = name in self._users
+        known = name in hashes
 
         def checked(result: bool | Failure) -> None:
             self._checking -= 1
@@ -236,7 +342,7 @@ class Gate:
                 else:
                     each.callback(matches)
         self._run_blocking(verify_password, password,
-                           self._users.get(name, self._decoy)).addBoth(checked)
+                           hashes.get(name, self._decoy)).addBoth(checked)
         return mine
 
     def note_refusal(self, peer: str, reason: str) -> tuple[str, int] | None:
@@ -253,37 +359,58 @@ class Gate:
         if token is not None:
             return self._token_matches(token)
         credentials = basic_credentials(header)
-        return credentials is not None and self._seen(*credentials) in self._remembered
+        users = {} if self.directory is None else self.directory.users or {}
+        return (credentials is not None
+                and self._seen(*credentials, self._hashes(users)) in self._remembered)
 
     def _token_matches(self, token: bytes) -> bool:
         return self._token is not None and hmac.compare_digest(token, self._token)
 
-    def _seen(self, name: str, password: str) -> bytes:
-        """What a password checked is remembered by (a keyed hash)."""
-        hashed = self._users.get(name, self._decoy)
+    def _seen(self, name: str, password: str, hashes: dict[str, str]) -> bytes:
+        """What a password checked is remembered by (a keyed hash of it with
+        the user's hash: a new password forgets the old)."""
+        hashed = hashes.get(name, self._decoy)
         return hmac.digest(self._key, f"{name}\0{password}\0{hashed}".encode("utf-8"), "sha256")
 
 
 class GuardedResource(Resource):
     """``inner``, for requests the gate admits (their ``identity`` set to
-    who they are, for the access log); others get ``refusal(401,
-    message)`` (a resource that answers with that status). Paths in
-    ``open_paths`` (first segments, such as b"healthz") need no credentials."""
+    who they are: for the access log, the rights and the scope); others
+    get ``refusal(401, message)`` (a resource that answers with that
+    status). Paths in ``open_paths`` (first segments, such as b"healthz")
+    need no credentials. Where the gate asks for none (no user, no token:
+    the default), every request is let in as OPEN whose Host
+    ``host_answered`` (else 421: see recsvc.web.site.host_allowed)."""
 
     def __init__(self, inner: IResource, gate: Gate, open_paths: frozenset[bytes],
-                 refusal: Callable[[int, str], IResource]) -> None:
+                 refusal: Callable[[int, str], IResource],
+                 host_answered: Callable[[Request], bool] = lambda request: True) -> None:
         super().__init__()
         self._inner, self._gate, self._open = inner, gate, open_paths
         self._refusal = refusal
+        self._host_answered = host_answered
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
         request.prepath.pop()
         request.postpath.insert(0, path)
         if path in self._open:
             return _Traversed(self._inner)
-        admitted = self._gate.admits(request)
-        return DeferredResource(admitted.addCallbacks(
-            self._admitted, self._busy, (request,), errbackArgs=(request,)))
+        return DeferredResource(self._gate.users_now().addCallbacks(
+            self._enter, self._users_unknown, (request,), errbackArgs=(request,)))
+
+    def _enter(self, users: dict[str, User], request: Request) -> Any:
+        if not self._gate.requires_credentials(users):
+            if not self._host_answered(request):
+                return self._refusal(421, "this server does not answer for that host name "
+                                          "(see http.allowed_hosts)")
+            request.identity = OPEN
+            return _Traversed(self._inner)
+        return self._gate.admits_among(users, request).addCallbacks(
+            self._admitted, self._busy, (request,), errbackArgs=(request,))
+
+    def _users_unknown(self, failure: Failure, request: Request) -> IResource:
+        request.setHeader(b"retry-after", b"5")
+        return self._refusal(503, "the users cannot be read from the index: try again shortly")
 
     def _admitted(self, identity: Identity | None, request: Request) -> IResource:
         if identity is not None:

@@ -26,6 +26,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import quote
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
@@ -43,7 +44,9 @@ from recsvc.index.backends import CannotOpenIndex, index_errors, without_passwor
 from recsvc.web import playback
 from recsvc.web.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
-from recsvc.web.auth import Gate, GuardedResource, Identity
+from recsvc.web.auth import OPEN, Directory, Gate, GuardedResource, Identity
+from recsvc.access import roles
+from recsvc.access.scopes import Group
 from recsvc.logs import Logger
 from recsvc.metrics import Metrics
 from recsvc.index.numberplan import NumberPlan
@@ -198,6 +201,36 @@ class _OutageLog:
                                          "before)" if since else "")
 
 
+# What each right lets a user do, as a refusal says it.
+_RIGHT_WORDS = {
+    roles.SEARCH: "search recordings", roles.PLAY: "play recordings",
+    roles.DOWNLOAD: "download recordings (format=original)", roles.EXPORT: "export recordings",
+    roles.NOTE: "write notes", roles.HOLD: "hold recordings", roles.ERASE: "erase recordings",
+    roles.USERS: "manage users", roles.AUDIT: "read the audit trail",
+}
+
+
+def identity_of(request: Request) -> Identity:
+    """Who the request is from (OPEN where none is asked for)."""
+    return getattr(request, "identity", None) or OPEN
+
+
+def require(request: Request, right: str) -> Identity:
+    """The request's identity, if its role has ``right``; else ApiError 403."""
+    identity = identity_of(request)
+    if not roles.may(identity.role, right):
+        raise ApiError(403, f"a user of role {identity.role} may not {_RIGHT_WORDS[right]}")
+    return identity
+
+
+def within_reach(search: index.Search, identity: Identity) -> index.Search:
+    """``search`` narrowed to the recordings ``identity`` reaches."""
+    reach = identity.reach
+    if reach.everything:
+        return search
+    return attrs.evolve(search, devices_within=reach.devices, numbers_within=reach.numbers)
+
+
 class Api:
     """What the resources share: the index, the recorder, the files."""
 
@@ -231,13 +264,16 @@ class Api:
         """A page of ``search`` with its total and the next page's cursor."""
         return self.run_index(index.page_of, search)
 
-    def files_of(self, recording_id: str) -> Deferred[list[dict[str, Any]]]:
+    def files_of(self, recording_id: str,
+                 identity: Identity = OPEN) -> Deferred[list[dict[str, Any]]]:
+        """A recording's files, if ``identity`` reaches it (else the same
+        404 as for none: an id outside a scope tells nothing)."""
         def found(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not rows:
                 raise ApiError(404, f"no finished recording with id {recording_id!r}")
             return rows
-        return self.find(index.Search(recording_id=recording_id,
-                                      page_size=index.MAX_PAGE_SIZE)).addCallback(found)
+        search = index.Search(recording_id=recording_id, page_size=index.MAX_PAGE_SIZE)
+        return self.find(within_reach(search, identity)).addCallback(found)
 
     def playable_of(self, row: dict[str, Any]) -> playback.Playable:
         """The audio of an index row's file: from this node's disk when it
@@ -309,7 +345,8 @@ class RecordingsResource(_Async):
         return ErrorResource(404, "no such resource")
 
     def answer(self, request: Request) -> Deferred[Any]:
-        search = search_of(request, self.api.numbers)
+        identity = require(request, roles.SEARCH)
+        search = within_reach(search_of(request, self.api.numbers), identity)
         return self.api.find_page(search).addCallback(lambda found: send_json(request, {
             "recordings": [public(row) for row in found.rows],
             "page": search.page, "page_size": search.page_size, "order": search.order,
@@ -327,7 +364,8 @@ class RecordingResource(_Async):
         self.api, self.recording_id = api, recording_id
 
     def answer(self, request: Request) -> Deferred[Any]:
-        return self.api.files_of(self.recording_id).addCallback(lambda rows: send_json(
+        identity = require(request, roles.SEARCH)
+        return self.api.files_of(self.recording_id, identity).addCallback(lambda rows: send_json(
             request, {"id": self.recording_id, "files": [public(row) for row in rows]}))
 
 
@@ -340,11 +378,14 @@ class AudioResource(_Async):
         self.api, self.recording_id = api, recording_id
 
     def answer(self, request: Request) -> Deferred[Any]:
+        identity = require(request, roles.PLAY)
         audio_format = _argument(request, "format") or "pcm16"
         if audio_format not in ("pcm16", "original"):
             raise ApiError(400, f"format: {audio_format!r} is not pcm16 or original")
+        if audio_format == "original":
+            require(request, roles.DOWNLOAD)
         wanted = _argument(request, "file")
-        return self.api.files_of(self.recording_id).addCallback(
+        return self.api.files_of(self.recording_id, identity).addCallback(
             self._chosen, request, wanted, audio_format)
 
     def _chosen(self, rows: list[dict[str, Any]], request: Request, wanted: str | None,
@@ -500,12 +541,19 @@ class ActiveResource(Resource):
         self.api, self.now = api, now
 
     def render_GET(self, request: Request) -> bytes:
+        try:
+            reach = require(request, roles.SEARCH).reach
+        except ApiError as error:
+            return send_json(request, {"error": str(error)}, error.status)
         now = self.now()
         active = []
         for recording in self.api.recorder.registry:
             if recording.state != RECORDING:
                 continue
             info, stats = recording.info, recording.progress()
+            if not reach.includes({"device": info.device,
+                                   "local_number": info.parties.local_number}):
+                continue
             active.append({
                 "id": info.recording_id, "device": info.device, "direction": info.direction,
                 "local_number": info.parties.local_number, "local_name": info.parties.local_name,
@@ -577,6 +625,10 @@ class MetricsResource(Resource):
         self.metrics = metrics
 
     def render_GET(self, request: Request) -> bytes:
+        role = identity_of(request).role
+        if role != "admin":
+            return send_json(request, {"error": f"a user of role {role} may not read the "
+                                                "metrics (an admin, or the token, may)"}, 403)
         try:
             encoder, content_type = choose_encoder(
                 (_header(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
@@ -660,10 +712,10 @@ class _Site(server.Site):
     # idle keep-alive connections around for nothing.
     timeOut = 300
     noisy = False
-    # Without http.auth, the Host names answered besides IP addresses and
-    # localhost (None: any; see `host_allowed`).
-    allowed_hosts: frozenset[str] | None = None
-    # With http.auth, who may send a (small) request body (see `reads_body`).
+    # Where no credentials are asked for, the Host names answered besides
+    # IP addresses and localhost (see `host_allowed`).
+    allowed_hosts: frozenset[str] = frozenset()
+    # Who may send a (small) request body (see `reads_body`).
     gate: Gate | None = None
 
     def __init__(self, resource: Resource, now: Callable[[], float]) -> None:
@@ -683,6 +735,13 @@ class _Site(server.Site):
         began = getattr(request, "began", None)
         return self.now() if began is None else began
 
+    def startFactory(self) -> None:
+        super().startFactory()
+        if self.gate is not None:
+            # The users read as it starts listening (a failure is logged;
+            # asked again by the requests).
+            self.gate.users_now().addErrback(lambda failure: None)
+
     def stopFactory(self) -> None:
         self.access.flush()
         super().stopFactory()
@@ -691,20 +750,17 @@ class _Site(server.Site):
         """Whether a request's body of ``length`` bytes (None: chunked, a
         length not known) is read, decided when its headers are in: only a
         small one (the API takes none), from a client whose Host is
-        answered and, with http.auth, whose credentials are good without a
-        password check. A larger one is refused (413)."""
+        answered where no credentials are asked for, else whose credentials
+        are good without a password check. A larger one is refused (413)."""
         if length == 0:
             return True
         if length is None or length > MAX_BODY_BYTES:
             request.body_refused = (f"this API takes no request bodies: at most "
                                     f"{MAX_BODY_BYTES} bytes, with a Content-Length")
             return False
-        return self._host_answered(request) and (
-            self.gate is None or self.gate.admits_at_once(request))
-
-    def _host_answered(self, request: Request) -> bool:
-        return self.allowed_hosts is None or host_allowed(request.getHeader(b"host"),
-                                                          self.allowed_hosts)
+        if self.gate is None or self.gate.open_now():
+            return host_allowed(request.getHeader(b"host"), self.allowed_hosts)
+        return self.gate.admits_at_once(request)
 
     def getResourceFor(self, request: Request) -> Resource:
         request.began = self.now()
@@ -712,9 +768,6 @@ class _Site(server.Site):
         request.setHeader(b"x-content-type-options", b"nosniff")
         if request.body_refused is not None:
             return ErrorResource(413, request.body_refused)
-        if not self._host_answered(request):
-            return ErrorResource(421, "this server does not answer for that host name "
-                                      "(see http.allowed_hosts)")
         if request.method not in READ_METHODS:
             request.setHeader(b"allow", b"GET, HEAD")
             return ErrorResource(405, "this API is read-only: GET and HEAD only")
@@ -753,9 +806,14 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
               numbers: NumberPlan = NumberPlan(), node: str = "",
               archive: Any = None,
               run_playback: Callable[..., Deferred[Any]] | None = None,
-              index_database: str = "") -> server.Site:
-    """The HTTP side as a Site: guarded by http.auth where it is set
-    (/healthz stays open, for load balancers and monitors); searches by
+              index_database: str = "",
+              groups: dict[str, Group] | None = None) -> server.Site:
+    """The HTTP side as a Site: guarded once a user of the index database
+    or of http.auth, or http.auth's token, is set (/healthz stays open,
+    for load balancers and monitors), each user with their role's rights
+    over the recordings their scopes reach (``groups``: the config's);
+    without any, open to requests whose Host ``allowed_hosts`` allows;
+    searches by
     number find either form as ``numbers`` relates them; the recordings
     of other nodes than ``node``, and those whose file is gone, play from
     ``archive`` (an Archive, or None); audio is read by ``run_playback``
@@ -764,16 +822,15 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     api = Api(run_index, recorder, root, run_blocking, numbers, node, archive, run_playback,
               index_database)
     api.outages = _OutageLog(now)
-    resource: Resource = WebRoot(api, now, MetricsResource(metrics))
-    if auth.enabled:
-        gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
-                    run_blocking, now, auth.max_failures_per_minute)
-        resource = GuardedResource(resource, gate, frozenset({b"healthz"}), ErrorResource)
-    site = _Site(resource, now)
-    if auth.enabled:
-        site.gate = gate
+    gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
+                run_blocking, now, auth.max_failures_per_minute,
+                Directory(run_index, now, groups))
+    hosts = frozenset(allowed_hosts)  # (as config normalised them)
+    site = _Site(GuardedResource(WebRoot(api, now, MetricsResource(metrics)), gate,
+                                 frozenset({b"healthz"}), ErrorResource,
+                                 lambda request: host_allowed(request.getHeader(b"host"), hosts)),
+                 now)
+    site.gate, site.allowed_hosts = gate, hosts
     site.displayTracebacks = False
-    if not auth.enabled:
-        site.allowed_hosts = frozenset(allowed_hosts)  # (as config normalised them)
     return site
 

@@ -1,0 +1,182 @@
+"""The API as the index database's users see it (issue 19): each role's
+rights, each user's scope on every route (a recording outside it is the
+404 of one that does not exist), and credentials asked for as soon as a
+user exists; end to end over loopback, with a real SQLite index."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from twisted.internet.defer import inlineCallbacks
+from twisted.trial.unittest import TestCase
+
+from recsvc.access.scopes import Group, parse_scopes
+from recsvc.access.users import User
+from recsvc.config import BasicUser, HttpAuthConfig
+from recsvc.index import store as index
+from recsvc.passwords import hash_password
+from recsvc.web import auth as httpauth
+from tests.test_webapi import HttpTestsMixin
+
+SALES = Group("sales", frozenset({"00a859000001"}))
+SUPPORT = Group("support", numbers=frozenset({"2100"}))
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+class UsersCase(HttpTestsMixin, TestCase):
+    """Recordings 7 and 8 of a sales phone, 9 of support's line 2100 on
+    another phone; the recording in progress is a sales phone's."""
+
+    groups = {"sales": SALES, "support": SUPPORT}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.finished_recording("9", b"\xd5" * 800, "2026-11-24T12:00:00.000Z",
+                                device="00:a8:59:00:00:02", local_number="2100")
+        index.catch_up(self.connection, self.root)
+        self.add_user("lena", "listener", "group:sales")
+        self.add_user("sam", "supervisor", "group:support")
+        self.add_user("audrey", "auditor")
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)  # (the users read again)
+
+    def add_user(self, name: str, role: str, *scopes: str) -> None:
+        self.connection.add_user(User(name, role, parse_scopes(scopes),
+                                      hash_password(f"{name}'s password", 1000), "t", "t"))
+
+    def as_user(self, name: str) -> dict[str, str]:
+        return {"authorization": basic(name, f"{name}'s password")}
+
+    @inlineCallbacks
+    def ids(self, name: str, query: str = "") -> list[str]:
+        found = yield self.get_json(f"/api/recordings{query}", **self.as_user(name))
+        return [row["id"] for row in found["recordings"]]
+
+
+class ScopeTests(UsersCase):
+    @inlineCallbacks
+    def test_each_sees_their_teams_calls(self) -> None:
+        """A listener of sales finds sales' calls only (with their total),
+        a supervisor of support support's; a search for another team's
+        number finds nothing."""
+        self.assertEqual((yield self.ids("lena")), ["8", "7"])
+        self.assertEqual((yield self.ids("sam")), ["9"])
+        found = yield self.get_json("/api/recordings", **self.as_user("lena"))
+        self.assertEqual((found["total"], found["total_exact"]), (2, True))
+        self.assertEqual((yield self.ids("sam", "?number=2100")), ["9"])
+        self.assertEqual((yield self.ids("lena", "?number=2100")), [])
+
+    @inlineCallbacks
+    def test_another_teams_call_is_a_404_on_every_route(self) -> None:
+        """By id, its audio decoded or original: the same 404 as for an id
+        that does not exist."""
+        for path in ("/api/recordings/9", "/api/recordings/9/audio",
+                     "/api/recordings/nothing", "/api/recordings/nothing/audio"):
+            error = yield self.get_json(path, 404, **self.as_user("lena"))
+            self.assertIn("no finished recording with id", error["error"], path)
+        for path in ("/api/recordings/7", "/api/recordings/7/audio",
+                     "/api/recordings/7/audio?format=original"):
+            error = yield self.get_json(path, 404, **self.as_user("sam"))
+            self.assertEqual(error["error"], "no finished recording with id '7'", path)
+        response, body = yield self.get("/api/recordings/9/audio?format=original",
+                                        **self.as_user("sam"))
+        self.assertEqual(response.code, 200)
+        self.assertTrue(body.startswith(b"RIFF"))
+
+    @inlineCallbacks
+    def test_calls_in_progress_within_scope(self) -> None:
+        """The calls in progress of the user's scope only."""
+        active = yield self.get_json("/api/active", **self.as_user("lena"))
+        self.assertEqual([call["id"] for call in active["active"]], ["live-1"])
+        active = yield self.get_json("/api/active", **self.as_user("sam"))
+        self.assertEqual(active["active"], [])
+
+
+class RightsTests(UsersCase):
+    @inlineCallbacks
+    def test_a_listener_plays_but_does_not_download(self) -> None:
+        """A listener hears a call of their scope; its original file is a
+        403 naming what the role may not do."""
+        response, _ = yield self.get("/api/recordings/7/audio", **self.as_user("lena"))
+        self.assertEqual(response.code, 200)
+        error = yield self.get_json("/api/recordings/7/audio?format=original", 403,
+                                    **self.as_user("lena"))
+        self.assertEqual(error["error"], "a user of role listener may not download recordings "
+                                         "(format=original)")
+        # (Refused before the scope is looked at: another team's call too.)
+        yield self.get_json("/api/recordings/9/audio?format=original", 403,
+                            **self.as_user("lena"))
+
+    @inlineCallbacks
+    def test_an_auditor_sees_no_recording(self) -> None:
+        """An auditor is refused (403) every recording's route and the metrics."""
+        for path in ("/api/recordings", "/api/recordings/7", "/api/recordings/7/audio",
+                     "/api/active", "/metrics"):
+            response, _ = yield self.get(path, **self.as_user("audrey"))
+            self.assertEqual(response.code, 403, path)
+
+    @inlineCallbacks
+    def test_metrics_for_admins_only(self) -> None:
+        """The metrics are an admin's (or the token's), not a listener's or
+        a supervisor's."""
+        for name in ("lena", "sam"):
+            error = yield self.get_json("/metrics", 403, **self.as_user(name))
+            self.assertIn("an admin, or the token, may", error["error"])
+
+
+class BootstrapAdminTests(UsersCase):
+    auth = HttpAuthConfig(users=(BasicUser("root", hash_password("root's password", 1000)),))
+
+    @inlineCallbacks
+    def test_http_auth_users_are_admins(self) -> None:
+        """http.auth's users keep working beside the database's, as admins
+        (every recording, the metrics)."""
+        self.assertEqual((yield self.ids("root")), ["9", "8", "7"])
+        response, _ = yield self.get("/metrics", **self.as_user("root"))
+        self.assertEqual(response.code, 200)
+        self.assertEqual((yield self.ids("lena")), ["8", "7"])
+
+
+class FirstUserTests(HttpTestsMixin, TestCase):
+    """No user, no http.auth: open, as before; the first user added closes
+    it (within the users' refresh), a user removed or given a new password
+    is refused with the old."""
+
+    @inlineCallbacks
+    def test_the_first_user_closes_the_door(self) -> None:
+        """Open; a user added: credentials asked for (any Host then), the
+        old password refused once changed; the last user removed: open."""
+        yield self.get_json("/api/recordings")
+        self.connection.add_user(User("ann", "admin", (), hash_password("first one", 1000),
+                                      "t", "t"))
+        yield self.get_json("/api/recordings")  # (the users as read before)
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        error = yield self.get_json("/api/recordings", 401)
+        self.assertEqual(error["error"], "authentication required")
+        yield self.get_json("/api/recordings", authorization=basic("ann", "first one"))
+        # Any Host now (credentials are asked for); /healthz still open.
+        yield self.get_json("/api/active", host="recordings.example",
+                            authorization=basic("ann", "first one"))
+        yield self.get_json("/healthz")
+        self.connection.replace_user(User("ann", "admin", (), hash_password("second one", 1000),
+                                          "t", "t"))
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        yield self.get_json("/api/recordings", 401, authorization=basic("ann", "first one"))
+        yield self.get_json("/api/recordings", authorization=basic("ann", "second one"))
+        self.connection.remove_user("ann")
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        yield self.get_json("/api/recordings")  # (open again: no user left)
+
+    @inlineCallbacks
+    def test_users_unreadable_is_a_503(self) -> None:
+        """An index whose users cannot be read (never read before): 503,
+        saying so, with Retry-After."""
+        self.connection.sqlite.execute("DROP TABLE users")
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        self.site.gate.directory.users = None
+        response, body = yield self.get("/api/recordings")
+        self.assertEqual(response.code, 503)
+        self.assertIn(b"the users cannot be read", body)
