@@ -339,7 +339,8 @@ def _http(config: Config, reactor: Any, recorder: RecorderService, indexer: Inde
         numbers=config.numbers.plan, node=recorder.node,
         archive=archive if isinstance(archive, Archive) else None,
         run_playback=functools.partial(deferToThreadPool, reactor, pools.playback),
-        index_database=config.index.database, groups=config.group_map),
+        index_database=config.index.database, groups=config.group_map,
+        call_later=reactor.callLater),
         ConnectionLimits(config.http.max_connections, config.http.max_connections_per_ip),
         config.http.request_timeout, reactor, metrics=metrics)  # (its room: see _listener)
 

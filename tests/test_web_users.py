@@ -180,3 +180,57 @@ class FirstUserTests(HttpTestsMixin, TestCase):
         response, body = yield self.get("/api/recordings")
         self.assertEqual(response.code, 503)
         self.assertIn(b"the users cannot be read", body)
+
+
+class AuditTests(UsersCase):
+    """What signed-in users do is in the audit trail, whose chain holds."""
+
+    def trail(self) -> list:
+        self.site.auditor.flush()
+        return self.connection.audit_rows()
+
+    @inlineCallbacks
+    def test_sign_ins_searches_downloads_and_plays(self) -> None:
+        """A sign-in (its password checked) and a failed one; a search with
+        its query; a download; a play as one row of the ranges fetched."""
+        from recsvc.access.audit import verify
+
+        yield self.get_json("/api/recordings?number=138&page_size=5", **self.as_user("lena"))
+        yield self.get_json("/api/recordings", 401, authorization=basic("lena", "guess"))
+        yield self.get("/api/recordings/9/audio?format=original", **self.as_user("sam"))
+        for wanted in ("bytes=0-99", "bytes=100-199", "bytes=50-149"):
+            response, _ = yield self.get("/api/recordings/7/audio", range=wanted,
+                                         **self.as_user("lena"))
+            self.assertEqual(response.code, 206)
+        rows = self.trail()
+        said = [(row.event.actor, row.event.action, row.event.target) for row in rows]
+        self.assertEqual(said, [("lena", "login", ""), ("lena", "search", ""),
+                                ("lena", "login_failed", ""), ("sam", "login", ""),
+                                ("sam", "download", "9"), ("lena", "play", "7")])
+        self.assertEqual(rows[1].event.detail, {"query": {"number": "138", "page_size": "5"}})
+        self.assertEqual(rows[4].event.detail["file"], "20261124T100000Z_out_13800138000_9.wav")
+        play = rows[5].event.detail
+        self.assertEqual((play["ranges"], play["bytes"], play["requests"]), ([[0, 199]], 200, 3))
+        self.assertEqual({row.event.source for row in rows}, {"127.0.0.1"})
+        self.assertTrue(verify(rows).intact)
+
+    @inlineCallbacks
+    def test_refused_when_the_trail_cannot_be_written(self) -> None:
+        """A search or a download that cannot be audited is refused (503)."""
+        yield self.get_json("/api/recordings", **self.as_user("sam"))  # (signed in)
+        self.connection.sqlite.execute("ALTER TABLE audit RENAME TO audit_elsewhere")
+        for path in ("/api/recordings", "/api/recordings/9/audio?format=original"):
+            error = yield self.get_json(path, 503, **self.as_user("sam"))
+            self.assertIn("the audit trail cannot be written", error["error"])
+        self.flushLoggedErrors()
+
+
+class OpenAuditTests(HttpTestsMixin, TestCase):
+    @inlineCallbacks
+    def test_nothing_written_where_no_one_signs_in(self) -> None:
+        """The open default names no one: nothing is written."""
+        yield self.get_json("/api/recordings?number=138")
+        response, _ = yield self.get("/api/recordings/7/audio?format=original")
+        self.assertEqual(response.code, 200)
+        self.site.auditor.flush()
+        self.assertEqual(self.connection.audit_rows(), [])

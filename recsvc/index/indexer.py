@@ -95,7 +95,8 @@ class Indexer:
         return f(self._connection, *args)
 
     def run_search(self, f: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        """``f(index, *args)``, a search (it must not write): for a shared
+        """``f(index, *args)``, a search (or the users read, an audit entry
+        written: small writes beside the searches): for a shared
         index in a search thread, on a connection of the searches' pool;
         otherwise as `run`, in the index's thread."""
         if not is_postgresql(self.database):

@@ -1,3 +1,4 @@
-"""The HTTP API, playback, sign-in, the access log, connection limits and the page's files."""
+"""The HTTP API, playback, sign-in, the audit trail's entries, the access log, connection
+limits and the page's files."""
 
-__all__ = ["site", "playback", "auth", "accesslog", "connections"]
+__all__ = ["site", "playback", "auth", "audit", "accesslog", "connections"]

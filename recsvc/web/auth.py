@@ -47,6 +47,9 @@ FAILURE_WINDOW = 60.0
 # limited per address among the most recent).
 MAX_ADDRESSES = 10_000
 
+# At most this much of a user name sent with a wrong password is kept.
+MAX_NAME_SHOWN = 64
+
 _log = Logger()
 
 
@@ -229,6 +232,9 @@ class Gate:
         # come before the index database's users of the same name.
         self._users = users
         self.directory = directory
+        # Told of each password checked (its user's name as sent, the
+        # address, whether it matched): the audit trail's sign-ins.
+        self.on_checked: Callable[[str, str, bool], None] | None = None
         self._token = None if token is None else token.encode("ascii")
         self._run_blocking = run_blocking
         self.now = now
@@ -332,6 +338,8 @@ class Gate:
             del self._pending[seen]
             matches = result is True and known
             self._failures.ended(source, not matches, self.now())
+            if self.on_checked is not None and not isinstance(result, Failure):
+                self.on_checked(name[:MAX_NAME_SHOWN], source, matches)
             if matches:
                 if len(self._remembered) >= REMEMBERED:
                     self._remembered.clear()

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
@@ -44,6 +44,7 @@ from recsvc.index.backends import CannotOpenIndex, index_errors, without_passwor
 from recsvc.web import playback
 from recsvc.web.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
+from recsvc.web.audit import AuditUnwritable, Auditor
 from recsvc.web.auth import OPEN, Directory, Gate, GuardedResource, Identity
 from recsvc.access import roles
 from recsvc.access.scopes import Group
@@ -140,6 +141,9 @@ class _Async(Resource):
         def failed(failure: Failure) -> None:
             if failure.check(ApiError):
                 status, message = failure.value.status, str(failure.value)
+            elif failure.check(AuditUnwritable):
+                status, message = 503, ("the audit trail cannot be written: refused until it "
+                                        "can (the error is logged)")
             elif failure.check(CannotOpenIndex, *index_errors()):
                 # (Not a bug: the database is down, or not reachable from here.)
                 # (Without the database URL's password, should it be quoted.)
@@ -256,6 +260,9 @@ class Api:
         # index.database: its password is never said in an answer or a log line.
         self.index_database = index_database
         self.outages = _OutageLog()
+        # What users do, in the audit trail (make_site gives one that
+        # writes; this one writes nothing).
+        self.auditor = Auditor(lambda f, *args: succeed(None), time.time)
 
     def find(self, search: index.Search) -> Deferred[list[dict[str, Any]]]:
         return self.run_index(index.search, search)
@@ -347,7 +354,10 @@ class RecordingsResource(_Async):
     def answer(self, request: Request) -> Deferred[Any]:
         identity = require(request, roles.SEARCH)
         search = within_reach(search_of(request, self.api.numbers), identity)
-        return self.api.find_page(search).addCallback(lambda found: send_json(request, {
+        asked = {name: value for name in _SEARCH_PARAMETERS
+                 if (value := _argument(request, name)) is not None}
+        return self.api.auditor.record(identity, request, "search", "", {"query": asked}
+                                       ).addCallback(lambda _: self.api.find_page(search)).addCallback(lambda found: send_json(request, {
             "recordings": [public(row) for row in found.rows],
             "page": search.page, "page_size": search.page_size, "order": search.order,
             # How many the search finds in all: exact, or beyond the bound
@@ -386,10 +396,10 @@ class AudioResource(_Async):
             require(request, roles.DOWNLOAD)
         wanted = _argument(request, "file")
         return self.api.files_of(self.recording_id, identity).addCallback(
-            self._chosen, request, wanted, audio_format)
+            self._chosen, request, wanted, audio_format, identity)
 
     def _chosen(self, rows: list[dict[str, Any]], request: Request, wanted: str | None,
-                audio_format: str) -> Deferred[Any]:
+                audio_format: str, identity: Identity) -> Deferred[Any]:
         if wanted:
             rows = [row for row in rows if row.get("file") == wanted]
             if not rows:
@@ -399,8 +409,13 @@ class AudioResource(_Async):
         if row.get("file") is None:
             raise ApiError(404, f"recording {self.recording_id!r} has no audio: "
                                 f"{row.get('stop_reason') or 'none was received'}")
-        return self.api.run_playback(self.api.playable_of, row).addCallbacks(
-            self._send, self._unreadable, (request, audio_format, row))
+        audited = succeed(None)
+        if audio_format == "original":
+            audited = self.api.auditor.record(identity, request, "download", self.recording_id,
+                                              {"file": row["file"]})
+        return audited.addCallback(
+            lambda _: self.api.run_playback(self.api.playable_of, row)).addCallbacks(
+            self._send, self._unreadable, (request, audio_format, row, identity))
 
     def _unreadable(self, failure: Failure) -> None:
         if failure.check(FileNotFoundError):
@@ -412,7 +427,7 @@ class AudioResource(_Async):
         failure.raiseException()
 
     def _send(self, playable: playback.Playable, request: Request, audio_format: str,
-              row: dict[str, Any]) -> None:
+              row: dict[str, Any], identity: Identity) -> None:
         if not _still_there(request):
             return None
         name = os.path.splitext(row.get("file") or "recording.wav")[0]
@@ -443,6 +458,8 @@ class AudioResource(_Async):
         if request.method == b"HEAD" or end < start:
             request.finish()
             return None
+        if audio_format != "original":
+            self.api.auditor.heard(identity, request, self.recording_id, row["file"], start, end)
         _RangeSender(request, playable, read, start, end, self.api.run_playback).begin()
         return None
 
@@ -717,6 +734,7 @@ class _Site(server.Site):
     allowed_hosts: frozenset[str] = frozenset()
     # Who may send a (small) request body (see `reads_body`).
     gate: Gate | None = None
+    auditor: Auditor | None = None
 
     def __init__(self, resource: Resource, now: Callable[[], float]) -> None:
         super().__init__(resource, requestFactory=_Request)
@@ -744,6 +762,8 @@ class _Site(server.Site):
 
     def stopFactory(self) -> None:
         self.access.flush()
+        if self.auditor is not None:
+            self.auditor.flush()  # (the plays under way)
         super().stopFactory()
 
     def reads_body(self, request: _Request, length: int | None) -> bool:
@@ -807,7 +827,8 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
               archive: Any = None,
               run_playback: Callable[..., Deferred[Any]] | None = None,
               index_database: str = "",
-              groups: dict[str, Group] | None = None) -> server.Site:
+              groups: dict[str, Group] | None = None,
+              call_later: Callable[..., Any] | None = None) -> server.Site:
     """The HTTP side as a Site: guarded once a user of the index database
     or of http.auth, or http.auth's token, is set (/healthz stays open,
     for load balancers and monitors), each user with their role's rights
@@ -825,12 +846,14 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
                 run_blocking, now, auth.max_failures_per_minute,
                 Directory(run_index, now, groups))
+    api.auditor = Auditor(run_index, now, call_later)
+    gate.on_checked = api.auditor.signed_in
     hosts = frozenset(allowed_hosts)  # (as config normalised them)
     site = _Site(GuardedResource(WebRoot(api, now, MetricsResource(metrics)), gate,
                                  frozenset({b"healthz"}), ErrorResource,
                                  lambda request: host_allowed(request.getHeader(b"host"), hosts)),
                  now)
-    site.gate, site.allowed_hosts = gate, hosts
+    site.gate, site.allowed_hosts, site.auditor = gate, hosts, api.auditor
     site.displayTracebacks = False
     return site
 
