@@ -654,6 +654,11 @@ def parse_groups(data: Any) -> tuple[Group, ...]:
                                                         f"{numbers!r}")
         digits = set()
         for number in numbers:
+            if not isinstance(number, str):
+                # (YAML reads 0301234 as an octal number: another line.)
+                raise ConfigError(f"groups.{name}.numbers",
+                                  f"{number!r} is not quoted: write each number as text "
+                                  f"(\"2001\"), as YAML turns some numbers into others")
             try:
                 digits.add(parse_scope(f"number:{number}").value)
             except ValueError:

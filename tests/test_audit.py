@@ -112,6 +112,18 @@ class AuditTrailContract:
             self.assertIn("append-only", str(error))
         self.assertTrue(verify(self.trail.audit_rows()).intact)
 
+    def test_rows_go_after_the_last_only(self) -> None:
+        """A row in another place than after the last (a replacement, as
+        SQLite's INSERT OR REPLACE would make) is refused."""
+        first = self.trail.append_audit(event(1))
+        self.trail.append_audit(event(2))
+        columns = "seq, at, actor, source, action, target, detail, previous_hash, row_hash"
+        for statement in self.replacing(columns):
+            self.assertRaises(Exception, self.execute,
+                              statement.format(values=f"1, 't', 'mallory', 's', 'search', '', "
+                                                      f"'{{}}', '{first.previous_hash}', 'x'"))
+        self.assertEqual([row.event.actor for row in self.trail.audit_rows()], ["alice"] * 2)
+
     def test_a_row_altered_by_hand_is_found(self) -> None:
         """With the guard dropped, a row altered by hand fails verify,
         naming the row."""
@@ -153,6 +165,10 @@ class AuditOnSqlite(AuditTrailContract, OnSqlite, SynchronousTestCase):
     def drop_guard(self) -> None:
         self.execute("DROP TRIGGER audit_not_changed")
 
+    def replacing(self, columns: str) -> list[str]:
+        return [f"INSERT OR REPLACE INTO audit ({columns}) VALUES ({{values}})",
+                f"INSERT INTO audit ({columns}) VALUES ({{values}})"]
+
     def open_again(self):
         from recsvc.index.sqlite import SqliteIndex
 
@@ -173,6 +189,11 @@ class AuditOnPostgres(AuditTrailContract, OnPostgres, SynchronousTestCase):
 
     def drop_guard(self) -> None:
         self.execute("DROP TRIGGER audit_append_only ON audit")
+
+    def replacing(self, columns: str) -> list[str]:
+        return [f"INSERT INTO audit ({columns}) VALUES ({{values}}) ON CONFLICT (seq) DO UPDATE "
+                "SET actor = excluded.actor",
+                f"INSERT INTO audit ({columns}) VALUES ({{values}})"]
 
     def open_again(self):
         return self.open_test_index("node-b", self.database)

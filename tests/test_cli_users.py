@@ -20,7 +20,7 @@ from recsvc.passwords import verify_password
 from tests.support.indexes import OnPostgres
 from tests.test_cli import CommandCase
 
-GROUPS = ("groups:\n  sales:\n    devices: [\"00:a8:59:00:00:01\"]\n    numbers: [2001]\n"
+GROUPS = ("groups:\n  sales:\n    devices: [\"00:a8:59:00:00:01\"]\n    numbers: [\"2001\"]\n"
           "  support:\n    numbers: [\"2100\"]\n")
 
 
@@ -126,8 +126,9 @@ class AuditCommandTests(UsersCase):
         command, from the command line); ``audit verify`` says the chain
         is intact, then, once a row is altered by hand, which row is not
         (exit status 1); ``audit export`` writes the rows as JSON lines."""
-        import getpass
         import sqlite3
+
+        from recsvc.cli.audit import system_user
 
         self.user_command("add", "alice", "--role", "listener", "--scope", "group:sales",
                           password="correct horse\n")
@@ -139,10 +140,10 @@ class AuditCommandTests(UsersCase):
         rows = [json.loads(line) for line in out.splitlines()]
         self.assertEqual([(row["seq"], row["action"], row["target"], row["source"], row["actor"])
                           for row in rows],
-                         [(1, "user_add", "alice", "cli", getpass.getuser()),
-                          (2, "user_change", "alice", "cli", getpass.getuser()),
-                          (3, "user_password", "alice", "cli", getpass.getuser()),
-                          (4, "user_remove", "alice", "cli", getpass.getuser())])
+                         [(1, "user_add", "alice", "cli", system_user()),
+                          (2, "user_change", "alice", "cli", system_user()),
+                          (3, "user_password", "alice", "cli", system_user()),
+                          (4, "user_remove", "alice", "cli", system_user())])
         self.assertEqual(rows[1]["detail"], {"role": "listener", "scopes": ["number:2001"]})
         self.assertNotIn("horse", out)
         self.assertEqual(self.recsvc("-c", self.config, "audit", "export", "--after", "3")[1],
@@ -150,6 +151,18 @@ class AuditCommandTests(UsersCase):
         status, out, _ = self.recsvc("-c", self.config, "audit", "verify")
         self.assertEqual(status, 0)
         self.assertIn(f"intact: 4 rows, the last 4 (hash {rows[3]['hash']})", out)
+        anchor = f"3:{rows[2]['hash']}"
+        self.assertEqual(self.recsvc("-c", self.config, "audit", "verify", "--expect", anchor)[0],
+                         0)
+        status, _, err = self.recsvc("-c", self.config, "audit", "verify", "--expect",
+                                     f"9:{rows[2]['hash']}")
+        self.assertEqual(status, 1)
+        self.assertIn("row 9 is gone", err)
+        status, _, err = self.recsvc("-c", self.config, "audit", "verify", "--expect",
+                                     f"3:{rows[1]['hash']}")
+        self.assertIn("row 3's hash is", err)
+        self.assertEqual(self.recsvc("-c", self.config, "audit", "verify", "--expect", "3:x")[0],
+                         2)
         with closing(sqlite3.connect(self.database)) as connection, connection:
             self.assertRaises(sqlite3.DatabaseError, connection.execute,
                               "UPDATE audit SET actor = 'mallory' WHERE seq = 2")
@@ -160,6 +173,50 @@ class AuditCommandTests(UsersCase):
         self.assertEqual((status, out), (1, ""))
         self.assertTrue(err.startswith("the audit trail is broken at row 2: row 2 was changed"),
                         err)
+
+
+class AuditedChangeTests(UsersCase):
+    def test_a_change_that_cannot_be_audited_is_not_made(self) -> None:
+        """The change and its audit row go together, or neither."""
+        import sqlite3
+
+        self.user_command("add", "alice", "--role", "admin", password="correct horse\n")
+        with closing(sqlite3.connect(self.database)) as connection, connection:
+            connection.execute("ALTER TABLE audit RENAME TO audit_elsewhere")
+        status, _, err = self.user_command("add", "bob", "--role", "admin",
+                                           password="correct horse\n")
+        self.assertEqual(status, 1)
+        self.assertIn("audit", err)
+        self.assertEqual(self.user_command("remove", "alice")[0], 1)
+        self.assertIsNone(self.stored("bob"))
+        self.assertIsNotNone(self.stored("alice"))
+
+    def test_the_actor_is_the_process_user(self) -> None:
+        """$USER does not name the actor: the process's real user does."""
+        from recsvc.cli.audit import system_user
+
+        self.patch(os, "environ", {**os.environ, "USER": "mallory", "LOGNAME": "mallory"})
+        self.user_command("add", "alice", "--role", "admin", password="correct horse\n")
+        rows = [json.loads(line) for line in
+                self.recsvc("-c", self.config, "audit", "export")[1].splitlines()]
+        self.assertEqual(rows[0]["actor"], system_user())
+        self.assertNotEqual(system_user(), "mallory")
+
+    def test_writing_needs_the_config(self) -> None:
+        """Without -c, no index is made here for the users to be lost in."""
+        self.elsewhere()
+        self.patch(sys, "stdin", io.StringIO("correct horse\n"))
+        status, _, err = self.recsvc("user", "add", "alice", "--role", "admin")
+        self.assertEqual(status, 1)
+        self.assertIn("-c FILE: the service's config file", err)
+        self.assertEqual(os.listdir("."), [])
+
+    def test_the_last_user_removed_says_the_door_opens(self) -> None:
+        """Removing the last user says the HTTP side asks for no credentials again."""
+        self.user_command("add", "alice", "--role", "admin", password="correct horse\n")
+        status, out, _ = self.user_command("remove", "alice")
+        self.assertEqual(status, 0)
+        self.assertIn("no user is left, so the page and the API ask for no credentials", out)
 
 
 class UserCommandOnPostgresTests(OnPostgres, SynchronousTestCase):

@@ -859,13 +859,22 @@ class GroupsTests(SynchronousTestCase):
         from recsvc.access.scopes import Group
 
         config = parse_config({"groups": {
-            "sales": {"devices": ["00:A8:59:00:00:01", "00a859000002"], "numbers": [2001, "+49 2002"]},
+            "sales": {"devices": ["00:A8:59:00:00:01", "00a859000002"], "numbers": ["2001", "+49 2002"]},
             "support": None}})
         self.assertEqual(config.group_map, {
             "sales": Group("sales", frozenset({"00a859000001", "00a859000002"}),
                            frozenset({"2001", "492002"})),
             "support": Group("support")})
         self.assertEqual(parse_config({}).groups, ())
+
+    def test_octal_looking_numbers_must_be_quoted(self) -> None:
+        """YAML reads an unquoted 0301234 as an octal number (98972): a
+        group's numbers are text, so it cannot slip into another line."""
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(yaml.safe_load("groups:\n  s:\n    numbers: [0301234]\n"))
+        self.assertIn("98972 is not quoted", str(caught.exception))
+        config = parse_config(yaml.safe_load('groups:\n  s:\n    numbers: ["0301234"]\n'))
+        self.assertEqual(config.group_map["s"].numbers, frozenset({"0301234"}))
 
     def test_bad_groups_name_the_key(self) -> None:
         """Each bad group says which key and what is wrong."""
@@ -876,7 +885,8 @@ class GroupsTests(SynchronousTestCase):
                 ({"s": {"devices": "00a859000001"}}, "groups.s.devices", "expected a list"),
                 ({"s": {"devices": ["nope"]}}, "groups.s.devices", "is not a MAC address"),
                 ({"s": {"numbers": "2001"}}, "groups.s.numbers", "expected a list"),
-                ({"s": {"numbers": ["20x1"]}}, "groups.s.numbers", "is not a number")):
+                ({"s": {"numbers": ["20x1"]}}, "groups.s.numbers", "is not a number"),
+                ({"s": {"numbers": [2001]}}, "groups.s.numbers", "2001 is not quoted")):
             with self.assertRaises(ConfigError) as caught:
                 parse_config({"groups": data})
             self.assertEqual(caught.exception.key, key, data)

@@ -109,9 +109,19 @@ class SearchTests(IndexTestsMixin):
         for query, count in ((index.Search(**within), 2), (index.Search(number="555", **within), 1),
                              (index.Search(devices_within=frozenset()), 0)):
             self.assertEqual(self.connection.total(query, 10), index.Total(count, True))
+        # Beyond the bound, a scoped total says what it counted (at least the
+        # bound), never an estimate from every recording's figures.
+        self.patch(index, "WALK_FIRST", 1)
+        for number in range(40):
+            self.add(sidecar(f"other-{number}", started_at=f"2026-11-27T00:00:{number:02d}.000Z",
+                             device="00:a8:59:00:00:77"))
+        self.add(sidecar("e", started_at="2026-11-28T00:00:00.000Z", local_number="2003",
+                         device="00:a8:59:00:00:02"))
+        total = self.connection.total(index.Search(**within), 2)
+        self.assertEqual(total, index.Total(3, False))
         self.patch(index, "WALK_FIRST", 0)  # (the text looked up, not walked)
         self.assertEqual(self.ids(number="555", **within), ["c"])
-        self.assertEqual(self.ids(name="Desk", **within), ["d", "c"])
+        self.assertEqual(self.ids(name="Desk", **within), ["e", "d", "c"])
 
     def test_number_digits_anywhere_either_side(self) -> None:
         """A number is searched by its digits, anywhere in the local or the

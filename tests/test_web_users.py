@@ -234,3 +234,53 @@ class OpenAuditTests(HttpTestsMixin, TestCase):
         self.assertEqual(response.code, 200)
         self.site.auditor.flush()
         self.assertEqual(self.connection.audit_rows(), [])
+
+
+class DirectoryFailureTests(HttpTestsMixin, TestCase):
+    """The users that cannot be read never leave the door as it was for
+    long; a row no user is left out; http.auth's token never waits."""
+
+    @inlineCallbacks
+    def test_unreadable_users_close_the_open_door_within_a_minute(self) -> None:
+        """Open, then the users cannot be read: the last ones (none) a minute
+        at most, then 503 until they can."""
+        yield self.get_json("/api/recordings")  # (open: no user)
+        self.connection.sqlite.execute("ALTER TABLE users RENAME TO users_elsewhere")
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        yield self.get_json("/api/recordings")  # (the last users, a while)
+        self.clock.advance(httpauth.DIRECTORY_STALE_AT_MOST)
+        error = yield self.get_json("/api/recordings", 503)
+        self.assertIn("the users cannot be read", error["error"])
+        self.flushLoggedErrors()
+
+    @inlineCallbacks
+    def test_a_row_that_is_no_user_is_left_out(self) -> None:
+        """A role of a later version (on a shared index): that row is left
+        out, logged; the others sign in, and the door stays closed."""
+        self.connection.add_user(User("ann", "admin", (), hash_password("ann's one", 1000),
+                                      "t", "t"))
+        with self.connection.sqlite:
+            self.connection.sqlite.execute(
+                "INSERT INTO users VALUES ('olga', 'operator', '', ?, 't', 't')",
+                (hash_password("olga's one", 1000),))
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        yield self.get_json("/api/recordings", 401)
+        yield self.get_json("/api/recordings", authorization=basic("ann", "ann's one"))
+        yield self.get_json("/api/recordings", 401, authorization=basic("olga", "olga's one"))
+
+
+class TokenNeverWaitsTests(HttpTestsMixin, TestCase):
+    auth = HttpAuthConfig(token="a-long-bearer-token-0123456789")
+
+    @inlineCallbacks
+    def test_the_token_does_not_wait_for_the_users(self) -> None:
+        """With the index's users not read (its thread busy with a long
+        catch-up), the token's requests are answered all the same."""
+        from twisted.internet.defer import Deferred
+
+        directory = self.site.gate.directory
+        directory.users = None
+        self.patch(directory, "_run_index", lambda f, *args: Deferred())
+        response, _ = yield self.get("/metrics",
+                                     authorization="Bearer a-long-bearer-token-0123456789")
+        self.assertEqual(response.code, 200)

@@ -4,7 +4,7 @@ PostgreSQL's backends), and what makes one valid."""
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 import attrs
 from zope.interface import Interface
@@ -88,6 +88,18 @@ def user_of(row: Sequence[str]) -> User:
     return User(name, role, scopes_of_text(scopes), password_hash, created_at, changed_at)
 
 
+def users_or_reasons(rows: Sequence[Sequence[str]]) -> list[tuple[str, User | str]]:
+    """Each row's name with its user, or with why it is none (a role of a
+    later version, a row changed by hand)."""
+    found: list[tuple[str, User | str]] = []
+    for row in rows:
+        try:
+            found.append((row[0], user_of(row)))
+        except (ValueError, TypeError) as error:
+            found.append((str(row[0]), str(error)))
+    return found
+
+
 class UserExists(Exception):
     """A user of that name is there already."""
 
@@ -103,15 +115,22 @@ class IUsers(Interface):
     def users() -> list[User]:
         """Every user, by name."""
 
+    def user_rows() -> list[tuple[str, User | str]]:
+        """Every row, by name: its user, or why it is none (users_or_reasons)."""
+
     def user(name: str) -> User | None:
         """The user of that name, or None."""
 
-    def add_user(user: User) -> None:
-        """Keep a new user; UserExists if the name is taken."""
+    def add_user(user: User, audit: Any = None) -> None:
+        """Keep a new user; UserExists if the name is taken. ``audit`` (an
+        AuditEvent): its row in the audit trail, in the same transaction
+        (the change is made with it, or neither)."""
 
-    def replace_user(user: User) -> None:
+    def replace_user(user: User, audit: Any = None) -> None:
         """Keep ``user`` in place of the user of its name (its role, scopes,
-        password or times changed); NoSuchUser if there is none."""
+        password or times changed), with ``audit`` as add_user; NoSuchUser
+        if there is none."""
 
-    def remove_user(name: str) -> None:
-        """Forget a user; NoSuchUser if there is none."""
+    def remove_user(name: str, audit: Any = None) -> None:
+        """Forget a user, with ``audit`` as add_user; NoSuchUser if there is
+        none."""

@@ -420,6 +420,10 @@ def _user(args: argparse.Namespace) -> int:
     from recsvc.cli import users as user_commands
 
     args.command = f"user {args.action}"  # (what a message begins with)
+    if args.action != "list" and not args.config:
+        raise CommandError("-c FILE: the service's config file, so that the user goes into "
+                           "its index (index.database); without one a new index would be "
+                           "made here, which the service never reads")
     config = _config(args)
     found_in = _open_index(config, args, writable=args.action != "list")
     try:
@@ -452,7 +456,7 @@ def _audit(args: argparse.Namespace) -> int:
         if args.action == "export":
             audit.export(found_in, sys.stdout, args.after)
             return 0
-        intact, said = audit.verify_trail(found_in)
+        intact, said = audit.verify_trail(found_in, args.expect)
     finally:
         found_in.close()
     print(said, file=sys.stdout if intact else sys.stderr)
@@ -665,6 +669,12 @@ def _user_commands(user: argparse.ArgumentParser, config_after: argparse.Argumen
     action("remove", "remove a user")
 
 
+def _anchor(text: str) -> tuple[int, str]:
+    from recsvc.cli.audit import parse_anchor
+
+    return parse_anchor(text)
+
+
 def _audit_commands(audit: argparse.ArgumentParser,
                     config_after: argparse.ArgumentParser) -> None:
     actions = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -673,6 +683,10 @@ def _audit_commands(audit: argparse.ArgumentParser,
         description="Check every row of the audit trail: its hash, and the hash of the row "
         "before it. Says the rows and the last hash (exit status 0), or the first row that "
         "was changed, removed or slipped in (exit status 1).", parents=[config_after])
+    verify.add_argument("--expect", metavar="SEQ:HASH", type=_anchor,
+                        help="a row's place and hash as an earlier verify said them (kept "
+                        "elsewhere): the trail must still hold it, so that rows cut from its "
+                        "end, or a trail written again whole, are found")
     verify.set_defaults(command_parser=verify, run=_audit)
     export = actions.add_parser(
         "export", help="the rows as JSON lines on standard output",

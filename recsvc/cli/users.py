@@ -71,10 +71,9 @@ def add(users: Any, args: argparse.Namespace, groups: Mapping[str, Group],
     user = _valid(lambda: User(args.name, args.role, scopes,
                                hash_password(_new_password(read_password)), when, when))
     try:
-        users.add_user(user)
+        users.add_user(user, audit=_event("user_add", user, now))
     except UserExists:
         raise UserCommandError(f"there is a user {args.name} already") from None
-    _audited(users, "user_add", user, now)
     return f"added {describe(user)}"
 
 
@@ -90,8 +89,7 @@ def change(users: Any, args: argparse.Namespace, groups: Mapping[str, Group],
         scopes = user.scopes
     changed = _valid(lambda: User(user.name, role, scopes, user.password_hash, user.created_at,
                                   iso_utc(now)))
-    _replace(users, changed)
-    _audited(users, "user_change", changed, now)
+    _replace(users, changed, _event("user_change", changed, now))
     return f"changed {describe(changed)}"
 
 
@@ -100,18 +98,20 @@ def passwd(users: Any, args: argparse.Namespace, read_password: Callable[[bool],
     user = _existing(users, args.name)
     changed = User(user.name, user.role, user.scopes,
                    hash_password(_new_password(read_password)), user.created_at, iso_utc(now))
-    _replace(users, changed)
-    _audited(users, "user_password", changed, now)
+    _replace(users, changed, _event("user_password", changed, now))
     return f"changed the password of {user.name}"
 
 
 def remove(users: Any, args: argparse.Namespace, now: float) -> str:
     user = _existing(users, args.name)
     try:
-        users.remove_user(args.name)
+        users.remove_user(args.name, audit=_event("user_remove", user, now))
     except NoSuchUser:
         raise UserCommandError(f"no user {args.name}") from None
-    _audited(users, "user_remove", user, now)
+    if not users.users():
+        return (f"removed {args.name}: no user is left, so the page and the API ask for no "
+                f"credentials again (unless http.auth is set): only requests that name this "
+                f"server by an address, localhost or http.allowed_hosts are answered")
     return f"removed {args.name}"
 
 
@@ -132,17 +132,12 @@ def listing(users: Any, as_json: bool) -> str:
                                 row[3]]).rstrip() for row in rows)
 
 
-def _audited(trail: Any, action: str, user: User, now: float) -> None:
-    """The change in the audit trail (made after the change itself: a
-    failure here says the change was made but not audited)."""
+def _event(action: str, user: User, now: float) -> Any:
+    """The change's row of the audit trail (written with it, or neither)."""
     from recsvc.cli.audit import cli_event
 
-    detail = {"role": user.role, "scopes": [str(scope) for scope in user.scopes]}
-    try:
-        trail.append_audit(cli_event(action, user.name, detail, now))
-    except Exception as error:
-        raise UserCommandError(f"{user.name} was changed, but the audit trail could not be "
-                               f"written: {error}") from None
+    return cli_event(action, user.name,
+                     {"role": user.role, "scopes": [str(scope) for scope in user.scopes]}, now)
 
 
 def describe(user: User) -> str:
@@ -157,9 +152,9 @@ def _existing(users: Any, name: str) -> User:
     return user
 
 
-def _replace(users: Any, user: User) -> None:
+def _replace(users: Any, user: User, event: Any) -> None:
     try:
-        users.replace_user(user)
+        users.replace_user(user, audit=event)
     except NoSuchUser:
         raise UserCommandError(f"no user {user.name}") from None
 

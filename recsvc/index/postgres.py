@@ -53,13 +53,14 @@ from recsvc.access.audit import (
     COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditRow, IAuditTrail, columns_of, next_row,
     row_of_columns)
 from recsvc.access.users import (
-    COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of)
+    COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of,
+    users_or_reasons)
 from recsvc.index import store
 from recsvc.index.backends import CannotOpenIndex, shown, without_password
 from recsvc.index.numberplan import digits_of
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
-    found_row, like_containing, order_key_of, time_conditions, walk_then_look_up)
+    found_row, like_containing, order_key_of, scoped, time_conditions, walk_then_look_up)
 
 SCHEMA_VERSION = 3
 
@@ -244,14 +245,7 @@ class PostgresIndex:
 
     def append_audit(self, event: AuditEvent) -> AuditRow:
         with self.pool.connection() as connection:
-            # (Every node appends to one trail: one at a time.)
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
-            last = connection.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit "
-                                      f"ORDER BY seq DESC LIMIT 1").fetchone()
-            row = next_row(None if last is None else row_of_columns(last), event)
-            connection.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES "
-                               f"({', '.join(['%s'] * len(AUDIT_COLUMNS))})", columns_of(row))
-        return row
+            return _append_audit(connection, event)
 
     def audit_rows(self, after: int = 0, limit: int | None = None) -> list[AuditRow]:
         with self.pool.connection() as connection:
@@ -264,6 +258,11 @@ class PostgresIndex:
             return [user_of(row) for row in connection.execute(
                 f"SELECT {', '.join(USER_COLUMNS)} FROM users ORDER BY name")]
 
+    def user_rows(self) -> list[tuple[str, User | str]]:
+        with self.pool.connection() as connection:
+            return users_or_reasons(connection.execute(
+                f"SELECT {', '.join(USER_COLUMNS)} FROM users ORDER BY name").fetchall())
+
     def user(self, name: str) -> User | None:
         with self.pool.connection() as connection:
             row = connection.execute(
@@ -271,27 +270,29 @@ class PostgresIndex:
                 (name,)).fetchone()
         return None if row is None else user_of(row)
 
-    def add_user(self, user: User) -> None:
+    def add_user(self, user: User, audit: AuditEvent | None = None) -> None:
         with self.pool.connection() as connection:
-            added = connection.execute(
-                f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
-                f"(%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING", row_of(user)).rowcount
-        if not added:
-            raise UserExists(user.name)
+            if not connection.execute(
+                    f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
+                    f"(%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                    row_of(user)).rowcount:
+                raise UserExists(user.name)
+            _append_audit(connection, audit)
 
-    def replace_user(self, user: User) -> None:
+    def replace_user(self, user: User, audit: AuditEvent | None = None) -> None:
         with self.pool.connection() as connection:
-            changed = connection.execute(
-                "UPDATE users SET role = %s, scopes = %s, password_hash = %s, created_at = %s, "
-                "changed_at = %s WHERE name = %s", (*row_of(user)[1:], user.name)).rowcount
-        if not changed:
-            raise NoSuchUser(user.name)
+            if not connection.execute(
+                    "UPDATE users SET role = %s, scopes = %s, password_hash = %s, "
+                    "created_at = %s, changed_at = %s WHERE name = %s",
+                    (*row_of(user)[1:], user.name)).rowcount:
+                raise NoSuchUser(user.name)
+            _append_audit(connection, audit)
 
-    def remove_user(self, name: str) -> None:
+    def remove_user(self, name: str, audit: AuditEvent | None = None) -> None:
         with self.pool.connection() as connection:
-            removed = connection.execute("DELETE FROM users WHERE name = %s", (name,)).rowcount
-        if not removed:
-            raise NoSuchUser(name)
+            if not connection.execute("DELETE FROM users WHERE name = %s", (name,)).rowcount:
+                raise NoSuchUser(name)
+            _append_audit(connection, audit)
 
     def indexed(self) -> dict[str, int]:
         with self.pool.connection() as connection:
@@ -360,7 +361,7 @@ class PostgresIndex:
                 return Total(matched, True)  # every row of its time was compared
             rows = _rows_of_time(connection, within, times_params)
             estimate = math.ceil(matched / sampled * rows)
-            if estimate > bound:
+            if estimate > bound and not scoped(query):
                 return Total(estimate, False)
             if rows <= store.WALK_AT_MOST:
                 # Few rows in its time: every one compared, read by start,
@@ -374,7 +375,8 @@ class PostgresIndex:
                 [*params, bound + 1]).fetchone()[0]
         if counted <= bound:
             return Total(counted, True)
-        return Total(max(estimate, counted), False)
+        # (A scoped search says only what it counted of its own scope.)
+        return Total(counted if scoped(query) else max(estimate, counted), False)
 
     def _row_of(self, entry: IndexEntry) -> tuple[Any, ...]:
         return (self.node, entry.path, entry.recording_id, entry.device, entry.direction,
@@ -587,6 +589,21 @@ def _trigrams(connection: psycopg.Connection[Any], database: str) -> None:
             f"database and could not be created ({_reason(error, database)}): have the "
             "database's owner or a superuser run CREATE EXTENSION pg_trgm in it "
             "(PostgreSQL's contrib package provides it)") from None
+
+
+def _append_audit(connection: psycopg.Connection[Any], event: AuditEvent | None) -> Any:
+    """``event``'s row after the last, in the connection's transaction
+    (every node appends to one trail: one at a time, by an advisory lock
+    held to its end)."""
+    if event is None:
+        return None
+    connection.execute("SELECT pg_advisory_xact_lock(%s)", (_AUDIT_LOCK,))
+    last = connection.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit "
+                              f"ORDER BY seq DESC LIMIT 1").fetchone()
+    row = next_row(None if last is None else row_of_columns(last), event)
+    connection.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES "
+                       f"({', '.join(['%s'] * len(AUDIT_COLUMNS))})", columns_of(row))
+    return row
 
 
 def schema_version(connection: psycopg.Connection[Any]) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import quote
 
 import attrs
@@ -31,12 +31,14 @@ from recsvc.access.audit import (
     COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditRow, IAuditTrail, columns_of, next_row,
     row_of_columns)
 from recsvc.access.users import (
-    COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of)
+    COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of,
+    users_or_reasons)
 from recsvc.index.numberplan import digits_of
 from recsvc.index import store
 from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
-    found_row, like_containing, order_key_of, time_bounds, time_conditions, walk_then_look_up)
+    found_row, like_containing, order_key_of, scoped, time_bounds, time_conditions,
+    walk_then_look_up)
 
 SCHEMA_VERSION = 5
 
@@ -138,6 +140,11 @@ _USERS = (
     "SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
     "CREATE TRIGGER audit_not_deleted BEFORE DELETE ON audit BEGIN "
     "SELECT RAISE(ABORT, 'the audit trail is append-only'); END",
+    # (INSERT OR REPLACE deletes without the delete trigger: a row goes
+    # after the last, or not at all.)
+    "CREATE TRIGGER audit_in_order BEFORE INSERT ON audit "
+    "WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM audit) BEGIN "
+    "SELECT RAISE(ABORT, 'the audit trail is append-only: a row goes after the last'); END",
 )
 
 # The schema of a new index, at SCHEMA_VERSION. An existing index is brought
@@ -254,19 +261,26 @@ class SqliteIndex:
         self.sqlite.close()
 
     def append_audit(self, event: AuditEvent) -> AuditRow:
-        # (Another process appending meanwhile waits for this transaction.)
+        return self._audited(lambda: None, event)
+
+    def _audited(self, change: Callable[[], Any], event: AuditEvent | None) -> Any:
+        """``change()`` and ``event``'s row after the last, in one
+        transaction (another process appending meanwhile waits for it)."""
         self.sqlite.execute("BEGIN IMMEDIATE")
         try:
-            last = self.sqlite.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit "
-                                       f"ORDER BY seq DESC LIMIT 1").fetchone()
-            row = next_row(None if last is None else row_of_columns(last), event)
-            self.sqlite.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES "
-                                f"({', '.join('?' * len(AUDIT_COLUMNS))})", columns_of(row))
+            result = change()
+            if event is not None:
+                last = self.sqlite.execute(f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit "
+                                           f"ORDER BY seq DESC LIMIT 1").fetchone()
+                result = next_row(None if last is None else row_of_columns(last), event)
+                self.sqlite.execute(f"INSERT INTO audit ({', '.join(AUDIT_COLUMNS)}) VALUES "
+                                    f"({', '.join('?' * len(AUDIT_COLUMNS))})",
+                                    columns_of(result))
             self.sqlite.commit()
         except BaseException:
             self.sqlite.rollback()
             raise
-        return row
+        return result
 
     def audit_rows(self, after: int = 0, limit: int | None = None) -> list[AuditRow]:
         return [row_of_columns(columns) for columns in self.sqlite.execute(
@@ -277,32 +291,37 @@ class SqliteIndex:
         return [user_of(row) for row in self.sqlite.execute(
             f"SELECT {', '.join(USER_COLUMNS)} FROM users ORDER BY name")]
 
+    def user_rows(self) -> list[tuple[str, User | str]]:
+        return users_or_reasons(self.sqlite.execute(
+            f"SELECT {', '.join(USER_COLUMNS)} FROM users ORDER BY name").fetchall())
+
     def user(self, name: str) -> User | None:
         row = self.sqlite.execute(f"SELECT {', '.join(USER_COLUMNS)} FROM users WHERE name = ?",
                                   (name,)).fetchone()
         return None if row is None else user_of(row)
 
-    def add_user(self, user: User) -> None:
-        try:
-            with self.sqlite:
+    def add_user(self, user: User, audit: AuditEvent | None = None) -> None:
+        def add() -> None:
+            try:
                 self.sqlite.execute(f"INSERT INTO users ({', '.join(USER_COLUMNS)}) "
                                     f"VALUES (?, ?, ?, ?, ?, ?)", row_of(user))
-        except sqlite3.IntegrityError:
-            raise UserExists(user.name) from None
+            except sqlite3.IntegrityError:
+                raise UserExists(user.name) from None
+        self._audited(add, audit)
 
-    def replace_user(self, user: User) -> None:
-        with self.sqlite:
-            changed = self.sqlite.execute(
-                "UPDATE users SET role = ?, scopes = ?, password_hash = ?, created_at = ?, "
-                "changed_at = ? WHERE name = ?", (*row_of(user)[1:], user.name)).rowcount
-        if not changed:
-            raise NoSuchUser(user.name)
+    def replace_user(self, user: User, audit: AuditEvent | None = None) -> None:
+        def replace() -> None:
+            if not self.sqlite.execute(
+                    "UPDATE users SET role = ?, scopes = ?, password_hash = ?, created_at = ?, "
+                    "changed_at = ? WHERE name = ?", (*row_of(user)[1:], user.name)).rowcount:
+                raise NoSuchUser(user.name)
+        self._audited(replace, audit)
 
-    def remove_user(self, name: str) -> None:
-        with self.sqlite:
-            removed = self.sqlite.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount
-        if not removed:
-            raise NoSuchUser(name)
+    def remove_user(self, name: str, audit: AuditEvent | None = None) -> None:
+        def remove() -> None:
+            if not self.sqlite.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
+                raise NoSuchUser(name)
+        self._audited(remove, audit)
 
     def schema_version(self) -> int:
         return schema_version(self.sqlite)
@@ -354,9 +373,11 @@ class SqliteIndex:
             return Total(matched, True)  # every row of its time was compared
         rows = self._rows_of_days(query)
         estimate = math.ceil(matched / walked * rows)
-        if estimate > bound:
+        if estimate > bound and not scoped(query):
             # (Counting them would read them all: for a common text, every
-            # match in the trigram index.)
+            # match in the trigram index. A scoped search is counted: an
+            # estimate from every recording's days would tell how many
+            # recordings there are beyond the user's scope.)
             return Total(estimate, False)
         if rows <= store.WALK_AT_MOST:
             # Few days: every row of them compared, from the index by start,
@@ -369,7 +390,7 @@ class SqliteIndex:
         counted = self.sqlite.execute(*_count(query, finding, up_to=bound + 1)).fetchone()[0]
         if counted <= bound:
             return Total(counted, True)
-        return Total(max(estimate, counted), False)
+        return Total(counted if scoped(query) else max(estimate, counted), False)
 
     def _rows_of_days(self, query: Search) -> int:
         """How many recordings the days of the search's since and until have."""

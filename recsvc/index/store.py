@@ -280,6 +280,13 @@ def time_conditions(query: Search, mark: str = "?") -> tuple[list[str], list[Any
     return where, params
 
 
+def scoped(query: Search) -> bool:
+    """Whether ``query`` is within some devices or local numbers (a user's
+    scope): its total is then counted, never estimated from every
+    recording's figures."""
+    return query.devices_within is not None or query.numbers_within is not None
+
+
 def field_conditions(query: Search, mark: str = "?",
                      local_digits: str = "") -> tuple[list[str], list[Any]]:
     """The conditions on the fields a search compares as they are: the

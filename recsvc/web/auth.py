@@ -24,7 +24,7 @@ from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 from twisted.web.util import DeferredResource
 
-from recsvc.access.scopes import EVERYTHING, Group, Reach, reach_of
+from recsvc.access.scopes import EVERYTHING, NOTHING, Group, Reach, reach_of
 from recsvc.access.users import User
 from recsvc.admission import RefusalLog, source_of
 from recsvc.logs import Logger
@@ -81,6 +81,9 @@ def bearer_token(header: bytes | None) -> bytes | None:
 # How long the index database's users, once read, are taken as they were
 # (a user added, changed or removed counts that long after at most).
 DIRECTORY_REFRESH = 5.0
+# The users last read are used at most this long when they cannot be read
+# again (then requests wait for a read, and get 503 while it fails).
+DIRECTORY_STALE_AT_MOST = 60.0
 
 
 @attrs.frozen
@@ -97,20 +100,27 @@ class Identity:
 
 
 TOKEN_HOLDER = Identity("-", "token")
+# A request no guard saw (a route outside it): no rights, no recording.
+NOBODY = Identity("-", "-", "nobody", NOTHING)
 # Anyone, where no user and no token is set (the loopback-only default).
 OPEN = Identity("-", "-")
 
 
 class Directory:
-    """The users of the index database (IUsers), as last read: read again
-    when asked for more than ``refresh`` seconds after (one read at a time,
-    shared); a read that fails keeps the users read before (logged once a
-    failure), or fails the first time."""
+    """The users of the index database (IUsers), as last read. Read again in
+    the background when asked for more than ``refresh`` seconds after (one
+    read at a time), the last users served meanwhile; but not once they
+    are ``stale_at_most`` seconds old: then a request waits for the read,
+    and fails (503) if it fails, so that a database that cannot be read
+    never leaves the door as it was for long (open, or a user removed
+    still let in). Failures are logged once until a read works."""
 
     def __init__(self, run_index: Callable[..., Deferred[Any]], now: Callable[[], float],
                  groups: dict[str, Group] | None = None,
-                 refresh: float = DIRECTORY_REFRESH) -> None:
+                 refresh: float = DIRECTORY_REFRESH,
+                 stale_at_most: float = DIRECTORY_STALE_AT_MOST) -> None:
         self._run_index, self.now, self.refresh = run_index, now, refresh
+        self.stale_at_most = stale_at_most
         self.groups = groups or {}
         self.users: dict[str, User] | None = None
         self._read_at = -math.inf
@@ -118,8 +128,20 @@ class Directory:
         self._failing = False
 
     def current(self) -> Deferred[dict[str, User]]:
-        if self.users is not None and self.now() - self._read_at < self.refresh:
+        age = self.now() - self._read_at
+        if self.users is not None and age < self.refresh:
             return succeed(self.users)
+        read = self._read_again()
+        if self.users is None or age >= self.stale_at_most:
+            return read
+        done: list[Any] = []
+        read.addBoth(done.append)  # (a read done at once, or later in the background)
+        if done and not isinstance(done[0], Failure):
+            return succeed(done[0])
+        return succeed(self.users)
+
+    def _read_again(self) -> Deferred[dict[str, User]]:
+        """The users as a read gives them (the one under way, or a new one)."""
         mine: Deferred[dict[str, User]] = Deferred()
         if self._waiting is not None:
             self._waiting.append(mine)
@@ -135,14 +157,11 @@ class Directory:
                 _log.warn("The users cannot be read from the index: {reason}",
                           reason=result.getErrorMessage())
             self._failing = True
-            if self.users is None:
-                for each in waiting:
-                    each.errback(result)
-                return
-            result = self.users
-        else:
-            self._failing = False
-            self.users, self._read_at = result, self.now()
+            for each in waiting:
+                each.errback(result)
+            return
+        self._failing = False
+        self.users, self._read_at = result, self.now()
         for each in waiting:
             each.callback(result)
 
@@ -151,8 +170,17 @@ class Directory:
 
 
 def users_by_name(found_in: Any) -> dict[str, User]:
-    """The index's users (IUsers), by name: what a Directory reads."""
-    return {user.name: user for user in found_in.users()}
+    """The index's users (IUsers), by name: what a Directory reads. A row
+    that is no user this recsvc knows (a role of a later version, a row
+    changed by hand) is left out, and said, rather than failing them all."""
+    users = {}
+    for name, user in found_in.user_rows():
+        if isinstance(user, User):
+            users[name] = user
+        else:
+            _log.warn("The user {name} is left out: {reason}", name=ascii(name)[1:-1],
+                      reason=user)
+    return users
 
 
 class Busy(Exception):
@@ -250,6 +278,7 @@ class Gate:
         # Unknown users are checked against this, so that the time taken
         # does not tell which user names exist.
         self._decoy = decoy_hash(_iterations(users))
+        self._decoys = {_iterations(users): self._decoy}
 
     def users_now(self) -> Deferred[dict[str, User]]:
         """The index database's users (none without a directory)."""
@@ -259,6 +288,16 @@ class Gate:
         """Whether a request needs credentials, with ``users`` in the index
         database: once any user or the token is set."""
         return bool(self._users) or self._token is not None or bool(users)
+
+    def by_config(self, request: Request) -> bool:
+        """Whether the request's credentials are http.auth's: its token, or
+        one of its users (who come before the index's of the same name)."""
+        header = request.getHeader(b"authorization")
+        token = bearer_token(header)
+        if token is not None:
+            return self._token_matches(token)
+        credentials = basic_credentials(header)
+        return credentials is not None and credentials[0] in self._users
 
     def open_now(self) -> bool:
         """Whether no credentials are needed, as last known (False while
@@ -350,7 +389,7 @@ class Gate:
                 else:
                     each.callback(matches)
         self._run_blocking(verify_password, password,
-                           hashes.get(name, self._decoy)).addBoth(checked)
+                           hashes.get(name) or self._decoy_for(hashes)).addBoth(checked)
         return mine
 
     def note_refusal(self, peer: str, reason: str) -> tuple[str, int] | None:
@@ -373,6 +412,14 @@ class Gate:
 
     def _token_matches(self, token: bytes) -> bool:
         return self._token is not None and hmac.compare_digest(token, self._token)
+
+    def _decoy_for(self, hashes: dict[str, str]) -> str:
+        """A decoy as costly as the users' hashes (an unknown name is
+        checked as long as a known one)."""
+        iterations = _iterations(hashes)
+        if iterations not in self._decoys:
+            self._decoys[iterations] = decoy_hash(iterations)
+        return self._decoys[iterations]
 
     def _seen(self, name: str, password: str, hashes: dict[str, str]) -> bytes:
         """What a password checked is remembered by (a keyed hash of it with
@@ -403,6 +450,10 @@ class GuardedResource(Resource):
         request.postpath.insert(0, path)
         if path in self._open:
             return _Traversed(self._inner)
+        if self._gate.by_config(request):
+            # (The token, or an http.auth user: the index's users not needed.)
+            return DeferredResource(self._gate.admits_among({}, request).addCallbacks(
+                self._admitted, self._busy, (request,), errbackArgs=(request,)))
         return DeferredResource(self._gate.users_now().addCallbacks(
             self._enter, self._users_unknown, (request,), errbackArgs=(request,)))
 

@@ -45,7 +45,7 @@ from recsvc.web import playback
 from recsvc.web.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
 from recsvc.web.audit import AuditUnwritable, Auditor
-from recsvc.web.auth import OPEN, Directory, Gate, GuardedResource, Identity
+from recsvc.web.auth import NOBODY, OPEN, Directory, Gate, GuardedResource, Identity
 from recsvc.access import roles
 from recsvc.access.scopes import Group
 from recsvc.logs import Logger
@@ -215,8 +215,9 @@ _RIGHT_WORDS = {
 
 
 def identity_of(request: Request) -> Identity:
-    """Who the request is from (OPEN where none is asked for)."""
-    return getattr(request, "identity", None) or OPEN
+    """Who the request is from, as the guard said (OPEN where it asks for
+    no credentials); NOBODY, with no rights, for a request it did not see."""
+    return getattr(request, "identity", None) or NOBODY
 
 
 def require(request: Request, right: str) -> Identity:
