@@ -133,10 +133,20 @@ class StorageUpkeep:
         # With the archive on, a sidecar alone may be an archived recording,
         # and a WAV verified in the archive can go first to free space.
         in_archive = self.archive.holds_local_copy if isinstance(self.archive, Archive) else None
-        return self.run_blocking(
-            retention_sweep, self.storage.root, self.retention, self.clock.seconds(),
-            free_bytes, self.in_use, in_archive is not None, in_archive,
-        ).addCallbacks(swept, failed)
+
+        def run(held: frozenset[str]) -> Deferred[list[StoredRecording]]:
+            return self.run_blocking(
+                retention_sweep, self.storage.root, self.retention, self.clock.seconds(),
+                free_bytes, self.in_use, in_archive is not None, in_archive, held,
+            ).addCallbacks(swept, failed)
+
+        def holds_unknown(failure: Failure) -> list[StoredRecording]:
+            # (Without the holds, nothing may go: the next sweep tries again.)
+            self._sweep_running = False
+            self.log.error("Retention sweep skipped: the legal holds cannot be read from the "
+                           "index: {reason}", reason=failure.getErrorMessage())
+            return []
+        return self.index.held_paths().addCallbacks(run, holds_unknown)
 
     def _start_archive(self, result: Any) -> Any:
         if self.running():

@@ -386,7 +386,7 @@ class HelpTests(SynchronousTestCase):
         [commands] = [action for action in parser()._actions if action.dest == "command"]
         self.assertEqual(set(commands.choices), {
             "search", "show", "export", "reindex", "check-config", "hash-password", "status",
-            "convert", "user", "audit"})
+            "convert", "user", "audit", "hold", "release", "holds", "erase"})
         summaries = {action.dest: action.help for action in commands._choices_actions}
         for name, command in commands.choices.items():
             self.assertTrue(summaries[name], name)

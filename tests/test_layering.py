@@ -20,6 +20,7 @@ PACKAGE = ROOT / "recsvc"
 # pure (a module may join the list; leaving it is a design change).
 PURE_MODULES = (
     "recsvc.access.audit",
+    "recsvc.access.holds",
     "recsvc.access.plays",
     "recsvc.access.roles",
     "recsvc.access.scopes",

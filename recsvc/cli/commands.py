@@ -13,7 +13,7 @@ import re
 import shlex
 import socket
 import sys
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 from twisted.internet.error import CannotListenError
@@ -424,26 +424,56 @@ def _user(args: argparse.Namespace) -> int:
         raise CommandError("-c FILE: the service's config file, so that the user goes into "
                            "its index (index.database); without one a new index would be "
                            "made here, which the service never reads")
-    config = _config(args)
-    found_in = _open_index(config, args, writable=args.action != "list")
-    try:
+    def act(found_in: Any, config: Config) -> str:
         if args.action == "add":
-            said = user_commands.add(found_in, args, config.group_map, _read_password,
+            return user_commands.add(found_in, args, config.group_map, _read_password,
                                      time.time())
-        elif args.action == "set":
-            said = user_commands.change(found_in, args, config.group_map, time.time())
-        elif args.action == "passwd":
-            said = user_commands.passwd(found_in, args, _read_password, time.time())
-        elif args.action == "remove":
-            said = user_commands.remove(found_in, args, time.time())
-        else:
-            said = user_commands.listing(found_in, args.json)
-    except user_commands.UserCommandError as error:
+        if args.action == "set":
+            return user_commands.change(found_in, args, config.group_map, time.time())
+        if args.action == "passwd":
+            return user_commands.passwd(found_in, args, _read_password, time.time())
+        if args.action == "remove":
+            return user_commands.remove(found_in, args, time.time())
+        return user_commands.listing(found_in, args.json)
+    return _on_the_index(args, args.action != "list", act, user_commands.UserCommandError)
+
+
+def _on_the_index(args: argparse.Namespace, writable: bool,
+                  act: Callable[[Any, Config], str], refused: type[Exception]) -> int:
+    """``act(index, config)`` on the config's index (opened to write if
+    ``writable``), closed after; what it says printed, a ``refused`` error
+    said as the command's."""
+    config = _config(args)
+    found_in = _open_index(config, args, writable=writable)
+    try:
+        said = act(found_in, config)
+    except refused as error:
         raise CommandError(str(error)) from None
     finally:
         found_in.close()
     print(said)
     return 0
+
+
+def _holds(args: argparse.Namespace) -> int:
+    """``recsvc hold|release|holds|erase``."""
+    import time
+
+    from recsvc.cli import holds
+
+    if args.command != "holds" and not args.config:
+        raise CommandError("-c FILE: the service's config file, so that the change goes into "
+                           "its index (index.database) and its recordings")
+    def act(found_in: Any, config: Config) -> str:
+        if args.command == "hold":
+            return holds.hold(found_in, args.id, args.reason, time.time())
+        if args.command == "release":
+            return holds.release(found_in, args.id, args.reason, time.time())
+        if args.command == "holds":
+            return holds.listing(found_in)
+        return holds.erase(found_in, config, args.number, args.reason, time.time(),
+                           holds.archive_store(config))
+    return _on_the_index(args, args.command != "holds", act, holds.HoldCommandError)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -613,6 +643,31 @@ def parser() -> argparse.ArgumentParser:
                            "Passwords are read from the terminal (asked twice) or the first "
                            "line of standard input, never the command line."),
                    config_after)
+    held = command("hold", "keep a recording past retention and erasure (legal hold)",
+                   "Put every file of a recording on legal hold, with a reason: retention, "
+                   "erasure and the archive's retention leave it until it is released.")
+    held.add_argument("id", help="the recording's id")
+    held.add_argument("--reason", required=True, help="why (one line), for the audit trail")
+    held.set_defaults(run=_holds)
+    released = command("release", "end a recording's legal hold",
+                       "Release a recording from its legal hold (audited, with a reason).")
+    released.add_argument("id", help="the recording's id")
+    released.add_argument("--reason", required=True, help="why (one line)")
+    released.set_defaults(run=_holds)
+    listed = command("holds", "the recordings on legal hold",
+                     "List the files on legal hold: the recording, its node and path, when, "
+                     "by whom and why.")
+    listed.set_defaults(run=_holds)
+    erased = command("erase", "erase every recording of a number (on request)",
+                     "Erase every recording whose local or remote number is NUMBER (in either "
+                     "form, as numbers.* relate them): this node's WAVs and sidecars, their "
+                     "objects in the archive and their index rows. Held recordings are not "
+                     "erased, and are listed; so are other nodes' (erase them there). A "
+                     "disposal record (what was erased, with the files' sizes and SHA-256) "
+                     "goes into the audit trail.")
+    erased.add_argument("--number", required=True, help="the number, as written or its digits")
+    erased.add_argument("--reason", required=True, help="why (one line), for the disposal record")
+    erased.set_defaults(run=_holds)
     _audit_commands(command("audit", "check the audit trail, or write it out",
                             "The audit trail kept in the index database (index.database): "
                             "who searched, played, downloaded, changed users, and when. Its "

@@ -169,6 +169,11 @@ class Indexer:
         relative = [os.path.relpath(path, self.root) for path in wav_paths]
         return self.run(index.remove, relative).addErrback(self._failed, "forgetting removed files")
 
+    def held_paths(self) -> Deferred[frozenset[str]]:
+        """The paths (relative to the root) of this node's files on legal
+        hold, which retention must leave."""
+        return self.run(_held_paths, self.node)
+
     def catch_up(self) -> Deferred[index.CaughtUp | None]:
         """Index the sidecars the index missed, forget the files that are
         gone (at start-up, after recovery)."""
@@ -188,6 +193,10 @@ class Indexer:
         self.log.error("Index ({database}): {doing} failed: {reason}",
                        database=shown(self.database), doing=doing,
                        reason=without_password(failure.getErrorMessage(), self.database))
+
+
+def _held_paths(found_in: Any, node: str) -> frozenset[str]:
+    return found_in.held_paths(node)
 
 
 def _add_each(found_in: Any, root: str, wav_paths: list[str]) -> list[tuple[str, str]]:
@@ -216,3 +225,6 @@ class NoIndex:
 
     def catch_up(self) -> Deferred[index.CaughtUp | None]:
         return succeed(None)
+
+    def held_paths(self) -> Deferred[frozenset[str]]:
+        return succeed(frozenset())  # (no index: no holds)

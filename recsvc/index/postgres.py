@@ -52,6 +52,8 @@ from zope.interface import implementer
 from recsvc.access.audit import (
     COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditRow, IAuditTrail, columns_of, next_row,
     row_of_columns)
+from recsvc.access.holds import COLUMNS as HOLD_COLUMNS, Hold, IHolds, hold_of
+from recsvc.access.holds import row_of as hold_row
 from recsvc.access.users import (
     COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of,
     users_or_reasons)
@@ -169,6 +171,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "FOR EACH ROW EXECUTE FUNCTION recsvc_audit_append_only()",
         "CREATE TRIGGER audit_not_truncated BEFORE TRUNCATE ON audit "
         "FOR EACH STATEMENT EXECUTE FUNCTION recsvc_audit_append_only()",
+        # Legal holds (recsvc.access.holds).
+        "CREATE TABLE holds (node text NOT NULL, path text NOT NULL, "
+        "recording_id text NOT NULL, reason text NOT NULL, held_by text NOT NULL, "
+        "held_at text NOT NULL, PRIMARY KEY (node, path))",
     ),
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
@@ -193,7 +199,7 @@ POOL_TIMEOUT = 30.0
 ROWS_AT_A_TIME = 500
 
 
-@implementer(IIndex, IUsers, IAuditTrail)
+@implementer(IIndex, IUsers, IAuditTrail, IHolds)
 @attrs.define(eq=False)
 class PostgresIndex:
     """The index in the PostgreSQL database whose connections ``pool``
@@ -252,6 +258,36 @@ class PostgresIndex:
             return [row_of_columns(columns) for columns in connection.execute(
                 f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE seq > %s ORDER BY seq "
                 f"LIMIT %s", (after, limit))]
+
+    def hold_files(self, holds: Sequence[Hold], audit: AuditEvent | None = None) -> None:
+        with self.pool.connection() as connection:
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO holds ({', '.join(HOLD_COLUMNS)}) VALUES "
+                    f"(%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [hold_row(hold) for hold in holds])
+            _append_audit(connection, audit)
+
+    def release_files(self, keys: Sequence[tuple[str, str]],
+                      audit: AuditEvent | None = None) -> int:
+        released = 0
+        with self.pool.connection() as connection:
+            for node, path in keys:
+                released += connection.execute(
+                    "DELETE FROM holds WHERE node = %s AND path = %s", (node, path)).rowcount
+            _append_audit(connection, audit)
+        return released
+
+    def holds(self) -> list[Hold]:
+        with self.pool.connection() as connection:
+            return [hold_of(row) for row in connection.execute(
+                f"SELECT {', '.join(HOLD_COLUMNS)} FROM holds "
+                f"ORDER BY recording_id, node, path")]
+
+    def held_paths(self, node: str) -> frozenset[str]:
+        with self.pool.connection() as connection:
+            return frozenset(row[0] for row in connection.execute(
+                "SELECT path FROM holds WHERE node = %s OR node = ''", (node,)))
 
     def users(self) -> list[User]:
         with self.pool.connection() as connection:

@@ -30,6 +30,8 @@ from zope.interface import implementer
 from recsvc.access.audit import (
     COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditRow, IAuditTrail, columns_of, next_row,
     row_of_columns)
+from recsvc.access.holds import COLUMNS as HOLD_COLUMNS, Hold, IHolds, hold_of
+from recsvc.access.holds import row_of as hold_row
 from recsvc.access.users import (
     COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of,
     users_or_reasons)
@@ -145,6 +147,10 @@ _USERS = (
     "CREATE TRIGGER audit_in_order BEFORE INSERT ON audit "
     "WHEN NEW.seq IS NOT (SELECT coalesce(max(seq), 0) + 1 FROM audit) BEGIN "
     "SELECT RAISE(ABORT, 'the audit trail is append-only: a row goes after the last'); END",
+    # Legal holds (recsvc.access.holds).
+    "CREATE TABLE holds (node TEXT NOT NULL, path TEXT NOT NULL, recording_id TEXT NOT NULL, "
+    "reason TEXT NOT NULL, held_by TEXT NOT NULL, held_at TEXT NOT NULL, "
+    "PRIMARY KEY (node, path)) WITHOUT ROWID",
 )
 
 # The schema of a new index, at SCHEMA_VERSION. An existing index is brought
@@ -220,7 +226,7 @@ class IndexVersionError(sqlite3.DatabaseError):
     """The index's schema is one this recsvc cannot use as it is."""
 
 
-@implementer(IIndex, IUsers, IAuditTrail)
+@implementer(IIndex, IUsers, IAuditTrail, IHolds)
 @attrs.define(eq=False)
 class SqliteIndex:
     """The index in the SQLite database ``sqlite`` (its connection), the
@@ -286,6 +292,30 @@ class SqliteIndex:
         return [row_of_columns(columns) for columns in self.sqlite.execute(
             f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, -1 if limit is None else limit))]
+
+    def hold_files(self, holds: Sequence[Hold], audit: AuditEvent | None = None) -> None:
+        self._audited(lambda: self.sqlite.executemany(
+            f"INSERT OR IGNORE INTO holds ({', '.join(HOLD_COLUMNS)}) VALUES "
+            f"(?, ?, ?, ?, ?, ?)", [hold_row(hold) for hold in holds]), audit)
+
+    def release_files(self, keys: Sequence[tuple[str, str]],
+                      audit: AuditEvent | None = None) -> int:
+        released = [0]
+
+        def release() -> None:
+            for node, path in keys:
+                released[0] += self.sqlite.execute(
+                    "DELETE FROM holds WHERE node = ? AND path = ?", (node, path)).rowcount
+        self._audited(release, audit)
+        return released[0]
+
+    def holds(self) -> list[Hold]:
+        return [hold_of(row) for row in self.sqlite.execute(
+            f"SELECT {', '.join(HOLD_COLUMNS)} FROM holds ORDER BY recording_id, node, path")]
+
+    def held_paths(self, node: str) -> frozenset[str]:
+        return frozenset(row[0] for row in self.sqlite.execute(
+            "SELECT path FROM holds WHERE node = ? OR node = ''", (node,)))
 
     def users(self) -> list[User]:
         return [user_of(row) for row in self.sqlite.execute(

@@ -135,14 +135,18 @@ def sweep(
     is_active: Callable[[str], bool] = lambda path: False,
     audio_archived: bool = False,
     in_archive: Callable[[str], bool] | None = None,
+    held: frozenset[str] = frozenset(),
 ) -> list[StoredRecording]:
     """Apply the policy; returns what was removed, oldest first, each with
     why (``audio_archived``: see finished_recordings). ``in_archive`` says
     whether a WAV (its path) is verified in the archive as it is: the size
-    and free-space rules delete those WAVs alone, first. Blocking."""
+    and free-space rules delete those WAVs alone, first. The recordings
+    whose WAV paths (relative to root) are ``held`` (legal holds) are left
+    whole, whatever the rules say. Blocking."""
     if not policy.active or not os.path.isdir(root):
         return []
-    recordings = finished_recordings(root, is_active, audio_archived)
+    recordings = [recording for recording in finished_recordings(root, is_active, audio_archived)
+                  if os.path.relpath(recording.wav, root) not in held]
     oldest_allowed = now - policy.max_age_days * 86400
     removed = []
     here = []  # (recordings with their WAV on this disk, not too old)

@@ -1,0 +1,194 @@
+"""Legal holds and erasure (issue 19): the holds every index database
+keeps (one contract, on SQLite and PostgreSQL); a held recording survives
+a retention sweep that deletes its neighbours and an erasure by its
+number, whose disposal record lists what it erased and what it refused."""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import closing
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from recsvc.access.audit import audit_event, verify
+from recsvc.access.holds import Hold, IHolds
+from recsvc.index.backends import open_index
+from recsvc.storage.retention import RetentionPolicy, sweep
+from recsvc.testing import FakeIndexer, memory_recorder
+from tests.support.builders import sidecar
+from tests.support.indexes import OnPostgres, OnSqlite
+from tests.test_cli import CommandCase
+
+DAY = 86400.0
+
+
+def held(node: str, path: str, recording_id: str = "7") -> Hold:
+    return Hold(node, path, recording_id, "dispute 42", "ann", "2026-12-07T10:00:00.000Z")
+
+
+class HoldsContract:
+    """What every index database keeps of holds."""
+
+    def setUp(self) -> None:
+        self.holds = self.open_test_index()
+
+    def test_provides_the_interface(self) -> None:
+        """The backend keeps holds (IHolds)."""
+        self.assertTrue(verifyObject(IHolds, self.holds))
+
+    def test_hold_list_release(self) -> None:
+        """Files held are listed and their paths known per node (and those
+        held without a node, for every node); a file held twice keeps its
+        first hold; released, they go; the audit row comes with each."""
+        event = audit_event("t", "ann", "cli", "hold", "7")
+        self.holds.hold_files([held("rec-a", "d/7.wav"), held("rec-b", "d/7.wav"),
+                               held("", "d/8.wav", "8")], audit=event)
+        self.holds.hold_files([Hold("rec-a", "d/7.wav", "7", "another", "bob", "t")])
+        self.assertEqual([(each.node, each.path, each.reason) for each in self.holds.holds()],
+                         [("rec-a", "d/7.wav", "dispute 42"), ("rec-b", "d/7.wav", "dispute 42"),
+                          ("", "d/8.wav", "dispute 42")])
+        self.assertEqual(self.holds.held_paths("rec-a"), {"d/7.wav", "d/8.wav"})
+        self.assertEqual(self.holds.held_paths("rec-c"), {"d/8.wav"})
+        self.assertEqual(self.holds.release_files([("rec-a", "d/7.wav"), ("rec-a", "none")],
+                                                  audit=audit_event("t", "ann", "cli", "release")),
+                         1)
+        self.assertEqual(self.holds.held_paths("rec-a"), {"d/8.wav"})
+        self.assertEqual([row.event.action for row in self.holds.audit_rows()],
+                         ["hold", "release"])
+
+
+class HoldsOnSqlite(HoldsContract, OnSqlite, SynchronousTestCase):
+    pass
+
+
+class HoldsOnPostgres(HoldsContract, OnPostgres, SynchronousTestCase):
+    pass
+
+
+class RetentionTests(SynchronousTestCase):
+    def test_held_recordings_are_left_whole(self) -> None:
+        """Whatever rule would take a held recording (its age, the disk's
+        size), it stays; its neighbours go."""
+        root = self.mktemp()
+        folder = os.path.join(root, "00a859000001", "2026")
+        os.makedirs(folder)
+        for name, age in (("a", 100), ("b", 100), ("c", 1)):
+            for extension in (".wav", ".json"):
+                path = os.path.join(folder, name + extension)
+                with open(path, "w") as handle:
+                    handle.write("{}" if extension == ".json" else "x" * 1000)
+                os.utime(path, (1e9 - age * DAY, 1e9 - age * DAY))
+        removed = sweep(root, RetentionPolicy(max_age_days=30, max_total_bytes=1),
+                        1e9, lambda root: 10**12, held=frozenset({"00a859000001/2026/a.wav"}))
+        self.assertEqual(sorted(os.path.basename(each.wav) for each in removed),
+                         ["b.wav", "c.wav"])
+        self.assertEqual(sorted(os.listdir(folder)), ["a.json", "a.wav"])
+
+
+class HoldsUnknownTests(SynchronousTestCase):
+    def test_no_sweep_without_the_holds(self) -> None:
+        """An index whose holds cannot be read: the sweep deletes nothing,
+        and says why."""
+        from twisted.logger import capturedLogs
+
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "d"))
+        wav = os.path.join(root, "d", "old.wav")
+        for path in (wav, wav[:-4] + ".json"):
+            with open(path, "w") as handle:
+                handle.write('{"status": "finished"}')
+            os.utime(path, (1000.0, 1000.0))
+        clock = Clock()
+        clock.advance(1_900_000_000)
+        service = memory_recorder(root, clock=clock)
+        service.upkeep.index = FakeIndexer(root=root)  # (not started: every call fails)
+        service.upkeep.retention = RetentionPolicy(max_age_days=1)
+        with capturedLogs() as logged:
+            self.assertEqual(self.successResultOf(service.upkeep.sweep()), [])
+        self.assertTrue(os.path.exists(wav))
+        self.assertIn("the legal holds cannot be read",
+                      " ".join(event.get("log_format", "") for event in logged))
+        self.assertIsNotNone(service.upkeep.sweep())  # (the next sweep may run)
+
+
+class HoldThenEraseTests(CommandCase):
+    """The issue's scenario, through the commands and the service's sweep."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        with open(self.config, "a", encoding="utf-8") as handle:
+            handle.write("node: rec-a\n")
+        self.clock = Clock()
+        self.clock.advance(1_900_000_000)
+
+    def recording(self, recording_id: str, age_days: float, **fields: object) -> str:
+        data = sidecar(recording_id, **fields)
+        folder = os.path.join(self.root, "00a859000001", "2026", "12", "07")
+        os.makedirs(folder, exist_ok=True)
+        wav = os.path.join(folder, data["file"])
+        with open(wav, "wb") as handle:
+            handle.write(b"RIFF" + recording_id.encode() * 100)
+        with open(wav[:-4] + ".json", "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        moment = self.clock.seconds() - age_days * DAY
+        for path in (wav, wav[:-4] + ".json"):
+            os.utime(path, (moment, moment))
+        return wav
+
+    def test_a_held_recording_survives_retention_and_erasure(self) -> None:
+        """Held with a reason; a sweep takes its old neighbour, not it; an
+        erasure of its number takes the others of that number (exactly that
+        number), not it, and its disposal record says which, with their
+        files' sizes and SHA-256, and which it refused."""
+        held_wav = self.recording("held", 100, remote_number="13800138000")
+        neighbour = self.recording("neighbour", 100, remote_number="555")
+        newer = [self.recording(name, 1, remote_number="+86 138-0013-8000" if name == "c"
+                                else "13800138000") for name in ("c", "d")]
+        other = self.recording("other", 1, remote_number="13800138001")
+        self.assertEqual(self.recsvc("-c", self.config, "reindex")[0], 0)
+        status, out, err = self.recsvc("-c", self.config, "hold", "held", "--reason",
+                                       "dispute 42")
+        self.assertEqual((status, out, err), (0, "held held (1 files): dispute 42\n", ""))
+
+        # The service's retention sweep: the neighbour goes, the held stays.
+        service = memory_recorder(self.root, clock=self.clock)
+        service.index = indexer = FakeIndexer(root=self.root, database=self.database,
+                                              node="rec-a")
+        indexer.start()
+        service.upkeep.index = indexer
+        service.upkeep.retention = RetentionPolicy(max_age_days=30)
+        removed = self.successResultOf(service.upkeep.sweep())
+        self.assertEqual([each.wav for each in removed], [neighbour])
+        self.assertTrue(os.path.exists(held_wav))
+
+        status, out, err = self.recsvc("-c", self.config, "erase", "--number", "13800138000",
+                                       "--reason", "GDPR request 7")
+        self.assertEqual(status, 0, err)
+        self.assertEqual(out.splitlines(), [
+            "erased 1 recordings (2 files) of 13800138000; the disposal record is in the "
+            "audit trail",
+            "not erased, held: held (dispute 42)"])
+        self.assertTrue(os.path.exists(held_wav))
+        self.assertFalse(os.path.exists(newer[1]))
+        self.assertTrue(os.path.exists(newer[0]))  # (+86...: another number's digits)
+        self.assertTrue(os.path.exists(other))
+        with closing(open_index(self.database, read_only=True)) as found_in:
+            rows = found_in.audit_rows()
+            indexed = sorted(os.path.basename(path) for path in found_in.indexed())
+        self.assertEqual(indexed, sorted(os.path.basename(path) for path in
+                                         (held_wav, newer[0], other)))
+        self.assertEqual([row.event.action for row in rows], ["hold", "erase"])
+        record = rows[1].event.detail
+        self.assertEqual((record["number"], record["reason"]), ("13800138000", "GDPR request 7"))
+        self.assertEqual([each["id"] for each in record["erased"]], ["d"])
+        self.assertEqual(sorted(entry["name"].rsplit(".", 1)[1]
+                                for entry in record["erased"][0]["files"]), ["json", "wav"])
+        self.assertTrue(all(len(entry["sha256"]) == 44 and entry["size"] > 0
+                            for entry in record["erased"][0]["files"]))
+        self.assertEqual(record["held, not erased"],
+                         [{"id": "held", "node": "rec-a", "reason": "dispute 42"}])
+        self.assertTrue(verify(rows).intact)
+        self.assertNotIn("RIFF", json.dumps(record))
