@@ -104,6 +104,23 @@ class AuditTrailContract:
         self.assertEqual(self.trail.audit_rows(after=3), written[3:])
         self.assertEqual(self.trail.audit_rows(after=1, limit=2), written[1:3])
 
+    def test_a_page_newest_first_by_filters(self) -> None:
+        """An auditor's page: newest first, before a place, by actor,
+        action, target and time."""
+        from recsvc.access.audit import AuditQuery
+
+        for number in range(1, 6):
+            self.trail.append_audit(event(number, action="play" if number % 2 else "search",
+                                          target=f"rec-{number}"))
+        seqs = lambda query: [row.seq for row in self.trail.audit_page(query)]  # noqa: E731
+        self.assertEqual(seqs(AuditQuery()), [5, 4, 3, 2, 1])
+        self.assertEqual(seqs(AuditQuery(before=4, limit=2)), [3, 2])
+        self.assertEqual(seqs(AuditQuery(action="play")), [5, 3, 1])
+        self.assertEqual(seqs(AuditQuery(target="rec-2", actor="alice")), [2])
+        self.assertEqual(seqs(AuditQuery(actor="bob")), [])
+        self.assertEqual(seqs(AuditQuery(since="2026-12-07T10:00:02.000Z",
+                                         until="2026-12-07T10:00:04.000Z")), [3, 2])
+
     def test_rows_cannot_be_changed_or_removed(self) -> None:
         """The database refuses to change or delete a row."""
         self.trail.append_audit(event(1))

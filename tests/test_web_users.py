@@ -284,3 +284,34 @@ class TokenNeverWaitsTests(HttpTestsMixin, TestCase):
         response, _ = yield self.get("/metrics",
                                      authorization="Bearer a-long-bearer-token-0123456789")
         self.assertEqual(response.code, 200)
+
+
+class AuditApiTests(UsersCase):
+    @inlineCallbacks
+    def test_auditors_read_the_trail(self) -> None:
+        """An auditor (and an admin) reads the trail, newest first, by
+        filters and pages; the others may not (403); a bad filter is a 400
+        naming it."""
+        yield self.get_json("/api/recordings?number=138", **self.as_user("lena"))
+        yield self.get("/api/recordings/9/audio?format=original", **self.as_user("sam"))
+        trail = yield self.get_json("/api/audit", **self.as_user("audrey"))
+        self.assertEqual([(row["actor"], row["action"]) for row in trail["rows"]],
+                         [("audrey", "login"), ("sam", "download"), ("sam", "login"),
+                          ("lena", "search"), ("lena", "login")])
+        self.assertIsNone(trail["next"])
+        found = yield self.get_json("/api/audit?actor=sam&action=download",
+                                    **self.as_user("audrey"))
+        self.assertEqual([row["target"] for row in found["rows"]], ["9"])
+        first = yield self.get_json("/api/audit?limit=2", **self.as_user("audrey"))
+        rest = yield self.get_json(f"/api/audit?limit=10&before={first['next']}",
+                                   **self.as_user("audrey"))
+        self.assertEqual([row["seq"] for row in first["rows"] + rest["rows"]],
+                         [row["seq"] for row in trail["rows"]])
+        later = yield self.get_json("/api/audit?since=2100-01-01", **self.as_user("audrey"))
+        self.assertEqual(later["rows"], [])
+        for name in ("lena", "sam"):
+            yield self.get_json("/api/audit", 403, **self.as_user(name))
+        for query, said in (("action=dance", "action:"), ("limit=0", "limit:"),
+                            ("before=x", "before:"), ("since=yesterday", "since:")):
+            error = yield self.get_json(f"/api/audit?{query}", 400, **self.as_user("audrey"))
+            self.assertIn(said, error["error"])

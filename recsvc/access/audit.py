@@ -153,6 +153,34 @@ def row_of_columns(columns: Any) -> AuditRow:
                     previous_hash, hashed)
 
 
+@attrs.frozen
+class AuditQuery:
+    """Which rows an auditor asks for: those before place ``before`` (None:
+    the newest), at most ``limit``, newest first, each filter given
+    matching (``since`` and ``until``: ISO times, compared as written)."""
+
+    before: int | None = None
+    limit: int = 100
+    actor: str | None = None
+    action: str | None = None
+    target: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def conditions(self, mark: str) -> tuple[str, list[Any]]:
+        """The WHERE clause (or "") and its parameters, ``mark`` the
+        backend's placeholder."""
+        where: list[str] = []
+        params: list[Any] = []
+        for condition, value in (("seq < {}", self.before), ("actor = {}", self.actor),
+                                 ("action = {}", self.action), ("target = {}", self.target),
+                                 ("at >= {}", self.since), ("at < {}", self.until)):
+            if value is not None:
+                where.append(condition.format(mark))
+                params.append(value)
+        return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
 class IAuditTrail(Interface):
     """The audit trail an index database keeps. Every method blocks."""
 
@@ -161,3 +189,6 @@ class IAuditTrail(Interface):
 
     def audit_rows(after: int = 0, limit: int | None = None) -> list[AuditRow]:
         """The rows after place ``after``, in order (at most ``limit``)."""
+
+    def audit_page(query: AuditQuery) -> list[AuditRow]:
+        """The rows ``query`` asks for, newest first."""

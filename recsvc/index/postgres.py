@@ -50,7 +50,8 @@ from psycopg_pool import ConnectionPool
 from zope.interface import implementer
 
 from recsvc.access.audit import (
-    COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditRow, IAuditTrail, columns_of, next_row,
+    COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditQuery, AuditRow, IAuditTrail, columns_of,
+    next_row,
     row_of_columns)
 from recsvc.access.holds import COLUMNS as HOLD_COLUMNS, Hold, IHolds, hold_of
 from recsvc.access.holds import row_of as hold_row
@@ -252,6 +253,13 @@ class PostgresIndex:
     def append_audit(self, event: AuditEvent) -> AuditRow:
         with self.pool.connection() as connection:
             return _append_audit(connection, event)
+
+    def audit_page(self, query: AuditQuery) -> list[AuditRow]:
+        where, params = query.conditions("%s")
+        with self.pool.connection() as connection:
+            return [row_of_columns(columns) for columns in connection.execute(
+                f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit{where} ORDER BY seq DESC "
+                f"LIMIT %s", (*params, query.limit))]
 
     def audit_rows(self, after: int = 0, limit: int | None = None) -> list[AuditRow]:
         with self.pool.connection() as connection:

@@ -28,7 +28,8 @@ import attrs
 from zope.interface import implementer
 
 from recsvc.access.audit import (
-    COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditRow, IAuditTrail, columns_of, next_row,
+    COLUMNS as AUDIT_COLUMNS, AuditEvent, AuditQuery, AuditRow, IAuditTrail, columns_of,
+    next_row,
     row_of_columns)
 from recsvc.access.holds import COLUMNS as HOLD_COLUMNS, Hold, IHolds, hold_of
 from recsvc.access.holds import row_of as hold_row
@@ -287,6 +288,12 @@ class SqliteIndex:
             self.sqlite.rollback()
             raise
         return result
+
+    def audit_page(self, query: AuditQuery) -> list[AuditRow]:
+        where, params = query.conditions("?")
+        return [row_of_columns(columns) for columns in self.sqlite.execute(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit{where} ORDER BY seq DESC LIMIT ?",
+            (*params, query.limit))]
 
     def audit_rows(self, after: int = 0, limit: int | None = None) -> list[AuditRow]:
         return [row_of_columns(columns) for columns in self.sqlite.execute(

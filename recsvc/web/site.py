@@ -9,6 +9,8 @@ decoding recsvc.web.playback's; blocking work runs in threads.
     GET /api/recordings/{id}/audio          16-bit PCM WAV (Range works);
         ?format=original                    the stored bytes; ?file=NAME one file
     GET /api/active                         the recordings in progress
+    GET /api/audit?actor=&action=&target=&since=&until=&before=&limit=
+                                            the audit trail, newest first
     GET /healthz
     GET /metrics                            Prometheus
     GET /                                   the web page
@@ -47,6 +49,7 @@ from recsvc.config import HttpAuthConfig
 from recsvc.web.audit import AuditUnwritable, Auditor
 from recsvc.web.auth import NOBODY, OPEN, Directory, Gate, GuardedResource, Identity
 from recsvc.access import roles
+from recsvc.access.audit import ACTIONS, AuditQuery
 from recsvc.access.scopes import Group
 from recsvc.logs import Logger
 from recsvc.metrics import Metrics
@@ -549,6 +552,59 @@ class _RangeSender:
         self.stopped = True
 
 
+class AuditResource(_Async):
+    """GET /api/audit: the audit trail, newest first, for those with the
+    right to read it (admins, auditors): ``actor``, ``action``, ``target``,
+    ``since``, ``until`` filter; ``before`` (a row's seq: the ``next`` of
+    the page before) and ``limit`` page."""
+
+    def __init__(self, api: Api) -> None:
+        super().__init__()
+        self.api = api
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        require(request, roles.AUDIT)
+        query = audit_query_of(request)
+        return self.api.run_index(_audit_page, query).addCallback(lambda rows: send_json(
+            request, {"rows": [row.as_json() for row in rows],
+                      "next": rows[-1].seq if len(rows) == query.limit and rows[-1].seq > 1
+                      else None}))
+
+
+def _audit_page(found_in: Any, query: AuditQuery) -> list[Any]:
+    return found_in.audit_page(query)
+
+
+def audit_query_of(request: Request) -> AuditQuery:
+    """The audit trail's query of a request's parameters; ApiError 400
+    naming a bad one."""
+    numbers = {}
+    for name, low, high, default in (("before", 1, 2**62, None), ("limit", 1, 500, 100)):
+        text = _argument(request, name)
+        if text is None:
+            numbers[name] = default
+            continue
+        try:
+            numbers[name] = int(text)
+        except ValueError:
+            raise ApiError(400, f"{name}: {text!r} is not a whole number") from None
+        if not low <= numbers[name] <= high:
+            raise ApiError(400, f"{name}: {numbers[name]} is outside {low}..{high}")
+    action = _argument(request, "action")
+    if action is not None and action not in ACTIONS:
+        raise ApiError(400, f"action: {action!r} is not one of {', '.join(ACTIONS)}")
+    times = {}
+    for name in ("since", "until"):
+        text = _argument(request, name)
+        try:
+            times[name] = None if text is None else index.parse_time(
+                text, end_of_day=name == "until")
+        except ValueError as error:
+            raise ApiError(400, f"{name}: {error}") from None
+    return AuditQuery(numbers["before"], numbers["limit"], _argument(request, "actor"), action,
+                      _argument(request, "target"), times["since"], times["until"])
+
+
 class ActiveResource(Resource):
     """The recordings in progress."""
 
@@ -627,6 +683,7 @@ class ApiRoot(Resource):
         super().__init__()
         self.putChild(b"recordings", RecordingsResource(api))
         self.putChild(b"active", ActiveResource(api, now))
+        self.putChild(b"audit", AuditResource(api))
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         return ErrorResource(404, "no such resource")
