@@ -24,6 +24,7 @@ PURE_MODULES = (
     "recsvc.access.plays",
     "recsvc.access.roles",
     "recsvc.access.scopes",
+    "recsvc.access.sessions",
     "recsvc.access.users",
     "recsvc.admission",
     "recsvc.application.descriptors",

@@ -879,15 +879,21 @@ class AuthTests(HttpTestsMixin, TestCase):
 
     @inlineCallbacks
     def test_refused_without_credentials(self) -> None:
-        """With http.auth, the page, the API, the audio, the metrics and the
-        static files are 401 without credentials, offering Basic."""
-        for path in ("/", "/api/recordings", "/api/recordings/7/audio", "/metrics",
-                     "/static/app.js"):
+        """With http.auth, the API, the audio and the metrics are 401
+        without credentials, offering Basic; the page sends a browser to
+        its sign-in page; the sign-in page and the static files are open."""
+        for path in ("/api/recordings", "/api/recordings/7/audio", "/metrics"):
             response, body = yield self.get(path)
             self.assertEqual(response.code, 401, path)
             self.assertIn(b'Basic realm="recsvc"',
                           response.headers.getRawHeaders(b"www-authenticate")[0])
             self.assertEqual(json.loads(body), {"error": "authentication required"})
+        response, _ = yield self.get("/")
+        self.assertEqual((response.code, response.headers.getRawHeaders(b"location")),
+                         (303, [b"/login"]))
+        for path in ("/login", "/static/app.js"):
+            response, _ = yield self.get(path)
+            self.assertEqual(response.code, 200, path)
 
     @inlineCallbacks
     def test_busy_checking_passwords(self) -> None:

@@ -17,7 +17,8 @@ from zope.interface import Interface
 # the byte ranges fetched, a download, an export, a note, a hold and its
 # release, an erasure, a login and a failed one, a change to a user.
 ACTIONS = ("search", "play", "download", "export", "note", "hold", "release", "erase",
-           "login", "login_failed", "user_add", "user_change", "user_password", "user_remove")
+           "login", "login_failed", "logout", "user_add", "user_change", "user_password",
+           "user_remove")
 # The hash before the first row.
 GENESIS = "0" * 64
 _HASH = re.compile(r"[0-9a-f]{64}")

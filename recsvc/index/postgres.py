@@ -55,6 +55,7 @@ from recsvc.access.audit import (
     row_of_columns)
 from recsvc.access.holds import COLUMNS as HOLD_COLUMNS, Hold, IHolds, hold_of
 from recsvc.access.holds import row_of as hold_row
+from recsvc.access.sessions import ISessions, Session
 from recsvc.access.users import (
     COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of,
     users_or_reasons)
@@ -176,6 +177,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE holds (node text NOT NULL, path text NOT NULL, "
         "recording_id text NOT NULL, reason text NOT NULL, held_by text NOT NULL, "
         "held_at text NOT NULL, PRIMARY KEY (node, path))",
+        # The page's sign-in sessions (recsvc.access.sessions), every node's.
+        "CREATE TABLE sessions (token_hash text PRIMARY KEY, \"user\" text NOT NULL, "
+        "began double precision NOT NULL, ends double precision NOT NULL)",
     ),
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
@@ -200,7 +204,7 @@ POOL_TIMEOUT = 30.0
 ROWS_AT_A_TIME = 500
 
 
-@implementer(IIndex, IUsers, IAuditTrail, IHolds)
+@implementer(IIndex, IUsers, IAuditTrail, IHolds, ISessions)
 @attrs.define(eq=False)
 class PostgresIndex:
     """The index in the PostgreSQL database whose connections ``pool``
@@ -266,6 +270,25 @@ class PostgresIndex:
             return [row_of_columns(columns) for columns in connection.execute(
                 f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE seq > %s ORDER BY seq "
                 f"LIMIT %s", (after, limit))]
+
+    def add_session(self, session: Session, now: float,
+                    audit: AuditEvent | None = None) -> None:
+        with self.pool.connection() as connection:
+            connection.execute("DELETE FROM sessions WHERE ends <= %s", (now,))
+            connection.execute("INSERT INTO sessions VALUES (%s, %s, %s, %s)",
+                               attrs.astuple(session))
+            _append_audit(connection, audit)
+
+    def session(self, token_hash: str) -> Session | None:
+        with self.pool.connection() as connection:
+            row = connection.execute('SELECT token_hash, "user", began, ends FROM sessions '
+                                     'WHERE token_hash = %s', (token_hash,)).fetchone()
+        return None if row is None else Session(*row)
+
+    def remove_session(self, token_hash: str, audit: AuditEvent | None = None) -> None:
+        with self.pool.connection() as connection:
+            connection.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash,))
+            _append_audit(connection, audit)
 
     def hold_files(self, holds: Sequence[Hold], audit: AuditEvent | None = None) -> None:
         with self.pool.connection() as connection:

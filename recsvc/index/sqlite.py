@@ -33,6 +33,7 @@ from recsvc.access.audit import (
     row_of_columns)
 from recsvc.access.holds import COLUMNS as HOLD_COLUMNS, Hold, IHolds, hold_of
 from recsvc.access.holds import row_of as hold_row
+from recsvc.access.sessions import ISessions, Session
 from recsvc.access.users import (
     COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of,
     users_or_reasons)
@@ -152,6 +153,9 @@ _USERS = (
     "CREATE TABLE holds (node TEXT NOT NULL, path TEXT NOT NULL, recording_id TEXT NOT NULL, "
     "reason TEXT NOT NULL, held_by TEXT NOT NULL, held_at TEXT NOT NULL, "
     "PRIMARY KEY (node, path)) WITHOUT ROWID",
+    # The page's sign-in sessions (recsvc.access.sessions): tokens' hashes.
+    "CREATE TABLE sessions (token_hash TEXT PRIMARY KEY, user TEXT NOT NULL, "
+    "began REAL NOT NULL, ends REAL NOT NULL) WITHOUT ROWID",
 )
 
 # The schema of a new index, at SCHEMA_VERSION. An existing index is brought
@@ -227,7 +231,7 @@ class IndexVersionError(sqlite3.DatabaseError):
     """The index's schema is one this recsvc cannot use as it is."""
 
 
-@implementer(IIndex, IUsers, IAuditTrail, IHolds)
+@implementer(IIndex, IUsers, IAuditTrail, IHolds, ISessions)
 @attrs.define(eq=False)
 class SqliteIndex:
     """The index in the SQLite database ``sqlite`` (its connection), the
@@ -299,6 +303,23 @@ class SqliteIndex:
         return [row_of_columns(columns) for columns in self.sqlite.execute(
             f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
             (after, -1 if limit is None else limit))]
+
+    def add_session(self, session: Session, now: float,
+                    audit: AuditEvent | None = None) -> None:
+        def add() -> None:
+            self.sqlite.execute("DELETE FROM sessions WHERE ends <= ?", (now,))
+            self.sqlite.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                                attrs.astuple(session))
+        self._audited(add, audit)
+
+    def session(self, token_hash: str) -> Session | None:
+        row = self.sqlite.execute("SELECT token_hash, user, began, ends FROM sessions "
+                                  "WHERE token_hash = ?", (token_hash,)).fetchone()
+        return None if row is None else Session(*row)
+
+    def remove_session(self, token_hash: str, audit: AuditEvent | None = None) -> None:
+        self._audited(lambda: self.sqlite.execute(
+            "DELETE FROM sessions WHERE token_hash = ?", (token_hash,)), audit)
 
     def hold_files(self, holds: Sequence[Hold], audit: AuditEvent | None = None) -> None:
         self._audited(lambda: self.sqlite.executemany(

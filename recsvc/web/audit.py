@@ -57,10 +57,14 @@ class Auditor:
         return self._write(event).addErrback(self._unwritable)
 
     def signed_in(self, name: str, source: str, matched: bool) -> None:
-        """A password checked: a login or a failed one (best effort: logged
-        if it cannot be written)."""
+        """A password checked: a failed one is written (best effort: logged
+        if it cannot be); a session's sign-in is written as it begins
+        (recsvc.web.sessions), and basic authentication's requests carry
+        their user in their own rows."""
+        if matched:
+            return
         event = audit_event(iso_utc(self.now()), _printable(name), _printable(source),
-                            "login" if matched else "login_failed")
+                            "login_failed")
         self._write(event).addErrback(self._not_written, event.action)
 
     def heard(self, identity: Any, request: Request, recording_id: str, file: str,
@@ -113,7 +117,7 @@ class Auditor:
 def actor_of(identity: Any) -> str:
     """Who an identity is, as the trail names them: a user's name, or
     "token" for the bearer token."""
-    return identity.user if identity.scheme == "basic" else identity.scheme
+    return "token" if identity.scheme == "token" else identity.user
 
 
 def _append(found_in: Any, event: Any) -> Any:

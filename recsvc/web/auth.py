@@ -28,6 +28,9 @@ from recsvc.access.scopes import EVERYTHING, NOTHING, Group, Reach, reach_of
 from recsvc.access.users import User
 from recsvc.admission import RefusalLog, source_of
 from recsvc.logs import Logger
+from recsvc.summary import iso_utc
+from recsvc.web.sessions import (
+    LoginPage, clear_session_cookies, csrf_ok, session_token, set_session_cookies)
 from recsvc.passwords import ITERATIONS, check_password_hash, decoy_hash, verify_password
 
 # At most this many checked passwords are remembered (then it starts over).
@@ -289,6 +292,15 @@ class Gate:
         database: once any user or the token is set."""
         return bool(self._users) or self._token is not None or bool(users)
 
+    def session_identity(self, name: str, users: dict[str, User]) -> Identity | None:
+        """A session's user as they are now (None: no longer a user)."""
+        if name in self._users:
+            return Identity(name, "session")
+        user = users.get(name)
+        if user is None or self.directory is None:
+            return None
+        return attrs.evolve(self.directory.identity(user), scheme="session")
+
     def by_config(self, request: Request) -> bool:
         """Whether the request's credentials are http.auth's: its token, or
         one of its users (who come before the index's of the same name)."""
@@ -439,23 +451,106 @@ class GuardedResource(Resource):
 
     def __init__(self, inner: IResource, gate: Gate, open_paths: frozenset[bytes],
                  refusal: Callable[[int, str], IResource],
-                 host_answered: Callable[[Request], bool] = lambda request: True) -> None:
+                 host_answered: Callable[[Request], bool] = lambda request: True,
+                 sessions: Any = None, answer: Callable[[int, Any], IResource] | None = None
+                 ) -> None:
         super().__init__()
         self._inner, self._gate, self._open = inner, gate, open_paths
         self._refusal = refusal
         self._host_answered = host_answered
+        # The page's sign-in sessions (recsvc.web.sessions.SessionKeeper),
+        # and how a JSON answer is made; None: basic authentication only.
+        self._sessions = sessions
+        self._answer = answer
 
     def getChildWithDefault(self, path: bytes, request: Request) -> IResource:
         request.prepath.pop()
         request.postpath.insert(0, path)
         if path in self._open:
             return _Traversed(self._inner)
+        if self._sessions is not None and path in (b"login", b"logout"):
+            return self._signing(path, request)
+        token = None if self._sessions is None else session_token(request)
+        if token is not None and request.getHeader(b"authorization") is None:
+            return DeferredResource(self._sessions.find(token).addCallback(
+                self._in_session, token, request).addErrback(self._users_unknown, request))
         if self._gate.by_config(request):
             # (The token, or an http.auth user: the index's users not needed.)
             return DeferredResource(self._gate.admits_among({}, request).addCallbacks(
                 self._admitted, self._busy, (request,), errbackArgs=(request,)))
         return DeferredResource(self._gate.users_now().addCallbacks(
             self._enter, self._users_unknown, (request,), errbackArgs=(request,)))
+
+    def _in_session(self, session: Any, token: str, request: Request) -> Any:
+        """A request with a session's cookie: its user's identity, if the
+        session and the user are still there; a state-changing request
+        must also carry the session's CSRF token."""
+        def entered(users: dict[str, User]) -> Any:
+            if session is None or not self._gate.requires_credentials(users):
+                return self._enter(users, request)
+            identity = self._gate.session_identity(session.user, users)
+            if identity is None:
+                return self._enter(users, request)  # (the user was removed)
+            if request.method not in (b"GET", b"HEAD") and not csrf_ok(request, token):
+                return self._refusal(403, "this request needs the session's X-CSRF-Token "
+                                          "(the recsvc_csrf cookie's value)")
+            request.identity = identity
+            return _Traversed(self._inner)
+        return self._gate.users_now().addCallback(entered)
+
+    def _signing(self, path: bytes, request: Request) -> IResource:
+        """/login (GET: the page; POST: sign in) and /logout (POST)."""
+        if path == b"login" and request.method != b"POST":
+            return LoginPage()
+        if request.method != b"POST":
+            request.setHeader(b"allow", b"POST")
+            return self._refusal(405, f"/{path.decode()} takes POST")
+        if path == b"login":
+            return DeferredResource(self._gate.users_now().addCallbacks(
+                self._sign_in, self._users_unknown, (request,), errbackArgs=(request,)))
+        return DeferredResource(self._sign_out(request))
+
+    def _sign_in(self, users: dict[str, User], request: Request) -> Any:
+        if not self._gate.requires_credentials(users):
+            return self._refusal(400, "no user is set: the page needs no sign-in")
+
+        def admitted(identity: Identity | None) -> Any:
+            if identity is None:
+                if request.getHeader(b"authorization") is not None:
+                    self._logged(request, "wrong credentials")
+                return self._refusal(401, "wrong user name or password")
+            if identity.scheme != "basic":
+                return self._refusal(400, "the token begins no session: send it with each "
+                                          "request")
+            source = getattr(request.getClientAddress(), "host", None) or "-"
+            return self._sessions.begin(identity.user, source).addCallback(began, identity)
+
+        def began(made: tuple[str, Any], identity: Identity) -> Any:
+            token, session = made
+            set_session_cookies(request, token, self._sessions.lifetime)
+            request.identity = identity
+            return self._answer(200, {"user": identity.user, "role": identity.role,
+                                      "ends": iso_utc(session.ends)})
+        return self._gate.admits_among(users, request).addCallbacks(
+            admitted, self._busy, errbackArgs=(request,))
+
+    def _sign_out(self, request: Request) -> Deferred[Any]:
+        token = session_token(request)
+        if token is None:
+            return succeed(self._refusal(401, "no session to end"))
+
+        def found(session: Any) -> Any:
+            clear_session_cookies(request)
+            if session is None:
+                return self._answer(200, {"signed_out": True})
+            if not csrf_ok(request, token):
+                return self._refusal(403, "this request needs the session's X-CSRF-Token "
+                                          "(the recsvc_csrf cookie's value)")
+            source = getattr(request.getClientAddress(), "host", None) or "-"
+            request.identity = Identity(session.user, "session")
+            return self._sessions.end(token, session.user, source).addCallback(
+                lambda _: self._answer(200, {"signed_out": True}))
+        return self._sessions.find(token).addCallback(found)
 
     def _enter(self, users: dict[str, User], request: Request) -> Any:
         if not self._gate.requires_credentials(users):
@@ -478,6 +573,9 @@ class GuardedResource(Resource):
         if request.getHeader(b"authorization") is not None:
             # (A browser's first request carries none: not worth a line.)
             self._logged(request, "wrong credentials")
+        elif (self._sessions is not None and request.postpath[:1] == [b""]
+              and request.method in (b"GET", b"HEAD")):
+            return _SignInFirst()  # (the page: its sign-in page, not a browser's prompt)
         request.setHeader(b"www-authenticate", self._gate.challenge)
         return self._refusal(401, "authentication required")
 
@@ -502,6 +600,18 @@ class GuardedResource(Resource):
 
     def render(self, request: Request) -> bytes:  # pragma: no cover - never a leaf
         raise AssertionError("GuardedResource is only traversed")
+
+
+class _SignInFirst(Resource):
+    """The page asked for without a session: to the sign-in page."""
+
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(303)
+        request.setHeader(b"location", b"/login")
+        request.setHeader(b"cache-control", b"no-store")
+        return b""
 
 
 class _Traversed(Resource):

@@ -48,6 +48,7 @@ from recsvc.web.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
 from recsvc.web.audit import AuditUnwritable, Auditor
 from recsvc.web.auth import NOBODY, OPEN, Directory, Gate, GuardedResource, Identity
+from recsvc.web.sessions import SessionKeeper
 from recsvc.access import roles
 from recsvc.access.audit import ACTIONS, AuditQuery
 from recsvc.access.scopes import Group
@@ -66,6 +67,8 @@ AUDIO_CHUNK = 256 * 1024
 MAX_BODY_BYTES = 1024
 # The methods answered: the API only reads (any other: 405, naming these).
 READ_METHODS = frozenset({b"GET", b"HEAD"})
+# Where a POST is taken: the page's sign-in and sign-out (no body).
+SIGNING_PATHS = frozenset({b"/login", b"/logout"})
 
 _log = Logger()
 _SEARCH_PARAMETERS = {
@@ -667,6 +670,20 @@ class HealthResource(Resource):
         return send_json(request, body, 200 if not problems else 503)
 
 
+class JsonAnswer(Resource):
+    """A JSON answer of ``status``."""
+
+    isLeaf = True
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__()
+        self.status, self.body = status, body
+
+    def render(self, request: Request) -> bytes:
+        request.setHeader(b"cache-control", b"no-store")
+        return send_json(request, self.body, self.status)
+
+
 class ErrorResource(Resource):
     isLeaf = True
 
@@ -846,9 +863,11 @@ class _Site(server.Site):
         request.setHeader(b"x-content-type-options", b"nosniff")
         if request.body_refused is not None:
             return ErrorResource(413, request.body_refused)
-        if request.method not in READ_METHODS:
+        if request.method not in READ_METHODS and not (
+                request.method == b"POST" and request.path in SIGNING_PATHS):
             request.setHeader(b"allow", b"GET, HEAD")
-            return ErrorResource(405, "this API is read-only: GET and HEAD only")
+            return ErrorResource(405, "this API is read-only: GET and HEAD only (and POST "
+                                      "/login, /logout)")
         return super().getResourceFor(request)
 
 
@@ -908,8 +927,9 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     gate.on_checked = api.auditor.signed_in
     hosts = frozenset(allowed_hosts)  # (as config normalised them)
     site = _Site(GuardedResource(WebRoot(api, now, MetricsResource(metrics)), gate,
-                                 frozenset({b"healthz"}), ErrorResource,
-                                 lambda request: host_allowed(request.getHeader(b"host"), hosts)),
+                                 frozenset({b"healthz", b"static"}), ErrorResource,
+                                 lambda request: host_allowed(request.getHeader(b"host"), hosts),
+                                 SessionKeeper(run_index, now), JsonAnswer),
                  now)
     site.gate, site.allowed_hosts, site.auditor = gate, hosts, api.auditor
     site.displayTracebacks = False
