@@ -40,9 +40,9 @@ class HoldsContract:
         self.assertTrue(verifyObject(IHolds, self.holds))
 
     def test_hold_list_release(self) -> None:
-        """Files held are listed and their paths known per node (and those
-        held without a node, for every node); a file held twice keeps its
-        first hold; released, they go; the audit row comes with each."""
+        """Files held are listed and their paths known (whatever node); a
+        file held twice keeps its first hold; released, they go; the audit
+        row comes with each."""
         event = audit_event("t", "ann", "cli", "hold", "7")
         self.holds.hold_files([held("rec-a", "d/7.wav"), held("rec-b", "d/7.wav"),
                                held("", "d/8.wav", "8")], audit=event)
@@ -50,11 +50,13 @@ class HoldsContract:
         self.assertEqual([(each.node, each.path, each.reason) for each in self.holds.holds()],
                          [("rec-a", "d/7.wav", "dispute 42"), ("rec-b", "d/7.wav", "dispute 42"),
                           ("", "d/8.wav", "dispute 42")])
-        self.assertEqual(self.holds.held_paths("rec-a"), {"d/7.wav", "d/8.wav"})
-        self.assertEqual(self.holds.held_paths("rec-c"), {"d/8.wav"})
+        # (Whatever node: a node renamed keeps its holds.)
+        self.assertEqual(self.holds.held_paths("rec-c"), {"d/7.wav", "d/8.wav"})
         self.assertEqual(self.holds.release_files([("rec-a", "d/7.wav"), ("rec-a", "none")],
                                                   audit=audit_event("t", "ann", "cli", "release")),
                          1)
+        self.assertEqual(self.holds.held_paths("rec-a"), {"d/7.wav", "d/8.wav"})
+        self.holds.release_files([("rec-b", "d/7.wav")])
         self.assertEqual(self.holds.held_paths("rec-a"), {"d/8.wav"})
         self.assertEqual([row.event.action for row in self.holds.audit_rows()],
                          ["hold", "release"])
@@ -114,8 +116,8 @@ class HoldsUnknownTests(SynchronousTestCase):
         self.assertIsNotNone(service.upkeep.sweep())  # (the next sweep may run)
 
 
-class HoldThenEraseTests(CommandCase):
-    """The issue's scenario, through the commands and the service's sweep."""
+class EraseCase(CommandCase):
+    """Recordings under the config's root, of chosen ages and fields."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -137,6 +139,10 @@ class HoldThenEraseTests(CommandCase):
         for path in (wav, wav[:-4] + ".json"):
             os.utime(path, (moment, moment))
         return wav
+
+
+class HoldThenEraseTests(EraseCase):
+    """The issue's scenario, through the commands and the service's sweep."""
 
     def test_a_held_recording_survives_retention_and_erasure(self) -> None:
         """Held with a reason; a sweep takes its old neighbour, not it; an
@@ -192,3 +198,30 @@ class HoldThenEraseTests(CommandCase):
                          [{"id": "held", "node": "rec-a", "reason": "dispute 42"}])
         self.assertTrue(verify(rows).intact)
         self.assertNotIn("RIFF", json.dumps(record))
+
+
+class EraseMatchingTests(EraseCase):
+    def setUp(self) -> None:
+        super().setUp()
+        with open(self.config, "a", encoding="utf-8") as handle:
+            handle.write("numbers:\n  country_code: \"49\"\n  trunk_prefix: \"0\"\n")
+
+    def test_every_spelling_of_the_number_and_no_other(self) -> None:
+        """With a numbering plan, the number in every spelling is erased
+        (national, international, "00", "(0)"); a longer or shorter number
+        that holds its digits is not; a hold made while the node had
+        another name still refuses its recording."""
+        spelled = [self.recording(f"s{n}", 1, remote_number=number) for n, number in enumerate(
+            ("030 123", "+49 30 123", "0049 30 123", "+49 (0)30 123"))]
+        others = [self.recording(f"o{n}", 1, remote_number=number) for n, number in enumerate(
+            ("30123", "030 1234", "+49 30 12"))]
+        renamed = self.recording("renamed", 1, remote_number="030123", node="rec-old")
+        self.assertEqual(self.recsvc("-c", self.config, "reindex")[0], 0)
+        self.assertEqual(self.recsvc("-c", self.config, "hold", "renamed", "--reason", "x")[0], 0)
+        status, out, err = self.recsvc("-c", self.config, "erase", "--number", "030123",
+                                       "--reason", "GDPR request 8")
+        self.assertEqual(status, 0, err)
+        self.assertIn("erased 4 recordings (8 files) of 4930123", out)
+        self.assertIn("not erased, held: renamed (x)", out)
+        self.assertEqual([os.path.exists(path) for path in spelled], [False] * 4)
+        self.assertEqual([os.path.exists(path) for path in others + [renamed]], [True] * 4)

@@ -57,5 +57,7 @@ class IHolds(Interface):
         """Every held file, by recording id."""
 
     def held_paths(node: str) -> frozenset[str]:
-        """The paths of ``node``'s held files (and of files held without a
-        node: an index of one node's own)."""
+        """The paths of the held files, whatever node they were held on: a
+        node renamed (its name is the host's by default) keeps its holds,
+        and a file of the same path on another node is kept too (the
+        safe side)."""

@@ -75,80 +75,96 @@ def listing(found_in: Any) -> str:
 def erase(found_in: Any, config: Config, number: str, reason: str, now: float,
           store: Any = None) -> str:
     """Erase every recording whose local or remote number is ``number``
-    (either form, as numbers.* relate them), but held ones; this node's
-    copies only (another node's are listed: erase there). ``store``: the
-    archive's (IObjectStore), for archive.url."""
+    (the same whole number, in any spelling the numbering plan relates:
+    NumberPlan.whole), but held ones (a file of it held, or its id, on any
+    node); this node's copies only (another node's are listed: erase
+    there). ``store``: the archive's (IObjectStore), for archive.url. The
+    disposal record is written whatever happens: a failure partway says
+    what was erased before it."""
     reason = _reason(reason)
     plan = config.numbers.plan
+    wanted = plan.whole(number)
     try:
-        forms = set(plan.forms(number))
         search = index.Search(number=number, plan=plan)
     except ValueError as error:
         raise HoldCommandError(f"--number: {error}") from None
     rows = [row for row in found_in.search_all(search)
-            if {digits_of(row.get("local_number") or ""),
-                digits_of(row.get("remote_number") or "")} & forms]
-    held_files = {(each.node, each.path): each for each in found_in.holds()}
+            if wanted in (plan.whole(row.get("local_number") or ""),
+                          plan.whole(row.get("remote_number") or ""))]
+    holds = found_in.holds()
+    held_paths = {each.path: each for each in holds}
+    held_ids = {each.recording_id: each for each in holds}
     recordings: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         recordings.setdefault((row.get("node") or "", row["id"]), []).append(row)
-    erased, refused, elsewhere = [], [], []
+    erased: list[dict[str, Any]] = []
+    refused, elsewhere, failure = [], [], None
     for (node, recording_id), files in sorted(recordings.items()):
-        holds = [held_files[(node, row["path"])] for row in files
-                 if (node, row["path"]) in held_files]
-        if holds:
-            refused.append({"id": recording_id, "node": node, "reason": holds[0].reason})
+        hold = held_ids.get(recording_id) or next(
+            (held_paths[row["path"]] for row in files if row["path"] in held_paths), None)
+        if hold is not None:
+            refused.append({"id": recording_id, "node": node, "reason": hold.reason})
         elif node not in ("", config.node):
             elsewhere.append({"id": recording_id, "node": node})
-        else:
+        elif failure is None:
+            gone: list[dict[str, Any]] = []
+            try:
+                _erase_files(found_in, config, files, store, gone)
+            except HoldCommandError as error:
+                failure = str(error)
             erased.append({"id": recording_id, "node": node,
-                           "started_at": files[0].get("started_at"),
-                           "files": _erase_files(found_in, config, files, store)})
-    record = cli_event("erase", digits_of(number), {
-        "number": digits_of(number), "reason": reason, "erased": erased,
-        "held, not erased": refused, "on other nodes, not erased": elsewhere}, now)
+                           "started_at": files[0].get("started_at"), "files": gone,
+                           **({"failed": failure} if failure else {})})
+    record = cli_event("erase", wanted, {
+        "number": wanted, "asked": digits_of(number), "reason": reason, "erased": erased,
+        "held, not erased": refused, "on other nodes, not erased": elsewhere,
+        **({"failed": failure} if failure else {})}, now)
     found_in.append_audit(record)
+    if failure is not None:
+        raise HoldCommandError(f"{failure}; what was erased before is in the disposal record "
+                               f"(the audit trail): run the erasure again for the rest")
     lines = [f"erased {len(erased)} recordings ({sum(len(e['files']) for e in erased)} files) "
-             f"of {digits_of(number)}; the disposal record is in the audit trail"]
+             f"of {wanted}; the disposal record is in the audit trail"]
     lines += [f"not erased, held: {each['id']} ({each['reason']})" for each in refused]
     lines += [f"not erased, on node {each['node']}: {each['id']} (erase it there)"
               for each in elsewhere]
     return "\n".join(lines)
 
 
-def _erase_files(found_in: Any, config: Config, files: list[dict[str, Any]],
-                 store: Any) -> list[dict[str, Any]]:
-    """Delete a recording's files here, in the archive and in the index:
-    what each was (name, size, SHA-256)."""
+def _erase_files(found_in: Any, config: Config, files: list[dict[str, Any]], store: Any,
+                 gone: list[dict[str, Any]]) -> None:
+    """Delete a recording's files in the archive, here and in the index,
+    each noted in ``gone`` as it goes (name, size, SHA-256 read first).
+    Raises HoldCommandError at the first that cannot be."""
     root = os.path.realpath(config.storage.root)
-    gone, relatives = [], []
+    entries = []
     for row in files:
-        wav = row["path"]
-        for relative in (wav, os.path.splitext(wav)[0] + ".json"):
+        for relative in (row["path"], os.path.splitext(row["path"])[0] + ".json"):
             path = _inside(root, relative)
             entry: dict[str, Any] = {"name": relative}
             try:
                 local = read_local(path)
                 entry.update(size=local.size, sha256=local.sha256)
-                os.unlink(path)
             except FileNotFoundError:
                 entry["here"] = False  # (only in the archive, or gone)
-            if store is not None:
-                key = config.archive.location.key(node_of(row.get("node"), config.node),
-                                                  relative)
-                try:
-                    store.delete(key)
-                    entry["archive"] = key
-                except StoreFailure as failure:
-                    raise HoldCommandError(f"the archive's copy {key} could not be deleted "
-                                           f"({failure.cause}): nothing more was erased; "
-                                           f"run the erasure again") from None
-            relatives.append(relative)
-            gone.append(entry)
+            entries.append((row, relative, path, entry))
+    for row, relative, path, entry in entries:
+        if store is not None:  # (the archive's copy first: the local one is the last)
+            key = config.archive.location.key(node_of(row.get("node"), config.node), relative)
+            try:
+                store.delete(key)
+            except StoreFailure as failure:
+                raise HoldCommandError(f"the archive's copy {key} could not be deleted "
+                                       f"({failure.cause})") from None
+            entry["archive"] = key
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        gone.append(entry)
     if store is not None:
-        journal.forget(config.storage.root, relatives)
+        journal.forget(config.storage.root, [relative for _, relative, _, _ in entries])
     found_in.remove([row["path"] for row in files])
-    return gone
 
 
 def _inside(root: str, relative: str) -> str:

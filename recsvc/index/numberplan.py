@@ -61,5 +61,34 @@ class NumberPlan:
         return _distinct(self.country_code + national, trunk + national)
 
 
+    def whole(self, number: str) -> str:
+        """A whole number in one form, so that two spellings of one number
+        are equal (an erasure compares numbers so, never as fragments): its
+        digits without a country code; with one, the international form
+        without its prefix (``+49 30 123``, ``0049 30 123``, ``+49 (0)30
+        123`` and ``030 123`` are all ``4930123``). A national number
+        without the trunk prefix where there is one (an extension, a
+        number without its area code) stays as it is."""
+        digits = digits_of(number)
+        if self.country_code is None or not digits:
+            return digits
+        trunk = self.trunk_prefix or ""
+        if number.lstrip().startswith("+"):
+            international = digits
+        elif digits.startswith(self.international_prefix):
+            international = digits[len(self.international_prefix):]
+        elif not trunk:
+            return self.country_code + digits  # (as in Italy: the number whole)
+        elif digits.startswith(trunk):
+            return self.country_code + digits[len(trunk):]
+        else:
+            return digits
+        national = international[len(self.country_code):]
+        if international.startswith(self.country_code) and trunk and \
+                national.startswith(trunk) and len(national) > len(trunk):
+            return self.country_code + national[len(trunk):]  # ("+49 (0)30 123")
+        return international
+
+
 def _distinct(*forms: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(forms))

@@ -318,7 +318,7 @@ class PostgresIndex:
     def held_paths(self, node: str) -> frozenset[str]:
         with self.pool.connection() as connection:
             return frozenset(row[0] for row in connection.execute(
-                "SELECT path FROM holds WHERE node = %s OR node = ''", (node,)))
+                "SELECT DISTINCT path FROM holds"))
 
     def users(self) -> list[User]:
         with self.pool.connection() as connection:

@@ -343,7 +343,7 @@ class SqliteIndex:
 
     def held_paths(self, node: str) -> frozenset[str]:
         return frozenset(row[0] for row in self.sqlite.execute(
-            "SELECT path FROM holds WHERE node = ? OR node = ''", (node,)))
+            "SELECT DISTINCT path FROM holds"))
 
     def users(self) -> list[User]:
         return [user_of(row) for row in self.sqlite.execute(

@@ -30,7 +30,8 @@ from recsvc.admission import RefusalLog, source_of
 from recsvc.logs import Logger
 from recsvc.summary import iso_utc
 from recsvc.web.sessions import (
-    LoginPage, clear_session_cookies, csrf_ok, session_token, set_session_cookies)
+    SESSION_COOKIE, LoginPage, clear_session_cookies, csrf_ok, session_token,
+    set_session_cookies)
 from recsvc.passwords import ITERATIONS, check_password_hash, decoy_hash, verify_password
 
 # At most this many checked passwords are remembered (then it starts over).
@@ -110,13 +111,14 @@ OPEN = Identity("-", "-")
 
 
 class Directory:
-    """The users of the index database (IUsers), as last read. Read again in
-    the background when asked for more than ``refresh`` seconds after (one
-    read at a time), the last users served meanwhile; but not once they
-    are ``stale_at_most`` seconds old: then a request waits for the read,
-    and fails (503) if it fails, so that a database that cannot be read
-    never leaves the door as it was for long (open, or a user removed
-    still let in). Failures are logged once until a read works."""
+    """The users of the index database (IUsers), as last read: read again
+    when asked for more than ``refresh`` seconds after (one read at a time,
+    the requests waiting for it); if that read fails, the users read
+    before are used, but not once they are ``stale_at_most`` seconds old:
+    then requests fail (503) until a read works, so that a database that
+    cannot be read never leaves the door as it was for long (open, or a
+    user removed still let in). Failures are logged once until a read
+    works."""
 
     def __init__(self, run_index: Callable[..., Deferred[Any]], now: Callable[[], float],
                  groups: dict[str, Group] | None = None,
@@ -134,14 +136,13 @@ class Directory:
         age = self.now() - self._read_at
         if self.users is not None and age < self.refresh:
             return succeed(self.users)
-        read = self._read_again()
-        if self.users is None or age >= self.stale_at_most:
-            return read
-        done: list[Any] = []
-        read.addBoth(done.append)  # (a read done at once, or later in the background)
-        if done and not isinstance(done[0], Failure):
-            return succeed(done[0])
-        return succeed(self.users)
+        last = self.users
+
+        def failed(failure: Failure) -> Any:
+            if last is not None and self.now() - self._read_at < self.stale_at_most:
+                return last  # (the users read before, a while)
+            return failure
+        return self._read_again().addErrback(failed)
 
     def _read_again(self) -> Deferred[dict[str, User]]:
         """The users as a read gives them (the one under way, or a new one)."""
@@ -540,12 +541,13 @@ class GuardedResource(Resource):
             return succeed(self._refusal(401, "no session to end"))
 
         def found(session: Any) -> Any:
-            clear_session_cookies(request)
             if session is None:
+                clear_session_cookies(request)
                 return self._answer(200, {"signed_out": True})
             if not csrf_ok(request, token):
                 return self._refusal(403, "this request needs the session's X-CSRF-Token "
                                           "(the recsvc_csrf cookie's value)")
+            clear_session_cookies(request)
             source = getattr(request.getClientAddress(), "host", None) or "-"
             request.identity = Identity(session.user, "session")
             return self._sessions.end(token, session.user, source).addCallback(
@@ -576,7 +578,10 @@ class GuardedResource(Resource):
         elif (self._sessions is not None and request.postpath[:1] == [b""]
               and request.method in (b"GET", b"HEAD")):
             return _SignInFirst()  # (the page: its sign-in page, not a browser's prompt)
-        request.setHeader(b"www-authenticate", self._gate.challenge)
+        if self._sessions is None or request.getCookie(SESSION_COOKIE) is None:
+            # (A page whose session ended signs in on its own page again: a
+            # browser's prompt would keep its answer past a sign-out.)
+            request.setHeader(b"www-authenticate", self._gate.challenge)
         return self._refusal(401, "authentication required")
 
     def _busy(self, failure: Failure, request: Request) -> IResource:

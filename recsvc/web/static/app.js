@@ -167,6 +167,12 @@
     return typeof url === "string" && /^(\/|https?:)/i.test(url) ? url : "";
   }
 
+  /** To the sign-in page, back here after it. */
+  function signInAgain() {
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search +
+                                                        location.hash));
+  }
+
   /** GET a JSON answer; throws an Error with the server's message if it failed. */
   async function getJson(url) {
     let response;
@@ -179,6 +185,9 @@
     try {
       body = await response.json();
     } catch { /* not JSON: reported below */ }
+    if (response.status === 401 && document.cookie.includes("recsvc_csrf=")) {
+      signInAgain();  // (the session ended: its sign-in page, not a browser's prompt)
+    }
     if (!response.ok) {
       const message = body && typeof body.error === "string" ? body.error : "";
       throw new Error(message || `the server answered ${response.status} ${response.statusText}`.trim());
