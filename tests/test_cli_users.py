@@ -120,6 +120,26 @@ class UserCommandTests(UsersCase):
         self.assertEqual(self.stored("ann").scopes, ())
 
 
+class TokenCommandTests(UsersCase):
+    def test_a_token_shown_once_and_revoked(self) -> None:
+        """The token is printed once, only its hash kept; a new one replaces
+        it; --revoke takes it away; the password and scopes stay."""
+        from recsvc.access.sessions import token_hash
+
+        self.user_command("add", "alice", "--role", "listener", "--scope", "group:sales",
+                          password="correct horse\n")
+        status, out, _ = self.user_command("token", "alice")
+        token = out.split()[0]
+        self.assertTrue(token.startswith("rst_") and len(token) > 40, token)
+        stored = self.stored("alice")
+        self.assertEqual(stored.token_hash, token_hash(token))
+        self.assertEqual(stored.scopes, (Scope("group", "sales"),))
+        self.user_command("set", "alice", "--role", "supervisor")
+        self.assertEqual(self.stored("alice").token_hash, token_hash(token))
+        self.assertEqual(self.user_command("token", "alice", "--revoke")[0], 0)
+        self.assertEqual(self.stored("alice").token_hash, "")
+
+
 class AuditCommandTests(UsersCase):
     def test_user_changes_are_audited_and_verified(self) -> None:
         """Each change to a user is a row of the audit trail (who ran the

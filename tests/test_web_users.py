@@ -262,7 +262,7 @@ class DirectoryFailureTests(HttpTestsMixin, TestCase):
                                       "t", "t"))
         with self.connection.sqlite:
             self.connection.sqlite.execute(
-                "INSERT INTO users VALUES ('olga', 'operator', '', ?, 't', 't')",
+                "INSERT INTO users VALUES ('olga', 'operator', '', ?, 't', 't', '')",
                 (hash_password("olga's one", 1000),))
         self.clock.advance(httpauth.DIRECTORY_REFRESH)
         yield self.get_json("/api/recordings", 401)
@@ -401,3 +401,29 @@ class SessionTokenTests(UsersCase):
         error = yield self.get_json("/login", 400, method=b"POST",
                                     authorization="Bearer a-long-bearer-token-0123456789")
         self.assertIn("begins no session", error["error"])
+
+
+class UserTokenTests(UsersCase):
+    @inlineCallbacks
+    def test_a_users_token_has_their_rights_and_scope(self) -> None:
+        """``recsvc user token`` gives a user a bearer token of their own,
+        with their rights and scope, audited as them; a revoked or made-up
+        one is refused."""
+        import attrs
+
+        from recsvc.access.sessions import token_hash
+
+        lena = self.connection.user("lena")
+        self.connection.replace_user(attrs.evolve(lena, token_hash=token_hash("rst_lenas")))
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        found = yield self.get_json("/api/recordings", authorization="Bearer rst_lenas")
+        self.assertEqual([row["id"] for row in found["recordings"]], ["8", "7"])
+        yield self.get_json("/api/recordings/7/audio?format=original", 403,
+                            authorization="Bearer rst_lenas")
+        yield self.get_json("/api/recordings", 401, authorization="Bearer rst_made_up")
+        self.site.auditor.flush()
+        self.assertEqual([(row.event.actor, row.event.action)
+                          for row in self.connection.audit_rows()], [("lena", "search")])
+        self.connection.replace_user(lena)
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        yield self.get_json("/api/recordings", 401, authorization="Bearer rst_lenas")

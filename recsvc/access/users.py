@@ -50,8 +50,9 @@ def _password_hash(value: str) -> str:
 @attrs.frozen
 class User:
     """A user: ``role`` (recsvc.access.roles), the scopes that say which
-    recordings they reach, their password's hash (recsvc.passwords), and
-    when they were added and last changed (ISO times, UTC)."""
+    recordings they reach, their password's hash (recsvc.passwords), when
+    they were added and last changed (ISO times, UTC), and their API
+    token's hash."""
 
     name: str = attrs.field(converter=check_user_name)
     role: str = attrs.field(converter=check_role)
@@ -59,6 +60,9 @@ class User:
     password_hash: str = attrs.field(repr=False, converter=_password_hash)
     created_at: str
     changed_at: str
+    # The SHA-256 (hex) of the user's API token ("": none): a script sends
+    # the token as a bearer token, with the user's rights and scope.
+    token_hash: str = attrs.field(default="", repr=False)
 
     @scopes.validator
     def _fit_the_role(self, _: object, scopes: tuple[Scope, ...]) -> None:
@@ -75,17 +79,19 @@ def scopes_of_text(text: str) -> tuple[Scope, ...]:
 
 
 # The columns a backend keeps a user in, in this order (`row_of`, `user_of`).
-COLUMNS = ("name", "role", "scopes", "password_hash", "created_at", "changed_at")
+COLUMNS = ("name", "role", "scopes", "password_hash", "created_at", "changed_at",
+           "token_hash")
 
 
 def row_of(user: User) -> tuple[str, ...]:
     return (user.name, user.role, scopes_text(user.scopes), user.password_hash,
-            user.created_at, user.changed_at)
+            user.created_at, user.changed_at, user.token_hash)
 
 
 def user_of(row: Sequence[str]) -> User:
-    name, role, scopes, password_hash, created_at, changed_at = row
-    return User(name, role, scopes_of_text(scopes), password_hash, created_at, changed_at)
+    name, role, scopes, password_hash, created_at, changed_at, hashed = row
+    return User(name, role, scopes_of_text(scopes), password_hash, created_at, changed_at,
+                hashed)
 
 
 def users_or_reasons(rows: Sequence[Sequence[str]]) -> list[tuple[str, User | str]]:

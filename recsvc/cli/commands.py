@@ -434,6 +434,8 @@ def _user(args: argparse.Namespace) -> int:
             return user_commands.passwd(found_in, args, _read_password, time.time())
         if args.action == "remove":
             return user_commands.remove(found_in, args, time.time())
+        if args.action == "token":
+            return user_commands.token(found_in, args, time.time())
         return user_commands.listing(found_in, args.json)
     return _on_the_index(args, args.action != "list", act, user_commands.UserCommandError)
 
@@ -721,6 +723,9 @@ def _user_commands(user: argparse.ArgumentParser, config_after: argparse.Argumen
     change.add_argument("--role", choices=ROLE_NAMES, help=ROLE_HELP)
     change.add_argument("--scope", action="append", metavar="SCOPE", help=SCOPE_HELP)
     action("passwd", "set a user's password (asked for)")
+    tokens = action("token", "a new API token for a user, shown once (the bearer token of "
+                             "their scripts, with their rights and scope)")
+    tokens.add_argument("--revoke", action="store_true", help="take the token away")
     action("remove", "remove a user")
 
 

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 from typing import Any, Callable, Mapping
+
+import attrs
 
 from recsvc.access.roles import ROLES, UNSCOPED
 from recsvc.access.scopes import Group, Scope, parse_scopes, unknown_groups
+from recsvc.access.sessions import token_hash
 from recsvc.access.users import NoSuchUser, User, UserExists, check_scopes, check_user_name
 from recsvc.passwords import hash_password
 from recsvc.summary import iso_utc
@@ -87,8 +91,8 @@ def change(users: Any, args: argparse.Namespace, groups: Mapping[str, Group],
         scopes = ()
     else:
         scopes = user.scopes
-    changed = _valid(lambda: User(user.name, role, scopes, user.password_hash, user.created_at,
-                                  iso_utc(now)))
+    changed = _valid(lambda: attrs.evolve(user, role=role, scopes=scopes,
+                                          changed_at=iso_utc(now)))
     _replace(users, changed, _event("user_change", changed, now))
     return f"changed {describe(changed)}"
 
@@ -96,10 +100,25 @@ def change(users: Any, args: argparse.Namespace, groups: Mapping[str, Group],
 def passwd(users: Any, args: argparse.Namespace, read_password: Callable[[bool], str],
            now: float) -> str:
     user = _existing(users, args.name)
-    changed = User(user.name, user.role, user.scopes,
-                   hash_password(_new_password(read_password)), user.created_at, iso_utc(now))
+    changed = attrs.evolve(user, password_hash=hash_password(_new_password(read_password)),
+                           changed_at=iso_utc(now))
     _replace(users, changed, _event("user_password", changed, now))
     return f"changed the password of {user.name}"
+
+
+def token(users: Any, args: argparse.Namespace, now: float) -> str:
+    """A new API token for the user (shown once; only its hash is kept),
+    replacing any before; or, with --revoke, none."""
+    user = _existing(users, args.name)
+    new = "" if args.revoke else "rst_" + secrets.token_urlsafe(32)
+    changed = attrs.evolve(user, token_hash=token_hash(new) if new else "",
+                           changed_at=iso_utc(now))
+    _replace(users, changed, _event("user_change", changed, now, token="revoked" if args.revoke
+                                    else "new"))
+    if args.revoke:
+        return f"{user.name} has no API token now"
+    return (f"{new}\n(the API token of {user.name}: send it as \"Authorization: Bearer ...\"; "
+            f"it is shown this once, and replaces any before)")
 
 
 def remove(users: Any, args: argparse.Namespace, now: float) -> str:
@@ -132,12 +151,13 @@ def listing(users: Any, as_json: bool) -> str:
                                 row[3]]).rstrip() for row in rows)
 
 
-def _event(action: str, user: User, now: float) -> Any:
+def _event(action: str, user: User, now: float, **more: str) -> Any:
     """The change's row of the audit trail (written with it, or neither)."""
     from recsvc.cli.audit import cli_event
 
-    return cli_event(action, user.name,
-                     {"role": user.role, "scopes": [str(scope) for scope in user.scopes]}, now)
+    return cli_event(action, user.name, {"role": user.role,
+                                         "scopes": [str(scope) for scope in user.scopes],
+                                         **more}, now)
 
 
 def describe(user: User) -> str:

@@ -160,7 +160,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     # Users (recsvc.access.users), shared by every node.
     3: (
         "CREATE TABLE users (name text PRIMARY KEY, role text NOT NULL, scopes text NOT NULL, "
-        "password_hash text NOT NULL, created_at text NOT NULL, changed_at text NOT NULL)",
+        "password_hash text NOT NULL, created_at text NOT NULL, changed_at text NOT NULL, "
+        "token_hash text NOT NULL DEFAULT '')",
         # The audit trail (recsvc.access.audit): rows are added, never
         # changed (the trigger refuses it; the hashes' chain finds it if
         # done anyway).
@@ -341,7 +342,7 @@ class PostgresIndex:
         with self.pool.connection() as connection:
             if not connection.execute(
                     f"INSERT INTO users ({', '.join(USER_COLUMNS)}) VALUES "
-                    f"(%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                    f"({', '.join(['%s'] * len(USER_COLUMNS))}) ON CONFLICT (name) DO NOTHING",
                     row_of(user)).rowcount:
                 raise UserExists(user.name)
             _append_audit(connection, audit)
@@ -350,7 +351,7 @@ class PostgresIndex:
         with self.pool.connection() as connection:
             if not connection.execute(
                     "UPDATE users SET role = %s, scopes = %s, password_hash = %s, "
-                    "created_at = %s, changed_at = %s WHERE name = %s",
+                    "created_at = %s, changed_at = %s, token_hash = %s WHERE name = %s",
                     (*row_of(user)[1:], user.name)).rowcount:
                 raise NoSuchUser(user.name)
             _append_audit(connection, audit)

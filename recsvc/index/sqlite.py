@@ -133,7 +133,8 @@ _DEVICE_AND_DURATION = (
 # may hear, and the audit trail of what they do.
 _USERS = (
     "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL, scopes TEXT NOT NULL, "
-    "password_hash TEXT NOT NULL, created_at TEXT NOT NULL, changed_at TEXT NOT NULL) "
+    "password_hash TEXT NOT NULL, created_at TEXT NOT NULL, changed_at TEXT NOT NULL, "
+    "token_hash TEXT NOT NULL DEFAULT '') "
     "WITHOUT ROWID",
     # The audit trail (recsvc.access.audit): rows are added, never changed
     # (the triggers refuse it; the hashes' chain finds it if done anyway).
@@ -362,7 +363,8 @@ class SqliteIndex:
         def add() -> None:
             try:
                 self.sqlite.execute(f"INSERT INTO users ({', '.join(USER_COLUMNS)}) "
-                                    f"VALUES (?, ?, ?, ?, ?, ?)", row_of(user))
+                                    f"VALUES ({', '.join('?' * len(USER_COLUMNS))})",
+                                    row_of(user))
             except sqlite3.IntegrityError:
                 raise UserExists(user.name) from None
         self._audited(add, audit)
@@ -371,7 +373,8 @@ class SqliteIndex:
         def replace() -> None:
             if not self.sqlite.execute(
                     "UPDATE users SET role = ?, scopes = ?, password_hash = ?, created_at = ?, "
-                    "changed_at = ? WHERE name = ?", (*row_of(user)[1:], user.name)).rowcount:
+                    "changed_at = ?, token_hash = ? WHERE name = ?",
+                    (*row_of(user)[1:], user.name)).rowcount:
                 raise NoSuchUser(user.name)
         self._audited(replace, audit)
 

@@ -115,8 +115,9 @@ class Auditor:
 
 
 def actor_of(identity: Any) -> str:
-    """Who an identity is, as the trail names them: a user's name, or
-    "token" for the bearer token."""
+    """Who an identity is, as the trail names them: a user's name (by
+    password, session or their own API token), or "token" for http.auth's
+    token."""
     return "token" if identity.scheme == "token" else identity.user
 
 

@@ -25,6 +25,7 @@ from twisted.web.server import Request
 from twisted.web.util import DeferredResource
 
 from recsvc.access.scopes import EVERYTHING, NOTHING, Group, Reach, reach_of
+from recsvc.access.sessions import token_hash
 from recsvc.access.users import User
 from recsvc.admission import RefusalLog, source_of
 from recsvc.logs import Logger
@@ -171,6 +172,17 @@ class Directory:
 
     def identity(self, user: User) -> Identity:
         return Identity(user.name, "basic", user.role, reach_of(user.scopes, self.groups))
+
+
+def _user_of_token(token: bytes, users: dict[str, User]) -> User | None:
+    """The user whose API token this is (its hash compared in constant
+    time with each user's), or None."""
+    hashed = token_hash(token.decode("ascii", "replace")).encode("ascii")
+    found = None
+    for user in users.values():
+        if user.token_hash and hmac.compare_digest(user.token_hash.encode("ascii"), hashed):
+            found = user
+    return found
 
 
 def users_by_name(found_in: Any) -> dict[str, User]:
@@ -352,6 +364,10 @@ class Gate:
         token = bearer_token(header)
         if token is not None and self._token_matches(token):
             return succeed(TOKEN_HOLDER)
+        if token is not None and self.directory is not None:
+            user = _user_of_token(token, users)
+            if user is not None:
+                return succeed(attrs.evolve(self.directory.identity(user), scheme="bearer"))
         credentials = basic_credentials(header) if token is None else None
         if token is None and (credentials is None or not hashes):
             return succeed(None)  # (no credentials: a browser's first request)
