@@ -65,7 +65,15 @@ class UserCommandTests(UsersCase):
         self.assertEqual(self.user_command("set", "alice", "--role", "listener")[0], 0)
         self.assertEqual(self.stored("alice").scopes,
                          (Scope("device", "00a859000002"), Scope("number", "2001")))
-        self.assertEqual(self.user_command("passwd", "alice", password="a new password\n")[0], 0)
+        from recsvc.access.sessions import Session
+
+        with closing(open_index(self.database)) as found_in:
+            found_in.add_session(Session("f" * 64, "alice", 0.0, 4e9), 1.0)
+        status, out, _ = self.user_command("passwd", "alice", password="a new password\n")
+        self.assertEqual((status, out), (0, "changed the password of alice (and ended their 1 "
+                                            "sessions of the page)\n"))
+        with closing(open_index(self.database, read_only=True)) as found_in:
+            self.assertIsNone(found_in.session("f" * 64))
         self.assertTrue(verify_password("a new password", self.stored("alice").password_hash))
         listed = json.loads(self.user_command("list", "--json")[1])
         self.assertEqual([(user["name"], user["role"], user["scopes"]) for user in listed],

@@ -389,6 +389,13 @@ class SessionTests(UsersCase):
         self.connection.remove_user("lena")
         self.clock.advance(5)
         yield self.get_json("/api/recordings", 401, cookie=cookie)
+        # A new password ends the sessions begun with the old one.
+        _, cookies = yield self.sign_in("sam")
+        cookie = f"recsvc_session={cookies['recsvc_session'][0]}"
+        yield self.get_json("/api/recordings", cookie=cookie)
+        self.assertEqual(self.connection.end_sessions_of("sam"), 1)
+        self.clock.advance(5)
+        yield self.get_json("/api/recordings", 401, cookie=cookie)
         yield self.get_json("/api/recordings", 405, method=b"POST")
 
 

@@ -66,3 +66,7 @@ class ISessions(Interface):
 
     def remove_session(token_hash: str, audit: Any = None) -> None:
         """End a session (nothing if there is none), with ``audit``'s row."""
+
+    def end_sessions_of(user: str) -> int:
+        """End every session of ``user``'s (a new password, the user
+        removed); how many there were."""

@@ -103,7 +103,9 @@ def passwd(users: Any, args: argparse.Namespace, read_password: Callable[[bool],
     changed = attrs.evolve(user, password_hash=hash_password(_new_password(read_password)),
                            changed_at=iso_utc(now))
     _replace(users, changed, _event("user_password", changed, now))
-    return f"changed the password of {user.name}"
+    ended = users.end_sessions_of(user.name)
+    return f"changed the password of {user.name}" + (
+        f" (and ended their {ended} sessions of the page)" if ended else "")
 
 
 def token(users: Any, args: argparse.Namespace, now: float) -> str:
@@ -127,6 +129,7 @@ def remove(users: Any, args: argparse.Namespace, now: float) -> str:
         users.remove_user(args.name, audit=_event("user_remove", user, now))
     except NoSuchUser:
         raise UserCommandError(f"no user {args.name}") from None
+    users.end_sessions_of(args.name)
     if not users.users():
         return (f"removed {args.name}: no user is left, so the page and the API ask for no "
                 f"credentials again (unless http.auth is set): only requests that name this "

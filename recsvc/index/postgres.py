@@ -286,6 +286,10 @@ class PostgresIndex:
                                      'WHERE token_hash = %s', (token_hash,)).fetchone()
         return None if row is None else Session(*row)
 
+    def end_sessions_of(self, user: str) -> int:
+        with self.pool.connection() as connection:
+            return connection.execute('DELETE FROM sessions WHERE "user" = %s', (user,)).rowcount
+
     def remove_session(self, token_hash: str, audit: AuditEvent | None = None) -> None:
         with self.pool.connection() as connection:
             connection.execute("DELETE FROM sessions WHERE token_hash = %s", (token_hash,))

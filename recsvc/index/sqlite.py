@@ -318,6 +318,10 @@ class SqliteIndex:
                                   "WHERE token_hash = ?", (token_hash,)).fetchone()
         return None if row is None else Session(*row)
 
+    def end_sessions_of(self, user: str) -> int:
+        with self.sqlite:
+            return self.sqlite.execute("DELETE FROM sessions WHERE user = ?", (user,)).rowcount
+
     def remove_session(self, token_hash: str, audit: AuditEvent | None = None) -> None:
         self._audited(lambda: self.sqlite.execute(
             "DELETE FROM sessions WHERE token_hash = ?", (token_hash,)), audit)
