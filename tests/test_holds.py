@@ -58,6 +58,12 @@ class HoldsContract:
         self.assertEqual(self.holds.held_paths("rec-a"), {"d/7.wav", "d/8.wav"})
         self.holds.release_files([("rec-b", "d/7.wav")])
         self.assertEqual(self.holds.held_paths("rec-a"), {"d/8.wav"})
+        # A part of a held recording indexed after the hold is held too.
+        from recsvc.index import store as index
+
+        data = sidecar("8", part=2, file="8-part2.wav")
+        index.add(self.holds, index.entry_from_sidecar(data, "d/8-part2.json", 0))
+        self.assertEqual(self.holds.held_paths("rec-a"), {"d/8.wav", "d/8-part2.wav"})
         self.assertEqual([row.event.action for row in self.holds.audit_rows()],
                          ["hold", "release"])
 

@@ -60,4 +60,5 @@ class IHolds(Interface):
         """The paths of the held files, whatever node they were held on: a
         node renamed (its name is the host's by default) keeps its holds,
         and a file of the same path on another node is kept too (the
-        safe side)."""
+        safe side); and of every indexed file of a held recording's id (a
+        part finished after the hold)."""

@@ -323,7 +323,8 @@ class PostgresIndex:
     def held_paths(self, node: str) -> frozenset[str]:
         with self.pool.connection() as connection:
             return frozenset(row[0] for row in connection.execute(
-                "SELECT DISTINCT path FROM holds"))
+                "SELECT path FROM holds UNION SELECT path FROM recordings WHERE recording_id IN "
+                "(SELECT recording_id FROM holds)"))
 
     def users(self) -> list[User]:
         with self.pool.connection() as connection:

@@ -348,7 +348,8 @@ class SqliteIndex:
 
     def held_paths(self, node: str) -> frozenset[str]:
         return frozenset(row[0] for row in self.sqlite.execute(
-            "SELECT DISTINCT path FROM holds"))
+            "SELECT path FROM holds UNION SELECT path FROM recordings WHERE recording_id IN "
+            "(SELECT recording_id FROM holds)"))
 
     def users(self) -> list[User]:
         return [user_of(row) for row in self.sqlite.execute(
