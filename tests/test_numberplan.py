@@ -93,3 +93,19 @@ class FormsTests(SynchronousTestCase):
         for typed in ("0" + number, "+49" + number):
             self.assertFalse(found(GERMANY, typed, "+49" + other))
             self.assertFalse(found(GERMANY, typed, "0" + other))
+
+
+class WholeTests(SynchronousTestCase):
+    def test_every_spelling_one_form(self) -> None:
+        """A whole number's spellings are one form (what an erasure
+        compares); another number, or a fragment, is another."""
+        germany = NumberPlan("49", "0")
+        self.assertEqual({germany.whole(text) for text in (
+            "030 123", "+49 30 123", "0049 30 123", "+49 (0)30 123")}, {"4930123"})
+        self.assertNotEqual(germany.whole("30123"), germany.whole("030123"))
+        self.assertEqual(germany.whole("2001"), "2001")
+        italy = NumberPlan("39")
+        self.assertEqual({italy.whole(text) for text in ("06 123", "+39 06 123", "0039 06 123")},
+                         {"3906123"})
+        self.assertEqual(NumberPlan().whole("+86 138"), "86138")
+        self.assertEqual(germany.whole(""), "")

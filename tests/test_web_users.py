@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase

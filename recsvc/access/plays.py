@@ -11,6 +11,9 @@ import attrs
 
 # A play ends after this long without a request of its file.
 IDLE = 60.0
+# A play's ranges kept apart at most (a player seeking all over a long
+# recording would otherwise grow its row without bound).
+MAX_RANGES = 100
 
 
 @attrs.define
@@ -25,13 +28,18 @@ class _Play:
     requests: int = 0
 
     def add(self, start: int, end: int) -> None:
-        """Merge bytes start..end (inclusive) into the ranges."""
+        """Merge bytes start..end (inclusive) into the ranges (at most
+        MAX_RANGES kept apart: beyond, the closest two are joined)."""
         merged = []
         for low, high in sorted([*self.ranges, [start, end]]):
             if merged and low <= merged[-1][1] + 1:
                 merged[-1][1] = max(merged[-1][1], high)
             else:
                 merged.append([low, high])
+        while len(merged) > MAX_RANGES:
+            gap = min(range(len(merged) - 1),
+                      key=lambda i: merged[i + 1][0] - merged[i][1])
+            merged[gap:gap + 2] = [[merged[gap][0], merged[gap + 1][1]]]
         self.ranges = merged
         self.requests += 1
 

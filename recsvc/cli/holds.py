@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable
+from typing import Any
 
 from recsvc.access.holds import Hold, check_reason
 from recsvc.archive import journal

@@ -40,11 +40,8 @@ class NumberPlan:
         if self.country_code is None:
             return (digits,)
         trunk = self.trunk_prefix or ""
-        if query.lstrip().startswith("+"):
-            international = digits
-        elif digits.startswith(self.international_prefix):
-            international = digits[len(self.international_prefix):]
-        else:
+        international = self._international(query)
+        if international is None:
             if trunk and digits.startswith(trunk) and len(digits) > len(trunk):
                 return (digits, self.country_code + digits[len(trunk):])
             return (digits,)
@@ -73,21 +70,29 @@ class NumberPlan:
         if self.country_code is None or not digits:
             return digits
         trunk = self.trunk_prefix or ""
-        if number.lstrip().startswith("+"):
-            international = digits
-        elif digits.startswith(self.international_prefix):
-            international = digits[len(self.international_prefix):]
-        elif not trunk:
-            return self.country_code + digits  # (as in Italy: the number whole)
-        elif digits.startswith(trunk):
-            return self.country_code + digits[len(trunk):]
-        else:
+        international = self._international(number)
+        if international is None:
+            if not trunk:
+                return self.country_code + digits  # (as in Italy: the number whole)
+            if digits.startswith(trunk):
+                return self.country_code + digits[len(trunk):]
             return digits
         national = international[len(self.country_code):]
         if international.startswith(self.country_code) and trunk and \
                 national.startswith(trunk) and len(national) > len(trunk):
             return self.country_code + national[len(trunk):]  # ("+49 (0)30 123")
         return international
+
+
+    def _international(self, number: str) -> str | None:
+        """The digits after the international prefix ("+" or what is
+        dialled for it) of a number written with one; None if none."""
+        digits = digits_of(number)
+        if number.lstrip().startswith("+"):
+            return digits
+        if digits.startswith(self.international_prefix):
+            return digits[len(self.international_prefix):]
+        return None
 
 
 def _distinct(*forms: str) -> tuple[str, ...]:

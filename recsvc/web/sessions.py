@@ -41,9 +41,8 @@ def session_token(request: Request) -> str | None:
 
 
 def csrf_sent(request: Request) -> str | None:
-    header = request.getHeader(CSRF_HEADER)
-    return None if header is None else header.decode("ascii", "replace") \
-        if isinstance(header, bytes) else header
+    header = request.getHeader(CSRF_HEADER)  # (bytes for a bytes name)
+    return None if header is None else header.decode("ascii", "replace")
 
 
 def csrf_ok(request: Request, token: str) -> bool:
@@ -123,15 +122,19 @@ def clear_session_cookies(request: Request) -> None:
 
 
 class LoginPage(Resource):
-    """GET /login: the sign-in page."""
+    """GET /login: the sign-in page (read from its file once, not on the
+    reactor's thread at each request)."""
 
     isLeaf = True
+    _page: bytes | None = None
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
-        with open(LOGIN_PAGE, "rb") as handle:
-            return handle.read()
+        if LoginPage._page is None:
+            with open(LOGIN_PAGE, "rb") as handle:
+                LoginPage._page = handle.read()
+        return LoginPage._page
 
 
 

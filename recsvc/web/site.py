@@ -684,15 +684,11 @@ class JsonAnswer(Resource):
         return send_json(request, self.body, self.status)
 
 
-class ErrorResource(Resource):
-    isLeaf = True
+class ErrorResource(JsonAnswer):
+    """``{"error": message}`` with ``status``."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__()
-        self.status, self.message = status, message
-
-    def render(self, request: Request) -> bytes:
-        return send_json(request, {"error": self.message}, self.status)
+        super().__init__(status, {"error": message})
 
 
 class ApiRoot(Resource):
