@@ -15,6 +15,7 @@ from zope.interface.verify import verifyObject
 
 from recsvc.access.audit import audit_event, verify
 from recsvc.access.holds import Hold, IHolds
+from recsvc.access.notes import Note
 from recsvc.index.backends import open_index
 from recsvc.storage.retention import RetentionPolicy, sweep
 from recsvc.testing import FakeIndexer, memory_recorder
@@ -175,6 +176,9 @@ class HoldThenEraseTests(EraseCase):
         removed = self.successResultOf(service.upkeep.sweep())
         self.assertEqual([each.wav for each in removed], [neighbour])
         self.assertTrue(os.path.exists(held_wav))
+        with closing(open_index(self.database, node="rec-a")) as found_in:
+            for recording_id in ("d", "held"):
+                found_in.add_note(Note(recording_id, "t", "sue", "asked for a refund", ()))
 
         status, out, err = self.recsvc("-c", self.config, "erase", "--number", "13800138000",
                                        "--reason", "GDPR request 7")
@@ -196,6 +200,10 @@ class HoldThenEraseTests(EraseCase):
         record = rows[1].event.detail
         self.assertEqual((record["number"], record["reason"]), ("13800138000", "GDPR request 7"))
         self.assertEqual([each["id"] for each in record["erased"]], ["d"])
+        # (An erased recording's notes go with it; the held one's stay.)
+        self.assertEqual(record["erased"][0]["notes"], 1)
+        with closing(open_index(self.database, read_only=True)) as found_in:
+            self.assertEqual([len(found_in.notes_of(each)) for each in ("d", "held")], [0, 1])
         self.assertEqual(sorted(entry["name"].rsplit(".", 1)[1]
                                 for entry in record["erased"][0]["files"]), ["json", "wav"])
         self.assertTrue(all(len(entry["sha256"]) == 44 and entry["size"] > 0

@@ -21,6 +21,7 @@ PACKAGE = ROOT / "recsvc"
 PURE_MODULES = (
     "recsvc.access.audit",
     "recsvc.access.holds",
+    "recsvc.access.notes",
     "recsvc.access.plays",
     "recsvc.access.roles",
     "recsvc.access.scopes",
@@ -41,6 +42,7 @@ PURE_MODULES = (
     "recsvc.control.framing",
     "recsvc.devices",
     "recsvc.index.numberplan",
+    "recsvc.index.spreadsheet",
     "recsvc.index.store",
     "recsvc.media.codec",
     "recsvc.media.dtmf",

@@ -24,7 +24,7 @@ from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
@@ -157,11 +157,12 @@ class HttpTestsMixin:
         return wav
 
     @inlineCallbacks
-    def get(self, path: str, method: bytes = b"GET", **headers: str):
+    def get(self, path: str, method: bytes = b"GET", body: bytes | None = None, **headers: str):
         url = f"http://127.0.0.1:{self.listening.getHost().port}{path}"
         response = yield self.agent.request(
             method, url.encode("ascii"),
-            Headers({name.replace("_", "-"): [value] for name, value in headers.items()}))
+            Headers({name.replace("_", "-"): [value] for name, value in headers.items()}),
+            None if body is None else FileBodyProducer(io.BytesIO(body)))
         body = yield readBody(response)
         return response, body
 

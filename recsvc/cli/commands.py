@@ -9,7 +9,6 @@ import csv
 from contextlib import closing
 import json
 import os
-import re
 import shlex
 import socket
 import sys
@@ -21,6 +20,7 @@ from twisted.internet.error import CannotListenError
 from recsvc import __version__
 
 from recsvc.index import store as index
+from recsvc.index.spreadsheet import EXPORT_COLUMNS, csv_cells
 from recsvc.index.backends import (
     CannotOpenIndex, index_errors, is_postgresql, open_index, shown, without_password)
 from recsvc.media.codec import CODECS
@@ -271,12 +271,6 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPORT_COLUMNS = ("id", "started_at", "stopped_at", "duration_s", "direction", "local_number",
-                  "local_name", "remote_number", "remote_name", "device", "stop_reason",
-                  "stopped_by", "codec", "part", "packets_received", "packets_lost", "path",
-                  "node")
-
-
 def _export(args: argparse.Namespace) -> int:
     config = _config(args)
     query = _search_of(args, config)
@@ -285,25 +279,8 @@ def _export(args: argparse.Namespace) -> int:
         out.writerow(EXPORT_COLUMNS)
         for found in index.search_all(connection, query):
             row = _full_path(found, config)
-            out.writerow(["" if row.get(column) is None else spreadsheet_cell(row.get(column))
-                          for column in EXPORT_COLUMNS])
+            out.writerow(csv_cells(row, EXPORT_COLUMNS))
     return 0
-
-
-# What a spreadsheet takes for the beginning of a formula in a cell.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-PLAIN_NUMBER = re.compile(r"[+-]?[0-9 ]*")
-
-
-def spreadsheet_cell(value: Any) -> Any:
-    """A CSV cell's value, a text that a spreadsheet would run as a formula
-    made plain text by a leading ``'`` (what a phone sends as a name or
-    number can be ``=HYPERLINK(...)``). A number as phones write them
-    (``+4930123``, ``-``) is left as it is."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS) \
-            and not PLAIN_NUMBER.fullmatch(value):
-        return "'" + value
-    return value
 
 
 def _reindex(args: argparse.Namespace) -> int:

@@ -108,13 +108,17 @@ def erase(found_in: Any, config: Config, number: str, reason: str, now: float,
             elsewhere.append({"id": recording_id, "node": node})
         elif failure is None:
             gone: list[dict[str, Any]] = []
+            notes = 0
             try:
                 _erase_files(found_in, config, files, store, gone)
+                if not list(found_in.search_all(index.Search(recording_id=recording_id))):
+                    # (Gone from the index, on every node: its notes with it.)
+                    notes = found_in.forget_notes([recording_id])
             except HoldCommandError as error:
                 failure = str(error)
             erased.append({"id": recording_id, "node": node,
                            "started_at": files[0].get("started_at"), "files": gone,
-                           **({"failed": failure} if failure else {})})
+                           "notes": notes, **({"failed": failure} if failure else {})})
     record = cli_event("erase", wanted, {
         "number": wanted, "asked": digits_of(number), "reason": reason, "erased": erased,
         "held, not erased": refused, "on other nodes, not erased": elsewhere,

@@ -55,6 +55,8 @@ from recsvc.access.audit import (
     row_of_columns)
 from recsvc.access.holds import COLUMNS as HOLD_COLUMNS, Hold, IHolds, hold_of
 from recsvc.access.holds import row_of as hold_row
+from recsvc.access.notes import COLUMNS as NOTE_COLUMNS, INotes, Note, note_of_row
+from recsvc.access.notes import row_of as note_row
 from recsvc.access.sessions import ISessions, Session
 from recsvc.access.users import (
     COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of,
@@ -66,7 +68,7 @@ from recsvc.index.store import (
     IIndex, IndexEntry, Search, Total, after_condition, device_search_key, field_conditions,
     found_row, like_containing, order_key_of, scoped, time_conditions, walk_then_look_up)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # A number's digits are looked up by their pieces of this many digits.
 DIGIT_GRAM = 5
@@ -182,6 +184,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE sessions (token_hash text PRIMARY KEY, \"user\" text NOT NULL, "
         "began double precision NOT NULL, ends double precision NOT NULL)",
     ),
+    # Notes and tags on recordings (recsvc.access.notes), every node's.
+    4: (
+        "CREATE TABLE notes (seq bigserial PRIMARY KEY, recording_id text NOT NULL, "
+        "written_at text NOT NULL, author text NOT NULL, text text NOT NULL, "
+        "tags text NOT NULL)",
+        "CREATE INDEX notes_by_recording ON notes (recording_id)",
+    ),
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
 # The advisory lock a migration holds (any number of recsvc's own).
@@ -205,7 +214,7 @@ POOL_TIMEOUT = 30.0
 ROWS_AT_A_TIME = 500
 
 
-@implementer(IIndex, IUsers, IAuditTrail, IHolds, ISessions)
+@implementer(IIndex, IUsers, IAuditTrail, IHolds, ISessions, INotes)
 @attrs.define(eq=False)
 class PostgresIndex:
     """The index in the PostgreSQL database whose connections ``pool``
@@ -325,6 +334,23 @@ class PostgresIndex:
             return frozenset(row[0] for row in connection.execute(
                 "SELECT path FROM holds UNION SELECT path FROM recordings WHERE recording_id IN "
                 "(SELECT recording_id FROM holds)"))
+
+    def add_note(self, note: Note, audit: AuditEvent | None = None) -> None:
+        with self.pool.connection() as connection:
+            connection.execute(f"INSERT INTO notes ({', '.join(NOTE_COLUMNS)}) VALUES "
+                               f"(%s, %s, %s, %s, %s)", note_row(note))
+            _append_audit(connection, audit)
+
+    def notes_of(self, recording_id: str) -> list[Note]:
+        with self.pool.connection() as connection:
+            return [note_of_row(row) for row in connection.execute(
+                f"SELECT {', '.join(NOTE_COLUMNS)} FROM notes WHERE recording_id = %s "
+                f"ORDER BY seq", (recording_id,))]
+
+    def forget_notes(self, recording_ids: Sequence[str]) -> int:
+        with self.pool.connection() as connection:
+            return connection.execute("DELETE FROM notes WHERE recording_id = ANY(%s)",
+                                      (list(recording_ids),)).rowcount
 
     def users(self) -> list[User]:
         with self.pool.connection() as connection:

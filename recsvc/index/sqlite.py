@@ -33,6 +33,8 @@ from recsvc.access.audit import (
     row_of_columns)
 from recsvc.access.holds import COLUMNS as HOLD_COLUMNS, Hold, IHolds, hold_of
 from recsvc.access.holds import row_of as hold_row
+from recsvc.access.notes import COLUMNS as NOTE_COLUMNS, INotes, Note, note_of_row
+from recsvc.access.notes import row_of as note_row
 from recsvc.access.sessions import ISessions, Session
 from recsvc.access.users import (
     COLUMNS as USER_COLUMNS, IUsers, NoSuchUser, User, UserExists, row_of, user_of,
@@ -44,7 +46,7 @@ from recsvc.index.store import (
     found_row, like_containing, order_key_of, scoped, time_bounds, time_conditions,
     walk_then_look_up)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _RECORDINGS = """CREATE TABLE {name} (
     id INTEGER PRIMARY KEY,         -- stable (VACUUM keeps it): the text index's rowid
@@ -159,13 +161,20 @@ _USERS = (
     "began REAL NOT NULL, ends REAL NOT NULL) WITHOUT ROWID",
 )
 
+# Notes and tags on recordings (recsvc.access.notes).
+_NOTES = (
+    "CREATE TABLE notes (seq INTEGER PRIMARY KEY, recording_id TEXT NOT NULL, "
+    "written_at TEXT NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL, tags TEXT NOT NULL)",
+    "CREATE INDEX notes_by_recording ON notes (recording_id)",
+)
+
 # The schema of a new index, at SCHEMA_VERSION. An existing index is brought
 # to it in place by _MIGRATIONS, never by a reindex. Its version is kept in
 # the schema_version table (an index of version 1 has none: its
 # PRAGMA user_version says 1).
 _SCHEMA: tuple[str, ...] = (
     _RECORDINGS.format(name="recordings"), *_ORDER_INDEXES, *_TEXT_INDEX, *_DEVICE_AND_DURATION,
-    *_USERS)
+    *_USERS, *_NOTES)
 
 # The statements that take an index from the version before to each
 # version, run in order, all in one transaction.
@@ -200,6 +209,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # Users.
     5: _USERS,
+    # Notes.
+    6: _NOTES,
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
 # Trigrams find a text of three characters or more; a shorter one is
@@ -232,7 +243,7 @@ class IndexVersionError(sqlite3.DatabaseError):
     """The index's schema is one this recsvc cannot use as it is."""
 
 
-@implementer(IIndex, IUsers, IAuditTrail, IHolds, ISessions)
+@implementer(IIndex, IUsers, IAuditTrail, IHolds, ISessions, INotes)
 @attrs.define(eq=False)
 class SqliteIndex:
     """The index in the SQLite database ``sqlite`` (its connection), the
@@ -350,6 +361,22 @@ class SqliteIndex:
         return frozenset(row[0] for row in self.sqlite.execute(
             "SELECT path FROM holds UNION SELECT path FROM recordings WHERE recording_id IN "
             "(SELECT recording_id FROM holds)"))
+
+    def add_note(self, note: Note, audit: AuditEvent | None = None) -> None:
+        self._audited(lambda: self.sqlite.execute(
+            f"INSERT INTO notes ({', '.join(NOTE_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+            note_row(note)), audit)
+
+    def notes_of(self, recording_id: str) -> list[Note]:
+        return [note_of_row(row) for row in self.sqlite.execute(
+            f"SELECT {', '.join(NOTE_COLUMNS)} FROM notes WHERE recording_id = ? ORDER BY seq",
+            (recording_id,))]
+
+    def forget_notes(self, recording_ids: Sequence[str]) -> int:
+        with self.sqlite:
+            return sum(self.sqlite.execute("DELETE FROM notes WHERE recording_id = ?",
+                                           (recording_id,)).rowcount
+                       for recording_id in recording_ids)
 
     def users(self) -> list[User]:
         return [user_of(row) for row in self.sqlite.execute(

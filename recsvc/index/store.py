@@ -25,6 +25,7 @@ import attrs
 from zope.interface import Interface
 
 from recsvc.devices import device_key
+from recsvc.access.notes import check_tag
 from recsvc.index.numberplan import NumberPlan, digits_of
 from recsvc.storage.folder import no_follow, walk_files
 
@@ -173,6 +174,10 @@ class Search:
     min_duration_s: float | None = None
     stop_reason: str | None = None
     recording_id: str | None = None
+    # Text found in a note on the recording or its tags (any case); a tag
+    # the recording's notes carry (recsvc.access.notes).
+    note: str | None = None
+    tag: str | None = None
     page: int = 1
     page_size: int = 50
     order: str = "newest"
@@ -201,6 +206,10 @@ class Search:
                     parse_time(value, end_of_day=key == "until")  # as the index reads it
                 except ValueError as error:
                     raise ValueError(f"{key}: {error}") from None
+        if self.note is not None and not self.note.strip():
+            raise ValueError("note: no text to look for")
+        if self.tag is not None:
+            check_tag(self.tag)  # raises ValueError naming "tag"
         if self.min_duration_s is not None and not self.min_duration_s >= 0:
             raise ValueError(f"min_duration_s: {self.min_duration_s!r} is not a duration")
         if self.order not in ORDERS:
@@ -316,6 +325,24 @@ def field_conditions(query: Search, mark: str = "?",
     if query.min_duration_s is not None:
         where.append(f"duration_s >= {mark}")
         params.append(query.min_duration_s)
+    notes, notes_params = note_conditions(query, mark)
+    return where + notes, params + notes_params
+
+
+def note_conditions(query: Search, mark: str = "?") -> tuple[list[str], list[Any]]:
+    """The conditions of the search's note text and tag: the recording has
+    a note (recsvc.access.notes) with that text in it or its tags (any
+    case of ASCII letters), or with that tag."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.note is not None:
+        where.append("recording_id IN (SELECT recording_id FROM notes WHERE "
+                     f"lower(text) LIKE {mark} ESCAPE '\\' OR tags LIKE {mark} ESCAPE '\\')")
+        params += [like_containing(query.note.strip().lower())] * 2
+    if query.tag is not None:
+        where.append(f"recording_id IN (SELECT recording_id FROM notes WHERE tags LIKE {mark} "
+                     "ESCAPE '\\')")
+        params.append(like_containing(f" {check_tag(query.tag)} "))
     return where, params
 
 

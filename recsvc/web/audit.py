@@ -50,11 +50,19 @@ class Auditor:
                detail: dict[str, Any] | None = None) -> Deferred[None]:
         """Write an entry of ``identity``'s (none for the open default);
         fails with AuditUnwritable if it cannot be."""
-        if identity.scheme == "-":
+        event = self.event_of(identity, request, action, target, detail)
+        if event is None:
             return succeed(None)
-        event = audit_event(iso_utc(self.now()), actor_of(identity), source_of(request),
-                            action, _printable(target) if target else "", detail)
         return self._write(event).addErrback(self._unwritable)
+
+    def event_of(self, identity: Any, request: Request, action: str, target: str = "",
+                 detail: dict[str, Any] | None = None) -> Any:
+        """The entry of ``identity``'s action, to write in the same
+        transaction as the change it records; None for the open default."""
+        if identity.scheme == "-":
+            return None
+        return audit_event(iso_utc(self.now()), actor_of(identity), source_of(request),
+                           action, _printable(target) if target else "", detail)
 
     def signed_in(self, name: str, source: str, matched: bool) -> None:
         """A password checked: a failed one is written (best effort: logged

@@ -5,7 +5,12 @@ decoding recsvc.web.playback's; blocking work runs in threads.
 
     GET /api/recordings?number=&name=&device=&direction=&since=&until=
                         &min_duration=&stop_reason=&order=&page=&page_size=&after=
-    GET /api/recordings/{id}                the files of a recording
+    GET /api/recordings/{id}                the files of a recording, its notes, its hold
+    POST /api/recordings/{id}/notes         {"text": .., "tags": [..]}: a note
+    POST /api/recordings/{id}/hold          {"reason": ..}: a legal hold
+    POST /api/recordings/{id}/release       {"reason": ..}: the hold ended
+    GET /api/export?(a search's parameters) the search as CSV
+    GET /api/me                             who is signed in: role, rights, scopes
     GET /api/recordings/{id}/audio          16-bit PCM WAV (Range works);
         ?format=original                    the stored bytes; ?file=NAME one file
     GET /api/active                         the recordings in progress
@@ -18,6 +23,7 @@ decoding recsvc.web.playback's; blocking work runs in threads.
 
 from __future__ import annotations
 
+import csv
 import errno
 import io
 import ipaddress
@@ -46,11 +52,14 @@ from recsvc.index.backends import CannotOpenIndex, index_errors, without_passwor
 from recsvc.web import playback
 from recsvc.web.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
-from recsvc.web.audit import AuditUnwritable, Auditor
+from recsvc.web.audit import AuditUnwritable, Auditor, actor_of
 from recsvc.web.auth import NOBODY, OPEN, Directory, Gate, GuardedResource, Identity
-from recsvc.web.sessions import SessionKeeper
+from recsvc.web.sessions import SESSION_COOKIE, SessionKeeper
 from recsvc.access import roles
 from recsvc.access.audit import ACTIONS, AuditQuery
+from recsvc.access.holds import Hold, check_reason
+from recsvc.access.notes import Note, note_of
+from recsvc.index.spreadsheet import EXPORT_COLUMNS, csv_cells
 from recsvc.access.scopes import Group
 from recsvc.logs import Logger
 from recsvc.metrics import Metrics
@@ -63,19 +72,22 @@ PAGE = os.path.dirname(os.path.abspath(__file__))
 # Output bytes read and decoded in one thread job while sending audio.
 AUDIO_CHUNK = 256 * 1024
 
-# The API takes no request bodies: a larger one is refused (413) unread.
-MAX_BODY_BYTES = 1024
-# The methods answered: the API only reads (any other: 405, naming these).
+# The largest request body (a note's JSON): a larger one is refused (413) unread.
+MAX_BODY_BYTES = 8192
+# The methods answered everywhere (any other: 405, naming these).
 READ_METHODS = frozenset({b"GET", b"HEAD"})
-# Where a POST is taken: the page's sign-in and sign-out (no body).
-SIGNING_PATHS = frozenset({b"/login", b"/logout"})
+# Where a POST is taken: the page's sign-in and sign-out (no body), a
+# recording's notes and holds (a JSON body).
+POST_PATHS = re.compile(rb"^/(login|logout|api/recordings/[^/?]+/(notes|hold|release))$")
+# The most rows a CSV export of the API writes (`recsvc export` has no bound).
+EXPORT_AT_MOST = 100_000
 
 _log = Logger()
 _SEARCH_PARAMETERS = {
     "number": "number", "name": "name", "device": "device", "direction": "direction",
     "since": "since", "until": "until", "min_duration": "min_duration_s",
     "stop_reason": "stop_reason", "page": "page", "page_size": "page_size",
-    "order": "order", "after": "after",
+    "order": "order", "after": "after", "note": "note", "tag": "tag",
 }
 _NUMBERS = {"min_duration_s": float, "page": int, "page_size": int}
 
@@ -134,6 +146,9 @@ class _Async(Resource):
     api: "Api"
 
     def render_GET(self, request: Request) -> Any:
+        return self._answered(request)
+
+    def _answered(self, request: Request) -> Any:
         try:
             waiting = self.answer(request)
         except ApiError as error:
@@ -354,6 +369,11 @@ class RecordingsResource(_Async):
         if request.postpath == [b"audio"]:
             request.postpath.pop()
             return AudioResource(self.api, recording_id)
+        if request.postpath == [b"notes"]:
+            request.postpath.pop()
+            return NotesResource(self.api, recording_id)
+        if request.postpath in ([b"hold"], [b"release"]):
+            return HoldResource(self.api, recording_id, request.postpath.pop() == b"hold")
         if request.postpath in ([], [b""]):
             return RecordingResource(self.api, recording_id)
         return ErrorResource(404, "no such resource")
@@ -376,14 +396,198 @@ class RecordingsResource(_Async):
 
 
 class RecordingResource(_Async):
+    """A recording: its files, its notes, and its hold (null: none)."""
+
     def __init__(self, api: Api, recording_id: str) -> None:
         super().__init__()
         self.api, self.recording_id = api, recording_id
 
     def answer(self, request: Request) -> Deferred[Any]:
         identity = require(request, roles.SEARCH)
-        return self.api.files_of(self.recording_id, identity).addCallback(lambda rows: send_json(
-            request, {"id": self.recording_id, "files": [public(row) for row in rows]}))
+
+        def found(rows: list[dict[str, Any]]) -> Deferred[Any]:
+            return self.api.run_index(_notes_and_hold, self.recording_id).addCallback(
+                lambda marks: send_json(request, {
+                    "id": self.recording_id, "files": [public(row) for row in rows],
+                    "notes": [note.to_json() for note in marks[0]],
+                    "held": None if marks[1] is None else {
+                        "reason": marks[1].reason, "held_by": marks[1].held_by,
+                        "held_at": marks[1].held_at}}))
+        return self.api.files_of(self.recording_id, identity).addCallback(found)
+
+
+def _notes_and_hold(found_in: Any, recording_id: str) -> tuple[list[Note], Hold | None]:
+    """A recording's notes, and its first hold (None: not held)."""
+    held = [each for each in found_in.holds() if each.recording_id == recording_id]
+    return found_in.notes_of(recording_id), (held[0] if held else None)
+
+
+def json_body(request: Request, fields: tuple[str, ...]) -> dict[str, Any]:
+    """A POST's JSON object (Content-Type: application/json, which a form
+    of another site cannot send without the browser asking first), with
+    only ``fields``. Raises ApiError (415, 400)."""
+    kind = (_header(request, b"content-type") or "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
+    try:
+        body = json.loads(request.content.read().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "the body is not JSON (UTF-8)") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body is not a JSON object")
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(400, f"{unknown[0][:40]}: not a field here (fields: {', '.join(fields)})")
+    return body
+
+
+class _Posted(_Async):
+    """A route that takes POST (a change: its JSON body); GET is a 405."""
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"allow", b"POST")
+        return send_json(request, {"error": "this route takes POST"}, 405)
+
+    def render_POST(self, request: Request) -> Any:
+        return self._answered(request)
+
+
+class NotesResource(_Posted):
+    """POST a note on a recording (the right to write notes, within scope):
+    ``{"text": "...", "tags": ["dispute"]}``; 201 with the note."""
+
+    def __init__(self, api: Api, recording_id: str) -> None:
+        super().__init__()
+        self.api, self.recording_id = api, recording_id
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        identity = require(request, roles.NOTE)
+        body = json_body(request, ("text", "tags"))
+        try:
+            note = note_of(self.recording_id, iso_utc(self.api.auditor.now()),
+                           actor_of(identity), body.get("text", ""), body.get("tags"))
+        except ValueError as error:
+            raise ApiError(400, str(error)) from None
+        event = self.api.auditor.event_of(identity, request, "note", self.recording_id,
+                                          {"text": note.text, "tags": list(note.tags)})
+        return self.api.files_of(self.recording_id, identity).addCallback(
+            lambda _: self.api.run_index(_add_note, note, event)).addCallback(
+            lambda _: send_json(request, {"note": note.to_json()}, 201))
+
+
+def _add_note(found_in: Any, note: Note, event: Any) -> None:
+    found_in.add_note(note, audit=event)
+
+
+class HoldResource(_Posted):
+    """POST ``{"reason": "..."}`` to put a recording (every file of it) on
+    legal hold, or to release it (the right to hold, within scope)."""
+
+    def __init__(self, api: Api, recording_id: str, holding: bool) -> None:
+        super().__init__()
+        self.api, self.recording_id, self.holding = api, recording_id, holding
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        identity = require(request, roles.HOLD)
+        body = json_body(request, ("reason",))
+        try:
+            reason = check_reason(body.get("reason") if isinstance(body.get("reason"), str)
+                                  else "")
+        except ValueError as error:
+            raise ApiError(400, f"reason: {error}") from None
+        now = iso_utc(self.api.auditor.now())
+
+        def found(rows: list[dict[str, Any]]) -> Deferred[Any]:
+            if self.holding:
+                files = [{"node": row.get("node") or "", "path": row["path"]} for row in rows]
+                event = self.api.auditor.event_of(identity, request, "hold", self.recording_id,
+                                                  {"reason": reason, "files": files})
+                holds = [Hold(each["node"], each["path"], self.recording_id, reason,
+                              actor_of(identity), now) for each in files]
+                return self.api.run_index(_hold, holds, event).addCallback(
+                    lambda _: send_json(request, {"held": {"reason": reason,
+                                                           "held_by": actor_of(identity),
+                                                           "held_at": now}}))
+            return self.api.run_index(_release, self.recording_id, reason, identity, request,
+                                      self.api.auditor).addCallback(
+                lambda released: send_json(request, {"released": released}))
+        return self.api.files_of(self.recording_id, identity).addCallback(found)
+
+
+def _hold(found_in: Any, holds: list[Hold], event: Any) -> None:
+    found_in.hold_files(holds, audit=event)
+
+
+def _release(found_in: Any, recording_id: str, reason: str, identity: Identity,
+             request: Request, auditor: Auditor) -> int:
+    """Release a recording's holds (blocking, on the index's thread); how
+    many files were held. Raises ApiError (409) if none is."""
+    held = [each for each in found_in.holds() if each.recording_id == recording_id]
+    if not held:
+        raise ApiError(409, f"recording {recording_id!r} is not held")
+    event = auditor.event_of(identity, request, "release", recording_id,
+                             {"reason": reason, "held_for": held[0].reason})
+    return found_in.release_files([(each.node, each.path) for each in held], audit=event)
+
+
+class ExportResource(_Async):
+    """GET /api/export?(a search): the recordings it finds as CSV (every
+    cell safe in a spreadsheet: recsvc.index.spreadsheet), at most
+    EXPORT_AT_MOST; the right to export, within scope; audited."""
+
+    COLUMNS = tuple(column for column in EXPORT_COLUMNS if column != "path")
+
+    def __init__(self, api: Api) -> None:
+        super().__init__()
+        self.api = api
+
+    def answer(self, request: Request) -> Deferred[Any]:
+        identity = require(request, roles.EXPORT)
+        search = within_reach(search_of(request, self.api.numbers), identity)
+        if search.after is not None or search.page != 1:
+            raise ApiError(400, "an export is the whole search: no page or after")
+        asked = {name: value for name in _SEARCH_PARAMETERS
+                 if (value := _argument(request, name)) is not None}
+
+        def written(body: bytes) -> bytes:
+            request.setResponseCode(200)
+            request.setHeader(b"content-type", b"text/csv; charset=utf-8")
+            request.setHeader(b"cache-control", b"no-store")
+            request.setHeader(b"content-disposition",
+                              b'attachment; filename="recordings.csv"')
+            return body
+        return self.api.auditor.record(identity, request, "export", "", {"query": asked}
+                                       ).addCallback(lambda _: self.api.run_index(
+                                           _csv_of, search, self.COLUMNS)).addCallback(written)
+
+
+def _csv_of(found_in: Any, search: index.Search, columns: tuple[str, ...]) -> bytes:
+    """The CSV of every recording ``search`` finds (blocking). Raises
+    ApiError (400) beyond EXPORT_AT_MOST."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for count, row in enumerate(index.search_all(found_in, search), 1):
+        if count > EXPORT_AT_MOST:
+            raise ApiError(400, f"the search finds more than {EXPORT_AT_MOST} recordings: "
+                                "narrow it, or use `recsvc export` on the server")
+        writer.writerow(csv_cells(row, columns))
+    return out.getvalue().encode("utf-8")
+
+
+class MeResource(Resource):
+    """Who the request is from: name, role, rights, and whether their
+    scope is every recording (the page shows what they may do)."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        identity = identity_of(request)
+        return send_json(request, {
+            "user": identity.user, "role": identity.role,
+            "rights": [right for right in roles.RIGHTS if roles.may(identity.role, right)],
+            "every_recording": identity.reach.everything,
+            "signed_in": identity.scheme == "session"})
 
 
 class AudioResource(_Async):
@@ -697,6 +901,8 @@ class ApiRoot(Resource):
         self.putChild(b"recordings", RecordingsResource(api))
         self.putChild(b"active", ActiveResource(api, now))
         self.putChild(b"audit", AuditResource(api))
+        self.putChild(b"export", ExportResource(api))
+        self.putChild(b"me", MeResource())
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         return ErrorResource(404, "no such resource")
@@ -846,12 +1052,22 @@ class _Site(server.Site):
         if length == 0:
             return True
         if length is None or length > MAX_BODY_BYTES:
-            request.body_refused = (f"this API takes no request bodies: at most "
-                                    f"{MAX_BODY_BYTES} bytes, with a Content-Length")
+            request.body_refused = (f"a request body is at most {MAX_BODY_BYTES} bytes, "
+                                    f"with a Content-Length")
             return False
         if self.gate is None or self.gate.open_now():
             return host_allowed(request.getHeader(b"host"), self.allowed_hosts)
-        return self.gate.admits_at_once(request)
+        if self.gate.admits_at_once(request):
+            return True
+        # A change's JSON (a note, a hold) from a client with credentials
+        # (a password, a token, a session's cookie), checked before the body
+        # is used. (The method and path, still the channel's: the request
+        # gets them once its body is in.)
+        command = getattr(request.channel, "_command", b"")
+        path = getattr(request.channel, "_path", b"").split(b"?", 1)[0]
+        return (command == b"POST" and POST_PATHS.match(path) is not None
+                and (request.getHeader(b"authorization") is not None
+                     or request.getCookie(SESSION_COOKIE) is not None))
 
     def getResourceFor(self, request: Request) -> Resource:
         request.began = self.now()
@@ -860,10 +1076,10 @@ class _Site(server.Site):
         if request.body_refused is not None:
             return ErrorResource(413, request.body_refused)
         if request.method not in READ_METHODS and not (
-                request.method == b"POST" and request.path in SIGNING_PATHS):
+                request.method == b"POST" and POST_PATHS.match(request.path)):
             request.setHeader(b"allow", b"GET, HEAD")
-            return ErrorResource(405, "this API is read-only: GET and HEAD only (and POST "
-                                      "/login, /logout)")
+            return ErrorResource(405, "GET and HEAD only here (POST: /login, /logout, and a "
+                                      "recording's notes, hold and release)")
         return super().getResourceFor(request)
 
 
