@@ -209,6 +209,33 @@ class SearchTests(IndexTestsMixin):
         self.assertEqual(self.ids(recording_id="a"), ["a"])
         self.assertEqual(self.ids(number="138", direction="out"), ["a"])
 
+    def test_column_orders(self) -> None:
+        """A search sorted by a column (the page's headings): by its value,
+        reversed with "-", the newest first among equals, in pages with
+        their exact total; beyond COLUMN_ORDER_AT_MOST, refused naming
+        the order; no cursor (pages by number)."""
+        def page(**kwargs) -> tuple[list[str], int, str | None]:
+            found = index.page_of(self.connection, index.Search(**kwargs))
+            return [row["id"] for row in found.rows], found.total.count, found.next
+        # (By the digits, as text: 13800138000, 555, 8613800138000.)
+        self.assertEqual(page(order="remote"), (["b", "c", "a"], 3, None))
+        self.assertEqual(page(order="-remote"), (["a", "c", "b"], 3, None))
+        self.assertEqual(page(order="local"), (["b", "a", "c"], 3, None))  # 2001, 2001, 2002
+        self.assertEqual(page(order="-local"), (["c", "b", "a"], 3, None))
+        self.assertEqual(page(order="direction", page_size=2, page=2), (["a"], 3, None))
+        self.assertEqual(page(order="stop_reason", direction="out"), (["c", "a"], 2, None))
+        self.assertEqual(page(order="device"), (["b", "a", "c"], 3, None))
+        with self.assertRaises(ValueError) as raised:
+            index.Search(order="path")
+        self.assertIn("order:", str(raised.exception))
+        with self.assertRaises(ValueError) as raised:
+            index.Search(order="remote", after="x")
+        self.assertIn("after:", str(raised.exception))
+        self.patch(index, "COLUMN_ORDER_AT_MOST", 2)
+        with self.assertRaises(index.TooManyToSort) as raised:
+            index.page_of(self.connection, index.Search(order="remote"))
+        self.assertIn("order: remote sorts a search of at most 2", str(raised.exception))
+
     def test_pages(self) -> None:
         """Results come in pages of page_size; a page past the last is
         empty."""

@@ -143,6 +143,15 @@ class ExportTests(MarksCase):
         self.assertNotIn("path", rows[0])
         self.assertEqual(rows[0]["remote_name"], "'=HYPERLINK(\"http://x\")")
         self.assertEqual(rows[0]["remote_number"], "+4930123")
+        response, body = yield self.get("/api/export?order=remote", **self.as_user("sam"))
+        self.assertEqual([row["id"] for row in csv.DictReader(io.StringIO(body.decode()))],
+                         ["9", "10"])  # (13800138000 before 4930123; newest first: 10, 9)
+        error = yield self.get_json("/api/recordings?order=-remote&after=x", 400,
+                                    **self.as_user("sam"))
+        self.assertIn("after:", error["error"])
+        self.patch(index, "COLUMN_ORDER_AT_MOST", 1)
+        error = yield self.get_json("/api/recordings?order=remote", 400, **self.as_user("sam"))
+        self.assertIn("order: remote sorts a search of at most 1", error["error"])
         response, _ = yield self.get("/api/export", **self.as_user("lena"))
         self.assertEqual(response.code, 403)
         yield self.get_json("/api/export?page=2", 400, **self.as_user("sam"))

@@ -34,6 +34,20 @@ DIRECTIONS = ("in", "out")
 # the last places by the file's path and the node that indexed it (two
 # nodes may file recordings under one path), so that pages never overlap.
 ORDERS = ("newest", "oldest", "longest", "shortest")
+# The orders by another column (the page's column headings), each also
+# reversed with a leading "-": the newest first among equals. The index
+# keeps no order of these: a search sorted by one finds at most
+# COLUMN_ORDER_AT_MOST recordings (see `page_of`), which are sorted as read.
+COLUMN_ORDERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "direction": lambda row: str(row.get("direction") or ""),
+    "local": lambda row: (digits_of(str(row.get("local_number") or "")),
+                          str(row.get("local_name") or "").casefold()),
+    "remote": lambda row: (digits_of(str(row.get("remote_number") or "")),
+                           str(row.get("remote_name") or "").casefold()),
+    "device": lambda row: device_search_key(str(row.get("device") or "")),
+    "stop_reason": lambda row: str(row.get("stop_reason") or ""),
+}
+COLUMN_ORDER_AT_MOST = 10_000
 MAX_PAGE_SIZE = 500
 MAX_PAGE = 1_000_000  # far beyond any archive; keeps the offset a 64-bit integer
 _MAC_SEPARATORS = re.compile(r"[\s:.\-]")
@@ -212,9 +226,12 @@ class Search:
             check_tag(self.tag)  # raises ValueError naming "tag"
         if self.min_duration_s is not None and not self.min_duration_s >= 0:
             raise ValueError(f"min_duration_s: {self.min_duration_s!r} is not a duration")
-        if self.order not in ORDERS:
-            raise ValueError(f"order: {self.order!r} is not one of {', '.join(ORDERS)}")
+        if self.order not in ORDERS and self.order.lstrip("-") not in COLUMN_ORDERS:
+            raise ValueError(f"order: {self.order!r} is not one of {', '.join(ORDERS)}, or a "
+                             f"column ({', '.join(COLUMN_ORDERS)}; reversed with a leading -)")
         if self.after is not None:
+            if self.order not in ORDERS:
+                raise ValueError(f"after: not with order {self.order} (its pages go by number)")
             order_key_of(self.after, self.order)  # raises ValueError naming "after"
         if not 1 <= self.page <= MAX_PAGE:
             raise ValueError(f"page: {self.page} is outside 1..{MAX_PAGE}")
@@ -512,6 +529,8 @@ def page_of(found_in: Any, query: Search, bound: int = COUNT_EXACTLY_TO) -> Page
     """A page of ``query`` with its total (exact up to ``bound``): a page
     that ends the rows found (short, and the first or not empty) says it,
     without asking the index again (for rare text, a second lookup)."""
+    if query.order not in ORDERS:
+        return _page_by_column(found_in, query)
     rows = found_in.search(query)
     if query.after is None and len(rows) < query.page_size and (rows or query.page == 1):
         found = Total((query.page - 1) * query.page_size + len(rows), True)
@@ -526,6 +545,32 @@ def page_of(found_in: Any, query: Search, bound: int = COUNT_EXACTLY_TO) -> Page
             more = bool(found_in.search(attrs.evolve(query, after=cursor, page=1, page_size=1)))
         following = cursor if more else None
     return Page(rows, found, following)
+
+
+class TooManyToSort(ValueError):
+    """A search sorted by a column that finds more than COLUMN_ORDER_AT_MOST."""
+
+
+def _page_by_column(found_in: Any, query: Search) -> Page:
+    """A page of ``query`` in a column's order (see `rows_by_column`)."""
+    rows = rows_by_column(found_in, query)
+    start = (query.page - 1) * query.page_size
+    return Page(rows[start:start + query.page_size], Total(len(rows), True), None)
+
+
+def rows_by_column(found_in: Any, query: Search) -> list[dict[str, Any]]:
+    """Every recording ``query`` finds in its column's order
+    (COLUMN_ORDERS), read newest first, then sorted. Raises TooManyToSort
+    (naming "order") for more than COLUMN_ORDER_AT_MOST."""
+    newest = attrs.evolve(query, order="newest", page=1, after=None)
+    found = found_in.total(newest, COLUMN_ORDER_AT_MOST)
+    if not found.exact or found.count > COLUMN_ORDER_AT_MOST:
+        raise TooManyToSort(
+            f"order: {query.order} sorts a search of at most {COLUMN_ORDER_AT_MOST} recordings"
+            "; this one finds more: narrow it, or sort by date or duration")
+    # (Stable, reversed too: the newest first among equals.)
+    return sorted(found_in.search_all(newest), key=COLUMN_ORDERS[query.order.lstrip("-")],
+                  reverse=query.order.startswith("-"))
 
 
 def add_sidecar(found_in: Any, root: str, sidecar: str) -> IndexEntry:

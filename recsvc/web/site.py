@@ -162,6 +162,8 @@ class _Async(Resource):
         def failed(failure: Failure) -> None:
             if failure.check(ApiError):
                 status, message = failure.value.status, str(failure.value)
+            elif failure.check(index.TooManyToSort):
+                status, message = 400, str(failure.value)
             elif failure.check(AuditUnwritable):
                 status, message = 503, ("the audit trail cannot be written: refused until it "
                                         "can (the error is logged)")
@@ -567,7 +569,9 @@ def _csv_of(found_in: Any, search: index.Search, columns: tuple[str, ...]) -> by
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
-    for count, row in enumerate(index.search_all(found_in, search), 1):
+    rows: Any = (index.search_all(found_in, search) if search.order in index.ORDERS
+                 else index.rows_by_column(found_in, search))  # (as the page sorts it)
+    for count, row in enumerate(rows, 1):
         if count > EXPORT_AT_MOST:
             raise ApiError(400, f"the search finds more than {EXPORT_AT_MOST} recordings: "
                                 "narrow it, or use `recsvc export` on the server")
