@@ -129,7 +129,8 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
 
         self.assertEqual(seen["all_rows"], [["web-2", "13800138000"], ["elsewhere", "2002"]])
         self.assertEqual(seen["rows"], [["web-2", "13800138000"]])
-        self.assertEqual(seen["url_query"], "?number=138+0013+8000")
+        # (The recording in the player is in the URL too: the view is linkable.)
+        self.assertEqual(seen["url_query"], "?number=138+0013+8000&play=web-2")
         # The search's URL, opened afresh, finds the same.
         self.assertEqual(seen["linked_rows"], seen["rows"])
         self.assertEqual(seen["counted"], "Recordings 1–1 of 1, newest first · page 1")

@@ -225,6 +225,23 @@ class AuditTests(UsersCase):
         self.flushLoggedErrors()
 
 
+class RefusedAuditTests(UsersCase):
+    @inlineCallbacks
+    def test_refusals_are_in_the_trail(self) -> None:
+        """A right the role lacks (403) and another team's call by its id
+        (404) are written as "refused": who, what they asked for, why."""
+        yield self.get_json("/api/recordings/7/audio?format=original", 403,
+                            **self.as_user("lena"))
+        yield self.get_json("/api/recordings/9", 404, **self.as_user("lena"))
+        refused = [row.event for row in self.connection.audit_rows()
+                   if row.event.action == "refused"]
+        self.assertEqual([(event.actor, event.target, event.detail["status"])
+                          for event in refused],
+                         [("lena", "/api/recordings/7/audio", 403),
+                          ("lena", "/api/recordings/9", 404)])
+        self.assertEqual(refused[1].detail["reason"], "no finished recording with id '9'")
+
+
 class OpenAuditTests(HttpTestsMixin, TestCase):
     @inlineCallbacks
     def test_nothing_written_where_no_one_signs_in(self) -> None:
@@ -429,7 +446,8 @@ class UserTokenTests(UsersCase):
         yield self.get_json("/api/recordings", 401, authorization="Bearer rst_made_up")
         self.site.auditor.flush()
         self.assertEqual([(row.event.actor, row.event.action)
-                          for row in self.connection.audit_rows()], [("lena", "search")])
+                          for row in self.connection.audit_rows()],
+                         [("lena", "search"), ("lena", "refused")])
         self.connection.replace_user(lena)
         self.clock.advance(httpauth.DIRECTORY_REFRESH)
         yield self.get_json("/api/recordings", 401, authorization="Bearer rst_lenas")

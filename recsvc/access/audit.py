@@ -15,10 +15,12 @@ from zope.interface import Interface
 
 # What is audited (the list): a search with its query, a play with
 # the byte ranges fetched, a download, an export, a note, a hold and its
-# release, an erasure, a login and a failed one, a change to a user.
+# release, an erasure, a login and a failed one, a change to a user; and
+# what a user was refused (a right their role lacks, a recording outside
+# their scope: an id changed in a URL is seen).
 ACTIONS = ("search", "play", "download", "export", "note", "hold", "release", "erase",
            "login", "login_failed", "logout", "user_add", "user_change", "user_password",
-           "user_remove")
+           "user_remove", "refused")
 # The hash before the first row.
 GENESIS = "0" * 64
 _HASH = re.compile(r"[0-9a-f]{64}")

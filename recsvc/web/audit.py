@@ -64,6 +64,17 @@ class Auditor:
         return audit_event(iso_utc(self.now()), actor_of(identity), source_of(request),
                            action, _printable(target) if target else "", detail)
 
+    def refused(self, identity: Any, request: Request, status: int, reason: str) -> None:
+        """A user refused a route (403: a right their role lacks; 404: a
+        recording outside their scope, or none), written best effort (logged
+        if it cannot be): what they asked for, and why it was refused."""
+        path = request.path.decode("utf-8", "replace")
+        event = self.event_of(identity, request, "refused", path[:200], {
+            "method": request.method.decode("ascii", "replace"), "status": status,
+            "reason": reason[:300]})
+        if event is not None:
+            self._write(event).addErrback(self._not_written, "refused")
+
     def signed_in(self, name: str, source: str, matched: bool) -> None:
         """A password checked: a failed one is written (best effort: logged
         if it cannot be); a session's sign-in is written as it begins

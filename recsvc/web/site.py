@@ -152,6 +152,8 @@ class _Async(Resource):
         try:
             waiting = self.answer(request)
         except ApiError as error:
+            if error.status in (403, 404):
+                self.api.auditor.refused(identity_of(request), request, error.status, str(error))
             return send_json(request, {"error": str(error)}, error.status)
 
         def done(body: Any) -> None:
@@ -178,6 +180,9 @@ class _Async(Resource):
             else:
                 _log.failure("HTTP {uri} failed", failure, uri=request.uri)
                 status, message = 500, "internal error (logged)"
+            if status in (403, 404):
+                # (Best effort: the refusal is answered whether or not it is written.)
+                self.api.auditor.refused(identity_of(request), request, status, message)
             if not _still_there(request):
                 return
             if request.startedWriting:

@@ -4,13 +4,29 @@
 (() => {
   "use strict";
 
-  const PAGE_SIZE = 50;
+  const PAGE_SIZE = 50;     // the default; the form's "Per page" chooses another
   const LIVE_MS = 2000;    // refresh of the live panel
   const HEALTH_MS = 15000; // refresh of the health dot
   // The form's inputs, named like the query parameters of /api/recordings.
-  const FIELDS = ["number", "name", "device", "direction", "since", "until", "min_duration", "stop_reason", "order"];
+  const FIELDS = ["number", "name", "device", "direction", "since", "until", "min_duration",
+                  "stop_reason", "note", "tag", "order", "page_size"];
   // How each order reads in the count line (the API's names).
-  const ORDER_WORDS = {newest: "newest first", oldest: "oldest first", longest: "longest first", shortest: "shortest first"};
+  const ORDER_WORDS = {newest: "newest first", oldest: "oldest first", longest: "longest first",
+                       shortest: "shortest first"};
+  const COLUMN_WORDS = {direction: "direction", local: "local number", remote: "remote number",
+                        device: "device", stop_reason: "stop reason"};
+  // A column heading's orders: the first click's, then the other.
+  const HEADING_ORDERS = {date: ["newest", "oldest"], duration: ["longest", "shortest"]};
+  // The audit trail's actions (recsvc.access.audit.ACTIONS).
+  const AUDIT_ACTIONS = ["search", "play", "download", "export", "note", "hold", "release",
+                         "erase", "login", "login_failed", "logout", "user_add", "user_change",
+                         "user_password", "user_remove", "refused"];
+  const AUDIT_FIELDS = ["actor", "action", "target", "since", "until"];
+  const AUDIT_PAGE = 100;
+  const SKIP_SECONDS = 5;
+  // The most of a call's decoded audio read to draw its waveform (16-bit
+  // PCM: about 17 minutes at 8 kHz); a longer call shows its beginning.
+  const WAVEFORM_BYTES = 16 * 1024 * 1024;
   // The From / To days: on the form a day in the shown zone, in the URL and
   // to the API the start of that day (of the day after To) with its offset.
   const DAY_FIELDS = ["since", "until"];
@@ -38,6 +54,12 @@
   let liveBusy = false;
   let liveOk = true;
   let zone = storedZone();             // the zone times are shown in: "local" or "utc"
+  // Who is signed in (/api/me): what the page offers follows their rights.
+  let me = {user: "-", role: "admin", rights: ["search", "play", "download", "export", "note",
+            "hold", "erase", "users", "audit"], signed_in: false};
+  let auditBefore = [];                // the audit pages seen: each one's "before"
+  let waveform = null;                 // {peaks, seconds} of the selected call
+  let waveformSeq = 0;
 
   // ---------------------------------------------------------------- helpers
 
@@ -173,6 +195,34 @@
                                                         location.hash));
   }
 
+  const may = (right) => me.rights.includes(right);
+
+  /** The session's CSRF token (its cookie), which every change carries. */
+  function csrfToken() {
+    const found = document.cookie.split("; ").find((part) => part.startsWith("recsvc_csrf="));
+    return found ? decodeURIComponent(found.slice("recsvc_csrf=".length)) : "";
+  }
+
+  /** POST a JSON body; the answer's JSON, or an Error with the server's message. */
+  async function postJson(url, body) {
+    let response;
+    try {
+      response = await fetch(url, {method: "POST", cache: "no-store", body: JSON.stringify(body),
+                                   headers: {"Content-Type": "application/json",
+                                             Accept: "application/json",
+                                             "X-CSRF-Token": csrfToken()}});
+    } catch (error) {
+      throw new Error(`cannot reach the server (${error.message})`);
+    }
+    const answer = await response.json().catch(() => null);
+    if (response.status === 401 && csrfToken()) signInAgain();
+    if (!response.ok) {
+      throw new Error(answer && typeof answer.error === "string" ? answer.error
+        : `the server answered ${response.status}`);
+    }
+    return answer;
+  }
+
   /** GET a JSON answer; throws an Error with the server's message if it failed. */
   async function getJson(url) {
     let response;
@@ -261,13 +311,20 @@
   /** Put a search in the page's URL (a new history entry, or ``replace``
       the current one), then run it. */
   function navigate(params, replace = false) {
-    const query = params.toString();
-    const url = query ? `/?${query}` : "/";
+    const url = pageUrl(params);
     if (url !== location.pathname + location.search) {
       if (replace) history.replaceState(null, "", url);
       else history.pushState(null, "", url);
     }
     return runSearch(params);
+  }
+
+  /** The page's URL of a search (and of the recording in the player, ``play``). */
+  function pageUrl(params, play = null) {
+    const query = new URLSearchParams(params);
+    if (play) query.set("play", play);
+    const text = query.toString();
+    return text ? `/?${text}` : "/";
   }
 
   /** Show times in another zone ("local" or "utc"), remembered for next
@@ -300,7 +357,7 @@
     current = params;
     const page = parseInt(params.get("page"), 10) || 1;
     const query = new URLSearchParams(params);
-    query.set("page_size", String(PAGE_SIZE));
+    query.set("page_size", params.get("page_size") || String(PAGE_SIZE));
     // A page after one seen: read on from where that one ended (its
     // cursor), however deep; else by its number.
     const search = searchKey(params);
@@ -319,8 +376,13 @@
       if (seq !== searchSeq) return; // a newer search is on its way
       const rows = Array.isArray(data.recordings) ? data.recordings : [];
       if (typeof data.next === "string") cursors.after.set(page, data.next);
-      renderResults(rows, page, Number(data.page_size) || PAGE_SIZE,
-                    data.total, data.total_exact === true, data.order, Boolean(data.next));
+      const pageSize = Number(data.page_size) || PAGE_SIZE;
+      // (A column's order pages by number: more while the total goes on.)
+      const more = Boolean(data.next) || (data.total_exact === true &&
+                                          page * pageSize < Number(data.total));
+      renderResults(rows, page, pageSize, data.total, data.total_exact === true, data.order, more);
+      showSorted(data.order);
+      showExport(params);
       hideError();
       document.body.dataset.searchState = "done";
     } catch (error) {
@@ -347,10 +409,57 @@
     const first = (page - 1) * pageSize + 1;
     const count = Number.isFinite(total) ? ` of ${exact ? "" : "about "}${total.toLocaleString("en")}` : "";
     $("count").textContent = rows.length
-      ? `Recordings ${first}–${first + rows.length - 1}${count}, ${ORDER_WORDS[order] || ORDER_WORDS.newest} · page ${page}`
+      ? `Recordings ${first}–${first + rows.length - 1}${count}, ${orderWords(order)} · page ${page}`
       : (page > 1 ? `Nothing more on page ${page}.` : "");
     $("prev").disabled = page <= 1;
     $("next").disabled = !more;
+  }
+
+  /** How an order reads in the count line. */
+  function orderWords(order) {
+    if (ORDER_WORDS[order]) return ORDER_WORDS[order];
+    const column = COLUMN_WORDS[String(order || "").replace(/^-/, "")];
+    if (!column) return ORDER_WORDS.newest;
+    return `by ${column}${String(order).startsWith("-") ? ", reversed" : ""}`;
+  }
+
+  /** The column headings say which one the rows are sorted by (aria-sort). */
+  function showSorted(order) {
+    const shown = order || "newest";
+    for (const th of document.querySelectorAll("#results th[data-order]")) {
+      const heading = th.dataset.order;
+      const pair = HEADING_ORDERS[heading];
+      let sorted = "none";
+      if (pair) {
+        if (shown === pair[0]) sorted = "descending";
+        else if (shown === pair[1]) sorted = "ascending";
+      } else if (shown === heading) sorted = "ascending";
+      else if (shown === `-${heading}`) sorted = "descending";
+      th.setAttribute("aria-sort", sorted);
+    }
+  }
+
+  /** Sort by a column heading: its first order, or the other if it is on. */
+  function sortBy(heading) {
+    const shown = current.get("order") || "newest";
+    const pair = HEADING_ORDERS[heading] || [heading, `-${heading}`];
+    const order = shown === pair[0] ? pair[1] : pair[0];
+    const params = new URLSearchParams(current);
+    params.delete("page");
+    if (order === "newest") params.delete("order");
+    else params.set("order", order);
+    fillForm(params);
+    navigate(params);
+  }
+
+  /** The export link: the search on screen, every page of it, as CSV. */
+  function showExport(params) {
+    const link = $("export");
+    link.hidden = !may("export");
+    const query = new URLSearchParams(params);
+    query.delete("page");
+    query.delete("page_size");
+    link.href = `/api/export${query.toString() ? `?${query}` : ""}`;
   }
 
   /** One row of the results table. */
@@ -376,9 +485,9 @@
       date, direction,
       partyCell(row.local_number, row.local_name),
       partyCell(row.remote_number, row.remote_name),
-      el("td", "mono", row.device || "—"),
+      el("td", "mono c-device", row.device || "—"),
       el("td", "mono right", formatDuration(row.duration_s)),
-      el("td", "reason", row.stop_reason || ""),
+      el("td", "reason c-reason", row.stop_reason || ""),
     );
     if (selected && selected.id === row.id && selected.file === row.file) markSelected(tr);
     return tr;
@@ -414,6 +523,8 @@
     if (!row) return;
     markSelected(tr);
     showPlayer(row);
+    // (The view is linkable: the recording in the player is in the URL.)
+    history.replaceState(null, "", pageUrl(current, row.id));
     if (window.matchMedia("(max-width: 1050px)").matches) {
       $("player").scrollIntoView({block: "nearest", behavior: "smooth"});
     }
@@ -436,12 +547,208 @@
       audio.play().catch(() => {}); // autoplay may be refused: the controls are there
       download.href = withParam(url, "format=original");
       download.setAttribute("download", row.file || "");
-      download.hidden = false;
+      download.hidden = !may("download");
     } else {
       audio.removeAttribute("src");
       download.hidden = true;
     }
     renderDetails(row);
+    drawWaveform(url);
+    showMarks(row.id);
+  }
+
+  // --------------------------------------------------- notes and the hold
+
+  /** The notes and hold of the recording in the player, as the server has them. */
+  async function showMarks(id) {
+    const list = $("notes-list");
+    list.replaceChildren();
+    $("notes-empty").hidden = false;
+    $("held").hidden = true;
+    $("note-form").hidden = !may("note");
+    $("hold-form").hidden = true;
+    try {
+      const data = await getJson(`/api/recordings/${encodeURIComponent(id)}`);
+      if (!selected || selected.id !== id) return;
+      renderNotes(Array.isArray(data.notes) ? data.notes : []);
+      renderHeld(data.held || null);
+    } catch (error) {
+      showError(`the recording's notes cannot be read: ${error.message}`);
+    }
+  }
+
+  function renderNotes(notes) {
+    const list = $("notes-list");
+    list.replaceChildren(...notes.map((note) => {
+      const item = el("li", "note");
+      const head = el("div", "note-head");
+      head.append(el("span", "note-author", note.author || "-"),
+                  el("time", "note-when", formatDate(note.written_at)));
+      item.append(head);
+      if (note.text) item.append(el("p", "note-text", note.text));
+      if (Array.isArray(note.tags) && note.tags.length) {
+        const tags = el("div", "tags");
+        for (const tag of note.tags) {
+          const link = el("a", "tag", tag);
+          link.href = pageUrl(new URLSearchParams({tag}));
+          tags.append(link);
+        }
+        item.append(tags);
+      }
+      return item;
+    }));
+    $("notes-empty").hidden = notes.length > 0;
+  }
+
+  function renderHeld(held) {
+    const line = $("held");
+    line.hidden = !held;
+    line.textContent = held
+      ? `On legal hold since ${formatDate(held.held_at)} by ${held.held_by}: ${held.reason}` : "";
+    $("hold-form").hidden = !may("hold");
+    $("hold-form").dataset.holding = held ? "release" : "hold";
+    $("hold-label").textContent = held ? "Release the hold: reason" : "Legal hold: reason";
+    $("hold").textContent = held ? "Release" : "Hold";
+  }
+
+  async function addNote(event) {
+    event.preventDefault();
+    if (!selected) return;
+    const id = selected.id;
+    const text = $("note-text").value;
+    const tags = $("note-tags").value.split(/[\s,]+/).filter(Boolean);
+    try {
+      await postJson(`/api/recordings/${encodeURIComponent(id)}/notes`, {text, tags});
+      $("note-text").value = "";
+      $("note-tags").value = "";
+      hideError();
+      await showMarks(id);
+    } catch (error) {
+      showError(`the note was not added: ${error.message}`);
+    }
+  }
+
+  async function holdOrRelease(event) {
+    event.preventDefault();
+    if (!selected) return;
+    const id = selected.id;
+    const action = $("hold-form").dataset.holding === "release" ? "release" : "hold";
+    try {
+      await postJson(`/api/recordings/${encodeURIComponent(id)}/${action}`,
+                     {reason: $("hold-reason").value});
+      $("hold-reason").value = "";
+      hideError();
+      await showMarks(id);
+    } catch (error) {
+      showError(`the recording was not ${action === "hold" ? "held" : "released"}: ${error.message}`);
+    }
+  }
+
+  // -------------------------------------------------------------- waveform
+
+  /** Draw the call's waveform from its decoded audio (16-bit PCM WAV). */
+  async function drawWaveform(url) {
+    const seq = ++waveformSeq;
+    waveform = null;
+    paintWaveform();
+    if (!url) return;
+    try {
+      const response = await fetch(url, {headers: {Range: `bytes=0-${WAVEFORM_BYTES - 1}`},
+                                         cache: "no-store"});
+      if (!response.ok) return;
+      const bytes = await response.arrayBuffer();
+      if (seq !== waveformSeq) return;
+      waveform = peaksOf(bytes);
+      paintWaveform();
+    } catch { /* no waveform: the player still plays */ }
+  }
+
+  /** The loudest sample of each of 1,000 stretches of a 16-bit PCM WAV's
+      audio, and how many seconds it holds; null if it is not one. */
+  function peaksOf(bytes) {
+    const view = new DataView(bytes);
+    if (bytes.byteLength < 12 || view.getUint32(0, false) !== 0x52494646) return null; // RIFF
+    let offset = 12;
+    let rate = 8000;
+    while (offset + 8 <= bytes.byteLength) {
+      const id = view.getUint32(offset, false);
+      const size = view.getUint32(offset + 4, true);
+      if (id === 0x666d7420 && offset + 16 <= bytes.byteLength) { // "fmt "
+        rate = view.getUint32(offset + 12, true) || rate;
+      } else if (id === 0x64617461) { // "data"
+        const start = offset + 8;
+        const count = Math.floor(Math.min(size, bytes.byteLength - start) / 2);
+        const samples = new Int16Array(bytes.slice(start, start + count * 2));
+        const columns = 1000;
+        const peaks = new Float32Array(columns);
+        const per = Math.max(1, Math.ceil(count / columns));
+        for (let i = 0; i < count; i += 1) {
+          const column = Math.floor(i / per);
+          const level = Math.abs(samples[i]) / 32768;
+          if (level > peaks[column]) peaks[column] = level;
+        }
+        return {peaks: peaks.subarray(0, Math.ceil(count / per)), seconds: count / rate};
+      }
+      offset += 8 + size + (size % 2);
+    }
+    return null;
+  }
+
+  /** Paint the waveform, what has been played in the accent colour. */
+  function paintWaveform() {
+    const canvas = $("waveform");
+    const width = Math.max(1, Math.floor(canvas.clientWidth * (window.devicePixelRatio || 1)));
+    const height = Math.max(1, Math.floor(canvas.clientHeight * (window.devicePixelRatio || 1)));
+    if (canvas.width !== width) canvas.width = width;
+    if (canvas.height !== height) canvas.height = height;
+    const context = canvas.getContext("2d");
+    context.clearRect(0, 0, width, height);
+    canvas.dataset.drawn = waveform ? "yes" : "no";
+    if (!waveform || !waveform.peaks.length) return;
+    const style = getComputedStyle(canvas);
+    const played = audio.duration > 0 ? audio.currentTime / waveform.seconds : 0;
+    const middle = height / 2;
+    for (let x = 0; x < width; x += 1) {
+      const peak = waveform.peaks[Math.floor((x / width) * waveform.peaks.length)] || 0;
+      const half = Math.max(0.5, peak * middle);
+      context.fillStyle = x / width <= played ? style.getPropertyValue("--accent")
+        : style.getPropertyValue("--muted");
+      context.fillRect(x, middle - half, 1, half * 2);
+    }
+  }
+
+  /** A click on the waveform plays from there. */
+  function seekFromWaveform(event) {
+    if (!waveform || !(audio.duration > 0)) return;
+    const box = $("waveform").getBoundingClientRect();
+    const share = Math.min(1, Math.max(0, (event.clientX - box.left) / box.width));
+    audio.currentTime = Math.min(audio.duration, share * waveform.seconds);
+    paintWaveform();
+  }
+
+  /** The player's keys: play/pause, skip back and on, to the search. */
+  function playerKeys(event) {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target instanceof HTMLElement &&
+        (target.closest("input, textarea, select, [contenteditable]"))) return;
+    if (event.key === "/") {
+      event.preventDefault();
+      form.elements.namedItem("number").focus();
+      return;
+    }
+    if (!audio.getAttribute("src")) return;
+    if (event.key === "k" || (event.key === " " && !(target instanceof HTMLElement &&
+                                                      target.closest("button, a, tr")))) {
+      event.preventDefault();
+      if (audio.paused) audio.play().catch(() => {});
+      else audio.pause();
+    } else if (event.key === "j" || event.key === "l") {
+      event.preventDefault();
+      const step = event.key === "j" ? -SKIP_SECONDS : SKIP_SECONDS;
+      const end = Number.isFinite(audio.duration) ? audio.duration : Infinity;
+      audio.currentTime = Math.min(end, Math.max(0, audio.currentTime + step));
+    }
   }
 
   /** The player's line under the title: when, how long, which part. */
@@ -464,6 +771,14 @@
       ["Packets received", row.packets_received, true],
       ["Packets lost", row.packets_lost == null ? null
         : `${row.packets_lost}${loss === null ? "" : ` (${loss.toFixed(1)} %)`}`, true],
+      ["Jitter", row.jitter_ms == null ? null : `${Number(row.jitter_ms).toFixed(1)} ms`, true],
+      ["Gaps filled", row.gaps && Number(row.gaps.count)
+        ? `${row.gaps.count} (${Math.round(Number(row.gaps.filled_ms) || 0)} ms)` : null, true],
+      ["Late, duplicate", row.packets_late || row.packets_duplicate
+        ? `${row.packets_late || 0}, ${row.packets_duplicate || 0}` : null, true],
+      ["DTMF", Array.isArray(row.dtmf) && row.dtmf.length
+        ? row.dtmf.map((press) => `${press.digit} at ${formatDuration(press.offset_s)}`)
+          .join(", ") : null, true],
       ["Stopped by", row.stopped_by],
       ["Stop reason", row.stop_reason],
       ["Status", row.status],
@@ -580,6 +895,135 @@
     $("health-text").textContent = text;
   }
 
+  // ----------------------------------------------------------- audit view
+
+  /** The audit trail's filters and page of a query string. */
+  function auditParams(query) {
+    const params = new URLSearchParams({view: "audit"});
+    for (const name of AUDIT_FIELDS) {
+      let value = (query.get(name) || "").trim();
+      if (DAY_FIELDS.includes(name) && isDay(value)) value = dayStart(value, name === "until" ? 1 : 0);
+      if (value) params.set(name, value);
+    }
+    const before = parseInt(query.get("before"), 10);
+    if (before > 0) params.set("before", String(before));
+    return params;
+  }
+
+  /** Show the audit trail of ``params`` (its filters, and the page before ``before``). */
+  async function runAudit(params) {
+    const form = $("audit-search");
+    for (const name of AUDIT_FIELDS) {
+      let value = params.get(name) || "";
+      if (DAY_FIELDS.includes(name) && value && !isDay(value)) {
+        value = dayOf(value, name === "until" ? 1 : 0);
+      }
+      form.elements.namedItem(name).value = value;
+    }
+    const query = new URLSearchParams(params);
+    query.delete("view");
+    query.set("limit", String(AUDIT_PAGE));
+    document.body.dataset.auditState = "loading";
+    try {
+      const data = await getJson(`/api/audit?${query}`);
+      const rows = Array.isArray(data.rows) ? data.rows : [];
+      $("audit-table").tBodies[0].replaceChildren(...rows.map(auditRow));
+      const before = params.get("before");
+      $("audit-count").textContent = rows.length
+        ? `Entries ${rows[0].seq} to ${rows[rows.length - 1].seq}, newest first`
+        : "No entries.";
+      $("audit-older").disabled = !data.next;
+      $("audit-older").dataset.before = data.next ? String(data.next) : "";
+      $("audit-newest").disabled = !before;
+      hideError();
+      document.body.dataset.auditState = "done";
+    } catch (error) {
+      $("audit-table").tBodies[0].replaceChildren();
+      $("audit-count").textContent = "The audit trail cannot be read.";
+      showError(error.message);
+      document.body.dataset.auditState = "error";
+    }
+  }
+
+  function auditRow(entry) {
+    const tr = el("tr");
+    tr.dataset.seq = String(entry.seq);
+    tr.dataset.action = entry.action || "";
+    const when = el("td", "date", formatDate(entry.at));
+    when.title = entry.at || "";
+    const detail = entry.detail && Object.keys(entry.detail).length
+      ? JSON.stringify(entry.detail) : "";
+    tr.append(el("td", "mono right", entry.seq), when, el("td", null, entry.actor),
+              el("td", "mono", entry.source), el("td", null, entry.action),
+              el("td", "mono", entry.target || ""), el("td", "mono detail", detail));
+    return tr;
+  }
+
+  function goAudit(params) {
+    history.pushState(null, "", pageUrl(params));
+    return runAudit(params);
+  }
+
+  /** Which view the URL asks for ("audit" or the recordings), as the user may. */
+  function viewOf(query) {
+    if (!may("search")) return "audit";
+    return query.get("view") === "audit" && may("audit") ? "audit" : "recordings";
+  }
+
+  /** Show the view the URL names, and run its search. */
+  function showView() {
+    const query = new URLSearchParams(location.search);
+    const view = viewOf(query);
+    $("audit-view").hidden = view !== "audit";
+    $("recordings-view").hidden = view === "audit";
+    $("view-recordings").hidden = !may("search");
+    $("view-audit").hidden = !may("audit");
+    $("view-recordings").toggleAttribute("aria-current", view !== "audit");
+    $("view-audit").toggleAttribute("aria-current", view === "audit");
+    if (view === "audit") return runAudit(auditParams(query));
+    const params = searchOf(query);
+    fillForm(params);
+    return runSearch(params).then(() => openLinked(query.get("play")));
+  }
+
+  /** The recording a URL names (play=ID): its row if on the page, else its files. */
+  async function openLinked(id) {
+    if (!id || (selected && selected.id === id)) return;
+    const tr = [...results.querySelectorAll("tr")].find((row) => row.dataset.id === id);
+    if (tr) {
+      markSelected(tr);
+      showPlayer(records.get(tr));
+      return;
+    }
+    try {
+      const data = await getJson(`/api/recordings/${encodeURIComponent(id)}`);
+      const files = Array.isArray(data.files) ? data.files : [];
+      if (files.length) showPlayer(files[0]);
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  // ------------------------------------------------------ who is signed in
+
+  async function whoAmI() {
+    try {
+      const data = await getJson("/api/me");
+      if (Array.isArray(data.rights)) me = data;
+    } catch { /* the open page's default: every right */ }
+    const signedIn = me.user && me.user !== "-";
+    $("who").hidden = !signedIn;
+    $("who-name").textContent = signedIn ? `${me.user} · ${me.role}` : "";
+    $("logout").hidden = !me.signed_in;
+  }
+
+  async function signOut() {
+    try {
+      await postJson("/logout", {});
+    } catch { /* signed out or not: to the sign-in page */ }
+    location.assign("/login");
+  }
+
   // ---------------------------------------------------------------- events
 
   form.addEventListener("submit", (event) => {
@@ -617,12 +1061,40 @@
   });
 
   audio.addEventListener("error", audioFailed);
-
-  window.addEventListener("popstate", () => {
-    const params = searchOf(new URLSearchParams(location.search));
-    fillForm(params);
-    runSearch(params);
+  audio.addEventListener("timeupdate", paintWaveform);
+  audio.addEventListener("seeked", paintWaveform);
+  $("waveform").addEventListener("click", seekFromWaveform);
+  window.addEventListener("resize", paintWaveform);
+  document.addEventListener("keydown", playerKeys);
+  $("note-form").addEventListener("submit", addNote);
+  $("hold-form").addEventListener("submit", holdOrRelease);
+  $("logout").addEventListener("click", signOut);
+  for (const th of document.querySelectorAll("#results th[data-order]")) {
+    th.querySelector("button").addEventListener("click", () => sortBy(th.dataset.order));
+  }
+  $("audit-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    goAudit(auditParams(new URLSearchParams(new FormData(event.target))));
   });
+  $("audit-older").addEventListener("click", (event) => {
+    const params = auditParams(new URLSearchParams(location.search));
+    params.set("before", event.target.dataset.before);
+    goAudit(params);
+  });
+  $("audit-newest").addEventListener("click", () => {
+    const params = auditParams(new URLSearchParams(location.search));
+    params.delete("before");
+    goAudit(params);
+  });
+  for (const link of document.querySelectorAll(".view-link")) {
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      history.pushState(null, "", link.getAttribute("href"));
+      showView();
+    });
+  }
+
+  window.addEventListener("popstate", showView);
 
   document.addEventListener("visibilitychange", () => {
     if (document.hidden) {
@@ -636,11 +1108,20 @@
   // ----------------------------------------------------------------- start
 
   showZone();
-  const initial = searchOf(new URLSearchParams(location.search));
-  fillForm(initial);
-  runSearch(initial);
-  refreshLive();
-  setInterval(tickLive, 1000);
+  for (const action of AUDIT_ACTIONS) {
+    const option = el("option", null, action);
+    option.value = action;
+    $("a-action").append(option);
+  }
+  whoAmI().then(() => {
+    showView();
+    if (may("search")) {
+      refreshLive();
+      setInterval(tickLive, 1000);
+    } else {
+      $("live").hidden = true;
+    }
+  });
   checkHealth();
   setInterval(checkHealth, HEALTH_MS);
 })();
