@@ -297,14 +297,20 @@
       a day in since / until (YYYY-MM-DD) is a day in the shown zone, sent
       as the time it begins (since) or the next one begins (until). */
   function searchOf(query) {
-    const params = new URLSearchParams();
-    for (const name of FIELDS) {
+    const params = fieldsOf(query, FIELDS, new URLSearchParams());
+    const page = parseInt(query.get("page"), 10);
+    if (page > 1) params.set("page", String(page));
+    return params;
+  }
+
+  /** ``params`` with the non-empty ``names`` of a query string, a day in
+      since / until as the time it begins (the next one begins, until). */
+  function fieldsOf(query, names, params) {
+    for (const name of names) {
       let value = (query.get(name) || "").trim();
       if (DAY_FIELDS.includes(name) && isDay(value)) value = dayStart(value, name === "until" ? 1 : 0);
       if (value) params.set(name, value);
     }
-    const page = parseInt(query.get("page"), 10);
-    if (page > 1) params.set("page", String(page));
     return params;
   }
 
@@ -899,12 +905,7 @@
 
   /** The audit trail's filters and page of a query string. */
   function auditParams(query) {
-    const params = new URLSearchParams({view: "audit"});
-    for (const name of AUDIT_FIELDS) {
-      let value = (query.get(name) || "").trim();
-      if (DAY_FIELDS.includes(name) && isDay(value)) value = dayStart(value, name === "until" ? 1 : 0);
-      if (value) params.set(name, value);
-    }
+    const params = fieldsOf(query, AUDIT_FIELDS, new URLSearchParams({view: "audit"}));
     const before = parseInt(query.get("before"), 10);
     if (before > 0) params.set("before", String(before));
     return params;
