@@ -141,6 +141,10 @@ class Browser:
     def type(self, element: dict[str, str], text: str) -> None:
         self._call("POST", self._path(f"/element/{element[ELEMENT]}/value"), {"text": text})
 
+    def set_window(self, width: int, height: int) -> None:
+        """The window's size, as a phone's (400 px) or a desktop's."""
+        self._call("POST", self._path("/window/rect"), {"width": width, "height": height})
+
     def screenshot(self) -> bytes:
         return base64.b64decode(self._call("GET", self._path("/screenshot")))
 

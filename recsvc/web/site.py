@@ -982,6 +982,10 @@ class PageFiles(static.File):
 
     def render_GET(self, request: Request) -> Any:
         request.requestHeaders.removeHeader(b"range")
+        # Asked again each time (a browser's cache may keep it, not use it
+        # unasked): the page behind a sign-in is never shown from the cache
+        # once its session ended.
+        request.setHeader(b"cache-control", b"no-cache")
         return super().render_GET(request)
 
 

@@ -484,7 +484,7 @@
     date.append(time, el("span", "pname", formatClock(row.started_at)));
     if (Number(row.part) > 1) date.append(el("span", "part", `part ${row.part}`));
 
-    const direction = el("td");
+    const direction = el("td", "c-direction");
     direction.append(directionBadge(row.direction));
 
     tr.append(
@@ -567,6 +567,7 @@
 
   /** The notes and hold of the recording in the player, as the server has them. */
   async function showMarks(id) {
+    $("notes").dataset.loaded = "";
     const list = $("notes-list");
     list.replaceChildren();
     $("notes-empty").hidden = false;
@@ -578,6 +579,7 @@
       if (!selected || selected.id !== id) return;
       renderNotes(Array.isArray(data.notes) ? data.notes : []);
       renderHeld(data.held || null);
+      $("notes").dataset.loaded = id;
     } catch (error) {
       showError(`the recording's notes cannot be read: ${error.message}`);
     }
