@@ -239,3 +239,31 @@ class EraseMatchingTests(EraseCase):
         self.assertIn("not erased, held: renamed (x)", out)
         self.assertEqual([os.path.exists(path) for path in spelled], [False] * 4)
         self.assertEqual([os.path.exists(path) for path in others + [renamed]], [True] * 4)
+
+
+class HoldFoundTests(EraseCase):
+    def test_every_recording_a_search_finds(self) -> None:
+        """`recsvc hold --number N --reason R` holds every file of every
+        recording the search finds, with one audit row naming the search
+        and the recordings; an id and search options both, or neither, is
+        refused; a search that finds nothing holds nothing."""
+        for name, number in (("a", "13800138000"), ("b", "13800138000"), ("c", "555")):
+            self.recording(name, 1, remote_number=number)
+        self.assertEqual(self.recsvc("-c", self.config, "reindex")[0], 0)
+        status, out, err = self.recsvc("-c", self.config, "hold", "--number", "13800138000",
+                                       "--reason", "dispute 42")
+        self.assertEqual((status, out, err), (0, "held 2 recordings (2 files): dispute 42\n", ""))
+        with closing(open_index(self.database, read_only=True)) as found_in:
+            self.assertEqual(sorted(hold.recording_id for hold in found_in.holds()), ["a", "b"])
+            rows = found_in.audit_rows()
+        self.assertEqual((rows[-1].event.target, rows[-1].event.detail["recordings"],
+                          rows[-1].event.detail["query"]),
+                         ("search", ["a", "b"], {"number": "13800138000"}))
+        for argv in (("hold", "c", "--number", "555"), ("hold",)):
+            status, _, err = self.recsvc("-c", self.config, *argv, "--reason", "x")
+            self.assertEqual(status, 1, err)
+            self.assertIn("not both", err)
+        status, _, err = self.recsvc("-c", self.config, "hold", "--number", "999",
+                                     "--reason", "x")
+        self.assertEqual(status, 1)
+        self.assertIn("finds no recording", err)

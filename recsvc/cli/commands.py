@@ -194,7 +194,7 @@ SEARCH_OPTIONS = {
     "number": "--number", "name": "--name", "device": "--device", "direction": "--direction",
     "since": "--since", "until": "--until", "min_duration_s": "--min-duration",
     "stop_reason": "--stop-reason", "page": "--page", "page_size": "--limit",
-    "order": "--order", "after": "--after",
+    "order": "--order", "after": "--after", "note": "--note", "tag": "--tag",
 }
 
 
@@ -209,7 +209,8 @@ def _search_of(args: argparse.Namespace, config: Config, page: int = 1,
         return index.Search(
             number=args.number, name=args.name, device=args.device, direction=args.direction,
             since=args.since, until=args.until, min_duration_s=args.min_duration,
-            stop_reason=args.stop_reason, page=page, page_size=page_size,
+            stop_reason=args.stop_reason, note=args.note, tag=args.tag, page=page,
+            page_size=page_size,
             order=args.order, after=getattr(args, "after", None), plan=config.numbers.plan,
         )
     except ValueError as error:
@@ -434,6 +435,11 @@ def _on_the_index(args: argparse.Namespace, writable: bool,
     return 0
 
 
+# The search options of `recsvc hold` (any given: hold what the search finds).
+HOLD_SEARCH_FIELDS = ("number", "name", "device", "direction", "since", "until",
+                      "min_duration", "stop_reason", "note", "tag")
+
+
 def _holds(args: argparse.Namespace) -> int:
     """``recsvc hold|release|holds|erase``."""
     import time
@@ -445,7 +451,14 @@ def _holds(args: argparse.Namespace) -> int:
                            "its index (index.database) and its recordings")
     def act(found_in: Any, config: Config) -> str:
         if args.command == "hold":
-            return holds.hold(found_in, args.id, args.reason, time.time())
+            searched = any(getattr(args, field) is not None for field in HOLD_SEARCH_FIELDS)
+            if (args.id is None) == (not searched):
+                raise CommandError("give a recording's id or search options (--number, "
+                                   "--since, ...), not both")
+            if args.id is not None:
+                return holds.hold(found_in, args.id, args.reason, time.time())
+            return holds.hold_found(found_in, _search_of(args, config), args.reason,
+                                    time.time())
         if args.command == "release":
             return holds.release(found_in, args.id, args.reason, time.time())
         if args.command == "holds":
@@ -539,6 +552,9 @@ def _search_options(command: argparse.ArgumentParser) -> None:
                          help="started before (a day: to its end; or an ISO time)")
     command.add_argument("--min-duration", type=float, metavar="SECONDS")
     command.add_argument("--stop-reason", metavar="REASON")
+    command.add_argument("--note", metavar="TEXT", help="text in a note on the recording, or "
+                         "in its tags")
+    command.add_argument("--tag", help="a tag of the recording's notes")
     command.add_argument("--order", choices=index.ORDERS, default="newest",
                          help="newest first (the default), oldest, longest or shortest first")
 
@@ -622,10 +638,13 @@ def parser() -> argparse.ArgumentParser:
                            "Passwords are read from the terminal (asked twice) or the first "
                            "line of standard input, never the command line."),
                    config_after)
-    held = command("hold", "keep a recording past retention and erasure (legal hold)",
-                   "Put every file of a recording on legal hold, with a reason: retention, "
-                   "erasure and the archive's retention leave it until it is released.")
-    held.add_argument("id", help="the recording's id")
+    held = command("hold", "keep a recording, or every one a search finds, past retention "
+                           "and erasure (legal hold)",
+                   "Put every file of a recording (or of every recording the search options "
+                   "find) on legal hold, with a reason: retention, erasure and the archive's "
+                   "retention leave them until they are released.")
+    held.add_argument("id", nargs="?", help="the recording's id (or search options)")
+    _search_options(held)
     held.add_argument("--reason", required=True, help="why (one line), for the audit trail")
     held.set_defaults(run=_holds)
     released = command("release", "end a recording's legal hold",

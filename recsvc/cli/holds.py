@@ -50,6 +50,27 @@ def hold(found_in: Any, recording_id: str, reason: str, now: float) -> str:
     return f"held {recording_id} ({len(rows)} files): {reason}"
 
 
+def hold_found(found_in: Any, search: index.Search, reason: str, now: float) -> str:
+    """Hold every file of every recording ``search`` finds (a dispute's
+    calls: a number, a day), in one transaction with one audit row that
+    names the search and the recordings."""
+    reason = _reason(reason)
+    rows = list(found_in.search_all(search))
+    if not rows:
+        raise HoldCommandError("the search finds no recording: nothing held")
+    ids = sorted({row["id"] for row in rows})
+    query = {name: value for name, value in (
+        ("number", search.number), ("name", search.name), ("device", search.device),
+        ("direction", search.direction), ("since", search.since), ("until", search.until),
+        ("min_duration_s", search.min_duration_s), ("stop_reason", search.stop_reason),
+        ("note", search.note), ("tag", search.tag)) if value is not None}
+    event = cli_event("hold", "search", {"reason": reason, "query": query, "recordings": ids},
+                      now)
+    found_in.hold_files([Hold(row.get("node") or "", row["path"], row["id"], reason,
+                              event.actor, iso_utc(now)) for row in rows], audit=event)
+    return f"held {len(ids)} recordings ({len(rows)} files): {reason}"
+
+
 def release(found_in: Any, recording_id: str, reason: str, now: float) -> str:
     reason = _reason(reason)
     held = [each for each in found_in.holds() if each.recording_id == recording_id]
