@@ -1,4 +1,6 @@
 """The HTTP API, playback, sign-in (basic authentication and the page's sessions), the audit
-trail's entries, the access log, connection limits and the page's files."""
+trail's entries, the access log, connection limits, what the API's resources share
+(answers) and the page's files."""
 
-__all__ = ["site", "playback", "auth", "sessions", "audit", "accesslog", "connections"]
+__all__ = ["site", "answers", "playback", "auth", "sessions", "audit", "accesslog",
+           "connections"]

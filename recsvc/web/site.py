@@ -27,33 +27,33 @@ import csv
 import errno
 import io
 import ipaddress
-import json
 import os
 import re
 import time
 from typing import Any, Callable
 from urllib.parse import quote
 
-import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, choose_encoder, generate_latest
 from twisted.web import server, static
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from recsvc.archive.layout import node_of
 from recsvc.archive.store import StoreFailure
 from recsvc.index import store as index
-from recsvc.index.backends import CannotOpenIndex, index_errors, without_password
 
 from recsvc.web import playback
+from recsvc.web.answers import (
+    ApiError, AsyncAnswer, PostedAnswer, argument, header_text, identity_of, json_body,
+    require, send_json, still_there, within_reach)
 from recsvc.web.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
-from recsvc.web.audit import AuditUnwritable, Auditor, actor_of
-from recsvc.web.auth import NOBODY, OPEN, Directory, Gate, GuardedResource, Identity
+from recsvc.web.audit import Auditor, actor_of
+from recsvc.web.auth import OPEN, Directory, Gate, GuardedResource, Identity
 from recsvc.web.sessions import SESSION_COOKIE, SessionKeeper
 from recsvc.access import roles
 from recsvc.access.audit import ACTIONS, AuditQuery
@@ -92,35 +92,12 @@ _SEARCH_PARAMETERS = {
 _NUMBERS = {"min_duration_s": float, "page": int, "page_size": int}
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def send_json(request: Request, body: Any, status: int = 200) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"content-type", b"application/json; charset=utf-8")
-    request.setHeader(b"cache-control", b"no-store")
-    return (json.dumps(body, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _argument(request: Request, name: str) -> str | None:
-    values = request.args.get(name.encode("ascii"))
-    if not values:
-        return None
-    try:
-        return values[-1].decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, f"{name}: not UTF-8 text") from None
-
-
 def search_of(request: Request, plan: NumberPlan = NumberPlan()) -> index.Search:
     """The search a request's query asks for (a number in either form, as
     ``plan`` relates them). Raises ApiError (400)."""
     fields: dict[str, Any] = {"plan": plan}
     for parameter, field in _SEARCH_PARAMETERS.items():
-        value = _argument(request, parameter)
+        value = argument(request, parameter)
         if value is None or value == "":
             continue
         if field in _NUMBERS:
@@ -134,78 +111,6 @@ def search_of(request: Request, plan: NumberPlan = NumberPlan()) -> index.Search
         return index.Search(**fields)
     except ValueError as error:
         raise ApiError(400, str(error).replace("min_duration_s:", "min_duration:")) from None
-
-
-class _Async(Resource):
-    """A resource whose GET answers later: ``answer(request)`` returns a
-    Deferred of the JSON body (or of None: it wrote the answer itself).
-    An index that cannot be reached is a 503 saying why (logged as
-    `_OutageLog` says), not a bug's 500."""
-
-    isLeaf = True
-    api: "Api"
-
-    def render_GET(self, request: Request) -> Any:
-        return self._answered(request)
-
-    def _answered(self, request: Request) -> Any:
-        try:
-            waiting = self.answer(request)
-        except ApiError as error:
-            if error.status in (403, 404):
-                self.api.auditor.refused(identity_of(request), request, error.status, str(error))
-            return send_json(request, {"error": str(error)}, error.status)
-
-        def done(body: Any) -> None:
-            if body is not None and _still_there(request):
-                request.write(body)
-                request.finish()
-
-        def failed(failure: Failure) -> None:
-            if failure.check(ApiError):
-                status, message = failure.value.status, str(failure.value)
-            elif failure.check(index.TooManyToSort):
-                status, message = 400, str(failure.value)
-            elif failure.check(AuditUnwritable):
-                status, message = 503, ("the audit trail cannot be written: refused until it "
-                                        "can (the error is logged)")
-            elif failure.check(CannotOpenIndex, *index_errors()):
-                # (Not a bug: the database is down, or not reachable from here.)
-                # (Without the database URL's password, should it be quoted.)
-                reason = " ".join(without_password(failure.getErrorMessage(),
-                                                   self.api.index_database).split()
-                                  ) or failure.type.__name__
-                status, message = 503, f"the index cannot be reached: {reason}"
-                self.api.outages.note(reason, request.uri)
-            else:
-                _log.failure("HTTP {uri} failed", failure, uri=request.uri)
-                status, message = 500, "internal error (logged)"
-            if status in (403, 404):
-                # (Best effort: the refusal is answered whether or not it is written.)
-                self.api.auditor.refused(identity_of(request), request, status, message)
-            if not _still_there(request):
-                return
-            if request.startedWriting:
-                request.loseConnection()  # too late for an error response
-                return
-            for header in (b"content-length", b"content-range", b"content-disposition"):
-                request.responseHeaders.removeHeader(header)
-            request.write(send_json(request, {"error": message}, status))
-            request.finish()
-
-        waiting.addCallbacks(done, failed).addErrback(_answering_failed, request)
-        return NOT_DONE_YET
-
-    def answer(self, request: Request) -> Deferred[Any]:
-        raise NotImplementedError
-
-
-def _answering_failed(failure: Failure, request: Request) -> None:
-    """The last resort: a bug while answering. Logged; the connection is
-    closed rather than left waiting."""
-    _log.failure("HTTP {uri}: answering failed", failure, uri=request.uri)
-    if _still_there(request):
-        request.loseConnection()
 
 
 class _OutageLog:
@@ -231,37 +136,6 @@ class _OutageLog:
         _log.error("HTTP {uri}: the index cannot be reached: {reason}{more}", uri=uri,
                    reason=reason, more=f" ({since} more requests failed so in the minute "
                                          "before)" if since else "")
-
-
-# What each right lets a user do, as a refusal says it.
-_RIGHT_WORDS = {
-    roles.SEARCH: "search recordings", roles.PLAY: "play recordings",
-    roles.DOWNLOAD: "download recordings (format=original)", roles.EXPORT: "export recordings",
-    roles.NOTE: "write notes", roles.HOLD: "hold recordings", roles.ERASE: "erase recordings",
-    roles.USERS: "manage users", roles.AUDIT: "read the audit trail",
-}
-
-
-def identity_of(request: Request) -> Identity:
-    """Who the request is from, as the guard said (OPEN where it asks for
-    no credentials); NOBODY, with no rights, for a request it did not see."""
-    return getattr(request, "identity", None) or NOBODY
-
-
-def require(request: Request, right: str) -> Identity:
-    """The request's identity, if its role has ``right``; else ApiError 403."""
-    identity = identity_of(request)
-    if not roles.may(identity.role, right):
-        raise ApiError(403, f"a user of role {identity.role} may not {_RIGHT_WORDS[right]}")
-    return identity
-
-
-def within_reach(search: index.Search, identity: Identity) -> index.Search:
-    """``search`` narrowed to the recordings ``identity`` reaches."""
-    reach = identity.reach
-    if reach.everything:
-        return search
-    return attrs.evolve(search, devices_within=reach.devices, numbers_within=reach.numbers)
 
 
 class Api:
@@ -361,7 +235,7 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-class RecordingsResource(_Async):
+class RecordingsResource(AsyncAnswer):
     isLeaf = False
 
     def __init__(self, api: Api) -> None:
@@ -389,7 +263,7 @@ class RecordingsResource(_Async):
         identity = require(request, roles.SEARCH)
         search = within_reach(search_of(request, self.api.numbers), identity)
         asked = {name: value for name in _SEARCH_PARAMETERS
-                 if (value := _argument(request, name)) is not None}
+                 if (value := argument(request, name)) is not None}
         return self.api.auditor.record(identity, request, "search", "", {"query": asked}
                                        ).addCallback(lambda _: self.api.find_page(search)).addCallback(lambda found: send_json(request, {
             "recordings": [public(row) for row in found.rows],
@@ -402,7 +276,7 @@ class RecordingsResource(_Async):
         }))
 
 
-class RecordingResource(_Async):
+class RecordingResource(AsyncAnswer):
     """A recording: its files, its notes, and its hold (null: none)."""
 
     def __init__(self, api: Api, recording_id: str) -> None:
@@ -429,37 +303,7 @@ def _notes_and_hold(found_in: Any, recording_id: str) -> tuple[list[Note], Hold 
     return found_in.notes_of(recording_id), (held[0] if held else None)
 
 
-def json_body(request: Request, fields: tuple[str, ...]) -> dict[str, Any]:
-    """A POST's JSON object (Content-Type: application/json, which a form
-    of another site cannot send without the browser asking first), with
-    only ``fields``. Raises ApiError (415, 400)."""
-    kind = (_header(request, b"content-type") or "").split(";")[0].strip().lower()
-    if kind != "application/json":
-        raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
-    try:
-        body = json.loads(request.content.read().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise ApiError(400, "the body is not JSON (UTF-8)") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body is not a JSON object")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise ApiError(400, f"{unknown[0][:40]}: not a field here (fields: {', '.join(fields)})")
-    return body
-
-
-class _Posted(_Async):
-    """A route that takes POST (a change: its JSON body); GET is a 405."""
-
-    def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"allow", b"POST")
-        return send_json(request, {"error": "this route takes POST"}, 405)
-
-    def render_POST(self, request: Request) -> Any:
-        return self._answered(request)
-
-
-class NotesResource(_Posted):
+class NotesResource(PostedAnswer):
     """POST a note on a recording (the right to write notes, within scope):
     ``{"text": "...", "tags": ["dispute"]}``; 201 with the note."""
 
@@ -486,7 +330,7 @@ def _add_note(found_in: Any, note: Note, event: Any) -> None:
     found_in.add_note(note, audit=event)
 
 
-class HoldResource(_Posted):
+class HoldResource(PostedAnswer):
     """POST ``{"reason": "..."}`` to put a recording (every file of it) on
     legal hold, or to release it (the right to hold, within scope)."""
 
@@ -537,7 +381,7 @@ def _release(found_in: Any, recording_id: str, reason: str, identity: Identity,
     return found_in.release_files([(each.node, each.path) for each in held], audit=event)
 
 
-class ExportResource(_Async):
+class ExportResource(AsyncAnswer):
     """GET /api/export?(a search): the recordings it finds as CSV (every
     cell safe in a spreadsheet: recsvc.index.spreadsheet), at most
     EXPORT_AT_MOST; the right to export, within scope; audited."""
@@ -554,7 +398,7 @@ class ExportResource(_Async):
         if search.after is not None or search.page != 1:
             raise ApiError(400, "an export is the whole search: no page or after")
         asked = {name: value for name in _SEARCH_PARAMETERS
-                 if (value := _argument(request, name)) is not None}
+                 if (value := argument(request, name)) is not None}
 
         def written(body: bytes) -> bytes:
             request.setResponseCode(200)
@@ -599,7 +443,7 @@ class MeResource(Resource):
             "signed_in": identity.scheme == "session"})
 
 
-class AudioResource(_Async):
+class AudioResource(AsyncAnswer):
     """A recording's audio: decoded to 16-bit PCM (byte ranges served), or
     with ``format=original`` the stored file."""
 
@@ -609,12 +453,12 @@ class AudioResource(_Async):
 
     def answer(self, request: Request) -> Deferred[Any]:
         identity = require(request, roles.PLAY)
-        audio_format = _argument(request, "format") or "pcm16"
+        audio_format = argument(request, "format") or "pcm16"
         if audio_format not in ("pcm16", "original"):
             raise ApiError(400, f"format: {audio_format!r} is not pcm16 or original")
         if audio_format == "original":
             require(request, roles.DOWNLOAD)
-        wanted = _argument(request, "file")
+        wanted = argument(request, "file")
         return self.api.files_of(self.recording_id, identity).addCallback(
             self._chosen, request, wanted, audio_format, identity)
 
@@ -648,7 +492,7 @@ class AudioResource(_Async):
 
     def _send(self, playable: playback.Playable, request: Request, audio_format: str,
               row: dict[str, Any], identity: Identity) -> None:
-        if not _still_there(request):
+        if not still_there(request):
             return None
         name = os.path.splitext(row.get("file") or "recording.wav")[0]
         if audio_format == "original" or not playable.decoded:
@@ -659,7 +503,7 @@ class AudioResource(_Async):
         # Private recordings stay out of the browser's disk cache.
         request.setHeader(b"cache-control", b"no-store")
         try:
-            wanted = playback.byte_range(_header(request, b"range"), size)
+            wanted = playback.byte_range(header_text(request, b"range"), size)
         except playback.Unsatisfiable:
             request.setHeader(b"content-range", f"bytes */{size}".encode("ascii"))
             request.write(send_json(request, {"error": f"range: beyond the {size} bytes"}, 416))
@@ -682,19 +526,6 @@ class AudioResource(_Async):
             self.api.auditor.heard(identity, request, self.recording_id, row["file"], start, end)
         _RangeSender(request, playable, read, start, end, self.api.run_playback).begin()
         return None
-
-
-def _header(request: Request, name: bytes) -> str | None:
-    value = request.getHeader(name)
-    if value is None:
-        return None
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
-def _still_there(request: Request) -> bool:
-    """Whether the client still waits for an answer (it may have gone while
-    a thread worked for it)."""
-    return not request.finished and not getattr(request, "_disconnected", False)
 
 
 @implementer(IPushProducer)
@@ -768,7 +599,7 @@ class _RangeSender:
         self.stopped = True
 
 
-class AuditResource(_Async):
+class AuditResource(AsyncAnswer):
     """GET /api/audit: the audit trail, newest first, for those with the
     right to read it (admins, auditors): ``actor``, ``action``, ``target``,
     ``since``, ``until`` filter; ``before`` (a row's seq: the ``next`` of
@@ -796,7 +627,7 @@ def audit_query_of(request: Request) -> AuditQuery:
     naming a bad one."""
     numbers = {}
     for name, low, high, default in (("before", 1, 2**62, None), ("limit", 1, 500, 100)):
-        text = _argument(request, name)
+        text = argument(request, name)
         if text is None:
             numbers[name] = default
             continue
@@ -806,19 +637,19 @@ def audit_query_of(request: Request) -> AuditQuery:
             raise ApiError(400, f"{name}: {text!r} is not a whole number") from None
         if not low <= numbers[name] <= high:
             raise ApiError(400, f"{name}: {numbers[name]} is outside {low}..{high}")
-    action = _argument(request, "action")
+    action = argument(request, "action")
     if action is not None and action not in ACTIONS:
         raise ApiError(400, f"action: {action!r} is not one of {', '.join(ACTIONS)}")
     times = {}
     for name in ("since", "until"):
-        text = _argument(request, name)
+        text = argument(request, name)
         try:
             times[name] = None if text is None else index.parse_time(
                 text, end_of_day=name == "until")
         except ValueError as error:
             raise ApiError(400, f"{name}: {error}") from None
-    return AuditQuery(numbers["before"], numbers["limit"], _argument(request, "actor"), action,
-                      _argument(request, "target"), times["since"], times["until"])
+    return AuditQuery(numbers["before"], numbers["limit"], argument(request, "actor"), action,
+                      argument(request, "target"), times["since"], times["until"])
 
 
 class ActiveResource(Resource):
@@ -934,7 +765,7 @@ class MetricsResource(Resource):
                                                 "metrics (an admin, or the token, may)"}, 403)
         try:
             encoder, content_type = choose_encoder(
-                (_header(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
+                (header_text(request, b"accept") or "").encode("latin-1").decode("ascii", "replace"))
         except (TypeError, ValueError):  # an Accept the client library cannot read
             encoder, content_type = generate_latest, CONTENT_TYPE_LATEST
         request.setHeader(b"content-type", content_type.encode("ascii"))
