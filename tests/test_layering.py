@@ -58,6 +58,7 @@ PURE_MODULES = (
     "recsvc.phonesim.fleet",
     "recsvc.phonesim.pacer",
     "recsvc.phonesim.phone",
+    "recsvc.storage.erasure",
     "recsvc.storage.folder",
     "recsvc.storage.naming",
     "recsvc.storage.recovery",

@@ -7,5 +7,5 @@ from recsvc.storage.folder import Storage
 __all__ = [
     "Storage",
     "folder", "wav", "naming", "parts", "syncing", "recovery", "retention", "diskspace",
-    "usbfile",
+    "usbfile", "erasure",
 ]
