@@ -39,8 +39,9 @@ from tests.support.loopback import LoopbackServiceMixin
 SALES = CallParties("2001", "Sales desk", "13800138000", "Customer A")
 SUPPORT = CallParties("3001", "Support desk", "13900139000", "Customer B")
 PASSWORD = "a long enough password"
+ADDED_AT = "2026-12-07T08:00:00.000Z"
 USERS = (("lena", "listener", ("group:sales",)), ("sam", "supervisor", ("group:sales",)),
-         ("audrey", "auditor", ()))
+         ("audrey", "auditor", ()), ("ada", "admin", ()))
 
 
 class AccessInTheBrowserTests(LoopbackServiceMixin, TestCase):
@@ -52,8 +53,8 @@ class AccessInTheBrowserTests(LoopbackServiceMixin, TestCase):
         with closing(SqliteIndex.open(database)) as found_in:
             for name, role, scopes in USERS:
                 found_in.add_user(User(name, role, parse_scopes(scopes),
-                                       hash_password(PASSWORD, 1000), "t", "t"),
-                                  audit=audit_event("2026-12-07T08:00:00.000Z", "root", "cli",
+                                       hash_password(PASSWORD, 1000), ADDED_AT, ADDED_AT),
+                                  audit=audit_event(ADDED_AT, "root", "cli",
                                                     "user_add", name, {"role": role}))
         return {"groups": {"sales": {"numbers": ["2001"]}, "support": {"numbers": ["3001"]}}}
 
@@ -123,6 +124,10 @@ class AccessInTheBrowserTests(LoopbackServiceMixin, TestCase):
                          ("sam", "note", "sales-1"), ("audrey", "login", "")):
             self.assertIn(expected, actions)
         self.assertEqual(seen["auditor_filtered"], [["sam", "note", "sales-1"]])
+        # The admin: a user added, a number's calls erased (the disposal record in the trail).
+        self.assertIn(["lee", "listener", "group:support"], seen["admin_users"])
+        self.assertEqual(seen["admin_erased"][0], "erased 1 recordings (2 files) of 13900139000; "
+                                                  "the disposal record is in the audit trail")
 
         # `recsvc audit verify` passes; a row changed by hand breaks it.
         status, out, err = yield deferToThread(self.audit_verify)
@@ -218,6 +223,25 @@ class AccessInTheBrowserTests(LoopbackServiceMixin, TestCase):
         page.click(page.find('#audit-search button[type="submit"]'))
         page.run_async(WAIT_FOR_AUDIT)
         seen["auditor_filtered"] = page.run(AUDIT_ROWS)
+        page.click(page.find("#logout"))
+        settled(page, AT_LOGIN_FORM)
+
+        # The admin: a user added on the page, a number's calls erased.
+        sign_in("ada")
+        page.go(self.base + "/?view=admin")
+        page.run_async(WAIT_FOR_USERS)
+        page.type(page.find("#u-name"), "lee")
+        page.run("document.getElementById('u-role').value = 'listener'")
+        page.type(page.find("#u-scopes"), "group:support")
+        page.type(page.find("#u-password"), PASSWORD)
+        page.click(page.find("#u-add"))
+        seen["admin_users"] = page.run_async(WAIT_FOR_USER_LEE)
+        page.run("window.confirm = () => true")
+        page.type(page.find("#e-number"), "139 0013 9000")
+        page.type(page.find("#e-reason"), "GDPR request 12")
+        page.click(page.find('#erase-form button[type="submit"]'))
+        seen["admin_erased"] = page.run_async(WAIT_FOR_ERASED)
+        photograph("page-admin")
         return seen
 
 
@@ -275,6 +299,13 @@ WAIT_FOR_AUDIT = waiting(
     'if (document.body.dataset.auditState === "done") return {'
     'audit: !document.getElementById("audit-view").hidden, '
     'recordings: !document.getElementById("recordings-view").hidden};')
+WAIT_FOR_USERS = waiting('if (document.body.dataset.usersState === "done") return true;')
+WAIT_FOR_USER_LEE = waiting(
+    'const rows = [...document.querySelectorAll("#users-table tbody tr")]; '
+    'if (rows.some(tr => tr.dataset.name === "lee")) return rows.map(tr => '
+    '[...tr.children].slice(0, 3).map(td => td.textContent));')
+WAIT_FOR_ERASED = waiting('const said = document.querySelectorAll("#erase-said li"); '
+                          "if (said.length) return [...said].map(li => li.textContent);")
 AUDIT_ROWS = ("return [...document.querySelectorAll('#audit-table tbody tr')].map(tr => "
               "[...tr.children].slice(2, 6).filter((_, i) => i !== 1).map(td => td.textContent))")
 LISTENER_API = """

@@ -14,12 +14,12 @@ import attrs
 from recsvc.access.roles import ROLES, UNSCOPED
 from recsvc.access.scopes import Group, Scope, parse_scopes, unknown_groups
 from recsvc.access.sessions import token_hash
-from recsvc.access.users import NoSuchUser, User, UserExists, check_scopes, check_user_name
+from recsvc.access.users import (
+    SHORTEST_PASSWORD, NoSuchUser, User, UserExists, check_scopes, check_user_name)
 from recsvc.passwords import hash_password
 from recsvc.summary import iso_utc
 
 # The shortest password a user may have.
-SHORTEST_PASSWORD = 8
 
 
 class UserCommandError(Exception):

@@ -46,7 +46,9 @@ from recsvc.archive.layout import node_of
 from recsvc.archive.store import StoreFailure
 from recsvc.index import store as index
 
+from recsvc.storage.erasure import ErasurePlace
 from recsvc.web import playback
+from recsvc.web.admin import EraseResource, UsersResource
 from recsvc.web.answers import (
     ApiError, AsyncAnswer, PostedAnswer, argument, header_text, identity_of, json_body,
     require, send_json, still_there, within_reach)
@@ -78,7 +80,8 @@ MAX_BODY_BYTES = 8192
 READ_METHODS = frozenset({b"GET", b"HEAD"})
 # Where a POST is taken: the page's sign-in and sign-out (no body), a
 # recording's notes and holds (a JSON body).
-POST_PATHS = re.compile(rb"^/(login|logout|api/recordings/[^/?]+/(notes|hold|release))$")
+POST_PATHS = re.compile(rb"^/(login|logout|api/recordings/[^/?]+/(notes|hold|release)|"
+                        rb"api/users(/[^/?]+(/remove)?)?|api/erase)$")
 # The most rows a CSV export of the API writes (`recsvc export` has no bound).
 EXPORT_AT_MOST = 100_000
 
@@ -163,6 +166,8 @@ class Api:
         # index.database: its password is never said in an answer or a log line.
         self.index_database = index_database
         self.outages = _OutageLog()
+        # The config's teams (groups:), which users' scopes name.
+        self.groups: dict[str, Group] = {}
         # What users do, in the audit trail (make_site gives one that
         # writes; this one writes nothing).
         self.auditor = Auditor(lambda f, *args: succeed(None), time.time)
@@ -743,6 +748,11 @@ class ApiRoot(Resource):
         self.putChild(b"audit", AuditResource(api))
         self.putChild(b"export", ExportResource(api))
         self.putChild(b"me", MeResource())
+        self.putChild(b"users", UsersResource(api, api.run_blocking, api.groups))
+        archive = api.archive
+        self.putChild(b"erase", EraseResource(api, ErasurePlace(
+            api.root, api.numbers, api.node, None if archive is None else archive.location,
+            None if archive is None else archive.store)))
 
     def getChild(self, path: bytes, request: Request) -> Resource:
         return ErrorResource(404, "no such resource")
@@ -922,8 +932,8 @@ class _Site(server.Site):
         if request.method not in READ_METHODS and not (
                 request.method == b"POST" and POST_PATHS.match(request.path)):
             request.setHeader(b"allow", b"GET, HEAD")
-            return ErrorResource(405, "GET and HEAD only here (POST: /login, /logout, and a "
-                                      "recording's notes, hold and release)")
+            return ErrorResource(405, "GET and HEAD only here (POST: /login, /logout, a "
+                                      "recording's notes, hold and release, users, erase)")
         return super().getResourceFor(request)
 
 
@@ -976,6 +986,7 @@ def make_site(recorder: Any, run_index: Callable[..., Deferred[Any]], root: str,
     api = Api(run_index, recorder, root, run_blocking, numbers, node, archive, run_playback,
               index_database)
     api.outages = _OutageLog(now)
+    api.groups = dict(groups or {})
     gate = Gate({user.name: user.password_hash for user in auth.users}, auth.token,
                 run_blocking, now, auth.max_failures_per_minute,
                 Directory(run_index, now, groups))

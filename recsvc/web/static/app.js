@@ -967,10 +967,13 @@
     return runAudit(params);
   }
 
-  /** Which view the URL asks for ("audit" or the recordings), as the user may. */
+  /** Which view the URL asks for ("audit", "admin" or the recordings), as the user may. */
   function viewOf(query) {
-    if (!may("search")) return "audit";
-    return query.get("view") === "audit" && may("audit") ? "audit" : "recordings";
+    const asked = query.get("view");
+    if (asked === "admin" && may("users")) return "admin";
+    if (asked === "audit" && may("audit")) return "audit";
+    if (!may("search")) return may("audit") ? "audit" : "admin";
+    return "recordings";
   }
 
   /** Show the view the URL names, and run its search. */
@@ -978,12 +981,16 @@
     const query = new URLSearchParams(location.search);
     const view = viewOf(query);
     $("audit-view").hidden = view !== "audit";
-    $("recordings-view").hidden = view === "audit";
+    $("admin-view").hidden = view !== "admin";
+    $("recordings-view").hidden = view !== "recordings";
     $("view-recordings").hidden = !may("search");
     $("view-audit").hidden = !may("audit");
-    $("view-recordings").toggleAttribute("aria-current", view !== "audit");
+    $("view-admin").hidden = !may("users");
+    $("view-recordings").toggleAttribute("aria-current", view === "recordings");
     $("view-audit").toggleAttribute("aria-current", view === "audit");
+    $("view-admin").toggleAttribute("aria-current", view === "admin");
     if (view === "audit") return runAudit(auditParams(query));
+    if (view === "admin") return showUsers();
     const params = searchOf(query);
     fillForm(params);
     return runSearch(params).then(() => openLinked(query.get("play")));
@@ -1002,6 +1009,95 @@
       const data = await getJson(`/api/recordings/${encodeURIComponent(id)}`);
       const files = Array.isArray(data.files) ? data.files : [];
       if (files.length) showPlayer(files[0]);
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  // ----------------------------------------------------------- admin view
+
+  /** The users, as the server has them. */
+  async function showUsers() {
+    document.body.dataset.usersState = "loading";
+    try {
+      const data = await getJson("/api/users");
+      const users = Array.isArray(data.users) ? data.users : [];
+      $("users-table").tBodies[0].replaceChildren(...users.map(userRow));
+      document.body.dataset.usersState = "done";
+    } catch (error) {
+      showError(error.message);
+      document.body.dataset.usersState = "error";
+    }
+  }
+
+  function userRow(user) {
+    const tr = el("tr");
+    tr.dataset.name = user.name || "";
+    const remove = el("button", null, "Remove");
+    remove.type = "button";
+    remove.addEventListener("click", () => removeUser(user.name));
+    const edit = el("button", null, "Edit");
+    edit.type = "button";
+    edit.addEventListener("click", () => {
+      $("u-name").value = user.name;
+      $("u-role").value = user.role;
+      $("u-scopes").value = (user.scopes || []).join(" ");
+      $("u-password").value = "";
+      $("u-password").focus();
+    });
+    const actions = el("td", "row-actions");
+    actions.append(edit, remove);
+    tr.append(el("td", "mono", user.name), el("td", null, user.role),
+              el("td", "mono", (user.scopes || []).join(" ") || "—"),
+              el("td", "date", formatDate(user.changed_at)),
+              el("td", null, user.api_token ? "yes" : "—"), actions);
+    return tr;
+  }
+
+  /** The user form's fields, as the API takes them ("" left out). */
+  function userFields() {
+    const scopes = $("u-scopes").value.split(/[\s,]+/).filter(Boolean);
+    const fields = {role: $("u-role").value, scopes};
+    if ($("u-password").value) fields.password = $("u-password").value;
+    return fields;
+  }
+
+  async function adminDid(action, done) {
+    try {
+      await action();
+      hideError();
+      $("u-password").value = "";
+      if (done) done();
+      await showUsers();
+    } catch (error) {
+      showError(error.message);
+    }
+  }
+
+  function addUser(event) {
+    event.preventDefault();
+    adminDid(() => postJson("/api/users", {name: $("u-name").value.trim(), ...userFields()}),
+             () => $("user-form").reset());
+  }
+
+  function changeUser() {
+    const name = $("u-name").value.trim();
+    adminDid(() => postJson(`/api/users/${encodeURIComponent(name)}`, userFields()));
+  }
+
+  function removeUser(name) {
+    if (!window.confirm(`Remove the user ${name}? Their sessions end.`)) return;
+    adminDid(() => postJson(`/api/users/${encodeURIComponent(name)}/remove`, {}));
+  }
+
+  async function eraseNumber(event) {
+    event.preventDefault();
+    const number = $("e-number").value.trim();
+    if (!window.confirm(`Erase every recording of ${number}? This cannot be undone.`)) return;
+    try {
+      const data = await postJson("/api/erase", {number, reason: $("e-reason").value});
+      $("erase-said").replaceChildren(...(data.said || []).map((line) => el("li", null, line)));
+      hideError();
     } catch (error) {
       showError(error.message);
     }
@@ -1072,6 +1168,9 @@
   $("note-form").addEventListener("submit", addNote);
   $("hold-form").addEventListener("submit", holdOrRelease);
   $("logout").addEventListener("click", signOut);
+  $("user-form").addEventListener("submit", addUser);
+  $("u-change").addEventListener("click", changeUser);
+  $("erase-form").addEventListener("submit", eraseNumber);
   for (const th of document.querySelectorAll("#results th[data-order]")) {
     th.querySelector("button").addEventListener("click", () => sortBy(th.dataset.order));
   }
