@@ -156,7 +156,7 @@ class OpeningTests(OnPostgres, SynchronousTestCase):
         migrated."""
         from recsvc.index import postgres
 
-        self.assertEqual(postgres.SCHEMA_VERSION, 3)
+        self.assertEqual(postgres.SCHEMA_VERSION, 4)
         database = self.new_database()
         at_version_1 = self.patch(postgres, "SCHEMA_VERSION", 1)
         found_in = self.open_test_index("node-a", database)
@@ -170,8 +170,9 @@ class OpeningTests(OnPostgres, SynchronousTestCase):
             open_index(database, read_only=True)
         self.assertIn("migrated in place", str(caught.exception))
         migrated = self.open_test_index("node-a", database)
-        self.assertEqual(migrated.schema_version(), 3)
+        self.assertEqual(migrated.schema_version(), 4)
         self.assertEqual(migrated.users(), [])
+        self.assertEqual(migrated.notes_of("kept"), [])
         self.assertEqual(list(migrated.indexed().values()), [5])
         self.patch(index, "WALK_FIRST", 0)  # looked up, not walked
         for search in (index.Search(number="138"), index.Search(number="00138"),

@@ -116,7 +116,31 @@ class NotesContract:
 
 
 class NotesOnSqlite(NotesContract, OnSqlite, SynchronousTestCase):
-    pass
+    def test_an_index_of_schema_5_gains_notes(self) -> None:
+        """An index made before notes (schema 5) gets their table in place,
+        its recordings kept and found by a note once it has one."""
+        import os
+        import sqlite3
+
+        from recsvc.index import sqlite as sqlite_index
+
+        path = os.path.join(self.mktemp(), "index.sqlite3")
+        self.patch(sqlite_index, "SCHEMA_VERSION", 5)
+        self.patch(sqlite_index, "_SCHEMA", sqlite_index._SCHEMA[:-len(sqlite_index._NOTES)])
+        made = sqlite_index.SqliteIndex.open(path)
+        index.add(made, index.entry_from_sidecar(sidecar("7", file="7.wav"), "d/7.json", 0))
+        made.close()
+        with sqlite3.connect(path) as connection:
+            self.assertIsNone(connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'notes'").fetchone())
+        self.patch(sqlite_index, "SCHEMA_VERSION", 6)
+        self.patch(sqlite_index, "_SCHEMA", ())
+        found_in = sqlite_index.SqliteIndex.open(path)
+        self.addCleanup(found_in.close)
+        self.assertEqual(found_in.schema_version(), 6)
+        found_in.add_note(Note("7", "t", "sue", "kept", ()))
+        self.assertEqual([row["id"] for row in index.search(found_in, index.Search(note="kept"))],
+                         ["7"])
 
 
 class NotesOnPostgres(NotesContract, OnPostgres, SynchronousTestCase):

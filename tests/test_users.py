@@ -162,7 +162,8 @@ class UsersOnSqlite(UsersContract, OnSqlite, SynchronousTestCase):
         its recordings kept."""
         path = os.path.join(self.mktemp(), "index.sqlite3")
         self.patch(sqlite_index, "SCHEMA_VERSION", 4)
-        self.patch(sqlite_index, "_SCHEMA", sqlite_index._SCHEMA[:-len(sqlite_index._USERS)])
+        self.patch(sqlite_index, "_SCHEMA", sqlite_index._SCHEMA[
+            :-len(sqlite_index._USERS + sqlite_index._NOTES)])
         sqlite_index.SqliteIndex.open(path).close()
         with sqlite3.connect(path) as connection:
             tables = {row[0] for row in connection.execute(
