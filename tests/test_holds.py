@@ -176,9 +176,11 @@ class HoldThenEraseTests(EraseCase):
         removed = self.successResultOf(service.upkeep.sweep())
         self.assertEqual([each.wav for each in removed], [neighbour])
         self.assertTrue(os.path.exists(held_wav))
+        noted = {"d": os.path.relpath(newer[1], self.root),
+                 "held": os.path.relpath(held_wav, self.root)}
         with closing(open_index(self.database, node="rec-a")) as found_in:
-            for recording_id in ("d", "held"):
-                found_in.add_note(Note(recording_id, "t", "sue", "asked for a refund", ()))
+            for recording_id, path in noted.items():
+                found_in.add_note(Note(recording_id, path, "t", "sue", "asked for a refund"))
 
         status, out, err = self.recsvc("-c", self.config, "erase", "--number", "13800138000",
                                        "--reason", "GDPR request 7")
@@ -203,7 +205,8 @@ class HoldThenEraseTests(EraseCase):
         # (An erased recording's notes go with it; the held one's stay.)
         self.assertEqual(record["erased"][0]["notes"], 1)
         with closing(open_index(self.database, read_only=True)) as found_in:
-            self.assertEqual([len(found_in.notes_of(each)) for each in ("d", "held")], [0, 1])
+            self.assertEqual([len(found_in.notes_of([noted[each]])) for each in ("d", "held")],
+                             [0, 1])
         self.assertEqual(sorted(entry["name"].rsplit(".", 1)[1]
                                 for entry in record["erased"][0]["files"]), ["json", "wav"])
         self.assertTrue(all(len(entry["sha256"]) == 44 and entry["size"] > 0
@@ -267,3 +270,24 @@ class HoldFoundTests(EraseCase):
                                      "--reason", "x")
         self.assertEqual(status, 1)
         self.assertIn("finds no recording", err)
+
+
+class SharedIdEraseTests(EraseCase):
+    def test_a_hold_holds_its_phones_call_not_another_of_its_id(self) -> None:
+        """Two phones' calls share the id "x" (phones choose ids): the hold
+        on one keeps it, and the erasure of their number erases the other,
+        a later part of the held one staying held."""
+        held = self.recording("x", 1, file="x-a.wav", device="00:a8:59:00:00:0a")
+        later_part = self.recording("x", 1, file="x-a-part2.wav", device="00:a8:59:00:00:0a",
+                                    part=2)
+        other = self.recording("x", 1, file="x-b.wav", device="00:a8:59:00:00:0b")
+        self.assertEqual(self.recsvc("-c", self.config, "reindex")[0], 0)
+        with closing(open_index(self.database, node="rec-a")) as found_in:
+            path = os.path.relpath(held, self.root)
+            found_in.hold_files([Hold("rec-a", path, "x", "dispute 9", "ann", "t")])
+        status, out, err = self.recsvc("-c", self.config, "erase", "--number", "13800138000",
+                                       "--reason", "GDPR")
+        self.assertEqual(status, 0, err)
+        self.assertEqual(out.splitlines()[1:], ["not erased, held: x (dispute 9)"])
+        self.assertEqual([os.path.exists(wav) for wav in (held, later_part, other)],
+                         [True, True, False])

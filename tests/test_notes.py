@@ -40,9 +40,9 @@ class CheckTests(SynchronousTestCase):
     def test_a_note_needs_text_or_tags(self) -> None:
         """An empty note is refused; tags alone, or text alone, make one."""
         with self.assertRaises(ValueError):
-            note_of("7", "t", "ann", "  ", [])
-        self.assertEqual(note_of("7", "t", "ann", "", ["vip"]).tags, ("vip",))
-        self.assertEqual(note_of("7", "t", "ann", "hi", None).text, "hi")
+            note_of("7", "d/7.wav", "t", "ann", "  ", [])
+        self.assertEqual(note_of("7", "d/7.wav", "t", "ann", "", ["vip"]).tags, ("vip",))
+        self.assertEqual(note_of("7", "d/7.wav", "t", "ann", "hi", None).text, "hi")
 
     def test_a_search_refuses_an_empty_note_or_a_bad_tag(self) -> None:
         """Search(note=" ") and Search(tag="a b") are ValueErrors naming the field."""
@@ -74,29 +74,42 @@ class NotesContract:
         self.assertTrue(verifyObject(INotes, self.found_in))
 
     def test_added_listed_in_order_with_their_audit_row(self) -> None:
-        """Notes come back as written, the oldest first, each written with
-        its audit row; another recording's are not listed."""
-        first = Note("7", "2026-12-07T10:00:00.000Z", "sue", "Asked for a refund", ("refund",))
-        second = Note("7", "2026-12-07T10:05:00.000Z", "sue", "Called back\nall good", ())
+        """Notes come back as written, the oldest first (over the files
+        asked for), each written with its audit row; another file's are
+        not listed."""
+        first = Note("7", "d/7.wav", "2026-12-07T10:00:00.000Z", "sue", "Asked for a refund",
+                     ("refund",))
+        other = Note("8", "d/8.wav", "t", "bob", "other", ())
+        second = Note("7", "d/7-part2.wav", "2026-12-07T10:05:00.000Z", "sue",
+                      "Called back\nall good", ())
         self.found_in.add_note(first, audit=audit_event("t", "sue", "-", "note", "7"))
+        self.found_in.add_note(other)
         self.found_in.add_note(second, audit=audit_event("t", "sue", "-", "note", "7"))
-        self.found_in.add_note(Note("8", "t", "bob", "other", ()))
-        self.assertEqual(self.found_in.notes_of("7"), [first, second])
-        self.assertEqual(self.found_in.notes_of("none"), [])
+        self.assertEqual(self.found_in.notes_of(["d/7-part2.wav", "d/7.wav"]), [first, second])
+        self.assertEqual(self.found_in.notes_of(["d/7.wav", "d/7.wav"]), [first])
+        self.assertEqual(self.found_in.notes_of(["none"]), [])
         self.assertEqual([row.event.target for row in self.found_in.audit_rows()], ["7", "7"])
 
     def test_found_by_note_text_and_tag(self) -> None:
-        """A search's note finds text in a note (any case) or its tags; its
-        tag finds a tag whole (not a part of one); both go with the other
-        fields, a scope among them; LIKE's wildcards are plain text."""
-        self.found_in.add_note(Note("7", "t", "sue", "Asked for a REFUND, 100%", ("dispute",)))
-        self.found_in.add_note(Note("8", "t", "sue", "fine", ("disputed", "vip")))
+        """A search's note finds text in a note (the case of ASCII letters
+        ignored) or its tags; its tag finds a tag whole (not a part of
+        one); both go with the other fields, a scope among them; LIKE's
+        wildcards are plain text; a note finds its own file, not another
+        with the same recording id."""
+        self.found_in.add_note(Note("7", "d/7.wav", "t", "sue", "Asked for a REFUND, 100% Ärger",
+                                    ("dispute",)))
+        self.found_in.add_note(Note("8", "d/8.wav", "t", "sue", "fine", ("disputed", "vip")))
+        data = sidecar("8", local_number="2003", file="8-other-phone.wav",
+                       device="00:a8:59:00:00:03")
+        index.add(self.found_in, index.entry_from_sidecar(data, "e/8-other-phone.json", 0))
         self.assertEqual(self.found(note="refund"), ["7"])
         self.assertEqual(self.found(note="dispute"), ["7", "8"])  # (in tags: a part is found)
         self.assertEqual(self.found(note="100%"), ["7"])
+        self.assertEqual(self.found(note="Ärger"), ["7"])
         self.assertEqual(self.found(note="_"), [])
         self.assertEqual(self.found(tag="dispute"), ["7"])
         self.assertEqual(self.found(tag="VIP"), ["8"])
+        self.assertEqual(self.found(tag="vip", numbers_within=frozenset({"2003"})), [])
         self.assertEqual(self.found(tag="vip", note="fine"), ["8"])
         self.assertEqual(self.found(note="dispute", numbers_within=frozenset({"2002"})), ["8"])
         self.assertEqual(self.found(note="dispute", devices_within=frozenset({"00a859000001"})),
@@ -106,13 +119,13 @@ class NotesContract:
             self.found_in, index.Search(tag="dispute"))), ["7"])
 
     def test_forgotten_on_erasure(self) -> None:
-        """forget_notes deletes the notes of the recordings given, and says
-        how many; others' stay."""
+        """forget_notes deletes the notes on the files given, and says how
+        many; others' stay."""
         for recording_id in ("7", "7", "8"):
-            self.found_in.add_note(Note(recording_id, "t", "sue", "x", ()))
-        self.assertEqual(self.found_in.forget_notes(["7", "none"]), 2)
-        self.assertEqual(self.found_in.notes_of("7"), [])
-        self.assertEqual(len(self.found_in.notes_of("8")), 1)
+            self.found_in.add_note(Note(recording_id, f"d/{recording_id}.wav", "t", "sue", "x"))
+        self.assertEqual(self.found_in.forget_notes(["d/7.wav", "none"]), 2)
+        self.assertEqual(self.found_in.notes_of(["d/7.wav"]), [])
+        self.assertEqual(len(self.found_in.notes_of(["d/8.wav"])), 1)
 
 
 class NotesOnSqlite(NotesContract, OnSqlite, SynchronousTestCase):
@@ -138,7 +151,7 @@ class NotesOnSqlite(NotesContract, OnSqlite, SynchronousTestCase):
         found_in = sqlite_index.SqliteIndex.open(path)
         self.addCleanup(found_in.close)
         self.assertEqual(found_in.schema_version(), 6)
-        found_in.add_note(Note("7", "t", "sue", "kept", ()))
+        found_in.add_note(Note("7", "d/7.wav", "t", "sue", "kept", ()))
         self.assertEqual([row["id"] for row in index.search(found_in, index.Search(note="kept"))],
                          ["7"])
 

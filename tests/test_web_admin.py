@@ -58,6 +58,26 @@ class UserAdminTests(AdminCase):
                           ("root", "user_remove", "sue")])
 
     @inlineCallbacks
+    def test_own_password_and_what_the_trail_says(self) -> None:
+        """An admin changes their own password (their role as it is), the
+        row saying the password changed; a body too deep for JSON or a
+        password that is no text is a 400, not a 500."""
+        self.connection.add_user(User("ada", "admin", (), hash_password("ada's password", 1000),
+                                      "t", "t"))
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        ada = basic("ada", "ada's password")
+        yield self.post("/api/users/ada", {"role": "admin", "scopes": [],
+                                           "password": "a newer password"}, 200,
+                        authorization=ada)
+        row = [row.event for row in self.connection.audit_rows()][-1]
+        self.assertEqual((row.action, row.detail["password"]),
+                         ("user_password", "changed (the user's sessions ended)"))
+        yield self.post("/api/users", b"[" * 4000, 400, "root")
+        error = yield self.post("/api/users", b'{"name": "x", "role": "admin", '
+                                b'"password": "\\ud800abcdefgh"}', 400, "root")
+        self.assertIn("password:", error["error"])
+
+    @inlineCallbacks
     def test_refusals(self) -> None:
         """A supervisor may not (403); a role, scope, group, name or
         password that is not one is a 400 naming it; a user twice, a

@@ -30,6 +30,11 @@ class MarksCase(UsersCase):
         self.assertEqual(response.code, status, answer)
         return json.loads(answer)
 
+    def notes(self, recording_id: str) -> list:
+        """The notes on every file of the recordings of this id."""
+        return self.connection.notes_of([row["path"] for row in self.connection.search_all(
+            index.Search(recording_id=recording_id))])
+
     def audited(self) -> list[tuple[str, str, str]]:
         return [(row.event.actor, row.event.action, row.event.target)
                 for row in self.connection.audit_rows()]
@@ -55,7 +60,36 @@ class NoteTests(MarksCase):
         self.assertIn(("sam", "note", "9"), self.audited())
         note_row = [row for row in self.connection.audit_rows() if row.event.action == "note"]
         self.assertEqual(note_row[0].event.detail,
-                         {"text": "Customer asked for a REFUND", "tags": ["dispute"]})
+                         {"text": "Customer asked for a REFUND", "tags": ["dispute"],
+                          "file": shown["files"][0]["file"]})
+
+    @inlineCallbacks
+    def test_another_phones_call_of_the_same_id_is_apart(self) -> None:
+        """Phones choose recording ids: a sales call "9" beside support's
+        "9". Support's notes and holds stay with support's file: a sales
+        user sees neither, finds neither by a note, and support's release
+        leaves a hold on the sales call alone; the erasure's held check
+        goes by the phone too."""
+        self.finished_recording("9", b"\xd5" * 800, "2026-11-24T09:00:00.000Z",
+                                device="00:a8:59:00:00:01", local_number="2001",
+                                file="sales-9.wav")
+        index.catch_up(self.connection, self.root)
+        self.add_user("sue", "supervisor", "group:sales")
+        self.clock.advance(5)
+        yield self.post("/api/recordings/9/notes", {"text": "support's secret"}, 201, "sam")
+        yield self.post("/api/recordings/9/hold", {"reason": "sales dispute"}, 200, "sue")
+        shown = yield self.get_json("/api/recordings/9", **self.as_user("lena"))
+        self.assertEqual(([row["file"] for row in shown["files"]], shown["notes"]),
+                         (["sales-9.wav"], []))
+        self.assertEqual(shown["held"]["reason"], "sales dispute")
+        self.assertEqual((yield self.ids("lena", "?note=secret")), [])
+        shown = yield self.get_json("/api/recordings/9", **self.as_user("sam"))
+        self.assertIsNone(shown["held"])
+        self.assertEqual([note["text"] for note in shown["notes"]], ["support's secret"])
+        yield self.post("/api/recordings/9/release", {"reason": "x"}, 409, "sam")
+        self.assertEqual([hold.reason for hold in self.connection.holds()], ["sales dispute"])
+        error = yield self.post("/api/recordings/9/hold", {"reason": "again"}, 409, "sue")
+        self.assertIn("held already", error["error"])
 
     @inlineCallbacks
     def test_refusals(self) -> None:
@@ -66,7 +100,7 @@ class NoteTests(MarksCase):
         self.assertIn("may not write notes", error["error"])
         error = yield self.post("/api/recordings/7/notes", {"text": "x"}, 404, "sam")
         self.assertEqual(error["error"], "no finished recording with id '7'")
-        self.assertEqual(self.connection.notes_of("7"), [])
+        self.assertEqual(self.notes("7"), [])
         yield self.post("/api/recordings/9/notes", b"text=x", 415, "sam",
                         content_type="application/x-www-form-urlencoded")
         error = yield self.post("/api/recordings/9/notes", {"txt": "x"}, 400, "sam")
@@ -81,7 +115,7 @@ class NoteTests(MarksCase):
         error = yield self.post("/api/recordings/9/notes", big, 413, "sam")
         self.assertIn(f"at most {webapi.MAX_BODY_BYTES} bytes", error["error"])
         yield self.get_json("/api/recordings/9/other", 404, **self.as_user("sam"))
-        self.assertEqual(self.connection.notes_of("9"), [])
+        self.assertEqual(self.notes("9"), [])
 
     @inlineCallbacks
     def test_a_session_posts_with_its_csrf_token_only(self) -> None:
@@ -93,10 +127,10 @@ class NoteTests(MarksCase):
         cookie = f"recsvc_session={cookies['recsvc_session']}"
         error = yield self.post("/api/recordings/9/notes", {"text": "x"}, 403, cookie=cookie)
         self.assertIn("X-CSRF-Token", error["error"])
-        self.assertEqual(self.connection.notes_of("9"), [])
+        self.assertEqual(self.notes("9"), [])
         yield self.post("/api/recordings/9/notes", {"text": "x"}, 201, cookie=cookie,
                         x_csrf_token=cookies["recsvc_csrf"])
-        self.assertEqual(len(self.connection.notes_of("9")), 1)
+        self.assertEqual(len(self.notes("9")), 1)
 
 
 class HoldTests(MarksCase):

@@ -240,6 +240,14 @@ class RefusedAuditTests(UsersCase):
                          [("lena", "/api/recordings/7/audio", 403),
                           ("lena", "/api/recordings/9", 404)])
         self.assertEqual(refused[1].detail["reason"], "no finished recording with id '9'")
+        # The same refusal again within a minute is counted, then said once.
+        for _ in range(3):
+            yield self.get_json("/api/recordings/9", 404, **self.as_user("lena"))
+        self.clock.advance(61)
+        yield self.get_json("/api/recordings/9", 404, **self.as_user("lena"))
+        refused = [row.event for row in self.connection.audit_rows()
+                   if row.event.action == "refused"]
+        self.assertEqual([event.detail.get("repeated") for event in refused], [None, None, 3])
 
 
 class OpenAuditTests(HttpTestsMixin, TestCase):

@@ -838,6 +838,16 @@ class BodyAuthTests(BodyTestsMixin, TestCase):
                                        "Content-Length: 10"))
         self.assertIn("authentication", self.assert_answered_unread(transport, 401)["error"])
 
+    def test_a_change_with_junk_credentials_is_not_read(self) -> None:
+        """A POST to a change route is read only with credentials of the
+        right form: an Authorization that is no Basic or Bearer one, or a
+        cookie that is no session token, is answered unread and closed."""
+        for junk in ("Authorization: junk", "Cookie: recsvc_session=junk"):
+            channel, transport = self.connect()
+            channel.dataReceived(self.head("POST", "/api/recordings/7/notes", "Host: 127.0.0.1",
+                                           junk, "Content-Length: 10"))
+            self.assert_answered_unread(transport, 401)
+
     def test_a_small_body_with_the_token_is_read(self) -> None:
         """With the bearer token, a body within the limit is read and ignored."""
         channel, transport = self.connect()

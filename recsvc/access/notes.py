@@ -1,9 +1,12 @@
 """Notes and tags on a recording: what a supervisor writes of a call ("asked
 for a refund", tags ``dispute refund``), kept in the index database
 (INotes) beside the recordings, found by a search's ``note`` (text in a
-note or its tags) and ``tag`` (one tag exactly). A note is added, never
-changed: notes are part of the record, and each is in the audit trail.
-An erasure takes a recording's notes with it."""
+note or its tags) and ``tag`` (one tag exactly). A note is on one file of
+the recording (its first that the writer reaches), by that file's path:
+phones choose recording ids, and two phones' calls may share one, so an
+id alone would show one team's notes with another's call. A note is
+added, never changed: notes are part of the record, and each is in the
+audit trail. An erasure takes a recording's notes with it."""
 
 from __future__ import annotations
 
@@ -23,21 +26,24 @@ _TAG = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 @attrs.frozen
 class Note:
-    """A note on the recording ``recording_id``: who wrote it and when (ISO
-    UTC), its text and its tags."""
+    """A note on the recording ``recording_id``, on its file at ``path``
+    (as the index keys it): who wrote it and when (ISO UTC), its text and
+    its tags."""
 
     recording_id: str
+    path: str
     written_at: str
     author: str
     text: str
     tags: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"recording_id": self.recording_id, "written_at": self.written_at,
+        return {"recording_id": self.recording_id, "file": self.path.rsplit("/", 1)[-1],
+                "written_at": self.written_at,
                 "author": self.author, "text": self.text, "tags": list(self.tags)}
 
 
-COLUMNS = ("recording_id", "written_at", "author", "text", "tags")
+COLUMNS = ("recording_id", "path", "written_at", "author", "text", "tags")
 
 
 def check_text(text: Any) -> str:
@@ -84,14 +90,15 @@ def check_tag(tag: str) -> str:
     return only
 
 
-def note_of(recording_id: str, written_at: str, author: str, text: Any, tags: Any) -> Note:
+def note_of(recording_id: str, path: str, written_at: str, author: str, text: Any,
+            tags: Any) -> Note:
     """A note checked (see check_text, check_tags): text or tags, or both.
     Raises ValueError."""
     checked = check_text(text)
     kept = check_tags(tags if tags is not None else [])
     if not checked and not kept:
         raise ValueError("text: a note needs a text or tags")
-    return Note(recording_id, written_at, author, checked, kept)
+    return Note(recording_id, path, written_at, author, checked, kept)
 
 
 def tags_column(tags: Sequence[str]) -> str:
@@ -101,12 +108,13 @@ def tags_column(tags: Sequence[str]) -> str:
 
 
 def row_of(note: Note) -> tuple[str, ...]:
-    return (note.recording_id, note.written_at, note.author, note.text, tags_column(note.tags))
+    return (note.recording_id, note.path, note.written_at, note.author, note.text,
+            tags_column(note.tags))
 
 
 def note_of_row(row: Sequence[str]) -> Note:
-    recording_id, written_at, author, text, tags = row
-    return Note(recording_id, written_at, author, text, tuple(tags.split()))
+    recording_id, path, written_at, author, text, tags = row
+    return Note(recording_id, path, written_at, author, text, tuple(tags.split()))
 
 
 class INotes(Interface):
@@ -115,8 +123,9 @@ class INotes(Interface):
     def add_note(note: Note, audit: Any = None) -> None:
         """Keep ``note``, with ``audit``'s row in the same transaction."""
 
-    def notes_of(recording_id: str) -> list[Note]:
-        """A recording's notes, the oldest first."""
+    def notes_of(paths: Sequence[str]) -> list[Note]:
+        """The notes on these files (a recording's, that a user reaches),
+        the oldest first."""
 
-    def forget_notes(recording_ids: Sequence[str]) -> int:
-        """Delete the notes of these recordings (an erasure); how many."""
+    def forget_notes(paths: Sequence[str]) -> int:
+        """Delete the notes on these files (an erasure); how many."""

@@ -186,10 +186,12 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # Notes and tags on recordings (recsvc.access.notes), every node's.
     4: (
+        # (Bytewise, as the recordings' text: ILIKE folds ASCII letters
+        # only, as SQLite's LIKE does.)
         "CREATE TABLE notes (seq bigserial PRIMARY KEY, recording_id text NOT NULL, "
-        "written_at text NOT NULL, author text NOT NULL, text text NOT NULL, "
-        "tags text NOT NULL)",
-        "CREATE INDEX notes_by_recording ON notes (recording_id)",
+        "path text COLLATE \"C\" NOT NULL, written_at text NOT NULL, author text NOT NULL, "
+        "text text COLLATE \"C\" NOT NULL, tags text COLLATE \"C\" NOT NULL)",
+        "CREATE INDEX notes_by_path ON notes (path)",
     ),
 }
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"
@@ -338,19 +340,19 @@ class PostgresIndex:
     def add_note(self, note: Note, audit: AuditEvent | None = None) -> None:
         with self.pool.connection() as connection:
             connection.execute(f"INSERT INTO notes ({', '.join(NOTE_COLUMNS)}) VALUES "
-                               f"(%s, %s, %s, %s, %s)", note_row(note))
+                               f"(%s, %s, %s, %s, %s, %s)", note_row(note))
             _append_audit(connection, audit)
 
-    def notes_of(self, recording_id: str) -> list[Note]:
+    def notes_of(self, paths: Sequence[str]) -> list[Note]:
         with self.pool.connection() as connection:
             return [note_of_row(row) for row in connection.execute(
-                f"SELECT {', '.join(NOTE_COLUMNS)} FROM notes WHERE recording_id = %s "
-                f"ORDER BY seq", (recording_id,))]
+                f"SELECT {', '.join(NOTE_COLUMNS)} FROM notes WHERE path = ANY(%s) "
+                f"ORDER BY seq", (list(paths),))]
 
-    def forget_notes(self, recording_ids: Sequence[str]) -> int:
+    def forget_notes(self, paths: Sequence[str]) -> int:
         with self.pool.connection() as connection:
-            return connection.execute("DELETE FROM notes WHERE recording_id = ANY(%s)",
-                                      (list(recording_ids),)).rowcount
+            return connection.execute("DELETE FROM notes WHERE path = ANY(%s)",
+                                      (list(paths),)).rowcount
 
     def users(self) -> list[User]:
         with self.pool.connection() as connection:
@@ -614,7 +616,8 @@ def _conditions(query: Search, looked_up: bool = True) -> tuple[str, list[Any]]:
 
 def _plain_conditions(query: Search) -> tuple[list[str], list[Any]]:
     """The conditions that are not text, and the cursor's."""
-    where, params = field_conditions(query, mark="%s", local_digits="split_part(numbers, ' ', 1)")
+    where, params = field_conditions(query, mark="%s", local_digits="split_part(numbers, ' ', 1)",
+                                     like_any_case="ILIKE")  # (under "C": ASCII letters)
     if query.after is not None:
         condition, after_params = after_condition(
             _ORDER_BY[query.order], order_key_of(query.after, query.order), mark="%s")

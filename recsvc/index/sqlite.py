@@ -164,8 +164,9 @@ _USERS = (
 # Notes and tags on recordings (recsvc.access.notes).
 _NOTES = (
     "CREATE TABLE notes (seq INTEGER PRIMARY KEY, recording_id TEXT NOT NULL, "
-    "written_at TEXT NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL, tags TEXT NOT NULL)",
-    "CREATE INDEX notes_by_recording ON notes (recording_id)",
+    "path TEXT NOT NULL, written_at TEXT NOT NULL, author TEXT NOT NULL, text TEXT NOT NULL, "
+    "tags TEXT NOT NULL)",
+    "CREATE INDEX notes_by_path ON notes (path)",
 )
 
 # The schema of a new index, at SCHEMA_VERSION. An existing index is brought
@@ -364,19 +365,20 @@ class SqliteIndex:
 
     def add_note(self, note: Note, audit: AuditEvent | None = None) -> None:
         self._audited(lambda: self.sqlite.execute(
-            f"INSERT INTO notes ({', '.join(NOTE_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+            f"INSERT INTO notes ({', '.join(NOTE_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)",
             note_row(note)), audit)
 
-    def notes_of(self, recording_id: str) -> list[Note]:
-        return [note_of_row(row) for row in self.sqlite.execute(
-            f"SELECT {', '.join(NOTE_COLUMNS)} FROM notes WHERE recording_id = ? ORDER BY seq",
-            (recording_id,))]
+    def notes_of(self, paths: Sequence[str]) -> list[Note]:
+        notes = []
+        for path in dict.fromkeys(paths):
+            notes += self.sqlite.execute(
+                f"SELECT seq, {', '.join(NOTE_COLUMNS)} FROM notes WHERE path = ?", (path,))
+        return [note_of_row(row[1:]) for row in sorted(notes)]
 
-    def forget_notes(self, recording_ids: Sequence[str]) -> int:
+    def forget_notes(self, paths: Sequence[str]) -> int:
         with self.sqlite:
-            return sum(self.sqlite.execute("DELETE FROM notes WHERE recording_id = ?",
-                                           (recording_id,)).rowcount
-                       for recording_id in recording_ids)
+            return sum(self.sqlite.execute("DELETE FROM notes WHERE path = ?", (path,)).rowcount
+                       for path in paths)
 
     def users(self) -> list[User]:
         return [user_of(row) for row in self.sqlite.execute(

@@ -226,7 +226,7 @@ class Search:
             check_tag(self.tag)  # raises ValueError naming "tag"
         if self.min_duration_s is not None and not self.min_duration_s >= 0:
             raise ValueError(f"min_duration_s: {self.min_duration_s!r} is not a duration")
-        if self.order not in ORDERS and self.order.lstrip("-") not in COLUMN_ORDERS:
+        if self.order not in ORDERS and self.order.removeprefix("-") not in COLUMN_ORDERS:
             raise ValueError(f"order: {self.order!r} is not one of {', '.join(ORDERS)}, or a "
                              f"column ({', '.join(COLUMN_ORDERS)}; reversed with a leading -)")
         if self.after is not None:
@@ -313,12 +313,13 @@ def scoped(query: Search) -> bool:
     return query.devices_within is not None or query.numbers_within is not None
 
 
-def field_conditions(query: Search, mark: str = "?",
-                     local_digits: str = "") -> tuple[list[str], list[Any]]:
+def field_conditions(query: Search, mark: str = "?", local_digits: str = "",
+                     like_any_case: str = "LIKE") -> tuple[list[str], list[Any]]:
     """The conditions on the fields a search compares as they are: the
     direction, stop reason and id, since and until, the least duration, and
     the devices or local numbers it is within (``local_digits``: the
-    backend's expression of a row's local number's digits)."""
+    backend's expression of a row's local number's digits), and its note
+    and tag (``like_any_case``: the backend's LIKE that ignores case)."""
     where: list[str] = []
     params: list[Any] = []
     if query.devices_within is not None or query.numbers_within is not None:
@@ -342,23 +343,24 @@ def field_conditions(query: Search, mark: str = "?",
     if query.min_duration_s is not None:
         where.append(f"duration_s >= {mark}")
         params.append(query.min_duration_s)
-    notes, notes_params = note_conditions(query, mark)
+    notes, notes_params = note_conditions(query, mark, like_any_case)
     return where + notes, params + notes_params
 
 
-def note_conditions(query: Search, mark: str = "?") -> tuple[list[str], list[Any]]:
-    """The conditions of the search's note text and tag: the recording has
-    a note (recsvc.access.notes) with that text in it or its tags (any
-    case of ASCII letters), or with that tag."""
+def note_conditions(query: Search, mark: str = "?",
+                    like_any_case: str = "LIKE") -> tuple[list[str], list[Any]]:
+    """The conditions of the search's note text and tag: the file has a
+    note (recsvc.access.notes) with that text in it or its tags, the case
+    of ASCII letters ignored (``like_any_case``: SQLite's LIKE, PostgreSQL's
+    ILIKE over bytewise text), or with that tag."""
     where: list[str] = []
     params: list[Any] = []
     if query.note is not None:
-        where.append("recording_id IN (SELECT recording_id FROM notes WHERE "
-                     f"lower(text) LIKE {mark} ESCAPE '\\' OR tags LIKE {mark} ESCAPE '\\')")
-        params += [like_containing(query.note.strip().lower())] * 2
+        where.append(f"path IN (SELECT path FROM notes WHERE text {like_any_case} {mark} "
+                     f"ESCAPE '\\' OR tags {like_any_case} {mark} ESCAPE '\\')")
+        params += [like_containing(query.note.strip())] * 2
     if query.tag is not None:
-        where.append(f"recording_id IN (SELECT recording_id FROM notes WHERE tags LIKE {mark} "
-                     "ESCAPE '\\')")
+        where.append(f"path IN (SELECT path FROM notes WHERE tags LIKE {mark} ESCAPE '\\')")
         params.append(like_containing(f" {check_tag(query.tag)} "))
     return where, params
 
@@ -569,7 +571,7 @@ def rows_by_column(found_in: Any, query: Search) -> list[dict[str, Any]]:
             f"order: {query.order} sorts a search of at most {COLUMN_ORDER_AT_MOST} recordings"
             "; this one finds more: narrow it, or sort by date or duration")
     # (Stable, reversed too: the newest first among equals.)
-    return sorted(found_in.search_all(newest), key=COLUMN_ORDERS[query.order.lstrip("-")],
+    return sorted(found_in.search_all(newest), key=COLUMN_ORDERS[query.order.removeprefix("-")],
                   reverse=query.order.startswith("-"))
 
 

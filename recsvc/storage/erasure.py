@@ -56,15 +56,19 @@ def erase(found_in: Any, place: ErasurePlace, number: str, reason: str,
                           plan.whole(row.get("remote_number") or ""))]
     holds = found_in.holds()
     held_paths = {each.path: each for each in holds}
-    held_ids = {each.recording_id: each for each in holds}
-    recordings: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    held_recordings = _held_recordings(found_in, holds)
+    # A recording: its node, id and phone (two phones' calls may share an id).
+    recordings: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        recordings.setdefault((row.get("node") or "", row["id"]), []).append(row)
+        recordings.setdefault((row.get("node") or "", row["id"], row.get("device") or ""),
+                              []).append(row)
     erased: list[dict[str, Any]] = []
     refused, elsewhere, failure = [], [], None
-    for (node, recording_id), files in sorted(recordings.items()):
-        hold = held_ids.get(recording_id) or next(
-            (held_paths[row["path"]] for row in files if row["path"] in held_paths), None)
+    for (node, recording_id, device), files in sorted(recordings.items()):
+        hold = (held_recordings.get((recording_id, device))
+                or held_recordings.get((recording_id, None)) or next(
+                    (held_paths[row["path"]] for row in files if row["path"] in held_paths),
+                    None))
         if hold is not None:
             refused.append({"id": recording_id, "node": node, "reason": hold.reason})
         elif node not in ("", place.node):
@@ -74,9 +78,7 @@ def erase(found_in: Any, place: ErasurePlace, number: str, reason: str,
             notes = 0
             try:
                 _erase_files(found_in, place, files, gone)
-                if not list(found_in.search_all(index.Search(recording_id=recording_id))):
-                    # (Gone from the index, on every node: its notes with it.)
-                    notes = found_in.forget_notes([recording_id])
+                notes = found_in.forget_notes([row["path"] for row in files])
             except ErasureFailed as error:
                 failure = str(error)
             erased.append({"id": recording_id, "node": node,
@@ -96,6 +98,19 @@ def erase(found_in: Any, place: ErasurePlace, number: str, reason: str,
     lines += [f"not erased, on node {each['node']}: {each['id']} (erase it there)"
               for each in elsewhere]
     return "\n".join(lines)
+
+
+def _held_recordings(found_in: Any, holds: list[Any]) -> dict[tuple[str, str | None], Any]:
+    """The held recordings by their id and phone: a part finished after
+    the hold is held too. A held file no longer indexed holds every
+    recording of its id (device None: the safe side)."""
+    held: dict[tuple[str, str | None], Any] = {}
+    for each in holds:
+        devices = [row.get("device") or "" for row in found_in.search_all(
+            index.Search(recording_id=each.recording_id)) if row["path"] == each.path]
+        for device in devices or [None]:
+            held.setdefault((each.recording_id, device), each)
+    return held
 
 
 def _erase_files(found_in: Any, place: ErasurePlace, files: list[dict[str, Any]],

@@ -117,7 +117,8 @@ class UserResource(PostedAnswer):
     def answer(self, request: Request) -> Deferred[Any]:
         identity = require(request, roles.USERS)
         body = json_body(request, () if self.removing else _USER_FIELDS[1:])
-        if identity.user == self.name and (self.removing or "role" in body):
+        if identity.user == self.name and (self.removing or body.get("role", identity.role)
+                                           != identity.role):
             raise ApiError(409, "an admin does not remove or demote themselves here: "
                                 "another admin, or `recsvc user`, may")
         now = iso_utc(self.api.auditor.now())
@@ -145,10 +146,16 @@ class UserResource(PostedAnswer):
             changed = _user(lambda: attrs.evolve(
                 user, role=new_role, scopes=new_scopes, changed_at=now,
                 password_hash=password_hash or user.password_hash))
-            action = "user_password" if password_hash and role is None and scopes is None \
-                else "user_change"
-            found_in.replace_user(changed, audit=self.api.auditor.event_of(
-                identity, request, action, changed.name, _detail(changed)))
+            same = (changed.role, changed.scopes) == (user.role, user.scopes)
+            action = "user_password" if password_hash and same else "user_change"
+            detail = _detail(changed)
+            if password_hash:
+                detail["password"] = "changed (the user's sessions ended)"
+            try:
+                found_in.replace_user(changed, audit=self.api.auditor.event_of(
+                    identity, request, action, changed.name, detail))
+            except NoSuchUser:
+                raise ApiError(404, f"no user {self.name!r}") from None
             if password_hash:
                 found_in.end_sessions_of(changed.name)
             return changed
@@ -208,6 +215,10 @@ def _text(body: dict[str, Any], field: str) -> str:
 def _password(value: Any) -> str:
     if not isinstance(value, str) or len(value) < SHORTEST_PASSWORD:
         raise ApiError(400, f"password: at least {SHORTEST_PASSWORD} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "password: not text (a lone surrogate)") from None
     return value
 
 

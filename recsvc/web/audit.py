@@ -40,11 +40,17 @@ class Auditor:
     (a reactor's) ends the plays that went quiet, else they end with the
     next entry or `flush`."""
 
+    # A refusal written, the same again is counted for this long.
+    REFUSALS_EVERY = 60.0
+
     def __init__(self, run_index: Callable[..., Deferred[Any]], now: Callable[[], float],
                  call_later: Callable[..., Any] | None = None) -> None:
         self._run_index, self.now, self._call_later = run_index, now, call_later
         self.plays = Plays()
         self._timer: Any = None
+        # The refusals written lately: (actor, path, status): (when, how
+        # many more since, not written).
+        self._refusals: dict[tuple[str, str, int], tuple[float, int]] = {}
 
     def record(self, identity: Any, request: Request, action: str, target: str = "",
                detail: dict[str, Any] | None = None) -> Deferred[None]:
@@ -67,11 +73,24 @@ class Auditor:
     def refused(self, identity: Any, request: Request, status: int, reason: str) -> None:
         """A user refused a route (403: a right their role lacks; 404: a
         recording outside their scope, or none), written best effort (logged
-        if it cannot be): what they asked for, and why it was refused."""
-        path = request.path.decode("utf-8", "replace")
-        event = self.event_of(identity, request, "refused", path[:200], {
+        if it cannot be): what they asked for, and why it was refused. The
+        same refusal again within REFUSALS_EVERY seconds is counted, not
+        written: its next row says how many there were ("repeated"), so
+        that a loop of refused requests cannot flood the trail."""
+        path = request.path.decode("utf-8", "replace")[:200]
+        key = (actor_of(identity), path, status)
+        now = self.now()
+        if len(self._refusals) > 10_000:
+            self._refusals = {seen: when for seen, when in self._refusals.items()
+                              if now - when[0] < self.REFUSALS_EVERY}
+        last, repeated = self._refusals.get(key, (None, 0))
+        if last is not None and now - last < self.REFUSALS_EVERY:
+            self._refusals[key] = (last, repeated + 1)
+            return
+        self._refusals[key] = (now, 0)
+        event = self.event_of(identity, request, "refused", path, {
             "method": request.method.decode("ascii", "replace"), "status": status,
-            "reason": reason[:300]})
+            "reason": reason[:300], **({"repeated": repeated} if repeated else {})})
         if event is not None:
             self._write(event).addErrback(self._not_written, "refused")
 

@@ -55,8 +55,9 @@ from recsvc.web.answers import (
 from recsvc.web.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
 from recsvc.web.audit import Auditor, actor_of
-from recsvc.web.auth import OPEN, Directory, Gate, GuardedResource, Identity
-from recsvc.web.sessions import SESSION_COOKIE, SessionKeeper
+from recsvc.web.auth import (
+    OPEN, Directory, Gate, GuardedResource, Identity, basic_credentials, bearer_token)
+from recsvc.web.sessions import SessionKeeper, session_token
 from recsvc.access import roles
 from recsvc.access.audit import ACTIONS, AuditQuery
 from recsvc.access.holds import Hold, check_reason
@@ -292,7 +293,7 @@ class RecordingResource(AsyncAnswer):
         identity = require(request, roles.SEARCH)
 
         def found(rows: list[dict[str, Any]]) -> Deferred[Any]:
-            return self.api.run_index(_notes_and_hold, self.recording_id).addCallback(
+            return self.api.run_index(_notes_and_hold, rows).addCallback(
                 lambda marks: send_json(request, {
                     "id": self.recording_id, "files": [public(row) for row in rows],
                     "notes": [note.to_json() for note in marks[0]],
@@ -302,10 +303,19 @@ class RecordingResource(AsyncAnswer):
         return self.api.files_of(self.recording_id, identity).addCallback(found)
 
 
-def _notes_and_hold(found_in: Any, recording_id: str) -> tuple[list[Note], Hold | None]:
-    """A recording's notes, and its first hold (None: not held)."""
-    held = [each for each in found_in.holds() if each.recording_id == recording_id]
-    return found_in.notes_of(recording_id), (held[0] if held else None)
+def _notes_and_hold(found_in: Any, rows: list[dict[str, Any]]
+                    ) -> tuple[list[Note], Hold | None]:
+    """The notes and the first hold (None: none) of a recording's files
+    that the user reaches (``rows``: by their paths, never by the id alone,
+    which another phone's call may share)."""
+    held = _holds_of(found_in, rows)
+    return found_in.notes_of([row["path"] for row in rows]), (held[0] if held else None)
+
+
+def _holds_of(found_in: Any, rows: list[dict[str, Any]]) -> list[Hold]:
+    """The holds on the files of ``rows``."""
+    paths = {row["path"] for row in rows}
+    return [each for each in found_in.holds() if each.path in paths]
 
 
 class NotesResource(PostedAnswer):
@@ -319,16 +329,21 @@ class NotesResource(PostedAnswer):
     def answer(self, request: Request) -> Deferred[Any]:
         identity = require(request, roles.NOTE)
         body = json_body(request, ("text", "tags"))
-        try:
-            note = note_of(self.recording_id, iso_utc(self.api.auditor.now()),
-                           actor_of(identity), body.get("text", ""), body.get("tags"))
+        try:  # (checked before the recording is looked up)
+            note_of(self.recording_id, "", "", "", body.get("text", ""), body.get("tags"))
         except ValueError as error:
             raise ApiError(400, str(error)) from None
-        event = self.api.auditor.event_of(identity, request, "note", self.recording_id,
-                                          {"text": note.text, "tags": list(note.tags)})
-        return self.api.files_of(self.recording_id, identity).addCallback(
-            lambda _: self.api.run_index(_add_note, note, event)).addCallback(
-            lambda _: send_json(request, {"note": note.to_json()}, 201))
+
+        def found(rows: list[dict[str, Any]]) -> Deferred[Any]:
+            # On the recording's first file the user reaches.
+            first = min(rows, key=lambda row: (row.get("part") or 1, row["path"]))
+            note = note_of(self.recording_id, first["path"], iso_utc(self.api.auditor.now()),
+                           actor_of(identity), body.get("text", ""), body.get("tags"))
+            event = self.api.auditor.event_of(identity, request, "note", self.recording_id, {
+                "file": first.get("file") or "", "text": note.text, "tags": list(note.tags)})
+            return self.api.run_index(_add_note, note, event).addCallback(
+                lambda _: send_json(request, {"note": note.to_json()}, 201))
+        return self.api.files_of(self.recording_id, identity).addCallback(found)
 
 
 def _add_note(found_in: Any, note: Note, event: Any) -> None:
@@ -360,25 +375,32 @@ class HoldResource(PostedAnswer):
                                                   {"reason": reason, "files": files})
                 holds = [Hold(each["node"], each["path"], self.recording_id, reason,
                               actor_of(identity), now) for each in files]
-                return self.api.run_index(_hold, holds, event).addCallback(
+                return self.api.run_index(_hold, rows, holds, event).addCallback(
                     lambda _: send_json(request, {"held": {"reason": reason,
                                                            "held_by": actor_of(identity),
                                                            "held_at": now}}))
-            return self.api.run_index(_release, self.recording_id, reason, identity, request,
-                                      self.api.auditor).addCallback(
+            return self.api.run_index(_release, rows, self.recording_id, reason, identity,
+                                      request, self.api.auditor).addCallback(
                 lambda released: send_json(request, {"released": released}))
         return self.api.files_of(self.recording_id, identity).addCallback(found)
 
 
-def _hold(found_in: Any, holds: list[Hold], event: Any) -> None:
+def _hold(found_in: Any, rows: list[dict[str, Any]], holds: list[Hold], event: Any) -> None:
+    """Hold the files (blocking). Raises ApiError (409) if one is held
+    already: a hold keeps its first reason, and says so."""
+    held = _holds_of(found_in, rows)
+    if held:
+        raise ApiError(409, f"recording {holds[0].recording_id!r} is held already, since "
+                            f"{held[0].held_at} by {held[0].held_by}: {held[0].reason}")
     found_in.hold_files(holds, audit=event)
 
 
-def _release(found_in: Any, recording_id: str, reason: str, identity: Identity,
-             request: Request, auditor: Auditor) -> int:
-    """Release a recording's holds (blocking, on the index's thread); how
-    many files were held. Raises ApiError (409) if none is."""
-    held = [each for each in found_in.holds() if each.recording_id == recording_id]
+def _release(found_in: Any, rows: list[dict[str, Any]], recording_id: str, reason: str,
+             identity: Identity, request: Request, auditor: Auditor) -> int:
+    """Release the holds on a recording's files that the user reaches
+    (blocking, on the index's thread); how many files were held. Raises
+    ApiError (409) if none is."""
+    held = _holds_of(found_in, rows)
     if not held:
         raise ApiError(409, f"recording {recording_id!r} is not held")
     event = auditor.event_of(identity, request, "release", recording_id,
@@ -919,9 +941,10 @@ class _Site(server.Site):
         # gets them once its body is in.)
         command = getattr(request.channel, "_command", b"")
         path = getattr(request.channel, "_path", b"").split(b"?", 1)[0]
+        header = request.getHeader(b"authorization")
         return (command == b"POST" and POST_PATHS.match(path) is not None
-                and (request.getHeader(b"authorization") is not None
-                     or request.getCookie(SESSION_COOKIE) is not None))
+                and (basic_credentials(header) is not None or bearer_token(header) is not None
+                     or session_token(request) is not None))
 
     def getResourceFor(self, request: Request) -> Resource:
         request.began = self.now()
