@@ -1202,7 +1202,7 @@
     if (document.hidden) {
       clearTimeout(liveTimer);
     } else {
-      refreshLive();
+      if (may("search")) refreshLive();
       checkHealth();
     }
   });
