@@ -9,7 +9,6 @@ each step (docs/ keeps those pictures)."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
@@ -24,7 +23,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import readBody
 
 from recsvc.access.audit import audit_event
 from recsvc.access.scopes import parse_scopes
@@ -34,7 +33,7 @@ from recsvc.index.sqlite import SqliteIndex
 from recsvc.passwords import hash_password
 from tests import browser
 from tests.support.builders import audio
-from tests.support.loopback import LoopbackServiceMixin
+from tests.support.loopback import WebLoopbackMixin
 
 SALES = CallParties("2001", "Sales desk", "13800138000", "Customer A")
 SUPPORT = CallParties("3001", "Support desk", "13900139000", "Customer B")
@@ -44,7 +43,7 @@ USERS = (("lena", "listener", ("group:sales",)), ("sam", "supervisor", ("group:s
          ("audrey", "auditor", ()), ("ada", "admin", ()))
 
 
-class AccessInTheBrowserTests(LoopbackServiceMixin, TestCase):
+class AccessInTheBrowserTests(WebLoopbackMixin, TestCase):
     timeout = 120
 
     def more_config(self) -> dict:
@@ -57,13 +56,6 @@ class AccessInTheBrowserTests(LoopbackServiceMixin, TestCase):
                                   audit=audit_event(ADDED_AT, "root", "cli",
                                                     "user_add", name, {"role": role}))
         return {"groups": {"sales": {"numbers": ["2001"]}, "support": {"numbers": ["3001"]}}}
-
-    @inlineCallbacks
-    def setUp(self):
-        yield super().setUp()
-        http = yield self.tree.getServiceNamed("http").whenListening()
-        self.base = f"http://127.0.0.1:{http.getHost().port}"
-        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
 
     @inlineCallbacks
     def indexed(self, recording_id: str):
@@ -113,6 +105,11 @@ class AccessInTheBrowserTests(LoopbackServiceMixin, TestCase):
         self.assertEqual(seen["supervisor_by_note"], ["sales-1"])
         self.assertEqual(seen["supervisor_by_tag"], ["sales-1"])
         self.assertTrue(seen["waveform_drawn"])
+        self.assertEqual(seen["keys"], {"k": True, "l": 2.0, "j": 0.0})
+        self.assertEqual(seen["sorted"], [
+            "?order=-remote&page_size=25", "descending",
+            "Recordings 1–1 of 1, by remote number, reversed · page 1",
+            "/api/export?order=-remote"])
         # The auditor: the trail's view, those actions in it.
         self.assertEqual(seen["auditor_view"], {"audit": True, "recordings": False})
         actions = [tuple(row) for row in seen["auditor_rows"]]
@@ -198,7 +195,21 @@ class AccessInTheBrowserTests(LoopbackServiceMixin, TestCase):
         page.click(page.find('#note-form button[type="submit"]'))
         seen["supervisor_notes"] = page.run_async(WAIT_FOR_A_NOTE)
         seen["waveform_drawn"] = page.run_async(WAIT_FOR_WAVEFORM)
+        seen["keys"] = page.run_async(KEYS)
         photograph("page-supervisor-note")
+        # A column heading sorts (again: reversed), the page size and the
+        # export follow the search.
+        page.click(page.find('#results th[data-order="remote"] button'))
+        page.run_async(WAIT_FOR_SEARCH)
+        page.click(page.find('#results th[data-order="remote"] button'))
+        page.run_async(WAIT_FOR_SEARCH)
+        page.run("document.getElementById('f-page-size').value = '25'")
+        page.click(page.find('#search button[type="submit"]'))
+        page.run_async(WAIT_FOR_SEARCH)
+        seen["sorted"] = page.run(
+            "return [location.search, document.querySelector('#results th[data-order=\"remote\"]')"
+            ".getAttribute('aria-sort'), document.getElementById('count').textContent, "
+            "document.getElementById('export').getAttribute('href')]")
         page.go(self.base + "/?" + urllib.parse.urlencode({"note": "refund"}))
         seen["supervisor_by_note"] = page.run_async(WAIT_FOR_SEARCH)
         page.click(page.find('#results tbody tr[data-id="sales-1"]'))
@@ -308,6 +319,28 @@ WAIT_FOR_ERASED = waiting('const said = document.querySelectorAll("#erase-said l
                           "if (said.length) return [...said].map(li => li.textContent);")
 AUDIT_ROWS = ("return [...document.querySelectorAll('#audit-table tbody tr')].map(tr => "
               "[...tr.children].slice(2, 6).filter((_, i) => i !== 1).map(td => td.textContent))")
+KEYS = """
+const done = arguments[arguments.length - 1];
+const audio = document.getElementById("audio");
+const press = (key) => document.body.dispatchEvent(new KeyboardEvent("keydown", {key, bubbles: true}));
+const settle = () => new Promise((resolve) => setTimeout(resolve, 300));
+(async () => {
+  audio.pause();
+  audio.currentTime = 0;
+  await settle();
+  press("k");
+  await settle();
+  const played = !audio.paused;
+  audio.pause();
+  audio.currentTime = 0;
+  press("l");
+  await settle();
+  const on = audio.currentTime;
+  press("j");
+  await settle();
+  done({k: played, l: Math.round(on), j: Math.round(audio.currentTime)});
+})();
+"""
 LISTENER_API = """
 const done = arguments[arguments.length - 1];
 const status = (url) => fetch(url, {cache: "no-store"}).then(r => r.status);

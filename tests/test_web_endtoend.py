@@ -17,20 +17,20 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
-from twisted.web.client import Agent, HTTPConnectionPool, readBody
+from twisted.web.client import readBody
 from twisted.web.server import Site
 
 from recsvc.phonesim.phone import rtp_packets, send_rtp
 from tests import browser
 from recsvc.control.commands import CallParties
 from tests.support.builders import audio
-from tests.support.loopback import LoopbackServiceMixin
+from tests.support.loopback import WebLoopbackMixin
 from tests.support.webhook import RecordingResource
 
 NUMBER_AS_TYPED = "138 0013 8000"
 
 
-class WebEndToEndTests(LoopbackServiceMixin, TestCase):
+class WebEndToEndTests(WebLoopbackMixin, TestCase):
     timeout = 60
 
     def more_config(self) -> dict:
@@ -39,13 +39,6 @@ class WebEndToEndTests(LoopbackServiceMixin, TestCase):
         self.addCleanup(listening.stopListening)
         url = f"http://127.0.0.1:{listening.getHost().port}/recsvc/finished?source=test"
         return {"hooks": {"on_finish": url}}
-
-    @inlineCallbacks
-    def setUp(self):
-        yield super().setUp()
-        http = yield self.tree.getServiceNamed("http").whenListening()
-        self.base = f"http://127.0.0.1:{http.getHost().port}"
-        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
 
     @inlineCallbacks
     def get(self, path: str):

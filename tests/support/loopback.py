@@ -11,6 +11,7 @@ import time
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import deferLater
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from recsvc import makeService
 from recsvc.control.commands import CallParties
@@ -75,6 +76,18 @@ class LoopbackServiceMixin:
         stopped = phone.stop(recording_id, updates=(("remote_name", "Transferred"),))
         phone.close()
         return started, stopped
+
+
+class WebLoopbackMixin(LoopbackServiceMixin):
+    """The service tree with its HTTP side: ``base``, its URL, and
+    ``agent``, a client of it."""
+
+    @inlineCallbacks
+    def setUp(self):
+        yield super().setUp()
+        http = yield self.tree.getServiceNamed("http").whenListening()
+        self.base = f"http://127.0.0.1:{http.getHost().port}"
+        self.agent = Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False))
 
 
 def reap(process: subprocess.Popen) -> None:
