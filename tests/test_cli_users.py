@@ -70,7 +70,7 @@ class UserCommandTests(UsersCase):
         with closing(open_index(self.database)) as found_in:
             found_in.add_session(Session("f" * 64, "alice", 0.0, 4e9), 1.0)
         status, out, _ = self.user_command("passwd", "alice", password="a new password\n")
-        self.assertEqual((status, out), (0, "changed the password of alice (and ended their 1 "
+        self.assertEqual((status, out), (0, "changed the password of alice (and ended their "
                                             "sessions of the page)\n"))
         with closing(open_index(self.database, read_only=True)) as found_in:
             self.assertIsNone(found_in.session("f" * 64))

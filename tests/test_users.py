@@ -148,6 +148,25 @@ class UsersContract:
         self.assertEqual(self.users.user("alice"), changed)
         self.assertRaises(NoSuchUser, self.users.replace_user, user("nobody"))
 
+    def test_a_new_password_or_removal_ends_the_sessions(self) -> None:
+        """A new password ends the user's sessions with the change (one
+        transaction), another change keeps them; a removal ends them."""
+        import attrs
+
+        from recsvc.access.sessions import Session
+
+        self.users.add_user(user("alice"))
+        self.users.add_user(user("bob"))
+        for token, name in (("a" * 64, "alice"), ("b" * 64, "bob")):
+            self.users.add_session(Session(token, name, 0.0, 4e9), 1.0)
+        alice = self.users.user("alice")
+        self.users.replace_user(attrs.evolve(alice, changed_at="later"))
+        self.assertIsNotNone(self.users.session("a" * 64))
+        self.users.replace_user(attrs.evolve(alice, password_hash=hash_password("new", 1000)))
+        self.assertIsNone(self.users.session("a" * 64))
+        self.users.remove_user("bob")
+        self.assertIsNone(self.users.session("b" * 64))
+
     def test_remove(self) -> None:
         """A user removed is gone; removing one that is not there fails."""
         self.users.add_user(user("alice"))

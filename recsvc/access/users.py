@@ -136,9 +136,10 @@ class IUsers(Interface):
 
     def replace_user(user: User, audit: Any = None) -> None:
         """Keep ``user`` in place of the user of its name (its role, scopes,
-        password or times changed), with ``audit`` as add_user; NoSuchUser
-        if there is none."""
+        password or times changed), with ``audit`` as add_user; a new
+        password ends the user's sessions (recsvc.access.sessions) in the
+        same transaction; NoSuchUser if there is none."""
 
     def remove_user(name: str, audit: Any = None) -> None:
-        """Forget a user, with ``audit`` as add_user; NoSuchUser if there is
-        none."""
+        """Forget a user and end their sessions, with ``audit`` as
+        add_user; NoSuchUser if there is none."""

