@@ -63,8 +63,12 @@ def free_pair() -> int:
 
 
 def free_run(count: int) -> int:
-    """The first of ``count`` neighbouring loopback UDP ports free right now."""
-    for first in range(HIGH - count + 1, LOW, -count):
+    """The first of ``count`` neighbouring loopback UDP ports free right now,
+    tried in a random order: `make test` runs two workers, and both taking
+    the same first run at once would find it taken when they bind it."""
+    firsts = list(range(HIGH - count + 1, LOW, -count))
+    random.shuffle(firsts)
+    for first in firsts:
         socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(count)]
         try:
             for offset, sock in enumerate(socks):
