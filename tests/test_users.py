@@ -11,7 +11,8 @@ from zope.interface.verify import verifyObject
 
 from recsvc.access import roles
 from recsvc.access.scopes import (
-    ALL, EVERYTHING, Group, Scope, parse_scope, parse_scopes, reach_of, unknown_groups)
+    ALL, EVERYTHING, NOTHING, Group, Scope, parse_scope, parse_scopes, reach_of, unknown_groups,
+    user_reach)
 from recsvc.access.users import IUsers, NoSuchUser, User, UserExists
 from recsvc.index import sqlite as sqlite_index
 from recsvc.passwords import hash_password
@@ -82,6 +83,11 @@ class ScopeTests(SynchronousTestCase):
         self.assertFalse(reach_of(parse_scopes(["group:support"]), groups).includes(
             {"device": "00a859000001"}))
         self.assertEqual(reach_of((ALL,), {}), EVERYTHING)
+        # A role without a scope: an admin every recording, an auditor none.
+        self.assertEqual(user_reach("admin", (), groups), EVERYTHING)
+        self.assertEqual(user_reach("auditor", (), groups), NOTHING)
+        self.assertEqual(user_reach("listener", parse_scopes(["group:sales"]), groups),
+                         reach_of(parse_scopes(["group:sales"]), groups))
         self.assertEqual(unknown_groups(parse_scopes(["group:sales", "group:x"]), groups), ["x"])
 
 

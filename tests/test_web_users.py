@@ -140,6 +140,17 @@ class BootstrapAdminTests(UsersCase):
         self.assertEqual((yield self.ids("lena")), ["8", "7"])
 
 
+class DatabaseAdminTests(UsersCase):
+    @inlineCallbacks
+    def test_an_admin_of_the_database_reaches_every_recording(self) -> None:
+        """An admin kept in the index database (no scope, as the role has
+        none) finds and opens every recording, as http.auth's admins do."""
+        self.add_user("ada", "admin")
+        self.clock.advance(httpauth.DIRECTORY_REFRESH)
+        self.assertEqual((yield self.ids("ada")), ["9", "8", "7"])
+        yield self.get_json("/api/recordings/9", **self.as_user("ada"))
+
+
 class FirstUserTests(HttpTestsMixin, TestCase):
     """No user, no http.auth: open, as before; the first user added closes
     it (within the users' refresh), a user removed or given a new password

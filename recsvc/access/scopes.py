@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import attrs
 
+from recsvc.access.roles import SEARCH, UNSCOPED, may
 from recsvc.devices import device_key, parse_mac
 from recsvc.index.numberplan import digits_of
 
@@ -117,6 +118,15 @@ class Reach:
 
 NOTHING = Reach(False)
 EVERYTHING = Reach(True)
+
+
+def user_reach(role: str, scopes: Iterable[Scope], groups: Mapping[str, Group]) -> Reach:
+    """What a user of ``role`` reaches: a role without a scope (an admin,
+    an auditor) every recording if it may search them, else none; any
+    other, its ``scopes``' (`reach_of`)."""
+    if role in UNSCOPED:
+        return EVERYTHING if may(role, SEARCH) else NOTHING
+    return reach_of(scopes, groups)
 
 
 def reach_of(scopes: Iterable[Scope], groups: Mapping[str, Group]) -> Reach:

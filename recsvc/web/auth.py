@@ -24,7 +24,7 @@ from twisted.web.resource import IResource, Resource, getChildForRequest
 from twisted.web.server import Request
 from twisted.web.util import DeferredResource
 
-from recsvc.access.scopes import EVERYTHING, NOTHING, Group, Reach, reach_of
+from recsvc.access.scopes import EVERYTHING, NOTHING, Group, Reach, user_reach
 from recsvc.access.sessions import token_hash
 from recsvc.access.users import User
 from recsvc.admission import RefusalLog, source_of
@@ -171,7 +171,8 @@ class Directory:
             each.callback(result)
 
     def identity(self, user: User) -> Identity:
-        return Identity(user.name, "basic", user.role, reach_of(user.scopes, self.groups))
+        return Identity(user.name, "basic", user.role,
+                        user_reach(user.role, user.scopes, self.groups))
 
 
 def _user_of_token(token: bytes, users: dict[str, User]) -> User | None:
