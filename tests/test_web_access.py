@@ -9,6 +9,7 @@ each step (docs/ keeps those pictures)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -30,9 +31,12 @@ from recsvc.access.scopes import parse_scopes
 from recsvc.access.users import User
 from recsvc.control.commands import CallParties
 from recsvc.index.sqlite import SqliteIndex
+from recsvc.media.codec import WAVE_FORMAT_ALAW
 from recsvc.passwords import hash_password
+from recsvc.storage.folder import sidecar_path
+from recsvc.storage.wav import WavFileWriter, WavFormat
 from tests import browser
-from tests.support.builders import audio
+from tests.support.builders import audio, sidecar
 from tests.support.loopback import WebLoopbackMixin
 
 SALES = CallParties("2001", "Sales desk", "13800138000", "Customer A")
@@ -55,7 +59,24 @@ class AccessInTheBrowserTests(WebLoopbackMixin, TestCase):
                                        hash_password(PASSWORD, 1000), ADDED_AT, ADDED_AT),
                                   audit=audit_event(ADDED_AT, "root", "cli",
                                                     "user_add", name, {"role": role}))
+        self.recorded_before("dtmf-1")
         return {"groups": {"sales": {"numbers": ["2001"]}, "support": {"numbers": ["3001"]}}}
+
+    def recorded_before(self, recording_id: str) -> None:
+        """A support call recorded before the service starts (it indexes
+        it as it starts), with keys pressed and a jittery network."""
+        data = sidecar(recording_id, local_number="3001", device="00:a8:59:00:00:77",
+                       started_at="2026-12-06T09:00:00.000Z", jitter_ms=12.5,
+                       dtmf=[{"digit": "4", "offset_s": 1.0, "duration_ms": 160.0},
+                             {"digit": "#", "offset_s": 61.0, "duration_ms": 160.0}],
+                       file=f"{recording_id}.wav")
+        wav = os.path.join(self.root, "00a859000077", "2026", "12", "06", data["file"])
+        os.makedirs(os.path.dirname(wav), exist_ok=True)
+        writer = WavFileWriter(wav, WavFormat(WAVE_FORMAT_ALAW, 8000, 8))
+        writer.write(b"\xd5" * 16000)
+        writer.close()
+        with open(sidecar_path(wav), "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
 
     @inlineCallbacks
     def indexed(self, recording_id: str):
@@ -78,7 +99,7 @@ class AccessInTheBrowserTests(WebLoopbackMixin, TestCase):
             raise SkipTest(why)
         yield deferToThread(self.call, "bare", "sales-1", audio(2, seed=21), parties=SALES)
         yield deferToThread(self.call, "bare", "support-1", audio(2, seed=22), parties=SUPPORT)
-        for recording_id in ("sales-1", "support-1"):
+        for recording_id in ("sales-1", "support-1", "dtmf-1"):
             yield self.indexed(recording_id)
         # Without a session, the API asks for credentials and the page signs in.
         response = yield self.agent.request(b"GET", (self.base + "/api/recordings").encode())
@@ -125,6 +146,10 @@ class AccessInTheBrowserTests(WebLoopbackMixin, TestCase):
         self.assertIn(["lee", "listener", "group:support"], seen["admin_users"])
         self.assertEqual(seen["admin_erased"][0], "erased 1 recordings (2 files) of 13900139000; "
                                                   "the disposal record is in the audit trail")
+        self.assertEqual((seen["details"]["DTMF"], seen["details"]["Jitter"]),
+                         ("4 at 0:01, # at 1:01", "12.5 ms"))
+        # At 400 px: no sideways scrolling, the least needed columns gone.
+        self.assertEqual(seen["narrow"], [True, ["date", "local", "remote", "duration"]])
 
         # `recsvc audit verify` passes; a row changed by hand breaks it.
         status, out, err = yield deferToThread(self.audit_verify)
@@ -220,6 +245,10 @@ class AccessInTheBrowserTests(WebLoopbackMixin, TestCase):
         page.go(self.base + "/?play=sales-1")
         page.run_async(WAIT_FOR_SEARCH)
         page.run_async(WAIT_FOR_NOTES)
+        seen["narrow"] = page.run(
+            "return [document.documentElement.scrollWidth <= window.innerWidth, "
+            "[...document.querySelectorAll('#results thead th')]"
+            ".filter(th => th.offsetParent !== null).map(th => th.dataset.order)]")
         photograph("page-400px")
         page.set_window(1280, 800)
         page.click(page.find("#logout"))
@@ -253,6 +282,12 @@ class AccessInTheBrowserTests(WebLoopbackMixin, TestCase):
         page.click(page.find('#erase-form button[type="submit"]'))
         seen["admin_erased"] = page.run_async(WAIT_FOR_ERASED)
         photograph("page-admin")
+        # A call's keys pressed and its network on its detail panel.
+        page.go(self.base + "/?play=dtmf-1")
+        page.run_async(WAIT_FOR_NOTES)
+        seen["details"] = page.run(
+            "return Object.fromEntries([...document.querySelectorAll('#details dt')]"
+            ".map(dt => [dt.textContent, dt.nextElementSibling.textContent]))")
         return seen
 
 
