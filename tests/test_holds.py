@@ -51,6 +51,9 @@ class HoldsContract:
         self.assertEqual([(each.node, each.path, each.reason) for each in self.holds.holds()],
                          [("rec-a", "d/7.wav", "dispute 42"), ("rec-b", "d/7.wav", "dispute 42"),
                           ("", "d/8.wav", "dispute 42")])
+        self.assertEqual([(each.node, each.path) for each in self.holds.holds_on(
+            ["d/8.wav", "d/7.wav", "none"])],
+                         [("", "d/8.wav"), ("rec-a", "d/7.wav"), ("rec-b", "d/7.wav")])
         # (Whatever node: a node renamed keeps its holds.)
         self.assertEqual(self.holds.held_paths("rec-c"), {"d/7.wav", "d/8.wav"})
         self.assertEqual(self.holds.release_files([("rec-a", "d/7.wav"), ("rec-a", "none")],

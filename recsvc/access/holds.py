@@ -56,6 +56,9 @@ class IHolds(Interface):
     def holds() -> list[Hold]:
         """Every held file, by recording id."""
 
+    def holds_on(paths: Sequence[str]) -> list[Hold]:
+        """The holds on these files (a recording's, that a user reaches)."""
+
     def held_paths(node: str) -> frozenset[str]:
         """The paths of the held files, whatever node they were held on: a
         node renamed (its name is the host's by default) keeps its holds,

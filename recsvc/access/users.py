@@ -13,10 +13,10 @@ from recsvc.access.roles import UNSCOPED, check_role
 from recsvc.access.scopes import ALL, Scope, parse_scopes
 from recsvc.passwords import check_password_hash
 
-# A user's name: what basic authentication and the login page carry (no
-# colon, no space), and what the audit trail shows.
 # The shortest password a user may be given (the CLI's and the page's).
 SHORTEST_PASSWORD = 8
+# A user's name: what basic authentication and the login page carry (no
+# colon, no space), and what the audit trail shows.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 

@@ -331,6 +331,12 @@ class PostgresIndex:
                 f"SELECT {', '.join(HOLD_COLUMNS)} FROM holds "
                 f"ORDER BY recording_id, node, path")]
 
+    def holds_on(self, paths: Sequence[str]) -> list[Hold]:
+        with self.pool.connection() as connection:
+            return [hold_of(row) for row in connection.execute(
+                f"SELECT {', '.join(HOLD_COLUMNS)} FROM holds WHERE path = ANY(%s) "
+                f"ORDER BY node, path", (list(paths),))]
+
     def held_paths(self, node: str) -> frozenset[str]:
         with self.pool.connection() as connection:
             return frozenset(row[0] for row in connection.execute(

@@ -358,6 +358,13 @@ class SqliteIndex:
         return [hold_of(row) for row in self.sqlite.execute(
             f"SELECT {', '.join(HOLD_COLUMNS)} FROM holds ORDER BY recording_id, node, path")]
 
+    def holds_on(self, paths: Sequence[str]) -> list[Hold]:
+        held = []
+        for path in dict.fromkeys(paths):
+            held += self.sqlite.execute(
+                f"SELECT {', '.join(HOLD_COLUMNS)} FROM holds WHERE path = ?", (path,))
+        return [hold_of(row) for row in sorted(held)]
+
     def held_paths(self, node: str) -> frozenset[str]:
         return frozenset(row[0] for row in self.sqlite.execute(
             "SELECT path FROM holds UNION SELECT path FROM recordings WHERE recording_id IN "

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -29,7 +29,7 @@ from recsvc.passwords import hash_password
 from recsvc.storage import erasure
 from recsvc.summary import iso_utc
 from recsvc.web.answers import (
-    ApiError, AsyncAnswer, PostedAnswer, json_body, require, send_json)
+    ApiError, AsyncAnswer, ErrorResource, PostedAnswer, json_body, require, send_json)
 from recsvc.web.audit import actor_of
 
 # The fields a user's change may carry.
@@ -61,7 +61,7 @@ class UsersResource(AsyncAnswer):
             name = ""
         removing = request.postpath == [b"remove"]
         if request.postpath not in ([], [b""], [b"remove"]) or not name:
-            return _NoSuchRoute()
+            return ErrorResource(404, "no such resource")
         request.postpath.clear()
         return UserResource(self, name, removing)
 
@@ -132,9 +132,7 @@ class UserResource(PostedAnswer):
         if role is None and scopes is None and password is None:
             raise ApiError(400, "nothing to change: role, scopes or password")
         hashing = (self.users.run_blocking(hash_password, password) if password is not None
-                   else Deferred())
-        if password is None:
-            hashing.callback(None)
+                   else succeed(None))
 
         def change(found_in: Any, password_hash: str | None) -> User:
             user = found_in.user(self.name)
@@ -194,13 +192,6 @@ class EraseResource(PostedAnswer):
                                str(error)) from None
         return self.api.run_index(erase).addCallback(
             lambda said: send_json(request, {"said": said.splitlines()}))
-
-
-class _NoSuchRoute(Resource):
-    isLeaf = True
-
-    def render(self, request: Request) -> bytes:
-        return send_json(request, {"error": "no such resource"}, 404)
 
 
 def _text(body: dict[str, Any], field: str) -> str:

@@ -194,3 +194,24 @@ def still_there(request: Request) -> bool:
     """Whether the client still waits for an answer (it may have gone while
     a thread worked for it)."""
     return not request.finished and not getattr(request, "_disconnected", False)
+
+
+class JsonAnswer(Resource):
+    """A JSON answer of ``status``."""
+
+    isLeaf = True
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__()
+        self.status, self.body = status, body
+
+    def render(self, request: Request) -> bytes:
+        request.setHeader(b"cache-control", b"no-store")
+        return send_json(request, self.body, self.status)
+
+
+class ErrorResource(JsonAnswer):
+    """``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, {"error": message})

@@ -33,6 +33,7 @@ import time
 from typing import Any, Callable
 from urllib.parse import quote
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.python.failure import Failure
@@ -50,8 +51,8 @@ from recsvc.storage.erasure import ErasurePlace
 from recsvc.web import playback
 from recsvc.web.admin import EraseResource, UsersResource
 from recsvc.web.answers import (
-    ApiError, AsyncAnswer, PostedAnswer, argument, header_text, identity_of, json_body,
-    require, send_json, still_there, within_reach)
+    ApiError, AsyncAnswer, ErrorResource, JsonAnswer, PostedAnswer, argument, header_text,
+    identity_of, json_body, require, send_json, still_there, within_reach)
 from recsvc.web.accesslog import AccessLog
 from recsvc.config import HttpAuthConfig
 from recsvc.web.audit import Auditor, actor_of
@@ -314,8 +315,7 @@ def _notes_and_hold(found_in: Any, rows: list[dict[str, Any]]
 
 def _holds_of(found_in: Any, rows: list[dict[str, Any]]) -> list[Hold]:
     """The holds on the files of ``rows``."""
-    paths = {row["path"] for row in rows}
-    return [each for each in found_in.holds() if each.path in paths]
+    return found_in.holds_on([row["path"] for row in rows])
 
 
 class NotesResource(PostedAnswer):
@@ -330,15 +330,15 @@ class NotesResource(PostedAnswer):
         identity = require(request, roles.NOTE)
         body = json_body(request, ("text", "tags"))
         try:  # (checked before the recording is looked up)
-            note_of(self.recording_id, "", "", "", body.get("text", ""), body.get("tags"))
+            written = note_of(self.recording_id, "", iso_utc(self.api.auditor.now()),
+                              actor_of(identity), body.get("text", ""), body.get("tags"))
         except ValueError as error:
             raise ApiError(400, str(error)) from None
 
         def found(rows: list[dict[str, Any]]) -> Deferred[Any]:
             # On the recording's first file the user reaches.
             first = min(rows, key=lambda row: (row.get("part") or 1, row["path"]))
-            note = note_of(self.recording_id, first["path"], iso_utc(self.api.auditor.now()),
-                           actor_of(identity), body.get("text", ""), body.get("tags"))
+            note = attrs.evolve(written, path=first["path"])
             event = self.api.auditor.event_of(identity, request, "note", self.recording_id, {
                 "file": first.get("file") or "", "text": note.text, "tags": list(note.tags)})
             return self.api.run_index(_add_note, note, event).addCallback(
@@ -741,27 +741,6 @@ class HealthResource(Resource):
         return send_json(request, body, 200 if not problems else 503)
 
 
-class JsonAnswer(Resource):
-    """A JSON answer of ``status``."""
-
-    isLeaf = True
-
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__()
-        self.status, self.body = status, body
-
-    def render(self, request: Request) -> bytes:
-        request.setHeader(b"cache-control", b"no-store")
-        return send_json(request, self.body, self.status)
-
-
-class ErrorResource(JsonAnswer):
-    """``{"error": message}`` with ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, {"error": message})
-
-
 class ApiRoot(Resource):
     def __init__(self, api: Api, now: Callable[[], float]) -> None:
         super().__init__()
@@ -922,9 +901,11 @@ class _Site(server.Site):
     def reads_body(self, request: _Request, length: int | None) -> bool:
         """Whether a request's body of ``length`` bytes (None: chunked, a
         length not known) is read, decided when its headers are in: only a
-        small one (the API takes none), from a client whose Host is
-        answered where no credentials are asked for, else whose credentials
-        are good without a password check. A larger one is refused (413)."""
+        small one (a change's JSON), from a client whose Host is answered
+        where no credentials are asked for, else whose credentials are good
+        without a password check, or that POSTs a change with credentials
+        of the right form (checked before the body is used). A larger one
+        is refused (413)."""
         if length == 0:
             return True
         if length is None or length > MAX_BODY_BYTES:
